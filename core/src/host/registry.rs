@@ -1,0 +1,1548 @@
+//! The flat model registry: one folder of versioned model files plus an aliases file, the
+//! file-based counterpart of MLflow's model registry.
+//!
+//! ```text
+//! <dir>/mnist.v1.pismo      model `mnist`, version 1 (bytes of `crate::format`)
+//! <dir>/mnist.v2.pismo
+//! <dir>/aliases.json        {"default": "mnist@2", "best": "mnist@1"}
+//! <dir>/aliases.lock        present only while an alias update runs
+//! ```
+//!
+//! Model names and aliases are 1–64 characters of `[a-z0-9_-]` starting with a letter or a
+//! digit; an alias is not all digits (it would read as a version). Everything else in the
+//! folder (temp files start with `.`, foreign files) is ignored.
+//!
+//! A model reference ([`Registry::resolve`]) is one of:
+//!
+//! | reference      | means                                                                 |
+//! |----------------|-----------------------------------------------------------------------|
+//! | (none)         | the `default` alias, else the newest created model                     |
+//! | `NAME@7`       | version 7 of NAME                                                      |
+//! | `NAME@ALIAS`   | the alias ALIAS, which must point at a version of NAME                 |
+//! | `NAME`         | the version `default` points at if it is one of NAME's, else NAME's highest version; if there is no model NAME, the alias NAME |
+//!
+//! Guarantees:
+//! - A model file under its final name is complete and never rewritten. [`Registry::register`]
+//!   writes a unique temp file, fsyncs it and hard-links it to `<name>.v<version>.pismo`;
+//!   linking fails when that name exists, so concurrent writers (threads or processes) never
+//!   clobber each other: the loser retries with the next version. The temp file is removed in
+//!   every case.
+//! - Versions of a name count up from 1 (next = highest existing + 1). Deleting the highest
+//!   version frees its number for the next registration.
+//! - `aliases.json` changes only under `aliases.lock` (read-modify-write) and is replaced by
+//!   rename, so readers see the old or the new file, never a partial one. [`Registry::delete`]
+//!   holds the same lock, so no alias is left pointing at a model deleted through the registry.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::hyper::{Hyper, Metrics};
+
+/// Extension of model files.
+pub const EXTENSION: &str = "pismo";
+/// The aliases file inside the registry folder.
+pub const ALIASES_FILE: &str = "aliases.json";
+/// The lock file taken while the aliases change.
+pub const LOCK_FILE: &str = "aliases.lock";
+/// The alias used when a reference names no version.
+pub const DEFAULT_ALIAS: &str = "default";
+/// Longest model name or alias.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A lock file older than this belongs to a crashed process and is removed.
+const STALE_LOCK: Duration = Duration::from_secs(10);
+/// Give up waiting for the aliases lock after this long.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Give up registering after losing this many races for a version.
+const MAX_REGISTER_ATTEMPTS: u32 = 10_000;
+/// At most this many ids are listed in a "have: …" part of an error.
+const MAX_LISTED: usize = 20;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Why a registry operation failed. Every variant carries the path or the reference that
+/// failed, and `Display` gives one line a user can act on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A model name, alias, model id or reference that breaks the grammar (a usage error).
+    Invalid {
+        /// What was checked: "model name", "alias", "model id", "model reference".
+        kind: &'static str,
+        /// The text as given.
+        value: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The reference is well formed but names nothing in the registry. The message names
+    /// the registry folder and lists what exists.
+    NotFound {
+        /// The reference (or id, or alias) that was asked for.
+        reference: String,
+        /// The whole message.
+        message: String,
+    },
+    /// No reference was given and the registry holds no model.
+    Empty {
+        /// The registry folder.
+        dir: PathBuf,
+    },
+    /// [`Registry::delete`] refused: aliases point at the model.
+    InUse {
+        /// The model that was to be deleted.
+        id: ModelId,
+        /// The aliases that point at it.
+        aliases: Vec<String>,
+    },
+    /// `aliases.json` cannot be parsed.
+    CorruptAliases {
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Other writers kept the registry busy: the aliases lock stayed taken, or every version
+    /// tried was taken by someone else.
+    Busy {
+        /// The lock file or the registry folder.
+        path: PathBuf,
+        /// The whole message.
+        message: String,
+    },
+    /// A file-system operation failed.
+    Io {
+        /// What was being done, as a verb phrase ("read", "create folder", …).
+        action: &'static str,
+        /// The file or folder it was done to.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl RegistryError {
+    /// True for errors that mean "no such model/alias" (an HTTP 404, not a 500).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. } | Self::Empty { .. })
+    }
+
+    /// True for errors in what the caller asked for (an HTTP 400 / exit status 2 material).
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Self::Invalid { .. })
+    }
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Invalid {
+                kind,
+                value,
+                reason,
+            } => write!(f, "invalid {kind} `{value}`: {reason}"),
+            Self::NotFound { message, .. } | Self::Busy { message, .. } => f.write_str(message),
+            Self::Empty { dir } => write!(
+                f,
+                "registry {} is empty: train one with `pismo train`",
+                dir.display()
+            ),
+            Self::InUse { id, aliases } => {
+                let names: Vec<String> = aliases.iter().map(|a| format!("`{a}`")).collect();
+                let (noun, verb) = if aliases.len() == 1 {
+                    ("alias", "points")
+                } else {
+                    ("aliases", "point")
+                };
+                write!(
+                    f,
+                    "cannot delete {id}: {noun} {} {verb} at it; move or remove {} first",
+                    names.join(", "),
+                    if aliases.len() == 1 { "it" } else { "them" }
+                )
+            }
+            Self::CorruptAliases { path, detail } => write!(
+                f,
+                "corrupt aliases file {}: {detail} (expected {{\"ALIAS\": \"NAME@VERSION\", …}}; fix or delete it)",
+                path.display()
+            ),
+            Self::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "cannot {action} {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn io_err(action: &'static str, path: &Path, source: io::Error) -> RegistryError {
+    RegistryError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and ids
+
+/// Why `s` is not a valid model name or alias, or `None` if it is one.
+fn name_problem(s: &str) -> Option<&'static str> {
+    let Some(first) = s.bytes().next() else {
+        return Some("empty");
+    };
+    if s.len() > MAX_NAME_LEN {
+        return Some("longer than 64 characters");
+    }
+    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
+        return Some("must start with a lowercase letter or a digit");
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Some("only lowercase letters a-z, digits, `_` and `-` are allowed");
+    }
+    None
+}
+
+fn check(kind: &'static str, s: &str, problem: Option<&'static str>) -> Result<(), RegistryError> {
+    match problem {
+        None => Ok(()),
+        Some(reason) => Err(RegistryError::Invalid {
+            kind,
+            value: s.to_owned(),
+            reason: reason.to_owned(),
+        }),
+    }
+}
+
+/// Checks a model name: 1–64 characters of `[a-z0-9_-]`, starting with a letter or a digit.
+pub fn validate_name(name: &str) -> Result<(), RegistryError> {
+    check("model name", name, name_problem(name))
+}
+
+/// Checks an alias: like a model name, and not all digits (`NAME@3` is a version).
+pub fn validate_alias(alias: &str) -> Result<(), RegistryError> {
+    let problem = if !alias.is_empty() && alias.bytes().all(|b| b.is_ascii_digit()) {
+        Some("an alias of only digits would read as a version number")
+    } else {
+        name_problem(alias)
+    };
+    check("alias", alias, problem)
+}
+
+/// Parses a version: ASCII digits only (no sign), at least 1.
+fn parse_version(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|&v| v >= 1)
+}
+
+/// One version of one model: `name@version`. Ordered by name, then version.
+/// Serialised (serde) as the string `"name@version"`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelId {
+    /// The model's name.
+    pub name: String,
+    /// Its version, from 1.
+    pub version: u32,
+}
+
+impl ModelId {
+    /// A checked id.
+    pub fn new(name: &str, version: u32) -> Result<Self, RegistryError> {
+        validate_name(name)?;
+        if version == 0 {
+            return Err(RegistryError::Invalid {
+                kind: "model id",
+                value: format!("{name}@0"),
+                reason: "versions start at 1".to_owned(),
+            });
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            version,
+        })
+    }
+
+    /// The file name in the registry folder: `<name>.v<version>.pismo`.
+    pub fn file_name(&self) -> String {
+        format!("{}.v{}.{EXTENSION}", self.name, self.version)
+    }
+
+    /// The id of a registry file name, if it is one (canonical form only: `mnist.v03.pismo`
+    /// is not a model file).
+    pub fn from_file_name(file: &str) -> Option<Self> {
+        let stem = file.strip_suffix(EXTENSION)?.strip_suffix('.')?;
+        let (name, version) = stem.split_once('.')?;
+        let version = version.strip_prefix('v')?;
+        if name_problem(name).is_some() || version.starts_with('0') {
+            return None;
+        }
+        Some(Self {
+            name: name.to_owned(),
+            version: parse_version(version)?,
+        })
+    }
+}
+
+impl fmt::Display for ModelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+impl FromStr for ModelId {
+    type Err = RegistryError;
+
+    /// Parses `NAME@VERSION` (an exact id, not a reference: no aliases).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason: String| RegistryError::Invalid {
+            kind: "model id",
+            value: s.to_owned(),
+            reason,
+        };
+        let (name, version) = s
+            .split_once('@')
+            .ok_or_else(|| invalid("expected NAME@VERSION, e.g. mnist@3".to_owned()))?;
+        if let Some(reason) = name_problem(name) {
+            return Err(invalid(format!("model name: {reason}")));
+        }
+        let version = parse_version(version)
+            .ok_or_else(|| invalid("the version must be a whole number from 1".to_owned()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            version,
+        })
+    }
+}
+
+impl Serialize for ModelId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing
+
+/// The metadata of a model file that listings show (an owned copy of `format::Meta`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OwnedMeta {
+    /// Hidden units.
+    pub hidden_size: u32,
+    /// Weights kind: `"f32"` or `"int8"`.
+    pub kind: &'static str,
+    /// Creation time, Unix seconds.
+    pub created_unix: u64,
+    /// The hyperparameters it was trained with.
+    pub hyper: Hyper,
+    /// Its final metrics.
+    pub metrics: Metrics,
+    /// The run that produced it (empty if none).
+    pub run_id: String,
+    /// Digest of the training data.
+    pub dataset: String,
+    /// The model it was derived from, e.g. the f32 model of an int8 one (empty if none).
+    pub parent: String,
+}
+
+impl OwnedMeta {
+    /// Decodes the metadata of model file bytes and checks that they hold model `id`.
+    pub fn decode(id: &ModelId, bytes: &[u8]) -> Result<Self, String> {
+        let model = crate::format::decode(bytes).map_err(|e| e.to_string())?;
+        let meta = &model.meta;
+        if meta.name != id.name || meta.version != id.version {
+            return Err(format!(
+                "file holds model {}@{}, not {id} (renamed by hand?)",
+                meta.name, meta.version
+            ));
+        }
+        Ok(Self {
+            hidden_size: model.tensors.hidden_size(),
+            kind: model.tensors.kind(),
+            created_unix: meta.created_unix,
+            hyper: meta.hyper,
+            metrics: meta.metrics,
+            run_id: meta.run_id.to_owned(),
+            dataset: meta.dataset.to_owned(),
+            parent: meta.parent.to_owned(),
+        })
+    }
+}
+
+/// One model file, as [`Registry::list`] shows it.
+///
+/// Serialised as `{"id":"mnist@2","name":"mnist","version":2,"path":…,"size":…,
+/// "modified_unix":…,"aliases":[…],"meta":{…}|null,"error":null|"…"}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Name and version.
+    pub id: ModelId,
+    /// The file.
+    pub path: PathBuf,
+    /// File size in bytes.
+    pub size: u64,
+    /// File modification time, Unix seconds (0 if unknown).
+    pub modified_unix: u64,
+    /// Aliases pointing at this version, sorted.
+    pub aliases: Vec<String>,
+    /// The file's metadata, or why it cannot be decoded (a corrupt file is listed, not fatal).
+    pub meta: Result<OwnedMeta, String>,
+}
+
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Entry", 9)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("name", &self.id.name)?;
+        st.serialize_field("version", &self.id.version)?;
+        st.serialize_field("path", &self.path.display().to_string())?;
+        st.serialize_field("size", &self.size)?;
+        st.serialize_field("modified_unix", &self.modified_unix)?;
+        st.serialize_field("aliases", &self.aliases)?;
+        st.serialize_field("meta", &self.meta.as_ref().ok())?;
+        st.serialize_field("error", &self.meta.as_ref().err())?;
+        st.end()
+    }
+}
+
+/// "mnist@1, mnist@2" (at most [`MAX_LISTED`], then a count), or "none".
+fn list_ids<'a>(ids: impl IntoIterator<Item = &'a ModelId>) -> String {
+    let all: Vec<String> = ids.into_iter().map(ToString::to_string).collect();
+    if all.is_empty() {
+        return "none".to_owned();
+    }
+    let mut out = all[..all.len().min(MAX_LISTED)].join(", ");
+    if all.len() > MAX_LISTED {
+        out.push_str(&format!(", … ({} more)", all.len() - MAX_LISTED));
+    }
+    out
+}
+
+/// "default → mnist@2, best → mnist@1", or "none".
+fn list_aliases(aliases: &BTreeMap<String, ModelId>) -> String {
+    if aliases.is_empty() {
+        return "none".to_owned();
+    }
+    let all: Vec<String> = aliases
+        .iter()
+        .map(|(a, id)| format!("{a} → {id}"))
+        .collect();
+    all.join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Atomic file helpers (shared with `runs`)
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A path in `dir` that no other thread or process uses: `.<stem>.tmp-<pid>-<n>-<nanos>`.
+/// It starts with `.`, so listings ignore it.
+pub(crate) fn unique_tmp_path(dir: &Path, stem: &str) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    dir.join(format!(".{stem}.tmp-{}-{n}-{nanos}", std::process::id()))
+}
+
+/// Creates `path` (which must not exist), writes `bytes` and fsyncs. Removes the file again
+/// if any step fails.
+pub(crate) fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    let result = file.write_all(bytes).and_then(|()| file.sync_all());
+    if result.is_err() {
+        drop(file);
+        let _ = fs::remove_file(path);
+    }
+    result
+}
+
+/// Best effort: makes a rename or link in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// Replaces `path` with `bytes` atomically: readers see the old or the new content.
+pub(crate) fn replace_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let stem = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy());
+    let tmp = unique_tmp_path(dir, &stem);
+    write_new_synced(&tmp, bytes)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Links the complete temp file `tmp` to `dest` without ever replacing an existing `dest`.
+/// `Ok(false)`: `dest` exists (someone else took it).
+fn link_no_clobber(tmp: &Path, dest: &Path) -> io::Result<bool> {
+    match fs::hard_link(tmp, dest) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        // File systems without hard links (FAT, some network and FUSE mounts): reserve the
+        // name with create_new, then rename the complete file over our own empty
+        // reservation. Readers may see the empty file for a moment; nobody is clobbered.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dest)
+            {
+                Ok(_) => fs::rename(tmp, dest).map(|()| true),
+                Err(e2) if e2.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(_) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The aliases lock
+
+/// Holds `aliases.lock` until dropped.
+#[derive(Debug)]
+struct AliasLock {
+    path: PathBuf,
+    token: String,
+}
+
+impl AliasLock {
+    fn acquire(dir: &Path) -> Result<Self, RegistryError> {
+        fs::create_dir_all(dir).map_err(|e| io_err("create registry folder", dir, e))?;
+        let path = dir.join(LOCK_FILE);
+        let token = unique_tmp_path(Path::new(""), "lock")
+            .to_string_lossy()
+            .into_owned();
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    // The token lets Drop tell our lock from one taken after ours was
+                    // (wrongly) judged stale. A failed write only weakens that check.
+                    let _ = file.write_all(token.as_bytes());
+                    return Ok(Self { path, token });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if lock_is_stale(&path) {
+                        let _ = fs::remove_file(&path);
+                        continue;
+                    }
+                    if start.elapsed() > LOCK_TIMEOUT {
+                        return Err(RegistryError::Busy {
+                            message: format!(
+                                "timed out after {} s waiting for lock {} (if no pismo is changing aliases, delete it)",
+                                LOCK_TIMEOUT.as_secs(),
+                                path.display()
+                            ),
+                            path,
+                        });
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(e) => return Err(io_err("create lock file", &path, e)),
+            }
+        }
+    }
+}
+
+fn lock_is_stale(path: &Path) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > STALE_LOCK)
+}
+
+impl Drop for AliasLock {
+    fn drop(&mut self) {
+        let ours = fs::read(&self.path).map_or(true, |b| b == self.token.as_bytes());
+        if ours {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry
+
+/// A registry folder. Cheap to create: nothing is read until an operation needs it, and a
+/// missing folder is an empty registry (writes create it).
+#[derive(Clone, Debug)]
+pub struct Registry {
+    dir: PathBuf,
+}
+
+impl Registry {
+    /// The registry in `dir`.
+    pub fn open(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// `$PISMO_REGISTRY` if set and not empty, else `./models`.
+    pub fn default_dir() -> PathBuf {
+        std::env::var_os("PISMO_REGISTRY")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from("./models"), PathBuf::from)
+    }
+
+    /// The registry folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of model `id` (which may not exist). Fails if the name is invalid, so a
+    /// hand-built id cannot point outside the folder.
+    pub fn path_of(&self, id: &ModelId) -> Result<PathBuf, RegistryError> {
+        validate_name(&id.name)?;
+        Ok(self.dir.join(id.file_name()))
+    }
+
+    /// The model files, sorted by name then version, without reading them.
+    fn scan(&self) -> Result<Vec<(ModelId, PathBuf)>, RegistryError> {
+        let read_dir = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read registry folder", &self.dir, e)),
+        };
+        let mut found = Vec::new();
+        for entry in read_dir {
+            let entry = entry.map_err(|e| io_err("read registry folder", &self.dir, e))?;
+            let Some(id) = entry.file_name().to_str().and_then(ModelId::from_file_name) else {
+                continue;
+            };
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            found.push((id, entry.path()));
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The ids of all model files, sorted by name then version.
+    pub fn ids(&self) -> Result<Vec<ModelId>, RegistryError> {
+        Ok(self.scan()?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    fn next_version(&self, name: &str) -> Result<u32, RegistryError> {
+        let max = self
+            .scan()?
+            .into_iter()
+            .filter(|(id, _)| id.name == name)
+            .map(|(id, _)| id.version)
+            .max()
+            .unwrap_or(0);
+        max.checked_add(1).ok_or_else(|| RegistryError::Busy {
+            path: self.dir.clone(),
+            message: format!(
+                "model `{name}` in {} has used up its version numbers",
+                self.dir.display()
+            ),
+        })
+    }
+
+    /// Stores a new version of model `name` and returns its id.
+    ///
+    /// `encode(version)` gives the file's bytes for that version. If another writer takes
+    /// the version first, `encode` is called again with a later version. Existing files are
+    /// never replaced; see the module docs for how.
+    pub fn register(
+        &self,
+        name: &str,
+        encode: &mut dyn FnMut(u32) -> Vec<u8>,
+    ) -> Result<ModelId, RegistryError> {
+        validate_name(name)?;
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| io_err("create registry folder", &self.dir, e))?;
+        let mut version = self.next_version(name)?;
+        for _ in 0..MAX_REGISTER_ATTEMPTS {
+            let id = ModelId {
+                name: name.to_owned(),
+                version,
+            };
+            let dest = self.dir.join(id.file_name());
+            let bytes = encode(version);
+            let tmp = unique_tmp_path(&self.dir, &id.file_name());
+            write_new_synced(&tmp, &bytes).map_err(|e| io_err("write", &tmp, e))?;
+            let linked = link_no_clobber(&tmp, &dest);
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(true) => {
+                    sync_dir(&self.dir);
+                    return Ok(id);
+                }
+                Ok(false) => {
+                    // Someone took this version: jump past everything that exists now.
+                    version = self.next_version(name)?.max(version.saturating_add(1));
+                }
+                Err(e) => return Err(io_err("create", &dest, e)),
+            }
+        }
+        Err(RegistryError::Busy {
+            path: self.dir.clone(),
+            message: format!(
+                "gave up registering `{name}` in {} after {MAX_REGISTER_ATTEMPTS} attempts: other writers kept taking the next version",
+                self.dir.display()
+            ),
+        })
+    }
+
+    /// Every model file with its size, aliases and metadata, sorted by name then version.
+    /// A file that cannot be decoded is listed with the reason in [`Entry::meta`].
+    pub fn list(&self) -> Result<Vec<Entry>, RegistryError> {
+        let files = self.scan()?;
+        let aliases = self.aliases()?;
+        let mut entries = Vec::with_capacity(files.len());
+        for (id, path) in files {
+            let (size, modified_unix, meta) = match fs::read(&path) {
+                Ok(bytes) => {
+                    let meta = OwnedMeta::decode(&id, &bytes);
+                    (bytes.len() as u64, modified_unix(&path), meta)
+                }
+                // Deleted between the scan and the read: it is not there any more.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => (0, modified_unix(&path), Err(format!("cannot read: {e}"))),
+            };
+            let mut names: Vec<String> = aliases
+                .iter()
+                .filter(|(_, target)| **target == id)
+                .map(|(a, _)| a.clone())
+                .collect();
+            names.sort();
+            entries.push(Entry {
+                id,
+                path,
+                size,
+                modified_unix,
+                aliases: names,
+                meta,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// The model a reference means; see the grammar in the module docs.
+    pub fn resolve(&self, reference: Option<&str>) -> Result<ModelId, RegistryError> {
+        let ids = self.ids()?;
+        let aliases = self.aliases()?;
+        match reference {
+            None => match aliases.get(DEFAULT_ALIAS) {
+                Some(target) => self.existing(DEFAULT_ALIAS, target, &ids),
+                None => self.newest(),
+            },
+            Some(reference) => self.resolve_reference(reference, &ids, &aliases),
+        }
+    }
+
+    fn resolve_reference(
+        &self,
+        reference: &str,
+        ids: &[ModelId],
+        aliases: &BTreeMap<String, ModelId>,
+    ) -> Result<ModelId, RegistryError> {
+        let invalid = |reason: String| RegistryError::Invalid {
+            kind: "model reference",
+            value: reference.to_owned(),
+            reason,
+        };
+        let dir = self.dir.display();
+        let (name, tail) = match reference.split_once('@') {
+            Some((name, tail)) => (name, Some(tail)),
+            None => (reference, None),
+        };
+        if name.is_empty() {
+            return Err(invalid(
+                "expected NAME, NAME@VERSION or NAME@ALIAS".to_owned(),
+            ));
+        }
+        if let Some(reason) = name_problem(name) {
+            return Err(invalid(format!("`{name}`: {reason}")));
+        }
+        let of_name: Vec<&ModelId> = ids.iter().filter(|id| id.name == name).collect();
+        let no_model = || RegistryError::NotFound {
+            reference: reference.to_owned(),
+            message: format!("no model `{name}` in {dir} (have: {})", list_ids(ids)),
+        };
+        match tail {
+            Some("") => Err(invalid(
+                "nothing after `@`: expected a version number or an alias".to_owned(),
+            )),
+            Some(tail) if tail.bytes().all(|b| b.is_ascii_digit()) => {
+                let version = parse_version(tail)
+                    .ok_or_else(|| invalid("versions are whole numbers from 1".to_owned()))?;
+                if of_name.is_empty() {
+                    return Err(no_model());
+                }
+                of_name
+                    .iter()
+                    .find(|id| id.version == version)
+                    .map(|id| (*id).clone())
+                    .ok_or_else(|| RegistryError::NotFound {
+                        reference: reference.to_owned(),
+                        message: format!(
+                            "no version {version} of `{name}` in {dir} (have: {})",
+                            list_ids(of_name.iter().copied())
+                        ),
+                    })
+            }
+            Some(alias) => {
+                if let Some(reason) = name_problem(alias) {
+                    return Err(invalid(format!("alias `{alias}`: {reason}")));
+                }
+                let target = aliases.get(alias).ok_or_else(|| RegistryError::NotFound {
+                    reference: reference.to_owned(),
+                    message: format!(
+                        "no alias `{alias}` in {dir} (aliases: {})",
+                        list_aliases(aliases)
+                    ),
+                })?;
+                if target.name != name {
+                    return Err(RegistryError::NotFound {
+                        reference: reference.to_owned(),
+                        message: format!(
+                            "alias `{alias}` in {dir} points at {target}, not at a version of `{name}`"
+                        ),
+                    });
+                }
+                self.existing(alias, target, ids)
+            }
+            None if !of_name.is_empty() => match aliases.get(DEFAULT_ALIAS) {
+                Some(target) if target.name == name => self.existing(DEFAULT_ALIAS, target, ids),
+                _ => Ok(of_name[of_name.len() - 1].clone()),
+            },
+            None => match aliases.get(name) {
+                Some(target) => self.existing(name, target, ids),
+                None if ids.is_empty() && aliases.is_empty() => Err(RegistryError::NotFound {
+                    reference: reference.to_owned(),
+                    message: format!(
+                        "no model `{name}`: registry {dir} is empty: train one with `pismo train`"
+                    ),
+                }),
+                None => Err(RegistryError::NotFound {
+                    reference: reference.to_owned(),
+                    message: format!(
+                        "no model or alias `{name}` in {dir} (have: {}; aliases: {})",
+                        list_ids(ids),
+                        list_aliases(aliases)
+                    ),
+                }),
+            },
+        }
+    }
+
+    /// `target` if it exists, else an error saying alias `alias` dangles.
+    fn existing(
+        &self,
+        alias: &str,
+        target: &ModelId,
+        ids: &[ModelId],
+    ) -> Result<ModelId, RegistryError> {
+        if ids.contains(target) {
+            return Ok(target.clone());
+        }
+        Err(RegistryError::NotFound {
+            reference: alias.to_owned(),
+            message: format!(
+                "alias `{alias}` points at {target}, which is not in {} (have: {})",
+                self.dir.display(),
+                list_ids(ids)
+            ),
+        })
+    }
+
+    /// The newest created model: highest `created_unix`, then file time, then id. Files
+    /// whose metadata decodes win over corrupt ones.
+    fn newest(&self) -> Result<ModelId, RegistryError> {
+        let entries = self.list()?;
+        entries
+            .into_iter()
+            .max_by_key(|e| {
+                let created = e.meta.as_ref().map_or(e.modified_unix, |m| m.created_unix);
+                let mtime = fs::metadata(&e.path)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(UNIX_EPOCH);
+                (e.meta.is_ok(), created, mtime, e.id.clone())
+            })
+            .map(|e| e.id)
+            .ok_or_else(|| RegistryError::Empty {
+                dir: self.dir.clone(),
+            })
+    }
+
+    /// The bytes of model `id`.
+    pub fn read(&self, id: &ModelId) -> Result<Vec<u8>, RegistryError> {
+        let path = self.path_of(id)?;
+        fs::read(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                RegistryError::NotFound {
+                    reference: id.to_string(),
+                    message: format!(
+                        "no model {id} in {} (have: {})",
+                        self.dir.display(),
+                        self.ids()
+                            .map_or_else(|e| e.to_string(), |ids| list_ids(&ids))
+                    ),
+                }
+            } else {
+                io_err("read", &path, e)
+            }
+        })
+    }
+
+    /// Resolves `reference` and reads that model's bytes.
+    pub fn load(&self, reference: Option<&str>) -> Result<(ModelId, Vec<u8>), RegistryError> {
+        let id = self.resolve(reference)?;
+        let bytes = self.read(&id)?;
+        Ok((id, bytes))
+    }
+
+    /// All aliases and their targets (empty without `aliases.json`).
+    pub fn aliases(&self) -> Result<BTreeMap<String, ModelId>, RegistryError> {
+        let path = self.dir.join(ALIASES_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => parse_aliases(&path, &bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(io_err("read", &path, e)),
+        }
+    }
+
+    fn write_aliases(&self, aliases: &BTreeMap<String, ModelId>) -> Result<(), RegistryError> {
+        let path = self.dir.join(ALIASES_FILE);
+        let plain: BTreeMap<&str, String> = aliases
+            .iter()
+            .map(|(a, id)| (a.as_str(), id.to_string()))
+            .collect();
+        let mut text = serde_json::to_string_pretty(&plain).unwrap_or_else(|_| "{}".to_owned());
+        text.push('\n');
+        replace_atomic(&path, text.as_bytes()).map_err(|e| io_err("write", &path, e))
+    }
+
+    /// Points `alias` at model `id` (which must exist), replacing its old target.
+    pub fn set_alias(&self, alias: &str, id: &ModelId) -> Result<(), RegistryError> {
+        validate_alias(alias)?;
+        let path = self.path_of(id)?;
+        let _lock = AliasLock::acquire(&self.dir)?;
+        if !path.is_file() {
+            return Err(RegistryError::NotFound {
+                reference: id.to_string(),
+                message: format!(
+                    "cannot point alias `{alias}` at {id}: no such model in {} (have: {})",
+                    self.dir.display(),
+                    list_ids(&self.ids()?)
+                ),
+            });
+        }
+        let mut aliases = self.aliases()?;
+        aliases.insert(alias.to_owned(), id.clone());
+        self.write_aliases(&aliases)
+    }
+
+    /// Removes `alias` and returns the model it pointed at.
+    pub fn remove_alias(&self, alias: &str) -> Result<ModelId, RegistryError> {
+        validate_alias(alias)?;
+        let _lock = AliasLock::acquire(&self.dir)?;
+        let mut aliases = self.aliases()?;
+        let Some(old) = aliases.remove(alias) else {
+            return Err(RegistryError::NotFound {
+                reference: alias.to_owned(),
+                message: format!(
+                    "no alias `{alias}` in {} (aliases: {})",
+                    self.dir.display(),
+                    list_aliases(&aliases)
+                ),
+            });
+        };
+        self.write_aliases(&aliases)?;
+        Ok(old)
+    }
+
+    /// Deletes model `id`; refuses while an alias points at it.
+    pub fn delete(&self, id: &ModelId) -> Result<(), RegistryError> {
+        let path = self.path_of(id)?;
+        let _lock = AliasLock::acquire(&self.dir)?;
+        let pointing: Vec<String> = self
+            .aliases()?
+            .into_iter()
+            .filter(|(_, target)| target == id)
+            .map(|(a, _)| a)
+            .collect();
+        if !pointing.is_empty() {
+            return Err(RegistryError::InUse {
+                id: id.clone(),
+                aliases: pointing,
+            });
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                sync_dir(&self.dir);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(RegistryError::NotFound {
+                reference: id.to_string(),
+                message: format!(
+                    "no model {id} in {} (have: {})",
+                    self.dir.display(),
+                    list_ids(&self.ids()?)
+                ),
+            }),
+            Err(e) => Err(io_err("delete", &path, e)),
+        }
+    }
+}
+
+fn modified_unix(path: &Path) -> u64 {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+fn parse_aliases(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, ModelId>, RegistryError> {
+    let corrupt = |detail: String| RegistryError::CorruptAliases {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(BTreeMap::new());
+    }
+    let raw: BTreeMap<String, String> =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut aliases = BTreeMap::new();
+    for (alias, target) in raw {
+        if let Err(e) = validate_alias(&alias) {
+            return Err(corrupt(e.to_string()));
+        }
+        let id: ModelId = target.parse().map_err(|_| {
+            corrupt(format!(
+                "alias `{alias}` points at `{target}`, which is not NAME@VERSION"
+            ))
+        })?;
+        aliases.insert(alias, id);
+    }
+    Ok(aliases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            let path = unique_tmp_path(&std::env::temp_dir(), &format!("pismo-registry-{tag}"));
+            fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn id(s: &str) -> ModelId {
+        s.parse().unwrap()
+    }
+
+    fn opaque(version: u32) -> Vec<u8> {
+        format!("not a model, version {version}").into_bytes()
+    }
+
+    fn registry_with(tag: &str, models: &[&str]) -> (TempDir, Registry) {
+        let tmp = TempDir::new(tag);
+        let reg = Registry::open(tmp.0.join("models"));
+        for name in models {
+            reg.register(name, &mut opaque).unwrap();
+        }
+        (tmp, reg)
+    }
+
+    fn resolve(reg: &Registry, reference: Option<&str>) -> String {
+        match reg.resolve(reference) {
+            Ok(id) => id.to_string(),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[test]
+    fn names_follow_the_charset() {
+        for good in ["mnist", "a", "0", "m_1-b", &"x".repeat(64)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Mnist",
+            "-a",
+            "_a",
+            "a.b",
+            "a/b",
+            "..",
+            "a@b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            let e = validate_name(bad).unwrap_err();
+            assert!(e.is_invalid(), "{bad}");
+            assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
+        }
+        assert!(validate_alias("best").is_ok());
+        let e = validate_alias("42").unwrap_err().to_string();
+        assert!(e.contains("version"), "{e}");
+    }
+
+    #[test]
+    fn model_id_parses_and_prints() {
+        let m = id("mnist@12");
+        assert_eq!(
+            m,
+            ModelId {
+                name: "mnist".into(),
+                version: 12
+            }
+        );
+        assert_eq!(m.to_string(), "mnist@12");
+        assert_eq!(m.file_name(), "mnist.v12.pismo");
+        assert_eq!(ModelId::from_file_name("mnist.v12.pismo"), Some(m.clone()));
+        assert_eq!(serde_json::to_string(&m).unwrap(), "\"mnist@12\"");
+        assert_eq!(serde_json::from_str::<ModelId>("\"mnist@12\"").unwrap(), m);
+        for bad in [
+            "mnist",
+            "mnist@",
+            "@3",
+            "mnist@0",
+            "mnist@+3",
+            "mnist@-1",
+            "mnist@x",
+            "Mnist@1",
+            "mnist@99999999999",
+            "../x@1",
+        ] {
+            assert!(bad.parse::<ModelId>().is_err(), "{bad}");
+        }
+        for not_model in [
+            "mnist.v0.pismo",
+            "mnist.v01.pismo",
+            "mnist.v1.pismo.tmp",
+            ".mnist.v1.pismo.tmp-1-2-3",
+            "mnist.pismo",
+            "mnist.v1x.pismo",
+            "a.b.v1.pismo",
+            ".v1.pismo",
+            "aliases.json",
+        ] {
+            assert_eq!(ModelId::from_file_name(not_model), None, "{not_model}");
+        }
+        assert!(ModelId::new("ok", 0).is_err());
+    }
+
+    #[test]
+    fn register_counts_versions_per_name_and_calls_encode_with_the_version() {
+        let (_tmp, reg) = registry_with("versions", &["mnist", "mnist", "other", "mnist"]);
+        assert_eq!(
+            list_ids(&reg.ids().unwrap()),
+            "mnist@1, mnist@2, mnist@3, other@1"
+        );
+        assert_eq!(reg.read(&id("mnist@2")).unwrap(), opaque(2));
+        let e = reg.register("Bad Name", &mut opaque).unwrap_err();
+        assert!(e.is_invalid(), "{e}");
+    }
+
+    #[test]
+    fn register_skips_a_version_someone_else_took() {
+        let (_tmp, reg) = registry_with("race", &["mnist"]);
+        let mut calls = Vec::new();
+        let got = reg
+            .register("mnist", &mut |v| {
+                calls.push(v);
+                if calls.len() == 1 {
+                    // Another writer publishes version 2 while we encode it.
+                    fs::write(reg.dir().join("mnist.v2.pismo"), b"theirs").unwrap();
+                }
+                opaque(v)
+            })
+            .unwrap();
+        assert_eq!(calls, [2, 3]);
+        assert_eq!(got, id("mnist@3"));
+        assert_eq!(reg.read(&id("mnist@2")).unwrap(), b"theirs");
+        assert_eq!(reg.read(&id("mnist@3")).unwrap(), opaque(3));
+        let leftovers: Vec<_> = fs::read_dir(reg.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn missing_folder_is_an_empty_registry() {
+        let tmp = TempDir::new("missing");
+        let reg = Registry::open(tmp.0.join("nope"));
+        assert!(reg.list().unwrap().is_empty());
+        assert!(reg.aliases().unwrap().is_empty());
+        let e = reg.resolve(None).unwrap_err();
+        assert!(e.is_not_found());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "registry {} is empty: train one with `pismo train`",
+                reg.dir().display()
+            )
+        );
+        let e = resolve(&reg, Some("mnist"));
+        assert!(e.contains("no model `mnist`") && e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn resolve_follows_the_grammar() {
+        let (_tmp, reg) = registry_with("grammar", &["mnist", "mnist", "mnist", "tiny", "tiny"]);
+        let dir = reg.dir().display().to_string();
+
+        // No default alias: NAME is its highest version.
+        assert_eq!(resolve(&reg, Some("mnist")), "mnist@3");
+        assert_eq!(resolve(&reg, Some("mnist@2")), "mnist@2");
+
+        reg.set_alias("default", &id("mnist@2")).unwrap();
+        reg.set_alias("best", &id("tiny@1")).unwrap();
+        assert_eq!(resolve(&reg, None), "mnist@2");
+        // NAME: default's version when default points at NAME, else the highest.
+        assert_eq!(resolve(&reg, Some("mnist")), "mnist@2");
+        assert_eq!(resolve(&reg, Some("tiny")), "tiny@2");
+        // NAME@ALIAS and a bare alias.
+        assert_eq!(resolve(&reg, Some("tiny@best")), "tiny@1");
+        assert_eq!(resolve(&reg, Some("best")), "tiny@1");
+        assert_eq!(resolve(&reg, Some("mnist@default")), "mnist@2");
+
+        assert_eq!(
+            resolve(&reg, Some("foo")),
+            format!(
+                "error: no model or alias `foo` in {dir} (have: mnist@1, mnist@2, mnist@3, tiny@1, tiny@2; aliases: best → tiny@1, default → mnist@2)"
+            )
+        );
+        assert_eq!(
+            resolve(&reg, Some("foo@1")),
+            format!(
+                "error: no model `foo` in {dir} (have: mnist@1, mnist@2, mnist@3, tiny@1, tiny@2)"
+            )
+        );
+        assert_eq!(
+            resolve(&reg, Some("mnist@9")),
+            format!("error: no version 9 of `mnist` in {dir} (have: mnist@1, mnist@2, mnist@3)")
+        );
+        assert_eq!(
+            resolve(&reg, Some("mnist@best")),
+            format!("error: alias `best` in {dir} points at tiny@1, not at a version of `mnist`")
+        );
+        assert!(resolve(&reg, Some("mnist@nope")).contains("no alias `nope`"));
+        for bad in [
+            "",
+            "@1",
+            "mnist@",
+            "Mnist",
+            "mnist@1@2",
+            "../mnist",
+            "mnist@-1",
+        ] {
+            let e = reg.resolve(Some(bad)).unwrap_err();
+            assert!(e.is_invalid(), "{bad}: {e}");
+            assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
+        }
+        assert!(reg.resolve(Some("mnist@0")).unwrap_err().is_invalid());
+    }
+
+    #[test]
+    fn a_model_name_wins_over_an_alias_of_the_same_name() {
+        let (_tmp, reg) = registry_with("shadow", &["a", "b", "b"]);
+        reg.set_alias("b", &id("a@1")).unwrap();
+        assert_eq!(resolve(&reg, Some("b")), "b@2");
+        assert_eq!(resolve(&reg, Some("a@b")), "a@1");
+    }
+
+    #[test]
+    fn without_default_the_newest_created_file_wins() {
+        let (_tmp, reg) = registry_with("newest", &["zeta", "alpha", "alpha"]);
+        let set_mtime = |file: &str, unix: u64| {
+            let f = fs::File::options()
+                .write(true)
+                .open(reg.dir().join(file))
+                .unwrap();
+            f.set_modified(UNIX_EPOCH + Duration::from_secs(unix))
+                .unwrap();
+        };
+        set_mtime("zeta.v1.pismo", 3_000);
+        set_mtime("alpha.v1.pismo", 2_000);
+        set_mtime("alpha.v2.pismo", 1_000);
+        assert_eq!(resolve(&reg, None), "zeta@1");
+        set_mtime("alpha.v1.pismo", 4_000);
+        assert_eq!(resolve(&reg, None), "alpha@1");
+    }
+
+    /// A real (zero-weight) model file for `name@version`, created at `created_unix`.
+    fn real_model(name: &str, version: u32, created_unix: u64) -> Vec<u8> {
+        let meta = crate::format::Meta {
+            name,
+            version,
+            created_unix,
+            hyper: Hyper::DEFAULT,
+            metrics: Metrics {
+                epochs_run: 3,
+                best_epoch: 2,
+                train_loss: 0.5,
+                val_loss: f32::NAN,
+                val_accuracy: 0.9,
+                test_accuracy: None,
+            },
+            run_id: "20261126-230501-abcdef",
+            dataset: "sha256:0123",
+            parent: "",
+        };
+        crate::host::model::AnyMlp::zeroed(16)
+            .unwrap()
+            .encode(&meta)
+    }
+
+    #[test]
+    fn list_decodes_real_models_and_newest_uses_their_creation_time() {
+        let tmp = TempDir::new("real");
+        let reg = Registry::open(tmp.0.join("models"));
+        let created = [("b", 2_000), ("a", 3_000), ("a", 1_000)];
+        for (name, at) in created {
+            reg.register(name, &mut |v| real_model(name, v, at))
+                .unwrap();
+        }
+        // A file copied under another version's name is listed with the mismatch.
+        fs::write(reg.dir().join("a.v9.pismo"), real_model("a", 1, 9_000)).unwrap();
+
+        let entries = reg.list().unwrap();
+        let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
+        assert_eq!(ids, ["a@1", "a@2", "a@9", "b@1"]);
+        let meta = entries[0].meta.as_ref().unwrap();
+        assert_eq!((meta.hidden_size, meta.kind), (16, "f32"));
+        assert_eq!(meta.created_unix, 3_000);
+        assert_eq!(meta.run_id, "20261126-230501-abcdef");
+        assert_eq!(meta.hyper, Hyper::DEFAULT);
+        let e = entries[2].meta.as_ref().unwrap_err();
+        assert!(e.contains("holds model a@1, not a@9"), "{e}");
+        let json = serde_json::to_value(&entries[0]).unwrap();
+        assert_eq!(json["meta"]["hidden_size"], 16);
+        assert!(json["meta"]["metrics"]["val_loss"].is_null());
+        assert!(json["error"].is_null());
+
+        // a@9 has the latest creation time but does not decode as a@9: a@1 is the newest.
+        assert_eq!(resolve(&reg, None), "a@1");
+        fs::remove_file(reg.dir().join("a.v9.pismo")).unwrap();
+        fs::write(reg.dir().join("a.v2.pismo"), b"corrupt").unwrap();
+        assert!(reg.list().unwrap()[1].meta.is_err());
+        assert_eq!(resolve(&reg, None), "a@1");
+    }
+
+    #[test]
+    fn dangling_aliases_are_reported() {
+        let (_tmp, reg) = registry_with("dangling", &["mnist", "mnist"]);
+        reg.set_alias("default", &id("mnist@2")).unwrap();
+        fs::remove_file(reg.dir().join("mnist.v2.pismo")).unwrap();
+        let e = resolve(&reg, None);
+        assert!(
+            e.contains("alias `default` points at mnist@2, which is not in"),
+            "{e}"
+        );
+        assert!(resolve(&reg, Some("mnist")).contains("alias `default`"));
+        assert_eq!(resolve(&reg, Some("mnist@1")), "mnist@1");
+    }
+
+    #[test]
+    fn aliases_set_move_remove_and_guard_delete() {
+        let (_tmp, reg) = registry_with("aliases", &["mnist", "mnist"]);
+        let e = reg.set_alias("best", &id("mnist@7")).unwrap_err();
+        assert!(e.is_not_found() && e.to_string().contains("mnist@7"), "{e}");
+        assert!(reg
+            .set_alias("Best", &id("mnist@1"))
+            .unwrap_err()
+            .is_invalid());
+
+        reg.set_alias("best", &id("mnist@1")).unwrap();
+        reg.set_alias("prod", &id("mnist@1")).unwrap();
+        let e = reg.delete(&id("mnist@1")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot delete mnist@1: aliases `best`, `prod` point at it; move or remove them first"
+        );
+        let listed = reg.list().unwrap();
+        assert_eq!(listed[0].aliases, ["best", "prod"]);
+        assert!(listed[1].aliases.is_empty());
+
+        reg.set_alias("best", &id("mnist@2")).unwrap();
+        assert_eq!(reg.remove_alias("prod").unwrap(), id("mnist@1"));
+        assert!(reg.remove_alias("prod").unwrap_err().is_not_found());
+        reg.delete(&id("mnist@1")).unwrap();
+        assert!(reg.delete(&id("mnist@1")).unwrap_err().is_not_found());
+        assert_eq!(
+            reg.aliases().unwrap(),
+            BTreeMap::from([("best".to_owned(), id("mnist@2"))])
+        );
+        let text = fs::read_to_string(reg.dir().join(ALIASES_FILE)).unwrap();
+        assert_eq!(text, "{\n  \"best\": \"mnist@2\"\n}\n");
+        assert!(!reg.dir().join(LOCK_FILE).exists());
+    }
+
+    #[test]
+    fn corrupt_aliases_file_is_a_clear_error() {
+        let (_tmp, reg) = registry_with("corrupt-aliases", &["mnist"]);
+        let path = reg.dir().join(ALIASES_FILE);
+        for (text, expect) in [
+            ("{\"default\": ", "EOF"),
+            ("[1, 2]", "invalid type"),
+            ("{\"default\": 3}", "invalid type"),
+            ("{\"default\": \"mnist\"}", "not NAME@VERSION"),
+            ("{\"Bad\": \"mnist@1\"}", "invalid alias `Bad`"),
+        ] {
+            fs::write(&path, text).unwrap();
+            for e in [
+                reg.aliases().unwrap_err(),
+                reg.resolve(None).unwrap_err(),
+                reg.list().unwrap_err(),
+                reg.set_alias("x", &id("mnist@1")).unwrap_err(),
+            ] {
+                let msg = e.to_string();
+                assert!(msg.starts_with("corrupt aliases file "), "{msg}");
+                assert!(msg.contains(&path.display().to_string()), "{msg}");
+                assert!(msg.contains(expect), "{text}: {msg}");
+            }
+        }
+        fs::write(&path, "\n").unwrap();
+        assert!(reg.aliases().unwrap().is_empty());
+    }
+
+    #[test]
+    fn list_shows_corrupt_files_and_ignores_foreign_ones() {
+        let (_tmp, reg) = registry_with("list", &["mnist", "mnist"]);
+        for foreign in [
+            "README.md",
+            ".mnist.v3.pismo.tmp-1-2-3",
+            "mnist.v07.pismo",
+            "Upper.v1.pismo",
+        ] {
+            fs::write(reg.dir().join(foreign), b"x").unwrap();
+        }
+        fs::create_dir(reg.dir().join("dir.v1.pismo")).unwrap();
+        let entries = reg.list().unwrap();
+        let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
+        assert_eq!(ids, ["mnist@1", "mnist@2"]);
+        assert_eq!(entries[1].size, opaque(2).len() as u64);
+        assert!(entries.iter().all(|e| e.meta.is_err()));
+        let json = serde_json::to_value(&entries[0]).unwrap();
+        assert_eq!(json["id"], "mnist@1");
+        assert_eq!(json["version"], 1);
+        assert!(json["meta"].is_null());
+        assert!(json["error"].is_string());
+    }
+
+    #[test]
+    fn read_rejects_names_that_leave_the_folder() {
+        let (_tmp, reg) = registry_with("traversal", &["mnist"]);
+        let evil = ModelId {
+            name: "../../etc/passwd".into(),
+            version: 1,
+        };
+        assert!(reg.read(&evil).unwrap_err().is_invalid());
+        assert!(reg.delete(&evil).unwrap_err().is_invalid());
+        assert!(reg.set_alias("x", &evil).unwrap_err().is_invalid());
+        let e = reg.read(&id("mnist@5")).unwrap_err();
+        assert!(
+            e.is_not_found() && e.to_string().contains("have: mnist@1"),
+            "{e}"
+        );
+        let (got, bytes) = reg.load(Some("mnist")).unwrap();
+        assert_eq!((got, bytes), (id("mnist@1"), opaque(1)));
+    }
+
+    #[test]
+    fn a_stale_lock_is_broken_and_a_live_one_waited_for() {
+        let (_tmp, reg) = registry_with("lock", &["mnist"]);
+        let lock = reg.dir().join(LOCK_FILE);
+        fs::write(&lock, b"crashed").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
+        reg.set_alias("default", &id("mnist@1")).unwrap();
+        assert!(!lock.exists());
+
+        let held = AliasLock::acquire(reg.dir()).unwrap();
+        let reg2 = reg.clone();
+        let waiter = std::thread::spawn(move || reg2.remove_alias("default"));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiter.is_finished());
+        assert_eq!(reg.aliases().unwrap().len(), 1);
+        drop(held);
+        assert_eq!(waiter.join().unwrap().unwrap(), id("mnist@1"));
+        assert!(reg.aliases().unwrap().is_empty());
+    }
+
+    #[test]
+    fn default_dir_reads_the_environment() {
+        // Only checks the fallback shape; the variable is process-global, so it is not set here.
+        if std::env::var_os("PISMO_REGISTRY").is_none() {
+            assert_eq!(Registry::default_dir(), PathBuf::from("./models"));
+        }
+    }
+}

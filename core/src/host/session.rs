@@ -1,0 +1,224 @@
+//! A whole training run, as `pismo train`, the web page and tests start it: load MNIST,
+//! open a run record, train with progress events, register the model with its run, set
+//! aliases, and close the run with its final status — whatever happens on the way.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::format::Meta;
+use crate::host::mnist::{self, Dataset, MnistError, Split};
+use crate::host::registry::{ModelId, Registry, RegistryError};
+use crate::host::runs::{Runs, RunsError, Status};
+use crate::host::trainer::{self, EpochReport, Event, Outcome, TrainError};
+use crate::hyper::{Hyper, Metrics};
+
+/// What to train and where to put it.
+#[derive(Clone, Debug)]
+pub struct TrainRequest {
+    /// Registered model name.
+    pub name: String,
+    /// Hyperparameters.
+    pub hyper: Hyper,
+    /// Folder holding MNIST.
+    pub data_dir: PathBuf,
+    /// Threads for training (0 = all cores).
+    pub threads: usize,
+    /// Aliases to point at the new model once it is registered.
+    pub aliases: Vec<String>,
+}
+
+/// Progress of a session: the trainer's events plus the run and the registered model.
+#[derive(Debug)]
+pub enum SessionEvent<'a> {
+    /// The run record exists.
+    Started {
+        /// Its id.
+        run_id: &'a str,
+    },
+    /// An event of the trainer.
+    Train(Event<'a>),
+    /// The model is in the registry.
+    Registered {
+        /// Its name and version.
+        id: &'a ModelId,
+        /// Its file size in bytes.
+        bytes: usize,
+    },
+}
+
+/// The end of a session that ran.
+#[derive(Debug)]
+pub struct Finished {
+    /// The run record.
+    pub run_id: String,
+    /// The registered model (none if cancelled before the first epoch ended).
+    pub model: Option<ModelId>,
+    /// Final metrics.
+    pub metrics: Metrics,
+    /// Per-epoch reports.
+    pub history: Vec<EpochReport>,
+    /// How the run ended.
+    pub status: Status,
+}
+
+/// Why a session failed.
+#[derive(Debug)]
+pub enum SessionError {
+    /// MNIST could not be loaded.
+    Data(MnistError),
+    /// The trainer refused the request.
+    Train(TrainError),
+    /// The run record could not be written.
+    Runs(RunsError),
+    /// The model could not be registered.
+    Registry(RegistryError),
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionError::Data(e) => e.fmt(f),
+            SessionError::Train(e) => e.fmt(f),
+            SessionError::Runs(e) => e.fmt(f),
+            SessionError::Registry(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {}
+
+/// Loads the training split (and the test split if present: it only adds the test accuracy).
+pub fn load_data(dir: &std::path::Path) -> Result<(Dataset, Option<Dataset>), SessionError> {
+    let train = mnist::load_split(dir, Split::Train).map_err(SessionError::Data)?;
+    let test = mnist::load_split(dir, Split::Test).ok();
+    Ok((train, test))
+}
+
+/// Runs a whole training session on data already loaded.
+pub fn run_with_data(
+    req: &TrainRequest,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    dataset: &str,
+    registry: &Registry,
+    runs: &Runs,
+    on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+) -> Result<Finished, SessionError> {
+    req.hyper.validate().map_err(|e| SessionError::Train(TrainError::Hyper(e)))?;
+    crate::host::registry::validate_name(&req.name).map_err(SessionError::Registry)?;
+    for alias in &req.aliases {
+        crate::host::registry::validate_alias(alias).map_err(SessionError::Registry)?;
+    }
+    let mut run = runs.create(&req.name, &req.hyper, dataset).map_err(SessionError::Runs)?;
+    let run_id = run.id().to_owned();
+    let mut stop = on_event(SessionEvent::Started { run_id: &run_id }).is_break();
+    if test.is_none() {
+        run.log_line("MNIST test split not found: the model's test accuracy is not measured");
+    }
+    let result = trainer::train(&req.hyper, train, test, req.threads, &mut |ev| {
+        match &ev {
+            Event::Log(line) => run.log_line(line),
+            Event::Epoch(r) => {
+                run.log_line(&epoch_line(r));
+                let step = r.epoch;
+                for (name, value) in [
+                    ("train_loss", r.train_loss),
+                    ("train_accuracy", r.train_accuracy),
+                    ("val_loss", r.val_loss),
+                    ("val_accuracy", r.val_accuracy),
+                    ("lr", r.lr),
+                    ("epoch_seconds", r.seconds),
+                ] {
+                    run.log_metric(step, name, value as f64);
+                }
+            }
+            Event::Batch { .. } => {}
+        }
+        if stop {
+            return ControlFlow::Break(());
+        }
+        stop = on_event(SessionEvent::Train(ev)).is_break();
+        if stop {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    let outcome: Outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            let msg = e.to_string();
+            run.log_line(&format!("error: {msg}"));
+            run.finish(Status::Failed, Some(&msg));
+            return Err(SessionError::Train(e));
+        }
+    };
+    let status = if outcome.cancelled { Status::Stopped } else { Status::Finished };
+    if let Some(acc) = outcome.metrics.test_accuracy {
+        run.log_metric(outcome.metrics.best_epoch, "test_accuracy", acc as f64);
+        run.log_line(&format!("test accuracy {:.2} % (10000 MNIST test images)", acc * 100.0));
+    }
+    let mut model = None;
+    if outcome.metrics.best_epoch > 0 {
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut size = 0;
+        let registered = registry.register(&req.name, &mut |version| {
+            let meta = Meta {
+                name: &req.name,
+                version,
+                created_unix: created,
+                hyper: req.hyper,
+                metrics: outcome.metrics,
+                run_id: &run_id,
+                dataset,
+                parent: "",
+            };
+            let bytes = outcome.model.encode(&meta);
+            size = bytes.len();
+            bytes
+        });
+        let id = match registered {
+            Ok(id) => id,
+            Err(e) => {
+                let msg = e.to_string();
+                run.log_line(&format!("error: {msg}"));
+                run.finish(Status::Failed, Some(&msg));
+                return Err(SessionError::Registry(e));
+            }
+        };
+        run.set_model(&id);
+        run.log_line(&format!("registered {id} ({size} bytes)"));
+        for alias in &req.aliases {
+            if let Err(e) = registry.set_alias(alias, &id) {
+                let msg = e.to_string();
+                run.log_line(&format!("error: {msg}"));
+                run.finish(Status::Failed, Some(&msg));
+                return Err(SessionError::Registry(e));
+            }
+            run.log_line(&format!("alias {alias} -> {id}"));
+        }
+        let _ = on_event(SessionEvent::Registered { id: &id, bytes: size });
+        model = Some(id);
+    } else {
+        run.log_line("stopped before the first epoch ended: no model registered");
+    }
+    run.finish(status, None);
+    Ok(Finished { run_id, model, metrics: outcome.metrics, history: outcome.history, status })
+}
+
+/// One line of the training log for an epoch.
+pub fn epoch_line(r: &EpochReport) -> String {
+    format!(
+        "epoch {}/{}  lr {:.4}  train loss {:.4} acc {:.2}%  val loss {:.4} acc {:.2}%  {:.1}s{}",
+        r.epoch,
+        r.epochs,
+        r.lr,
+        r.train_loss,
+        r.train_accuracy * 100.0,
+        r.val_loss,
+        r.val_accuracy * 100.0,
+        r.seconds,
+        if r.improved { "  *" } else { "" }
+    )
+}

@@ -1,0 +1,425 @@
+//! Mini-batch training over epochs, on all cores.
+//!
+//! One epoch: shuffle the training indices (seeded), then for each mini-batch convert the
+//! images from bytes to `f32` (only the batch is ever in `f32`: a full run stays small), run
+//! the hidden layer forward on blocks of hidden units in parallel, the small output layer on
+//! one thread, and the hidden layer backward + momentum update on the same blocks in parallel.
+//! Every hidden unit is computed by the same code in the same order whichever block it is in,
+//! and dropout masks are a function of (seed, step, unit, sample), so the trained model is
+//! bit-identical for any number of threads.
+//!
+//! After each epoch the validation split is evaluated; the weights with the lowest validation
+//! loss are kept, and training stops after `patience` epochs without improvement. The
+//! learning rate of epoch `e` (from 0) is `initial_lr / (1 + decay · e)`.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::host::boxed_zeroed;
+use crate::host::mnist::Dataset;
+use crate::host::model::{AnyMlp, IntoAny};
+use crate::hyper::{Hyper, HyperError, Metrics};
+use crate::mlp::{self, Dropout, Mlp, CLASSES, INPUT};
+use crate::rng::Rng;
+
+/// Metrics of one finished epoch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpochReport {
+    /// 1-based epoch.
+    pub epoch: u32,
+    /// Maximum epochs of the run.
+    pub epochs: u32,
+    /// Learning rate used in this epoch.
+    pub lr: f32,
+    /// Mean training loss (cross-entropy with dropout on, plus the L2 term).
+    pub train_loss: f32,
+    /// Training accuracy with dropout on, 0..1.
+    pub train_accuracy: f32,
+    /// Validation cross-entropy (NaN without a validation split).
+    pub val_loss: f32,
+    /// Validation accuracy, 0..1 (NaN without a validation split).
+    pub val_accuracy: f32,
+    /// Wall time of the epoch, seconds.
+    pub seconds: f32,
+    /// Estimated seconds until the last epoch ends (if it is not stopped early).
+    pub eta_seconds: f32,
+    /// Whether the validation loss reached a new minimum (these weights are kept).
+    pub improved: bool,
+}
+
+/// What the trainer reports while it runs. Return [`ControlFlow::Break`] from the callback
+/// to stop training; the best weights so far are kept.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A human-readable log line (start, early stop, …).
+    Log(&'a str),
+    /// Progress inside an epoch, a few times per second at most.
+    Batch {
+        /// 1-based epoch.
+        epoch: u32,
+        /// Batches done in this epoch.
+        done: usize,
+        /// Batches per epoch.
+        total: usize,
+    },
+    /// An epoch finished.
+    Epoch(&'a EpochReport),
+}
+
+/// Why training did not start.
+#[derive(Debug)]
+pub enum TrainError {
+    /// A hyperparameter is out of range.
+    Hyper(HyperError),
+    /// Not enough images for the validation split and at least one batch.
+    TooFewImages {
+        /// Images available.
+        have: usize,
+        /// Validation images requested.
+        val_size: usize,
+    },
+}
+
+impl std::fmt::Display for TrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainError::Hyper(e) => e.fmt(f),
+            TrainError::TooFewImages { have, val_size } => write!(
+                f,
+                "{have} training images cannot hold a validation split of {val_size} and a batch"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The kept weights (lowest validation loss).
+    pub model: AnyMlp,
+    /// Final metrics (`test_accuracy` filled when a test set was given).
+    pub metrics: Metrics,
+    /// Every epoch's report.
+    pub history: Vec<EpochReport>,
+    /// True if the callback asked to stop.
+    pub cancelled: bool,
+    /// True if early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+/// Trains a model on `data` (validation split held out of it) and evaluates it on `test`.
+/// `threads = 0` uses every core.
+pub fn train(
+    hyper: &Hyper,
+    data: &Dataset,
+    test: Option<&Dataset>,
+    threads: usize,
+    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<Outcome, TrainError> {
+    hyper.validate().map_err(TrainError::Hyper)?;
+    let val_size = hyper.val_size as usize;
+    if data.len() < val_size + 1 {
+        return Err(TrainError::TooFewImages { have: data.len(), val_size });
+    }
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    crate::with_hidden!(hyper.hidden_size, H => train_h::<H>(hyper, data, test, threads, on_event))
+        .expect("hidden_size validated")
+}
+
+/// Loss sum and correct count of `mlp` over `images` (no dropout), on `threads` threads.
+pub fn evaluate<const H: usize>(
+    mlp: &Mlp<H>,
+    images: &[[u8; INPUT]],
+    labels: &[u8],
+    threads: usize,
+) -> (f64, usize) {
+    let per = images.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = images
+            .chunks(per)
+            .zip(labels.chunks(per))
+            .map(|(im, lb)| s.spawn(move || evaluate_serial(mlp, im, lb)))
+            .collect();
+        jobs.into_iter().fold((0.0, 0), |(l, c), j| {
+            let (l2, c2) = j.join().expect("evaluation thread panicked");
+            (l + l2, c + c2)
+        })
+    })
+}
+
+fn evaluate_serial<const H: usize>(mlp: &Mlp<H>, images: &[[u8; INPUT]], labels: &[u8]) -> (f64, usize) {
+    const CHUNK: usize = 128;
+    let mut x = vec![[0.0f32; INPUT]; CHUNK];
+    let mut a = vec![0.0f32; H * CHUNK];
+    let mut z = vec![[0.0f32; CLASSES]; CHUNK];
+    let mut dz = vec![[0.0f32; CLASSES]; CHUNK];
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    for (im, lb) in images.chunks(CHUNK).zip(labels.chunks(CHUNK)) {
+        let n = im.len();
+        to_f32(im.iter(), &mut x[..n]);
+        mlp::hidden_forward(&mlp.w1, &mlp.b1, 0, &x[..n], &mut a[..H * n], None);
+        mlp::output_forward(&mlp.w2, &mlp.b2, &a[..H * n], &mut z[..n]);
+        let (l, c) = mlp::softmax_cross_entropy(&z[..n], lb, &mut dz[..n]);
+        loss += l as f64;
+        correct += c;
+    }
+    (loss, correct)
+}
+
+/// Bytes 0..255 → floats 0..1.
+pub fn to_f32<'a>(images: impl Iterator<Item = &'a [u8; INPUT]>, out: &mut [[f32; INPUT]]) {
+    for (src, dst) in images.zip(out.iter_mut()) {
+        for (d, &s) in dst.iter_mut().zip(src.iter()) {
+            *d = s as f32 * (1.0 / 255.0);
+        }
+    }
+}
+
+/// The trainer's state: parameters, momentum, gradients and batch buffers.
+struct State<const H: usize> {
+    mlp: Box<Mlp<H>>,
+    vel: Box<Mlp<H>>,
+    grad: Box<Mlp<H>>,
+    x: Vec<[f32; INPUT]>,
+    a: Vec<f32>,
+    z: Vec<[f32; CLASSES]>,
+    dz: Vec<[f32; CLASSES]>,
+    threads: usize,
+}
+
+impl<const H: usize> State<H> {
+    /// Rows per thread block.
+    fn block(&self) -> usize {
+        H.div_ceil(self.threads).max(1)
+    }
+
+    /// One mini-batch step on `self.x[..n]`; returns (summed cross-entropy, correct).
+    fn step(&mut self, n: usize, labels: &[u8], dropout: Dropout, lr: f32, hyper: &Hyper) -> (f32, usize) {
+        let block = self.block();
+        let x = &self.x[..n];
+        let a = &mut self.a[..H * n];
+        let drop = (dropout.rate > 0.0).then_some(dropout);
+        let m = &mut *self.mlp;
+        // Hidden forward, blocks of units in parallel.
+        std::thread::scope(|s| {
+            let count = H.div_ceil(block);
+            for (i, ((w1, b1), a)) in m.w1.chunks(block).zip(m.b1.chunks(block)).zip(a.chunks_mut(block * n)).enumerate() {
+                let mut job = move || mlp::hidden_forward(w1, b1, i * block, x, a, drop);
+                if i + 1 == count {
+                    job();
+                } else {
+                    s.spawn(job);
+                }
+            }
+        });
+        // Output layer, loss and its gradient: small, one thread.
+        let z = &mut self.z[..n];
+        let dz = &mut self.dz[..n];
+        mlp::output_forward(&m.w2, &m.b2, a, z);
+        let (loss, correct) = mlp::softmax_cross_entropy(z, labels, dz);
+        let g = &mut *self.grad;
+        mlp::output_backward(a, dz, &mut g.w2, &mut g.b2);
+        // Hidden backward and update, same blocks in parallel (reads the old w2).
+        let l2 = hyper.reg_lambda / n as f32;
+        let mu = hyper.momentum;
+        let scale = if drop.is_some() { dropout.scale() } else { 1.0 };
+        let v = &mut *self.vel;
+        let dz = &*dz;
+        let w2 = &m.w2;
+        std::thread::scope(|s| {
+            let blocks = m
+                .w1
+                .chunks_mut(block)
+                .zip(m.b1.chunks_mut(block))
+                .zip(v.w1.chunks_mut(block).zip(v.b1.chunks_mut(block)))
+                .zip(g.w1.chunks_mut(block).zip(g.b1.chunks_mut(block)))
+                .zip(a.chunks_mut(block * n));
+            let count = H.div_ceil(block);
+            for (i, ((((w1, b1), (v1, vb1)), (g1, gb1)), a)) in blocks.enumerate() {
+                let mut job = move || {
+                    mlp::hidden_backward(w2, i * block, a, dz, x, scale, g1, gb1);
+                    mlp::sgd_momentum(w1.as_flattened_mut(), v1.as_flattened_mut(), g1.as_flattened(), lr, mu, l2);
+                    mlp::sgd_momentum(b1, vb1, gb1, lr, mu, 0.0);
+                };
+                if i + 1 == count {
+                    job();
+                } else {
+                    s.spawn(job);
+                }
+            }
+        });
+        mlp::sgd_momentum(m.w2.as_flattened_mut(), v.w2.as_flattened_mut(), g.w2.as_flattened(), lr, mu, l2);
+        mlp::sgd_momentum(&mut m.b2, &mut v.b2, &g.b2, lr, mu, 0.0);
+        (loss, correct)
+    }
+}
+
+fn sum_squares<const H: usize>(m: &Mlp<H>) -> f64 {
+    let s1: f64 = m.w1.as_flattened().iter().map(|&w| (w as f64) * (w as f64)).sum();
+    let s2: f64 = m.w2.as_flattened().iter().map(|&w| (w as f64) * (w as f64)).sum();
+    s1 + s2
+}
+
+fn train_h<const H: usize>(
+    hyper: &Hyper,
+    data: &Dataset,
+    test: Option<&Dataset>,
+    threads: usize,
+    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<Outcome, TrainError>
+where
+    Box<Mlp<H>>: IntoAny,
+{
+    let batch = hyper.batch_size as usize;
+    let mut rng = Rng::new(hyper.seed);
+    let mut st = State::<H> {
+        mlp: boxed_zeroed(),
+        vel: boxed_zeroed(),
+        grad: boxed_zeroed(),
+        x: vec![[0.0; INPUT]; batch],
+        a: vec![0.0; H * batch],
+        z: vec![[0.0; CLASSES]; batch],
+        dz: vec![[0.0; CLASSES]; batch],
+        threads,
+    };
+    st.mlp.init(&mut rng);
+    let mut best: Box<Mlp<H>> = boxed_zeroed();
+    best.copy_from(&st.mlp);
+
+    // Validation split: a seeded permutation of all images; the first `val_size` are held out.
+    let mut order: Vec<u32> = (0..data.len() as u32).collect();
+    Rng::new(hyper.seed ^ 0x5EED_5A17).shuffle(&mut order);
+    let (val_idx, train_idx) = order.split_at(hyper.val_size as usize);
+    let val_images: Vec<[u8; INPUT]> = val_idx.iter().map(|&i| data.images[i as usize]).collect();
+    let val_labels: Vec<u8> = val_idx.iter().map(|&i| data.labels[i as usize]).collect();
+    let mut train_idx = train_idx.to_vec();
+    let batches = train_idx.len().div_ceil(batch);
+
+    let msg = format!(
+        "training 784-{H}-10 on {} images ({} held out for validation), {} epochs of {batches} batches, {threads} threads",
+        train_idx.len(),
+        val_idx.len(),
+        hyper.epochs
+    );
+    let mut cancelled = on_event(Event::Log(&msg)).is_break();
+
+    let mut history: Vec<EpochReport> = Vec::new();
+    let mut best_val = f64::INFINITY;
+    let mut best_report: Option<EpochReport> = None;
+    let mut waited = 0u32;
+    let mut stopped_early = false;
+    let mut step = 0u64;
+    let started = Instant::now();
+    let mut epoch = 0u32;
+    while epoch < hyper.epochs && !cancelled {
+        let t0 = Instant::now();
+        let lr = hyper.initial_lr / (1.0 + hyper.decay * epoch as f32);
+        rng.shuffle(&mut train_idx);
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let mut last_report = Instant::now();
+        for (bi, idx) in train_idx.chunks(batch).enumerate() {
+            let n = idx.len();
+            let labels: Vec<u8> = idx.iter().map(|&i| data.labels[i as usize]).collect();
+            if hyper.augment {
+                for (b, (&i, x)) in idx.iter().zip(st.x.iter_mut()).enumerate() {
+                    crate::augment::distort(&data.images[i as usize], x, hyper.seed, step, b as u64);
+                }
+            } else {
+                to_f32(idx.iter().map(|&i| &data.images[i as usize]), &mut st.x[..n]);
+            }
+            let dropout = Dropout { rate: hyper.dropout_rate, seed: hyper.seed, step };
+            let (l, c) = st.step(n, &labels, dropout, lr, hyper);
+            step += 1;
+            loss_sum += l as f64;
+            correct += c;
+            if last_report.elapsed().as_millis() >= 250 {
+                last_report = Instant::now();
+                let ev = Event::Batch { epoch: epoch + 1, done: bi + 1, total: batches };
+                if on_event(ev).is_break() {
+                    cancelled = true;
+                    break;
+                }
+            }
+        }
+        if cancelled {
+            break;
+        }
+        epoch += 1;
+        let seen = train_idx.len() as f64;
+        let reg = hyper.reg_lambda as f64 / (2.0 * batch as f64) * sum_squares(&st.mlp);
+        let (val_loss, val_accuracy) = if val_images.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            let (l, c) = evaluate(&st.mlp, &val_images, &val_labels, threads);
+            (l / val_images.len() as f64, c as f64 / val_images.len() as f64)
+        };
+        let improved = val_images.is_empty() || val_loss < best_val;
+        if improved {
+            best_val = val_loss;
+            best.copy_from(&st.mlp);
+            waited = 0;
+        } else {
+            waited += 1;
+        }
+        let seconds = t0.elapsed().as_secs_f32();
+        let per_epoch = started.elapsed().as_secs_f32() / epoch as f32;
+        let report = EpochReport {
+            epoch,
+            epochs: hyper.epochs,
+            lr,
+            train_loss: (loss_sum / seen + reg) as f32,
+            train_accuracy: (correct as f64 / seen) as f32,
+            val_loss: val_loss as f32,
+            val_accuracy: val_accuracy as f32,
+            seconds,
+            eta_seconds: per_epoch * (hyper.epochs - epoch) as f32,
+            improved,
+        };
+        if improved {
+            best_report = Some(report.clone());
+        }
+        cancelled |= on_event(Event::Epoch(&report)).is_break();
+        history.push(report);
+        if hyper.patience > 0 && waited >= hyper.patience && epoch < hyper.epochs {
+            stopped_early = true;
+            let msg = format!(
+                "early stop after epoch {epoch}: validation loss has not improved for {waited} epochs; keeping epoch {}",
+                best_report.as_ref().map_or(0, |r| r.epoch)
+            );
+            cancelled |= on_event(Event::Log(&msg)).is_break();
+            break;
+        }
+    }
+
+    let test_accuracy = test.map(|t| {
+        let (_, c) = evaluate(&best, &t.images, &t.labels, threads);
+        c as f32 / t.len().max(1) as f32
+    });
+    let metrics = match &best_report {
+        Some(r) => Metrics {
+            epochs_run: epoch,
+            best_epoch: r.epoch,
+            train_loss: r.train_loss,
+            val_loss: r.val_loss,
+            val_accuracy: r.val_accuracy,
+            test_accuracy,
+        },
+        None => Metrics {
+            epochs_run: epoch,
+            best_epoch: 0,
+            train_loss: f32::NAN,
+            val_loss: f32::NAN,
+            val_accuracy: f32::NAN,
+            test_accuracy,
+        },
+    };
+    Ok(Outcome { model: best.into_any(), metrics, history, cancelled, stopped_early })
+}

@@ -1,0 +1,31 @@
+//! # pismo-core
+//!
+//! The part of pismo that would run on a microcontroller: `no_std`, no allocator, every
+//! buffer a fixed-size array whose capacity is part of its type. A tour, bottom-up:
+//!
+//! - [`rng`]: a small seedable PRNG and a counter-based hash, so the same seed and data give
+//!   a bit-identical model on any machine and any number of threads.
+//! - [`mlp`]: the network of the original design (784 → `H` ReLU → 10 softmax), inference
+//!   (`predict_proba` / `predict`) and the training step as forward/backward pairs of free
+//!   functions over caller-owned buffers.
+//! - [`hyper`]: the hyperparameters and metrics, with the original project's names.
+//! - [`augment`]: random small affine distortions of training digits (robust to drawings).
+//! - [`idx`]: parsing of MNIST's IDX files from byte slices.
+//! - [`preprocess`]: any-size grey drawing → MNIST-like 28x28 input, without allocation.
+//! - [`format`]: the model file (magic, format version, postcard metadata, weights, CRC-32),
+//!   encoded into a caller's buffer and decoded by borrowing from the input bytes.
+//!
+//! With the `std` feature, [`host`] adds what only a host has: MNIST files on disk, the
+//! multi-threaded trainer, the flat model registry and the run records.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+
+pub mod augment;
+pub mod format;
+pub mod hyper;
+pub mod idx;
+pub mod mlp;
+pub mod preprocess;
+pub mod rng;
+
+#[cfg(feature = "std")]
+pub mod host;
