@@ -135,24 +135,31 @@ pub fn train(
 }
 
 /// Loss sum and correct count of `mlp` over `images` (no dropout), on `threads` threads.
+/// The images are cut into fixed chunks whose partial sums are added in chunk order, so the
+/// result does not depend on the number of threads.
 pub fn evaluate<const H: usize>(
     mlp: &Mlp<H>,
     images: &[[u8; INPUT]],
     labels: &[u8],
     threads: usize,
 ) -> (f64, usize) {
-    let per = images.len().div_ceil(threads.max(1)).max(1);
+    const CHUNK: usize = 512;
+    let chunks = images.len().div_ceil(CHUNK);
+    let threads = threads.clamp(1, chunks.max(1));
+    let mut partial = vec![(0.0f64, 0usize); chunks];
     std::thread::scope(|s| {
-        let jobs: Vec<_> = images
-            .chunks(per)
-            .zip(labels.chunks(per))
-            .map(|(im, lb)| s.spawn(move || evaluate_serial(mlp, im, lb)))
-            .collect();
-        jobs.into_iter().fold((0.0, 0), |(l, c), j| {
-            let (l2, c2) = j.join().expect("evaluation thread panicked");
-            (l + l2, c + c2)
-        })
-    })
+        for (t, slots) in partial.chunks_mut(chunks.div_ceil(threads).max(1)).enumerate() {
+            let first = t * chunks.div_ceil(threads).max(1);
+            s.spawn(move || {
+                for (j, slot) in slots.iter_mut().enumerate() {
+                    let lo = (first + j) * CHUNK;
+                    let hi = (lo + CHUNK).min(images.len());
+                    *slot = evaluate_serial(mlp, &images[lo..hi], &labels[lo..hi]);
+                }
+            });
+        }
+    });
+    partial.iter().fold((0.0, 0), |(l, c), &(l2, c2)| (l + l2, c + c2))
 }
 
 fn evaluate_serial<const H: usize>(mlp: &Mlp<H>, images: &[[u8; INPUT]], labels: &[u8]) -> (f64, usize) {

@@ -1,0 +1,225 @@
+//! `pismo eval`: a registered model's accuracy, mean loss and confusion matrix on labelled
+//! IDX images: the MNIST test split of the data folder by default, or any `--images` /
+//! `--labels` pair (raw or gzip).
+//!
+//! The images are MNIST-format 28x28 already, so each is fed to the model as its bytes / 255,
+//! exactly as the trainer measured the test accuracy stored in the model (no drawing
+//! preprocessing: that is for drawings and scans, see `pismo predict`).
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+use pismo_core::host::mnist::{self, Dataset, Split};
+use pismo_core::host::model::AnyMlp;
+use pismo_core::mlp::{CLASSES, INPUT};
+use serde::Serialize;
+
+use crate::{text, CliError};
+
+/// Measure a model's accuracy on labelled images (default: the MNIST test split).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "eval")]
+pub struct Args {
+    /// model: NAME, NAME@VERSION or NAME@ALIAS (default: the `default` alias, else the
+    /// newest model)
+    #[argh(option)]
+    model: Option<String>,
+    /// IDX3 image file, raw or .gz (needs --labels)
+    #[argh(option)]
+    images: Option<PathBuf>,
+    /// IDX1 label file, raw or .gz (needs --images)
+    #[argh(option)]
+    labels: Option<PathBuf>,
+    /// MNIST folder whose test split is used without --images (default: $PISMO_DATA, else
+    /// ./data/mnist)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+    /// print one JSON object on stdout
+    #[argh(switch)]
+    json: bool,
+    /// threads; 0 = all cores (default 0)
+    #[argh(option, default = "0")]
+    threads: usize,
+}
+
+/// What one evaluation found.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Tally {
+    /// `confusion[true][predicted]`.
+    confusion: [[u64; CLASSES]; CLASSES],
+    /// Sum of the cross-entropy of every image.
+    loss: f64,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        for (row, other) in self.confusion.iter_mut().zip(&other.confusion) {
+            for (c, o) in row.iter_mut().zip(other) {
+                *c += o;
+            }
+        }
+        self.loss += other.loss;
+    }
+
+    fn n(&self) -> u64 {
+        self.confusion.iter().flatten().sum()
+    }
+
+    fn correct(&self) -> u64 {
+        (0..CLASSES).map(|i| self.confusion[i][i]).sum()
+    }
+
+    /// Per true digit: the fraction recognised, `None` for a digit with no images.
+    fn recall(&self) -> [Option<f64>; CLASSES] {
+        let mut out = [None; CLASSES];
+        for (o, (i, row)) in out.iter_mut().zip(self.confusion.iter().enumerate()) {
+            let total: u64 = row.iter().sum();
+            if total > 0 {
+                *o = Some(row[i] as f64 / total as f64);
+            }
+        }
+        out
+    }
+}
+
+/// Evaluates `mlp` on a slice of images, one thread.
+fn tally(mlp: &AnyMlp, images: &[[u8; INPUT]], labels: &[u8]) -> Tally {
+    let mut t = Tally::default();
+    let mut x = [0.0f32; INPUT];
+    for (image, &label) in images.iter().zip(labels) {
+        for (v, &b) in x.iter_mut().zip(image) {
+            *v = f32::from(b) / 255.0;
+        }
+        let z = mlp.logits(&x);
+        let (mut best, mut max) = (0, f32::NEG_INFINITY);
+        for (i, &v) in z.iter().enumerate() {
+            if v > max {
+                (best, max) = (i, v);
+            }
+        }
+        let sum: f64 = z.iter().map(|&v| f64::from(v - max).exp()).sum();
+        let label = usize::from(label).min(CLASSES - 1);
+        t.loss += sum.ln() - f64::from(z[label] - max);
+        t.confusion[label][best] += 1;
+    }
+    t
+}
+
+/// Evaluates on `threads` threads (0 = all cores).
+fn tally_parallel(mlp: &AnyMlp, data: &Dataset, threads: usize) -> Tally {
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    let per = data.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = data
+            .images
+            .chunks(per)
+            .zip(data.labels.chunks(per))
+            .map(|(images, labels)| s.spawn(move || tally(mlp, images, labels)))
+            .collect();
+        let mut total = Tally::default();
+        for job in jobs {
+            // A panic here is a bug in the math, not bad input: pass it on.
+            total.add(&job.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        total
+    })
+}
+
+/// The `--json` line.
+#[derive(Serialize)]
+struct Report<'a> {
+    model: String,
+    images: String,
+    n: u64,
+    accuracy: f64,
+    loss: f64,
+    confusion: &'a [[u64; CLASSES]; CLASSES],
+    recall: [Option<f64>; CLASSES],
+}
+
+/// Runs `pismo eval`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let pair = match (args.images, args.labels) {
+        (Some(images), Some(labels)) => Some((images, labels)),
+        (None, None) => None,
+        (Some(_), None) => return Err(CliError::usage("--images needs --labels")),
+        (None, Some(_)) => return Err(CliError::usage("--labels needs --images")),
+    };
+    let registry = crate::registry(&args.registry);
+    let (id, mlp) = crate::load_model(&registry, args.model.as_deref())?;
+    let (data, source) = match pair {
+        Some((images, labels)) => (
+            mnist::load_pair(&images, &labels)?,
+            format!("{} + {}", images.display(), labels.display()),
+        ),
+        None => {
+            let dir = crate::data_dir(&args.data);
+            let data = mnist::load_split(&dir, Split::Test)?;
+            (data, format!("MNIST test split in {}", dir.display()))
+        }
+    };
+    if data.is_empty() {
+        return Err(CliError::failed(format!("{source}: no images")));
+    }
+    let t = tally_parallel(&mlp, &data, args.threads);
+    let n = t.n();
+    let accuracy = t.correct() as f64 / n as f64;
+    let loss = t.loss / n as f64;
+    if args.json {
+        return crate::out_json(&Report {
+            model: id.to_string(),
+            images: source,
+            n,
+            accuracy,
+            loss,
+            confusion: &t.confusion,
+            recall: t.recall(),
+        });
+    }
+    let mut out = format!(
+        "model     {id} (hidden {})\nimages    {n} ({source})\naccuracy  {}  ({} wrong)\nloss      {}\n\n",
+        mlp.hidden_size(),
+        text::percent(Some(accuracy)),
+        n - t.correct(),
+        text::number(Some(loss), 4),
+    );
+    out.push_str("confusion matrix: rows = true digit, columns = predicted\n");
+    let mut header = vec!["true"];
+    let digits: Vec<String> = (0..CLASSES).map(|d| d.to_string()).collect();
+    header.extend(digits.iter().map(String::as_str));
+    header.push("recall");
+    let mut table = text::Table::new(&header, &(1..=CLASSES + 1).collect::<Vec<_>>());
+    for (digit, (row, recall)) in t.confusion.iter().zip(t.recall()).enumerate() {
+        let mut cells = vec![digit.to_string()];
+        cells.extend(row.iter().map(u64::to_string));
+        cells.push(text::percent(recall));
+        table.row(cells);
+    }
+    out.push_str(&table.render());
+    crate::out(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_counts_rows_by_true_label() {
+        let mut t = Tally::default();
+        t.confusion[3][3] = 8;
+        t.confusion[3][5] = 2;
+        t.confusion[7][7] = 10;
+        assert_eq!((t.n(), t.correct()), (20, 18));
+        let recall = t.recall();
+        assert_eq!(recall[3], Some(0.8));
+        assert_eq!(recall[7], Some(1.0));
+        assert_eq!(recall[0], None);
+    }
+}

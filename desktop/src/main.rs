@@ -1,0 +1,280 @@
+//! `pismo`, the command line: train, evaluate and use handwritten-digit models.
+//!
+//! This binary is glue. It parses flags (argh), calls `pismo-core` (which owns the data
+//! files, the trainer, the registry and the run records), and prints the result. One module
+//! per command area:
+//!
+//! - [`train`]: `pismo train`, a training session with live progress.
+//! - [`eval`]: `pismo eval`, accuracy and confusion matrix on labelled IDX images.
+//! - [`predict`]: `pismo predict`, digits of PNG or IDX3 files of any size.
+//! - [`models`]: `pismo models list|show|alias|unalias|delete`, the model registry.
+//! - [`runs`]: `pismo runs list|show|log`, the run records.
+//! - [`data`]: `pismo data fetch|verify`, the MNIST files.
+//!
+//! Contract with users and scripts (see `DESIGN.md`, "Command line"):
+//! - Exit status 0 on success, 1 on an error, 2 on a usage error (unknown command or flag, a
+//!   value of the wrong type or out of range, a malformed model reference). Every error is
+//!   one line on stderr starting with `error: `; bad input never panics.
+//! - Results go to stdout, progress and diagnostics to stderr. With `--json`, stdout holds
+//!   one JSON object per line and nothing else.
+//! - Locations: `--registry` / `--runs` / `--data`, else `PISMO_REGISTRY` / `PISMO_RUNS` /
+//!   `PISMO_DATA`, else `./models`, `./runs`, `./data/mnist`.
+//! - A closed stdout (`pismo predict *.png | head -1`) ends the command quietly with status 0.
+
+mod data;
+mod eval;
+mod models;
+mod predict;
+mod runs;
+mod text;
+mod train;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use argh::{EarlyExit, FromArgs};
+use pismo_core::host::mnist::MnistError;
+use pismo_core::host::model::AnyMlp;
+use pismo_core::host::registry::{ModelId, Registry, RegistryError};
+use pismo_core::host::runs::{Runs, RunsError};
+
+/// pismo: handwritten-digit recognition with a hand-made MLP trained on MNIST.
+#[derive(FromArgs, Debug)]
+#[argh(
+    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo predict digit.png\npismo eval --json",
+    note = "Folders: --registry, else $PISMO_REGISTRY, else ./models; --runs, else $PISMO_RUNS, else ./runs; --data, else $PISMO_DATA, else ./data/mnist.\nModels: NAME, NAME@VERSION or NAME@ALIAS; none means the `default` alias, else the newest model.\nExit status: 0 success, 1 error, 2 usage error."
+)]
+struct Cli {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum Command {
+    Train(train::Args),
+    Eval(eval::Args),
+    Predict(predict::Args),
+    Models(models::Args),
+    Runs(runs::Args),
+    Data(data::Args),
+}
+
+/// Why a command did not succeed, and so which exit status it ends with.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad flags or values: the message is printed, exit status 2.
+    Usage(String),
+    /// The command failed: the message is printed, exit status 1.
+    Failed(String),
+    /// The command already printed its errors on stderr: exit status 1.
+    Reported,
+    /// Stdout was closed by the reader: stop quietly, exit status 0.
+    Closed,
+}
+
+impl CliError {
+    /// A usage error from anything printable.
+    pub fn usage(msg: impl fmt::Display) -> Self {
+        Self::Usage(msg.to_string())
+    }
+
+    /// A failure from anything printable.
+    pub fn failed(msg: impl fmt::Display) -> Self {
+        Self::Failed(msg.to_string())
+    }
+}
+
+impl From<RegistryError> for CliError {
+    fn from(e: RegistryError) -> Self {
+        if e.is_invalid() {
+            Self::Usage(e.to_string())
+        } else {
+            Self::Failed(e.to_string())
+        }
+    }
+}
+
+impl From<RunsError> for CliError {
+    fn from(e: RunsError) -> Self {
+        match e {
+            RunsError::InvalidId { .. } => Self::Usage(e.to_string()),
+            e => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<MnistError> for CliError {
+    fn from(e: MnistError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+impl From<io::Error> for CliError {
+    /// Only for writing to stdout: every other I/O goes through the core, whose errors name
+    /// their files.
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Self::Closed
+        } else {
+            Self::Failed(format!("cannot write to stdout: {e}"))
+        }
+    }
+}
+
+/// Writes `text` to stdout and flushes (so JSON lines reach a pipe as they happen).
+pub fn out(text: &str) -> Result<(), CliError> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Writes `line` and a newline to stdout.
+pub fn out_line(line: &str) -> Result<(), CliError> {
+    out(&format!("{line}\n"))
+}
+
+/// Serialises `value` as one line of JSON on stdout.
+pub fn out_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let line = serde_json::to_string(value).map_err(CliError::failed)?;
+    out_line(&line)
+}
+
+/// The registry folder: `--registry`, else `PISMO_REGISTRY`, else `./models`.
+pub fn registry(flag: &Option<PathBuf>) -> Registry {
+    Registry::open(flag.clone().unwrap_or_else(Registry::default_dir))
+}
+
+/// The runs folder: `--runs`, else `PISMO_RUNS`, else `./runs`.
+pub fn runs(flag: &Option<PathBuf>) -> Runs {
+    Runs::open(flag.clone().unwrap_or_else(Runs::default_dir))
+}
+
+/// The MNIST folder: `--data`, else `PISMO_DATA`, else `./data/mnist`.
+pub fn data_dir(flag: &Option<PathBuf>) -> PathBuf {
+    flag.clone()
+        .unwrap_or_else(pismo_core::host::mnist::default_dir)
+}
+
+/// Loads and decodes the model `reference` means (see `Registry::resolve`).
+pub fn load_model(
+    registry: &Registry,
+    reference: Option<&str>,
+) -> Result<(ModelId, AnyMlp), CliError> {
+    let (id, bytes) = registry.load(reference)?;
+    let (mlp, _) = AnyMlp::decode(&bytes).map_err(|e| {
+        let path = registry.path_of(&id).unwrap_or_default();
+        CliError::Failed(format!("{}: model {id}: {e}", path.display()))
+    })?;
+    Ok((id, mlp))
+}
+
+/// Every command word, for the "run `pismo … --help`" hint after a usage error.
+const COMMAND_WORDS: [&str; 15] = [
+    "train", "eval", "predict", "models", "runs", "data", "list", "show", "alias", "unalias",
+    "delete", "log", "fetch", "verify", "help",
+];
+
+/// `pismo models` for `["models", "show", "--json"]`: the command words the user typed.
+fn command_path(args: &[&str]) -> String {
+    let mut path = String::from("pismo");
+    for arg in args.iter().take(2) {
+        if !COMMAND_WORDS.contains(arg) || *arg == "help" {
+            break;
+        }
+        path.push(' ');
+        path.push_str(arg);
+    }
+    path
+}
+
+fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Models(args) => models::run(args),
+        Command::Runs(args) => runs::run(args),
+        Command::Data(args) => data::run(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(bad) => {
+                eprintln!(
+                    "error: argument `{}` is not valid UTF-8",
+                    Path::new(&bad).display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if args.first() == Some(&"predict") {
+        for arg in &mut args[1..] {
+            if *arg == "-" {
+                *arg = predict::STDIN_ARG;
+            }
+        }
+    }
+    let cli = match Cli::from_args(&["pismo"], &args) {
+        Ok(cli) => cli,
+        Err(EarlyExit { output, status }) => {
+            if status.is_ok() {
+                let mut help = format!("{}\n", output.trim_end());
+                if command_path(&args) == "pismo train" {
+                    help.push_str(&format!("\n{}", train::help_defaults()));
+                }
+                // A closed stdout (`pismo --help | head`) is not an error.
+                let _ = out(&help);
+                return ExitCode::SUCCESS;
+            }
+            let message = output.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut chars = message.chars();
+            let message = match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => "invalid arguments".to_owned(),
+            };
+            eprintln!(
+                "error: {message} (run `{} --help` for usage)",
+                command_path(&args)
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command) {
+        Ok(()) | Err(CliError::Closed) => ExitCode::SUCCESS,
+        Err(CliError::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+        Err(CliError::Reported) => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_path_stops_at_the_first_non_command_word() {
+        assert_eq!(
+            command_path(&["models", "show", "--json"]),
+            "pismo models show"
+        );
+        assert_eq!(command_path(&["train", "--epochs", "x"]), "pismo train");
+        assert_eq!(command_path(&["frobnicate"]), "pismo");
+        assert_eq!(command_path(&["help"]), "pismo");
+    }
+}

@@ -1,0 +1,252 @@
+//! `pismo models`: list, show, alias, unalias and delete the models of a registry
+//! (`pismo_core::host::registry`, which owns the file layout, the reference grammar and the
+//! locking; this module only prints).
+//!
+//! `delete` takes an exact `NAME@VERSION`, never a name or alias that resolves to a version:
+//! what gets deleted is what was typed.
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+use pismo_core::host::registry::{Entry, ModelId, OwnedMeta, Registry};
+use pismo_core::mlp::{CLASSES, INPUT};
+
+use crate::{text, CliError};
+
+/// Manage the model registry (versioned model files and aliases).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "models")]
+pub struct Args {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum Command {
+    List(List),
+    Show(Show),
+    Alias(Alias),
+    Unalias(Unalias),
+    Delete(Delete),
+}
+
+/// List every model with its aliases, size and metrics.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+struct List {
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+    /// print one JSON object per model on stdout
+    #[argh(switch)]
+    json: bool,
+}
+
+/// Show one model: file, aliases, hyperparameters, metrics, run.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "show")]
+struct Show {
+    /// the model: NAME, NAME@VERSION or NAME@ALIAS
+    #[argh(positional)]
+    model: String,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+    /// print one JSON object on stdout
+    #[argh(switch)]
+    json: bool,
+}
+
+/// Point an alias at a model (replacing its old target).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "alias")]
+struct Alias {
+    /// the model: NAME, NAME@VERSION or NAME@ALIAS
+    #[argh(positional)]
+    model: String,
+    /// the alias, e.g. default
+    #[argh(positional)]
+    alias: String,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+}
+
+/// Remove an alias (the model stays).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "unalias")]
+struct Unalias {
+    /// the alias
+    #[argh(positional)]
+    alias: String,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+}
+
+/// Delete one model version (refused while an alias points at it).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "delete")]
+struct Delete {
+    /// the exact model version, NAME@VERSION
+    #[argh(positional)]
+    model: String,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+}
+
+/// Runs `pismo models …`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    match args.command {
+        Command::List(a) => list(&crate::registry(&a.registry), a.json),
+        Command::Show(a) => show(&crate::registry(&a.registry), &a.model, a.json),
+        Command::Alias(a) => {
+            let registry = crate::registry(&a.registry);
+            let id = registry.resolve(Some(&a.model))?;
+            let old = registry.aliases()?.remove(&a.alias);
+            registry.set_alias(&a.alias, &id)?;
+            match old {
+                Some(old) if old != id => {
+                    crate::out_line(&format!("alias {} -> {id} (was {old})", a.alias))
+                }
+                _ => crate::out_line(&format!("alias {} -> {id}", a.alias)),
+            }
+        }
+        Command::Unalias(a) => {
+            let old = crate::registry(&a.registry).remove_alias(&a.alias)?;
+            crate::out_line(&format!("removed alias {} (pointed at {old})", a.alias))
+        }
+        Command::Delete(a) => {
+            let id: ModelId = a.model.parse()?;
+            crate::registry(&a.registry).delete(&id)?;
+            crate::out_line(&format!("deleted {id}"))
+        }
+    }
+}
+
+fn f(x: f32) -> Option<f64> {
+    Some(f64::from(x))
+}
+
+fn list(registry: &Registry, json: bool) -> Result<(), CliError> {
+    let entries = registry.list()?;
+    if json {
+        for entry in &entries {
+            crate::out_json(entry)?;
+        }
+        return Ok(());
+    }
+    if entries.is_empty() {
+        eprintln!(
+            "no models in {}: train one with `pismo train`",
+            registry.dir().display()
+        );
+        return Ok(());
+    }
+    let mut table = text::Table::new(
+        &[
+            "id", "aliases", "hidden", "kind", "size", "test acc", "val acc", "created", "run",
+        ],
+        &[2, 4, 5, 6],
+    );
+    for e in &entries {
+        let aliases = if e.aliases.is_empty() {
+            "-".to_owned()
+        } else {
+            e.aliases.join(",")
+        };
+        let mut row = vec![e.id.to_string(), aliases];
+        match &e.meta {
+            Ok(m) => row.extend([
+                m.hidden_size.to_string(),
+                m.kind.to_owned(),
+                text::bytes(e.size),
+                text::percent(m.metrics.test_accuracy.and_then(f)),
+                text::percent(f(m.metrics.val_accuracy)),
+                text::utc(m.created_unix),
+                if m.run_id.is_empty() {
+                    "-".to_owned()
+                } else {
+                    m.run_id.clone()
+                },
+            ]),
+            Err(err) => {
+                eprintln!("warning: {}: {err}", e.path.display());
+                row.extend([
+                    "-".into(),
+                    "corrupt".into(),
+                    text::bytes(e.size),
+                    "-".into(),
+                    "-".into(),
+                    text::utc(e.modified_unix),
+                    "-".into(),
+                ]);
+            }
+        }
+        table.row(row);
+    }
+    crate::out(&table.render())
+}
+
+fn show(registry: &Registry, reference: &str, json: bool) -> Result<(), CliError> {
+    let id = registry.resolve(Some(reference))?;
+    let entry = registry
+        .list()?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(|| {
+            CliError::failed(format!(
+                "{id} disappeared from {}",
+                registry.dir().display()
+            ))
+        })?;
+    if json {
+        return crate::out_json(&entry);
+    }
+    let meta = entry
+        .meta
+        .as_ref()
+        .map_err(|err| CliError::failed(format!("{}: {err}", entry.path.display())))?;
+    crate::out(&describe(&entry, meta))
+}
+
+fn describe(e: &Entry, m: &OwnedMeta) -> String {
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    let h = m.hidden_size as usize;
+    let params = INPUT * h + h + h * CLASSES + CLASSES;
+    let metrics = &m.metrics;
+    let mut out = format!(
+        "model     {}\nfile      {} ({})\naliases   {}\ncreated   {} UTC\nweights   {}, hidden {h}, {params} parameters\n",
+        e.id,
+        e.path.display(),
+        text::bytes(e.size),
+        if e.aliases.is_empty() { "-".to_owned() } else { e.aliases.join(", ") },
+        text::utc(m.created_unix),
+        m.kind,
+    );
+    out.push_str(&format!(
+        "test acc  {}\nval acc   {} (val loss {}, train loss {})\nepochs    {} run, weights of epoch {}\n",
+        text::percent(metrics.test_accuracy.and_then(f)),
+        text::percent(f(metrics.val_accuracy)),
+        text::number(f(metrics.val_loss), 4),
+        text::number(f(metrics.train_loss), 4),
+        metrics.epochs_run,
+        metrics.best_epoch,
+    ));
+    out.push_str(&format!(
+        "run       {}\ndataset   {}\nparent    {}\nparams\n",
+        or_dash(&m.run_id),
+        or_dash(&m.dataset),
+        or_dash(&m.parent)
+    ));
+    out.push_str(&text::hyper_block(&m.hyper, "  ", 88));
+    out
+}

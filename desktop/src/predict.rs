@@ -1,0 +1,177 @@
+//! `pismo predict`: the digit in each image of PNG or IDX3 files (raw or gzip), or of a PNG
+//! on standard input (`-`).
+//!
+//! Every image goes through `pismo_core::preprocess::to_input`, the pipeline every shell
+//! uses: a 28x28 image is taken as MNIST-like (only its polarity is normalised), any other
+//! size is a drawing or scan and is cropped, scaled and centred as MNIST was. A file that
+//! cannot be read, or an image with no ink, is reported on stderr (naming the file and the
+//! image's index) and skipped; the others are still answered, and the exit status is 1 if
+//! anything was skipped.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use argh::FromArgs;
+use pismo_core::host::image::{self, OwnedGrey};
+use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_core::preprocess;
+use serde::Serialize;
+
+use crate::CliError;
+
+/// Recognise the digit in each image of PNG or IDX3 files (any image size; `-` reads a PNG
+/// from standard input).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "predict")]
+pub struct Args {
+    /// model: NAME, NAME@VERSION or NAME@ALIAS (default: the `default` alias, else the
+    /// newest model)
+    #[argh(option)]
+    model: Option<String>,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+    /// print one JSON object per image on stdout
+    #[argh(switch)]
+    json: bool,
+    /// PNG or IDX3 files (raw or .gz), or - for standard input
+    #[argh(positional)]
+    files: Vec<String>,
+}
+
+/// The `--json` line of one image.
+#[derive(Serialize)]
+struct Prediction<'a> {
+    file: &'a str,
+    index: usize,
+    model: &'a str,
+    label: usize,
+    probabilities: &'a [f32; CLASSES],
+}
+
+/// What `main` passes instead of a `-` argument of `pismo predict`: argh takes `-` for a
+/// flag, and this cannot be typed by accident (it starts with a control character).
+pub const STDIN_ARG: &str = "\u{1}stdin";
+
+/// Reads the images of `file` (`-` is standard input).
+fn read(file: &str) -> Result<Vec<OwnedGrey>, String> {
+    if file == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(image::MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("standard input: {e}"))?;
+        if bytes.len() as u64 > image::MAX_FILE_BYTES {
+            return Err(format!(
+                "standard input: more than {} MiB",
+                image::MAX_FILE_BYTES >> 20
+            ));
+        }
+        return image::decode_image_file(&bytes).map_err(|e| format!("standard input: {e}"));
+    }
+    image::read_image_file(Path::new(file)).map_err(|e| match e.kind() {
+        image::ImageError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            format!("{file}: no such file")
+        }
+        _ => e.to_string(),
+    })
+}
+
+/// The digits in order of probability, most likely first.
+fn ranked(p: &[f32; CLASSES]) -> [usize; CLASSES] {
+    let mut order: [usize; CLASSES] = std::array::from_fn(|i| i);
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    order
+}
+
+/// Runs `pismo predict`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    if args.files.is_empty() {
+        return Err(CliError::usage(
+            "no FILE given: pass one or more PNG or IDX3 files, or - for standard input",
+        ));
+    }
+    let registry = crate::registry(&args.registry);
+    let (id, mlp) = crate::load_model(&registry, args.model.as_deref())?;
+    let model = id.to_string();
+    if !args.json {
+        eprintln!("model {model}");
+    }
+    let mut failed = 0usize;
+    let mut x = [0.0f32; INPUT];
+    for file in &args.files {
+        let file = if file == STDIN_ARG {
+            "-"
+        } else {
+            file.as_str()
+        };
+        let images = match read(file) {
+            Ok(images) => images,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                failed += 1;
+                continue;
+            }
+        };
+        let many = images.len() > 1;
+        for (index, img) in images.iter().enumerate() {
+            let name = if many {
+                format!("{file}#{index}")
+            } else {
+                file.to_owned()
+            };
+            if let Err(e) = preprocess::to_input(&img.as_grey(), &mut x) {
+                eprintln!("error: {name}: {e}");
+                failed += 1;
+                continue;
+            }
+            let p = mlp.predict_proba(&x);
+            let order = ranked(&p);
+            if args.json {
+                crate::out_json(&Prediction {
+                    file,
+                    index,
+                    model: &model,
+                    label: order[0],
+                    probabilities: &p,
+                })?;
+            } else {
+                let others: Vec<String> = order[1..3]
+                    .iter()
+                    .map(|&d| format!("{d} {:.1} %", p[d] * 100.0))
+                    .collect();
+                crate::out_line(&format!(
+                    "{name}: {} ({:.1} %)   next: {}",
+                    order[0],
+                    p[order[0]] * 100.0,
+                    others.join(", ")
+                ))?;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(CliError::Reported);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranked_orders_by_probability_then_digit() {
+        let mut p = [0.0; CLASSES];
+        p[7] = 0.9;
+        p[1] = 0.05;
+        p[9] = 0.05;
+        assert_eq!(&ranked(&p)[..4], &[7, 1, 9, 0]);
+    }
+
+    #[test]
+    fn a_missing_file_is_named_in_the_error() {
+        let msg = read("no/such/file.png").unwrap_err();
+        assert!(msg.starts_with("no/such/file.png: "), "{msg}");
+    }
+}

@@ -1,0 +1,414 @@
+//! `pismo train`: one training session (`pismo_core::host::session`) with live progress.
+//!
+//! Everything is checked before MNIST is loaded (hyperparameters, model name, aliases), so a
+//! typo is a usage error at once, not after the data loads. While training, stderr shows the
+//! run id, one line per epoch and, when stderr is a terminal, a progress line redrawn in
+//! place (epoch, batch bar, ETA). The result goes to stdout: a short summary, or with
+//! `--json` one `{"event":"epoch",…}` object per epoch and a final `{"event":"done",…}`.
+
+use std::io::{IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use argh::FromArgs;
+use pismo_core::host::mnist::TRAIN_DIGEST;
+use pismo_core::host::registry::{validate_alias, validate_name};
+use pismo_core::host::session::{self, SessionError, SessionEvent, TrainRequest};
+use pismo_core::host::trainer::{EpochReport, Event, TrainError};
+use pismo_core::hyper::{Hyper, Metrics};
+use serde::Serialize;
+
+use crate::{text, CliError};
+
+/// Train a model on MNIST, record the run and register the model.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "train",
+    note = "Hyperparameters not given take the defaults listed below: the original project's, except where docs/ARCHITECTURE.md gives a measured reason."
+)]
+pub struct Args {
+    /// name to register the model under (default "mnist")
+    #[argh(option, default = "String::from(\"mnist\")")]
+    name: String,
+    /// hidden units: 16, 32, 64, 128, 256, 512 or 1024
+    #[argh(option)]
+    hidden_size: Option<u32>,
+    /// probability of dropping a hidden unit while training, 0 <= p < 1
+    #[argh(option)]
+    dropout_rate: Option<f32>,
+    /// L2 strength; the loss adds reg_lambda/(2m)·‖W‖² per batch of m
+    #[argh(option)]
+    reg_lambda: Option<f32>,
+    /// learning rate of the first epoch
+    #[argh(option)]
+    initial_lr: Option<f32>,
+    /// the same as --initial-lr (the original project's name)
+    #[argh(option)]
+    learning_rate: Option<f32>,
+    /// learning-rate decay: lr(e) = initial_lr / (1 + decay·e)
+    #[argh(option)]
+    decay: Option<f32>,
+    /// SGD momentum, 0 <= m < 1
+    #[argh(option)]
+    momentum: Option<f32>,
+    /// mini-batch size
+    #[argh(option)]
+    batch_size: Option<u32>,
+    /// maximum number of epochs
+    #[argh(option)]
+    epochs: Option<u32>,
+    /// stop after this many epochs without a lower validation loss; 0 = never
+    #[argh(option)]
+    patience: Option<u32>,
+    /// seed of every random choice
+    #[argh(option)]
+    seed: Option<u64>,
+    /// training images held out for validation
+    #[argh(option)]
+    val_size: Option<u32>,
+    /// randomly shift, rotate, scale and thicken training digits, for drawn input
+    #[argh(switch)]
+    augment: bool,
+    /// training threads; 0 = all cores (default 0)
+    #[argh(option, default = "0")]
+    threads: usize,
+    /// alias to point at the new model, e.g. default (repeatable)
+    #[argh(option)]
+    alias: Vec<String>,
+    /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+    /// run records folder (default: $PISMO_RUNS, else ./runs)
+    #[argh(option)]
+    runs: Option<PathBuf>,
+    /// print one JSON object per epoch and a final one on stdout
+    #[argh(switch)]
+    json: bool,
+    /// no progress or epoch lines on stderr
+    #[argh(switch)]
+    quiet: bool,
+}
+
+impl Args {
+    /// The hyperparameters: `Hyper::DEFAULT` with the flags given, checked.
+    fn hyper(&self) -> Result<Hyper, CliError> {
+        let initial_lr = match (self.initial_lr, self.learning_rate) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(CliError::usage(format!(
+                    "--initial-lr {a} and --learning-rate {b} disagree: they are the same \
+                     setting, give one"
+                )))
+            }
+            (a, b) => a.or(b),
+        };
+        let d = Hyper::DEFAULT;
+        let hyper = Hyper {
+            hidden_size: self.hidden_size.unwrap_or(d.hidden_size),
+            dropout_rate: self.dropout_rate.unwrap_or(d.dropout_rate),
+            reg_lambda: self.reg_lambda.unwrap_or(d.reg_lambda),
+            initial_lr: initial_lr.unwrap_or(d.initial_lr),
+            decay: self.decay.unwrap_or(d.decay),
+            momentum: self.momentum.unwrap_or(d.momentum),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            epochs: self.epochs.unwrap_or(d.epochs),
+            patience: self.patience.unwrap_or(d.patience),
+            seed: self.seed.unwrap_or(d.seed),
+            val_size: self.val_size.unwrap_or(d.val_size),
+            augment: self.augment || d.augment,
+        };
+        hyper.validate().map_err(|e| {
+            // Name the flag and echo the value: "invalid hidden_size: expected one of …
+            // (got --hidden-size 100)".
+            let value = text::hyper_fields(&hyper)
+                .into_iter()
+                .find(|(name, _)| *name == e.field)
+                .map_or_else(String::new, |(_, value)| value);
+            CliError::usage(format!("{e} (got --{} {value})", e.field.replace('_', "-")))
+        })?;
+        Ok(hyper)
+    }
+}
+
+/// The last line of `--json` output.
+#[derive(Serialize)]
+struct Done<'a> {
+    event: &'static str,
+    model: Option<String>,
+    bytes: Option<usize>,
+    run_id: &'a str,
+    status: &'static str,
+    metrics: &'a Metrics,
+}
+
+/// What stderr shows while training.
+struct Progress {
+    /// Draw the in-place progress line (stderr is a terminal and not `--quiet`).
+    live: bool,
+    /// Print the run id, log lines and epoch lines (not `--quiet`).
+    lines: bool,
+    /// Whether a progress line is on screen now.
+    drawn: bool,
+    /// Epochs of the run.
+    epochs: u32,
+    /// When the current epoch started.
+    epoch_start: Instant,
+    /// Wall time of the last whole epoch (training + validation).
+    last_epoch_seconds: Option<f64>,
+}
+
+impl Progress {
+    fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\r\x1b[K");
+            self.drawn = false;
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        if self.lines {
+            self.clear();
+            eprintln!("{line}");
+        }
+    }
+
+    fn batch(&mut self, epoch: u32, done: usize, total: usize) {
+        if !self.live || total == 0 {
+            return;
+        }
+        let fraction = done as f64 / total as f64;
+        let elapsed = self.epoch_start.elapsed().as_secs_f64();
+        let eta = if done == 0 {
+            None
+        } else {
+            let this_epoch = elapsed / fraction;
+            let per_epoch = self.last_epoch_seconds.unwrap_or(this_epoch);
+            Some(this_epoch - elapsed + per_epoch * f64::from(self.epochs.saturating_sub(epoch)))
+        };
+        const WIDTH: usize = 24;
+        let filled = ((fraction * WIDTH as f64) as usize).min(WIDTH);
+        let bar: String = "#".repeat(filled) + &"-".repeat(WIDTH - filled);
+        eprint!(
+            "\r\x1b[Kepoch {epoch}/{}  [{bar}] {:3.0}%  eta {}",
+            self.epochs,
+            fraction * 100.0,
+            eta.map_or_else(|| "…".to_owned(), text::duration)
+        );
+        let _ = std::io::stderr().flush();
+        self.drawn = true;
+    }
+
+    fn epoch(&mut self, r: &EpochReport) {
+        self.last_epoch_seconds = Some(self.epoch_start.elapsed().as_secs_f64());
+        self.epoch_start = Instant::now();
+        let mut line = session::epoch_line(r);
+        if r.epoch < r.epochs && r.eta_seconds.is_finite() {
+            line.push_str(&format!(
+                "  eta {}",
+                text::duration(f64::from(r.eta_seconds))
+            ));
+        }
+        self.line(&line);
+    }
+}
+
+/// The defaults of the hyperparameters, appended to `pismo train --help` (argh's help text
+/// is static; this is computed from `Hyper::DEFAULT`, so it cannot go stale).
+pub fn help_defaults() -> String {
+    format!(
+        "Defaults:\n{}",
+        text::hyper_block(&Hyper::DEFAULT, "  ", 80)
+    )
+}
+
+/// Runs `pismo train`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let hyper = args.hyper()?;
+    validate_name(&args.name)?;
+    for alias in &args.alias {
+        validate_alias(alias)?;
+    }
+    let data_dir = crate::data_dir(&args.data);
+    let registry = crate::registry(&args.registry);
+    let runs = crate::runs(&args.runs);
+    let mut progress = Progress {
+        live: !args.quiet && std::io::stderr().is_terminal(),
+        lines: !args.quiet,
+        drawn: false,
+        epochs: hyper.epochs,
+        epoch_start: Instant::now(),
+        last_epoch_seconds: None,
+    };
+
+    progress.line(&format!("loading MNIST from {} …", data_dir.display()));
+    let (train, test) = session::load_data(&data_dir).map_err(session_error)?;
+    if test.is_none() {
+        progress.line(&format!(
+            "MNIST test split not in {}: the model's test accuracy will not be measured",
+            data_dir.display()
+        ));
+    }
+    let request = TrainRequest {
+        name: args.name.clone(),
+        hyper,
+        data_dir,
+        threads: args.threads,
+        aliases: args.alias.clone(),
+    };
+
+    let mut bytes = None;
+    let mut write_error = None;
+    let result = session::run_with_data(
+        &request,
+        &train,
+        test.as_ref(),
+        TRAIN_DIGEST,
+        &registry,
+        &runs,
+        &mut |event| {
+            match event {
+                SessionEvent::Started { run_id } => {
+                    progress.epoch_start = Instant::now();
+                    progress.line(&format!("run {run_id}: training model `{}`", args.name));
+                }
+                SessionEvent::Train(Event::Log(line)) => progress.line(line),
+                SessionEvent::Train(Event::Batch { epoch, done, total }) => {
+                    progress.batch(epoch, done, total)
+                }
+                SessionEvent::Train(Event::Epoch(report)) => {
+                    progress.epoch(report);
+                    if args.json {
+                        if let Err(e) = print_epoch(report) {
+                            // Stdout is gone: nobody reads the result, stop training.
+                            write_error = Some(e);
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+                SessionEvent::Registered { bytes: n, .. } => bytes = Some(n),
+            }
+            ControlFlow::Continue(())
+        },
+    );
+    progress.clear();
+    let finished = result.map_err(session_error)?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+
+    let model = finished.model.as_ref().map(ToString::to_string);
+    if args.json {
+        return crate::out_json(&Done {
+            event: "done",
+            model,
+            bytes,
+            run_id: &finished.run_id,
+            status: finished.status.as_str(),
+            metrics: &finished.metrics,
+        });
+    }
+    let m = &finished.metrics;
+    let mut summary = String::new();
+    if let Some(acc) = m.test_accuracy {
+        summary.push_str(&format!(
+            "test accuracy {} ({} MNIST test images)\n",
+            text::percent(Some(f64::from(acc))),
+            test.as_ref().map_or(0, |t| t.len())
+        ));
+    }
+    summary.push_str(&format!(
+        "validation accuracy {} (weights of epoch {}, {} epochs run)\n",
+        text::percent(Some(f64::from(m.val_accuracy))),
+        m.best_epoch,
+        m.epochs_run
+    ));
+    match model {
+        Some(model) => summary.push_str(&format!(
+            "registered {model} ({}), run {}\n",
+            text::bytes(bytes.unwrap_or(0) as u64),
+            finished.run_id
+        )),
+        None => summary.push_str(&format!(
+            "no model registered (stopped before the first epoch ended), run {}\n",
+            finished.run_id
+        )),
+    }
+    for alias in &args.alias {
+        summary.push_str(&format!("alias {alias} now points at it\n"));
+    }
+    crate::out(&summary)
+}
+
+/// One `--json` line per epoch: `{"event":"epoch", …the report's fields}`.
+#[derive(Serialize)]
+struct EpochLine<'a> {
+    event: &'static str,
+    #[serde(flatten)]
+    report: &'a EpochReport,
+}
+
+fn print_epoch(report: &EpochReport) -> Result<(), CliError> {
+    crate::out_json(&EpochLine {
+        event: "epoch",
+        report,
+    })
+}
+
+fn session_error(e: SessionError) -> CliError {
+    match e {
+        SessionError::Train(TrainError::Hyper(e)) => CliError::usage(e),
+        SessionError::Registry(e) => e.into(),
+        e => CliError::failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_defaults_list_every_hyperparameter() {
+        let text = help_defaults();
+        for (name, value) in text::hyper_fields(&Hyper::DEFAULT) {
+            assert!(
+                text.contains(&format!("{name} {value}")),
+                "{name} missing: {text}"
+            );
+        }
+    }
+
+    fn parse(args: &[&str]) -> Args {
+        Args::from_args(&["pismo", "train"], args).expect("parses")
+    }
+
+    #[test]
+    fn learning_rate_is_an_alias_of_initial_lr() {
+        assert_eq!(
+            parse(&["--learning-rate", "0.05"])
+                .hyper()
+                .unwrap()
+                .initial_lr,
+            0.05
+        );
+        assert_eq!(parse(&[]).hyper().unwrap(), Hyper::DEFAULT);
+        assert!(matches!(
+            parse(&["--learning-rate", "0.05", "--initial-lr", "0.2"]).hyper(),
+            Err(CliError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn out_of_range_values_are_usage_errors_naming_the_flag() {
+        let Err(CliError::Usage(msg)) = parse(&["--dropout-rate", "1.5"]).hyper() else {
+            panic!("accepted --dropout-rate 1.5");
+        };
+        assert!(
+            msg.contains("dropout_rate") && msg.contains("--dropout-rate 1.5"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! The `pismo` command line, through the real binary: exit statuses, error lines, the JSON
+//! output scripts rely on, and (when the full MNIST is present) train → list → eval → predict.
+//!
+//! Every command runs in a [`Pismo`] sandbox: `PISMO_REGISTRY`, `PISMO_RUNS` and `PISMO_DATA`
+//! point into a temp folder, so nothing here reads or writes `./models` or `./runs`.
+
+use pismo_core::host::image::decode_png;
+use pismo_core::host::model::AnyMlp;
+use pismo_core::hyper::Hyper;
+use pismo_core::preprocess::{self, GreyImage};
+use pismo_tests::{
+    drawn_digit_png, full_mnist, idx3, t10k, test_data, train_tiny_model, Output, Pismo,
+};
+use serde_json::Value;
+
+/// A sandbox whose registry holds `tiny@1` (trained on t10k) and its run.
+fn with_tiny_model() -> Pismo {
+    let p = Pismo::new();
+    assert_eq!(train_tiny_model(&p.registry(), &p.runs()), "tiny@1");
+    p
+}
+
+/// The one `error: …` line a failing command prints (other stderr lines are progress).
+fn error_line(out: &Output) -> &str {
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "expected one error line: {}", out.stderr);
+    errors[0]
+}
+
+fn probabilities(v: &Value) -> Vec<f64> {
+    v["probabilities"]
+        .as_array()
+        .expect("probabilities array")
+        .iter()
+        .map(|p| p.as_f64().expect("a number"))
+        .collect()
+}
+
+fn write(p: &Pismo, name: &str, bytes: &[u8]) -> String {
+    std::fs::write(p.home.join(name), bytes).expect("write test file");
+    name.to_owned()
+}
+
+#[test]
+fn help_exits_0_and_lists_the_commands() {
+    let p = Pismo::new();
+    let out = p.run(&["--help"]);
+    out.expect_code(0);
+    for command in ["train", "eval", "predict", "models", "runs", "data"] {
+        assert!(
+            out.stdout.contains(command),
+            "{command} missing:\n{}",
+            out.stdout
+        );
+    }
+    let out = p.run(&["train", "--help"]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("--hidden-size") && out.stdout.contains("--learning-rate"));
+    let default_hidden = format!("hidden_size {}", Hyper::DEFAULT.hidden_size);
+    assert!(
+        out.stdout.contains("Defaults:") && out.stdout.contains(&default_hidden),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn unknown_subcommands_and_flags_are_usage_errors() {
+    let p = Pismo::new();
+    for args in [
+        &["frobnicate"][..],
+        &[],
+        &["models"],
+        &["models", "list", "--bogus"],
+        &["train", "--epochs", "many"],
+    ] {
+        let out = p.run(args);
+        out.expect_code(2);
+        let line = error_line(&out);
+        assert!(line.contains("--help"), "no hint in: {line}");
+    }
+    assert!(!p.registry().exists() && !p.runs().exists());
+}
+
+#[test]
+fn an_invalid_hyperparameter_is_a_usage_error_naming_the_field() {
+    // The data folder is empty: the check must come before loading MNIST.
+    let p = Pismo::new();
+    for (flag, value, field) in [
+        ("--hidden-size", "100", "hidden_size"),
+        ("--dropout-rate", "1.5", "dropout_rate"),
+        ("--momentum", "1", "momentum"),
+        ("--batch-size", "0", "batch_size"),
+    ] {
+        let out = p.run(&["train", flag, value]);
+        out.expect_code(2);
+        let line = error_line(&out);
+        assert!(
+            line.contains(field) && line.contains(&format!("{flag} {value}")),
+            "{line}"
+        );
+    }
+    let out = p.run(&["train", "--name", "Not Valid"]);
+    out.expect_code(2);
+    assert!(error_line(&out).contains("Not Valid"));
+    assert!(!p.runs().exists(), "no run is recorded for a usage error");
+}
+
+#[test]
+fn train_without_mnist_says_how_to_get_it() {
+    let p = Pismo::new();
+    let out = p.run(&["train", "--epochs", "1"]);
+    out.expect_code(1);
+    assert!(error_line(&out).contains("fetch-mnist"), "{}", out.stderr);
+}
+
+#[test]
+fn data_verify_on_an_empty_folder_fails_and_mentions_fetch_mnist() {
+    let p = Pismo::new();
+    let out = p.run(&["data", "verify"]);
+    out.expect_code(1);
+    assert_eq!(
+        out.stdout.lines().count(),
+        4,
+        "one line per file:\n{}",
+        out.stdout
+    );
+    assert!(error_line(&out).contains("fetch-mnist"));
+
+    // tests/data holds the real test split only: two files OK, two missing.
+    let data = test_data();
+    let out = p.run(&["data", "verify", "--data", data.to_str().unwrap()]);
+    out.expect_code(1);
+    let ok: Vec<&str> = out.stdout.lines().filter(|l| l.ends_with(" OK")).collect();
+    assert_eq!(ok.len(), 2, "{}", out.stdout);
+    assert!(ok.iter().all(|l| l.starts_with("t10k-")));
+}
+
+#[test]
+fn predict_reports_a_missing_file_by_name_and_answers_the_others() {
+    let p = with_tiny_model();
+    let digit = write(&p, "seven.png", &drawn_digit_png(&t10k().images[0], 200));
+    let out = p.run(&["predict", "no-such-file.png", &digit]);
+    out.expect_code(1);
+    assert!(
+        error_line(&out).contains("no-such-file.png"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.starts_with("seven.png: "), "{}", out.stdout);
+}
+
+#[test]
+fn predict_rejects_a_blank_image_and_still_answers_for_noise() {
+    let p = with_tiny_model();
+    let blank = write(&p, "blank.png", &{
+        let white = vec![255u8; 200 * 200];
+        pismo_core::host::image::encode_png(&GreyImage::new(200, 200, &white).unwrap())
+    });
+    let out = p.run(&["predict", &blank]);
+    out.expect_code(1);
+    let line = error_line(&out);
+    assert!(
+        line.contains("blank.png") && line.contains("no ink"),
+        "{line}"
+    );
+    assert!(out.stdout.is_empty());
+
+    // Noise has ink: the model has no "not a digit" class, so it answers, and the answer
+    // is a proper distribution. (The CLI does not pretend to know better than the model.)
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..200 * 200)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 56) as u8
+        })
+        .collect();
+    let noisy = write(&p, "noise.png", &{
+        pismo_core::host::image::encode_png(&GreyImage::new(200, 200, &noise).unwrap())
+    });
+    let out = p.run(&["predict", "--json", &noisy]);
+    out.expect_code(0);
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 1);
+    let sum: f64 = probabilities(&lines[0]).iter().sum();
+    assert!((sum - 1.0).abs() < 1e-3, "{sum}");
+}
+
+#[test]
+fn predict_json_gives_one_line_per_image_with_ten_probabilities() {
+    let p = with_tiny_model();
+    let t = t10k();
+    let idx = write(&p, "three.idx3", &idx3(&t.images[..3]));
+    let png_bytes = drawn_digit_png(&t.images[1], 240);
+    let png = write(&p, "drawn.png", &png_bytes);
+    let out = p.run(&["predict", "--json", "--model", "tiny", &idx, &png]);
+    out.expect_code(0);
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    for (line, (file, index)) in lines
+        .iter()
+        .zip([(&idx, 0), (&idx, 1), (&idx, 2), (&png, 0)])
+    {
+        assert_eq!(line["file"], file.as_str());
+        assert_eq!(line["index"], index);
+        let p = probabilities(line);
+        assert_eq!(p.len(), 10);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-3, "{p:?}");
+        let label = line["label"].as_u64().expect("label") as usize;
+        assert!(
+            p.iter().all(|&q| q <= p[label]),
+            "label is not the most likely: {line}"
+        );
+    }
+
+    // The CLI answers exactly what the library does for the same image.
+    let registry = pismo_core::host::registry::Registry::open(p.registry());
+    let (_, bytes) = registry.load(Some("tiny@1")).unwrap();
+    let (mlp, _) = AnyMlp::decode(&bytes).unwrap();
+    let img = decode_png(&png_bytes).unwrap();
+    let mut x = [0.0f32; 784];
+    preprocess::to_input(&img.as_grey(), &mut x).unwrap();
+    let expected = mlp.predict_proba(&x);
+    for (got, want) in probabilities(&lines[3]).iter().zip(expected) {
+        assert!((got - f64::from(want)).abs() < 1e-6, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn predict_reads_a_png_from_standard_input_given_as_dash() {
+    use std::io::Write;
+    let p = with_tiny_model();
+    let png = drawn_digit_png(&t10k().images[0], 200);
+    let mut child = p
+        .command(&["predict", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pismo");
+    child.stdin.take().unwrap().write_all(&png).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(line["file"], "-");
+    assert_eq!(probabilities(&line).len(), 10);
+}
+
+#[test]
+fn eval_json_reports_accuracy_and_a_confusion_matrix() {
+    // PISMO_DATA = tests/data: the default data is its (real, digest-checked) test split.
+    let p = with_tiny_model().with_data(test_data());
+    let out = p.run(&["eval", "--json"]);
+    out.expect_code(0);
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 1);
+    let r = &lines[0];
+    assert_eq!(r["model"], "tiny@1");
+    assert_eq!(r["n"], 10_000);
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(r["confusion"].clone()).unwrap();
+    assert_eq!(confusion.len(), 10);
+    assert!(confusion.iter().all(|row| row.len() == 10));
+    let total: u64 = confusion.iter().flatten().sum();
+    let correct: u64 = (0..10).map(|i| confusion[i][i]).sum();
+    assert_eq!(total, 10_000);
+    let accuracy = r["accuracy"].as_f64().unwrap();
+    assert!((accuracy - correct as f64 / 1e4).abs() < 1e-9);
+    // Trained on these very images: anything that learned scores far above chance.
+    assert!(accuracy > 0.8, "{accuracy}");
+
+    // The same through --images/--labels, and the text form.
+    let dir = test_data();
+    let images = dir.join("t10k-images-idx3-ubyte.gz");
+    let labels = dir.join("t10k-labels-idx1-ubyte.gz");
+    let (images, labels) = (images.to_str().unwrap(), labels.to_str().unwrap());
+    let out = p.run(&["eval", "--images", images, "--labels", labels]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains(&format!("{:.2} %", accuracy * 100.0)),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("recall"));
+
+    let out = p.run(&["eval", "--images", images]);
+    out.expect_code(2);
+    assert!(error_line(&out).contains("--labels"));
+}
+
+#[test]
+fn models_list_json_on_an_empty_registry_prints_nothing() {
+    let p = Pismo::new();
+    let out = p.run(&["models", "list", "--json"]);
+    out.expect_code(0);
+    assert_eq!(out.stdout, "");
+    let out = p.run(&["models", "list"]);
+    out.expect_code(0);
+    assert!(out.stderr.contains("no models"), "{}", out.stderr);
+}
+
+#[test]
+fn models_show_names_an_unknown_model_and_rejects_a_malformed_reference() {
+    let p = with_tiny_model();
+    let out = p.run(&["models", "show", "nosuch"]);
+    out.expect_code(1);
+    assert!(error_line(&out).contains("nosuch"));
+    let out = p.run(&["models", "show", "tiny@7"]);
+    out.expect_code(1);
+    assert!(
+        error_line(&out).contains("tiny@1"),
+        "lists what exists: {}",
+        out.stderr
+    );
+    let out = p.run(&["models", "show", "Tiny@"]);
+    out.expect_code(2);
+    assert!(error_line(&out).contains("Tiny@"));
+
+    let out = p.run(&["models", "show", "tiny", "--json"]);
+    out.expect_code(0);
+    let shown = &out.json_lines()[0];
+    assert_eq!(shown["id"], "tiny@1");
+    assert_eq!(shown["meta"]["hidden_size"], 32);
+    let out = p.run(&["models", "show", "tiny"]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("hidden_size 32"), "{}", out.stdout);
+}
+
+#[test]
+fn models_alias_unalias_and_delete_round_trip() {
+    let p = with_tiny_model();
+    p.run(&["models", "alias", "tiny", "best"]).expect_code(0);
+    let listed = p.run(&["models", "list", "--json"]).json_lines();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["aliases"], serde_json::json!(["best"]));
+
+    // Predicting through the alias works; deleting an aliased model is refused.
+    let png = write(&p, "d.png", &drawn_digit_png(&t10k().images[0], 200));
+    p.run(&["predict", "--model", "tiny@best", &png])
+        .expect_code(0);
+    let out = p.run(&["models", "delete", "tiny@1"]);
+    out.expect_code(1);
+    assert!(error_line(&out).contains("best"));
+    // Delete wants an exact NAME@VERSION.
+    p.run(&["models", "delete", "tiny"]).expect_code(2);
+
+    p.run(&["models", "unalias", "best"]).expect_code(0);
+    p.run(&["models", "unalias", "best"]).expect_code(1);
+    p.run(&["models", "delete", "tiny@1"]).expect_code(0);
+    assert_eq!(p.run(&["models", "list", "--json"]).stdout, "");
+}
+
+#[test]
+fn runs_list_show_and_log_describe_a_session() {
+    let p = with_tiny_model();
+    let runs = p.run(&["runs", "list", "--json"]).json_lines();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run["status"], "finished");
+    assert_eq!(run["model"], "tiny@1");
+    assert_eq!(run["epochs_run"], 2);
+    let id = run["run_id"].as_str().unwrap();
+
+    let shown = &p.run(&["runs", "show", id, "--json"]).json_lines()[0];
+    assert_eq!(shown["params"]["hidden_size"], 32);
+    assert!(shown["metrics"].as_array().unwrap().len() >= 2 * 6);
+    let out = p.run(&["runs", "show", id]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("val acc") && out.stdout.contains("finished"));
+    let out = p.run(&["runs", "log", id]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("epoch 2/2"), "{}", out.stdout);
+
+    p.run(&["runs", "show", "20000101-000000-000000"])
+        .expect_code(1);
+    p.run(&["runs", "show", "../etc"]).expect_code(2);
+}
+
+/// The whole path a user takes, on the real MNIST: needs `data/mnist` (CI fetches it).
+#[test]
+fn train_on_full_mnist_then_list_eval_and_predict_a_drawn_digit() {
+    let Some(mnist) = full_mnist() else {
+        eprintln!("skipped: no full MNIST in data/mnist (run scripts/fetch-mnist)");
+        return;
+    };
+    let p = Pismo::new().with_data(mnist);
+    let out = p.run(&[
+        "train",
+        "--json",
+        "--epochs",
+        "1",
+        "--hidden-size",
+        "32",
+        "--alias",
+        "default",
+    ]);
+    out.expect_code(0);
+    let events = out.json_lines();
+    assert_eq!(events.len(), 2, "{}", out.stdout);
+    assert_eq!(events[0]["event"], "epoch");
+    assert_eq!(events[0]["epoch"], 1);
+    let done = &events[1];
+    assert_eq!(done["event"], "done");
+    assert_eq!(done["model"], "mnist@1");
+    let run_id = done["run_id"].as_str().unwrap();
+    let test_accuracy = done["metrics"]["test_accuracy"].as_f64().unwrap();
+    assert!(test_accuracy > 0.85, "{test_accuracy}");
+    assert!(
+        out.stderr.contains("epoch 1/1"),
+        "progress on stderr: {}",
+        out.stderr
+    );
+
+    let models = p.run(&["models", "list", "--json"]).json_lines();
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0]["id"], "mnist@1");
+    assert_eq!(models[0]["aliases"], serde_json::json!(["default"]));
+
+    let runs = p.run(&["runs", "list", "--json"]).json_lines();
+    assert_eq!(runs[0]["run_id"], run_id);
+    assert_eq!(runs[0]["status"], "finished");
+    assert_eq!(runs[0]["model"], "mnist@1");
+
+    // eval on the test split gives the accuracy the trainer stored in the model.
+    let report = &p.run(&["eval", "--json"]).json_lines()[0];
+    assert_eq!(report["model"], "mnist@1");
+    let accuracy = report["accuracy"].as_f64().unwrap();
+    assert!(
+        (accuracy - test_accuracy).abs() < 1e-4,
+        "{accuracy} vs {test_accuracy}"
+    );
+
+    // A real test digit (a 7), drawn large and off-centre on a white canvas.
+    let t = t10k();
+    assert_eq!(t.labels[0], 7);
+    let png = write(&p, "seven.png", &drawn_digit_png(&t.images[0], 200));
+    let out = p.run(&["predict", "--json", &png]);
+    out.expect_code(0);
+    assert_eq!(out.json_lines()[0]["label"], 7, "{}", out.stdout);
+    let out = p.run(&["predict", &png]);
+    assert!(out.stdout.starts_with("seven.png: 7 ("), "{}", out.stdout);
+}
