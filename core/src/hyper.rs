@@ -45,7 +45,7 @@ pub struct Hyper {
     pub seed: u64,
     /// Images held out of the 60000 training images for validation.
     pub val_size: u32,
-    /// Random small shifts, rotations, scalings and stroke-width changes of training images,
+    /// Random small shifts, rotations, scalings and shears of training images,
     /// so the model copes with how people draw (not in the original).
     pub augment: bool,
 }

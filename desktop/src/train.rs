@@ -68,7 +68,7 @@ pub struct Args {
     /// training images held out for validation
     #[argh(option)]
     val_size: Option<u32>,
-    /// randomly shift, rotate, scale and thicken training digits, for drawn input
+    /// randomly shift, rotate, scale and shear training digits, for drawn input
     #[argh(switch)]
     augment: bool,
     /// training threads; 0 = all cores (default 0)
