@@ -27,9 +27,15 @@ pub fn distort(src: &[u8; INPUT], dst: &mut [f32; INPUT], seed: u64, step: u64, 
     // Forward map: p' = R·Sh·S·(p − c) + c + t. Invert it for sampling.
     let (s, c) = (libm::sinf(angle), libm::cosf(angle));
     // M = R · Sh · S with Sh = [[1, shear], [0, 1]].
-    let m = [[c * sx, (c * shear - s) * sy], [s * sx, (s * shear + c) * sy]];
+    let m = [
+        [c * sx, (c * shear - s) * sy],
+        [s * sx, (s * shear + c) * sy],
+    ];
     let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
-    let inv = [[m[1][1] / det, -m[0][1] / det], [-m[1][0] / det, m[0][0] / det]];
+    let inv = [
+        [m[1][1] / det, -m[0][1] / det],
+        [-m[1][0] / det, m[0][0] / det],
+    ];
     let centre = (SIDE as f32 - 1.0) / 2.0;
     for y in 0..SIDE {
         for x in 0..SIDE {

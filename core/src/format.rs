@@ -21,7 +21,9 @@ use crate::hyper::{Hyper, Metrics};
 use crate::mlp::{Mlp, CLASSES, INPUT};
 
 #[cfg(target_endian = "big")]
-compile_error!("pismo's model format borrows little-endian tensors; big-endian targets are not supported");
+compile_error!(
+    "pismo's model format borrows little-endian tensors; big-endian targets are not supported"
+);
 
 /// First eight bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"PISMOMDL";
@@ -117,7 +119,10 @@ impl<'a> Tensors<'a> {
     /// non-finite weights, which no training run registers.
     pub fn load_into<const H: usize>(&self, mlp: &mut Mlp<H>) -> Result<(), FormatError> {
         if H != self.hidden as usize {
-            return Err(FormatError::HiddenMismatch { file: self.hidden, expected: H as u32 });
+            return Err(FormatError::HiddenMismatch {
+                file: self.hidden,
+                expected: H as u32,
+            });
         }
         copy_f32(self.w1, mlp.w1.as_flattened_mut())?;
         copy_f32(self.b1, &mut mlp.b1)?;
@@ -236,12 +241,17 @@ fn body<'a, const H: usize>(meta: &Meta<'a>, mlp: &'a Mlp<H>) -> Body<'a> {
 
 /// Exact size of the file [`encode`] writes.
 pub fn encoded_len<const H: usize>(meta: &Meta<'_>, mlp: &Mlp<H>) -> usize {
-    let size = postcard::serialize_with_flavor(&body(meta, mlp), postcard::ser_flavors::Size::default());
+    let size =
+        postcard::serialize_with_flavor(&body(meta, mlp), postcard::ser_flavors::Size::default());
     HEADER + size.unwrap_or(0) + TRAILER
 }
 
 /// Writes the model file into `buf` and returns its length.
-pub fn encode<const H: usize>(meta: &Meta<'_>, mlp: &Mlp<H>, buf: &mut [u8]) -> Result<usize, FormatError> {
+pub fn encode<const H: usize>(
+    meta: &Meta<'_>,
+    mlp: &Mlp<H>,
+    buf: &mut [u8],
+) -> Result<usize, FormatError> {
     let needed = encoded_len(meta, mlp);
     if buf.len() < needed {
         return Err(FormatError::BufferTooSmall { needed });
@@ -260,7 +270,10 @@ pub fn encode<const H: usize>(meta: &Meta<'_>, mlp: &Mlp<H>, buf: &mut [u8]) -> 
 /// Reads only the format version, e.g. to say which pismo wrote a file.
 pub fn peek_version(bytes: &[u8]) -> Result<u16, FormatError> {
     if bytes.len() < HEADER {
-        return Err(FormatError::Truncated { needed: HEADER, have: bytes.len() });
+        return Err(FormatError::Truncated {
+            needed: HEADER,
+            have: bytes.len(),
+        });
     }
     if bytes[..8] != MAGIC {
         return Err(FormatError::NotAModel);
@@ -272,17 +285,28 @@ pub fn peek_version(bytes: &[u8]) -> Result<u16, FormatError> {
 pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
     let version = peek_version(bytes)?;
     if version == 0 || version > FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+        return Err(FormatError::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
     }
     let n = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
     let needed = HEADER.saturating_add(n).saturating_add(TRAILER);
     if bytes.len() < needed {
-        return Err(FormatError::Truncated { needed, have: bytes.len() });
+        return Err(FormatError::Truncated {
+            needed,
+            have: bytes.len(),
+        });
     }
     if bytes.len() > needed {
         return Err(FormatError::Malformed("trailing bytes after the checksum"));
     }
-    let stored = u32::from_le_bytes([bytes[needed - 4], bytes[needed - 3], bytes[needed - 2], bytes[needed - 1]]);
+    let stored = u32::from_le_bytes([
+        bytes[needed - 4],
+        bytes[needed - 3],
+        bytes[needed - 2],
+        bytes[needed - 1],
+    ]);
     let computed = crc32(&bytes[..HEADER + n]);
     if stored != computed {
         return Err(FormatError::Checksum { stored, computed });
@@ -292,17 +316,35 @@ pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
     if !rest.is_empty() {
         return Err(FormatError::Malformed("unused bytes in the body"));
     }
-    let RawTensors::F32 { hidden, w1, b1, w2, b2 } = body.tensors;
+    let RawTensors::F32 {
+        hidden,
+        w1,
+        b1,
+        w2,
+        b2,
+    } = body.tensors;
     let h = hidden as usize;
     if !crate::hyper::HIDDEN_SIZES.contains(&hidden) {
         return Err(FormatError::Malformed("unsupported hidden size"));
     }
-    if w1.0.len() != 4 * INPUT * h || b1.0.len() != 4 * h || w2.0.len() != 4 * CLASSES * h || b2.0.len() != 4 * CLASSES {
-        return Err(FormatError::Malformed("tensor sizes do not match the hidden size"));
+    if w1.0.len() != 4 * INPUT * h
+        || b1.0.len() != 4 * h
+        || w2.0.len() != 4 * CLASSES * h
+        || b2.0.len() != 4 * CLASSES
+    {
+        return Err(FormatError::Malformed(
+            "tensor sizes do not match the hidden size",
+        ));
     }
     Ok(Model {
         meta: body.meta,
-        tensors: Tensors { hidden, w1: w1.0, b1: b1.0, w2: w2.0, b2: b2.0 },
+        tensors: Tensors {
+            hidden,
+            w1: w1.0,
+            b1: b1.0,
+            w2: w2.0,
+            b2: b2.0,
+        },
     })
 }
 
@@ -315,7 +357,11 @@ pub fn crc32(bytes: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
                 k += 1;
             }
             table[i] = c;

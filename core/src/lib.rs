@@ -12,7 +12,7 @@
 //! - [`augment`]: random small affine distortions of training digits (robust to drawings).
 //! - [`idx`]: parsing of MNIST's IDX files from byte slices.
 //! - [`preprocess`]: any-size grey drawing → MNIST-like 28x28 input, without allocation.
-//! - [`format`]: the model file (magic, format version, postcard metadata, weights, CRC-32),
+//! - [`format`](mod@format): the model file (magic, format version, postcard metadata, weights, CRC-32),
 //!   encoded into a caller's buffer and decoded by borrowing from the input bytes.
 //!
 //! With the `std` feature, [`host`] adds what only a host has: MNIST files on disk, the

@@ -412,7 +412,13 @@ mod tests {
     }
 
     /// Loss of a batch as defined in the module docs, with the given dropout mask.
-    fn batch_loss<const H: usize>(m: &Mlp<H>, x: &[[f32; INPUT]], y: &[u8], d: Dropout, l2: f32) -> f64 {
+    fn batch_loss<const H: usize>(
+        m: &Mlp<H>,
+        x: &[[f32; INPUT]],
+        y: &[u8],
+        d: Dropout,
+        l2: f32,
+    ) -> f64 {
         let n = x.len();
         let mut a = std::vec![0.0; H * n];
         let mut z = std::vec![[0.0; CLASSES]; n];
@@ -420,7 +426,12 @@ mod tests {
         hidden_forward(&m.w1, &m.b1, 0, x, &mut a, Some(d));
         output_forward(&m.w2, &m.b2, &a, &mut z);
         let (ce, _) = softmax_cross_entropy(&z, y, &mut dz);
-        let sq: f64 = m.w1.as_flattened().iter().chain(m.w2.as_flattened()).map(|&w| (w as f64).powi(2)).sum();
+        let sq: f64 =
+            m.w1.as_flattened()
+                .iter()
+                .chain(m.w2.as_flattened())
+                .map(|&w| (w as f64).powi(2))
+                .sum();
         ce as f64 / n as f64 + 0.5 * l2 as f64 * sq
     }
 
@@ -435,10 +446,22 @@ mod tests {
         }
         let n = 5;
         let x: std::vec::Vec<[f32; INPUT]> = (0..n)
-            .map(|_| core::array::from_fn(|_| if rng.next_f32() < 0.3 { rng.next_f32() } else { 0.0 }))
+            .map(|_| {
+                core::array::from_fn(|_| {
+                    if rng.next_f32() < 0.3 {
+                        rng.next_f32()
+                    } else {
+                        0.0
+                    }
+                })
+            })
             .collect();
         let y: std::vec::Vec<u8> = (0..n).map(|i| (i * 3 % 10) as u8).collect();
-        let d = Dropout { rate: 0.3, seed: 9, step: 4 };
+        let d = Dropout {
+            rate: 0.3,
+            seed: 9,
+            step: 4,
+        };
         let l2 = 0.01 / n as f32;
 
         // Analytic gradient.
@@ -509,7 +532,10 @@ mod tests {
             let analytic = (read(&g) + reg) as f64;
             let err = (numeric - analytic).abs() / (1e-3 + numeric.abs().max(analytic.abs()));
             worst = worst.max(err);
-            assert!(err < 2e-2, "tensor {t} index {i}: numeric {numeric} analytic {analytic}");
+            assert!(
+                err < 2e-2,
+                "tensor {t} index {i}: numeric {numeric} analytic {analytic}"
+            );
             checked += 1;
         }
         assert!(checked > 400, "{checked}");

@@ -84,15 +84,24 @@ fn encode_refuses_a_small_buffer() {
     let m = model(1);
     let mut small = vec![0u8; 100];
     let needed = format::encoded_len(&meta(), &m);
-    assert_eq!(format::encode(&meta(), &m, &mut small), Err(FormatError::BufferTooSmall { needed }));
+    assert_eq!(
+        format::encode(&meta(), &m, &mut small),
+        Err(FormatError::BufferTooSmall { needed })
+    );
 }
 
 #[test]
 fn every_truncation_is_rejected() {
     let bytes = encode(&model(1), &meta());
-    for len in (0..bytes.len()).step_by(97).chain([bytes.len() - 1, 13, 14, 15]) {
+    for len in (0..bytes.len())
+        .step_by(97)
+        .chain([bytes.len() - 1, 13, 14, 15])
+    {
         let err = format::decode(&bytes[..len]).unwrap_err();
-        assert!(matches!(err, FormatError::Truncated { .. }), "len {len}: {err}");
+        assert!(
+            matches!(err, FormatError::Truncated { .. }),
+            "len {len}: {err}"
+        );
         assert!(err.to_string().contains("truncated"));
     }
 }
@@ -106,7 +115,10 @@ fn every_single_bit_flip_is_detected() {
     for &pos in &positions {
         for bit in [0u8, 3, 7] {
             flipped[pos] ^= 1 << bit;
-            assert!(format::decode(&flipped).is_err(), "flip of bit {bit} at byte {pos} not detected");
+            assert!(
+                format::decode(&flipped).is_err(),
+                "flip of bit {bit} at byte {pos} not detected"
+            );
             flipped[pos] ^= 1 << bit;
         }
     }
@@ -116,7 +128,10 @@ fn every_single_bit_flip_is_detected() {
         format::decode(&b).unwrap_err()
     };
     assert_eq!(flip(0), FormatError::NotAModel);
-    assert!(matches!(flip(bytes.len() / 2), FormatError::Checksum { .. }));
+    assert!(matches!(
+        flip(bytes.len() / 2),
+        FormatError::Checksum { .. }
+    ));
     assert!(flip(bytes.len() / 2).to_string().contains("corrupted"));
 }
 
@@ -125,7 +140,13 @@ fn a_newer_version_asks_for_an_upgrade() {
     let mut bytes = encode(&model(1), &meta());
     bytes[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     let err = format::decode(&bytes).unwrap_err();
-    assert_eq!(err, FormatError::UnsupportedVersion { found: FORMAT_VERSION + 1, supported: FORMAT_VERSION });
+    assert_eq!(
+        err,
+        FormatError::UnsupportedVersion {
+            found: FORMAT_VERSION + 1,
+            supported: FORMAT_VERSION
+        }
+    );
     assert!(err.to_string().contains("upgrade pismo"));
 }
 
@@ -136,7 +157,10 @@ fn non_finite_weights_are_refused_on_load() {
     let bytes = encode(&m, &meta());
     let decoded = format::decode(&bytes).unwrap();
     let mut back: Box<Mlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
-    assert_eq!(decoded.tensors.load_into(&mut back), Err(FormatError::NonFinite));
+    assert_eq!(
+        decoded.tensors.load_into(&mut back),
+        Err(FormatError::NonFinite)
+    );
 }
 
 #[test]
@@ -170,7 +194,10 @@ fn random_bytes_never_panic() {
 /// `PISMO_WRITE_FIXTURE=1 cargo test -p pismo-core --test format`.
 #[test]
 fn frozen_v1_fixture_still_decodes() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/model-v1-h16.pismo");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/model-v1-h16.pismo"
+    );
     if std::env::var_os("PISMO_WRITE_FIXTURE").is_some() {
         std::fs::write(path, encode(&model(1), &meta())).unwrap();
     }
@@ -183,7 +210,15 @@ fn frozen_v1_fixture_still_decodes() {
     let p = m.predict_proba(&probe_input());
     // Recorded when the fixture was written.
     let golden: [f32; 10] = [
-        0.05926102, 0.11543924, 0.042665232, 0.13457479, 0.052834928, 0.07299268, 0.06539505, 0.31493998, 0.11436563,
+        0.05926102,
+        0.11543924,
+        0.042665232,
+        0.13457479,
+        0.052834928,
+        0.07299268,
+        0.06539505,
+        0.31493998,
+        0.11436563,
         0.027531458,
     ];
     for (a, b) in p.iter().zip(golden) {

@@ -1,3 +1,5 @@
+//! End-to-end tests, one binary, one module per area (see docs/ARCHITECTURE.md, "Tests").
 
 mod cli;
+mod preprocess;
 mod training;

@@ -15,12 +15,18 @@ use pismo_core::hyper::{Hyper, Metrics};
 
 fn t10k() -> Dataset {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    mnist::load_pair(&dir.join("t10k-images-idx3-ubyte.gz"), &dir.join("t10k-labels-idx1-ubyte.gz"))
-        .expect("tests/data holds the MNIST t10k files")
+    mnist::load_pair(
+        &dir.join("t10k-images-idx3-ubyte.gz"),
+        &dir.join("t10k-labels-idx1-ubyte.gz"),
+    )
+    .expect("tests/data holds the MNIST t10k files")
 }
 
 fn subset(d: &Dataset, range: std::ops::Range<usize>) -> Dataset {
-    Dataset { images: d.images[range.clone()].to_vec(), labels: d.labels[range].to_vec() }
+    Dataset {
+        images: d.images[range.clone()].to_vec(),
+        labels: d.labels[range].to_vec(),
+    }
 }
 
 fn quiet(_: Event<'_>) -> ControlFlow<()> {
@@ -41,7 +47,10 @@ fn accuracy(model: &AnyMlp, d: &Dataset) -> f64 {
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let dir = std::env::temp_dir().join(format!("pismo-{tag}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -51,16 +60,30 @@ fn temp_dir(tag: &str) -> PathBuf {
 fn trains_on_part_of_t10k_and_generalises_to_the_rest() {
     let all = t10k();
     let (train, held_out) = (subset(&all, 0..8000), subset(&all, 8000..10_000));
-    let hyper = Hyper { hidden_size: 64, epochs: 8, val_size: 1000, ..Hyper::DEFAULT };
+    let hyper = Hyper {
+        hidden_size: 64,
+        epochs: 8,
+        val_size: 1000,
+        ..Hyper::DEFAULT
+    };
     let out = trainer::train(&hyper, &train, Some(&held_out), 0, &mut quiet).unwrap();
     let acc = accuracy(&out.model, &held_out);
     println!("held-out accuracy {acc:.4}, metrics {:?}", out.metrics);
     // A model that learned nothing scores ≈ 10 %; a subtly broken backward pass ≈ 80 %.
     assert!(acc >= 0.92, "held-out accuracy {acc}");
-    assert_eq!(out.metrics.test_accuracy.map(|a| (a as f64 - acc).abs() < 1e-6), Some(true));
+    assert_eq!(
+        out.metrics
+            .test_accuracy
+            .map(|a| (a as f64 - acc).abs() < 1e-6),
+        Some(true)
+    );
     // Loss went down epoch over epoch overall.
     let first = &out.history[0];
-    let best = out.history.iter().map(|r| r.val_loss).fold(f32::INFINITY, f32::min);
+    let best = out
+        .history
+        .iter()
+        .map(|r| r.val_loss)
+        .fold(f32::INFINITY, f32::min);
     assert!(best < first.val_loss * 0.7, "{:?}", out.history);
 }
 
@@ -82,12 +105,22 @@ fn train_bytes(train: &Dataset, hyper: &Hyper, threads: usize) -> Vec<u8> {
 #[test]
 fn same_seed_gives_identical_model_bytes_with_any_thread_count() {
     let train = subset(&t10k(), 0..3000);
-    let hyper = Hyper { hidden_size: 32, epochs: 2, val_size: 500, augment: true, ..Hyper::DEFAULT };
+    let hyper = Hyper {
+        hidden_size: 32,
+        epochs: 2,
+        val_size: 500,
+        augment: true,
+        ..Hyper::DEFAULT
+    };
     let one = train_bytes(&train, &hyper, 1);
     let two = train_bytes(&train, &hyper, 2);
     let three = train_bytes(&train, &hyper, 3);
     assert!(one == two && two == three, "thread count changed the model");
-    assert_eq!(one, train_bytes(&train, &hyper, 2), "same seed, different model");
+    assert_eq!(
+        one,
+        train_bytes(&train, &hyper, 2),
+        "same seed, different model"
+    );
     let other = train_bytes(&train, &Hyper { seed: 43, ..hyper }, 2);
     assert_ne!(one, other, "the seed has no effect");
 }
@@ -96,11 +129,22 @@ fn same_seed_gives_identical_model_bytes_with_any_thread_count() {
 fn early_stopping_keeps_the_best_epoch() {
     let train = subset(&t10k(), 0..2000);
     // A learning rate this high makes validation loss bounce: patience 1 must stop early.
-    let hyper = Hyper { hidden_size: 32, epochs: 30, patience: 1, val_size: 500, initial_lr: 0.5, ..Hyper::DEFAULT };
+    let hyper = Hyper {
+        hidden_size: 32,
+        epochs: 30,
+        patience: 1,
+        val_size: 500,
+        initial_lr: 0.5,
+        ..Hyper::DEFAULT
+    };
     let out = trainer::train(&hyper, &train, None, 0, &mut quiet).unwrap();
     assert!(out.stopped_early, "{:?}", out.history);
     assert!(out.metrics.epochs_run < 30);
-    let best = out.history.iter().min_by(|a, b| a.val_loss.total_cmp(&b.val_loss)).unwrap();
+    let best = out
+        .history
+        .iter()
+        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+        .unwrap();
     assert_eq!(out.metrics.best_epoch, best.epoch);
     assert_eq!(out.metrics.val_loss, best.val_loss);
 }
@@ -115,21 +159,34 @@ fn a_session_records_the_run_and_registers_the_model() {
     let runs = Runs::open(dir.join("runs"));
     let req = TrainRequest {
         name: "digits".into(),
-        hyper: Hyper { hidden_size: 32, epochs: 3, val_size: 500, ..Hyper::DEFAULT },
+        hyper: Hyper {
+            hidden_size: 32,
+            epochs: 3,
+            val_size: 500,
+            ..Hyper::DEFAULT
+        },
         data_dir: dir.clone(),
         threads: 0,
         aliases: vec!["default".into()],
     };
     let mut epochs_seen = 0;
     let mut registered = None;
-    let done = session::run_with_data(&req, &train, Some(&test), "t10k-part", &registry, &runs, &mut |ev| {
-        match ev {
-            SessionEvent::Train(Event::Epoch(_)) => epochs_seen += 1,
-            SessionEvent::Registered { id, .. } => registered = Some(id.to_string()),
-            _ => {}
-        }
-        ControlFlow::Continue(())
-    })
+    let done = session::run_with_data(
+        &req,
+        &train,
+        Some(&test),
+        "t10k-part",
+        &registry,
+        &runs,
+        &mut |ev| {
+            match ev {
+                SessionEvent::Train(Event::Epoch(_)) => epochs_seen += 1,
+                SessionEvent::Registered { id, .. } => registered = Some(id.to_string()),
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        },
+    )
     .unwrap();
     assert_eq!(epochs_seen, 3);
     assert_eq!(done.status, Status::Finished);
@@ -158,9 +215,15 @@ fn a_session_records_the_run_and_registers_the_model() {
     assert!(log.contains("registered digits@1"), "{log}");
 
     // A second session gets the next version.
-    let again = session::run_with_data(&req, &train, None, "t10k-part", &registry, &runs, &mut |_| {
-        ControlFlow::Continue(())
-    })
+    let again = session::run_with_data(
+        &req,
+        &train,
+        None,
+        "t10k-part",
+        &registry,
+        &runs,
+        &mut |_| ControlFlow::Continue(()),
+    )
     .unwrap();
     assert_eq!(again.model.unwrap().to_string(), "digits@2");
     std::fs::remove_dir_all(&dir).ok();
@@ -174,19 +237,35 @@ fn a_cancelled_session_is_marked_stopped() {
     let runs = Runs::open(dir.join("runs"));
     let req = TrainRequest {
         name: "cancelled".into(),
-        hyper: Hyper { hidden_size: 32, epochs: 20, val_size: 500, ..Hyper::DEFAULT },
+        hyper: Hyper {
+            hidden_size: 32,
+            epochs: 20,
+            val_size: 500,
+            ..Hyper::DEFAULT
+        },
         data_dir: dir.clone(),
         threads: 1,
         aliases: vec![],
     };
-    let done = session::run_with_data(&req, &train, None, "x", &registry, &runs, &mut |ev| match ev {
-        SessionEvent::Train(Event::Epoch(r)) if r.epoch == 2 => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    })
+    let done = session::run_with_data(
+        &req,
+        &train,
+        None,
+        "x",
+        &registry,
+        &runs,
+        &mut |ev| match ev {
+            SessionEvent::Train(Event::Epoch(r)) if r.epoch == 2 => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        },
+    )
     .unwrap();
     assert_eq!(done.status, Status::Stopped);
     assert_eq!(done.metrics.epochs_run, 2);
-    assert!(done.model.is_some(), "the best weights so far are registered");
+    assert!(
+        done.model.is_some(),
+        "the best weights so far are registered"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -205,7 +284,10 @@ fn default_configuration_reaches_97_percent_on_full_mnist() {
         Err(e) => panic!("PISMO_REQUIRE_MNIST is set but MNIST is missing: {e}"),
     };
     let test = mnist::load_split(&dir, Split::Test).unwrap();
-    let hyper = Hyper { epochs: FULL_MNIST_EPOCHS, ..Hyper::DEFAULT };
+    let hyper = Hyper {
+        epochs: FULL_MNIST_EPOCHS,
+        ..Hyper::DEFAULT
+    };
     let out = trainer::train(&hyper, &train, Some(&test), 0, &mut quiet).unwrap();
     let acc = out.metrics.test_accuracy.unwrap();
     println!("default configuration, {FULL_MNIST_EPOCHS} epochs: test accuracy {acc:.4}");

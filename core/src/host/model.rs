@@ -2,7 +2,7 @@
 //!
 //! The math is const-generic ([`Mlp<H>`]); files, flags and requests name the hidden size at
 //! run time. [`AnyMlp`] is the one place that maps one to the other: an enum with a variant
-//! per supported size, and the [`with_hidden!`] macro to call generic code on any of them.
+//! per supported size, and the [`with_hidden!`](crate::with_hidden) macro to call generic code on any of them.
 
 use crate::format::{self, FormatError, Meta};
 use crate::host::boxed_zeroed;
@@ -15,13 +15,34 @@ use crate::mlp::{Mlp, CLASSES, INPUT};
 macro_rules! with_hidden {
     ($hidden:expr, $h:ident => $body:expr) => {
         match $hidden {
-            16 => { const $h: usize = 16; Some($body) }
-            32 => { const $h: usize = 32; Some($body) }
-            64 => { const $h: usize = 64; Some($body) }
-            128 => { const $h: usize = 128; Some($body) }
-            256 => { const $h: usize = 256; Some($body) }
-            512 => { const $h: usize = 512; Some($body) }
-            1024 => { const $h: usize = 1024; Some($body) }
+            16 => {
+                const $h: usize = 16;
+                Some($body)
+            }
+            32 => {
+                const $h: usize = 32;
+                Some($body)
+            }
+            64 => {
+                const $h: usize = 64;
+                Some($body)
+            }
+            128 => {
+                const $h: usize = 128;
+                Some($body)
+            }
+            256 => {
+                const $h: usize = 256;
+                Some($body)
+            }
+            512 => {
+                const $h: usize = 512;
+                Some($body)
+            }
+            1024 => {
+                const $h: usize = 1024;
+                Some($body)
+            }
             _ => None,
         }
     };

@@ -105,12 +105,16 @@ pub fn run_with_data(
     runs: &Runs,
     on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
 ) -> Result<Finished, SessionError> {
-    req.hyper.validate().map_err(|e| SessionError::Train(TrainError::Hyper(e)))?;
+    req.hyper
+        .validate()
+        .map_err(|e| SessionError::Train(TrainError::Hyper(e)))?;
     crate::host::registry::validate_name(&req.name).map_err(SessionError::Registry)?;
     for alias in &req.aliases {
         crate::host::registry::validate_alias(alias).map_err(SessionError::Registry)?;
     }
-    let mut run = runs.create(&req.name, &req.hyper, dataset).map_err(SessionError::Runs)?;
+    let mut run = runs
+        .create(&req.name, &req.hyper, dataset)
+        .map_err(SessionError::Runs)?;
     let run_id = run.id().to_owned();
     let mut stop = on_event(SessionEvent::Started { run_id: &run_id }).is_break();
     if test.is_none() {
@@ -154,14 +158,23 @@ pub fn run_with_data(
             return Err(SessionError::Train(e));
         }
     };
-    let status = if outcome.cancelled { Status::Stopped } else { Status::Finished };
+    let status = if outcome.cancelled {
+        Status::Stopped
+    } else {
+        Status::Finished
+    };
     if let Some(acc) = outcome.metrics.test_accuracy {
         run.log_metric(outcome.metrics.best_epoch, "test_accuracy", acc as f64);
-        run.log_line(&format!("test accuracy {:.2} % (10000 MNIST test images)", acc * 100.0));
+        run.log_line(&format!(
+            "test accuracy {:.2} % (10000 MNIST test images)",
+            acc * 100.0
+        ));
     }
     let mut model = None;
     if outcome.metrics.best_epoch > 0 {
-        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut size = 0;
         let registered = registry.register(&req.name, &mut |version| {
             let meta = Meta {
@@ -198,13 +211,22 @@ pub fn run_with_data(
             }
             run.log_line(&format!("alias {alias} -> {id}"));
         }
-        let _ = on_event(SessionEvent::Registered { id: &id, bytes: size });
+        let _ = on_event(SessionEvent::Registered {
+            id: &id,
+            bytes: size,
+        });
         model = Some(id);
     } else {
         run.log_line("stopped before the first epoch ended: no model registered");
     }
     run.finish(status, None);
-    Ok(Finished { run_id, model, metrics: outcome.metrics, history: outcome.history, status })
+    Ok(Finished {
+        run_id,
+        model,
+        metrics: outcome.metrics,
+        history: outcome.history,
+        status,
+    })
 }
 
 /// One line of the training log for an epoch.

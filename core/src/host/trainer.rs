@@ -123,7 +123,10 @@ pub fn train(
     hyper.validate().map_err(TrainError::Hyper)?;
     let val_size = hyper.val_size as usize;
     if data.len() < val_size + 1 {
-        return Err(TrainError::TooFewImages { have: data.len(), val_size });
+        return Err(TrainError::TooFewImages {
+            have: data.len(),
+            val_size,
+        });
     }
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -148,7 +151,10 @@ pub fn evaluate<const H: usize>(
     let threads = threads.clamp(1, chunks.max(1));
     let mut partial = vec![(0.0f64, 0usize); chunks];
     std::thread::scope(|s| {
-        for (t, slots) in partial.chunks_mut(chunks.div_ceil(threads).max(1)).enumerate() {
+        for (t, slots) in partial
+            .chunks_mut(chunks.div_ceil(threads).max(1))
+            .enumerate()
+        {
             let first = t * chunks.div_ceil(threads).max(1);
             s.spawn(move || {
                 for (j, slot) in slots.iter_mut().enumerate() {
@@ -159,10 +165,16 @@ pub fn evaluate<const H: usize>(
             });
         }
     });
-    partial.iter().fold((0.0, 0), |(l, c), &(l2, c2)| (l + l2, c + c2))
+    partial
+        .iter()
+        .fold((0.0, 0), |(l, c), &(l2, c2)| (l + l2, c + c2))
 }
 
-fn evaluate_serial<const H: usize>(mlp: &Mlp<H>, images: &[[u8; INPUT]], labels: &[u8]) -> (f64, usize) {
+fn evaluate_serial<const H: usize>(
+    mlp: &Mlp<H>,
+    images: &[[u8; INPUT]],
+    labels: &[u8],
+) -> (f64, usize) {
     const CHUNK: usize = 128;
     let mut x = vec![[0.0f32; INPUT]; CHUNK];
     let mut a = vec![0.0f32; H * CHUNK];
@@ -209,7 +221,14 @@ impl<const H: usize> State<H> {
     }
 
     /// One mini-batch step on `self.x[..n]`; returns (summed cross-entropy, correct).
-    fn step(&mut self, n: usize, labels: &[u8], dropout: Dropout, lr: f32, hyper: &Hyper) -> (f32, usize) {
+    fn step(
+        &mut self,
+        n: usize,
+        labels: &[u8],
+        dropout: Dropout,
+        lr: f32,
+        hyper: &Hyper,
+    ) -> (f32, usize) {
         let block = self.block();
         let x = &self.x[..n];
         let a = &mut self.a[..H * n];
@@ -218,7 +237,12 @@ impl<const H: usize> State<H> {
         // Hidden forward, blocks of units in parallel.
         std::thread::scope(|s| {
             let count = H.div_ceil(block);
-            for (i, ((w1, b1), a)) in m.w1.chunks(block).zip(m.b1.chunks(block)).zip(a.chunks_mut(block * n)).enumerate() {
+            for (i, ((w1, b1), a)) in
+                m.w1.chunks(block)
+                    .zip(m.b1.chunks(block))
+                    .zip(a.chunks_mut(block * n))
+                    .enumerate()
+            {
                 let mut job = move || mlp::hidden_forward(w1, b1, i * block, x, a, drop);
                 if i + 1 == count {
                     job();
@@ -242,18 +266,24 @@ impl<const H: usize> State<H> {
         let dz = &*dz;
         let w2 = &m.w2;
         std::thread::scope(|s| {
-            let blocks = m
-                .w1
-                .chunks_mut(block)
-                .zip(m.b1.chunks_mut(block))
-                .zip(v.w1.chunks_mut(block).zip(v.b1.chunks_mut(block)))
-                .zip(g.w1.chunks_mut(block).zip(g.b1.chunks_mut(block)))
-                .zip(a.chunks_mut(block * n));
+            let blocks =
+                m.w1.chunks_mut(block)
+                    .zip(m.b1.chunks_mut(block))
+                    .zip(v.w1.chunks_mut(block).zip(v.b1.chunks_mut(block)))
+                    .zip(g.w1.chunks_mut(block).zip(g.b1.chunks_mut(block)))
+                    .zip(a.chunks_mut(block * n));
             let count = H.div_ceil(block);
             for (i, ((((w1, b1), (v1, vb1)), (g1, gb1)), a)) in blocks.enumerate() {
                 let mut job = move || {
                     mlp::hidden_backward(w2, i * block, a, dz, x, scale, g1, gb1);
-                    mlp::sgd_momentum(w1.as_flattened_mut(), v1.as_flattened_mut(), g1.as_flattened(), lr, mu, l2);
+                    mlp::sgd_momentum(
+                        w1.as_flattened_mut(),
+                        v1.as_flattened_mut(),
+                        g1.as_flattened(),
+                        lr,
+                        mu,
+                        l2,
+                    );
                     mlp::sgd_momentum(b1, vb1, gb1, lr, mu, 0.0);
                 };
                 if i + 1 == count {
@@ -263,15 +293,30 @@ impl<const H: usize> State<H> {
                 }
             }
         });
-        mlp::sgd_momentum(m.w2.as_flattened_mut(), v.w2.as_flattened_mut(), g.w2.as_flattened(), lr, mu, l2);
+        mlp::sgd_momentum(
+            m.w2.as_flattened_mut(),
+            v.w2.as_flattened_mut(),
+            g.w2.as_flattened(),
+            lr,
+            mu,
+            l2,
+        );
         mlp::sgd_momentum(&mut m.b2, &mut v.b2, &g.b2, lr, mu, 0.0);
         (loss, correct)
     }
 }
 
 fn sum_squares<const H: usize>(m: &Mlp<H>) -> f64 {
-    let s1: f64 = m.w1.as_flattened().iter().map(|&w| (w as f64) * (w as f64)).sum();
-    let s2: f64 = m.w2.as_flattened().iter().map(|&w| (w as f64) * (w as f64)).sum();
+    let s1: f64 =
+        m.w1.as_flattened()
+            .iter()
+            .map(|&w| (w as f64) * (w as f64))
+            .sum();
+    let s2: f64 =
+        m.w2.as_flattened()
+            .iter()
+            .map(|&w| (w as f64) * (w as f64))
+            .sum();
     s1 + s2
 }
 
@@ -337,19 +382,36 @@ where
             let labels: Vec<u8> = idx.iter().map(|&i| data.labels[i as usize]).collect();
             if hyper.augment {
                 for (b, (&i, x)) in idx.iter().zip(st.x.iter_mut()).enumerate() {
-                    crate::augment::distort(&data.images[i as usize], x, hyper.seed, step, b as u64);
+                    crate::augment::distort(
+                        &data.images[i as usize],
+                        x,
+                        hyper.seed,
+                        step,
+                        b as u64,
+                    );
                 }
             } else {
-                to_f32(idx.iter().map(|&i| &data.images[i as usize]), &mut st.x[..n]);
+                to_f32(
+                    idx.iter().map(|&i| &data.images[i as usize]),
+                    &mut st.x[..n],
+                );
             }
-            let dropout = Dropout { rate: hyper.dropout_rate, seed: hyper.seed, step };
+            let dropout = Dropout {
+                rate: hyper.dropout_rate,
+                seed: hyper.seed,
+                step,
+            };
             let (l, c) = st.step(n, &labels, dropout, lr, hyper);
             step += 1;
             loss_sum += l as f64;
             correct += c;
             if last_report.elapsed().as_millis() >= 250 {
                 last_report = Instant::now();
-                let ev = Event::Batch { epoch: epoch + 1, done: bi + 1, total: batches };
+                let ev = Event::Batch {
+                    epoch: epoch + 1,
+                    done: bi + 1,
+                    total: batches,
+                };
                 if on_event(ev).is_break() {
                     cancelled = true;
                     break;
@@ -366,7 +428,10 @@ where
             (f64::NAN, f64::NAN)
         } else {
             let (l, c) = evaluate(&st.mlp, &val_images, &val_labels, threads);
-            (l / val_images.len() as f64, c as f64 / val_images.len() as f64)
+            (
+                l / val_images.len() as f64,
+                c as f64 / val_images.len() as f64,
+            )
         };
         let improved = val_images.is_empty() || val_loss < best_val;
         if improved {
@@ -428,5 +493,11 @@ where
             test_accuracy,
         },
     };
-    Ok(Outcome { model: best.into_any(), metrics, history, cancelled, stopped_early })
+    Ok(Outcome {
+        model: best.into_any(),
+        metrics,
+        history,
+        cancelled,
+        stopped_early,
+    })
 }

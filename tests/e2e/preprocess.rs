@@ -1,12 +1,15 @@
 //! Preprocessing quality on real MNIST digits: each test digit is pasted onto a 280x280
 //! canvas the way a drawing arrives (enlarged, small, off-centre, dark on white), then
 //! preprocessed back to 28x28 and compared with the original. The drawing pipeline is the
-//! inverse of these pastes only if it reproduces MNIST's own normalization.
-#![cfg(feature = "std")]
+//! inverse of these pastes only if it reproduces MNIST's own normalization. The shipped
+//! model must then give the same answer for the paste as for the original digit.
 
 use std::path::PathBuf;
 
 use pismo_core::host::image::read_image_file;
+use pismo_core::host::model::AnyMlp;
+use pismo_core::host::registry::Registry;
+use pismo_core::mlp::argmax;
 use pismo_core::preprocess::{preprocess, to_input, GreyImage, Polarity, PIXELS, SIDE};
 
 /// Test digits used (the first N of t10k).
@@ -14,8 +17,7 @@ const DIGITS: usize = 1000;
 const CANVAS: usize = 280;
 
 fn t10k() -> Vec<Vec<u8>> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/t10k-images-idx3-ubyte.gz");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/t10k-images-idx3-ubyte.gz");
     let images = read_image_file(&path).unwrap_or_else(|e| panic!("MNIST test data: {e}"));
     assert_eq!(images.len(), 10_000);
     images.into_iter().take(DIGITS).map(|i| i.data).collect()
@@ -70,6 +72,8 @@ struct Stats {
     name: &'static str,
     cos: Vec<f32>,
     mad: Vec<f32>,
+    /// Cases where the shipped model's answer equals its answer for the original digit.
+    same: usize,
 }
 
 impl Stats {
@@ -79,24 +83,28 @@ impl Stats {
         s[((s.len() - 1) as f32 * q).round() as usize]
     }
 
-    fn report(&self) -> (f32, f32, f32) {
+    fn report(&self) -> (f32, f32, f32, f32) {
         let median = Self::quantile(&self.cos, 0.5);
         let p5 = Self::quantile(&self.cos, 0.05);
         let above = self.cos.iter().filter(|&&c| c >= 0.8).count() as f32 / self.cos.len() as f32;
         let mad = self.mad.iter().sum::<f32>() / self.mad.len() as f32;
         println!(
-            "{:<22} cosine median {median:.4}  p5 {p5:.4}  min {:.4}  >=0.8 {:.1} %  mean |diff| {mad:.4}",
+            "{:<22} cosine median {median:.4}  p5 {p5:.4}  min {:.4}  >=0.8 {:.1} %  mean |diff| {mad:.4}  same prediction {:.2} %",
             self.name,
             Self::quantile(&self.cos, 0.0),
             above * 100.0,
+            self.same as f32 * 100.0 / self.cos.len() as f32,
         );
-        (median, p5, above)
+        (median, p5, above, mad)
     }
 }
 
 #[test]
-fn pasted_mnist_digits_come_back() {
+fn pasted_mnist_digits_come_back_with_the_same_prediction() {
     let digits = t10k();
+    let registry = Registry::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
+    let (_, bytes) = registry.load(None).expect("the shipped default model");
+    let (model, _) = AnyMlp::decode(&bytes).expect("the shipped model decodes");
     let mut state = 0x853c_49e6_748f_ea9bu64;
     let mut next = move |n: usize| {
         state ^= state << 13;
@@ -117,6 +125,7 @@ fn pasted_mnist_digits_come_back() {
         name,
         cos: Vec::new(),
         mad: Vec::new(),
+        same: 0,
     })
     .collect();
     let mut out = [0.0f32; PIXELS];
@@ -125,6 +134,7 @@ fn pasted_mnist_digits_come_back() {
         for (o, &p) in original.iter_mut().zip(digit) {
             *o = f32::from(p) / 255.0;
         }
+        let expected = argmax(&model.predict_proba(&original));
         let x8 = enlarge(digit, 8);
         let x3 = enlarge(digit, 3);
         let x5 = enlarge(digit, 5);
@@ -146,20 +156,33 @@ fn pasted_mnist_digits_come_back() {
             assert_eq!(info.polarity, want);
             stats[k].cos.push(cosine(&out, &original));
             stats[k].mad.push(mean_abs_diff(&out, &original));
+            stats[k].same += (argmax(&model.predict_proba(&out)) == expected) as usize;
         }
         let img = GreyImage::new(SIDE, SIDE, digit).unwrap();
-        let info = preprocess(&img, &mut out).unwrap();
-        if cosine(&out, &original) < 0.8 {
-            eprintln!("DIAG {} {:?} {}", stats[5].cos.len(), info, cosine(&out, &original));
-        }
+        preprocess(&img, &mut out).unwrap();
         stats[5].cos.push(cosine(&out, &original));
         stats[5].mad.push(mean_abs_diff(&out, &original));
+        stats[5].same += (argmax(&model.predict_proba(&out)) == expected) as usize;
     }
     println!("{} MNIST t10k digits, 280x280 canvas:", digits.len());
     for s in &stats {
-        let (median, p5, above) = s.report();
+        let (median, p5, above, mad) = s.report();
+        // Measured (1000 digits): medians 0.957-0.962, 5th percentiles 0.899-0.905, all
+        // cosines >= 0.84, mean |diff| 0.032-0.034; the bar leaves a little room.
         assert!(median >= 0.95, "{}: median cosine {median}", s.name);
-        assert!(p5 >= 0.85, "{}: 5th percentile cosine {p5}", s.name);
-        assert!(above >= 0.98, "{}: {above} of cosines >= 0.8", s.name);
+        assert!(p5 >= 0.88, "{}: 5th percentile cosine {p5}", s.name);
+        assert!(above >= 0.99, "{}: {above} of cosines >= 0.8", s.name);
+        assert!(mad <= 0.04, "{}: mean |diff| {mad}", s.name);
+        let same = s.same as f32 / s.cos.len() as f32;
+        assert!(
+            same >= SAME_PREDICTION,
+            "{}: same prediction for {same} of the digits",
+            s.name
+        );
     }
 }
+
+/// Share of pasted digits that must get the prediction of their original. Measured with the
+/// shipped mnist@1 on these 1000 digits: 99.2–99.3 % for the pastes, 99.8 % for the 28x28
+/// originals sent through the drawing pipeline.
+const SAME_PREDICTION: f32 = 0.98;
