@@ -384,7 +384,6 @@ fn runs_list_show_and_log_describe_a_session() {
 #[test]
 fn train_on_full_mnist_then_list_eval_and_predict_a_drawn_digit() {
     let Some(mnist) = full_mnist() else {
-        eprintln!("skipped: no full MNIST in data/mnist (run scripts/fetch-mnist)");
         return;
     };
     let p = Pismo::new().with_data(mnist);

@@ -2,7 +2,6 @@
 //! and (when the full MNIST is present) the default configuration's accuracy.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
 
 use pismo_core::format::Meta;
 use pismo_core::host::mnist::{self, Dataset, Split};
@@ -12,15 +11,7 @@ use pismo_core::host::runs::{Runs, Status};
 use pismo_core::host::session::{self, SessionEvent, TrainRequest};
 use pismo_core::host::trainer::{self, Event};
 use pismo_core::hyper::{Hyper, Metrics};
-
-fn t10k() -> Dataset {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    mnist::load_pair(
-        &dir.join("t10k-images-idx3-ubyte.gz"),
-        &dir.join("t10k-labels-idx1-ubyte.gz"),
-    )
-    .expect("tests/data holds the MNIST t10k files")
-}
+use pismo_tests::{full_mnist, t10k, TempDir};
 
 fn subset(d: &Dataset, range: std::ops::Range<usize>) -> Dataset {
     Dataset {
@@ -44,16 +35,6 @@ fn accuracy(model: &AnyMlp, d: &Dataset) -> f64 {
         })
         .count();
     correct as f64 / d.len() as f64
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("pismo-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -154,7 +135,7 @@ fn a_session_records_the_run_and_registers_the_model() {
     let all = t10k();
     let train = subset(&all, 0..4000);
     let test = subset(&all, 9000..10_000);
-    let dir = temp_dir("session");
+    let dir = TempDir::new("session");
     let registry = Registry::open(dir.join("models"));
     let runs = Runs::open(dir.join("runs"));
     let req = TrainRequest {
@@ -165,7 +146,7 @@ fn a_session_records_the_run_and_registers_the_model() {
             val_size: 500,
             ..Hyper::DEFAULT
         },
-        data_dir: dir.clone(),
+        data_dir: dir.path().to_path_buf(),
         threads: 0,
         aliases: vec!["default".into()],
     };
@@ -226,13 +207,12 @@ fn a_session_records_the_run_and_registers_the_model() {
     )
     .unwrap();
     assert_eq!(again.model.unwrap().to_string(), "digits@2");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_cancelled_session_is_marked_stopped() {
     let train = subset(&t10k(), 0..3000);
-    let dir = temp_dir("cancel");
+    let dir = TempDir::new("cancel");
     let registry = Registry::open(dir.join("models"));
     let runs = Runs::open(dir.join("runs"));
     let req = TrainRequest {
@@ -243,7 +223,7 @@ fn a_cancelled_session_is_marked_stopped() {
             val_size: 500,
             ..Hyper::DEFAULT
         },
-        data_dir: dir.clone(),
+        data_dir: dir.path().to_path_buf(),
         threads: 1,
         aliases: vec![],
     };
@@ -266,23 +246,17 @@ fn a_cancelled_session_is_marked_stopped() {
         done.model.is_some(),
         "the best weights so far are registered"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The bar: the default configuration, a few epochs, ≥ 97 % on the real test set.
 /// Needs the full MNIST (`scripts/fetch-mnist`); CI sets `PISMO_REQUIRE_MNIST=1` so that a
-/// missing download fails instead of skipping.
+/// missing download fails instead of skipping (see [`full_mnist`]).
 #[test]
 fn default_configuration_reaches_97_percent_on_full_mnist() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist");
-    let train = match mnist::load_split(&dir, Split::Train) {
-        Ok(d) => d,
-        Err(e) if std::env::var_os("PISMO_REQUIRE_MNIST").is_none() => {
-            eprintln!("skipped: full MNIST not present ({e})");
-            return;
-        }
-        Err(e) => panic!("PISMO_REQUIRE_MNIST is set but MNIST is missing: {e}"),
+    let Some(dir) = full_mnist() else {
+        return;
     };
+    let train = mnist::load_split(&dir, Split::Train).unwrap();
     let test = mnist::load_split(&dir, Split::Test).unwrap();
     let hyper = Hyper {
         epochs: FULL_MNIST_EPOCHS,

@@ -87,11 +87,24 @@ pub fn t10k() -> Dataset {
 }
 
 /// The full MNIST at `./data/mnist` of the workspace, if its training files are there
-/// (CI fetches them; a fresh clone may not have them).
+/// (CI fetches them; a fresh clone may not have them). With `PISMO_REQUIRE_MNIST` set, as CI
+/// sets it, a missing download panics instead of letting the caller skip.
 pub fn full_mnist() -> Option<PathBuf> {
     let dir = workspace_root().join("data").join("mnist");
     let has = |name: &str| dir.join(name).is_file() || dir.join(format!("{name}.gz")).is_file();
-    (has("train-images-idx3-ubyte") && has("train-labels-idx1-ubyte")).then_some(dir)
+    if has("train-images-idx3-ubyte") && has("train-labels-idx1-ubyte") {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("PISMO_REQUIRE_MNIST").is_none(),
+        "PISMO_REQUIRE_MNIST is set but {} has no MNIST training files (run scripts/fetch-mnist)",
+        dir.display()
+    );
+    eprintln!(
+        "skipped: no full MNIST in {} (run scripts/fetch-mnist)",
+        dir.display()
+    );
+    None
 }
 
 /// Trains model `tiny` (hidden 32, 2 epochs) on the t10k images through a real session:
