@@ -18,10 +18,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::host::boxed_zeroed;
+use crate::host::kernels::{self, Columns, OutputParams, Source};
 use crate::host::mnist::Dataset;
 use crate::host::model::{AnyMlp, IntoAny};
 use crate::hyper::{Hyper, HyperError, Metrics};
-use crate::mlp::{self, Dropout, Mlp, CLASSES, INPUT};
+use crate::mlp::{Dropout, Mlp, Sparse, CLASSES, INPUT};
 use crate::rng::Rng;
 
 /// Metrics of one finished epoch.
@@ -160,7 +161,7 @@ pub fn evaluate<const H: usize>(
                 for (j, slot) in slots.iter_mut().enumerate() {
                     let lo = (first + j) * CHUNK;
                     let hi = (lo + CHUNK).min(images.len());
-                    *slot = evaluate_serial(mlp, &images[lo..hi], &labels[lo..hi]);
+                    *slot = kernels::evaluate_chunk(mlp, &images[lo..hi], &labels[lo..hi]);
                 }
             });
         }
@@ -170,138 +171,84 @@ pub fn evaluate<const H: usize>(
         .fold((0.0, 0), |(l, c), &(l2, c2)| (l + l2, c + c2))
 }
 
-fn evaluate_serial<const H: usize>(
-    mlp: &Mlp<H>,
-    images: &[[u8; INPUT]],
-    labels: &[u8],
-) -> (f64, usize) {
-    const CHUNK: usize = 128;
-    let mut x = vec![[0.0f32; INPUT]; CHUNK];
-    let mut a = vec![0.0f32; H * CHUNK];
-    let mut z = vec![[0.0f32; CLASSES]; CHUNK];
-    let mut dz = vec![[0.0f32; CLASSES]; CHUNK];
-    let (mut loss, mut correct) = (0.0f64, 0usize);
-    for (im, lb) in images.chunks(CHUNK).zip(labels.chunks(CHUNK)) {
-        let n = im.len();
-        to_f32(im.iter(), &mut x[..n]);
-        mlp::hidden_forward(&mlp.w1, &mlp.b1, 0, &x[..n], &mut a[..H * n], None);
-        mlp::output_forward(&mlp.w2, &mlp.b2, &a[..H * n], &mut z[..n]);
-        let (l, c) = mlp::softmax_cross_entropy(&z[..n], lb, &mut dz[..n]);
-        loss += l as f64;
-        correct += c;
-    }
-    (loss, correct)
-}
-
-/// Bytes 0..255 → floats 0..1.
-pub fn to_f32<'a>(images: impl Iterator<Item = &'a [u8; INPUT]>, out: &mut [[f32; INPUT]]) {
-    for (src, dst) in images.zip(out.iter_mut()) {
-        for (d, &s) in dst.iter_mut().zip(src.iter()) {
-            *d = s as f32 * (1.0 / 255.0);
-        }
-    }
-}
-
-/// The trainer's state: parameters, momentum, gradients and batch buffers.
+/// The trainer's state: parameters, momentum, gradients and per-batch buffers, sample-major.
 struct State<const H: usize> {
     mlp: Box<Mlp<H>>,
     vel: Box<Mlp<H>>,
+    /// Gradients of the output layer and hidden biases (`w1`'s are made row by row).
     grad: Box<Mlp<H>>,
-    x: Vec<[f32; INPUT]>,
-    a: Vec<f32>,
-    z: Vec<[f32; CLASSES]>,
-    dz: Vec<[f32; CLASSES]>,
+    xs: Vec<Sparse>,
+    a: Vec<[f32; H]>,
+    dz1: Vec<[f32; H]>,
+    dz2: Vec<[f32; CLASSES]>,
+    results: Vec<(f32, bool)>,
+    /// Per thread: the batch's input columns of that thread's rows of `w1`.
+    columns: Vec<Columns>,
     threads: usize,
 }
 
 impl<const H: usize> State<H> {
-    /// Rows per thread block.
-    fn block(&self) -> usize {
-        H.div_ceil(self.threads).max(1)
+    /// Rows of `w1` per thread: contiguous halves (thirds, …) of the image, whose inked
+    /// pixels are about equally many by symmetry.
+    fn row_block(&self) -> usize {
+        INPUT.div_ceil(self.threads)
     }
 
-    /// One mini-batch step on `self.x[..n]`; returns (summed cross-entropy, correct).
-    fn step(
-        &mut self,
-        n: usize,
-        labels: &[u8],
-        dropout: Dropout,
-        lr: f32,
-        hyper: &Hyper,
-    ) -> (f32, usize) {
-        let block = self.block();
-        let x = &self.x[..n];
-        let a = &mut self.a[..H * n];
-        let drop = (dropout.rate > 0.0).then_some(dropout);
-        let m = &mut *self.mlp;
-        // Hidden forward, blocks of units in parallel.
+    /// One mini-batch step on the samples `idx` of `src`; returns (summed cross-entropy,
+    /// correct).
+    fn step(&mut self, idx: &[u32], src: Source<'_>, dropout: Dropout, lr: f32, hyper: &Hyper) -> (f64, usize) {
+        let n = idx.len();
+        let per = n.div_ceil(self.threads).max(1);
+        let m = &*self.mlp;
+        // 1. Per sample, in parallel: input, forward, loss, backward to the hidden layer.
         std::thread::scope(|s| {
-            let count = H.div_ceil(block);
-            for (i, ((w1, b1), a)) in
-                m.w1.chunks(block)
-                    .zip(m.b1.chunks(block))
-                    .zip(a.chunks_mut(block * n))
-                    .enumerate()
-            {
-                let mut job = move || mlp::hidden_forward(w1, b1, i * block, x, a, drop);
-                if i + 1 == count {
+            let chunks = idx
+                .chunks(per)
+                .zip(self.xs.chunks_mut(per))
+                .zip(self.a.chunks_mut(per).zip(self.dz1.chunks_mut(per)))
+                .zip(self.dz2.chunks_mut(per).zip(self.results.chunks_mut(per)));
+            let count = n.div_ceil(per);
+            for (c, (((idx, xs), (a, dz1)), (dz2, res))) in chunks.enumerate() {
+                let mut job = move || kernels::forward_chunk(m, src, idx, c * per, n, dropout, xs, a, dz1, dz2, res);
+                if c + 1 == count {
                     job();
                 } else {
                     s.spawn(job);
                 }
             }
         });
-        // Output layer, loss and its gradient: small, one thread.
-        let z = &mut self.z[..n];
-        let dz = &mut self.dz[..n];
-        mlp::output_forward(&m.w2, &m.b2, a, z);
-        let (loss, correct) = mlp::softmax_cross_entropy(z, labels, dz);
-        let g = &mut *self.grad;
-        mlp::output_backward(a, dz, &mut g.w2, &mut g.b2);
-        // Hidden backward and update, same blocks in parallel (reads the old w2).
+        let (mut loss, mut correct) = (0.0f64, 0usize);
+        for &(l, c) in &self.results[..n] {
+            loss += l as f64;
+            correct += c as usize;
+        }
+        // 2. In parallel: each block of rows of w1 (gradient from the batch's columns, then
+        //    the update) on its own thread, and the output layer's update on this one.
         let l2 = hyper.reg_lambda / n as f32;
         let mu = hyper.momentum;
-        let scale = if drop.is_some() { dropout.scale() } else { 1.0 };
-        let v = &mut *self.vel;
-        let dz = &*dz;
-        let w2 = &m.w2;
+        let block = self.row_block();
+        let (xs, a, dz1, dz2) = (&self.xs[..n], &self.a[..n], &self.dz1[..n], &self.dz2[..n]);
+        let (w1, p) = OutputParams::split(&mut self.mlp);
+        let (v1, v) = OutputParams::split(&mut self.vel);
+        let (_, g) = OutputParams::split(&mut self.grad);
+        let columns = &mut self.columns;
         std::thread::scope(|s| {
-            let blocks =
-                m.w1.chunks_mut(block)
-                    .zip(m.b1.chunks_mut(block))
-                    .zip(v.w1.chunks_mut(block).zip(v.b1.chunks_mut(block)))
-                    .zip(g.w1.chunks_mut(block).zip(g.b1.chunks_mut(block)))
-                    .zip(a.chunks_mut(block * n));
-            let count = H.div_ceil(block);
-            for (i, ((((w1, b1), (v1, vb1)), (g1, gb1)), a)) in blocks.enumerate() {
-                let mut job = move || {
-                    mlp::hidden_backward(w2, i * block, a, dz, x, scale, g1, gb1);
-                    mlp::sgd_momentum(
-                        w1.as_flattened_mut(),
-                        v1.as_flattened_mut(),
-                        g1.as_flattened(),
-                        lr,
-                        mu,
-                        l2,
-                    );
-                    mlp::sgd_momentum(b1, vb1, gb1, lr, mu, 0.0);
-                };
-                if i + 1 == count {
-                    job();
+            let blocks = w1.chunks_mut(block).zip(v1.chunks_mut(block)).zip(columns.iter_mut());
+            let count = INPUT.div_ceil(block);
+            let mut last = None;
+            for (t, ((w1, v1), cols)) in blocks.enumerate() {
+                let job = move || kernels::rows_update(w1, v1, cols, xs, dz1, t * block, lr, mu, l2);
+                if t + 1 == count {
+                    last = Some(job);
                 } else {
                     s.spawn(job);
                 }
             }
+            kernels::output_update(p, v, g, a, dz2, dz1, lr, mu, l2);
+            if let Some(mut job) = last {
+                job();
+            }
         });
-        mlp::sgd_momentum(
-            m.w2.as_flattened_mut(),
-            v.w2.as_flattened_mut(),
-            g.w2.as_flattened(),
-            lr,
-            mu,
-            l2,
-        );
-        mlp::sgd_momentum(&mut m.b2, &mut v.b2, &g.b2, lr, mu, 0.0);
         (loss, correct)
     }
 }
@@ -332,14 +279,17 @@ where
 {
     let batch = hyper.batch_size as usize;
     let mut rng = Rng::new(hyper.seed);
+    let rows = INPUT.div_ceil(threads);
     let mut st = State::<H> {
         mlp: boxed_zeroed(),
         vel: boxed_zeroed(),
         grad: boxed_zeroed(),
-        x: vec![[0.0; INPUT]; batch],
-        a: vec![0.0; H * batch],
-        z: vec![[0.0; CLASSES]; batch],
-        dz: vec![[0.0; CLASSES]; batch],
+        xs: vec![Sparse::new(); batch],
+        a: vec![[0.0; H]; batch],
+        dz1: vec![[0.0; H]; batch],
+        dz2: vec![[0.0; CLASSES]; batch],
+        results: vec![(0.0, false); batch],
+        columns: (0..threads).map(|_| Columns::new(rows, batch)).collect(),
         threads,
     };
     st.mlp.init(&mut rng);
@@ -378,32 +328,15 @@ where
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let mut last_report = Instant::now();
         for (bi, idx) in train_idx.chunks(batch).enumerate() {
-            let n = idx.len();
-            let labels: Vec<u8> = idx.iter().map(|&i| data.labels[i as usize]).collect();
-            if hyper.augment {
-                for (b, (&i, x)) in idx.iter().zip(st.x.iter_mut()).enumerate() {
-                    crate::augment::distort(
-                        &data.images[i as usize],
-                        x,
-                        hyper.seed,
-                        step,
-                        b as u64,
-                    );
-                }
-            } else {
-                to_f32(
-                    idx.iter().map(|&i| &data.images[i as usize]),
-                    &mut st.x[..n],
-                );
-            }
             let dropout = Dropout {
                 rate: hyper.dropout_rate,
                 seed: hyper.seed,
                 step,
             };
-            let (l, c) = st.step(n, &labels, dropout, lr, hyper);
+            let src = Source { images: &data.images, labels: &data.labels, augment: hyper.augment, seed: hyper.seed };
+            let (l, c) = st.step(idx, src, dropout, lr, hyper);
             step += 1;
-            loss_sum += l as f64;
+            loss_sum += l;
             correct += c;
             if last_report.elapsed().as_millis() >= 250 {
                 last_report = Instant::now();
