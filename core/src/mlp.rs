@@ -142,7 +142,11 @@ impl core::fmt::Debug for Sparse {
 impl Sparse {
     /// An empty image.
     pub const fn new() -> Self {
-        Sparse { len: 0, idx: [0; INPUT], val: [0.0; INPUT] }
+        Sparse {
+            len: 0,
+            idx: [0; INPUT],
+            val: [0.0; INPUT],
+        }
     }
 
     /// Fills from bytes `0..=255` (value = byte / 255).
@@ -187,7 +191,10 @@ impl Sparse {
     /// `(pixel index, value)` of the inked pixels, ascending.
     #[inline]
     pub fn iter(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
-        self.idx[..self.len].iter().zip(&self.val[..self.len]).map(|(&i, &v)| (i as usize, v))
+        self.idx[..self.len]
+            .iter()
+            .zip(&self.val[..self.len])
+            .map(|(&i, &v)| (i as usize, v))
     }
 }
 
@@ -315,104 +322,162 @@ impl Dropout {
 /// Hidden pre-activation of a sparse input: `w1: (IN, H), b1: (H), x: sparse (IN) -> z: (H)`,
 /// `z = b1 + Σ x_i · w1[i]` over the inked pixels in ascending order.
 #[inline(always)]
-pub fn hidden_pre<const H: usize>(w1: &[[f32; H]; INPUT], b1: &[f32; H], x: &Sparse, z: &mut [f32; H]) {
+pub fn hidden_pre<const H: usize>(
+    w1: &[[f32; H]; INPUT],
+    b1: &[f32; H],
+    x: &Sparse,
+    z: &mut [f32; H],
+) {
     *z = *b1;
     for (i, v) in x.iter() {
         axpy(v, &w1[i], z);
     }
 }
 
-/// Where a training sample sits in its batch, for its dropout mask.
+/// Hidden units are trained in blocks whose widths are multiples of `SUB`; each block's
+/// contribution to the logits is summed per `SUB` units and the sums are added in unit order,
+/// so the result does not depend on how many blocks (threads) there are.
+pub const SUB: usize = 16;
+
+/// A block of hidden units `h0 .. h0 + width` (`width` a multiple of [`SUB`]), with its
+/// slices of the parameters: `w1: (IN, width)` row-major, `b1: (width)`, `w2: (C, width)`.
 #[derive(Clone, Copy, Debug)]
-pub struct SampleSlot {
-    /// Index in the batch.
-    pub index: usize,
-    /// Batch size `B` (the last batch of an epoch may be smaller than the others).
-    pub batch: usize,
+pub struct Block<'a> {
+    /// First hidden unit.
+    pub h0: usize,
+    /// Hidden units in the block.
+    pub width: usize,
+    /// Input weights of the block's units, row per pixel.
+    pub w1: &'a [f32],
+    /// Biases of the block's units.
+    pub b1: &'a [f32],
+    /// Output weights from the block's units, row per class.
+    pub w2: &'a [f32],
 }
 
-/// Forward pass, loss and backward pass of one training sample down to the hidden
-/// pre-activation. `x: sparse (IN), label -> a: (H) hidden activation after dropout,
-/// dz2: (C) = (softmax − onehot)/B, dz1: (H) gradient at the hidden pre-activation`.
-/// Returns the sample's cross-entropy and whether its arg-max was right.
-#[allow(clippy::too_many_arguments)]
+/// Hidden layer forward of a block for samples `first ..` of a batch of `batch`, and the
+/// block's share of their logits. `xs: (n) sparse inputs -> a: (n, width) activations after
+/// ReLU and dropout, partial: (n, width/SUB, C)` logits contributions per `SUB` units.
 #[inline(always)]
-pub fn sample_step<const H: usize>(
-    m: &Mlp<H>,
-    x: &Sparse,
-    label: usize,
-    slot: SampleSlot,
+pub fn block_forward(
+    blk: Block<'_>,
+    xs: &[Sparse],
+    first: usize,
+    batch: usize,
     dropout: Option<Dropout>,
-    a: &mut [f32; H],
-    dz2: &mut [f32; CLASSES],
-    dz1: &mut [f32; H],
-) -> (f32, bool) {
-    hidden_pre(&m.w1, &m.b1, x, a);
-    let scale = match dropout {
-        Some(d) if d.rate > 0.0 => {
-            let s = d.scale();
-            for (h, v) in a.iter_mut().enumerate() {
-                *v = if *v > 0.0 && d.keep(h, slot.index, slot.batch) { *v * s } else { 0.0 };
-            }
-            s
+    a: &mut [f32],
+    partial: &mut [[f32; CLASSES]],
+) {
+    let w = blk.width;
+    let subs = w / SUB;
+    let drop = dropout.filter(|d| d.rate > 0.0);
+    for (b, (x, (ab, pb))) in xs
+        .iter()
+        .zip(a.chunks_exact_mut(w).zip(partial.chunks_exact_mut(subs)))
+        .enumerate()
+    {
+        ab.copy_from_slice(blk.b1);
+        for (i, v) in x.iter() {
+            axpy(v, &blk.w1[i * w..(i + 1) * w], ab);
         }
-        _ => {
-            for v in a.iter_mut() {
-                *v = relu(*v);
+        match drop {
+            Some(d) => {
+                let s = d.scale();
+                for (j, v) in ab.iter_mut().enumerate() {
+                    *v = if *v > 0.0 && d.keep(blk.h0 + j, first + b, batch) {
+                        *v * s
+                    } else {
+                        0.0
+                    };
+                }
             }
-            1.0
+            None => {
+                for v in ab.iter_mut() {
+                    *v = relu(*v);
+                }
+            }
         }
-    };
-    let mut z = m.b2;
-    for (zk, row) in z.iter_mut().zip(&m.w2) {
-        *zk += dot(row, a);
+        for (s, p) in pb.iter_mut().enumerate() {
+            let lo = s * SUB;
+            for k in 0..CLASSES {
+                p[k] = dot(&blk.w2[k * w + lo..k * w + lo + SUB], &ab[lo..lo + SUB]);
+            }
+        }
     }
-    let loss = cross_entropy(&z, label);
-    let correct = argmax(&z) == label;
-    let p = softmax(&z);
-    let inv_b = 1.0 / slot.batch as f32;
-    for k in 0..CLASSES {
-        dz2[k] = (p[k] - (k == label) as u32 as f32) * inv_b;
+}
+
+/// Adds one block's logits contributions: `z: (B, C) += Σ_s partial: (B, subs, C)`, in order.
+#[inline(always)]
+pub fn add_partials(z: &mut [[f32; CLASSES]], partial: &[[f32; CLASSES]]) {
+    let subs = partial.len() / z.len().max(1);
+    for (zb, pb) in z.iter_mut().zip(partial.chunks_exact(subs.max(1))) {
+        for p in pb {
+            for k in 0..CLASSES {
+                zb[k] += p[k];
+            }
+        }
     }
-    // da1 = w2ᵀ·dz2, then through dropout and ReLU: a unit's activation is positive exactly
-    // when it was active and kept.
-    *dz1 = [0.0; H];
-    for (k, row) in m.w2.iter().enumerate() {
-        axpy(dz2[k], row, dz1);
-    }
-    for (d, &v) in dz1.iter_mut().zip(a.iter()) {
-        *d = if v > 0.0 { *d * scale } else { 0.0 };
+}
+
+/// Softmax + cross-entropy forward and its backward:
+/// `z: (B, C), labels: (B) -> dz: (B, C) = (softmax(z) − onehot) / B`.
+/// Returns the summed (not mean) cross-entropy and the number of correct arg-maxes.
+pub fn softmax_cross_entropy(
+    z: &[[f32; CLASSES]],
+    labels: &[u8],
+    dz: &mut [[f32; CLASSES]],
+) -> (f64, usize) {
+    let inv_b = 1.0 / z.len() as f32;
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    for ((zb, &y), db) in z.iter().zip(labels).zip(dz.iter_mut()) {
+        let y = y as usize;
+        loss += cross_entropy(zb, y) as f64;
+        correct += (argmax(zb) == y) as usize;
+        let p = softmax(zb);
+        for k in 0..CLASSES {
+            db[k] = (p[k] - (k == y) as u32 as f32) * inv_b;
+        }
     }
     (loss, correct)
 }
 
-/// Output layer and hidden bias gradients of a batch:
-/// `a: (B, H), dz2: (B, C), dz1: (B, H) -> gw2: (C, H) = Σ_b dz2[b] ⊗ a[b], gb2: (C), gb1: (H)`.
+/// Backward of a block down to the hidden pre-activation. On entry `a: (B, width)` holds the
+/// forward activations; on return the gradient at the pre-activation (`dz1`). A unit's
+/// activation is positive exactly when it was active and kept, so `a` alone encodes the ReLU
+/// derivative and the dropout mask; `scale` is the dropout multiplier (1 without dropout).
+/// `w2: (C, width), dz2: (B, C) -> gw2: (C, width) = Σ_b dz2[b] ⊗ a[b], gb1: (width)`.
 #[inline(always)]
-pub fn output_grads<const H: usize>(
-    a: &[[f32; H]],
+pub fn block_backward(
+    w2: &[f32],
+    width: usize,
     dz2: &[[f32; CLASSES]],
-    dz1: &[[f32; H]],
-    gw2: &mut [[f32; H]; CLASSES],
-    gb2: &mut [f32; CLASSES],
-    gb1: &mut [f32; H],
+    scale: f32,
+    a: &mut [f32],
+    gw2: &mut [f32],
+    gb1: &mut [f32],
 ) {
-    *gw2 = [[0.0; H]; CLASSES];
-    *gb2 = [0.0; CLASSES];
-    *gb1 = [0.0; H];
-    for ((ab, db), d1) in a.iter().zip(dz2).zip(dz1) {
+    gw2.fill(0.0);
+    gb1.fill(0.0);
+    let mut buf = [0.0f32; 1024];
+    let da = &mut buf[..width];
+    for (ab, db) in a.chunks_exact_mut(width).zip(dz2) {
         for k in 0..CLASSES {
-            axpy(db[k], ab, &mut gw2[k]);
-            gb2[k] += db[k];
+            axpy(db[k], ab, &mut gw2[k * width..(k + 1) * width]);
         }
-        for (g, &d) in gb1.iter_mut().zip(d1) {
-            *g += d;
+        // da = w2ᵀ·dz2 over the block's units, then through dropout and ReLU, in place.
+        da.fill(0.0);
+        for k in 0..CLASSES {
+            axpy(db[k], &w2[k * width..(k + 1) * width], da);
+        }
+        for ((v, &d), g) in ab.iter_mut().zip(da.iter()).zip(gb1.iter_mut()) {
+            *v = if *v > 0.0 { d * scale } else { 0.0 };
+            *g += *v;
         }
     }
 }
 
 /// One entry of a column of the batch's input matrix: sample `sample` has value `value` at
-/// the pixel of the column.
+/// the column's pixel.
 #[derive(Clone, Copy, Debug, Default, Zeroable)]
 #[repr(C)]
 pub struct ColumnEntry {
@@ -422,13 +487,47 @@ pub struct ColumnEntry {
     pub value: f32,
 }
 
-/// Gradient of one row of `w1` (pixel `i`): `col: the samples with pixel i inked, dz1: (B, H)
-/// -> g: (H) = Σ_b x[b][i] · dz1[b]`, summed in sample order.
+/// The batch's inputs by pixel (column-major), built with a counting sort: pixel `i`'s
+/// entries are `entries[start[i]..start[i + 1]]`, samples ascending. The samples come in
+/// consecutive chunks (one per thread that prepared them). `entries` needs room for every
+/// inked pixel of the batch (`B · IN` always suffices).
+pub fn gather_columns(
+    chunks: &[&[Sparse]],
+    start: &mut [u32; INPUT + 1],
+    entries: &mut [ColumnEntry],
+) {
+    start.fill(0);
+    for x in chunks.iter().flat_map(|c| c.iter()) {
+        for (i, _) in x.iter() {
+            start[i + 1] += 1;
+        }
+    }
+    for i in 0..INPUT {
+        start[i + 1] += start[i];
+    }
+    let mut fill = [0u32; INPUT];
+    fill.copy_from_slice(&start[..INPUT]);
+    for (b, x) in chunks.iter().flat_map(|c| c.iter()).enumerate() {
+        for (i, v) in x.iter() {
+            let at = &mut fill[i];
+            entries[*at as usize] = ColumnEntry {
+                sample: b as u32,
+                value: v,
+            };
+            *at += 1;
+        }
+    }
+}
+
+/// Gradient of one row of a block's `w1` (pixel `i`): `col: the samples with pixel i inked,
+/// dz1: (B, width) -> g: (width) = Σ_b x[b][i] · dz1[b]`, summed in sample order.
 #[inline(always)]
-pub fn w1_row_grad<const H: usize>(col: &[ColumnEntry], dz1: &[[f32; H]], g: &mut [f32; H]) {
-    *g = [0.0; H];
+pub fn w1_row_grad(col: &[ColumnEntry], dz1: &[f32], g: &mut [f32]) {
+    let w = g.len();
+    g.fill(0.0);
     for e in col {
-        axpy(e.value, &dz1[e.sample as usize], g);
+        let b = e.sample as usize;
+        axpy(e.value, &dz1[b * w..(b + 1) * w], g);
     }
 }
 
@@ -471,7 +570,11 @@ pub mod naive {
     }
 
     /// `g[i][h] = Σ_b x[b][i] · dz1[b][h]`, dense.
-    pub fn w1_grad<const H: usize>(x: &[[f32; INPUT]], dz1: &[[f32; H]], g: &mut [[f32; H]; INPUT]) {
+    pub fn w1_grad<const H: usize>(
+        x: &[[f32; INPUT]],
+        dz1: &[[f32; H]],
+        g: &mut [[f32; H]; INPUT],
+    ) {
         for i in 0..INPUT {
             for h in 0..H {
                 let mut s = 0.0;
@@ -540,7 +643,15 @@ mod tests {
     fn inputs(n: usize, seed: u64) -> std::vec::Vec<[f32; INPUT]> {
         let mut rng = Rng::new(seed);
         (0..n)
-            .map(|_| core::array::from_fn(|_| if rng.next_f32() < 0.3 { rng.next_f32() } else { 0.0 }))
+            .map(|_| {
+                core::array::from_fn(|_| {
+                    if rng.next_f32() < 0.3 {
+                        rng.next_f32()
+                    } else {
+                        0.0
+                    }
+                })
+            })
             .collect()
     }
 
@@ -548,6 +659,52 @@ mod tests {
         let mut s = Sparse::new();
         s.set_f32(x);
         s
+    }
+
+    /// A model's parameters cut into blocks of hidden units, as the trainer holds them.
+    struct Blocks {
+        w1: std::vec::Vec<std::vec::Vec<f32>>,
+        b1: std::vec::Vec<std::vec::Vec<f32>>,
+        w2: std::vec::Vec<std::vec::Vec<f32>>,
+        starts: std::vec::Vec<usize>,
+    }
+
+    fn blocks<const H: usize>(m: &Mlp<H>, widths: &[usize]) -> Blocks {
+        let mut out = Blocks {
+            w1: std::vec![],
+            b1: std::vec![],
+            w2: std::vec![],
+            starts: std::vec![],
+        };
+        let mut h0 = 0;
+        for &w in widths {
+            out.starts.push(h0);
+            out.w1.push(
+                m.w1.iter()
+                    .flat_map(|r| r[h0..h0 + w].iter().copied())
+                    .collect(),
+            );
+            out.b1.push(m.b1[h0..h0 + w].to_vec());
+            out.w2.push(
+                m.w2.iter()
+                    .flat_map(|r| r[h0..h0 + w].iter().copied())
+                    .collect(),
+            );
+            h0 += w;
+        }
+        out
+    }
+
+    impl Blocks {
+        fn block(&self, j: usize) -> Block<'_> {
+            Block {
+                h0: self.starts[j],
+                width: self.b1[j].len(),
+                w1: &self.w1[j],
+                b1: &self.b1[j],
+                w2: &self.w2[j],
+            }
+        }
     }
 
     #[test]
@@ -569,34 +726,71 @@ mod tests {
             // Dense and sparse entry points are the same computation.
             assert_eq!(m.logits(x), m.logits_sparse(&sparse(x)));
         }
+        // Training forward in blocks against inference, and one block against two.
+        let sx: std::vec::Vec<Sparse> = xs.iter().map(sparse).collect();
+        let n = sx.len();
+        let mut z_one = std::vec![m.b2; n];
+        let mut z_two = std::vec![m.b2; n];
+        for (widths, z) in [(&[32usize][..], &mut z_one), (&[16, 16][..], &mut z_two)] {
+            let bl = blocks(&m, widths);
+            for j in 0..widths.len() {
+                let mut a = std::vec![0.0; n * widths[j]];
+                let mut partial = std::vec![[0.0; CLASSES]; n * widths[j] / SUB];
+                block_forward(bl.block(j), &sx, 0, n, None, &mut a, &mut partial);
+                add_partials(z, &partial);
+            }
+        }
+        assert_eq!(z_one, z_two, "the logits depend on the block split");
+        for (z, x) in z_one.iter().zip(&xs) {
+            for (a, b) in z.iter().zip(&naive::logits(&m, x)) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));
+            }
+        }
         // Row gradients from columns against the dense product.
         let mut rng = Rng::new(8);
-        let dz1: std::vec::Vec<[f32; H]> = (0..xs.len()).map(|_| core::array::from_fn(|_| rng.normal())).collect();
+        let dz1: std::vec::Vec<[f32; H]> = (0..n)
+            .map(|_| core::array::from_fn(|_| rng.normal()))
+            .collect();
         let mut dense: std::boxed::Box<[[f32; H]; INPUT]> = std::boxed::Box::new([[0.0; H]; INPUT]);
         naive::w1_grad(&xs, &dz1, &mut dense);
+        let mut start = [0u32; INPUT + 1];
+        let mut entries = std::vec![ColumnEntry::default(); n * INPUT];
+        gather_columns(&[&sx], &mut start, &mut entries);
+        let flat: std::vec::Vec<f32> = dz1.iter().flatten().copied().collect();
         for i in 0..INPUT {
-            let col: std::vec::Vec<ColumnEntry> = xs
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| x[i] != 0.0)
-                .map(|(b, x)| ColumnEntry { sample: b as u32, value: x[i] })
-                .collect();
             let mut g = [0.0; H];
-            w1_row_grad(&col, &dz1, &mut g);
+            w1_row_grad(
+                &entries[start[i] as usize..start[i + 1] as usize],
+                &flat,
+                &mut g,
+            );
             for (a, b) in g.iter().zip(&dense[i]) {
-                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "row {i}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "row {i}: {a} vs {b}"
+                );
             }
         }
     }
 
     /// Loss of a batch as defined in the module docs, in f64, with the given dropout mask.
-    fn batch_loss<const H: usize>(m: &Mlp<H>, x: &[[f32; INPUT]], y: &[u8], d: Dropout, l2: f32) -> f64 {
+    fn batch_loss<const H: usize>(
+        m: &Mlp<H>,
+        x: &[[f32; INPUT]],
+        y: &[u8],
+        d: Dropout,
+        l2: f32,
+    ) -> f64 {
         let n = x.len();
         let mut ce = 0.0f64;
         for (b, (xb, &yb)) in x.iter().zip(y).enumerate() {
             let mut a = naive::hidden_pre(m, xb);
             for (h, v) in a.iter_mut().enumerate() {
-                *v = if *v > 0.0 && d.keep(h, b, n) { *v * d.scale() } else { 0.0 };
+                *v = if *v > 0.0 && d.keep(h, b, n) {
+                    *v * d.scale()
+                } else {
+                    0.0
+                };
             }
             let mut z = m.b2;
             for k in 0..CLASSES {
@@ -606,7 +800,12 @@ mod tests {
             }
             ce += cross_entropy(&z, yb as usize) as f64;
         }
-        let sq: f64 = m.w1.as_flattened().iter().chain(m.w2.as_flattened()).map(|&w| (w as f64).powi(2)).sum();
+        let sq: f64 =
+            m.w1.as_flattened()
+                .iter()
+                .chain(m.w2.as_flattened())
+                .map(|&w| (w as f64).powi(2))
+                .sum();
         ce / n as f64 + 0.5 * l2 as f64 * sq
     }
 
@@ -617,25 +816,43 @@ mod tests {
         let n = 5;
         let x = inputs(n, 12);
         let y: std::vec::Vec<u8> = (0..n).map(|i| (i * 3 % 10) as u8).collect();
-        let d = Dropout { rate: 0.3, seed: 9, step: 4 };
+        let d = Dropout {
+            rate: 0.3,
+            seed: 9,
+            step: 4,
+        };
         let l2 = 0.01 / n as f32;
 
-        // Analytic gradient through the training kernels.
-        let mut a = std::vec![[0.0; H]; n];
+        // Analytic gradient through the training kernels (H = 16: one block of SUB units).
+        let sx: std::vec::Vec<Sparse> = x.iter().map(sparse).collect();
+        let bl = blocks(&m, &[H]);
+        let mut a = std::vec![0.0; n * H];
+        let mut partial = std::vec![[0.0; CLASSES]; n * H / SUB];
+        block_forward(bl.block(0), &sx, 0, n, Some(d), &mut a, &mut partial);
+        let mut z = std::vec![m.b2; n];
+        add_partials(&mut z, &partial);
         let mut dz2 = std::vec![[0.0; CLASSES]; n];
-        let mut dz1 = std::vec![[0.0; H]; n];
-        for b in 0..n {
-            let slot = SampleSlot { index: b, batch: n };
-            sample_step(&m, &sparse(&x[b]), y[b] as usize, slot, Some(d), &mut a[b], &mut dz2[b], &mut dz1[b]);
-        }
+        softmax_cross_entropy(&z, &y, &mut dz2);
         let mut g: std::boxed::Box<Mlp<H>> = std::boxed::Box::new(Mlp::zeroed());
-        output_grads(&a, &dz2, &dz1, &mut g.w2, &mut g.b2, &mut g.b1);
+        for db in &dz2 {
+            for k in 0..CLASSES {
+                g.b2[k] += db[k];
+            }
+        }
+        let mut gw2 = std::vec![0.0; CLASSES * H];
+        block_backward(&bl.w2[0], H, &dz2, d.scale(), &mut a, &mut gw2, &mut g.b1);
+        for k in 0..CLASSES {
+            g.w2[k].copy_from_slice(&gw2[k * H..(k + 1) * H]);
+        }
+        let mut start = [0u32; INPUT + 1];
+        let mut entries = std::vec![ColumnEntry::default(); n * INPUT];
+        gather_columns(&[&sx], &mut start, &mut entries);
         for i in 0..INPUT {
-            let col: std::vec::Vec<ColumnEntry> = (0..n)
-                .filter(|&b| x[b][i] != 0.0)
-                .map(|b| ColumnEntry { sample: b as u32, value: x[b][i] })
-                .collect();
-            w1_row_grad(&col, &dz1, &mut g.w1[i]);
+            w1_row_grad(
+                &entries[start[i] as usize..start[i + 1] as usize],
+                &a,
+                &mut g.w1[i],
+            );
         }
 
         let eps = 1e-2f32;
@@ -684,7 +901,10 @@ mod tests {
             let analytic = (read(&g) + reg) as f64;
             let err = (numeric - analytic).abs() / (1e-3 + numeric.abs().max(analytic.abs()));
             worst = worst.max(err);
-            assert!(err < 2e-2, "tensor {t} index {i}: numeric {numeric} analytic {analytic}");
+            assert!(
+                err < 2e-2,
+                "tensor {t} index {i}: numeric {numeric} analytic {analytic}"
+            );
             checked += 1;
         }
         assert!(checked > 400, "{checked}");

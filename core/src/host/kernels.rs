@@ -17,32 +17,32 @@
 //! thread: see docs/ARCHITECTURE.md ("Trainer") for the epoch times with and without AVX2.
 #![allow(unsafe_code)]
 
-use crate::mlp::{self, ColumnEntry, Dropout, Mlp, SampleSlot, Sparse, CLASSES, INPUT};
+use crate::mlp::{self, Block, ColumnEntry, Dropout, Mlp, Sparse, CLASSES, INPUT};
 
-/// Defines `pub fn NAME<const H: usize>(args) -> R { body }` twice — generic and with AVX2 —
+/// Defines `pub fn NAME[<const H: usize>](args) -> R { body }` twice — generic and with AVX2 —
 /// behind one entry point that picks the AVX2 copy when the CPU supports it.
 macro_rules! dispatched {
-    ($(#[$doc:meta])* pub fn $name:ident<const H: usize>($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? $body:block) => {
+    ($(#[$doc:meta])* pub fn $name:ident$(<const $h:ident: usize>)?($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? $body:block) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
-        pub fn $name<const H: usize>($($a: $t),*) $(-> $r)? {
+        pub fn $name$(<const $h: usize>)?($($a: $t),*) $(-> $r)? {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
-            fn generic<const H: usize>($($a: $t),*) $(-> $r)? $body
+            fn generic$(<const $h: usize>)?($($a: $t),*) $(-> $r)? $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2")]
             #[allow(clippy::too_many_arguments)]
-            fn avx2<const H: usize>($($a: $t),*) $(-> $r)? {
-                generic::<H>($($a),*)
+            fn avx2$(<const $h: usize>)?($($a: $t),*) $(-> $r)? {
+                generic$(::<$h>)?($($a),*)
             }
 
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked on the line above.
-                return unsafe { avx2::<H>($($a),*) };
+                return unsafe { avx2$(::<$h>)?($($a),*) };
             }
-            generic::<H>($($a),*)
+            generic$(::<$h>)?($($a),*)
         }
     };
 }
@@ -72,145 +72,117 @@ pub struct Source<'a> {
     pub seed: u64,
 }
 
-/// The inked entries of a block of input rows, grouped by row (counting sort), samples in
-/// ascending order within a row.
-#[derive(Debug)]
-pub struct Columns {
-    start: Vec<u32>,
-    entries: Vec<ColumnEntry>,
-}
-
-impl Columns {
-    /// Room for `rows` rows of a batch of `batch` samples.
-    pub fn new(rows: usize, batch: usize) -> Self {
-        Columns { start: vec![0; rows + 1], entries: vec![ColumnEntry::default(); rows * batch] }
-    }
-
-    /// Gathers the entries of rows `r0..r0 + rows` from the batch.
-    #[inline(always)]
-    fn gather(&mut self, xs: &[Sparse], r0: usize, rows: usize) {
-        let count = &mut self.start[..rows + 1];
-        count.fill(0);
-        for x in xs {
-            for (i, _) in x.iter() {
-                if (r0..r0 + rows).contains(&i) {
-                    count[i - r0 + 1] += 1;
-                }
-            }
-        }
-        for r in 0..rows {
-            count[r + 1] += count[r];
-        }
-        let mut fill: [u32; INPUT] = [0; INPUT];
-        fill[..rows].copy_from_slice(&count[..rows]);
-        for (b, x) in xs.iter().enumerate() {
-            for (i, v) in x.iter() {
-                if (r0..r0 + rows).contains(&i) {
-                    let at = &mut fill[i - r0];
-                    self.entries[*at as usize] = ColumnEntry { sample: b as u32, value: v };
-                    *at += 1;
-                }
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn row(&self, r: usize) -> &[ColumnEntry] {
-        &self.entries[self.start[r] as usize..self.start[r + 1] as usize]
-    }
-}
-
 dispatched! {
-    /// Inputs, forward and backward of the samples `idx` (the chunk starting at `first` of a
-    /// batch of `n`), down to the hidden layer; `res` gets each sample's loss and correctness.
-    pub fn forward_chunk<const H: usize>(
-        m: &Mlp<H>,
-        src: Source<'_>,
-        idx: &[u32],
-        first: usize,
-        n: usize,
-        dropout: Dropout,
-        xs: &mut [Sparse],
-        a: &mut [[f32; H]],
-        dz1: &mut [[f32; H]],
-        dz2: &mut [[f32; CLASSES]],
-        res: &mut [(f32, bool)],
-    ) {
-        let drop = (dropout.rate > 0.0).then_some(dropout);
+    /// The sparse inputs of the samples `idx` (batch positions `first ..`), distorted when
+    /// augmenting.
+    pub fn prepare_inputs(src: Source<'_>, idx: &[u32], first: usize, step: u64, xs: &mut [Sparse]) {
         let mut distorted = [0.0f32; INPUT];
-        for (j, &i) in idx.iter().enumerate() {
-            let b = first + j;
+        for (j, (&i, x)) in idx.iter().zip(xs.iter_mut()).enumerate() {
             let image = &src.images[i as usize];
             if src.augment {
-                crate::augment::distort(image, &mut distorted, src.seed, dropout.step, b as u64);
-                xs[j].set_f32(&distorted);
+                crate::augment::distort(image, &mut distorted, src.seed, step, (first + j) as u64);
+                x.set_f32(&distorted);
             } else {
-                xs[j].set_bytes(image);
+                x.set_bytes(image);
             }
-            let label = src.labels[i as usize] as usize;
-            let slot = SampleSlot { index: b, batch: n };
-            res[j] = mlp::sample_step(m, &xs[j], label, slot, drop, &mut a[j], &mut dz2[j], &mut dz1[j]);
         }
     }
 }
 
 dispatched! {
-    /// Gradient (from the batch's columns) and momentum update of the rows `r0..` of `w1`.
-    pub fn rows_update<const H: usize>(
-        w1: &mut [[f32; H]],
-        v1: &mut [[f32; H]],
-        cols: &mut Columns,
-        xs: &[Sparse],
-        dz1: &[[f32; H]],
-        r0: usize,
-        lr: f32,
-        mu: f32,
-        l2: f32,
+    /// Forward of one block of hidden units over the batch, given as consecutive chunks.
+    pub fn forward_block(
+        blk: Block<'_>,
+        chunks: &[&[Sparse]],
+        batch: usize,
+        dropout: Dropout,
+        a: &mut [f32],
+        partial: &mut [[f32; CLASSES]],
     ) {
-        cols.gather(xs, r0, w1.len());
-        let mut g = [0.0f32; H];
-        for (r, (w, v)) in w1.iter_mut().zip(v1.iter_mut()).enumerate() {
-            mlp::w1_row_grad(cols.row(r), dz1, &mut g);
-            mlp::sgd_momentum(w, v, &g, lr, mu, l2);
+        let w = blk.width;
+        let subs = w / mlp::SUB;
+        let drop = (dropout.rate > 0.0).then_some(dropout);
+        let mut first = 0;
+        for xs in chunks {
+            let n = xs.len();
+            mlp::block_forward(
+                blk,
+                xs,
+                first,
+                batch,
+                drop,
+                &mut a[first * w..(first + n) * w],
+                &mut partial[first * subs..(first + n) * subs],
+            );
+            first += n;
         }
     }
 }
 
-/// The parameters other than `w1`, borrowed apart from it so another thread can update `w1`.
+dispatched! {
+    /// Logits from every block's contributions (in unit order), loss, and its gradient.
+    pub fn output_loss(
+        b2: &[f32; CLASSES],
+        partials: &[&[[f32; CLASSES]]],
+        labels: &[u8],
+        z: &mut [[f32; CLASSES]],
+        dz2: &mut [[f32; CLASSES]],
+    ) -> (f64, usize) {
+        z.fill(*b2);
+        for p in partials {
+            mlp::add_partials(z, p);
+        }
+        mlp::softmax_cross_entropy(z, labels, dz2)
+    }
+}
+
+/// One block's parameters, momentum and scratch, as the thread that owns it holds them.
 #[derive(Debug)]
-pub struct OutputParams<'a, const H: usize> {
-    /// w2: (C, H)
-    pub w2: &'a mut [[f32; H]; CLASSES],
-    /// b1: (H)
-    pub b1: &'a mut [f32; H],
-    /// b2: (C)
-    pub b2: &'a mut [f32; CLASSES],
-}
-
-impl<'a, const H: usize> OutputParams<'a, H> {
-    /// Splits `m` into its `w1` and the rest.
-    pub fn split(m: &'a mut Mlp<H>) -> (&'a mut [[f32; H]; INPUT], Self) {
-        (&mut m.w1, OutputParams { w2: &mut m.w2, b1: &mut m.b1, b2: &mut m.b2 })
-    }
+pub struct BlockState<'a> {
+    /// w1: (IN, width)
+    pub w1: &'a mut [f32],
+    /// Momentum of w1.
+    pub v1: &'a mut [f32],
+    /// b1: (width)
+    pub b1: &'a mut [f32],
+    /// Momentum of b1.
+    pub vb1: &'a mut [f32],
+    /// w2: (C, width)
+    pub w2: &'a mut [f32],
+    /// Momentum of w2.
+    pub v2: &'a mut [f32],
+    /// Gradient scratch: (C, width), (width), (width).
+    pub gw2: &'a mut [f32],
+    /// Gradient of b1.
+    pub gb1: &'a mut [f32],
+    /// Row gradient scratch.
+    pub g: &'a mut [f32],
+    /// Activations of the batch: (B, width); becomes dz1.
+    pub a: &'a mut [f32],
 }
 
 dispatched! {
-    /// Gradients and momentum update of the output layer and the hidden biases.
-    pub fn output_update<const H: usize>(
-        p: OutputParams<'_, H>,
-        v: OutputParams<'_, H>,
-        g: OutputParams<'_, H>,
-        a: &[[f32; H]],
+    /// Backward of one block and the momentum update of its parameters.
+    pub fn backward_block(
+        st: BlockState<'_>,
+        width: usize,
+        n: usize,
         dz2: &[[f32; CLASSES]],
-        dz1: &[[f32; H]],
+        scale: f32,
+        start: &[u32; INPUT + 1],
+        entries: &[ColumnEntry],
         lr: f32,
         mu: f32,
         l2: f32,
     ) {
-        mlp::output_grads(a, dz2, dz1, g.w2, g.b2, g.b1);
-        mlp::sgd_momentum(p.w2.as_flattened_mut(), v.w2.as_flattened_mut(), g.w2.as_flattened(), lr, mu, l2);
-        mlp::sgd_momentum(p.b1, v.b1, g.b1, lr, mu, 0.0);
-        mlp::sgd_momentum(p.b2, v.b2, g.b2, lr, mu, 0.0);
+        let a = &mut st.a[..n * width];
+        mlp::block_backward(st.w2, width, dz2, scale, a, st.gw2, st.gb1);
+        for (r, (w, v)) in st.w1.chunks_exact_mut(width).zip(st.v1.chunks_exact_mut(width)).enumerate() {
+            mlp::w1_row_grad(&entries[start[r] as usize..start[r + 1] as usize], a, st.g);
+            mlp::sgd_momentum(w, v, st.g, lr, mu, l2);
+        }
+        mlp::sgd_momentum(st.w2, st.v2, st.gw2, lr, mu, l2);
+        mlp::sgd_momentum(st.b1, st.vb1, st.gb1, lr, mu, 0.0);
     }
 }
 
@@ -226,5 +198,12 @@ dispatched! {
             correct += (mlp::argmax(&z) == y as usize) as usize;
         }
         (loss, correct)
+    }
+}
+
+dispatched! {
+    /// Raw scores of one input (inference, no dropout).
+    pub fn logits<const H: usize>(m: &Mlp<H>, x: &[f32; INPUT]) -> [f32; CLASSES] {
+        m.logits(x)
     }
 }

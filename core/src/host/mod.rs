@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: a model of any supported hidden size chosen at run time ([`model::AnyMlp`]),
 //!   loaded from or encoded to the model file.
+//! - [`team`]: the threads of one training run, each owning a block of hidden units.
 //! - [`trainer`]: mini-batch training over epochs on all cores, with progress events.
 //! - [`mnist`]: MNIST files on disk (raw or gzip, SHA-256 checked) and fetching them.
 //! - [`kernels`]: run-time choice of AVX2 for the hot loops (the one `unsafe` in pismo).
@@ -16,6 +17,7 @@ pub mod model;
 pub mod registry;
 pub mod runs;
 pub mod session;
+pub mod team;
 pub mod trainer;
 
 /// A zeroed value on the heap, never on the stack: `Mlp<1024>` is 3 MB, more than a thread's

@@ -111,12 +111,12 @@ impl AnyMlp {
 
     /// Probabilities of the ten digits.
     pub fn predict_proba(&self, x: &[f32; INPUT]) -> [f32; CLASSES] {
-        each!(self, m => m.predict_proba(x))
+        crate::mlp::softmax(&self.logits(x))
     }
 
-    /// Raw scores.
+    /// Raw scores (the AVX2 build of the kernel when the CPU has it).
     pub fn logits(&self, x: &[f32; INPUT]) -> [f32; CLASSES] {
-        each!(self, m => m.logits(x))
+        each!(self, m => crate::host::kernels::logits(m, x))
     }
 
     /// The model file for these weights and `meta`.

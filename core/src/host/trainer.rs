@@ -18,11 +18,12 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::host::boxed_zeroed;
-use crate::host::kernels::{self, Columns, OutputParams, Source};
+use crate::host::kernels::{self, Source};
 use crate::host::mnist::Dataset;
 use crate::host::model::{AnyMlp, IntoAny};
+use crate::host::team::{self, Team};
 use crate::hyper::{Hyper, HyperError, Metrics};
-use crate::mlp::{Dropout, Mlp, Sparse, CLASSES, INPUT};
+use crate::mlp::{Dropout, Mlp, INPUT};
 use crate::rng::Rng;
 
 /// Metrics of one finished epoch.
@@ -171,88 +172,6 @@ pub fn evaluate<const H: usize>(
         .fold((0.0, 0), |(l, c), &(l2, c2)| (l + l2, c + c2))
 }
 
-/// The trainer's state: parameters, momentum, gradients and per-batch buffers, sample-major.
-struct State<const H: usize> {
-    mlp: Box<Mlp<H>>,
-    vel: Box<Mlp<H>>,
-    /// Gradients of the output layer and hidden biases (`w1`'s are made row by row).
-    grad: Box<Mlp<H>>,
-    xs: Vec<Sparse>,
-    a: Vec<[f32; H]>,
-    dz1: Vec<[f32; H]>,
-    dz2: Vec<[f32; CLASSES]>,
-    results: Vec<(f32, bool)>,
-    /// Per thread: the batch's input columns of that thread's rows of `w1`.
-    columns: Vec<Columns>,
-    threads: usize,
-}
-
-impl<const H: usize> State<H> {
-    /// Rows of `w1` per thread: contiguous halves (thirds, …) of the image, whose inked
-    /// pixels are about equally many by symmetry.
-    fn row_block(&self) -> usize {
-        INPUT.div_ceil(self.threads)
-    }
-
-    /// One mini-batch step on the samples `idx` of `src`; returns (summed cross-entropy,
-    /// correct).
-    fn step(&mut self, idx: &[u32], src: Source<'_>, dropout: Dropout, lr: f32, hyper: &Hyper) -> (f64, usize) {
-        let n = idx.len();
-        let per = n.div_ceil(self.threads).max(1);
-        let m = &*self.mlp;
-        // 1. Per sample, in parallel: input, forward, loss, backward to the hidden layer.
-        std::thread::scope(|s| {
-            let chunks = idx
-                .chunks(per)
-                .zip(self.xs.chunks_mut(per))
-                .zip(self.a.chunks_mut(per).zip(self.dz1.chunks_mut(per)))
-                .zip(self.dz2.chunks_mut(per).zip(self.results.chunks_mut(per)));
-            let count = n.div_ceil(per);
-            for (c, (((idx, xs), (a, dz1)), (dz2, res))) in chunks.enumerate() {
-                let mut job = move || kernels::forward_chunk(m, src, idx, c * per, n, dropout, xs, a, dz1, dz2, res);
-                if c + 1 == count {
-                    job();
-                } else {
-                    s.spawn(job);
-                }
-            }
-        });
-        let (mut loss, mut correct) = (0.0f64, 0usize);
-        for &(l, c) in &self.results[..n] {
-            loss += l as f64;
-            correct += c as usize;
-        }
-        // 2. In parallel: each block of rows of w1 (gradient from the batch's columns, then
-        //    the update) on its own thread, and the output layer's update on this one.
-        let l2 = hyper.reg_lambda / n as f32;
-        let mu = hyper.momentum;
-        let block = self.row_block();
-        let (xs, a, dz1, dz2) = (&self.xs[..n], &self.a[..n], &self.dz1[..n], &self.dz2[..n]);
-        let (w1, p) = OutputParams::split(&mut self.mlp);
-        let (v1, v) = OutputParams::split(&mut self.vel);
-        let (_, g) = OutputParams::split(&mut self.grad);
-        let columns = &mut self.columns;
-        std::thread::scope(|s| {
-            let blocks = w1.chunks_mut(block).zip(v1.chunks_mut(block)).zip(columns.iter_mut());
-            let count = INPUT.div_ceil(block);
-            let mut last = None;
-            for (t, ((w1, v1), cols)) in blocks.enumerate() {
-                let job = move || kernels::rows_update(w1, v1, cols, xs, dz1, t * block, lr, mu, l2);
-                if t + 1 == count {
-                    last = Some(job);
-                } else {
-                    s.spawn(job);
-                }
-            }
-            kernels::output_update(p, v, g, a, dz2, dz1, lr, mu, l2);
-            if let Some(mut job) = last {
-                job();
-            }
-        });
-        (loss, correct)
-    }
-}
-
 fn sum_squares<const H: usize>(m: &Mlp<H>) -> f64 {
     let s1: f64 =
         m.w1.as_flattened()
@@ -279,22 +198,11 @@ where
 {
     let batch = hyper.batch_size as usize;
     let mut rng = Rng::new(hyper.seed);
-    let rows = INPUT.div_ceil(threads);
-    let mut st = State::<H> {
-        mlp: boxed_zeroed(),
-        vel: boxed_zeroed(),
-        grad: boxed_zeroed(),
-        xs: vec![Sparse::new(); batch],
-        a: vec![[0.0; H]; batch],
-        dz1: vec![[0.0; H]; batch],
-        dz2: vec![[0.0; CLASSES]; batch],
-        results: vec![(0.0, false); batch],
-        columns: (0..threads).map(|_| Columns::new(rows, batch)).collect(),
-        threads,
-    };
-    st.mlp.init(&mut rng);
+    let mut current: Box<Mlp<H>> = boxed_zeroed();
+    current.init(&mut rng);
     let mut best: Box<Mlp<H>> = boxed_zeroed();
-    best.copy_from(&st.mlp);
+    best.copy_from(&current);
+    let team_threads = team::team_size::<H>(threads);
 
     // Validation split: a seeded permutation of all images; the first `val_size` are held out.
     let mut order: Vec<u32> = (0..data.len() as u32).collect();
@@ -306,7 +214,7 @@ where
     let batches = train_idx.len().div_ceil(batch);
 
     let msg = format!(
-        "training 784-{H}-10 on {} images ({} held out for validation), {} epochs of {batches} batches, {threads} threads",
+        "training 784-{H}-10 on {} images ({} held out for validation), {} epochs of {batches} batches, {team_threads} threads",
         train_idx.len(),
         val_idx.len(),
         hyper.epochs
@@ -321,88 +229,98 @@ where
     let mut step = 0u64;
     let started = Instant::now();
     let mut epoch = 0u32;
-    while epoch < hyper.epochs && !cancelled {
-        let t0 = Instant::now();
-        let lr = hyper.initial_lr / (1.0 + hyper.decay * epoch as f32);
-        rng.shuffle(&mut train_idx);
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        let mut last_report = Instant::now();
-        for (bi, idx) in train_idx.chunks(batch).enumerate() {
-            let dropout = Dropout {
-                rate: hyper.dropout_rate,
-                seed: hyper.seed,
-                step,
-            };
-            let src = Source { images: &data.images, labels: &data.labels, augment: hyper.augment, seed: hyper.seed };
-            let (l, c) = st.step(idx, src, dropout, lr, hyper);
-            step += 1;
-            loss_sum += l;
-            correct += c;
-            if last_report.elapsed().as_millis() >= 250 {
-                last_report = Instant::now();
-                let ev = Event::Batch {
-                    epoch: epoch + 1,
-                    done: bi + 1,
-                    total: batches,
+    let src = Source {
+        images: &data.images,
+        labels: &data.labels,
+        augment: hyper.augment,
+        seed: hyper.seed,
+    };
+    let shared = team::shared(&current, src, team_threads, batch);
+    std::thread::scope(|scope| {
+        let mut team = Team::start(scope, &shared, &current, batch);
+        while epoch < hyper.epochs && !cancelled {
+            let t0 = Instant::now();
+            let lr = hyper.initial_lr / (1.0 + hyper.decay * epoch as f32);
+            rng.shuffle(&mut train_idx);
+            let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+            let mut last_report = Instant::now();
+            for (bi, idx) in train_idx.chunks(batch).enumerate() {
+                let dropout = Dropout {
+                    rate: hyper.dropout_rate,
+                    seed: hyper.seed,
+                    step,
                 };
-                if on_event(ev).is_break() {
-                    cancelled = true;
-                    break;
+                let (l, c) = team.step(idx, dropout, lr, hyper.momentum, hyper.reg_lambda);
+                step += 1;
+                loss_sum += l;
+                correct += c;
+                if last_report.elapsed().as_millis() >= 250 {
+                    last_report = Instant::now();
+                    let ev = Event::Batch {
+                        epoch: epoch + 1,
+                        done: bi + 1,
+                        total: batches,
+                    };
+                    if on_event(ev).is_break() {
+                        cancelled = true;
+                        break;
+                    }
                 }
             }
-        }
-        if cancelled {
-            break;
-        }
-        epoch += 1;
-        let seen = train_idx.len() as f64;
-        let reg = hyper.reg_lambda as f64 / (2.0 * batch as f64) * sum_squares(&st.mlp);
-        let (val_loss, val_accuracy) = if val_images.is_empty() {
-            (f64::NAN, f64::NAN)
-        } else {
-            let (l, c) = evaluate(&st.mlp, &val_images, &val_labels, threads);
-            (
-                l / val_images.len() as f64,
-                c as f64 / val_images.len() as f64,
-            )
-        };
-        let improved = val_images.is_empty() || val_loss < best_val;
-        if improved {
-            best_val = val_loss;
-            best.copy_from(&st.mlp);
-            waited = 0;
-        } else {
-            waited += 1;
-        }
-        let seconds = t0.elapsed().as_secs_f32();
-        let per_epoch = started.elapsed().as_secs_f32() / epoch as f32;
-        let report = EpochReport {
-            epoch,
-            epochs: hyper.epochs,
-            lr,
-            train_loss: (loss_sum / seen + reg) as f32,
-            train_accuracy: (correct as f64 / seen) as f32,
-            val_loss: val_loss as f32,
-            val_accuracy: val_accuracy as f32,
-            seconds,
-            eta_seconds: per_epoch * (hyper.epochs - epoch) as f32,
-            improved,
-        };
-        if improved {
-            best_report = Some(report.clone());
-        }
-        cancelled |= on_event(Event::Epoch(&report)).is_break();
-        history.push(report);
-        if hyper.patience > 0 && waited >= hyper.patience && epoch < hyper.epochs {
-            stopped_early = true;
-            let msg = format!(
+            if cancelled {
+                break;
+            }
+            epoch += 1;
+            team.snapshot(&mut current);
+            let seen = train_idx.len() as f64;
+            let reg = hyper.reg_lambda as f64 / (2.0 * batch as f64) * sum_squares(&current);
+            let (val_loss, val_accuracy) = if val_images.is_empty() {
+                (f64::NAN, f64::NAN)
+            } else {
+                let (l, c) = evaluate(&current, &val_images, &val_labels, threads);
+                (
+                    l / val_images.len() as f64,
+                    c as f64 / val_images.len() as f64,
+                )
+            };
+            let improved = val_images.is_empty() || val_loss < best_val;
+            if improved {
+                best_val = val_loss;
+                best.copy_from(&current);
+                waited = 0;
+            } else {
+                waited += 1;
+            }
+            let seconds = t0.elapsed().as_secs_f32();
+            let per_epoch = started.elapsed().as_secs_f32() / epoch as f32;
+            let report = EpochReport {
+                epoch,
+                epochs: hyper.epochs,
+                lr,
+                train_loss: (loss_sum / seen + reg) as f32,
+                train_accuracy: (correct as f64 / seen) as f32,
+                val_loss: val_loss as f32,
+                val_accuracy: val_accuracy as f32,
+                seconds,
+                eta_seconds: per_epoch * (hyper.epochs - epoch) as f32,
+                improved,
+            };
+            if improved {
+                best_report = Some(report.clone());
+            }
+            cancelled |= on_event(Event::Epoch(&report)).is_break();
+            history.push(report);
+            if hyper.patience > 0 && waited >= hyper.patience && epoch < hyper.epochs {
+                stopped_early = true;
+                let msg = format!(
                 "early stop after epoch {epoch}: validation loss has not improved for {waited} epochs; keeping epoch {}",
                 best_report.as_ref().map_or(0, |r| r.epoch)
             );
-            cancelled |= on_event(Event::Log(&msg)).is_break();
-            break;
+                cancelled |= on_event(Event::Log(&msg)).is_break();
+                break;
+            }
         }
-    }
+    });
 
     let test_accuracy = test.map(|t| {
         let (_, c) = evaluate(&best, &t.images, &t.labels, threads);

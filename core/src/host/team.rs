@@ -1,0 +1,492 @@
+//! A team of threads that train one model together.
+//!
+//! A mini-batch of 64 images is ≈ 0.25 ms of work on one core, far too little to spawn threads
+//! for: on this project's 2-core VM, spawning per batch made two threads slower than one. So
+//! the team's threads live for the whole run and meet at a spinning barrier four times per
+//! batch. Each thread *owns* a block of hidden units — its columns of `w1`, `b1` and `w2` and
+//! their momentum — for the whole run, so the parameters need no locks; only the batch's
+//! inputs, the logits contributions and the output gradient are shared, behind `RwLock`s that
+//! are never contended (the barrier orders the phases):
+//!
+//! | phase | every thread                                   | thread 0 also            |
+//! |-------|------------------------------------------------|--------------------------|
+//! | A     | reads the command (batch, snapshot, stop)      | wrote it                 |
+//! | B     | sparse inputs of its share of the samples      |                          |
+//! | C     | forward of its units over the batch            | gathers the input columns|
+//! | D     | —                                              | logits, loss, `dz2`, `b2`|
+//! | E     | backward + momentum update of its units        |                          |
+//!
+//! Every hidden unit's numbers are computed by the same code in the same order whatever block
+//! it is in, and logits are summed over fixed groups of [`mlp::SUB`] units, so the model is
+//! bit-identical with any number of threads.
+
+use std::hint::spin_loop;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use crate::host::kernels::{self, BlockState, Source};
+use crate::mlp::{self, Block, ColumnEntry, Dropout, Mlp, Sparse, CLASSES, INPUT};
+
+/// A barrier that spins briefly, then yields its core, then sleeps in short naps (a wait at
+/// the end of an epoch, while thread 0 evaluates, should not burn a core). If a thread of the team panics, the
+/// others panic out of their wait instead of waiting forever.
+#[derive(Debug)]
+struct SpinBarrier {
+    n: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+    poisoned: AtomicBool,
+}
+
+impl SpinBarrier {
+    fn new(n: usize) -> Self {
+        SpinBarrier {
+            n,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
+    fn wait(&self) {
+        let gen = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == gen {
+            assert!(
+                !self.poisoned.load(Ordering::Relaxed),
+                "another training thread panicked"
+            );
+            if spins < 4096 {
+                spins += 1;
+                spin_loop();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+}
+
+/// Marks the barrier poisoned if its thread unwinds.
+struct PoisonOnPanic<'a>(&'a SpinBarrier);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.poisoned.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A block of hidden units `h0 .. h0 + width` with its parameters, momentum and scratch.
+#[derive(Debug)]
+struct UnitBlock {
+    h0: usize,
+    width: usize,
+    w1: Vec<f32>,
+    v1: Vec<f32>,
+    b1: Vec<f32>,
+    vb1: Vec<f32>,
+    w2: Vec<f32>,
+    v2: Vec<f32>,
+    gw2: Vec<f32>,
+    gb1: Vec<f32>,
+    g: Vec<f32>,
+    a: Vec<f32>,
+}
+
+impl UnitBlock {
+    fn from_model<const H: usize>(m: &Mlp<H>, h0: usize, width: usize, batch: usize) -> Self {
+        let cols = |rows: &[[f32; H]]| {
+            rows.iter()
+                .flat_map(|r| r[h0..h0 + width].iter().copied())
+                .collect::<Vec<_>>()
+        };
+        UnitBlock {
+            h0,
+            width,
+            w1: cols(&m.w1),
+            v1: vec![0.0; INPUT * width],
+            b1: m.b1[h0..h0 + width].to_vec(),
+            vb1: vec![0.0; width],
+            w2: cols(&m.w2),
+            v2: vec![0.0; CLASSES * width],
+            gw2: vec![0.0; CLASSES * width],
+            gb1: vec![0.0; width],
+            g: vec![0.0; width],
+            a: vec![0.0; batch * width],
+        }
+    }
+
+    fn write_into<const H: usize>(&self, m: &mut Mlp<H>) {
+        let (h0, w) = (self.h0, self.width);
+        for (row, src) in m.w1.iter_mut().zip(self.w1.chunks_exact(w)) {
+            row[h0..h0 + w].copy_from_slice(src);
+        }
+        for (row, src) in m.w2.iter_mut().zip(self.w2.chunks_exact(w)) {
+            row[h0..h0 + w].copy_from_slice(src);
+        }
+        m.b1[h0..h0 + w].copy_from_slice(&self.b1);
+    }
+
+    fn state(&mut self) -> BlockState<'_> {
+        BlockState {
+            w1: &mut self.w1,
+            v1: &mut self.v1,
+            b1: &mut self.b1,
+            vb1: &mut self.vb1,
+            w2: &mut self.w2,
+            v2: &mut self.v2,
+            gw2: &mut self.gw2,
+            gb1: &mut self.gb1,
+            g: &mut self.g,
+            a: &mut self.a,
+        }
+    }
+}
+
+/// One mini-batch step.
+#[derive(Clone, Debug)]
+struct Job {
+    idx: Vec<u32>,
+    dropout: Dropout,
+    lr: f32,
+    momentum: f32,
+    l2: f32,
+}
+
+#[derive(Clone, Debug)]
+enum Command {
+    Batch(Job),
+    Snapshot,
+    Stop,
+}
+
+/// The input columns of the batch.
+#[derive(Debug)]
+struct Columns {
+    start: Box<[u32; INPUT + 1]>,
+    entries: Vec<ColumnEntry>,
+}
+
+/// What the team shares.
+#[derive(Debug)]
+pub struct Shared<'a, const H: usize> {
+    src: Source<'a>,
+    threads: usize,
+    barrier: SpinBarrier,
+    command: RwLock<Command>,
+    /// Per thread, the sparse inputs of its share of the batch.
+    xs: Vec<RwLock<Vec<Sparse>>>,
+    /// Per thread, its units' logits contributions: (B, width/SUB, C).
+    partials: Vec<RwLock<Vec<[f32; CLASSES]>>>,
+    columns: RwLock<Columns>,
+    dz2: RwLock<Vec<[f32; CLASSES]>>,
+    snapshot: Mutex<Box<Mlp<H>>>,
+}
+
+impl<'a, const H: usize> Shared<'a, H> {
+    fn share(&self, n: usize) -> usize {
+        n.div_ceil(self.threads)
+    }
+
+    /// The samples of thread `t`'s share of a batch of `n`.
+    fn range(&self, t: usize, n: usize) -> std::ops::Range<usize> {
+        let per = self.share(n);
+        (t * per).min(n)..((t + 1) * per).min(n)
+    }
+
+    /// Phases B, C and E for thread `t`; `main` runs thread 0's extra work (phase D).
+    fn run_batch(
+        &self,
+        t: usize,
+        blk: &mut UnitBlock,
+        job: &Job,
+        main: Option<&mut MainPart>,
+    ) -> (f64, usize) {
+        let n = job.idx.len();
+        // B: inputs of this thread's share of the samples.
+        {
+            let r = self.range(t, n);
+            let mut xs = self.xs[t].write().expect("inputs lock");
+            kernels::prepare_inputs(
+                self.src,
+                &job.idx[r.clone()],
+                r.start,
+                job.dropout.step,
+                &mut xs[..r.len()],
+            );
+        }
+        self.barrier.wait();
+        // C: forward of this thread's units; thread 0 also gathers the columns.
+        {
+            let guards: Vec<_> = self
+                .xs
+                .iter()
+                .map(|l| l.read().expect("inputs lock"))
+                .collect();
+            let chunks: Vec<&[Sparse]> = guards
+                .iter()
+                .enumerate()
+                .map(|(c, g)| &g[..self.range(c, n).len()])
+                .collect();
+            let w = blk.width;
+            let subs = w / mlp::SUB;
+            let mut partial = self.partials[t].write().expect("partials lock");
+            let block = Block {
+                h0: blk.h0,
+                width: w,
+                w1: &blk.w1,
+                b1: &blk.b1,
+                w2: &blk.w2,
+            };
+            kernels::forward_block(
+                block,
+                &chunks,
+                n,
+                job.dropout,
+                &mut blk.a[..n * w],
+                &mut partial[..n * subs],
+            );
+            if main.is_some() {
+                let mut cols = self.columns.write().expect("columns lock");
+                let Columns { start, entries } = &mut *cols;
+                mlp::gather_columns(&chunks, start, entries);
+            }
+        }
+        self.barrier.wait();
+        // D: logits, loss and the output gradient.
+        let mut result = (0.0, 0);
+        if let Some(main) = main {
+            let guards: Vec<_> = self
+                .partials
+                .iter()
+                .map(|l| l.read().expect("partials lock"))
+                .collect();
+            let partials: Vec<&[[f32; CLASSES]]> = guards
+                .iter()
+                .zip(&main.widths)
+                .map(|(g, &w)| &g[..n * (w / mlp::SUB)])
+                .collect();
+            let labels: Vec<u8> = job
+                .idx
+                .iter()
+                .map(|&i| self.src.labels[i as usize])
+                .collect();
+            let mut dz2 = self.dz2.write().expect("dz2 lock");
+            result = kernels::output_loss(
+                &main.b2,
+                &partials,
+                &labels,
+                &mut main.z[..n],
+                &mut dz2[..n],
+            );
+            let mut gb2 = [0.0f32; CLASSES];
+            for d in &dz2[..n] {
+                for k in 0..CLASSES {
+                    gb2[k] += d[k];
+                }
+            }
+            mlp::sgd_momentum(&mut main.b2, &mut main.vb2, &gb2, job.lr, job.momentum, 0.0);
+        }
+        self.barrier.wait();
+        // E: backward and update of this thread's units.
+        {
+            let dz2 = self.dz2.read().expect("dz2 lock");
+            let cols = self.columns.read().expect("columns lock");
+            let scale = if job.dropout.rate > 0.0 {
+                job.dropout.scale()
+            } else {
+                1.0
+            };
+            let w = blk.width;
+            kernels::backward_block(
+                blk.state(),
+                w,
+                n,
+                &dz2[..n],
+                scale,
+                &cols.start,
+                &cols.entries,
+                job.lr,
+                job.momentum,
+                job.l2,
+            );
+        }
+        result
+    }
+
+    /// The loop of threads 1.. of the team.
+    fn member(&self, t: usize, mut blk: UnitBlock) {
+        let _guard = PoisonOnPanic(&self.barrier);
+        loop {
+            self.barrier.wait();
+            let command = self.command.read().expect("command lock").clone();
+            match command {
+                Command::Stop => return,
+                Command::Snapshot => {
+                    blk.write_into(&mut self.snapshot.lock().expect("snapshot lock"));
+                    self.barrier.wait();
+                }
+                Command::Batch(job) => {
+                    self.run_batch(t, &mut blk, &job, None);
+                }
+            }
+        }
+    }
+}
+
+/// Thread 0's own state: the output bias and scratch.
+#[derive(Debug)]
+struct MainPart {
+    b2: [f32; CLASSES],
+    vb2: [f32; CLASSES],
+    z: Vec<[f32; CLASSES]>,
+    widths: Vec<usize>,
+}
+
+/// Thread 0's handle on the team: runs steps, takes snapshots, and stops the others when
+/// dropped (also on early return or panic).
+#[derive(Debug)]
+pub struct Team<'s, 'a, const H: usize> {
+    shared: &'s Shared<'a, H>,
+    block: UnitBlock,
+    main: MainPart,
+}
+
+/// How many threads (blocks of hidden units) a team for `H` units uses, at most `wanted`:
+/// every block is a multiple of [`mlp::SUB`] units.
+pub fn team_size<const H: usize>(wanted: usize) -> usize {
+    wanted.clamp(1, (H / mlp::SUB).max(1))
+}
+
+/// Widths of the blocks: `H / SUB` groups of `SUB` units dealt out as evenly as possible.
+fn widths<const H: usize>(threads: usize) -> Vec<usize> {
+    let groups = H / mlp::SUB;
+    (0..threads)
+        .map(|t| (groups / threads + usize::from(t < groups % threads)) * mlp::SUB)
+        .collect()
+}
+
+/// The shared state of a team of `threads` ([`team_size`]) training `init` on `src`.
+pub fn shared<'a, const H: usize>(
+    init: &Mlp<H>,
+    src: Source<'a>,
+    threads: usize,
+    batch: usize,
+) -> Shared<'a, H> {
+    let widths = widths::<H>(threads);
+    let per = batch.div_ceil(threads);
+    let mut snapshot: Box<Mlp<H>> = crate::host::boxed_zeroed();
+    snapshot.copy_from(init);
+    Shared {
+        src,
+        threads,
+        barrier: SpinBarrier::new(threads),
+        command: RwLock::new(Command::Stop),
+        xs: (0..threads)
+            .map(|_| RwLock::new(vec![Sparse::new(); per]))
+            .collect(),
+        partials: widths
+            .iter()
+            .map(|w| RwLock::new(vec![[0.0; CLASSES]; batch * (w / mlp::SUB)]))
+            .collect(),
+        columns: RwLock::new(Columns {
+            start: Box::new([0; INPUT + 1]),
+            entries: vec![ColumnEntry::default(); batch * INPUT],
+        }),
+        dz2: RwLock::new(vec![[0.0; CLASSES]; batch]),
+        snapshot: Mutex::new(snapshot),
+    }
+}
+
+impl<'s, 'a, const H: usize> Team<'s, 'a, H> {
+    /// Starts threads 1.. of the team in `scope`; the caller is thread 0.
+    pub fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        shared: &'s Shared<'a, H>,
+        init: &Mlp<H>,
+        batch: usize,
+    ) -> Self
+    where
+        's: 'scope,
+    {
+        let widths = widths::<H>(shared.threads);
+        let mut h0 = 0;
+        let mut blocks: Vec<UnitBlock> = Vec::new();
+        for &w in &widths {
+            blocks.push(UnitBlock::from_model(init, h0, w, batch));
+            h0 += w;
+        }
+        let mut blocks = blocks.into_iter();
+        let first = blocks.next().expect("a team has a thread");
+        for (t, blk) in blocks.enumerate() {
+            scope.spawn(move || shared.member(t + 1, blk));
+        }
+        Team {
+            shared,
+            block: first,
+            main: MainPart {
+                b2: init.b2,
+                vb2: [0.0; CLASSES],
+                z: vec![[0.0; CLASSES]; batch],
+                widths,
+            },
+        }
+    }
+
+    fn publish(&self, command: Command) {
+        *self.shared.command.write().expect("command lock") = command;
+        self.shared.barrier.wait();
+    }
+
+    /// One mini-batch step on the samples `idx`; returns (summed cross-entropy, correct).
+    pub fn step(
+        &mut self,
+        idx: &[u32],
+        dropout: Dropout,
+        lr: f32,
+        momentum: f32,
+        reg_lambda: f32,
+    ) -> (f64, usize) {
+        let _guard = PoisonOnPanic(&self.shared.barrier);
+        let job = Job {
+            idx: idx.to_vec(),
+            dropout,
+            lr,
+            momentum,
+            l2: reg_lambda / idx.len() as f32,
+        };
+        self.publish(Command::Batch(job.clone()));
+        self.shared
+            .run_batch(0, &mut self.block, &job, Some(&mut self.main))
+    }
+
+    /// Copies the current parameters into `out`.
+    pub fn snapshot(&mut self, out: &mut Mlp<H>) {
+        let _guard = PoisonOnPanic(&self.shared.barrier);
+        self.publish(Command::Snapshot);
+        {
+            let mut snap = self.shared.snapshot.lock().expect("snapshot lock");
+            self.block.write_into(&mut snap);
+            snap.b2 = self.main.b2;
+        }
+        self.shared.barrier.wait();
+        out.copy_from(&self.shared.snapshot.lock().expect("snapshot lock"));
+    }
+}
+
+impl<const H: usize> Drop for Team<'_, '_, H> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.barrier.poisoned.store(true, Ordering::Relaxed);
+        } else {
+            self.publish(Command::Stop);
+        }
+    }
+}
