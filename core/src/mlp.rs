@@ -29,6 +29,7 @@ use crate::rng::{hash3, unit_f32, Rng};
 pub const INPUT: usize = 784;
 /// Digits 0–9.
 pub const CLASSES: usize = 10;
+const _: () = assert!(INPUT % 16 == 0, "Sparse::set_bytes reads the image in runs of 16");
 
 /// The network's parameters. Also used, with the same shapes, for gradients and momentum.
 ///
@@ -151,29 +152,42 @@ impl Sparse {
 
     /// Fills from bytes `0..=255` (value = byte / 255).
     ///
-    /// Branch-free: every pixel is written at the next free slot and the slot only advances
-    /// past inked ones. Whether a pixel is inked is unpredictable along a stroke's edge, and a
-    /// branch there cost 20 % of a training step (measured with `perf` on an EPYC).
+    /// Runs of 16 blank pixels (most of a digit's border) are skipped with one 128-bit
+    /// compare; inside other runs every pixel is written at the next free slot and the slot
+    /// only advances past inked ones, without a branch: whether a pixel is inked is
+    /// unpredictable along a stroke's edge, and a branch there cost 20 % of a training step
+    /// (`perf` on the project's EPYC VM).
     #[inline(always)]
     pub fn set_bytes(&mut self, image: &[u8; INPUT]) {
         let mut n = 0;
-        for (i, &b) in image.iter().enumerate() {
-            // n <= i < INPUT: in bounds.
-            self.idx[n] = i as u16;
-            self.val[n] = b as f32 * (1.0 / 255.0);
-            n += (b != 0) as usize;
+        for (c, chunk) in image.chunks_exact(16).enumerate() {
+            let word = u128::from_ne_bytes(chunk.try_into().unwrap_or([0; 16]));
+            if word == 0 {
+                continue;
+            }
+            for (j, &b) in chunk.iter().enumerate() {
+                // n <= pixel index < INPUT: in bounds.
+                self.idx[n] = (c * 16 + j) as u16;
+                self.val[n] = b as f32 * (1.0 / 255.0);
+                n += (b != 0) as usize;
+            }
         }
         self.len = n;
     }
 
-    /// Fills from floats (zeros skipped), branch-free like [`Self::set_bytes`].
+    /// Fills from floats (zeros skipped), like [`Self::set_bytes`].
     #[inline(always)]
     pub fn set_f32(&mut self, image: &[f32; INPUT]) {
         let mut n = 0;
-        for (i, &v) in image.iter().enumerate() {
-            self.idx[n] = i as u16;
-            self.val[n] = v;
-            n += (v != 0.0) as usize;
+        for (c, chunk) in image.chunks_exact(16).enumerate() {
+            if chunk.iter().all(|&v| v == 0.0) {
+                continue;
+            }
+            for (j, &v) in chunk.iter().enumerate() {
+                self.idx[n] = (c * 16 + j) as u16;
+                self.val[n] = v;
+                n += (v != 0.0) as usize;
+            }
         }
         self.len = n;
     }

@@ -12,7 +12,7 @@
 //! |-------|------------------------------------------------|--------------------------|
 //! | A     | reads the command (batch, snapshot, stop)      | wrote it                 |
 //! | B     | sparse inputs of its share of the samples      |                          |
-//! | C     | forward of its units over the batch            | gathers the input columns|
+//! | C     | forward of its units over the batch            | (the last thread: gathers the input columns) |
 //! | D     | —                                              | logits, loss, `dz2`, `b2`|
 //! | E     | backward + momentum update of its units        |                          |
 //!
@@ -28,8 +28,8 @@ use std::time::Duration;
 use crate::host::kernels::{self, BlockState, Source};
 use crate::mlp::{self, Block, ColumnEntry, Dropout, Mlp, Sparse, CLASSES, INPUT};
 
-/// A barrier that spins briefly, then yields its core, then sleeps in short naps (a wait at
-/// the end of an epoch, while thread 0 evaluates, should not burn a core). If a thread of the team panics, the
+/// A barrier that spins for up to 0.5 ms, then yields its core, then sleeps in short naps (a
+/// wait at the end of an epoch, while thread 0 evaluates, should not burn a core). If a thread of the team panics, the
 /// others panic out of their wait instead of waiting forever.
 #[derive(Debug)]
 struct SpinBarrier {
@@ -56,17 +56,24 @@ impl SpinBarrier {
             self.generation.fetch_add(1, Ordering::Release);
             return;
         }
+        // Spin (the other threads are normally microseconds away), then yield the core (more
+        // threads than free cores), then nap (thread 0 evaluating at the end of an epoch).
+        let start = std::time::Instant::now();
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == gen {
-            assert!(
-                !self.poisoned.load(Ordering::Relaxed),
-                "another training thread panicked"
-            );
-            if spins < 4096 {
-                spins += 1;
+            assert!(!self.poisoned.load(Ordering::Relaxed), "another training thread panicked");
+            spins = spins.wrapping_add(1);
+            if spins % 64 != 0 {
                 spin_loop();
+                continue;
+            }
+            let waited = start.elapsed();
+            if waited < Duration::from_micros(500) {
+                spin_loop();
+            } else if waited < Duration::from_millis(2) {
+                std::thread::yield_now();
             } else {
-                std::thread::sleep(Duration::from_micros(50));
+                std::thread::sleep(Duration::from_micros(100));
             }
         }
     }
@@ -253,7 +260,8 @@ impl<'a, const H: usize> Shared<'a, H> {
                 &mut blk.a[..n * w],
                 &mut partial[..n * subs],
             );
-            if main.is_some() {
+            // The last thread gathers the columns: thread 0 has phase D to do.
+            if t + 1 == self.threads {
                 let mut cols = self.columns.write().expect("columns lock");
                 let Columns { start, entries } = &mut *cols;
                 mlp::gather_columns(&chunks, start, entries);
