@@ -29,7 +29,10 @@ use crate::rng::{hash3, unit_f32, Rng};
 pub const INPUT: usize = 784;
 /// Digits 0–9.
 pub const CLASSES: usize = 10;
-const _: () = assert!(INPUT % 16 == 0, "Sparse::set_bytes reads the image in runs of 16");
+const _: () = assert!(
+    INPUT % 16 == 0,
+    "Sparse::set_bytes reads the image in runs of 16"
+);
 
 /// The network's parameters. Also used, with the same shapes, for gradients and momentum.
 ///
@@ -490,58 +493,42 @@ pub fn block_backward(
     }
 }
 
-/// One entry of a column of the batch's input matrix: sample `sample` has value `value` at
-/// the column's pixel.
-#[derive(Clone, Copy, Debug, Default, Zeroable)]
-#[repr(C)]
-pub struct ColumnEntry {
-    /// Sample index in the batch.
-    pub sample: u32,
-    /// Pixel value.
-    pub value: f32,
-}
-
-/// The batch's inputs by pixel (column-major), built with a counting sort: pixel `i`'s
-/// entries are `entries[start[i]..start[i + 1]]`, samples ascending. The samples come in
-/// consecutive chunks (one per thread that prepared them). `entries` needs room for every
-/// inked pixel of the batch (`B · IN` always suffices).
-pub fn gather_columns(
-    chunks: &[&[Sparse]],
-    start: &mut [u32; INPUT + 1],
-    entries: &mut [ColumnEntry],
-) {
-    start.fill(0);
-    for x in chunks.iter().flat_map(|c| c.iter()) {
-        for (i, _) in x.iter() {
-            start[i + 1] += 1;
-        }
-    }
-    for i in 0..INPUT {
-        start[i + 1] += start[i];
-    }
-    let mut fill = [0u32; INPUT];
-    fill.copy_from_slice(&start[..INPUT]);
-    for (b, x) in chunks.iter().flat_map(|c| c.iter()).enumerate() {
-        for (i, v) in x.iter() {
-            let at = &mut fill[i];
-            entries[*at as usize] = ColumnEntry {
-                sample: b as u32,
-                value: v,
-            };
-            *at += 1;
-        }
-    }
-}
-
-/// Gradient of one row of a block's `w1` (pixel `i`): `col: the samples with pixel i inked,
-/// dz1: (B, width) -> g: (width) = Σ_b x[b][i] · dz1[b]`, summed in sample order.
+/// Weight gradient of a block's `w1`, scattered: `xs: (B) sparse inputs in consecutive
+/// chunks, dz1: (B, width) -> g: (IN, width) += Σ_b x[b] ⊗ dz1[b]`. Each element is summed in
+/// sample order. `g` must be zero on entry for the rows the batch inks; the update
+/// ([`sgd_momentum_rows`]) zeroes every row it reads, so no separate clearing pass is needed.
 #[inline(always)]
-pub fn w1_row_grad(col: &[ColumnEntry], dz1: &[f32], g: &mut [f32]) {
-    let w = g.len();
-    g.fill(0.0);
-    for e in col {
-        let b = e.sample as usize;
-        axpy(e.value, &dz1[b * w..(b + 1) * w], g);
+pub fn w1_grad_scatter(chunks: &[&[Sparse]], dz1: &[f32], width: usize, g: &mut [f32]) {
+    for (x, d) in chunks
+        .iter()
+        .flat_map(|c| c.iter())
+        .zip(dz1.chunks_exact(width))
+    {
+        for (i, v) in x.iter() {
+            axpy(v, d, &mut g[i * width..(i + 1) * width]);
+        }
+    }
+}
+
+/// [`sgd_momentum`] over the rows of a matrix of row length `width`, setting the gradient
+/// back to zero as it goes (ready for the next [`w1_grad_scatter`]).
+#[inline(always)]
+pub fn sgd_momentum_rows(
+    w: &mut [f32],
+    v: &mut [f32],
+    g: &mut [f32],
+    width: usize,
+    lr: f32,
+    momentum: f32,
+    l2: f32,
+) {
+    for ((wr, vr), gr) in w
+        .chunks_exact_mut(width)
+        .zip(v.chunks_exact_mut(width))
+        .zip(g.chunks_exact_mut(width))
+    {
+        sgd_momentum(wr, vr, gr, lr, momentum, l2);
+        gr.fill(0.0);
     }
 }
 
@@ -760,25 +747,18 @@ mod tests {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));
             }
         }
-        // Row gradients from columns against the dense product.
+        // The scattered weight gradient against the dense product, inputs split in chunks.
         let mut rng = Rng::new(8);
         let dz1: std::vec::Vec<[f32; H]> = (0..n)
             .map(|_| core::array::from_fn(|_| rng.normal()))
             .collect();
         let mut dense: std::boxed::Box<[[f32; H]; INPUT]> = std::boxed::Box::new([[0.0; H]; INPUT]);
         naive::w1_grad(&xs, &dz1, &mut dense);
-        let mut start = [0u32; INPUT + 1];
-        let mut entries = std::vec![ColumnEntry::default(); n * INPUT];
-        gather_columns(&[&sx], &mut start, &mut entries);
         let flat: std::vec::Vec<f32> = dz1.iter().flatten().copied().collect();
+        let mut g = std::vec![0.0; INPUT * H];
+        w1_grad_scatter(&[&sx[..2], &sx[2..]], &flat, H, &mut g);
         for i in 0..INPUT {
-            let mut g = [0.0; H];
-            w1_row_grad(
-                &entries[start[i] as usize..start[i + 1] as usize],
-                &flat,
-                &mut g,
-            );
-            for (a, b) in g.iter().zip(&dense[i]) {
+            for (a, b) in g[i * H..(i + 1) * H].iter().zip(&dense[i]) {
                 assert!(
                     (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
                     "row {i}: {a} vs {b}"
@@ -858,15 +838,10 @@ mod tests {
         for k in 0..CLASSES {
             g.w2[k].copy_from_slice(&gw2[k * H..(k + 1) * H]);
         }
-        let mut start = [0u32; INPUT + 1];
-        let mut entries = std::vec![ColumnEntry::default(); n * INPUT];
-        gather_columns(&[&sx], &mut start, &mut entries);
+        let mut gw1 = std::vec![0.0; INPUT * H];
+        w1_grad_scatter(&[&sx], &a, H, &mut gw1);
         for i in 0..INPUT {
-            w1_row_grad(
-                &entries[start[i] as usize..start[i + 1] as usize],
-                &a,
-                &mut g.w1[i],
-            );
+            g.w1[i].copy_from_slice(&gw1[i * H..(i + 1) * H]);
         }
 
         let eps = 1e-2f32;

@@ -17,7 +17,7 @@
 //! thread: see docs/ARCHITECTURE.md ("Trainer") for the epoch times with and without AVX2.
 #![allow(unsafe_code)]
 
-use crate::mlp::{self, Block, ColumnEntry, Dropout, Mlp, Sparse, CLASSES, INPUT};
+use crate::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT};
 
 /// Defines `pub fn NAME[<const H: usize>](args) -> R { body }` twice — generic and with AVX2 —
 /// behind one entry point that picks the AVX2 copy when the CPU supports it.
@@ -143,6 +143,8 @@ pub struct BlockState<'a> {
     pub w1: &'a mut [f32],
     /// Momentum of w1.
     pub v1: &'a mut [f32],
+    /// Gradient of w1: (IN, width), all zero between steps.
+    pub g1: &'a mut [f32],
     /// b1: (width)
     pub b1: &'a mut [f32],
     /// Momentum of b1.
@@ -151,12 +153,10 @@ pub struct BlockState<'a> {
     pub w2: &'a mut [f32],
     /// Momentum of w2.
     pub v2: &'a mut [f32],
-    /// Gradient scratch: (C, width), (width), (width).
+    /// Gradient of w2: (C, width).
     pub gw2: &'a mut [f32],
     /// Gradient of b1.
     pub gb1: &'a mut [f32],
-    /// Row gradient scratch.
-    pub g: &'a mut [f32],
     /// Activations of the batch: (B, width); becomes dz1.
     pub a: &'a mut [f32],
 }
@@ -166,21 +166,17 @@ dispatched! {
     pub fn backward_block(
         st: BlockState<'_>,
         width: usize,
-        n: usize,
+        chunks: &[&[Sparse]],
         dz2: &[[f32; CLASSES]],
         scale: f32,
-        start: &[u32; INPUT + 1],
-        entries: &[ColumnEntry],
         lr: f32,
         mu: f32,
         l2: f32,
     ) {
-        let a = &mut st.a[..n * width];
+        let a = &mut st.a[..dz2.len() * width];
         mlp::block_backward(st.w2, width, dz2, scale, a, st.gw2, st.gb1);
-        for (r, (w, v)) in st.w1.chunks_exact_mut(width).zip(st.v1.chunks_exact_mut(width)).enumerate() {
-            mlp::w1_row_grad(&entries[start[r] as usize..start[r + 1] as usize], a, st.g);
-            mlp::sgd_momentum(w, v, st.g, lr, mu, l2);
-        }
+        mlp::w1_grad_scatter(chunks, a, width, st.g1);
+        mlp::sgd_momentum_rows(st.w1, st.v1, st.g1, width, lr, mu, l2);
         mlp::sgd_momentum(st.w2, st.v2, st.gw2, lr, mu, l2);
         mlp::sgd_momentum(st.b1, st.vb1, st.gb1, lr, mu, 0.0);
     }

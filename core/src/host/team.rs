@@ -2,19 +2,18 @@
 //!
 //! A mini-batch of 64 images is ≈ 0.25 ms of work on one core, far too little to spawn threads
 //! for: on this project's 2-core VM, spawning per batch made two threads slower than one. So
-//! the team's threads live for the whole run and meet at a spinning barrier four times per
-//! batch. Each thread *owns* a block of hidden units — its columns of `w1`, `b1` and `w2` and
-//! their momentum — for the whole run, so the parameters need no locks; only the batch's
-//! inputs, the logits contributions and the output gradient are shared, behind `RwLock`s that
-//! are never contended (the barrier orders the phases):
+//! the team's threads live for the whole run and meet at a spinning barrier three times per
+//! batch. Each thread *owns* a block of hidden units — its columns of `w1`, `b1` and `w2`, their
+//! momentum and gradients — for the whole run, so the parameters need no locks; only the
+//! batch's inputs and the logits contributions are shared, behind `RwLock`s that are never
+//! contended (the barrier orders the phases):
 //!
-//! | phase | every thread                                   | thread 0 also            |
-//! |-------|------------------------------------------------|--------------------------|
-//! | A     | reads the command (batch, snapshot, stop)      | wrote it                 |
-//! | B     | sparse inputs of its share of the samples      |                          |
-//! | C     | forward of its units over the batch            | (the last thread: gathers the input columns) |
-//! | D     | —                                              | logits, loss, `dz2`, `b2`|
-//! | E     | backward + momentum update of its units        |                          |
+//! | phase | every thread                                                         |
+//! |-------|----------------------------------------------------------------------|
+//! | A     | reads the command (batch, snapshot, stop) that thread 0 wrote        |
+//! | B     | sparse inputs of its share of the samples                            |
+//! | C     | forward of its units over the whole batch: their share of the logits |
+//! | D     | logits, loss and output gradient of the batch (every thread the same, so none waits for another), its copy of `b2` updated; then backward and update of its units |
 //!
 //! Every hidden unit's numbers are computed by the same code in the same order whatever block
 //! it is in, and logits are summed over fixed groups of [`mlp::SUB`] units, so the model is
@@ -26,9 +25,9 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::host::kernels::{self, BlockState, Source};
-use crate::mlp::{self, Block, ColumnEntry, Dropout, Mlp, Sparse, CLASSES, INPUT};
+use crate::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT};
 
-/// A barrier that spins for up to 0.5 ms, then yields its core, then sleeps in short naps (a
+/// A barrier that spins for up to 50 µs, then yields its core, then sleeps in short naps (a
 /// wait at the end of an epoch, while thread 0 evaluates, should not burn a core). If a thread of the team panics, the
 /// others panic out of their wait instead of waiting forever.
 #[derive(Debug)]
@@ -61,14 +60,17 @@ impl SpinBarrier {
         let start = std::time::Instant::now();
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == gen {
-            assert!(!self.poisoned.load(Ordering::Relaxed), "another training thread panicked");
+            assert!(
+                !self.poisoned.load(Ordering::Relaxed),
+                "another training thread panicked"
+            );
             spins = spins.wrapping_add(1);
             if spins % 64 != 0 {
                 spin_loop();
                 continue;
             }
             let waited = start.elapsed();
-            if waited < Duration::from_micros(500) {
+            if waited < Duration::from_micros(50) {
                 spin_loop();
             } else if waited < Duration::from_millis(2) {
                 std::thread::yield_now();
@@ -90,21 +92,26 @@ impl Drop for PoisonOnPanic<'_> {
     }
 }
 
-/// A block of hidden units `h0 .. h0 + width` with its parameters, momentum and scratch.
+/// A block of hidden units `h0 .. h0 + width` with its parameters, momentum and scratch,
+/// and the thread's own copy of the output bias (every thread updates it identically).
 #[derive(Debug)]
 struct UnitBlock {
     h0: usize,
     width: usize,
     w1: Vec<f32>,
     v1: Vec<f32>,
+    g1: Vec<f32>,
     b1: Vec<f32>,
     vb1: Vec<f32>,
     w2: Vec<f32>,
     v2: Vec<f32>,
     gw2: Vec<f32>,
     gb1: Vec<f32>,
-    g: Vec<f32>,
     a: Vec<f32>,
+    b2: [f32; CLASSES],
+    vb2: [f32; CLASSES],
+    z: Vec<[f32; CLASSES]>,
+    dz2: Vec<[f32; CLASSES]>,
 }
 
 impl UnitBlock {
@@ -119,14 +126,18 @@ impl UnitBlock {
             width,
             w1: cols(&m.w1),
             v1: vec![0.0; INPUT * width],
+            g1: vec![0.0; INPUT * width],
             b1: m.b1[h0..h0 + width].to_vec(),
             vb1: vec![0.0; width],
             w2: cols(&m.w2),
             v2: vec![0.0; CLASSES * width],
             gw2: vec![0.0; CLASSES * width],
             gb1: vec![0.0; width],
-            g: vec![0.0; width],
             a: vec![0.0; batch * width],
+            b2: m.b2,
+            vb2: [0.0; CLASSES],
+            z: vec![[0.0; CLASSES]; batch],
+            dz2: vec![[0.0; CLASSES]; batch],
         }
     }
 
@@ -139,21 +150,7 @@ impl UnitBlock {
             row[h0..h0 + w].copy_from_slice(src);
         }
         m.b1[h0..h0 + w].copy_from_slice(&self.b1);
-    }
-
-    fn state(&mut self) -> BlockState<'_> {
-        BlockState {
-            w1: &mut self.w1,
-            v1: &mut self.v1,
-            b1: &mut self.b1,
-            vb1: &mut self.vb1,
-            w2: &mut self.w2,
-            v2: &mut self.v2,
-            gw2: &mut self.gw2,
-            gb1: &mut self.gb1,
-            g: &mut self.g,
-            a: &mut self.a,
-        }
+        m.b2 = self.b2;
     }
 }
 
@@ -174,49 +171,32 @@ enum Command {
     Stop,
 }
 
-/// The input columns of the batch.
-#[derive(Debug)]
-struct Columns {
-    start: Box<[u32; INPUT + 1]>,
-    entries: Vec<ColumnEntry>,
-}
-
 /// What the team shares.
 #[derive(Debug)]
 pub struct Shared<'a, const H: usize> {
     src: Source<'a>,
     threads: usize,
+    widths: Vec<usize>,
     barrier: SpinBarrier,
     command: RwLock<Command>,
     /// Per thread, the sparse inputs of its share of the batch.
     xs: Vec<RwLock<Vec<Sparse>>>,
     /// Per thread, its units' logits contributions: (B, width/SUB, C).
     partials: Vec<RwLock<Vec<[f32; CLASSES]>>>,
-    columns: RwLock<Columns>,
-    dz2: RwLock<Vec<[f32; CLASSES]>>,
     snapshot: Mutex<Box<Mlp<H>>>,
 }
 
 impl<'a, const H: usize> Shared<'a, H> {
-    fn share(&self, n: usize) -> usize {
-        n.div_ceil(self.threads)
-    }
-
     /// The samples of thread `t`'s share of a batch of `n`.
     fn range(&self, t: usize, n: usize) -> std::ops::Range<usize> {
-        let per = self.share(n);
+        let per = n.div_ceil(self.threads);
         (t * per).min(n)..((t + 1) * per).min(n)
     }
 
-    /// Phases B, C and E for thread `t`; `main` runs thread 0's extra work (phase D).
-    fn run_batch(
-        &self,
-        t: usize,
-        blk: &mut UnitBlock,
-        job: &Job,
-        main: Option<&mut MainPart>,
-    ) -> (f64, usize) {
+    /// Phases B, C and D for thread `t`; returns the batch's summed loss and correct count.
+    fn run_batch(&self, t: usize, blk: &mut UnitBlock, job: &Job) -> (f64, usize) {
         let n = job.idx.len();
+        let w = blk.width;
         // B: inputs of this thread's share of the samples.
         {
             let r = self.range(t, n);
@@ -230,20 +210,18 @@ impl<'a, const H: usize> Shared<'a, H> {
             );
         }
         self.barrier.wait();
-        // C: forward of this thread's units; thread 0 also gathers the columns.
+        let guards: Vec<_> = self
+            .xs
+            .iter()
+            .map(|l| l.read().expect("inputs lock"))
+            .collect();
+        let chunks: Vec<&[Sparse]> = guards
+            .iter()
+            .enumerate()
+            .map(|(c, g)| &g[..self.range(c, n).len()])
+            .collect();
+        // C: forward of this thread's units over the batch.
         {
-            let guards: Vec<_> = self
-                .xs
-                .iter()
-                .map(|l| l.read().expect("inputs lock"))
-                .collect();
-            let chunks: Vec<&[Sparse]> = guards
-                .iter()
-                .enumerate()
-                .map(|(c, g)| &g[..self.range(c, n).len()])
-                .collect();
-            let w = blk.width;
-            let subs = w / mlp::SUB;
             let mut partial = self.partials[t].write().expect("partials lock");
             let block = Block {
                 h0: blk.h0,
@@ -258,19 +236,12 @@ impl<'a, const H: usize> Shared<'a, H> {
                 n,
                 job.dropout,
                 &mut blk.a[..n * w],
-                &mut partial[..n * subs],
+                &mut partial[..n * (w / mlp::SUB)],
             );
-            // The last thread gathers the columns: thread 0 has phase D to do.
-            if t + 1 == self.threads {
-                let mut cols = self.columns.write().expect("columns lock");
-                let Columns { start, entries } = &mut *cols;
-                mlp::gather_columns(&chunks, start, entries);
-            }
         }
         self.barrier.wait();
-        // D: logits, loss and the output gradient.
-        let mut result = (0.0, 0);
-        if let Some(main) = main {
+        // D: logits and loss (identically on every thread), then this block's backward.
+        let result = {
             let guards: Vec<_> = self
                 .partials
                 .iter()
@@ -278,7 +249,7 @@ impl<'a, const H: usize> Shared<'a, H> {
                 .collect();
             let partials: Vec<&[[f32; CLASSES]]> = guards
                 .iter()
-                .zip(&main.widths)
+                .zip(&self.widths)
                 .map(|(g, &w)| &g[..n * (w / mlp::SUB)])
                 .collect();
             let labels: Vec<u8> = job
@@ -286,46 +257,48 @@ impl<'a, const H: usize> Shared<'a, H> {
                 .iter()
                 .map(|&i| self.src.labels[i as usize])
                 .collect();
-            let mut dz2 = self.dz2.write().expect("dz2 lock");
-            result = kernels::output_loss(
-                &main.b2,
+            kernels::output_loss(
+                &blk.b2,
                 &partials,
                 &labels,
-                &mut main.z[..n],
-                &mut dz2[..n],
-            );
-            let mut gb2 = [0.0f32; CLASSES];
-            for d in &dz2[..n] {
-                for k in 0..CLASSES {
-                    gb2[k] += d[k];
-                }
+                &mut blk.z[..n],
+                &mut blk.dz2[..n],
+            )
+        };
+        let mut gb2 = [0.0f32; CLASSES];
+        for d in &blk.dz2[..n] {
+            for k in 0..CLASSES {
+                gb2[k] += d[k];
             }
-            mlp::sgd_momentum(&mut main.b2, &mut main.vb2, &gb2, job.lr, job.momentum, 0.0);
         }
-        self.barrier.wait();
-        // E: backward and update of this thread's units.
-        {
-            let dz2 = self.dz2.read().expect("dz2 lock");
-            let cols = self.columns.read().expect("columns lock");
-            let scale = if job.dropout.rate > 0.0 {
-                job.dropout.scale()
-            } else {
-                1.0
-            };
-            let w = blk.width;
-            kernels::backward_block(
-                blk.state(),
-                w,
-                n,
-                &dz2[..n],
-                scale,
-                &cols.start,
-                &cols.entries,
-                job.lr,
-                job.momentum,
-                job.l2,
-            );
-        }
+        mlp::sgd_momentum(&mut blk.b2, &mut blk.vb2, &gb2, job.lr, job.momentum, 0.0);
+        let scale = if job.dropout.rate > 0.0 {
+            job.dropout.scale()
+        } else {
+            1.0
+        };
+        let state = BlockState {
+            w1: &mut blk.w1,
+            v1: &mut blk.v1,
+            g1: &mut blk.g1,
+            b1: &mut blk.b1,
+            vb1: &mut blk.vb1,
+            w2: &mut blk.w2,
+            v2: &mut blk.v2,
+            gw2: &mut blk.gw2,
+            gb1: &mut blk.gb1,
+            a: &mut blk.a,
+        };
+        kernels::backward_block(
+            state,
+            w,
+            &chunks,
+            &blk.dz2[..n],
+            scale,
+            job.lr,
+            job.momentum,
+            job.l2,
+        );
         result
     }
 
@@ -342,20 +315,11 @@ impl<'a, const H: usize> Shared<'a, H> {
                     self.barrier.wait();
                 }
                 Command::Batch(job) => {
-                    self.run_batch(t, &mut blk, &job, None);
+                    self.run_batch(t, &mut blk, &job);
                 }
             }
         }
     }
-}
-
-/// Thread 0's own state: the output bias and scratch.
-#[derive(Debug)]
-struct MainPart {
-    b2: [f32; CLASSES],
-    vb2: [f32; CLASSES],
-    z: Vec<[f32; CLASSES]>,
-    widths: Vec<usize>,
 }
 
 /// Thread 0's handle on the team: runs steps, takes snapshots, and stops the others when
@@ -364,7 +328,6 @@ struct MainPart {
 pub struct Team<'s, 'a, const H: usize> {
     shared: &'s Shared<'a, H>,
     block: UnitBlock,
-    main: MainPart,
 }
 
 /// How many threads (blocks of hidden units) a team for `H` units uses, at most `wanted`:
@@ -404,11 +367,7 @@ pub fn shared<'a, const H: usize>(
             .iter()
             .map(|w| RwLock::new(vec![[0.0; CLASSES]; batch * (w / mlp::SUB)]))
             .collect(),
-        columns: RwLock::new(Columns {
-            start: Box::new([0; INPUT + 1]),
-            entries: vec![ColumnEntry::default(); batch * INPUT],
-        }),
-        dz2: RwLock::new(vec![[0.0; CLASSES]; batch]),
+        widths,
         snapshot: Mutex::new(snapshot),
     }
 }
@@ -424,10 +383,9 @@ impl<'s, 'a, const H: usize> Team<'s, 'a, H> {
     where
         's: 'scope,
     {
-        let widths = widths::<H>(shared.threads);
         let mut h0 = 0;
         let mut blocks: Vec<UnitBlock> = Vec::new();
-        for &w in &widths {
+        for &w in &shared.widths {
             blocks.push(UnitBlock::from_model(init, h0, w, batch));
             h0 += w;
         }
@@ -439,12 +397,6 @@ impl<'s, 'a, const H: usize> Team<'s, 'a, H> {
         Team {
             shared,
             block: first,
-            main: MainPart {
-                b2: init.b2,
-                vb2: [0.0; CLASSES],
-                z: vec![[0.0; CLASSES]; batch],
-                widths,
-            },
         }
     }
 
@@ -471,19 +423,15 @@ impl<'s, 'a, const H: usize> Team<'s, 'a, H> {
             l2: reg_lambda / idx.len() as f32,
         };
         self.publish(Command::Batch(job.clone()));
-        self.shared
-            .run_batch(0, &mut self.block, &job, Some(&mut self.main))
+        self.shared.run_batch(0, &mut self.block, &job)
     }
 
     /// Copies the current parameters into `out`.
     pub fn snapshot(&mut self, out: &mut Mlp<H>) {
         let _guard = PoisonOnPanic(&self.shared.barrier);
         self.publish(Command::Snapshot);
-        {
-            let mut snap = self.shared.snapshot.lock().expect("snapshot lock");
-            self.block.write_into(&mut snap);
-            snap.b2 = self.main.b2;
-        }
+        self.block
+            .write_into(&mut self.shared.snapshot.lock().expect("snapshot lock"));
         self.shared.barrier.wait();
         out.copy_from(&self.shared.snapshot.lock().expect("snapshot lock"));
     }
