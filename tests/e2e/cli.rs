@@ -443,3 +443,47 @@ fn train_on_full_mnist_then_list_eval_and_predict_a_drawn_digit() {
     let out = p.run(&["predict", &png]);
     assert!(out.stdout.starts_with("seven.png: 7 ("), "{}", out.stdout);
 }
+
+/// The AVX2 copy of the kernels and the baseline (SSE2) copy train the same model bit for
+/// bit: no fused multiply-add, no reordered sums (`PISMO_SIMD=baseline` forces the baseline).
+#[test]
+fn baseline_and_avx2_kernels_train_bit_identical_weights() {
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let args = [
+        "train",
+        "--quiet",
+        "--hidden-size",
+        "32",
+        "--epochs",
+        "1",
+        "--val-size",
+        "58000",
+        "--augment",
+    ];
+    let files: Vec<Vec<u8>> = ["baseline", "native"]
+        .iter()
+        .map(|simd| {
+            let p = Pismo::new().with_data(&mnist);
+            let out = p
+                .command(&args)
+                .env("PISMO_SIMD", simd)
+                .output()
+                .expect("run pismo");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::read(p.registry().join("mnist.v1.pismo")).expect("model registered")
+        })
+        .collect();
+    let baseline = pismo_core::format::decode(&files[0]).expect("model decodes");
+    let native = pismo_core::format::decode(&files[1]).expect("model decodes");
+    assert!(
+        baseline.tensors == native.tensors,
+        "the instruction set changed the model"
+    );
+    assert_eq!(baseline.meta.metrics, native.meta.metrics);
+}

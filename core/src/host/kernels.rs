@@ -38,8 +38,8 @@ macro_rules! dispatched {
             }
 
             #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, checked on the line above.
+            if level() == Level::Avx2 {
+                // SAFETY: `level` reported that the CPU supports AVX2.
                 return unsafe { avx2$(::<$h>)?($($a),*) };
             }
             generic$(::<$h>)?($($a),*)
@@ -47,16 +47,33 @@ macro_rules! dispatched {
     };
 }
 
-/// Whether the AVX2 copies run on this machine.
-pub fn uses_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// The vector instructions the [`dispatched!`] functions use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// SSE2 (every x86-64), or another architecture.
+    Baseline,
+    /// 256-bit AVX2.
+    Avx2,
+}
+
+/// Which copy [`dispatched!`] functions run on this machine: AVX2 when the CPU has it, unless
+/// the environment says `PISMO_SIMD=baseline` (to compare the two, or to rule the AVX2 copy
+/// out when chasing a bug; both give bit-identical models, which a test checks).
+///
+/// AVX-512 was measured too (a third copy with `avx512f`): on this project's EPYC it was no
+/// faster than AVX2 (0.26–0.37 s per epoch against 0.26–0.30 s, 784-128-10, one thread), the
+/// loops being bound by loads, so it is not built.
+pub fn level() -> Level {
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if std::env::var("PISMO_SIMD").as_deref() != Ok("baseline")
+            && std::is_x86_feature_detected!("avx2")
+        {
+            return Level::Avx2;
+        }
+        Level::Baseline
+    })
 }
 
 /// Where the images of a batch come from and how they are distorted.

@@ -1,0 +1,258 @@
+//! `pismo-bench`: timing probes of pismo's inference paths, for the harness in `bench/run`.
+//!
+//! Training is timed through the real CLI (`pismo train --json`); what the CLI cannot time
+//! without its own overhead (loading a model per call, printing) is measured here, in one
+//! process, through the same library calls the shells use. Each subcommand prints one JSON
+//! object on stdout.
+//!
+//! ```text
+//! pismo-bench predict --model FILE [--data DIR] [--iters N] [--drawing-iters N]
+//!                     [--batch-reps N] [--threads N]
+//! ```
+//!
+//! `predict` measures, with the model file's weights:
+//! - `single_us`: one `AnyMlp::predict_proba` on a 784-float input (a t10k digit / 255);
+//! - `drawing_us`: a 280x280 grey drawing (a t10k digit enlarged 7x, dark ink on white
+//!   paper, off-centre; built once) through `preprocess::to_input` and `predict_proba`;
+//! - `batch_*`: `host::trainer::evaluate` over the 10000 t10k images (bytes in, loss and
+//!   correct count out) on `--threads` threads (0 = every core).
+//!
+//! Latencies are the median over blocks of calls of the block time / calls per block, after a
+//! warm-up; the minimum is reported too. `black_box` keeps the compiler from hoisting or
+//! dropping the work. Exit status: 0 success, 1 error, 2 usage error.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use pismo_core::host::mnist::{self, Split};
+use pismo_core::host::model::AnyMlp;
+use pismo_core::host::trainer;
+use pismo_core::mlp::INPUT;
+use pismo_core::preprocess::{self, GreyImage};
+
+/// Side of the simulated drawing canvas, as the web page's.
+const CANVAS: usize = 280;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("predict") => match PredictArgs::parse(&args[1..]) {
+            Ok(a) => match predict(&a) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            },
+            Err(e) => usage(&e),
+        },
+        Some("-h" | "--help" | "help") => {
+            println!("{}", USAGE);
+            ExitCode::SUCCESS
+        }
+        Some(other) => usage(&format!("unknown subcommand `{other}`")),
+        None => usage("missing subcommand"),
+    }
+}
+
+const USAGE: &str = "usage: pismo-bench predict --model FILE [--data DIR] [--iters N] \
+                     [--drawing-iters N] [--batch-reps N] [--threads N]";
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+/// Flags of `predict`.
+#[derive(Debug)]
+struct PredictArgs {
+    model: PathBuf,
+    data: PathBuf,
+    iters: usize,
+    drawing_iters: usize,
+    batch_reps: usize,
+    threads: usize,
+}
+
+impl PredictArgs {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut a = PredictArgs {
+            model: PathBuf::new(),
+            data: mnist::default_dir(),
+            iters: 20_000,
+            drawing_iters: 4_000,
+            batch_reps: 30,
+            threads: 0,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let number = || {
+                value
+                    .parse::<usize>()
+                    .map_err(|_| format!("{flag}: expected a number, got `{value}`"))
+            };
+            match flag.as_str() {
+                "--model" => a.model = PathBuf::from(value),
+                "--data" => a.data = PathBuf::from(value),
+                "--iters" => a.iters = number()?.max(1),
+                "--drawing-iters" => a.drawing_iters = number()?.max(1),
+                "--batch-reps" => a.batch_reps = number()?.max(1),
+                "--threads" => a.threads = number()?,
+                _ => return Err(format!("unknown flag `{flag}`")),
+            }
+        }
+        if a.model.as_os_str().is_empty() {
+            return Err("--model FILE is required".into());
+        }
+        if a.threads == 0 {
+            a.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        }
+        Ok(a)
+    }
+}
+
+/// Median and minimum seconds per call.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    median: f64,
+    min: f64,
+}
+
+/// Runs `f` `calls` times after `calls / 10` warm-up calls, in blocks of `block` calls, and
+/// returns the median and minimum of (block time / block).
+fn time_per_call(calls: usize, block: usize, mut f: impl FnMut()) -> Timing {
+    for _ in 0..(calls / 10).max(block) {
+        f();
+    }
+    let blocks = calls.div_ceil(block).max(1);
+    let mut per_call: Vec<f64> = (0..blocks)
+        .map(|_| {
+            let t0 = Instant::now();
+            for _ in 0..block {
+                f();
+            }
+            t0.elapsed().as_secs_f64() / block as f64
+        })
+        .collect();
+    per_call.sort_by(f64::total_cmp);
+    Timing {
+        median: per_call[per_call.len() / 2],
+        min: per_call[0],
+    }
+}
+
+/// `trainer::evaluate` on whichever hidden size the model has.
+fn evaluate(m: &AnyMlp, images: &[[u8; INPUT]], labels: &[u8], threads: usize) -> (f64, usize) {
+    match m {
+        AnyMlp::H16(m) => trainer::evaluate(&**m, images, labels, threads),
+        AnyMlp::H32(m) => trainer::evaluate(&**m, images, labels, threads),
+        AnyMlp::H64(m) => trainer::evaluate(&**m, images, labels, threads),
+        AnyMlp::H128(m) => trainer::evaluate(&**m, images, labels, threads),
+        AnyMlp::H256(m) => trainer::evaluate(&**m, images, labels, threads),
+        AnyMlp::H512(m) => trainer::evaluate(&**m, images, labels, threads),
+        AnyMlp::H1024(m) => trainer::evaluate(&**m, images, labels, threads),
+    }
+}
+
+/// A 280x280 drawing of `digit`: enlarged 7x (196 px, nearest neighbour), placed off-centre,
+/// dark ink on white paper, as a canvas export looks.
+fn drawing_of(digit: &[u8; INPUT]) -> Vec<u8> {
+    const SCALE: usize = 7;
+    const X0: usize = 50;
+    const Y0: usize = 30;
+    let mut canvas = vec![255u8; CANVAS * CANVAS];
+    for y in 0..28 * SCALE {
+        for x in 0..28 * SCALE {
+            canvas[(Y0 + y) * CANVAS + X0 + x] = 255 - digit[(y / SCALE) * 28 + x / SCALE];
+        }
+    }
+    canvas
+}
+
+fn predict(a: &PredictArgs) -> Result<(), String> {
+    let bytes =
+        std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
+    let (mlp, _) = AnyMlp::decode(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let test = mnist::load_split(&a.data, Split::Test).map_err(|e| e.to_string())?;
+    let digit = &test.images[0];
+    let expected = test.labels[0];
+
+    // (a) Inference only, on one 784-float input.
+    let mut x = [0.0f32; INPUT];
+    for (o, &p) in x.iter_mut().zip(digit.iter()) {
+        *o = f32::from(p) / 255.0;
+    }
+    let single_label = argmax(&mlp.predict_proba(&x));
+    let single = time_per_call(a.iters, 100, || {
+        black_box(mlp.predict_proba(black_box(&x)));
+    });
+
+    // (b) A 280x280 drawing through preprocessing and inference.
+    let canvas = drawing_of(digit);
+    let mut input = [0.0f32; INPUT];
+    let img = GreyImage::new(CANVAS, CANVAS, &canvas).map_err(|e| e.to_string())?;
+    preprocess::to_input(&img, &mut input).map_err(|e| e.to_string())?;
+    let drawing_label = argmax(&mlp.predict_proba(&input));
+    let mut failed = None;
+    let drawing = time_per_call(a.drawing_iters, 10, || {
+        let img = GreyImage::new(CANVAS, CANVAS, black_box(&canvas));
+        match img.and_then(|img| preprocess::to_input(&img, &mut input)) {
+            Ok(_) => {
+                black_box(mlp.predict_proba(black_box(&input)));
+            }
+            Err(e) => failed = Some(e.to_string()),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(format!("preprocessing the drawing failed: {e}"));
+    }
+
+    // (c) Batch prediction over the test set, on every thread asked for.
+    let mut correct = 0;
+    let batch = time_per_call(a.batch_reps, 1, || {
+        let (_, c) = evaluate(&mlp, black_box(&test.images), &test.labels, a.threads);
+        correct = black_box(c);
+    });
+    let n = test.len();
+
+    let line = serde_json::json!({
+        "bench": "predict",
+        "model": a.model.display().to_string(),
+        "hidden_size": mlp.hidden_size(),
+        "threads": a.threads,
+        "single_us": single.median * 1e6,
+        "single_us_min": single.min * 1e6,
+        "single_iters": a.iters,
+        "single_label": single_label,
+        "drawing_us": drawing.median * 1e6,
+        "drawing_us_min": drawing.min * 1e6,
+        "drawing_iters": a.drawing_iters,
+        "drawing_side": CANVAS,
+        "drawing_label": drawing_label,
+        "expected_label": expected,
+        "batch_images": n,
+        "batch_seconds": batch.median,
+        "batch_seconds_min": batch.min,
+        "batch_images_per_s": n as f64 / batch.median,
+        "batch_reps": a.batch_reps,
+        "batch_accuracy": correct as f64 / n as f64,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
