@@ -58,7 +58,7 @@
 //! then sums its span of those sums, with an overlap weight on its two edge pixels only. The
 //! scalar work is thus per output row rather than per input pixel. The per-output-pixel
 //! version this replaced stays in the tests as the reference, matched to 1e-5 per pixel.
-//! Release build for baseline x86-64 on one core of a 2-core AMD EPYC (Zen 3) VM,
+//! Release build for baseline x86-64 on one core of a 2-core AMD EPYC VM,
 //! 2026-11-27: a 280x280 drawing (`pismo-bench predict`: a t10k digit enlarged 7x,
 //! off-centre) takes 13.5 µs through [`to_input`] (85 µs before), 4096x4096 2.3 ms (16 ms),
 //! 8192x8192 22 ms (68 ms; there the strips read rows 8 KB apart).
