@@ -105,8 +105,7 @@ impl AnyMlp {
 
     /// Number of parameters.
     pub fn params(&self) -> usize {
-        let h = self.hidden_size() as usize;
-        INPUT * h + h + h * CLASSES + CLASSES
+        each!(self, m => params_of(&**m))
     }
 
     /// Probabilities of the ten digits.
@@ -141,4 +140,8 @@ impl AnyMlp {
 
 fn hidden_of<const H: usize>(_: &Mlp<H>) -> u32 {
     H as u32
+}
+
+fn params_of<const H: usize>(_: &Mlp<H>) -> usize {
+    Mlp::<H>::PARAMS
 }

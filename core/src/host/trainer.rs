@@ -1,12 +1,9 @@
 //! Mini-batch training over epochs, on all cores.
 //!
-//! One epoch: shuffle the training indices (seeded), then for each mini-batch convert the
-//! images from bytes to `f32` (only the batch is ever in `f32`: a full run stays small), run
-//! the hidden layer forward on blocks of hidden units in parallel, the small output layer on
-//! one thread, and the hidden layer backward + momentum update on the same blocks in parallel.
-//! Every hidden unit is computed by the same code in the same order whichever block it is in,
-//! and dropout masks are a function of (seed, step, unit, sample), so the trained model is
-//! bit-identical for any number of threads.
+//! One epoch: shuffle the training indices (seeded), then run each mini-batch through the
+//! [`Team`] of threads: images stay bytes and only the batch's are turned into sparse `f32`
+//! inputs (a full run stays under 100 MB), every thread owns a block of hidden units, and the
+//! trained model is bit-identical for any number of threads (see [`crate::host::team`]).
 //!
 //! After each epoch the validation split is evaluated; the weights with the lowest validation
 //! loss are kept, and training stops after `patience` epochs without improvement. The
