@@ -154,6 +154,18 @@ fn evaluate(m: &AnyMlp, images: &[[u8; INPUT]], labels: &[u8], threads: usize) -
         AnyMlp::H256(m) => trainer::evaluate(&**m, images, labels, threads),
         AnyMlp::H512(m) => trainer::evaluate(&**m, images, labels, threads),
         AnyMlp::H1024(m) => trainer::evaluate(&**m, images, labels, threads),
+        // One thread, one image at a time, as a device would run it.
+        AnyMlp::Int8(_) => {
+            let correct = images
+                .iter()
+                .zip(labels)
+                .filter(|(im, &y)| {
+                    let x: [f32; INPUT] = std::array::from_fn(|i| f32::from(im[i]) / 255.0);
+                    pismo_core::mlp::argmax(&m.logits(&x)) == usize::from(y)
+                })
+                .count();
+            (f64::NAN, correct)
+        }
     }
 }
 

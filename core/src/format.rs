@@ -9,8 +9,9 @@
 //! 14+N    4     CRC-32 (IEEE) of bytes 0..14+N, u32 little-endian
 //! ```
 //! Tensors are postcard byte strings holding little-endian `f32`s in the row-major shapes of
-//! [`crate::mlp::Mlp`], so a decoder can borrow them straight from the file (or from flash)
-//! without copying. Decoding checks, in order: length, magic, version, CRC, postcard, tensor
+//! [`crate::mlp::Mlp`] (`w1` is `(IN, H)`), or, for an int8 model, `i8` weights with `f32`
+//! per-row scales ([`crate::quant`]), so a decoder can borrow them straight from the file (or
+//! from flash) without copying; int8 inference runs on the borrowed bytes. Decoding checks, in order: length, magic, version, CRC, postcard, tensor
 //! shapes; each failure is its own [`FormatError`] that says what to do. No input makes
 //! [`decode`] panic. Every format version this crate ever wrote stays readable (a frozen
 //! fixture in the tests keeps that true).
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hyper::{Hyper, Metrics};
 use crate::mlp::{Mlp, CLASSES, INPUT};
+use crate::quant::QView;
 
 #[cfg(target_endian = "big")]
 compile_error!(
@@ -84,6 +86,23 @@ enum RawTensors<'a> {
         #[serde(borrow)]
         b2: Bytes<'a>,
     },
+    /// Int8 weights with per-output-row `f32` scales (see [`crate::quant`]).
+    I8 {
+        hidden: u32,
+        #[serde(borrow)]
+        w1: Bytes<'a>,
+        #[serde(borrow)]
+        s1: Bytes<'a>,
+        #[serde(borrow)]
+        b1: Bytes<'a>,
+        #[serde(borrow)]
+        w2: Bytes<'a>,
+        #[serde(borrow)]
+        s2: Bytes<'a>,
+        #[serde(borrow)]
+        b2: Bytes<'a>,
+        act_scale: f32,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,7 +115,16 @@ struct Body<'a> {
 
 /// Weights of a decoded model, borrowed from the file's bytes (shapes already checked).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Tensors<'a> {
+pub enum Tensors<'a> {
+    /// `f32` weights.
+    F32(F32Tensors<'a>),
+    /// Int8 weights, ready for [`QView::logits`] in place.
+    I8(QView<'a>),
+}
+
+/// `f32` weights borrowed from a file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct F32Tensors<'a> {
     hidden: u32,
     w1: &'a [u8],
     b1: &'a [u8],
@@ -107,17 +135,32 @@ pub struct Tensors<'a> {
 impl<'a> Tensors<'a> {
     /// Hidden units.
     pub fn hidden_size(&self) -> u32 {
-        self.hidden
+        match self {
+            Tensors::F32(t) => t.hidden,
+            Tensors::I8(q) => q.hidden_size() as u32,
+        }
     }
 
-    /// Weight type: `"f32"` (int8 arrives with quantization).
+    /// Weight type: `"f32"` or `"int8"`.
     pub fn kind(&self) -> &'static str {
-        "f32"
+        match self {
+            Tensors::F32(_) => "f32",
+            Tensors::I8(_) => "int8",
+        }
     }
 
-    /// Copies the weights into `mlp`, whose `H` must equal [`Self::hidden_size`]. Refuses
-    /// non-finite weights, which no training run registers.
+    /// Copies `f32` weights into `mlp`, whose `H` must equal [`Self::hidden_size`]. Refuses
+    /// non-finite weights, which no training run registers, and int8 models.
     pub fn load_into<const H: usize>(&self, mlp: &mut Mlp<H>) -> Result<(), FormatError> {
+        match self {
+            Tensors::F32(t) => t.load_into(mlp),
+            Tensors::I8(_) => Err(FormatError::Malformed("an int8 model has no f32 weights")),
+        }
+    }
+}
+
+impl F32Tensors<'_> {
+    fn load_into<const H: usize>(&self, mlp: &mut Mlp<H>) -> Result<(), FormatError> {
         if H != self.hidden as usize {
             return Err(FormatError::HiddenMismatch {
                 file: self.hidden,
@@ -239,6 +282,52 @@ fn body<'a, const H: usize>(meta: &Meta<'a>, mlp: &'a Mlp<H>) -> Body<'a> {
     }
 }
 
+fn body_int8<'a>(meta: &Meta<'a>, q: &QView<'a>) -> Body<'a> {
+    Body {
+        meta: *meta,
+        tensors: RawTensors::I8 {
+            hidden: q.hidden as u32,
+            w1: Bytes(q.w1),
+            s1: Bytes(q.s1),
+            b1: Bytes(q.b1),
+            w2: Bytes(q.w2),
+            s2: Bytes(q.s2),
+            b2: Bytes(q.b2),
+            act_scale: q.act_scale,
+        },
+    }
+}
+
+/// Exact size of the file [`encode_int8`] writes.
+pub fn encoded_len_int8(meta: &Meta<'_>, q: &QView<'_>) -> usize {
+    let size = postcard::serialize_with_flavor(
+        &body_int8(meta, q),
+        postcard::ser_flavors::Size::default(),
+    );
+    HEADER + size.unwrap_or(0) + TRAILER
+}
+
+/// Writes an int8 model file into `buf` and returns its length.
+pub fn encode_int8(meta: &Meta<'_>, q: &QView<'_>, buf: &mut [u8]) -> Result<usize, FormatError> {
+    let needed = encoded_len_int8(meta, q);
+    write_file(&body_int8(meta, q), needed, buf)
+}
+
+fn write_file(body: &Body<'_>, needed: usize, buf: &mut [u8]) -> Result<usize, FormatError> {
+    if buf.len() < needed {
+        return Err(FormatError::BufferTooSmall { needed });
+    }
+    let n = postcard::to_slice(body, &mut buf[HEADER..needed - TRAILER])
+        .map_err(|_| FormatError::BufferTooSmall { needed })?
+        .len();
+    buf[..8].copy_from_slice(&MAGIC);
+    buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    buf[10..14].copy_from_slice(&(n as u32).to_le_bytes());
+    let crc = crc32(&buf[..HEADER + n]);
+    buf[HEADER + n..HEADER + n + TRAILER].copy_from_slice(&crc.to_le_bytes());
+    Ok(HEADER + n + TRAILER)
+}
+
 /// Exact size of the file [`encode`] writes.
 pub fn encoded_len<const H: usize>(meta: &Meta<'_>, mlp: &Mlp<H>) -> usize {
     let size =
@@ -253,18 +342,7 @@ pub fn encode<const H: usize>(
     buf: &mut [u8],
 ) -> Result<usize, FormatError> {
     let needed = encoded_len(meta, mlp);
-    if buf.len() < needed {
-        return Err(FormatError::BufferTooSmall { needed });
-    }
-    let n = postcard::to_slice(&body(meta, mlp), &mut buf[HEADER..needed - TRAILER])
-        .map_err(|_| FormatError::BufferTooSmall { needed })?
-        .len();
-    buf[..8].copy_from_slice(&MAGIC);
-    buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    buf[10..14].copy_from_slice(&(n as u32).to_le_bytes());
-    let crc = crc32(&buf[..HEADER + n]);
-    buf[HEADER + n..HEADER + n + TRAILER].copy_from_slice(&crc.to_le_bytes());
-    Ok(HEADER + n + TRAILER)
+    write_file(&body(meta, mlp), needed, buf)
 }
 
 /// Reads only the format version, e.g. to say which pismo wrote a file.
@@ -316,36 +394,86 @@ pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
     if !rest.is_empty() {
         return Err(FormatError::Malformed("unused bytes in the body"));
     }
-    let RawTensors::F32 {
-        hidden,
-        w1,
-        b1,
-        w2,
-        b2,
-    } = body.tensors;
-    let h = hidden as usize;
-    if !crate::hyper::HIDDEN_SIZES.contains(&hidden) {
-        return Err(FormatError::Malformed("unsupported hidden size"));
-    }
-    if w1.0.len() != 4 * INPUT * h
-        || b1.0.len() != 4 * h
-        || w2.0.len() != 4 * CLASSES * h
-        || b2.0.len() != 4 * CLASSES
-    {
-        return Err(FormatError::Malformed(
-            "tensor sizes do not match the hidden size",
-        ));
-    }
+    let tensors = match body.tensors {
+        RawTensors::F32 {
+            hidden,
+            w1,
+            b1,
+            w2,
+            b2,
+        } => {
+            let h = checked_hidden(hidden)?;
+            if w1.0.len() != 4 * INPUT * h
+                || b1.0.len() != 4 * h
+                || w2.0.len() != 4 * CLASSES * h
+                || b2.0.len() != 4 * CLASSES
+            {
+                return Err(FormatError::Malformed(
+                    "tensor sizes do not match the hidden size",
+                ));
+            }
+            Tensors::F32(F32Tensors {
+                hidden,
+                w1: w1.0,
+                b1: b1.0,
+                w2: w2.0,
+                b2: b2.0,
+            })
+        }
+        RawTensors::I8 {
+            hidden,
+            w1,
+            s1,
+            b1,
+            w2,
+            s2,
+            b2,
+            act_scale,
+        } => {
+            let h = checked_hidden(hidden)?;
+            if w1.0.len() != INPUT * h
+                || s1.0.len() != 4 * h
+                || b1.0.len() != 4 * h
+                || w2.0.len() != CLASSES * h
+                || s2.0.len() != 4 * CLASSES
+                || b2.0.len() != 4 * CLASSES
+            {
+                return Err(FormatError::Malformed(
+                    "tensor sizes do not match the hidden size",
+                ));
+            }
+            let finite = |b: &[u8]| {
+                b.chunks_exact(4)
+                    .all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite())
+            };
+            let scales_ok = act_scale.is_finite() && act_scale > 0.0;
+            if !(scales_ok && [s1.0, b1.0, s2.0, b2.0].iter().all(|b| finite(b))) {
+                return Err(FormatError::NonFinite);
+            }
+            Tensors::I8(QView {
+                hidden: h,
+                w1: w1.0,
+                s1: s1.0,
+                b1: b1.0,
+                w2: w2.0,
+                s2: s2.0,
+                b2: b2.0,
+                act_scale,
+            })
+        }
+    };
     Ok(Model {
         meta: body.meta,
-        tensors: Tensors {
-            hidden,
-            w1: w1.0,
-            b1: b1.0,
-            w2: w2.0,
-            b2: b2.0,
-        },
+        tensors,
     })
+}
+
+fn checked_hidden(hidden: u32) -> Result<usize, FormatError> {
+    if crate::hyper::HIDDEN_SIZES.contains(&hidden) {
+        Ok(hidden as usize)
+    } else {
+        Err(FormatError::Malformed("unsupported hidden size"))
+    }
 }
 
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as in zip and PNG.

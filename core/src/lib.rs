@@ -12,6 +12,7 @@
 //! - [`augment`]: random small affine distortions of training digits (robust to drawings).
 //! - [`idx`]: parsing of MNIST's IDX files from byte slices.
 //! - [`preprocess`]: any-size grey drawing → MNIST-like 28x28 input, without allocation.
+//! - [`quant`]: int8 quantization and integer inference reading the weights in place.
 //! - [`format`](mod@format): the model file (magic, format version, postcard metadata, weights, CRC-32),
 //!   encoded into a caller's buffer and decoded by borrowing from the input bytes.
 //!
@@ -25,6 +26,7 @@ pub mod hyper;
 pub mod idx;
 pub mod mlp;
 pub mod preprocess;
+pub mod quant;
 pub mod rng;
 
 #[cfg(feature = "std")]

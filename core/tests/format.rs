@@ -225,3 +225,29 @@ fn frozen_v1_fixture_still_decodes() {
         assert!((a - b).abs() < 1e-6, "{p:?} vs {golden:?}");
     }
 }
+
+#[test]
+fn int8_round_trip_borrows_and_refuses_a_bad_scale() {
+    use pismo_core::quant::{quantize, QMlp};
+    let m = model(1);
+    let mut q: Box<QMlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
+    quantize(&m, 0.05, &mut q);
+    let view = q.view();
+    let mut buf = vec![0u8; format::encoded_len_int8(&meta(), &view)];
+    let n = format::encode_int8(&meta(), &view, &mut buf).unwrap();
+    assert_eq!(n, buf.len());
+    let decoded = format::decode(&buf).unwrap();
+    assert_eq!(decoded.tensors.kind(), "int8");
+    assert_eq!(decoded.tensors, format::Tensors::I8(view));
+    let mut f: Box<Mlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
+    assert!(
+        decoded.tensors.load_into(&mut f).is_err(),
+        "int8 weights are not f32 weights"
+    );
+    // A zero activation scale, even with a valid checksum, is refused.
+    q.act_scale = 0.0;
+    let view = q.view();
+    let mut bad = vec![0u8; format::encoded_len_int8(&meta(), &view)];
+    format::encode_int8(&meta(), &view, &mut bad).unwrap();
+    assert_eq!(format::decode(&bad).unwrap_err(), FormatError::NonFinite);
+}

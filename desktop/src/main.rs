@@ -173,9 +173,9 @@ pub fn load_model(
 }
 
 /// Every command word, for the "run `pismo … --help`" hint after a usage error.
-const COMMAND_WORDS: [&str; 15] = [
+const COMMAND_WORDS: [&str; 16] = [
     "train", "eval", "predict", "models", "runs", "data", "list", "show", "alias", "unalias",
-    "delete", "log", "fetch", "verify", "help",
+    "delete", "quantize", "log", "fetch", "verify", "help",
 ];
 
 /// `pismo models` for `["models", "show", "--json"]`: the command words the user typed.

@@ -1,4 +1,4 @@
-//! `pismo models`: list, show, alias, unalias and delete the models of a registry
+//! `pismo models`: list, show, alias, unalias, delete and quantize the models of a registry
 //! (`pismo_core::host::registry`, which owns the file layout, the reference grammar and the
 //! locking; this module only prints).
 //!
@@ -29,6 +29,7 @@ enum Command {
     Alias(Alias),
     Unalias(Unalias),
     Delete(Delete),
+    Quantize(Quantize),
 }
 
 /// List every model with its aliases, size and metrics.
@@ -97,6 +98,107 @@ struct Delete {
     registry: Option<PathBuf>,
 }
 
+/// Quantize an f32 model to int8 (weights, per-row scales) and register it, linked to its
+/// parent; the hidden activation scale is calibrated on 2000 MNIST training images.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "quantize")]
+struct Quantize {
+    /// the f32 model: NAME, NAME@VERSION or NAME@ALIAS
+    #[argh(positional)]
+    model: String,
+    /// name of the int8 model (default: the parent's name with `-int8`)
+    #[argh(option)]
+    name: Option<String>,
+    /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+    /// print the result as one JSON object
+    #[argh(switch)]
+    json: bool,
+}
+
+/// Images used to calibrate the int8 activation scale.
+const CALIBRATION_IMAGES: usize = 2000;
+
+fn quantize(a: Quantize) -> Result<(), CliError> {
+    use pismo_core::host::mnist::{self, Split};
+    use pismo_core::host::model::AnyMlp;
+    let registry = crate::registry(&a.registry);
+    let (parent_id, bytes) = registry.load(Some(&a.model))?;
+    let (model, file) =
+        AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {parent_id}: {e}")))?;
+    let name = a.name.unwrap_or_else(|| format!("{}-int8", parent_id.name));
+    pismo_core::host::registry::validate_name(&name)?;
+    let dir = crate::data_dir(&a.data);
+    let train =
+        mnist::load_split(&dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
+    let calibration = &train.images[..CALIBRATION_IMAGES.min(train.len())];
+    let q = model
+        .quantize(calibration)
+        .ok_or_else(|| CliError::Failed(format!("model {parent_id} is already int8")))?;
+    let test = mnist::load_split(&dir, Split::Test).ok();
+    let accuracy = |m: &AnyMlp, d: &mnist::Dataset| {
+        let right = d
+            .images
+            .iter()
+            .zip(&d.labels)
+            .filter(|(im, &y)| {
+                let x: [f32; INPUT] = std::array::from_fn(|i| f32::from(im[i]) / 255.0);
+                pismo_core::mlp::argmax(&m.logits(&x)) == usize::from(y)
+            })
+            .count();
+        right as f32 / d.len().max(1) as f32
+    };
+    let test_accuracy = test.as_ref().map(|t| accuracy(&q, t));
+    let parent_accuracy = test.as_ref().map(|t| accuracy(&model, t));
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let parent = parent_id.to_string();
+    let mut size = 0;
+    let id = registry.register(&name, &mut |version| {
+        let meta = pismo_core::format::Meta {
+            name: &name,
+            version,
+            created_unix: created,
+            hyper: file.meta.hyper,
+            metrics: pismo_core::hyper::Metrics {
+                test_accuracy,
+                ..file.meta.metrics
+            },
+            run_id: file.meta.run_id,
+            dataset: file.meta.dataset,
+            parent: &parent,
+        };
+        let bytes = q.encode(&meta);
+        size = bytes.len();
+        bytes
+    })?;
+    if a.json {
+        let v = serde_json::json!({
+            "model": id.to_string(), "parent": parent, "bytes": size,
+            "test_accuracy": test_accuracy, "parent_test_accuracy": parent_accuracy,
+        });
+        return crate::out_line(&v.to_string());
+    }
+    crate::out_line(&format!(
+        "registered {id} ({size} bytes), int8 of {parent} ({} bytes)",
+        bytes.len()
+    ))?;
+    if let (Some(q), Some(p)) = (test_accuracy, parent_accuracy) {
+        crate::out_line(&format!(
+            "MNIST test accuracy: int8 {:.2} %, f32 parent {:.2} % ({:+.2} points)",
+            q * 100.0,
+            p * 100.0,
+            (q - p) * 100.0
+        ))?;
+    }
+    Ok(())
+}
+
 /// Runs `pismo models …`.
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
@@ -123,6 +225,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             crate::registry(&a.registry).delete(&id)?;
             crate::out_line(&format!("deleted {id}"))
         }
+        Command::Quantize(a) => quantize(a),
     }
 }
 

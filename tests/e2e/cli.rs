@@ -487,3 +487,39 @@ fn baseline_and_avx2_kernels_train_bit_identical_weights() {
     );
     assert_eq!(baseline.meta.metrics, native.meta.metrics);
 }
+
+/// `pismo models quantize` registers an int8 child that `eval` and `predict` use like any
+/// model. Needs the MNIST training images for calibration (CI fetches them).
+#[test]
+fn quantize_registers_an_int8_child_that_eval_uses() {
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let p = Pismo::new().with_data(&mnist);
+    assert_eq!(train_tiny_model(&p.registry(), &p.runs()), "tiny@1");
+    let out = p.run(&["models", "quantize", "tiny", "--json"]);
+    out.expect_code(0);
+    let v = &out.json_lines()[0];
+    assert_eq!(v["model"], "tiny-int8@1");
+    assert_eq!(v["parent"], "tiny@1");
+    let (q, f) = (
+        v["test_accuracy"].as_f64().unwrap(),
+        v["parent_test_accuracy"].as_f64().unwrap(),
+    );
+    assert!(q > f - 0.01, "int8 {q} vs f32 {f}");
+    let list = p.run(&["models", "list", "--json"]);
+    let kinds: Vec<String> = list
+        .json_lines()
+        .iter()
+        .map(|e| e["meta"]["kind"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(kinds.contains(&"int8".to_owned()), "{kinds:?}");
+    let eval = p.run(&["eval", "--model", "tiny-int8", "--json"]);
+    eval.expect_code(0);
+    let acc = eval.json_lines()[0]["accuracy"].as_f64().unwrap();
+    assert!((acc - q).abs() < 1e-4, "eval {acc} vs quantize {q}");
+    // Quantizing an int8 model is refused with a clear error.
+    let again = p.run(&["models", "quantize", "tiny-int8"]);
+    again.expect_code(1);
+    assert!(again.stderr.contains("already int8"), "{}", again.stderr);
+}

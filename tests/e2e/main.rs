@@ -2,4 +2,5 @@
 
 mod cli;
 mod preprocess;
+mod quant;
 mod training;

@@ -7,6 +7,7 @@
 use crate::format::{self, FormatError, Meta};
 use crate::host::boxed_zeroed;
 use crate::mlp::{Mlp, CLASSES, INPUT};
+use crate::quant::{self, QMlp, QView, Work};
 
 /// Calls a generic function with the const hidden size matching a run-time value:
 /// `with_hidden!(hidden, H => body)` runs `body` with `const H: usize` in scope, and evaluates
@@ -48,10 +49,12 @@ macro_rules! with_hidden {
     };
 }
 
-/// A boxed [`Mlp`] of any supported hidden size.
+/// A boxed [`Mlp`] of any supported hidden size, or an int8 model.
 #[allow(missing_docs)]
 #[derive(Debug)]
 pub enum AnyMlp {
+    /// An int8 model (weights copied out of its file; inference as on a device).
+    Int8(Box<QOwned>),
     H16(Box<Mlp<16>>),
     H32(Box<Mlp<32>>),
     H64(Box<Mlp<64>>),
@@ -71,6 +74,7 @@ macro_rules! each {
             AnyMlp::H256($m) => $body,
             AnyMlp::H512($m) => $body,
             AnyMlp::H1024($m) => $body,
+            AnyMlp::Int8(_) => unreachable!("int8 models are matched before each!"),
         }
     };
 }
@@ -100,12 +104,24 @@ impl AnyMlp {
 
     /// Hidden units.
     pub fn hidden_size(&self) -> u32 {
-        each!(self, m => hidden_of(&**m))
+        match self {
+            AnyMlp::Int8(q) => q.hidden as u32,
+            f => each!(f, m => hidden_of(&**m)),
+        }
     }
 
     /// Number of parameters.
     pub fn params(&self) -> usize {
-        each!(self, m => params_of(&**m))
+        let h = self.hidden_size() as usize;
+        INPUT * h + h + h * CLASSES + CLASSES
+    }
+
+    /// `"f32"` or `"int8"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyMlp::Int8(_) => "int8",
+            _ => "f32",
+        }
     }
 
     /// Probabilities of the ten digits.
@@ -113,35 +129,123 @@ impl AnyMlp {
         crate::mlp::softmax(&self.logits(x))
     }
 
-    /// Raw scores (the AVX2 build of the kernel when the CPU has it).
+    /// Raw scores (the AVX2 build of the kernel when the CPU has it; int8 models run the
+    /// integer path of [`crate::quant`] on the input's bytes).
     pub fn logits(&self, x: &[f32; INPUT]) -> [f32; CLASSES] {
-        each!(self, m => crate::host::kernels::logits(m, x))
+        match self {
+            AnyMlp::Int8(q) => {
+                let mut work = Work::<1024>::new();
+                q.view()
+                    .logits(&quant::input_bytes(x), &mut work)
+                    .expect("hidden sizes are at most 1024")
+            }
+            f => each!(f, m => crate::host::kernels::logits(m, x)),
+        }
     }
 
     /// The model file for these weights and `meta`.
     pub fn encode(&self, meta: &Meta<'_>) -> Vec<u8> {
-        each!(self, m => {
-            let mut buf = vec![0u8; format::encoded_len(meta, &**m)];
-            let n = format::encode(meta, &**m, &mut buf).expect("buffer sized by encoded_len");
-            buf.truncate(n);
-            buf
-        })
+        let mut buf;
+        let n = match self {
+            AnyMlp::Int8(q) => {
+                let view = q.view();
+                buf = vec![0u8; format::encoded_len_int8(meta, &view)];
+                format::encode_int8(meta, &view, &mut buf)
+            }
+            f => each!(f, m => {
+                buf = vec![0u8; format::encoded_len(meta, &**m)];
+                format::encode(meta, &**m, &mut buf)
+            }),
+        };
+        buf.truncate(n.expect("buffer sized by encoded_len"));
+        buf
     }
 
     /// Decodes a model file and copies its weights out.
     pub fn decode(bytes: &[u8]) -> Result<(AnyMlp, format::Model<'_>), FormatError> {
         let model = format::decode(bytes)?;
+        if let format::Tensors::I8(view) = model.tensors {
+            return Ok((AnyMlp::Int8(Box::new(QOwned::from_view(&view))), model));
+        }
         let mut any = AnyMlp::zeroed(model.tensors.hidden_size())
             .ok_or(FormatError::Malformed("unsupported hidden size"))?;
-        each!(&mut any, m => model.tensors.load_into(&mut **m))?;
+        match &mut any {
+            AnyMlp::Int8(_) => unreachable!("zeroed builds f32 models"),
+            f => each!(f, m => model.tensors.load_into(&mut **m))?,
+        }
         Ok((any, model))
+    }
+
+    /// The int8 quantization of this f32 model, its hidden activation scale calibrated on
+    /// `calibration` images: the 99.99th percentile of the hidden activations maps to 255.
+    /// `None` for a model that is already int8.
+    pub fn quantize(&self, calibration: &[[u8; INPUT]]) -> Option<AnyMlp> {
+        match self {
+            AnyMlp::Int8(_) => None,
+            f => Some(each!(f, m => quantize_h(m, calibration))),
+        }
+    }
+}
+
+fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> AnyMlp {
+    let mut acts: Vec<f32> = Vec::with_capacity(calibration.len() * H);
+    let mut x = crate::mlp::Sparse::new();
+    let mut z = [0.0f32; H];
+    for im in calibration {
+        x.set_bytes(im);
+        crate::mlp::hidden_pre(&m.w1, &m.b1, &x, &mut z);
+        acts.extend(z.iter().filter(|&&v| v > 0.0));
+    }
+    acts.sort_by(f32::total_cmp);
+    let top = acts
+        .get(((acts.len() as f64) * 0.9999) as usize)
+        .or(acts.last())
+        .copied()
+        .unwrap_or(1.0);
+    let mut q: Box<QMlp<H>> = boxed_zeroed();
+    quant::quantize(m, top / 255.0, &mut q);
+    AnyMlp::Int8(Box::new(QOwned::from_view(&q.view())))
+}
+
+/// An int8 model's tensors, owned (copied from a file or from [`quant::quantize`]).
+#[derive(Debug)]
+pub struct QOwned {
+    hidden: usize,
+    w1: Vec<u8>,
+    s1: Vec<u8>,
+    b1: Vec<u8>,
+    w2: Vec<u8>,
+    s2: Vec<u8>,
+    b2: Vec<u8>,
+    act_scale: f32,
+}
+
+impl QOwned {
+    fn from_view(v: &QView<'_>) -> Self {
+        let (hidden, act_scale) = (v.hidden_size(), v.act_scale());
+        let [w1, s1, b1, w2, s2, b2] = v.parts().map(<[u8]>::to_vec);
+        QOwned {
+            hidden,
+            w1,
+            s1,
+            b1,
+            w2,
+            s2,
+            b2,
+            act_scale,
+        }
+    }
+
+    /// The borrowed form inference runs on.
+    pub fn view(&self) -> QView<'_> {
+        QView::from_parts(
+            self.hidden,
+            [&self.w1, &self.s1, &self.b1, &self.w2, &self.s2, &self.b2],
+            self.act_scale,
+        )
     }
 }
 
 fn hidden_of<const H: usize>(_: &Mlp<H>) -> u32 {
     H as u32
-}
-
-fn params_of<const H: usize>(_: &Mlp<H>) -> usize {
-    Mlp::<H>::PARAMS
 }

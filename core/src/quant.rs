@@ -1,0 +1,300 @@
+//! Post-training int8 quantization, and integer inference that reads the weights in place.
+//!
+//! **Weights**: symmetric, one scale per output unit ("per output row"): hidden unit `h`'s
+//! input weights `w1[·][h]` get `s1[h] = max_i |w1[i][h]| / 127` and become
+//! `q1[i][h] = round(w1[i][h] / s1[h])` in `-127..=127`; output `k`'s weights likewise with
+//! `s2[k]`. Biases stay `f32` (a Cortex-M4F has an FPU; they are 1 % of the parameters).
+//!
+//! **Inference** (`QView::logits`), per image:
+//! 1. the input is the image's bytes `x_q = round(255·x)` (scale 1/255), blank pixels skipped;
+//! 2. `acc1[h] = Σ_i x_q[i] · q1[i][h]` in `i32` (at most 784·255·127 < 2³¹: no overflow);
+//! 3. requantization: `a[h] = relu(acc1[h] · s1[h] / 255 + b1[h])`, then
+//!    `a_q[h] = min(round(a[h] / act_scale), 255)` as `u8` — `act_scale` is calibrated on
+//!    training images so that the 99.99th percentile of hidden activations maps to 255;
+//! 4. `acc2[k] = Σ_h a_q[h] · q2[k][h]` in `i32`, and `z[k] = acc2[k] · s2[k] · act_scale +
+//!    b2[k]`.
+//!
+//! Working memory is the caller's [`Work`]: `5·H` bytes (`i32` and `u8` per hidden unit),
+//! 640 bytes at 128 units; the weights are read in place from the model file's bytes (for a
+//! microcontroller: flash), never copied.
+
+use bytemuck::Zeroable;
+
+use crate::mlp::{Mlp, CLASSES, INPUT};
+
+/// Quantized parameters of a model with `H` hidden units, as produced by [`quantize`].
+#[derive(Zeroable)]
+#[repr(C)]
+pub struct QMlp<const H: usize> {
+    /// q1: (IN, H), input-major like [`Mlp::w1`].
+    pub w1: [[i8; H]; INPUT],
+    /// Scale of each hidden unit's weights.
+    pub s1: [f32; H],
+    /// b1: (H)
+    pub b1: [f32; H],
+    /// q2: (C, H)
+    pub w2: [[i8; H]; CLASSES],
+    /// Scale of each output's weights.
+    pub s2: [f32; CLASSES],
+    /// b2: (C)
+    pub b2: [f32; CLASSES],
+    /// Scale of the `u8` hidden activations.
+    pub act_scale: f32,
+}
+
+impl<const H: usize> core::fmt::Debug for QMlp<H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "QMlp<{INPUT}-{H}-{CLASSES}, int8>")
+    }
+}
+
+impl<const H: usize> QMlp<H> {
+    /// The borrowed form that inference and the file format use.
+    pub fn view(&self) -> QView<'_> {
+        QView {
+            hidden: H,
+            w1: bytemuck::cast_slice(self.w1.as_flattened()),
+            s1: bytemuck::cast_slice(&self.s1),
+            b1: bytemuck::cast_slice(&self.b1),
+            w2: bytemuck::cast_slice(self.w2.as_flattened()),
+            s2: bytemuck::cast_slice(&self.s2),
+            b2: bytemuck::cast_slice(&self.b2),
+            act_scale: self.act_scale,
+        }
+    }
+}
+
+fn scale_of(max_abs: f32) -> f32 {
+    if max_abs > 0.0 {
+        max_abs / 127.0
+    } else {
+        1.0
+    }
+}
+
+fn q(v: f32, scale: f32) -> i8 {
+    libm::roundf(v / scale).clamp(-127.0, 127.0) as i8
+}
+
+/// Quantizes `m` into `out`; `act_scale` is the calibrated hidden activation scale.
+pub fn quantize<const H: usize>(m: &Mlp<H>, act_scale: f32, out: &mut QMlp<H>) {
+    for h in 0..H {
+        let max =
+            m.w1.iter()
+                .fold(0.0f32, |acc, row| acc.max(libm::fabsf(row[h])));
+        out.s1[h] = scale_of(max);
+    }
+    for (qrow, row) in out.w1.iter_mut().zip(&m.w1) {
+        for h in 0..H {
+            qrow[h] = q(row[h], out.s1[h]);
+        }
+    }
+    for k in 0..CLASSES {
+        let max = m.w2[k]
+            .iter()
+            .fold(0.0f32, |acc, &w| acc.max(libm::fabsf(w)));
+        out.s2[k] = scale_of(max);
+        for h in 0..H {
+            out.w2[k][h] = q(m.w2[k][h], out.s2[k]);
+        }
+    }
+    out.b1 = m.b1;
+    out.b2 = m.b2;
+    out.act_scale = if act_scale > 0.0 && act_scale.is_finite() {
+        act_scale
+    } else {
+        1.0
+    };
+}
+
+/// An int8 model borrowed from bytes (a model file, or flash): shapes checked by the decoder.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QView<'a> {
+    pub(crate) hidden: usize,
+    pub(crate) w1: &'a [u8],
+    pub(crate) s1: &'a [u8],
+    pub(crate) b1: &'a [u8],
+    pub(crate) w2: &'a [u8],
+    pub(crate) s2: &'a [u8],
+    pub(crate) b2: &'a [u8],
+    pub(crate) act_scale: f32,
+}
+
+/// Working memory of one inference: an `i32` accumulator and a `u8` activation per hidden
+/// unit, for up to `H` units.
+#[derive(Debug)]
+pub struct Work<const H: usize> {
+    acc: [i32; H],
+    hid: [u8; H],
+}
+
+impl<const H: usize> Work<H> {
+    /// Zeroed working memory.
+    pub const fn new() -> Self {
+        Work {
+            acc: [0; H],
+            hid: [0; H],
+        }
+    }
+
+    /// Bytes of working memory.
+    pub const BYTES: usize = 5 * H;
+}
+
+impl<const H: usize> Default for Work<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[inline(always)]
+fn f32_at(bytes: &[u8], i: usize) -> f32 {
+    let b = &bytes[4 * i..4 * i + 4];
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+impl<'a> QView<'a> {
+    /// The tensors' bytes: w1, s1, b1, w2, s2, b2.
+    pub fn parts(&self) -> [&'a [u8]; 6] {
+        [self.w1, self.s1, self.b1, self.w2, self.s2, self.b2]
+    }
+
+    /// Scale of the hidden activations.
+    pub fn act_scale(&self) -> f32 {
+        self.act_scale
+    }
+
+    /// Reassembles a view from [`Self::parts`] (sizes as the decoder checked them).
+    pub fn from_parts(hidden: usize, parts: [&'a [u8]; 6], act_scale: f32) -> Self {
+        let [w1, s1, b1, w2, s2, b2] = parts;
+        QView {
+            hidden,
+            w1,
+            s1,
+            b1,
+            w2,
+            s2,
+            b2,
+            act_scale,
+        }
+    }
+
+    /// Hidden units.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    /// Multiply-accumulates of one dense inference (784·H + H·10).
+    pub fn macs(&self) -> usize {
+        INPUT * self.hidden + self.hidden * CLASSES
+    }
+
+    /// Bytes of weights and scales read from the model (what a device keeps in flash).
+    pub fn weight_bytes(&self) -> usize {
+        self.w1.len()
+            + self.s1.len()
+            + self.b1.len()
+            + self.w2.len()
+            + self.s2.len()
+            + self.b2.len()
+            + 4
+    }
+
+    /// Raw scores of an image given as bytes (0 = blank). `work` must hold at least
+    /// [`Self::hidden_size`] units; `None` if it does not.
+    pub fn logits<const W: usize>(
+        &self,
+        x: &[u8; INPUT],
+        work: &mut Work<W>,
+    ) -> Option<[f32; CLASSES]> {
+        let h = self.hidden;
+        if W < h {
+            return None;
+        }
+        let acc = &mut work.acc[..h];
+        acc.fill(0);
+        for (i, &p) in x.iter().enumerate() {
+            if p != 0 {
+                let xi = p as i32;
+                let row = &self.w1[i * h..(i + 1) * h];
+                for (a, &w) in acc.iter_mut().zip(row) {
+                    *a += xi * (w as i8) as i32;
+                }
+            }
+        }
+        let hid = &mut work.hid[..h];
+        for (j, (out, &a)) in hid.iter_mut().zip(acc.iter()).enumerate() {
+            let z = a as f32 * (f32_at(self.s1, j) * (1.0 / 255.0)) + f32_at(self.b1, j);
+            let v = libm::roundf(z.max(0.0) / self.act_scale);
+            *out = v.min(255.0) as u8;
+        }
+        let mut z = [0.0f32; CLASSES];
+        for (k, zk) in z.iter_mut().enumerate() {
+            let row = &self.w2[k * h..(k + 1) * h];
+            let mut acc2 = 0i32;
+            for (&a, &w) in hid.iter().zip(row) {
+                acc2 += a as i32 * (w as i8) as i32;
+            }
+            *zk = acc2 as f32 * f32_at(self.s2, k) * self.act_scale + f32_at(self.b2, k);
+        }
+        Some(z)
+    }
+}
+
+/// Image bytes of a `0..1` input, as the int8 model takes it.
+pub fn input_bytes(x: &[f32; INPUT]) -> [u8; INPUT] {
+    x.map(|v| libm::roundf(v.clamp(0.0, 1.0) * 255.0) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    #[test]
+    fn int8_logits_track_float_logits() {
+        const H: usize = 32;
+        let mut m: std::boxed::Box<Mlp<H>> = std::boxed::Box::new(Mlp::zeroed());
+        m.init(&mut Rng::new(4));
+        let mut qm: std::boxed::Box<QMlp<H>> = std::boxed::Box::new(QMlp::zeroed());
+        let mut rng = Rng::new(5);
+        let xs: std::vec::Vec<[u8; INPUT]> = (0..50)
+            .map(|_| {
+                core::array::from_fn(|_| {
+                    if rng.next_f32() < 0.2 {
+                        (rng.next_u64() % 256) as u8
+                    } else {
+                        0
+                    }
+                })
+            })
+            .collect();
+        // Calibrate on the inputs themselves: the largest hidden activation.
+        let mut max_act = 0.0f32;
+        for x in &xs {
+            let xf = x.map(|b| b as f32 / 255.0);
+            let mut z = m.b1;
+            for i in 0..INPUT {
+                for h in 0..H {
+                    z[h] += xf[i] * m.w1[i][h];
+                }
+            }
+            max_act = z.iter().fold(max_act, |a, &v| a.max(v));
+        }
+        quantize(&m, max_act / 255.0, &mut qm);
+        let mut work = Work::<H>::new();
+        let mut agree = 0;
+        for x in &xs {
+            let zf = m.logits(&x.map(|b| b as f32 / 255.0));
+            let zq = qm.view().logits(x, &mut work).unwrap();
+            let spread = zf.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+            for (a, b) in zf.iter().zip(&zq) {
+                assert!((a - b).abs() < 0.05 * spread.max(1.0), "{zf:?} vs {zq:?}");
+            }
+            agree += (crate::mlp::argmax(&zf) == crate::mlp::argmax(&zq)) as usize;
+        }
+        assert!(agree >= 48, "{agree} of 50 agree");
+        // Too little working memory is refused, not a panic.
+        assert!(qm.view().logits(&xs[0], &mut Work::<16>::new()).is_none());
+    }
+}

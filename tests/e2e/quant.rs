@@ -1,0 +1,77 @@
+//! The shipped int8 model (`pismo models quantize mnist`) against its f32 parent, on the
+//! real MNIST test images, and inference straight from the file's bytes.
+
+use pismo_core::format::{self, Tensors};
+use pismo_core::host::model::AnyMlp;
+use pismo_core::host::registry::Registry;
+use pismo_core::mlp::{argmax, INPUT};
+use pismo_core::quant::Work;
+use pismo_tests::{t10k, workspace_root};
+
+fn shipped(reference: &str) -> Vec<u8> {
+    Registry::open(workspace_root().join("models"))
+        .load(Some(reference))
+        .expect("shipped model")
+        .1
+}
+
+#[test]
+fn int8_and_f32_models_agree_on_the_mnist_test_images() {
+    let (f32_model, _) = AnyMlp::decode(&shipped("mnist")).unwrap();
+    let int8_bytes = shipped("mnist-int8");
+    let (int8_model, file) = AnyMlp::decode(&int8_bytes).unwrap();
+    assert_eq!(int8_model.kind(), "int8");
+    assert_eq!(file.meta.parent, "mnist@1");
+    let data = t10k();
+    let (mut agree, mut right_f32, mut right_int8) = (0, 0, 0);
+    for (im, &y) in data.images.iter().zip(&data.labels) {
+        let x: [f32; INPUT] = std::array::from_fn(|i| f32::from(im[i]) / 255.0);
+        let a = argmax(&f32_model.logits(&x));
+        let b = argmax(&int8_model.logits(&x));
+        agree += usize::from(a == b);
+        right_f32 += usize::from(a == usize::from(y));
+        right_int8 += usize::from(b == usize::from(y));
+    }
+    println!("agree {agree}/10000, f32 {right_f32}, int8 {right_int8}");
+    assert!(agree >= 9_900, "int8 and f32 agree on {agree} of 10000");
+    // At most 0.3 percentage points lost against the f32 parent.
+    assert!(
+        right_int8 + 30 >= right_f32,
+        "int8 {right_int8} vs f32 {right_f32} correct"
+    );
+    // The file records the int8 model's own measured accuracy.
+    assert_eq!(
+        file.meta.metrics.test_accuracy,
+        Some(right_int8 as f32 / 10_000.0)
+    );
+}
+
+#[test]
+fn int8_inference_reads_the_weights_in_place() {
+    let bytes = shipped("mnist-int8");
+    let model = format::decode(&bytes).unwrap();
+    let Tensors::I8(view) = model.tensors else {
+        panic!("not an int8 model")
+    };
+    // Every tensor is a slice of the file's own bytes: nothing was copied.
+    let file = bytes.as_ptr_range();
+    for part in view.parts() {
+        assert!(file.contains(&part.as_ptr()));
+    }
+    // i8 weights, f32 scales and biases per hidden unit and per output, the activation scale.
+    assert_eq!(
+        view.weight_bytes(),
+        784 * 128 + 128 * 10 + 4 * (2 * 128 + 2 * 10) + 4
+    );
+    let data = t10k();
+    let mut work = Work::<128>::new();
+    assert_eq!(Work::<128>::BYTES, 640);
+    let right = data
+        .images
+        .iter()
+        .zip(&data.labels)
+        .take(1000)
+        .filter(|(im, &y)| argmax(&view.logits(im, &mut work).unwrap()) == usize::from(y))
+        .count();
+    assert!(right >= 980, "{right} of the first 1000 test digits");
+}
