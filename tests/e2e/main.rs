@@ -1,5 +1,6 @@
 //! End-to-end tests, one binary, one module per area (see docs/ARCHITECTURE.md, "Tests").
 
 mod cli;
+mod draw;
 mod preprocess;
 mod training;

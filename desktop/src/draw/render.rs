@@ -188,7 +188,7 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
             let mut order: Vec<usize> = (0..CLASSES).collect();
             order.sort_by(|&a, &b| p.probabilities[b].total_cmp(&p.probabilities[a]));
             let next = format!(
-                "next: {} ({:.1} %)",
+                "next {}: {:.1} %",
                 order[1],
                 p.probabilities[order[1]] * 100.0
             );
