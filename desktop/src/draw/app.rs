@@ -186,31 +186,39 @@ impl App {
     /// name-then-version order, wrapping around. A model that cannot be loaded is skipped
     /// and named in [`App::status`].
     pub fn cycle_model(&mut self, step: isize) {
-        // The registry may have changed since the window opened: list it again.
-        if let Ok(fresh) = self.registry.ids() {
-            if !fresh.is_empty() {
-                let id = self.models[self.current].clone();
-                self.models = fresh;
-                self.current = self.models.iter().position(|m| *m == id).unwrap_or(0);
+        // The registry may have changed since the window opened: list it again (keeping the
+        // model in use even if its file was deleted meanwhile).
+        let id = self.models[self.current].clone();
+        if let Ok(mut fresh) = self.registry.ids() {
+            if !fresh.contains(&id) {
+                fresh.push(id.clone());
+                fresh.sort();
             }
+            self.models = fresh;
+            self.current = self.models.iter().position(|m| *m == id).unwrap_or(0);
         }
         let n = self.models.len();
+        let mut skipped = Vec::new();
         for tries in 1..=n {
-            let i = (self.current as isize + step * tries as isize).rem_euclid(n as isize);
-            let id = self.models[i as usize].clone();
+            let i = (self.current as isize + step * tries as isize).rem_euclid(n as isize) as usize;
+            let id = self.models[i].clone();
             match crate::load_model(&self.registry, Some(&id.to_string())) {
                 Ok((_, mlp)) => {
-                    self.current = i as usize;
+                    self.current = i;
                     self.mlp = mlp;
                     self.stale = true;
                     self.status = format!("model {id}");
-                    return;
+                    break;
                 }
                 Err(CliError::Usage(e) | CliError::Failed(e)) => {
-                    self.status = format!("skipped {id}: {e}");
+                    skipped.push(format!("skipped {id}: {e}"));
                 }
-                Err(_) => self.status = format!("skipped {id}"),
+                Err(_) => skipped.push(format!("skipped {id}")),
             }
+        }
+        if !skipped.is_empty() {
+            skipped.insert(0, std::mem::take(&mut self.status));
+            self.status = skipped.join("; ");
         }
     }
 
@@ -404,6 +412,43 @@ pub mod tests {
         assert!(grey_levels > 100, "{grey_levels} anti-aliased pixels");
         // Round caps reach half the pen width beyond the end points.
         assert!(at(32, 140) < 128 && at(248, 150) < 128);
+    }
+
+    #[test]
+    fn tab_cycles_through_the_registry_and_skips_a_broken_model_file() {
+        let dir = std::env::temp_dir().join(format!("pismo-draw-models-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp registry");
+        let bytes = std::fs::read(
+            shipped()
+                .path_of(&ModelId::new("mnist", 1).unwrap())
+                .unwrap(),
+        )
+        .expect("shipped model file");
+        std::fs::write(dir.join("mnist.v1.pismo"), &bytes).unwrap();
+        std::fs::write(dir.join("copy.v1.pismo"), &bytes).unwrap();
+        std::fs::write(dir.join("broken.v1.pismo"), &bytes[..100]).unwrap();
+        let mut app = App::new(Registry::open(&dir), Some("mnist@1")).expect("mnist@1");
+        assert_eq!(app.model_count(), 3);
+        app.stroke(&SEVEN);
+        assert!(app.update());
+        // broken@1, copy@1, mnist@1: forward from mnist wraps to broken, which is skipped.
+        app.cycle_model(1);
+        assert_eq!(app.model().to_string(), "copy@1");
+        assert!(
+            app.status().starts_with("model copy@1; skipped broken@1: "),
+            "{}",
+            app.status()
+        );
+        assert!(app.update(), "a model switch reruns the prediction");
+        app.cycle_model(1);
+        assert_eq!(app.model().to_string(), "mnist@1");
+        assert_eq!(app.status(), "model mnist@1");
+        app.cycle_model(-1);
+        assert_eq!(app.model().to_string(), "copy@1");
+        app.cycle_model(-1);
+        assert_eq!(app.model().to_string(), "mnist@1");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
