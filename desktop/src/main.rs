@@ -10,6 +10,7 @@
 //! - [`models`]: `pismo models list|show|alias|unalias|delete`, the model registry.
 //! - [`runs`]: `pismo runs list|show|log`, the run records.
 //! - [`data`]: `pismo data fetch|verify`, the MNIST files.
+//! - [`draw`]: `pismo draw`, a native window to draw digits and watch the prediction.
 //!
 //! Contract with users and scripts (see `DESIGN.md`, "Command line"):
 //! - Exit status 0 on success, 1 on an error, 2 on a usage error (unknown command or flag, a
@@ -22,6 +23,7 @@
 //! - A closed stdout (`pismo predict *.png | head -1`) ends the command quietly with status 0.
 
 mod data;
+mod draw;
 mod eval;
 mod models;
 mod predict;
@@ -43,7 +45,7 @@ use pismo_core::host::runs::{Runs, RunsError};
 /// pismo: handwritten-digit recognition with a hand-made MLP trained on MNIST.
 #[derive(FromArgs, Debug)]
 #[argh(
-    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo predict digit.png\npismo eval --json",
+    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo predict digit.png\npismo draw\npismo eval --json",
     note = "Folders: --registry, else $PISMO_REGISTRY, else ./models; --runs, else $PISMO_RUNS, else ./runs; --data, else $PISMO_DATA, else ./data/mnist.\nModels: NAME, NAME@VERSION or NAME@ALIAS; none means the `default` alias, else the newest model.\nExit status: 0 success, 1 error, 2 usage error."
 )]
 struct Cli {
@@ -60,6 +62,7 @@ enum Command {
     Models(models::Args),
     Runs(runs::Args),
     Data(data::Args),
+    Draw(draw::Args),
 }
 
 /// Why a command did not succeed, and so which exit status it ends with.
@@ -173,9 +176,9 @@ pub fn load_model(
 }
 
 /// Every command word, for the "run `pismo … --help`" hint after a usage error.
-const COMMAND_WORDS: [&str; 16] = [
-    "train", "eval", "predict", "models", "runs", "data", "list", "show", "alias", "unalias",
-    "delete", "quantize", "log", "fetch", "verify", "help",
+const COMMAND_WORDS: [&str; 17] = [
+    "train", "eval", "predict", "models", "runs", "data", "draw", "list", "show", "alias",
+    "unalias", "delete", "quantize", "log", "fetch", "verify", "help",
 ];
 
 /// `pismo models` for `["models", "show", "--json"]`: the command words the user typed.
@@ -199,6 +202,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Models(args) => models::run(args),
         Command::Runs(args) => runs::run(args),
         Command::Data(args) => data::run(args),
+        Command::Draw(args) => draw::run(args),
     }
 }
 

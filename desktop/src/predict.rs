@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
 use pismo_core::host::image::{self, OwnedGrey};
+use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess;
 use serde::Serialize;
@@ -54,7 +55,7 @@ struct Prediction<'a> {
 pub const STDIN_ARG: &str = "\u{1}stdin";
 
 /// Reads the images of `file` (`-` is standard input).
-fn read(file: &str) -> Result<Vec<OwnedGrey>, String> {
+pub(crate) fn read(file: &str) -> Result<Vec<OwnedGrey>, String> {
     if file == "-" {
         let mut bytes = Vec::new();
         std::io::stdin()
@@ -78,6 +79,16 @@ fn read(file: &str) -> Result<Vec<OwnedGrey>, String> {
     })
 }
 
+/// The probabilities of one image: the core preprocessing, then the model.
+pub(crate) fn probabilities(
+    mlp: &AnyMlp,
+    img: &OwnedGrey,
+) -> Result<[f32; CLASSES], preprocess::PreprocessError> {
+    let mut x = [0.0f32; INPUT];
+    preprocess::to_input(&img.as_grey(), &mut x)?;
+    Ok(mlp.predict_proba(&x))
+}
+
 /// The digits in order of probability, most likely first.
 fn ranked(p: &[f32; CLASSES]) -> [usize; CLASSES] {
     let mut order: [usize; CLASSES] = std::array::from_fn(|i| i);
@@ -99,7 +110,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
         eprintln!("model {model}");
     }
     let mut failed = 0usize;
-    let mut x = [0.0f32; INPUT];
     for file in &args.files {
         let file = if file == STDIN_ARG {
             "-"
@@ -121,12 +131,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
             } else {
                 file.to_owned()
             };
-            if let Err(e) = preprocess::to_input(&img.as_grey(), &mut x) {
-                eprintln!("error: {name}: {e}");
-                failed += 1;
-                continue;
-            }
-            let p = mlp.predict_proba(&x);
+            let p = match probabilities(&mlp, img) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {name}: {e}");
+                    failed += 1;
+                    continue;
+                }
+            };
             let order = ranked(&p);
             if args.json {
                 crate::out_json(&Prediction {

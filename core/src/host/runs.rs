@@ -265,8 +265,8 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// `YYYYMMDD-HHMMSS` in UTC.
-fn utc_stamp(unix_secs: u64) -> String {
+/// `YYYYMMDD-HHMMSS` in UTC (also names the drawings `pismo draw` saves).
+pub fn utc_stamp(unix_secs: u64) -> String {
     let (y, mo, d) = civil_from_days(unix_secs / 86_400);
     let s = unix_secs % 86_400;
     format!(

@@ -1,0 +1,472 @@
+//! The drawing window's state, independent of any window system: strokes, the canvas the
+//! model reads, the models of the registry, and the prediction.
+//!
+//! Guarantees (tested without a display):
+//! - The canvas is [`CANVAS`]x[`CANVAS`] grey pixels, dark ink on white, whatever the window's
+//!   scale; strokes are round, anti-aliased, [`STROKE_WIDTH`] px wide (a 28x28 target scales
+//!   the drawing by about 1/10, so the ink ends up 2 px wide, as in MNIST) and consecutive
+//!   mouse samples are joined by straight segments, so a fast stroke stays connected.
+//! - The prediction is [`pismo_core::preprocess::to_input`] on those grey pixels, then the
+//!   model: exactly what `pismo predict` computes for [`App::png`] of the same drawing.
+//! - The model runs only in [`App::update`] and only when the drawing or the model changed
+//!   since the last run ([`App::inferences`] counts the runs).
+
+use pismo_core::host::image::encode_png;
+use pismo_core::host::model::AnyMlp;
+use pismo_core::host::registry::{ModelId, Registry};
+use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_core::preprocess::{self, GreyImage};
+use tiny_skia::{
+    Color, FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, Stroke, Transform,
+};
+
+use crate::CliError;
+
+/// Side of the square drawing canvas, in logical pixels.
+pub const CANVAS: u32 = 280;
+/// Width of the pen, in logical pixels.
+pub const STROKE_WIDTH: f32 = 20.0;
+
+/// A mouse sample in canvas coordinates (logical pixels, origin at the canvas's top left).
+pub type Point = (f32, f32);
+
+/// What the model said about the current drawing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// The most likely digit.
+    pub digit: usize,
+    /// The ten probabilities.
+    pub probabilities: [f32; CLASSES],
+    /// The 28x28 input the model saw, 0.0 (background) to 1.0 (ink).
+    pub input: [f32; INPUT],
+}
+
+/// The state of `pismo draw`.
+#[derive(Debug)]
+pub struct App {
+    registry: Registry,
+    models: Vec<ModelId>,
+    current: usize,
+    mlp: AnyMlp,
+    strokes: Vec<Vec<Point>>,
+    pen_down: bool,
+    canvas: Pixmap,
+    stale: bool,
+    prediction: Option<Prediction>,
+    inferences: u64,
+    status: String,
+}
+
+/// Strokes `strokes` in black onto `pixmap`, through `transform` (canvas → pixmap).
+pub fn draw_strokes(pixmap: &mut Pixmap, strokes: &[Vec<Point>], transform: Transform) {
+    let mut paint = Paint::default();
+    paint.set_color(Color::BLACK);
+    paint.anti_alias = true;
+    let stroke = Stroke {
+        width: STROKE_WIDTH,
+        line_cap: LineCap::Round,
+        line_join: LineJoin::Round,
+        ..Stroke::default()
+    };
+    for points in strokes {
+        let Some(&(x0, y0)) = points.first() else {
+            continue;
+        };
+        let path = if points.len() == 1 {
+            // A click: a dot as wide as the pen.
+            PathBuilder::from_circle(x0, y0, STROKE_WIDTH / 2.0).map(|p| (p, true))
+        } else {
+            let mut pb = PathBuilder::new();
+            pb.move_to(x0, y0);
+            for &(x, y) in &points[1..] {
+                pb.line_to(x, y);
+            }
+            pb.finish().map(|p| (p, false))
+        };
+        match path {
+            Some((path, true)) => {
+                pixmap.fill_path(&path, &paint, FillRule::Winding, transform, None)
+            }
+            Some((path, false)) => pixmap.stroke_path(&path, &paint, &stroke, transform, None),
+            None => {}
+        }
+    }
+}
+
+impl App {
+    /// Opens the model `reference` means in `registry` (see `Registry::resolve`); Tab then
+    /// cycles through every model file of the registry.
+    pub fn new(registry: Registry, reference: Option<&str>) -> Result<Self, CliError> {
+        let (id, mlp) = crate::load_model(&registry, reference)?;
+        let mut models = registry.ids()?;
+        let current = match models.iter().position(|m| *m == id) {
+            Some(i) => i,
+            None => {
+                models.push(id);
+                models.len() - 1
+            }
+        };
+        let mut canvas = Pixmap::new(CANVAS, CANVAS).expect("the canvas has a non-zero size");
+        canvas.fill(Color::WHITE);
+        Ok(Self {
+            registry,
+            models,
+            current,
+            mlp,
+            strokes: Vec::new(),
+            pen_down: false,
+            canvas,
+            stale: true,
+            prediction: None,
+            inferences: 0,
+            status: String::new(),
+        })
+    }
+
+    /// Starts a stroke at `p`.
+    pub fn pen_down(&mut self, p: Point) {
+        self.strokes.push(vec![p]);
+        self.pen_down = true;
+        self.stale = true;
+    }
+
+    /// Extends the current stroke to `p` (ignored when the pen is up or did not move).
+    pub fn pen_move(&mut self, p: Point) {
+        if !self.pen_down {
+            return;
+        }
+        if let Some(stroke) = self.strokes.last_mut() {
+            if stroke.last() != Some(&p) {
+                stroke.push(p);
+                self.stale = true;
+            }
+        }
+    }
+
+    /// Ends the current stroke.
+    pub fn pen_up(&mut self) {
+        self.pen_down = false;
+    }
+
+    /// Whether a stroke is being drawn.
+    pub fn is_pen_down(&self) -> bool {
+        self.pen_down
+    }
+
+    /// Draws a whole stroke (for scripts and tests).
+    #[cfg(test)]
+    pub fn stroke(&mut self, points: &[Point]) {
+        if let Some((&first, rest)) = points.split_first() {
+            self.pen_down(first);
+            for &p in rest {
+                self.pen_move(p);
+            }
+            self.pen_up();
+        }
+    }
+
+    /// Removes the last stroke; false if there was none.
+    pub fn undo(&mut self) -> bool {
+        self.pen_down = false;
+        let removed = self.strokes.pop().is_some();
+        self.stale |= removed;
+        removed
+    }
+
+    /// Removes every stroke; false if there were none.
+    pub fn clear(&mut self) -> bool {
+        self.pen_down = false;
+        let had = !self.strokes.is_empty();
+        self.strokes.clear();
+        self.stale |= had;
+        had
+    }
+
+    /// Switches to the next (`step` 1) or previous (`step` -1) model of the registry, in
+    /// name-then-version order, wrapping around. A model that cannot be loaded is skipped
+    /// and named in [`App::status`].
+    pub fn cycle_model(&mut self, step: isize) {
+        // The registry may have changed since the window opened: list it again (keeping the
+        // model in use even if its file was deleted meanwhile).
+        let id = self.models[self.current].clone();
+        if let Ok(mut fresh) = self.registry.ids() {
+            if !fresh.contains(&id) {
+                fresh.push(id.clone());
+                fresh.sort();
+            }
+            self.models = fresh;
+            self.current = self.models.iter().position(|m| *m == id).unwrap_or(0);
+        }
+        let n = self.models.len();
+        let mut skipped = Vec::new();
+        for tries in 1..=n {
+            let i = (self.current as isize + step * tries as isize).rem_euclid(n as isize) as usize;
+            let id = self.models[i].clone();
+            match crate::load_model(&self.registry, Some(&id.to_string())) {
+                Ok((_, mlp)) => {
+                    self.current = i;
+                    self.mlp = mlp;
+                    self.stale = true;
+                    self.status = format!("model {id}");
+                    break;
+                }
+                Err(CliError::Usage(e) | CliError::Failed(e)) => {
+                    skipped.push(format!("skipped {id}: {e}"));
+                }
+                Err(_) => skipped.push(format!("skipped {id}")),
+            }
+        }
+        if !skipped.is_empty() {
+            skipped.insert(0, std::mem::take(&mut self.status));
+            self.status = skipped.join("; ");
+        }
+    }
+
+    /// Recomputes the canvas and the prediction if the drawing or the model changed since
+    /// the last call; returns whether it did.
+    pub fn update(&mut self) -> bool {
+        if !self.stale {
+            return false;
+        }
+        self.stale = false;
+        self.canvas.fill(Color::WHITE);
+        draw_strokes(&mut self.canvas, &self.strokes, Transform::identity());
+        let grey = self.grey();
+        let img = GreyImage::new(CANVAS as usize, CANVAS as usize, &grey)
+            .expect("the canvas is a valid image");
+        let mut input = [0.0f32; INPUT];
+        self.prediction = match preprocess::to_input(&img, &mut input) {
+            Ok(_) => {
+                self.inferences += 1;
+                let probabilities = self.mlp.predict_proba(&input);
+                let digit = (0..CLASSES)
+                    .max_by(|&a, &b| {
+                        probabilities[a]
+                            .total_cmp(&probabilities[b])
+                            .then(b.cmp(&a))
+                    })
+                    .unwrap_or(0);
+                Some(Prediction {
+                    digit,
+                    probabilities,
+                    input,
+                })
+            }
+            // A blank canvas (or a stroke drawn entirely outside it) has nothing to say.
+            Err(_) => None,
+        };
+        true
+    }
+
+    /// The canvas as grey bytes (row after row, 255 is paper), as of the last update.
+    pub fn grey(&self) -> Vec<u8> {
+        // Every pixel is opaque (white paper), so any channel is the grey level.
+        self.canvas.pixels().iter().map(|p| p.red()).collect()
+    }
+
+    /// The canvas as a grey PNG, as of the last update: what S saves.
+    pub fn png(&self) -> Vec<u8> {
+        let grey = self.grey();
+        let img = GreyImage::new(CANVAS as usize, CANVAS as usize, &grey)
+            .expect("the canvas is a valid image");
+        encode_png(&img)
+    }
+
+    /// The strokes, in canvas coordinates.
+    pub fn strokes(&self) -> &[Vec<Point>] {
+        &self.strokes
+    }
+
+    /// The prediction as of the last update (`None`: nothing drawn).
+    pub fn prediction(&self) -> Option<&Prediction> {
+        self.prediction.as_ref()
+    }
+
+    /// The model in use.
+    pub fn model(&self) -> &ModelId {
+        &self.models[self.current]
+    }
+
+    /// How many model files the registry holds (as of the last switch).
+    pub fn model_count(&self) -> usize {
+        self.models.len()
+    }
+
+    /// How many times the model has run.
+    #[cfg(test)]
+    pub fn inferences(&self) -> u64 {
+        self.inferences
+    }
+
+    /// A one-line message for the user (saved file, skipped model), or empty.
+    pub fn status(&self) -> &str {
+        &self.status
+    }
+
+    /// Sets the status line.
+    pub fn set_status(&mut self, status: String) {
+        self.status = status;
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// The shipped registry at the workspace root.
+    pub fn shipped() -> Registry {
+        Registry::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"))
+    }
+
+    /// A "7" as a person draws it: a bar, then a long diagonal.
+    pub const SEVEN: [Point; 5] = [
+        (70.0, 60.0),
+        (140.0, 58.0),
+        (205.0, 60.0),
+        (160.0, 140.0),
+        (125.0, 230.0),
+    ];
+    /// A "1": one slightly slanted vertical line.
+    pub const ONE: [Point; 3] = [(150.0, 45.0), (145.0, 140.0), (140.0, 235.0)];
+
+    #[test]
+    fn scripted_strokes_of_a_seven_and_a_one_are_recognised() {
+        let mut app = App::new(shipped(), None).expect("shipped model");
+        assert_eq!(app.model().to_string(), "mnist@1");
+        app.stroke(&SEVEN);
+        app.update();
+        assert_eq!(app.prediction().expect("ink").digit, 7);
+        app.clear();
+        app.stroke(&ONE);
+        app.update();
+        assert_eq!(app.prediction().expect("ink").digit, 1);
+    }
+
+    #[test]
+    fn the_drawing_gives_the_same_probabilities_as_pismo_predict_on_its_png() {
+        let mut app = App::new(shipped(), None).expect("shipped model");
+        app.stroke(&SEVEN);
+        app.stroke(&[(100.0, 140.0), (190.0, 140.0)]);
+        app.update();
+        let ours = app.prediction().expect("ink").clone();
+
+        let dir = std::env::temp_dir().join(format!("pismo-draw-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("drawing.png");
+        std::fs::write(&file, app.png()).expect("write png");
+        // What `pismo predict drawing.png` does: read the file, load the default model, and
+        // compute the probabilities of its one image.
+        let images = crate::predict::read(file.to_str().expect("utf-8")).expect("read png");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(images.len(), 1);
+        let (_, mlp) = crate::load_model(&shipped(), None).expect("default model");
+        let theirs = crate::predict::probabilities(&mlp, &images[0]).expect("ink");
+        assert_eq!(ours.probabilities, theirs, "bit-identical probabilities");
+    }
+
+    #[test]
+    fn the_model_runs_only_when_the_drawing_changed() {
+        let mut app = App::new(shipped(), None).expect("shipped model");
+        assert!(app.update());
+        assert_eq!(app.inferences(), 0, "a blank canvas is not a digit");
+        assert!(app.prediction().is_none());
+        app.stroke(&ONE);
+        assert!(app.update());
+        assert_eq!(app.inferences(), 1);
+        assert!(!app.update());
+        app.pen_down((10.0, 10.0));
+        app.pen_up();
+        app.pen_move((50.0, 50.0)); // pen up: not drawing
+        assert!(app.update());
+        assert!(!app.update());
+        assert_eq!(app.inferences(), 2);
+        assert!(app.undo());
+        assert!(app.update());
+        assert_eq!(app.inferences(), 3);
+        assert!(app.clear());
+        assert!(!app.clear());
+        assert!(app.update());
+        assert!(app.prediction().is_none());
+        assert_eq!(app.inferences(), 3);
+    }
+
+    #[test]
+    fn strokes_are_round_anti_aliased_and_joined_between_samples() {
+        let mut app = App::new(shipped(), None).expect("shipped model");
+        // Two samples far apart (a fast stroke): the segment between them is inked.
+        app.stroke(&[(40.0, 140.0), (240.0, 150.0)]);
+        app.update();
+        let grey = app.grey();
+        let at = |x: usize, y: usize| grey[y * CANVAS as usize + x];
+        for x in (40..=240).step_by(20) {
+            let y = 140 + (x - 40) / 20;
+            assert_eq!(at(x, y), 0, "ink at ({x}, {y})");
+        }
+        assert_eq!(at(140, 100), 255, "paper away from the stroke");
+        // The slanted edge is anti-aliased: some pixels are neither ink nor paper.
+        let grey_levels = (40..240)
+            .flat_map(|x| (120..170).map(move |y| (x, y)))
+            .filter(|&(x, y)| (1..255).contains(&at(x, y)))
+            .count();
+        assert!(grey_levels > 100, "{grey_levels} anti-aliased pixels");
+        // Round caps reach half the pen width beyond the end points.
+        assert!(at(32, 140) < 128 && at(248, 150) < 128);
+    }
+
+    #[test]
+    fn tab_cycles_through_the_registry_and_skips_a_broken_model_file() {
+        let dir = std::env::temp_dir().join(format!("pismo-draw-models-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp registry");
+        let bytes = std::fs::read(
+            shipped()
+                .path_of(&ModelId::new("mnist", 1).unwrap())
+                .unwrap(),
+        )
+        .expect("shipped model file");
+        std::fs::write(dir.join("mnist.v1.pismo"), &bytes).unwrap();
+        std::fs::write(dir.join("copy.v1.pismo"), &bytes).unwrap();
+        std::fs::write(dir.join("broken.v1.pismo"), &bytes[..100]).unwrap();
+        let mut app = App::new(Registry::open(&dir), Some("mnist@1")).expect("mnist@1");
+        assert_eq!(app.model_count(), 3);
+        app.stroke(&SEVEN);
+        assert!(app.update());
+        // broken@1, copy@1, mnist@1: forward from mnist wraps to broken, which is skipped.
+        app.cycle_model(1);
+        assert_eq!(app.model().to_string(), "copy@1");
+        assert!(
+            app.status().starts_with("model copy@1; skipped broken@1: "),
+            "{}",
+            app.status()
+        );
+        assert!(app.update(), "a model switch reruns the prediction");
+        app.cycle_model(1);
+        assert_eq!(app.model().to_string(), "mnist@1");
+        assert_eq!(app.status(), "model mnist@1");
+        app.cycle_model(-1);
+        assert_eq!(app.model().to_string(), "copy@1");
+        app.cycle_model(-1);
+        assert_eq!(app.model().to_string(), "mnist@1");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cycling_through_a_registry_of_one_model_keeps_it() {
+        let dir = std::env::temp_dir().join(format!("pismo-draw-one-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp registry");
+        let file = shipped()
+            .path_of(&ModelId::new("mnist", 1).unwrap())
+            .unwrap();
+        std::fs::copy(file, dir.join("mnist.v1.pismo")).expect("copy the shipped model");
+        let mut app = App::new(Registry::open(&dir), Some("mnist@1")).expect("mnist@1");
+        app.update();
+        app.cycle_model(1);
+        assert_eq!(app.model().to_string(), "mnist@1");
+        app.cycle_model(-1);
+        assert_eq!(app.model().to_string(), "mnist@1");
+        assert!(app.update(), "a model switch reruns the prediction");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,56 @@
+//! `pismo draw`: a native window to draw a digit with the mouse and watch the prediction
+//! change as you draw.
+//!
+//! - [`app`]: the state (strokes, canvas, models, prediction), no window system; tested.
+//! - [`render`]: one frame drawn with tiny-skia, converted to minifb's pixels; tested.
+//! - [`font`]: the embedded 5x7 bitmap font the frame's text uses.
+//! - [`window`]: the minifb loop: mouse and keys in, frames out, only when something changed.
+
+pub mod app;
+pub mod font;
+pub mod render;
+pub mod window;
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+use crate::CliError;
+
+/// Largest accepted `--scale`.
+const MAX_SCALE: u32 = 8;
+
+/// Open a window to draw a digit with the mouse and see the model's answer live.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "draw",
+    note = "Keys: mouse draws; Z undo; C, Backspace or right click clear; Tab / Shift+Tab next / previous model; S save the drawing as pismo-drawing-<time>.png; Q or Esc quit.\nNeeds a display (X11 or Wayland); without one, use `pismo serve`."
+)]
+pub struct Args {
+    /// model: NAME, NAME@VERSION or NAME@ALIAS (default: the `default` alias, else the
+    /// newest model)
+    #[argh(option)]
+    model: Option<String>,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+    /// window size: 1 is 640x340 pixels (default 2)
+    #[argh(option, default = "2")]
+    scale: u32,
+}
+
+/// Runs `pismo draw`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    if !(1..=MAX_SCALE).contains(&args.scale) {
+        return Err(CliError::usage(format!(
+            "--scale must be 1 to {MAX_SCALE}, not {}",
+            args.scale
+        )));
+    }
+    if !window::has_display() {
+        return Err(CliError::failed(window::NO_DISPLAY));
+    }
+    let app = app::App::new(crate::registry(&args.registry), args.model.as_deref())?;
+    window::run(app, args.scale)
+}

@@ -1,0 +1,374 @@
+//! One frame of the window, drawn with tiny-skia into a [`Pixmap`], and its conversion to the
+//! `0RGB` `u32` pixels minifb shows.
+//!
+//! Layout, in logical pixels (times the window's scale on screen; [`WIDTH`]x[`HEIGHT`]):
+//!
+//! ```text
+//! +--------------------------------------------------------------+
+//! | +--------------------+  model mnist@1 (1 of 2)                |
+//! | |                    |  7   99.6 %              +---------+  |
+//! | |   drawing area     |      next: 2 (0.2 %)     | 28x28   |  |
+//! | |   280 x 280        |                          | input   |  |
+//! | |                    |  0 ▇                0.0  +---------+  |
+//! | |                    |  …  ten probability bars, winner lit  |
+//! | +--------------------+  9 ▇                0.1               |
+//! | status line                                                  |
+//! | help line: the keys                                          |
+//! +--------------------------------------------------------------+
+//! ```
+//!
+//! Rendering reads the app and never runs the model: call [`App::update`] first.
+
+use pismo_core::mlp::CLASSES;
+use tiny_skia::{Color, Paint, Pixmap, Rect, Transform};
+
+use super::app::{draw_strokes, App, CANVAS};
+use super::font;
+
+/// Window width in logical pixels.
+pub const WIDTH: u32 = 640;
+/// Window height in logical pixels.
+pub const HEIGHT: u32 = 340;
+/// Left edge of the drawing area.
+pub const CANVAS_X: u32 = 16;
+/// Top edge of the drawing area.
+pub const CANVAS_Y: u32 = 16;
+
+/// Left edge of the right-hand panel.
+const PANEL_X: u32 = CANVAS_X + CANVAS + 20;
+/// Magnification of the 28x28 preview.
+const PREVIEW_ZOOM: u32 = 3;
+/// Left edge and top of the preview.
+const PREVIEW_X: u32 = WIDTH - 16 - 28 * PREVIEW_ZOOM;
+const PREVIEW_Y: u32 = 40;
+/// Bar chart: first row's top, row pitch, bar height, bars' left edge and full length.
+const BARS_Y: u32 = 138;
+const BAR_PITCH: u32 = 16;
+const BAR_HEIGHT: u32 = 12;
+const BAR_X: u32 = PANEL_X + 18;
+const BAR_LEN: u32 = 220;
+/// Status and help lines.
+const STATUS_Y: u32 = 306;
+const HELP_Y: u32 = STATUS_Y + font::HEIGHT + 9;
+
+/// The keys, as the help line lists them.
+pub const HELP: &str =
+    "mouse: draw  Z: undo  C/Backspace/right click: clear  Tab/Shift+Tab: model  S: save PNG  Q/Esc: quit";
+
+/// Colours of the frame.
+pub mod colour {
+    /// Window background.
+    pub const BACKGROUND: [u8; 3] = [0x1d, 0x21, 0x27];
+    /// Frame around the drawing area and preview, empty bar tracks.
+    pub const TRACK: [u8; 3] = [0x2e, 0x34, 0x3d];
+    /// Main text.
+    pub const TEXT: [u8; 3] = [0xe6, 0xe9, 0xee];
+    /// Secondary text.
+    pub const DIM: [u8; 3] = [0x8b, 0x94, 0x9e];
+    /// Probability bars.
+    pub const BAR: [u8; 3] = [0x4f, 0x7c, 0xac];
+    /// The winning digit: its bar, its label and the large text.
+    pub const WINNER: [u8; 3] = [0xf5, 0xa5, 0x24];
+}
+
+fn paint(rgb: [u8; 3]) -> Paint<'static> {
+    let mut paint = Paint::default();
+    paint.set_color_rgba8(rgb[0], rgb[1], rgb[2], 255);
+    paint.anti_alias = false;
+    paint
+}
+
+/// A blank frame for a window of `scale`.
+pub fn frame(scale: u32) -> Pixmap {
+    Pixmap::new(WIDTH * scale, HEIGHT * scale).expect("a window of a sane scale")
+}
+
+/// Fills the logical rectangle (x, y, w, h) scaled by `s`.
+fn rect(pm: &mut Pixmap, s: u32, (x, y, w, h): (u32, u32, u32, u32), rgb: [u8; 3]) {
+    if let Some(r) = Rect::from_xywh(
+        (x * s) as f32,
+        (y * s) as f32,
+        (w * s) as f32,
+        (h * s) as f32,
+    ) {
+        pm.fill_rect(r, &paint(rgb), Transform::identity(), None);
+    }
+}
+
+/// Draws `text` at logical (x, y) with font pixels `px` logical pixels wide.
+fn text(pm: &mut Pixmap, s: u32, (x, y): (u32, u32), px: u32, text: &str, rgb: [u8; 3]) {
+    let paint = paint(rgb);
+    let unit = (px * s) as f32;
+    font::for_each_pixel(text, |fx, fy| {
+        if let Some(r) = Rect::from_xywh(
+            (x * s) as f32 + fx as f32 * unit,
+            (y * s) as f32 + fy as f32 * unit,
+            unit,
+            unit,
+        ) {
+            pm.fill_rect(r, &paint, Transform::identity(), None);
+        }
+    });
+}
+
+/// The on-screen row of digit `d`'s bar: (x, y, w, h) of the full track.
+pub fn bar_track(d: usize) -> (u32, u32, u32, u32) {
+    (BAR_X, BARS_Y + d as u32 * BAR_PITCH, BAR_LEN, BAR_HEIGHT)
+}
+
+/// The preview's rectangle (x, y, w, h).
+pub fn preview_rect() -> (u32, u32, u32, u32) {
+    (PREVIEW_X, PREVIEW_Y, 28 * PREVIEW_ZOOM, 28 * PREVIEW_ZOOM)
+}
+
+/// The large winner text's rectangle (x, y, w, h).
+pub fn winner_rect() -> (u32, u32, u32, u32) {
+    (PANEL_X, PREVIEW_Y, 50, 70)
+}
+
+/// The help line's rectangle (x, y, w, h).
+#[cfg(test)]
+pub fn help_rect() -> (u32, u32, u32, u32) {
+    (CANVAS_X, HELP_Y, font::text_width(HELP), font::HEIGHT)
+}
+
+/// Draws the whole frame of `app` at `scale` into `pm` (made by [`frame`]).
+pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
+    let s = scale;
+    let [r, g, b] = colour::BACKGROUND;
+    pm.fill(Color::from_rgba8(r, g, b, 255));
+
+    // Drawing area: a frame, white paper, the strokes redrawn at screen resolution.
+    rect(
+        pm,
+        s,
+        (CANVAS_X - 2, CANVAS_Y - 2, CANVAS + 4, CANVAS + 4),
+        colour::TRACK,
+    );
+    rect(pm, s, (CANVAS_X, CANVAS_Y, CANVAS, CANVAS), [255; 3]);
+    // Strokes may run off the paper: clip them to it by drawing on a canvas-sized pixmap.
+    if let Some(mut paper) = Pixmap::new(CANVAS * s, CANVAS * s) {
+        paper.fill(Color::WHITE);
+        draw_strokes(
+            &mut paper,
+            app.strokes(),
+            Transform::from_scale(s as f32, s as f32),
+        );
+        pm.draw_pixmap(
+            (CANVAS_X * s) as i32,
+            (CANVAS_Y * s) as i32,
+            paper.as_ref(),
+            &tiny_skia::PixmapPaint::default(),
+            Transform::identity(),
+            None,
+        );
+    }
+
+    // Model line.
+    let model = if app.model_count() > 1 {
+        format!("model {}  (Tab: {} models)", app.model(), app.model_count())
+    } else {
+        format!("model {}", app.model())
+    };
+    text(pm, s, (PANEL_X, CANVAS_Y), 2, &model, colour::DIM);
+
+    // Preview frame (filled below when there is a prediction).
+    let (px, py, pw, ph) = preview_rect();
+    rect(pm, s, (px - 2, py - 2, pw + 4, ph + 4), colour::TRACK);
+    rect(pm, s, (px, py, pw, ph), [0; 3]);
+    text(pm, s, (px, py + ph + 4), 1, "model input", colour::DIM);
+
+    let prediction = app.prediction();
+    match prediction {
+        Some(p) => {
+            let (wx, wy, _, _) = winner_rect();
+            text(pm, s, (wx, wy), 10, &p.digit.to_string(), colour::WINNER);
+            let pct = format!("{:.1} %", p.probabilities[p.digit] * 100.0);
+            text(pm, s, (wx + 62, wy + 2), 3, &pct, colour::TEXT);
+            let mut order: Vec<usize> = (0..CLASSES).collect();
+            order.sort_by(|&a, &b| p.probabilities[b].total_cmp(&p.probabilities[a]));
+            let next = format!(
+                "next {}: {:.1} %",
+                order[1],
+                p.probabilities[order[1]] * 100.0
+            );
+            text(pm, s, (wx + 62, wy + 34), 2, &next, colour::DIM);
+            for (i, &v) in p.input.iter().enumerate() {
+                let level = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                if level > 0 {
+                    let (x, y) = ((i % 28) as u32, (i / 28) as u32);
+                    rect(
+                        pm,
+                        s,
+                        (
+                            px + x * PREVIEW_ZOOM,
+                            py + y * PREVIEW_ZOOM,
+                            PREVIEW_ZOOM,
+                            PREVIEW_ZOOM,
+                        ),
+                        [level; 3],
+                    );
+                }
+            }
+        }
+        None => {
+            text(
+                pm,
+                s,
+                (PANEL_X, PREVIEW_Y + 10),
+                3,
+                "draw a digit",
+                colour::TEXT,
+            );
+            text(
+                pm,
+                s,
+                (PANEL_X, PREVIEW_Y + 40),
+                2,
+                "with the mouse",
+                colour::DIM,
+            );
+        }
+    }
+
+    // Bars.
+    for d in 0..CLASSES {
+        let (x, y, w, h) = bar_track(d);
+        let winner = prediction.is_some_and(|p| p.digit == d);
+        let label = if winner { colour::WINNER } else { colour::TEXT };
+        text(pm, s, (PANEL_X, y - 1), 2, &d.to_string(), label);
+        rect(pm, s, (x, y, w, h), colour::TRACK);
+        let v = prediction.map_or(0.0, |p| p.probabilities[d]);
+        // At least a sliver per percent started, so small probabilities stay visible.
+        let len = ((v * w as f32).round() as u32).min(w);
+        let len = if v >= 0.005 { len.max(2) } else { len };
+        if len > 0 {
+            let fill = if winner { colour::WINNER } else { colour::BAR };
+            rect(pm, s, (x, y, len, h), fill);
+        }
+        if prediction.is_some() {
+            let value = format!("{:.1}", v * 100.0);
+            let tx = x + w + 6 + 5 * 12 - font::text_width(&value) * 2;
+            text(pm, s, (tx, y - 1), 2, &value, label);
+        }
+    }
+
+    text(pm, s, (CANVAS_X, STATUS_Y), 1, app.status(), colour::DIM);
+    text(pm, s, (CANVAS_X, HELP_Y), 1, HELP, colour::TEXT);
+}
+
+/// Converts `pm` (opaque) into minifb's `0RGB` pixels.
+pub fn to_0rgb(pm: &Pixmap, out: &mut Vec<u32>) {
+    out.clear();
+    out.extend(
+        pm.pixels().iter().map(|p| {
+            (u32::from(p.red()) << 16) | (u32::from(p.green()) << 8) | u32::from(p.blue())
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::app::tests::{shipped, ONE, SEVEN};
+    use super::*;
+
+    fn px(pm: &Pixmap, s: u32, x: u32, y: u32) -> [u8; 3] {
+        let p = pm.pixel(x * s, y * s).expect("inside the frame");
+        [p.red(), p.green(), p.blue()]
+    }
+
+    /// How many device pixels of the logical rectangle have colour `rgb`.
+    fn count(pm: &Pixmap, s: u32, (x, y, w, h): (u32, u32, u32, u32), rgb: [u8; 3]) -> usize {
+        let mut n = 0;
+        for dy in 0..h * s {
+            for dx in 0..w * s {
+                let p = pm.pixel(x * s + dx, y * s + dy).expect("inside the frame");
+                n += usize::from([p.red(), p.green(), p.blue()] == rgb);
+            }
+        }
+        n
+    }
+
+    fn check_frame(digit: usize, points: &[(f32, f32)], s: u32) {
+        let mut app = App::new(shipped(), None).expect("shipped model");
+        app.stroke(points);
+        app.update();
+        let p = app.prediction().expect("ink").clone();
+        assert_eq!(p.digit, digit);
+        let mut pm = frame(s);
+        render(&app, s, &mut pm);
+        if let Some(dir) = std::env::var_os("PISMO_DRAW_FRAMES") {
+            let file = std::path::Path::new(&dir).join(format!("frame-{digit}-x{s}.png"));
+            pm.save_png(file).expect("save the frame");
+        }
+
+        // The stroke is on the paper, black, at its samples; the paper is white elsewhere.
+        let (x0, y0) = points[0];
+        assert_eq!(
+            px(&pm, s, CANVAS_X + x0 as u32, CANVAS_Y + y0 as u32),
+            [0; 3]
+        );
+        assert_eq!(px(&pm, s, CANVAS_X + 5, CANVAS_Y + 270), [255; 3]);
+
+        // The winner's bar is lit along its length; the others' tracks are mostly empty.
+        let (x, y, w, h) = bar_track(digit);
+        let lit = count(&pm, s, (x, y, w, h), colour::WINNER);
+        let expected = (p.probabilities[digit] * w as f32) as usize * (h * s * s) as usize;
+        assert!(lit >= expected.saturating_sub((h * s * s * 2) as usize) && lit > 0);
+        for d in (0..CLASSES).filter(|&d| d != digit) {
+            assert_eq!(count(&pm, s, bar_track(d), colour::WINNER), 0, "bar {d}");
+            assert!(count(&pm, s, bar_track(d), colour::TRACK) > 0, "track {d}");
+        }
+
+        // The large winner digit, the help line and the preview are drawn.
+        assert!(count(&pm, s, winner_rect(), colour::WINNER) > 500 * (s * s) as usize);
+        assert!(count(&pm, s, help_rect(), colour::TEXT) > 800 * (s * s) as usize);
+        assert!(count(&pm, s, preview_rect(), [255; 3]) > 9 * (s * s) as usize);
+    }
+
+    #[test]
+    fn a_frame_of_a_seven_shows_its_bars_text_and_preview() {
+        check_frame(7, &SEVEN, 1);
+    }
+
+    #[test]
+    fn a_frame_of_a_one_at_scale_two_shows_its_bars_text_and_preview() {
+        check_frame(1, &ONE, 2);
+    }
+
+    #[test]
+    fn rendering_twice_without_changes_runs_the_model_once() {
+        let mut app = App::new(shipped(), None).expect("shipped model");
+        app.stroke(&SEVEN);
+        let mut pm = frame(1);
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        assert!(app.update());
+        render(&app, 1, &mut pm);
+        to_0rgb(&pm, &mut first);
+        assert!(!app.update());
+        render(&app, 1, &mut pm);
+        to_0rgb(&pm, &mut second);
+        assert_eq!(app.inferences(), 1);
+        assert_eq!(first, second);
+        assert_eq!(first.len(), (WIDTH * HEIGHT) as usize);
+        let [r, g, b] = colour::BACKGROUND;
+        assert_eq!(
+            first[0],
+            (u32::from(r) << 16) | (u32::from(g) << 8) | u32::from(b)
+        );
+    }
+
+    #[test]
+    fn a_blank_canvas_invites_drawing_and_lights_no_bar() {
+        let mut app = App::new(shipped(), None).expect("shipped model");
+        app.update();
+        let mut pm = frame(1);
+        render(&app, 1, &mut pm);
+        for d in 0..CLASSES {
+            assert_eq!(count(&pm, 1, bar_track(d), colour::WINNER), 0);
+            assert_eq!(count(&pm, 1, bar_track(d), colour::BAR), 0);
+        }
+        assert!(count(&pm, 1, (PANEL_X, PREVIEW_Y + 10, 200, 21), colour::TEXT) > 100);
+    }
+}

@@ -1,0 +1,150 @@
+//! The minifb window: turns mouse and keys into [`App`] calls and shows the frames
+//! [`render`](super::render) draws.
+//!
+//! Idle costs almost nothing: minifb's event polling is limited to [`FPS`] per second and
+//! sleeps between polls, a frame is rendered and sent to the window only when something
+//! changed (a stroke, a key, a model switch), and the model runs only when the drawing or the
+//! model changed ([`App::update`]).
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use minifb::{Key, KeyRepeat, MouseButton, MouseMode, Window, WindowOptions};
+
+use super::app::{App, Point, CANVAS};
+use super::render::{self, CANVAS_X, CANVAS_Y, HEIGHT, WIDTH};
+use crate::CliError;
+
+/// Polls per second (minifb sleeps in between).
+const FPS: usize = 60;
+
+/// The message for a machine without a display.
+pub const NO_DISPLAY: &str = "no display found; try `pismo serve`";
+
+/// Whether a display server is announced (`DISPLAY` or `WAYLAND_DISPLAY`). Other systems
+/// always have one.
+pub fn has_display() -> bool {
+    if cfg!(all(unix, not(target_os = "macos"))) {
+        ["DISPLAY", "WAYLAND_DISPLAY"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+    } else {
+        true
+    }
+}
+
+/// `pismo-drawing-<UTC stamp>.png` in the current folder, `-2`, `-3`… if taken.
+fn save_path() -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let stamp = pismo_core::host::runs::utc_stamp(secs);
+    let mut path = PathBuf::from(format!("pismo-drawing-{stamp}.png"));
+    let mut n = 2;
+    while path.exists() {
+        path = PathBuf::from(format!("pismo-drawing-{stamp}-{n}.png"));
+        n += 1;
+    }
+    path
+}
+
+/// Saves the drawing (S) and says where, on stdout and in the status line.
+fn save(app: &mut App) -> Result<(), CliError> {
+    if app.strokes().is_empty() {
+        app.set_status("nothing to save: draw a digit first".to_owned());
+        return Ok(());
+    }
+    let path = save_path();
+    match std::fs::write(&path, app.png()) {
+        Ok(()) => {
+            app.set_status(format!("saved {}", path.display()));
+            crate::out_line(&path.display().to_string())?;
+        }
+        Err(e) => {
+            let msg = format!("cannot save {}: {e}", path.display());
+            eprintln!("error: {msg}");
+            app.set_status(msg);
+        }
+    }
+    Ok(())
+}
+
+/// Opens the window at `scale` and runs until it is closed (Esc, Q, the close button).
+pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
+    if !has_display() {
+        return Err(CliError::failed(NO_DISPLAY));
+    }
+    let (w, h) = ((WIDTH * scale) as usize, (HEIGHT * scale) as usize);
+    let mut window = Window::new("pismo draw", w, h, WindowOptions::default())
+        .map_err(|e| CliError::failed(format!("{NO_DISPLAY} (cannot open a window: {e})")))?;
+    window.set_target_fps(FPS);
+
+    let mut frame = render::frame(scale);
+    let mut buffer = Vec::with_capacity(w * h);
+    let mut dirty = true;
+    let mut right_was_down = false;
+    let s = scale as f32;
+    let to_canvas =
+        |(x, y): (f32, f32)| -> Point { (x / s - CANVAS_X as f32, y / s - CANVAS_Y as f32) };
+
+    while window.is_open() {
+        // Mouse: the left button draws, a right click clears.
+        let left = window.get_mouse_down(MouseButton::Left);
+        let pos = window.get_mouse_pos(MouseMode::Pass).map(to_canvas);
+        match (left, pos, app.is_pen_down()) {
+            (true, Some(p), false) => {
+                let inside =
+                    (0.0..CANVAS as f32).contains(&p.0) && (0.0..CANVAS as f32).contains(&p.1);
+                if inside {
+                    app.pen_down(p);
+                    dirty = true;
+                }
+            }
+            (true, Some(p), true) => {
+                let before = app.strokes().last().map(Vec::len);
+                app.pen_move(p);
+                dirty |= app.strokes().last().map(Vec::len) != before;
+            }
+            (false, _, true) => app.pen_up(),
+            _ => {}
+        }
+        let right = window.get_mouse_down(MouseButton::Right);
+        if right && !right_was_down {
+            dirty |= app.clear();
+        }
+        right_was_down = right;
+
+        // Keys.
+        let shift = window.is_key_down(Key::LeftShift) || window.is_key_down(Key::RightShift);
+        for key in window.get_keys_pressed(KeyRepeat::Yes) {
+            match key {
+                Key::Escape | Key::Q => return Ok(()),
+                Key::C | Key::Backspace | Key::Delete => dirty |= app.clear(),
+                Key::Z => dirty |= app.undo(),
+                Key::Tab => {
+                    app.cycle_model(if shift { -1 } else { 1 });
+                    dirty = true;
+                }
+                Key::S => {
+                    app.update();
+                    save(&mut app)?;
+                    dirty = true;
+                }
+                _ => {}
+            }
+        }
+
+        if dirty {
+            app.update();
+            render::render(&app, scale, &mut frame);
+            render::to_0rgb(&frame, &mut buffer);
+            window
+                .update_with_buffer(&buffer, w, h)
+                .map_err(|e| CliError::failed(format!("cannot draw the window: {e}")))?;
+            dirty = false;
+        } else {
+            window.update();
+        }
+    }
+    Ok(())
+}
