@@ -1,6 +1,7 @@
 //! End-to-end tests, one binary, one module per area (see docs/ARCHITECTURE.md, "Tests").
 
 mod cli;
+mod firmware;
 mod preprocess;
 mod quant;
 mod training;
