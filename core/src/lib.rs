@@ -13,6 +13,8 @@
 //! - [`idx`]: parsing of MNIST's IDX files from byte slices.
 //! - [`preprocess`]: any-size grey drawing → MNIST-like 28x28 input, without allocation.
 //! - [`quant`]: int8 quantization and integer inference reading the weights in place.
+//! - [`device`]: what the firmware runs (start-up check, serial frames, serve loop), testable
+//!   on the host.
 //! - [`format`](mod@format): the model file (magic, format version, postcard metadata, weights, CRC-32),
 //!   encoded into a caller's buffer and decoded by borrowing from the input bytes.
 //!
@@ -21,6 +23,7 @@
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 
 pub mod augment;
+pub mod device;
 pub mod format;
 pub mod hyper;
 pub mod idx;

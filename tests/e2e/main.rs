@@ -2,6 +2,7 @@
 
 mod cli;
 mod draw;
+mod firmware;
 mod preprocess;
 mod quant;
 mod training;
