@@ -48,6 +48,10 @@ fn main() -> ExitCode {
             },
             Err(e) => usage(&e),
         },
+        Some("infer") => match infer(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => usage(&e),
+        },
         Some("-h" | "--help" | "help") => {
             println!("{}", USAGE);
             ExitCode::SUCCESS
@@ -58,7 +62,50 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: pismo-bench predict --model FILE [--data DIR] [--iters N] \
-                     [--drawing-iters N] [--batch-reps N] [--threads N]";
+                     [--drawing-iters N] [--batch-reps N] [--threads N]\n       \
+                     pismo-bench infer --model FILE --count N [--data DIR]";
+
+/// `infer`: loads the model and the t10k images, then runs exactly `count` single-image
+/// inferences (`AnyMlp::logits`, f32 or int8) and prints the number of right answers. Made
+/// to run under `valgrind --tool=callgrind` twice (`--count 0` and `--count N`): the
+/// difference of the instruction counts is the cost of N inferences (`bench/callgrind`).
+fn infer(args: &[String]) -> Result<(), String> {
+    let (mut model, mut count, mut data) = (None, None, mnist::default_dir());
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--model" => model = Some(PathBuf::from(value)),
+            "--count" => {
+                count = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|e| format!("--count: {e}"))?,
+                )
+            }
+            "--data" => data = PathBuf::from(value),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    let model = model.ok_or("--model is required")?;
+    let count = count.ok_or("--count is required")?;
+    let bytes = std::fs::read(&model).map_err(|e| format!("{}: {e}", model.display()))?;
+    let (m, _) = AnyMlp::decode(&bytes).map_err(|e| format!("{}: {e}", model.display()))?;
+    let test = mnist::load_split(&data, Split::Test).map_err(|e| e.to_string())?;
+    let inputs: Vec<[f32; INPUT]> = test
+        .images
+        .iter()
+        .map(|im| std::array::from_fn(|i| f32::from(im[i]) / 255.0))
+        .collect();
+    let mut right = 0usize;
+    for j in 0..count {
+        let k = j % inputs.len();
+        let z = m.logits(black_box(&inputs[k]));
+        right += usize::from(argmax(&z) == usize::from(test.labels[k]));
+    }
+    println!("{{\"bench\":\"infer\",\"kind\":\"{}\",\"hidden_size\":{},\"count\":{count},\"right\":{right}}}", m.kind(), m.hidden_size());
+    Ok(())
+}
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("error: {msg}\n{USAGE}");
