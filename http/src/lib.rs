@@ -185,15 +185,17 @@ fn worker(http: &tiny_http::Server, state: &State, stopping: &AtomicBool) {
             Ok(None) => continue,
             Err(_) => break,
         };
-        let reply = catch_unwind(AssertUnwindSafe(|| route(state, &mut request)))
-            .unwrap_or_else(|_| Err(ApiError::new(500, "internal error: the handler panicked")));
-        let response = match reply {
-            Ok(reply) => reply,
-            Err(e) => e.into_reply(),
-        };
+        let reply = guarded(|| route(state, &mut request));
         // A client that went away is not our problem.
-        let _ = request.respond(response.into_response());
+        let _ = request.respond(reply.into_response());
     }
+}
+
+/// Runs a handler; its error, or a panic (the last resort: a 500), becomes a JSON reply.
+fn guarded(handler: impl FnOnce() -> Result<Reply, ApiError>) -> Reply {
+    catch_unwind(AssertUnwindSafe(handler))
+        .unwrap_or_else(|_| Err(ApiError::new(500, "internal error: the handler panicked")))
+        .unwrap_or_else(ApiError::into_reply)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -762,6 +764,19 @@ mod tests {
         assert_eq!(query_param("model=x", "other"), None);
         assert_eq!(percent_decode("%4"), "%4");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn a_panicking_handler_becomes_a_500_json_error() {
+        let reply = guarded(|| panic!("boom"));
+        assert_eq!(reply.status, 500);
+        let v: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("panicked"));
+        let reply = guarded(|| Err(ApiError::new(404, "no")));
+        assert_eq!(
+            (reply.status, reply.content_type),
+            (404, "application/json")
+        );
     }
 
     #[test]
