@@ -11,6 +11,7 @@
 //! - [`runs`]: `pismo runs list|show|log`, the run records.
 //! - [`data`]: `pismo data fetch|verify`, the MNIST files.
 //! - [`draw`]: `pismo draw`, a native window to draw digits and watch the prediction.
+//! - [`serve`]: `pismo serve`, the HTTP API and MLflow scoring protocol (`pismo-http`).
 //!
 //! Contract with users and scripts (see `DESIGN.md`, "Command line"):
 //! - Exit status 0 on success, 1 on an error, 2 on a usage error (unknown command or flag, a
@@ -28,6 +29,7 @@ mod eval;
 mod models;
 mod predict;
 mod runs;
+mod serve;
 mod text;
 mod train;
 
@@ -45,7 +47,7 @@ use pismo_core::host::runs::{Runs, RunsError};
 /// pismo: handwritten-digit recognition with a hand-made MLP trained on MNIST.
 #[derive(FromArgs, Debug)]
 #[argh(
-    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo predict digit.png\npismo draw\npismo eval --json",
+    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo predict digit.png\npismo draw\npismo serve --addr 127.0.0.1:8501\npismo eval --json",
     note = "Folders: --registry, else $PISMO_REGISTRY, else ./models; --runs, else $PISMO_RUNS, else ./runs; --data, else $PISMO_DATA, else ./data/mnist.\nModels: NAME, NAME@VERSION or NAME@ALIAS; none means the `default` alias, else the newest model.\nExit status: 0 success, 1 error, 2 usage error."
 )]
 struct Cli {
@@ -63,6 +65,7 @@ enum Command {
     Runs(runs::Args),
     Data(data::Args),
     Draw(draw::Args),
+    Serve(serve::Args),
 }
 
 /// Why a command did not succeed, and so which exit status it ends with.
@@ -176,8 +179,8 @@ pub fn load_model(
 }
 
 /// Every command word, for the "run `pismo … --help`" hint after a usage error.
-const COMMAND_WORDS: [&str; 17] = [
-    "train", "eval", "predict", "models", "runs", "data", "draw", "list", "show", "alias",
+const COMMAND_WORDS: [&str; 18] = [
+    "train", "eval", "predict", "models", "runs", "data", "draw", "serve", "list", "show", "alias",
     "unalias", "delete", "quantize", "log", "fetch", "verify", "help",
 ];
 
@@ -203,6 +206,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Runs(args) => runs::run(args),
         Command::Data(args) => data::run(args),
         Command::Draw(args) => draw::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

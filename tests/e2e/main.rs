@@ -5,4 +5,5 @@ mod draw;
 mod firmware;
 mod preprocess;
 mod quant;
+mod serve;
 mod training;

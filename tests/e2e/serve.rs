@@ -1,0 +1,89 @@
+//! `pismo serve` through the real binary: it prints its URL (port 0 picks a free one),
+//! answers over HTTP with the sandbox's registry, and a busy address is an error. The API
+//! itself is tested in `http/tests/api.rs`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+
+use pismo_tests::{train_tiny_model, Pismo};
+
+/// Kills the child (started by this test) when the test ends, even on a failed assert.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One `Connection: close` request; returns the whole response as text.
+fn request(addr: &str, head: &str, body: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to pismo serve");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_prints_its_url_and_answers_with_the_registry() {
+    let p = Pismo::new();
+    assert_eq!(train_tiny_model(&p.registry(), &p.runs()), "tiny@1");
+    let mut child = Child(
+        p.command(&["serve", "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pismo serve"),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("no URL on stdout: {line:?}"))
+        .to_owned();
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+
+    let ping = request(
+        &addr,
+        "GET /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        b"",
+    );
+    assert!(ping.starts_with("HTTP/1.1 200"), "{ping}");
+    let models = request(
+        &addr,
+        "GET /api/models HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        b"",
+    );
+    assert!(models.contains("\"tiny@1\""), "{models}");
+    let body = format!("{{\"pixels\":[{}]}}", vec!["0.5"; 784].join(","));
+    let head = format!(
+        "POST /api/predict?model=tiny@1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // A uniform image has no ink: a 400 naming the problem, from the real binary.
+    let answer = request(&addr, &head, body.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("no ink"), "{answer}");
+
+    // A second server on the same address cannot start: exit status 1, one error line.
+    let busy = p.run(&["serve", "--addr", &addr]);
+    assert_eq!(busy.code, Some(1), "{}", busy.stderr);
+    assert!(
+        busy.stderr.starts_with("error: cannot listen on"),
+        "{}",
+        busy.stderr
+    );
+}
