@@ -450,16 +450,11 @@ pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
             if !(scales_ok && [s1.0, b1.0, s2.0, b2.0].iter().all(|b| finite(b))) {
                 return Err(FormatError::NonFinite);
             }
-            Tensors::I8(QView {
-                hidden: h,
-                w1: w1.0,
-                s1: s1.0,
-                b1: b1.0,
-                w2: w2.0,
-                s2: s2.0,
-                b2: b2.0,
+            Tensors::I8(QView::from_parts(
+                h,
+                [w1.0, s1.0, b1.0, w2.0, s2.0, b2.0],
                 act_scale,
-            })
+            ))
         }
     };
     Ok(Model {

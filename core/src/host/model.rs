@@ -207,32 +207,21 @@ fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> AnyMlp
     AnyMlp::Int8(Box::new(QOwned::from_view(&q.view())))
 }
 
-/// An int8 model's tensors, owned (copied from a file or from [`quant::quantize`]).
+/// An int8 model's tensors, owned (copied from a file or from [`quant::quantize`]), in the
+/// order of [`QView::parts`].
 #[derive(Debug)]
 pub struct QOwned {
     hidden: usize,
-    w1: Vec<u8>,
-    s1: Vec<u8>,
-    b1: Vec<u8>,
-    w2: Vec<u8>,
-    s2: Vec<u8>,
-    b2: Vec<u8>,
+    parts: [Vec<u8>; 6],
     act_scale: f32,
 }
 
 impl QOwned {
     fn from_view(v: &QView<'_>) -> Self {
-        let (hidden, act_scale) = (v.hidden_size(), v.act_scale());
-        let [w1, s1, b1, w2, s2, b2] = v.parts().map(<[u8]>::to_vec);
         QOwned {
-            hidden,
-            w1,
-            s1,
-            b1,
-            w2,
-            s2,
-            b2,
-            act_scale,
+            hidden: v.hidden_size(),
+            parts: v.parts().map(<[u8]>::to_vec),
+            act_scale: v.act_scale(),
         }
     }
 
@@ -240,7 +229,7 @@ impl QOwned {
     pub fn view(&self) -> QView<'_> {
         QView::from_parts(
             self.hidden,
-            [&self.w1, &self.s1, &self.b1, &self.w2, &self.s2, &self.b2],
+            self.parts.each_ref().map(Vec::as_slice),
             self.act_scale,
         )
     }
