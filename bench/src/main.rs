@@ -14,7 +14,7 @@
 //! - `single_us`: one `AnyMlp::predict_proba` on a 784-float input (a t10k digit / 255);
 //! - `drawing_us`: a 280x280 grey drawing (a t10k digit enlarged 7x, dark ink on white
 //!   paper, off-centre; built once) through `preprocess::to_input` and `predict_proba`;
-//! - `batch_*`: `host::trainer::evaluate` over the 10000 t10k images (bytes in, loss and
+//! - `batch_*`: `AnyMlp::evaluate` (`host::trainer::evaluate` for f32 models) over the 10000 t10k images (bytes in, loss and
 //!   correct count out) on `--threads` threads (0 = every core).
 //!
 //! Latencies are the median over blocks of calls of the block time / calls per block, after a
@@ -28,7 +28,6 @@ use std::time::Instant;
 
 use pismo_core::host::mnist::{self, Split};
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::trainer;
 use pismo_core::mlp::INPUT;
 use pismo_core::preprocess::{self, GreyImage};
 
@@ -191,31 +190,6 @@ fn time_per_call(calls: usize, block: usize, mut f: impl FnMut()) -> Timing {
     }
 }
 
-/// `trainer::evaluate` on whichever hidden size the model has.
-fn evaluate(m: &AnyMlp, images: &[[u8; INPUT]], labels: &[u8], threads: usize) -> (f64, usize) {
-    match m {
-        AnyMlp::H16(m) => trainer::evaluate(&**m, images, labels, threads),
-        AnyMlp::H32(m) => trainer::evaluate(&**m, images, labels, threads),
-        AnyMlp::H64(m) => trainer::evaluate(&**m, images, labels, threads),
-        AnyMlp::H128(m) => trainer::evaluate(&**m, images, labels, threads),
-        AnyMlp::H256(m) => trainer::evaluate(&**m, images, labels, threads),
-        AnyMlp::H512(m) => trainer::evaluate(&**m, images, labels, threads),
-        AnyMlp::H1024(m) => trainer::evaluate(&**m, images, labels, threads),
-        // One thread, one image at a time, as a device would run it.
-        AnyMlp::Int8(_) => {
-            let correct = images
-                .iter()
-                .zip(labels)
-                .filter(|(im, &y)| {
-                    let x: [f32; INPUT] = std::array::from_fn(|i| f32::from(im[i]) / 255.0);
-                    pismo_core::mlp::argmax(&m.logits(&x)) == usize::from(y)
-                })
-                .count();
-            (f64::NAN, correct)
-        }
-    }
-}
-
 /// A 280x280 drawing of `digit`: enlarged 7x (196 px, nearest neighbour), placed off-centre,
 /// dark ink on white paper, as a canvas export looks.
 fn drawing_of(digit: &[u8; INPUT]) -> Vec<u8> {
@@ -272,7 +246,7 @@ fn predict(a: &PredictArgs) -> Result<(), String> {
     // (c) Batch prediction over the test set, on every thread asked for.
     let mut correct = 0;
     let batch = time_per_call(a.batch_reps, 1, || {
-        let (_, c) = evaluate(&mlp, black_box(&test.images), &test.labels, a.threads);
+        let (_, c) = mlp.evaluate(black_box(&test.images), &test.labels, a.threads);
         correct = black_box(c);
     });
     let n = test.len();

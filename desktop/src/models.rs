@@ -141,15 +141,7 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
         .ok_or_else(|| CliError::Failed(format!("model {parent_id} is already int8")))?;
     let test = mnist::load_split(&dir, Split::Test).ok();
     let accuracy = |m: &AnyMlp, d: &mnist::Dataset| {
-        let right = d
-            .images
-            .iter()
-            .zip(&d.labels)
-            .filter(|(im, &y)| {
-                let x: [f32; INPUT] = std::array::from_fn(|i| f32::from(im[i]) / 255.0);
-                pismo_core::mlp::argmax(&m.logits(&x)) == usize::from(y)
-            })
-            .count();
+        let (_, right) = m.evaluate(&d.images, &d.labels, 0);
         right as f32 / d.len().max(1) as f32
     };
     let test_accuracy = test.as_ref().map(|t| accuracy(&q, t));

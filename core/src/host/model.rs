@@ -176,6 +176,25 @@ impl AnyMlp {
         Ok((any, model))
     }
 
+    /// Summed cross-entropy and correct count over labelled images (bytes, as MNIST stores
+    /// them): f32 models on `threads` threads ([`crate::host::trainer::evaluate`]), int8 models
+    /// one image at a time through the integer path, as a device runs them.
+    pub fn evaluate(&self, images: &[[u8; INPUT]], labels: &[u8], threads: usize) -> (f64, usize) {
+        match self {
+            AnyMlp::Int8(_) => {
+                let (mut loss, mut correct) = (0.0f64, 0usize);
+                for (im, &y) in images.iter().zip(labels) {
+                    let x: [f32; INPUT] = core::array::from_fn(|i| f32::from(im[i]) / 255.0);
+                    let z = self.logits(&x);
+                    loss += f64::from(crate::mlp::cross_entropy(&z, usize::from(y)));
+                    correct += usize::from(crate::mlp::argmax(&z) == usize::from(y));
+                }
+                (loss, correct)
+            }
+            f => each!(f, m => crate::host::trainer::evaluate(&**m, images, labels, threads)),
+        }
+    }
+
     /// The int8 quantization of this f32 model, its hidden activation scale calibrated on
     /// `calibration` images: the 99.99th percentile of the hidden activations maps to 255.
     /// `None` for a model that is already int8.
