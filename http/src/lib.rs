@@ -20,6 +20,8 @@
 
 #![forbid(unsafe_code)]
 
+mod page;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
@@ -350,6 +352,11 @@ fn route(state: &State, request: &mut Request) -> Result<Reply, ApiError> {
                 "text/plain; charset=utf-8",
                 env!("CARGO_PKG_VERSION"),
             ))
+        }
+        _ if page::asset(path).is_some() => {
+            only(Method::Get, "GET")?;
+            let asset = page::asset(path).expect("checked above");
+            Ok(Reply::text(200, asset.content_type, asset.body))
         }
         _ => match path.strip_prefix("/api/runs/") {
             Some(id) if !id.is_empty() && !id.contains('/') => {

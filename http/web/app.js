@@ -1,0 +1,1 @@
+// pismo web page
