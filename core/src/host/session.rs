@@ -175,7 +175,11 @@ pub fn run_with_data(
         let line = format!(
             "stopped on request after {} full epoch{}",
             outcome.metrics.epochs_run,
-            if outcome.metrics.epochs_run == 1 { "" } else { "s" }
+            if outcome.metrics.epochs_run == 1 {
+                ""
+            } else {
+                "s"
+            }
         );
         note(&mut run, on_event, &line);
     }
