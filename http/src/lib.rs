@@ -396,17 +396,30 @@ fn one_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 // ---------------------------------------------------------------------------------------
 // Token
 
-/// With a token configured, the request must carry `Authorization: Bearer TOKEN`.
+/// A request that trains or changes the registry: a browser must send it from pismo's own
+/// page (an `Origin` of another site is refused), and with a token configured it must carry
+/// `Authorization: Bearer TOKEN`.
 fn authorize(state: &State, request: &Request) -> Result<(), ApiError> {
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().trim().to_owned())
+    };
+    if let Some(origin) = header("Origin") {
+        let origin_host = origin.split_once("://").map_or("", |(_, host)| host);
+        if header("Host").as_deref() != Some(origin_host) {
+            return Err(ApiError::new(
+                403,
+                format!("cross-origin request from {origin} refused: use pismo's own page or a non-browser client"),
+            ));
+        }
+    }
     let Some(token) = &state.options.token else {
         return Ok(());
     };
-    let given = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().trim().to_owned());
-    let Some(given) = given else {
+    let Some(given) = header("Authorization") else {
         return Err(ApiError::new(
             401,
             "this server needs a token to train or change the registry: send `Authorization: Bearer TOKEN` (the token `pismo serve` printed)",

@@ -913,6 +913,26 @@ fn a_token_guards_training_and_registry_changes() {
         "{}",
     )
     .expect_error(503);
+    // A browser on another site is refused even with the token; pismo's own page is not.
+    let from = |origin: &str| format!("Origin: {origin}\r\nAuthorization: Bearer s3cret\r\n");
+    f.request_with(
+        "PUT",
+        "/api/aliases/x",
+        &from("http://evil.example"),
+        json,
+        body,
+    )
+    .expect_error(403);
+    let mut c = f.connect();
+    c.send_raw(
+        format!(
+            "PUT /api/aliases/x HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nAuthorization: Bearer s3cret\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len(),
+            addr = f.server.addr()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read_answer().status, 200);
     // Reading and predicting need no token.
     assert_eq!(f.get("/api/models").status, 200);
     let png = drawn_digit_png(&first_of(5), 140);
