@@ -57,7 +57,8 @@ pub const DEFAULT_MAX_BODY: usize = 8 << 20;
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Worker threads answering requests (at least 1).
+    /// Worker threads answering requests (at least 1). When all are busy the pool grows,
+    /// up to [`MAX_WORKERS`], and the extra workers end once idle.
     pub workers: usize,
     /// Largest request body in bytes; larger ones get 413.
     pub max_body: usize,
@@ -114,6 +115,7 @@ struct State {
     training: Arc<Training>,
     /// Event streams open now.
     streams: AtomicUsize,
+    pool: Pool,
     stopping: Arc<AtomicBool>,
 }
 
@@ -164,12 +166,15 @@ impl Server {
             options: options.clone(),
             models: Mutex::new(HashMap::new()),
             streams: AtomicUsize::new(0),
+            pool: Pool::default(),
             stopping: stopping.clone(),
         });
-        let workers = (0..options.workers.max(1))
+        let base = options.workers.clamp(1, MAX_WORKERS);
+        state.pool.total.store(base, Ordering::SeqCst);
+        let workers = (0..base)
             .map(|_| {
                 let (http, state) = (http.clone(), state.clone());
-                std::thread::spawn(move || worker(&http, &state))
+                std::thread::spawn(move || worker(http, state, false))
             })
             .collect();
         Ok(Server {
@@ -236,25 +241,76 @@ enum Routed {
     Events(String),
 }
 
-fn worker(http: &tiny_http::Server, state: &Arc<State>) {
+/// Most request workers at once: the pool grows past [`Options::workers`] when every worker
+/// is busy (a client that stalls mid-body holds one), up to this many.
+pub const MAX_WORKERS: usize = 64;
+
+/// How long a worker added to a busy pool stays without work before it ends.
+const EXTRA_WORKER_IDLE: Duration = Duration::from_secs(10);
+
+/// Worker counts of the request pool.
+#[derive(Default)]
+struct Pool {
+    total: AtomicUsize,
+    busy: AtomicUsize,
+}
+
+/// Takes requests until the server stops. An extra worker (`extra`) also ends after
+/// [`EXTRA_WORKER_IDLE`] without a request. Taking a request while every other worker is
+/// busy adds a worker, so the next request never waits for a stalled one.
+fn worker(http: Arc<tiny_http::Server>, state: Arc<State>, extra: bool) {
+    let mut idle_since = std::time::Instant::now();
     while !state.stopping.load(Ordering::SeqCst) {
         let mut request = match http.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(request)) => request,
-            Ok(None) => continue,
-            Err(_) => break,
-        };
-        let routed = catch_unwind(AssertUnwindSafe(|| route(state, &mut request)))
-            .unwrap_or_else(|_| Err(ApiError::new(500, "internal error: the handler panicked")));
-        let reply = match routed {
-            Ok(Routed::Events(id)) => {
-                events::spawn(state.clone(), request, id);
+            Ok(None) => {
+                if extra && idle_since.elapsed() >= EXTRA_WORKER_IDLE {
+                    break;
+                }
                 continue;
             }
-            Ok(Routed::Reply(reply)) => reply,
-            Err(e) => e.into_reply(),
+            Err(_) => break,
         };
-        // A client that went away is not our problem.
-        let _ = request.respond(reply.into_response());
+        let busy = state.pool.busy.fetch_add(1, Ordering::SeqCst) + 1;
+        if busy >= state.pool.total.load(Ordering::SeqCst) {
+            grow(&http, &state);
+        }
+        let routed = catch_unwind(AssertUnwindSafe(|| route(&state, &mut request)))
+            .unwrap_or_else(|_| Err(ApiError::new(500, "internal error: the handler panicked")));
+        match routed {
+            Ok(Routed::Events(id)) => events::spawn(state.clone(), request, id),
+            Ok(Routed::Reply(reply)) => {
+                // A client that went away is not our problem.
+                let _ = request.respond(reply.into_response());
+            }
+            Err(e) => {
+                let _ = request.respond(e.into_reply().into_response());
+            }
+        }
+        state.pool.busy.fetch_sub(1, Ordering::SeqCst);
+        idle_since = std::time::Instant::now();
+    }
+    state.pool.total.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Adds an extra worker, unless the pool is at [`MAX_WORKERS`].
+fn grow(http: &Arc<tiny_http::Server>, state: &Arc<State>) {
+    let total = &state.pool.total;
+    let mut n = total.load(Ordering::SeqCst);
+    while n < MAX_WORKERS {
+        match total.compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => {
+                let (http, state) = (http.clone(), state.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("pismo-http-extra".to_owned())
+                    .spawn(move || worker(http, state, true));
+                if spawned.is_err() {
+                    total.fetch_sub(1, Ordering::SeqCst);
+                }
+                return;
+            }
+            Err(now) => n = now,
+        }
     }
 }
 

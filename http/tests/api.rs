@@ -490,14 +490,35 @@ fn keep_alive_answers_two_requests_on_one_connection() {
 #[test]
 fn a_slow_client_does_not_block_the_others() {
     let f = Fixture::new();
-    // Announces a body and never sends it: holds one worker.
+    // Announces a body and never sends it: holds one worker (tiny_http reads bodies up to
+    // 1 KiB itself).
     let mut slow = f.connect();
-    slow.send_raw(b"POST /api/predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n");
+    slow.send_raw(b"POST /api/predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n");
     std::thread::sleep(std::time::Duration::from_millis(200));
     for _ in 0..5 {
         assert_eq!(f.get("/ping").status, 200);
     }
     drop(slow);
+}
+
+#[test]
+fn more_stalled_clients_than_workers_do_not_block_the_others() {
+    let f = Fixture::new();
+    let stalled: Vec<Client> = (0..10)
+        .map(|_| {
+            let mut c = f.connect();
+            // (tiny_http reads bodies up to 1 KiB before a worker sees the request.)
+            c.send_raw(b"POST /api/predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n");
+            c
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let png = drawn_digit_png(&first_of(4), 140);
+    for _ in 0..5 {
+        let a = f.request("POST", "/api/predict", Some("image/png"), &png);
+        assert_eq!(a.json()["label"], 4);
+    }
+    drop(stalled);
 }
 
 #[test]
