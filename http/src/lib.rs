@@ -513,12 +513,31 @@ fn set_alias(state: &State, alias: &str, body: &Value) -> Result<Reply, ApiError
     Reply::json(&json!({ "alias": alias, "model": id.to_string() }))
 }
 
-/// A run as listed: its record plus the last value of each metric.
+/// A run as listed: its record, the last value of each metric (`summary`) and the metrics
+/// of its best epoch (`best`: lowest validation loss, the weights the trainer kept).
 #[derive(Serialize)]
 struct RunSummary {
     #[serde(flatten)]
     info: RunInfo,
     summary: BTreeMap<String, Value>,
+    best: Option<BTreeMap<String, Value>>,
+}
+
+/// The metrics of the epoch with the lowest finite `val_loss` (the first of equals), with
+/// `epoch` = its step.
+fn best_epoch(metrics: &[pismo_core::host::runs::Metric]) -> Option<BTreeMap<String, Value>> {
+    let best = metrics
+        .iter()
+        .filter(|m| m.name == "val_loss" && m.value.is_finite())
+        .min_by(|a, b| a.value.total_cmp(&b.value).then(a.step.cmp(&b.step)))?
+        .step;
+    let mut out: BTreeMap<String, Value> = metrics
+        .iter()
+        .filter(|m| m.step == best && m.name != "test_accuracy" && m.value.is_finite())
+        .map(|m| (m.name.clone(), metric_value(m.value)))
+        .collect();
+    out.insert("epoch".to_owned(), json!(best));
+    Some(out)
 }
 
 /// A metric of a run record as JSON. Metrics are f32 values stored as f64: they are shown
@@ -538,14 +557,20 @@ fn runs_with_summaries(state: &State) -> Result<Reply, ApiError> {
         .into_iter()
         .map(|info| {
             let mut summary = BTreeMap::new();
+            let mut best = None;
             if let Ok(record) = state.runs.get(&info.run_id) {
+                best = best_epoch(&record.metrics);
                 for m in record.metrics {
                     if m.value.is_finite() {
                         summary.insert(m.name, metric_value(m.value));
                     }
                 }
             }
-            RunSummary { info, summary }
+            RunSummary {
+                info,
+                summary,
+                best,
+            }
         })
         .collect();
     Reply::json(&runs)
