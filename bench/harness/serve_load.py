@@ -69,6 +69,7 @@ def parse_args():
                          "build); e.g. a build of another branch to compare")
     ap.add_argument("--no-wrk", action="store_true", help="skip the wrk runs")
     ap.add_argument("--pip-log", help="file with the venv's install status (from serve-load)")
+    ap.add_argument("--pid-file", help="append the process group id of each server started")
     ap.add_argument("--out", default=os.path.join(BENCH, "results"),
                     help="folder of the JSON result")
     return ap.parse_args()
@@ -80,14 +81,18 @@ def parse_args():
 class Servers:
     """Servers started in their own process groups; `stop` ends each group it started."""
 
-    def __init__(self):
+    def __init__(self, pid_file=None):
         self.procs = {}
+        self.pid_file = pid_file
 
     def start(self, name, argv, env=None, url_from_stdout=True, log=None):
         log = open(log or os.devnull, "wb")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE if url_from_stdout else log,
                                 stderr=log, env=env, start_new_session=True, cwd=ROOT)
         self.procs[name] = proc
+        if self.pid_file:
+            with open(self.pid_file, "a") as f:
+                f.write(f"{proc.pid}\n")
         if not url_from_stdout:
             return None
         line = proc.stdout.readline().decode().strip()
@@ -290,7 +295,7 @@ def main():
         with open(args.pip_log) as f:
             notes += [l.strip() for l in f if l.strip()]
     tmp = tempfile.mkdtemp(prefix="pismo-serve-load-")
-    servers = Servers()
+    servers = Servers(args.pid_file)
 
     def on_signal(signum, frame):
         raise SystemExit(128 + signum)
