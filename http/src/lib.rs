@@ -170,6 +170,7 @@ impl Server {
             pool: Pool::default(),
             stopping: stopping.clone(),
         });
+        spawn_nudger(bound, stopping.clone());
         let base = options.workers.clamp(1, MAX_WORKERS);
         state.pool.total.store(base, Ordering::SeqCst);
         let workers = (0..base)
@@ -242,6 +243,35 @@ fn listen(addr: &str) -> Result<std::net::TcpListener, String> {
     socket.bind(&target.into()).map_err(|e| e.to_string())?;
     socket.listen(1024).map_err(|e| e.to_string())?;
     Ok(socket.into())
+}
+
+/// How often [`spawn_nudger`] connects.
+const NUDGE_EVERY: Duration = Duration::from_millis(50);
+
+/// Works around a lost wake-up in tiny_http 0.12's connection thread pool: when several
+/// connections arrive at once, the pool can queue one for a thread it believes idle but that
+/// has just taken another connection; the queued connection then waits until some
+/// keep-alive connection closes, which for a browser can be minutes (reproduced by
+/// `tests/api.rs`, `a_burst_of_new_connections_is_served`). A connection that closes at once
+/// makes the pool start a thread when none is idle, and that thread goes on to the queued
+/// connections. So a thread connects to the server every [`NUDGE_EVERY`] and hangs up, until
+/// the server stops.
+fn spawn_nudger(bound: SocketAddr, stopping: Arc<AtomicBool>) {
+    let mut target = bound;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = std::thread::Builder::new()
+        .name("pismo-http-nudge".to_owned())
+        .spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                std::thread::sleep(NUDGE_EVERY);
+                let _ = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1));
+            }
+        });
 }
 
 /// Starts a server on `addr` and answers requests until the process ends.

@@ -1024,3 +1024,31 @@ fn the_page_and_its_files_are_served() {
         );
     }
 }
+
+#[test]
+fn a_burst_of_new_connections_is_served() {
+    let f = Fixture::new();
+    let addr = f.server.addr().to_string();
+    let mut stuck = 0;
+    // Idle keep-alive connections stay open (as a browser keeps them) while new ones arrive
+    // in bursts (as a browser loading a page opens them).
+    let mut open: Vec<TcpStream> = Vec::new();
+    for _round in 0..20 {
+        let mut conns: Vec<TcpStream> =
+            (0..6).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        for c in &mut conns {
+            c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            c.write_all(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+        }
+        for c in &mut conns {
+            let mut buf = [0u8; 12];
+            if c.read_exact(&mut buf).is_err() {
+                stuck += 1;
+            }
+        }
+        open.extend(conns);
+    }
+    assert_eq!(stuck, 0, "connections never answered");
+}
