@@ -1,14 +1,17 @@
-//! `pismo serve`: the HTTP API and MLflow scoring protocol of `pismo-http`, on
-//! 127.0.0.1:8501 by default. The work lives in `pismo-http`; this module resolves the
-//! folders, starts the server, prints its URL and blocks.
+//! `pismo serve`: the web page, the HTTP API and MLflow's scoring protocol of `pismo-http`,
+//! on 127.0.0.1:8501 by default. The work lives in `pismo-http`; this module resolves the
+//! folders and the token, starts the server, prints its URL and blocks.
 
+use std::io::Read;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use argh::FromArgs;
 
 use crate::CliError;
 
-/// Serve predictions, models and runs over HTTP (JSON API and MLflow's /invocations).
+/// Serve the web page, predictions, models, runs and training over HTTP (JSON API and
+/// MLflow's /invocations).
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "serve")]
 pub struct Args {
@@ -21,25 +24,79 @@ pub struct Args {
     /// run records folder (default: $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
+    /// MNIST folder for training from the page (default: $PISMO_DATA, else ./data/mnist)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// token that training and registry changes need (default: $PISMO_TOKEN; on a
+    /// non-loopback address without one, a random token is made and printed)
+    #[argh(option)]
+    token: Option<String>,
+    /// training runs at once; more requests get 409 (default: 1)
+    #[argh(option, default = "1")]
+    max_training: usize,
 }
 
 /// Runs `pismo serve` until the process is stopped.
 pub fn run(args: Args) -> Result<(), CliError> {
     let registry = crate::registry(&args.registry);
     let runs = crate::runs(&args.runs);
-    let server = pismo_http::Server::start(
-        &args.addr,
-        registry.dir(),
-        runs.dir(),
-        pismo_http::Options::default(),
-    )
-    .map_err(CliError::failed)?;
+    if args.max_training == 0 {
+        return Err(CliError::usage("--max-training must be at least 1"));
+    }
+    let mut token = args
+        .token
+        .clone()
+        .or_else(|| std::env::var("PISMO_TOKEN").ok().filter(|t| !t.is_empty()));
+    let made = token.is_none() && !is_loopback(&args.addr);
+    if made {
+        token = Some(random_token().map_err(CliError::failed)?);
+    }
+    let options = pismo_http::Options {
+        data_dir: crate::data_dir(&args.data),
+        max_training: args.max_training,
+        token: token.clone(),
+        ..pismo_http::Options::default()
+    };
+    let data_dir = options.data_dir.clone();
+    let server = pismo_http::Server::start(&args.addr, registry.dir(), runs.dir(), options)
+        .map_err(CliError::failed)?;
     eprintln!(
-        "registry {}, runs {}",
+        "registry {}, runs {}, MNIST {}",
         registry.dir().display(),
-        runs.dir().display()
+        runs.dir().display(),
+        data_dir.display()
     );
+    if let Some(token) = &token {
+        eprintln!(
+            "training and registry changes need the token{}: open {}/?token={token}",
+            if made { " made for this run" } else { "" },
+            server.url()
+        );
+    }
     crate::out_line(&server.url())?;
     server.wait();
     Ok(())
+}
+
+/// Whether every address `addr` names is a loopback one (an address that does not resolve
+/// is left to the server to report).
+fn is_loopback(addr: &str) -> bool {
+    match addr.to_socket_addrs() {
+        Ok(addrs) => addrs
+            .collect::<Vec<SocketAddr>>()
+            .iter()
+            .all(|a| a.ip().is_loopback()),
+        Err(_) => true,
+    }
+}
+
+/// 128 random bits from the operating system, as hex.
+fn random_token() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| {
+            format!("cannot make a token (read /dev/urandom: {e}); give one with --token")
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -290,6 +290,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     }
                 }
                 SessionEvent::Registered { bytes: n, .. } => bytes = Some(n),
+                SessionEvent::Line(_) => {}
             }
             ControlFlow::Continue(())
         },

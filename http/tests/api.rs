@@ -516,3 +516,448 @@ fn a_stopped_server_no_longer_answers() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Training, events, aliases, token
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+struct Sse {
+    id: u64,
+    name: String,
+    data: Value,
+}
+
+impl Client {
+    /// `GET path` as an event stream: the status and, for a 200, every event until the
+    /// server ends the stream (it ends after `done`).
+    fn events(&mut self, path: &str, last_event_id: Option<u64>) -> (u16, Vec<Sse>) {
+        let mut head =
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
+        if let Some(id) = last_event_id {
+            head.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.send_raw(head.as_bytes());
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut chunked = false;
+        let mut length = 0;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            let l = line.trim_end().to_ascii_lowercase();
+            if l.is_empty() {
+                break;
+            }
+            chunked |= l == "transfer-encoding: chunked";
+            if let Some(n) = l.strip_prefix("content-length:") {
+                length = n.trim().parse().unwrap();
+            }
+            if status == 200 && l.starts_with("content-type:") {
+                assert!(l.contains("text/event-stream"), "{l}");
+            }
+        }
+        if status != 200 {
+            let mut body = vec![0; length];
+            self.reader.read_exact(&mut body).unwrap();
+            return (status, Vec::new());
+        }
+        assert!(chunked, "an event stream is sent chunked");
+        let mut text = String::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            let size = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+            let mut chunk = vec![0; size + 2];
+            self.reader.read_exact(&mut chunk).unwrap();
+            if size == 0 {
+                break;
+            }
+            text.push_str(std::str::from_utf8(&chunk[..size]).unwrap());
+        }
+        let events = text
+            .split("\n\n")
+            .filter_map(|block| {
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name).map(str::to_owned))
+                };
+                Some(Sse {
+                    id: field("id: ")?.parse().unwrap(),
+                    name: field("event: ")?,
+                    data: serde_json::from_str(&field("data: ")?).unwrap(),
+                })
+            })
+            .collect();
+        (status, events)
+    }
+}
+
+impl Fixture {
+    fn with_mnist() -> Option<Self> {
+        let data_dir = pismo_tests::full_mnist()?;
+        Some(Self::with_options(Options {
+            data_dir,
+            ..Options::default()
+        }))
+    }
+
+    fn events(&self, path: &str, last_event_id: Option<u64>) -> (u16, Vec<Sse>) {
+        self.connect().events(path, last_event_id)
+    }
+
+    fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Answer {
+        let mut c = self.connect();
+        c.send_raw(
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        c.read_answer()
+    }
+}
+
+fn names(events: &[Sse]) -> Vec<&str> {
+    events.iter().map(|e| e.name.as_str()).collect()
+}
+
+#[test]
+fn train_runs_in_the_background_streams_its_events_and_registers_the_model() {
+    let Some(f) = Fixture::with_mnist() else {
+        return;
+    };
+    let about = f.get("/api/train");
+    assert_eq!(about.status, 200);
+    let about = about.json();
+    assert_eq!(about["data"]["available"], true);
+    assert_eq!(about["defaults"]["hidden_size"], 128);
+    assert_eq!(about["defaults"]["initial_lr"], 0.03);
+    assert_eq!(about["max_concurrent"], 1);
+
+    let body = json!({"name": "webtest", "hidden_size": 16, "epochs": 2, "val_size": 1000,
+                      "aliases": ["fresh"]});
+    let started = f.post_json("/api/train", &body);
+    assert_eq!(
+        started.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&started.body)
+    );
+    let run_id = started.json()["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        started.header("Location"),
+        Some(format!("/api/runs/{run_id}").as_str())
+    );
+    // The one slot is taken until the run ends.
+    let busy = f.post_json("/api/train", &body);
+    let msg = busy.expect_error(409);
+    assert!(msg.contains("in progress"), "{msg}");
+    assert_eq!(busy.json()["active"], json!([run_id]));
+
+    let (status, events) = f.events(&format!("/api/runs/{run_id}/events"), None);
+    assert_eq!(status, 200);
+    let epochs: Vec<&Sse> = events.iter().filter(|e| e.name == "epoch").collect();
+    assert_eq!(epochs.len(), 2, "{:?}", names(&events));
+    assert_eq!(epochs[1].data["epoch"], 2);
+    assert!(epochs[1].data["val_accuracy"].as_f64().unwrap() > 0.8);
+    let lines: Vec<&str> = events
+        .iter()
+        .filter(|e| e.name == "log")
+        .map(|e| e.data["line"].as_str().unwrap())
+        .collect();
+    assert!(lines[0].starts_with("training 784-16-10"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("epoch 2/2")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("registered webtest@1")),
+        "{lines:?}"
+    );
+    let done = events.last().unwrap();
+    assert_eq!(done.name, "done");
+    assert_eq!(done.data["status"], "finished");
+    assert_eq!(done.data["model"], "webtest@1");
+    assert!(done.data["metrics"]["test_accuracy"].as_f64().unwrap() > 0.8);
+    // Sequence numbers count up.
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+
+    // The model is registered, with its alias, and predicts; the run is listed with its
+    // final metrics; the log is the one the events streamed.
+    let models = f.get("/api/models").json();
+    let entry = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "webtest@1")
+        .expect("webtest@1 listed");
+    assert_eq!(entry["aliases"], json!(["fresh"]));
+    let png = drawn_digit_png(&first_of(0), 140);
+    let p = f.request("POST", "/api/predict?model=fresh", Some("image/png"), &png);
+    assert_eq!(p.json()["model"], "webtest@1");
+    let runs = f.get("/api/runs").json();
+    assert_eq!(runs[0]["run_id"], run_id.as_str());
+    assert_eq!(runs[0]["status"], "finished");
+    assert_eq!(runs[0]["model"], "webtest@1");
+    assert!(runs[0]["summary"]["val_accuracy"].as_f64().unwrap() > 0.8);
+    let log = f.get(&format!("/api/runs/{run_id}/log"));
+    let log = String::from_utf8(log.body).unwrap();
+    assert_eq!(log.lines().collect::<Vec<_>>(), lines);
+    // The slot is free again.
+    assert!(f.get("/api/train").json()["active"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // A late client gets the same events; Last-Event-ID skips what it has.
+    let (_, again) = f.events(&format!("/api/runs/{run_id}/events"), None);
+    assert_eq!(again, events);
+    let (_, rest) = f.events(&format!("/api/runs/{run_id}/events"), Some(events[2].id));
+    assert_eq!(rest, events[3..]);
+
+    // Another server on the same folders replays the run from disk: the same log lines
+    // and epochs, then `done`.
+    let other = Server::start(
+        "127.0.0.1:0",
+        f.dir.join("models"),
+        f.dir.join("runs"),
+        Options::default(),
+    )
+    .unwrap();
+    let (_, replay) =
+        Client::new(&other.addr().to_string()).events(&format!("/api/runs/{run_id}/events"), None);
+    assert_eq!(names(&replay), names(&events));
+    let replayed = replay
+        .iter()
+        .filter(|e| e.name == "epoch")
+        .collect::<Vec<_>>();
+    assert_eq!(replayed[1].data["val_loss"], epochs[1].data["val_loss"]);
+    assert_eq!(replay.last().unwrap().data["model"], "webtest@1");
+}
+
+#[test]
+fn a_run_can_be_stopped_and_keeps_its_best_weights() {
+    let Some(f) = Fixture::with_mnist() else {
+        return;
+    };
+    let started = f.post_json(
+        "/api/train",
+        &json!({"name": "long", "hidden_size": 16, "epochs": 500, "val_size": 1000}),
+    );
+    assert_eq!(started.status, 202);
+    let run_id = started.json()["run_id"].as_str().unwrap().to_owned();
+    // Stop once the first epoch is in.
+    let mut c = f.connect();
+    c.send_raw(format!("GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+    let mut line = String::new();
+    while !line.starts_with("event: epoch") {
+        line.clear();
+        c.reader.read_line(&mut line).unwrap();
+    }
+    let stop = f.request("POST", &format!("/api/runs/{run_id}/stop"), None, b"");
+    assert_eq!(stop.status, 202);
+    let (_, events) = f.events(&format!("/api/runs/{run_id}/events"), None);
+    let done = events.last().unwrap();
+    assert_eq!(done.data["status"], "stopped", "{:?}", names(&events));
+    assert_eq!(done.data["model"], "long@1");
+    let epochs = done.data["metrics"]["epochs_run"].as_u64().unwrap();
+    assert!((1..500).contains(&epochs), "{epochs}");
+    assert_eq!(
+        f.get(&format!("/api/runs/{run_id}")).json()["status"],
+        "stopped"
+    );
+    f.request("POST", &format!("/api/runs/{run_id}/stop"), None, b"")
+        .expect_error(409);
+}
+
+#[test]
+fn train_requests_are_checked() {
+    // No MNIST needed: every request here is refused before training starts.
+    let f = Fixture::with_options(Options {
+        data_dir: workspace_root().join("no-such-folder"),
+        ..Options::default()
+    });
+    let about = f.get("/api/train").json();
+    assert_eq!(about["data"]["available"], false);
+    assert!(about["data"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("pismo data fetch"));
+
+    for (body, field) in [
+        (json!({"dropout_rate": 1.0}), "dropout_rate"),
+        (json!({"hidden_size": 100}), "hidden_size"),
+        (json!({"epochs": 0}), "epochs"),
+        (json!({"epochs": "many"}), "epochs"),
+        (json!({"batch_size": 1.5}), "batch_size"),
+        (json!({"learning_rate": -1}), "initial_lr"),
+        (json!({"hiden_size": 64}), "hiden_size"),
+        (json!({"name": "../x"}), "name"),
+    ] {
+        let a = f.post_json("/api/train", &body);
+        let msg = a.expect_error(400);
+        assert_eq!(a.json()["field"], field, "{body}: {msg}");
+    }
+    let msg = f
+        .post_json("/api/train", &json!({"epochs": 1}))
+        .expect_error(503);
+    assert!(msg.contains("pismo data fetch"), "{msg}");
+    f.request("POST", "/api/train", Some("text/plain"), b"{}")
+        .expect_error(415);
+    f.request("POST", "/api/train", Some("application/json"), b"[1")
+        .expect_error(400);
+    let put = f.request("PUT", "/api/train", Some("application/json"), b"{}");
+    put.expect_error(405);
+    assert_eq!(put.header("Allow"), Some("GET, POST"));
+
+    // Unknown runs.
+    assert_eq!(f.events("/api/runs/nope/events", None).0, 404);
+    f.get("/api/runs/nope/log").expect_error(404);
+    f.request("POST", "/api/runs/nope/stop", None, b"")
+        .expect_error(404);
+    f.get("/api/runs/bad%2Fid/log").expect_error(400);
+    // An unknown model is a 404 whatever the body.
+    f.request("POST", "/api/predict?model=nope", Some("text/plain"), b"x")
+        .expect_error(404);
+}
+
+#[test]
+fn aliases_are_set_and_removed_over_http() {
+    let f = Fixture::new();
+    let put = |alias: &str, body: &Value| {
+        f.request(
+            "PUT",
+            &format!("/api/aliases/{alias}"),
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        )
+    };
+    let a = put("best", &json!({"model": "mnist-int8@1"}));
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json(), json!({"alias": "best", "model": "mnist-int8@1"}));
+    assert_eq!(
+        f.get("/api/aliases").json(),
+        json!({"best": "mnist-int8@1", "default": "mnist@1"})
+    );
+    let png = drawn_digit_png(&first_of(3), 140);
+    let p = f.request("POST", "/api/predict?model=best", Some("image/png"), &png);
+    assert_eq!(p.json()["model"], "mnist-int8@1");
+
+    put("best", &json!({"model": "mnist@7"})).expect_error(404);
+    put("best", &json!({"modle": "mnist@1"})).expect_error(400);
+    put("42", &json!({"model": "mnist@1"})).expect_error(400);
+    f.request("PUT", "/api/aliases/best", Some("text/plain"), b"mnist@1")
+        .expect_error(415);
+    let d = f.request("DELETE", "/api/aliases/best", None, b"");
+    assert_eq!(d.json(), json!({"alias": "best", "model": "mnist-int8@1"}));
+    f.request("DELETE", "/api/aliases/best", None, b"")
+        .expect_error(404);
+    f.request("POST", "/api/aliases/best", None, b"")
+        .expect_error(405);
+}
+
+#[test]
+fn a_token_guards_training_and_registry_changes() {
+    let f = Fixture::with_options(Options {
+        token: Some("s3cret".to_owned()),
+        data_dir: workspace_root().join("no-such-folder"),
+        ..Options::default()
+    });
+    assert_eq!(f.get("/api/train").json()["token_required"], true);
+    let body = r#"{"model":"mnist@1"}"#;
+    let json = "application/json";
+    let m = f
+        .request_with("PUT", "/api/aliases/x", "", json, body)
+        .expect_error(401);
+    assert!(m.contains("token"), "{m}");
+    f.request_with(
+        "PUT",
+        "/api/aliases/x",
+        "Authorization: Bearer nope\r\n",
+        json,
+        body,
+    )
+    .expect_error(403);
+    f.request_with("POST", "/api/train", "", json, "{}")
+        .expect_error(401);
+    f.request_with("POST", "/api/runs/x/stop", "", json, "")
+        .expect_error(401);
+    f.request_with("DELETE", "/api/aliases/default", "", json, "")
+        .expect_error(401);
+    let ok = f.request_with(
+        "PUT",
+        "/api/aliases/x",
+        "Authorization: Bearer s3cret\r\n",
+        json,
+        body,
+    );
+    assert_eq!(ok.status, 200);
+    // With the token, training gets as far as the missing data.
+    f.request_with(
+        "POST",
+        "/api/train",
+        "Authorization: Bearer s3cret\r\n",
+        json,
+        "{}",
+    )
+    .expect_error(503);
+    // Reading and predicting need no token.
+    assert_eq!(f.get("/api/models").status, 200);
+    let png = drawn_digit_png(&first_of(5), 140);
+    assert_eq!(
+        f.request("POST", "/api/predict", Some("image/png"), &png)
+            .status,
+        200
+    );
+
+    // A non-loopback address without a token does not start.
+    let e = Server::start(
+        "0.0.0.0:0",
+        f.dir.join("models"),
+        f.dir.join("r2"),
+        Options::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("token"), "{e}");
+}
+
+#[test]
+fn the_page_and_its_files_are_served() {
+    let f = Fixture::new();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/app.css", "text/css"),
+    ] {
+        let a = f.get(path);
+        assert_eq!(a.status, 200, "{path}");
+        assert!(
+            a.header("Content-Type").unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert!(!a.body.is_empty());
+    }
+    let page = String::from_utf8(f.get("/").body).unwrap();
+    assert!(page.contains("app.js") && page.contains("app.css"));
+    // Offline: nothing is loaded from another host.
+    for path in ["/", "/app.js", "/app.css"] {
+        let text = String::from_utf8(f.get(path).body).unwrap();
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{path}"
+        );
+    }
+}

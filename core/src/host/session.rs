@@ -36,8 +36,12 @@ pub enum SessionEvent<'a> {
         /// Its id.
         run_id: &'a str,
     },
-    /// An event of the trainer.
+    /// An event of the trainer. Its log lines, and one line per epoch ([`epoch_line`]), are
+    /// in the run's log.
     Train(Event<'a>),
+    /// A line the session itself wrote to the run's log (test accuracy, registration,
+    /// aliases, errors): with the `Train` events, the whole log as it is written.
+    Line(&'a str),
     /// The model is in the registry.
     Registered {
         /// Its name and version.
@@ -118,7 +122,11 @@ pub fn run_with_data(
     let run_id = run.id().to_owned();
     let mut stop = on_event(SessionEvent::Started { run_id: &run_id }).is_break();
     if test.is_none() {
-        run.log_line("MNIST test split not found: the model's test accuracy is not measured");
+        note(
+            &mut run,
+            on_event,
+            "MNIST test split not found: the model's test accuracy is not measured",
+        );
     }
     let result = trainer::train(&req.hyper, train, test, req.threads, &mut |ev| {
         match &ev {
@@ -153,7 +161,7 @@ pub fn run_with_data(
         Ok(o) => o,
         Err(e) => {
             let msg = e.to_string();
-            run.log_line(&format!("error: {msg}"));
+            note(&mut run, on_event, &format!("error: {msg}"));
             run.finish(Status::Failed, Some(&msg));
             return Err(SessionError::Train(e));
         }
@@ -163,12 +171,26 @@ pub fn run_with_data(
     } else {
         Status::Finished
     };
+    if outcome.cancelled {
+        let line = format!(
+            "stopped on request after {} full epoch{}",
+            outcome.metrics.epochs_run,
+            if outcome.metrics.epochs_run == 1 {
+                ""
+            } else {
+                "s"
+            }
+        );
+        note(&mut run, on_event, &line);
+    }
     if let Some(acc) = outcome.metrics.test_accuracy {
         run.log_metric(outcome.metrics.best_epoch, "test_accuracy", acc as f64);
-        run.log_line(&format!(
-            "test accuracy {:.2} % (10000 MNIST test images)",
-            acc * 100.0
-        ));
+        let line = format!(
+            "test accuracy {:.2} % ({} MNIST test images)",
+            acc * 100.0,
+            test.map_or(0, Dataset::len)
+        );
+        note(&mut run, on_event, &line);
     }
     let mut model = None;
     if outcome.metrics.best_epoch > 0 {
@@ -195,21 +217,25 @@ pub fn run_with_data(
             Ok(id) => id,
             Err(e) => {
                 let msg = e.to_string();
-                run.log_line(&format!("error: {msg}"));
+                note(&mut run, on_event, &format!("error: {msg}"));
                 run.finish(Status::Failed, Some(&msg));
                 return Err(SessionError::Registry(e));
             }
         };
         run.set_model(&id);
-        run.log_line(&format!("registered {id} ({size} bytes)"));
+        note(
+            &mut run,
+            on_event,
+            &format!("registered {id} ({size} bytes)"),
+        );
         for alias in &req.aliases {
             if let Err(e) = registry.set_alias(alias, &id) {
                 let msg = e.to_string();
-                run.log_line(&format!("error: {msg}"));
+                note(&mut run, on_event, &format!("error: {msg}"));
                 run.finish(Status::Failed, Some(&msg));
                 return Err(SessionError::Registry(e));
             }
-            run.log_line(&format!("alias {alias} -> {id}"));
+            note(&mut run, on_event, &format!("alias {alias} -> {id}"));
         }
         let _ = on_event(SessionEvent::Registered {
             id: &id,
@@ -217,7 +243,11 @@ pub fn run_with_data(
         });
         model = Some(id);
     } else {
-        run.log_line("stopped before the first epoch ended: no model registered");
+        note(
+            &mut run,
+            on_event,
+            "stopped before the first epoch ended: no model registered",
+        );
     }
     run.finish(status, None);
     Ok(Finished {
@@ -227,6 +257,16 @@ pub fn run_with_data(
         history: outcome.history,
         status,
     })
+}
+
+/// Writes `line` to the run's log and reports it.
+fn note(
+    run: &mut crate::host::runs::RunWriter,
+    on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+    line: &str,
+) {
+    run.log_line(line);
+    let _ = on_event(SessionEvent::Line(line));
 }
 
 /// One line of the training log for an epoch.

@@ -211,10 +211,11 @@ where
     let batches = train_idx.len().div_ceil(batch);
 
     let msg = format!(
-        "training 784-{H}-10 on {} images ({} held out for validation), {} epochs of {batches} batches, {team_threads} threads",
+        "training 784-{H}-10 on {} images ({} held out for validation), {} epochs of {batches} batches, {team_threads} thread{}",
         train_idx.len(),
         val_idx.len(),
-        hyper.epochs
+        hyper.epochs,
+        if team_threads == 1 { "" } else { "s" }
     );
     let mut cancelled = on_event(Event::Log(&msg)).is_break();
 

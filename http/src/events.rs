@@ -1,0 +1,304 @@
+//! `GET /api/runs/{id}/events`: a run's progress as server-sent events.
+//!
+//! Events (`event:` name, JSON `data:`, a sequence number as `id:`): `log` `{"line"}`,
+//! `progress` `{"epoch","done","total"}`, `epoch` (the trainer's epoch report), and last
+//! `done` `{"status","model","bytes","metrics","error"}`, after which the stream ends.
+//! A stream always starts from the beginning of the run (or after `Last-Event-ID`), so a
+//! client that connects late or reconnects misses nothing.
+//!
+//! Runs started by this server stream from memory as they happen. Any other run (ended
+//! before the server started, or trained by `pismo train` meanwhile) streams from its record
+//! on disk, which is polled once a second while the run is `running`.
+//!
+//! Each stream has a thread of its own, so streams never hold the request workers; at most
+//! [`MAX_STREAMS`] are open at once (more get a 503). The response is written by hand with
+//! chunked encoding and one flush per event (tiny_http would buffer it).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pismo_core::host::runs::{Metric, Status};
+use serde_json::{json, Value};
+use tiny_http::Request;
+
+use crate::reply::ApiError;
+use crate::training::{Done, SseEvent};
+use crate::State;
+
+/// Most event streams open at once.
+pub(crate) const MAX_STREAMS: usize = 64;
+
+/// A comment line is sent after this long without an event, so dead clients are noticed.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// How often a run on disk is read again while it is running.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Answers `request` for the events of run `id` on a thread of its own.
+pub(crate) fn spawn(state: Arc<State>, request: Request, id: String) {
+    if state.streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
+        state.streams.fetch_sub(1, Ordering::SeqCst);
+        let e = ApiError::new(
+            503,
+            format!("too many event streams are open (at most {MAX_STREAMS}); try again later"),
+        )
+        .with_header("Retry-After", "5");
+        let _ = request.respond(e.into_reply().into_response());
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("pismo-events".to_owned())
+        .spawn({
+            let state = state.clone();
+            move || {
+                stream(&state, request, &id);
+                state.streams.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+    if spawned.is_err() {
+        state.streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn last_event_id(request: &Request) -> u64 {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Last-Event-ID"))
+        .and_then(|h| h.value.as_str().trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn stream(state: &State, request: Request, id: &str) {
+    let after = last_event_id(&request);
+    let job = state.training.job(id);
+    if job.is_none() {
+        // Unknown or invalid run: a plain JSON error before any event.
+        if let Err(e) = state.runs.info(id) {
+            let _ = request.respond(ApiError::from(e).into_reply().into_response());
+            return;
+        }
+    }
+    let mut out = Sse {
+        writer: request.into_writer(),
+        last_write: Instant::now(),
+    };
+    if out.head().is_err() {
+        return;
+    }
+    let _ = match job {
+        Some(job) => from_job(state, &mut out, &job, after),
+        None => from_disk(state, &mut out, id, after),
+    }
+    .and_then(|()| out.end());
+}
+
+/// The response being written: chunked, one chunk per event, flushed.
+struct Sse {
+    writer: Box<dyn Write + Send>,
+    last_write: Instant,
+}
+
+impl Sse {
+    fn head(&mut self) -> io::Result<()> {
+        self.writer.write_all(
+            b"HTTP/1.1 200 OK\r\n\
+              Content-Type: text/event-stream; charset=utf-8\r\n\
+              Cache-Control: no-store\r\n\
+              X-Accel-Buffering: no\r\n\
+              Transfer-Encoding: chunked\r\n\r\n",
+        )?;
+        self.chunk("retry: 2000\n\n")
+    }
+
+    fn chunk(&mut self, text: &str) -> io::Result<()> {
+        write!(self.writer, "{:x}\r\n{text}\r\n", text.len())?;
+        self.writer.flush()?;
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    fn event(&mut self, e: &SseEvent) -> io::Result<()> {
+        self.chunk(&format!(
+            "id: {}\nevent: {}\ndata: {}\n\n",
+            e.id, e.name, e.data
+        ))
+    }
+
+    /// A comment, if nothing was written for a while: fails once the client is gone.
+    fn heartbeat(&mut self) -> io::Result<()> {
+        if self.last_write.elapsed() >= HEARTBEAT {
+            self.chunk(": keep-alive\n\n")?;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        self.writer.write_all(b"0\r\n\r\n")?;
+        self.writer.flush()
+    }
+}
+
+fn stopping(state: &State) -> io::Result<()> {
+    if state.stopping.load(Ordering::SeqCst) {
+        Err(io::Error::other("the server is stopping"))
+    } else {
+        Ok(())
+    }
+}
+
+fn from_job(
+    state: &State,
+    out: &mut Sse,
+    job: &crate::training::Job,
+    mut after: u64,
+) -> io::Result<()> {
+    loop {
+        stopping(state)?;
+        let (events, done) = job.wait_after(after, Duration::from_millis(500));
+        for e in &events {
+            out.event(e)?;
+            after = e.id;
+        }
+        if done && events.is_empty() {
+            return Ok(());
+        }
+        out.heartbeat()?;
+    }
+}
+
+/// Replays a run from its record, following it while it is `running`.
+fn from_disk(state: &State, out: &mut Sse, id: &str, after: u64) -> io::Result<()> {
+    let mut seq = 0u64;
+    let mut lines_sent = 0usize;
+    let mut epochs_sent = 0u32;
+    let mut send = |out: &mut Sse, name: &'static str, data: &dyn erased::Json| {
+        seq += 1;
+        if seq <= after {
+            return Ok(());
+        }
+        out.event(&SseEvent {
+            id: seq,
+            name,
+            data: data.text(),
+        })
+    };
+    loop {
+        stopping(state)?;
+        let record = match state.runs.get(id) {
+            Ok(r) => r,
+            Err(e) => {
+                return send(out, "done", &Done::failed(e.to_string()));
+            }
+        };
+        let log = state.runs.log(id).unwrap_or_default();
+        let epochs = epochs_of(&record.metrics, record.info.params.epochs);
+        let ended = record.info.status != Status::Running;
+        // Only whole lines: the last one may still be being written.
+        let whole = log.rsplit_once('\n').map_or("", |(whole, _)| whole);
+        for line in whole.lines().skip(lines_sent) {
+            send(out, "log", &json!({ "line": line }))?;
+            lines_sent += 1;
+            // An epoch's event follows its log line, as when the run is live.
+            if let Some(n) = epoch_of_line(line) {
+                for (&epoch, report) in epochs.range(epochs_sent + 1..=n) {
+                    send(out, "epoch", report)?;
+                    epochs_sent = epoch;
+                }
+            }
+        }
+        if ended {
+            for (&epoch, report) in epochs.range(epochs_sent + 1..) {
+                send(out, "epoch", report)?;
+                epochs_sent = epoch;
+            }
+        }
+        if ended {
+            let model = record.info.model.as_deref();
+            let entry = model.and_then(|m| {
+                state
+                    .registry
+                    .list()
+                    .ok()?
+                    .into_iter()
+                    .find(|e| e.id.to_string() == m)
+            });
+            let done = Done {
+                status: record.info.status,
+                model: model.map(str::to_owned),
+                bytes: entry.as_ref().map(|e| e.size),
+                metrics: entry
+                    .as_ref()
+                    .and_then(|e| e.meta.as_ref().ok())
+                    .map(|meta| meta.metrics),
+                error: record.info.error,
+            };
+            return send(out, "done", &done);
+        }
+        let waited = Instant::now();
+        while waited.elapsed() < POLL {
+            stopping(state)?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        out.heartbeat()?;
+    }
+}
+
+/// `N` of a log line `epoch N/M …`.
+fn epoch_of_line(line: &str) -> Option<u32> {
+    line.strip_prefix("epoch ")?.split('/').next()?.parse().ok()
+}
+
+/// Per-epoch metrics of a run record as `epoch` events (only epochs whose last metric,
+/// `epoch_seconds`, is written).
+fn epochs_of(metrics: &[Metric], epochs: u32) -> BTreeMap<u32, Value> {
+    let mut by_step: BTreeMap<u32, serde_json::Map<String, Value>> = BTreeMap::new();
+    for m in metrics {
+        if m.name == "test_accuracy" {
+            continue;
+        }
+        by_step
+            .entry(m.step)
+            .or_default()
+            .insert(m.name.clone(), crate::metric_value(m.value));
+    }
+    by_step
+        .into_iter()
+        .filter(|(_, values)| values.contains_key("epoch_seconds"))
+        .map(|(step, v)| {
+            let get = |name: &str| v.get(name).cloned().unwrap_or(Value::Null);
+            (
+                step,
+                json!({
+                    "epoch": step,
+                    "epochs": epochs,
+                    "lr": get("lr"),
+                    "train_loss": get("train_loss"),
+                    "train_accuracy": get("train_accuracy"),
+                    "val_loss": get("val_loss"),
+                    "val_accuracy": get("val_accuracy"),
+                    "seconds": get("epoch_seconds"),
+                    "eta_seconds": null,
+                    "improved": null,
+                }),
+            )
+        })
+        .collect()
+}
+
+/// Serialisable values behind one reference type.
+mod erased {
+    /// Anything `Serialize`, as JSON text.
+    pub trait Json {
+        fn text(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn text(&self) -> String {
+            serde_json::to_string(self).unwrap_or_else(|_| "null".to_owned())
+        }
+    }
+}
