@@ -422,6 +422,7 @@ function useModel(id) {
 
 function showDraw() {
   sizeCanvas();
+  predict();
   loadModels().catch((err) => showDrawError(err.message));
 }
 

@@ -44,6 +44,7 @@ async function newPage(browser, viewport, deviceScaleFactor) {
 
 async function screenshot(page, name) {
   await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForTimeout(400); // let the bars and the progress bar finish their transitions
   const file = path.join(shots, name);
   await page.screenshot({ path: file, fullPage: true });
   log(`screenshot ${file}`);
