@@ -85,8 +85,8 @@ class ApiError extends Error {
 
 function errorMessage(status, body) {
   const text = body && typeof body === 'object' && body.error ? body.error : `HTTP ${status}`;
-  if (status === 401) return `${text}. This server needs a token to train or change aliases: open the page with the URL \`pismo serve\` printed (it ends in ?token=…).`;
-  if (status === 403) return `${text}. The token in the page URL is not the server's: open the URL \`pismo serve\` printed.`;
+  if (status === 401) return `${text} — open the page through the URL \`pismo serve\` printed, which ends in ?token=…`;
+  if (status === 403) return `${text} — the page's token (from ?token=) is not the server's: open the URL \`pismo serve\` printed.`;
   return text;
 }
 
@@ -459,6 +459,16 @@ function niceTicks(lo, hi, count) {
   return ticks;
 }
 
+/** Epoch ticks: 1, then every 1, 2, 5, 10, 20, 50… epochs, at most about `count` of them. */
+function epochTicks(xMax, count) {
+  let step = 1;
+  for (let i = 1; xMax / step > count; i++) step = [1, 2, 5][i % 3] * 10 ** Math.floor(i / 3);
+  if (step <= 2) return Array.from({ length: Math.floor((xMax - 1) / step) + 1 }, (_, i) => 1 + i * step);
+  const ticks = [1];
+  for (let x = step; x <= xMax; x += step) if (x - 1 >= step / 2) ticks.push(x);
+  return ticks;
+}
+
 function renderChart(host) {
   const spec = host._chart;
   const width = host.clientWidth;
@@ -478,9 +488,7 @@ function renderChart(host) {
   if (yHi - yLo < 1e-9) [yLo, yHi] = [yLo - 0.5 * Math.abs(yLo || 1) * 0.1, yHi + 0.5 * Math.abs(yHi || 1) * 0.1];
   const yTicks = niceTicks(yLo, yHi, 4);
   const [y0, y1] = [yTicks[0], yTicks[yTicks.length - 1]];
-  const xStep = Math.max(1, Math.ceil((xMax - 1) / Math.max(2, Math.floor(plotW / 60))));
-  const xTicks = [];
-  for (let x = 1; x <= xMax; x += xStep) xTicks.push(x);
+  const xTicks = epochTicks(xMax, Math.max(2, Math.floor(plotW / 50)));
 
   const sx = (x) => m.left + ((x - 1) / (xMax - 1)) * plotW;
   const sy = (y) => m.top + (1 - (y - y0) / (y1 - y0)) * plotH;
@@ -806,7 +814,7 @@ function renderModelsTable() {
       h('td', { class: 'num nowrap' }, kib(m.size)),
       h('td', { class: 'nowrap' }, meta.created_unix ? localTime(meta.created_unix * 1000) : '–'),
       h('td', {}, h('div', { class: 'chips' }, chips)),
-      h('td', { class: 'mono small' }, runLink));
+      h('td', { class: 'mono small nowrap' }, runLink));
   }));
   $('#models-empty').hidden = registry.models.length > 0;
 }
@@ -907,8 +915,12 @@ async function loadTrainInfo() {
   }
   train.info = info;
   if (!train.built) buildTrainForm(info);
-  if (info.data && info.data.available === false) notice(`${info.data.error || `No MNIST training data in ${info.data.dir}.`}`);
-  else notice(null);
+  const problems = [];
+  if (info.data && info.data.available === false) problems.push(info.data.error || `No MNIST training data in ${info.data.dir}.`);
+  if (info.token_required && !token) {
+    problems.push('This server needs a token to train: open the page with the URL `pismo serve` printed (it ends in ?token=…).');
+  }
+  notice(problems.join(' '));
   if (!train.watching && info.active && info.active.length) watchRun(info.active[0]);
   validateForm();
 }
@@ -1153,7 +1165,7 @@ function onDone(w, d) {
     : null;
   let title;
   if (d.status === 'finished') title = d.model ? `Registered ${d.model}${accuracy}` : 'Finished, no model registered';
-  else if (d.status === 'stopped') title = d.model ? `Stopped early — registered ${d.model}${accuracy}` : 'Stopped — no model registered';
+  else if (d.status === 'stopped') title = d.model ? `Stopped — registered ${d.model}${accuracy}` : 'Stopped — no model registered';
   else title = `Training failed${d.error ? `: ${d.error}` : ''}`;
   card.className = `result-banner ${d.status === 'failed' ? 'bad' : d.model ? 'good' : 'neutral'}`;
   fill(card, h('strong', { class: 'result-title' }, title),
