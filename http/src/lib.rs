@@ -57,7 +57,8 @@ pub const DEFAULT_MAX_BODY: usize = 8 << 20;
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Worker threads answering requests (at least 1).
+    /// Worker threads answering requests (at least 1). When all are busy the pool grows,
+    /// up to [`MAX_WORKERS`], and the extra workers end once idle.
     pub workers: usize,
     /// Largest request body in bytes; larger ones get 413.
     pub max_body: usize,
@@ -114,6 +115,7 @@ struct State {
     training: Arc<Training>,
     /// Event streams open now.
     streams: AtomicUsize,
+    pool: Pool,
     stopping: Arc<AtomicBool>,
 }
 
@@ -164,12 +166,15 @@ impl Server {
             options: options.clone(),
             models: Mutex::new(HashMap::new()),
             streams: AtomicUsize::new(0),
+            pool: Pool::default(),
             stopping: stopping.clone(),
         });
-        let workers = (0..options.workers.max(1))
+        let base = options.workers.clamp(1, MAX_WORKERS);
+        state.pool.total.store(base, Ordering::SeqCst);
+        let workers = (0..base)
             .map(|_| {
                 let (http, state) = (http.clone(), state.clone());
-                std::thread::spawn(move || worker(&http, &state))
+                std::thread::spawn(move || worker(http, state, false))
             })
             .collect();
         Ok(Server {
@@ -236,25 +241,76 @@ enum Routed {
     Events(String),
 }
 
-fn worker(http: &tiny_http::Server, state: &Arc<State>) {
+/// Most request workers at once: the pool grows past [`Options::workers`] when every worker
+/// is busy (a client that stalls mid-body holds one), up to this many.
+pub const MAX_WORKERS: usize = 64;
+
+/// How long a worker added to a busy pool stays without work before it ends.
+const EXTRA_WORKER_IDLE: Duration = Duration::from_secs(10);
+
+/// Worker counts of the request pool.
+#[derive(Default)]
+struct Pool {
+    total: AtomicUsize,
+    busy: AtomicUsize,
+}
+
+/// Takes requests until the server stops. An extra worker (`extra`) also ends after
+/// [`EXTRA_WORKER_IDLE`] without a request. Taking a request while every other worker is
+/// busy adds a worker, so the next request never waits for a stalled one.
+fn worker(http: Arc<tiny_http::Server>, state: Arc<State>, extra: bool) {
+    let mut idle_since = std::time::Instant::now();
     while !state.stopping.load(Ordering::SeqCst) {
         let mut request = match http.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(request)) => request,
-            Ok(None) => continue,
-            Err(_) => break,
-        };
-        let routed = catch_unwind(AssertUnwindSafe(|| route(state, &mut request)))
-            .unwrap_or_else(|_| Err(ApiError::new(500, "internal error: the handler panicked")));
-        let reply = match routed {
-            Ok(Routed::Events(id)) => {
-                events::spawn(state.clone(), request, id);
+            Ok(None) => {
+                if extra && idle_since.elapsed() >= EXTRA_WORKER_IDLE {
+                    break;
+                }
                 continue;
             }
-            Ok(Routed::Reply(reply)) => reply,
-            Err(e) => e.into_reply(),
+            Err(_) => break,
         };
-        // A client that went away is not our problem.
-        let _ = request.respond(reply.into_response());
+        let busy = state.pool.busy.fetch_add(1, Ordering::SeqCst) + 1;
+        if busy >= state.pool.total.load(Ordering::SeqCst) {
+            grow(&http, &state);
+        }
+        let routed = catch_unwind(AssertUnwindSafe(|| route(&state, &mut request)))
+            .unwrap_or_else(|_| Err(ApiError::new(500, "internal error: the handler panicked")));
+        match routed {
+            Ok(Routed::Events(id)) => events::spawn(state.clone(), request, id),
+            Ok(Routed::Reply(reply)) => {
+                // A client that went away is not our problem.
+                let _ = request.respond(reply.into_response());
+            }
+            Err(e) => {
+                let _ = request.respond(e.into_reply().into_response());
+            }
+        }
+        state.pool.busy.fetch_sub(1, Ordering::SeqCst);
+        idle_since = std::time::Instant::now();
+    }
+    state.pool.total.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Adds an extra worker, unless the pool is at [`MAX_WORKERS`].
+fn grow(http: &Arc<tiny_http::Server>, state: &Arc<State>) {
+    let total = &state.pool.total;
+    let mut n = total.load(Ordering::SeqCst);
+    while n < MAX_WORKERS {
+        match total.compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => {
+                let (http, state) = (http.clone(), state.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("pismo-http-extra".to_owned())
+                    .spawn(move || worker(http, state, true));
+                if spawned.is_err() {
+                    total.fetch_sub(1, Ordering::SeqCst);
+                }
+                return;
+            }
+            Err(now) => n = now,
+        }
     }
 }
 
@@ -396,17 +452,30 @@ fn one_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 // ---------------------------------------------------------------------------------------
 // Token
 
-/// With a token configured, the request must carry `Authorization: Bearer TOKEN`.
+/// A request that trains or changes the registry: a browser must send it from pismo's own
+/// page (an `Origin` of another site is refused), and with a token configured it must carry
+/// `Authorization: Bearer TOKEN`.
 fn authorize(state: &State, request: &Request) -> Result<(), ApiError> {
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().trim().to_owned())
+    };
+    if let Some(origin) = header("Origin") {
+        let origin_host = origin.split_once("://").map_or("", |(_, host)| host);
+        if header("Host").as_deref() != Some(origin_host) {
+            return Err(ApiError::new(
+                403,
+                format!("cross-origin request from {origin} refused: use pismo's own page or a non-browser client"),
+            ));
+        }
+    }
     let Some(token) = &state.options.token else {
         return Ok(());
     };
-    let given = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().trim().to_owned());
-    let Some(given) = given else {
+    let Some(given) = header("Authorization") else {
         return Err(ApiError::new(
             401,
             "this server needs a token to train or change the registry: send `Authorization: Bearer TOKEN` (the token `pismo serve` printed)",
@@ -444,12 +513,31 @@ fn set_alias(state: &State, alias: &str, body: &Value) -> Result<Reply, ApiError
     Reply::json(&json!({ "alias": alias, "model": id.to_string() }))
 }
 
-/// A run as listed: its record plus the last value of each metric.
+/// A run as listed: its record, the last value of each metric (`summary`) and the metrics
+/// of its best epoch (`best`: lowest validation loss, the weights the trainer kept).
 #[derive(Serialize)]
 struct RunSummary {
     #[serde(flatten)]
     info: RunInfo,
     summary: BTreeMap<String, Value>,
+    best: Option<BTreeMap<String, Value>>,
+}
+
+/// The metrics of the epoch with the lowest finite `val_loss` (the first of equals), with
+/// `epoch` = its step.
+fn best_epoch(metrics: &[pismo_core::host::runs::Metric]) -> Option<BTreeMap<String, Value>> {
+    let best = metrics
+        .iter()
+        .filter(|m| m.name == "val_loss" && m.value.is_finite())
+        .min_by(|a, b| a.value.total_cmp(&b.value).then(a.step.cmp(&b.step)))?
+        .step;
+    let mut out: BTreeMap<String, Value> = metrics
+        .iter()
+        .filter(|m| m.step == best && m.name != "test_accuracy" && m.value.is_finite())
+        .map(|m| (m.name.clone(), metric_value(m.value)))
+        .collect();
+    out.insert("epoch".to_owned(), json!(best));
+    Some(out)
 }
 
 /// A metric of a run record as JSON. Metrics are f32 values stored as f64: they are shown
@@ -469,14 +557,20 @@ fn runs_with_summaries(state: &State) -> Result<Reply, ApiError> {
         .into_iter()
         .map(|info| {
             let mut summary = BTreeMap::new();
+            let mut best = None;
             if let Ok(record) = state.runs.get(&info.run_id) {
+                best = best_epoch(&record.metrics);
                 for m in record.metrics {
                     if m.value.is_finite() {
                         summary.insert(m.name, metric_value(m.value));
                     }
                 }
             }
-            RunSummary { info, summary }
+            RunSummary {
+                info,
+                summary,
+                best,
+            }
         })
         .collect();
     Reply::json(&runs)

@@ -87,3 +87,53 @@ fn serve_prints_its_url_and_answers_with_the_registry() {
         busy.stderr
     );
 }
+
+#[test]
+fn serve_on_a_non_loopback_address_makes_and_requires_a_token() {
+    let p = Pismo::new();
+    let mut child = Child(
+        p.command(&["serve", "--addr", "0.0.0.0:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pismo serve"),
+    );
+    let mut url = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let port = url.trim().rsplit(':').next().unwrap().to_owned();
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut token_line = String::new();
+    while !token_line.contains("?token=") {
+        token_line.clear();
+        assert!(
+            stderr.read_line(&mut token_line).unwrap() > 0,
+            "no token printed"
+        );
+    }
+    let token = token_line
+        .trim()
+        .rsplit("?token=")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(token.len(), 32, "{token_line}");
+    let addr = format!("127.0.0.1:{port}");
+    let put = |auth: &str| {
+        let body = r#"{"model":"nope@1"}"#;
+        request(
+            &addr,
+            &format!(
+                "PUT /api/aliases/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            ),
+            body.as_bytes(),
+        )
+    };
+    let refused = put("");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    // With the printed token the request gets through to the registry (which has no nope@1).
+    let through = put(&format!("Authorization: Bearer {token}\r\n"));
+    assert!(through.starts_with("HTTP/1.1 404"), "{through}");
+}
