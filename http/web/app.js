@@ -572,6 +572,17 @@ function metricPoints(metrics, name) {
   return (metrics || []).filter((r) => r.name === name).map((r) => [r.step, r.value]).sort((a, b) => a[0] - b[0]);
 }
 
+/** The epoch whose weights the run kept (lowest validation loss) and its metrics: the
+ *  server's `best` where the answer has it, else found in the per-epoch metrics. */
+function keptEpoch(run) {
+  if (run.best) return run.best;
+  const losses = metricPoints(run.metrics, 'val_loss');
+  if (!losses.length) return {};
+  const [epoch] = losses.reduce((a, b) => (b[1] < a[1] ? b : a));
+  const at = (name) => (metricPoints(run.metrics, name).find((p) => p[0] === epoch) || [])[1];
+  return { epoch, val_loss: at('val_loss'), val_accuracy: at('val_accuracy'), train_loss: at('train_loss'), train_accuracy: at('train_accuracy') };
+}
+
 function lastValue(metrics, name) {
   const points = metricPoints(metrics, name);
   return points.length ? points[points.length - 1][1] : null;
@@ -640,6 +651,7 @@ function renderRunsTable() {
   fill(body, ...experiments.runs.map((run) => {
     const p = run.params || {};
     const s = run.summary || {};
+    const kept = run.best || s;
     const checkbox = h('input', {
       type: 'checkbox',
       'aria-label': `Select ${run.name} for comparison`,
@@ -662,7 +674,7 @@ function renderRunsTable() {
       h('td', { class: 'num' }, p.reg_lambda),
       h('td', { class: 'num' }, p.batch_size),
       h('td', { class: 'num' }, p.epochs),
-      h('td', { class: 'num' }, pct(s.val_accuracy)),
+      h('td', { class: 'num' }, pct(kept.val_accuracy)),
       h('td', { class: 'num' }, pct(s.test_accuracy)),
       h('td', {}, modelLink(run.model)));
     tr.addEventListener('click', (e) => {
@@ -711,16 +723,15 @@ async function showRunDetail(id) {
   }
   if (experiments.openRun !== id) return;
   const metrics = run.metrics || [];
-  const valAcc = metricPoints(metrics, 'val_accuracy');
-  const best = valAcc.reduce((a, b) => (b[1] > a[1] ? b : a), [null, null]);
+  const kept = keptEpoch(run);
   const final = [
-    ['train loss', num(lastValue(metrics, 'train_loss'))],
-    ['val loss', num(lastValue(metrics, 'val_loss'))],
-    ['train accuracy', pct(lastValue(metrics, 'train_accuracy'))],
-    ['val accuracy', pct(lastValue(metrics, 'val_accuracy'))],
-    ['best val accuracy', best[0] == null ? '–' : `${pct(best[1])} (epoch ${best[0]})`],
+    ['epochs run', metricPoints(metrics, 'val_loss').length],
+    ['kept epoch (lowest val loss)', kept.epoch ?? '–'],
+    ['val loss (kept)', num(kept.val_loss)],
+    ['val accuracy (kept)', pct(kept.val_accuracy)],
     ['test accuracy', pct(lastValue(metrics, 'test_accuracy'))],
-    ['epochs run', valAcc.length],
+    ['train loss (last epoch)', num(lastValue(metrics, 'train_loss'))],
+    ['train accuracy (last epoch)', pct(lastValue(metrics, 'train_accuracy'))],
     ['duration', duration((run.end_unix_ms || Date.now()) - run.start_unix_ms)],
   ];
   const lossHost = h('div', { class: 'chart', 'data-testid': 'detail-chart-loss' });
@@ -773,7 +784,8 @@ async function showCompare() {
 
   const rows = [
     ...PARAMS.map(([key, name]) => [name, runs.map((r) => String((r.params || {})[key] ?? '–'))]),
-    ['val accuracy', runs.map((r) => pct(lastValue(r.metrics, 'val_accuracy')))],
+    ['kept epoch', runs.map((r) => String(keptEpoch(r).epoch ?? '–'))],
+    ['val accuracy (kept)', runs.map((r) => pct(keptEpoch(r).val_accuracy))],
     ['test accuracy', runs.map((r) => pct(lastValue(r.metrics, 'test_accuracy')))],
     ['model', runs.map((r) => r.model || '–')],
   ];

@@ -3,8 +3,8 @@
 //
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR
 //
-// The server at URL must hold the shipped models (mnist@1 as `default`, mnist-int8@1), no
-// run named `webtest` or `webtest2`, and MNIST to train on. tests/e2e/web.rs starts such a
+// The server at URL must hold the shipped registry (mnist@1 as `default`, mnist-int8@1) and
+// the shipped run that trained mnist@1, no other run or model, and MNIST to train on. tests/e2e/web.rs starts such a
 // server in a sandbox and runs this script. It trains two small models (`webtest@1`,
 // `webtest2@1`) and changes aliases, so never point it at a registry you care about.
 
@@ -157,6 +157,15 @@ async function testExperimentsBeforeTraining(page) {
   }
   const chips = await page.$$eval('#models-table tr[data-model="mnist@1"] .chip', (cs) => cs.map((c) => c.firstChild.textContent));
   check(chips.includes('default'), `mnist@1 should carry the alias chip "default": ${chips}`);
+
+  step = 'Experiments: the shipped run';
+  await page.waitForSelector('#runs tbody tr');
+  const row = page.locator('#runs tbody tr', { hasText: 'mnist@1' });
+  check((await row.count()) === 1, 'the runs table should list the run that trained mnist@1');
+  await row.locator('.linklike').click();
+  await page.waitForSelector('#run-detail [data-testid="detail-chart-acc"] path.series');
+  const points = await page.$$eval('#run-detail [data-testid="detail-chart-loss"] path.series', (ps) => ps.map((p) => p.getAttribute('d').split('L').length));
+  check(points.length === 2 && points.every((n) => n === 50), `mnist@1's run has 50 epochs of training and validation loss, the chart shows ${points}`);
 }
 
 async function fillTrainForm(page, values) {
@@ -171,6 +180,7 @@ async function train(page, name, values, screenshotLive) {
   await fillTrainForm(page, { name, ...values });
   check(!(await page.isDisabled('#train-start')), `Start is disabled for a valid form (${name})`);
   await page.click('#train-start');
+  await page.waitForFunction((n) => document.querySelector('#train-live-title').textContent === `Training ${n}`, name);
 
   step = `train ${name}: live log and curves`;
   await page.waitForFunction(() => document.querySelector('#train-log').textContent.trim().split('\n').length >= 2, null, { timeout: TRAIN_TIMEOUT });
@@ -212,8 +222,11 @@ async function testTrain(page) {
   await screenshot(page, 'train-done.png');
 
   step = 'the new model in the Draw picker';
-  const options = await modelOptions(page);
-  check(options.includes('webtest@1'), `the Draw model picker should list webtest@1: ${options}`);
+  try {
+    await page.waitForFunction(() => [...document.querySelectorAll('#model option')].some((o) => o.value === 'webtest@1'), null, { timeout: 5_000 });
+  } catch {
+    throw new Error(`the Draw model picker should list webtest@1: ${await modelOptions(page)}`);
+  }
   await page.click('[data-testid="train-use"]');
   await page.waitForSelector('#view-draw:not([hidden])');
   check((await page.inputValue('#model')) === 'webtest@1', '"Use in Draw" should select webtest@1');
@@ -229,7 +242,7 @@ async function testExperimentsAfterTraining(page) {
   await page.click('[data-testid="nav-experiments"]');
   await page.waitForSelector('#models-table tr[data-model="webtest@1"]');
   const rows = await page.$$eval('#runs tbody tr', (trs) => trs.map((tr) => tr.textContent));
-  check(rows.length >= 2, `the runs table should list the two runs: ${rows.length} rows`);
+  check(rows.length === 3, `the runs table should list the shipped run and the two new ones: ${rows.length} rows`);
   check(rows.some((r) => r.includes('webtest2') && r.includes('finished')), 'the runs table lacks the finished webtest2 run');
   check(rows.some((r) => r.includes('webtest') && r.includes('webtest@1')), 'the runs table lacks the run that made webtest@1');
 
@@ -252,7 +265,7 @@ async function testExperimentsAfterTraining(page) {
   await page.mouse.move(0, 0);
 
   step = 'Experiments: run detail';
-  await page.click('#runs tbody tr:last-child .linklike');
+  await page.locator('#runs tbody tr', { hasText: 'webtest@1' }).locator('.linklike').click();
   await page.waitForSelector('#run-detail [data-testid="detail-chart-loss"] path.series');
   const detailLog = await page.textContent('#run-detail [data-testid="detail-log"]');
   check(/epoch 1\b/.test(detailLog), `the run's log should be shown: ${JSON.stringify(detailLog.slice(0, 300))}`);

@@ -1,6 +1,6 @@
 //! The web page in a real browser: `tests/browser/web.mjs` drives headless Chromium against
-//! the real `pismo serve` (a sandbox copy of the shipped registry, the full MNIST to train
-//! on). It draws a 1 and a 7 and checks the answers, switches models, reads the runs and
+//! the real `pismo serve` (a sandbox copy of the shipped registry and runs, the full MNIST to
+//! train on). It draws a 1 and a 7 and checks the answers, switches models, reads the runs and
 //! models, trains two small models through the page, compares them and sets an alias; then
 //! this test checks the registry and the run records on disk. Screenshots of every view go to
 //! `target/browser-screenshots/`.
@@ -89,6 +89,20 @@ fn skip(missing: &[String]) {
     );
 }
 
+/// Copies the folder `from` (files and subfolders) to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
 /// Starts `pismo serve` on a free port of 127.0.0.1 and returns it with its URL.
 fn start_server(p: &Pismo, data: &Path) -> (Server, String) {
     let (registry, runs) = (p.registry(), p.runs());
@@ -146,13 +160,8 @@ fn the_page_draws_trains_and_compares_in_chromium() {
     };
 
     let p = Pismo::new();
-    std::fs::create_dir_all(p.registry()).unwrap();
-    for entry in std::fs::read_dir(workspace_root().join("models")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, p.registry().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    copy_dir(&workspace_root().join("runs"), &p.runs());
     let (server, url) = start_server(&p, &data);
 
     let shots = workspace_root().join("target").join("browser-screenshots");
