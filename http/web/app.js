@@ -1,6 +1,7 @@
 // The page of `pismo serve`: three views (Draw, Experiments, Train) over the JSON API of
-// pismo-http. Plain ES2020, no dependencies. The page keeps no state of its own that the
-// server does not also have: every view is rebuilt from the API when it is shown.
+// pismo-http. Plain ES2020, no dependencies. Every view is rebuilt from the API when it is
+// shown; the page itself only remembers the chosen model (localStorage) and the token
+// (sessionStorage).
 'use strict';
 
 // ---------------------------------------------------------------------------------------
@@ -616,7 +617,9 @@ const PARAMS = [
   ['augment', 'augment'],
 ];
 
-const experiments = { runs: [], selected: new Set(), openRun: null };
+const RUNS_REFRESH_MS = 2000;
+
+const experiments = { runs: [], selected: new Set(), openRun: null, refresh: null };
 
 function showExperiments() {
   loadRuns();
@@ -686,6 +689,13 @@ function renderRunsTable() {
   $('#runs-empty').append('No runs yet — start one in ', h('a', { href: '#train' }, 'Train'), '.');
   $('#runs-empty').hidden = experiments.runs.length > 0;
   updateCompareButton();
+  // While a run is running and the table is on screen, keep its status and duration fresh.
+  clearTimeout(experiments.refresh);
+  if (experiments.runs.some((r) => r.status === 'running')) {
+    experiments.refresh = setTimeout(() => {
+      if (!$('#view-experiments').hidden) loadRuns();
+    }, RUNS_REFRESH_MS);
+  }
 }
 
 function updateCompareButton() {
@@ -1100,7 +1110,9 @@ function watchRun(id) {
     $('#train-live-title').textContent = `Training ${run.name}`;
     if (!w.epochs) w.epochs = run.params.epochs;
     drawTrainCharts(w);
-  }).catch(() => {});
+  }).catch(() => {
+    // Only the title and the planned epochs come from here; the stream carries the rest.
+  });
 
   const on = (name, handle) => w.source.addEventListener(name, (e) => {
     // After a reconnect the stream replays from the start: skip what was seen.
