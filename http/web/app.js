@@ -937,6 +937,8 @@ async function loadTrainInfo() {
   }
   train.info = info;
   if (!train.built) buildTrainForm(info);
+  const runs = info.max_concurrent === 1 ? 'one run at a time' : `${info.max_concurrent} runs at a time`;
+  $('#train-facts').textContent = `This server trains on the MNIST files in ${info.data.dir}, ${runs}.`;
   const problems = [];
   if (info.data && info.data.available === false) problems.push(info.data.error || `No MNIST training data in ${info.data.dir}.`);
   if (info.token_required && !token) {
@@ -1094,6 +1096,7 @@ function watchRun(id) {
     done: false,
   };
   train.watching = w;
+  $('#train-intro').hidden = true;
   $('#train-live').hidden = false;
   $('#train-result').hidden = true;
   $('#train-log').textContent = '';
