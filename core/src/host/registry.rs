@@ -6,6 +6,7 @@
 //! <dir>/mnist.v2.pismo
 //! <dir>/aliases.json        {"default": "mnist@2", "best": "mnist@1"}
 //! <dir>/aliases.lock        present only while an alias update runs
+//! <dir>/mnist.v3.deleted    (empty) version 3 of `mnist` existed and was deleted
 //! ```
 //!
 //! Model names and aliases are 1–64 characters of `[a-z0-9_-]` starting with a letter or a
@@ -27,8 +28,10 @@
 //!   linking fails when that name exists, so concurrent writers (threads or processes) never
 //!   clobber each other: the loser retries with the next version. The temp file is removed in
 //!   every case.
-//! - Versions of a name count up from 1 (next = highest existing + 1). Deleting the highest
-//!   version frees its number for the next registration.
+//! - Versions of a name count up from 1 and are never reused: deleting `NAME@V` leaves an
+//!   empty marker `<name>.v<V>.deleted`, and the next version is one more than the highest
+//!   model file or marker. A run record or a log that names `NAME@V` never comes to mean
+//!   another model.
 //! - `aliases.json` changes only under `aliases.lock` (read-modify-write) and is replaced by
 //!   rename, so readers see the old or the new file, never a partial one. [`Registry::delete`]
 //!   holds the same lock, so no alias is left pointing at a model deleted through the registry.
@@ -50,6 +53,8 @@ use crate::hyper::{Hyper, Metrics};
 pub const EXTENSION: &str = "pismo";
 /// The aliases file inside the registry folder.
 pub const ALIASES_FILE: &str = "aliases.json";
+/// Ending of the empty marker a deleted version leaves (`mnist.v3.deleted`).
+pub const DELETED_SUFFIX: &str = ".deleted";
 /// The lock file taken while the aliases change.
 pub const LOCK_FILE: &str = "aliases.lock";
 /// The alias used when a reference names no version.
@@ -679,13 +684,14 @@ impl Registry {
     }
 
     fn next_version(&self, name: &str) -> Result<u32, RegistryError> {
-        let max = self
+        let models = self
             .scan()?
             .into_iter()
             .filter(|(id, _)| id.name == name)
             .map(|(id, _)| id.version)
             .max()
             .unwrap_or(0);
+        let max = models.max(self.highest_deleted(name)?);
         max.checked_add(1).ok_or_else(|| RegistryError::Busy {
             path: self.dir.clone(),
             message: format!(
@@ -693,6 +699,30 @@ impl Registry {
                 self.dir.display()
             ),
         })
+    }
+
+    /// The highest version of `name` whose deletion left a marker (0 if none).
+    fn highest_deleted(&self, name: &str) -> Result<u32, RegistryError> {
+        let read_dir = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err("read registry folder", &self.dir, e)),
+        };
+        let mut max = 0;
+        for entry in read_dir {
+            let entry = entry.map_err(|e| io_err("read registry folder", &self.dir, e))?;
+            let file = entry.file_name();
+            let version = file
+                .to_str()
+                .and_then(|f| f.strip_suffix(DELETED_SUFFIX))
+                .and_then(|stem| stem.strip_prefix(name))
+                .and_then(|rest| rest.strip_prefix(".v"))
+                .and_then(parse_version);
+            if let Some(v) = version {
+                max = max.max(v);
+            }
+        }
+        Ok(max)
     }
 
     /// Stores a new version of model `name` and returns its id.
@@ -1025,6 +1055,22 @@ impl Registry {
                 id: id.clone(),
                 aliases: pointing,
             });
+        }
+        if path.is_file() {
+            // The marker first: a crash between the two leaves the model and its marker,
+            // never a reusable number.
+            let marker = self
+                .dir
+                .join(format!("{}.v{}{DELETED_SUFFIX}", id.name, id.version));
+            write_new_synced(&marker, b"")
+                .or_else(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| io_err("create", &marker, e))?;
         }
         match fs::remove_file(&path) {
             Ok(()) => {
@@ -1440,6 +1486,25 @@ mod tests {
         let text = fs::read_to_string(reg.dir().join(ALIASES_FILE)).unwrap();
         assert_eq!(text, "{\n  \"best\": \"mnist@2\"\n}\n");
         assert!(!reg.dir().join(LOCK_FILE).exists());
+    }
+
+    #[test]
+    fn a_deleted_version_number_is_never_given_again() {
+        let (_tmp, reg) = registry_with("never-reused", &["mnist", "mnist", "mnist-int8"]);
+        reg.delete(&id("mnist@2")).unwrap();
+        assert!(reg.dir().join("mnist.v2.deleted").is_file());
+        assert_eq!(reg.ids().unwrap(), [id("mnist@1"), id("mnist-int8@1")]);
+        assert_eq!(reg.register("mnist", &mut opaque).unwrap(), id("mnist@3"));
+        // Other names are not affected by the marker.
+        assert_eq!(
+            reg.register("mnist-int8", &mut opaque).unwrap(),
+            id("mnist-int8@2")
+        );
+        // Deleting every version still does not free the numbers.
+        reg.delete(&id("mnist@1")).unwrap();
+        reg.delete(&id("mnist@3")).unwrap();
+        assert_eq!(reg.register("mnist", &mut opaque).unwrap(), id("mnist@4"));
+        assert_eq!(resolve(&reg, Some("mnist")), "mnist@4");
     }
 
     #[test]

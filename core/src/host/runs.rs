@@ -14,8 +14,9 @@
 //! - `metrics.jsonl` and `log.txt` are append-only, one `write` per line. A reader may see a
 //!   last line cut short (the run is still writing, or was killed); [`Runs::get`] ignores it.
 //! - A [`RunWriter`] dropped without [`RunWriter::finish`] (error path, panic) marks its run
-//!   `failed` with error `"interrupted"`. A killed process cannot: its run stays `running`,
-//!   and [`RunInfo::pid`] tells which process to look for.
+//!   `failed` with error `"interrupted"`. A killed process cannot: its run stays `running`
+//!   on disk, and readers ([`Runs::info`], [`Runs::get`], [`Runs::list`]) report it as
+//!   `failed` once [`RunInfo::pid`] is gone (checked on Linux, in `/proc`).
 //! - Run ids given by callers are checked (`[A-Za-z0-9_-]`, 1–128 characters) before they
 //!   touch a path.
 
@@ -149,7 +150,7 @@ pub fn validate_run_id(id: &str) -> Result<(), RunsError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// Training (or the process died without a word; see [`RunInfo::pid`]).
+    /// Training. (A run whose process died without a word is read as `Failed`.)
     Running,
     /// Ended normally.
     Finished,
@@ -480,7 +481,41 @@ fn read_info(run_dir: &Path, id: &str) -> Result<RunInfo, RunsError> {
             detail: format!("it records run `{}` (copied by hand?)", info.run_id),
         });
     }
-    Ok(info)
+    Ok(orphan_check(info, run_dir))
+}
+
+/// A `running` run whose process is gone (killed, crashed) is reported as `failed`, with the
+/// time its log last changed as its end; the file is left as it is.
+fn orphan_check(mut info: RunInfo, run_dir: &Path) -> RunInfo {
+    if info.status == Status::Running && info.pid != 0 && process_gone(info.pid) {
+        info.status = Status::Failed;
+        info.error = Some(format!(
+            "the training process (pid {}) ended without closing the run (killed or crashed)",
+            info.pid
+        ));
+        info.end_unix_ms = [LOG_FILE, METRICS_FILE, RUN_FILE]
+            .iter()
+            .filter_map(|f| fs::metadata(run_dir.join(f)).ok()?.modified().ok())
+            .max()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64);
+    }
+    info
+}
+
+/// Whether process `pid` has ended (or is a zombie). Only known on Linux (`/proc`); elsewhere
+/// a process is assumed alive.
+fn process_gone(pid: u32) -> bool {
+    if !cfg!(target_os = "linux") || pid == std::process::id() {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
 }
 
 fn parse_metrics(path: &Path, bytes: &[u8]) -> Result<Vec<Metric>, RunsError> {
@@ -651,6 +686,35 @@ mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn a_running_run_whose_process_is_gone_reads_as_failed() {
+        let tmp = TempDir::new("orphan");
+        let runs = Runs::open(&tmp.0);
+        let writer = runs.create("mnist", &Hyper::DEFAULT, "d").unwrap();
+        let id = writer.id().to_owned();
+        // Our own process is alive: still running.
+        assert_eq!(runs.info(&id).unwrap().status, Status::Running);
+        // A process that has ended (and been reaped) in its place.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let path = tmp.0.join(&id).join(RUN_FILE);
+        let mut info: RunInfo = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        info.pid = pid;
+        fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
+        let read = runs.info(&id).unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(read.status, Status::Failed);
+            assert!(read.error.unwrap().contains(&format!("pid {pid}")));
+            assert!(read.end_unix_ms.is_some());
+            assert_eq!(runs.list().unwrap()[0].status, Status::Failed);
+        }
+        // The record on disk is left as it was.
+        let on_disk: RunInfo = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(on_disk.status, Status::Running);
+        drop(writer);
     }
 
     #[test]
