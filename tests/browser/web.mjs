@@ -247,12 +247,15 @@ async function testExperimentsAfterTraining(page) {
   check(rows.some((r) => r.includes('webtest') && r.includes('webtest@1')), 'the runs table lacks the run that made webtest@1');
 
   step = 'Experiments: compare';
-  const boxes = await page.$$('#runs tbody input[type="checkbox"]');
-  await boxes[0].check();
+  // Locators, not element handles: the table is redrawn whenever the runs are reloaded.
+  const box = (i) => page.locator('#runs tbody tr').nth(i).locator('input[type="checkbox"]');
+  await box(0).check();
   check(await page.isDisabled('#compare-btn'), 'Compare needs two runs');
-  await boxes[1].check();
+  await box(1).check();
   await page.click('#compare-btn');
-  await page.waitForSelector('#compare .chart svg');
+  await page.waitForSelector('#compare .chart svg, #compare .error-box');
+  const compareError = await page.$('#compare .error-box');
+  check(!compareError, `Compare failed: ${compareError && (await compareError.textContent())}`);
   const paths = await page.$$eval('#compare [data-testid="compare-chart-loss"] path.series', (ps) => ps.length);
   check(paths === 4, `the loss comparison should draw 4 curves (2 runs x train/val), drew ${paths}`);
   const differs = await page.$$eval('#compare tr.differs th', (ths) => ths.map((t) => t.textContent));
@@ -283,6 +286,7 @@ async function testExperimentsAfterTraining(page) {
 async function testPhone(browser) {
   step = 'phone (390 px)';
   const page = await newPage(browser, { width: 390, height: 844 }, 2);
+  current = page;
   await page.goto(url);
   await page.waitForFunction(() => document.querySelectorAll('#model option').length > 0);
   await page.selectOption('#model', 'mnist@1');
@@ -296,12 +300,14 @@ async function testPhone(browser) {
 }
 
 let browser;
+let current; // the page being tested, for a screenshot of a failure
 try {
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });
   const page = await newPage(browser, { width: 1280, height: 900 }, 1);
+  current = page;
   await testDraw(page);
   await testExperimentsBeforeTraining(page);
   await testTrain(page);
@@ -314,6 +320,10 @@ try {
 } catch (err) {
   console.error(`web.mjs: FAILED at step "${step}": ${err.message}`);
   if (consoleErrors.length) console.error(`page console errors:\n  ${consoleErrors.join('\n  ')}`);
+  if (current) {
+    const file = path.join(shots, 'failure.png');
+    await current.screenshot({ path: file, fullPage: true }).then(() => console.error(`web.mjs: screenshot of the failure: ${file}`), () => {});
+  }
   if (browser) await browser.close().catch(() => {});
   process.exit(1);
 }
