@@ -502,7 +502,7 @@ function renderChart(host) {
     axis.append(svg('text', { x: m.left - 8, y: sy(y), 'text-anchor': 'end', 'dominant-baseline': 'middle' }, spec.yFormat(y)));
   }
   for (const x of xTicks) {
-    grid.append(svg('line', { x1: sx(x), x2: sx(x), y1: m.top, y2: H - m.bottom, class: 'grid-x' }));
+    grid.append(svg('line', { x1: sx(x), x2: sx(x), y1: m.top, y2: H - m.bottom }));
     axis.append(svg('text', { x: sx(x), y: H - m.bottom + 16, 'text-anchor': 'middle' }, x));
   }
   axis.append(svg('line', { class: 'axis-line', x1: m.left, x2: W - m.right, y1: H - m.bottom, y2: H - m.bottom }));
@@ -539,7 +539,7 @@ function renderChart(host) {
     showTooltip(e.clientX, e.clientY, [
       h('div', { class: 'tip-title' }, `epoch ${x}`),
       rows.map(([s, p]) =>
-        h('div', { class: 'tip-row' }, h('span', { class: 'swatch', style: `background:${s.color}` }), `${s.label}: `, h('b', {}, spec.yFormat(p[1], true)))),
+        h('div', {}, h('span', { class: 'swatch', style: `background:${s.color}` }), `${s.label}: `, h('b', {}, spec.yFormat(p[1], true)))),
     ]);
   });
   hover.addEventListener('pointerleave', () => hideTooltip(guide));
@@ -1194,7 +1194,9 @@ function onDone(w, d) {
   if (d.status === 'finished') title = d.model ? `Registered ${d.model}${accuracy}` : 'Finished, no model registered';
   else if (d.status === 'stopped') title = d.model ? `Stopped — registered ${d.model}${accuracy}` : 'Stopped — no model registered';
   else title = `Training failed${d.error ? `: ${d.error}` : ''}`;
-  card.className = `result-banner ${d.status === 'failed' ? 'bad' : d.model ? 'good' : 'neutral'}`;
+  card.className = 'result-banner';
+  if (d.status === 'failed') card.classList.add('bad');
+  else if (d.model) card.classList.add('good');
   fill(card, h('strong', { class: 'result-title' }, title),
     d.model && metrics.epochs_run ? h('p', { class: 'small' }, `${metrics.epochs_run} epochs run, weights of epoch ${metrics.best_epoch} · val accuracy ${pct(metrics.val_accuracy)}${d.bytes ? ` · ${kib(d.bytes)}` : ''}`) : null,
     actions);
