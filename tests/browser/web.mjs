@@ -5,8 +5,9 @@
 //
 // The server at URL must hold the shipped registry (mnist@1 as `default`, mnist-int8@1) and
 // the shipped run that trained mnist@1, no other run or model, and MNIST to train on. tests/e2e/web.rs starts such a
-// server in a sandbox and runs this script. It trains two small models (`webtest@1`,
-// `webtest2@1`) and changes aliases, so never point it at a registry you care about.
+// server in a sandbox and runs this script. It trains three models (`webtest@1`,
+// `webtest-stop@1`, stopped after its first epochs, and `webtest2@1`) and changes aliases,
+// so never point it at a registry you care about.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -176,28 +177,44 @@ async function fillTrainForm(page, values) {
   }
 }
 
-async function train(page, name, values, screenshotLive) {
+/** Fills the form, starts a run and waits until the page follows it. */
+async function startRun(page, name, values) {
   await fillTrainForm(page, { name, ...values });
   check(!(await page.isDisabled('#train-start')), `Start is disabled for a valid form (${name})`);
   await page.click('#train-start');
   await page.waitForFunction((n) => document.querySelector('#train-live-title').textContent === `Training ${n}`, name);
+}
 
+/** Waits for log lines and a first epoch point on both charts. */
+async function waitLive(page, name) {
   step = `train ${name}: live log and curves`;
   await page.waitForFunction(() => document.querySelector('#train-log').textContent.trim().split('\n').length >= 2, null, { timeout: TRAIN_TIMEOUT });
   await page.waitForSelector('#train-chart-loss svg circle', { timeout: TRAIN_TIMEOUT });
   await page.waitForSelector('#train-chart-acc svg circle', { timeout: TRAIN_TIMEOUT });
-  if (screenshotLive) await screenshot(page, 'train-live.png');
+}
 
+/** Waits for the result card and returns its text; checks what every ended run shows. */
+async function waitResult(page, name) {
   step = `train ${name}: result`;
   await page.waitForSelector('#train-result:not([hidden])', { timeout: TRAIN_TIMEOUT });
   const result = (await page.textContent('#train-result')).replace(/\s+/g, ' ');
-  check(result.includes(`Registered ${name}@1`), `the result card should name ${name}@1: ${JSON.stringify(result)}`);
+  check(result.includes(`${name}@1`), `the result card should name ${name}@1: ${JSON.stringify(result)}`);
   check(/test accuracy \d+(\.\d)? %/.test(result), `the result card should give the test accuracy: ${JSON.stringify(result)}`);
   const logText = await page.textContent('#train-log');
   check(/epoch 1\b/.test(logText), `the log should show the first epoch: ${JSON.stringify(logText.slice(0, 400))}`);
+  check(await page.isHidden('#train-stop'), 'Stop should be gone once the run ended');
+  check(!(await page.isDisabled('#train-start')), 'Start should be enabled again after the run');
+  return result;
+}
+
+/** A short run to its end. */
+async function train(page, name, values) {
+  await startRun(page, name, values);
+  await waitLive(page, name);
+  const result = await waitResult(page, name);
+  check(result.startsWith(`Registered ${name}@1`), `the run should have registered ${name}@1: ${JSON.stringify(result)}`);
   const progress = await page.getAttribute('#train-progress', 'aria-valuenow');
   check(progress === '100', `the progress bar should end at 100, not ${progress}`);
-  check(!(await page.isDisabled('#train-start')), 'Start should be enabled again after the run');
 }
 
 async function testTrain(page) {
@@ -218,7 +235,7 @@ async function testTrain(page) {
   await screenshot(page, 'train-invalid.png');
 
   step = 'Train: webtest';
-  await train(page, 'webtest', { hidden_size: 16, epochs: 2, val_size: 1000 }, true);
+  await train(page, 'webtest', { hidden_size: 16, epochs: 2, val_size: 1000 });
   await screenshot(page, 'train-done.png');
 
   step = 'the new model in the Draw picker';
@@ -232,9 +249,19 @@ async function testTrain(page) {
   check((await page.inputValue('#model')) === 'webtest@1', '"Use in Draw" should select webtest@1');
   await page.waitForFunction(() => document.querySelector('#result-model').textContent === 'webtest@1');
 
-  step = 'Train: webtest2 (for the comparison)';
+  step = 'Train: a long run, stopped';
   await page.click('[data-testid="nav-train"]');
-  await train(page, 'webtest2', { hidden_size: 32, epochs: 3, val_size: 2000, dropout_rate: 0.2 }, false);
+  await startRun(page, 'webtest-stop', { hidden_size: 128, epochs: 40 });
+  await waitLive(page, 'webtest-stop');
+  const during = await page.textContent('#train-progress-text');
+  check(/^Epoch \d+\/40/.test(during), `the progress line should count the epochs: ${JSON.stringify(during)}`);
+  await screenshot(page, 'train-live.png');
+  await page.click('#train-stop');
+  const stopped = await waitResult(page, 'webtest-stop');
+  check(stopped.startsWith('Stopped — registered webtest-stop@1'), `the result card should say the run was stopped: ${JSON.stringify(stopped)}`);
+
+  step = 'Train: webtest2 (for the comparison)';
+  await train(page, 'webtest2', { hidden_size: 32, epochs: 3, val_size: 2000, dropout_rate: 0.2 });
 }
 
 async function testExperimentsAfterTraining(page) {
@@ -242,16 +269,17 @@ async function testExperimentsAfterTraining(page) {
   await page.click('[data-testid="nav-experiments"]');
   await page.waitForSelector('#models-table tr[data-model="webtest@1"]');
   const rows = await page.$$eval('#runs tbody tr', (trs) => trs.map((tr) => tr.textContent));
-  check(rows.length === 3, `the runs table should list the shipped run and the two new ones: ${rows.length} rows`);
+  check(rows.length === 4, `the runs table should list the shipped run and the three new ones: ${rows.length} rows`);
+  check(rows.some((r) => r.includes('webtest-stop') && r.includes('stopped')), 'the runs table lacks the stopped run');
   check(rows.some((r) => r.includes('webtest2') && r.includes('finished')), 'the runs table lacks the finished webtest2 run');
   check(rows.some((r) => r.includes('webtest') && r.includes('webtest@1')), 'the runs table lacks the run that made webtest@1');
 
   step = 'Experiments: compare';
   // Locators, not element handles: the table is redrawn whenever the runs are reloaded.
-  const box = (i) => page.locator('#runs tbody tr').nth(i).locator('input[type="checkbox"]');
-  await box(0).check();
+  const box = (model) => page.locator('#runs tbody tr', { hasText: model }).locator('input[type="checkbox"]');
+  await box('webtest2@1').check();
   check(await page.isDisabled('#compare-btn'), 'Compare needs two runs');
-  await box(1).check();
+  await box('webtest@1').check();
   await page.click('#compare-btn');
   await page.waitForSelector('#compare .chart svg, #compare .error-box');
   const compareError = await page.$('#compare .error-box');

@@ -1,8 +1,8 @@
 //! The web page in a real browser: `tests/browser/web.mjs` drives headless Chromium against
 //! the real `pismo serve` (a sandbox copy of the shipped registry and runs, the full MNIST to
-//! train on). It draws a 1 and a 7 and checks the answers, switches models, reads the runs and
-//! models, trains two small models through the page, compares them and sets an alias; then
-//! this test checks the registry and the run records on disk. Screenshots of every view go to
+//! train on). It draws a 1 and a 7 and checks the answers, switches models, reads the runs
+//! and models, trains models through the page (one of them stopped with Stop), compares two
+//! runs and sets an alias; then this test checks the registry and the run records on disk. Screenshots of every view go to
 //! `target/browser-screenshots/`.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `npm ci` run in `tests/browser`. Without them (or
@@ -188,9 +188,9 @@ fn the_page_draws_trains_and_compares_in_chromium() {
     assert!(stdout.contains("all checks passed"), "{stdout}");
     server.stop();
 
-    // What the page did is on disk: two models registered, their runs finished.
+    // What the page did is on disk: the models registered, their runs finished or stopped.
     let registry = Registry::open(p.registry());
-    for id in ["webtest@1", "webtest2@1", "mnist@1"] {
+    for id in ["webtest@1", "webtest-stop@1", "webtest2@1", "mnist@1"] {
         let found = registry.resolve(Some(id));
         assert!(found.is_ok(), "{id} is not in the registry: {found:?}");
     }
@@ -202,6 +202,11 @@ fn the_page_draws_trains_and_compares_in_chromium() {
     assert_eq!(
         (webtest[0].params.hidden_size, webtest[0].params.epochs),
         (16, 2)
+    );
+    let stopped = runs.iter().find(|r| r.name == "webtest-stop");
+    assert!(
+        stopped.is_some_and(|r| r.status == Status::Stopped),
+        "{stopped:?}"
     );
     // The alias the page set and removed again is gone; `default` is untouched.
     let aliases = std::fs::read_to_string(p.registry().join("aliases.json")).unwrap();
