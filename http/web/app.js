@@ -714,6 +714,10 @@ function paramList(params) {
     h('div', {}, h('dt', {}, label), h('dd', {}, String(params[key] ?? '–')))));
 }
 
+function scrollBehavior() {
+  return matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth';
+}
+
 async function showRunDetail(id) {
   experiments.openRun = id;
   renderRunsTable();
@@ -762,7 +766,7 @@ async function showRunDetail(id) {
     h('pre', { class: 'log', tabindex: 0, 'data-testid': 'detail-log' }, log || '(empty)'),
   );
   runCharts(lossHost, accHost, (name) => metricPoints(metrics, name), run.params && run.params.epochs);
-  host.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  host.scrollIntoView({ behavior: scrollBehavior(), block: 'start' });
 }
 
 async function showCompare() {
@@ -814,7 +818,7 @@ async function showCompare() {
   );
   lineChart(lossHost, { title: 'Loss', yFormat: lossFormat, xMax, legend, series: overlay('train_loss', 'val_loss') });
   lineChart(accHost, { title: 'Accuracy', yFormat: accFormat, xMax, legend, series: overlay('train_accuracy', 'val_accuracy') });
-  host.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  host.scrollIntoView({ behavior: scrollBehavior(), block: 'start' });
 }
 
 function renderModelsTable() {

@@ -288,8 +288,8 @@ async function testExperimentsAfterTraining(page) {
   check(paths === 4, `the loss comparison should draw 4 curves (2 runs x train/val), drew ${paths}`);
   const differs = await page.$$eval('#compare tr.differs th', (ths) => ths.map((t) => t.textContent));
   check(differs.includes('hidden size') && !differs.includes('seed'), `the params table should highlight hidden size and not seed: ${differs}`);
-  const chart = await page.locator('[data-testid="compare-chart-acc"] svg').boundingBox();
-  await page.mouse.move(chart.x + chart.width / 2, chart.y + chart.height / 2);
+  // hover() waits until the chart stops moving (the page scrolls smoothly to the comparison).
+  await page.locator('[data-testid="compare-chart-acc"] svg rect.hover').hover();
   await page.waitForSelector('#tooltip:not([hidden])');
   const tip = await page.textContent('#tooltip');
   check(/epoch \d/.test(tip) && /%/.test(tip), `the chart tooltip should give the epoch and values: ${JSON.stringify(tip)}`);
@@ -340,6 +340,7 @@ try {
   await testExperimentsBeforeTraining(page);
   await testTrain(page);
   await testExperimentsAfterTraining(page);
+  await page.context().close();
   await testPhone(browser);
   step = 'console errors';
   check(consoleErrors.length === 0, 'the page logged errors');
@@ -349,6 +350,8 @@ try {
   console.error(`web.mjs: FAILED at step "${step}": ${err.message}`);
   if (consoleErrors.length) console.error(`page console errors:\n  ${consoleErrors.join('\n  ')}`);
   if (current) {
+    const text = await current.evaluate(() => document.querySelector('main').innerText).catch(() => '(page gone)');
+    console.error(`web.mjs: the page's text at the failure:\n${text.slice(0, 3000)}`);
     const file = path.join(shots, 'failure.png');
     await current.screenshot({ path: file, fullPage: true }).then(() => console.error(`web.mjs: screenshot of the failure: ${file}`), () => {});
   }
