@@ -8,7 +8,12 @@
 //! ```text
 //! pismo-bench predict --model FILE [--data DIR] [--iters N] [--drawing-iters N]
 //!                     [--batch-reps N] [--threads N]
+//! pismo-bench infer --model FILE --count N [--data DIR]
+//! pismo-bench serve-data --model FILE --out DIR [--data DIR] [--count N]
 //! ```
+//!
+//! `serve-data` writes the request bodies and weights of the serving benchmark
+//! (`bench/serve-load`, see [`serve_data`]); the load generator is the `loadgen` binary.
 //!
 //! `predict` measures, with the model file's weights:
 //! - `single_us`: one `AnyMlp::predict_proba` on a 784-float input (a t10k digit / 255);
@@ -31,8 +36,10 @@ use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::INPUT;
 use pismo_core::preprocess::{self, GreyImage};
 
+mod serve_data;
+
 /// Side of the simulated drawing canvas, as the web page's.
-const CANVAS: usize = 280;
+pub(crate) const CANVAS: usize = 280;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +58,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => usage(&e),
         },
+        Some("serve-data") => match serve_data::run(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
         Some("-h" | "--help" | "help") => {
             println!("{}", USAGE);
             ExitCode::SUCCESS
@@ -62,7 +76,8 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: pismo-bench predict --model FILE [--data DIR] [--iters N] \
                      [--drawing-iters N] [--batch-reps N] [--threads N]\n       \
-                     pismo-bench infer --model FILE --count N [--data DIR]";
+                     pismo-bench infer --model FILE --count N [--data DIR]\n       \
+                     pismo-bench serve-data --model FILE --out DIR [--data DIR] [--count N]";
 
 /// `infer`: loads the model and the t10k images, then runs exactly `count` single-image
 /// inferences (`AnyMlp::logits`, f32 or int8) and prints the number of right answers. Made
@@ -192,7 +207,7 @@ fn time_per_call(calls: usize, block: usize, mut f: impl FnMut()) -> Timing {
 
 /// A 280x280 drawing of `digit`: enlarged 7x (196 px, nearest neighbour), placed off-centre,
 /// dark ink on white paper, as a canvas export looks.
-fn drawing_of(digit: &[u8; INPUT]) -> Vec<u8> {
+pub(crate) fn drawing_of(digit: &[u8; INPUT]) -> Vec<u8> {
     const SCALE: usize = 7;
     const X0: usize = 50;
     const Y0: usize = 30;
@@ -277,7 +292,7 @@ fn predict(a: &PredictArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn argmax(p: &[f32]) -> usize {
+pub(crate) fn argmax(p: &[f32]) -> usize {
     p.iter()
         .enumerate()
         .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
