@@ -1,1 +1,1252 @@
-// pismo web page
+// The page of `pismo serve`: three views (Draw, Experiments, Train) over the JSON API of
+// pismo-http. Plain ES2020, no dependencies. Every view is rebuilt from the API when it is
+// shown; the page itself only remembers the chosen model (localStorage) and the token
+// (sessionStorage).
+'use strict';
+
+// ---------------------------------------------------------------------------------------
+// Small helpers
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+/** An element: `h('p', {class: 'x', onclick: f}, 'text', child)`. */
+function h(tag, props, ...children) {
+  return build(document.createElement(tag), props, children);
+}
+
+/** An SVG element, like `h`. */
+function svg(tag, props, ...children) {
+  return build(document.createElementNS('http://www.w3.org/2000/svg', tag), props, children);
+}
+
+/** Replaces the children of `node` (skipping null and false, like `h`). */
+function fill(node, ...children) {
+  node.replaceChildren();
+  return build(node, null, children);
+}
+
+function build(node, props, children) {
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value == null || value === false) continue;
+    if (key === 'class') node.setAttribute('class', value);
+    else if (key === 'dataset') Object.assign(node.dataset, value);
+    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? '' : value);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child == null || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+const pct = (x, digits = 2) => (x == null ? '–' : `${(x * 100).toFixed(digits)} %`);
+const kib = (bytes) => (bytes == null ? '–' : `${Math.round(bytes / 1024)} KiB`);
+const num = (x, digits = 4) => (x == null ? '–' : Number(x.toFixed(digits)).toString());
+
+function localTime(ms) {
+  if (ms == null) return '–';
+  const d = new Date(ms);
+  const two = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}`;
+}
+
+function duration(ms) {
+  if (ms == null || ms < 0) return '–';
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${String(Math.round(s % 60)).padStart(2, '0')} s`;
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
+}
+
+// ---------------------------------------------------------------------------------------
+// The API
+
+/** The token for requests that train or change the registry: `?token=` of the page URL,
+ *  kept for the tab in sessionStorage and taken out of the address bar. */
+const token = (() => {
+  const url = new URL(location.href);
+  const given = url.searchParams.get('token');
+  if (given) {
+    sessionStorage.setItem('pismo-token', given);
+    url.searchParams.delete('token');
+    history.replaceState(null, '', url.pathname + url.search + url.hash);
+  }
+  return sessionStorage.getItem('pismo-token') || '';
+})();
+
+class ApiError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+function errorMessage(status, body) {
+  const text = body && typeof body === 'object' && body.error ? body.error : `HTTP ${status}`;
+  if (status === 401) return `${text} — open the page through the URL \`pismo serve\` printed, which ends in ?token=…`;
+  if (status === 403) return `${text} — the page's token (from ?token=) is not the server's: open the URL \`pismo serve\` printed.`;
+  return text;
+}
+
+/** A request to the API: JSON in (`json`), JSON out (or text with `text: true`); a non-2xx
+ *  answer throws an ApiError with the server's `error` message. */
+async function api(path, { method = 'GET', json, text = false } = {}) {
+  const headers = {};
+  let body;
+  if (json !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(json);
+  }
+  if (method !== 'GET' && token) headers.Authorization = `Bearer ${token}`;
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body });
+  } catch (err) {
+    throw new ApiError(0, `Cannot reach the pismo server (${err.message}).`);
+  }
+  const raw = await res.text();
+  let data = raw;
+  if (!text || !res.ok) {
+    try {
+      data = raw ? JSON.parse(raw) : null;
+    } catch {
+      data = { error: raw.trim() || `HTTP ${res.status}` };
+    }
+  }
+  if (!res.ok) throw new ApiError(res.status, errorMessage(res.status, data), data);
+  return data;
+}
+
+const runUrl = (id) => `/api/runs/${encodeURIComponent(id)}`;
+
+// ---------------------------------------------------------------------------------------
+// Shared state: the registry, refreshed after every change
+
+const registry = { models: [], aliases: {} };
+
+async function loadModels() {
+  const models = await api('/api/models');
+  registry.models = models;
+  registry.aliases = {};
+  for (const m of models) for (const alias of m.aliases || []) registry.aliases[alias] = m.id;
+  fillModelPicker();
+  fillAliasPicker();
+  renderModelsTable();
+}
+
+function modelById(id) {
+  return registry.models.find((m) => m.id === id);
+}
+
+function modelSummary(m) {
+  if (!m.meta) return `${m.id} · unreadable`;
+  return `${m.id} · ${m.meta.kind} · ${pct(m.meta.metrics && m.meta.metrics.test_accuracy)} · ${kib(m.size)}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Router
+
+const views = {
+  draw: { show: showDraw },
+  experiments: { show: showExperiments },
+  train: { show: showTrain },
+};
+
+function route() {
+  const wanted = location.hash.replace(/^#/, '');
+  const name = views[wanted] ? wanted : 'draw';
+  for (const section of document.querySelectorAll('.view')) section.hidden = section.dataset.view !== name;
+  for (const link of document.querySelectorAll('[data-route]')) {
+    if (link.dataset.route === name) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  views[name].show();
+}
+
+// ---------------------------------------------------------------------------------------
+// Draw
+
+const BRUSH_AT_280 = 18;
+
+const draw = {
+  canvas: null,
+  ctx: null,
+  side: 0, // CSS pixels
+  pointer: null, // id of the pointer drawing now
+  last: null,
+  hasInk: false,
+  generation: 0, // bumped by Clear, so late answers of an old drawing are ignored
+  inFlight: false,
+  pending: false,
+};
+
+function setupDraw() {
+  draw.canvas = $('#canvas');
+  draw.ctx = draw.canvas.getContext('2d');
+  new ResizeObserver(sizeCanvas).observe(draw.canvas);
+  matchMedia(`(resolution: ${devicePixelRatio}dppx)`).addEventListener('change', sizeCanvas);
+  sizeCanvas();
+
+  const c = draw.canvas;
+  c.addEventListener('pointerdown', penDown);
+  c.addEventListener('pointermove', penMove);
+  c.addEventListener('pointerup', penUp);
+  c.addEventListener('pointercancel', penUp);
+  $('#clear').addEventListener('click', clearDrawing);
+  document.addEventListener('keydown', (e) => {
+    if ($('#view-draw').hidden || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.target.closest('input, select, textarea')) return;
+    if (e.key === 'Escape' || e.key === 'c' || e.key === 'C') clearDrawing();
+  });
+  $('#model').addEventListener('change', () => {
+    localStorage.setItem('pismo-model', $('#model').value);
+    predict();
+  });
+  renderBars(null);
+  renderInput28(null);
+}
+
+/** Sizes the backing store to the CSS size times devicePixelRatio, keeping the drawing. */
+function sizeCanvas() {
+  const c = draw.canvas;
+  const side = c.clientWidth;
+  if (!side) return;
+  const px = Math.round(side * devicePixelRatio);
+  if (c.width === px && draw.side === side) return;
+  const old = draw.hasInk ? copyOf(c) : null;
+  c.width = px;
+  c.height = px;
+  draw.side = side;
+  const ctx = draw.ctx;
+  ctx.setTransform(px / side, 0, 0, px / side, 0, 0);
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, side, side);
+  if (old) ctx.drawImage(old, 0, 0, side, side);
+  ctx.lineCap = 'round';
+  ctx.lineJoin = 'round';
+  ctx.strokeStyle = '#000';
+  ctx.fillStyle = '#000';
+  ctx.lineWidth = (BRUSH_AT_280 * side) / 280;
+}
+
+function copyOf(canvas) {
+  const copy = h('canvas', { width: canvas.width, height: canvas.height });
+  copy.getContext('2d').drawImage(canvas, 0, 0);
+  return copy;
+}
+
+function pointAt(e) {
+  const r = draw.canvas.getBoundingClientRect();
+  return { x: ((e.clientX - r.left) * draw.side) / r.width, y: ((e.clientY - r.top) * draw.side) / r.height };
+}
+
+function penDown(e) {
+  if (e.pointerType === 'mouse' && e.button !== 0) return;
+  if (draw.pointer !== null) return;
+  e.preventDefault();
+  draw.canvas.setPointerCapture(e.pointerId);
+  draw.pointer = e.pointerId;
+  draw.last = pointAt(e);
+  const ctx = draw.ctx;
+  ctx.beginPath();
+  ctx.arc(draw.last.x, draw.last.y, ctx.lineWidth / 2, 0, 2 * Math.PI);
+  ctx.fill();
+  inked();
+}
+
+function penMove(e) {
+  if (e.pointerId !== draw.pointer) return;
+  const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [];
+  const ctx = draw.ctx;
+  ctx.beginPath();
+  ctx.moveTo(draw.last.x, draw.last.y);
+  for (const ev of events.length ? events : [e]) {
+    draw.last = pointAt(ev);
+    ctx.lineTo(draw.last.x, draw.last.y);
+  }
+  ctx.stroke();
+  inked();
+}
+
+function penUp(e) {
+  if (e.pointerId !== draw.pointer) return;
+  draw.pointer = null;
+  predict();
+}
+
+function inked() {
+  if (!draw.hasInk) {
+    draw.hasInk = true;
+    $('#canvas-hint').hidden = true;
+  }
+  predict();
+}
+
+function clearDrawing() {
+  const ctx = draw.ctx;
+  ctx.save();
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, draw.side, draw.side);
+  ctx.restore();
+  draw.hasInk = false;
+  draw.generation += 1;
+  draw.pending = false;
+  $('#canvas-hint').hidden = false;
+  $('#label').textContent = '–';
+  $('#label').classList.remove('has-value');
+  $('#draw-status').textContent = 'Draw a digit to see what the model thinks.';
+  $('#draw-error').hidden = true;
+  $('#latency').textContent = '–';
+  renderBars(null);
+  renderInput28(null);
+}
+
+/** Sends the drawing, at most one request in flight and one waiting: while a request is
+ *  out, further strokes only mark the drawing as pending, and it is sent once the answer is
+ *  in, so the answer always catches up with the latest stroke. */
+async function predict() {
+  if (!draw.hasInk || !draw.canvas.clientWidth) return;
+  if (draw.inFlight) {
+    draw.pending = true;
+    return;
+  }
+  draw.inFlight = true;
+  const generation = draw.generation;
+  try {
+    const png = await new Promise((resolve) => draw.canvas.toBlob(resolve, 'image/png'));
+    const model = $('#model').value;
+    const started = performance.now();
+    const res = await fetch(`/api/predict${model ? `?model=${encodeURIComponent(model)}` : ''}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'image/png' },
+      body: png,
+    });
+    const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+    const roundTrip = performance.now() - started;
+    if (generation !== draw.generation) return;
+    if (!res.ok) {
+      showDrawError(body.error || `HTTP ${res.status}`);
+      return;
+    }
+    const timing = /dur=([\d.]+)/.exec(res.headers.get('Server-Timing') || '');
+    showPrediction(body, roundTrip, timing ? Number(timing[1]) : null);
+  } catch (err) {
+    if (generation === draw.generation) showDrawError(`Cannot reach the pismo server (${err.message}).`);
+  } finally {
+    draw.inFlight = false;
+    if (draw.pending) {
+      draw.pending = false;
+      predict();
+    }
+  }
+}
+
+function showDrawError(message) {
+  const box = $('#draw-error');
+  box.textContent = message;
+  box.hidden = false;
+}
+
+function showPrediction(p, roundTrip, serverMs) {
+  $('#draw-error').hidden = true;
+  const label = $('#label');
+  label.textContent = p.label;
+  label.classList.add('has-value');
+  const sure = p.probabilities[p.label];
+  $('#draw-status').textContent = `${sure >= 0.9 ? 'Confident' : sure >= 0.6 ? 'Fairly sure' : 'Unsure'}: ${pct(sure, 1)} for ${p.label}.`;
+  $('#result-model').textContent = p.model;
+  $('#latency').textContent =
+    `${roundTrip.toFixed(0)} ms round trip` + (serverMs != null ? ` · ${serverMs.toFixed(2)} ms on the server` : '');
+  renderBars(p.probabilities, p.label);
+  renderInput28(p.input);
+}
+
+function renderBars(probabilities, winner) {
+  const host = $('#bars');
+  if (!host.children.length) {
+    for (let d = 0; d < 10; d++) {
+      host.append(
+        h('div', { class: 'bar', role: 'listitem', dataset: { digit: d } },
+          h('span', { class: 'bar-digit' }, d),
+          h('span', { class: 'bar-track' }, h('span', { class: 'bar-fill' })),
+          h('span', { class: 'bar-pct' }, '–')),
+      );
+    }
+  }
+  [...host.children].forEach((row, d) => {
+    const p = probabilities ? probabilities[d] : 0;
+    row.classList.toggle('win', probabilities != null && d === winner);
+    row.querySelector('.bar-fill').style.transform = `scaleX(${p})`;
+    row.querySelector('.bar-pct').textContent = probabilities ? pct(p, 1) : '–';
+    row.setAttribute('aria-label', probabilities ? `${d}: ${pct(p, 1)}` : `${d}: no prediction`);
+  });
+}
+
+/** The 28x28 numbers the model saw (0..1, light ink on black as in MNIST). */
+function renderInput28(input) {
+  const c = $('#input28');
+  const ctx = c.getContext('2d');
+  const img = ctx.createImageData(28, 28);
+  for (let i = 0; i < 784; i++) {
+    const v = input ? Math.round(Math.min(1, Math.max(0, input[i])) * 255) : 0;
+    img.data.set([v, v, v, 255], i * 4);
+  }
+  ctx.putImageData(img, 0, 0);
+  c.classList.toggle('empty', !input);
+}
+
+function fillModelPicker() {
+  const select = $('#model');
+  const wanted = select.value || localStorage.getItem('pismo-model') || 'default';
+  const aliases = Object.keys(registry.aliases).sort();
+  fill(select,
+    aliases.length
+      ? h('optgroup', { label: 'Aliases' }, aliases.map((a) => h('option', { value: a }, `${a} → ${registry.aliases[a]}`)))
+      : null,
+    h('optgroup', { label: 'Versions' },
+      registry.models.map((m) => h('option', { value: m.id, disabled: !m.meta }, modelSummary(m)))),
+  );
+  const usable = [...select.options].filter((o) => !o.disabled).map((o) => o.value);
+  select.value = usable.includes(wanted) ? wanted : usable[0] || '';
+}
+
+/** Selects model `id` in Draw, opens Draw and predicts the current drawing with it. */
+function useModel(id) {
+  $('#model').value = id;
+  localStorage.setItem('pismo-model', id);
+  location.hash = '#draw';
+  predict();
+}
+
+function showDraw() {
+  sizeCanvas();
+  predict();
+  loadModels().catch((err) => showDrawError(err.message));
+}
+
+// ---------------------------------------------------------------------------------------
+// Charts: one function for every chart of the page
+
+const PALETTE = ['var(--c1)', 'var(--c2)', 'var(--c3)', 'var(--c4)', 'var(--c5)', 'var(--c6)'];
+const CHART_HEIGHT = 230;
+const chartResize = new ResizeObserver((entries) => entries.forEach((e) => renderChart(e.target)));
+
+/**
+ * Draws a line chart into `host` and redraws it when the host's width changes.
+ * spec: {title, yFormat(v, precise), xMax (epochs planned), series: [{label, color, dashed,
+ * points: [[x, y]]}], legend (optional, [{label, color, dashed}], else one entry per series)}
+ */
+function lineChart(host, spec) {
+  host._chart = spec;
+  host._width = 0;
+  renderChart(host);
+  chartResize.observe(host);
+}
+
+/** Ticks at a round step (1, 2 or 5 times a power of ten), the first at or below lo, the
+ *  last at or above hi. */
+function niceTicks(lo, hi, count) {
+  const raw = (hi - lo) / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const f = raw / power;
+  const step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * power;
+  const first = Math.floor(lo / step);
+  const last = Math.ceil(hi / step);
+  const ticks = [];
+  for (let i = first; i <= last; i++) ticks.push(Number((i * step).toPrecision(12)));
+  return ticks;
+}
+
+/** Epoch ticks: 1, then every 1, 2, 5, 10, 20, 50… epochs, at most about `count` of them. */
+function epochTicks(xMax, count) {
+  let step = 1;
+  for (let i = 1; xMax / step > count; i++) step = [1, 2, 5][i % 3] * 10 ** Math.floor(i / 3);
+  if (step <= 2) return Array.from({ length: Math.floor((xMax - 1) / step) + 1 }, (_, i) => 1 + i * step);
+  const ticks = [1];
+  for (let x = step; x <= xMax; x += step) if (x - 1 >= step / 2) ticks.push(x);
+  return ticks;
+}
+
+function renderChart(host) {
+  const spec = host._chart;
+  const width = host.clientWidth;
+  if (!spec || !width || width === host._width) return;
+  host._width = width;
+  const m = { left: 52, right: 14, top: 12, bottom: 34 };
+  const W = width;
+  const H = CHART_HEIGHT;
+  const plotW = W - m.left - m.right;
+  const plotH = H - m.top - m.bottom;
+
+  const all = spec.series.flatMap((s) => s.points);
+  const xMax = Math.max(2, spec.xMax || 0, ...all.map((p) => p[0]));
+  let yLo = Math.min(...all.map((p) => p[1]));
+  let yHi = Math.max(...all.map((p) => p[1]));
+  if (!all.length) [yLo, yHi] = [0, 1];
+  if (yHi - yLo < 1e-9) [yLo, yHi] = [yLo - 0.5 * Math.abs(yLo || 1) * 0.1, yHi + 0.5 * Math.abs(yHi || 1) * 0.1];
+  const yTicks = niceTicks(yLo, yHi, 4);
+  const [y0, y1] = [yTicks[0], yTicks[yTicks.length - 1]];
+  const xTicks = epochTicks(xMax, Math.max(2, Math.floor(plotW / 50)));
+
+  const sx = (x) => m.left + ((x - 1) / (xMax - 1)) * plotW;
+  const sy = (y) => m.top + (1 - (y - y0) / (y1 - y0)) * plotH;
+
+  const root = svg('svg', { class: 'chart-svg', width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': spec.title });
+  const grid = svg('g', { class: 'grid' });
+  const axis = svg('g', { class: 'axis' });
+  for (const y of yTicks) {
+    grid.append(svg('line', { x1: m.left, x2: W - m.right, y1: sy(y), y2: sy(y) }));
+    axis.append(svg('text', { x: m.left - 8, y: sy(y), 'text-anchor': 'end', 'dominant-baseline': 'middle' }, spec.yFormat(y)));
+  }
+  for (const x of xTicks) {
+    grid.append(svg('line', { x1: sx(x), x2: sx(x), y1: m.top, y2: H - m.bottom }));
+    axis.append(svg('text', { x: sx(x), y: H - m.bottom + 16, 'text-anchor': 'middle' }, x));
+  }
+  axis.append(svg('line', { class: 'axis-line', x1: m.left, x2: W - m.right, y1: H - m.bottom, y2: H - m.bottom }));
+  axis.append(svg('text', { class: 'axis-title', x: m.left + plotW / 2, y: H - 2, 'text-anchor': 'middle' }, 'epoch'));
+  root.append(grid, axis);
+
+  for (const s of spec.series) {
+    if (!s.points.length) continue;
+    const d = s.points.map((p, i) => `${i ? 'L' : 'M'}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join('');
+    root.append(svg('path', { d, class: 'series', stroke: s.color, 'stroke-dasharray': s.dashed ? '6 4' : null }));
+    if (s.points.length <= 40) {
+      const dots = svg('g', { fill: s.color });
+      for (const p of s.points) dots.append(svg('circle', { cx: sx(p[0]), cy: sy(p[1]), r: 3 }));
+      root.append(dots);
+    }
+  }
+  if (!all.length) {
+    root.append(svg('text', { class: 'chart-empty', x: m.left + plotW / 2, y: m.top + plotH / 2, 'text-anchor': 'middle' }, 'No epochs yet'));
+  }
+
+  const guide = svg('line', { class: 'guide', y1: m.top, y2: H - m.bottom, visibility: 'hidden' });
+  const hover = svg('rect', { class: 'hover', x: m.left, y: m.top, width: plotW, height: plotH });
+  root.append(guide, hover);
+  hover.addEventListener('pointermove', (e) => {
+    const r = root.getBoundingClientRect();
+    const x = Math.round(1 + ((e.clientX - r.left - m.left) / plotW) * (xMax - 1));
+    const rows = spec.series
+      .map((s) => [s, s.points.find((p) => p[0] === x)])
+      .filter(([, p]) => p);
+    if (!rows.length) return hideTooltip(guide);
+    guide.setAttribute('x1', sx(x));
+    guide.setAttribute('x2', sx(x));
+    guide.setAttribute('visibility', 'visible');
+    showTooltip(e.clientX, e.clientY, [
+      h('div', { class: 'tip-title' }, `epoch ${x}`),
+      rows.map(([s, p]) =>
+        h('div', {}, h('span', { class: 'swatch', style: `background:${s.color}` }), `${s.label}: `, h('b', {}, spec.yFormat(p[1], true)))),
+    ]);
+  });
+  hover.addEventListener('pointerleave', () => hideTooltip(guide));
+
+  const legend = h('div', { class: 'legend' },
+    (spec.legend || spec.series).map((s) => h('span', { class: 'legend-item' },
+      h('span', { class: `legend-line${s.dashed ? ' dashed' : ''}`, style: `color:${s.color}` }), s.label)));
+  fill(host, h('div', { class: 'chart-title' }, spec.title), root, legend);
+}
+
+function showTooltip(x, y, content) {
+  const tip = $('#tooltip');
+  fill(tip, content);
+  tip.hidden = false;
+  const w = tip.offsetWidth;
+  const left = x + 14 + w > innerWidth ? x - 14 - w : x + 14;
+  tip.style.left = `${Math.max(4, left)}px`;
+  tip.style.top = `${y + 14}px`;
+}
+
+function hideTooltip(guide) {
+  $('#tooltip').hidden = true;
+  guide.setAttribute('visibility', 'hidden');
+}
+
+const lossFormat = (v, precise) => (precise ? v.toFixed(4) : Number(v.toPrecision(3)).toString());
+const accFormat = (v, precise) => (precise ? pct(v) : `${Number((v * 100).toPrecision(3))} %`);
+
+/** The per-epoch values of metric `name` as [[epoch, value]]. */
+function metricPoints(metrics, name) {
+  return (metrics || []).filter((r) => r.name === name).map((r) => [r.step, r.value]).sort((a, b) => a[0] - b[0]);
+}
+
+/** The epoch whose weights the run kept (lowest validation loss) and its metrics: the
+ *  server's `best` where the answer has it, else found in the per-epoch metrics. */
+function keptEpoch(run) {
+  if (run.best) return run.best;
+  const losses = metricPoints(run.metrics, 'val_loss');
+  if (!losses.length) return {};
+  const [epoch] = losses.reduce((a, b) => (b[1] < a[1] ? b : a));
+  const at = (name) => (metricPoints(run.metrics, name).find((p) => p[0] === epoch) || [])[1];
+  return { epoch, val_loss: at('val_loss'), val_accuracy: at('val_accuracy'), train_loss: at('train_loss'), train_accuracy: at('train_accuracy') };
+}
+
+function lastValue(metrics, name) {
+  const points = metricPoints(metrics, name);
+  return points.length ? points[points.length - 1][1] : null;
+}
+
+/** The loss and accuracy charts of one run (training dashed, validation solid). */
+function runCharts(lossHost, accHost, metricsOf, xMax) {
+  const series = (train, val) => [
+    { label: 'training', color: PALETTE[0], dashed: true, points: metricsOf(train) },
+    { label: 'validation', color: PALETTE[1], points: metricsOf(val) },
+  ];
+  lineChart(lossHost, { title: 'Loss', yFormat: lossFormat, xMax, series: series('train_loss', 'val_loss') });
+  lineChart(accHost, { title: 'Accuracy', yFormat: accFormat, xMax, series: series('train_accuracy', 'val_accuracy') });
+}
+
+// ---------------------------------------------------------------------------------------
+// Experiments
+
+const PARAMS = [
+  ['hidden_size', 'hidden size'],
+  ['initial_lr', 'initial lr'],
+  ['decay', 'lr decay'],
+  ['momentum', 'momentum'],
+  ['dropout_rate', 'dropout rate'],
+  ['reg_lambda', 'L2 λ'],
+  ['batch_size', 'batch size'],
+  ['epochs', 'epochs'],
+  ['patience', 'patience'],
+  ['seed', 'seed'],
+  ['val_size', 'validation size'],
+  ['augment', 'augment'],
+];
+
+const RUNS_REFRESH_MS = 2000;
+
+const experiments = { runs: [], selected: new Set(), openRun: null, refresh: null };
+
+function showExperiments() {
+  loadRuns();
+  loadModels().catch((err) => showModelsError(err.message));
+}
+
+async function loadRuns() {
+  try {
+    experiments.runs = await api('/api/runs');
+  } catch (err) {
+    $('#runs-empty').textContent = err.message;
+    $('#runs-empty').hidden = false;
+    return;
+  }
+  const ids = new Set(experiments.runs.map((r) => r.run_id));
+  for (const id of experiments.selected) if (!ids.has(id)) experiments.selected.delete(id);
+  renderRunsTable();
+}
+
+function statusBadge(status) {
+  return h('span', { class: `badge status-${status}` }, status);
+}
+
+function modelLink(id) {
+  if (!id) return '–';
+  return h('a', { href: '#draw', class: 'model-link', title: `Use ${id} in Draw`, onclick: (e) => { e.preventDefault(); useModel(id); } }, id);
+}
+
+function renderRunsTable() {
+  const body = $('#runs tbody');
+  const now = Date.now();
+  fill(body, ...experiments.runs.map((run) => {
+    const p = run.params || {};
+    const s = run.summary || {};
+    const kept = run.best || s;
+    const checkbox = h('input', {
+      type: 'checkbox',
+      'aria-label': `Select ${run.name} for comparison`,
+      checked: experiments.selected.has(run.run_id),
+      onchange: (e) => {
+        if (e.target.checked) experiments.selected.add(run.run_id);
+        else experiments.selected.delete(run.run_id);
+        updateCompareButton();
+      },
+    });
+    const tr = h('tr', { class: experiments.openRun === run.run_id ? 'open' : null, dataset: { run: run.run_id } },
+      h('td', {}, checkbox),
+      h('td', {}, h('button', { type: 'button', class: 'linklike', onclick: () => showRunDetail(run.run_id) }, run.name)),
+      h('td', {}, statusBadge(run.status)),
+      h('td', { class: 'nowrap' }, localTime(run.start_unix_ms)),
+      h('td', { class: 'nowrap' }, duration((run.end_unix_ms || now) - run.start_unix_ms)),
+      h('td', { class: 'num' }, p.hidden_size),
+      h('td', { class: 'num' }, p.initial_lr),
+      h('td', { class: 'num' }, p.dropout_rate),
+      h('td', { class: 'num' }, p.reg_lambda),
+      h('td', { class: 'num' }, p.batch_size),
+      h('td', { class: 'num' }, p.epochs),
+      h('td', { class: 'num' }, pct(kept.val_accuracy)),
+      h('td', { class: 'num' }, pct(s.test_accuracy)),
+      h('td', {}, modelLink(run.model)));
+    tr.addEventListener('click', (e) => {
+      if (!e.target.closest('button, a, input')) showRunDetail(run.run_id);
+    });
+    return tr;
+  }));
+  $('#runs-empty').textContent = '';
+  $('#runs-empty').append('No runs yet — start one in ', h('a', { href: '#train' }, 'Train'), '.');
+  $('#runs-empty').hidden = experiments.runs.length > 0;
+  updateCompareButton();
+  // While a run is running and the table is on screen, keep its status and duration fresh.
+  clearTimeout(experiments.refresh);
+  if (experiments.runs.some((r) => r.status === 'running')) {
+    experiments.refresh = setTimeout(() => {
+      if (!$('#view-experiments').hidden) loadRuns();
+    }, RUNS_REFRESH_MS);
+  }
+}
+
+function updateCompareButton() {
+  const n = experiments.selected.size;
+  const button = $('#compare-btn');
+  button.disabled = n < 2;
+  button.textContent = n ? `Compare selected (${n})` : 'Compare selected';
+}
+
+function closeButton(host) {
+  return h('button', { type: 'button', class: 'btn ghost', 'aria-label': 'Close', onclick: () => { host.hidden = true; if (host.id === 'run-detail') { experiments.openRun = null; renderRunsTable(); } } }, '×');
+}
+
+function paramList(params) {
+  return h('dl', { class: 'kv' }, PARAMS.map(([key, label]) =>
+    h('div', {}, h('dt', {}, label), h('dd', {}, String(params[key] ?? '–')))));
+}
+
+function scrollBehavior() {
+  return matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth';
+}
+
+async function showRunDetail(id) {
+  experiments.openRun = id;
+  renderRunsTable();
+  const host = $('#run-detail');
+  host.hidden = false;
+  fill(host, h('p', { class: 'muted' }, 'Loading the run…'));
+  let run;
+  let log;
+  try {
+    [run, log] = await Promise.all([
+      api(runUrl(id)),
+      api(`${runUrl(id)}/log`, { text: true }).catch((err) => `(no log: ${err.message})`),
+    ]);
+  } catch (err) {
+    fill(host, closeButton(host), h('p', { class: 'error-box' }, err.message));
+    return;
+  }
+  if (experiments.openRun !== id) return;
+  const metrics = run.metrics || [];
+  const kept = keptEpoch(run);
+  const final = [
+    ['epochs run', metricPoints(metrics, 'val_loss').length],
+    ['kept epoch (lowest val loss)', kept.epoch ?? '–'],
+    ['val loss (kept)', num(kept.val_loss)],
+    ['val accuracy (kept)', pct(kept.val_accuracy)],
+    ['test accuracy', pct(lastValue(metrics, 'test_accuracy'))],
+    ['train loss (last epoch)', num(lastValue(metrics, 'train_loss'))],
+    ['train accuracy (last epoch)', pct(lastValue(metrics, 'train_accuracy'))],
+    ['duration', duration((run.end_unix_ms || Date.now()) - run.start_unix_ms)],
+  ];
+  const lossHost = h('div', { class: 'chart', 'data-testid': 'detail-chart-loss' });
+  const accHost = h('div', { class: 'chart', 'data-testid': 'detail-chart-acc' });
+  fill(host,
+    h('div', { class: 'row spread' },
+      h('h2', {}, run.name, ' ', statusBadge(run.status)),
+      closeButton(host)),
+    h('p', { class: 'muted small' }, `run ${run.run_id} · started ${localTime(run.start_unix_ms)}`,
+      run.model ? [' · model ', modelLink(run.model)] : ''),
+    run.error ? h('p', { class: 'error-box' }, run.error) : null,
+    h('div', { class: 'detail-grid' },
+      h('div', {}, h('h3', {}, 'Parameters'), paramList(run.params || {})),
+      h('div', {}, h('h3', {}, 'Final metrics'),
+        h('dl', { class: 'kv' }, final.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))))),
+    h('div', { class: 'chart-pair' }, lossHost, accHost),
+    h('h3', {}, 'Log'),
+    h('pre', { class: 'log', tabindex: 0, 'data-testid': 'detail-log' }, log || '(empty)'),
+  );
+  runCharts(lossHost, accHost, (name) => metricPoints(metrics, name), run.params && run.params.epochs);
+  host.scrollIntoView({ behavior: scrollBehavior(), block: 'start' });
+}
+
+async function showCompare() {
+  const host = $('#compare');
+  const ids = [...experiments.selected];
+  host.hidden = false;
+  fill(host, h('p', { class: 'muted' }, 'Loading the runs…'));
+  let runs;
+  try {
+    runs = await Promise.all(ids.map((id) => api(runUrl(id))));
+  } catch (err) {
+    fill(host, closeButton(host), h('p', { class: 'error-box' }, err.message));
+    return;
+  }
+  const color = (i) => PALETTE[i % PALETTE.length];
+  const label = (run) => `${run.name} · ${run.run_id.slice(-6)}`;
+  const overlay = (train, val) => runs.flatMap((run, i) => [
+    { label: `${label(run)} val`, color: color(i), points: metricPoints(run.metrics, val) },
+    { label: `${label(run)} train`, color: color(i), dashed: true, points: metricPoints(run.metrics, train) },
+  ]);
+  const xMax = Math.max(...runs.map((r) => (r.params && r.params.epochs) || 0));
+  const legend = [
+    ...runs.map((run, i) => ({ label: label(run), color: color(i) })),
+    { label: 'validation', color: 'var(--muted)' },
+    { label: 'training', color: 'var(--muted)', dashed: true },
+  ];
+  const lossHost = h('div', { class: 'chart', 'data-testid': 'compare-chart-loss' });
+  const accHost = h('div', { class: 'chart', 'data-testid': 'compare-chart-acc' });
+
+  const rows = [
+    ...PARAMS.map(([key, name]) => [name, runs.map((r) => String((r.params || {})[key] ?? '–'))]),
+    ['kept epoch', runs.map((r) => String(keptEpoch(r).epoch ?? '–'))],
+    ['val accuracy (kept)', runs.map((r) => pct(keptEpoch(r).val_accuracy))],
+    ['test accuracy', runs.map((r) => pct(lastValue(r.metrics, 'test_accuracy')))],
+    ['model', runs.map((r) => r.model || '–')],
+  ];
+  const table = h('table', { class: 'table compact', 'data-testid': 'compare-params' },
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'parameter'),
+      runs.map((run, i) => h('th', { scope: 'col' }, h('span', { class: 'swatch', style: `background:${color(i)}` }), label(run))))),
+    h('tbody', {}, rows.map(([name, values]) =>
+      h('tr', { class: new Set(values).size > 1 ? 'differs' : null },
+        h('th', { scope: 'row' }, name), values.map((v) => h('td', {}, v))))));
+
+  fill(host,
+    h('div', { class: 'row spread' }, h('h2', {}, `Comparing ${runs.length} runs`), closeButton(host)),
+    h('p', { class: 'muted small' }, 'One colour per run; solid lines are validation, dashed lines training. Highlighted rows differ between the runs.'),
+    h('div', { class: 'chart-pair' }, lossHost, accHost),
+    h('div', { class: 'table-wrap' }, table),
+  );
+  lineChart(lossHost, { title: 'Loss', yFormat: lossFormat, xMax, legend, series: overlay('train_loss', 'val_loss') });
+  lineChart(accHost, { title: 'Accuracy', yFormat: accFormat, xMax, legend, series: overlay('train_accuracy', 'val_accuracy') });
+  host.scrollIntoView({ behavior: scrollBehavior(), block: 'start' });
+}
+
+function renderModelsTable() {
+  const body = $('#models-table tbody');
+  fill(body, ...registry.models.map((m) => {
+    const meta = m.meta || {};
+    const metrics = meta.metrics || {};
+    const chips = (m.aliases || []).map((alias) => h('span', { class: 'chip' }, alias,
+      h('button', { type: 'button', class: 'chip-x', 'aria-label': `Remove alias ${alias}`, title: `Remove alias ${alias}`, onclick: () => removeAlias(alias) }, '×')));
+    const runLink = meta.run_id
+      ? h('a', { href: '#experiments', onclick: (e) => { e.preventDefault(); showRunDetail(meta.run_id); } }, meta.run_id)
+      : '–';
+    return h('tr', { dataset: { model: m.id } },
+      h('td', {}, m.meta ? modelLink(m.id) : h('span', { title: m.error }, m.id, ' ', h('span', { class: 'badge status-failed' }, 'unreadable'))),
+      h('td', {}, meta.kind || '–'),
+      h('td', { class: 'num' }, meta.hidden_size ?? '–'),
+      h('td', { class: 'num' }, pct(metrics.test_accuracy)),
+      h('td', { class: 'num' }, pct(metrics.val_accuracy)),
+      h('td', { class: 'num nowrap' }, kib(m.size)),
+      h('td', { class: 'nowrap' }, meta.created_unix ? localTime(meta.created_unix * 1000) : '–'),
+      h('td', {}, h('div', { class: 'chips' }, chips)),
+      h('td', { class: 'mono small nowrap' }, runLink));
+  }));
+  $('#models-empty').hidden = registry.models.length > 0;
+}
+
+function showModelsError(message) {
+  const box = $('#models-empty');
+  box.textContent = message;
+  box.hidden = false;
+}
+
+function fillAliasPicker() {
+  const select = $('#alias-model');
+  const current = select.value;
+  fill(select, ...registry.models.filter((m) => m.meta).map((m) => h('option', { value: m.id }, m.id)));
+  if (current && modelById(current)) select.value = current;
+}
+
+function aliasMessage(text, ok) {
+  const msg = $('#alias-msg');
+  msg.textContent = text;
+  msg.className = `small ${ok ? 'ok-text' : 'error-text'}`;
+}
+
+async function setAlias(e) {
+  e.preventDefault();
+  const alias = $('#alias-name').value.trim();
+  const model = $('#alias-model').value;
+  if (!alias) return aliasMessage('Give the alias a name.', false);
+  try {
+    await api(`/api/aliases/${encodeURIComponent(alias)}`, { method: 'PUT', json: { model } });
+    aliasMessage(`${alias} → ${model}`, true);
+    $('#alias-name').value = '';
+    await loadModels();
+  } catch (err) {
+    aliasMessage(err.message, false);
+  }
+}
+
+async function removeAlias(alias) {
+  try {
+    const answer = await api(`/api/aliases/${encodeURIComponent(alias)}`, { method: 'DELETE' });
+    aliasMessage(`Removed ${alias} (it pointed to ${answer.model}).`, true);
+    await loadModels();
+  } catch (err) {
+    aliasMessage(err.message, false);
+  }
+}
+
+function setupExperiments() {
+  $('#runs-refresh').addEventListener('click', showExperiments);
+  $('#compare-btn').addEventListener('click', showCompare);
+  $('#alias-form').addEventListener('submit', setAlias);
+}
+
+// ---------------------------------------------------------------------------------------
+// Train
+
+const NAME_RULE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const NAME_HINT = '1–64 letters, digits, _ . -; starts with a letter or digit';
+
+/** The form's fields and their ranges (the server checks them again; these mirror it). */
+const FIELDS = [
+  { key: 'hidden_size', label: 'Hidden units', kind: 'select' },
+  { key: 'epochs', label: 'Epochs', int: true, min: 1, max: 10000 },
+  { key: 'batch_size', label: 'Batch size', int: true, min: 1, max: 4096 },
+  { key: 'initial_lr', label: 'Learning rate', min: 0, minOpen: true, max: 10 },
+  { key: 'decay', label: 'LR decay', min: 0, max: 100, help: 'lr(e) = lr / (1 + decay·e)' },
+  { key: 'momentum', label: 'Momentum', min: 0, max: 1, maxOpen: true },
+  { key: 'dropout_rate', label: 'Dropout rate', min: 0, max: 1, maxOpen: true },
+  { key: 'reg_lambda', label: 'L2 λ', min: 0, max: 100 },
+  { key: 'patience', label: 'Patience', int: true, min: 0, help: '0 = never stop early' },
+  { key: 'val_size', label: 'Validation images', int: true, min: 0, max: 59000 },
+  { key: 'seed', label: 'Seed', int: true, min: 0 },
+  { key: 'augment', label: 'Augment (shift, rotate, scale, shear)', kind: 'checkbox' },
+];
+
+function rangeText(f) {
+  if (f.max == null) return `integer ≥ ${f.min}`;
+  const lo = `${f.min} ${f.minOpen ? '<' : '≤'}`;
+  const hi = `${f.maxOpen ? '<' : '≤'} ${f.max}`;
+  return f.int ? `integer ${f.min}–${f.max}` : `${lo} x ${hi}`;
+}
+
+const train = { info: null, built: false, watching: null };
+
+function showTrain() {
+  loadTrainInfo();
+}
+
+async function loadTrainInfo() {
+  let info;
+  try {
+    info = await api('/api/train');
+  } catch (err) {
+    notice(err.status === 404 ? 'This server cannot train models (it has no /api/train).' : err.message);
+    $('#train-start').disabled = true;
+    return;
+  }
+  train.info = info;
+  if (!train.built) buildTrainForm(info);
+  const runs = info.max_concurrent === 1 ? 'one run at a time' : `${info.max_concurrent} runs at a time`;
+  $('#train-facts').textContent = `This server trains on the MNIST files in ${info.data.dir}, ${runs}.`;
+  const problems = [];
+  if (info.data && info.data.available === false) problems.push(info.data.error || `No MNIST training data in ${info.data.dir}.`);
+  if (info.token_required && !token) {
+    problems.push('This server needs a token to train: open the page with the URL `pismo serve` printed (it ends in ?token=…).');
+  }
+  notice(problems.join(' '));
+  if (!train.watching && info.active && info.active.length) watchRun(info.active[0]);
+  validateForm();
+}
+
+function notice(text) {
+  const box = $('#train-notice');
+  box.hidden = !text;
+  box.textContent = text || '';
+}
+
+function fieldRow(id, labelText, control, help) {
+  return h('div', { class: 'field', dataset: { field: id } },
+    h('label', { for: `f-${id}` }, labelText),
+    control,
+    help ? h('span', { class: 'hint', id: `hint-${id}` }, help) : null,
+    h('span', { class: 'field-error', id: `err-${id}`, 'aria-live': 'polite' }));
+}
+
+function buildTrainForm(info) {
+  const d = info.defaults;
+  const rows = [
+    fieldRow('name', 'Name', h('input', { id: 'f-name', name: 'name', value: info.default_name || 'mnist', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'hint-name err-name' }), NAME_HINT),
+    fieldRow('aliases', 'Aliases (optional)', h('input', { id: 'f-aliases', name: 'aliases', placeholder: 'e.g. latest, default', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'hint-aliases err-aliases' }), 'comma separated; each will point to the new model'),
+  ];
+  for (const f of FIELDS) {
+    const describedBy = `hint-${f.key} err-${f.key}`;
+    if (f.kind === 'select') {
+      rows.push(fieldRow(f.key, f.label,
+        h('select', { id: `f-${f.key}`, name: f.key, 'aria-describedby': describedBy },
+          info.hidden_sizes.map((n) => h('option', { value: n, selected: n === d[f.key] }, n))),
+        'units in the hidden layer'));
+    } else if (f.kind === 'checkbox') {
+      rows.push(h('div', { class: 'field check', dataset: { field: f.key } },
+        h('label', {}, h('input', { type: 'checkbox', id: `f-${f.key}`, name: f.key, checked: d[f.key] }), ' ', f.label),
+        h('span', { class: 'field-error', id: `err-${f.key}`, 'aria-live': 'polite' })));
+    } else {
+      rows.push(fieldRow(f.key, f.label,
+        h('input', { id: `f-${f.key}`, name: f.key, type: 'number', inputmode: f.int ? 'numeric' : 'decimal', step: f.int ? 1 : 'any', min: f.min, max: f.max, value: d[f.key], 'aria-describedby': describedBy }),
+        f.help ? `${rangeText(f)}; ${f.help}` : rangeText(f)));
+    }
+  }
+  fill($('#train-fields'), ...rows);
+  train.built = true;
+  $('#train-form').hidden = false;
+}
+
+/** The field's problem, or '' when its value is fine. */
+function fieldProblem(f, raw) {
+  if (raw.trim() === '') return 'required';
+  const v = Number(raw);
+  if (!Number.isFinite(v)) return 'not a number';
+  if (f.int && !Number.isInteger(v)) return 'must be a whole number';
+  const low = f.minOpen ? v <= f.min : v < f.min;
+  const high = f.max != null && (f.maxOpen ? v >= f.max : v > f.max);
+  return low || high ? `must be ${rangeText(f)}` : '';
+}
+
+function aliasList() {
+  return $('#f-aliases').value.split(',').map((a) => a.trim()).filter(Boolean);
+}
+
+/** Checks every field, shows the messages, enables Start when all are valid; returns the
+ *  request body (or null). */
+function validateForm() {
+  if (!train.built) return null;
+  const problems = {};
+  const name = $('#f-name').value.trim();
+  if (!NAME_RULE.test(name)) problems.name = name ? 'not a valid name' : 'required';
+  const bad = aliasList().filter((a) => !NAME_RULE.test(a));
+  if (bad.length) problems.aliases = `not a valid alias: ${bad.join(', ')}`;
+  const body = { name };
+  if (aliasList().length) body.aliases = aliasList();
+  for (const f of FIELDS) {
+    const input = $(`#f-${f.key}`);
+    if (f.kind === 'checkbox') body[f.key] = input.checked;
+    else if (f.kind === 'select') body[f.key] = Number(input.value);
+    else {
+      const problem = fieldProblem(f, input.value);
+      if (problem) problems[f.key] = problem;
+      body[f.key] = Number(input.value);
+    }
+  }
+  for (const row of document.querySelectorAll('#train-fields .field')) {
+    const key = row.dataset.field;
+    const problem = problems[key] || '';
+    const input = $(`#f-${key}`);
+    if (row.dataset.serverError && input.value === row.dataset.serverValue) continue;
+    delete row.dataset.serverError;
+    $(`#err-${key}`).textContent = problem;
+    row.classList.toggle('invalid', Boolean(problem));
+    if (input) input.setAttribute('aria-invalid', problem ? 'true' : 'false');
+  }
+  const ok = Object.keys(problems).length === 0;
+  const noData = train.info && train.info.data && train.info.data.available === false;
+  const running = train.watching && !train.watching.done;
+  const start = $('#train-start');
+  start.disabled = !ok || noData || running;
+  start.textContent = running ? 'Training…' : 'Start training';
+  return ok ? body : null;
+}
+
+/** Shows a 400's message next to the field it names (until that field is edited). */
+function fieldError(field, message) {
+  const row = document.querySelector(`#train-fields .field[data-field="${field}"]`);
+  if (!row) return false;
+  const input = $(`#f-${field}`);
+  row.dataset.serverError = '1';
+  row.dataset.serverValue = input ? input.value : '';
+  row.classList.add('invalid');
+  $(`#err-${field}`).textContent = message;
+  if (input) input.focus();
+  return true;
+}
+
+async function startTraining(e) {
+  e.preventDefault();
+  const body = validateForm();
+  if (!body) return;
+  const errorBox = $('#train-error');
+  errorBox.hidden = true;
+  for (const row of document.querySelectorAll('#train-fields .field')) delete row.dataset.serverError;
+  $('#train-start').disabled = true;
+  try {
+    const answer = await api('/api/train', { method: 'POST', json: body });
+    watchRun(answer.run_id);
+  } catch (err) {
+    if (!(err.body.field && fieldError(err.body.field, err.message))) {
+      fill(errorBox, err.message);
+      if (err.status === 409 && err.body.active && err.body.active.length) {
+        errorBox.append(' ', h('button', { type: 'button', class: 'btn small-btn', onclick: () => watchRun(err.body.active[0]) }, 'Watch it'));
+      }
+      errorBox.hidden = false;
+    }
+    validateForm();
+  }
+}
+
+/** Follows run `id` through its event stream: log, progress, curves, then the result. */
+function watchRun(id) {
+  if (train.watching) train.watching.source.close();
+  const w = {
+    id,
+    source: new EventSource(`${runUrl(id)}/events`),
+    lastId: -1,
+    epochs: 0,
+    points: { train_loss: [], val_loss: [], train_accuracy: [], val_accuracy: [] },
+    eta: null, // {seconds, at}: the last epoch's estimate and when it came
+    started: performance.now(),
+    done: false,
+  };
+  train.watching = w;
+  $('#train-intro').hidden = true;
+  $('#train-live').hidden = false;
+  $('#train-result').hidden = true;
+  $('#train-log').textContent = '';
+  $('#train-live-title').textContent = 'Training';
+  const stop = $('#train-stop');
+  stop.hidden = false;
+  stop.disabled = false;
+  stop.textContent = 'Stop';
+  setProgress(0, 'Waiting for the first batch…');
+  drawTrainCharts(w);
+  validateForm();
+  api(runUrl(id)).then((run) => {
+    if (train.watching !== w) return;
+    $('#train-live-title').textContent = `Training ${run.name}`;
+    if (!w.epochs) w.epochs = run.params.epochs;
+    drawTrainCharts(w);
+  }).catch(() => {
+    // Only the title and the planned epochs come from here; the stream carries the rest.
+  });
+
+  const on = (name, handle) => w.source.addEventListener(name, (e) => {
+    // After a reconnect the stream replays from the start: skip what was seen.
+    if (e.lastEventId !== '') {
+      const seq = Number(e.lastEventId);
+      if (seq <= w.lastId) return;
+      w.lastId = seq;
+    }
+    if (train.watching === w) handle(JSON.parse(e.data));
+  });
+  on('log', (d) => appendLog(d.line));
+  on('progress', (d) => onProgress(w, d));
+  on('epoch', (d) => onEpoch(w, d));
+  on('done', (d) => onDone(w, d));
+  w.source.addEventListener('error', () => {
+    if (!w.done && w.source.readyState === EventSource.CLOSED) {
+      appendLog('(the event stream closed before the run ended)');
+    }
+  });
+}
+
+function appendLog(line) {
+  const log = $('#train-log');
+  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+  log.append(`${line}\n`);
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+function setProgress(fraction, text) {
+  const bar = $('#train-progress');
+  const value = Math.round(Math.min(1, Math.max(0, fraction)) * 100);
+  bar.setAttribute('aria-valuenow', value);
+  bar.querySelector('.progress-fill').style.width = `${value}%`;
+  $('#train-progress-text').textContent = text;
+}
+
+function etaText(w, fraction) {
+  let seconds = null;
+  if (w.eta) seconds = w.eta.seconds - (performance.now() - w.eta.at) / 1000;
+  else if (fraction > 0.02) seconds = ((performance.now() - w.started) / 1000) * ((1 - fraction) / fraction);
+  return seconds == null ? '' : ` · about ${duration(Math.max(0, seconds) * 1000)} left`;
+}
+
+function onProgress(w, d) {
+  const epochs = w.epochs || d.epoch;
+  const fraction = (d.epoch - 1 + d.done / d.total) / epochs;
+  setProgress(fraction, `Epoch ${d.epoch}/${epochs} · batch ${d.done}/${d.total}${etaText(w, fraction)}`);
+}
+
+function onEpoch(w, d) {
+  w.epochs = d.epochs;
+  for (const key of Object.keys(w.points)) w.points[key].push([d.epoch, d[key]]);
+  w.eta = { seconds: d.eta_seconds, at: performance.now() };
+  const fraction = d.epoch / d.epochs;
+  setProgress(fraction, `Epoch ${d.epoch}/${d.epochs} done · val accuracy ${pct(d.val_accuracy)}${d.improved ? ' (best so far)' : ''}${etaText(w, fraction)}`);
+  drawTrainCharts(w);
+}
+
+function drawTrainCharts(w) {
+  runCharts($('#train-chart-loss'), $('#train-chart-acc'), (name) => w.points[name], w.epochs);
+}
+
+function onDone(w, d) {
+  w.done = true;
+  w.source.close();
+  $('#train-stop').hidden = true;
+  const card = $('#train-result');
+  const metrics = d.metrics || {};
+  const accuracy = metrics.test_accuracy != null ? ` — test accuracy ${pct(metrics.test_accuracy, 1)}` : '';
+  const actions = d.model
+    ? h('div', { class: 'row' },
+      h('button', { type: 'button', class: 'btn primary', 'data-testid': 'train-use', onclick: () => useModel(d.model) }, 'Use in Draw'),
+      h('button', { type: 'button', class: 'btn', 'data-testid': 'train-view', onclick: () => { location.hash = '#experiments'; showRunDetail(w.id); } }, 'View in Experiments'))
+    : null;
+  let title;
+  if (d.status === 'finished') title = d.model ? `Registered ${d.model}${accuracy}` : 'Finished, no model registered';
+  else if (d.status === 'stopped') title = d.model ? `Stopped — registered ${d.model}${accuracy}` : 'Stopped — no model registered';
+  else title = `Training failed${d.error ? `: ${d.error}` : ''}`;
+  card.className = 'result-banner';
+  if (d.status === 'failed') card.classList.add('bad');
+  else if (d.model) card.classList.add('good');
+  fill(card, h('strong', { class: 'result-title' }, title),
+    d.model && metrics.epochs_run ? h('p', { class: 'small' }, `${metrics.epochs_run} epochs run, weights of epoch ${metrics.best_epoch} · val accuracy ${pct(metrics.val_accuracy)}${d.bytes ? ` · ${kib(d.bytes)}` : ''}`) : null,
+    actions);
+  card.hidden = false;
+  if (d.status === 'finished') setProgress(1, 'Done');
+  else $('#train-progress-text').textContent = d.status === 'stopped' ? 'Stopped' : 'Failed';
+  validateForm();
+  loadModels().catch(() => {});
+  loadRuns();
+}
+
+async function stopTraining() {
+  const w = train.watching;
+  if (!w) return;
+  const button = $('#train-stop');
+  button.disabled = true;
+  button.textContent = 'Stopping…';
+  try {
+    await api(`${runUrl(w.id)}/stop`, { method: 'POST' });
+  } catch (err) {
+    button.disabled = false;
+    button.textContent = 'Stop';
+    appendLog(`(could not stop: ${err.message})`);
+  }
+}
+
+function setupTrain() {
+  const form = $('#train-form');
+  form.addEventListener('input', validateForm);
+  form.addEventListener('change', validateForm);
+  form.addEventListener('submit', startTraining);
+  $('#train-reset').addEventListener('click', () => {
+    buildTrainForm(train.info);
+    validateForm();
+  });
+  $('#train-stop').addEventListener('click', stopTraining);
+}
+
+// ---------------------------------------------------------------------------------------
+
+function start() {
+  setupDraw();
+  setupExperiments();
+  setupTrain();
+  addEventListener('hashchange', route);
+  route();
+}
+
+start();

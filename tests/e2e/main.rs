@@ -7,3 +7,4 @@ mod preprocess;
 mod quant;
 mod serve;
 mod training;
+mod web;

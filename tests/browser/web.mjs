@@ -1,0 +1,360 @@
+// Drives the page of `pismo serve` in headless Chromium like a user would, and fails (exit
+// status 1, with the step and the page's console errors) on anything unexpected.
+//
+//   node tests/browser/web.mjs URL SCREENSHOT_DIR
+//
+// The server at URL must hold the shipped registry (mnist@1 as `default`, mnist-int8@1) and
+// the shipped run that trained mnist@1, no other run or model, and MNIST to train on. tests/e2e/web.rs starts such a
+// server in a sandbox and runs this script. It trains three models (`webtest@1`,
+// `webtest-stop@1`, stopped after its first epochs, and `webtest2@1`) and changes aliases,
+// so never point it at a registry you care about.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [url, shots] = process.argv.slice(2);
+if (!url || !shots) {
+  console.error('usage: node web.mjs URL SCREENSHOT_DIR');
+  process.exit(2);
+}
+fs.mkdirSync(shots, { recursive: true });
+
+const TRAIN_TIMEOUT = 120_000;
+const consoleErrors = [];
+let step = 'launch';
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+function log(message) {
+  console.log(`web.mjs: ${message}`);
+}
+
+async function newPage(browser, viewport, deviceScaleFactor) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor });
+  const page = await context.newPage();
+  page.setDefaultTimeout(20_000);
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(`console: ${m.text()} (${m.location().url})`);
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
+  return page;
+}
+
+async function screenshot(page, name) {
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForTimeout(400); // let the bars and the progress bar finish their transitions
+  const file = path.join(shots, name);
+  await page.screenshot({ path: file, fullPage: true });
+  log(`screenshot ${file}`);
+}
+
+/** Draws one stroke through `points`, given in the coordinates of a 280 px canvas. */
+async function stroke(page, points) {
+  const box = await page.locator('#canvas').boundingBox();
+  check(box && box.width > 100, `the canvas is not visible (${JSON.stringify(box)})`);
+  const at = ([x, y]) => [box.x + (x * box.width) / 280, box.y + (y * box.height) / 280];
+  await page.mouse.move(...at(points[0]));
+  await page.mouse.down();
+  for (const p of points.slice(1)) await page.mouse.move(...at(p), { steps: 12 });
+  await page.mouse.up();
+}
+
+const ONE = [[[150, 45], [138, 235]]];
+const SEVEN = [[[75, 60], [205, 60], [120, 235]]];
+
+async function drawDigit(page, strokes) {
+  await page.click('#clear');
+  for (const s of strokes) await stroke(page, s);
+}
+
+async function expectLabel(page, digit) {
+  try {
+    await page.waitForFunction((d) => document.querySelector('#label').textContent === String(d), digit, { timeout: 10_000 });
+  } catch {
+    const shown = await page.textContent('#label');
+    const error = await page.textContent('#draw-error');
+    throw new Error(`drew a ${digit}, the page shows ${JSON.stringify(shown)} (error box: ${JSON.stringify(error)})`);
+  }
+}
+
+/** Checks the bar chart (10 bars, one highlighted: `winner`) and that the 28x28 input is not blank. */
+async function expectResult(page, winner) {
+  const bars = await page.$$eval('#bars .bar', (rows) => rows.map((r) => ({
+    digit: r.dataset.digit,
+    win: r.classList.contains('win'),
+    pct: r.querySelector('.bar-pct').textContent,
+    scale: r.querySelector('.bar-fill').style.transform,
+  })));
+  check(bars.length === 10, `expected 10 bars, found ${bars.length}`);
+  const winners = bars.filter((b) => b.win);
+  check(winners.length === 1 && winners[0].digit === String(winner),
+    `expected bar ${winner} alone highlighted, got ${JSON.stringify(winners)}`);
+  check(/%/.test(winners[0].pct) && winners[0].scale !== 'scaleX(0)', `the winning bar shows nothing: ${JSON.stringify(winners[0])}`);
+  const ink = await page.$eval('#input28', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, 28, 28).data;
+    let lit = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] > 64) lit++;
+    return lit;
+  });
+  check(ink >= 20, `the 28x28 input shows ${ink} lit pixels: it should show the digit`);
+  const latency = await page.textContent('#latency');
+  check(/\d+ ms round trip/.test(latency), `no latency shown: ${JSON.stringify(latency)}`);
+}
+
+async function modelOptions(page) {
+  return page.$$eval('#model option', (os) => os.map((o) => o.value));
+}
+
+async function testDraw(page) {
+  step = 'open the page';
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelectorAll('#model option').length > 0);
+  const options = await modelOptions(page);
+  for (const want of ['default', 'mnist@1', 'mnist-int8@1']) {
+    check(options.includes(want), `the model picker lacks ${want}: ${options}`);
+  }
+  check(options.indexOf('default') < options.indexOf('mnist@1'), `aliases should come first: ${options}`);
+  check((await page.textContent('#label')) === '–', 'a blank canvas should show no prediction');
+  check((await page.$$('#bars .bar.win')).length === 0, 'a blank canvas should highlight no bar');
+
+  step = 'draw a 1';
+  await drawDigit(page, ONE);
+  await expectLabel(page, 1);
+  await expectResult(page, 1);
+  check((await page.textContent('#result-model')) === 'mnist@1', 'the default alias should answer with mnist@1');
+
+  step = 'clear';
+  await page.click('#clear');
+  check((await page.textContent('#label')) === '–', 'Clear should empty the prediction');
+  check((await page.$$('#bars .bar.win')).length === 0, 'Clear should empty the bars');
+
+  step = 'draw a 7';
+  await drawDigit(page, SEVEN);
+  await expectLabel(page, 7);
+  await expectResult(page, 7);
+  await screenshot(page, 'draw.png');
+
+  step = 'switch the model';
+  await page.selectOption('#model', 'mnist-int8@1');
+  await page.waitForFunction(() => document.querySelector('#result-model').textContent === 'mnist-int8@1');
+  await expectLabel(page, 7);
+
+  step = 'clear with Escape';
+  await page.keyboard.press('Escape');
+  check((await page.textContent('#label')) === '–', 'Escape should clear the drawing');
+  await drawDigit(page, SEVEN);
+  await expectLabel(page, 7);
+}
+
+async function testExperimentsBeforeTraining(page) {
+  step = 'Experiments: models table';
+  await page.click('[data-testid="nav-experiments"]');
+  await page.waitForSelector('#view-experiments:not([hidden])');
+  for (const id of ['mnist@1', 'mnist-int8@1']) {
+    await page.waitForSelector(`#models-table tr[data-model="${id}"]`);
+  }
+  const chips = await page.$$eval('#models-table tr[data-model="mnist@1"] .chip', (cs) => cs.map((c) => c.firstChild.textContent));
+  check(chips.includes('default'), `mnist@1 should carry the alias chip "default": ${chips}`);
+
+  step = 'Experiments: the shipped run';
+  await page.waitForSelector('#runs tbody tr');
+  const row = page.locator('#runs tbody tr', { hasText: 'mnist@1' });
+  check((await row.count()) === 1, 'the runs table should list the run that trained mnist@1');
+  await row.locator('.linklike').click();
+  await page.waitForSelector('#run-detail [data-testid="detail-chart-acc"] path.series');
+  const points = await page.$$eval('#run-detail [data-testid="detail-chart-loss"] path.series', (ps) => ps.map((p) => p.getAttribute('d').split('L').length));
+  check(points.length === 2 && points.every((n) => n === 50), `mnist@1's run has 50 epochs of training and validation loss, the chart shows ${points}`);
+}
+
+async function fillTrainForm(page, values) {
+  await page.click('#train-reset');
+  for (const [key, value] of Object.entries(values)) {
+    if (key === 'hidden_size') await page.selectOption('#f-hidden_size', String(value));
+    else await page.fill(`#f-${key}`, String(value));
+  }
+}
+
+/** Fills the form, starts a run and waits until the page follows it. */
+async function startRun(page, name, values) {
+  await fillTrainForm(page, { name, ...values });
+  check(!(await page.isDisabled('#train-start')), `Start is disabled for a valid form (${name})`);
+  await page.click('#train-start');
+  await page.waitForFunction((n) => document.querySelector('#train-live-title').textContent === `Training ${n}`, name);
+}
+
+/** Waits for log lines and a first epoch point on both charts. */
+async function waitLive(page, name) {
+  step = `train ${name}: live log and curves`;
+  await page.waitForFunction(() => document.querySelector('#train-log').textContent.trim().split('\n').length >= 2, null, { timeout: TRAIN_TIMEOUT });
+  await page.waitForSelector('#train-chart-loss svg circle', { timeout: TRAIN_TIMEOUT });
+  await page.waitForSelector('#train-chart-acc svg circle', { timeout: TRAIN_TIMEOUT });
+}
+
+/** Waits for the result card and returns its text; checks what every ended run shows. */
+async function waitResult(page, name) {
+  step = `train ${name}: result`;
+  await page.waitForSelector('#train-result:not([hidden])', { timeout: TRAIN_TIMEOUT });
+  const result = (await page.textContent('#train-result')).replace(/\s+/g, ' ');
+  check(result.includes(`${name}@1`), `the result card should name ${name}@1: ${JSON.stringify(result)}`);
+  check(/test accuracy \d+(\.\d)? %/.test(result), `the result card should give the test accuracy: ${JSON.stringify(result)}`);
+  const logText = await page.textContent('#train-log');
+  check(/epoch 1\b/.test(logText), `the log should show the first epoch: ${JSON.stringify(logText.slice(0, 400))}`);
+  check(await page.isHidden('#train-stop'), 'Stop should be gone once the run ended');
+  check(!(await page.isDisabled('#train-start')), 'Start should be enabled again after the run');
+  return result;
+}
+
+/** A short run to its end. */
+async function train(page, name, values) {
+  await startRun(page, name, values);
+  await waitLive(page, name);
+  const result = await waitResult(page, name);
+  check(result.startsWith(`Registered ${name}@1`), `the run should have registered ${name}@1: ${JSON.stringify(result)}`);
+  const progress = await page.getAttribute('#train-progress', 'aria-valuenow');
+  check(progress === '100', `the progress bar should end at 100, not ${progress}`);
+}
+
+async function testTrain(page) {
+  step = 'Train: the form';
+  await page.click('[data-testid="nav-train"]');
+  await page.waitForSelector('#train-form:not([hidden]), #train-notice:not([hidden])');
+  check(await page.isHidden('#train-notice'), `the Train view says: ${await page.textContent('#train-notice')}`);
+  const defaults = await page.$eval('#f-epochs', (i) => i.value);
+  check(Number(defaults) >= 1, `the epochs field should hold the server's default, not ${JSON.stringify(defaults)}`);
+
+  step = 'Train: client-side validation';
+  for (const [key, bad] of [['epochs', '0'], ['dropout_rate', '1'], ['batch_size', '2.5'], ['name', '-oops']]) {
+    await fillTrainForm(page, { [key]: bad });
+    const message = await page.textContent(`#err-${key}`);
+    check(message.trim() !== '', `${key} = ${bad} should show a message next to the field`);
+    check(await page.isDisabled('#train-start'), `Start should be disabled while ${key} = ${bad}`);
+  }
+  await screenshot(page, 'train-invalid.png');
+
+  step = 'Train: webtest';
+  await train(page, 'webtest', { hidden_size: 16, epochs: 2, val_size: 1000 });
+  await screenshot(page, 'train-done.png');
+
+  step = 'the new model in the Draw picker';
+  try {
+    await page.waitForFunction(() => [...document.querySelectorAll('#model option')].some((o) => o.value === 'webtest@1'), null, { timeout: 5_000 });
+  } catch {
+    throw new Error(`the Draw model picker should list webtest@1: ${await modelOptions(page)}`);
+  }
+  await page.click('[data-testid="train-use"]');
+  await page.waitForSelector('#view-draw:not([hidden])');
+  check((await page.inputValue('#model')) === 'webtest@1', '"Use in Draw" should select webtest@1');
+  await page.waitForFunction(() => document.querySelector('#result-model').textContent === 'webtest@1');
+
+  step = 'Train: a long run, stopped';
+  await page.click('[data-testid="nav-train"]');
+  await startRun(page, 'webtest-stop', { hidden_size: 128, epochs: 40 });
+  await waitLive(page, 'webtest-stop');
+  const during = await page.textContent('#train-progress-text');
+  check(/^Epoch \d+\/40/.test(during), `the progress line should count the epochs: ${JSON.stringify(during)}`);
+  await screenshot(page, 'train-live.png');
+  await page.click('#train-stop');
+  const stopped = await waitResult(page, 'webtest-stop');
+  check(stopped.startsWith('Stopped — registered webtest-stop@1'), `the result card should say the run was stopped: ${JSON.stringify(stopped)}`);
+
+  step = 'Train: webtest2 (for the comparison)';
+  await train(page, 'webtest2', { hidden_size: 32, epochs: 3, val_size: 2000, dropout_rate: 0.2 });
+}
+
+async function testExperimentsAfterTraining(page) {
+  step = 'Experiments: runs';
+  await page.click('[data-testid="nav-experiments"]');
+  await page.waitForSelector('#models-table tr[data-model="webtest@1"]');
+  const rows = await page.$$eval('#runs tbody tr', (trs) => trs.map((tr) => tr.textContent));
+  check(rows.length === 4, `the runs table should list the shipped run and the three new ones: ${rows.length} rows`);
+  check(rows.some((r) => r.includes('webtest-stop') && r.includes('stopped')), 'the runs table lacks the stopped run');
+  check(rows.some((r) => r.includes('webtest2') && r.includes('finished')), 'the runs table lacks the finished webtest2 run');
+  check(rows.some((r) => r.includes('webtest') && r.includes('webtest@1')), 'the runs table lacks the run that made webtest@1');
+
+  step = 'Experiments: compare';
+  // Locators, not element handles: the table is redrawn whenever the runs are reloaded.
+  const box = (model) => page.locator('#runs tbody tr', { hasText: model }).locator('input[type="checkbox"]');
+  await box('webtest2@1').check();
+  check(await page.isDisabled('#compare-btn'), 'Compare needs two runs');
+  await box('webtest@1').check();
+  await page.click('#compare-btn');
+  await page.waitForSelector('#compare .chart svg, #compare .error-box');
+  const compareError = await page.$('#compare .error-box');
+  check(!compareError, `Compare failed: ${compareError && (await compareError.textContent())}`);
+  const paths = await page.$$eval('#compare [data-testid="compare-chart-loss"] path.series', (ps) => ps.length);
+  check(paths === 4, `the loss comparison should draw 4 curves (2 runs x train/val), drew ${paths}`);
+  const differs = await page.$$eval('#compare tr.differs th', (ths) => ths.map((t) => t.textContent));
+  check(differs.includes('hidden size') && !differs.includes('seed'), `the params table should highlight hidden size and not seed: ${differs}`);
+  // hover() waits until the chart stops moving (the page scrolls smoothly to the comparison).
+  await page.locator('[data-testid="compare-chart-acc"] svg rect.hover').hover();
+  await page.waitForSelector('#tooltip:not([hidden])');
+  const tip = await page.textContent('#tooltip');
+  check(/epoch \d/.test(tip) && /%/.test(tip), `the chart tooltip should give the epoch and values: ${JSON.stringify(tip)}`);
+  await page.mouse.move(0, 0);
+
+  step = 'Experiments: run detail';
+  await page.locator('#runs tbody tr', { hasText: 'webtest@1' }).locator('.linklike').click();
+  await page.waitForSelector('#run-detail [data-testid="detail-chart-loss"] path.series');
+  const detailLog = await page.textContent('#run-detail [data-testid="detail-log"]');
+  check(/epoch 1\b/.test(detailLog), `the run's log should be shown: ${JSON.stringify(detailLog.slice(0, 300))}`);
+  await screenshot(page, 'experiments.png');
+
+  step = 'Experiments: set and remove an alias';
+  await page.fill('#alias-name', 'webtest-best');
+  await page.selectOption('#alias-model', 'webtest@1');
+  await page.click('#alias-form button[type="submit"]');
+  await page.waitForSelector('#models-table tr[data-model="webtest@1"] .chip-x[aria-label="Remove alias webtest-best"]');
+  await page.click('#models-table tr[data-model="webtest@1"] .chip-x[aria-label="Remove alias webtest-best"]');
+  await page.waitForFunction(() => !document.querySelector('#models-table tr[data-model="webtest@1"] .chip'));
+}
+
+async function testPhone(browser) {
+  step = 'phone (390 px)';
+  const page = await newPage(browser, { width: 390, height: 844 }, 2);
+  current = page;
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelectorAll('#model option').length > 0);
+  await page.selectOption('#model', 'mnist@1');
+  await drawDigit(page, ONE);
+  await expectLabel(page, 1);
+  await expectResult(page, 1);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the page is ${overflow} px wider than a 390 px phone`);
+  await screenshot(page, 'phone-draw.png');
+  await page.close();
+}
+
+let browser;
+let current; // the page being tested, for a screenshot of a failure
+try {
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  const page = await newPage(browser, { width: 1280, height: 900 }, 1);
+  current = page;
+  await testDraw(page);
+  await testExperimentsBeforeTraining(page);
+  await testTrain(page);
+  await testExperimentsAfterTraining(page);
+  await page.context().close();
+  await testPhone(browser);
+  step = 'console errors';
+  check(consoleErrors.length === 0, 'the page logged errors');
+  log('all checks passed');
+  await browser.close();
+} catch (err) {
+  console.error(`web.mjs: FAILED at step "${step}": ${err.message}`);
+  if (consoleErrors.length) console.error(`page console errors:\n  ${consoleErrors.join('\n  ')}`);
+  if (current) {
+    const text = await current.evaluate(() => document.querySelector('main').innerText).catch(() => '(page gone)');
+    console.error(`web.mjs: the page's text at the failure:\n${text.slice(0, 3000)}`);
+    const file = path.join(shots, 'failure.png');
+    await current.screenshot({ path: file, fullPage: true }).then(() => console.error(`web.mjs: screenshot of the failure: ${file}`), () => {});
+  }
+  if (browser) await browser.close().catch(() => {});
+  process.exit(1);
+}

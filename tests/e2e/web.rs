@@ -1,0 +1,215 @@
+//! The web page in a real browser: `tests/browser/web.mjs` drives headless Chromium against
+//! the real `pismo serve` (a sandbox copy of the shipped registry and runs, the full MNIST to
+//! train on). It draws a 1 and a 7 and checks the answers, switches models, reads the runs
+//! and models, trains models through the page (one of them stopped with Stop), compares two
+//! runs and sets an alias; then this test checks the registry and the run records on disk. Screenshots of every view go to
+//! `target/browser-screenshots/`.
+//!
+//! Needs `/usr/bin/chromium`, `node` and `npm ci` run in `tests/browser`. Without them (or
+//! without the full MNIST) the test prints SKIPPED and passes, unless
+//! `PISMO_REQUIRE_BROWSER=1` (CI sets it): then it fails and says what is missing.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
+
+use pismo_core::host::registry::Registry;
+use pismo_core::host::runs::{Runs, Status};
+use pismo_tests::{full_mnist, workspace_root, Pismo};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// `pismo serve`, killed when dropped (even when an assert fails), with its stderr collected.
+struct Server {
+    child: std::process::Child,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Server {
+    /// Kills the server and returns what it wrote on stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the browser test needs and this machine lacks.
+fn missing_tools() -> Vec<String> {
+    let mut missing = Vec::new();
+    if !Path::new(CHROMIUM).is_file() {
+        missing.push(format!("{CHROMIUM} (apt-get install chromium)"));
+    }
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !node.is_ok_and(|s| s.success()) {
+        missing.push("node (Node.js 20 or newer)".to_owned());
+    }
+    let playwright = browser_dir().join("node_modules").join("playwright-core");
+    if !playwright.is_dir() {
+        missing.push(format!(
+            "{} (run `npm ci` in tests/browser)",
+            playwright.display()
+        ));
+    }
+    missing
+}
+
+fn browser_dir() -> PathBuf {
+    workspace_root().join("tests").join("browser")
+}
+
+/// Prints a SKIPPED banner, or panics when `PISMO_REQUIRE_BROWSER=1`.
+fn skip(missing: &[String]) {
+    let required = std::env::var("PISMO_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "PISMO_REQUIRE_BROWSER=1 but the browser test cannot run; missing: {}",
+        missing.join(", ")
+    );
+    eprintln!(
+        "\n##########################################################################\n\
+         SKIPPED: the web page test in Chromium (tests/e2e/web.rs); missing:\n  {}\n\
+         ##########################################################################\n",
+        missing.join("\n  ")
+    );
+}
+
+/// Copies the folder `from` (files and subfolders) to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Starts `pismo serve` on a free port of 127.0.0.1 and returns it with its URL.
+fn start_server(p: &Pismo, data: &Path) -> (Server, String) {
+    let (registry, runs) = (p.registry(), p.runs());
+    let mut child = p
+        .command(&[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--registry",
+            registry.to_str().expect("UTF-8 temp path"),
+            "--runs",
+            runs.to_str().expect("UTF-8 temp path"),
+            "--data",
+            data.to_str().expect("UTF-8 data path"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pismo serve");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let collect = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let server = Server {
+        child,
+        stderr: Some(collect),
+    };
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read the server's URL");
+    // Keep reading stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let url = line.trim().to_owned();
+    if !url.starts_with("http://127.0.0.1:") {
+        panic!(
+            "pismo serve printed no URL first: {line:?}\nstderr:\n{}",
+            server.stop()
+        );
+    }
+    (server, url)
+}
+
+#[test]
+fn the_page_draws_trains_and_compares_in_chromium() {
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        skip(&missing);
+        return;
+    }
+    let Some(data) = full_mnist() else {
+        skip(&["the full MNIST in data/mnist (scripts/fetch-mnist)".to_owned()]);
+        return;
+    };
+
+    let p = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    copy_dir(&workspace_root().join("runs"), &p.runs());
+    let (server, url) = start_server(&p, &data);
+
+    let shots = workspace_root().join("target").join("browser-screenshots");
+    let out = Command::new("node")
+        .arg(browser_dir().join("web.mjs"))
+        .arg(&url)
+        .arg(&shots)
+        .current_dir(browser_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node tests/browser/web.mjs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("{stdout}{stderr}");
+    if !out.status.success() {
+        panic!(
+            "the browser test failed ({}); pismo serve's stderr:\n{}",
+            out.status,
+            server.stop()
+        );
+    }
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    server.stop();
+
+    // What the page did is on disk: the models registered, their runs finished or stopped.
+    let registry = Registry::open(p.registry());
+    for id in ["webtest@1", "webtest-stop@1", "webtest2@1", "mnist@1"] {
+        let found = registry.resolve(Some(id));
+        assert!(found.is_ok(), "{id} is not in the registry: {found:?}");
+    }
+    let runs = Runs::open(p.runs()).list().unwrap();
+    let webtest: Vec<_> = runs.iter().filter(|r| r.name == "webtest").collect();
+    assert_eq!(webtest.len(), 1, "{runs:?}");
+    assert_eq!(webtest[0].status, Status::Finished, "{:?}", webtest[0]);
+    assert_eq!(webtest[0].model.as_deref(), Some("webtest@1"));
+    assert_eq!(
+        (webtest[0].params.hidden_size, webtest[0].params.epochs),
+        (16, 2)
+    );
+    let stopped = runs.iter().find(|r| r.name == "webtest-stop");
+    assert!(
+        stopped.is_some_and(|r| r.status == Status::Stopped),
+        "{stopped:?}"
+    );
+    // The alias the page set and removed again is gone; `default` is untouched.
+    let aliases = std::fs::read_to_string(p.registry().join("aliases.json")).unwrap();
+    assert!(!aliases.contains("webtest-best"), "{aliases}");
+    assert!(aliases.contains("\"default\""), "{aliases}");
+}
