@@ -898,8 +898,9 @@ function setupExperiments() {
 // ---------------------------------------------------------------------------------------
 // Train
 
-const NAME_RULE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const NAME_HINT = '1–64 letters, digits, _ . -; starts with a letter or digit';
+// The registry's rule for model names and aliases (an alias is also not all digits).
+const NAME_RULE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const NAME_HINT = '1–64 of a–z, 0–9, _ and -; starts with a letter or digit';
 
 /** The form's fields and their ranges (the server checks them again; these mirror it). */
 const FIELDS = [
@@ -1017,7 +1018,7 @@ function validateForm() {
   const problems = {};
   const name = $('#f-name').value.trim();
   if (!NAME_RULE.test(name)) problems.name = name ? 'not a valid name' : 'required';
-  const bad = aliasList().filter((a) => !NAME_RULE.test(a));
+  const bad = aliasList().filter((a) => !NAME_RULE.test(a) || /^[0-9]+$/.test(a));
   if (bad.length) problems.aliases = `not a valid alias: ${bad.join(', ')}`;
   const body = { name };
   if (aliasList().length) body.aliases = aliasList();

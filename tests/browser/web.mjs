@@ -226,7 +226,7 @@ async function testTrain(page) {
   check(Number(defaults) >= 1, `the epochs field should hold the server's default, not ${JSON.stringify(defaults)}`);
 
   step = 'Train: client-side validation';
-  for (const [key, bad] of [['epochs', '0'], ['dropout_rate', '1'], ['batch_size', '2.5'], ['name', '-oops']]) {
+  for (const [key, bad] of [['epochs', '0'], ['dropout_rate', '1'], ['batch_size', '2.5'], ['name', '-oops'], ['name', 'Web'], ['aliases', '42']]) {
     await fillTrainForm(page, { [key]: bad });
     const message = await page.textContent(`#err-${key}`);
     check(message.trim() !== '', `${key} = ${bad} should show a message next to the field`);
