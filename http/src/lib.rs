@@ -269,7 +269,15 @@ fn spawn_nudger(bound: SocketAddr, stopping: Arc<AtomicBool>) {
         .spawn(move || {
             while !stopping.load(Ordering::SeqCst) {
                 std::thread::sleep(NUDGE_EVERY);
-                let _ = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1));
+                // Closed with a reset (linger 0): no TIME_WAIT socket left per nudge.
+                if let Ok(socket) = socket2::Socket::new(
+                    socket2::Domain::for_address(target),
+                    socket2::Type::STREAM,
+                    None,
+                ) {
+                    let _ = socket.set_linger(Some(Duration::ZERO));
+                    let _ = socket.connect_timeout(&target.into(), Duration::from_secs(1));
+                }
             }
         });
 }
