@@ -1,15 +1,17 @@
 //! `pismo runs`: list, show and print the log of training runs (`pismo_core::host::runs`
 //! owns the records; this module summarises and prints them).
 //!
-//! A run's summary (epochs run, best validation accuracy, test accuracy) is computed from its
-//! metrics: `epochs run` is the highest epoch with a logged `val_loss`, `best val acc` the
-//! highest `val_accuracy`, `test acc` the last `test_accuracy`.
+//! A run's summary (epochs run, validation accuracy, test accuracy) is computed from its
+//! metrics: `epochs run` is the highest epoch with a logged `val_loss`; `val acc` is the
+//! `val_accuracy` of the kept epoch (lowest `val_loss`, the weights the model holds, as the
+//! web page shows it); `best_val_accuracy` (JSON only) the highest `val_accuracy` of any
+//! epoch; `test acc` the last `test_accuracy`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::runs::{Metric, RunInfo, Runs, Status};
+use pismo_core::host::runs::{Metric, RunInfo, Runs};
 use serde::Serialize;
 
 use crate::{text, CliError};
@@ -74,6 +76,10 @@ struct Log {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
 struct Summary {
     epochs_run: u32,
+    /// Epoch with the lowest validation loss (the kept weights).
+    kept_epoch: Option<u32>,
+    /// Validation accuracy of the kept epoch.
+    val_accuracy: Option<f32>,
     best_val_accuracy: Option<f32>,
     test_accuracy: Option<f32>,
 }
@@ -81,9 +87,16 @@ struct Summary {
 impl Summary {
     fn of(metrics: &[Metric]) -> Self {
         let mut s = Summary::default();
+        let mut lowest_loss = f64::INFINITY;
         for m in metrics {
             match m.name.as_str() {
-                "val_loss" => s.epochs_run = s.epochs_run.max(m.step),
+                "val_loss" => {
+                    s.epochs_run = s.epochs_run.max(m.step);
+                    if m.value < lowest_loss {
+                        lowest_loss = m.value;
+                        s.kept_epoch = Some(m.step);
+                    }
+                }
                 "val_accuracy" if m.value.is_finite() => {
                     let v = m.value as f32;
                     s.best_val_accuracy = Some(s.best_val_accuracy.map_or(v, |b| b.max(v)))
@@ -92,6 +105,12 @@ impl Summary {
                 _ => {}
             }
         }
+        s.val_accuracy = metrics
+            .iter()
+            .find(|m| {
+                m.name == "val_accuracy" && Some(m.step) == s.kept_epoch && m.value.is_finite()
+            })
+            .map(|m| m.value as f32);
         s
     }
 }
@@ -104,19 +123,6 @@ struct Listed<'a> {
     #[serde(flatten)]
     summary: Summary,
     duration_ms: u64,
-}
-
-/// `running`, with a note when its process is gone (Linux only, where `/proc` tells).
-fn status(info: &RunInfo) -> String {
-    let proc = std::path::Path::new("/proc");
-    if info.status == Status::Running
-        && info.pid != 0
-        && proc.is_dir()
-        && !proc.join(info.pid.to_string()).exists()
-    {
-        return format!("running? (its process {} is gone)", info.pid);
-    }
-    info.status.to_string()
 }
 
 /// Runs `pismo runs …`.
@@ -145,14 +151,7 @@ fn list(runs: &Runs, json: bool) -> Result<(), CliError> {
     }
     let mut table = text::Table::new(
         &[
-            "id",
-            "name",
-            "status",
-            "epochs",
-            "best val acc",
-            "test acc",
-            "duration",
-            "model",
+            "id", "name", "status", "epochs", "val acc", "test acc", "duration", "model",
         ],
         &[3, 4, 5, 6],
     );
@@ -175,9 +174,9 @@ fn list(runs: &Runs, json: bool) -> Result<(), CliError> {
         table.row(vec![
             info.run_id.clone(),
             info.name.clone(),
-            status(info),
+            info.status.to_string(),
             format!("{}/{}", summary.epochs_run, info.params.epochs),
-            text::percent(summary.best_val_accuracy.map(f64::from)),
+            text::percent(summary.val_accuracy.map(f64::from)),
             text::percent(summary.test_accuracy.map(f64::from)),
             text::duration(info.duration_ms() as f64 / 1000.0),
             info.model.clone().unwrap_or_else(|| "-".to_owned()),
@@ -200,7 +199,7 @@ fn show(runs: &Runs, id: &str, json: bool) -> Result<(), CliError> {
         "run       {}\nname      {}\nstatus    {}\nstarted   {} UTC\nduration  {}\nmodel     {}\n",
         info.run_id,
         info.name,
-        status(info),
+        info.status,
         text::utc(info.start_unix_ms / 1000),
         text::duration(info.duration_ms() as f64 / 1000.0),
         info.model.as_deref().unwrap_or("-"),
@@ -283,6 +282,16 @@ mod tests {
         assert_eq!(s.epochs_run, 2);
         assert_eq!(s.best_val_accuracy, Some(0.95));
         assert_eq!(s.test_accuracy, Some(0.951));
+        // Epoch 1 has the lowest validation loss: its accuracy is the kept one.
+        assert_eq!((s.kept_epoch, s.val_accuracy), (Some(1), Some(0.95)));
+        let s = Summary::of(&[
+            metric(1, "val_loss", 0.3),
+            metric(1, "val_accuracy", 0.96),
+            metric(2, "val_loss", 0.2),
+            metric(2, "val_accuracy", 0.95),
+        ]);
+        assert_eq!((s.kept_epoch, s.val_accuracy), (Some(2), Some(0.95)));
+        assert_eq!(s.best_val_accuracy, Some(0.96));
     }
 
     #[test]
