@@ -20,7 +20,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pismo_core::host::registry::OwnedMeta;
 use pismo_core::host::runs::{Metric, Status};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tiny_http::Request;
 
@@ -172,26 +174,15 @@ fn from_job(
 
 /// Replays a run from its record, following it while it is `running`.
 fn from_disk(state: &State, out: &mut Sse, id: &str, after: u64) -> io::Result<()> {
-    let mut seq = 0u64;
+    let mut out = Numbered { out, seq: 0, after };
     let mut lines_sent = 0usize;
     let mut epochs_sent = 0u32;
-    let mut send = |out: &mut Sse, name: &'static str, data: &dyn erased::Json| {
-        seq += 1;
-        if seq <= after {
-            return Ok(());
-        }
-        out.event(&SseEvent {
-            id: seq,
-            name,
-            data: data.text(),
-        })
-    };
     loop {
         stopping(state)?;
         let record = match state.runs.get(id) {
             Ok(r) => r,
             Err(e) => {
-                return send(out, "done", &Done::failed(e.to_string()));
+                return out.send("done", &Done::failed(e.to_string()));
             }
         };
         let log = state.runs.log(id).unwrap_or_default();
@@ -200,50 +191,63 @@ fn from_disk(state: &State, out: &mut Sse, id: &str, after: u64) -> io::Result<(
         // Only whole lines: the last one may still be being written.
         let whole = log.rsplit_once('\n').map_or("", |(whole, _)| whole);
         for line in whole.lines().skip(lines_sent) {
-            send(out, "log", &json!({ "line": line }))?;
+            out.send("log", &json!({ "line": line }))?;
             lines_sent += 1;
             // An epoch's event follows its log line, as when the run is live.
             if let Some(n) = epoch_of_line(line) {
                 for (&epoch, report) in epochs.range(epochs_sent + 1..=n) {
-                    send(out, "epoch", report)?;
+                    out.send("epoch", report)?;
                     epochs_sent = epoch;
                 }
             }
         }
         if ended {
-            for (&epoch, report) in epochs.range(epochs_sent + 1..) {
-                send(out, "epoch", report)?;
-                epochs_sent = epoch;
+            for report in epochs.range(epochs_sent + 1..).map(|(_, r)| r) {
+                out.send("epoch", report)?;
             }
-        }
-        if ended {
-            let model = record.info.model.as_deref();
-            let entry = model.and_then(|m| {
-                state
-                    .registry
-                    .list()
-                    .ok()?
-                    .into_iter()
-                    .find(|e| e.id.to_string() == m)
+            // The model the run registered: its file's size and the metrics it holds.
+            let model = record.info.model;
+            let file = model.as_deref().and_then(|m| {
+                let (id, bytes) = state.registry.load(Some(m)).ok()?;
+                Some((bytes.len() as u64, OwnedMeta::decode(&id, &bytes).ok()))
             });
             let done = Done {
                 status: record.info.status,
-                model: model.map(str::to_owned),
-                bytes: entry.as_ref().map(|e| e.size),
-                metrics: entry
-                    .as_ref()
-                    .and_then(|e| e.meta.as_ref().ok())
-                    .map(|meta| meta.metrics),
+                model,
+                bytes: file.as_ref().map(|(size, _)| *size),
+                metrics: file.and_then(|(_, meta)| meta).map(|meta| meta.metrics),
                 error: record.info.error,
             };
-            return send(out, "done", &done);
+            return out.send("done", &done);
         }
         let waited = Instant::now();
         while waited.elapsed() < POLL {
             stopping(state)?;
             std::thread::sleep(Duration::from_millis(100));
         }
-        out.heartbeat()?;
+        out.out.heartbeat()?;
+    }
+}
+
+/// A replay: events numbered from 1, those up to `after` (the client's `Last-Event-ID`)
+/// counted but not sent.
+struct Numbered<'a> {
+    out: &'a mut Sse,
+    seq: u64,
+    after: u64,
+}
+
+impl Numbered<'_> {
+    fn send(&mut self, name: &'static str, data: &impl Serialize) -> io::Result<()> {
+        self.seq += 1;
+        if self.seq <= self.after {
+            return Ok(());
+        }
+        self.out.event(&SseEvent {
+            id: self.seq,
+            name,
+            data: serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned()),
+        })
     }
 }
 
@@ -287,18 +291,4 @@ fn epochs_of(metrics: &[Metric], epochs: u32) -> BTreeMap<u32, Value> {
             )
         })
         .collect()
-}
-
-/// Serialisable values behind one reference type.
-mod erased {
-    /// Anything `Serialize`, as JSON text.
-    pub trait Json {
-        fn text(&self) -> String;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn text(&self) -> String {
-            serde_json::to_string(self).unwrap_or_else(|_| "null".to_owned())
-        }
-    }
 }

@@ -335,9 +335,7 @@ fn worker(http: Arc<tiny_http::Server>, state: Arc<State>, extra: bool) {
         if busy >= state.pool.total.load(Ordering::SeqCst) {
             grow(&http, &state);
         }
-        let routed = catch_unwind(AssertUnwindSafe(|| route(&state, &mut request)))
-            .unwrap_or_else(|_| Err(ApiError::new(500, "internal error: the handler panicked")));
-        match routed {
+        match guarded(|| route(&state, &mut request)) {
             Ok(Routed::Events(id)) => events::spawn(state.clone(), request, id),
             Ok(Routed::Reply(reply)) => {
                 // A client that went away is not our problem.
@@ -374,12 +372,10 @@ fn grow(http: &Arc<tiny_http::Server>, state: &Arc<State>) {
     }
 }
 
-/// Runs a handler; its error, or a panic (the last resort: a 500), becomes a JSON reply.
-#[cfg(test)]
-fn guarded(handler: impl FnOnce() -> Result<Reply, ApiError>) -> Reply {
+/// Runs a handler; a panic (the last resort) becomes a 500 error.
+fn guarded<T>(handler: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
     catch_unwind(AssertUnwindSafe(handler))
         .unwrap_or_else(|_| Err(ApiError::new(500, "internal error: the handler panicked")))
-        .unwrap_or_else(ApiError::into_reply)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -752,22 +748,24 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("malformed JSON: {e}")))
 }
 
-// ---------------------------------------------------------------------------------------
-// Models
-
 /// A JSON body (415 for another content type).
-fn json_body(state: &State, request: &mut Request) -> Result<Value, ApiError> {
+pub(crate) fn json_body(state: &State, request: &mut Request) -> Result<Value, ApiError> {
     let kind = content_type(request);
     if kind.as_deref() != Some("application/json") {
-        return Err(ApiError::new(
-            415,
-            format!(
-                "unsupported content type {}: send application/json",
-                kind.map_or("(none)".to_owned(), |t| format!("`{t}`"))
-            ),
-        ));
+        return Err(unsupported_type(kind, "application/json"));
     }
     parse_json(&read_body(state, request)?)
+}
+
+/// The 415 for a body of media type `kind`, naming what is `accepted`.
+pub(crate) fn unsupported_type(kind: Option<String>, accepted: &str) -> ApiError {
+    ApiError::new(
+        415,
+        format!(
+            "unsupported content type {}: send {accepted}",
+            kind.map_or("(none)".to_owned(), |t| format!("`{t}`"))
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -787,11 +785,13 @@ mod tests {
 
     #[test]
     fn a_panicking_handler_becomes_a_500_json_error() {
-        let reply = guarded(|| panic!("boom"));
+        // As the worker answers: the error, or the panic's 500, as a JSON reply.
+        let reply = guarded::<Reply>(|| panic!("boom")).unwrap_or_else(ApiError::into_reply);
         assert_eq!(reply.status, 500);
         let v: Value = serde_json::from_slice(&reply.body).unwrap();
         assert!(v["error"].as_str().unwrap().contains("panicked"));
-        let reply = guarded(|| Err(ApiError::new(404, "no")));
+        let reply =
+            guarded::<Reply>(|| Err(ApiError::new(404, "no"))).unwrap_or_else(ApiError::into_reply);
         assert_eq!(
             (reply.status, reply.content_type),
             (404, "application/json")

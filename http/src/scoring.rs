@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tiny_http::Request;
 
 use crate::reply::{ApiError, Reply};
-use crate::{content_type, model, parse_json, read_body, State};
+use crate::{content_type, json_body, model, parse_json, read_body, unsupported_type, State};
 
 fn argmax(p: &[f32; CLASSES]) -> usize {
     let mut best = 0;
@@ -48,15 +48,7 @@ pub(crate) fn predict(
     let img = match kind.as_deref() {
         Some("image/png") => png_image(&body)?,
         Some("application/json") => json_image(&parse_json(&body)?)?,
-        other => {
-            return Err(ApiError::new(
-                415,
-                format!(
-                    "unsupported content type {}: send image/png or application/json",
-                    other.map_or("(none)".to_owned(), |t| format!("`{t}`"))
-                ),
-            ))
-        }
+        _ => return Err(unsupported_type(kind, "image/png or application/json")),
     };
     let mut x = [0.0f32; INPUT];
     preprocess::to_input(
@@ -190,18 +182,7 @@ pub(crate) fn invocations(
     model_ref: Option<&str>,
 ) -> Result<Reply, ApiError> {
     let (_, mlp) = model(state, model_ref)?;
-    let kind = content_type(request);
-    if kind.as_deref() != Some("application/json") {
-        return Err(ApiError::new(
-            415,
-            format!(
-                "unsupported content type {}: /invocations takes application/json",
-                kind.map_or("(none)".to_owned(), |t| format!("`{t}`"))
-            ),
-        ));
-    }
-    let body = read_body(state, request)?;
-    let rows = mlflow_rows(&parse_json(&body)?)?;
+    let rows = mlflow_rows(&json_body(state, request)?)?;
     let predictions: Vec<usize> = rows.iter().map(|x| argmax(&mlp.predict_proba(x))).collect();
     Reply::json(&json!({ "predictions": predictions }))
 }
