@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::runs::{Metric, RunInfo, Runs};
+use pismo_core::host::runs::{kept_epoch, Metric, RunInfo, Runs};
 use serde::Serialize;
 
 use crate::{text, CliError};
@@ -86,17 +86,13 @@ struct Summary {
 
 impl Summary {
     fn of(metrics: &[Metric]) -> Self {
-        let mut s = Summary::default();
-        let mut lowest_loss = f64::INFINITY;
+        let mut s = Summary {
+            kept_epoch: kept_epoch(metrics),
+            ..Summary::default()
+        };
         for m in metrics {
             match m.name.as_str() {
-                "val_loss" => {
-                    s.epochs_run = s.epochs_run.max(m.step);
-                    if m.value < lowest_loss {
-                        lowest_loss = m.value;
-                        s.kept_epoch = Some(m.step);
-                    }
-                }
+                "val_loss" => s.epochs_run = s.epochs_run.max(m.step),
                 "val_accuracy" if m.value.is_finite() => {
                     let v = m.value as f32;
                     s.best_val_accuracy = Some(s.best_val_accuracy.map_or(v, |b| b.max(v)))
@@ -156,8 +152,8 @@ fn list(runs: &Runs, json: bool) -> Result<(), CliError> {
         &[3, 4, 5, 6],
     );
     for info in &infos {
-        let summary = match runs.get(&info.run_id) {
-            Ok(record) => Summary::of(&record.metrics),
+        let summary = match runs.metrics(&info.run_id) {
+            Ok(metrics) => Summary::of(&metrics),
             Err(e) => {
                 eprintln!("warning: {e}");
                 Summary::default()

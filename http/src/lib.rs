@@ -582,11 +582,7 @@ struct RunSummary {
 /// The metrics of the epoch with the lowest finite `val_loss` (the first of equals), with
 /// `epoch` = its step.
 fn best_epoch(metrics: &[pismo_core::host::runs::Metric]) -> Option<BTreeMap<String, Value>> {
-    let best = metrics
-        .iter()
-        .filter(|m| m.name == "val_loss" && m.value.is_finite())
-        .min_by(|a, b| a.value.total_cmp(&b.value).then(a.step.cmp(&b.step)))?
-        .step;
+    let best = pismo_core::host::runs::kept_epoch(metrics)?;
     let mut out: BTreeMap<String, Value> = metrics
         .iter()
         .filter(|m| m.step == best && m.name != "test_accuracy" && m.value.is_finite())
@@ -614,9 +610,9 @@ fn runs_with_summaries(state: &State) -> Result<Reply, ApiError> {
         .map(|info| {
             let mut summary = BTreeMap::new();
             let mut best = None;
-            if let Ok(record) = state.runs.get(&info.run_id) {
-                best = best_epoch(&record.metrics);
-                for m in record.metrics {
+            if let Ok(metrics) = state.runs.metrics(&info.run_id) {
+                best = best_epoch(&metrics);
+                for m in metrics {
                     if m.value.is_finite() {
                         summary.insert(m.name, metric_value(m.value));
                     }

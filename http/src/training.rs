@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use pismo_core::host::mnist::{Dataset, Split};
+use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::registry::{self, Registry};
 use pismo_core::host::runs::{Runs, Status};
 use pismo_core::host::session::{self, SessionError, SessionEvent, TrainRequest};
@@ -155,6 +155,20 @@ struct Slots {
     starting: usize,
 }
 
+impl Slots {
+    /// Ids of the runs training now, sorted.
+    fn active(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| !j.is_done())
+            .map(|j| j.run_id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
 /// The training side of the server.
 pub(crate) struct Training {
     data_dir: PathBuf,
@@ -187,15 +201,7 @@ impl Training {
 
     /// Ids of the runs training now.
     fn active(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .slots()
-            .jobs
-            .values()
-            .filter(|j| !j.is_done())
-            .map(|j| j.run_id.clone())
-            .collect();
-        ids.sort();
-        ids
+        self.slots().active()
     }
 
     /// MNIST, loading it on first use; a 503 if it is not there.
@@ -234,12 +240,10 @@ impl Training {
         {
             return (true, None);
         }
-        let missing: Vec<&str> = [Split::Train.images().name, Split::Train.labels().name]
+        let missing: Vec<&str> = [Split::Train.images(), Split::Train.labels()]
             .into_iter()
-            .filter(|name| {
-                !self.data_dir.join(name).is_file()
-                    && !self.data_dir.join(format!("{name}.gz")).is_file()
-            })
+            .filter(|&known| mnist::find_known(&self.data_dir, known).is_err())
+            .map(|known| known.name)
             .collect();
         if missing.is_empty() {
             (true, None)
@@ -298,14 +302,9 @@ impl Training {
         })?;
         {
             let mut slots = self.slots();
-            let active = slots.jobs.values().filter(|j| !j.is_done()).count() + slots.starting;
+            let ids = slots.active();
+            let active = ids.len() + slots.starting;
             if active >= self.max_concurrent {
-                let ids = slots
-                    .jobs
-                    .values()
-                    .filter(|j| !j.is_done())
-                    .map(|j| j.run_id.clone())
-                    .collect::<Vec<_>>();
                 let what = if self.max_concurrent == 1 {
                     "a training run is already in progress".to_owned()
                 } else {
@@ -367,7 +366,7 @@ impl Training {
     ) {
         let mut release = Some(release);
         let mut job: Option<Arc<Job>> = None;
-        let mut registered: Option<(String, usize)> = None;
+        let mut registered_bytes: Option<usize> = None;
         let result = catch_unwind(AssertUnwindSafe(|| {
             session::run_with_data(
                 &request,
@@ -410,9 +409,7 @@ impl Training {
                                 j.push("epoch", report);
                             }
                         }
-                        SessionEvent::Registered { id, bytes } => {
-                            registered = Some((id.to_string(), bytes));
-                        }
+                        SessionEvent::Registered { bytes, .. } => registered_bytes = Some(bytes),
                     }
                     match &job {
                         Some(j) if j.cancel.load(Ordering::SeqCst) => ControlFlow::Break(()),
@@ -426,7 +423,7 @@ impl Training {
             Ok(Ok(finished)) => Done {
                 status: finished.status,
                 model: finished.model.map(|m| m.to_string()),
-                bytes: registered.map(|(_, bytes)| bytes as u64),
+                bytes: registered_bytes.map(|bytes| bytes as u64),
                 metrics: Some(finished.metrics),
                 error: None,
             },

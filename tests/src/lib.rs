@@ -91,8 +91,9 @@ pub fn t10k() -> Dataset {
 /// sets it, a missing download panics instead of letting the caller skip.
 pub fn full_mnist() -> Option<PathBuf> {
     let dir = workspace_root().join("data").join("mnist");
-    let has = |name: &str| dir.join(name).is_file() || dir.join(format!("{name}.gz")).is_file();
-    if has("train-images-idx3-ubyte") && has("train-labels-idx1-ubyte") {
+    let has = |known| pismo_core::host::mnist::find_known(&dir, known).is_ok();
+    let train = pismo_core::host::mnist::Split::Train;
+    if has(train.images()) && has(train.labels()) {
         return Some(dir);
     }
     assert!(

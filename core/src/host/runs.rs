@@ -178,6 +178,16 @@ impl fmt::Display for Status {
     }
 }
 
+/// The epoch whose weights a run kept: the one with the lowest finite `val_loss` (the first
+/// of equals), as the trainer chooses. `None` without validation losses.
+pub fn kept_epoch(metrics: &[Metric]) -> Option<u32> {
+    metrics
+        .iter()
+        .filter(|m| m.name == "val_loss" && m.value.is_finite())
+        .min_by(|a, b| a.value.total_cmp(&b.value).then(a.step.cmp(&b.step)))
+        .map(|m| m.step)
+}
+
 /// The content of `run.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -438,15 +448,20 @@ impl Runs {
     /// Run `id` with its metrics. A cut-short last line of `metrics.jsonl` is ignored; any
     /// other unparsable line is an error naming the file and line.
     pub fn get(&self, id: &str) -> Result<RunRecord, RunsError> {
-        let dir = self.run_dir(id)?;
-        let info = read_info(&dir, id)?;
-        let path = dir.join(METRICS_FILE);
-        let metrics = match fs::read(&path) {
-            Ok(bytes) => parse_metrics(&path, &bytes)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_err("read", &path, e)),
-        };
+        let info = self.info(id)?;
+        let metrics = self.metrics(id)?;
         Ok(RunRecord { info, metrics })
+    }
+
+    /// The metrics of run `id` (for a run already listed: without reading `run.json` again).
+    /// A cut-short last line is ignored, as in [`Runs::get`]; no file means no metrics.
+    pub fn metrics(&self, id: &str) -> Result<Vec<Metric>, RunsError> {
+        let path = self.run_dir(id)?.join(METRICS_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => parse_metrics(&path, &bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io_err("read", &path, e)),
+        }
     }
 
     /// The training log of run `id` (invalid UTF-8 is replaced, a missing log is empty).
