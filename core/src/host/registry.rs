@@ -53,8 +53,8 @@ use crate::hyper::{Hyper, Metrics};
 pub const EXTENSION: &str = "pismo";
 /// The aliases file inside the registry folder.
 pub const ALIASES_FILE: &str = "aliases.json";
-/// Ending of the empty marker a deleted version leaves (`mnist.v3.deleted`).
-pub const DELETED_SUFFIX: &str = ".deleted";
+/// Extension of the empty marker a deleted version leaves (`mnist.v3.deleted`).
+const DELETED_EXTENSION: &str = "deleted";
 /// The lock file taken while the aliases change.
 pub const LOCK_FILE: &str = "aliases.lock";
 /// The alias used when a reference names no version.
@@ -294,10 +294,20 @@ impl ModelId {
         format!("{}.v{}.{EXTENSION}", self.name, self.version)
     }
 
+    /// The empty marker a deleted version leaves: `<name>.v<version>.deleted`.
+    fn deleted_file_name(&self) -> String {
+        format!("{}.v{}.{DELETED_EXTENSION}", self.name, self.version)
+    }
+
     /// The id of a registry file name, if it is one (canonical form only: `mnist.v03.pismo`
     /// is not a model file).
     pub fn from_file_name(file: &str) -> Option<Self> {
-        let stem = file.strip_suffix(EXTENSION)?.strip_suffix('.')?;
+        Self::parse_file_name(file, EXTENSION)
+    }
+
+    /// `<name>.v<version>.<extension>` in canonical form.
+    fn parse_file_name(file: &str, extension: &str) -> Option<Self> {
+        let stem = file.strip_suffix(extension)?.strip_suffix('.')?;
         let (name, version) = stem.split_once('.')?;
         let version = version.strip_prefix('v')?;
         if name_problem(name).is_some() || version.starts_with('0') {
@@ -683,15 +693,26 @@ impl Registry {
         Ok(self.scan()?.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// One more than the highest version of `name`, of a model file or a deleted version's
+    /// marker (one read of the folder).
     fn next_version(&self, name: &str) -> Result<u32, RegistryError> {
-        let models = self
-            .scan()?
-            .into_iter()
-            .filter(|(id, _)| id.name == name)
-            .map(|(id, _)| id.version)
-            .max()
-            .unwrap_or(0);
-        let max = models.max(self.highest_deleted(name)?);
+        let read_dir = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(1),
+            Err(e) => return Err(io_err("read registry folder", &self.dir, e)),
+        };
+        let mut max = 0;
+        for entry in read_dir {
+            let entry = entry.map_err(|e| io_err("read registry folder", &self.dir, e))?;
+            let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let id = ModelId::from_file_name(&file)
+                .or_else(|| ModelId::parse_file_name(&file, DELETED_EXTENSION));
+            if let Some(id) = id.filter(|id| id.name == name) {
+                max = max.max(id.version);
+            }
+        }
         max.checked_add(1).ok_or_else(|| RegistryError::Busy {
             path: self.dir.clone(),
             message: format!(
@@ -699,30 +720,6 @@ impl Registry {
                 self.dir.display()
             ),
         })
-    }
-
-    /// The highest version of `name` whose deletion left a marker (0 if none).
-    fn highest_deleted(&self, name: &str) -> Result<u32, RegistryError> {
-        let read_dir = match fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_err("read registry folder", &self.dir, e)),
-        };
-        let mut max = 0;
-        for entry in read_dir {
-            let entry = entry.map_err(|e| io_err("read registry folder", &self.dir, e))?;
-            let file = entry.file_name();
-            let version = file
-                .to_str()
-                .and_then(|f| f.strip_suffix(DELETED_SUFFIX))
-                .and_then(|stem| stem.strip_prefix(name))
-                .and_then(|rest| rest.strip_prefix(".v"))
-                .and_then(parse_version);
-            if let Some(v) = version {
-                max = max.max(v);
-            }
-        }
-        Ok(max)
     }
 
     /// Stores a new version of model `name` and returns its id.
@@ -1059,9 +1056,7 @@ impl Registry {
         if path.is_file() {
             // The marker first: a crash between the two leaves the model and its marker,
             // never a reusable number.
-            let marker = self
-                .dir
-                .join(format!("{}.v{}{DELETED_SUFFIX}", id.name, id.version));
+            let marker = self.dir.join(id.deleted_file_name());
             write_new_synced(&marker, b"")
                 .or_else(|e| {
                     if e.kind() == io::ErrorKind::AlreadyExists {
