@@ -47,7 +47,7 @@ pub struct Args {
 
 /// What one evaluation found.
 #[derive(Debug, Default, Clone, PartialEq)]
-struct Tally {
+pub(crate) struct Tally {
     /// `confusion[true][predicted]`.
     confusion: [[u64; CLASSES]; CLASSES],
     /// Sum of the cross-entropy of every image.
@@ -64,11 +64,11 @@ impl Tally {
         self.loss += other.loss;
     }
 
-    fn n(&self) -> u64 {
+    pub(crate) fn n(&self) -> u64 {
         self.confusion.iter().flatten().sum()
     }
 
-    fn correct(&self) -> u64 {
+    pub(crate) fn correct(&self) -> u64 {
         (0..CLASSES).map(|i| self.confusion[i][i]).sum()
     }
 
@@ -109,7 +109,7 @@ fn tally(mlp: &AnyMlp, images: &[[u8; INPUT]], labels: &[u8]) -> Tally {
 }
 
 /// Evaluates on `threads` threads (0 = all cores).
-fn tally_parallel(mlp: &AnyMlp, data: &Dataset, threads: usize) -> Tally {
+pub(crate) fn tally_parallel(mlp: &AnyMlp, data: &Dataset, threads: usize) -> Tally {
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {

@@ -140,9 +140,10 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
         .quantize(calibration)
         .ok_or_else(|| CliError::Failed(format!("model {parent_id} is already int8")))?;
     let test = mnist::load_split(&dir, Split::Test).ok();
+    // Counted as `pismo eval` counts, on all cores.
     let accuracy = |m: &AnyMlp, d: &mnist::Dataset| {
-        let (_, right) = m.evaluate(&d.images, &d.labels, 0);
-        right as f32 / d.len().max(1) as f32
+        let t = crate::eval::tally_parallel(m, d, 0);
+        t.correct() as f32 / t.n().max(1) as f32
     };
     let test_accuracy = test.as_ref().map(|t| accuracy(&q, t));
     let parent_accuracy = test.as_ref().map(|t| accuracy(&model, t));

@@ -169,10 +169,7 @@ impl AnyMlp {
         }
         let mut any = AnyMlp::zeroed(model.tensors.hidden_size())
             .ok_or(FormatError::Malformed("unsupported hidden size"))?;
-        match &mut any {
-            AnyMlp::Int8(_) => unreachable!("zeroed builds f32 models"),
-            f => each!(f, m => model.tensors.load_into(&mut **m))?,
-        }
+        each!(&mut any, m => model.tensors.load_into(&mut **m))?;
         Ok((any, model))
     }
 
@@ -181,11 +178,15 @@ impl AnyMlp {
     /// one image at a time through the integer path, as a device runs them.
     pub fn evaluate(&self, images: &[[u8; INPUT]], labels: &[u8], threads: usize) -> (f64, usize) {
         match self {
-            AnyMlp::Int8(_) => {
+            AnyMlp::Int8(q) => {
+                // The bytes are the integer path's input as they are.
+                let view = q.view();
+                let mut work = Work::<1024>::new();
                 let (mut loss, mut correct) = (0.0f64, 0usize);
                 for (im, &y) in images.iter().zip(labels) {
-                    let x: [f32; INPUT] = core::array::from_fn(|i| f32::from(im[i]) / 255.0);
-                    let z = self.logits(&x);
+                    let z = view
+                        .logits(im, &mut work)
+                        .expect("hidden sizes are at most 1024");
                     loss += f64::from(crate::mlp::cross_entropy(&z, usize::from(y)));
                     correct += usize::from(crate::mlp::argmax(&z) == usize::from(y));
                 }
