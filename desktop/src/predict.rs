@@ -90,7 +90,7 @@ pub(crate) fn probabilities(
 }
 
 /// The digits in order of probability, most likely first.
-fn ranked(p: &[f32; CLASSES]) -> [usize; CLASSES] {
+pub(crate) fn ranked(p: &[f32; CLASSES]) -> [usize; CLASSES] {
     let mut order: [usize; CLASSES] = std::array::from_fn(|i| i);
     order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
     order

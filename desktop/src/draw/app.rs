@@ -239,13 +239,7 @@ impl App {
             Ok(_) => {
                 self.inferences += 1;
                 let probabilities = self.mlp.predict_proba(&input);
-                let digit = (0..CLASSES)
-                    .max_by(|&a, &b| {
-                        probabilities[a]
-                            .total_cmp(&probabilities[b])
-                            .then(b.cmp(&a))
-                    })
-                    .unwrap_or(0);
+                let digit = pismo_core::mlp::argmax(&probabilities);
                 Some(Prediction {
                     digit,
                     probabilities,

@@ -185,8 +185,7 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
             text(pm, s, (wx, wy), 10, &p.digit.to_string(), colour::WINNER);
             let pct = format!("{:.1} %", p.probabilities[p.digit] * 100.0);
             text(pm, s, (wx + 62, wy + 2), 3, &pct, colour::TEXT);
-            let mut order: Vec<usize> = (0..CLASSES).collect();
-            order.sort_by(|&a, &b| p.probabilities[b].total_cmp(&p.probabilities[a]));
+            let order = crate::predict::ranked(&p.probabilities);
             let next = format!(
                 "next {}: {:.1} %",
                 order[1],

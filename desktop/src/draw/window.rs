@@ -70,10 +70,8 @@ fn save(app: &mut App) -> Result<(), CliError> {
 }
 
 /// Opens the window at `scale` and runs until it is closed (Esc, Q, the close button).
+/// The caller has checked [`has_display`].
 pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
-    if !has_display() {
-        return Err(CliError::failed(NO_DISPLAY));
-    }
     let (w, h) = ((WIDTH * scale) as usize, (HEIGHT * scale) as usize);
     let mut window = Window::new("pismo draw", w, h, WindowOptions::default())
         .map_err(|e| CliError::failed(format!("{NO_DISPLAY} (cannot open a window: {e})")))?;
