@@ -3,7 +3,7 @@
 //! folders and the token, starts the server, prints its URL and blocks.
 
 use std::io::Read;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 
 use argh::FromArgs;
@@ -82,10 +82,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 /// is left to the server to report).
 fn is_loopback(addr: &str) -> bool {
     match addr.to_socket_addrs() {
-        Ok(addrs) => addrs
-            .collect::<Vec<SocketAddr>>()
-            .iter()
-            .all(|a| a.ip().is_loopback()),
+        Ok(mut addrs) => addrs.all(|a| a.ip().is_loopback()),
         Err(_) => true,
     }
 }

@@ -167,22 +167,14 @@ pub fn run_with_data(
         }
     };
     let status = if outcome.cancelled {
+        let epochs = outcome.metrics.epochs_run;
+        let plural = if epochs == 1 { "" } else { "s" };
+        let line = format!("stopped on request after {epochs} full epoch{plural}");
+        note(&mut run, on_event, &line);
         Status::Stopped
     } else {
         Status::Finished
     };
-    if outcome.cancelled {
-        let line = format!(
-            "stopped on request after {} full epoch{}",
-            outcome.metrics.epochs_run,
-            if outcome.metrics.epochs_run == 1 {
-                ""
-            } else {
-                "s"
-            }
-        );
-        note(&mut run, on_event, &line);
-    }
     if let Some(acc) = outcome.metrics.test_accuracy {
         run.log_metric(outcome.metrics.best_epoch, "test_accuracy", acc as f64);
         let line = format!(
