@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 /// instance of [`crate::mlp::Mlp`]).
 pub const HIDDEN_SIZES: [u32; 7] = [16, 32, 64, 128, 256, 512, 1024];
 
+/// The largest of [`HIDDEN_SIZES`]: buffers sized by it hold any model's hidden layer.
+pub const MAX_HIDDEN: usize = HIDDEN_SIZES[HIDDEN_SIZES.len() - 1] as usize;
+
 /// Training hyperparameters. `Copy`, no allocation; serialised with the original's names.
 /// In JSON, a missing field takes its default (older run records stay readable).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -503,7 +503,7 @@ pub fn block_backward(
 ) {
     gw2.fill(0.0);
     gb1.fill(0.0);
-    let mut buf = [0.0f32; 1024];
+    let mut buf = [0.0f32; crate::hyper::MAX_HIDDEN];
     let da = &mut buf[..width];
     for (ab, db) in a.chunks_exact_mut(width).zip(dz2) {
         for k in 0..CLASSES {
@@ -576,6 +576,7 @@ pub fn sgd_momentum(w: &mut [f32], v: &mut [f32], g: &[f32], lr: f32, momentum: 
 
 /// Straightforward reference versions of the fast kernels, dense and in the textbook order,
 /// for the tests to compare against.
+#[cfg(any(test, doc))]
 pub mod naive {
     use super::{Mlp, CLASSES, INPUT};
 

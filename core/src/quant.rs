@@ -272,13 +272,7 @@ mod tests {
         // Calibrate on the inputs themselves: the largest hidden activation.
         let mut max_act = 0.0f32;
         for x in &xs {
-            let xf = x.map(|b| b as f32 / 255.0);
-            let mut z = m.b1;
-            for i in 0..INPUT {
-                for h in 0..H {
-                    z[h] += xf[i] * m.w1[i][h];
-                }
-            }
+            let z = crate::mlp::naive::hidden_pre(&m, &x.map(|b| b as f32 / 255.0));
             max_act = z.iter().fold(max_act, |a, &v| a.max(v));
         }
         quantize(&m, max_act / 255.0, &mut qm);

@@ -134,7 +134,7 @@ impl AnyMlp {
     pub fn logits(&self, x: &[f32; INPUT]) -> [f32; CLASSES] {
         match self {
             AnyMlp::Int8(q) => {
-                let mut work = Work::<1024>::new();
+                let mut work = Work::<{ crate::hyper::MAX_HIDDEN }>::new();
                 q.view()
                     .logits(&quant::input_bytes(x), &mut work)
                     .expect("hidden sizes are at most 1024")
@@ -181,7 +181,7 @@ impl AnyMlp {
             AnyMlp::Int8(q) => {
                 // The bytes are the integer path's input as they are.
                 let view = q.view();
-                let mut work = Work::<1024>::new();
+                let mut work = Work::<{ crate::hyper::MAX_HIDDEN }>::new();
                 let (mut loss, mut correct) = (0.0f64, 0usize);
                 for (im, &y) in images.iter().zip(labels) {
                     let z = view
