@@ -290,6 +290,7 @@ fn first_epochs_at_a_fixed_seed_give_pinned_losses() {
         .map(|r| (r.train_loss, r.val_loss))
         .collect();
     let pinned: [(f32, f32); 3] = PINNED;
+    assert_eq!(got.len(), pinned.len(), "{got:?}");
     for (epoch, ((t, v), (pt, pv))) in got.iter().zip(pinned).enumerate() {
         let close = |a: f32, b: f32| ((a - b) / b).abs() < 1e-4;
         assert!(
