@@ -5,32 +5,22 @@
 use pismo_core::device::{self, FrameError, StartError, HEADER};
 use pismo_core::format::FormatError;
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::Registry;
-use pismo_core::mlp::{argmax, INPUT};
+use pismo_core::mlp::INPUT;
 use pismo_core::quant::Work;
-use pismo_tests::{t10k, workspace_root};
-
-fn shipped(reference: &str) -> Vec<u8> {
-    Registry::open(workspace_root().join("models"))
-        .load(Some(reference))
-        .expect("shipped model")
-        .1
-}
+use pismo_tests::{shipped_model, t10k};
 
 #[test]
 fn the_device_loop_counts_exactly_what_eval_counts_on_the_test_stream() {
-    let bytes = shipped("mnist-int8");
+    let bytes = shipped_model("mnist-int8");
     let view = device::start(&bytes).expect("the shipped int8 model starts");
     let (model, _) = AnyMlp::decode(&bytes).unwrap();
     let data = t10k();
     let mut stream = vec![0u8; data.images.len() * (HEADER + INPUT)];
     let mut at = 0;
-    let mut eval_correct = 0u32;
     for (im, &y) in data.images.iter().zip(&data.labels) {
         at += device::write_frame(Some(y), &im[..], &mut stream[at..]).unwrap();
-        let x: [f32; INPUT] = std::array::from_fn(|i| f32::from(im[i]) / 255.0);
-        eval_correct += u32::from(argmax(&model.predict_proba(&x)) == usize::from(y));
     }
+    let eval_correct = model.evaluate(&data.images, &data.labels, 0).1 as u32;
     let mut answers = 0;
     let t = device::serve(
         &view,
@@ -47,7 +37,7 @@ fn the_device_loop_counts_exactly_what_eval_counts_on_the_test_stream() {
 
 #[test]
 fn a_corrupted_or_float_model_is_refused_at_start_up() {
-    let bytes = shipped("mnist-int8");
+    let bytes = shipped_model("mnist-int8");
     // A flipped bit anywhere: header, metadata, weights, checksum.
     for at in [
         0,
@@ -75,14 +65,14 @@ fn a_corrupted_or_float_model_is_refused_at_start_up() {
         Err(StartError::Format(FormatError::NotAModel))
     );
     // A valid f32 model is not what the device runs.
-    let err = device::start(&shipped("mnist")).unwrap_err();
+    let err = device::start(&shipped_model("mnist")).unwrap_err();
     assert_eq!(err, StartError::NotInt8);
     assert!(err.to_string().contains("quantize"));
 }
 
 #[test]
 fn wrong_length_frames_from_the_host_get_error_replies() {
-    let bytes = shipped("mnist-int8");
+    let bytes = shipped_model("mnist-int8");
     let view = device::start(&bytes).unwrap();
     let im = &t10k().images[0];
     let mut stream = vec![0u8; 3 * (HEADER + INPUT)];

@@ -4,23 +4,25 @@
 //! inverse of these pastes only if it reproduces MNIST's own normalization. The shipped
 //! model must then give the same answer for the paste as for the original digit.
 
-use std::path::PathBuf;
-
-use pismo_core::host::image::read_image_file;
 use pismo_core::host::model::AnyMlp;
 use pismo_core::host::registry::Registry;
 use pismo_core::mlp::argmax;
 use pismo_core::preprocess::{preprocess, to_input, GreyImage, Polarity, PIXELS, SIDE};
+use pismo_tests::{t10k, workspace_root};
 
 /// Test digits used (the first N of t10k).
 const DIGITS: usize = 1000;
 const CANVAS: usize = 280;
 
-fn t10k() -> Vec<Vec<u8>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/t10k-images-idx3-ubyte.gz");
-    let images = read_image_file(&path).unwrap_or_else(|e| panic!("MNIST test data: {e}"));
-    assert_eq!(images.len(), 10_000);
-    images.into_iter().take(DIGITS).map(|i| i.data).collect()
+/// The first [`DIGITS`] MNIST test images.
+fn first_digits() -> Vec<Vec<u8>> {
+    let data = t10k();
+    assert_eq!(data.len(), 10_000);
+    data.images
+        .iter()
+        .take(DIGITS)
+        .map(|i| i.to_vec())
+        .collect()
 }
 
 /// The 28x28 digit enlarged `k` times with bilinear interpolation.
@@ -101,8 +103,8 @@ impl Stats {
 
 #[test]
 fn pasted_mnist_digits_come_back_with_the_same_prediction() {
-    let digits = t10k();
-    let registry = Registry::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
+    let digits = first_digits();
+    let registry = Registry::open(workspace_root().join("models"));
     let (_, bytes) = registry.load(None).expect("the shipped default model");
     let (model, _) = AnyMlp::decode(&bytes).expect("the shipped model decodes");
     let mut state = 0x853c_49e6_748f_ea9bu64;

@@ -3,22 +3,14 @@
 
 use pismo_core::format::{self, Tensors};
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::Registry;
 use pismo_core::mlp::{argmax, INPUT};
 use pismo_core::quant::Work;
-use pismo_tests::{t10k, workspace_root};
-
-fn shipped(reference: &str) -> Vec<u8> {
-    Registry::open(workspace_root().join("models"))
-        .load(Some(reference))
-        .expect("shipped model")
-        .1
-}
+use pismo_tests::{shipped_model, t10k};
 
 #[test]
 fn int8_and_f32_models_agree_on_the_mnist_test_images() {
-    let (f32_model, _) = AnyMlp::decode(&shipped("mnist")).unwrap();
-    let int8_bytes = shipped("mnist-int8");
+    let (f32_model, _) = AnyMlp::decode(&shipped_model("mnist")).unwrap();
+    let int8_bytes = shipped_model("mnist-int8");
     let (int8_model, file) = AnyMlp::decode(&int8_bytes).unwrap();
     assert_eq!(int8_model.kind(), "int8");
     assert_eq!(file.meta.parent, "mnist@1");
@@ -48,7 +40,7 @@ fn int8_and_f32_models_agree_on_the_mnist_test_images() {
 
 #[test]
 fn int8_inference_reads_the_weights_in_place() {
-    let bytes = shipped("mnist-int8");
+    let bytes = shipped_model("mnist-int8");
     let model = format::decode(&bytes).unwrap();
     let Tensors::I8(view) = model.tensors else {
         panic!("not an int8 model")

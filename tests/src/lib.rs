@@ -108,6 +108,14 @@ pub fn full_mnist() -> Option<PathBuf> {
     None
 }
 
+/// The bytes of a model of the shipped registry (`models/`), e.g. `"mnist-int8"`.
+pub fn shipped_model(reference: &str) -> Vec<u8> {
+    Registry::open(workspace_root().join("models"))
+        .load(Some(reference))
+        .expect("shipped model")
+        .1
+}
+
 /// Trains model `tiny` (hidden 32, 2 epochs) on the t10k images through a real session:
 /// registers it in `registry` (as `tiny@1` in an empty one) with a run record in `runs`.
 /// Takes about a second. Returns the model id, e.g. `"tiny@1"`.
