@@ -469,7 +469,7 @@ fn route(state: &Arc<State>, request: &mut Request) -> Result<Routed, ApiError> 
                 match what {
                     "" => {
                         get()?;
-                        Reply::json(&state.runs.get(&id)?)?
+                        run_with_best(state, &id)?
                     }
                     "log" => {
                         get()?;
@@ -600,6 +600,19 @@ fn metric_value(v: f64) -> Value {
         .ok()
         .and_then(serde_json::Number::from_f64)
         .map_or(Value::Null, Value::Number)
+}
+
+/// `GET /api/runs/{id}`: the record with every metric, and `best` as in the list.
+fn run_with_best(state: &State, id: &str) -> Result<Reply, ApiError> {
+    #[derive(Serialize)]
+    struct WithBest {
+        #[serde(flatten)]
+        record: pismo_core::host::runs::RunRecord,
+        best: Option<BTreeMap<String, Value>>,
+    }
+    let record = state.runs.get(id)?;
+    let best = best_epoch(&record.metrics);
+    Reply::json(&WithBest { record, best })
 }
 
 fn runs_with_summaries(state: &State) -> Result<Reply, ApiError> {

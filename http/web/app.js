@@ -574,14 +574,9 @@ function metricPoints(metrics, name) {
 }
 
 /** The epoch whose weights the run kept (lowest validation loss) and its metrics: the
- *  server's `best` where the answer has it, else found in the per-epoch metrics. */
+ *  server's `best` (`GET /api/runs` and `GET /api/runs/{id}` both give it). */
 function keptEpoch(run) {
-  if (run.best) return run.best;
-  const losses = metricPoints(run.metrics, 'val_loss');
-  if (!losses.length) return {};
-  const [epoch] = losses.reduce((a, b) => (b[1] < a[1] ? b : a));
-  const at = (name) => (metricPoints(run.metrics, name).find((p) => p[0] === epoch) || [])[1];
-  return { epoch, val_loss: at('val_loss'), val_accuracy: at('val_accuracy'), train_loss: at('train_loss'), train_accuracy: at('train_accuracy') };
+  return run.best || {};
 }
 
 function lastValue(metrics, name) {
