@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use pismo_core::host::mnist::{self, Split};
 use pismo_core::host::model::AnyMlp;
-use pismo_core::mlp::INPUT;
+use pismo_core::mlp::{argmax, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
 
 mod serve_data;
@@ -103,9 +103,7 @@ fn infer(args: &[String]) -> Result<(), String> {
     }
     let model = model.ok_or("--model is required")?;
     let count = count.ok_or("--count is required")?;
-    let bytes = std::fs::read(&model).map_err(|e| format!("{}: {e}", model.display()))?;
-    let (m, _) = AnyMlp::decode(&bytes).map_err(|e| format!("{}: {e}", model.display()))?;
-    let test = mnist::load_split(&data, Split::Test).map_err(|e| e.to_string())?;
+    let (m, test) = model_and_test(&model, &data)?;
     let inputs: Vec<[f32; INPUT]> = test
         .images
         .iter()
@@ -220,11 +218,21 @@ pub(crate) fn drawing_of(digit: &[u8; INPUT]) -> Vec<u8> {
     canvas
 }
 
-fn predict(a: &PredictArgs) -> Result<(), String> {
+/// The model file at `model` and the MNIST test split in `data`, or a message naming what
+/// could not be read.
+pub(crate) fn model_and_test(
+    model: &std::path::Path,
+    data: &std::path::Path,
+) -> Result<(AnyMlp, mnist::Dataset), String> {
     let bytes =
-        std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
-    let (mlp, _) = AnyMlp::decode(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))?;
-    let test = mnist::load_split(&a.data, Split::Test).map_err(|e| e.to_string())?;
+        std::fs::read(model).map_err(|e| format!("cannot read {}: {e}", model.display()))?;
+    let (m, _) = AnyMlp::decode(&bytes).map_err(|e| format!("{}: {e}", model.display()))?;
+    let test = mnist::load_split(data, Split::Test).map_err(|e| e.to_string())?;
+    Ok((m, test))
+}
+
+fn predict(a: &PredictArgs) -> Result<(), String> {
+    let (mlp, test) = model_and_test(&a.model, &a.data)?;
     let digit = &test.images[0];
     let expected = test.labels[0];
 
@@ -290,17 +298,4 @@ fn predict(a: &PredictArgs) -> Result<(), String> {
     });
     println!("{line}");
     Ok(())
-}
-
-pub(crate) fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
 }

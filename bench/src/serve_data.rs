@@ -24,12 +24,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use pismo_core::host::image;
-use pismo_core::host::mnist::{self, Split};
+use pismo_core::host::mnist;
 use pismo_core::host::model::AnyMlp;
+use pismo_core::mlp::argmax;
 use pismo_core::mlp::{Mlp, CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
 
-use crate::{argmax, drawing_of, CANVAS};
+use crate::{drawing_of, model_and_test, CANVAS};
 
 /// Runs `serve-data` with its command-line arguments.
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -52,9 +53,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     let model = model.ok_or("--model FILE is required")?;
     let out = out.ok_or("--out DIR is required")?;
-    let bytes = std::fs::read(&model).map_err(|e| format!("{}: {e}", model.display()))?;
-    let (mlp, _) = AnyMlp::decode(&bytes).map_err(|e| format!("{}: {e}", model.display()))?;
-    let test = mnist::load_split(&data, Split::Test).map_err(|e| e.to_string())?;
+    let (mlp, test) = model_and_test(&model, &data)?;
     let count = count.min(test.len());
 
     let dirs = ["png28", "png280", "invocations", "weights"].map(|d| out.join(d));
