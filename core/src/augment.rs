@@ -8,9 +8,8 @@
 //! randomness comes from a counter-based hash, so the result does not depend on threads.
 
 use crate::mlp::INPUT;
+use crate::preprocess::SIDE;
 use crate::rng::{hash3, unit_f32};
-
-const SIDE: usize = 28;
 
 /// Writes a randomly distorted copy of `src` (bytes) into `dst` (0..1), drawn from
 /// `(seed, step, index)`.

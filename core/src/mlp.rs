@@ -327,7 +327,7 @@ impl Dropout {
 
     /// Whether hidden unit `unit` of sample `sample` (of `batch`) is kept.
     #[inline(always)]
-    pub fn keep(&self, unit: usize, sample: usize, batch: usize) -> bool {
+    fn keep(&self, unit: usize, sample: usize, batch: usize) -> bool {
         unit_f32(hash3(self.seed, self.step, (unit * batch + sample) as u64)) >= self.rate
     }
 }
@@ -353,7 +353,7 @@ pub fn hidden_pre<const H: usize>(
 /// threads. Every output element is still summed over the pixels in ascending
 /// order, so the result is the same as one `axpy` per pixel, bit for bit.
 #[inline(always)]
-pub fn sparse_rows(x: &Sparse, w: &[f32], stride: usize, out: &mut [f32]) {
+fn sparse_rows(x: &Sparse, w: &[f32], stride: usize, out: &mut [f32]) {
     let mut c0 = 0;
     while c0 + 64 <= out.len() {
         let mut acc: [f32; 64] = out[c0..c0 + 64].try_into().unwrap_or([0.0; 64]);

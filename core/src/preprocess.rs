@@ -75,6 +75,10 @@ use core::fmt;
 pub const SIDE: usize = 28;
 /// Pixels of the model's input image.
 pub const PIXELS: usize = SIDE * SIDE;
+const _: () = assert!(
+    PIXELS == crate::mlp::INPUT,
+    "a preprocessed image is the model's input"
+);
 /// Longer side of the ink's bounding box after scaling (MNIST: 20 px in a 28 px frame).
 pub const BOX: usize = 20;
 /// Largest accepted width or height.
@@ -215,10 +219,10 @@ pub struct Info {
 /// (light ink on black) and is divided by 255, as it is assumed MNIST-like already; any
 /// other size goes through [`preprocess`]. Every shell calls this.
 pub fn to_input(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
-    img.check()?;
     if img.width != SIDE || img.height != SIDE {
         return preprocess(img, out);
     }
+    img.check()?;
     let ink = analyse(img)?;
     for (o, &p) in out.iter_mut().zip(img.data) {
         let v = match ink.polarity {
@@ -288,7 +292,7 @@ pub fn preprocess(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, Prep
 
 /// Intensity centre of mass of a 28x28 image, `(x, y)` in pixel-index coordinates; the
 /// centre (13.5, 13.5) for an all-zero image.
-pub fn centre_of_mass(img: &[f32; PIXELS]) -> (f32, f32) {
+fn centre_of_mass(img: &[f32; PIXELS]) -> (f32, f32) {
     let (mut m, mut sx, mut sy) = (0.0f32, 0.0f32, 0.0f32);
     for (i, &v) in img.iter().enumerate() {
         m += v;

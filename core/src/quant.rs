@@ -165,7 +165,7 @@ impl<'a> QView<'a> {
     }
 
     /// Reassembles a view from [`Self::parts`] (sizes as the decoder checked them).
-    pub fn from_parts(hidden: usize, parts: [&'a [u8]; 6], act_scale: f32) -> Self {
+    pub(crate) fn from_parts(hidden: usize, parts: [&'a [u8]; 6], act_scale: f32) -> Self {
         let [w1, s1, b1, w2, s2, b2] = parts;
         QView {
             hidden,
