@@ -51,6 +51,12 @@ async function screenshot(page, name) {
   log(`screenshot ${file}`);
 }
 
+/** No prediction shown: no label and no highlighted bar (`when` names the situation). */
+async function expectBlank(page, when) {
+  check((await page.textContent('#label')) === '–', `${when}: the page should show no prediction`);
+  check((await page.$$('#bars .bar.win')).length === 0, `${when}: no bar should be highlighted`);
+}
+
 /** Draws one stroke through `points`, given in the coordinates of a 280 px canvas. */
 async function stroke(page, points) {
   const box = await page.locator('#canvas').boundingBox();
@@ -117,8 +123,7 @@ async function testDraw(page) {
     check(options.includes(want), `the model picker lacks ${want}: ${options}`);
   }
   check(options.indexOf('default') < options.indexOf('mnist@1'), `aliases should come first: ${options}`);
-  check((await page.textContent('#label')) === '–', 'a blank canvas should show no prediction');
-  check((await page.$$('#bars .bar.win')).length === 0, 'a blank canvas should highlight no bar');
+  await expectBlank(page, 'a blank canvas');
 
   step = 'draw a 1';
   await drawDigit(page, ONE);
@@ -128,8 +133,7 @@ async function testDraw(page) {
 
   step = 'clear';
   await page.click('#clear');
-  check((await page.textContent('#label')) === '–', 'Clear should empty the prediction');
-  check((await page.$$('#bars .bar.win')).length === 0, 'Clear should empty the bars');
+  await expectBlank(page, 'after Clear');
 
   step = 'draw a 7';
   await drawDigit(page, SEVEN);
@@ -144,7 +148,7 @@ async function testDraw(page) {
 
   step = 'clear with Escape';
   await page.keyboard.press('Escape');
-  check((await page.textContent('#label')) === '–', 'Escape should clear the drawing');
+  await expectBlank(page, 'after Escape');
   await drawDigit(page, SEVEN);
   await expectLabel(page, 7);
 }

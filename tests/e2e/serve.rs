@@ -2,21 +2,10 @@
 //! answers over HTTP with the sandbox's registry, and a busy address is an error. The API
 //! itself is tested in `http/tests/api.rs`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 
 use pismo_tests::{train_tiny_model, Pismo};
-
-/// Kills the child (started by this test) when the test ends, even on a failed assert.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One `Connection: close` request; returns the whole response as text.
 fn request(addr: &str, head: &str, body: &[u8]) -> String {
@@ -35,22 +24,8 @@ fn request(addr: &str, head: &str, body: &[u8]) -> String {
 fn serve_prints_its_url_and_answers_with_the_registry() {
     let p = Pismo::new();
     assert_eq!(train_tiny_model(&p.registry(), &p.runs()), "tiny@1");
-    let mut child = Child(
-        p.command(&["serve", "--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pismo serve"),
-    );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("http://")
-        .unwrap_or_else(|| panic!("no URL on stdout: {line:?}"))
-        .to_owned();
+    let server = p.serve("127.0.0.1:0", &[]);
+    let addr = server.addr().to_owned();
     assert!(
         addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
         "{addr}"
@@ -91,27 +66,9 @@ fn serve_prints_its_url_and_answers_with_the_registry() {
 #[test]
 fn serve_on_a_non_loopback_address_makes_and_requires_a_token() {
     let p = Pismo::new();
-    let mut child = Child(
-        p.command(&["serve", "--addr", "0.0.0.0:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pismo serve"),
-    );
-    let mut url = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
-    let port = url.trim().rsplit(':').next().unwrap().to_owned();
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let mut token_line = String::new();
-    while !token_line.contains("?token=") {
-        token_line.clear();
-        assert!(
-            stderr.read_line(&mut token_line).unwrap() > 0,
-            "no token printed"
-        );
-    }
+    let mut server = p.serve("0.0.0.0:0", &[]);
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let token_line = server.stderr_line("?token=");
     let token = token_line
         .trim()
         .rsplit("?token=")

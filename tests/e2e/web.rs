@@ -9,41 +9,14 @@
 //! without the full MNIST) the test prints SKIPPED and passes, unless
 //! `PISMO_REQUIRE_BROWSER=1` (CI sets it): then it fails and says what is missing.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread::JoinHandle;
 
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::{Runs, Status};
 use pismo_tests::{full_mnist, workspace_root, Pismo};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// `pismo serve`, killed when dropped (even when an assert fails), with its stderr collected.
-struct Server {
-    child: std::process::Child,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Server {
-    /// Kills the server and returns what it wrote on stderr.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.stderr
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What the browser test needs and this machine lacks.
 fn missing_tools() -> Vec<String> {
@@ -103,50 +76,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Starts `pismo serve` on a free port of 127.0.0.1 and returns it with its URL.
-fn start_server(p: &Pismo, data: &Path) -> (Server, String) {
-    let (registry, runs) = (p.registry(), p.runs());
-    let mut child = p
-        .command(&[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--registry",
-            registry.to_str().expect("UTF-8 temp path"),
-            "--runs",
-            runs.to_str().expect("UTF-8 temp path"),
-            "--data",
-            data.to_str().expect("UTF-8 data path"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pismo serve");
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let collect = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let server = Server {
-        child,
-        stderr: Some(collect),
-    };
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("read the server's URL");
-    // Keep reading stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let url = line.trim().to_owned();
-    if !url.starts_with("http://127.0.0.1:") {
-        panic!(
-            "pismo serve printed no URL first: {line:?}\nstderr:\n{}",
-            server.stop()
-        );
-    }
-    (server, url)
-}
-
 #[test]
 fn the_page_draws_trains_and_compares_in_chromium() {
     let missing = missing_tools();
@@ -162,7 +91,12 @@ fn the_page_draws_trains_and_compares_in_chromium() {
     let p = Pismo::new();
     copy_dir(&workspace_root().join("models"), &p.registry());
     copy_dir(&workspace_root().join("runs"), &p.runs());
-    let (server, url) = start_server(&p, &data);
+    let server = p.serve(
+        "127.0.0.1:0",
+        &["--data", data.to_str().expect("UTF-8 data path")],
+    );
+    let url = server.url.clone();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     let shots = workspace_root().join("target").join("browser-screenshots");
     let out = Command::new("node")

@@ -308,6 +308,96 @@ impl Pismo {
     }
 }
 
+/// `pismo serve` started by a test ([`Pismo::serve`]): killed when dropped (also when an
+/// assert fails); its stdout is drained and its stderr kept, line by line.
+#[derive(Debug)]
+pub struct Served {
+    child: std::process::Child,
+    /// The URL it printed first, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    /// `HOST:PORT` of [`Served::url`].
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// Waits for a stderr line containing `needle` and returns it (panics if the server
+    /// ends its stderr first).
+    pub fn stderr_line(&mut self, needle: &str) -> String {
+        loop {
+            let line = self
+                .stderr
+                .recv()
+                .unwrap_or_else(|_| panic!("pismo serve wrote no line with {needle:?}"));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Kills the server and returns everything it wrote on stderr.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.seen.extend(self.stderr.iter());
+        self.seen.join("\n")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pismo {
+    /// Starts `pismo serve --addr ADDR ARGS…` in the sandbox and waits for the URL it prints.
+    pub fn serve(&self, addr: &str, args: &[&str]) -> Served {
+        use std::io::{BufRead, BufReader};
+        let mut all = vec!["serve", "--addr", addr];
+        all.extend_from_slice(args);
+        let mut child = self
+            .command(&all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pismo serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read the server's URL");
+        // Keep reading stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let served = Served {
+            child,
+            url: line.trim().to_owned(),
+            stderr: rx,
+            seen: Vec::new(),
+        };
+        if !served.url.starts_with("http://") {
+            panic!(
+                "pismo serve printed no URL first: {line:?}\nstderr:\n{}",
+                served.stop()
+            );
+        }
+        served
+    }
+}
+
 impl Default for Pismo {
     fn default() -> Self {
         Self::new()
