@@ -27,7 +27,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -38,6 +37,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+from machine import cpu_busy_seconds, machine, read, sh
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(BENCH)
@@ -157,14 +158,6 @@ def group_cpu_seconds(pgid):
     return total / TICK
 
 
-def machine_busy_seconds():
-    """CPU seconds all cores spent not idle since boot (from /proc/stat)."""
-    with open("/proc/stat") as f:
-        cpu = [int(v) for v in f.readline().split()[1:]]
-    idle = cpu[3] + cpu[4]
-    return (sum(cpu[:8]) - idle) / TICK
-
-
 # ---------------------------------------------------------------------------------------
 # Runs
 
@@ -175,13 +168,13 @@ def loadgen(url, bodies, conns, args, name, server_pgid):
             "--connections", str(conns), "--duration", str(args.duration),
             "--warmup", str(args.warmup), "--name", name]
     loadgen_cpu_seconds()  # forget the children reaped before
-    busy0, server0, t0 = machine_busy_seconds(), group_cpu_seconds(server_pgid), time.time()
+    busy0, server0, t0 = cpu_busy_seconds(), group_cpu_seconds(server_pgid), time.time()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate()
     status = proc.returncode
     wall = time.time() - t0
     server = group_cpu_seconds(server_pgid) - server0
-    busy = machine_busy_seconds() - busy0
+    busy = cpu_busy_seconds() - busy0
     try:
         result = json.loads(out.decode().strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -257,21 +250,11 @@ def fmt(v, digits=2):
     return f"{v:,.{digits}f}"
 
 
-def machine():
-    info = {"cores": os.cpu_count(), "kernel": platform.release(),
-            "python": platform.python_version()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    for key, cmd in (("rustc", ["rustc", "--version"]), ("commit", ["git", "rev-parse", "HEAD"]),
-                     ("wrk", ["wrk", "--version"])):
-        try:
-            p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
-            info[key] = (p.stdout or p.stderr).strip().splitlines()[0]
-        except (OSError, IndexError):
-            info[key] = None
+def machine_facts():
+    """The machine (as harness.py records it) plus what this benchmark depends on."""
+    info = machine()
+    info["commit"] = sh(["git", "rev-parse", "HEAD"]) or None
+    info["wrk"] = (sh(["wrk", "--version"]) or "").splitlines()[0] if shutil.which("wrk") else None
     try:
         import mlflow
         info["mlflow"] = mlflow.__version__
@@ -279,8 +262,7 @@ def machine():
         info["mlflow"] = None
     import numpy
     info["numpy"] = numpy.__version__
-    with open("/proc/loadavg") as f:
-        info["loadavg_start"] = f.read().split()[:3]
+    info["loadavg_start"] = read("/proc/loadavg").split()[:3]
     return info
 
 
@@ -289,7 +271,7 @@ def main():
     conns_list = [int(c) for c in args.connections.split(",") if c]
     wanted = [s for s in args.servers.split(",") if s]
     started = datetime.datetime.now(datetime.timezone.utc)
-    info = machine()
+    info = machine_facts()
     notes = []
     if args.pip_log and os.path.exists(args.pip_log):
         with open(args.pip_log) as f:
