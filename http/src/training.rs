@@ -330,6 +330,8 @@ impl Training {
             data_dir: self.data_dir.clone(),
             threads: 0,
             aliases,
+            recipe: Default::default(),
+            corpora_dir: pismo_core::host::corpora::default_dir(),
         };
         let (tx, rx) = mpsc::channel();
         let (registry, runs) = (registry.clone(), runs.clone());

@@ -150,6 +150,8 @@ fn a_session_records_the_run_and_registers_the_model() {
         data_dir: dir.path().to_path_buf(),
         threads: 0,
         aliases: vec!["default".into()],
+        recipe: Default::default(),
+        corpora_dir: pismo_core::host::corpora::default_dir(),
     };
     let mut epochs_seen = 0;
     let mut registered = None;
@@ -227,6 +229,8 @@ fn a_cancelled_session_is_marked_stopped() {
         data_dir: dir.path().to_path_buf(),
         threads: 1,
         aliases: vec![],
+        recipe: Default::default(),
+        corpora_dir: pismo_core::host::corpora::default_dir(),
     };
     let done = session::run_with_data(
         &req,

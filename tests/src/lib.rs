@@ -132,6 +132,8 @@ pub fn train_tiny_model(registry: &Path, runs: &Path) -> String {
         data_dir: test_data(),
         threads: 0,
         aliases: Vec::new(),
+        recipe: Default::default(),
+        corpora_dir: pismo_core::host::corpora::default_dir(),
     };
     let finished = session::run_with_data(
         &req,

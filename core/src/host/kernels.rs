@@ -78,17 +78,44 @@ pub fn level() -> Level {
     })
 }
 
-/// Where the images of a batch come from and how they are distorted.
+/// Where the images of a batch come from and how they are distorted. Index `i` is MNIST's
+/// image `i` below `base_images.len()`, else image `i - base_images.len()` of the extra data.
 #[derive(Clone, Copy, Debug)]
 pub struct Source<'a> {
-    /// All images, as bytes.
-    pub images: &'a [[u8; INPUT]],
+    /// MNIST's training images, as bytes.
+    pub base_images: &'a [[u8; INPUT]],
     /// Their labels.
-    pub labels: &'a [u8],
+    pub base_labels: &'a [u8],
+    /// Training-only images after MNIST's (drawings, corpora, synthetic digits).
+    pub extra_images: &'a [[u8; INPUT]],
+    /// Their labels.
+    pub extra_labels: &'a [u8],
     /// Whether to distort them ([`crate::augment`]).
     pub augment: bool,
+    /// Elastic warp strength in pixels when augmenting (0: affine only).
+    pub elastic: f32,
     /// Seed of the run.
     pub seed: u64,
+}
+
+impl<'a> Source<'a> {
+    /// Image `i`.
+    pub fn image(&self, i: u32) -> &'a [u8; INPUT] {
+        let i = i as usize;
+        match i.checked_sub(self.base_images.len()) {
+            None => &self.base_images[i],
+            Some(j) => &self.extra_images[j],
+        }
+    }
+
+    /// Label of image `i`.
+    pub fn label(&self, i: u32) -> u8 {
+        let i = i as usize;
+        match i.checked_sub(self.base_labels.len()) {
+            None => self.base_labels[i],
+            Some(j) => self.extra_labels[j],
+        }
+    }
 }
 
 dispatched! {
@@ -97,9 +124,10 @@ dispatched! {
     pub fn prepare_inputs(src: Source<'_>, idx: &[u32], first: usize, step: u64, xs: &mut [Sparse]) {
         let mut distorted = [0.0f32; INPUT];
         for (j, (&i, x)) in idx.iter().zip(xs.iter_mut()).enumerate() {
-            let image = &src.images[i as usize];
+            let image = src.image(i);
             if src.augment {
-                crate::augment::distort(image, &mut distorted, src.seed, step, (first + j) as u64);
+                let index = (first + j) as u64;
+                crate::augment::distort(image, &mut distorted, src.seed, step, index, src.elastic);
                 x.set_f32(&distorted);
             } else {
                 x.set_bytes(image);

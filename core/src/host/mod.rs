@@ -10,13 +10,27 @@
 //! - [`registry`]: the flat, versioned model registry with aliases.
 //! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
 //! - [`session`]: a whole training run: data → trainer → run record → registered model.
+//! - [`pen`]: a round pen on a canvas, as the page and the window draw.
+//! - [`synth`]: synthetic pen-written digits in the styles MNIST lacks.
+//! - [`redraw`]: MNIST digits thinned to strokes and redrawn with a canvas pen.
+//! - [`recipe`]: what a run learns from besides MNIST (redrawn, synthetic, corpora, elastic).
+//! - [`devsets`]: the named sets models are measured on (MNIST, scans, canvas drawings).
+//! - [`preview`]: a contact sheet of model inputs (PNG), to look at training data.
+//! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
+pub mod corpora;
+pub mod devsets;
 pub mod image;
 pub mod kernels;
 pub mod mnist;
 pub mod model;
+pub mod pen;
+pub mod preview;
+pub mod recipe;
+pub mod redraw;
 pub mod registry;
 pub mod runs;
 pub mod session;
+pub mod synth;
 pub mod team;
 pub mod trainer;
 

@@ -8,9 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::format::Meta;
 use crate::host::mnist::{self, Dataset, MnistError, Split};
+use crate::host::recipe::{Recipe, RecipeError};
 use crate::host::registry::{ModelId, Registry, RegistryError};
 use crate::host::runs::{Runs, RunsError, Status};
-use crate::host::trainer::{self, EpochReport, Event, Outcome, TrainError};
+use crate::host::trainer::{self, EpochReport, Event, Outcome, TrainError, TrainSet};
 use crate::hyper::{Hyper, Metrics};
 
 /// What to train and where to put it.
@@ -26,6 +27,10 @@ pub struct TrainRequest {
     pub threads: usize,
     /// Aliases to point at the new model once it is registered.
     pub aliases: Vec<String>,
+    /// What to learn from besides MNIST ([`Recipe::default`]: MNIST only).
+    pub recipe: Recipe,
+    /// Folder of the shipped corpora the recipe may name.
+    pub corpora_dir: PathBuf,
 }
 
 /// Progress of a session: the trainer's events plus the run and the registered model.
@@ -77,6 +82,8 @@ pub enum SessionError {
     Runs(RunsError),
     /// The model could not be registered.
     Registry(RegistryError),
+    /// The training-data recipe could not be made.
+    Recipe(RecipeError),
 }
 
 impl std::fmt::Display for SessionError {
@@ -86,6 +93,7 @@ impl std::fmt::Display for SessionError {
             SessionError::Train(e) => e.fmt(f),
             SessionError::Runs(e) => e.fmt(f),
             SessionError::Registry(e) => e.fmt(f),
+            SessionError::Recipe(e) => e.fmt(f),
         }
     }
 }
@@ -112,6 +120,7 @@ pub fn run_with_data(
     req.hyper
         .validate()
         .map_err(|e| SessionError::Train(TrainError::Hyper(e)))?;
+    req.recipe.validate().map_err(SessionError::Recipe)?;
     crate::host::registry::validate_name(&req.name).map_err(SessionError::Registry)?;
     for alias in &req.aliases {
         crate::host::registry::validate_alias(alias).map_err(SessionError::Registry)?;
@@ -128,7 +137,52 @@ pub fn run_with_data(
             "MNIST test split not found: the model's test accuracy is not measured",
         );
     }
-    let result = trainer::train(&req.hyper, train, test, req.threads, &mut |ev| {
+    let (extra, parts) = if req.recipe.is_mnist_only() {
+        (
+            Dataset {
+                images: Vec::new(),
+                labels: Vec::new(),
+            },
+            Vec::new(),
+        )
+    } else {
+        let recipe = serde_json::to_string(&req.recipe).unwrap_or_default();
+        note(&mut run, on_event, &format!("recipe {recipe}"));
+        let started = std::time::Instant::now();
+        let (_, train_idx) =
+            trainer::validation_split(train.len(), req.hyper.val_size as usize, req.hyper.seed);
+        match req
+            .recipe
+            .build(train, &train_idx, req.hyper.seed, &req.corpora_dir)
+        {
+            Ok((extra, parts)) => {
+                let line = format!(
+                    "extra training data: {} in {:.1}s",
+                    parts
+                        .iter()
+                        .map(|p| format!("{} {}x{}", p.name, p.len, p.repeat))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    started.elapsed().as_secs_f32()
+                );
+                note(&mut run, on_event, &line);
+                (extra, parts)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                note(&mut run, on_event, &format!("error: {msg}"));
+                run.finish(Status::Failed, Some(&msg));
+                return Err(SessionError::Recipe(e));
+            }
+        }
+    };
+    let set = TrainSet {
+        mnist: train,
+        extra: &extra,
+        parts: &parts,
+        elastic: req.recipe.elastic,
+    };
+    let result = trainer::train_set(&req.hyper, &set, test, req.threads, &mut |ev| {
         match &ev {
             Event::Log(line) => run.log_line(line),
             Event::Epoch(r) => {
@@ -143,6 +197,9 @@ pub fn run_with_data(
                     ("epoch_seconds", r.seconds),
                 ] {
                     run.log_metric(step, name, value as f64);
+                }
+                for (part, value) in &r.parts {
+                    run.log_metric(step, &format!("accuracy_{part}"), *value as f64);
                 }
             }
             Event::Batch { .. } => {}
@@ -263,8 +320,13 @@ fn note(
 
 /// One line of the training log for an epoch.
 pub fn epoch_line(r: &EpochReport) -> String {
+    let parts: String = r
+        .parts
+        .iter()
+        .map(|(name, acc)| format!("  {name} {:.2}%", acc * 100.0))
+        .collect();
     format!(
-        "epoch {}/{}  lr {:.4}  train loss {:.4} acc {:.2}%  val loss {:.4} acc {:.2}%  {:.1}s{}",
+        "epoch {}/{}  lr {:.4}  train loss {:.4} acc {:.2}%  val loss {:.4} acc {:.2}%{parts}  {:.1}s{}",
         r.epoch,
         r.epochs,
         r.lr,

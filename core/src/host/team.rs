@@ -252,11 +252,7 @@ impl<'a, const H: usize> Shared<'a, H> {
                 .zip(&self.widths)
                 .map(|(g, &w)| &g[..n * (w / mlp::SUB)])
                 .collect();
-            let labels: Vec<u8> = job
-                .idx
-                .iter()
-                .map(|&i| self.src.labels[i as usize])
-                .collect();
+            let labels: Vec<u8> = job.idx.iter().map(|&i| self.src.label(i)).collect();
             kernels::output_loss(
                 &blk.b2,
                 &partials,

@@ -5,6 +5,12 @@
 //! inputs (a full run stays under 100 MB), every thread owns a block of hidden units, and the
 //! trained model is bit-identical for any number of threads (see [`crate::host::team`]).
 //!
+//! The training set is MNIST's training images (the validation split is always held out of
+//! these, so validation stays comparable across recipes) plus, optionally, training-only
+//! [`Part`]s after them: corpora of other writers, corrected drawings, redrawn and synthetic
+//! digits, each repeated `repeat` times per epoch. Parts marked `report` get their own
+//! accuracy (no dropout, no distortion) after every epoch.
+//!
 //! After each epoch the validation split is evaluated; the weights with the lowest validation
 //! loss are kept, and training stops after `patience` epochs without improvement. The
 //! learning rate of epoch `e` (from 0) is `initial_lr / (1 + decay · e)`.
@@ -46,6 +52,36 @@ pub struct EpochReport {
     pub eta_seconds: f32,
     /// Whether the validation loss reached a new minimum (these weights are kept).
     pub improved: bool,
+    /// Accuracy (0..1) on each reported training part, by name, in the parts' order.
+    pub parts: Vec<(String, f32)>,
+}
+
+/// A named range of the extra training images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part {
+    /// Its name in reports and metrics (e.g. `drawn`, `semeion-train`).
+    pub name: String,
+    /// First image, as an index into the extra images.
+    pub start: usize,
+    /// Number of images.
+    pub len: usize,
+    /// Times each image is seen per epoch (at least 1).
+    pub repeat: u32,
+    /// Whether its accuracy is reported after each epoch.
+    pub report: bool,
+}
+
+/// What to train on: MNIST's training images, and training-only extra images in parts.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainSet<'a> {
+    /// MNIST's training images; the validation split is held out of these.
+    pub mnist: &'a Dataset,
+    /// Extra images, trained on only.
+    pub extra: &'a Dataset,
+    /// The parts of `extra` (ranges may not overlap; images outside every part are unused).
+    pub parts: &'a [Part],
+    /// Elastic warp strength in pixels when `augment` is on (0: affine only).
+    pub elastic: f32,
 }
 
 /// What the trainer reports while it runs. Return [`ControlFlow::Break`] from the callback
@@ -119,7 +155,30 @@ pub fn train(
     threads: usize,
     on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
 ) -> Result<Outcome, TrainError> {
+    let none = Dataset {
+        images: Vec::new(),
+        labels: Vec::new(),
+    };
+    let set = TrainSet {
+        mnist: data,
+        extra: &none,
+        parts: &[],
+        elastic: 0.0,
+    };
+    train_set(hyper, &set, test, threads, on_event)
+}
+
+/// Trains a model on `set` (validation split held out of its MNIST images) and evaluates it
+/// on `test`. `threads = 0` uses every core.
+pub fn train_set(
+    hyper: &Hyper,
+    set: &TrainSet<'_>,
+    test: Option<&Dataset>,
+    threads: usize,
+    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<Outcome, TrainError> {
     hyper.validate().map_err(TrainError::Hyper)?;
+    let data = set.mnist;
     let val_size = hyper.val_size as usize;
     if data.len() < val_size + 1 {
         return Err(TrainError::TooFewImages {
@@ -132,7 +191,7 @@ pub fn train(
     } else {
         threads
     };
-    crate::with_hidden!(hyper.hidden_size, H => train_h::<H>(hyper, data, test, threads, on_event))
+    crate::with_hidden!(hyper.hidden_size, H => train_h::<H>(hyper, set, test, threads, on_event))
         .expect("hidden_size validated")
 }
 
@@ -169,6 +228,15 @@ pub fn evaluate<const H: usize>(
         .fold((0.0, 0), |(l, c), &(l2, c2)| (l + l2, c + c2))
 }
 
+/// The validation split of a run: a seeded permutation of `0..len` whose first `val_size`
+/// indices are held out (returned first) and the rest trained on.
+pub fn validation_split(len: usize, val_size: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    let mut order: Vec<u32> = (0..len as u32).collect();
+    Rng::new(seed ^ 0x5EED_5A17).shuffle(&mut order);
+    let train = order.split_off(val_size.min(len));
+    (order, train)
+}
+
 fn sum_squares<const H: usize>(m: &Mlp<H>) -> f64 {
     let s1: f64 =
         m.w1.as_flattened()
@@ -185,7 +253,7 @@ fn sum_squares<const H: usize>(m: &Mlp<H>) -> f64 {
 
 fn train_h<const H: usize>(
     hyper: &Hyper,
-    data: &Dataset,
+    set: &TrainSet<'_>,
     test: Option<&Dataset>,
     threads: usize,
     on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
@@ -201,19 +269,31 @@ where
     best.copy_from(&current);
     let team_threads = team::team_size::<H>(threads);
 
-    // Validation split: a seeded permutation of all images; the first `val_size` are held out.
-    let mut order: Vec<u32> = (0..data.len() as u32).collect();
-    Rng::new(hyper.seed ^ 0x5EED_5A17).shuffle(&mut order);
-    let (val_idx, train_idx) = order.split_at(hyper.val_size as usize);
+    let data = set.mnist;
+    let (val_idx, train_idx) = validation_split(data.len(), hyper.val_size as usize, hyper.seed);
     let val_images: Vec<[u8; INPUT]> = val_idx.iter().map(|&i| data.images[i as usize]).collect();
     let val_labels: Vec<u8> = val_idx.iter().map(|&i| data.labels[i as usize]).collect();
-    let mut train_idx = train_idx.to_vec();
+    let mut train_idx = train_idx;
+    let base = data.len();
+    for part in set.parts {
+        let range = (base + part.start) as u32..(base + part.start + part.len) as u32;
+        for _ in 0..part.repeat.max(1) {
+            train_idx.extend(range.clone());
+        }
+    }
+    let reported: Vec<&Part> = set.parts.iter().filter(|p| p.report).collect();
     let batches = train_idx.len().div_ceil(batch);
 
+    let extra_seen = train_idx.len() - (data.len() - val_idx.len());
     let msg = format!(
-        "training 784-{H}-10 on {} images ({} held out for validation), {} epochs of {batches} batches, {team_threads} thread{}",
+        "training 784-{H}-10 on {} images ({} held out for validation{}), {} epochs of {batches} batches, {team_threads} thread{}",
         train_idx.len(),
         val_idx.len(),
+        if extra_seen > 0 {
+            format!("; {extra_seen} of them from {} extra parts", set.parts.len())
+        } else {
+            String::new()
+        },
         hyper.epochs,
         if team_threads == 1 { "" } else { "s" }
     );
@@ -228,9 +308,12 @@ where
     let started = Instant::now();
     let mut epoch = 0u32;
     let src = Source {
-        images: &data.images,
-        labels: &data.labels,
+        base_images: &data.images,
+        base_labels: &data.labels,
+        extra_images: &set.extra.images,
+        extra_labels: &set.extra.labels,
         augment: hyper.augment,
+        elastic: set.elastic,
         seed: hyper.seed,
     };
     let shared = team::shared(&current, src, team_threads, batch);
@@ -281,6 +364,15 @@ where
                     c as f64 / val_images.len() as f64,
                 )
             };
+            let parts = reported
+                .iter()
+                .map(|p| {
+                    let range = p.start..p.start + p.len;
+                    let images = &set.extra.images[range.clone()];
+                    let (_, c) = evaluate(&current, images, &set.extra.labels[range], threads);
+                    (p.name.clone(), c as f32 / p.len.max(1) as f32)
+                })
+                .collect();
             let improved = val_images.is_empty() || val_loss < best_val;
             if improved {
                 best_val = val_loss;
@@ -302,6 +394,7 @@ where
                 seconds,
                 eta_seconds: per_epoch * (hyper.epochs - epoch) as f32,
                 improved,
+                parts,
             };
             if improved {
                 best_report = Some(report.clone());

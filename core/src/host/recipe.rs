@@ -1,0 +1,213 @@
+//! What a model learns from besides MNIST: the training-data recipe of a run.
+//!
+//! MNIST's scanned ballpoint digits by American writers are not what people draw on a canvas.
+//! A recipe adds, after MNIST's training images (the validation split stays pure MNIST):
+//! - `redrawn`: MNIST training digits thinned to strokes and redrawn with a round canvas pen
+//!   of random width, size, place and slant ([`super::redraw`]); never a validation digit;
+//! - `synthetic`: digits written in common and European styles ([`super::synth`]);
+//! - `corpora`: the shipped handwriting of other writers ([`super::corpora`], trainable
+//!   parts only), each repeated `oversample` times per epoch;
+//! - `elastic`: the strength of the elastic warp added to the affine distortions when
+//!   `augment` is on ([`crate::augment`]).
+//!
+//! Everything is a function of the recipe and the run's seed. A recipe is recorded with the
+//! run (its log and `run.json`); it is not part of the model file's hyperparameters.
+
+use serde::{Deserialize, Serialize};
+
+use crate::host::corpora::{self, Corpus, CorpusError};
+use crate::host::mnist::Dataset;
+use crate::host::pen::Canvas;
+use crate::host::redraw::{Placement, Skeleton};
+use crate::host::synth;
+use crate::host::trainer::Part;
+use crate::mlp::INPUT;
+use crate::rng::{hash3, Rng};
+
+/// The training-data recipe (all off by default: MNIST only, as the original).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Recipe {
+    /// Elastic warp strength in pixels (used when `augment` is on; 0: affine only).
+    pub elastic: f32,
+    /// MNIST training digits also given redrawn with a canvas pen.
+    pub redrawn: u32,
+    /// Synthetic pen-written digits in common and European styles.
+    pub synthetic: u32,
+    /// Shipped corpora to train on, by name (`optdigits-train`, `semeion-train`).
+    pub corpora: Vec<String>,
+    /// Times each corpus digit is seen per epoch (at least 1).
+    pub oversample: u32,
+}
+
+/// Why a recipe cannot be made.
+#[derive(Debug)]
+pub enum RecipeError {
+    /// A corpus name that is not a trainable corpus.
+    UnknownCorpus(String),
+    /// A corpus could not be read.
+    Corpus(CorpusError),
+    /// A field out of range.
+    Range(&'static str),
+}
+
+impl std::fmt::Display for RecipeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecipeError::UnknownCorpus(name) => write!(
+                f,
+                "`{name}` is not a corpus that may be trained on (have: optdigits-train, semeion-train)"
+            ),
+            RecipeError::Corpus(e) => e.fmt(f),
+            RecipeError::Range(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for RecipeError {}
+
+impl Recipe {
+    /// Checks the ranges and names.
+    pub fn validate(&self) -> Result<(), RecipeError> {
+        if !(0.0..=8.0).contains(&self.elastic) {
+            return Err(RecipeError::Range(
+                "invalid elastic: expected 0 <= elastic <= 8",
+            ));
+        }
+        if self.redrawn > 200_000 || self.synthetic > 200_000 {
+            return Err(RecipeError::Range(
+                "invalid redrawn/synthetic: expected at most 200000 each",
+            ));
+        }
+        if self.oversample > 100 {
+            return Err(RecipeError::Range("invalid oversample: expected 0..=100"));
+        }
+        for name in &self.corpora {
+            match Corpus::from_name(name) {
+                Some(c) if c.trainable() => {}
+                _ => return Err(RecipeError::UnknownCorpus(name.clone())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the recipe adds anything to MNIST.
+    pub fn is_mnist_only(&self) -> bool {
+        self.elastic == 0.0 && self.redrawn == 0 && self.synthetic == 0 && self.corpora.is_empty()
+    }
+
+    /// Makes the extra images and their parts. `train_idx` are MNIST's training (not
+    /// validation) indices, from which redrawn digits are picked.
+    pub fn build(
+        &self,
+        mnist: &Dataset,
+        train_idx: &[u32],
+        seed: u64,
+        corpora_dir: &std::path::Path,
+    ) -> Result<(Dataset, Vec<Part>), RecipeError> {
+        self.validate()?;
+        let mut extra = Dataset {
+            images: Vec::new(),
+            labels: Vec::new(),
+        };
+        let mut parts = Vec::new();
+        let mut add = |extra: &mut Dataset, name: &str, data: Dataset, repeat: u32, report| {
+            parts.push(Part {
+                name: name.to_owned(),
+                start: extra.len(),
+                len: data.len(),
+                repeat,
+                report,
+            });
+            extra.images.extend(data.images);
+            extra.labels.extend(data.labels);
+        };
+        for name in &self.corpora {
+            let corpus =
+                Corpus::from_name(name).ok_or_else(|| RecipeError::UnknownCorpus(name.clone()))?;
+            let data = corpus
+                .dataset(corpora_dir, true)
+                .map_err(RecipeError::Corpus)?;
+            add(&mut extra, name, data, self.oversample.max(1), true);
+        }
+        if self.redrawn > 0 && !train_idx.is_empty() {
+            add(
+                &mut extra,
+                "redrawn",
+                redrawn(mnist, train_idx, self.redrawn as usize, seed),
+                1,
+                false,
+            );
+        }
+        if self.synthetic > 0 {
+            add(
+                &mut extra,
+                "synthetic",
+                synth::dataset(seed, self.synthetic as usize),
+                1,
+                false,
+            );
+        }
+        Ok((extra, parts))
+    }
+}
+
+/// The corpora folder a recipe reads: see [`corpora::default_dir`].
+pub fn corpora_dir() -> std::path::PathBuf {
+    corpora::default_dir()
+}
+
+/// Canvas side for redrawn training digits.
+const REDRAW_CANVAS: usize = 112;
+
+/// `n` MNIST digits from `train_idx` (cycling, each pass in a seeded order), redrawn with a
+/// random pen, size, place and slant, made on all cores.
+pub fn redrawn(mnist: &Dataset, train_idx: &[u32], n: usize, seed: u64) -> Dataset {
+    let mut order = train_idx.to_vec();
+    Rng::new(seed ^ 0x12ED_2A3).shuffle(&mut order);
+    let mut images = vec![[0u8; INPUT]; n];
+    let mut labels = vec![0u8; n];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let chunk = n.div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for (t, (imgs, labs)) in images
+            .chunks_mut(chunk)
+            .zip(labels.chunks_mut(chunk))
+            .enumerate()
+        {
+            let order = &order;
+            s.spawn(move || {
+                for (j, (img, lab)) in imgs.iter_mut().zip(labs.iter_mut()).enumerate() {
+                    let k = t * chunk + j;
+                    let i = order[k % order.len()] as usize;
+                    let mut rng = Rng::new(hash3(seed ^ 0x12ED_2A3, k as u64, 1));
+                    *img = redraw_random(&mnist.images[i], &mut rng);
+                    *lab = mnist.labels[i];
+                }
+            });
+        }
+    });
+    Dataset { images, labels }
+}
+
+/// One MNIST digit redrawn with a random canvas pen: digit height 30–90 % of the canvas,
+/// pen 3–30 % of the digit's height (log-uniform), slant ±0.3, anywhere on the canvas.
+pub fn redraw_random(image: &[u8; INPUT], rng: &mut Rng) -> [u8; INPUT] {
+    let side = REDRAW_CANVAS as f32;
+    let height = side * (0.3 + 0.6 * rng.next_f32());
+    // MNIST's box is 20 px high for most digits.
+    let scale = height / 20.0;
+    let pen = (height * 0.03 * libm::powf(10.0, rng.next_f32())).max(1.0);
+    let room = ((side - height - pen) * 0.5).max(0.0);
+    let place = Placement {
+        scale,
+        slant: (0.15 * rng.normal()).clamp(-0.3, 0.3),
+        offset: (
+            room * (2.0 * rng.next_f32() - 1.0),
+            room * (2.0 * rng.next_f32() - 1.0),
+        ),
+    };
+    let mut canvas = Canvas::new(REDRAW_CANVAS, REDRAW_CANVAS);
+    Skeleton::of(image).draw(&mut canvas, pen, place.map(side));
+    synth::to_bytes(&canvas)
+}
