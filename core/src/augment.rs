@@ -56,7 +56,7 @@ pub fn distort(
         let mut k = 0u64;
         let mut bend = || {
             k += 1;
-            elastic * (2.0 * unit_f32(hash3(seed ^ 0xE1A5_71C, step, index * 64 + k)) - 1.0)
+            elastic * (2.0 * unit_f32(hash3(seed ^ 0x0E1A_571C, step, index * 64 + k)) - 1.0)
         };
         for node in field.as_flattened_mut() {
             *node = (bend(), bend());

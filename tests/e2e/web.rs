@@ -19,7 +19,7 @@ use pismo_tests::{full_mnist, workspace_root, Pismo};
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// What the browser test needs and this machine lacks.
-fn missing_tools() -> Vec<String> {
+pub(crate) fn missing_tools() -> Vec<String> {
     let mut missing = Vec::new();
     if !Path::new(CHROMIUM).is_file() {
         missing.push(format!("{CHROMIUM} (apt-get install chromium)"));
@@ -42,12 +42,12 @@ fn missing_tools() -> Vec<String> {
     missing
 }
 
-fn browser_dir() -> PathBuf {
+pub(crate) fn browser_dir() -> PathBuf {
     workspace_root().join("tests").join("browser")
 }
 
 /// Prints a SKIPPED banner, or panics when `PISMO_REQUIRE_BROWSER=1`.
-fn skip(missing: &[String]) {
+pub(crate) fn skip(missing: &[String]) {
     let required = std::env::var("PISMO_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
     assert!(
         !required,
@@ -63,7 +63,7 @@ fn skip(missing: &[String]) {
 }
 
 /// Copies the folder `from` (files and subfolders) to `to`.
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let path = entry.unwrap().path();

@@ -145,7 +145,7 @@ pub fn canvas(test: &Dataset, n: usize, pen: f32) -> Dataset {
 
 /// MNIST digit number `index` drawn on the 280x280 canvas with a `pen` px pen.
 pub fn drawing(image: &[u8; crate::mlp::INPUT], index: u64, pen: f32) -> Canvas {
-    let mut rng = Rng::new(hash3(0xCA_27A5, index, 0));
+    let mut rng = Rng::new(hash3(0x00CA_27A5, index, 0));
     let side = CANVAS_SIDE as f32;
     let height = 120.0 + 130.0 * rng.next_f32();
     let room = ((side - height - pen) * 0.5).max(0.0);

@@ -164,7 +164,7 @@ const REDRAW_CANVAS: usize = 112;
 /// random pen, size, place and slant, made on all cores.
 pub fn redrawn(mnist: &Dataset, train_idx: &[u32], n: usize, seed: u64) -> Dataset {
     let mut order = train_idx.to_vec();
-    Rng::new(seed ^ 0x12ED_2A3).shuffle(&mut order);
+    Rng::new(seed ^ 0x012E_D2A3).shuffle(&mut order);
     let mut images = vec![[0u8; INPUT]; n];
     let mut labels = vec![0u8; n];
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
@@ -180,7 +180,7 @@ pub fn redrawn(mnist: &Dataset, train_idx: &[u32], n: usize, seed: u64) -> Datas
                 for (j, (img, lab)) in imgs.iter_mut().zip(labs.iter_mut()).enumerate() {
                     let k = t * chunk + j;
                     let i = order[k % order.len()] as usize;
-                    let mut rng = Rng::new(hash3(seed ^ 0x12ED_2A3, k as u64, 1));
+                    let mut rng = Rng::new(hash3(seed ^ 0x012E_D2A3, k as u64, 1));
                     *img = redraw_random(&mnist.images[i], &mut rng);
                     *lab = mnist.labels[i];
                 }

@@ -169,9 +169,9 @@ fn thin(ink: &mut [bool]) {
                     let a = (0..8).filter(|&i| !p[i] && p[(i + 1) % 8]).count();
                     let (p2, p4, p6, p8) = (p[0], p[2], p[4], p[6]);
                     let cond = if pass == 0 {
-                        !(p2 && p4 && p6) && !(p4 && p6 && p8)
+                        !(p4 && p6 && (p2 || p8))
                     } else {
-                        !(p2 && p4 && p8) && !(p2 && p6 && p8)
+                        !(p2 && p8 && (p4 || p6))
                     };
                     if (2..=6).contains(&b) && a == 1 && cond {
                         remove.push((y * n + x) as usize);

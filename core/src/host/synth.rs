@@ -539,7 +539,7 @@ pub const CANVAS: usize = 112;
 /// as MNIST bytes (0 background, 255 ink). Digits cycle 0..9; the style is uniform among the
 /// digit's [`GLYPHS`].
 pub fn sample(seed: u64, index: u64) -> (u8, [u8; INPUT]) {
-    let mut rng = Rng::new(hash3(seed ^ 0x5171_7E5, index, 0));
+    let mut rng = Rng::new(hash3(seed ^ 0x0517_17E5, index, 0));
     let digit = (index % 10) as u8;
     let styles: Vec<&Glyph> = glyphs_of(digit).collect();
     let glyph = styles[rng.below(styles.len())];
@@ -593,6 +593,163 @@ pub fn dataset(seed: u64, n: usize) -> crate::host::mnist::Dataset {
     crate::host::mnist::Dataset { images, labels }
 }
 
+/// A style of the styles set: the glyphs it draws from (by name; empty: every glyph) and
+/// how the digit is placed.
+#[derive(Clone, Copy, Debug)]
+pub struct StyleCase {
+    /// The style, as reported.
+    pub name: &'static str,
+    /// Names of the [`GLYPHS`] drawn (empty: all of them).
+    pub glyphs: &'static [&'static str],
+    /// Drawn small (20–30 % of the canvas) in a corner.
+    pub small: bool,
+    /// Drawn strongly slanted (0.35–0.55 to the right, or 0.3–0.4 to the left).
+    pub slanted: bool,
+}
+
+/// The styles the styles set covers: the European forms MNIST lacks, quick forms, and
+/// digits drawn small in a corner or slanted.
+pub const STYLE_CASES: [StyleCase; 10] = [
+    StyleCase {
+        name: "crossed 7",
+        glyphs: &[
+            "crossed 7",
+            "crossed 7 with a tick",
+            "crossed 7 with a curved stem",
+        ],
+        small: false,
+        slanted: false,
+    },
+    StyleCase {
+        name: "1 with a flag and a foot",
+        glyphs: &["1 with a flag and a foot"],
+        small: false,
+        slanted: false,
+    },
+    StyleCase {
+        name: "9 with a curled tail",
+        glyphs: &["9 with a curled tail", "9 with a hooked tail"],
+        small: false,
+        slanted: false,
+    },
+    StyleCase {
+        name: "open 4",
+        glyphs: &["open 4"],
+        small: false,
+        slanted: false,
+    },
+    StyleCase {
+        name: "closed 4",
+        glyphs: &["closed 4"],
+        small: false,
+        slanted: false,
+    },
+    StyleCase {
+        name: "2 with a loop",
+        glyphs: &["2 with a loop"],
+        small: false,
+        slanted: false,
+    },
+    StyleCase {
+        name: "quick 6",
+        glyphs: &["quick 6"],
+        small: false,
+        slanted: false,
+    },
+    StyleCase {
+        name: "quick 0",
+        glyphs: &["quick open 0"],
+        small: false,
+        slanted: false,
+    },
+    StyleCase {
+        name: "small in a corner",
+        glyphs: &[],
+        small: true,
+        slanted: false,
+    },
+    StyleCase {
+        name: "slanted",
+        glyphs: &[],
+        small: false,
+        slanted: true,
+    },
+];
+
+/// One drawing of the styles set: strokes in the coordinates of a 280x280 canvas, to be
+/// drawn with the user interface's own pen.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StyleSample {
+    /// The style ([`StyleCase::name`]).
+    pub style: &'static str,
+    /// The glyph drawn.
+    pub glyph: &'static str,
+    /// The digit.
+    pub digit: u8,
+    /// Polylines, canvas pixels.
+    pub strokes: Vec<Vec<(f32, f32)>>,
+}
+
+/// Seed of the styles set every user interface is measured on.
+pub const STYLES_SEED: u64 = 20_261_202;
+
+/// Side of the styles set's canvas (the web page's and the window's logical canvas).
+pub const STYLE_CANVAS: f32 = 280.0;
+
+/// `per_style` drawings of every [`STYLE_CASES`] entry, from `seed`. The glyph templates
+/// are the ones training draws from, with hands of their own: the set checks the drawing
+/// paths end to end, not generalisation to new writers.
+pub fn style_set(seed: u64, per_style: usize) -> Vec<StyleSample> {
+    let mut out = Vec::with_capacity(STYLE_CASES.len() * per_style);
+    for (c, case) in STYLE_CASES.iter().enumerate() {
+        let glyphs: Vec<&Glyph> = GLYPHS
+            .iter()
+            .filter(|g| case.glyphs.is_empty() || case.glyphs.contains(&g.name))
+            .collect();
+        for i in 0..per_style {
+            let mut rng = Rng::new(hash3(seed ^ 0x0057_7135, c as u64, i as u64));
+            let glyph = if case.glyphs.is_empty() {
+                // Every digit equally often.
+                let of_digit: Vec<&&Glyph> = glyphs
+                    .iter()
+                    .filter(|g| usize::from(g.digit) == i % 10)
+                    .collect();
+                *of_digit[rng.below(of_digit.len())]
+            } else {
+                glyphs[rng.below(glyphs.len())]
+            };
+            let mut hand = Hand::sample(&mut rng, glyph.digit);
+            hand.size = 0.55 + 0.3 * rng.next_f32();
+            hand.slant = hand.slant.clamp(-0.2, 0.3);
+            if case.small {
+                hand.size = 0.2 + 0.1 * rng.next_f32();
+                let corner = rng.below(4);
+                hand.place = (
+                    if corner % 2 == 0 { 0.0 } else { 1.0 },
+                    if corner / 2 == 0 { 0.0 } else { 1.0 },
+                );
+            }
+            if case.slanted {
+                hand.slant = if rng.below(4) == 0 {
+                    -0.3 - 0.1 * rng.next_f32()
+                } else {
+                    0.35 + 0.2 * rng.next_f32()
+                };
+            }
+            // The user interface's pen (about 20 px) keeps the drawing off the edges.
+            hand.pen = 20.0 / (hand.size * STYLE_CANVAS);
+            let (strokes, _) = write(glyph, &hand, STYLE_CANVAS, &mut rng);
+            out.push(StyleSample {
+                style: case.name,
+                glyph: glyph.name,
+                digit: glyph.digit,
+                strokes,
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,5 +767,30 @@ mod tests {
         }
         assert_eq!(sample(7, 3), sample(7, 3));
         assert_ne!(sample(7, 3).1, sample(8, 3).1);
+    }
+
+    #[test]
+    fn the_styles_set_covers_every_style_inside_the_canvas() {
+        let set = style_set(1, 20);
+        assert_eq!(set.len(), 20 * STYLE_CASES.len());
+        for case in STYLE_CASES {
+            let of: Vec<_> = set.iter().filter(|s| s.style == case.name).collect();
+            assert_eq!(of.len(), 20, "{}", case.name);
+        }
+        for s in &set {
+            for &(x, y) in s.strokes.iter().flatten() {
+                assert!(
+                    (0.0..=STYLE_CANVAS).contains(&x) && (0.0..=STYLE_CANVAS).contains(&y),
+                    "{s:?}"
+                );
+            }
+        }
+        // The small ones are small.
+        for s in set.iter().filter(|s| s.style == "small in a corner") {
+            let ys: Vec<f32> = s.strokes.iter().flatten().map(|p| p.1).collect();
+            let h = ys.iter().cloned().fold(f32::MIN, f32::max)
+                - ys.iter().cloned().fold(f32::MAX, f32::min);
+            assert!(h < 0.35 * STYLE_CANVAS, "{h}");
+        }
     }
 }

@@ -4,11 +4,14 @@
 //! - [`app`]: the state (strokes, canvas, models, prediction), no window system; tested.
 //! - [`render`]: one frame drawn with tiny-skia, converted to minifb's pixels; tested.
 //! - [`font`]: the embedded 5x7 bitmap font the frame's text uses.
+//! - `styles` (tests): the styles set drawn through the app state.
 //! - [`window`]: the minifb loop: mouse and keys in, frames out, only when something changed.
 
 pub mod app;
 pub mod font;
 pub mod render;
+#[cfg(test)]
+mod styles;
 pub mod window;
 
 use std::path::PathBuf;

@@ -1,0 +1,77 @@
+// Draws the styles set (pismo_core::host::synth::style_set) on the page of `pismo serve` in
+// headless Chromium with the mouse, one drawing after another, and writes what the page
+// answered for each.
+//
+//   node tests/browser/styles.mjs URL STYLES_JSON OUT_JSON SCREENSHOT_DIR
+//
+// STYLES_JSON is a list of {style, glyph, digit, strokes: [[[x, y], …], …]} in the
+// coordinates of a 280 px canvas; OUT_JSON gets one {style, digit, label} per drawing, the
+// label being what the page showed once its last prediction request had finished.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [url, stylesFile, outFile, shots] = process.argv.slice(2);
+if (!url || !stylesFile || !outFile || !shots) {
+  console.error('usage: node styles.mjs URL STYLES_JSON OUT_JSON SCREENSHOT_DIR');
+  process.exit(2);
+}
+fs.mkdirSync(shots, { recursive: true });
+const samples = JSON.parse(fs.readFileSync(stylesFile, 'utf8'));
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(20_000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  let inFlight = 0;
+  const isPredict = (r) => r.url().includes('/api/predict');
+  page.on('request', (r) => { if (isPredict(r)) inFlight += 1; });
+  page.on('requestfinished', (r) => { if (isPredict(r)) inFlight -= 1; });
+  page.on('requestfailed', (r) => { if (isPredict(r)) inFlight -= 1; });
+
+  await page.goto(`${url}/#draw`);
+  await page.waitForSelector('#canvas');
+  const box = await page.locator('#canvas').boundingBox();
+  if (!box || box.width < 100) throw new Error(`the canvas is not visible (${JSON.stringify(box)})`);
+  const at = ([x, y]) => [box.x + (x * box.width) / 280, box.y + (y * box.height) / 280];
+
+  const results = [];
+  let shown = new Set();
+  for (const [i, s] of samples.entries()) {
+    await page.click('#clear');
+    for (const stroke of s.strokes) {
+      await page.mouse.move(...at(stroke[0]));
+      await page.mouse.down();
+      // Every third point of the path (and its end): a mouse reports some 60 points a
+      // second, about as many as a quick hand gives a stroke.
+      const path = stroke.filter((_, k) => k % 3 === 0 || k === stroke.length - 1);
+      for (const p of path.slice(1)) await page.mouse.move(...at(p));
+      await page.mouse.up();
+    }
+    // The answer to the whole drawing: no prediction request out for two checks in a row.
+    let quiet = 0;
+    for (let t = 0; t < 200 && quiet < 2; t += 1) {
+      await page.waitForTimeout(40);
+      quiet = inFlight === 0 ? quiet + 1 : 0;
+    }
+    const label = (await page.textContent('#label')).trim();
+    results.push({ style: s.style, glyph: s.glyph, digit: s.digit, label: /^\d$/.test(label) ? Number(label) : null });
+    if (!shown.has(s.style)) {
+      shown.add(s.style);
+      await page.screenshot({ path: path.join(shots, `style-${s.style.replace(/\W+/g, '-')}.png`) });
+    }
+    if ((i + 1) % 50 === 0) console.log(`styles.mjs: ${i + 1}/${samples.length} drawn`);
+  }
+  if (errors.length) throw new Error(`errors on the page: ${errors.join('; ')}`);
+  fs.writeFileSync(outFile, JSON.stringify(results));
+  console.log(`styles.mjs: ${results.length} drawings done`);
+} finally {
+  await browser.close();
+}
