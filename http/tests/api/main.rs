@@ -146,7 +146,7 @@ impl Client {
         self.read_answer()
     }
 
-    /// A chunked body (tiny_http sends bodies of 32 KiB and more that way, e.g. `/app.js`).
+    /// A chunked body (event streams are sent that way).
     fn read_chunks(&mut self) -> Vec<u8> {
         let mut body = Vec::new();
         loop {
@@ -525,8 +525,8 @@ fn keep_alive_answers_two_requests_on_one_connection() {
 #[test]
 fn a_slow_client_does_not_block_the_others() {
     let f = Fixture::new();
-    // Announces a body and never sends it: holds one worker (tiny_http reads bodies up to
-    // 1 KiB itself).
+    // Announces a body and never sends it: holds its own connection thread until the body
+    // deadline.
     let mut slow = f.connect();
     slow.send_raw(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n");
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -542,7 +542,6 @@ fn more_stalled_clients_than_workers_do_not_block_the_others() {
     let stalled: Vec<Client> = (0..10)
         .map(|_| {
             let mut c = f.connect();
-            // (tiny_http reads bodies up to 1 KiB before a worker sees the request.)
             c.send_raw(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n");
             c
         })
