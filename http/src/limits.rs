@@ -47,11 +47,18 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// inside the common `ulimit -n` of 1024.
 pub const MAX_CONNECTIONS: usize = 256;
 
-/// Memory that images being decoded may take at once, in bytes of decoded pixels:
-/// 96 MiB. A PNG costs [`pismo_core::host::image::png_decode_cost`] (5 bytes a pixel, so a
-/// 4096x4096 one, the largest accepted, costs 80 MiB). A request that would go over the
-/// budget gets 503 + `Retry-After`; one that alone is over it gets 413.
-pub const IMAGE_BUDGET_BYTES: u64 = 96 << 20;
+/// Memory that images being decoded may take at once, in bytes: 128 MiB. A PNG costs
+/// [`pismo_core::host::image::png_decode_cost`] (5 bytes a pixel, so a 4096x4096 one, the
+/// largest accepted, costs 80 MiB); a JSON body of `/api/predict` or `/invocations` costs
+/// [`JSON_BYTES_PER_BODY_BYTE`] a byte (so one of [`MAX_BODY_BYTES`] costs the whole
+/// budget). A request that would go over the budget gets 503 + `Retry-After`; one that
+/// alone is over it gets 413.
+pub const IMAGE_BUDGET_BYTES: u64 = 128 << 20;
+
+/// What parsing JSON into `serde_json::Value` takes per byte of body, at most: 16. An array
+/// of `0,` is the worst case (a 32-byte `Value` per 2 bytes of text); measured, eight
+/// 8 MiB bodies of `{"pixels":[0,0,…]}` at once took the server to 980 MB, about 15 a byte.
+pub const JSON_BYTES_PER_BODY_BYTE: u64 = 16;
 
 /// `Retry-After` seconds in the 503s of [`MAX_CONNECTIONS`] and [`IMAGE_BUDGET_BYTES`].
 pub const RETRY_AFTER_SECONDS: u32 = 1;

@@ -48,7 +48,10 @@ pub(crate) fn predict(state: &State, request: &Request) -> Result<Reply, ApiErro
             let (img, permit) = png_image(state, body)?;
             (img, Some(permit))
         }
-        Some("application/json") => (json_image(&parse_json(body)?)?, None),
+        Some("application/json") => {
+            let permit = state.images.take(json_decode_cost(body.len()))?;
+            (json_image(&parse_json(body)?)?, Some(permit))
+        }
         _ => return Err(unsupported_type(kind, "image/png or application/json")),
     };
     let mut x = [0.0f32; INPUT];
@@ -77,6 +80,12 @@ struct Grey {
     width: usize,
     height: usize,
     data: Vec<u8>,
+}
+
+/// Bytes of memory that parsing a JSON body of `len` bytes into a `serde_json::Value` may
+/// take: [`crate::limits::JSON_BYTES_PER_BODY_BYTE`] a byte.
+fn json_decode_cost(len: usize) -> u64 {
+    len as u64 * crate::limits::JSON_BYTES_PER_BODY_BYTE
 }
 
 /// Decodes a PNG within the server's image budget: its cost is known from the header
@@ -185,6 +194,7 @@ fn number(v: &Value, what: &str) -> Result<f32, ApiError> {
 
 pub(crate) fn invocations(state: &State, request: &Request) -> Result<Reply, ApiError> {
     let (_, mlp) = model(state, request.query_param("model").as_deref())?;
+    let _permit = state.images.take(json_decode_cost(request.body.len()))?;
     let rows = mlflow_rows(&json_body(request)?)?;
     let predictions: Vec<usize> = rows.iter().map(|x| argmax(&mlp.predict_proba(x))).collect();
     Reply::json(&json!({ "predictions": predictions }))

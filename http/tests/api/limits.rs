@@ -364,6 +364,15 @@ fn row5_images_over_the_decoding_budget_get_503_with_retry_after() {
     // An image that alone costs more than the whole budget can never be decoded: 413.
     f.request("POST", "/api/predict", Some("image/png"), &blank_png(2048))
         .expect_error(413);
+    // JSON bodies count too (16 bytes a byte): 600 KB of JSON is over this budget.
+    let zeros = vec!["0"; 300_000].join(",");
+    let json = format!("{{\"image\":{{\"width\":1000,\"height\":300,\"data\":[{zeros}]}}}}");
+    for path in ["/api/predict", "/invocations"] {
+        let m = f
+            .request("POST", path, Some("application/json"), json.as_bytes())
+            .expect_error(413);
+        assert!(m.contains("budget"), "{m}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
