@@ -57,24 +57,20 @@ pub(crate) fn serve(state: &Arc<State>, stream: TcpStream) {
         };
         let close = request.close;
         let head_only = request.request.method == Method::Head;
-        match routes::guarded(|| routes::route(state, &request.request)) {
+        let mut reply = match routes::guarded(|| routes::route(state, &request.request)) {
             Ok(Routed::Events(id)) => {
                 crate::events::stream(state, &mut conn.stream, &request.request, &id);
                 return;
             }
-            Ok(Routed::Reply(reply)) => {
-                if reply.write_to(&mut conn.stream, close, head_only).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                if e.into_reply()
-                    .write_to(&mut conn.stream, close, head_only)
-                    .is_err()
-                {
-                    return;
-                }
-            }
+            Ok(Routed::Reply(reply)) => reply,
+            Err(e) => e.into_reply(),
+        };
+        if request.http10 && !close {
+            // HTTP/1.0 keeps a connection only when the answer says so.
+            reply = reply.with_header("Connection", "keep-alive");
+        }
+        if reply.write_to(&mut conn.stream, close, head_only).is_err() {
+            return;
         }
         if close {
             conn.linger();
@@ -102,6 +98,7 @@ impl From<ApiError> for End {
 struct Incoming {
     request: Request,
     close: bool,
+    http10: bool,
 }
 
 struct Conn {
@@ -217,6 +214,7 @@ impl Conn {
                 body,
             },
             close,
+            http10: head.http10,
         })
     }
 

@@ -308,7 +308,7 @@ fn blank_png(side: usize) -> Vec<u8> {
 
 #[test]
 fn row5_images_over_the_decoding_budget_get_503_with_retry_after() {
-    let side = 1024;
+    let side = 2048;
     let cost = pismo_core::host::image::png_decode_cost(side as u32, side as u32);
     // One decode fits, two do not.
     let f = Fixture::with_options(Options {
@@ -362,11 +362,11 @@ fn row5_images_over_the_decoding_budget_get_503_with_retry_after() {
         alone.status
     );
     // An image that alone costs more than the whole budget can never be decoded: 413.
-    f.request("POST", "/api/predict", Some("image/png"), &blank_png(2048))
+    f.request("POST", "/api/predict", Some("image/png"), &blank_png(4096))
         .expect_error(413);
-    // JSON bodies count too (16 bytes a byte): 600 KB of JSON is over this budget.
-    let zeros = vec!["0"; 300_000].join(",");
-    let json = format!("{{\"image\":{{\"width\":1000,\"height\":300,\"data\":[{zeros}]}}}}");
+    // JSON bodies count too (16 bytes a byte): 2.2 MB of JSON is over this budget.
+    let zeros = vec!["0"; 1_100_000].join(",");
+    let json = format!("{{\"image\":{{\"width\":1100,\"height\":1000,\"data\":[{zeros}]}}}}");
     for path in ["/api/predict", "/invocations"] {
         let m = f
             .request("POST", path, Some("application/json"), json.as_bytes())
@@ -517,4 +517,22 @@ fn expect_100_continue_is_answered_before_the_body() {
     s.write_all(&png).unwrap();
     let mut c = Client::from_stream(s);
     assert_eq!(c.read_answer().json()["label"], 2);
+}
+
+#[test]
+fn http10_keeps_the_connection_only_when_asked() {
+    let f = Fixture::new();
+    let mut c = f.connect();
+    for _ in 0..2 {
+        c.send_raw(b"GET /ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let a = c.read_answer();
+        assert_eq!(
+            (a.status, a.header("Connection")),
+            (200, Some("keep-alive"))
+        );
+    }
+    let mut s = raw(&f, 10);
+    s.write_all(b"GET /ping HTTP/1.0\r\n\r\n").unwrap();
+    let answer = read_to_close(&mut s).expect("HTTP/1.0 without keep-alive is closed");
+    assert_eq!(status_of(&answer), 200);
 }
