@@ -206,8 +206,10 @@ fn row3_a_huge_head_gets_431_and_is_not_held_in_memory() {
             sent >> 20
         );
     }
+    // Loose: other tests in this process (training on MNIST) may grow it meanwhile; a
+    // server that kept the three heads would grow by 768 MiB.
     let grown = rss().saturating_sub(before);
-    assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
+    assert!(grown < 256 << 20, "RSS grew by {} MiB", grown >> 20);
     assert_eq!(ping(&f).0, 200);
 }
 
