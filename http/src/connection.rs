@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth;
+use crate::budget::Permit;
 use crate::limits::{LINGER, LINGER_BYTES, MAX_HEADERS};
 use crate::reply::ApiError;
 use crate::request::{Method, Request};
@@ -99,6 +100,8 @@ struct Incoming {
     request: Request,
     close: bool,
     http10: bool,
+    /// The body's share of the body budget.
+    _body: Option<Permit>,
 }
 
 struct Conn {
@@ -169,6 +172,10 @@ impl Conn {
             .into());
         }
         let length = length as usize;
+        // Counted from now until the answer is written (the permit drops with `Incoming`).
+        let body_permit = (length > 0)
+            .then(|| state.bodies.take(length as u64))
+            .transpose()?;
         self.buf.drain(..head.len);
         if length > self.buf.len()
             && header(&head.headers, "Expect")
@@ -215,6 +222,7 @@ impl Conn {
             },
             close,
             http10: head.http10,
+            _body: body_permit,
         })
     }
 

@@ -13,6 +13,7 @@
 //! | [`IDLE_TIMEOUT`]              | the keep-alive connection is closed, no answer      |
 //! | [`MAX_CONNECTIONS`]           | 503 + `Retry-After`, then the connection is closed  |
 //! | [`MAX_BODY_BYTES`]            | 413 before any of the body is read, then closed     |
+//! | [`BODY_BUDGET_BYTES`]         | 503 + `Retry-After` before the body is read, closed |
 //! | [`IMAGE_BUDGET_BYTES`]        | 503 + `Retry-After` (413 if one image alone is over)|
 //! | not HTTP/1.x                  | an HTTP/2 preface gets 505, other bytes 400, then closed; a TLS handshake is closed at once |
 
@@ -55,12 +56,20 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// alone is over it gets 413.
 pub const IMAGE_BUDGET_BYTES: u64 = 128 << 20;
 
+/// Request bodies held in memory at once, in bytes of `Content-Length`: 64 MiB (eight bodies
+/// of [`MAX_BODY_BYTES`]; a drawing's PNG is a few KB). A body is counted from its head,
+/// before any of it is read, until its answer is written; one that would go over gets 503 +
+/// `Retry-After` and the connection is closed. Without it, [`MAX_CONNECTIONS`] slow uploads
+/// could hold 2 GiB.
+pub const BODY_BUDGET_BYTES: u64 = 64 << 20;
+
 /// What parsing JSON into `serde_json::Value` takes per byte of body, at most: 16. An array
 /// of `0,` is the worst case (a 32-byte `Value` per 2 bytes of text); measured, eight
 /// 8 MiB bodies of `{"pixels":[0,0,…]}` at once took the server to 980 MB, about 15 a byte.
 pub const JSON_BYTES_PER_BODY_BYTE: u64 = 16;
 
-/// `Retry-After` seconds in the 503s of [`MAX_CONNECTIONS`] and [`IMAGE_BUDGET_BYTES`].
+/// `Retry-After` seconds in the 503s of [`MAX_CONNECTIONS`], [`BODY_BUDGET_BYTES`] and
+/// [`IMAGE_BUDGET_BYTES`].
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 /// Most event streams (`GET /api/runs/{id}/events`) open at once; more get 503.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::Runs;
 
-use crate::budget::Budget;
+use crate::budget::{Budget, Purpose};
 use crate::catalog::ModelCache;
 use crate::limits;
 use crate::training::Training;
@@ -46,6 +46,8 @@ pub struct Options {
     pub max_connections: usize,
     /// Bytes of images being decoded at once; more get 503 + `Retry-After`.
     pub image_budget: u64,
+    /// Bytes of request bodies held at once; more get 503 + `Retry-After`.
+    pub body_budget: u64,
     /// MNIST for `POST /api/train` (raw or `.gz` IDX files), loaded on first use.
     pub data_dir: PathBuf,
     /// Training runs at once (at least 1); more get 409.
@@ -66,6 +68,7 @@ impl Default for Options {
             idle_timeout: limits::IDLE_TIMEOUT,
             max_connections: limits::MAX_CONNECTIONS,
             image_budget: limits::IMAGE_BUDGET_BYTES,
+            body_budget: limits::BODY_BUDGET_BYTES,
             data_dir: PathBuf::from("data/mnist"),
             max_training: 1,
             token: None,
@@ -98,6 +101,7 @@ pub(crate) struct State {
     pub models: ModelCache,
     pub training: Arc<Training>,
     pub images: Arc<Budget>,
+    pub bodies: Arc<Budget>,
     /// Event streams open now.
     pub streams: AtomicUsize,
     pub stopping: Arc<AtomicBool>,
@@ -153,7 +157,8 @@ impl Server {
                 options.data_dir.clone(),
                 options.max_training.max(1),
             )),
-            images: Budget::new(options.image_budget),
+            images: Budget::new(Purpose::Images, options.image_budget),
+            bodies: Budget::new(Purpose::Bodies, options.body_budget),
             options,
             bound,
             models: ModelCache::default(),

@@ -501,6 +501,48 @@ fn connections_over_the_cap_get_503_and_the_slot_comes_back() {
 }
 
 #[test]
+fn bodies_over_the_body_budget_get_503_before_they_are_read() {
+    let f = Fixture::with_options(Options {
+        body_budget: 10_000,
+        ..Options::default()
+    });
+    let head = |n: usize| {
+        format!("POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: {n}\r\n\r\n")
+    };
+    // A stalled upload holds 8000 bytes of the budget.
+    let mut stalled = raw(&f, 10);
+    stalled.write_all(head(8000).as_bytes()).unwrap();
+    // Once the server has counted it, another 8000-byte body is refused before it is sent.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = raw(&f, 10);
+        s.write_all(head(8000).as_bytes()).unwrap();
+        let answer = read_to_close(&mut s).unwrap_or_default();
+        if status_of(&answer) == 503 {
+            assert!(String::from_utf8_lossy(&answer).contains("Retry-After: 1"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A small one still fits (and is read: 400, not a PNG), and once the stalled upload
+    // goes, a large one fits again.
+    let small = f.request("POST", "/api/predict", Some("image/png"), &[b'x'; 1000]);
+    small.expect_error(400);
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let a = f.request("POST", "/api/predict", Some("image/png"), &[b'x'; 8000]);
+        if a.status == 400 {
+            break;
+        }
+        a.expect_error(503);
+        assert!(Instant::now() < deadline, "the budget never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn expect_100_continue_is_answered_before_the_body() {
     let f = Fixture::new();
     let png = drawn_digit_png(&first_of(2), 140);
