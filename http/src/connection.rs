@@ -25,14 +25,11 @@ use std::time::{Duration, Instant};
 
 use crate::auth;
 use crate::budget::Permit;
-use crate::limits::{LINGER, LINGER_BYTES, MAX_HEADERS};
+use crate::limits::{LINGER, LINGER_BYTES, MAX_HEADERS, SEND_TIMEOUT};
 use crate::reply::ApiError;
 use crate::request::{Method, Request};
 use crate::routes::{self, Routed};
 use crate::State;
-
-/// Longest a write to a client may block (a client that stops reading its answer).
-pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `stream` until the client leaves, a limit closes it, or the server stops.
 pub(crate) fn serve(state: &Arc<State>, stream: TcpStream) {

@@ -1,8 +1,9 @@
 //! Every limit `pismo serve` puts on its clients, in one place.
 //!
-//! Each constant is the default of an [`crate::Options`] field of the same meaning, except
-//! [`MAX_HEADERS`] and [`RETRY_AFTER_SECONDS`], which are fixed. `SECURITY.md` and the README
-//! ("Limits") list the same values; change them together.
+//! Most constants are the default of an [`crate::Options`] field of the same meaning;
+//! [`MAX_HEADERS`], [`SEND_TIMEOUT`], [`MAX_STREAMS`], [`RETRY_AFTER_SECONDS`] and the linger
+//! values are fixed. `SECURITY.md` and the README ("Limits") list the same values; change
+//! them together.
 //!
 //! What a client gets when it crosses one (always a JSON `{"error": …}` unless noted):
 //!
@@ -11,6 +12,7 @@
 //! | [`MAX_HEAD_BYTES`], [`MAX_HEADERS`] | 431, then the connection is closed            |
 //! | [`HEAD_TIMEOUT`], [`BODY_TIMEOUT`]  | 408, then the connection is closed            |
 //! | [`IDLE_TIMEOUT`]              | the keep-alive connection is closed, no answer      |
+//! | [`SEND_TIMEOUT`]              | the connection is closed                            |
 //! | [`MAX_CONNECTIONS`]           | 503 + `Retry-After`, then the connection is closed  |
 //! | [`MAX_BODY_BYTES`]            | 413 before any of the body is read, then closed     |
 //! | [`BODY_BUDGET_BYTES`]         | 503 + `Retry-After` before the body is read, closed |
@@ -40,6 +42,10 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a keep-alive connection may wait for its next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Longest a write to a client may block (a client that stops reading its answer, or an
+/// event stream's reader gone quiet); the connection is closed after it.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most connections open at once, each served by a thread of its own (event streams
 /// included). One more is answered 503 and closed at once. Stalled clients free their slot
