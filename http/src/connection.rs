@@ -15,7 +15,9 @@
 //!   answer, an HTTP/2 preface with 505, anything else with 400.
 //! - Closing after an error first reads at most [`LINGER_BYTES`] for at most [`LINGER`],
 //!   so the answer is not lost to a reset, then closes.
-//! - Request bodies must come with `Content-Length`; `Transfer-Encoding` gets 411.
+//! - A body comes with `Content-Length` or `Transfer-Encoding: chunked` (decoded here, under
+//!   the same size limit and deadline; a chunk-size line over [`MAX_CHUNK_LINE`] is a 400).
+//!   Another transfer coding gets 501, both headers at once 400.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -153,14 +155,26 @@ impl Conn {
         let head = self.read_head(o.max_head, Instant::now() + o.head_timeout)?;
         let host = header(&head.headers, "Host");
         auth::check_host(host, head.http10, state.bound, o.token.as_deref())?;
-        if header(&head.headers, "Transfer-Encoding").is_some() {
-            return Err(ApiError::new(
-                411,
-                "send the body with a Content-Length (Transfer-Encoding is not accepted)",
-            )
-            .into());
+        let chunked = match header(&head.headers, "Transfer-Encoding") {
+            None => false,
+            Some(coding) if coding.eq_ignore_ascii_case("chunked") => true,
+            Some(coding) => {
+                return Err(ApiError::new(
+                    501,
+                    format!("transfer coding {coding:?} is not supported: send the body with a Content-Length"),
+                )
+                .into())
+            }
+        };
+        if chunked && header(&head.headers, "Content-Length").is_some() {
+            return Err(ApiError::bad("both Content-Length and Transfer-Encoding").into());
         }
-        let length = content_length(&head.headers)?;
+        // A chunked body's length is not known: it is counted at the limit.
+        let length = if chunked {
+            o.max_body as u64
+        } else {
+            content_length(&head.headers)?
+        };
         if length > o.max_body as u64 {
             return Err(ApiError::new(
                 413,
@@ -183,24 +197,11 @@ impl Conn {
                 .map_err(|_| End::Quiet)?;
         }
         let deadline = Instant::now() + o.body_timeout;
-        while self.buf.len() < length {
-            match self.fill(deadline, length - self.buf.len()) {
-                Ok(0) => return Err(End::Quiet),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(ApiError::new(
-                        408,
-                        format!(
-                            "the body did not arrive within {} s",
-                            o.body_timeout.as_secs()
-                        ),
-                    )
-                    .into())
-                }
-                Err(_) => return Err(End::Quiet),
-            }
-        }
-        let body: Vec<u8> = self.buf.drain(..length).collect();
+        let body = if chunked {
+            self.read_chunked(o.max_body, deadline)?
+        } else {
+            self.read_exactly(length, deadline)?
+        };
         let connection = header(&head.headers, "Connection").unwrap_or("");
         let has = |token: &str| {
             connection
@@ -221,6 +222,87 @@ impl Conn {
             http10: head.http10,
             _body: body_permit,
         })
+    }
+
+    /// Waits until `buf` holds `n` bytes, by `deadline`.
+    fn want(&mut self, n: usize, deadline: Instant) -> Result<(), End> {
+        while self.buf.len() < n {
+            match self.fill(deadline, n - self.buf.len()) {
+                Ok(0) => return Err(End::Quiet),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(ApiError::new(408, "the body did not arrive in time").into())
+                }
+                Err(_) => return Err(End::Quiet),
+            }
+        }
+        Ok(())
+    }
+
+    /// A body of `length` bytes.
+    fn read_exactly(&mut self, length: usize, deadline: Instant) -> Result<Vec<u8>, End> {
+        self.want(length, deadline)?;
+        Ok(self.buf.drain(..length).collect())
+    }
+
+    /// A chunked body, decoded, at most `limit` bytes (413 beyond, without reading on).
+    fn read_chunked(&mut self, limit: usize, deadline: Instant) -> Result<Vec<u8>, End> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.line(deadline)?;
+            let size = line.split(|&b| b == b';').next().unwrap_or(&[]);
+            let size = std::str::from_utf8(size)
+                .ok()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.len() <= 15)
+                .and_then(|s| usize::from_str_radix(s, 16).ok())
+                .ok_or_else(|| ApiError::bad("malformed chunk size"))?;
+            if size == 0 {
+                // Trailer fields, ignored, up to the empty line.
+                let mut trailers = 0;
+                loop {
+                    let line = self.line(deadline)?;
+                    if line.is_empty() {
+                        return Ok(body);
+                    }
+                    trailers += line.len();
+                    if trailers > MAX_CHUNK_LINE * 16 {
+                        return Err(ApiError::new(431, "chunked trailers too large").into());
+                    }
+                }
+            }
+            if body.len() + size > limit {
+                return Err(ApiError::new(
+                    413,
+                    format!("the body is larger than the limit of {limit} bytes"),
+                )
+                .into());
+            }
+            self.want(size + 2, deadline)?;
+            if &self.buf[size..size + 2] != b"\r\n" {
+                return Err(ApiError::bad("a chunk is not ended by CRLF").into());
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            self.buf.drain(..size + 2);
+        }
+    }
+
+    /// One line of a chunked body (without its CRLF), at most [`MAX_CHUNK_LINE`] bytes.
+    fn line(&mut self, deadline: Instant) -> Result<Vec<u8>, End> {
+        loop {
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            if self.buf.len() > MAX_CHUNK_LINE {
+                return Err(ApiError::bad("a chunk-size line is too long").into());
+            }
+            self.want(self.buf.len() + 1, deadline)?;
+        }
     }
 
     /// Reads until `buf` holds a whole head (see the module doc for the answers).
@@ -280,6 +362,9 @@ impl Conn {
         }
     }
 }
+
+/// Longest chunk-size line of a chunked body (the size, extensions, CRLF).
+const MAX_CHUNK_LINE: usize = 1024;
 
 /// A whole head at the start of `buf`, `None` if it is not complete yet.
 fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {

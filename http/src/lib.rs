@@ -20,12 +20,12 @@
 //! Guarantees, tested in `tests/api/` (`limits.rs` for the limits): every request gets a
 //! response; errors are JSON `{"error":"…"}` with a 4xx status (400 bad input, 401/403
 //! missing/wrong token, 404 unknown model/run/route, 405 wrong method, 408 too slow, 409
-//! conflict, 411 a `Transfer-Encoding` body, 413 body over [`Options::max_body`] or an image over
-//! 4096 px on a side, 415 wrong content type, 421 a `Host` that is not loopback on a server
-//! without a token, 431 head too large) or a 5xx (503 no training data, too many
-//! connections or images being decoded, 505 not HTTP/1.x); a panic in a handler is caught
-//! and answered with a 500 JSON error. With a token ([`Options::token`], required on a
-//! non-loopback address) everything that trains or changes the registry needs
+//! conflict, 413 body over [`Options::max_body`] or an image over 4096 px on a side, 415
+//! wrong content type, 421 a `Host` that is not loopback on a server without a token, 431
+//! head too large) or a 5xx (501 a transfer coding other than chunked, 503 no training
+//! data, too many connections, bodies or images being decoded, 505 not HTTP/1.x); a panic in
+//! a handler is caught and answered with a 500 JSON error. With a token ([`Options::token`],
+//! required on a non-loopback address) everything that trains or changes the registry needs
 //! `Authorization: Bearer TOKEN`.
 
 #![forbid(unsafe_code)]
