@@ -10,28 +10,26 @@
 //! before the server started, or trained by `pismo train` meanwhile) streams from its record
 //! on disk, which is polled once a second while the run is `running`.
 //!
-//! Each stream has a thread of its own, so streams never hold the request workers; at most
-//! [`MAX_STREAMS`] are open at once (more get a 503). The response is written by hand with
-//! chunked encoding and one flush per event (tiny_http would buffer it).
+//! A stream runs on its connection's thread; at most [`MAX_STREAMS`] are open at once (more
+//! get a 503). The response is chunked, one flushed chunk per event, and the connection
+//! closes after the last chunk.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::net::TcpStream;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pismo_core::host::registry::OwnedMeta;
 use pismo_core::host::runs::{Metric, Status};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tiny_http::Request;
 
+use crate::limits::MAX_STREAMS;
 use crate::reply::ApiError;
+use crate::request::Request;
 use crate::training::{Done, SseEvent};
 use crate::State;
-
-/// Most event streams open at once.
-pub(crate) const MAX_STREAMS: usize = 64;
 
 /// A comment line is sent after this long without an event, so dead clients are noticed.
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -39,8 +37,9 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 /// How often a run on disk is read again while it is running.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Answers `request` for the events of run `id` on a thread of its own.
-pub(crate) fn spawn(state: Arc<State>, request: Request, id: String) {
+/// Answers `request` for the events of run `id` on `out`, until the run ends, the client
+/// leaves or the server stops.
+pub(crate) fn stream(state: &State, out: &mut TcpStream, request: &Request, id: &str) {
     if state.streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
         state.streams.fetch_sub(1, Ordering::SeqCst);
         let e = ApiError::new(
@@ -48,44 +47,32 @@ pub(crate) fn spawn(state: Arc<State>, request: Request, id: String) {
             format!("too many event streams are open (at most {MAX_STREAMS}); try again later"),
         )
         .with_header("Retry-After", "5");
-        let _ = request.respond(e.into_reply().into_response());
+        let _ = e.into_reply().write_to(out, true, false);
         return;
     }
-    let spawned = std::thread::Builder::new()
-        .name("pismo-events".to_owned())
-        .spawn({
-            let state = state.clone();
-            move || {
-                stream(&state, request, &id);
-                state.streams.fetch_sub(1, Ordering::SeqCst);
-            }
-        });
-    if spawned.is_err() {
-        state.streams.fetch_sub(1, Ordering::SeqCst);
-    }
+    send(state, out, request, id);
+    state.streams.fetch_sub(1, Ordering::SeqCst);
 }
 
 fn last_event_id(request: &Request) -> u64 {
     request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Last-Event-ID"))
-        .and_then(|h| h.value.as_str().trim().parse().ok())
+        .header("Last-Event-ID")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
-fn stream(state: &State, request: Request, id: &str) {
-    let after = last_event_id(&request);
+fn send(state: &State, writer: &mut TcpStream, request: &Request, id: &str) {
+    let after = last_event_id(request);
     let job = state.training.job(id);
     if job.is_none() {
         // Unknown or invalid run: a plain JSON error before any event.
         if let Err(e) = state.runs.info(id) {
-            let _ = request.respond(ApiError::from(e).into_reply().into_response());
+            let _ = ApiError::from(e).into_reply().write_to(writer, true, false);
             return;
         }
     }
     let mut out = Sse {
-        writer: request.into_writer(),
+        writer,
         last_write: Instant::now(),
     };
     if out.head().is_err() {
@@ -99,18 +86,19 @@ fn stream(state: &State, request: Request, id: &str) {
 }
 
 /// The response being written: chunked, one chunk per event, flushed.
-struct Sse {
-    writer: Box<dyn Write + Send>,
+struct Sse<'a> {
+    writer: &'a mut TcpStream,
     last_write: Instant,
 }
 
-impl Sse {
+impl Sse<'_> {
     fn head(&mut self) -> io::Result<()> {
         self.writer.write_all(
             b"HTTP/1.1 200 OK\r\n\
               Content-Type: text/event-stream; charset=utf-8\r\n\
               Cache-Control: no-store\r\n\
               X-Accel-Buffering: no\r\n\
+              Connection: close\r\n\
               Transfer-Encoding: chunked\r\n\r\n",
         )?;
         self.chunk("retry: 2000\n\n")
@@ -154,7 +142,7 @@ fn stopping(state: &State) -> io::Result<()> {
 
 fn from_job(
     state: &State,
-    out: &mut Sse,
+    out: &mut Sse<'_>,
     job: &crate::training::Job,
     mut after: u64,
 ) -> io::Result<()> {
@@ -173,7 +161,7 @@ fn from_job(
 }
 
 /// Replays a run from its record, following it while it is `running`.
-fn from_disk(state: &State, out: &mut Sse, id: &str, after: u64) -> io::Result<()> {
+fn from_disk(state: &State, out: &mut Sse<'_>, id: &str, after: u64) -> io::Result<()> {
     let mut out = Numbered { out, seq: 0, after };
     let mut lines_sent = 0usize;
     let mut epochs_sent = 0u32;
@@ -231,13 +219,13 @@ fn from_disk(state: &State, out: &mut Sse, id: &str, after: u64) -> io::Result<(
 
 /// A replay: events numbered from 1, those up to `after` (the client's `Last-Event-ID`)
 /// counted but not sent.
-struct Numbered<'a> {
-    out: &'a mut Sse,
+struct Numbered<'a, 'b> {
+    out: &'a mut Sse<'b>,
     seq: u64,
     after: u64,
 }
 
-impl Numbered<'_> {
+impl Numbered<'_, '_> {
     fn send(&mut self, name: &'static str, data: &impl Serialize) -> io::Result<()> {
         self.seq += 1;
         if self.seq <= self.after {
@@ -267,7 +255,7 @@ fn epochs_of(metrics: &[Metric], epochs: u32) -> BTreeMap<u32, Value> {
         by_step
             .entry(m.step)
             .or_default()
-            .insert(m.name.clone(), crate::metric_value(m.value));
+            .insert(m.name.clone(), crate::catalog::metric_value(m.value));
     }
     by_step
         .into_iter()

@@ -1,14 +1,16 @@
-//! Replies and errors before they are handed to tiny_http: a status, a content type, a body
-//! and a few headers. Every error is an [`ApiError`], sent as JSON `{"error": …}` (plus
-//! `"field"` when one input field is to blame).
+//! Replies and errors: a status, a content type, a body and a few headers, written to the
+//! connection by [`Reply::write_to`] with a `Content-Length`. Every error is an
+//! [`ApiError`], sent as JSON `{"error": …}` (plus `"field"` when one input field is to
+//! blame). Header names and values come from pismo's own code, never from a request
+//! unchecked: [`Reply::write_to`] drops line breaks from values, so no reply can be split.
 
 use pismo_core::host::registry::RegistryError;
 use pismo_core::host::runs::RunsError;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tiny_http::{Header, Response};
+use std::io::{self, Write};
 
-/// A response before it is handed to tiny_http.
+/// A response before it is written.
 pub(crate) struct Reply {
     pub status: u16,
     pub content_type: &'static str,
@@ -44,22 +46,59 @@ impl Reply {
         self
     }
 
-    pub fn into_response(self) -> Response<std::io::Cursor<Vec<u8>>> {
-        let mut response = Response::from_data(self.body)
-            .with_status_code(self.status)
-            .with_header(header("Content-Type", self.content_type));
+    /// Writes the status line, the headers (with `Content-Length`, and `Connection: close`
+    /// when `close`) and, unless `head_only` (a `HEAD` request), the body, in one write.
+    pub fn write_to(&self, out: &mut impl Write, close: bool, head_only: bool) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(256 + self.body.len());
+        write!(
+            bytes,
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        )?;
         for (name, value) in &self.headers {
-            response.add_header(header(name, value));
+            let value: String = value
+                .chars()
+                .filter(|c| !matches!(c, '\r' | '\n'))
+                .collect();
+            write!(bytes, "{name}: {value}\r\n")?;
         }
-        response
+        if close {
+            bytes.extend_from_slice(b"Connection: close\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
+        if !head_only {
+            bytes.extend_from_slice(&self.body);
+        }
+        out.write_all(&bytes)?;
+        out.flush()
     }
 }
 
-/// A header from trusted parts (our names; values without line breaks).
-pub(crate) fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|()| {
-        Header::from_bytes(name.as_bytes(), &b"invalid"[..]).expect("static header is valid")
-    })
+/// The reason phrase of the statuses pismo sends.
+pub(crate) fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        421 => "Misdirected Request",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
 }
 
 /// An error answer: a status and a message, sent as `{"error": message}`.

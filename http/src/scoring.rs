@@ -9,10 +9,12 @@ use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tiny_http::Request;
 
+use crate::budget::Permit;
+use crate::catalog::model;
 use crate::reply::{ApiError, Reply};
-use crate::{content_type, json_body, model, parse_json, read_body, unsupported_type, State};
+use crate::request::{body, json_body, parse_json, unsupported_type, Request};
+use crate::State;
 
 fn argmax(p: &[f32; CLASSES]) -> usize {
     let mut best = 0;
@@ -35,19 +37,21 @@ struct Prediction<'a> {
     input: &'a [f32],
 }
 
-pub(crate) fn predict(
-    state: &State,
-    request: &mut Request,
-    model_ref: Option<&str>,
-) -> Result<Reply, ApiError> {
+pub(crate) fn predict(state: &State, request: &Request) -> Result<Reply, ApiError> {
     // The model first: an unknown model is a 404 whatever the body holds.
-    let (name, mlp) = model(state, model_ref)?;
-    let kind = content_type(request);
-    let body = read_body(state, request)?;
+    let (name, mlp) = model(state, request.query_param("model").as_deref())?;
+    let kind = request.content_type();
+    let body = body(request)?;
     let started = Instant::now();
-    let img = match kind.as_deref() {
-        Some("image/png") => png_image(&body)?,
-        Some("application/json") => json_image(&parse_json(&body)?)?,
+    let (img, _permit) = match kind.as_deref() {
+        Some("image/png") => {
+            let (img, permit) = png_image(state, body)?;
+            (img, Some(permit))
+        }
+        Some("application/json") => {
+            let permit = state.images.take(json_decode_cost(body.len()))?;
+            (json_image(&parse_json(body)?)?, Some(permit))
+        }
         _ => return Err(unsupported_type(kind, "image/png or application/json")),
     };
     let mut x = [0.0f32; INPUT];
@@ -78,17 +82,29 @@ struct Grey {
     data: Vec<u8>,
 }
 
-fn png_image(body: &[u8]) -> Result<Grey, ApiError> {
-    let img = image::decode_png(body).map_err(|e| match e {
+/// Bytes of memory that parsing a JSON body of `len` bytes into a `serde_json::Value` may
+/// take: [`crate::limits::JSON_BYTES_PER_BODY_BYTE`] a byte.
+fn json_decode_cost(len: usize) -> u64 {
+    len as u64 * crate::limits::JSON_BYTES_PER_BODY_BYTE
+}
+
+/// Decodes a PNG within the server's image budget: its cost is known from the header
+/// before any pixel is decoded, and is given back when the permit drops (after the
+/// preprocessing of the grey image).
+fn png_image(state: &State, body: &[u8]) -> Result<(Grey, Permit), ApiError> {
+    let refused = |e: ImageError| match e {
         ImageError::TooLarge { .. } => ApiError::new(413, format!("{e}")),
         e => ApiError::bad(format!("malformed PNG: {e}")),
-    })?;
-    let grey = img.as_grey();
-    Ok(Grey {
-        width: grey.width,
-        height: grey.height,
-        data: grey.data.to_vec(),
-    })
+    };
+    let (width, height) = image::png_size(body).map_err(refused)?;
+    let permit = state.images.take(image::png_decode_cost(width, height))?;
+    let img = image::decode_png(body).map_err(refused)?;
+    let grey = Grey {
+        width: img.width,
+        height: img.height,
+        data: img.data,
+    };
+    Ok((grey, permit))
 }
 
 /// `{"pixels":[784 numbers in 0..=1]}` or `{"image":{"width":W,"height":H,"data":[W*H]}}`.
@@ -176,13 +192,10 @@ fn number(v: &Value, what: &str) -> Result<f32, ApiError> {
 // ---------------------------------------------------------------------------------------
 // POST /invocations (MLflow)
 
-pub(crate) fn invocations(
-    state: &State,
-    request: &mut Request,
-    model_ref: Option<&str>,
-) -> Result<Reply, ApiError> {
-    let (_, mlp) = model(state, model_ref)?;
-    let rows = mlflow_rows(&json_body(state, request)?)?;
+pub(crate) fn invocations(state: &State, request: &Request) -> Result<Reply, ApiError> {
+    let (_, mlp) = model(state, request.query_param("model").as_deref())?;
+    let _permit = state.images.take(json_decode_cost(request.body.len()))?;
+    let rows = mlflow_rows(&json_body(request)?)?;
     let predictions: Vec<usize> = rows.iter().map(|x| argmax(&mlp.predict_proba(x))).collect();
     Reply::json(&json!({ "predictions": predictions }))
 }

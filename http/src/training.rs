@@ -211,9 +211,11 @@ impl Training {
             return Ok(d.clone());
         }
         let (train, test) = session::load_data(&self.data_dir).map_err(|e| {
+            // The error names files on the host: it goes to the server's log, not the client.
+            eprintln!("pismo serve: cannot load the training data: {e}");
             ApiError::new(
                 503,
-                format!("this server has no training data: {e} (run `pismo data fetch`, or start `pismo serve` with --data DIR)"),
+                "this server has no usable MNIST training data (run `pismo data fetch`, or start `pismo serve` with --data DIR; the server's log says more)",
             )
         })?;
         let digest = if train.len() == 60_000 {
@@ -248,11 +250,11 @@ impl Training {
         if missing.is_empty() {
             (true, None)
         } else {
+            // The folder is a path on the host: it is not shown to clients.
             (
                 false,
                 Some(format!(
-                    "MNIST is not in {} (missing {}): run `pismo data fetch`, or start `pismo serve` with --data DIR",
-                    self.data_dir.display(),
+                    "this server has no MNIST training data (missing {}): run `pismo data fetch`, or start `pismo serve` with --data DIR",
                     missing.join(", ")
                 )),
             )
@@ -279,7 +281,6 @@ impl Training {
             max_concurrent: self.max_concurrent,
             active: self.active(),
             data: json!({
-                "dir": self.data_dir.display().to_string(),
                 "available": available,
                 "error": error,
             }),

@@ -938,9 +938,9 @@ async function loadTrainInfo() {
   train.info = info;
   if (!train.built) buildTrainForm(info);
   const runs = info.max_concurrent === 1 ? 'one run at a time' : `${info.max_concurrent} runs at a time`;
-  $('#train-facts').textContent = `This server trains on the MNIST files in ${info.data.dir}, ${runs}.`;
+  $('#train-facts').textContent = `This server trains on its MNIST files, ${runs}.`;
   const problems = [];
-  if (info.data && info.data.available === false) problems.push(info.data.error || `No MNIST training data in ${info.data.dir}.`);
+  if (info.data && info.data.available === false) problems.push(info.data.error || 'This server has no MNIST training data.');
   if (info.token_required && !token) {
     problems.push('This server needs a token to train: open the page with the URL `pismo serve` printed (it ends in ?token=…).');
   }

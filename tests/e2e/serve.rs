@@ -1,6 +1,6 @@
 //! `pismo serve` through the real binary: it prints its URL (port 0 picks a free one),
 //! answers over HTTP with the sandbox's registry, and a busy address is an error. The API
-//! itself is tested in `http/tests/api.rs`.
+//! itself is tested in `http/tests/api/`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -33,19 +33,19 @@ fn serve_prints_its_url_and_answers_with_the_registry() {
 
     let ping = request(
         &addr,
-        "GET /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         b"",
     );
     assert!(ping.starts_with("HTTP/1.1 200"), "{ping}");
     let models = request(
         &addr,
-        "GET /api/models HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /api/models HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         b"",
     );
     assert!(models.contains("\"tiny@1\""), "{models}");
     let body = format!("{{\"pixels\":[{}]}}", vec!["0.5"; 784].join(","));
     let head = format!(
-        "POST /api/predict?model=tiny@1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/predict?model=tiny@1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     // A uniform image has no ink: a 400 naming the problem, from the real binary.
@@ -82,7 +82,7 @@ fn serve_on_a_non_loopback_address_makes_and_requires_a_token() {
         request(
             &addr,
             &format!(
-                "PUT /api/aliases/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                "PUT /api/aliases/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             ),
             body.as_bytes(),

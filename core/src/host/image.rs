@@ -167,9 +167,28 @@ fn over_white(v: u8, a: u8) -> u8 {
     ((v * a + 255 * (255 - a) + 127) / 255) as u8
 }
 
-/// Decodes a PNG of any colour type and bit depth into 8-bit grey (see the module doc).
-/// Only the first frame of an animated PNG is read.
-pub fn decode_png(bytes: &[u8]) -> Result<OwnedGrey, ImageError> {
+/// Most bytes [`decode_png`] holds per pixel while it decodes: the decoded frame (at most 4,
+/// RGBA after 16-bit samples are stripped to 8) and the grey copy (1).
+pub const PNG_BYTES_PER_PIXEL: u64 = 5;
+
+/// The most memory [`decode_png`] takes for its pixels on a `width` x `height` PNG, in
+/// bytes: `width * height * PNG_BYTES_PER_PIXEL`. A server can budget decodes with it
+/// before it decodes (see [`png_size`]).
+pub fn png_decode_cost(width: u32, height: u32) -> u64 {
+    u64::from(width) * u64::from(height) * PNG_BYTES_PER_PIXEL
+}
+
+/// The width and height in a PNG's header, read without decoding any pixel, with the same
+/// checks as [`decode_png`] (signature, at most [`MAX_PNG_SIDE`] a side, not empty).
+pub fn png_size(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
+    let mut decoder = header_checked(bytes)?;
+    // The header was read and checked: this returns it again.
+    let header = decoder.read_header_info().map_err(corrupt)?;
+    Ok((header.width, header.height))
+}
+
+/// A decoder past the PNG header, once the header is checked.
+fn header_checked(bytes: &[u8]) -> Result<png::Decoder<&[u8]>, ImageError> {
     if !bytes.starts_with(&PNG_SIGNATURE) {
         return Err(ImageError::NotPng);
     }
@@ -183,6 +202,14 @@ pub fn decode_png(bytes: &[u8]) -> Result<OwnedGrey, ImageError> {
     if width == 0 || height == 0 {
         return Err(ImageError::Corrupt(format!("{width}x{height} pixels")));
     }
+    Ok(decoder)
+}
+
+/// Decodes a PNG of any colour type and bit depth into 8-bit grey (see the module doc).
+/// Only the first frame of an animated PNG is read. Its pixels take at most
+/// [`png_decode_cost`] bytes.
+pub fn decode_png(bytes: &[u8]) -> Result<OwnedGrey, ImageError> {
+    let decoder = header_checked(bytes)?;
     let mut reader = decoder.read_info().map_err(corrupt)?;
     let mut buf = vec![0; reader.output_buffer_size()];
     let frame = reader.next_frame(&mut buf).map_err(corrupt)?;
@@ -465,6 +492,33 @@ mod tests {
             err.to_string(),
             "the image is 5000x10 pixels, larger than the limit of 4096x4096"
         );
+    }
+
+    #[test]
+    fn png_size_reads_only_the_header() {
+        let png = png_of(
+            300,
+            20,
+            png::ColorType::Rgba,
+            png::BitDepth::Sixteen,
+            &vec![0; 300 * 20 * 8],
+            None,
+        );
+        // The header alone (signature + IHDR) is enough.
+        assert_eq!(png_size(&png[..33]).unwrap(), (300, 20));
+        assert_eq!(png_decode_cost(300, 20), 300 * 20 * 5);
+        assert!(matches!(
+            png_size(&png_of(
+                5000,
+                1,
+                png::ColorType::Grayscale,
+                png::BitDepth::Eight,
+                &[0; 5000],
+                None
+            )),
+            Err(ImageError::TooLarge { .. })
+        ));
+        assert!(matches!(png_size(b"GIF89a"), Err(ImageError::NotPng)));
     }
 
     #[test]

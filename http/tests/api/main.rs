@@ -7,6 +7,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
+mod limits;
+
 use pismo_http::{Options, Server};
 use pismo_tests::{drawn_digit_png, t10k, train_tiny_model, workspace_root, TempDir};
 use serde_json::{json, Value};
@@ -113,6 +115,12 @@ impl Client {
         }
     }
 
+    fn from_stream(stream: TcpStream) -> Self {
+        Self {
+            reader: BufReader::new(stream),
+        }
+    }
+
     fn send_raw(&mut self, bytes: &[u8]) {
         self.reader.get_mut().write_all(bytes).unwrap();
     }
@@ -125,7 +133,7 @@ impl Client {
         body: &[u8],
     ) -> Answer {
         let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
             body.len()
         );
         if let Some(ct) = content_type {
@@ -138,7 +146,7 @@ impl Client {
         self.read_answer()
     }
 
-    /// A chunked body (tiny_http sends bodies of 32 KiB and more that way, e.g. `/app.js`).
+    /// A chunked body (event streams are sent that way).
     fn read_chunks(&mut self) -> Vec<u8> {
         let mut body = Vec::new();
         loop {
@@ -375,7 +383,7 @@ fn body_over_the_limit_is_413() {
     // Refused from Content-Length alone, before the body is sent.
     let mut c = f.connect();
     c.send_raw(
-        b"POST /api/predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 100000000\r\n\r\n",
+        b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000000\r\n\r\n",
     );
     c.read_answer().expect_error(413);
     // A body really sent over the limit.
@@ -517,10 +525,10 @@ fn keep_alive_answers_two_requests_on_one_connection() {
 #[test]
 fn a_slow_client_does_not_block_the_others() {
     let f = Fixture::new();
-    // Announces a body and never sends it: holds one worker (tiny_http reads bodies up to
-    // 1 KiB itself).
+    // Announces a body and never sends it: holds its own connection thread until the body
+    // deadline.
     let mut slow = f.connect();
-    slow.send_raw(b"POST /api/predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n");
+    slow.send_raw(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n");
     std::thread::sleep(std::time::Duration::from_millis(200));
     for _ in 0..5 {
         assert_eq!(f.get("/ping").status, 200);
@@ -534,8 +542,7 @@ fn more_stalled_clients_than_workers_do_not_block_the_others() {
     let stalled: Vec<Client> = (0..10)
         .map(|_| {
             let mut c = f.connect();
-            // (tiny_http reads bodies up to 1 KiB before a worker sees the request.)
-            c.send_raw(b"POST /api/predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n");
+            c.send_raw(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n");
             c
         })
         .collect();
@@ -554,7 +561,7 @@ fn a_stopped_server_no_longer_answers() {
     let addr = f.server.addr();
     assert_eq!(f.get("/health").status, 200);
     f.server.stop();
-    // tiny_http closes its listener from its accept thread, shortly after the last handle.
+    // The accept thread drops the listener when it stops.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while TcpStream::connect(addr).is_ok() {
         assert!(
@@ -581,7 +588,7 @@ impl Client {
     /// server ends the stream (it ends after `done`).
     fn events(&mut self, path: &str, last_event_id: Option<u64>) -> (u16, Vec<Sse>) {
         let mut head =
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n");
         if let Some(id) = last_event_id {
             head.push_str(&format!("Last-Event-ID: {id}\r\n"));
         }
@@ -668,7 +675,7 @@ impl Fixture {
         let mut c = self.connect();
         c.send_raw(
             format!(
-                "{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )
             .as_bytes(),
@@ -830,7 +837,9 @@ fn a_run_can_be_stopped_and_keeps_its_best_weights() {
     let run_id = started.json()["run_id"].as_str().unwrap().to_owned();
     // Stop once the first epoch is in.
     let mut c = f.connect();
-    c.send_raw(format!("GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+    c.send_raw(
+        format!("GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+    );
     let mut line = String::new();
     while !line.starts_with("event: epoch") {
         line.clear();
@@ -1069,7 +1078,7 @@ fn a_burst_of_new_connections_is_served() {
         for c in &mut conns {
             c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
                 .unwrap();
-            c.write_all(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
+            c.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 .unwrap();
         }
         for c in &mut conns {

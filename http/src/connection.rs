@@ -1,0 +1,503 @@
+//! One client connection, on a thread of its own: reads requests under the limits of
+//! [`crate::limits`], hands each whole request to [`crate::routes`], writes the answer, and
+//! keeps the connection for the next request (HTTP/1.1 keep-alive) or closes it.
+//!
+//! Invariants (tested in `tests/api/limits.rs`):
+//! - At most `max_head` bytes of a head and `max_body` bytes of a body are ever held; a
+//!   larger head is a 431 and a larger `Content-Length` a 413, answered before any of the
+//!   body is read, then the connection closes. No body is ever drained.
+//! - Every read has a deadline: the head must arrive within `head_timeout` and the body
+//!   within `body_timeout` (else 408 and close), the next request of a keep-alive
+//!   connection within `idle_timeout` (else a silent close). Writes time out after
+//!   [`SEND_TIMEOUT`]. So a stalled client holds its thread, never a shared worker, and only
+//!   for a bounded time.
+//! - Bytes that are not HTTP/1.x close the connection at once: a TLS handshake without an
+//!   answer, an HTTP/2 preface with 505, anything else with 400.
+//! - Closing after an error first reads at most [`LINGER_BYTES`] for at most [`LINGER`],
+//!   so the answer is not lost to a reset, then closes.
+//! - A body comes with `Content-Length` or `Transfer-Encoding: chunked` (decoded here, under
+//!   the same size limit and deadline; a chunk-size line over [`MAX_CHUNK_LINE`] is a 400).
+//!   Another transfer coding gets 501, both headers at once 400.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::auth;
+use crate::budget::Permit;
+use crate::limits::{LINGER, LINGER_BYTES, MAX_HEADERS, SEND_TIMEOUT};
+use crate::reply::ApiError;
+use crate::request::{Method, Request};
+use crate::routes::{self, Routed};
+use crate::State;
+
+/// Serves `stream` until the client leaves, a limit closes it, or the server stops.
+pub(crate) fn serve(state: &Arc<State>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(SEND_TIMEOUT));
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+    };
+    let mut wait = state.options.head_timeout;
+    loop {
+        if state.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let request = match conn.read_request(state, wait) {
+            Ok(request) => request,
+            Err(End::Quiet) => return,
+            Err(End::Answer(e)) => {
+                let _ = e.into_reply().write_to(&mut conn.stream, true, false);
+                conn.linger();
+                return;
+            }
+        };
+        let close = request.close;
+        let head_only = request.request.method == Method::Head;
+        let mut reply = match routes::guarded(|| routes::route(state, &request.request)) {
+            Ok(Routed::Events(id)) => {
+                crate::events::stream(state, &mut conn.stream, &request.request, &id);
+                return;
+            }
+            Ok(Routed::Reply(reply)) => reply,
+            Err(e) => e.into_reply(),
+        };
+        if request.http10 && !close {
+            // HTTP/1.0 keeps a connection only when the answer says so.
+            reply = reply.with_header("Connection", "keep-alive");
+        }
+        if reply.write_to(&mut conn.stream, close, head_only).is_err() {
+            return;
+        }
+        if close {
+            conn.linger();
+            return;
+        }
+        wait = state.options.idle_timeout;
+    }
+}
+
+/// How reading a request ended when it gave no request.
+enum End {
+    /// Close without an answer (client gone, idle, TLS, server stopping).
+    Quiet,
+    /// Answer this, then close.
+    Answer(ApiError),
+}
+
+impl From<ApiError> for End {
+    fn from(e: ApiError) -> Self {
+        End::Answer(e)
+    }
+}
+
+/// A whole request and whether the connection ends after its answer.
+struct Incoming {
+    request: Request,
+    close: bool,
+    http10: bool,
+    /// The body's share of the body budget.
+    _body: Option<Permit>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// Bytes read and not yet used: the start of the next request (pipelining).
+    buf: Vec<u8>,
+}
+
+/// What the head says, owned (the parse borrows the buffer).
+struct Head {
+    len: usize,
+    method: String,
+    target: String,
+    http10: bool,
+    headers: Vec<(String, String)>,
+}
+
+impl Conn {
+    /// Reads into `buf`, waiting at most until `deadline`. `Ok(0)`: the client closed.
+    fn fill(&mut self, deadline: Instant, max: usize) -> io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut chunk = [0u8; 8192];
+        let want = max.clamp(1, chunk.len());
+        loop {
+            match self.stream.read(&mut chunk[..want]) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock) => {
+                    return Err(io::ErrorKind::TimedOut.into())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn read_request(&mut self, state: &State, first_wait: Duration) -> Result<Incoming, End> {
+        let o = &state.options;
+        // Wait for the first byte: an idle connection just closes.
+        if self.buf.is_empty() {
+            match self.fill(Instant::now() + first_wait, usize::MAX) {
+                Ok(0) | Err(_) => return Err(End::Quiet),
+                Ok(_) => {}
+            }
+        }
+        let head = self.read_head(o.max_head, Instant::now() + o.head_timeout)?;
+        let host = header(&head.headers, "Host");
+        auth::check_host(host, head.http10, state.bound, o.token.as_deref())?;
+        let chunked = match header(&head.headers, "Transfer-Encoding") {
+            None => false,
+            Some(coding) if coding.eq_ignore_ascii_case("chunked") => true,
+            Some(coding) => {
+                return Err(ApiError::new(
+                    501,
+                    format!("transfer coding {coding:?} is not supported: send the body with a Content-Length"),
+                )
+                .into())
+            }
+        };
+        if chunked && header(&head.headers, "Content-Length").is_some() {
+            return Err(ApiError::bad("both Content-Length and Transfer-Encoding").into());
+        }
+        // A chunked body's length is not known: it is counted at the limit.
+        let length = if chunked {
+            o.max_body as u64
+        } else {
+            content_length(&head.headers)?
+        };
+        if length > o.max_body as u64 {
+            return Err(ApiError::new(
+                413,
+                format!("the body is larger than the limit of {} bytes", o.max_body),
+            )
+            .into());
+        }
+        let length = length as usize;
+        // Counted from now until the answer is written (the permit drops with `Incoming`).
+        let body_permit = (length > 0)
+            .then(|| state.bodies.take(length as u64))
+            .transpose()?;
+        self.buf.drain(..head.len);
+        if length > self.buf.len()
+            && header(&head.headers, "Expect")
+                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        {
+            self.stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .map_err(|_| End::Quiet)?;
+        }
+        let deadline = Instant::now() + o.body_timeout;
+        let body = if chunked {
+            self.read_chunked(o.max_body, deadline)?
+        } else {
+            self.read_exactly(length, deadline)?
+        };
+        let connection = header(&head.headers, "Connection").unwrap_or("");
+        let has = |token: &str| {
+            connection
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        };
+        let close = has("close") || (head.http10 && !has("keep-alive"));
+        let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+        Ok(Incoming {
+            request: Request {
+                method: Method::parse(&head.method),
+                path: path.to_owned(),
+                query: query.to_owned(),
+                headers: head.headers,
+                body,
+            },
+            close,
+            http10: head.http10,
+            _body: body_permit,
+        })
+    }
+
+    /// Waits until `buf` holds `n` bytes, by `deadline`.
+    fn want(&mut self, n: usize, deadline: Instant) -> Result<(), End> {
+        while self.buf.len() < n {
+            match self.fill(deadline, n - self.buf.len()) {
+                Ok(0) => return Err(End::Quiet),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(ApiError::new(408, "the body did not arrive in time").into())
+                }
+                Err(_) => return Err(End::Quiet),
+            }
+        }
+        Ok(())
+    }
+
+    /// A body of `length` bytes.
+    fn read_exactly(&mut self, length: usize, deadline: Instant) -> Result<Vec<u8>, End> {
+        self.want(length, deadline)?;
+        Ok(self.buf.drain(..length).collect())
+    }
+
+    /// A chunked body, decoded, at most `limit` bytes (413 beyond, without reading on).
+    fn read_chunked(&mut self, limit: usize, deadline: Instant) -> Result<Vec<u8>, End> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.line(deadline)?;
+            let size = line.split(|&b| b == b';').next().unwrap_or(&[]);
+            let size = std::str::from_utf8(size)
+                .ok()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.len() <= 15)
+                .and_then(|s| usize::from_str_radix(s, 16).ok())
+                .ok_or_else(|| ApiError::bad("malformed chunk size"))?;
+            if size == 0 {
+                // Trailer fields, ignored, up to the empty line.
+                let mut trailers = 0;
+                loop {
+                    let line = self.line(deadline)?;
+                    if line.is_empty() {
+                        return Ok(body);
+                    }
+                    trailers += line.len();
+                    if trailers > MAX_CHUNK_LINE * 16 {
+                        return Err(ApiError::new(431, "chunked trailers too large").into());
+                    }
+                }
+            }
+            if body.len() + size > limit {
+                return Err(ApiError::new(
+                    413,
+                    format!("the body is larger than the limit of {limit} bytes"),
+                )
+                .into());
+            }
+            self.want(size + 2, deadline)?;
+            if &self.buf[size..size + 2] != b"\r\n" {
+                return Err(ApiError::bad("a chunk is not ended by CRLF").into());
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            self.buf.drain(..size + 2);
+        }
+    }
+
+    /// One line of a chunked body (without its CRLF), at most [`MAX_CHUNK_LINE`] bytes.
+    fn line(&mut self, deadline: Instant) -> Result<Vec<u8>, End> {
+        loop {
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            if self.buf.len() > MAX_CHUNK_LINE {
+                return Err(ApiError::bad("a chunk-size line is too long").into());
+            }
+            self.want(self.buf.len() + 1, deadline)?;
+        }
+    }
+
+    /// Reads until `buf` holds a whole head (see the module doc for the answers).
+    fn read_head(&mut self, max_head: usize, deadline: Instant) -> Result<Head, End> {
+        let mut parse_from = 0;
+        loop {
+            // A TLS handshake record: nothing to answer in plain HTTP.
+            if self.buf.first() == Some(&0x16) {
+                return Err(End::Quiet);
+            }
+            // Parse again only when a line may have ended (and early, to refuse non-HTTP).
+            if self.buf.len() <= 64 || self.buf[parse_from..].contains(&b'\n') {
+                if let Some(head) = parse_head(&self.buf)? {
+                    return Ok(head);
+                }
+            }
+            if self.buf.len() >= max_head {
+                return Err(ApiError::new(
+                    431,
+                    format!("the request head is larger than the limit of {max_head} bytes"),
+                )
+                .into());
+            }
+            parse_from = self.buf.len();
+            match self.fill(deadline, max_head + 1 - self.buf.len()) {
+                Ok(0) => return Err(End::Quiet),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(ApiError::new(
+                        408,
+                        "the request head did not arrive in time".to_owned(),
+                    )
+                    .into())
+                }
+                Err(_) => return Err(End::Quiet),
+            }
+        }
+    }
+
+    /// Closes after an error: stops writing, then reads (and drops) what the client still
+    /// sends, within [`LINGER_BYTES`] and [`LINGER`], so it reads the answer rather than a
+    /// reset.
+    fn linger(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + LINGER;
+        let mut seen = 0;
+        let mut chunk = [0u8; 8192];
+        while seen < LINGER_BYTES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen += n,
+            }
+        }
+    }
+}
+
+/// Longest chunk-size line of a chunked body (the size, extensions, CRLF).
+const MAX_CHUNK_LINE: usize = 1024;
+
+/// A whole head at the start of `buf`, `None` if it is not complete yet.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ApiError::new(
+                431,
+                format!("more than {MAX_HEADERS} header fields"),
+            ))
+        }
+        Err(httparse::Error::Version) => {
+            return Err(ApiError::new(
+                505,
+                "this server speaks HTTP/1.0 and HTTP/1.1 only",
+            ))
+        }
+        Err(e) => return Err(ApiError::bad(format!("not an HTTP/1.x request: {e}"))),
+    };
+    Ok(Some(Head {
+        len,
+        method: parsed.method.unwrap_or("").to_owned(),
+        target: parsed.path.unwrap_or("").to_owned(),
+        http10: parsed.version == Some(0),
+        headers: parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).trim().to_owned(),
+                )
+            })
+            .collect(),
+    }))
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The body length: 0 without `Content-Length`; 400 when it is not a number or several
+/// disagree.
+fn content_length(headers: &[(String, String)]) -> Result<u64, ApiError> {
+    let mut length = None;
+    for (_, v) in headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+    {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::bad(format!("invalid Content-Length {v:?}")));
+        }
+        // Too many digits for u64: larger than any limit.
+        let n = v.parse::<u64>().unwrap_or(u64::MAX);
+        if length.is_some_and(|l| l != n) {
+            return Err(ApiError::bad("conflicting Content-Length headers"));
+        }
+        length = Some(n);
+    }
+    Ok(length.unwrap_or(0))
+}
+
+/// Answers a connection over the cap with a 503 and closes it, without blocking: what the
+/// client already sent is read without waiting, so the answer is not lost to a reset.
+pub(crate) fn refuse(mut stream: TcpStream, max_connections: usize) {
+    let _ = stream.set_nonblocking(true);
+    let mut chunk = [0u8; 8192];
+    let mut seen = 0;
+    while seen < LINGER_BYTES {
+        match stream.read(&mut chunk) {
+            Ok(n) if n > 0 => seen += n,
+            _ => break,
+        }
+    }
+    let e = ApiError::new(
+        503,
+        format!("the server has {max_connections} connections open, its limit; try again shortly"),
+    )
+    .with_header(
+        "Retry-After",
+        crate::limits::RETRY_AFTER_SECONDS.to_string(),
+    );
+    let _ = e.into_reply().write_to(&mut stream, true, false);
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cl(values: &[&str]) -> Result<u64, u16> {
+        let headers: Vec<(String, String)> = values
+            .iter()
+            .map(|v| ("content-length".to_owned(), (*v).to_owned()))
+            .collect();
+        content_length(&headers).map_err(|e| e.status)
+    }
+
+    #[test]
+    fn content_lengths() {
+        assert_eq!(cl(&[]), Ok(0));
+        assert_eq!(cl(&["12"]), Ok(12));
+        assert_eq!(cl(&["99999999999999999999999"]), Ok(u64::MAX));
+        assert_eq!(cl(&["-1"]), Err(400));
+        assert_eq!(cl(&["1", "2"]), Err(400));
+        assert_eq!(cl(&["+5"]), Err(400));
+    }
+
+    #[test]
+    fn heads_that_are_not_http1_are_refused() {
+        assert_eq!(
+            parse_head(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                .err()
+                .map(|e| e.status),
+            Some(505)
+        );
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .unwrap()
+            .is_none());
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            parse_head(b"\x00\x01garbage\r\n\r\n")
+                .err()
+                .map(|e| e.status),
+            Some(400)
+        );
+    }
+}

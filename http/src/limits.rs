@@ -1,0 +1,90 @@
+//! Every limit `pismo serve` puts on its clients, in one place.
+//!
+//! Most constants are the default of an [`crate::Options`] field of the same meaning;
+//! [`MAX_HEADERS`], [`SEND_TIMEOUT`], [`MAX_STREAMS`], [`RETRY_AFTER_SECONDS`] and the linger
+//! values are fixed. `SECURITY.md` and the README ("Limits") list the same values; change
+//! them together.
+//!
+//! What a client gets when it crosses one (always a JSON `{"error": …}` unless noted):
+//!
+//! | limit                         | answer                                              |
+//! |-------------------------------|-----------------------------------------------------|
+//! | [`MAX_HEAD_BYTES`], [`MAX_HEADERS`] | 431, then the connection is closed            |
+//! | [`HEAD_TIMEOUT`], [`BODY_TIMEOUT`]  | 408, then the connection is closed            |
+//! | [`IDLE_TIMEOUT`]              | the keep-alive connection is closed, no answer      |
+//! | [`SEND_TIMEOUT`]              | the connection is closed                            |
+//! | [`MAX_CONNECTIONS`]           | 503 + `Retry-After`, then the connection is closed  |
+//! | [`MAX_BODY_BYTES`]            | 413 before any of the body is read, then closed     |
+//! | [`BODY_BUDGET_BYTES`]         | 503 + `Retry-After` before the body is read, closed |
+//! | [`IMAGE_BUDGET_BYTES`]        | 503 + `Retry-After` (413 if one image alone is over)|
+//! | not HTTP/1.x                  | an HTTP/2 preface gets 505, other bytes 400, then closed; a TLS handshake is closed at once |
+
+use std::time::Duration;
+
+/// Largest request head (request line and headers, with their line ends): 16 KiB, as
+/// common proxies allow. A head that is not complete within this many bytes gets 431.
+pub const MAX_HEAD_BYTES: usize = 16 << 10;
+
+/// Most header fields in one request; more get 431.
+pub const MAX_HEADERS: usize = 64;
+
+/// Largest request body: 8 MiB (a 4096x4096 PNG of a drawing is far smaller). A larger
+/// `Content-Length` gets 413 at once; the body is not read.
+pub const MAX_BODY_BYTES: usize = 8 << 20;
+
+/// Time for a whole request head to arrive, from its first byte (or, on a new connection,
+/// from the accept). Slower clients get 408.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time for a whole request body to arrive, from the end of its head. Slower clients get
+/// 408. (8 MiB in 30 s is 280 KB/s.)
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a keep-alive connection may wait for its next request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Longest a write to a client may block (a client that stops reading its answer, or an
+/// event stream's reader gone quiet); the connection is closed after it.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most connections open at once, each served by a thread of its own (event streams
+/// included). One more is answered 503 and closed at once. Stalled clients free their slot
+/// after [`HEAD_TIMEOUT`] or [`BODY_TIMEOUT`]. Each connection takes two file descriptors
+/// (the socket and the clone that lets the server end it on stop), so 256 stays well
+/// inside the common `ulimit -n` of 1024.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Memory that images being decoded may take at once, in bytes: 128 MiB. A PNG costs
+/// [`pismo_core::host::image::png_decode_cost`] (5 bytes a pixel, so a 4096x4096 one, the
+/// largest accepted, costs 80 MiB); a JSON body of `/api/predict` or `/invocations` costs
+/// [`JSON_BYTES_PER_BODY_BYTE`] a byte (so one of [`MAX_BODY_BYTES`] costs the whole
+/// budget). A request that would go over the budget gets 503 + `Retry-After`; one that
+/// alone is over it gets 413.
+pub const IMAGE_BUDGET_BYTES: u64 = 128 << 20;
+
+/// Request bodies held in memory at once, in bytes of `Content-Length`: 64 MiB (eight bodies
+/// of [`MAX_BODY_BYTES`]; a drawing's PNG is a few KB). A body is counted from its head,
+/// before any of it is read, until its answer is written; one that would go over gets 503 +
+/// `Retry-After` and the connection is closed. Without it, [`MAX_CONNECTIONS`] slow uploads
+/// could hold 2 GiB.
+pub const BODY_BUDGET_BYTES: u64 = 64 << 20;
+
+/// What parsing JSON into `serde_json::Value` takes per byte of body, at most: 16. An array
+/// of `0,` is the worst case (a 32-byte `Value` per 2 bytes of text); measured, eight
+/// 8 MiB bodies of `{"pixels":[0,0,…]}` at once took the server to 980 MB, about 15 a byte.
+pub const JSON_BYTES_PER_BODY_BYTE: u64 = 16;
+
+/// `Retry-After` seconds in the 503s of [`MAX_CONNECTIONS`], [`BODY_BUDGET_BYTES`] and
+/// [`IMAGE_BUDGET_BYTES`].
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// Most event streams (`GET /api/runs/{id}/events`) open at once; more get 503.
+pub const MAX_STREAMS: usize = 64;
+
+/// After an error that closes the connection, the server reads (and drops) at most this
+/// many more bytes, for at most [`LINGER`], before it closes: so the answer is not lost to
+/// a reset caused by unread data, yet a large body is never drained.
+pub const LINGER_BYTES: usize = 64 << 10;
+
+/// See [`LINGER_BYTES`].
+pub const LINGER: Duration = Duration::from_millis(500);

@@ -1,0 +1,315 @@
+//! The server's lifecycle: [`Options`], binding, the accept loop, the connection cap, and
+//! stopping.
+//!
+//! One thread accepts; each accepted connection gets a thread of its own
+//! ([`crate::connection`]), so a slow or stalled client never holds a shared worker.
+//! Invariants:
+//! - At most [`Options::max_connections`] connections are served at once; one more is
+//!   answered 503 + `Retry-After` by the accept thread without blocking it, and closed.
+//! - A non-loopback address without a token does not start.
+//! - [`Server::stop`] closes the listener (new connections are refused), ends idle
+//!   connections at once (their read side is shut), lets requests being answered finish,
+//!   and waits for the connection threads (at most [`STOP_WAIT`]). Event streams end within
+//!   a second; training runs go on to their end.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pismo_core::host::registry::Registry;
+use pismo_core::host::runs::Runs;
+
+use crate::budget::{Budget, Purpose};
+use crate::catalog::ModelCache;
+use crate::limits;
+use crate::training::Training;
+
+/// How the server runs. The limits default to the values in [`crate::limits`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Largest request body in bytes; a larger `Content-Length` gets 413.
+    pub max_body: usize,
+    /// Largest request head in bytes; larger ones get 431.
+    pub max_head: usize,
+    /// Time for a request head to arrive; 408 after it.
+    pub head_timeout: Duration,
+    /// Time for a request body to arrive; 408 after it.
+    pub body_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more get 503.
+    pub max_connections: usize,
+    /// Bytes of images being decoded at once; more get 503 + `Retry-After`.
+    pub image_budget: u64,
+    /// Bytes of request bodies held at once; more get 503 + `Retry-After`.
+    pub body_budget: u64,
+    /// MNIST for `POST /api/train` (raw or `.gz` IDX files), loaded on first use.
+    pub data_dir: PathBuf,
+    /// Training runs at once (at least 1); more get 409.
+    pub max_training: usize,
+    /// The token that training and registry changes need (`Authorization: Bearer …`).
+    /// Required when the address is not a loopback one. Without it, only loopback `Host`
+    /// names are served (see `auth.rs`).
+    pub token: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_body: limits::MAX_BODY_BYTES,
+            max_head: limits::MAX_HEAD_BYTES,
+            head_timeout: limits::HEAD_TIMEOUT,
+            body_timeout: limits::BODY_TIMEOUT,
+            idle_timeout: limits::IDLE_TIMEOUT,
+            max_connections: limits::MAX_CONNECTIONS,
+            image_budget: limits::IMAGE_BUDGET_BYTES,
+            body_budget: limits::BODY_BUDGET_BYTES,
+            data_dir: PathBuf::from("data/mnist"),
+            max_training: 1,
+            token: None,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct ServeError {
+    addr: String,
+    message: String,
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot listen on {}: {}", self.addr, self.message)
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// What the connections share.
+pub(crate) struct State {
+    pub registry: Registry,
+    pub runs: Runs,
+    pub options: Options,
+    /// The address bound (with its real port).
+    pub bound: SocketAddr,
+    pub models: ModelCache,
+    pub training: Arc<Training>,
+    pub images: Arc<Budget>,
+    pub bodies: Arc<Budget>,
+    /// Event streams open now.
+    pub streams: AtomicUsize,
+    pub stopping: Arc<AtomicBool>,
+    /// Connections being served, by number: a clone of each socket, to end them on stop.
+    connections: Mutex<HashMap<u64, TcpStream>>,
+    next_id: AtomicU64,
+}
+
+/// How long [`Server::stop`] waits for connections that are answering a request.
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// A running server. [`Server::stop`] (or dropping it) stops it.
+pub struct Server {
+    addr: SocketAddr,
+    state: Arc<State>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish()
+    }
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port) and starts accepting. A non-loopback
+    /// address without [`Options::token`] is refused.
+    pub fn start(
+        addr: &str,
+        registry_dir: impl Into<PathBuf>,
+        runs_dir: impl Into<PathBuf>,
+        options: Options,
+    ) -> Result<Server, ServeError> {
+        let fail = |message: String| ServeError {
+            addr: addr.to_owned(),
+            message,
+        };
+        if options.token.as_deref() == Some("") {
+            return Err(fail("the token must not be empty".to_owned()));
+        }
+        let listener = listen(addr).map_err(fail)?;
+        let bound = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+        if !bound.ip().is_loopback() && options.token.is_none() {
+            return Err(fail(format!(
+                "{} is reachable from other machines: give a token for training and registry changes (pismo serve --token …)",
+                bound.ip()
+            )));
+        }
+        let state = Arc::new(State {
+            registry: Registry::open(registry_dir),
+            runs: Runs::open(runs_dir),
+            training: Arc::new(Training::new(
+                options.data_dir.clone(),
+                options.max_training.max(1),
+            )),
+            images: Budget::new(Purpose::Images, options.image_budget),
+            bodies: Budget::new(Purpose::Bodies, options.body_budget),
+            options,
+            bound,
+            models: ModelCache::default(),
+            streams: AtomicUsize::new(0),
+            stopping: Arc::new(AtomicBool::new(false)),
+            connections: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        });
+        let acceptor = std::thread::Builder::new()
+            .name("pismo-http-accept".to_owned())
+            .spawn({
+                let state = state.clone();
+                move || accept(listener, state)
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Server {
+            addr: bound,
+            state,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The address the server listens on (with the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server (see the module doc).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    /// Blocks until the server stops (it only stops after [`Server::stop`] from elsewhere,
+    /// so in practice: forever).
+    pub fn wait(mut self) {
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let state = &self.state;
+        if state.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the accept thread, which then drops the listener.
+        let mut target = self.addr;
+        if target.ip().is_unspecified() {
+            target.set_ip(match target {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&target, Duration::from_secs(1));
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        // Idle connections see the end of their input; answers being written go out.
+        for c in state.lock_connections().values() {
+            let _ = c.shutdown(Shutdown::Read);
+        }
+        let deadline = Instant::now() + STOP_WAIT;
+        while !state.lock_connections().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl State {
+    fn lock_connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Accepts until the server stops; each connection on a thread of its own, up to the cap.
+fn accept(listener: TcpListener, state: Arc<State>) {
+    let cap = state.options.max_connections.max(1);
+    for stream in listener.incoming() {
+        if state.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream = match stream {
+            Ok(s) => s,
+            // Out of descriptors and the like: let connections end, then go on.
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let mut connections = state.lock_connections();
+        if connections.len() >= cap {
+            drop(connections);
+            crate::connection::refuse(stream, cap);
+            continue;
+        }
+        let Ok(clone) = stream.try_clone() else {
+            continue;
+        };
+        let id = state.next_id.fetch_add(1, Ordering::SeqCst);
+        connections.insert(id, clone);
+        drop(connections);
+        let spawned = std::thread::Builder::new()
+            .name("pismo-http-conn".to_owned())
+            .spawn({
+                let state = state.clone();
+                move || {
+                    crate::connection::serve(&state, stream);
+                    state.lock_connections().remove(&id);
+                }
+            });
+        if spawned.is_err() {
+            state.lock_connections().remove(&id);
+        }
+    }
+}
+
+/// A listening socket on `addr` with `TCP_NODELAY` (accepted connections set it too).
+fn listen(addr: &str) -> Result<TcpListener, String> {
+    use socket2::{Domain, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let target = addr
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "the address resolves to nothing".to_owned())?;
+    let socket =
+        Socket::new(Domain::for_address(target), Type::STREAM, None).map_err(|e| e.to_string())?;
+    socket.set_reuse_address(true).map_err(|e| e.to_string())?;
+    socket.bind(&target.into()).map_err(|e| e.to_string())?;
+    socket.listen(1024).map_err(|e| e.to_string())?;
+    Ok(socket.into())
+}
+
+/// Starts a server on `addr` and answers requests until the process ends.
+pub fn serve(
+    addr: &str,
+    registry_dir: impl Into<PathBuf>,
+    runs_dir: impl Into<PathBuf>,
+    options: Options,
+) -> Result<(), ServeError> {
+    Server::start(addr, registry_dir, runs_dir, options)?.wait();
+    Ok(())
+}

@@ -1,0 +1,624 @@
+//! Issue 11, the HTTP part: hostile and clumsy clients, each over real sockets against a
+//! real server. Test names start with the issue's row (`row1_…`); the others test the limits
+//! of `pismo_http::limits` that the rows call for.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use pismo_http::Options;
+use pismo_tests::{drawn_digit_png, workspace_root};
+
+use super::{first_of, Client, Fixture};
+
+/// A connection whose reads give up after `secs` (so a server that never answers fails the
+/// test instead of hanging it).
+fn raw(f: &Fixture, secs: u64) -> TcpStream {
+    let s = TcpStream::connect(f.server.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    s
+}
+
+/// Everything the server sends until it closes (or the read times out: `Err`).
+fn read_to_close(s: &mut TcpStream) -> Result<Vec<u8>, std::io::Error> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+fn status_of(answer: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+/// `GET /ping` on a new connection: its status and how long the answer took.
+fn ping(f: &Fixture) -> (u16, Duration) {
+    let started = Instant::now();
+    let mut s = raw(f, 10);
+    s.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = read_to_close(&mut s).expect("/ping was not answered within 10 s");
+    (status_of(&answer), started.elapsed())
+}
+
+/// Resident memory of this process (the server runs in it), in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+// ---------------------------------------------------------------------------------------
+// Row 1: a huge Content-Length killed the process (tiny_http drained the body into memory).
+
+#[test]
+fn row1_a_huge_content_length_gets_413_and_the_server_stays_up() {
+    let f = Fixture::new();
+    for path in ["/ping", "/api/predict"] {
+        let mut s = raw(&f, 10);
+        s.write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999999\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        // 413, then the server closes without reading the body.
+        let answer = read_to_close(&mut s).expect("the connection was not closed");
+        assert_eq!(
+            status_of(&answer),
+            413,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert!(String::from_utf8_lossy(&answer).contains("Connection: close"));
+    }
+    // Too many digits for any integer: still a 413, not a 400 or a crash.
+    let mut s = raw(&f, 10);
+    s.write_all(b"POST /ping HTTP/1.1\r\nHost: localhost\r\nContent-Length: 999999999999999999999999999\r\n\r\n")
+        .unwrap();
+    assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 413);
+    assert_eq!(ping(&f).0, 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row 2: about 70 stalled bodies took every worker; nothing was answered. (In this test
+// the old server held up to 100 and failed with 200: /ping got no answer in 10 s.)
+
+#[test]
+fn row2_ping_is_answered_while_200_clients_stall_mid_body() {
+    let f = Fixture::new();
+    let stalled: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = raw(&f, 10);
+            s.write_all(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n").unwrap();
+            s.write_all(&[0u8; 4000]).unwrap();
+            s
+        })
+        .collect();
+    // Let the server take them all in.
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let (status, took) = ping(&f);
+        assert_eq!(status, 200);
+        worst = worst.max(took);
+    }
+    eprintln!("row 2: slowest of 10 /ping with 200 stalled bodies open: {worst:?}");
+    // The target is 100 ms; the bound leaves room for a busy 2-core test machine.
+    assert!(worst < Duration::from_secs(1), "{worst:?}");
+    let png = drawn_digit_png(&first_of(4), 140);
+    let a = f.request("POST", "/api/predict", Some("image/png"), &png);
+    assert_eq!(a.json()["label"], 4);
+    drop(stalled);
+}
+
+#[test]
+fn a_stalled_body_gets_408_and_the_connection_closes() {
+    let f = Fixture::with_options(Options {
+        body_timeout: Duration::from_millis(500),
+        ..Options::default()
+    });
+    let mut s = raw(&f, 10);
+    s.write_all(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n").unwrap();
+    s.write_all(&[0u8; 4000]).unwrap();
+    let answer = read_to_close(&mut s).expect("no 408 within 10 s");
+    assert_eq!(status_of(&answer), 408);
+}
+
+#[test]
+fn a_stalled_head_gets_408_and_an_idle_connection_is_closed() {
+    let f = Fixture::with_options(Options {
+        head_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_millis(500),
+        ..Options::default()
+    });
+    let mut s = raw(&f, 10);
+    s.write_all(b"GET /ping HTTP/1.1\r\nHost: loc").unwrap();
+    assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 408);
+    // A keep-alive connection is answered, then closed (no answer) once idle.
+    let mut c = f.connect();
+    assert_eq!(c.request("GET", "/ping", None, b"").status, 200);
+    let mut rest = Vec::new();
+    let n = c
+        .reader
+        .read_to_end(&mut rest)
+        .expect("closed, not timed out");
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&rest));
+}
+
+// ---------------------------------------------------------------------------------------
+// Row 3: header lines of hundreds of MiB were held in memory.
+
+#[test]
+fn row3_a_huge_head_gets_431_and_is_not_held_in_memory() {
+    let f = Fixture::new();
+    // Over the limit but small enough to be read back: the answer is a 431.
+    let mut s = raw(&f, 10);
+    let mut head = b"GET /ping HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
+    head.resize(32 << 10, b'a');
+    s.write_all(&head).unwrap();
+    assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 431);
+    // Too many fields: 431 as well.
+    let mut s = raw(&f, 10);
+    let mut head = b"GET /ping HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+    for i in 0..100 {
+        head.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    s.write_all(&head).unwrap();
+    assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 431);
+
+    // Three clients each try to send a 256 MiB header line: the server stops reading
+    // after the limit, so their writes fail long before that, and memory stays put.
+    let before = rss();
+    let senders: Vec<_> = (0..3)
+        .map(|_| {
+            let mut s = raw(&f, 10);
+            s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+            std::thread::spawn(move || {
+                let chunk = vec![b'a'; 1 << 20];
+                let mut sent = 0usize;
+                let _ = s.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nX-Big: ");
+                while sent < 256 << 20 {
+                    match s.write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(_) => break,
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    for t in senders {
+        let sent = t.join().unwrap();
+        assert!(
+            sent < 64 << 20,
+            "the server took {} MiB of one head",
+            sent >> 20
+        );
+    }
+    // Loose: other tests in this process (training on MNIST) may grow it meanwhile; a
+    // server that kept the three heads would grow by 768 MiB.
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 256 << 20, "RSS grew by {} MiB", grown >> 20);
+    assert_eq!(ping(&f).0, 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row 4: DNS rebinding: another site's name pointed at 127.0.0.1 could move aliases.
+
+#[test]
+fn row4_without_a_token_only_loopback_host_names_are_served() {
+    let f = Fixture::new();
+    let port = f.server.addr().port();
+    let body = r#"{"model":"mnist-int8@1"}"#;
+    let put = |host: &str| {
+        let mut c = f.connect();
+        c.send_raw(
+            format!(
+                "PUT /api/aliases/default HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        c.read_answer()
+    };
+    let get = |host: &str| {
+        let mut c = f.connect();
+        c.send_raw(format!("GET /api/models HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        c.read_answer()
+    };
+    for evil in [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        format!("127.0.0.1.nip.io:{port}"),
+    ] {
+        let m = put(&evil).expect_error(421);
+        assert!(m.contains("localhost"), "{m}");
+        get(&evil).expect_error(421);
+    }
+    assert_eq!(
+        f.get("/api/aliases").json()["default"],
+        "mnist@1",
+        "the alias was moved"
+    );
+    for good in [
+        format!("localhost:{port}"),
+        "localhost".to_owned(),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        "LocalHost".to_owned(),
+    ] {
+        assert_eq!(get(&good).status, 200, "{good}");
+    }
+    assert_eq!(put(&format!("127.0.0.1:{port}")).status, 200);
+    // HTTP/1.1 without Host is malformed (RFC 9112); HTTP/1.0 without one is served.
+    let mut c = f.connect();
+    c.send_raw(b"GET /ping HTTP/1.1\r\n\r\n");
+    c.read_answer().expect_error(400);
+    let mut c = f.connect();
+    c.send_raw(b"GET /ping HTTP/1.0\r\n\r\n");
+    assert_eq!(c.read_answer().status, 200);
+}
+
+#[test]
+fn row4_with_a_token_any_host_is_served_and_the_token_guards_changes() {
+    let f = Fixture::with_options(Options {
+        token: Some("s3cret".to_owned()),
+        ..Options::default()
+    });
+    let mut c = f.connect();
+    c.send_raw(b"GET /api/models HTTP/1.1\r\nHost: pismo.lan:8501\r\n\r\n");
+    assert_eq!(c.read_answer().status, 200);
+    let body = r#"{"model":"mnist-int8@1"}"#;
+    let put = |auth: &str| {
+        let mut c = f.connect();
+        c.send_raw(
+            format!(
+                "PUT /api/aliases/x HTTP/1.1\r\nHost: pismo.lan\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        c.read_answer()
+    };
+    put("").expect_error(401);
+    assert_eq!(put("Authorization: Bearer s3cret\r\n").status, 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row 5: a small PNG could cost a lot of memory to decode, and many at once more.
+
+/// A white `side` x `side` grey PNG (a few KiB compressed).
+fn blank_png(side: usize) -> Vec<u8> {
+    let data = vec![255u8; side * side];
+    pismo_core::host::image::encode_png(&pismo_core::preprocess::GreyImage {
+        width: side,
+        height: side,
+        data: &data,
+    })
+}
+
+#[test]
+fn row5_images_over_the_decoding_budget_get_503_with_retry_after() {
+    let side = 2048;
+    let cost = pismo_core::host::image::png_decode_cost(side as u32, side as u32);
+    // One decode fits, two do not.
+    let f = Fixture::with_options(Options {
+        image_budget: cost + cost / 2,
+        ..Options::default()
+    });
+    let png = blank_png(side);
+    assert!(png.len() < 64 << 10, "{}", png.len());
+    // Alone, an image is decoded (a blank page has no digit: 400, not 503).
+    let alone = f.request("POST", "/api/predict", Some("image/png"), &png);
+    assert_ne!(alone.status, 503);
+    // Eight at once, sent together, round after round until two overlap: the ones over
+    // the budget get 503 + Retry-After, the others are decoded.
+    let mut refused = 0;
+    for _round in 0..20 {
+        let barrier = Arc::new(Barrier::new(8));
+        let answers: Vec<_> = (0..8)
+            .map(|_| {
+                let (addr, png, barrier) = (f.server.addr(), png.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut c = Client::new(&addr.to_string());
+                    barrier.wait();
+                    c.request("POST", "/api/predict", Some("image/png"), &png)
+                })
+            })
+            .collect();
+        for a in answers {
+            let a = a.join().unwrap();
+            if a.status == 503 {
+                refused += 1;
+                assert_eq!(a.header("Retry-After"), Some("1"));
+                assert!(a.expect_error(503).contains("images"));
+            } else {
+                assert_eq!(
+                    a.status,
+                    alone.status,
+                    "{:?}",
+                    String::from_utf8_lossy(&a.body)
+                );
+            }
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "no request went over the budget");
+    // The budget is given back: one alone is decoded again.
+    assert_eq!(
+        f.request("POST", "/api/predict", Some("image/png"), &png)
+            .status,
+        alone.status
+    );
+    // An image that alone costs more than the whole budget can never be decoded: 413.
+    f.request("POST", "/api/predict", Some("image/png"), &blank_png(4096))
+        .expect_error(413);
+    // JSON bodies count too (16 bytes a byte): 2.2 MB of JSON is over this budget.
+    let zeros = vec!["0"; 1_100_000].join(",");
+    let json = format!("{{\"image\":{{\"width\":1100,\"height\":1000,\"data\":[{zeros}]}}}}");
+    for path in ["/api/predict", "/invocations"] {
+        let m = f
+            .request("POST", path, Some("application/json"), json.as_bytes())
+            .expect_error(413);
+        assert!(m.contains("budget"), "{m}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Row 6: an HTTP/2 preface or a TLS ClientHello got no answer and stayed open.
+
+#[test]
+fn row6_what_is_not_http1_is_closed_at_once() {
+    let f = Fixture::new();
+    let started = Instant::now();
+    let mut s = raw(&f, 5);
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    let answer = read_to_close(&mut s).expect("the h2 preface was not closed within 5 s");
+    assert_eq!(status_of(&answer), 505);
+    // The first bytes of a TLS 1.2/1.3 ClientHello: closed without an answer.
+    let mut s = raw(&f, 5);
+    s.write_all(&[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ])
+    .unwrap();
+    assert!(read_to_close(&mut s)
+        .expect("TLS was not closed within 5 s")
+        .is_empty());
+    // Other bytes: 400 and closed.
+    let mut s = raw(&f, 5);
+    s.write_all(b"\x00\x01\x02 hello\r\n\r\n").unwrap();
+    assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 400);
+    let took = started.elapsed();
+    eprintln!("row 6: three non-HTTP/1 connections closed in {took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(ping(&f).0, 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row 11: `Authorization: bearer …` was refused.
+
+#[test]
+fn row11_the_bearer_scheme_is_case_insensitive() {
+    let f = Fixture::with_options(Options {
+        token: Some("s3cret".to_owned()),
+        ..Options::default()
+    });
+    let body = r#"{"model":"mnist@1"}"#;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let a = f.request_with(
+            "PUT",
+            "/api/aliases/x",
+            &format!("Authorization: {scheme} s3cret\r\n"),
+            "application/json",
+            body,
+        );
+        assert_eq!(
+            a.status,
+            200,
+            "{scheme}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+    f.request_with(
+        "PUT",
+        "/api/aliases/x",
+        "Authorization: bearer S3CRET\r\n",
+        "application/json",
+        body,
+    )
+    .expect_error(403);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row 12: `GET /api/train` showed every client the server's absolute data folder.
+
+#[test]
+fn row12_the_train_view_does_not_show_the_host_data_folder() {
+    for dir in [
+        workspace_root().join("data/mnist"),
+        workspace_root().join("no-such-folder"),
+    ] {
+        let f = Fixture::with_options(Options {
+            data_dir: dir.clone(),
+            ..Options::default()
+        });
+        let about = f.get("/api/train");
+        let text = String::from_utf8_lossy(&about.body).into_owned();
+        let root = workspace_root().display().to_string();
+        assert!(!text.contains(&root), "{text}");
+        assert!(about.json()["data"]["available"].is_boolean(), "{text}");
+    }
+    // Nor does the 503 of a training request without data.
+    let f = Fixture::with_options(Options {
+        data_dir: workspace_root().join("no-such-folder"),
+        ..Options::default()
+    });
+    let a = f.post_json("/api/train", &serde_json::json!({}));
+    let m = a.expect_error(503);
+    assert!(!m.contains(&workspace_root().display().to_string()), "{m}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The connection cap.
+
+#[test]
+fn connections_over_the_cap_get_503_and_the_slot_comes_back() {
+    let f = Fixture::with_options(Options {
+        max_connections: 4,
+        ..Options::default()
+    });
+    // Four keep-alive connections, each answered once, so all four are being served.
+    let mut open: Vec<Client> = (0..4).map(|_| f.connect()).collect();
+    for c in &mut open {
+        assert_eq!(c.request("GET", "/ping", None, b"").status, 200);
+    }
+    let a = f.get("/ping");
+    a.expect_error(503);
+    assert_eq!(a.header("Retry-After"), Some("1"));
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let a = f.get("/ping");
+        if a.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bodies_over_the_body_budget_get_503_before_they_are_read() {
+    let f = Fixture::with_options(Options {
+        body_budget: 10_000,
+        ..Options::default()
+    });
+    let head = |n: usize| {
+        format!("POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: {n}\r\n\r\n")
+    };
+    // A stalled upload holds 8000 bytes of the budget: the server counts a body before it
+    // says `100 Continue`, so once that is read the budget is taken.
+    let mut stalled = raw(&f, 10);
+    stalled
+        .write_all(
+            head(8000)
+                .replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut interim = [0u8; 25];
+    stalled.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    // Another 8000-byte body is refused before it is sent.
+    let mut s = raw(&f, 10);
+    s.write_all(head(8000).as_bytes()).unwrap();
+    let answer = read_to_close(&mut s).unwrap();
+    assert_eq!(status_of(&answer), 503);
+    assert!(String::from_utf8_lossy(&answer).contains("Retry-After: 1"));
+    // A small one still fits (and is read: 400, not a PNG), and once the stalled upload
+    // goes, a large one fits again.
+    let small = f.request("POST", "/api/predict", Some("image/png"), &[b'x'; 1000]);
+    small.expect_error(400);
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let a = f.request("POST", "/api/predict", Some("image/png"), &[b'x'; 8000]);
+        if a.status == 400 {
+            break;
+        }
+        a.expect_error(503);
+        assert!(Instant::now() < deadline, "the budget never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let f = Fixture::new();
+    let png = drawn_digit_png(&first_of(2), 140);
+    let mut s = raw(&f, 10);
+    s.write_all(
+        format!(
+            "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            png.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(&png).unwrap();
+    let mut c = Client::from_stream(s);
+    assert_eq!(c.read_answer().json()["label"], 2);
+}
+
+#[test]
+fn http10_keeps_the_connection_only_when_asked() {
+    let f = Fixture::new();
+    let mut c = f.connect();
+    for _ in 0..2 {
+        c.send_raw(b"GET /ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let a = c.read_answer();
+        assert_eq!(
+            (a.status, a.header("Connection")),
+            (200, Some("keep-alive"))
+        );
+    }
+    let mut s = raw(&f, 10);
+    s.write_all(b"GET /ping HTTP/1.0\r\n\r\n").unwrap();
+    let answer = read_to_close(&mut s).expect("HTTP/1.0 without keep-alive is closed");
+    assert_eq!(status_of(&answer), 200);
+}
+
+#[test]
+fn chunked_bodies_are_decoded_within_the_body_limit() {
+    let f = Fixture::with_options(Options {
+        max_body: 20_000,
+        ..Options::default()
+    });
+    let png = drawn_digit_png(&first_of(6), 140);
+    let head = "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let chunked = |body: &[u8], piece: usize| {
+        let mut out = head.as_bytes().to_vec();
+        for part in body.chunks(piece) {
+            out.extend_from_slice(format!("{:x};ext=1\r\n", part.len()).as_bytes());
+            out.extend_from_slice(part);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\nX-Trailer: 1\r\n\r\n");
+        out
+    };
+    // Decoded, and the connection goes on to the next request.
+    let mut c = f.connect();
+    c.send_raw(&chunked(&png, 700));
+    assert_eq!(c.read_answer().json()["label"], 6);
+    assert_eq!(c.request("GET", "/ping", None, b"").status, 200);
+    // Over the limit: 413 once the chunks add up to more, and closed.
+    let mut s = raw(&f, 10);
+    s.write_all(&chunked(&[b'x'; 30_000], 8000)).unwrap();
+    assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 413);
+    // A chunk size that is not hex, and a coding other than chunked.
+    let mut s = raw(&f, 10);
+    s.write_all(format!("{head}zz\r\n").as_bytes()).unwrap();
+    assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 400);
+    let mut s = raw(&f, 10);
+    s.write_all(
+        b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 501);
+}
