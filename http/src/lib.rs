@@ -11,6 +11,7 @@
 //!   scoring ([`scoring`]).
 //! - `GET /api/models`, `GET|PUT|DELETE /api/aliases[/{alias}]`: the registry.
 //! - `GET /api/runs`, `GET /api/runs/{id}`, `GET /api/runs/{id}/log`: run records.
+//! - `GET|POST /api/drawn`: corrected drawings, counted and saved ([`drawn`]).
 //! - `GET|POST /api/train`, `POST /api/runs/{id}/stop`: training ([`training`]);
 //!   `GET /api/runs/{id}/events`: its progress as server-sent events ([`events`]).
 //!
@@ -24,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+mod drawn;
 mod events;
 mod page;
 mod reply;
@@ -69,6 +71,8 @@ pub struct Options {
     /// The token that training and registry changes need (`Authorization: Bearer …`).
     /// Required when the address is not a loopback one.
     pub token: Option<String>,
+    /// The folder of corrected drawings for `POST /api/drawn`.
+    pub drawn_dir: PathBuf,
 }
 
 impl Default for Options {
@@ -79,6 +83,7 @@ impl Default for Options {
             data_dir: PathBuf::from("data/mnist"),
             max_training: 1,
             token: None,
+            drawn_dir: PathBuf::from(pismo_core::host::drawn::DEFAULT_DIR),
         }
     }
 }
@@ -433,6 +438,11 @@ fn route(state: &Arc<State>, request: &mut Request) -> Result<Routed, ApiError> 
             get()?;
             runs_with_summaries(state)?
         }
+        "/api/drawn" => drawn::handle(
+            state,
+            request,
+            &allow(&[Method::Get, Method::Post], "GET, POST")?,
+        )?,
         "/api/train" => {
             if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
                 authorize(state, request)?;

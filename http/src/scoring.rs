@@ -7,6 +7,7 @@ use std::time::Instant;
 use pismo_core::host::image::{self, ImageError};
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
+use pismo_core::verdict::verdict;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tiny_http::Request;
@@ -33,6 +34,10 @@ struct Prediction<'a> {
     label: usize,
     probabilities: &'a [f32],
     input: &'a [f32],
+    /// Whether the model is sure (`pismo_core::verdict`).
+    sure: bool,
+    /// The digit when sure; the two most likely, most likely first, when not.
+    candidates: &'static [usize],
 }
 
 pub(crate) fn predict(
@@ -51,31 +56,37 @@ pub(crate) fn predict(
         _ => return Err(unsupported_type(kind, "image/png or application/json")),
     };
     let mut x = [0.0f32; INPUT];
-    preprocess::to_input(
-        &GreyImage {
-            width: img.width,
-            height: img.height,
-            data: &img.data,
-        },
-        &mut x,
-    )
-    .map_err(|e| ApiError::bad(e.to_string()))?;
+    preprocess::to_input(&img.as_grey(), &mut x).map_err(|e| ApiError::bad(e.to_string()))?;
     let p = mlp.predict_proba(&x);
     let millis = started.elapsed().as_secs_f64() * 1e3;
+    let v = verdict(&p);
     Ok(Reply::json(&Prediction {
         model: &name,
         label: argmax(&p),
         probabilities: &p,
         input: &x,
+        sure: v.is_sure(),
+        candidates: v.candidates(),
     })?
     .with_header("Server-Timing", format!("predict;dur={millis:.3}")))
 }
 
 /// A grey image owned by the request.
-struct Grey {
+pub(crate) struct Grey {
     width: usize,
     height: usize,
     data: Vec<u8>,
+}
+
+impl Grey {
+    /// Borrows the image for the core.
+    pub(crate) fn as_grey(&self) -> GreyImage<'_> {
+        GreyImage {
+            width: self.width,
+            height: self.height,
+            data: &self.data,
+        }
+    }
 }
 
 fn png_image(body: &[u8]) -> Result<Grey, ApiError> {
@@ -91,8 +102,9 @@ fn png_image(body: &[u8]) -> Result<Grey, ApiError> {
     })
 }
 
-/// `{"pixels":[784 numbers in 0..=1]}` or `{"image":{"width":W,"height":H,"data":[W*H]}}`.
-fn json_image(value: &Value) -> Result<Grey, ApiError> {
+/// `{"pixels":[784 numbers in 0..=1]}` or `{"image":{"width":W,"height":H,"data":[W*H]}}`
+/// (also the image of `POST /api/drawn`).
+pub(crate) fn json_image(value: &Value) -> Result<Grey, ApiError> {
     if let Some(pixels) = value.get("pixels") {
         let x = numbers(pixels, "pixels")?;
         if x.len() != INPUT {
