@@ -389,7 +389,7 @@ impl DrawnStore {
                 write_synced(&path, bytes).map_err(io_error(&path))?;
             }
             sync_dir(&temp).map_err(io_error(&temp))?;
-            self.publish(&temp, label, now)
+            self.publish(&temp, &name, label, now)
         })();
         if written.is_err() {
             let _ = fs::remove_dir_all(&temp);
@@ -398,17 +398,22 @@ impl DrawnStore {
         self.info(&name)
     }
 
-    /// Renames the complete folder `temp` to a fresh final name (trying further names if
+    /// Renames the complete folder `temp` to its final name `first` (trying fresh names if
     /// one is taken: a rename onto a non-empty folder fails, it never replaces a sample).
     fn publish(
         &self,
         temp: &Path,
+        first: &str,
         label: u8,
         now: std::time::Duration,
     ) -> Result<String, DrawnError> {
         let mut last = None;
-        for _ in 0..16 {
-            let name = unique_name(label, now);
+        for attempt in 0..16 {
+            let name = if attempt == 0 {
+                first.to_owned()
+            } else {
+                unique_name(label, now)
+            };
             let target = self.dir.join(&name);
             if target.exists() {
                 continue;
@@ -718,5 +723,25 @@ mod tests {
             "{e:?}"
         );
         assert!(third.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_taken_name_is_never_replaced() {
+        let tmp = TempDir::new("taken");
+        let store = DrawnStore::open(&tmp.0);
+        let first = store.save(5, &drawing().as_grey()).unwrap();
+        let before = fs::read(first.drawing.with_file_name(META_FILE)).unwrap();
+        // A second complete sample that would take the first one's name.
+        let temp = tmp.0.join(".tmp-other");
+        fs::create_dir(&temp).unwrap();
+        fs::write(temp.join(META_FILE), b"{}").unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let name = store.publish(&temp, &first.id, 5, now).unwrap();
+        assert_ne!(name, first.id);
+        assert_eq!(
+            fs::read(first.drawing.with_file_name(META_FILE)).unwrap(),
+            before
+        );
+        assert_eq!(fs::read(tmp.0.join(&name).join(META_FILE)).unwrap(), b"{}");
     }
 }
