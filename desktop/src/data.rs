@@ -130,11 +130,20 @@ struct SampleLine<'a> {
     created: String,
 }
 
+/// `2026-12-02T03:16:41.572Z`: when the sample was saved, ISO 8601 in UTC.
 fn created(s: &SampleInfo) -> String {
-    let secs = s.created_unix_ms / 1000;
+    // `utc_stamp` gives `YYYYMMDD-HHMMSS`.
+    let stamp = pismo_core::host::runs::utc_stamp(s.created_unix_ms / 1000);
+    let (date, time) = stamp.split_once('-').unwrap_or((&stamp, ""));
+    let part = |text: &str, from: usize, to: usize| text.get(from..to).unwrap_or("").to_owned();
     format!(
-        "{}.{:03}Z",
-        pismo_core::host::runs::utc_stamp(secs),
+        "{}-{}-{}T{}:{}:{}.{:03}Z",
+        part(date, 0, 4),
+        part(date, 4, 6),
+        part(date, 6, 8),
+        part(time, 0, 2),
+        part(time, 2, 4),
+        part(time, 4, 6),
         s.created_unix_ms % 1000
     )
 }
