@@ -413,10 +413,20 @@ function hideCorrect() {
   $('#correct').hidden = true;
 }
 
+/** Largest side of the drawing sent as a correction: at 1024x1024 the JSON body is about
+ *  4 MB, half the server's limit (a 280 px canvas reaches it only past devicePixelRatio 3.6,
+ *  e.g. a zoomed-in phone). Up to it the server gets the very pixels the prediction used. */
+const MAX_CORRECTION_SIDE = 1024;
+
 /** The canvas as grey bytes, row after row (the canvas is opaque: red is the grey level). */
 function canvasGrey() {
-  const c = draw.canvas;
-  const rgba = draw.ctx.getImageData(0, 0, c.width, c.height).data;
+  let c = draw.canvas;
+  if (c.width > MAX_CORRECTION_SIDE) {
+    const small = h('canvas', { width: MAX_CORRECTION_SIDE, height: MAX_CORRECTION_SIDE });
+    small.getContext('2d').drawImage(c, 0, 0, MAX_CORRECTION_SIDE, MAX_CORRECTION_SIDE);
+    c = small;
+  }
+  const rgba = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   const data = new Array(c.width * c.height);
   for (let i = 0; i < data.length; i++) data[i] = rgba[i * 4];
   return { width: c.width, height: c.height, data };
