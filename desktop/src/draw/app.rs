@@ -188,14 +188,16 @@ impl App {
             .expect("the canvas is a valid image");
         let saved = self.drawn.save(digit, &img).map_err(|e| e.to_string());
         self.status = match &saved {
-            Ok(_) => {
-                let kept = self.drawn.list().map_or(0, |l| l.len());
-                format!(
-                    "saved as a {digit} - {kept} correction{} kept in {}",
-                    if kept == 1 { "" } else { "s" },
+            Ok(_) => match self.drawn.list() {
+                Ok(all) => format!(
+                    "saved as a {digit} - {} correction{} kept in {}",
+                    all.len(),
+                    if all.len() == 1 { "" } else { "s" },
                     self.drawn.dir().display()
-                )
-            }
+                ),
+                // Saved, but another sample in the folder does not read: no count to give.
+                Err(e) => format!("saved as a {digit} in {} ({e})", self.drawn.dir().display()),
+            },
             Err(e) => format!("not saved: {e}"),
         };
         Some(saved)
