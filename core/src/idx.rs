@@ -248,6 +248,27 @@ pub fn parse_labels(bytes: &[u8]) -> Result<&[u8], IdxError> {
     Ok(labels)
 }
 
+/// The header of an IDX image file of `count` images of `rows` x `cols` pixels: what
+/// precedes the `count * rows * cols` pixel bytes. [`parse_images`] reads it back.
+pub const fn images_header(count: u32, rows: u32, cols: u32) -> [u8; IMAGES_HEADER] {
+    let mut h = [0u8; IMAGES_HEADER];
+    let words = [IMAGES_MAGIC, count, rows, cols];
+    let mut i = 0;
+    while i < IMAGES_HEADER {
+        h[i] = words[i / 4].to_be_bytes()[i % 4];
+        i += 1;
+    }
+    h
+}
+
+/// The header of an IDX label file of `count` labels (what precedes the label bytes).
+/// [`parse_labels`] reads it back.
+pub const fn labels_header(count: u32) -> [u8; LABELS_HEADER] {
+    let m = LABELS_MAGIC.to_be_bytes();
+    let c = count.to_be_bytes();
+    [m[0], m[1], m[2], m[3], c[0], c[1], c[2], c[3]]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,5 +472,18 @@ mod tests {
                 assert!(labels.iter().all(|&l| l <= 9));
             }
         }
+    }
+
+    #[test]
+    fn written_headers_parse_back() {
+        let mut images = images_header(2, 2, 3).to_vec();
+        images.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        let parsed = parse_images(&images).unwrap();
+        assert_eq!((parsed.count, parsed.rows, parsed.cols), (2, 2, 3));
+        assert_eq!(parsed.image(1), Some(&[7, 8, 9, 10, 11, 12][..]));
+        assert_eq!(images_file(2, 2, 3, &images[16..]), images);
+        let mut labels = labels_header(3).to_vec();
+        labels.extend_from_slice(&[7, 0, 9]);
+        assert_eq!(parse_labels(&labels), Ok(&[7, 0, 9][..]));
     }
 }

@@ -13,6 +13,7 @@
 //! - [`idx`]: parsing of MNIST's IDX files from byte slices.
 //! - [`preprocess`]: any-size grey drawing → MNIST-like 28x28 input, without allocation.
 //! - [`quant`]: int8 quantization and integer inference reading the weights in place.
+//! - [`verdict`]: sure of one digit or "not sure: 3 or 9?", the rule every shell shows.
 //! - [`device`]: what the firmware runs (start-up check, serial frames, serve loop), testable
 //!   on the host.
 //! - [`format`](mod@format): the model file (magic, format version, postcard metadata, weights, CRC-32),
@@ -31,6 +32,7 @@ pub mod mlp;
 pub mod preprocess;
 pub mod quant;
 pub mod rng;
+pub mod verdict;
 
 #[cfg(feature = "std")]
 pub mod host;

@@ -1,10 +1,12 @@
 //! `pismo data`: get and check the four MNIST files (`pismo_core::host::mnist` does the
-//! download, the decompression and the SHA-256 checks).
+//! download, the decompression and the SHA-256 checks), and handle the folder of corrected
+//! drawings (`pismo data drawn list|export|import`, `pismo_core::host::drawn` owns it).
 
 use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::augment;
+use pismo_core::host::drawn::{DrawnError, DrawnStore, SampleInfo};
 use pismo_core::host::mnist::{self, MnistError};
 use pismo_core::host::trainer::validation_split;
 use pismo_core::host::{corpora, image, preview, recipe, synth};
@@ -14,7 +16,7 @@ use pismo_core::rng::Rng;
 
 use crate::CliError;
 
-/// Get or check the MNIST files.
+/// Get or check the MNIST files; list, export or import the corrected drawings.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "data")]
 pub struct Args {
@@ -28,6 +30,7 @@ enum Command {
     Fetch(Fetch),
     Verify(Verify),
     Augment(Augment),
+    Drawn(Drawn),
 }
 
 /// Show what training learns from: MNIST digits, their distortions, MNIST redrawn with a
@@ -74,6 +77,174 @@ struct Verify {
     data: Option<PathBuf>,
 }
 
+/// The corrected drawings ("Wrong? This is a …"): list them, or move them to and from IDX.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "drawn",
+    note = "Folder: --drawn, else $PISMO_DRAWN, else ./data/drawn."
+)]
+struct Drawn {
+    #[argh(subcommand)]
+    command: DrawnCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum DrawnCommand {
+    List(DrawnList),
+    Export(DrawnExport),
+    Import(DrawnImport),
+}
+
+/// Count the corrected drawings per digit and list their files.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+struct DrawnList {
+    /// folder of corrected drawings (default: $PISMO_DRAWN, else ./data/drawn)
+    #[argh(option)]
+    drawn: Option<PathBuf>,
+    /// print one JSON object per sample on stdout
+    #[argh(switch)]
+    json: bool,
+}
+
+/// Write the corrected drawings (their 28x28 model inputs) as IDX3 images and IDX1 labels.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "export")]
+struct DrawnExport {
+    /// folder of corrected drawings (default: $PISMO_DRAWN, else ./data/drawn)
+    #[argh(option)]
+    drawn: Option<PathBuf>,
+    /// IDX3 images file to write
+    #[argh(option)]
+    images: PathBuf,
+    /// IDX1 labels file to write
+    #[argh(option)]
+    labels: PathBuf,
+}
+
+/// Add the 28x28 images of an IDX3 images / IDX1 labels pair (raw or .gz) to the corrected
+/// drawings.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "import")]
+struct DrawnImport {
+    /// folder of corrected drawings (default: $PISMO_DRAWN, else ./data/drawn)
+    #[argh(option)]
+    drawn: Option<PathBuf>,
+    /// IDX3 images file to read (28x28 images)
+    #[argh(option)]
+    images: PathBuf,
+    /// IDX1 labels file to read
+    #[argh(option)]
+    labels: PathBuf,
+}
+
+impl From<DrawnError> for CliError {
+    fn from(e: DrawnError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+/// The folder of corrected drawings: `--drawn`, else `PISMO_DRAWN`, else `./data/drawn`.
+pub fn drawn_store(flag: &Option<PathBuf>) -> DrawnStore {
+    DrawnStore::open(
+        flag.clone()
+            .unwrap_or_else(pismo_core::host::drawn::default_dir),
+    )
+}
+
+/// The `--json` line of one sample.
+#[derive(serde::Serialize)]
+struct SampleLine<'a> {
+    #[serde(flatten)]
+    sample: &'a SampleInfo,
+    created: String,
+}
+
+/// `2026-12-02T03:16:41.572Z`: when the sample was saved, ISO 8601 in UTC.
+fn created(s: &SampleInfo) -> String {
+    // `utc_stamp` gives `YYYYMMDD-HHMMSS`.
+    let stamp = pismo_core::host::runs::utc_stamp(s.created_unix_ms / 1000);
+    let (date, time) = stamp.split_once('-').unwrap_or((&stamp, ""));
+    let part = |text: &str, from: usize, to: usize| text.get(from..to).unwrap_or("").to_owned();
+    format!(
+        "{}-{}-{}T{}:{}:{}.{:03}Z",
+        part(date, 0, 4),
+        part(date, 4, 6),
+        part(date, 6, 8),
+        part(time, 0, 2),
+        part(time, 2, 4),
+        part(time, 4, 6),
+        s.created_unix_ms % 1000
+    )
+}
+
+fn run_drawn(command: DrawnCommand) -> Result<(), CliError> {
+    match command {
+        DrawnCommand::List(a) => {
+            let store = drawn_store(&a.drawn);
+            let samples = store.list()?;
+            if a.json {
+                for sample in &samples {
+                    crate::out_json(&SampleLine {
+                        sample,
+                        created: created(sample),
+                    })?;
+                }
+                return Ok(());
+            }
+            let mut counts = [0usize; 10];
+            for s in &samples {
+                counts[usize::from(s.label)] += 1;
+            }
+            let mut out = format!(
+                "{}: {} corrected drawing{}\n",
+                store.dir().display(),
+                samples.len(),
+                if samples.len() == 1 { "" } else { "s" }
+            );
+            let per: Vec<String> = counts
+                .iter()
+                .enumerate()
+                .map(|(d, n)| format!("{d}: {n}"))
+                .collect();
+            out.push_str(&format!("per digit  {}\n", per.join("  ")));
+            for s in &samples {
+                out.push_str(&format!(
+                    "{}  {}  {}x{}  {}\n",
+                    s.label,
+                    created(s),
+                    s.width,
+                    s.height,
+                    s.drawing.display()
+                ));
+            }
+            crate::out(&out)
+        }
+        DrawnCommand::Export(a) => {
+            let store = drawn_store(&a.drawn);
+            let n = store.export_idx(&a.images, &a.labels)?;
+            crate::out_line(&format!(
+                "exported {n} corrected drawing{} from {} to {} and {}",
+                if n == 1 { "" } else { "s" },
+                store.dir().display(),
+                a.images.display(),
+                a.labels.display()
+            ))
+        }
+        DrawnCommand::Import(a) => {
+            let store = drawn_store(&a.drawn);
+            let n = store.import_idx(&a.images, &a.labels)?.len();
+            crate::out_line(&format!(
+                "imported {n} drawing{} into {}",
+                if n == 1 { "" } else { "s" },
+                store.dir().display()
+            ))
+        }
+    }
+}
+
 /// Runs `pismo data …`.
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
@@ -109,6 +280,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Drawn(a) => run_drawn(a.command),
     }
 }
 

@@ -9,7 +9,8 @@
 //! - [`predict`]: `pismo predict`, digits of PNG or IDX3 files of any size.
 //! - [`models`]: `pismo models list|show|alias|unalias|delete`, the model registry.
 //! - [`runs`]: `pismo runs list|show|log`, the run records.
-//! - [`data`]: `pismo data fetch|verify`, the MNIST files.
+//! - [`data`]: `pismo data fetch|verify`, the MNIST files; `pismo data drawn list|export|import`,
+//!   the corrected drawings.
 //! - [`draw`]: `pismo draw`, a native window to draw digits and watch the prediction.
 //! - [`serve`]: `pismo serve`, the HTTP API and MLflow scoring protocol (`pismo-http`).
 //!
@@ -179,15 +180,15 @@ pub fn load_model(
 }
 
 /// Every command word, for the "run `pismo … --help`" hint after a usage error.
-const COMMAND_WORDS: [&str; 18] = [
+const COMMAND_WORDS: [&str; 21] = [
     "train", "eval", "predict", "models", "runs", "data", "draw", "serve", "list", "show", "alias",
-    "unalias", "delete", "quantize", "log", "fetch", "verify", "help",
+    "unalias", "delete", "quantize", "log", "fetch", "verify", "drawn", "export", "import", "help",
 ];
 
 /// `pismo models` for `["models", "show", "--json"]`: the command words the user typed.
 fn command_path(args: &[&str]) -> String {
     let mut path = String::from("pismo");
-    for arg in args.iter().take(2) {
+    for arg in args.iter().take(3) {
         if !COMMAND_WORDS.contains(arg) || *arg == "help" {
             break;
         }

@@ -7,6 +7,10 @@
 //! cannot be read, or an image with no ink, is reported on stderr (naming the file and the
 //! image's index) and skipped; the others are still answered, and the exit status is 1 if
 //! anything was skipped.
+//!
+//! When the model is unsure (`pismo_core::verdict`: a low top probability or a small lead
+//! over the second), the answer says so: `not sure: 3 or 9?`, and `--json` has
+//! `"sure": false` and both `candidates`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,7 @@ use pismo_core::host::image::{self, OwnedGrey};
 use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess;
+use pismo_core::verdict::{verdict, Verdict};
 use serde::Serialize;
 
 use crate::CliError;
@@ -48,6 +53,10 @@ struct Prediction<'a> {
     model: &'a str,
     label: usize,
     probabilities: &'a [f32; CLASSES],
+    /// Whether the model is sure (`pismo_core::verdict`).
+    sure: bool,
+    /// The digit when sure; the two most likely, most likely first, when not.
+    candidates: &'static [usize],
 }
 
 /// What `main` passes instead of a `-` argument of `pismo predict`: argh takes `-` for a
@@ -96,6 +105,24 @@ pub(crate) fn ranked(p: &[f32; CLASSES]) -> [usize; CLASSES] {
     order
 }
 
+/// The text answer for one image: `7 (99.2 %)   next: 1 0.5 %, 2 0.1 %`, or when unsure
+/// `not sure: 3 or 9? (48.1 % / 40.2 %)   next: 5 3.0 %, 8 2.0 %`.
+pub(crate) fn answer(p: &[f32; CLASSES], order: &[usize; CLASSES], v: &Verdict) -> String {
+    let pct = |d: usize| format!("{:.1} %", p[d] * 100.0);
+    let shown = v.candidates().len();
+    let others: Vec<String> = order[shown..shown + 2]
+        .iter()
+        .map(|&d| format!("{d} {}", pct(d)))
+        .collect();
+    let head = match *v {
+        Verdict::Sure { digit, .. } => format!("{digit} ({})", pct(digit)),
+        Verdict::Unsure { first, second, .. } => {
+            format!("{v} ({} / {})", pct(first), pct(second))
+        }
+    };
+    format!("{head}   next: {}", others.join(", "))
+}
+
 /// Runs `pismo predict`.
 pub fn run(args: Args) -> Result<(), CliError> {
     if args.files.is_empty() {
@@ -140,6 +167,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 }
             };
             let order = ranked(&p);
+            let v = verdict(&p);
             if args.json {
                 crate::out_json(&Prediction {
                     file,
@@ -147,18 +175,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     model: &model,
                     label: order[0],
                     probabilities: &p,
+                    sure: v.is_sure(),
+                    candidates: v.candidates(),
                 })?;
             } else {
-                let others: Vec<String> = order[1..3]
-                    .iter()
-                    .map(|&d| format!("{d} {:.1} %", p[d] * 100.0))
-                    .collect();
-                crate::out_line(&format!(
-                    "{name}: {} ({:.1} %)   next: {}",
-                    order[0],
-                    p[order[0]] * 100.0,
-                    others.join(", ")
-                ))?;
+                crate::out_line(&format!("{name}: {}", answer(&p, &order, &v)))?;
             }
         }
     }
@@ -179,6 +200,24 @@ mod tests {
         p[1] = 0.05;
         p[9] = 0.05;
         assert_eq!(&ranked(&p)[..4], &[7, 1, 9, 0]);
+    }
+
+    #[test]
+    fn an_unsure_answer_names_both_digits() {
+        let mut p = [0.01; CLASSES];
+        p[3] = 0.48;
+        p[9] = 0.40;
+        p[5] = 0.04;
+        let text = answer(&p, &ranked(&p), &verdict(&p));
+        assert_eq!(
+            text,
+            "not sure: 3 or 9? (48.0 % / 40.0 %)   next: 5 4.0 %, 0 1.0 %"
+        );
+        let mut p = [0.0; CLASSES];
+        p[7] = 0.99;
+        p[1] = 0.01;
+        let text = answer(&p, &ranked(&p), &verdict(&p));
+        assert_eq!(text, "7 (99.0 %)   next: 1 1.0 %, 0 0.0 %");
     }
 
     #[test]

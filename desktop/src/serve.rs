@@ -27,6 +27,10 @@ pub struct Args {
     /// MNIST folder for training from the page (default: $PISMO_DATA, else ./data/mnist)
     #[argh(option)]
     data: Option<PathBuf>,
+    /// folder of corrected drawings that the page saves (default: $PISMO_DRAWN, else
+    /// ./data/drawn)
+    #[argh(option)]
+    drawn: Option<PathBuf>,
     /// token that training and registry changes need (default: $PISMO_TOKEN; on a
     /// non-loopback address without one, a random token is made and printed)
     #[argh(option)]
@@ -55,16 +59,19 @@ pub fn run(args: Args) -> Result<(), CliError> {
         data_dir: crate::data_dir(&args.data),
         max_training: args.max_training,
         token: token.clone(),
+        drawn_dir: crate::data::drawn_store(&args.drawn).dir().to_path_buf(),
         ..pismo_http::Options::default()
     };
     let data_dir = options.data_dir.clone();
+    let drawn_dir = options.drawn_dir.clone();
     let server = pismo_http::Server::start(&args.addr, registry.dir(), runs.dir(), options)
         .map_err(CliError::failed)?;
     eprintln!(
-        "registry {}, runs {}, MNIST {}",
+        "registry {}, runs {}, MNIST {}, corrected drawings {}",
         registry.dir().display(),
         runs.dir().display(),
-        data_dir.display()
+        data_dir.display(),
+        drawn_dir.display()
     );
     if let Some(token) = &token {
         eprintln!(

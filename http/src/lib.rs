@@ -13,7 +13,8 @@
 //! - `routes`: method and path to handler; endpoints are listed there.
 //! - `request`: the whole request a handler gets, and its body as JSON.
 //! - `reply`: answers and JSON errors.
-//! - handlers: `scoring` (predictions), `catalog` (registry and runs), `training`,
+//! - handlers: `scoring` (predictions), `catalog` (registry and runs), `drawn` (corrected
+//!   drawings), `training`,
 //!   `events` (server-sent events), `page` (the embedded web page); `budget` is the
 //!   image-decoding budget scoring draws on.
 //!
@@ -34,6 +35,7 @@ mod auth;
 mod budget;
 mod catalog;
 mod connection;
+mod drawn;
 mod events;
 pub mod limits;
 mod page;

@@ -10,6 +10,7 @@
 //! - `GET /api/models`, `GET|PUT|DELETE /api/aliases[/{alias}]`: the registry
 //!   ([`crate::catalog`]).
 //! - `GET /api/runs`, `GET /api/runs/{id}`, `GET /api/runs/{id}/log`: run records.
+//! - `GET|POST /api/drawn`: corrected drawings, counted and saved ([`crate::drawn`]).
 //! - `GET|POST /api/train`, `POST /api/runs/{id}/stop`: training ([`crate::training`]);
 //!   `GET /api/runs/{id}/events`: its progress as server-sent events ([`crate::events`]).
 
@@ -86,6 +87,14 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
         "/api/runs" => {
             get()?;
             catalog::runs_with_summaries(state)?
+        }
+        "/api/drawn" => {
+            if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
+                authorize(state, request)?;
+                crate::drawn::save(state, request)?
+            } else {
+                crate::drawn::counts(state)?
+            }
         }
         "/api/train" => {
             if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use pismo_core::host::image::{self, ImageError};
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
+use pismo_core::verdict::verdict;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -35,6 +36,10 @@ struct Prediction<'a> {
     label: usize,
     probabilities: &'a [f32],
     input: &'a [f32],
+    /// Whether the model is sure (`pismo_core::verdict`).
+    sure: bool,
+    /// The digit when sure; the two most likely, most likely first, when not.
+    candidates: &'static [usize],
 }
 
 pub(crate) fn predict(state: &State, request: &Request) -> Result<Reply, ApiError> {
@@ -49,43 +54,61 @@ pub(crate) fn predict(state: &State, request: &Request) -> Result<Reply, ApiErro
             (img, Some(permit))
         }
         Some("application/json") => {
-            let permit = state.images.take(json_decode_cost(body.len()))?;
-            (json_image(&parse_json(body)?)?, Some(permit))
+            let (value, permit) = budgeted_json(state, request)?;
+            (json_image(&value)?, Some(permit))
         }
         _ => return Err(unsupported_type(kind, "image/png or application/json")),
     };
     let mut x = [0.0f32; INPUT];
-    preprocess::to_input(
-        &GreyImage {
-            width: img.width,
-            height: img.height,
-            data: &img.data,
-        },
-        &mut x,
-    )
-    .map_err(|e| ApiError::bad(e.to_string()))?;
+    preprocess::to_input(&img.as_grey(), &mut x).map_err(|e| ApiError::bad(e.to_string()))?;
     let p = mlp.predict_proba(&x);
     let millis = started.elapsed().as_secs_f64() * 1e3;
+    let v = verdict(&p);
     Ok(Reply::json(&Prediction {
         model: &name,
         label: argmax(&p),
         probabilities: &p,
         input: &x,
+        sure: v.is_sure(),
+        candidates: v.candidates(),
     })?
     .with_header("Server-Timing", format!("predict;dur={millis:.3}")))
 }
 
 /// A grey image owned by the request.
-struct Grey {
+pub(crate) struct Grey {
     width: usize,
     height: usize,
     data: Vec<u8>,
+}
+
+impl Grey {
+    /// Borrows the image for the core.
+    pub(crate) fn as_grey(&self) -> GreyImage<'_> {
+        GreyImage {
+            width: self.width,
+            height: self.height,
+            data: &self.data,
+        }
+    }
 }
 
 /// Bytes of memory that parsing a JSON body of `len` bytes into a `serde_json::Value` may
 /// take: [`crate::limits::JSON_BYTES_PER_BODY_BYTE`] a byte.
 fn json_decode_cost(len: usize) -> u64 {
     len as u64 * crate::limits::JSON_BYTES_PER_BODY_BYTE
+}
+
+/// The JSON body of `request` (`Content-Type: application/json`, else 415), parsed within
+/// the server's decoding budget; the permit gives it back when dropped.
+pub(crate) fn budgeted_json(state: &State, request: &Request) -> Result<(Value, Permit), ApiError> {
+    let kind = request.content_type();
+    if kind.as_deref() != Some("application/json") {
+        return Err(unsupported_type(kind, "application/json"));
+    }
+    let body = body(request)?;
+    let permit = state.images.take(json_decode_cost(body.len()))?;
+    Ok((parse_json(body)?, permit))
 }
 
 /// Decodes a PNG within the server's image budget: its cost is known from the header
@@ -107,8 +130,9 @@ fn png_image(state: &State, body: &[u8]) -> Result<(Grey, Permit), ApiError> {
     Ok((grey, permit))
 }
 
-/// `{"pixels":[784 numbers in 0..=1]}` or `{"image":{"width":W,"height":H,"data":[W*H]}}`.
-fn json_image(value: &Value) -> Result<Grey, ApiError> {
+/// `{"pixels":[784 numbers in 0..=1]}` or `{"image":{"width":W,"height":H,"data":[W*H]}}`
+/// (also the image of `POST /api/drawn`).
+pub(crate) fn json_image(value: &Value) -> Result<Grey, ApiError> {
     if let Some(pixels) = value.get("pixels") {
         let x = numbers(pixels, "pixels")?;
         if x.len() != INPUT {

@@ -56,6 +56,8 @@ pub struct Options {
     /// Required when the address is not a loopback one. Without it, only loopback `Host`
     /// names are served (see `auth.rs`).
     pub token: Option<String>,
+    /// The folder of corrected drawings for `POST /api/drawn`.
+    pub drawn_dir: PathBuf,
 }
 
 impl Default for Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             data_dir: PathBuf::from("data/mnist"),
             max_training: 1,
             token: None,
+            drawn_dir: PathBuf::from(pismo_core::host::drawn::DEFAULT_DIR),
         }
     }
 }

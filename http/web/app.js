@@ -181,6 +181,10 @@ const draw = {
   generation: 0, // bumped by Clear, so late answers of an old drawing are ignored
   inFlight: false,
   pending: false,
+  strokes: 0, // bumped by every change of the drawing, so a correction keeps one drawing once
+  saving: false, // a correction is being sent
+  corrected: -1, // the drawing (`strokes`) already kept as a correction: one per drawing
+  answered: -1, // the drawing the correction status speaks about (kept until it changes)
 };
 
 function setupDraw() {
@@ -205,6 +209,7 @@ function setupDraw() {
     localStorage.setItem('pismo-model', $('#model').value);
     predict();
   });
+  setupCorrect();
   renderBars(null);
   renderInput28(null);
 }
@@ -278,6 +283,7 @@ function penUp(e) {
 }
 
 function inked() {
+  draw.strokes += 1;
   if (!draw.hasInk) {
     draw.hasInk = true;
     $('#canvas-hint').hidden = true;
@@ -300,6 +306,8 @@ function clearDrawing() {
   $('#draw-status').textContent = 'Draw a digit to see what the model thinks.';
   $('#draw-error').hidden = true;
   $('#latency').textContent = '–';
+  $('#label').classList.remove('unsure');
+  hideCorrect();
   renderBars(null);
   renderInput28(null);
 }
@@ -353,18 +361,109 @@ function showDrawError(message) {
 function showPrediction(p, roundTrip, serverMs) {
   $('#draw-error').hidden = true;
   const label = $('#label');
-  label.textContent = p.label;
   label.classList.add('has-value');
-  const sure = p.probabilities[p.label];
-  $('#draw-status').textContent = `${sure >= 0.9 ? 'Confident' : sure >= 0.6 ? 'Fairly sure' : 'Unsure'}: ${pct(sure, 1)} for ${p.label}.`;
+  // The server's verdict (pismo_core::verdict): sure of one digit, or torn between two.
+  const [first, second] = p.candidates || [p.label];
+  const sure = p.sure !== false || second == null;
+  label.classList.toggle('unsure', !sure);
+  if (sure) {
+    label.textContent = p.label;
+    $('#draw-status').textContent = `Sure: ${pct(p.probabilities[p.label], 1)} for ${p.label}.`;
+  } else {
+    label.textContent = `${first} or ${second}?`;
+    $('#draw-status').textContent =
+      `Not sure: ${first} or ${second}? ${pct(p.probabilities[first], 1)} for ${first}, ${pct(p.probabilities[second], 1)} for ${second}.`;
+  }
   $('#result-model').textContent = p.model;
   $('#latency').textContent =
     `${roundTrip.toFixed(0)} ms round trip` + (serverMs != null ? ` · ${serverMs.toFixed(2)} ms on the server` : '');
-  renderBars(p.probabilities, p.label);
+  renderBars(p.probabilities, p.label, sure ? null : second);
   renderInput28(p.input);
+  showCorrect();
 }
 
-function renderBars(probabilities, winner) {
+// ---------------------------------------------------------------------------------------
+// "Wrong? This is a …": keep the drawing with the right digit (POST /api/drawn)
+
+function setupCorrect() {
+  fill($('#correct-digits'), [...Array(10).keys()].map((d) =>
+    h('button', {
+      type: 'button',
+      class: 'digit-btn',
+      dataset: { digit: d, testid: `correct-${d}` },
+      'aria-label': `It is a ${d}: keep this drawing as a ${d}`,
+      onclick: () => correctAs(d),
+    }, d)));
+}
+
+/** Shows the digit buttons for the drawing now on the canvas (enabled unless it is kept). */
+function showCorrect() {
+  $('#correct').hidden = false;
+  const kept = draw.corrected === draw.strokes;
+  for (const b of $('#correct-digits').children) b.disabled = draw.saving || kept;
+  if (draw.answered !== draw.strokes && !draw.saving) {
+    for (const b of $('#correct-digits').children) b.classList.remove('picked');
+    const status = $('#correct-status');
+    status.textContent = 'Pick the digit you meant: pismo keeps the drawing to learn from.';
+    status.className = 'small correct-status muted';
+  }
+}
+
+function hideCorrect() {
+  $('#correct').hidden = true;
+}
+
+/** Largest side of the drawing sent as a correction: at 1024x1024 the JSON body is about
+ *  4 MB, half the server's limit (a 280 px canvas reaches it only past devicePixelRatio 3.6,
+ *  e.g. a zoomed-in phone). Up to it the server gets the very pixels the prediction used. */
+const MAX_CORRECTION_SIDE = 1024;
+
+/** The canvas as grey bytes, row after row (the canvas is opaque: red is the grey level). */
+function canvasGrey() {
+  let c = draw.canvas;
+  if (c.width > MAX_CORRECTION_SIDE) {
+    const small = h('canvas', { width: MAX_CORRECTION_SIDE, height: MAX_CORRECTION_SIDE });
+    small.getContext('2d').drawImage(c, 0, 0, MAX_CORRECTION_SIDE, MAX_CORRECTION_SIDE);
+    c = small;
+  }
+  const rgba = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const data = new Array(c.width * c.height);
+  for (let i = 0; i < data.length; i++) data[i] = rgba[i * 4];
+  return { width: c.width, height: c.height, data };
+}
+
+async function correctAs(digit) {
+  if (draw.saving || !draw.hasInk) return;
+  const strokes = draw.strokes;
+  const generation = draw.generation;
+  const buttons = [...$('#correct-digits').children];
+  const status = $('#correct-status');
+  draw.saving = true;
+  draw.answered = strokes;
+  buttons.forEach((b) => { b.disabled = true; b.classList.toggle('picked', Number(b.dataset.digit) === digit); });
+  status.textContent = `Saving as a ${digit}…`;
+  status.className = 'small correct-status muted';
+  try {
+    const saved = await api('/api/drawn', { method: 'POST', json: { label: digit, image: canvasGrey() } });
+    if (generation !== draw.generation) return;
+    draw.corrected = strokes;
+    const n = saved.total;
+    status.textContent = `Saved as a ${saved.sample.label} — ${n} correction${n === 1 ? '' : 's'} kept.`;
+    status.className = 'small correct-status ok';
+  } catch (err) {
+    if (generation !== draw.generation) return;
+    status.textContent = `Not saved: ${err.message}`;
+    status.className = 'small correct-status bad';
+    buttons.forEach((b) => b.classList.remove('picked'));
+  } finally {
+    draw.saving = false;
+    if (draw.corrected !== draw.strokes) {
+      for (const b of buttons) b.disabled = false;
+    }
+  }
+}
+
+function renderBars(probabilities, winner, runnerUp = null) {
   const host = $('#bars');
   if (!host.children.length) {
     for (let d = 0; d < 10; d++) {
@@ -379,6 +478,7 @@ function renderBars(probabilities, winner) {
   [...host.children].forEach((row, d) => {
     const p = probabilities ? probabilities[d] : 0;
     row.classList.toggle('win', probabilities != null && d === winner);
+    row.classList.toggle('maybe', probabilities != null && d === runnerUp);
     row.querySelector('.bar-fill').style.transform = `scaleX(${p})`;
     row.querySelector('.bar-pct').textContent = probabilities ? pct(p, 1) : '–';
     row.setAttribute('aria-label', probabilities ? `${d}: ${pct(p, 1)}` : `${d}: no prediction`);

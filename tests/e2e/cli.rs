@@ -527,3 +527,229 @@ fn quantize_registers_an_int8_child_that_eval_uses() {
     again.expect_code(1);
     assert!(again.stderr.contains("already int8"), "{}", again.stderr);
 }
+
+#[test]
+fn predict_says_not_sure_for_a_blend_of_two_digits() {
+    let p = Pismo::new();
+    let models = pismo_tests::workspace_root().join("models");
+    let models = models.to_str().expect("utf-8 path");
+    let (blend, [first, second]) = pismo_tests::ambiguous_blend();
+    let t = t10k();
+    // A clear 7 (t10k #0) and the blend, in one IDX file.
+    let file = write(&p, "two.idx3", &idx3(&[t.images[0], blend]));
+    let out = p.run(&["predict", "--registry", models, &file]);
+    out.expect_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("two.idx3#0: 7 ("), "{}", out.stdout);
+    let unsure = format!("two.idx3#1: not sure: {first} or {second}? (");
+    assert!(lines[1].starts_with(&unsure), "{}", out.stdout);
+
+    let out = p.run(&["predict", "--registry", models, "--json", &file]);
+    out.expect_code(0);
+    let lines = out.json_lines();
+    assert_eq!(lines[0]["sure"], true);
+    assert_eq!(lines[0]["candidates"], serde_json::json!([7]));
+    assert_eq!(lines[1]["sure"], false);
+    assert_eq!(lines[1]["candidates"], serde_json::json!([first, second]));
+    assert_eq!(
+        lines[1]["label"], first,
+        "label stays the most likely digit"
+    );
+}
+
+/// Labels as an IDX1 file.
+fn idx1(labels: &[u8]) -> Vec<u8> {
+    let mut out = pismo_core::idx::labels_header(labels.len() as u32).to_vec();
+    out.extend_from_slice(labels);
+    out
+}
+
+/// (image, label) pairs of an IDX pair, sorted, to compare sets of samples.
+fn pairs(images: &std::path::Path, labels: &std::path::Path) -> Vec<(Vec<u8>, u8)> {
+    let d = pismo_core::host::mnist::load_pair(images, labels).expect("IDX pair");
+    let mut v: Vec<(Vec<u8>, u8)> = d.images.iter().map(|i| i.to_vec()).zip(d.labels).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn data_drawn_import_list_and_export_round_trip_through_idx() {
+    let p = Pismo::new();
+    let t = t10k();
+    write(&p, "in-images", &idx3(&t.images[..6]));
+    write(&p, "in-labels", &idx1(&t.labels[..6]));
+    let out = p.run(&["data", "drawn", "list"]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains(": 0 corrected drawings"),
+        "{}",
+        out.stdout
+    );
+
+    let out = p.run(&[
+        "data",
+        "drawn",
+        "import",
+        "--images",
+        "in-images",
+        "--labels",
+        "in-labels",
+    ]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.starts_with("imported 6 drawings into "),
+        "{}",
+        out.stdout
+    );
+
+    // Text: the count, per digit, then one line per sample with its drawing's file.
+    let out = p.run(&["data", "drawn", "list"]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains(": 6 corrected drawings"),
+        "{}",
+        out.stdout
+    );
+    let mut per = [0; 10];
+    for &l in &t.labels[..6] {
+        per[usize::from(l)] += 1;
+    }
+    let per: Vec<String> = per
+        .iter()
+        .enumerate()
+        .map(|(d, n)| format!("{d}: {n}"))
+        .collect();
+    assert!(out.stdout.contains(&per.join("  ")), "{}", out.stdout);
+    assert_eq!(out.stdout.matches("drawing.png").count(), 6);
+
+    // JSON: one object per sample, its files on disk, the label in the folder's name.
+    let out = p.run(&["data", "drawn", "list", "--json"]);
+    out.expect_code(0);
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 6);
+    let mut labels: Vec<u64> = Vec::new();
+    for line in &lines {
+        let label = line["label"].as_u64().expect("label");
+        labels.push(label);
+        assert!(line["id"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{label}-")));
+        assert_eq!(
+            (line["width"].as_u64(), line["height"].as_u64()),
+            (Some(28), Some(28))
+        );
+        for file in ["drawing", "input"] {
+            let path = std::path::Path::new(line[file].as_str().unwrap());
+            assert!(path.starts_with(p.drawn()) && path.is_file(), "{line}");
+        }
+        assert!(line["created"].as_str().unwrap().ends_with('Z'));
+    }
+    labels.sort();
+    let mut want: Vec<u64> = t.labels[..6].iter().map(|&l| u64::from(l)).collect();
+    want.sort();
+    assert_eq!(labels, want);
+
+    // Export gives back the same (image, label) pairs: a 28x28 MNIST image is its own input.
+    let out = p.run(&[
+        "data",
+        "drawn",
+        "export",
+        "--images",
+        "out-images",
+        "--labels",
+        "out-labels",
+    ]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.starts_with("exported 6 corrected drawings"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        pairs(&p.home.join("out-images"), &p.home.join("out-labels")),
+        pairs(&p.home.join("in-images"), &p.home.join("in-labels"))
+    );
+
+    // --drawn picks another folder.
+    let out = p.run(&["data", "drawn", "list", "--json", "--drawn", "elsewhere"]);
+    out.expect_code(0);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn data_drawn_errors_are_one_line_and_usage_errors_exit_2() {
+    let p = Pismo::new();
+    let t = t10k();
+    let out = p.run(&["data", "drawn"]);
+    out.expect_code(2);
+    let out = p.run(&["data", "drawn", "export", "--images", "x"]);
+    out.expect_code(2);
+    let out = p.run(&[
+        "data", "drawn", "import", "--images", "nope", "--labels", "nope",
+    ]);
+    out.expect_code(1);
+    assert!(error_line(&out).contains("nope"), "{}", out.stderr);
+    // A label that is not a digit: refused, nothing imported.
+    write(&p, "images", &idx3(&t.images[..2]));
+    write(&p, "labels", &idx1(&[3, 12]));
+    let out = p.run(&[
+        "data", "drawn", "import", "--images", "images", "--labels", "labels",
+    ]);
+    out.expect_code(1);
+    let line = error_line(&out);
+    assert!(line.contains("labels") && line.contains("12"), "{line}");
+    // A blank image: refused by index, nothing imported.
+    write(&p, "labels", &idx1(&[3, 4]));
+    write(&p, "images", &idx3(&[t.images[0], [0; 784]]));
+    let out = p.run(&[
+        "data", "drawn", "import", "--images", "images", "--labels", "labels",
+    ]);
+    out.expect_code(1);
+    assert!(
+        error_line(&out).contains("image 1 has no ink"),
+        "{}",
+        out.stderr
+    );
+    assert!(!p.drawn().exists() || std::fs::read_dir(p.drawn()).unwrap().count() == 0);
+}
+
+#[test]
+fn four_processes_importing_into_one_drawn_folder_keep_every_sample() {
+    let p = Pismo::new();
+    let t = t10k();
+    write(&p, "images", &idx3(&t.images[..10]));
+    write(&p, "labels", &idx1(&t.labels[..10]));
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            p.command(&[
+                "data", "drawn", "import", "--images", "images", "--labels", "labels",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start pismo")
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().expect("wait").success());
+    }
+    let out = p.run(&["data", "drawn", "list", "--json"]);
+    out.expect_code(0);
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 40);
+    let mut ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "every sample has its own folder");
+    let hidden = std::fs::read_dir(p.drawn())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert_eq!(hidden, 0, "no temporary folder left behind");
+}

@@ -1,8 +1,10 @@
 //! The web page in a real browser: `tests/browser/web.mjs` drives headless Chromium against
 //! the real `pismo serve` (a sandbox copy of the shipped registry and runs, the full MNIST to
-//! train on). It draws a 1 and a 7 and checks the answers, switches models, reads the runs
-//! and models, trains models through the page (one of them stopped with Stop), compares two
-//! runs and sets an alias; then this test checks the registry and the run records on disk. Screenshots of every view go to
+//! train on). It draws a 1 and a 7 and checks the answers, switches models, draws a digit the
+//! model is unsure about and checks that the page says so, corrects it ("Wrong? This is a
+//! 4") and, on a phone, a 7 drawn with a finger, reads the runs and models, trains models
+//! through the page (one of them stopped with Stop), compares two runs and sets an alias;
+//! then this test checks the registry, the run records and the corrected drawings on disk. Screenshots of every view go to
 //! `target/browser-screenshots/`.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `npm ci` run in `tests/browser`. Without them (or
@@ -142,6 +144,20 @@ fn the_page_draws_trains_and_compares_in_chromium() {
         stopped.is_some_and(|r| r.status == Status::Stopped),
         "{stopped:?}"
     );
+    // The corrections the page sent are in the drawn folder with their labels: a 4 (mouse)
+    // and a 7 (finger), each with its drawing and its 28x28 input.
+    let store = pismo_core::host::drawn::DrawnStore::open(p.drawn());
+    let samples = store.list().unwrap();
+    let mut labels: Vec<u8> = samples.iter().map(|s| s.label).collect();
+    labels.sort();
+    assert_eq!(labels, vec![4, 7], "{samples:?}");
+    for s in &samples {
+        let drawing = pismo_core::host::image::read_image_file(&s.drawing).unwrap();
+        assert_eq!((drawing[0].width, drawing[0].height), (s.width, s.height));
+        assert!(s.width > 100 && s.width == s.height, "{s:?}");
+    }
+    assert_eq!(store.load().unwrap().len(), 2);
+
     // The alias the page set and removed again is gone; `default` is untouched.
     let aliases = std::fs::read_to_string(p.registry().join("aliases.json")).unwrap();
     assert!(!aliases.contains("webtest-best"), "{aliases}");

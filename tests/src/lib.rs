@@ -10,6 +10,7 @@
 //! - [`train_tiny_model`]: a small model trained on the MNIST test images of `tests/data`
 //!   through the library, for tests that need *a* model without the 47 MB training set.
 //! - [`drawn_digit_png`]: an MNIST digit scaled up onto a white canvas, as a user would draw it.
+//! - [`ambiguous_blend`]: a blend of two MNIST digits that the shipped model is unsure about.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -164,6 +165,33 @@ pub fn drawn_digit_png(pixels: &[u8; 784], side: usize) -> Vec<u8> {
     pismo_core::host::image::encode_png(&img)
 }
 
+/// A 28x28 image the shipped default model is unsure about, with its two candidates: the
+/// first 50/50 blend of two MNIST test digits of different labels that
+/// `pismo_core::verdict` calls unsure (found by the library, then asked of the CLI).
+pub fn ambiguous_blend() -> ([u8; 784], [usize; 2]) {
+    let t = t10k();
+    let (mlp, _) = pismo_core::host::model::AnyMlp::decode(&shipped_model("mnist@1")).unwrap();
+    for i in 0..50 {
+        for j in i + 1..50 {
+            if t.labels[i] == t.labels[j] {
+                continue;
+            }
+            let mut blend = [0u8; 784];
+            for (b, (&x, &y)) in blend.iter_mut().zip(t.images[i].iter().zip(&t.images[j])) {
+                *b = ((u16::from(x) + u16::from(y)) / 2) as u8;
+            }
+            let mut input = [0.0f32; 784];
+            pismo_core::preprocess::to_input(&GreyImage::new(28, 28, &blend).unwrap(), &mut input)
+                .unwrap();
+            let v = pismo_core::verdict::verdict(&mlp.predict_proba(&input));
+            if let pismo_core::verdict::Verdict::Unsure { first, second, .. } = v {
+                return (blend, [first, second]);
+            }
+        }
+    }
+    panic!("no blend of two test digits leaves mnist@1 unsure");
+}
+
 /// The IDX3 bytes of `images` (28x28 each), as MNIST's files hold them.
 pub fn idx3(images: &[[u8; 784]]) -> Vec<u8> {
     let mut out = vec![0, 0, 0x08, 0x03];
@@ -218,8 +246,8 @@ pub fn pismo_bin() -> &'static Path {
 }
 
 /// A sandbox to run `pismo` in: its own working directory, with `PISMO_REGISTRY`,
-/// `PISMO_RUNS` and `PISMO_DATA` set to `models/`, `runs/` and `data/` inside it (none of
-/// them exists until something creates it).
+/// `PISMO_RUNS`, `PISMO_DATA` and `PISMO_DRAWN` set to `models/`, `runs/`, `data/` and
+/// `drawn/` inside it (none of them exists until something creates it).
 #[derive(Debug)]
 pub struct Pismo {
     /// The sandbox folder.
@@ -287,6 +315,11 @@ impl Pismo {
         self.home.join("runs")
     }
 
+    /// The folder of corrected drawings (`PISMO_DRAWN`).
+    pub fn drawn(&self) -> PathBuf {
+        self.home.join("drawn")
+    }
+
     /// A `pismo` command with `args`, in the sandbox, not yet run.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(pismo_bin());
@@ -295,6 +328,7 @@ impl Pismo {
             .env("PISMO_REGISTRY", self.registry())
             .env("PISMO_RUNS", self.runs())
             .env("PISMO_DATA", &self.data)
+            .env("PISMO_DRAWN", self.drawn())
             .stdin(Stdio::null());
         cmd
     }

@@ -6,6 +6,7 @@
 //! - [`trainer`]: mini-batch training over epochs on all cores, with progress events.
 //! - [`mnist`]: MNIST files on disk (raw or gzip, SHA-256 checked) and fetching them.
 //! - [`kernels`]: run-time choice of AVX2 for the hot loops (the one `unsafe` in pismo).
+//! - [`drawn`]: the folder of corrected drawings ("Wrong? This is a …"), atomic and concurrent-safe.
 //! - [`image`]: PNG and IDX image files → grey images for [`crate::preprocess`].
 //! - [`registry`]: the flat, versioned model registry with aliases.
 //! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
@@ -19,6 +20,7 @@
 //! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
 pub mod corpora;
 pub mod devsets;
+pub mod drawn;
 pub mod image;
 pub mod kernels;
 pub mod mnist;

@@ -28,7 +28,7 @@ const MAX_SCALE: u32 = 8;
 #[argh(
     subcommand,
     name = "draw",
-    note = "Keys: mouse draws; Z undo; C, Backspace or right click clear; Tab / Shift+Tab next / previous model; S save the drawing as pismo-drawing-<time>.png; Q or Esc quit.\nNeeds a display (X11 or Wayland); without one, use `pismo serve`."
+    note = "Keys: mouse draws; Z undo; C, Backspace or right click clear; Tab / Shift+Tab next / previous model; S save the drawing as pismo-drawing-<time>.png; W then a digit 0-9: \"wrong? this is a …\", keeps the drawing with the right digit in the drawn folder (Esc cancels); Q or Esc quit.\nNeeds a display (X11 or Wayland); without one, use `pismo serve`."
 )]
 pub struct Args {
     /// model: NAME, NAME@VERSION or NAME@ALIAS (default: the `default` alias, else the
@@ -38,6 +38,10 @@ pub struct Args {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// folder of corrected drawings that W saves into (default: $PISMO_DRAWN, else
+    /// ./data/drawn)
+    #[argh(option)]
+    drawn: Option<PathBuf>,
     /// window size: 1 is 640x340 pixels (default 2)
     #[argh(option, default = "2")]
     scale: u32,
@@ -54,6 +58,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if !window::has_display() {
         return Err(CliError::failed(window::NO_DISPLAY));
     }
-    let app = app::App::new(crate::registry(&args.registry), args.model.as_deref())?;
+    let app = app::App::new(crate::registry(&args.registry), args.model.as_deref())?
+        .with_drawn(crate::data::drawn_store(&args.drawn));
     window::run(app, args.scale)
 }

@@ -14,6 +14,12 @@
 //! | +--------------------+  9 ▇                0.1               |
 //! | status line                                                  |
 //! | help line: the keys                                          |
+//! ```
+//!
+//! When the model is unsure, the large digit is a `?` beside "not sure: 3 or 9?". While W
+//! asks "Wrong? This is a …", the question replaces the status line, larger and lit.
+//!
+//! ```text
 //! +--------------------------------------------------------------+
 //! ```
 //!
@@ -21,6 +27,8 @@
 
 use pismo_core::mlp::CLASSES;
 use tiny_skia::{Color, Paint, Pixmap, Rect, Transform};
+
+use pismo_core::verdict::Verdict;
 
 use super::app::{draw_strokes, App, CANVAS};
 use super::font;
@@ -53,7 +61,33 @@ const HELP_Y: u32 = STATUS_Y + font::HEIGHT + 9;
 
 /// The keys, as the help line lists them.
 pub const HELP: &str =
-    "mouse: draw  Z: undo  C/Backspace/right click: clear  Tab/Shift+Tab: model  S: save PNG  Q/Esc: quit";
+    "mouse: draw  Z: undo  C/Bksp/right click: clear  Tab: model  S: save  W: wrong?  Q/Esc: quit";
+
+/// Right edge of the header line (the window's margin).
+const HEADER_END: u32 = WIDTH - 16;
+
+/// The header line: the model, and its place in the registry when there are several
+/// (Tab switches; the help line says so). Returns the text and its font size: 2 when it
+/// fits in the panel, else 1, cut with `..` if even that is too long.
+pub fn header(model: &str, index: usize, count: usize) -> (String, u32) {
+    let room = HEADER_END - PANEL_X;
+    let full = if count > 1 {
+        format!("model {model} ({} of {count})", index + 1)
+    } else {
+        format!("model {model}")
+    };
+    if font::text_width(&full) * 2 <= room {
+        return (full, 2);
+    }
+    let mut text = full;
+    if font::text_width(&text) > room {
+        while !text.is_empty() && font::text_width(&text) + font::text_width("..") > room {
+            text.pop();
+        }
+        text.push_str("..");
+    }
+    (text, 1)
+}
 
 /// Colours of the frame.
 pub mod colour {
@@ -165,12 +199,12 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
     }
 
     // Model line.
-    let model = if app.model_count() > 1 {
-        format!("model {}  (Tab: {} models)", app.model(), app.model_count())
-    } else {
-        format!("model {}", app.model())
-    };
-    text(pm, s, (PANEL_X, CANVAS_Y), 2, &model, colour::DIM);
+    let (model, size) = header(
+        &app.model().to_string(),
+        app.model_index(),
+        app.model_count(),
+    );
+    text(pm, s, (PANEL_X, CANVAS_Y), size, &model, colour::DIM);
 
     // Preview frame (filled below when there is a prediction).
     let (px, py, pw, ph) = preview_rect();
@@ -182,16 +216,28 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
     match prediction {
         Some(p) => {
             let (wx, wy, _, _) = winner_rect();
-            text(pm, s, (wx, wy), 10, &p.digit.to_string(), colour::WINNER);
-            let pct = format!("{:.1} %", p.probabilities[p.digit] * 100.0);
-            text(pm, s, (wx + 62, wy + 2), 3, &pct, colour::TEXT);
-            let order = crate::predict::ranked(&p.probabilities);
-            let next = format!(
-                "next {}: {:.1} %",
-                order[1],
-                p.probabilities[order[1]] * 100.0
-            );
-            text(pm, s, (wx + 62, wy + 34), 2, &next, colour::DIM);
+            match p.verdict {
+                Verdict::Sure { digit, p: top } => {
+                    text(pm, s, (wx, wy), 10, &digit.to_string(), colour::WINNER);
+                    let pct = format!("{:.1} %", top * 100.0);
+                    text(pm, s, (wx + 62, wy + 2), 3, &pct, colour::TEXT);
+                    let order = crate::predict::ranked(&p.probabilities);
+                    let next = format!(
+                        "next {}: {:.1} %",
+                        order[1],
+                        p.probabilities[order[1]] * 100.0
+                    );
+                    text(pm, s, (wx + 62, wy + 34), 2, &next, colour::DIM);
+                }
+                // Honest uncertainty: a question mark, and the two digits it hesitates
+                // between (the bars show their probabilities).
+                Verdict::Unsure { first, second, .. } => {
+                    text(pm, s, (wx, wy), 10, "?", colour::WINNER);
+                    text(pm, s, (wx + 62, wy + 4), 2, "not sure:", colour::TEXT);
+                    let pair = format!("{first} or {second}?");
+                    text(pm, s, (wx + 62, wy + 28), 3, &pair, colour::WINNER);
+                }
+            }
             for (i, &v) in p.input.iter().enumerate() {
                 let level = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
                 if level > 0 {
@@ -252,7 +298,19 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
         }
     }
 
-    text(pm, s, (CANVAS_X, STATUS_Y), 1, app.status(), colour::DIM);
+    if app.is_correcting() {
+        // The question, large and lit, until a digit or Esc answers it.
+        text(
+            pm,
+            s,
+            (CANVAS_X, STATUS_Y - 4),
+            2,
+            app.status(),
+            colour::WINNER,
+        );
+    } else {
+        text(pm, s, (CANVAS_X, STATUS_Y), 1, app.status(), colour::DIM);
+    }
     text(pm, s, (CANVAS_X, HELP_Y), 1, HELP, colour::TEXT);
 }
 
@@ -369,5 +427,109 @@ mod tests {
             assert_eq!(count(&pm, 1, bar_track(d), colour::BAR), 0);
         }
         assert!(count(&pm, 1, (PANEL_X, PREVIEW_Y + 10, 200, 21), colour::TEXT) > 100);
+    }
+
+    #[test]
+    fn the_header_fits_the_panel_whatever_the_model_name() {
+        let room = HEADER_END - PANEL_X;
+        for (name, count) in [
+            ("mnist@1", 2),
+            ("mnist-int8@1", 12),
+            ("webtest-stop@1", 3),
+            ("a-model-with-a-name-far-too-long-for-any-header@123", 40),
+        ] {
+            let (text, size) = header(name, count - 1, count);
+            assert!(
+                font::text_width(&text) * size <= room,
+                "{text:?} at size {size} is wider than {room}"
+            );
+            assert!(text.starts_with("model "), "{text}");
+        }
+        assert_eq!(
+            header("mnist@1", 0, 2),
+            ("model mnist@1 (1 of 2)".to_owned(), 2)
+        );
+        assert_eq!(header("mnist@1", 0, 1), ("model mnist@1".to_owned(), 2));
+        let (cut, size) = header("a-model-with-a-name-far-too-long-for-any-header@123", 0, 40);
+        assert_eq!(size, 1);
+        assert!(cut.ends_with(".."), "{cut}");
+
+        // The shipped registry (two models) at the default scale: nothing drawn in the
+        // right margin beside the header.
+        let mut app = App::new(shipped(), None).expect("shipped model");
+        assert!(app.model_count() >= 2);
+        app.update();
+        let mut pm = frame(2);
+        render(&app, 2, &mut pm);
+        if let Some(dir) = std::env::var_os("PISMO_DRAW_FRAMES") {
+            let file = std::path::Path::new(&dir).join("frame-header-x2.png");
+            pm.save_png(file).expect("save the frame");
+        }
+        let margin = (HEADER_END, CANVAS_Y, WIDTH - HEADER_END, 2 * font::HEIGHT);
+        assert_eq!(count(&pm, 2, margin, colour::DIM), 0);
+        let (x, y, _, _) = (PANEL_X, CANVAS_Y, 0, 0);
+        assert!(count(&pm, 2, (x, y, room, 2 * font::HEIGHT), colour::DIM) > 500);
+    }
+
+    #[test]
+    fn an_unsure_drawing_shows_a_question_mark_and_both_digits() {
+        let mut app = App::new(shipped(), None).expect("shipped model");
+        for stroke in super::super::app::tests::AMBIGUOUS {
+            app.stroke(stroke);
+        }
+        app.update();
+        assert!(!app.prediction().expect("ink").verdict.is_sure());
+        let mut pm = frame(1);
+        render(&app, 1, &mut pm);
+        if let Some(dir) = std::env::var_os("PISMO_DRAW_FRAMES") {
+            let file = std::path::Path::new(&dir).join("frame-unsure-x1.png");
+            pm.save_png(file).expect("save the frame");
+        }
+        let (wx, wy, _, _) = winner_rect();
+        // "not sure:" in large text, "9 or 4?" lit below it.
+        let words = (
+            wx + 62,
+            wy + 4,
+            font::text_width("not sure:") * 2,
+            font::HEIGHT * 2,
+        );
+        assert!(count(&pm, 1, words, colour::TEXT) > 100);
+        let pair = (
+            wx + 62,
+            wy + 28,
+            font::text_width("9 or 4?") * 3,
+            font::HEIGHT * 3,
+        );
+        assert!(count(&pm, 1, pair, colour::WINNER) > 100);
+        // The large glyph is a question mark, not the arg-max digit.
+        let mut glyph = frame(1);
+        glyph.fill(Color::BLACK);
+        text(&mut glyph, 1, (wx, wy), 10, "?", colour::WINNER);
+        let drawn = count(&pm, 1, winner_rect(), colour::WINNER);
+        assert_eq!(drawn, count(&glyph, 1, winner_rect(), colour::WINNER));
+    }
+
+    #[test]
+    fn the_correction_question_is_shown_large_and_lit() {
+        let mut app = App::new(shipped(), None).expect("shipped model");
+        app.stroke(&SEVEN);
+        app.update();
+        assert!(app.start_correction());
+        let mut pm = frame(2);
+        render(&app, 2, &mut pm);
+        if let Some(dir) = std::env::var_os("PISMO_DRAW_FRAMES") {
+            let file = std::path::Path::new(&dir).join("frame-correcting-x2.png");
+            pm.save_png(file).expect("save the frame");
+        }
+        let prompt = super::super::app::CORRECTION_PROMPT;
+        let width = font::text_width(prompt) * 2;
+        assert!(CANVAS_X + width <= WIDTH - 16, "the question fits");
+        let line = (CANVAS_X, STATUS_Y - 4, width, font::HEIGHT * 2);
+        assert!(count(&pm, 2, line, colour::WINNER) > 1000 * 4);
+        assert!(count(&pm, 2, help_rect(), colour::TEXT) > 800 * 4);
+        assert!(
+            font::text_width(HELP) + CANVAS_X <= WIDTH - 16,
+            "the help line fits"
+        );
     }
 }

@@ -69,6 +69,50 @@ fn save(app: &mut App) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The digit of a digit key (top row or keypad).
+fn digit_key(key: Key) -> Option<u8> {
+    const TOP: [Key; 10] = [
+        Key::Key0,
+        Key::Key1,
+        Key::Key2,
+        Key::Key3,
+        Key::Key4,
+        Key::Key5,
+        Key::Key6,
+        Key::Key7,
+        Key::Key8,
+        Key::Key9,
+    ];
+    const PAD: [Key; 10] = [
+        Key::NumPad0,
+        Key::NumPad1,
+        Key::NumPad2,
+        Key::NumPad3,
+        Key::NumPad4,
+        Key::NumPad5,
+        Key::NumPad6,
+        Key::NumPad7,
+        Key::NumPad8,
+        Key::NumPad9,
+    ];
+    let d = TOP.iter().position(|&k| k == key);
+    d.or_else(|| PAD.iter().position(|&k| k == key))
+        .map(|d| d as u8)
+}
+
+/// Saves the correction (a digit after W) and prints the sample's folder on stdout.
+fn correct(app: &mut App, digit: u8) -> Result<(), CliError> {
+    match app.correct(digit) {
+        Some(Ok(info)) => {
+            let dir = info.drawing.parent().unwrap_or(&info.drawing);
+            crate::out_line(&dir.display().to_string())?;
+        }
+        Some(Err(e)) => eprintln!("error: {e}"),
+        None => {}
+    }
+    Ok(())
+}
+
 /// Opens the window at `scale` and runs until it is closed (Esc, Q, the close button).
 /// The caller has checked [`has_display`].
 pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
@@ -115,8 +159,24 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
         // Keys.
         let shift = window.is_key_down(Key::LeftShift) || window.is_key_down(Key::RightShift);
         for key in window.get_keys_pressed(KeyRepeat::Yes) {
+            // While asking "Wrong? This is a …": a digit answers, Esc cancels.
+            if app.is_correcting() {
+                if let Some(d) = digit_key(key) {
+                    correct(&mut app, d)?;
+                    dirty = true;
+                    continue;
+                }
+                if key == Key::Escape {
+                    dirty |= app.cancel_correction();
+                    continue;
+                }
+            }
             match key {
                 Key::Escape | Key::Q => return Ok(()),
+                Key::W => {
+                    app.start_correction();
+                    dirty = true;
+                }
                 Key::C | Key::Backspace | Key::Delete => dirty |= app.clear(),
                 Key::Z => dirty |= app.undo(),
                 Key::Tab => {

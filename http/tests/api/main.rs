@@ -1091,3 +1091,182 @@ fn a_burst_of_new_connections_is_served() {
     }
     assert_eq!(stuck, 0, "connections never answered");
 }
+
+/// A drawing as `{"image":…}` grey bytes: MNIST digit `pixels` 5x on a white 200x200 canvas.
+fn drawing_json(pixels: &[u8; 784]) -> Value {
+    let (side, mut data) = (200usize, vec![255u8; 200 * 200]);
+    for y in 0..140 {
+        for x in 0..140 {
+            data[(30 + y) * side + 20 + x] = 255 - pixels[(y / 5) * 28 + x / 5];
+        }
+    }
+    json!({ "width": side, "height": side, "data": data })
+}
+
+#[test]
+fn predict_says_whether_it_is_sure_and_names_the_candidates() {
+    let f = Fixture::new();
+    let seven = f
+        .post_json(
+            "/api/predict",
+            &json!({ "image": drawing_json(&first_of(7)) }),
+        )
+        .json();
+    assert_eq!(seven["sure"], true);
+    assert_eq!(seven["candidates"], json!([7]));
+    assert_eq!(seven["label"], 7);
+
+    let (blend, [first, second]) = pismo_tests::ambiguous_blend();
+    let pixels: Vec<f64> = blend.iter().map(|&b| f64::from(b) / 255.0).collect();
+    let v = f
+        .post_json("/api/predict", &json!({ "pixels": pixels }))
+        .json();
+    assert_eq!(v["sure"], false, "{v}");
+    assert_eq!(v["candidates"], json!([first, second]));
+    assert_eq!(v["label"], first);
+    probabilities_sum_to_one(&v);
+    // MLflow scoring keeps its answer unchanged: the labels only.
+    let scored = f
+        .post_json("/invocations", &json!({ "inputs": [pixels] }))
+        .json();
+    assert_eq!(scored, json!({ "predictions": [first] }));
+}
+
+#[test]
+fn drawn_keeps_a_corrected_drawing_on_disk_and_counts_it() {
+    let drawn = TempDir::new("drawn");
+    let f = Fixture::with_options(Options {
+        drawn_dir: drawn.join("drawn"),
+        ..Options::default()
+    });
+    let empty = f.get("/api/drawn").json();
+    assert_eq!(empty["total"], 0);
+    assert_eq!(empty["counts"], json!([0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+
+    let image = drawing_json(&first_of(9));
+    let saved = f.post_json("/api/drawn", &json!({ "label": 4, "image": image }));
+    assert_eq!(
+        saved.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&saved.body)
+    );
+    let v = saved.json();
+    assert_eq!(v["sample"]["label"], 4);
+    assert_eq!(
+        (v["sample"]["width"].clone(), v["sample"]["height"].clone()),
+        (json!(200), json!(200))
+    );
+    assert!(v["sample"]["id"].as_str().unwrap().starts_with("4-"));
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["counts"][4], 1);
+    let again = f.post_json("/api/drawn", &json!({ "label": 4, "image": image }));
+    assert_eq!(again.json()["total"], 2);
+    assert_eq!(f.get("/api/drawn").json()["counts"][4], 2);
+
+    // On disk: the drawing, and as its input exactly what /api/predict says the model saw.
+    let store = pismo_core::host::drawn::DrawnStore::open(drawn.join("drawn"));
+    let data = store.load().unwrap();
+    assert_eq!(data.labels, vec![4, 4]);
+    let seen = f
+        .post_json("/api/predict", &json!({ "image": image }))
+        .json();
+    let seen: Vec<u8> = seen["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v.as_f64().unwrap() * 255.0).round() as u8)
+        .collect();
+    assert_eq!(data.images[0].to_vec(), seen);
+    let samples = store.list().unwrap();
+    let raw =
+        pismo_core::host::image::decode_png(&std::fs::read(&samples[0].drawing).unwrap()).unwrap();
+    let sent: Vec<u8> = image["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(raw.data, sent);
+}
+
+#[test]
+fn drawn_refuses_a_bad_label_or_image_with_the_field_and_keeps_nothing() {
+    let drawn = TempDir::new("drawn");
+    let f = Fixture::with_options(Options {
+        drawn_dir: drawn.join("drawn"),
+        ..Options::default()
+    });
+    let image = drawing_json(&first_of(2));
+    let field_error = |body: Value, field: &str| {
+        let a = f.post_json("/api/drawn", &body);
+        let msg = a.expect_error(400);
+        assert_eq!(a.json()["field"], field, "{msg}");
+        msg
+    };
+    let m = field_error(json!({ "label": 10, "image": image }), "label");
+    assert!(m.contains("bad label 10") && m.contains("0 to 9"), "{m}");
+    field_error(json!({ "label": -1, "image": image }), "label");
+    field_error(json!({ "label": "7", "image": image }), "label");
+    field_error(json!({ "label": 2.5, "image": image }), "label");
+    let m = field_error(json!({ "image": image }), "label");
+    assert!(m.contains("missing `label`"), "{m}");
+    let blank = json!({ "width": 50, "height": 50, "data": vec![255; 2500] });
+    let m = field_error(json!({ "label": 2, "image": blank }), "image");
+    assert!(m.contains("no ink"), "{m}");
+    let short = json!({ "width": 50, "height": 50, "data": [0, 255] });
+    field_error(json!({ "label": 2, "image": short }), "image");
+    field_error(json!({ "label": 2 }), "image");
+    f.request("POST", "/api/drawn", Some("image/png"), b"x")
+        .expect_error(415);
+    f.request("PUT", "/api/drawn", Some("application/json"), b"{}")
+        .expect_error(405);
+    assert!(
+        !drawn.join("drawn").exists()
+            || std::fs::read_dir(drawn.join("drawn")).unwrap().count() == 0
+    );
+}
+
+#[test]
+fn drawn_is_guarded_like_the_other_changes() {
+    let drawn = TempDir::new("drawn");
+    let f = Fixture::with_options(Options {
+        drawn_dir: drawn.join("drawn"),
+        token: Some("s3cret".to_owned()),
+        ..Options::default()
+    });
+    let body = json!({ "label": 1, "image": drawing_json(&first_of(1)) }).to_string();
+    let json = "application/json";
+    f.request_with("POST", "/api/drawn", "", json, &body)
+        .expect_error(401);
+    f.request_with(
+        "POST",
+        "/api/drawn",
+        "Authorization: Bearer nope\r\n",
+        json,
+        &body,
+    )
+    .expect_error(403);
+    f.request_with(
+        "POST",
+        "/api/drawn",
+        "Origin: http://evil.example\r\nAuthorization: Bearer s3cret\r\n",
+        json,
+        &body,
+    )
+    .expect_error(403);
+    assert_eq!(
+        f.get("/api/drawn").json()["total"],
+        0,
+        "reading needs no token"
+    );
+    let ok = f.request_with(
+        "POST",
+        "/api/drawn",
+        "Authorization: Bearer s3cret\r\n",
+        json,
+        &body,
+    );
+    assert_eq!(ok.status, 201);
+    assert_eq!(f.get("/api/drawn").json()["total"], 1);
+}
