@@ -8,8 +8,10 @@
 //! - [`kernels`]: run-time choice of AVX2 for the hot loops (the one `unsafe` in pismo).
 //! - [`image`]: PNG and IDX image files → grey images for [`crate::preprocess`].
 //! - [`registry`]: the flat, versioned model registry with aliases.
+//! - `atomic` (crate-internal): whole-file writes by temp file, fsync and rename or link.
 //! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
 //! - [`session`]: a whole training run: data → trainer → run record → registered model.
+pub(crate) mod atomic;
 pub mod image;
 pub mod kernels;
 pub mod mnist;

@@ -31,7 +31,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::registry::{replace_atomic, ModelId};
+use super::atomic::replace_atomic;
+use super::registry::ModelId;
 use crate::hyper::Hyper;
 
 /// The record of a run inside its folder.
@@ -684,29 +685,17 @@ impl Drop for RunWriter {
 mod tests {
     use super::*;
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let path = super::super::registry::unique_tmp_path(
-                &std::env::temp_dir(),
-                &format!("pismo-runs-{tag}"),
-            );
-            fs::create_dir_all(&path).unwrap();
-            Self(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("pismo-runs-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn a_running_run_whose_process_is_gone_reads_as_failed() {
-        let tmp = TempDir::new("orphan");
-        let runs = Runs::open(&tmp.0);
+        let tmp = temp_dir("orphan");
+        let runs = Runs::open(tmp.path());
         let writer = runs.create("mnist", &Hyper::DEFAULT, "d").unwrap();
         let id = writer.id().to_owned();
         // Our own process is alive: still running.
@@ -715,7 +704,7 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        let path = tmp.0.join(&id).join(RUN_FILE);
+        let path = tmp.path().join(&id).join(RUN_FILE);
         let mut info: RunInfo = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         info.pid = pid;
         fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
@@ -769,9 +758,9 @@ mod tests {
             let e = validate_run_id(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
         }
-        let tmp = TempDir::new("traversal");
-        let runs = Runs::open(tmp.0.join("runs"));
-        fs::create_dir_all(tmp.0.join("secret")).unwrap();
+        let tmp = temp_dir("traversal");
+        let runs = Runs::open(tmp.path().join("runs"));
+        fs::create_dir_all(tmp.path().join("secret")).unwrap();
         for bad in ["..", "../secret", "/etc"] {
             assert!(matches!(runs.get(bad), Err(RunsError::InvalidId { .. })));
             assert!(matches!(runs.log(bad), Err(RunsError::InvalidId { .. })));
@@ -781,8 +770,8 @@ mod tests {
 
     #[test]
     fn a_run_records_params_metrics_log_and_model() {
-        let tmp = TempDir::new("record");
-        let runs = Runs::open(tmp.0.join("runs"));
+        let tmp = temp_dir("record");
+        let runs = Runs::open(tmp.path().join("runs"));
         assert!(runs.list().unwrap().is_empty());
         let mut w = runs.create("mnist", &Hyper::DEFAULT, "sha256:abc").unwrap();
         let id = w.id().to_owned();
@@ -848,8 +837,8 @@ mod tests {
 
     #[test]
     fn a_dropped_writer_marks_the_run_interrupted() {
-        let tmp = TempDir::new("drop");
-        let runs = Runs::open(tmp.0.join("runs"));
+        let tmp = temp_dir("drop");
+        let runs = Runs::open(tmp.path().join("runs"));
         let id = {
             let w = runs.create("x", &Hyper::DEFAULT, "").unwrap();
             w.id().to_owned()
@@ -873,8 +862,8 @@ mod tests {
 
     #[test]
     fn logging_errors_surface_in_try_finish() {
-        let tmp = TempDir::new("errors");
-        let runs = Runs::open(tmp.0.join("runs"));
+        let tmp = temp_dir("errors");
+        let runs = Runs::open(tmp.path().join("runs"));
         let mut w = runs.create("x", &Hyper::DEFAULT, "").unwrap();
         assert!(w.first_error().is_none());
         fs::remove_dir_all(w.dir()).unwrap();
@@ -889,8 +878,8 @@ mod tests {
 
     #[test]
     fn a_cut_short_last_metric_line_is_ignored_a_broken_middle_one_is_not() {
-        let tmp = TempDir::new("metrics");
-        let runs = Runs::open(tmp.0.join("runs"));
+        let tmp = temp_dir("metrics");
+        let runs = Runs::open(tmp.path().join("runs"));
         let mut w = runs.create("m", &Hyper::DEFAULT, "").unwrap();
         w.log_metric(1, "val_loss", 0.5);
         w.log_metric(2, "val_loss", 0.4);
@@ -912,8 +901,8 @@ mod tests {
 
     #[test]
     fn list_is_newest_first_and_skips_corrupt_runs() {
-        let tmp = TempDir::new("list");
-        let runs = Runs::open(tmp.0.join("runs"));
+        let tmp = temp_dir("list");
+        let runs = Runs::open(tmp.path().join("runs"));
         let mut ids = Vec::new();
         for name in ["a", "b", "c"] {
             let w = runs.create(name, &Hyper::DEFAULT, "").unwrap();
