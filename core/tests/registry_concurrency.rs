@@ -130,11 +130,11 @@ fn check_registry(dir: &Path, writers: &[String], claimed: &BTreeMap<(String, u3
         }
     }
 
-    // Nothing left behind: no temp files, no lock.
+    // Nothing left behind: no temp files; the lock file (an OS lock, never deleted) stays.
     let leftovers: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.') || n.ends_with(".lock"))
+        .filter(|n| n.starts_with('.') || (n.ends_with(".lock") && n != "aliases.lock"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

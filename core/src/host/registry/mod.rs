@@ -5,7 +5,7 @@
 //! <dir>/mnist.v1.pismo      model `mnist`, version 1 (bytes of `crate::format`)
 //! <dir>/mnist.v2.pismo
 //! <dir>/aliases.json        {"default": "mnist@2", "best": "mnist@1"}
-//! <dir>/aliases.lock        present only while an alias update runs
+//! <dir>/aliases.lock        the registry's OS file lock (empty, never deleted)
 //! <dir>/mnist.v3.deleted    (empty) version 3 of `mnist` existed and was deleted
 //! ```
 //!
@@ -24,17 +24,23 @@
 //!
 //! Guarantees:
 //! - A model file under its final name is complete and never rewritten. [`Registry::register`]
-//!   writes a unique temp file, fsyncs it and hard-links it to `<name>.v<version>.pismo`;
-//!   linking fails when that name exists, so concurrent writers (threads or processes) never
-//!   clobber each other: the loser retries with the next version. The temp file is removed in
-//!   every case.
+//!   takes the registry lock, writes a unique temp file, fsyncs it and hard-links it to
+//!   `<name>.v<version>.pismo`; linking fails when that name exists, so even a writer that
+//!   does not take the lock (an older pismo) is never clobbered: the loser retries with the
+//!   next version. The temp file is removed in every case.
 //! - Versions of a name count up from 1 and are never reused: deleting `NAME@V` leaves an
 //!   empty marker `<name>.v<V>.deleted`, and the next version is one more than the highest
 //!   model file or marker. A run record or a log that names `NAME@V` never comes to mean
 //!   another model.
-//! - `aliases.json` changes only under `aliases.lock` (read-modify-write) and is replaced by
+//! - `aliases.json` changes only under the registry lock (read-modify-write) and is replaced by
 //!   rename, so readers see the old or the new file, never a partial one. [`Registry::delete`]
 //!   holds the same lock, so no alias is left pointing at a model deleted through the registry.
+//!   The lock is an OS file lock on `aliases.lock` ([`lock`](self::lock) module): the OS
+//!   drops it when its holder dies, so it never goes stale and is never broken by a waiter.
+//!
+//! Modules: `id` (names, aliases, [`ModelId`] and file names), `reference` (what a reference
+//! resolves to), `lock` (the registry lock); the atomic-file helpers live in `host::atomic`,
+//! shared with the run records.
 
 mod id;
 mod lock;
@@ -55,7 +61,7 @@ use crate::host::atomic::{
 use crate::hyper::{Hyper, Metrics};
 use id::{list_aliases, list_ids};
 pub use id::{validate_alias, validate_name, ModelId};
-use lock::AliasLock;
+use lock::RegistryLock;
 
 /// Extension of model files.
 pub const EXTENSION: &str = "pismo";
@@ -127,6 +133,12 @@ pub enum RegistryError {
         /// The whole message.
         message: String,
     },
+    /// Something that is not a regular file (a directory, say) is where the registry's
+    /// lock file belongs.
+    NotALockFile {
+        /// The lock file's path.
+        path: PathBuf,
+    },
     /// A file-system operation failed.
     Io {
         /// What was being done, as a verb phrase ("read", "create folder", …).
@@ -181,6 +193,11 @@ impl fmt::Display for RegistryError {
             Self::CorruptAliases { path, detail } => write!(
                 f,
                 "corrupt aliases file {}: {detail} (expected {{\"ALIAS\": \"NAME@VERSION\", …}}; fix or delete it)",
+                path.display()
+            ),
+            Self::NotALockFile { path } => write!(
+                f,
+                "cannot lock the registry: {} is a directory or another non-file; remove it (pismo creates the lock file itself)",
                 path.display()
             ),
             Self::Io {
@@ -396,8 +413,7 @@ impl Registry {
         encode: &mut dyn FnMut(u32) -> Vec<u8>,
     ) -> Result<ModelId, RegistryError> {
         validate_name(name)?;
-        fs::create_dir_all(&self.dir)
-            .map_err(|e| io_err("create registry folder", &self.dir, e))?;
+        let _lock = RegistryLock::acquire(&self.dir)?;
         let mut version = self.next_version(name)?;
         for _ in 0..MAX_REGISTER_ATTEMPTS {
             let id = ModelId {
@@ -517,7 +533,7 @@ impl Registry {
     pub fn set_alias(&self, alias: &str, id: &ModelId) -> Result<(), RegistryError> {
         validate_alias(alias)?;
         let path = self.path_of(id)?;
-        let _lock = AliasLock::acquire(&self.dir)?;
+        let _lock = RegistryLock::acquire(&self.dir)?;
         if !path.is_file() {
             return Err(RegistryError::NotFound {
                 reference: id.to_string(),
@@ -536,7 +552,7 @@ impl Registry {
     /// Removes `alias` and returns the model it pointed at.
     pub fn remove_alias(&self, alias: &str) -> Result<ModelId, RegistryError> {
         validate_alias(alias)?;
-        let _lock = AliasLock::acquire(&self.dir)?;
+        let _lock = RegistryLock::acquire(&self.dir)?;
         let mut aliases = self.aliases()?;
         let Some(old) = aliases.remove(alias) else {
             return Err(RegistryError::NotFound {
@@ -555,7 +571,7 @@ impl Registry {
     /// Deletes model `id`; refuses while an alias points at it.
     pub fn delete(&self, id: &ModelId) -> Result<(), RegistryError> {
         let path = self.path_of(id)?;
-        let _lock = AliasLock::acquire(&self.dir)?;
+        let _lock = RegistryLock::acquire(&self.dir)?;
         let pointing: Vec<String> = self
             .aliases()?
             .into_iter()
@@ -916,7 +932,7 @@ pub(crate) mod tests {
         );
         let text = fs::read_to_string(reg.dir().join(ALIASES_FILE)).unwrap();
         assert_eq!(text, "{\n  \"best\": \"mnist@2\"\n}\n");
-        assert!(!reg.dir().join(LOCK_FILE).exists());
+        assert!(reg.dir().join(LOCK_FILE).is_file());
     }
 
     #[test]
