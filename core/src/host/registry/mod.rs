@@ -133,6 +133,16 @@ pub enum RegistryError {
         /// The whole message.
         message: String,
     },
+    /// A model file decodes as another model than its name says (renamed or copied by
+    /// hand); it is refused wherever it would be used.
+    WrongModel {
+        /// The file.
+        path: PathBuf,
+        /// The model its name means.
+        id: ModelId,
+        /// The model it holds, `NAME@VERSION` as recorded inside it.
+        holds: String,
+    },
     /// Something that is not a regular file (a directory, say) is where the registry's
     /// lock file belongs.
     NotALockFile {
@@ -193,6 +203,11 @@ impl fmt::Display for RegistryError {
             Self::CorruptAliases { path, detail } => write!(
                 f,
                 "corrupt aliases file {}: {detail} (expected {{\"ALIAS\": \"NAME@VERSION\", …}}; fix or delete it)",
+                path.display()
+            ),
+            Self::WrongModel { path, id, holds } => write!(
+                f,
+                "model file {} holds model {holds}, not {id} (renamed or copied by hand?): refusing it; move it out of the registry or give it back its own name",
                 path.display()
             ),
             Self::NotALockFile { path } => write!(
@@ -482,9 +497,13 @@ impl Registry {
     }
 
     /// The bytes of model `id`.
+    ///
+    /// Refused with [`RegistryError::WrongModel`] when the file decodes as another model than
+    /// `id` (a file renamed or copied by hand): a file name always means the model it names.
+    /// Bytes that do not decode at all are returned as they are; decoding them reports why.
     pub fn read(&self, id: &ModelId) -> Result<Vec<u8>, RegistryError> {
         let path = self.path_of(id)?;
-        fs::read(&path).map_err(|e| {
+        let bytes = fs::read(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 RegistryError::NotFound {
                     reference: id.to_string(),
@@ -498,7 +517,9 @@ impl Registry {
             } else {
                 io_err("read", &path, e)
             }
-        })
+        })?;
+        check_holds(id, &path, &bytes)?;
+        Ok(bytes)
     }
 
     /// Resolves `reference` and reads that model's bytes.
@@ -544,6 +565,7 @@ impl Registry {
                 ),
             });
         }
+        self.read(id)?;
         let mut aliases = self.aliases()?;
         aliases.insert(alias.to_owned(), id.clone());
         self.write_aliases(&aliases)
@@ -614,6 +636,22 @@ impl Registry {
             Err(e) => Err(io_err("delete", &path, e)),
         }
     }
+}
+
+/// Refuses model file bytes that decode as another model than `id`.
+fn check_holds(id: &ModelId, path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    let Ok(model) = crate::format::decode(bytes) else {
+        return Ok(());
+    };
+    let meta = &model.meta;
+    if meta.name == id.name && meta.version == id.version {
+        return Ok(());
+    }
+    Err(RegistryError::WrongModel {
+        path: path.to_path_buf(),
+        id: id.clone(),
+        holds: format!("{}@{}", meta.name, meta.version),
+    })
 }
 
 fn modified_unix(path: &Path) -> u64 {
@@ -884,6 +922,40 @@ pub(crate) mod tests {
         fs::write(reg.dir().join("a.v2.pismo"), b"corrupt").unwrap();
         assert!(reg.list().unwrap()[1].meta.is_err());
         assert_eq!(resolve(&reg, None), "a@1");
+    }
+
+    /// Issue 11 row 9: `cp models/mnist-int8.v1.pismo reg/mnist.v2.pismo` was listed as
+    /// corrupt but served by `predict` and accepted by `models alias`.
+    #[test]
+    fn issue11_row8_a_file_whose_name_disagrees_with_its_model_is_refused_everywhere() {
+        let tmp = temp_dir("renamed");
+        let reg = Registry::open(tmp.path().join("models"));
+        reg.register("mnist", &mut |v| real_model("mnist", v, 1_000))
+            .unwrap();
+        reg.register("mnist-int8", &mut |v| real_model("mnist-int8", v, 2_000))
+            .unwrap();
+        let copy = reg.dir().join("mnist.v2.pismo");
+        fs::copy(reg.dir().join("mnist-int8.v1.pismo"), &copy).unwrap();
+        let check = |e: RegistryError| {
+            let msg = e.to_string();
+            assert!(msg.contains(&copy.display().to_string()), "{msg}");
+            assert!(msg.contains("holds model mnist-int8@1"), "{msg}");
+            assert!(!e.is_not_found() && !e.is_invalid(), "{msg}");
+        };
+        check(reg.read(&id("mnist@2")).unwrap_err());
+        check(reg.load(Some("mnist@2")).unwrap_err());
+        check(reg.load(Some("mnist")).unwrap_err());
+        check(reg.set_alias("best", &id("mnist@2")).unwrap_err());
+        assert!(reg.aliases().unwrap().is_empty());
+        // The good files still load, and the list shows the bad one with the reason.
+        assert_eq!(reg.load(Some("mnist@1")).unwrap().0, id("mnist@1"));
+        reg.set_alias("best", &id("mnist@1")).unwrap();
+        let listed = reg.list().unwrap();
+        assert!(listed[1]
+            .meta
+            .as_ref()
+            .unwrap_err()
+            .contains("mnist-int8@1"));
     }
 
     #[test]
