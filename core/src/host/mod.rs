@@ -8,7 +8,9 @@
 //! - [`kernels`]: run-time choice of AVX2 for the hot loops (the one `unsafe` in pismo).
 //! - [`image`]: PNG and IDX image files → grey images for [`crate::preprocess`].
 //! - [`registry`]: the flat, versioned model registry with aliases.
-//! - `atomic` (crate-internal): whole-file writes by temp file, fsync and rename or link.
+//! - `atomic` (crate-internal): whole-file writes by temp file, fsync and rename or link;
+//!   temp files of dead writers are found and removed.
+//! - `process` (crate-internal): whether a process, named by pid and start time, is alive.
 //! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
 //! - [`session`]: a whole training run: data → trainer → run record → registered model.
 pub(crate) mod atomic;
@@ -16,6 +18,7 @@ pub mod image;
 pub mod kernels;
 pub mod mnist;
 pub mod model;
+mod process;
 pub mod registry;
 pub mod runs;
 pub mod session;

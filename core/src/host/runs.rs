@@ -16,7 +16,9 @@
 //! - A [`RunWriter`] dropped without [`RunWriter::finish`] (error path, panic) marks its run
 //!   `failed` with error `"interrupted"`. A killed process cannot: its run stays `running`
 //!   on disk, and readers ([`Runs::info`], [`Runs::get`], [`Runs::list`]) report it as
-//!   `failed` once [`RunInfo::pid`] is gone (checked on Linux, in `/proc`).
+//!   `failed` once its process is gone: no process has [`RunInfo::pid`], or the one that has
+//!   it started at another time than [`RunInfo::pid_start_time`] (the pid was reused).
+//!   Checked on Linux, in `/proc`; records without a start time are judged by the pid.
 //! - Run ids given by callers are checked (`[A-Za-z0-9_-]`, 1–128 characters) before they
 //!   touch a path.
 
@@ -32,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::atomic::replace_atomic;
+use super::process;
 use super::registry::ModelId;
 use crate::hyper::Hyper;
 
@@ -213,6 +216,11 @@ pub struct RunInfo {
     /// The process that ran it.
     #[serde(default)]
     pub pid: u32,
+    /// When that process started (Linux: clock ticks since boot, `/proc/PID/stat` field 22),
+    /// so a later process given the same pid is not taken for it. Absent in records written
+    /// before pismo kept it, and off Linux; such runs are judged by the pid alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
 }
 
 impl RunInfo {
@@ -383,6 +391,7 @@ impl Runs {
             error: None,
             dataset: dataset.to_owned(),
             pid: std::process::id(),
+            pid_start_time: process::own_start_time(),
         };
         let open_append = |file: &str| {
             let path = dir.join(file);
@@ -503,7 +512,10 @@ fn read_info(run_dir: &Path, id: &str) -> Result<RunInfo, RunsError> {
 /// A `running` run whose process is gone (killed, crashed) is reported as `failed`, with the
 /// time its log last changed as its end; the file is left as it is.
 fn orphan_check(mut info: RunInfo, run_dir: &Path) -> RunInfo {
-    if info.status == Status::Running && info.pid != 0 && process_gone(info.pid) {
+    if info.status == Status::Running
+        && info.pid != 0
+        && process::is_gone(info.pid, info.pid_start_time)
+    {
         info.status = Status::Failed;
         info.error = Some(format!(
             "the training process (pid {}) ended without closing the run (killed or crashed)",
@@ -517,21 +529,6 @@ fn orphan_check(mut info: RunInfo, run_dir: &Path) -> RunInfo {
             .map(|d| d.as_millis() as u64);
     }
     info
-}
-
-/// Whether process `pid` has ended (or is a zombie). Only known on Linux (`/proc`); elsewhere
-/// a process is assumed alive.
-fn process_gone(pid: u32) -> bool {
-    if !cfg!(target_os = "linux") || pid == std::process::id() {
-        return false;
-    }
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-        Err(e) => e.kind() == io::ErrorKind::NotFound,
-    }
 }
 
 fn parse_metrics(path: &Path, bytes: &[u8]) -> Result<Vec<Metric>, RunsError> {
@@ -719,6 +716,59 @@ mod tests {
         let on_disk: RunInfo = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(on_disk.status, Status::Running);
         drop(writer);
+    }
+
+    /// Issue 11 row 10: a dead run whose pid was reused by another process showed as
+    /// `running` for ever. The run records its process's start time; a live pid with another
+    /// start time is not the run's process.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn issue11_row10_a_reused_pid_does_not_keep_a_dead_run_running() {
+        let tmp = temp_dir("reused-pid");
+        let runs = Runs::open(tmp.path());
+        let writer = runs.create("mnist", &Hyper::DEFAULT, "d").unwrap();
+        let id = writer.id().to_owned();
+        std::mem::forget(writer); // as if killed: nothing marks the run ended
+        let path = tmp.path().join(&id).join(RUN_FILE);
+        let on_disk: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            on_disk["pid_start_time"],
+            crate::host::registry::tests::proc_start(std::process::id())
+        );
+
+        // Another process now has the pid the record names.
+        let mut other = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let (other_pid, other_start) = (
+            other.id(),
+            crate::host::registry::tests::proc_start(other.id()),
+        );
+        let record = |pid_start: Option<u64>| {
+            let mut v = on_disk.clone();
+            v["pid"] = other_pid.into();
+            match pid_start {
+                Some(s) => v["pid_start_time"] = s.into(),
+                None => drop(v.as_object_mut().unwrap().remove("pid_start_time")),
+            }
+            fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+            runs.info(&id).unwrap()
+        };
+        let reused = record(Some(other_start + 1));
+        assert_eq!(reused.status, Status::Failed);
+        assert!(reused
+            .error
+            .unwrap()
+            .contains("ended without closing the run"));
+        assert_eq!(runs.list().unwrap()[0].status, Status::Failed);
+        // The same pid and start time: the run's own process, alive.
+        assert_eq!(record(Some(other_start)).status, Status::Running);
+        // A record from before start times were kept: judged by the pid, as before.
+        assert_eq!(record(None).status, Status::Running);
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert_eq!(record(None).status, Status::Failed);
     }
 
     #[test]

@@ -56,7 +56,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Serialize, Serializer};
 
 use crate::host::atomic::{
-    link_no_clobber, replace_atomic, sync_dir, unique_tmp_path, write_new_synced,
+    link_no_clobber, remove_dead_temps, replace_atomic, sync_dir, unique_tmp_path, write_new_synced,
 };
 use crate::hyper::{Hyper, Metrics};
 use id::{list_aliases, list_ids};
@@ -329,17 +329,21 @@ impl Serialize for Entry {
 // ---------------------------------------------------------------------------------------------
 // The registry
 
-/// A registry folder. Cheap to create: nothing is read until an operation needs it, and a
-/// missing folder is an empty registry (writes create it).
+/// A registry folder. Cheap to create (one read of the folder, for dead writers' temp
+/// files), and a missing folder is an empty registry (writes create it).
 #[derive(Clone, Debug)]
 pub struct Registry {
     dir: PathBuf,
 }
 
 impl Registry {
-    /// The registry in `dir`.
+    /// The registry in `dir`. Removes the temp files that writers killed while writing
+    /// (kill -9, power loss) left in it; a live writer's temp file is kept (see
+    /// `host::atomic`). Nothing else is read until an operation needs it.
     pub fn open(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        let dir = dir.into();
+        remove_dead_temps(&dir);
+        Self { dir }
     }
 
     /// `$PISMO_REGISTRY` if set and not empty, else `./models`.
@@ -956,6 +960,69 @@ pub(crate) mod tests {
             .as_ref()
             .unwrap_err()
             .contains("mnist-int8@1"));
+    }
+
+    /// Start time of process `pid` (field 22 of `/proc/PID/stat`), for the tests.
+    pub(crate) fn proc_start(pid: u32) -> u64 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = stat.rsplit_once(") ").unwrap().1;
+        rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+    }
+
+    /// Issue 11 row 7: kill -9 at registration left `.NAME.vN.pismo.tmp-*` files forever.
+    /// Temp files of a writer that is dead (a process started and killed here) go when the
+    /// registry is opened; one of a live writer (a running `sleep`) stays.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn issue11_row7_opening_the_registry_removes_temp_files_of_dead_writers() {
+        let (_tmp, reg) = registry_with("dead-temps", &["mnist"]);
+        let sleep = || {
+            std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap()
+        };
+        let mut dead = sleep();
+        let (dead_pid, dead_start) = (dead.id(), proc_start(dead.id()));
+        let mut live = sleep();
+        let (live_pid, live_start) = (live.id(), proc_start(live.id()));
+        dead.kill().unwrap();
+        dead.wait().unwrap();
+        let files = [
+            // Written by the dead writer: current and pre-fix (no start time) names.
+            (
+                format!(".mnist.v2.pismo.tmp-{dead_pid}-{dead_start}-0-17"),
+                false,
+            ),
+            (
+                format!(".aliases.json.tmp-{dead_pid}-{dead_start}-3-99"),
+                false,
+            ),
+            (format!(".mnist.v3.pismo.tmp-{dead_pid}-1-42"), false),
+            // The live writer's file, and a live pid whose start time says it is another
+            // process that reused the pid (its writer is dead).
+            (
+                format!(".mnist.v4.pismo.tmp-{live_pid}-{live_start}-0-5"),
+                true,
+            ),
+            (
+                format!(".mnist.v5.pismo.tmp-{live_pid}-{}-0-5", live_start + 1),
+                false,
+            ),
+            // Not temp files of pismo: left alone.
+            (".mnist.v6.pismo.tmp-x-1-2-3".to_owned(), true),
+            (".hidden".to_owned(), true),
+        ];
+        for (name, _) in &files {
+            fs::write(reg.dir().join(name), vec![0u8; 4096]).unwrap();
+        }
+        let reg = Registry::open(reg.dir());
+        for (name, kept) in &files {
+            assert_eq!(reg.dir().join(name).exists(), *kept, "{name}");
+        }
+        assert_eq!(reg.ids().unwrap(), [id("mnist@1")]);
+        live.kill().unwrap();
+        live.wait().unwrap();
     }
 
     #[test]
