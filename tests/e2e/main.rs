@@ -6,5 +6,6 @@ mod firmware;
 mod preprocess;
 mod quant;
 mod serve;
+mod stores;
 mod training;
 mod web;
