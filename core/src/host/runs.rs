@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::atomic::replace_atomic;
+use super::atomic::{remove_dead_temps, replace_atomic};
 use super::process;
 use super::registry::ModelId;
 use crate::hyper::Hyper;
@@ -510,12 +510,15 @@ fn read_info(run_dir: &Path, id: &str) -> Result<RunInfo, RunsError> {
 }
 
 /// A `running` run whose process is gone (killed, crashed) is reported as `failed`, with the
-/// time its log last changed as its end; the file is left as it is.
+/// time its log last changed as its end; the file is left as it is, and the temp files of
+/// dead writers in the run's folder are removed.
 fn orphan_check(mut info: RunInfo, run_dir: &Path) -> RunInfo {
     if info.status == Status::Running
         && info.pid != 0
         && process::is_gone(info.pid, info.pid_start_time)
     {
+        // A `run.json` temp file the killed process may have left (see `host::atomic`).
+        remove_dead_temps(run_dir);
         info.status = Status::Failed;
         info.error = Some(format!(
             "the training process (pid {}) ended without closing the run (killed or crashed)",
@@ -704,13 +707,21 @@ mod tests {
         let path = tmp.path().join(&id).join(RUN_FILE);
         let mut info: RunInfo = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         info.pid = pid;
+        info.pid_start_time = None;
         fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
+        // The dead process was killed while it rewrote run.json.
+        let left = tmp
+            .path()
+            .join(&id)
+            .join(format!(".run.json.tmp-{pid}-0-1-2"));
+        fs::write(&left, b"{").unwrap();
         let read = runs.info(&id).unwrap();
         if cfg!(target_os = "linux") {
             assert_eq!(read.status, Status::Failed);
             assert!(read.error.unwrap().contains(&format!("pid {pid}")));
             assert!(read.end_unix_ms.is_some());
             assert_eq!(runs.list().unwrap()[0].status, Status::Failed);
+            assert!(!left.exists());
         }
         // The record on disk is left as it was.
         let on_disk: RunInfo = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();

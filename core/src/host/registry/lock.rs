@@ -165,6 +165,53 @@ mod tests {
         assert!(lock.is_file());
     }
 
+    /// The OS drops the lock of a holder killed with SIGKILL: here the holder is util-linux
+    /// `flock` (the same `flock(2)` lock as `File::lock` on Linux), killed while it holds it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_lock_of_a_holder_killed_with_sigkill_is_released() {
+        if std::process::Command::new("flock")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIPPED: the_lock_of_a_holder_killed_with_sigkill_is_released: no `flock` (util-linux)");
+            return;
+        }
+        let (_tmp, reg) = crate::host::registry::tests::registry_with("lock-kill", &["mnist"]);
+        let lock = reg.dir().join(LOCK_FILE);
+        // -o: the lock stays with `flock` itself, not with the `sleep` it runs.
+        let mut holder = std::process::Command::new("flock")
+            .arg("-o")
+            .arg(&lock)
+            .args(["sleep", "60"])
+            .spawn()
+            .unwrap();
+        let probe = fs::File::options().write(true).open(&lock).unwrap();
+        let start = Instant::now();
+        while probe.try_lock().is_ok() {
+            probe.unlock().unwrap();
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "flock never took the lock"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let reg2 = reg.clone();
+        let setter = std::thread::spawn(move || reg2.set_alias("default", &id("mnist@1")));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !setter.is_finished(),
+            "set_alias did not wait for the holder"
+        );
+        holder.kill().unwrap(); // SIGKILL
+        holder.wait().unwrap();
+        join_within(setter, Duration::from_secs(5))
+            .expect("the lock of a killed holder was not released")
+            .unwrap();
+        assert_eq!(reg.resolve(None).unwrap(), id("mnist@1"));
+    }
+
     /// Existing registries: a lock file left by an older pismo that was killed is not a
     /// held lock.
     #[test]
