@@ -27,7 +27,12 @@
 //!   takes the registry lock, writes a unique temp file, fsyncs it and hard-links it to
 //!   `<name>.v<version>.pismo`; linking fails when that name exists, so even a writer that
 //!   does not take the lock (an older pismo) is never clobbered: the loser retries with the
-//!   next version. The temp file is removed in every case.
+//!   next version. The temp file is removed in every case but a crash; [`Registry::open`]
+//!   removes the temp files of writers that are dead (named by pid and start time, see
+//!   `host::atomic`), never a live writer's.
+//! - A file is only ever used as the model its name says: [`Registry::read`],
+//!   [`Registry::load`] and [`Registry::set_alias`] refuse a file that holds another
+//!   `NAME@V` ([`RegistryError::WrongModel`]); [`Registry::list`] shows it with that error.
 //! - Versions of a name count up from 1 and are never reused: deleting `NAME@V` leaves an
 //!   empty marker `<name>.v<V>.deleted`, and the next version is one more than the highest
 //!   model file or marker. A run record or a log that names `NAME@V` never comes to mean
@@ -35,7 +40,7 @@
 //! - `aliases.json` changes only under the registry lock (read-modify-write) and is replaced by
 //!   rename, so readers see the old or the new file, never a partial one. [`Registry::delete`]
 //!   holds the same lock, so no alias is left pointing at a model deleted through the registry.
-//!   The lock is an OS file lock on `aliases.lock` ([`lock`](self::lock) module): the OS
+//!   The lock is an OS file lock on `aliases.lock` (module `lock`): the OS
 //!   drops it when its holder dies, so it never goes stale and is never broken by a waiter.
 //!
 //! Modules: `id` (names, aliases, [`ModelId`] and file names), `reference` (what a reference
