@@ -30,7 +30,7 @@ pub const INPUT: usize = 784;
 /// Digits 0–9.
 pub const CLASSES: usize = 10;
 const _: () = assert!(
-    INPUT % 16 == 0,
+    INPUT.is_multiple_of(16),
     "Sparse::set_bytes reads the image in runs of 16"
 );
 

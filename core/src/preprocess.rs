@@ -998,7 +998,7 @@ mod tests {
                 .map(|_| match mode {
                     0 => next() as u8,
                     1 => [0, 255][(next() % 2) as usize],
-                    2 => 255 - (next() % 64 == 0) as u8 * 255,
+                    2 => 255 - next().is_multiple_of(64) as u8 * 255,
                     _ => (next() % 3) as u8 * 100,
                 })
                 .collect();
@@ -1046,7 +1046,7 @@ mod tests {
             let (w, h) = (20 + (next() % 200) as usize, 20 + (next() % 200) as usize);
             let paper = 60 + (next() % 100) as u8;
             let strength = MIN_CONTRAST + (next() % 12) as u8;
-            let dark = next() % 2 == 0;
+            let dark = next().is_multiple_of(2);
             let mut data = vec![paper; w * h];
             for d in data.iter_mut() {
                 let level = match next() % 50 {
@@ -1077,7 +1077,7 @@ mod tests {
             for mode in 0..3 {
                 let data: Vec<u8> = (0..w * h)
                     .map(|i| match mode {
-                        0 => 255 - (next() % 40 == 0) as u8 * 255,
+                        0 => 255 - next().is_multiple_of(40) as u8 * 255,
                         1 => next() as u8,
                         _ => ((i / 97) % 2) as u8 * 200,
                     })
@@ -1333,7 +1333,7 @@ mod tests {
                 .map(|_| match mode {
                     0 => next() as u8,
                     1 => [0, 255][(next() % 2) as usize],
-                    2 => 255 - (next() % 64 == 0) as u8 * 255,
+                    2 => 255 - next().is_multiple_of(64) as u8 * 255,
                     _ => (next() % 3) as u8 * 100,
                 })
                 .collect();

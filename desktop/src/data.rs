@@ -9,7 +9,7 @@ use pismo_core::augment;
 use pismo_core::host::drawn::{DrawnError, DrawnStore, SampleInfo};
 use pismo_core::host::mnist::{self, MnistError};
 use pismo_core::host::trainer::validation_split;
-use pismo_core::host::{corpora, image, preview, recipe, synth};
+use pismo_core::host::{atomic, corpora, image, preview, recipe, synth};
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::rng::Rng;
@@ -355,9 +355,7 @@ fn preview(a: &Augment) -> Result<(), CliError> {
     }
     let sheet = preview::sheet(&rows, a.scale);
     let png = image::encode_png(&sheet.as_grey());
-    let tmp = a.preview.with_extension("png.tmp");
-    std::fs::write(&tmp, &png)
-        .and_then(|()| std::fs::rename(&tmp, &a.preview))
+    atomic::replace_atomic(&a.preview, &png)
         .map_err(|e| CliError::failed(format!("cannot write {}: {e}", a.preview.display())))?;
     crate::out_line(&format!(
         "wrote {} ({} rows: MNIST; distorted x2 (elastic {}); redrawn with a canvas pen x2; synthetic x4; semeion-train; optdigits-train)",

@@ -59,7 +59,7 @@ pub fn utc(unix_secs: u64) -> String {
 
 /// (year, month, day) of a count of days since 1970-01-01, Gregorian calendar.
 fn date_of_day(mut days: u64) -> (u64, u64, u64) {
-    let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let mut year = 1970;
     // 400 Gregorian years are always 146097 days.
     year += days / 146_097 * 400;

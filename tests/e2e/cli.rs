@@ -452,7 +452,12 @@ fn baseline_and_avx2_kernels_train_bit_identical_weights() {
         return;
     };
     if pismo_core::host::kernels::level() != pismo_core::host::kernels::Level::Avx2 {
-        eprintln!("skipped: no AVX2 here, both runs would use the baseline kernels");
+        eprintln!(
+            "\n##########################################################################\n\
+             SKIPPED: baseline_and_avx2_kernels_train_bit_identical_weights: this CPU has no\n\
+             AVX2, so both runs would use the baseline kernels and compare nothing.\n\
+             ##########################################################################\n"
+        );
         return;
     }
     let args = [

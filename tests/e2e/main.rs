@@ -6,6 +6,7 @@ mod firmware;
 mod preprocess;
 mod quant;
 mod serve;
+mod stores;
 mod styles;
 mod training;
 mod web;

@@ -15,7 +15,6 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use pismo_core::host::mnist::{self, Dataset, TRAIN_DIGEST};
@@ -25,42 +24,30 @@ use pismo_core::host::session::{self, TrainRequest};
 use pismo_core::hyper::Hyper;
 use pismo_core::preprocess::GreyImage;
 
-/// A folder that is removed (with its content) when dropped.
+/// A folder that is removed (with its content) when dropped: a [`tempfile::TempDir`] with a
+/// tag in its name, and `join` for the paths the tests build inside it.
 #[derive(Debug)]
-pub struct TempDir {
-    path: PathBuf,
-}
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    /// A new empty folder named after `tag`, the process and a counter.
+    /// A new empty folder under the system temp dir, named `pismo-<tag>-<random>`.
     pub fn new(tag: &str) -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "pismo-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self { path }
+        Self(
+            tempfile::Builder::new()
+                .prefix(&format!("pismo-{tag}-"))
+                .tempdir()
+                .expect("create temp dir"),
+        )
     }
 
     /// The folder.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 
     /// A path inside the folder.
     pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
-        self.path.join(rel)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        self.0.path().join(rel)
     }
 }
 

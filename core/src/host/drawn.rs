@@ -38,13 +38,14 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::atomic;
 use crate::host::image::{self, OwnedGrey};
 use crate::host::mnist::{self, Dataset, MnistError, PIXELS, SIDE};
 use crate::idx;
@@ -281,8 +282,8 @@ impl DrawnStore {
         }
         let mut labels = idx::labels_header(count).to_vec();
         labels.extend_from_slice(&data.labels);
-        write_file_atomic(images_path, &images)?;
-        write_file_atomic(labels_path, &labels)?;
+        atomic::replace_atomic(images_path, &images).map_err(io_error(images_path))?;
+        atomic::replace_atomic(labels_path, &labels).map_err(io_error(labels_path))?;
         Ok(data.len())
     }
 
@@ -386,9 +387,9 @@ impl DrawnStore {
             fs::create_dir(&temp).map_err(io_error(&temp))?;
             for (file, bytes) in &files {
                 let path = temp.join(file);
-                write_synced(&path, bytes).map_err(io_error(&path))?;
+                atomic::write_new_synced(&path, bytes).map_err(io_error(&path))?;
             }
-            sync_dir(&temp).map_err(io_error(&temp))?;
+            atomic::sync_dir(&temp);
             self.publish(&temp, &name, label, now)
         })();
         if written.is_err() {
@@ -420,7 +421,7 @@ impl DrawnStore {
             }
             match fs::rename(temp, &target) {
                 Ok(()) => {
-                    sync_dir(&self.dir).map_err(io_error(&self.dir))?;
+                    atomic::sync_dir(&self.dir);
                     return Ok(name);
                 }
                 Err(e)
@@ -491,35 +492,6 @@ fn unique_name(label: u8, now: std::time::Duration) -> String {
         std::process::id(),
         (bits ^ (bits >> 32)) & 0xffff
     )
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = fs::File::create_new(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-/// Makes a folder's entries (a created file, a rename) durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), DrawnError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let part = path.with_file_name(format!(".{name}.{}.tmp", unique_name(0, now)));
-    let written = write_synced(&part, bytes).and_then(|()| fs::rename(&part, path));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&part);
-        return Err(io_error(path)(e));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@
 //! - [`drawn`]: the folder of corrected drawings ("Wrong? This is a …"), atomic and concurrent-safe.
 //! - [`image`]: PNG and IDX image files → grey images for [`crate::preprocess`].
 //! - [`registry`]: the flat, versioned model registry with aliases.
+//! - [`atomic`]: whole-file writes by temp file, fsync and rename or link;
+//!   temp files of dead writers are found and removed.
+//! - `process` (crate-internal): whether a process, named by pid and start time, is alive.
 //! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
 //! - [`session`]: a whole training run: data → trainer → run record → registered model.
 //! - [`pen`]: a round pen on a canvas, as the page and the window draw.
@@ -18,6 +21,7 @@
 //! - [`devsets`]: the named sets models are measured on (MNIST, scans, canvas drawings).
 //! - [`preview`]: a contact sheet of model inputs (PNG), to look at training data.
 //! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
+pub mod atomic;
 pub mod corpora;
 pub mod devsets;
 pub mod drawn;
@@ -27,6 +31,7 @@ pub mod mnist;
 pub mod model;
 pub mod pen;
 pub mod preview;
+mod process;
 pub mod recipe;
 pub mod redraw;
 pub mod registry;

@@ -16,7 +16,9 @@
 //! - A [`RunWriter`] dropped without [`RunWriter::finish`] (error path, panic) marks its run
 //!   `failed` with error `"interrupted"`. A killed process cannot: its run stays `running`
 //!   on disk, and readers ([`Runs::info`], [`Runs::get`], [`Runs::list`]) report it as
-//!   `failed` once [`RunInfo::pid`] is gone (checked on Linux, in `/proc`).
+//!   `failed` once its process is gone: no process has [`RunInfo::pid`], or the one that has
+//!   it started at another time than [`RunInfo::pid_start_time`] (the pid was reused).
+//!   Checked on Linux, in `/proc`; records without a start time are judged by the pid.
 //! - Run ids given by callers are checked (`[A-Za-z0-9_-]`, 1–128 characters) before they
 //!   touch a path.
 
@@ -31,7 +33,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::registry::{replace_atomic, ModelId};
+use super::atomic::{remove_dead_temps, replace_atomic};
+use super::process;
+use super::registry::ModelId;
 use crate::hyper::Hyper;
 
 /// The record of a run inside its folder.
@@ -212,6 +216,11 @@ pub struct RunInfo {
     /// The process that ran it.
     #[serde(default)]
     pub pid: u32,
+    /// When that process started (Linux: clock ticks since boot, `/proc/PID/stat` field 22),
+    /// so a later process given the same pid is not taken for it. Absent in records written
+    /// before pismo kept it, and off Linux; such runs are judged by the pid alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
 }
 
 impl RunInfo {
@@ -382,6 +391,7 @@ impl Runs {
             error: None,
             dataset: dataset.to_owned(),
             pid: std::process::id(),
+            pid_start_time: process::own_start_time(),
         };
         let open_append = |file: &str| {
             let path = dir.join(file);
@@ -500,9 +510,15 @@ fn read_info(run_dir: &Path, id: &str) -> Result<RunInfo, RunsError> {
 }
 
 /// A `running` run whose process is gone (killed, crashed) is reported as `failed`, with the
-/// time its log last changed as its end; the file is left as it is.
+/// time its log last changed as its end; the file is left as it is, and the temp files of
+/// dead writers in the run's folder are removed.
 fn orphan_check(mut info: RunInfo, run_dir: &Path) -> RunInfo {
-    if info.status == Status::Running && info.pid != 0 && process_gone(info.pid) {
+    if info.status == Status::Running
+        && info.pid != 0
+        && process::is_gone(info.pid, info.pid_start_time)
+    {
+        // A `run.json` temp file the killed process may have left (see `host::atomic`).
+        remove_dead_temps(run_dir);
         info.status = Status::Failed;
         info.error = Some(format!(
             "the training process (pid {}) ended without closing the run (killed or crashed)",
@@ -516,21 +532,6 @@ fn orphan_check(mut info: RunInfo, run_dir: &Path) -> RunInfo {
             .map(|d| d.as_millis() as u64);
     }
     info
-}
-
-/// Whether process `pid` has ended (or is a zombie). Only known on Linux (`/proc`); elsewhere
-/// a process is assumed alive.
-fn process_gone(pid: u32) -> bool {
-    if !cfg!(target_os = "linux") || pid == std::process::id() {
-        return false;
-    }
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-        Err(e) => e.kind() == io::ErrorKind::NotFound,
-    }
 }
 
 fn parse_metrics(path: &Path, bytes: &[u8]) -> Result<Vec<Metric>, RunsError> {
@@ -684,29 +685,17 @@ impl Drop for RunWriter {
 mod tests {
     use super::*;
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let path = super::super::registry::unique_tmp_path(
-                &std::env::temp_dir(),
-                &format!("pismo-runs-{tag}"),
-            );
-            fs::create_dir_all(&path).unwrap();
-            Self(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("pismo-runs-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn a_running_run_whose_process_is_gone_reads_as_failed() {
-        let tmp = TempDir::new("orphan");
-        let runs = Runs::open(&tmp.0);
+        let tmp = temp_dir("orphan");
+        let runs = Runs::open(tmp.path());
         let writer = runs.create("mnist", &Hyper::DEFAULT, "d").unwrap();
         let id = writer.id().to_owned();
         // Our own process is alive: still running.
@@ -715,21 +704,82 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        let path = tmp.0.join(&id).join(RUN_FILE);
+        let path = tmp.path().join(&id).join(RUN_FILE);
         let mut info: RunInfo = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         info.pid = pid;
+        info.pid_start_time = None;
         fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
+        // The dead process was killed while it rewrote run.json.
+        let left = tmp
+            .path()
+            .join(&id)
+            .join(format!(".run.json.tmp-{pid}-0-1-2"));
+        fs::write(&left, b"{").unwrap();
         let read = runs.info(&id).unwrap();
         if cfg!(target_os = "linux") {
             assert_eq!(read.status, Status::Failed);
             assert!(read.error.unwrap().contains(&format!("pid {pid}")));
             assert!(read.end_unix_ms.is_some());
             assert_eq!(runs.list().unwrap()[0].status, Status::Failed);
+            assert!(!left.exists());
         }
         // The record on disk is left as it was.
         let on_disk: RunInfo = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(on_disk.status, Status::Running);
         drop(writer);
+    }
+
+    /// Issue 11 row 10: a dead run whose pid was reused by another process showed as
+    /// `running` for ever. The run records its process's start time; a live pid with another
+    /// start time is not the run's process.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn issue11_row10_a_reused_pid_does_not_keep_a_dead_run_running() {
+        let tmp = temp_dir("reused-pid");
+        let runs = Runs::open(tmp.path());
+        let writer = runs.create("mnist", &Hyper::DEFAULT, "d").unwrap();
+        let id = writer.id().to_owned();
+        std::mem::forget(writer); // as if killed: nothing marks the run ended
+        let path = tmp.path().join(&id).join(RUN_FILE);
+        let on_disk: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            on_disk["pid_start_time"],
+            crate::host::registry::tests::proc_start(std::process::id())
+        );
+
+        // Another process now has the pid the record names.
+        let mut other = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let (other_pid, other_start) = (
+            other.id(),
+            crate::host::registry::tests::proc_start(other.id()),
+        );
+        let record = |pid_start: Option<u64>| {
+            let mut v = on_disk.clone();
+            v["pid"] = other_pid.into();
+            match pid_start {
+                Some(s) => v["pid_start_time"] = s.into(),
+                None => drop(v.as_object_mut().unwrap().remove("pid_start_time")),
+            }
+            fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+            runs.info(&id).unwrap()
+        };
+        let reused = record(Some(other_start + 1));
+        assert_eq!(reused.status, Status::Failed);
+        assert!(reused
+            .error
+            .unwrap()
+            .contains("ended without closing the run"));
+        assert_eq!(runs.list().unwrap()[0].status, Status::Failed);
+        // The same pid and start time: the run's own process, alive.
+        assert_eq!(record(Some(other_start)).status, Status::Running);
+        // A record from before start times were kept: judged by the pid, as before.
+        assert_eq!(record(None).status, Status::Running);
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert_eq!(record(None).status, Status::Failed);
     }
 
     #[test]
@@ -769,9 +819,9 @@ mod tests {
             let e = validate_run_id(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
         }
-        let tmp = TempDir::new("traversal");
-        let runs = Runs::open(tmp.0.join("runs"));
-        fs::create_dir_all(tmp.0.join("secret")).unwrap();
+        let tmp = temp_dir("traversal");
+        let runs = Runs::open(tmp.path().join("runs"));
+        fs::create_dir_all(tmp.path().join("secret")).unwrap();
         for bad in ["..", "../secret", "/etc"] {
             assert!(matches!(runs.get(bad), Err(RunsError::InvalidId { .. })));
             assert!(matches!(runs.log(bad), Err(RunsError::InvalidId { .. })));
@@ -781,8 +831,8 @@ mod tests {
 
     #[test]
     fn a_run_records_params_metrics_log_and_model() {
-        let tmp = TempDir::new("record");
-        let runs = Runs::open(tmp.0.join("runs"));
+        let tmp = temp_dir("record");
+        let runs = Runs::open(tmp.path().join("runs"));
         assert!(runs.list().unwrap().is_empty());
         let mut w = runs.create("mnist", &Hyper::DEFAULT, "sha256:abc").unwrap();
         let id = w.id().to_owned();
@@ -848,8 +898,8 @@ mod tests {
 
     #[test]
     fn a_dropped_writer_marks_the_run_interrupted() {
-        let tmp = TempDir::new("drop");
-        let runs = Runs::open(tmp.0.join("runs"));
+        let tmp = temp_dir("drop");
+        let runs = Runs::open(tmp.path().join("runs"));
         let id = {
             let w = runs.create("x", &Hyper::DEFAULT, "").unwrap();
             w.id().to_owned()
@@ -873,8 +923,8 @@ mod tests {
 
     #[test]
     fn logging_errors_surface_in_try_finish() {
-        let tmp = TempDir::new("errors");
-        let runs = Runs::open(tmp.0.join("runs"));
+        let tmp = temp_dir("errors");
+        let runs = Runs::open(tmp.path().join("runs"));
         let mut w = runs.create("x", &Hyper::DEFAULT, "").unwrap();
         assert!(w.first_error().is_none());
         fs::remove_dir_all(w.dir()).unwrap();
@@ -889,8 +939,8 @@ mod tests {
 
     #[test]
     fn a_cut_short_last_metric_line_is_ignored_a_broken_middle_one_is_not() {
-        let tmp = TempDir::new("metrics");
-        let runs = Runs::open(tmp.0.join("runs"));
+        let tmp = temp_dir("metrics");
+        let runs = Runs::open(tmp.path().join("runs"));
         let mut w = runs.create("m", &Hyper::DEFAULT, "").unwrap();
         w.log_metric(1, "val_loss", 0.5);
         w.log_metric(2, "val_loss", 0.4);
@@ -912,8 +962,8 @@ mod tests {
 
     #[test]
     fn list_is_newest_first_and_skips_corrupt_runs() {
-        let tmp = TempDir::new("list");
-        let runs = Runs::open(tmp.0.join("runs"));
+        let tmp = temp_dir("list");
+        let runs = Runs::open(tmp.path().join("runs"));
         let mut ids = Vec::new();
         for name in ["a", "b", "c"] {
             let w = runs.create(name, &Hyper::DEFAULT, "").unwrap();

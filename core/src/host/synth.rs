@@ -725,7 +725,7 @@ pub fn style_set(seed: u64, per_style: usize) -> Vec<StyleSample> {
                 hand.size = 0.2 + 0.1 * rng.next_f32();
                 let corner = rng.below(4);
                 hand.place = (
-                    if corner % 2 == 0 { 0.0 } else { 1.0 },
+                    if corner.is_multiple_of(2) { 0.0 } else { 1.0 },
                     if corner / 2 == 0 { 0.0 } else { 1.0 },
                 );
             }

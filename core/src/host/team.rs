@@ -65,7 +65,7 @@ impl SpinBarrier {
                 "another training thread panicked"
             );
             spins = spins.wrapping_add(1);
-            if spins % 64 != 0 {
+            if !spins.is_multiple_of(64) {
                 spin_loop();
                 continue;
             }

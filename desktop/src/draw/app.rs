@@ -517,7 +517,13 @@ pub mod tests {
         )
         .expect("shipped model file");
         std::fs::write(dir.join("mnist.v1.pismo"), &bytes).unwrap();
-        std::fs::write(dir.join("copy.v1.pismo"), &bytes).unwrap();
+        // The same weights registered as `copy@1` (a file merely renamed would be refused).
+        let (mlp, file) = AnyMlp::decode(&bytes).expect("shipped model decodes");
+        let meta = pismo_core::format::Meta {
+            name: "copy",
+            ..file.meta
+        };
+        std::fs::write(dir.join("copy.v1.pismo"), mlp.encode(&meta)).unwrap();
         std::fs::write(dir.join("broken.v1.pismo"), &bytes[..100]).unwrap();
         let mut app = App::new(Registry::open(&dir), Some("mnist@1")).expect("mnist@1");
         assert_eq!(app.model_count(), 3);
