@@ -89,6 +89,12 @@ impl Verdict {
 
 /// The verdict on the ten probabilities of a softmax (see the module doc for the rule).
 pub fn verdict(p: &[f32; CLASSES]) -> Verdict {
+    verdict_at(p, MIN_TOP, MIN_MARGIN)
+}
+
+/// The verdict with other thresholds than the shipped ones (to calibrate them:
+/// `pismo eval --set dev --calibrate`).
+pub fn verdict_at(p: &[f32; CLASSES], min_top: f32, min_margin: f32) -> Verdict {
     let first = crate::mlp::argmax(p);
     let mut second = if first == 0 { 1 } else { 0 };
     for (d, &v) in p.iter().enumerate() {
@@ -99,7 +105,7 @@ pub fn verdict(p: &[f32; CLASSES]) -> Verdict {
     let (p_first, p_second) = (p[first], p[second]);
     // A NaN or infinity anywhere (a broken model) is never sure.
     let finite = p.iter().all(|v| v.is_finite());
-    if finite && p_first >= MIN_TOP && p_first - p_second >= MIN_MARGIN {
+    if finite && p_first >= min_top && p_first - p_second >= min_margin {
         Verdict::Sure {
             digit: first,
             p: p_first,

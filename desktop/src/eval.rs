@@ -15,6 +15,7 @@ use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::AnyMlp;
 use pismo_core::host::{corpora, devsets};
 use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_core::verdict::{verdict_at, MIN_MARGIN, MIN_TOP};
 use serde::Serialize;
 
 use crate::{text, CliError};
@@ -48,6 +49,10 @@ pub struct Args {
     /// folder of the shipped corpora (default: $PISMO_DATASETS, else ./datasets)
     #[argh(option)]
     corpora: Option<PathBuf>,
+    /// with --set: how many answers each pair of uncertainty thresholds (top probability,
+    /// lead over the runner-up) would flag "not sure", and how many of the errors
+    #[argh(switch)]
+    calibrate: bool,
     /// print one JSON object on stdout (one per set)
     #[argh(switch)]
     json: bool,
@@ -63,6 +68,9 @@ pub(crate) struct Tally {
     confusion: [[u64; CLASSES]; CLASSES],
     /// Sum of the cross-entropy of every image.
     loss: f64,
+    /// Per image: its ten probabilities and whether the arg-max was right (for
+    /// `--calibrate`).
+    scores: Vec<([f32; CLASSES], bool)>,
 }
 
 impl Tally {
@@ -73,6 +81,33 @@ impl Tally {
             }
         }
         self.loss += other.loss;
+        self.scores.extend_from_slice(&other.scores);
+    }
+
+    /// With thresholds `(min_top, min_margin)`: the share of answers that are unsure, the
+    /// share of the wrong answers that are unsure, and the accuracy of the sure ones.
+    fn unsure_at(&self, min_top: f32, min_margin: f32) -> (f64, f64, f64) {
+        let (mut unsure, mut wrong, mut wrong_unsure, mut sure_right) = (0u64, 0u64, 0u64, 0u64);
+        for (p, right) in &self.scores {
+            let is_unsure = !verdict_at(p, min_top, min_margin).is_sure();
+            unsure += u64::from(is_unsure);
+            wrong += u64::from(!right);
+            wrong_unsure += u64::from(!right && is_unsure);
+            sure_right += u64::from(*right && !is_unsure);
+        }
+        let n = self.scores.len() as u64;
+        let share = |a: u64, b: u64| {
+            if b == 0 {
+                f64::NAN
+            } else {
+                a as f64 / b as f64
+            }
+        };
+        (
+            share(unsure, n),
+            share(wrong_unsure, wrong),
+            share(sure_right, n - unsure),
+        )
     }
 
     pub(crate) fn n(&self) -> u64 {
@@ -115,6 +150,8 @@ fn tally(mlp: &AnyMlp, images: &[[u8; INPUT]], labels: &[u8]) -> Tally {
         let label = usize::from(label).min(CLASSES - 1);
         t.loss += sum.ln() - f64::from(z[label] - max);
         t.confusion[label][best] += 1;
+        let p = z.map(|v| (f64::from(v - max).exp() / sum) as f32);
+        t.scores.push((p, best == label));
     }
     t
 }
@@ -252,6 +289,7 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
         &[1, 2],
     );
     let mut out = String::new();
+    let mut calibration: Vec<(&str, Tally)> = Vec::new();
     for name in names {
         let (data, what) = devsets::load(name, &mnist_dir, &corpora_dir)
             .map_err(|e| CliError::failed(e.to_string()))?;
@@ -273,6 +311,9 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
             );
             out.push('\n');
             continue;
+        }
+        if args.calibrate {
+            calibration.push((name, t.clone()));
         }
         let mut errors: Vec<(u64, usize, usize)> = Vec::new();
         for (truth, row) in t.confusion.iter().enumerate() {
@@ -299,11 +340,58 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
         print!("{out}");
         return Ok(());
     }
-    crate::out(&format!(
+    let mut text = format!(
         "model {id} (hidden {})\n{}",
         mlp.hidden_size(),
         table.render()
-    ))
+    );
+    if args.calibrate {
+        text.push_str(&calibration_table(&calibration));
+    }
+    crate::out(&text)
+}
+
+/// Threshold pairs `--calibrate` tries (the shipped pair is marked).
+const CALIBRATION_GRID: [(f32, f32); 7] = [
+    (0.5, 0.1),
+    (0.5, 0.2),
+    (0.6, 0.3),
+    (0.7, 0.4),
+    (0.8, 0.6),
+    (0.9, 0.8),
+    (0.95, 0.9),
+];
+
+fn calibration_table(sets: &[(&str, Tally)]) -> String {
+    let mut out = format!(
+        "\nnot sure when top < T or lead < M (shipped: T {MIN_TOP}, M {MIN_MARGIN}): answers flagged / errors flagged / accuracy of the sure answers\n"
+    );
+    let mut header = vec!["T, M".to_owned()];
+    header.extend(sets.iter().map(|(name, _)| (*name).to_owned()));
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut table = text::Table::new(&header, &[]);
+    for (top, margin) in CALIBRATION_GRID {
+        let mut cells = vec![format!(
+            "{top}, {margin}{}",
+            if (top, margin) == (MIN_TOP, MIN_MARGIN) {
+                " *"
+            } else {
+                ""
+            }
+        )];
+        for (_, t) in sets {
+            let (flagged, caught, sure) = t.unsure_at(top, margin);
+            cells.push(format!(
+                "{} / {} / {}",
+                text::percent(Some(flagged)),
+                text::percent(Some(caught)),
+                text::percent(Some(sure))
+            ));
+        }
+        table.row(cells);
+    }
+    out.push_str(&table.render());
+    out
 }
 
 #[cfg(test)]

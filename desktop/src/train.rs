@@ -91,6 +91,12 @@ pub struct Args {
     /// folder of the shipped corpora (default: $PISMO_DATASETS, else ./datasets)
     #[argh(option)]
     corpora: Option<PathBuf>,
+    /// also train on a folder of corrected drawings, e.g. data/drawn (repeatable)
+    #[argh(option)]
+    extra: Vec<PathBuf>,
+    /// times each corrected drawing is seen per epoch (default 20)
+    #[argh(option, default = "20")]
+    extra_repeat: u32,
     /// training threads; 0 = all cores (default 0)
     #[argh(option, default = "0")]
     threads: usize,
@@ -123,6 +129,8 @@ impl Args {
             synthetic: self.synthetic,
             corpora: self.corpus.clone(),
             oversample: self.oversample,
+            extra: self.extra.clone(),
+            extra_repeat: self.extra_repeat,
         };
         recipe
             .validate()
@@ -266,6 +274,7 @@ pub fn help_defaults() -> String {
 /// Runs `pismo train`.
 pub fn run(args: Args) -> Result<(), CliError> {
     let hyper = args.hyper()?;
+    let recipe = args.recipe()?;
     validate_name(&args.name)?;
     for alias in &args.alias {
         validate_alias(alias)?;
@@ -296,7 +305,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         data_dir,
         threads: args.threads,
         aliases: args.alias.clone(),
-        recipe: args.recipe()?,
+        recipe,
         corpora_dir: args.corpora.clone().unwrap_or_else(corpora::default_dir),
     };
 

@@ -7,6 +7,10 @@
 //! - `synthetic`: digits written in common and European styles ([`super::synth`]);
 //! - `corpora`: the shipped handwriting of other writers ([`super::corpora`], trainable
 //!   parts only), each repeated `oversample` times per epoch;
+//! - `extra`: folders of corrected drawings ([`super::drawn`], `pismo train --extra`), each
+//!   repeated `extra_repeat` times per epoch (default [`DEFAULT_EXTRA_REPEAT`]: a few dozen
+//!   corrections among 100000 images would be lost otherwise), its accuracy reported per
+//!   epoch;
 //! - `elastic`: the strength of the elastic warp added to the affine distortions when
 //!   `augment` is on ([`crate::augment`]).
 //!
@@ -16,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::host::corpora::{self, Corpus, CorpusError};
+use crate::host::drawn::{DrawnError, DrawnStore};
 use crate::host::mnist::Dataset;
 use crate::host::pen::Canvas;
 use crate::host::redraw::{Placement, Skeleton};
@@ -38,7 +43,14 @@ pub struct Recipe {
     pub corpora: Vec<String>,
     /// Times each corpus digit is seen per epoch (at least 1).
     pub oversample: u32,
+    /// Folders of corrected drawings to train on.
+    pub extra: Vec<std::path::PathBuf>,
+    /// Times each corrected drawing is seen per epoch (0: [`DEFAULT_EXTRA_REPEAT`]).
+    pub extra_repeat: u32,
 }
+
+/// Times each corrected drawing is seen per epoch unless the recipe says otherwise.
+pub const DEFAULT_EXTRA_REPEAT: u32 = 20;
 
 /// Why a recipe cannot be made.
 #[derive(Debug)]
@@ -49,6 +61,10 @@ pub enum RecipeError {
     Corpus(CorpusError),
     /// A field out of range.
     Range(&'static str),
+    /// A folder of corrected drawings could not be read.
+    Drawn(DrawnError),
+    /// A folder of corrected drawings does not exist.
+    NoFolder(std::path::PathBuf),
 }
 
 impl std::fmt::Display for RecipeError {
@@ -60,6 +76,12 @@ impl std::fmt::Display for RecipeError {
             ),
             RecipeError::Corpus(e) => e.fmt(f),
             RecipeError::Range(what) => f.write_str(what),
+            RecipeError::Drawn(e) => e.fmt(f),
+            RecipeError::NoFolder(dir) => write!(
+                f,
+                "{} is not a folder of corrected drawings (make one with the page's \"Wrong?\", the window's W key or `pismo data drawn import`)",
+                dir.display()
+            ),
         }
     }
 }
@@ -79,8 +101,13 @@ impl Recipe {
                 "invalid redrawn/synthetic: expected at most 200000 each",
             ));
         }
-        if self.oversample > 100 {
-            return Err(RecipeError::Range("invalid oversample: expected 0..=100"));
+        if self.oversample > 100 || self.extra_repeat > 1000 {
+            return Err(RecipeError::Range(
+                "invalid oversample/extra_repeat: expected at most 100 / 1000",
+            ));
+        }
+        if let Some(dir) = self.extra.iter().find(|d| !d.is_dir()) {
+            return Err(RecipeError::NoFolder(dir.clone()));
         }
         for name in &self.corpora {
             match Corpus::from_name(name) {
@@ -93,7 +120,11 @@ impl Recipe {
 
     /// Whether the recipe adds anything to MNIST.
     pub fn is_mnist_only(&self) -> bool {
-        self.elastic == 0.0 && self.redrawn == 0 && self.synthetic == 0 && self.corpora.is_empty()
+        self.elastic == 0.0
+            && self.redrawn == 0
+            && self.synthetic == 0
+            && self.corpora.is_empty()
+            && self.extra.is_empty()
     }
 
     /// Makes the extra images and their parts. `train_idx` are MNIST's training (not
@@ -129,6 +160,18 @@ impl Recipe {
                 .dataset(corpora_dir, true)
                 .map_err(RecipeError::Corpus)?;
             add(&mut extra, name, data, self.oversample.max(1), true);
+        }
+        for dir in &self.extra {
+            let data = DrawnStore::open(dir).load().map_err(RecipeError::Drawn)?;
+            let repeat = if self.extra_repeat == 0 {
+                DEFAULT_EXTRA_REPEAT
+            } else {
+                self.extra_repeat
+            };
+            let name = dir
+                .file_name()
+                .map_or_else(|| "drawn".to_owned(), |n| n.to_string_lossy().into_owned());
+            add(&mut extra, &name, data, repeat, true);
         }
         if self.redrawn > 0 && !train_idx.is_empty() {
             add(
