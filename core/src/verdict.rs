@@ -21,10 +21,10 @@ use core::fmt;
 use crate::mlp::CLASSES;
 
 /// Lowest top probability of a sure answer (provisional; to be calibrated on a dev set).
-pub const MIN_TOP: f32 = 0.70;
+pub const MIN_TOP: f32 = 0.80;
 /// Smallest lead of the top probability over the second of a sure answer (provisional; to
 /// be calibrated on a dev set).
-pub const MIN_MARGIN: f32 = 0.40;
+pub const MIN_MARGIN: f32 = 0.60;
 
 /// What the model can honestly say about one image.
 #[derive(Clone, Copy, Debug, PartialEq)]

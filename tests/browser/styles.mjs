@@ -5,8 +5,9 @@
 //   node tests/browser/styles.mjs URL STYLES_JSON OUT_JSON SCREENSHOT_DIR
 //
 // STYLES_JSON is a list of {style, glyph, digit, strokes: [[[x, y], …], …]} in the
-// coordinates of a 280 px canvas; OUT_JSON gets one {style, digit, label} per drawing, the
-// label being what the page showed once its last prediction request had finished.
+// coordinates of a 280 px canvas; OUT_JSON gets one {style, digit, label, sure} per drawing:
+// the highlighted (most likely) digit once the last prediction request had finished, and
+// whether the page showed it as sure (a lone digit) or not ("9 or 4?").
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -61,8 +62,16 @@ try {
       await page.waitForTimeout(40);
       quiet = inFlight === 0 ? quiet + 1 : 0;
     }
-    const label = (await page.textContent('#label')).trim();
-    results.push({ style: s.style, glyph: s.glyph, digit: s.digit, label: /^\d$/.test(label) ? Number(label) : null });
+    // The model's most likely digit is the highlighted bar (the label may read "9 or 4?").
+    const shownLabel = (await page.textContent('#label')).trim();
+    const winner = await page.$eval('#bars .bar.win', (b) => b.dataset.digit).catch(() => null);
+    results.push({
+      style: s.style,
+      glyph: s.glyph,
+      digit: s.digit,
+      label: winner === null ? null : Number(winner),
+      sure: /^\d$/.test(shownLabel),
+    });
     if (!shown.has(s.style)) {
       shown.add(s.style);
       await page.screenshot({ path: path.join(shots, `style-${s.style.replace(/\W+/g, '-')}.png`) });

@@ -11,7 +11,7 @@ use pismo_tests::{shipped_model, t10k};
 
 #[test]
 fn the_device_loop_counts_exactly_what_eval_counts_on_the_test_stream() {
-    let bytes = shipped_model("mnist-int8");
+    let bytes = shipped_model("mnist-mcu-int8");
     let view = device::start(&bytes).expect("the shipped int8 model starts");
     let (model, _) = AnyMlp::decode(&bytes).unwrap();
     let data = t10k();
@@ -37,7 +37,7 @@ fn the_device_loop_counts_exactly_what_eval_counts_on_the_test_stream() {
 
 #[test]
 fn a_corrupted_or_float_model_is_refused_at_start_up() {
-    let bytes = shipped_model("mnist-int8");
+    let bytes = shipped_model("mnist-mcu-int8");
     // A flipped bit anywhere: header, metadata, weights, checksum.
     for at in [
         0,
@@ -72,7 +72,7 @@ fn a_corrupted_or_float_model_is_refused_at_start_up() {
 
 #[test]
 fn wrong_length_frames_from_the_host_get_error_replies() {
-    let bytes = shipped_model("mnist-int8");
+    let bytes = shipped_model("mnist-mcu-int8");
     let view = device::start(&bytes).unwrap();
     let im = &t10k().images[0];
     let mut stream = vec![0u8; 3 * (HEADER + INPUT)];
