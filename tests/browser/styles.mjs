@@ -21,6 +21,20 @@ if (!url || !stylesFile || !outFile || !shots) {
 fs.mkdirSync(shots, { recursive: true });
 const samples = JSON.parse(fs.readFileSync(stylesFile, 'utf8'));
 
+/** The points of `stroke` a mouse would report: its ends, every corner (a turn of more than
+ *  20 degrees) and otherwise a point every 8 px of the 280 px canvas. */
+function thinned(stroke) {
+  const out = [stroke[0]];
+  for (let k = 1; k < stroke.length - 1; k += 1) {
+    const [a, b, c] = [out[out.length - 1], stroke[k], stroke[k + 1]];
+    const turn = Math.abs(Math.atan2(c[1] - b[1], c[0] - b[0]) - Math.atan2(b[1] - a[1], b[0] - a[0]));
+    const angle = Math.min(turn, 2 * Math.PI - turn);
+    if (Math.hypot(b[0] - a[0], b[1] - a[1]) >= 8 || angle > Math.PI / 9) out.push(b);
+  }
+  if (stroke.length > 1) out.push(stroke[stroke.length - 1]);
+  return out;
+}
+
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
@@ -50,10 +64,7 @@ try {
     for (const stroke of s.strokes) {
       await page.mouse.move(...at(stroke[0]));
       await page.mouse.down();
-      // Every third point of the path (and its end): a mouse reports some 60 points a
-      // second, about as many as a quick hand gives a stroke.
-      const path = stroke.filter((_, k) => k % 3 === 0 || k === stroke.length - 1);
-      for (const p of path.slice(1)) await page.mouse.move(...at(p));
+      for (const p of thinned(stroke).slice(1)) await page.mouse.move(...at(p));
       await page.mouse.up();
     }
     // The answer to the whole drawing: no prediction request out for two checks in a row.

@@ -3,8 +3,8 @@
 //
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR
 //
-// The server at URL must hold the shipped registry (mnist@1 as `default`, mnist-int8@1) and
-// the shipped run that trained mnist@1, no other run or model, and MNIST to train on. tests/e2e/web.rs starts such a
+// The server at URL must hold the shipped registry (mnist@2 as `default`, mnist@1,
+// mnist-int8@1, …) and the shipped runs, no other run or model, and MNIST to train on. tests/e2e/web.rs starts such a
 // server in a sandbox and runs this script. It trains three models (`webtest@1`,
 // `webtest-stop@1`, stopped after its first epochs, and `webtest2@1`), changes aliases and
 // keeps two corrected drawings (a 4 and a 7) in the server's drawn folder, so never point it
@@ -73,7 +73,7 @@ const ONE = [[[150, 45], [138, 235]]];
 const SEVEN = [[[75, 60], [205, 60], [120, 235]]];
 // A 4 whose open top is half closed, halfway to a 9: the shipped model is unsure (the same
 // strokes as AMBIGUOUS in desktop/src/draw/app.rs).
-const FOUR_OR_NINE = [[[100, 50], [90, 150], [200, 150]], [[170, 50], [170, 240]], [[100, 50], [170, 110]]];
+const FOUR_OR_NINE = [[[100, 50], [90, 150], [200, 150]], [[170, 50], [170, 240]], [[100, 50], [170, 100]]];
 
 /** Draws one stroke with a finger (touch events through the DevTools protocol). */
 async function touchStroke(page, points) {
@@ -182,7 +182,7 @@ async function testDraw(page) {
   await drawDigit(page, ONE);
   await expectLabel(page, 1);
   await expectResult(page, 1);
-  check((await page.textContent('#result-model')) === 'mnist@1', 'the default alias should answer with mnist@1');
+  check((await page.textContent('#result-model')) === 'mnist@2', 'the default alias should answer with mnist@2');
 
   step = 'clear';
   await page.click('#clear');
@@ -209,7 +209,7 @@ async function testDraw(page) {
   check(/^Sure: /.test(await page.textContent('#draw-status')), 'a clear 7 is a sure answer');
 
   step = 'an ambiguous drawing: not sure';
-  await page.selectOption('#model', 'mnist@1');
+  await page.selectOption('#model', 'mnist@2');
   await drawDigit(page, FOUR_OR_NINE);
   const [first, second] = await expectUnsure(page);
   check([first, second].includes(4), `a 4 half closed into a 9 should hesitate over 4: ${first} or ${second}`);
@@ -235,11 +235,11 @@ async function testExperimentsBeforeTraining(page) {
   step = 'Experiments: models table';
   await page.click('[data-testid="nav-experiments"]');
   await page.waitForSelector('#view-experiments:not([hidden])');
-  for (const id of ['mnist@1', 'mnist-int8@1']) {
+  for (const id of ['mnist@1', 'mnist-int8@1', 'mnist@2']) {
     await page.waitForSelector(`#models-table tr[data-model="${id}"]`);
   }
-  const chips = await page.$$eval('#models-table tr[data-model="mnist@1"] .chip', (cs) => cs.map((c) => c.firstChild.textContent));
-  check(chips.includes('default'), `mnist@1 should carry the alias chip "default": ${chips}`);
+  const chips = await page.$$eval('#models-table tr[data-model="mnist@2"] .chip', (cs) => cs.map((c) => c.firstChild.textContent));
+  check(chips.includes('default'), `mnist@2 should carry the alias chip "default": ${chips}`);
 
   step = 'Experiments: the shipped run';
   await page.waitForSelector('#runs tbody tr');

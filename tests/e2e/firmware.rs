@@ -26,7 +26,7 @@ fn the_device_loop_counts_exactly_what_eval_counts_on_the_test_stream() {
         &view,
         &mut stream.as_slice(),
         &mut [0u8; INPUT],
-        &mut Work::<128>::new(),
+        &mut Work::<256>::new(),
         |_, _, r| answers += usize::from(r.is_ok()),
     );
     assert_eq!(answers, data.images.len());
@@ -84,7 +84,7 @@ fn wrong_length_frames_from_the_host_get_error_replies() {
         &view,
         &mut &stream[..at],
         &mut [0u8; INPUT],
-        &mut Work::<128>::new(),
+        &mut Work::<256>::new(),
         |_, _, r| replies.push(r),
     );
     assert_eq!(replies[1], Err(FrameError::WrongLength { len: 783 }));

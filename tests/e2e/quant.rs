@@ -9,11 +9,17 @@ use pismo_tests::{shipped_model, t10k};
 
 #[test]
 fn int8_and_f32_models_agree_on_the_mnist_test_images() {
-    let (f32_model, _) = AnyMlp::decode(&shipped_model("mnist")).unwrap();
-    let int8_bytes = shipped_model("mnist-int8");
+    for (parent, int8) in [("mnist@1", "mnist-int8@1"), ("mnist@2", "mnist-int8@2")] {
+        int8_agrees_with_its_parent(parent, int8);
+    }
+}
+
+fn int8_agrees_with_its_parent(parent: &str, int8: &str) {
+    let (f32_model, _) = AnyMlp::decode(&shipped_model(parent)).unwrap();
+    let int8_bytes = shipped_model(int8);
     let (int8_model, file) = AnyMlp::decode(&int8_bytes).unwrap();
     assert_eq!(int8_model.kind(), "int8");
-    assert_eq!(file.meta.parent, "mnist@1");
+    assert_eq!(file.meta.parent, parent);
     let data = t10k();
     let (mut agree, mut right_f32, mut right_int8) = (0, 0, 0);
     for (im, &y) in data.images.iter().zip(&data.labels) {
@@ -24,12 +30,15 @@ fn int8_and_f32_models_agree_on_the_mnist_test_images() {
         right_f32 += usize::from(a == usize::from(y));
         right_int8 += usize::from(b == usize::from(y));
     }
-    println!("agree {agree}/10000, f32 {right_f32}, int8 {right_int8}");
-    assert!(agree >= 9_900, "int8 and f32 agree on {agree} of 10000");
+    println!("{int8}: agree {agree}/10000, f32 {right_f32}, int8 {right_int8}");
+    assert!(
+        agree >= 9_900,
+        "{int8} and {parent} agree on {agree} of 10000"
+    );
     // At most 0.3 percentage points lost against the f32 parent.
     assert!(
         right_int8 + 30 >= right_f32,
-        "int8 {right_int8} vs f32 {right_f32} correct"
+        "{int8} {right_int8} vs {parent} {right_f32} correct"
     );
     // The file records the int8 model's own measured accuracy.
     assert_eq!(
@@ -40,7 +49,7 @@ fn int8_and_f32_models_agree_on_the_mnist_test_images() {
 
 #[test]
 fn int8_inference_reads_the_weights_in_place() {
-    let bytes = shipped_model("mnist-int8");
+    let bytes = shipped_model("mnist-int8@1");
     let model = format::decode(&bytes).unwrap();
     let Tensors::I8(view) = model.tensors else {
         panic!("not an int8 model")
