@@ -351,7 +351,7 @@ async function testExperimentsAfterTraining(page) {
   await page.click('[data-testid="nav-experiments"]');
   await page.waitForSelector('#models-table tr[data-model="webtest@1"]');
   const rows = await page.$$eval('#runs tbody tr', (trs) => trs.map((tr) => tr.textContent));
-  check(rows.length === 4, `the runs table should list the shipped run and the three new ones: ${rows.length} rows`);
+  check(rows.length === 6, `the runs table should list the three shipped runs and the three new ones: ${rows.length} rows`);
   check(rows.some((r) => r.includes('webtest-stop') && r.includes('stopped')), 'the runs table lacks the stopped run');
   check(rows.some((r) => r.includes('webtest2') && r.includes('finished')), 'the runs table lacks the finished webtest2 run');
   check(rows.some((r) => r.includes('webtest') && r.includes('webtest@1')), 'the runs table lacks the run that made webtest@1');

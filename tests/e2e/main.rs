@@ -1,6 +1,7 @@
 //! End-to-end tests, one binary, one module per area (see docs/ARCHITECTURE.md, "Tests").
 
 mod cli;
+mod corrections;
 mod draw;
 mod firmware;
 mod preprocess;
