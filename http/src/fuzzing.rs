@@ -35,3 +35,30 @@ pub fn train_body(body: &[u8]) -> Result<(String, Vec<String>), String> {
     hyper.validate().map_err(|e| e.to_string())?;
     Ok((name, aliases))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seams_accept_and_refuse_as_the_routes_do() {
+        let x = predict_body(br#"{"image":{"width":2,"height":2,"data":[0,255,255,0]}}"#);
+        assert!(x.unwrap().iter().any(|&v| v > 0.0));
+        assert!(predict_body(b"{")
+            .unwrap_err()
+            .starts_with("malformed JSON"));
+        assert!(predict_body(br#"{"pixels":[0,0.5]}"#)
+            .unwrap_err()
+            .contains("784"));
+        let row = vec!["0.5"; INPUT].join(",");
+        let rows = invocations_body(format!(r#"{{"inputs":[[{row}],[{row}]]}}"#).as_bytes());
+        assert_eq!(rows.unwrap().len(), 2);
+        assert!(invocations_body(b"[]").is_err());
+        assert_eq!(
+            train_body(br#"{"name":"web","epochs":1}"#).unwrap().0,
+            "web"
+        );
+        assert!(train_body(br#"{"dropout_rate":1}"#).is_err());
+        assert!(train_body(br#"{"hidden_sizes":64}"#).is_err());
+    }
+}
