@@ -115,6 +115,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn distortion_keeps_the_ink_and_is_deterministic() {
         let mut img = [0u8; INPUT];
         for y in 8..20 {

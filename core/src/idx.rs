@@ -348,6 +348,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn truncation_at_every_length() {
         let file = images_file(2, 3, 2, &[1; 12]);
         for len in 0..file.len() {
@@ -435,6 +436,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn random_bytes_never_panic() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {

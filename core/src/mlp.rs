@@ -742,6 +742,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn fast_kernels_match_the_naive_ones() {
         const H: usize = 32;
         let m = boxed::<H>(3);
@@ -835,6 +836,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn backprop_matches_finite_differences() {
         const H: usize = 16;
         let mut m = boxed::<H>(11);

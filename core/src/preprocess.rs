@@ -987,6 +987,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn fast_path_matches_reference() {
         let mut next = rng(0x5eed_2026_1127);
         // Random bytes of many sizes, including tiny and thin ones.
@@ -1149,6 +1150,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn blank_images_have_no_ink() {
         let mut out = [0.0; PIXELS];
         for (w, h) in [(1, 1), (28, 28), (280, 280), (1, 50), (50, 1)] {
@@ -1166,6 +1168,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn polarity_is_detected() {
         let mut out = [0.0; PIXELS];
         let dark = rect(100, 80, 250, 10, (30, 20, 50, 60));
@@ -1185,6 +1188,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn box_is_scaled_to_20_and_mass_centred() {
         let mut out = [0.0; PIXELS];
         // A 40x100 bar, far off-centre in a 300x200 image.
@@ -1210,6 +1214,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn shrinking_is_anti_aliased() {
         // One-pixel-wide vertical line in a 200x200 image, shrunk 10x: a line of value 1
         // (leveled) whose neighbours are not jagged.
@@ -1242,6 +1247,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn single_dot_and_tiny_inputs() {
         let mut out = [0.0; PIXELS];
         let mut data = vec![255u8; 280 * 280];
@@ -1297,6 +1303,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn ink_stays_in_frame() {
         // A blob in one corner of its box with two thin arms to the far sides: centring the
         // mass alone would push the arms' ends out of the frame.
@@ -1321,6 +1328,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn random_images_never_panic() {
         let mut next = rng(0x9e37_79b9_7f4a_7c15);
         for round in 0..3000 {
@@ -1355,6 +1363,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn largest_and_thinnest_inputs() {
         let mut out = [0.0; PIXELS];
         let mut data = vec![255u8; MAX_SIDE];

@@ -252,6 +252,7 @@ mod tests {
     use crate::rng::Rng;
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn int8_logits_track_float_logits() {
         const H: usize = 32;
         let mut m: std::boxed::Box<Mlp<H>> = std::boxed::Box::new(Mlp::zeroed());

@@ -90,6 +90,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn normal_has_unit_moments() {
         let mut r = Rng::new(1);
         let n = 200_000;
@@ -106,6 +107,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
     fn below_is_in_range_and_uniform_enough() {
         let mut r = Rng::new(3);
         let mut counts = [0u32; 10];

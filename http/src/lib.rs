@@ -37,6 +37,8 @@ mod catalog;
 mod connection;
 mod drawn;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 mod page;
 mod reply;

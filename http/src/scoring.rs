@@ -225,7 +225,7 @@ pub(crate) fn invocations(state: &State, request: &Request) -> Result<Reply, Api
 }
 
 /// The rows of an MLflow scoring body, each the model's 784 inputs.
-fn mlflow_rows(value: &Value) -> Result<Vec<[f32; INPUT]>, ApiError> {
+pub(crate) fn mlflow_rows(value: &Value) -> Result<Vec<[f32; INPUT]>, ApiError> {
     let object = value
         .as_object()
         .ok_or_else(|| ApiError::bad("the body must be a JSON object"))?;

@@ -507,7 +507,7 @@ fn field_value(hyper: &Hyper, field: &str) -> String {
 
 /// `{"name", "aliases", hyperparameters…}` → (name, aliases, hyperparameters). Unknown keys
 /// and values of the wrong type are 400s naming the field.
-fn parse_request(body: &Value) -> Result<(String, Vec<String>, Hyper), ApiError> {
+pub(crate) fn parse_request(body: &Value) -> Result<(String, Vec<String>, Hyper), ApiError> {
     let object = body
         .as_object()
         .ok_or_else(|| ApiError::bad("the body must be a JSON object of hyperparameters"))?;
