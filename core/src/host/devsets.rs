@@ -123,24 +123,10 @@ pub fn load(
 /// The first `n` digits of `test` redrawn on the canvas with a `pen` px round pen, each at
 /// its own size, place and slant.
 pub fn canvas(test: &Dataset, n: usize, pen: f32) -> Dataset {
-    let n = n.min(test.len());
-    let mut images = vec![[0u8; crate::mlp::INPUT]; n];
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let chunk = n.div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        for (t, imgs) in images.chunks_mut(chunk).enumerate() {
-            s.spawn(move || {
-                for (j, img) in imgs.iter_mut().enumerate() {
-                    let i = t * chunk + j;
-                    *img = synth::to_bytes(&drawing(&test.images[i], i as u64, pen));
-                }
-            });
-        }
-    });
-    Dataset {
-        images,
-        labels: test.labels[..n].to_vec(),
-    }
+    synth::made_on_all_cores(n.min(test.len()), |i| {
+        let canvas = drawing(&test.images[i], i as u64, pen);
+        (test.labels[i], synth::to_bytes(&canvas))
+    })
 }
 
 /// MNIST digit number `index` drawn on the 280x280 canvas with a `pen` px pen.

@@ -208,29 +208,11 @@ const REDRAW_CANVAS: usize = 112;
 pub fn redrawn(mnist: &Dataset, train_idx: &[u32], n: usize, seed: u64) -> Dataset {
     let mut order = train_idx.to_vec();
     Rng::new(seed ^ 0x012E_D2A3).shuffle(&mut order);
-    let mut images = vec![[0u8; INPUT]; n];
-    let mut labels = vec![0u8; n];
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let chunk = n.div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        for (t, (imgs, labs)) in images
-            .chunks_mut(chunk)
-            .zip(labels.chunks_mut(chunk))
-            .enumerate()
-        {
-            let order = &order;
-            s.spawn(move || {
-                for (j, (img, lab)) in imgs.iter_mut().zip(labs.iter_mut()).enumerate() {
-                    let k = t * chunk + j;
-                    let i = order[k % order.len()] as usize;
-                    let mut rng = Rng::new(hash3(seed ^ 0x012E_D2A3, k as u64, 1));
-                    *img = redraw_random(&mnist.images[i], &mut rng);
-                    *lab = mnist.labels[i];
-                }
-            });
-        }
-    });
-    Dataset { images, labels }
+    synth::made_on_all_cores(n, |k| {
+        let i = order[k % order.len()] as usize;
+        let mut rng = Rng::new(hash3(seed ^ 0x012E_D2A3, k as u64, 1));
+        (mnist.labels[i], redraw_random(&mnist.images[i], &mut rng))
+    })
 }
 
 /// One MNIST digit redrawn with a random canvas pen: digit height 30–90 % of the canvas,

@@ -571,10 +571,20 @@ pub fn to_bytes(canvas: &Canvas) -> [u8; INPUT] {
 
 /// `n` synthetic digits of the stream `seed` (indices `0..n`), made on all cores.
 pub fn dataset(seed: u64, n: usize) -> crate::host::mnist::Dataset {
+    made_on_all_cores(n, |k| sample(seed, k as u64))
+}
+
+/// The dataset whose sample `k` (of `0..n`) is `make(k)` (label, image), made on all cores
+/// in contiguous chunks: the result does not depend on the number of cores.
+pub fn made_on_all_cores(
+    n: usize,
+    make: impl Fn(usize) -> (u8, [u8; INPUT]) + Sync,
+) -> crate::host::mnist::Dataset {
     let mut images = vec![[0u8; INPUT]; n];
     let mut labels = vec![0u8; n];
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let chunk = n.div_ceil(threads).max(1);
+    let make = &make;
     std::thread::scope(|s| {
         for (t, (imgs, labs)) in images
             .chunks_mut(chunk)
@@ -583,9 +593,7 @@ pub fn dataset(seed: u64, n: usize) -> crate::host::mnist::Dataset {
         {
             s.spawn(move || {
                 for (j, (img, lab)) in imgs.iter_mut().zip(labs.iter_mut()).enumerate() {
-                    let (l, i) = sample(seed, (t * chunk + j) as u64);
-                    *img = i;
-                    *lab = l;
+                    (*lab, *img) = make(t * chunk + j);
                 }
             });
         }
