@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use pismo_core::host::image;
 use pismo_core::host::mnist;
-use pismo_core::host::model::AnyMlp;
+use pismo_core::host::model::{AnyMlp, Weights};
 use pismo_core::mlp::argmax;
 use pismo_core::mlp::{Mlp, CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
@@ -122,11 +122,18 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
 
 /// Writes the f32 weights as four `.npy` files in the NumPy reference's layout.
 fn export_weights(mlp: &AnyMlp, dir: &Path) -> Result<(), String> {
+    if mlp.deskew() {
+        return Err(
+            "the model deskews its inputs, which the NumPy reference does not: \
+                    use a model trained without --deskew"
+                .to_owned(),
+        );
+    }
     macro_rules! each {
         ($($v:ident),*) => {
-            match mlp {
-                $(AnyMlp::$v(m) => export(m, dir),)*
-                AnyMlp::Int8(_) => Err("an int8 model has no f32 weights for the NumPy \
+            match mlp.weights() {
+                $(Weights::$v(m) => export(m, dir),)*
+                Weights::Int8(_) => Err("an int8 model has no f32 weights for the NumPy \
                                         reference: use an f32 model".to_owned()),
             }
         };

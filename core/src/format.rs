@@ -5,9 +5,11 @@
 //! 0       8     magic  b"PISMOMDL"
 //! 8       2     format version, u16 little-endian (this build writes FORMAT_VERSION)
 //! 10      4     body length N, u32 little-endian
-//! 14      N     body: postcard of Body { meta, tensors }
+//! 14      N     body: postcard of Body { meta, tensors }, then (version 2 on) of `deskew`
 //! 14+N    4     CRC-32 (IEEE) of bytes 0..14+N, u32 little-endian
 //! ```
+//! Version 2 added one postcard `bool` after the body, [`Meta::deskew`]: whether the model's
+//! input is deskewed ([`crate::deskew`]). Version 1 files have none and mean `false`.
 //! Tensors are postcard byte strings holding little-endian `f32`s in the row-major shapes of
 //! [`crate::mlp::Mlp`] (`w1` is `(IN, H)`), or, for an int8 model, `i8` weights with `f32`
 //! per-row scales ([`crate::quant`]), so a decoder can borrow them straight from the file (or
@@ -30,7 +32,7 @@ compile_error!(
 /// First eight bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"PISMOMDL";
 /// The format version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER: usize = 14;
 const TRAILER: usize = 4;
 
@@ -53,6 +55,11 @@ pub struct Meta<'a> {
     pub dataset: &'a str,
     /// `NAME@V` of the model it was derived from (empty if none), e.g. for quantized copies.
     pub parent: &'a str,
+    /// Whether every input is deskewed before the network sees it ([`crate::deskew`]), as it
+    /// was in training. Stored after the body (format version 2), so version 1 files stay
+    /// readable: they have none and mean `false`.
+    #[serde(skip)]
+    pub deskew: bool,
 }
 
 /// A byte string that serialises as postcard bytes (length + raw), borrowed on decode.
@@ -301,7 +308,7 @@ fn body_int8<'a>(meta: &Meta<'a>, q: &QView<'a>) -> Body<'a> {
 /// Exact size of the file [`encode_int8`] writes.
 pub fn encoded_len_int8(meta: &Meta<'_>, q: &QView<'_>) -> usize {
     let size = postcard::serialize_with_flavor(
-        &body_int8(meta, q),
+        &(body_int8(meta, q), meta.deskew),
         postcard::ser_flavors::Size::default(),
     );
     HEADER + size.unwrap_or(0) + TRAILER
@@ -317,9 +324,12 @@ fn write_file(body: &Body<'_>, needed: usize, buf: &mut [u8]) -> Result<usize, F
     if buf.len() < needed {
         return Err(FormatError::BufferTooSmall { needed });
     }
-    let n = postcard::to_slice(body, &mut buf[HEADER..needed - TRAILER])
-        .map_err(|_| FormatError::BufferTooSmall { needed })?
-        .len();
+    let n = postcard::to_slice(
+        &(body, body.meta.deskew),
+        &mut buf[HEADER..needed - TRAILER],
+    )
+    .map_err(|_| FormatError::BufferTooSmall { needed })?
+    .len();
     buf[..8].copy_from_slice(&MAGIC);
     buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     buf[10..14].copy_from_slice(&(n as u32).to_le_bytes());
@@ -330,8 +340,10 @@ fn write_file(body: &Body<'_>, needed: usize, buf: &mut [u8]) -> Result<usize, F
 
 /// Exact size of the file [`encode`] writes.
 pub fn encoded_len<const H: usize>(meta: &Meta<'_>, mlp: &Mlp<H>) -> usize {
-    let size =
-        postcard::serialize_with_flavor(&body(meta, mlp), postcard::ser_flavors::Size::default());
+    let size = postcard::serialize_with_flavor(
+        &(body(meta, mlp), meta.deskew),
+        postcard::ser_flavors::Size::default(),
+    );
     HEADER + size.unwrap_or(0) + TRAILER
 }
 
@@ -389,8 +401,12 @@ pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
     if stored != computed {
         return Err(FormatError::Checksum { stored, computed });
     }
-    let (body, rest): (Body<'_>, _) = postcard::take_from_bytes(&bytes[HEADER..HEADER + n])
+    let (mut body, mut rest): (Body<'_>, _) = postcard::take_from_bytes(&bytes[HEADER..HEADER + n])
         .map_err(|_| FormatError::Malformed("body does not decode"))?;
+    if version >= 2 {
+        (body.meta.deskew, rest) = postcard::take_from_bytes(rest)
+            .map_err(|_| FormatError::Malformed("the deskew flag does not decode"))?;
+    }
     if !rest.is_empty() {
         return Err(FormatError::Malformed("unused bytes in the body"));
     }
@@ -454,6 +470,7 @@ pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
                 h,
                 [w1.0, s1.0, b1.0, w2.0, s2.0, b2.0],
                 act_scale,
+                body.meta.deskew,
             ))
         }
     };

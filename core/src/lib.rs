@@ -10,6 +10,7 @@
 //!   functions over caller-owned buffers.
 //! - [`hyper`]: the hyperparameters and metrics, with the original project's names.
 //! - [`augment`]: random small affine distortions of training digits (robust to drawings).
+//! - [`deskew`]: slant normalisation of an input, for models trained with it.
 //! - [`idx`]: parsing of MNIST's IDX files from byte slices.
 //! - [`preprocess`]: any-size grey drawing → MNIST-like 28x28 input, without allocation.
 //! - [`quant`]: int8 quantization and integer inference reading the weights in place.
@@ -24,6 +25,7 @@
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 
 pub mod augment;
+pub mod deskew;
 pub mod device;
 pub mod format;
 pub mod hyper;

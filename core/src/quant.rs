@@ -5,7 +5,8 @@
 //! `q1[i][h] = round(w1[i][h] / s1[h])` in `-127..=127`; output `k`'s weights likewise with
 //! `s2[k]`. Biases stay `f32` (a Cortex-M4F has an FPU; they are 1 % of the parameters).
 //!
-//! **Inference** (`QView::logits`), per image:
+//! **Inference** (`QView::logits`), per image (deskewed first if the model says so,
+//! [`crate::deskew`]):
 //! 1. the input is the image's bytes `x_q = round(255·x)` (scale 1/255), blank pixels skipped;
 //! 2. `acc1[h] = Σ_i x_q[i] · q1[i][h]` in `i32` (at most 784·255·127 < 2³¹: no overflow);
 //! 3. requantization: `a[h] = relu(acc1[h] · s1[h] / 255 + b1[h])`, then
@@ -60,6 +61,7 @@ impl<const H: usize> QMlp<H> {
             s2: bytemuck::cast_slice(&self.s2),
             b2: bytemuck::cast_slice(&self.b2),
             act_scale: self.act_scale,
+            deskew: false,
         }
     }
 }
@@ -118,6 +120,7 @@ pub struct QView<'a> {
     pub(crate) s2: &'a [u8],
     pub(crate) b2: &'a [u8],
     pub(crate) act_scale: f32,
+    pub(crate) deskew: bool,
 }
 
 /// Working memory of one inference: an `i32` accumulator and a `u8` activation per hidden
@@ -164,8 +167,23 @@ impl<'a> QView<'a> {
         self.act_scale
     }
 
+    /// Whether inputs are deskewed before the network sees them ([`crate::deskew`]).
+    pub fn deskew(&self) -> bool {
+        self.deskew
+    }
+
+    /// The same weights, with inputs deskewed or not.
+    pub fn with_deskew(self, deskew: bool) -> Self {
+        QView { deskew, ..self }
+    }
+
     /// Reassembles a view from [`Self::parts`] (sizes as the decoder checked them).
-    pub(crate) fn from_parts(hidden: usize, parts: [&'a [u8]; 6], act_scale: f32) -> Self {
+    pub(crate) fn from_parts(
+        hidden: usize,
+        parts: [&'a [u8]; 6],
+        act_scale: f32,
+        deskew: bool,
+    ) -> Self {
         let [w1, s1, b1, w2, s2, b2] = parts;
         QView {
             hidden,
@@ -176,6 +194,7 @@ impl<'a> QView<'a> {
             s2,
             b2,
             act_scale,
+            deskew,
         }
     }
 
@@ -200,9 +219,22 @@ impl<'a> QView<'a> {
             + 4
     }
 
-    /// Raw scores of an image given as bytes (0 = blank). `work` must hold at least
-    /// [`Self::hidden_size`] units; `None` if it does not.
+    /// Raw scores of an image given as bytes (0 = blank), deskewed first when the model
+    /// says so. `work` must hold at least [`Self::hidden_size`] units; `None` if it does not.
     pub fn logits<const W: usize>(
+        &self,
+        x: &[u8; INPUT],
+        work: &mut Work<W>,
+    ) -> Option<[f32; CLASSES]> {
+        if self.deskew {
+            self.network(&crate::deskew::deskew_bytes(x), work)
+        } else {
+            self.network(x, work)
+        }
+    }
+
+    /// The integer forward pass on the bytes as given.
+    fn network<const W: usize>(
         &self,
         x: &[u8; INPUT],
         work: &mut Work<W>,

@@ -47,6 +47,7 @@ fn meta() -> Meta<'static> {
         run_id: "20261126-230000-abcdef",
         dataset: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         parent: "",
+        deskew: false,
     }
 }
 
@@ -250,4 +251,66 @@ fn int8_round_trip_borrows_and_refuses_a_bad_scale() {
     let mut bad = vec![0u8; format::encoded_len_int8(&meta(), &view)];
     format::encode_int8(&meta(), &view, &mut bad).unwrap();
     assert_eq!(format::decode(&bad).unwrap_err(), FormatError::NonFinite);
+}
+
+#[test]
+fn the_deskew_flag_round_trips_in_f32_and_int8_files() {
+    use pismo_core::quant::{quantize, QMlp};
+    let m = model(1);
+    let on = Meta {
+        deskew: true,
+        ..meta()
+    };
+    let bytes = encode(&m, &on);
+    assert_eq!(format::peek_version(&bytes), Ok(FORMAT_VERSION));
+    assert_eq!(format::decode(&bytes).unwrap().meta, on);
+    let off = encode(&m, &meta());
+    assert!(!format::decode(&off).unwrap().meta.deskew);
+    // One byte after the body holds it; everything before it is the same.
+    assert_eq!(off.len(), bytes.len());
+    let flag = bytes.len() - 5;
+    assert_eq!((off[flag], bytes[flag]), (0, 1));
+    assert_eq!(off[10..flag], bytes[10..flag]);
+
+    let mut q: Box<QMlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
+    quantize(&m, 0.05, &mut q);
+    let view = q.view();
+    let mut buf = vec![0u8; format::encoded_len_int8(&on, &view)];
+    format::encode_int8(&on, &view, &mut buf).unwrap();
+    let decoded = format::decode(&buf).unwrap();
+    assert!(decoded.meta.deskew);
+    let format::Tensors::I8(v) = decoded.tensors else {
+        panic!("int8 tensors");
+    };
+    assert!(v.deskew(), "the int8 view deskews as its file says");
+    assert_eq!(v, view.with_deskew(true));
+}
+
+/// Version 2 files (the deskew flag after the body) stay readable. Regenerate only when
+/// adding a new fixture for a new version, with
+/// `PISMO_WRITE_FIXTURE_V2=1 cargo test -p pismo-core --test format`.
+#[test]
+fn frozen_v2_fixture_still_decodes() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/model-v2-h16-deskew.pismo"
+    );
+    let on = Meta {
+        deskew: true,
+        ..meta()
+    };
+    if std::env::var_os("PISMO_WRITE_FIXTURE_V2").is_some() {
+        std::fs::write(path, encode(&model(1), &on)).unwrap();
+    }
+    let bytes = std::fs::read(path).expect("fixture present");
+    assert_eq!(format::peek_version(&bytes), Ok(2));
+    let decoded = format::decode(&bytes).unwrap();
+    assert_eq!(decoded.meta, on);
+    let mut m: Box<Mlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
+    decoded.tensors.load_into(&mut m).unwrap();
+    let expected = model(1);
+    assert_eq!(
+        (m.w1, m.b1, m.w2, m.b2),
+        (expected.w1, expected.b1, expected.w2, expected.b2)
+    );
 }

@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use pismo_core::host::mnist::{self, Dataset, Split};
-use pismo_core::host::model::AnyMlp;
+use pismo_core::host::model::{AnyMlp, Weights};
 use pismo_core::host::trainer::{self, EpochReport};
 use pismo_core::host::{boxed_zeroed, team};
 use pismo_core::hyper::Hyper;
@@ -179,7 +179,7 @@ fn two_optimizer_steps_match_the_hand_computed_update() {
         }
     }
 
-    let AnyMlp::H32(got) = &outcome.model else {
+    let Weights::H32(got) = outcome.model.weights() else {
         panic!("a 784-32-10 model, got {}", outcome.model.kind());
     };
     let mut got = Params::of(got);

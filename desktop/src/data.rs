@@ -44,6 +44,12 @@ struct Augment {
     /// elastic warp strength of the distorted rows, pixels (default 2.5)
     #[argh(option, default = "2.5")]
     elastic: f32,
+    /// largest shift of the distorted rows, pixels (default 2)
+    #[argh(option, default = "2.0")]
+    shift: f32,
+    /// show every digit deskewed, as a model trained with --deskew sees it
+    #[argh(switch)]
+    deskew: bool,
     /// seed of the random choices (default 42)
     #[argh(option, default = "42")]
     seed: u64,
@@ -301,6 +307,10 @@ fn preview(a: &Augment) -> Result<(), CliError> {
         .collect();
     let mut rows: Vec<Vec<[u8; INPUT]>> =
         vec![firsts.iter().map(|&i| train.images[i as usize]).collect()];
+    let distortion = augment::Distortion {
+        elastic: a.elastic,
+        shift: a.shift,
+    };
     let mut x = [0.0f32; INPUT];
     for step in 0..2u64 {
         rows.push(
@@ -314,7 +324,7 @@ fn preview(a: &Augment) -> Result<(), CliError> {
                         a.seed,
                         step,
                         j as u64,
-                        a.elastic,
+                        &distortion,
                     );
                     x.map(|v| (v * 255.0).round() as u8)
                 })
@@ -353,15 +363,22 @@ fn preview(a: &Augment) -> Result<(), CliError> {
             .collect();
         rows.push(per_digit);
     }
+    if a.deskew {
+        for row in &mut rows {
+            *row = pismo_core::host::model::deskew_all(row);
+        }
+    }
     let sheet = preview::sheet(&rows, a.scale);
     let png = image::encode_png(&sheet.as_grey());
     atomic::replace_atomic(&a.preview, &png)
         .map_err(|e| CliError::failed(format!("cannot write {}: {e}", a.preview.display())))?;
     crate::out_line(&format!(
-        "wrote {} ({} rows: MNIST; distorted x2 (elastic {}); redrawn with a canvas pen x2; synthetic x4; semeion-train; optdigits-train)",
+        "wrote {} ({} rows: MNIST; distorted x2 (elastic {}, shift {}); redrawn with a canvas pen x2; synthetic x4; semeion-train; optdigits-train{})",
         a.preview.display(),
         rows.len(),
-        a.elastic
+        a.elastic,
+        a.shift,
+        if a.deskew { "; all deskewed" } else { "" }
     ))
 }
 

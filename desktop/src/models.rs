@@ -165,6 +165,7 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
             run_id: file.meta.run_id,
             dataset: file.meta.dataset,
             parent: &parent,
+            deskew: file.meta.deskew,
         };
         let bytes = q.encode(&meta);
         size = bytes.len();

@@ -76,6 +76,13 @@ pub struct Args {
     /// with --augment, also warp digits elastically by up to this many pixels (e.g. 2.5)
     #[argh(option, default = "0.0")]
     elastic: f32,
+    /// with --augment, shift digits by up to this many pixels (default 2; 0 keeps them
+    /// centred, as preprocessing does)
+    #[argh(option)]
+    shift: Option<f32>,
+    /// deskew every input (training digits and, recorded in the model, every prediction's)
+    #[argh(switch)]
+    deskew: bool,
     /// also train on this many MNIST training digits redrawn with a canvas pen
     #[argh(option, default = "0")]
     redrawn: u32,
@@ -125,6 +132,8 @@ impl Args {
     fn recipe(&self) -> Result<Recipe, CliError> {
         let recipe = Recipe {
             elastic: self.elastic,
+            shift: self.shift.unwrap_or(Recipe::default().shift),
+            deskew: self.deskew,
             redrawn: self.redrawn,
             synthetic: self.synthetic,
             corpora: self.corpus.clone(),
@@ -137,6 +146,9 @@ impl Args {
             .map_err(|e| CliError::usage(e.to_string()))?;
         if recipe.elastic > 0.0 && !self.augment {
             return Err(CliError::usage("--elastic needs --augment"));
+        }
+        if self.shift.is_some() && !self.augment {
+            return Err(CliError::usage("--shift needs --augment"));
         }
         Ok(recipe)
     }

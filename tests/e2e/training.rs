@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use pismo_core::format::Meta;
 use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::AnyMlp;
+use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::{Runs, Status};
 use pismo_core::host::session::{self, SessionEvent, TrainRequest};
@@ -79,6 +80,7 @@ fn train_bytes(train: &Dataset, hyper: &Hyper, threads: usize) -> Vec<u8> {
         run_id: "",
         dataset: "",
         parent: "",
+        deskew: false,
     };
     out.model.encode(&meta)
 }
@@ -210,6 +212,101 @@ fn a_session_records_the_run_and_registers_the_model() {
     )
     .unwrap();
     assert_eq!(again.model.unwrap().to_string(), "digits@2");
+}
+
+/// `d`'s images leaning right by `slope` pixels per row (about the middle row), as people
+/// who write slanted draw them.
+fn slanted(d: &Dataset, slope: f32) -> Dataset {
+    let images = d
+        .images
+        .iter()
+        .map(|im| {
+            std::array::from_fn(|i| {
+                let (x, y) = ((i % 28) as f32, (i / 28) as f32);
+                let u = x - slope * (y - 13.5);
+                let (left, t) = (u.floor(), u - u.floor());
+                let at = |c: f32| {
+                    if (0.0..28.0).contains(&c) {
+                        f32::from(im[(y as usize) * 28 + c as usize])
+                    } else {
+                        0.0
+                    }
+                };
+                (at(left) * (1.0 - t) + at(left + 1.0) * t).round() as u8
+            })
+        })
+        .collect();
+    Dataset {
+        images,
+        labels: d.labels.clone(),
+    }
+}
+
+#[test]
+fn a_deskewing_model_records_it_and_reads_slanted_digits() {
+    let all = t10k();
+    let (train, test) = (subset(&all, 0..5000), subset(&all, 8000..10_000));
+    let dir = TempDir::new("deskew");
+    let registry = Registry::open(dir.join("models"));
+    let runs = Runs::open(dir.join("runs"));
+    let request = |name: &str, deskew: bool| TrainRequest {
+        name: name.into(),
+        hyper: Hyper {
+            hidden_size: 64,
+            epochs: 4,
+            val_size: 500,
+            augment: true,
+            ..Hyper::DEFAULT
+        },
+        data_dir: dir.path().to_path_buf(),
+        threads: 0,
+        aliases: vec![],
+        recipe: Recipe {
+            shift: 0.0,
+            deskew,
+            ..Recipe::default()
+        },
+        corpora_dir: pismo_core::host::corpora::default_dir(),
+    };
+    let mut models = Vec::new();
+    for (name, deskew) in [("plain", false), ("upright", true)] {
+        let done = session::run_with_data(
+            &request(name, deskew),
+            &train,
+            Some(&test),
+            "t10k-part",
+            &registry,
+            &runs,
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+        let log = runs.log(&done.run_id).unwrap();
+        assert!(
+            log.contains(&format!("\"shift\":0.0,\"deskew\":{deskew}")),
+            "the recipe is in the log: {log}"
+        );
+        let (_, bytes) = registry.load(Some(name)).unwrap();
+        let (model, file) = AnyMlp::decode(&bytes).unwrap();
+        assert_eq!((model.deskew(), file.meta.deskew), (deskew, deskew));
+        // The recorded test accuracy is what predictions give (the trainer evaluates the
+        // deskewed bytes, a prediction the deskewed floats: they may differ on a digit or two).
+        let recorded = file.meta.metrics.test_accuracy.unwrap() as f64;
+        assert!(
+            (recorded - accuracy(&model, &test)).abs() <= 0.002,
+            "{name}"
+        );
+        models.push(model);
+    }
+    for slope in [-0.35, 0.35] {
+        let lean = slanted(&test, slope);
+        let [plain, upright] =
+            [&models[0], &models[1]].map(|m| (accuracy(m, &test), accuracy(m, &lean)));
+        println!("slope {slope}: upright/slanted digits: plain {plain:?}, deskewing {upright:?}");
+        assert!(upright.0 >= 0.9, "{upright:?}");
+        // Slanting costs the deskewing model little, and it reads slanted digits better.
+        assert!(upright.0 - upright.1 < 0.03, "{slope}: {upright:?}");
+        assert!(upright.1 > plain.1, "{slope}: {upright:?} vs {plain:?}");
+    }
 }
 
 #[test]

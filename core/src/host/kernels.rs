@@ -92,8 +92,10 @@ pub struct Source<'a> {
     pub extra_labels: &'a [u8],
     /// Whether to distort them ([`crate::augment`]).
     pub augment: bool,
-    /// Elastic warp strength in pixels when augmenting (0: affine only).
-    pub elastic: f32,
+    /// How far, when augmenting.
+    pub distortion: crate::augment::Distortion,
+    /// Whether to deskew them ([`crate::deskew`]), after any distortion.
+    pub deskew: bool,
     /// Seed of the run.
     pub seed: u64,
 }
@@ -120,15 +122,20 @@ impl<'a> Source<'a> {
 
 dispatched! {
     /// The sparse inputs of the samples `idx` (batch positions `first ..`), distorted when
-    /// augmenting.
+    /// augmenting, then deskewed when the model is.
     pub fn prepare_inputs(src: Source<'_>, idx: &[u32], first: usize, step: u64, xs: &mut [Sparse]) {
         let mut distorted = [0.0f32; INPUT];
         for (j, (&i, x)) in idx.iter().zip(xs.iter_mut()).enumerate() {
             let image = src.image(i);
             if src.augment {
                 let index = (first + j) as u64;
-                crate::augment::distort(image, &mut distorted, src.seed, step, index, src.elastic);
+                crate::augment::distort(image, &mut distorted, src.seed, step, index, &src.distortion);
+                if src.deskew {
+                    crate::deskew::deskew_f32(&mut distorted);
+                }
                 x.set_f32(&distorted);
+            } else if src.deskew {
+                x.set_bytes(&crate::deskew::deskew_bytes(image));
             } else {
                 x.set_bytes(image);
             }

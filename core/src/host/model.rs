@@ -1,8 +1,11 @@
 //! A model whose hidden size is chosen at run time.
 //!
 //! The math is const-generic ([`Mlp<H>`]); files, flags and requests name the hidden size at
-//! run time. [`AnyMlp`] is the one place that maps one to the other: an enum with a variant
-//! per supported size, and the [`with_hidden!`](crate::with_hidden) macro to call generic code on any of them.
+//! run time. [`AnyMlp`] is the one place that maps one to the other: [`Weights`], an enum
+//! with a variant per supported size, and the [`with_hidden!`](crate::with_hidden) macro to
+//! call generic code on any of them. It also carries what the model does to an input before
+//! its network sees it ([`crate::deskew`], when trained so), so every prediction, evaluation
+//! and quantization through it treats inputs as training did.
 
 use crate::format::{self, FormatError, Meta};
 use crate::host::boxed_zeroed;
@@ -49,10 +52,17 @@ macro_rules! with_hidden {
     };
 }
 
+/// A model: its weights and whether its inputs are deskewed ([`crate::deskew`]).
+#[derive(Debug)]
+pub struct AnyMlp {
+    weights: Weights,
+    deskew: bool,
+}
+
 /// A boxed [`Mlp`] of any supported hidden size, or an int8 model.
 #[allow(missing_docs)]
 #[derive(Debug)]
-pub enum AnyMlp {
+pub enum Weights {
     /// An int8 model (weights copied out of its file; inference as on a device).
     Int8(Box<QOwned>),
     H16(Box<Mlp<16>>),
@@ -67,21 +77,21 @@ pub enum AnyMlp {
 macro_rules! each {
     ($self:expr, $m:ident => $body:expr) => {
         match $self {
-            AnyMlp::H16($m) => $body,
-            AnyMlp::H32($m) => $body,
-            AnyMlp::H64($m) => $body,
-            AnyMlp::H128($m) => $body,
-            AnyMlp::H256($m) => $body,
-            AnyMlp::H512($m) => $body,
-            AnyMlp::H1024($m) => $body,
-            AnyMlp::Int8(_) => unreachable!("int8 models are matched before each!"),
+            Weights::H16($m) => $body,
+            Weights::H32($m) => $body,
+            Weights::H64($m) => $body,
+            Weights::H128($m) => $body,
+            Weights::H256($m) => $body,
+            Weights::H512($m) => $body,
+            Weights::H1024($m) => $body,
+            Weights::Int8(_) => unreachable!("int8 models are matched before each!"),
         }
     };
 }
 
 /// Conversion of a boxed `Mlp<H>` into the matching variant.
 pub trait IntoAny {
-    /// Wraps it.
+    /// Wraps it, as a model whose inputs are not deskewed.
     fn into_any(self) -> AnyMlp;
 }
 
@@ -89,7 +99,7 @@ macro_rules! into_any {
     ($($h:literal => $v:ident),*) => {$(
         impl IntoAny for Box<Mlp<$h>> {
             fn into_any(self) -> AnyMlp {
-                AnyMlp::$v(self)
+                AnyMlp { weights: Weights::$v(self), deskew: false }
             }
         }
     )*};
@@ -102,10 +112,25 @@ impl AnyMlp {
         with_hidden!(hidden, H => boxed_zeroed::<Mlp<H>>().into_any())
     }
 
+    /// The same model with its inputs deskewed or not (as it was trained).
+    pub fn with_deskew(self, deskew: bool) -> Self {
+        AnyMlp { deskew, ..self }
+    }
+
+    /// Whether inputs are deskewed before the network sees them.
+    pub fn deskew(&self) -> bool {
+        self.deskew
+    }
+
+    /// The weights.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
     /// Hidden units.
     pub fn hidden_size(&self) -> u32 {
-        match self {
-            AnyMlp::Int8(q) => q.hidden as u32,
+        match &self.weights {
+            Weights::Int8(q) => q.hidden as u32,
             f => each!(f, m => hidden_of(&**m)),
         }
     }
@@ -118,8 +143,8 @@ impl AnyMlp {
 
     /// `"f32"` or `"int8"`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            AnyMlp::Int8(_) => "int8",
+        match self.weights {
+            Weights::Int8(_) => "int8",
             _ => "f32",
         }
     }
@@ -130,25 +155,41 @@ impl AnyMlp {
     }
 
     /// Raw scores (the AVX2 build of the kernel when the CPU has it; int8 models run the
-    /// integer path of [`crate::quant`] on the input's bytes).
+    /// integer path of [`crate::quant`] on the input's bytes), the input deskewed first if
+    /// the model was trained so.
     pub fn logits(&self, x: &[f32; INPUT]) -> [f32; CLASSES] {
-        match self {
-            AnyMlp::Int8(q) => {
+        match &self.weights {
+            Weights::Int8(q) => {
                 let mut work = Work::<{ crate::hyper::MAX_HIDDEN }>::new();
-                q.view()
+                self.view(q)
                     .logits(&quant::input_bytes(x), &mut work)
                     .expect("hidden sizes are at most 1024")
             }
-            f => each!(f, m => crate::host::kernels::logits(m, x)),
+            f => {
+                let mut x = *x;
+                if self.deskew {
+                    crate::deskew::deskew_f32(&mut x);
+                }
+                each!(f, m => crate::host::kernels::logits(m, &x))
+            }
         }
     }
 
-    /// The model file for these weights and `meta`.
+    /// An int8 model's view, deskewing as this model does.
+    fn view<'a>(&self, q: &'a QOwned) -> QView<'a> {
+        q.view().with_deskew(self.deskew)
+    }
+
+    /// The model file for these weights and `meta` (whose `deskew` is this model's).
     pub fn encode(&self, meta: &Meta<'_>) -> Vec<u8> {
+        let meta = &Meta {
+            deskew: self.deskew,
+            ..*meta
+        };
         let mut buf;
-        let n = match self {
-            AnyMlp::Int8(q) => {
-                let view = q.view();
+        let n = match &self.weights {
+            Weights::Int8(q) => {
+                let view = self.view(q);
                 buf = vec![0u8; format::encoded_len_int8(meta, &view)];
                 format::encode_int8(meta, &view, &mut buf)
             }
@@ -164,23 +205,25 @@ impl AnyMlp {
     /// Decodes a model file and copies its weights out.
     pub fn decode(bytes: &[u8]) -> Result<(AnyMlp, format::Model<'_>), FormatError> {
         let model = format::decode(bytes)?;
+        let deskew = model.meta.deskew;
         if let format::Tensors::I8(view) = model.tensors {
-            return Ok((AnyMlp::Int8(Box::new(QOwned::from_view(&view))), model));
+            let weights = Weights::Int8(Box::new(QOwned::from_view(&view)));
+            return Ok((AnyMlp { weights, deskew }, model));
         }
         let mut any = AnyMlp::zeroed(model.tensors.hidden_size())
             .ok_or(FormatError::Malformed("unsupported hidden size"))?;
-        each!(&mut any, m => model.tensors.load_into(&mut **m))?;
-        Ok((any, model))
+        each!(&mut any.weights, m => model.tensors.load_into(&mut **m))?;
+        Ok((any.with_deskew(deskew), model))
     }
 
     /// Summed cross-entropy and correct count over labelled images (bytes, as MNIST stores
     /// them): f32 models on `threads` threads ([`crate::host::trainer::evaluate`]), int8 models
     /// one image at a time through the integer path, as a device runs them.
     pub fn evaluate(&self, images: &[[u8; INPUT]], labels: &[u8], threads: usize) -> (f64, usize) {
-        match self {
-            AnyMlp::Int8(q) => {
+        match &self.weights {
+            Weights::Int8(q) => {
                 // The bytes are the integer path's input as they are.
-                let view = q.view();
+                let view = self.view(q);
                 let mut work = Work::<{ crate::hyper::MAX_HIDDEN }>::new();
                 let (mut loss, mut correct) = (0.0f64, 0usize);
                 for (im, &y) in images.iter().zip(labels) {
@@ -192,7 +235,16 @@ impl AnyMlp {
                 }
                 (loss, correct)
             }
-            f => each!(f, m => crate::host::trainer::evaluate(&**m, images, labels, threads)),
+            f => {
+                let deskewed;
+                let images = if self.deskew {
+                    deskewed = deskew_all(images);
+                    &deskewed[..]
+                } else {
+                    images
+                };
+                each!(f, m => crate::host::trainer::evaluate(&**m, images, labels, threads))
+            }
         }
     }
 
@@ -200,14 +252,30 @@ impl AnyMlp {
     /// `calibration` images: the 99.99th percentile of the hidden activations maps to 255.
     /// `None` for a model that is already int8.
     pub fn quantize(&self, calibration: &[[u8; INPUT]]) -> Option<AnyMlp> {
-        match self {
-            AnyMlp::Int8(_) => None,
-            f => Some(each!(f, m => quantize_h(m, calibration))),
-        }
+        let deskewed;
+        let calibration = if self.deskew {
+            deskewed = deskew_all(calibration);
+            &deskewed[..]
+        } else {
+            calibration
+        };
+        let weights = match &self.weights {
+            Weights::Int8(_) => return None,
+            f => each!(f, m => quantize_h(m, calibration)),
+        };
+        Some(AnyMlp {
+            weights,
+            deskew: self.deskew,
+        })
     }
 }
 
-fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> AnyMlp {
+/// Deskewed copies of images given as bytes ([`crate::deskew::deskew_bytes`]).
+pub fn deskew_all(images: &[[u8; INPUT]]) -> Vec<[u8; INPUT]> {
+    images.iter().map(crate::deskew::deskew_bytes).collect()
+}
+
+fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> Weights {
     let mut acts: Vec<f32> = Vec::with_capacity(calibration.len() * H);
     let mut x = crate::mlp::Sparse::new();
     let mut z = [0.0f32; H];
@@ -224,7 +292,7 @@ fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> AnyMlp
         .unwrap_or(1.0);
     let mut q: Box<QMlp<H>> = boxed_zeroed();
     quant::quantize(m, top / 255.0, &mut q);
-    AnyMlp::Int8(Box::new(QOwned::from_view(&q.view())))
+    Weights::Int8(Box::new(QOwned::from_view(&q.view())))
 }
 
 /// An int8 model's tensors, owned (copied from a file or from [`quant::quantize`]), in the
@@ -245,16 +313,97 @@ impl QOwned {
         }
     }
 
-    /// The borrowed form inference runs on.
+    /// The borrowed form inference runs on (inputs as given: [`AnyMlp`] adds its deskewing).
     pub fn view(&self) -> QView<'_> {
         QView::from_parts(
             self.hidden,
             self.parts.each_ref().map(Vec::as_slice),
             self.act_scale,
+            false,
         )
     }
 }
 
 fn hidden_of<const H: usize>(_: &Mlp<H>) -> u32 {
     H as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deskew::{deskew_bytes, deskew_f32};
+    use crate::preprocess::SIDE;
+    use crate::rng::Rng;
+
+    fn model(deskew: bool) -> AnyMlp {
+        let mut m: Box<Mlp<32>> = boxed_zeroed();
+        m.init(&mut Rng::new(3));
+        m.into_any().with_deskew(deskew)
+    }
+
+    /// A stroke leaning right by half a pixel per row, with a cross bar: slanted ink.
+    fn slanted() -> [u8; INPUT] {
+        let mut img = [0u8; INPUT];
+        for y in 4..24 {
+            let x = (14.0 + 0.5 * (y as f32 - 14.0)) as usize;
+            img[y * SIDE + x] = 255;
+            img[y * SIDE + x + 1] = 160;
+        }
+        img[12 * SIDE + 10..12 * SIDE + 20].fill(200);
+        img
+    }
+
+    #[test]
+    fn a_deskewing_model_reads_the_deskewed_input_in_every_path() {
+        let (plain, deskewing) = (model(false), model(true));
+        let bytes = slanted();
+        let x = bytes.map(|b| f32::from(b) / 255.0);
+        let mut upright = x;
+        deskew_f32(&mut upright);
+        assert_eq!(deskewing.logits(&x), plain.logits(&upright));
+        assert_ne!(deskewing.logits(&x), plain.logits(&x));
+        // Evaluation takes bytes: the same as the plain model on deskewed bytes.
+        let label = [3u8];
+        assert_eq!(
+            deskewing.evaluate(&[bytes], &label, 1),
+            plain.evaluate(&[deskew_bytes(&bytes)], &label, 1)
+        );
+        // Quantizing keeps the flag, calibrates on deskewed images and deskews on the device
+        // path; the file keeps it too.
+        let calibration: Vec<[u8; INPUT]> = (0..4).map(|_| bytes).collect();
+        let q = deskewing.quantize(&calibration).unwrap();
+        let q_plain = plain.quantize(&deskew_all(&calibration)).unwrap();
+        assert!(q.deskew());
+        assert_eq!(
+            q.evaluate(&[bytes], &label, 1),
+            q_plain.evaluate(&[deskew_bytes(&bytes)], &label, 1)
+        );
+        let meta = Meta {
+            name: "m",
+            version: 1,
+            created_unix: 0,
+            hyper: crate::hyper::Hyper::DEFAULT,
+            metrics: crate::hyper::Metrics {
+                epochs_run: 1,
+                best_epoch: 1,
+                train_loss: 0.0,
+                val_loss: 0.0,
+                val_accuracy: 0.0,
+                test_accuracy: None,
+            },
+            run_id: "",
+            dataset: "",
+            parent: "",
+            deskew: false,
+        };
+        for m in [&deskewing, &q] {
+            let bytes = m.encode(&meta);
+            let (back, file) = AnyMlp::decode(&bytes).unwrap();
+            assert!(
+                back.deskew() && file.meta.deskew,
+                "the model's flag wins over meta's"
+            );
+            assert_eq!(back.logits(&x), m.logits(&x));
+        }
+    }
 }

@@ -12,13 +12,17 @@
 //!   corrections among 100000 images would be lost otherwise), its accuracy reported per
 //!   epoch;
 //! - `elastic`: the strength of the elastic warp added to the affine distortions when
-//!   `augment` is on ([`crate::augment`]).
+//!   `augment` is on ([`crate::augment`]), and `shift`, how far they move a digit (±2 px
+//!   unless set; 0 keeps digits centred, as preprocessing does);
+//! - `deskew`: the model deskews every input ([`crate::deskew`]), training digits after
+//!   their distortions; the model file records it, so every prediction does the same.
 //!
 //! Everything is a function of the recipe and the run's seed. A recipe is recorded with the
 //! run (its log and `run.json`); it is not part of the model file's hyperparameters.
 
 use serde::{Deserialize, Serialize};
 
+use crate::augment::Distortion;
 use crate::host::corpora::{self, Corpus, CorpusError};
 use crate::host::drawn::{DrawnError, DrawnStore};
 use crate::host::mnist::Dataset;
@@ -29,12 +33,17 @@ use crate::host::trainer::Part;
 use crate::mlp::INPUT;
 use crate::rng::{hash3, Rng};
 
-/// The training-data recipe (all off by default: MNIST only, as the original).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The training-data recipe (all off by default: MNIST only, as the original). A field
+/// missing from a recorded recipe takes its default (older runs stay readable).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Recipe {
     /// Elastic warp strength in pixels (used when `augment` is on; 0: affine only).
     pub elastic: f32,
+    /// Largest shift of a distortion in pixels (used when `augment` is on).
+    pub shift: f32,
+    /// Whether the model deskews its inputs.
+    pub deskew: bool,
     /// MNIST training digits also given redrawn with a canvas pen.
     pub redrawn: u32,
     /// Synthetic pen-written digits in common and European styles.
@@ -47,6 +56,22 @@ pub struct Recipe {
     pub extra: Vec<std::path::PathBuf>,
     /// Times each corrected drawing is seen per epoch (0: [`DEFAULT_EXTRA_REPEAT`]).
     pub extra_repeat: u32,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Recipe {
+            elastic: 0.0,
+            shift: Distortion::AFFINE.shift,
+            deskew: false,
+            redrawn: 0,
+            synthetic: 0,
+            corpora: Vec::new(),
+            oversample: 0,
+            extra: Vec::new(),
+            extra_repeat: 0,
+        }
+    }
 }
 
 /// Times each corrected drawing is seen per epoch unless the recipe says otherwise.
@@ -96,6 +121,11 @@ impl Recipe {
                 "invalid elastic: expected 0 <= elastic <= 8",
             ));
         }
+        if !(0.0..=8.0).contains(&self.shift) {
+            return Err(RecipeError::Range(
+                "invalid shift: expected 0 <= shift <= 8",
+            ));
+        }
         if self.redrawn > 200_000 || self.synthetic > 200_000 {
             return Err(RecipeError::Range(
                 "invalid redrawn/synthetic: expected at most 200000 each",
@@ -118,13 +148,18 @@ impl Recipe {
         Ok(())
     }
 
-    /// Whether the recipe adds anything to MNIST.
-    pub fn is_mnist_only(&self) -> bool {
-        self.elastic == 0.0
-            && self.redrawn == 0
-            && self.synthetic == 0
-            && self.corpora.is_empty()
-            && self.extra.is_empty()
+    /// How far training digits are distorted when augmenting.
+    pub fn distortion(&self) -> Distortion {
+        Distortion {
+            elastic: self.elastic,
+            shift: self.shift,
+        }
+    }
+
+    /// Whether this is the default recipe: MNIST alone, distorted (if at all) as the original
+    /// `--augment`, inputs as they are.
+    pub fn is_default(&self) -> bool {
+        *self == Recipe::default()
     }
 
     /// Makes the extra images and their parts. `train_idx` are MNIST's training (not

@@ -137,7 +137,7 @@ pub fn run_with_data(
             "MNIST test split not found: the model's test accuracy is not measured",
         );
     }
-    let (extra, parts) = if req.recipe.is_mnist_only() {
+    let (extra, parts) = if req.recipe.is_default() {
         (
             Dataset {
                 images: Vec::new(),
@@ -180,7 +180,8 @@ pub fn run_with_data(
         mnist: train,
         extra: &extra,
         parts: &parts,
-        elastic: req.recipe.elastic,
+        distortion: req.recipe.distortion(),
+        deskew: req.recipe.deskew,
     };
     let result = trainer::train_set(&req.hyper, &set, test, req.threads, &mut |ev| {
         match &ev {
@@ -257,6 +258,7 @@ pub fn run_with_data(
                 run_id: &run_id,
                 dataset,
                 parent: "",
+                deskew: outcome.model.deskew(),
             };
             let bytes = outcome.model.encode(&meta);
             size = bytes.len();

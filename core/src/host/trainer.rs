@@ -15,15 +15,17 @@
 //! loss are kept, and training stops after `patience` epochs without improvement. The
 //! learning rate of epoch `e` (from 0) is `initial_lr / (1 + decay · e)`.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::augment::Distortion;
 use crate::host::boxed_zeroed;
 use crate::host::kernels::{self, Source};
 use crate::host::mnist::Dataset;
-use crate::host::model::{AnyMlp, IntoAny};
+use crate::host::model::{deskew_all, AnyMlp, IntoAny};
 use crate::host::team::{self, Team};
 use crate::hyper::{Hyper, HyperError, Metrics};
 use crate::mlp::{Dropout, Mlp, INPUT};
@@ -80,8 +82,11 @@ pub struct TrainSet<'a> {
     pub extra: &'a Dataset,
     /// The parts of `extra` (ranges may not overlap; images outside every part are unused).
     pub parts: &'a [Part],
-    /// Elastic warp strength in pixels when `augment` is on (0: affine only).
-    pub elastic: f32,
+    /// How far training digits are distorted when `augment` is on.
+    pub distortion: Distortion,
+    /// Whether every input is deskewed ([`crate::deskew`]): training digits after their
+    /// distortion, validation and test digits as they are; the model records it.
+    pub deskew: bool,
 }
 
 /// What the trainer reports while it runs. Return [`ControlFlow::Break`] from the callback
@@ -163,7 +168,8 @@ pub fn train(
         mnist: data,
         extra: &none,
         parts: &[],
-        elastic: 0.0,
+        distortion: Distortion::AFFINE,
+        deskew: false,
     };
     train_set(hyper, &set, test, threads, on_event)
 }
@@ -251,6 +257,15 @@ fn sum_squares<const H: usize>(m: &Mlp<H>) -> f64 {
     s1 + s2
 }
 
+/// Images in the form the model takes them: deskewed if it deskews, else as they are.
+fn as_input(images: &[[u8; INPUT]], deskew: bool) -> Cow<'_, [[u8; INPUT]]> {
+    if deskew {
+        Cow::Owned(deskew_all(images))
+    } else {
+        Cow::Borrowed(images)
+    }
+}
+
 fn train_h<const H: usize>(
     hyper: &Hyper,
     set: &TrainSet<'_>,
@@ -271,7 +286,10 @@ where
 
     let data = set.mnist;
     let (val_idx, train_idx) = validation_split(data.len(), hyper.val_size as usize, hyper.seed);
+    let as_input = |images| as_input(images, set.deskew);
     let val_images: Vec<[u8; INPUT]> = val_idx.iter().map(|&i| data.images[i as usize]).collect();
+    let val_images = as_input(&val_images).into_owned();
+    let extra_inputs = as_input(&set.extra.images);
     let val_labels: Vec<u8> = val_idx.iter().map(|&i| data.labels[i as usize]).collect();
     let mut train_idx = train_idx;
     let base = data.len();
@@ -313,7 +331,8 @@ where
         extra_images: &set.extra.images,
         extra_labels: &set.extra.labels,
         augment: hyper.augment,
-        elastic: set.elastic,
+        distortion: set.distortion,
+        deskew: set.deskew,
         seed: hyper.seed,
     };
     let shared = team::shared(&current, src, team_threads, batch);
@@ -368,7 +387,7 @@ where
                 .iter()
                 .map(|p| {
                     let range = p.start..p.start + p.len;
-                    let images = &set.extra.images[range.clone()];
+                    let images = &extra_inputs[range.clone()];
                     let (_, c) = evaluate(&current, images, &set.extra.labels[range], threads);
                     (p.name.clone(), c as f32 / p.len.max(1) as f32)
                 })
@@ -414,7 +433,7 @@ where
     });
 
     let test_accuracy = test.map(|t| {
-        let (_, c) = evaluate(&best, &t.images, &t.labels, threads);
+        let (_, c) = evaluate(&best, &as_input(&t.images), &t.labels, threads);
         c as f32 / t.len().max(1) as f32
     });
     let metrics = match &best_report {
@@ -436,7 +455,7 @@ where
         },
     };
     Ok(Outcome {
-        model: best.into_any(),
+        model: best.into_any().with_deskew(set.deskew),
         metrics,
         history,
         cancelled,

@@ -268,6 +268,8 @@ pub struct OwnedMeta {
     pub dataset: String,
     /// The model it was derived from, e.g. the f32 model of an int8 one (empty if none).
     pub parent: String,
+    /// Whether it deskews its inputs ([`crate::deskew`]).
+    pub deskew: bool,
 }
 
 impl OwnedMeta {
@@ -290,6 +292,7 @@ impl OwnedMeta {
             run_id: meta.run_id.to_owned(),
             dataset: meta.dataset.to_owned(),
             parent: meta.parent.to_owned(),
+            deskew: meta.deskew,
         })
     }
 }
@@ -892,6 +895,7 @@ pub(crate) mod tests {
             run_id: "20261126-230501-abcdef",
             dataset: "sha256:0123",
             parent: "",
+            deskew: false,
         };
         crate::host::model::AnyMlp::zeroed(16)
             .unwrap()
