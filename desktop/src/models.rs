@@ -321,13 +321,14 @@ fn describe(e: &Entry, m: &OwnedMeta) -> String {
     let params = INPUT * h + h + h * CLASSES + CLASSES;
     let metrics = &m.metrics;
     let mut out = format!(
-        "model     {}\nfile      {} ({})\naliases   {}\ncreated   {} UTC\nweights   {}, hidden {h}, {params} parameters\n",
+        "model     {}\nfile      {} ({})\naliases   {}\ncreated   {} UTC\nweights   {}, hidden {h}, {params} parameters\ninput     {}\n",
         e.id,
         e.path.display(),
         text::bytes(e.size),
         if e.aliases.is_empty() { "-".to_owned() } else { e.aliases.join(", ") },
         text::utc(m.created_unix),
         m.kind,
+        if m.deskew { "deskewed before the network (as in training)" } else { "as preprocessed" },
     );
     out.push_str(&format!(
         "test acc  {}\nval acc   {} (val loss {}, train loss {})\nepochs    {} run, weights of epoch {}\n",
