@@ -9,7 +9,7 @@ use pismo_core::device;
 use pismo_core::mlp::INPUT;
 use pismo_core::quant::{QView, Work};
 
-static MODEL: &[u8] = include_bytes!("../../models/mnist-mcu-int8.v1.pismo");
+static MODEL: &[u8] = include_bytes!("../../models/mnist-mcu-int8.v2.pismo");
 
 fuzz_target!(|bytes: &[u8]| {
     // Checked once (the CRC over 200 KB would dominate every run), as the device does at boot.
