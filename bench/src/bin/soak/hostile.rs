@@ -24,8 +24,9 @@ pub struct Tally {
     pub in_window: u64,
     /// Outcomes that are wrong (see the module doc), `kind: outcome` → count.
     pub wrong: Counts,
-    /// Longest time the server let a stalled client hold its connection.
-    pub longest_stall: Duration,
+    /// Longest time the server let a stalled client of each kind hold its connection
+    /// (from the connect to the close), `(stalled head, stalled body)`.
+    pub longest_stall: (Duration, Duration),
 }
 
 impl Tally {
@@ -33,7 +34,8 @@ impl Tally {
         self.outcomes.merge(&o.outcomes);
         self.in_window += o.in_window;
         self.wrong.merge(&o.wrong);
-        self.longest_stall = self.longest_stall.max(o.longest_stall);
+        self.longest_stall.0 = self.longest_stall.0.max(o.longest_stall.0);
+        self.longest_stall.1 = self.longest_stall.1.max(o.longest_stall.1);
     }
 
     pub fn clients(&self) -> u64 {
@@ -157,8 +159,10 @@ fn one(shared: &Shared, kind: &str, bytes: &[u8], patience: Duration, t: &Mutex<
         t.in_window += 1;
         return;
     }
-    if kind.starts_with("stalled") {
-        t.longest_stall = t.longest_stall.max(held);
+    match kind {
+        "stalled head" => t.longest_stall.0 = t.longest_stall.0.max(held),
+        "stalled body" => t.longest_stall.1 = t.longest_stall.1.max(held),
+        _ => {}
     }
     if wrong(kind, &result) {
         t.wrong.add(format!("{kind}: {result}"));

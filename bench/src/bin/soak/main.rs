@@ -16,11 +16,13 @@
 //! - `streams`: `--streams` (60) event streams on the latest training run;
 //! - `hostile`: a stalled client a second, ten malformed clients a second;
 //! - `control`: `/ping` every 100 ms, the `default` alias moved between the shipped models
-//!   every 500 ms, one training run in each half (hidden `--train-hidden` 32,
-//!   `--train-epochs` 3);
-//! - at half time (or when the first training run ends, if later) the server is killed with
-//!   SIGKILL and started again on the same port and registry; the restart window runs from
-//!   the kill until the new server answers `/ping`, and what happens in it is counted apart.
+//!   every 500 ms, and three training runs (hidden `--train-hidden` 32, `--train-epochs` 3):
+//!   run 1 at 2 s, followed to its end; run 2 at half time with twenty times the epochs;
+//!   run 3 once the server is back, followed to its end;
+//! - 3 s after run 2 started (every event stream follows it by then) the server is killed
+//!   with SIGKILL and started again on the same port, registry and runs folder; run 2 must
+//!   then read as `failed`. The restart window runs from the kill until the new server
+//!   answers `/ping`; what happens in it is counted apart.
 //!
 //! Then it stops the load, kills the server, checks the registry copy (`check`) and prints a
 //! markdown table: metric | value | limit | ok. Exit status: 0 every check passed, 1 a check
@@ -742,11 +744,18 @@ impl Report<'_> {
             "0",
             Some(h.wrong.total() == 0),
         );
+        // The server's limits (http/src/limits.rs), plus 2 s for a thread's wake-up on a
+        // loaded machine: alone, a stalled body is answered 408 and closed after 30.6 s.
+        let slack = Duration::from_secs(2);
+        let (head, body) = h.longest_stall;
         row(
-            "longest stall the server allowed",
-            format!("{:.1} s", h.longest_stall.as_secs_f64()),
-            "≤ 31 s (body timeout 30 s)",
-            Some(h.longest_stall <= Duration::from_secs(31)),
+            "longest stall the server allowed: cut-off head / cut-off body",
+            format!("{:.1} s / {:.1} s", head.as_secs_f64(), body.as_secs_f64()),
+            "timeouts 10 s / 30 s, + 2 s",
+            Some(
+                head <= pismo_http::limits::HEAD_TIMEOUT + slack
+                    && body <= pismo_http::limits::BODY_TIMEOUT + slack,
+            ),
         );
         let m = self.moves;
         row(
