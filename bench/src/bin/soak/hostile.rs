@@ -27,6 +27,8 @@ pub struct Tally {
     /// Longest time the server let a stalled client of each kind hold its connection
     /// (from the connect to the close), `(stalled head, stalled body)`.
     pub longest_stall: (Duration, Duration),
+    /// Longest time from the connect to the first byte of the answer (the 408).
+    pub longest_answer: (Duration, Duration),
 }
 
 impl Tally {
@@ -36,6 +38,8 @@ impl Tally {
         self.wrong.merge(&o.wrong);
         self.longest_stall.0 = self.longest_stall.0.max(o.longest_stall.0);
         self.longest_stall.1 = self.longest_stall.1.max(o.longest_stall.1);
+        self.longest_answer.0 = self.longest_answer.0.max(o.longest_answer.0);
+        self.longest_answer.1 = self.longest_answer.1.max(o.longest_answer.1);
     }
 
     pub fn clients(&self) -> u64 {
@@ -83,8 +87,14 @@ fn malformed(kind: usize, host: &str) -> (&'static str, Vec<u8>) {
     }
 }
 
-/// How one client ended: `408`, `closed`, `reset`, `timeout`, `connect: …`.
-fn outcome(s: &mut TcpStream, deadline: Instant, shared: &Shared) -> String {
+/// How one client ended: `408`, `closed`, `reset`, `timeout`, `connect: …`; and when the
+/// first byte of an answer came.
+fn outcome(
+    s: &mut TcpStream,
+    deadline: Instant,
+    shared: &Shared,
+    answered: &mut Option<Instant>,
+) -> String {
     let mut first = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -99,6 +109,7 @@ fn outcome(s: &mut TcpStream, deadline: Instant, shared: &Shared) -> String {
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                answered.get_or_insert_with(Instant::now);
                 if first.len() < 16 {
                     first.extend_from_slice(&buf[..n]);
                 }
@@ -142,15 +153,17 @@ fn wrong(kind: &str, outcome: &str) -> bool {
 fn one(shared: &Shared, kind: &str, bytes: &[u8], patience: Duration, t: &Mutex<Tally>) {
     let g0 = shared.window.now();
     let started = Instant::now();
+    let mut answered = None;
     let result = match TcpStream::connect_timeout(&shared.addr, Duration::from_secs(5)) {
         Ok(mut s) => {
             let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
             let _ = s.write_all(bytes);
-            outcome(&mut s, started + patience, shared)
+            outcome(&mut s, started + patience, shared, &mut answered)
         }
         Err(e) => format!("connect: {}", e.kind()),
     };
     let held = started.elapsed();
+    let answer = answered.map_or(held, |a| a - started);
     let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
     if result == "stopped" {
         return;
@@ -160,8 +173,14 @@ fn one(shared: &Shared, kind: &str, bytes: &[u8], patience: Duration, t: &Mutex<
         return;
     }
     match kind {
-        "stalled head" => t.longest_stall.0 = t.longest_stall.0.max(held),
-        "stalled body" => t.longest_stall.1 = t.longest_stall.1.max(held),
+        "stalled head" => {
+            t.longest_stall.0 = t.longest_stall.0.max(held);
+            t.longest_answer.0 = t.longest_answer.0.max(answer);
+        }
+        "stalled body" => {
+            t.longest_stall.1 = t.longest_stall.1.max(held);
+            t.longest_answer.1 = t.longest_answer.1.max(answer);
+        }
         _ => {}
     }
     if wrong(kind, &result) {

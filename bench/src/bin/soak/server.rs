@@ -37,6 +37,24 @@ pub struct LifetimeReport {
     pub crash: Option<String>,
     /// How long it lived.
     pub seconds: f64,
+    /// `(seconds since the start, VmRSS KiB)` of every sample.
+    pub samples: Vec<(f64, u64)>,
+}
+
+impl LifetimeReport {
+    /// `VmRSS` growth over the last two thirds of the lifetime (after start-up and the
+    /// first training run's MNIST load): `(MB, MB a minute)`. A leak shows as a steady rate.
+    pub fn growth(&self) -> Option<(f64, f64)> {
+        let from = self.seconds / 3.0;
+        let first = self.samples.iter().find(|(t, _)| *t >= from)?;
+        let last = self.samples.last()?;
+        let minutes = (last.0 - first.0) / 60.0;
+        if minutes <= 0.0 {
+            return None;
+        }
+        let mb = (last.1 as f64 - first.1 as f64) / 1024.0;
+        Some((mb, mb / minutes))
+    }
 }
 
 /// A running `pismo serve`.
@@ -152,6 +170,7 @@ fn supervise(
                 let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
                 r.rss_kb = r.rss_kb.max(rss);
                 r.hwm_kb = r.hwm_kb.max(hwm);
+                r.samples.push((started.elapsed().as_secs_f64(), rss));
             }
         }
         if kill.load(Ordering::SeqCst) {
