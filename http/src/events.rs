@@ -4,7 +4,8 @@
 //! `progress` `{"epoch","done","total"}`, `epoch` (the trainer's epoch report), and last
 //! `done` `{"status","model","bytes","metrics","error"}`, after which the stream ends.
 //! A stream always starts from the beginning of the run (or after `Last-Event-ID`), so a
-//! client that connects late or reconnects misses nothing.
+//! client that connects late or reconnects misses nothing; a stream of a run that has ended
+//! always ends with its `done` event, whatever `Last-Event-ID` says.
 //!
 //! Runs started by this server stream from memory as they happen. Any other run (ended
 //! before the server started, or trained by `pismo train` meanwhile) streams from its record
@@ -206,7 +207,7 @@ fn from_disk(state: &State, out: &mut Sse<'_>, id: &str, after: u64) -> io::Resu
                 metrics: file.and_then(|(_, meta)| meta).map(|meta| meta.metrics),
                 error: record.info.error,
             };
-            return out.send("done", &done);
+            return out.send_done(&done);
         }
         let waited = Instant::now();
         while waited.elapsed() < POLL {
@@ -218,7 +219,14 @@ fn from_disk(state: &State, out: &mut Sse<'_>, id: &str, after: u64) -> io::Resu
 }
 
 /// A replay: events numbered from 1, those up to `after` (the client's `Last-Event-ID`)
-/// counted but not sent.
+/// counted but not sent — except `done`, which is always sent.
+///
+/// The `done` rule matters after a restart: a client that followed a run live resumes
+/// with an id of the live numbering (which counts batch progress events, not on disk), so
+/// its `Last-Event-ID` can be past the whole replay. Without `done` its stream would end
+/// with nothing, and an `EventSource` would reconnect every 2 s, never learning that the run
+/// ended (found by `bench/soak`: the 60 streams that followed the run killed with the
+/// server).
 struct Numbered<'a, 'b> {
     out: &'a mut Sse<'b>,
     seq: u64,
@@ -231,8 +239,19 @@ impl Numbered<'_, '_> {
         if self.seq <= self.after {
             return Ok(());
         }
+        self.write(self.seq, name, data)
+    }
+
+    /// The last event, sent even when the client's `Last-Event-ID` is past it; its id then
+    /// follows the client's, so ids keep increasing for the client.
+    fn send_done(&mut self, done: &Done) -> io::Result<()> {
+        self.seq = (self.seq + 1).max(self.after + 1);
+        self.write(self.seq, "done", done)
+    }
+
+    fn write(&mut self, id: u64, name: &'static str, data: &impl Serialize) -> io::Result<()> {
         self.out.event(&SseEvent {
-            id: self.seq,
+            id,
             name,
             data: serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned()),
         })

@@ -31,12 +31,13 @@
 //! Output: a table on stderr and one JSON object on stdout. Exit status: 0 success, 1 the
 //! run had errors (or none succeeded), 2 usage error.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use pismo_bench::client::{trim, Conn, Failure, Kind};
+use pismo_bench::histogram::Histogram;
 
 const USAGE: &str = "usage: loadgen --url http://HOST:PORT/PATH --bodies DIR [--connections N] \
                      [--duration S] [--warmup S] [--name NAME] [--content-type TYPE]";
@@ -213,95 +214,6 @@ fn expected_label(path: &Path) -> Option<u8> {
 }
 
 // ---------------------------------------------------------------------------------------
-// The latency histogram
-
-/// Sub-buckets per power of two (2^6): a bucket is at most 1/64 of its value wide.
-const SUB_BITS: u32 = 6;
-const SUB: u64 = 1 << SUB_BITS;
-
-/// Counts of nanosecond values in log-linear buckets: exact below 64 ns, then 64 buckets
-/// per power of two.
-#[derive(Debug, Clone)]
-struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-    sum_ns: u128,
-    max_ns: u64,
-}
-
-impl Histogram {
-    fn new() -> Self {
-        Self {
-            counts: vec![0; Self::index(u64::MAX) + 1],
-            total: 0,
-            sum_ns: 0,
-            max_ns: 0,
-        }
-    }
-
-    fn index(v: u64) -> usize {
-        if v < SUB {
-            return v as usize;
-        }
-        let k = 63 - v.leading_zeros(); // v in [2^k, 2^(k+1)), k >= SUB_BITS
-        let shift = k - SUB_BITS;
-        ((k - SUB_BITS + 1) as usize) * SUB as usize + ((v >> shift) - SUB) as usize
-    }
-
-    /// The largest value that falls into bucket `i`.
-    fn upper(i: usize) -> u64 {
-        let i = i as u64;
-        if i < SUB {
-            return i;
-        }
-        let shift = (i / SUB - 1) as u32;
-        let low = (SUB + i % SUB) << shift;
-        low + ((1u64 << shift) - 1)
-    }
-
-    fn record(&mut self, ns: u64) {
-        self.counts[Self::index(ns)] += 1;
-        self.total += 1;
-        self.sum_ns += u128::from(ns);
-        self.max_ns = self.max_ns.max(ns);
-    }
-
-    fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.total += other.total;
-        self.sum_ns += other.sum_ns;
-        self.max_ns = self.max_ns.max(other.max_ns);
-    }
-
-    /// The value at quantile `q` (0..=1) in nanoseconds: the upper edge of the bucket that
-    /// holds the `ceil(q · total)`-th value, capped by the maximum.
-    fn quantile(&self, q: f64) -> u64 {
-        if self.total == 0 {
-            return 0;
-        }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Self::upper(i).min(self.max_ns);
-            }
-        }
-        self.max_ns
-    }
-
-    fn mean_ns(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.sum_ns as f64 / self.total as f64
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // Errors
 
 /// Errors by kind, and the first few messages.
@@ -314,16 +226,6 @@ struct Errors {
     answer: u64,
     wrong_label: u64,
     first: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Connect,
-    Io,
-    Status,
-    Protocol,
-    Answer,
-    WrongLabel,
 }
 
 impl Errors {
@@ -374,156 +276,6 @@ impl Errors {
         }
         parts.join(", ")
     }
-}
-
-/// Why one exchange failed.
-#[derive(Debug)]
-struct Failure {
-    kind: Kind,
-    message: String,
-}
-
-impl Failure {
-    fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// One connection
-
-/// A keep-alive connection: writes on the stream, reads through a buffer.
-#[derive(Debug)]
-struct Conn {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-    line: Vec<u8>,
-    body: Vec<u8>,
-    answered: u64,
-}
-
-impl Conn {
-    fn open(host: &str) -> Result<Conn, Failure> {
-        let io = |e: std::io::Error| Failure::new(Kind::Connect, format!("connect {host}: {e}"));
-        let stream = TcpStream::connect(host).map_err(io)?;
-        stream.set_nodelay(true).map_err(io)?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(io)?;
-        let reader = BufReader::with_capacity(64 << 10, stream.try_clone().map_err(io)?);
-        Ok(Conn {
-            stream,
-            reader,
-            line: Vec::with_capacity(256),
-            body: Vec::with_capacity(16 << 10),
-            answered: 0,
-        })
-    }
-
-    /// Sends one request and reads its answer into `self.body`. Returns whether the server
-    /// asked to close the connection.
-    fn exchange(&mut self, request: &[u8]) -> Result<bool, Failure> {
-        let io = |e: std::io::Error| Failure::new(Kind::Io, e.to_string());
-        self.stream.write_all(request).map_err(io)?;
-        // Status line.
-        self.line.clear();
-        let n = self.reader.read_until(b'\n', &mut self.line).map_err(io)?;
-        if n == 0 {
-            return Err(Failure::new(
-                Kind::Io,
-                "the server closed the connection before answering",
-            ));
-        }
-        let status = parse_status(&self.line).ok_or_else(|| {
-            Failure::new(
-                Kind::Protocol,
-                format!(
-                    "bad status line {:?}",
-                    String::from_utf8_lossy(&self.line).trim_end()
-                ),
-            )
-        })?;
-        // Headers.
-        let (mut length, mut close, mut chunked) = (None, false, false);
-        loop {
-            self.line.clear();
-            let n = self.reader.read_until(b'\n', &mut self.line).map_err(io)?;
-            if n == 0 {
-                return Err(Failure::new(Kind::Io, "connection closed in the headers"));
-            }
-            let line = trim_crlf(&self.line);
-            if line.is_empty() {
-                break;
-            }
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
-                return Err(Failure::new(Kind::Protocol, "header line without a colon"));
-            };
-            let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
-            if name.eq_ignore_ascii_case(b"content-length") {
-                length = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|v| v.parse::<usize>().ok());
-                if length.is_none() {
-                    return Err(Failure::new(Kind::Protocol, "bad Content-Length"));
-                }
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                close = value.eq_ignore_ascii_case(b"close");
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                chunked = !value.eq_ignore_ascii_case(b"identity");
-            }
-        }
-        if chunked {
-            return Err(Failure::new(
-                Kind::Protocol,
-                "chunked answer: this load generator reads Content-Length bodies only",
-            ));
-        }
-        let length = length.ok_or_else(|| Failure::new(Kind::Protocol, "no Content-Length"))?;
-        self.body.clear();
-        self.body.resize(length, 0);
-        self.reader.read_exact(&mut self.body).map_err(io)?;
-        self.answered += 1;
-        if status != 200 {
-            return Err(Failure::new(
-                Kind::Status,
-                format!(
-                    "status {status}: {}",
-                    String::from_utf8_lossy(&self.body[..self.body.len().min(200)]).trim_end()
-                ),
-            ));
-        }
-        Ok(close)
-    }
-}
-
-fn parse_status(line: &[u8]) -> Option<u16> {
-    let line = std::str::from_utf8(trim_crlf(line)).ok()?;
-    let mut parts = line.splitn(3, ' ');
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/1.") {
-        return None;
-    }
-    parts.next()?.parse().ok()
-}
-
-fn trim_crlf(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    &v[start..end]
 }
 
 /// The digit after `"label":` or `"predictions":[` (whitespace allowed around `:` and `[`)
@@ -788,32 +540,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_are_contiguous_and_tight() {
-        for v in (0..5000u64).chain([1 << 20, 123_456_789, u64::MAX / 3, u64::MAX]) {
-            let i = Histogram::index(v);
-            assert!(Histogram::upper(i) >= v, "{v}");
-            assert!(i == 0 || Histogram::upper(i - 1) < v, "{v}");
-            assert!(
-                (Histogram::upper(i) - v) as f64 <= v as f64 / 64.0 + 1.0,
-                "{v}"
-            );
-        }
-    }
-
-    #[test]
-    fn quantiles_of_a_known_distribution() {
-        let mut h = Histogram::new();
-        for v in 1..=1000u64 {
-            h.record(v * 1000);
-        }
-        let p50 = h.quantile(0.5) as f64;
-        let p99 = h.quantile(0.99) as f64;
-        assert!((p50 / 500_000.0 - 1.0).abs() < 0.02, "{p50}");
-        assert!((p99 / 990_000.0 - 1.0).abs() < 0.02, "{p99}");
-        assert_eq!(h.quantile(1.0), 1_000_000);
-    }
+    use pismo_bench::client::parse_status;
 
     #[test]
     fn answers_are_checked() {

@@ -827,6 +827,41 @@ fn train_runs_in_the_background_streams_its_events_and_registers_the_model() {
     assert_eq!(replay.last().unwrap().data["model"], "webtest@1");
 }
 
+/// Issue 11, found by `bench/soak`: after a kill -9 and restart, a client resumes the run's
+/// stream with a `Last-Event-ID` of the dead server's live numbering (which counts batch
+/// progress events), past the whole replay from disk. It must still get `done`, or an
+/// `EventSource` reconnects for ever without learning that the run ended.
+#[test]
+fn issue_11_a_resumed_stream_of_an_ended_run_still_ends_with_done() {
+    let f = Fixture::new();
+    let runs = pismo_core::host::runs::Runs::open(f.dir.join("runs"));
+    let mut run = runs
+        .create("killed", &pismo_core::hyper::Hyper::DEFAULT, "test")
+        .unwrap();
+    run.log_line("training 784-128-10 on 50000 images");
+    let run_id = run.id().to_owned();
+    run.finish(
+        pismo_core::host::runs::Status::Failed,
+        Some("the process died"),
+    );
+    let path = format!("/api/runs/{run_id}/events");
+    let (status, all) = f.events(&path, None);
+    assert_eq!(status, 200);
+    assert_eq!(names(&all), ["log", "done"]);
+    assert_eq!(all[1].id, 2);
+    for after in [1, 2, 500] {
+        let (status, resumed) = f.events(&path, Some(after));
+        assert_eq!(status, 200);
+        assert_eq!(names(&resumed), ["done"], "Last-Event-ID {after}");
+        assert_eq!(resumed[0].data["status"], "failed");
+        assert_eq!(
+            resumed[0].id,
+            (after + 1).max(2),
+            "ids go on after the client's"
+        );
+    }
+}
+
 #[test]
 fn a_run_can_be_stopped_and_keeps_its_best_weights() {
     let Some(f) = Fixture::with_mnist() else {
