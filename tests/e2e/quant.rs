@@ -9,7 +9,11 @@ use pismo_tests::{shipped_model, t10k};
 
 #[test]
 fn int8_and_f32_models_agree_on_the_mnist_test_images() {
-    for (parent, int8) in [("mnist@1", "mnist-int8@1"), ("mnist@2", "mnist-int8@2")] {
+    for (parent, int8) in [
+        ("mnist@1", "mnist-int8@1"),
+        ("mnist@2", "mnist-int8@2"),
+        ("mnist@3", "mnist-int8@3"),
+    ] {
         int8_agrees_with_its_parent(parent, int8);
     }
 }

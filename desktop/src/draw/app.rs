@@ -424,7 +424,7 @@ pub mod tests {
     #[test]
     fn scripted_strokes_of_a_seven_and_a_one_are_recognised() {
         let mut app = App::new(shipped(), None).expect("shipped model");
-        assert_eq!(app.model().to_string(), "mnist@2");
+        assert_eq!(app.model().to_string(), "mnist@3");
         app.stroke(&SEVEN);
         app.update();
         assert_eq!(app.prediction().expect("ink").digit, 7);
