@@ -68,7 +68,7 @@ pub(crate) fn predict(state: &State, request: &Request) -> Result<Reply, ApiErro
         model: &name,
         label: argmax(&p),
         probabilities: &p,
-        input: &x,
+        input: &mlp.network_input(&x),
         sure: v.is_sure(),
         candidates: v.candidates(),
     })?

@@ -154,6 +154,16 @@ impl AnyMlp {
         crate::mlp::softmax(&self.logits(x))
     }
 
+    /// What the network itself sees of input `x`: `x` deskewed if the model deskews, else `x`
+    /// (for showing "what the model saw").
+    pub fn network_input(&self, x: &[f32; INPUT]) -> [f32; INPUT] {
+        let mut seen = *x;
+        if self.deskew {
+            crate::deskew::deskew_f32(&mut seen);
+        }
+        seen
+    }
+
     /// Raw scores (the AVX2 build of the kernel when the CPU has it; int8 models run the
     /// integer path of [`crate::quant`] on the input's bytes), the input deskewed first if
     /// the model was trained so.
@@ -166,10 +176,7 @@ impl AnyMlp {
                     .expect("hidden sizes are at most 1024")
             }
             f => {
-                let mut x = *x;
-                if self.deskew {
-                    crate::deskew::deskew_f32(&mut x);
-                }
+                let x = self.network_input(x);
                 each!(f, m => crate::host::kernels::logits(m, &x))
             }
         }
@@ -361,6 +368,10 @@ mod tests {
         let mut upright = x;
         deskew_f32(&mut upright);
         assert_eq!(deskewing.logits(&x), plain.logits(&upright));
+        assert_eq!(
+            (deskewing.network_input(&x), plain.network_input(&x)),
+            (upright, x)
+        );
         assert_ne!(deskewing.logits(&x), plain.logits(&x));
         // Evaluation takes bytes: the same as the plain model on deskewed bytes.
         let label = [3u8];

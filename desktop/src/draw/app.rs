@@ -43,8 +43,11 @@ pub struct Prediction {
     pub digit: usize,
     /// The ten probabilities.
     pub probabilities: [f32; CLASSES],
-    /// The 28x28 input the model saw, 0.0 (background) to 1.0 (ink).
+    /// The 28x28 input of the drawing (`preprocess::to_input`), 0.0 (background) to 1.0
+    /// (ink); what the drawn store keeps.
     pub input: [f32; INPUT],
+    /// What the network saw of it: `input`, deskewed if the model deskews (the thumbnail).
+    pub seen: [f32; INPUT],
     /// Sure of one digit, or torn between two (`pismo_core::verdict`).
     pub verdict: Verdict,
 }
@@ -335,6 +338,7 @@ impl App {
                     digit,
                     probabilities,
                     input,
+                    seen: self.mlp.network_input(&input),
                     verdict: verdict(&probabilities),
                 })
             }
@@ -599,7 +603,7 @@ pub mod tests {
             app.status()
         );
 
-        // On disk: the canvas as drawn, and the input the model saw, with label 1.
+        // On disk: the canvas as drawn, and its preprocessed input, with label 1.
         let store = DrawnStore::open(&dir);
         let listed = store.list().expect("list");
         assert_eq!(listed, vec![info.clone()]);
