@@ -304,7 +304,7 @@ where
 
     let extra_seen = train_idx.len() - (data.len() - val_idx.len());
     let msg = format!(
-        "training 784-{H}-10 on {} images ({} held out for validation{}), {} epochs of {batches} batches, {team_threads} thread{}",
+        "training 784-{H}-10 on {} images ({} held out for validation{}), {} epochs of {batches} batches, {team_threads} thread{}, {} kernels",
         train_idx.len(),
         val_idx.len(),
         if extra_seen > 0 {
@@ -313,7 +313,8 @@ where
             String::new()
         },
         hyper.epochs,
-        if team_threads == 1 { "" } else { "s" }
+        if team_threads == 1 { "" } else { "s" },
+        kernels::level().name()
     );
     let mut cancelled = on_event(Event::Log(&msg)).is_break();
 
