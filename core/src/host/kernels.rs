@@ -134,7 +134,8 @@ pub struct Source<'a> {
     pub augment: bool,
     /// How far, when augmenting.
     pub distortion: crate::augment::Distortion,
-    /// Whether to deskew them ([`crate::deskew`]), after any distortion.
+    /// Whether to deskew distorted images ([`crate::deskew`]) after their distortion (images
+    /// that are not distorted come already in the model's input form).
     pub deskew: bool,
     /// Seed of the run.
     pub seed: u64,
@@ -162,7 +163,7 @@ impl<'a> Source<'a> {
 
 dispatched! {
     /// The sparse inputs of the samples `idx` (batch positions `first ..`), distorted when
-    /// augmenting, then deskewed when the model is.
+    /// augmenting (then deskewed when the model is).
     pub fn prepare_inputs(src: Source<'_>, idx: &[u32], first: usize, step: u64, xs: &mut [Sparse]) {
         let mut distorted = [0.0f32; INPUT];
         for (j, (&i, x)) in idx.iter().zip(xs.iter_mut()).enumerate() {
@@ -174,8 +175,6 @@ dispatched! {
                     crate::deskew::deskew_f32(&mut distorted);
                 }
                 x.set_f32(&distorted);
-            } else if src.deskew {
-                x.set_bytes(&crate::deskew::deskew_bytes(image));
             } else {
                 x.set_bytes(image);
             }

@@ -7,6 +7,8 @@
 //! its network sees it ([`crate::deskew`], when trained so), so every prediction, evaluation
 //! and quantization through it treats inputs as training did.
 
+use std::borrow::Cow;
+
 use crate::format::{self, FormatError, Meta};
 use crate::host::boxed_zeroed;
 use crate::mlp::{Mlp, CLASSES, INPUT};
@@ -243,14 +245,8 @@ impl AnyMlp {
                 (loss, correct)
             }
             f => {
-                let deskewed;
-                let images = if self.deskew {
-                    deskewed = deskew_all(images);
-                    &deskewed[..]
-                } else {
-                    images
-                };
-                each!(f, m => crate::host::trainer::evaluate(&**m, images, labels, threads))
+                let images = model_inputs(images, self.deskew);
+                each!(f, m => crate::host::trainer::evaluate(&**m, &images, labels, threads))
             }
         }
     }
@@ -259,16 +255,10 @@ impl AnyMlp {
     /// `calibration` images: the 99.99th percentile of the hidden activations maps to 255.
     /// `None` for a model that is already int8.
     pub fn quantize(&self, calibration: &[[u8; INPUT]]) -> Option<AnyMlp> {
-        let deskewed;
-        let calibration = if self.deskew {
-            deskewed = deskew_all(calibration);
-            &deskewed[..]
-        } else {
-            calibration
-        };
+        let calibration = model_inputs(calibration, self.deskew);
         let weights = match &self.weights {
             Weights::Int8(_) => return None,
-            f => each!(f, m => quantize_h(m, calibration)),
+            f => each!(f, m => quantize_h(m, &calibration)),
         };
         Some(AnyMlp {
             weights,
@@ -280,6 +270,16 @@ impl AnyMlp {
 /// Deskewed copies of images given as bytes ([`crate::deskew::deskew_bytes`]).
 pub fn deskew_all(images: &[[u8; INPUT]]) -> Vec<[u8; INPUT]> {
     images.iter().map(crate::deskew::deskew_bytes).collect()
+}
+
+/// Images (bytes) in the form a model's network takes them: deskewed copies if `deskew`,
+/// else the images themselves.
+pub fn model_inputs(images: &[[u8; INPUT]], deskew: bool) -> Cow<'_, [[u8; INPUT]]> {
+    if deskew {
+        Cow::Owned(deskew_all(images))
+    } else {
+        Cow::Borrowed(images)
+    }
 }
 
 fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> Weights {

@@ -15,7 +15,6 @@
 //! loss are kept, and training stops after `patience` epochs without improvement. The
 //! learning rate of epoch `e` (from 0) is `initial_lr / (1 + decay · e)`.
 
-use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
@@ -25,7 +24,7 @@ use crate::augment::Distortion;
 use crate::host::boxed_zeroed;
 use crate::host::kernels::{self, Source};
 use crate::host::mnist::Dataset;
-use crate::host::model::{deskew_all, AnyMlp, IntoAny};
+use crate::host::model::{model_inputs, AnyMlp, IntoAny};
 use crate::host::team::{self, Team};
 use crate::hyper::{Hyper, HyperError, Metrics};
 use crate::mlp::{Dropout, Mlp, INPUT};
@@ -257,15 +256,6 @@ fn sum_squares<const H: usize>(m: &Mlp<H>) -> f64 {
     s1 + s2
 }
 
-/// Images in the form the model takes them: deskewed if it deskews, else as they are.
-fn as_input(images: &[[u8; INPUT]], deskew: bool) -> Cow<'_, [[u8; INPUT]]> {
-    if deskew {
-        Cow::Owned(deskew_all(images))
-    } else {
-        Cow::Borrowed(images)
-    }
-}
-
 fn train_h<const H: usize>(
     hyper: &Hyper,
     set: &TrainSet<'_>,
@@ -286,10 +276,13 @@ where
 
     let data = set.mnist;
     let (val_idx, train_idx) = validation_split(data.len(), hyper.val_size as usize, hyper.seed);
-    let as_input = |images| as_input(images, set.deskew);
-    let val_images: Vec<[u8; INPUT]> = val_idx.iter().map(|&i| data.images[i as usize]).collect();
-    let val_images = as_input(&val_images).into_owned();
-    let extra_inputs = as_input(&set.extra.images);
+    let val_raw: Vec<[u8; INPUT]> = val_idx.iter().map(|&i| data.images[i as usize]).collect();
+    let val_images = model_inputs(&val_raw, set.deskew);
+    let extra_inputs = model_inputs(&set.extra.images, set.deskew);
+    // Distortions start from the raw digits and the result is deskewed each time; without
+    // them the training inputs never change, so they are deskewed once, here.
+    let fixed = set.deskew && !hyper.augment;
+    let mnist_fixed = model_inputs(&data.images, fixed);
     let val_labels: Vec<u8> = val_idx.iter().map(|&i| data.labels[i as usize]).collect();
     let mut train_idx = train_idx;
     let base = data.len();
@@ -327,13 +320,17 @@ where
     let started = Instant::now();
     let mut epoch = 0u32;
     let src = Source {
-        base_images: &data.images,
+        base_images: &mnist_fixed,
         base_labels: &data.labels,
-        extra_images: &set.extra.images,
+        extra_images: if fixed {
+            &extra_inputs
+        } else {
+            &set.extra.images
+        },
         extra_labels: &set.extra.labels,
         augment: hyper.augment,
         distortion: set.distortion,
-        deskew: set.deskew,
+        deskew: set.deskew && hyper.augment,
         seed: hyper.seed,
     };
     let shared = team::shared(&current, src, team_threads, batch);
@@ -434,7 +431,12 @@ where
     });
 
     let test_accuracy = test.map(|t| {
-        let (_, c) = evaluate(&best, &as_input(&t.images), &t.labels, threads);
+        let (_, c) = evaluate(
+            &best,
+            &model_inputs(&t.images, set.deskew),
+            &t.labels,
+            threads,
+        );
         c as f32 / t.len().max(1) as f32
     });
     let metrics = match &best_report {
