@@ -335,12 +335,22 @@ mod tests {
     }
 
     /// How many device pixels of the logical rectangle have colour `rgb`.
-    fn count(pm: &Pixmap, s: u32, (x, y, w, h): (u32, u32, u32, u32), rgb: [u8; 3]) -> usize {
+    fn count(pm: &Pixmap, s: u32, rect: (u32, u32, u32, u32), rgb: [u8; 3]) -> usize {
+        count_where(pm, s, rect, |p| p == rgb)
+    }
+
+    /// How many device pixels of the logical rectangle have a colour that `keep` accepts.
+    fn count_where(
+        pm: &Pixmap,
+        s: u32,
+        (x, y, w, h): (u32, u32, u32, u32),
+        keep: impl Fn([u8; 3]) -> bool,
+    ) -> usize {
         let mut n = 0;
         for dy in 0..h * s {
             for dx in 0..w * s {
                 let p = pm.pixel(x * s + dx, y * s + dy).expect("inside the frame");
-                n += usize::from([p.red(), p.green(), p.blue()] == rgb);
+                n += usize::from(keep([p.red(), p.green(), p.blue()]));
             }
         }
         n
@@ -382,18 +392,8 @@ mod tests {
         assert!(count(&pm, s, help_rect(), colour::TEXT) > 800 * (s * s) as usize);
         // The preview shows what the network saw (deskewed by `mnist@3`, so its ink is
         // interpolated grey rather than pure white): bright pixels, not necessarily white.
-        assert!(count_bright(&pm, s, preview_rect()) > 9 * (s * s) as usize);
-    }
-
-    fn count_bright(pm: &Pixmap, s: u32, (x, y, w, h): (u32, u32, u32, u32)) -> usize {
-        let mut n = 0;
-        for dy in 0..h * s {
-            for dx in 0..w * s {
-                let p = pm.pixel(x * s + dx, y * s + dy).expect("inside the frame");
-                n += usize::from(p.red() > 128 && p.green() > 128 && p.blue() > 128);
-            }
-        }
-        n
+        let bright = |rgb: [u8; 3]| rgb.iter().all(|&c| c > 128);
+        assert!(count_where(&pm, s, preview_rect(), bright) > 9 * (s * s) as usize);
     }
 
     #[test]
