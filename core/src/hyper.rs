@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// Hidden-layer sizes the trainer and the model file support (each is its own const-generic
 /// instance of [`crate::mlp::Mlp`]).
-pub const HIDDEN_SIZES: [u32; 7] = [16, 32, 64, 128, 256, 512, 1024];
+pub const HIDDEN_SIZES: [u32; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
 
 /// The largest of [`HIDDEN_SIZES`]: buffers sized by it hold any model's hidden layer.
 pub const MAX_HIDDEN: usize = HIDDEN_SIZES[HIDDEN_SIZES.len() - 1] as usize;
@@ -75,7 +75,10 @@ impl Hyper {
     pub fn validate(&self) -> Result<(), HyperError> {
         let bad = |field: &'static str, expected: &'static str| Err(HyperError { field, expected });
         if !HIDDEN_SIZES.contains(&self.hidden_size) {
-            return bad("hidden_size", "one of 16, 32, 64, 128, 256, 512, 1024");
+            return bad(
+                "hidden_size",
+                "one of 16, 32, 64, 128, 256, 512, 1024, 2048",
+            );
         }
         if !(self.dropout_rate >= 0.0 && self.dropout_rate < 1.0) {
             return bad("dropout_rate", "0 <= dropout_rate < 1");

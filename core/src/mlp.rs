@@ -83,6 +83,28 @@ impl<const H: usize> Mlp<H> {
         self.b2 = other.b2;
     }
 
+    /// Moves every parameter a fraction `a` of the way to `other`'s: `self ← self + a·(other −
+    /// self)` (`a = 1` copies it). The trainer averages weights over
+    /// epochs with it.
+    pub fn blend_toward(&mut self, other: &Self, a: f32) {
+        let pairs = self
+            .w1
+            .as_flattened_mut()
+            .iter_mut()
+            .zip(other.w1.as_flattened())
+            .chain(self.b1.iter_mut().zip(&other.b1))
+            .chain(
+                self.w2
+                    .as_flattened_mut()
+                    .iter_mut()
+                    .zip(other.w2.as_flattened()),
+            )
+            .chain(self.b2.iter_mut().zip(&other.b2));
+        for (mine, theirs) in pairs {
+            *mine += a * (*theirs - *mine);
+        }
+    }
+
     /// Raw scores of one input (no dropout: inference).
     #[inline(always)]
     pub fn logits(&self, x: &[f32; INPUT]) -> [f32; CLASSES] {

@@ -34,7 +34,7 @@ pub struct Args {
     /// name to register the model under (default "mnist")
     #[argh(option, default = "String::from(\"mnist\")")]
     name: String,
-    /// hidden units: 16, 32, 64, 128, 256, 512 or 1024
+    /// hidden units: 16, 32, 64, 128, 256, 512, 1024 or 2048
     #[argh(option)]
     hidden_size: Option<u32>,
     /// probability of dropping a hidden unit while training, 0 <= p < 1
@@ -83,6 +83,10 @@ pub struct Args {
     /// deskew every input (training digits and, recorded in the model, every prediction's)
     #[argh(switch)]
     deskew: bool,
+    /// keep the running average of the weights over about this many epochs instead of one
+    /// epoch's weights (default 0: no averaging)
+    #[argh(option, default = "0")]
+    average: u32,
     /// also train on this many MNIST training digits redrawn with a canvas pen
     #[argh(option, default = "0")]
     redrawn: u32,
@@ -134,6 +138,7 @@ impl Args {
             elastic: self.elastic,
             shift: self.shift.unwrap_or(Recipe::default().shift),
             deskew: self.deskew,
+            average: self.average,
             redrawn: self.redrawn,
             synthetic: self.synthetic,
             corpora: self.corpus.clone(),

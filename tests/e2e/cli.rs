@@ -107,6 +107,9 @@ fn an_invalid_hyperparameter_is_a_usage_error_naming_the_field() {
     let out = p.run(&["train", "--name", "Not Valid"]);
     out.expect_code(2);
     assert!(error_line(&out).contains("Not Valid"));
+    let out = p.run(&["train", "--average", "5000"]);
+    out.expect_code(2);
+    assert!(error_line(&out).contains("average"), "{}", out.stderr);
     assert!(!p.runs().exists(), "no run is recorded for a usage error");
 }
 

@@ -3,14 +3,15 @@
 
 use std::ops::ControlFlow;
 
+use pismo_core::augment::Distortion;
 use pismo_core::format::Meta;
 use pismo_core::host::mnist::{self, Dataset, Split};
-use pismo_core::host::model::AnyMlp;
+use pismo_core::host::model::{AnyMlp, Weights};
 use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::{Runs, Status};
 use pismo_core::host::session::{self, SessionEvent, TrainRequest};
-use pismo_core::host::trainer::{self, Event};
+use pismo_core::host::trainer::{self, Event, TrainSet};
 use pismo_core::hyper::{Hyper, Metrics};
 use pismo_tests::{full_mnist, t10k, TempDir};
 
@@ -131,6 +132,62 @@ fn early_stopping_keeps_the_best_epoch() {
         .unwrap();
     assert_eq!(out.metrics.best_epoch, best.epoch);
     assert_eq!(out.metrics.val_loss, best.val_loss);
+}
+
+/// Every parameter of a 16-unit model, in one list.
+fn params16(model: &AnyMlp) -> Vec<f32> {
+    let Weights::H16(m) = model.weights() else {
+        panic!("expected a 16-unit f32 model");
+    };
+    let mut all = m.w1.as_flattened().to_vec();
+    all.extend(m.b1);
+    all.extend(m.w2.as_flattened());
+    all.extend(m.b2);
+    all
+}
+
+#[test]
+fn averaging_keeps_the_mean_of_the_epochs_weights() {
+    let train = subset(&t10k(), 0..3000);
+    let none = subset(&train, 0..0);
+    // No validation split: every epoch's (averaged) weights are kept, so the last is returned.
+    let run = |epochs: u32, average: u32| {
+        let hyper = Hyper {
+            hidden_size: 16,
+            epochs,
+            val_size: 0,
+            patience: 0,
+            ..Hyper::DEFAULT
+        };
+        let set = TrainSet {
+            mnist: &train,
+            extra: &none,
+            parts: &[],
+            distortion: Distortion::AFFINE,
+            deskew: false,
+            average,
+        };
+        params16(
+            &trainer::train_set(&hyper, &set, None, 2, &mut quiet)
+                .unwrap()
+                .model,
+        )
+    };
+    let (first, second) = (run(1, 0), run(2, 0));
+    let averaged = run(2, 3);
+    // Epoch 1's share is 1 (its weights), epoch 2's is 1/2: the mean of the two.
+    let mut moved = 0.0f32;
+    for ((a, b), m) in first.iter().zip(&second).zip(&averaged) {
+        let mean = 0.5 * (a + b);
+        assert!(
+            (m - mean).abs() <= 1e-6 * (1.0 + mean.abs()),
+            "{m} vs {mean}"
+        );
+        moved = moved.max((m - b).abs());
+    }
+    assert!(moved > 1e-3, "the averaged model is epoch 2's weights");
+    // Averaging over 1 epoch is no averaging.
+    assert_eq!(run(2, 1), second);
 }
 
 #[test]

@@ -49,6 +49,10 @@ macro_rules! with_hidden {
                 const $h: usize = 1024;
                 Some($body)
             }
+            2048 => {
+                const $h: usize = 2048;
+                Some($body)
+            }
             _ => None,
         }
     };
@@ -74,6 +78,7 @@ pub enum Weights {
     H256(Box<Mlp<256>>),
     H512(Box<Mlp<512>>),
     H1024(Box<Mlp<1024>>),
+    H2048(Box<Mlp<2048>>),
 }
 
 macro_rules! each {
@@ -86,6 +91,7 @@ macro_rules! each {
             Weights::H256($m) => $body,
             Weights::H512($m) => $body,
             Weights::H1024($m) => $body,
+            Weights::H2048($m) => $body,
             Weights::Int8(_) => unreachable!("int8 models are matched before each!"),
         }
     };
@@ -106,7 +112,8 @@ macro_rules! into_any {
         }
     )*};
 }
-into_any!(16 => H16, 32 => H32, 64 => H64, 128 => H128, 256 => H256, 512 => H512, 1024 => H1024);
+into_any!(16 => H16, 32 => H32, 64 => H64, 128 => H128, 256 => H256, 512 => H512, 1024 => H1024,
+          2048 => H2048);
 
 impl AnyMlp {
     /// All-zero parameters of `hidden` units, or `None` if the size is not supported.
@@ -175,7 +182,7 @@ impl AnyMlp {
                 let mut work = Work::<{ crate::hyper::MAX_HIDDEN }>::new();
                 self.view(q)
                     .logits(&quant::input_bytes(x), &mut work)
-                    .expect("hidden sizes are at most 1024")
+                    .expect("hidden sizes are at most MAX_HIDDEN")
             }
             f => {
                 let x = self.network_input(x);
@@ -238,7 +245,7 @@ impl AnyMlp {
                 for (im, &y) in images.iter().zip(labels) {
                     let z = view
                         .logits(im, &mut work)
-                        .expect("hidden sizes are at most 1024");
+                        .expect("hidden sizes are at most MAX_HIDDEN");
                     loss += f64::from(crate::mlp::cross_entropy(&z, usize::from(y)));
                     correct += usize::from(crate::mlp::argmax(&z) == usize::from(y));
                 }

@@ -15,7 +15,9 @@
 //!   `augment` is on ([`crate::augment`]), and `shift`, how far they move a digit (±2 px
 //!   unless set; 0 keeps digits centred, as preprocessing does);
 //! - `deskew`: the model deskews every input ([`crate::deskew`]), training digits after
-//!   their distortions; the model file records it, so every prediction does the same.
+//!   their distortions; the model file records it, so every prediction does the same;
+//! - `average`: the model kept is the running average of the weights over about this many
+//!   epochs ([`crate::host::trainer`]); 0 keeps one epoch's weights.
 //!
 //! Everything is a function of the recipe and the run's seed. A recipe is recorded with the
 //! run (its log and `run.json`); it is not part of the model file's hyperparameters.
@@ -44,6 +46,8 @@ pub struct Recipe {
     pub shift: f32,
     /// Whether the model deskews its inputs.
     pub deskew: bool,
+    /// Epochs over which the kept weights are averaged (0: no averaging).
+    pub average: u32,
     /// MNIST training digits also given redrawn with a canvas pen.
     pub redrawn: u32,
     /// Synthetic pen-written digits in common and European styles.
@@ -64,6 +68,7 @@ impl Default for Recipe {
             elastic: 0.0,
             shift: Distortion::AFFINE.shift,
             deskew: false,
+            average: 0,
             redrawn: 0,
             synthetic: 0,
             corpora: Vec::new(),
@@ -124,6 +129,11 @@ impl Recipe {
         if !(0.0..=8.0).contains(&self.shift) {
             return Err(RecipeError::Range(
                 "invalid shift: expected 0 <= shift <= 8",
+            ));
+        }
+        if self.average > 1000 {
+            return Err(RecipeError::Range(
+                "invalid average: expected 0 <= average <= 1000 epochs",
             ));
         }
         if self.redrawn > 200_000 || self.synthetic > 200_000 {

@@ -182,6 +182,7 @@ pub fn run_with_data(
         parts: &parts,
         distortion: req.recipe.distortion(),
         deskew: req.recipe.deskew,
+        average: req.recipe.average,
     };
     let result = trainer::train_set(&req.hyper, &set, test, req.threads, &mut |ev| {
         match &ev {
