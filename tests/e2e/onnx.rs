@@ -1,0 +1,246 @@
+//! `pismo models export --format onnx`: the exported file, run by the real onnxruntime (pip,
+//! pinned in `tests/onnx/requirements.txt`) on 1000 real MNIST test images, gives the
+//! probabilities `pismo predict` gives, for the shipped default model (which deskews its
+//! input) and a freshly trained one (which does not); and every refusal is a clear error.
+//!
+//! Python comes from `PISMO_PYTHON` (a venv with the pinned packages; `.ci/run` makes one in
+//! `target/venv-onnx`). Without it the onnxruntime test prints SKIPPED and passes, unless
+//! `PISMO_REQUIRE_ONNX=1` (CI sets it): then it fails and says what is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pismo_core::host::model::AnyMlp;
+use pismo_core::host::registry::Registry;
+use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_core::preprocess::{self, GreyImage};
+use pismo_tests::{idx3, t10k, train_tiny_model, workspace_root, Pismo};
+use serde_json::Value;
+
+use crate::web::copy_dir;
+
+/// Test images compared (the first of the MNIST test split).
+const IMAGES: usize = 1000;
+/// Largest difference allowed between a probability of pismo and of onnxruntime.
+const TOLERANCE: f32 = 1e-5;
+
+/// The Python of `PISMO_PYTHON`, or `None` after a SKIPPED banner (a panic when
+/// `PISMO_REQUIRE_ONNX=1`).
+fn python() -> Option<PathBuf> {
+    let python = std::env::var_os("PISMO_PYTHON").filter(|p| !p.is_empty());
+    let missing = match &python {
+        None => "PISMO_PYTHON is not set (a Python with tests/onnx/requirements.txt installed)"
+            .to_owned(),
+        Some(p) if !Path::new(p).exists() => {
+            format!("PISMO_PYTHON={} does not exist", Path::new(p).display())
+        }
+        Some(p) => return Some(PathBuf::from(p)),
+    };
+    let required = std::env::var("PISMO_REQUIRE_ONNX").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "PISMO_REQUIRE_ONNX=1 but the onnxruntime test cannot run: {missing}"
+    );
+    eprintln!(
+        "\n##########################################################################\n\
+         SKIPPED: the ONNX export test in onnxruntime (tests/e2e/onnx.rs):\n  {missing}\n\
+         ##########################################################################\n"
+    );
+    None
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn exported_models_give_pismos_probabilities_in_onnxruntime() {
+    let Some(python) = python() else { return };
+    let p = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    assert_eq!(train_tiny_model(&p.registry(), &p.runs()), "tiny@1");
+    let data = t10k();
+    let images = &data.images[..IMAGES];
+    let idx = p.home.join("test.idx3");
+    std::fs::write(&idx, idx3(images)).unwrap();
+    for (reference, id, deskews) in [("default", "mnist@3", true), ("tiny", "tiny@1", false)] {
+        let onnx = p.home.join(format!("{id}.onnx"));
+        let onnx_arg = onnx.to_str().unwrap();
+        let out = p.run(&[
+            "models", "export", reference, "--format", "onnx", "-o", onnx_arg,
+        ]);
+        out.expect_code(0);
+        assert!(out.stdout.contains(id), "{}", out.stdout);
+
+        // The network's input, as pismo makes it: the preprocessing of every shell, then the
+        // model's deskewing when it has one (what the documentation asks of the caller).
+        let (model, _) =
+            AnyMlp::decode(&Registry::open(p.registry()).load(Some(id)).unwrap().1).unwrap();
+        assert_eq!(model.deskew(), deskews, "{id}");
+        let mut inputs = Vec::with_capacity(IMAGES * INPUT * 4);
+        for im in images {
+            let x = model.network_input(&preprocessed(im));
+            inputs.extend(x.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        let inputs_path = p.home.join("inputs.f32");
+        std::fs::write(&inputs_path, &inputs).unwrap();
+
+        let run = Command::new(&python)
+            .arg(workspace_root().join("tests/onnx/run.py"))
+            .args([&onnx, &inputs_path, &p.home.path().to_path_buf()])
+            .output()
+            .expect("run PISMO_PYTHON");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "tests/onnx/run.py on {id}: {stderr}");
+        let info: Value = serde_json::from_slice(&run.stdout).expect("one JSON line");
+        assert_eq!(
+            info["inputs"],
+            serde_json::json!([["input", "tensor(float)", ["N", 784]]])
+        );
+        assert_eq!(
+            info["outputs"],
+            serde_json::json!([
+                ["probabilities", "tensor(float)", ["N", 10]],
+                ["logits", "tensor(float)", ["N", 10]]
+            ])
+        );
+        assert_eq!(info["producer"], "pismo");
+        assert_eq!(info["metadata"]["pismo.model"], id);
+        assert_eq!(info["metadata"]["pismo.deskew"], deskews.to_string());
+        let onnx_p = f32s(&std::fs::read(p.home.join("probabilities.f32")).unwrap());
+        let onnx_z = f32s(&std::fs::read(p.home.join("logits.f32")).unwrap());
+        assert_eq!(onnx_p.len(), IMAGES * CLASSES);
+
+        // pismo's own answer, through the command line on the same images.
+        let idx_arg = idx.to_str().unwrap();
+        let predicted = p
+            .run(&["predict", "--json", "--model", id, idx_arg])
+            .expect_code(0)
+            .json_lines();
+        assert_eq!(predicted.len(), IMAGES);
+        let (mut worst, mut agree, mut right) = (0.0f32, 0, 0);
+        for (i, line) in predicted.iter().enumerate() {
+            let ours: Vec<f32> = line["probabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let theirs = &onnx_p[i * CLASSES..(i + 1) * CLASSES];
+            for (a, b) in ours.iter().zip(theirs) {
+                worst = worst.max((a - b).abs());
+            }
+            let label = line["label"].as_u64().unwrap() as usize;
+            agree += usize::from(pismo_core::mlp::argmax(theirs) == label);
+            right += usize::from(label == usize::from(data.labels[i]));
+            // The logits output is the library's logits (which deskew as the model does),
+            // up to the order of summation: a relative bound.
+            let z = model.logits(&preprocessed(&images[i]));
+            for (a, b) in z.iter().zip(&onnx_z[i * CLASSES..(i + 1) * CLASSES]) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+                    "{id} image {i}: {a} vs {b}"
+                );
+            }
+        }
+        println!(
+            "{id}: largest difference {worst:e} over {IMAGES} images, argmax agrees on {agree}, \
+             {right} right (onnxruntime {})",
+            info["onnxruntime"]
+        );
+        assert!(worst <= TOLERANCE, "{id}: probabilities differ by {worst}");
+        assert_eq!(agree, IMAGES, "{id}");
+        // Real models, not a degenerate graph that happens to agree.
+        assert!(right >= 800, "{id}: {right} of {IMAGES}");
+    }
+}
+
+/// A 28x28 image as `pismo predict` preprocesses it (before any deskewing).
+fn preprocessed(image: &[u8; INPUT]) -> [f32; INPUT] {
+    let mut x = [0.0f32; INPUT];
+    preprocess::to_input(&GreyImage::new(28, 28, image).unwrap(), &mut x).unwrap();
+    x
+}
+
+#[test]
+fn export_refuses_clearly() {
+    let p = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    let file = p.home.join("out.onnx");
+    let file_arg = file.to_str().unwrap();
+    let error = |args: &[&str], code: i32| {
+        let out = p.run(args);
+        out.expect_code(code);
+        assert_eq!(out.stdout, "");
+        assert!(!file.exists(), "nothing written after {args:?}");
+        let line = out.stderr.lines().last().unwrap_or_default().to_owned();
+        assert!(line.starts_with("error: "), "{}", out.stderr);
+        line
+    };
+    // int8: refused, with why and the f32 parent to export instead.
+    let line = error(
+        &[
+            "models",
+            "export",
+            "mnist-int8@3",
+            "--format",
+            "onnx",
+            "-o",
+            file_arg,
+        ],
+        1,
+    );
+    assert!(line.contains("int8"), "{line}");
+    assert!(
+        line.contains("pismo models export mnist@3 --format onnx"),
+        "{line}"
+    );
+    // An unknown format: a usage error naming the formats there are.
+    let line = error(
+        &[
+            "models", "export", "mnist@3", "--format", "tflite", "-o", file_arg,
+        ],
+        2,
+    );
+    assert!(line.contains("`tflite`") && line.contains("onnx"), "{line}");
+    // An unknown model: names what the registry has.
+    let line = error(
+        &[
+            "models", "export", "nosuch", "--format", "onnx", "-o", file_arg,
+        ],
+        1,
+    );
+    assert!(
+        line.contains("nosuch") && line.contains("mnist@3"),
+        "{line}"
+    );
+    // An output that cannot be written: a folder that does not exist, and a folder.
+    let missing = p.home.join("no/such/folder/m.onnx");
+    let line = error(
+        &[
+            "models",
+            "export",
+            "mnist@3",
+            "--format",
+            "onnx",
+            "-o",
+            missing.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(
+        line.contains("cannot write") && line.contains("no/such/folder"),
+        "{line}"
+    );
+    let dir = p.home.path().to_str().unwrap();
+    let line = error(
+        &["models", "export", "mnist@3", "--format", "onnx", "-o", dir],
+        1,
+    );
+    assert!(line.contains("cannot write"), "{line}");
+    // No format given: a usage error.
+    error(&["models", "export", "mnist@3", "-o", file_arg], 2);
+}
