@@ -1,7 +1,8 @@
 //! `pismo models export --format onnx`: the exported file, run by the real onnxruntime (pip,
 //! pinned in `tests/onnx/requirements.txt`) on 1000 real MNIST test images, gives the
 //! probabilities `pismo predict` gives, for the shipped default model (which deskews its
-//! input) and a freshly trained one (which does not); and every refusal is a clear error.
+//! input) and a freshly trained one (which does not); the `input` that `pismo serve` answers
+//! for a drawing is the graph's input; and every refusal is a clear error.
 //!
 //! Python comes from `PISMO_PYTHON` (a venv with the pinned packages; `.ci/run` makes one in
 //! `target/venv-onnx`). Without it the onnxruntime test prints SKIPPED and passes, unless
@@ -14,13 +15,16 @@ use pismo_core::host::model::AnyMlp;
 use pismo_core::host::registry::Registry;
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
-use pismo_tests::{idx3, t10k, train_tiny_model, workspace_root, Pismo};
+use pismo_tests::{drawn_digit_png, idx3, t10k, train_tiny_model, workspace_root, Pismo};
 use serde_json::Value;
 
+use crate::serve::request;
 use crate::web::copy_dir;
 
 /// Test images compared (the first of the MNIST test split).
 const IMAGES: usize = 1000;
+/// Drawings sent to `pismo serve`.
+const DRAWINGS: usize = 20;
 /// Largest difference allowed between a probability of pismo and of onnxruntime.
 const TOLERANCE: f32 = 1e-5;
 
@@ -80,22 +84,11 @@ fn exported_models_give_pismos_probabilities_in_onnxruntime() {
         let (model, _) =
             AnyMlp::decode(&Registry::open(p.registry()).load(Some(id)).unwrap().1).unwrap();
         assert_eq!(model.deskew(), deskews, "{id}");
-        let mut inputs = Vec::with_capacity(IMAGES * INPUT * 4);
-        for im in images {
-            let x = model.network_input(&preprocessed(im));
-            inputs.extend(x.iter().flat_map(|v| v.to_le_bytes()));
-        }
-        let inputs_path = p.home.join("inputs.f32");
-        std::fs::write(&inputs_path, &inputs).unwrap();
-
-        let run = Command::new(&python)
-            .arg(workspace_root().join("tests/onnx/run.py"))
-            .args([&onnx, &inputs_path, &p.home.path().to_path_buf()])
-            .output()
-            .expect("run PISMO_PYTHON");
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(run.status.success(), "tests/onnx/run.py on {id}: {stderr}");
-        let info: Value = serde_json::from_slice(&run.stdout).expect("one JSON line");
+        let inputs: Vec<[f32; INPUT]> = images
+            .iter()
+            .map(|im| model.network_input(&preprocessed(im)))
+            .collect();
+        let (info, onnx_p, onnx_z) = onnxruntime(&python, &onnx, &inputs, p.home.path());
         assert_eq!(
             info["inputs"],
             serde_json::json!([["input", "tensor(float)", ["N", 784]]])
@@ -110,9 +103,6 @@ fn exported_models_give_pismos_probabilities_in_onnxruntime() {
         assert_eq!(info["producer"], "pismo");
         assert_eq!(info["metadata"]["pismo.model"], id);
         assert_eq!(info["metadata"]["pismo.deskew"], deskews.to_string());
-        let onnx_p = f32s(&std::fs::read(p.home.join("probabilities.f32")).unwrap());
-        let onnx_z = f32s(&std::fs::read(p.home.join("logits.f32")).unwrap());
-        assert_eq!(onnx_p.len(), IMAGES * CLASSES);
 
         // pismo's own answer, through the command line on the same images.
         let idx_arg = idx.to_str().unwrap();
@@ -156,6 +146,93 @@ fn exported_models_give_pismos_probabilities_in_onnxruntime() {
         // Real models, not a degenerate graph that happens to agree.
         assert!(right >= 800, "{id}: {right} of {IMAGES}");
     }
+}
+
+/// The documented way to get a deskewing model's graph input for any image: the `input` of
+/// `pismo serve`'s `/api/predict`. Drawings (MNIST test digits drawn large on a white canvas)
+/// go to the real server; its `input`, run by onnxruntime, gives the server's probabilities.
+#[test]
+fn the_servers_input_is_the_exported_graphs_input() {
+    let Some(python) = python() else { return };
+    let p = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    let onnx = p.home.join("default.onnx");
+    p.run(&[
+        "models",
+        "export",
+        "default",
+        "--format",
+        "onnx",
+        "-o",
+        onnx.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    let server = p.serve("127.0.0.1:0", &[]);
+    let data = t10k();
+    let (mut inputs, mut served) = (Vec::new(), Vec::new());
+    for im in &data.images[..DRAWINGS] {
+        let png = drawn_digit_png(im, 200);
+        let head = format!(
+            "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: image/png\r\nContent-Length: {}\r\n\r\n",
+            png.len()
+        );
+        let response = request(server.addr(), &head, &png);
+        let (status, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(status.starts_with("HTTP/1.1 200"), "{response}");
+        let reply: Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(reply["model"], "mnist@3");
+        let floats = |key: &str| -> Vec<f32> {
+            let values = reply[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("{key}: {body}"));
+            values.iter().map(|v| v.as_f64().unwrap() as f32).collect()
+        };
+        inputs.push(<[f32; INPUT]>::try_from(floats("input")).expect("784 inputs"));
+        served.extend(floats("probabilities"));
+    }
+    let (_, probabilities, _) = onnxruntime(&python, &onnx, &inputs, p.home.path());
+    let worst = served
+        .iter()
+        .zip(&probabilities)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!("served drawings: largest difference {worst:e} over {DRAWINGS} drawings");
+    assert!(worst <= TOLERANCE, "probabilities differ by {worst}");
+}
+
+/// Runs `tests/onnx/run.py`: the file checked by `onnx.checker` and run by onnxruntime on
+/// `inputs`; returns what it says of the graph, and the probabilities and logits, flat.
+fn onnxruntime(
+    python: &Path,
+    onnx: &Path,
+    inputs: &[[f32; INPUT]],
+    dir: &Path,
+) -> (Value, Vec<f32>, Vec<f32>) {
+    let inputs_path = dir.join("inputs.f32");
+    let bytes: Vec<u8> = inputs
+        .as_flattened()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(&inputs_path, bytes).unwrap();
+    let run = Command::new(python)
+        .arg(workspace_root().join("tests/onnx/run.py"))
+        .args([onnx, &inputs_path, dir])
+        .output()
+        .expect("run PISMO_PYTHON");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "tests/onnx/run.py on {}: {stderr}",
+        onnx.display()
+    );
+    let info: Value = serde_json::from_slice(&run.stdout).expect("one JSON line");
+    let read = |name: &str| f32s(&std::fs::read(dir.join(name)).unwrap());
+    let (probabilities, logits) = (read("probabilities.f32"), read("logits.f32"));
+    assert_eq!(probabilities.len(), inputs.len() * CLASSES);
+    assert_eq!(logits.len(), inputs.len() * CLASSES);
+    (info, probabilities, logits)
 }
 
 /// A 28x28 image as `pismo predict` preprocesses it (before any deskewing).
