@@ -2,14 +2,16 @@
 //! pinned in `tests/onnx/requirements.txt`) on 1000 real MNIST test images, gives the
 //! probabilities `pismo predict` gives, for the shipped default model (which deskews its
 //! input) and a freshly trained one (which does not); the `input` that `pismo serve` answers
-//! for a drawing is the graph's input; and every refusal is a clear error.
+//! for a drawing is the graph's input; onnxruntime-web in headless Chromium runs the file as
+//! the README's snippet does (with the other browser tests' `PISMO_REQUIRE_BROWSER`); and
+//! every refusal is a clear error.
 //!
 //! Python comes from `PISMO_PYTHON` (a venv with the pinned packages; `.ci/run` makes one in
 //! `target/venv-onnx`). Without it the onnxruntime test prints SKIPPED and passes, unless
 //! `PISMO_REQUIRE_ONNX=1` (CI sets it): then it fails and says what is missing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use pismo_core::host::model::AnyMlp;
 use pismo_core::host::registry::Registry;
@@ -19,12 +21,14 @@ use pismo_tests::{drawn_digit_png, idx3, t10k, train_tiny_model, workspace_root,
 use serde_json::Value;
 
 use crate::serve::request;
-use crate::web::copy_dir;
+use crate::web::{browser_dir, copy_dir, missing_tools, skip};
 
 /// Test images compared (the first of the MNIST test split).
 const IMAGES: usize = 1000;
 /// Drawings sent to `pismo serve`.
 const DRAWINGS: usize = 20;
+/// Images run in Chromium, one session.run each.
+const BROWSER_IMAGES: usize = 200;
 /// Largest difference allowed between a probability of pismo and of onnxruntime.
 const TOLERANCE: f32 = 1e-5;
 
@@ -199,6 +203,95 @@ fn the_servers_input_is_the_exported_graphs_input() {
         .fold(0.0f32, f32::max);
     println!("served drawings: largest difference {worst:e} over {DRAWINGS} drawings");
     assert!(worst <= TOLERANCE, "probabilities differ by {worst}");
+}
+
+/// The README's browser snippet: the exported `mnist@2` (the README's example; it reads its
+/// input as preprocessed) run by onnxruntime-web in headless Chromium, one `[1, 784]` tensor
+/// per image (`tests/browser/onnx.mjs`), gives `pismo predict`'s probabilities. Needs what the
+/// other browser tests need plus onnxruntime-web (`npm ci` in tests/browser).
+#[test]
+fn the_exported_model_runs_in_chromium_with_onnxruntime_web() {
+    const TEST: &str = "the ONNX export in onnxruntime-web (tests/e2e/onnx.rs)";
+    let mut missing = missing_tools();
+    let ort_web = browser_dir().join("node_modules").join("onnxruntime-web");
+    if !ort_web.is_dir() {
+        missing.push(format!(
+            "{} (run `npm ci` in tests/browser)",
+            ort_web.display()
+        ));
+    }
+    if !missing.is_empty() {
+        skip(TEST, &missing);
+        return;
+    }
+    let p = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    let onnx = p.home.join("mnist2.onnx");
+    p.run(&[
+        "models",
+        "export",
+        "mnist@2",
+        "--format",
+        "onnx",
+        "-o",
+        onnx.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    let data = t10k();
+    let images = &data.images[..BROWSER_IMAGES];
+    let inputs: Vec<[f32; INPUT]> = images.iter().map(preprocessed).collect();
+    let inputs_path = p.home.join("inputs.f32");
+    write_f32s(&inputs_path, &inputs);
+    let out = Command::new("node")
+        .arg(browser_dir().join("onnx.mjs"))
+        .args([&onnx, &inputs_path])
+        .current_dir(browser_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node tests/browser/onnx.mjs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tests/browser/onnx.mjs: {stderr}");
+    let reply: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    let in_browser = reply["probabilities"].as_array().expect("probabilities");
+    assert_eq!(in_browser.len(), BROWSER_IMAGES);
+
+    let idx = p.home.join("test.idx3");
+    std::fs::write(&idx, idx3(images)).unwrap();
+    let predicted = p
+        .run(&[
+            "predict",
+            "--json",
+            "--model",
+            "mnist@2",
+            idx.to_str().unwrap(),
+        ])
+        .expect_code(0)
+        .json_lines();
+    let mut worst = 0.0f32;
+    for (ours, theirs) in predicted.iter().zip(in_browser) {
+        let (ours, theirs) = (
+            ours["probabilities"].as_array().unwrap(),
+            theirs.as_array().unwrap(),
+        );
+        assert_eq!(theirs.len(), CLASSES);
+        for (a, b) in ours.iter().zip(theirs) {
+            worst = worst.max((a.as_f64().unwrap() as f32 - b.as_f64().unwrap() as f32).abs());
+        }
+    }
+    println!(
+        "onnxruntime-web in Chromium: largest difference {worst:e} over {BROWSER_IMAGES} images"
+    );
+    assert!(worst <= TOLERANCE, "probabilities differ by {worst}");
+}
+
+/// `rows` as little-endian float32, one after the other.
+fn write_f32s(path: &Path, rows: &[[f32; INPUT]]) {
+    let bytes: Vec<u8> = rows
+        .as_flattened()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(path, bytes).unwrap();
 }
 
 /// Runs `tests/onnx/run.py`: the file checked by `onnx.checker` and run by onnxruntime on
