@@ -7,7 +7,8 @@
 //! - [`train`]: `pismo train`, a training session with live progress.
 //! - [`eval`]: `pismo eval`, accuracy and confusion matrix on labelled IDX images.
 //! - [`predict`]: `pismo predict`, digits of PNG or IDX3 files of any size.
-//! - [`models`]: `pismo models list|show|alias|unalias|delete`, the model registry.
+//! - [`models`]: `pismo models list|show|alias|unalias|delete|quantize|export`, the model
+//!   registry.
 //! - [`runs`]: `pismo runs list|show|log`, the run records.
 //! - [`data`]: `pismo data fetch|verify`, the MNIST files; `pismo data drawn list|export|import`,
 //!   the corrected drawings.

@@ -1,4 +1,4 @@
-//! `pismo models`: list, show, alias, unalias, delete and quantize the models of a registry
+//! `pismo models`: list, show, alias, unalias, delete, quantize and export the models of a registry
 //! (`pismo_core::host::registry`, which owns the file layout, the reference grammar and the
 //! locking; this module only prints).
 //!
@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use argh::FromArgs;
+use pismo_core::host::model::AnyMlp;
 use pismo_core::host::registry::{Entry, ModelId, OwnedMeta, Registry};
 use pismo_core::mlp::{CLASSES, INPUT};
 
@@ -30,6 +31,7 @@ enum Command {
     Unalias(Unalias),
     Delete(Delete),
     Quantize(Quantize),
+    Export(Export),
 }
 
 /// List every model with its aliases, size and metrics.
@@ -120,12 +122,77 @@ struct Quantize {
     json: bool,
 }
 
+/// Write an f32 model to a file another runtime reads: `--format onnx` is standard ONNX
+/// (Gemm, Relu, Softmax; input float32[N,784] as pismo's network reads it, outputs
+/// `probabilities` and `logits` float32[N,10]).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "export")]
+struct Export {
+    /// the f32 model: NAME, NAME@VERSION or NAME@ALIAS
+    #[argh(positional)]
+    model: String,
+    /// the file format: onnx
+    #[argh(option)]
+    format: String,
+    /// the file to write (replaced atomically if it exists)
+    #[argh(option, short = 'o')]
+    output: PathBuf,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+}
+
+/// The formats `pismo models export` writes.
+const EXPORT_FORMATS: [&str; 1] = ["onnx"];
+
+fn export(a: Export) -> Result<(), CliError> {
+    use pismo_core::host::onnx;
+    if !EXPORT_FORMATS.contains(&a.format.as_str()) {
+        return Err(CliError::usage(format!(
+            "unknown export format `{}`: the formats are {}",
+            a.format,
+            EXPORT_FORMATS.join(", ")
+        )));
+    }
+    let registry = crate::registry(&a.registry);
+    let (id, bytes) = registry.load(Some(&a.model))?;
+    let (model, file) =
+        AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {id}: {e}")))?;
+    let reference = id.to_string();
+    let out = onnx::export(&model, &reference).map_err(|e| {
+        let parent = if file.meta.parent.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; export its f32 parent instead: pismo models export {} --format onnx -o FILE",
+                file.meta.parent
+            )
+        };
+        CliError::Failed(format!("{reference}: {e}{parent}"))
+    })?;
+    pismo_core::host::atomic::replace_atomic(&a.output, &out)
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", a.output.display())))?;
+    let input = if model.deskew() {
+        "deskewed first (the graph does not deskew)"
+    } else {
+        "as preprocessed"
+    };
+    crate::out_line(&format!(
+        "wrote {} ({} bytes): ONNX opset {} of {reference}, input `{}` float32[N,784] {input}, outputs `{}` and `{}` float32[N,10]",
+        a.output.display(),
+        out.len(),
+        onnx::OPSET,
+        onnx::INPUT_NAME,
+        onnx::PROBABILITIES,
+        onnx::LOGITS,
+    ))
+}
+
 /// Images used to calibrate the int8 activation scale.
 const CALIBRATION_IMAGES: usize = 2000;
 
 fn quantize(a: Quantize) -> Result<(), CliError> {
     use pismo_core::host::mnist::{self, Split};
-    use pismo_core::host::model::AnyMlp;
     let registry = crate::registry(&a.registry);
     let (parent_id, bytes) = registry.load(Some(&a.model))?;
     let (model, file) =
@@ -220,6 +287,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             crate::out_line(&format!("deleted {id}"))
         }
         Command::Quantize(a) => quantize(a),
+        Command::Export(a) => export(a),
     }
 }
 

@@ -4,6 +4,7 @@ mod cli;
 mod corrections;
 mod draw;
 mod firmware;
+mod onnx;
 mod preprocess;
 mod quant;
 mod serve;

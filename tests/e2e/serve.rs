@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use pismo_tests::{train_tiny_model, Pismo};
 
 /// One `Connection: close` request; returns the whole response as text.
-fn request(addr: &str, head: &str, body: &[u8]) -> String {
+pub(crate) fn request(addr: &str, head: &str, body: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect to pismo serve");
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))

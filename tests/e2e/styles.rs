@@ -22,7 +22,10 @@ const MIN_PERCENT: usize = 90;
 fn the_styles_set_drawn_on_the_page_is_recognised() {
     let missing = missing_tools();
     if !missing.is_empty() {
-        skip(&missing);
+        skip(
+            "the styles test on the page (tests/e2e/styles.rs)",
+            &missing,
+        );
         return;
     }
     let p = Pismo::new();

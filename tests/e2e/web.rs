@@ -19,6 +19,7 @@ use pismo_core::host::runs::{Runs, Status};
 use pismo_tests::{full_mnist, workspace_root, Pismo};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+const WEB_TEST: &str = "the web page test (tests/e2e/web.rs)";
 
 /// What the browser test needs and this machine lacks.
 pub(crate) fn missing_tools() -> Vec<String> {
@@ -48,17 +49,18 @@ pub(crate) fn browser_dir() -> PathBuf {
     workspace_root().join("tests").join("browser")
 }
 
-/// Prints a SKIPPED banner, or panics when `PISMO_REQUIRE_BROWSER=1`.
-pub(crate) fn skip(missing: &[String]) {
+/// Prints a SKIPPED banner naming `test`, e.g. "the web page test (tests/e2e/web.rs)", or
+/// panics when `PISMO_REQUIRE_BROWSER=1`.
+pub(crate) fn skip(test: &str, missing: &[String]) {
     let required = std::env::var("PISMO_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
     assert!(
         !required,
-        "PISMO_REQUIRE_BROWSER=1 but the browser test cannot run; missing: {}",
+        "PISMO_REQUIRE_BROWSER=1 but {test} cannot run; missing: {}",
         missing.join(", ")
     );
     eprintln!(
         "\n##########################################################################\n\
-         SKIPPED: the web page test in Chromium (tests/e2e/web.rs); missing:\n  {}\n\
+         SKIPPED: {test} in Chromium; missing:\n  {}\n\
          ##########################################################################\n",
         missing.join("\n  ")
     );
@@ -82,11 +84,14 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
 fn the_page_draws_trains_and_compares_in_chromium() {
     let missing = missing_tools();
     if !missing.is_empty() {
-        skip(&missing);
+        skip(WEB_TEST, &missing);
         return;
     }
     let Some(data) = full_mnist() else {
-        skip(&["the full MNIST in data/mnist (scripts/fetch-mnist)".to_owned()]);
+        skip(
+            WEB_TEST,
+            &["the full MNIST in data/mnist (scripts/fetch-mnist)".to_owned()],
+        );
         return;
     };
 

@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: a model of any supported hidden size chosen at run time ([`model::AnyMlp`]),
 //!   loaded from or encoded to the model file.
+//! - [`onnx`]: an f32 model as a standard ONNX file (Gemm, Relu, Softmax).
 //! - [`team`]: the threads of one training run, each owning a block of hidden units.
 //! - [`trainer`]: mini-batch training over epochs on all cores, with progress events.
 //! - [`mnist`]: MNIST files on disk (raw or gzip, SHA-256 checked) and fetching them.
@@ -29,6 +30,7 @@ pub mod image;
 pub mod kernels;
 pub mod mnist;
 pub mod model;
+pub mod onnx;
 pub mod pen;
 pub mod preview;
 mod process;

@@ -191,6 +191,20 @@ impl AnyMlp {
         }
     }
 
+    /// The f32 parameters as flat slices (see [`F32Tensors`]), or `None` for an int8 model.
+    pub fn f32_tensors(&self) -> Option<F32Tensors<'_>> {
+        match &self.weights {
+            Weights::Int8(_) => None,
+            f => Some(each!(f, m => F32Tensors {
+                hidden: hidden_of(&**m) as usize,
+                w1: m.w1.as_flattened(),
+                b1: &m.b1,
+                w2: m.w2.as_flattened(),
+                b2: &m.b2,
+            })),
+        }
+    }
+
     /// An int8 model's view, deskewing as this model does.
     fn view<'a>(&self, q: &'a QOwned) -> QView<'a> {
         q.view().with_deskew(self.deskew)
@@ -272,6 +286,21 @@ impl AnyMlp {
             deskew: self.deskew,
         })
     }
+}
+
+/// An f32 model's parameters, borrowed as flat row-major slices in [`Mlp`]'s layout.
+#[derive(Clone, Copy, Debug)]
+pub struct F32Tensors<'a> {
+    /// Hidden units `H`.
+    pub hidden: usize,
+    /// `(INPUT, H)`, input-major: `w1[i * H + h]` weighs pixel `i` into hidden unit `h`.
+    pub w1: &'a [f32],
+    /// `(H)`
+    pub b1: &'a [f32],
+    /// `(CLASSES, H)`: `w2[k * H + h]` weighs hidden unit `h` into output `k`.
+    pub w2: &'a [f32],
+    /// `(CLASSES)`
+    pub b2: &'a [f32],
 }
 
 /// Deskewed copies of images given as bytes ([`crate::deskew::deskew_bytes`]).
