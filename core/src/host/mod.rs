@@ -22,6 +22,7 @@
 //! - [`devsets`]: the named sets models are measured on (MNIST, scans, canvas drawings).
 //! - [`preview`]: a contact sheet of model inputs (PNG), to look at training data.
 //! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
+//! - [`tune`]: `pismo tune`'s search space, TPE sampler, successive halving and journal.
 pub mod atomic;
 pub mod corpora;
 pub mod devsets;
@@ -42,6 +43,7 @@ pub mod session;
 pub mod synth;
 pub mod team;
 pub mod trainer;
+pub mod tune;
 
 /// A zeroed value on the heap, never on the stack: `Mlp<1024>` is 3 MB, more than a thread's
 /// stack. (`bytemuck` does the one allocation with the right layout, without `unsafe` here.)

@@ -1,0 +1,407 @@
+//! A study's storage: an append-only journal of events, behind the small [`StudyStore`]
+//! interface so that another store (a database shared by many machines) can hold it later.
+//!
+//! [`FileJournal`] keeps one JSON event per line in `<dir>/<study>.jsonl`, each fsynced
+//! before the trial goes on, and holds an exclusive OS lock on it while a study runs (a
+//! second `pismo tune` on the same study is refused, not interleaved). After a kill -9 the
+//! last line may be torn: it is dropped when the journal is opened (it was never
+//! acknowledged); a bad line anywhere else is corruption and an error.
+//!
+//! [`Replay`] rebuilds a study from its events: finished trials (kept), trials that started
+//! but never ended (to run again from the start: their epochs' scores are not counted), and
+//! the next trial number.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// How a trial ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    /// Trained to the last epoch (or stopped early by its patience).
+    Complete,
+    /// Stopped at a rung by successive halving.
+    Pruned,
+    /// Its run failed (the error is in its run record).
+    Failed,
+}
+
+/// One event of a study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum JournalEvent {
+    /// The study's settings, first in the journal.
+    Study {
+        /// Seed of every random choice of the study.
+        seed: u64,
+        /// The search space, as a space file holds it.
+        space: serde_json::Value,
+        /// Epochs of the first rung.
+        min_epochs: u32,
+        /// Successive halving's reduction factor.
+        eta: u32,
+        /// Epochs of a trial that is never stopped.
+        max_epochs: u32,
+    },
+    /// A trial began with these settings.
+    Started {
+        /// Trial number, from 0.
+        trial: u32,
+        /// Its settings by name.
+        values: BTreeMap<String, f64>,
+        /// Its run record.
+        run_id: String,
+    },
+    /// A trial's validation score at the end of an epoch.
+    Epoch {
+        /// Trial number.
+        trial: u32,
+        /// 1-based epoch.
+        epoch: u32,
+        /// Validation accuracy, 0..1.
+        score: f64,
+        /// Seconds since the study began (all sessions of it added up).
+        elapsed: f64,
+    },
+    /// A trial ended.
+    Ended {
+        /// Trial number.
+        trial: u32,
+        /// How.
+        state: TrialState,
+        /// Its best validation accuracy (none if it failed before an epoch ended).
+        score: Option<f64>,
+        /// Epochs it trained.
+        epochs: u32,
+        /// Seconds since the study began.
+        elapsed: f64,
+    },
+}
+
+/// Why a study's storage failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Reading or writing failed.
+    Io(PathBuf, io::Error),
+    /// Another process runs this study.
+    Busy(PathBuf),
+    /// A line other than a torn last one does not parse.
+    Corrupt {
+        /// The journal.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Io(p, e) => write!(f, "study journal {}: {e}", p.display()),
+            StoreError::Busy(p) => write!(
+                f,
+                "study journal {} is in use by another `pismo tune`; wait for it or stop it",
+                p.display()
+            ),
+            StoreError::Corrupt { path, line, why } => write!(
+                f,
+                "study journal {} is corrupt at line {line}: {why}",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where a study's events are kept: a journal file today, a shared database later.
+pub trait StudyStore: Send {
+    /// Every event so far, in order.
+    fn events(&mut self) -> Result<Vec<JournalEvent>, StoreError>;
+    /// Appends one event durably (it survives a crash once this returns).
+    fn append(&mut self, event: &JournalEvent) -> Result<(), StoreError>;
+}
+
+/// A study journal file, locked while open.
+#[derive(Debug)]
+pub struct FileJournal {
+    path: PathBuf,
+    file: File,
+}
+
+impl FileJournal {
+    /// The journal of study `name` in `dir` (created if missing), locked for this process.
+    pub fn open(dir: &Path, name: &str) -> Result<FileJournal, StoreError> {
+        let path = dir.join(format!("{name}.jsonl"));
+        let io_err = |e| StoreError::Io(path.clone(), e);
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Busy(path)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        let mut journal = FileJournal { path, file };
+        journal.drop_torn_tail()?;
+        Ok(journal)
+    }
+
+    /// Whether the journal holds no event yet.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| StoreError::Io(self.path.clone(), e))?
+            .len();
+        Ok(len == 0)
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read_all(&mut self) -> Result<String, StoreError> {
+        let mut text = String::new();
+        self.file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| self.file.read_to_string(&mut text))
+            .map_err(|e| StoreError::Io(self.path.clone(), e))?;
+        Ok(text)
+    }
+
+    /// Cuts a last line that has no newline (a write a crash interrupted).
+    fn drop_torn_tail(&mut self) -> Result<(), StoreError> {
+        let text = self.read_all()?;
+        if text.is_empty() || text.ends_with('\n') {
+            return Ok(());
+        }
+        let keep = text.rfind('\n').map_or(0, |i| i + 1);
+        self.file
+            .set_len(keep as u64)
+            .and_then(|_| self.file.sync_all())
+            .map_err(|e| StoreError::Io(self.path.clone(), e))
+    }
+}
+
+impl StudyStore for FileJournal {
+    fn events(&mut self) -> Result<Vec<JournalEvent>, StoreError> {
+        let text = self.read_all()?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    line: i + 1,
+                    why: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    fn append(&mut self, event: &JournalEvent) -> Result<(), StoreError> {
+        let mut line = serde_json::to_string(event).expect("events serialise");
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|_| self.file.sync_data())
+            .map_err(|e| StoreError::Io(self.path.clone(), e))
+    }
+}
+
+/// A finished trial, as read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinishedTrial {
+    /// Trial number.
+    pub trial: u32,
+    /// Its settings.
+    pub values: BTreeMap<String, f64>,
+    /// Its run record.
+    pub run_id: String,
+    /// How it ended.
+    pub state: TrialState,
+    /// Its best validation accuracy.
+    pub score: Option<f64>,
+    /// Epochs it trained.
+    pub epochs: u32,
+    /// Its scores at the end of each epoch, in order.
+    pub curve: Vec<(u32, f64)>,
+}
+
+/// A trial that started and has not ended (yet).
+#[derive(Debug)]
+struct OpenTrial {
+    values: BTreeMap<String, f64>,
+    run_id: String,
+    curve: Vec<(u32, f64)>,
+}
+
+/// A study rebuilt from its events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Replay {
+    /// The study's settings event, if written.
+    pub study: Option<JournalEvent>,
+    /// Trials that ended, in the order they ended.
+    pub finished: Vec<FinishedTrial>,
+    /// Trials that started but never ended (a crash): run again from the start.
+    pub interrupted: Vec<(u32, BTreeMap<String, f64>)>,
+    /// The next unused trial number.
+    pub next_trial: u32,
+    /// Seconds the study has run over all its sessions.
+    pub elapsed: f64,
+}
+
+impl Replay {
+    /// Rebuilds a study from its events.
+    pub fn of(events: &[JournalEvent]) -> Replay {
+        let mut replay = Replay::default();
+        let mut open: BTreeMap<u32, OpenTrial> = BTreeMap::new();
+        for event in events {
+            match event {
+                JournalEvent::Study { .. } => replay.study = Some(event.clone()),
+                JournalEvent::Started {
+                    trial,
+                    values,
+                    run_id,
+                } => {
+                    replay.next_trial = replay.next_trial.max(trial + 1);
+                    let started = OpenTrial {
+                        values: values.clone(),
+                        run_id: run_id.clone(),
+                        curve: Vec::new(),
+                    };
+                    open.insert(*trial, started);
+                }
+                JournalEvent::Epoch {
+                    trial,
+                    epoch,
+                    score,
+                    elapsed,
+                } => {
+                    replay.elapsed = replay.elapsed.max(*elapsed);
+                    if let Some(t) = open.get_mut(trial) {
+                        t.curve.push((*epoch, *score));
+                    }
+                }
+                JournalEvent::Ended {
+                    trial,
+                    state,
+                    score,
+                    epochs,
+                    elapsed,
+                } => {
+                    replay.elapsed = replay.elapsed.max(*elapsed);
+                    if let Some(t) = open.remove(trial) {
+                        replay.finished.push(FinishedTrial {
+                            trial: *trial,
+                            values: t.values,
+                            run_id: t.run_id,
+                            state: *state,
+                            score: *score,
+                            epochs: *epochs,
+                            curve: t.curve,
+                        });
+                    }
+                }
+            }
+        }
+        replay.interrupted = open.into_iter().map(|(t, o)| (t, o.values)).collect();
+        replay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(trial: u32) -> JournalEvent {
+        JournalEvent::Started {
+            trial,
+            values: BTreeMap::from([("initial_lr".to_owned(), 0.01 * (trial + 1) as f64)]),
+            run_id: format!("run-{trial}"),
+        }
+    }
+
+    fn ended(trial: u32, score: f64) -> JournalEvent {
+        JournalEvent::Ended {
+            trial,
+            state: TrialState::Complete,
+            score: Some(score),
+            epochs: 3,
+            elapsed: 10.0 * trial as f64,
+        }
+    }
+
+    #[test]
+    fn replay_keeps_finished_trials_and_reruns_interrupted_ones() {
+        let events = vec![
+            started(0),
+            started(1),
+            JournalEvent::Epoch {
+                trial: 1,
+                epoch: 1,
+                score: 0.9,
+                elapsed: 4.0,
+            },
+            ended(0, 0.95),
+            started(2),
+        ];
+        let r = Replay::of(&events);
+        assert_eq!(r.finished.len(), 1);
+        assert_eq!(r.finished[0].trial, 0);
+        assert_eq!(
+            r.interrupted.iter().map(|t| t.0).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(r.next_trial, 3);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_a_corrupt_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = FileJournal::open(dir.path(), "s").unwrap();
+            j.append(&started(0)).unwrap();
+            j.append(&ended(0, 0.9)).unwrap();
+        }
+        let path = dir.path().join("s.jsonl");
+        // A crash in the middle of a write.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"event":"started","tri"#).unwrap();
+        drop(f);
+        {
+            let mut j = FileJournal::open(dir.path(), "s").unwrap();
+            assert_eq!(j.events().unwrap().len(), 2);
+            j.append(&started(1)).unwrap();
+            assert_eq!(j.events().unwrap().len(), 3);
+        }
+        // Garbage in the middle is not a torn write.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"ended\"", "\"endd\"", 1)).unwrap();
+        let err = FileJournal::open(dir.path(), "s")
+            .unwrap()
+            .events()
+            .unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_study_in_use_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = FileJournal::open(dir.path(), "busy").unwrap();
+        let err = FileJournal::open(dir.path(), "busy").unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+}

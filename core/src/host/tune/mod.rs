@@ -1,0 +1,11 @@
+//! `pismo tune`'s parts: a search space, the TPE sampler, successive halving and the study's
+//! journal. Each is usable on its own; the study driver puts them together.
+//!
+//! - [`space`]: which settings of `pismo train` vary and over what (a JSON space file).
+//! - [`tpe`]: the Tree-structured Parzen Estimator that picks each next point.
+//! - [`asha`]: asynchronous successive halving, which stops weak trials at epoch rungs.
+//! - [`journal`]: the append-only, fsynced record of a study, behind a small store interface.
+pub mod asha;
+pub mod journal;
+pub mod space;
+pub mod tpe;
