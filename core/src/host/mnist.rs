@@ -813,6 +813,38 @@ mod tests {
     }
 
     #[test]
+    fn downloaded_files_are_installed_raw_only_when_they_verify() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("mnist");
+        fs::create_dir(&dest).unwrap();
+        assert_eq!(missing(&dest), FILES);
+        let mut lines = Vec::new();
+        for known in [Split::Test.images(), Split::Test.labels()] {
+            install_file(&test_gz(known), &dest, known, &mut |l: &str| {
+                lines.push(l.to_owned())
+            })
+            .unwrap();
+        }
+        assert!(
+            lines.iter().all(|l| l.contains("decompressed")),
+            "{lines:?}"
+        );
+        assert_eq!(missing(&dest), FILES[..2]);
+        assert_eq!(load_split(&dest, Split::Test).unwrap(), load_test_gz());
+
+        // A download with one wrong bit is refused and leaves nothing under the final name.
+        let mut labels = raw_of(Split::Test.labels());
+        labels[8] ^= 1;
+        let bad = tmp.path().join("labels.part");
+        fs::write(&bad, &labels).unwrap();
+        fs::remove_file(dest.join(FILES[3].name)).unwrap();
+        let err = install_file(&bad, &dest, FILES[3], &mut |_: &str| {}).unwrap_err();
+        assert!(matches!(err, MnistError::Digest { .. }), "{err}");
+        assert!(!dest.join(FILES[3].name).exists());
+        assert!(bad.exists(), "the source is the caller's to remove");
+    }
+
+    #[test]
     fn dataset_debug_is_short() {
         let ds = load_test_gz();
         assert!(format!("{ds:?}").len() < 80);
