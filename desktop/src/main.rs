@@ -12,6 +12,7 @@
 //! - [`runs`]: `pismo runs list|show|log`, the run records.
 //! - [`data`]: `pismo data fetch|verify`, the MNIST files; `pismo data drawn list|export|import`,
 //!   the corrected drawings.
+//! - [`fetch`]: the download of `pismo data fetch` (mirrors, HTTPS, resuming, progress).
 //! - [`draw`]: `pismo draw`, a native window to draw digits and watch the prediction.
 //! - [`serve`]: `pismo serve`, the HTTP API and MLflow scoring protocol (`pismo-http`).
 //!
@@ -28,6 +29,7 @@
 mod data;
 mod draw;
 mod eval;
+mod fetch;
 mod models;
 mod predict;
 mod runs;

@@ -3,6 +3,7 @@
 mod cli;
 mod corrections;
 mod draw;
+mod fetch;
 mod firmware;
 mod onnx;
 mod preprocess;

