@@ -6,12 +6,19 @@
 //! - [`font`]: the embedded 5x7 bitmap font the frame's text uses.
 //! - `styles` (tests): the styles set drawn through the app state.
 //! - [`window`]: the minifb loop: mouse and keys in, frames out, only when something changed.
+//!
+//! All but the flags need the cargo feature `window` (default). Without it (the static
+//! binary of the container image), `pismo draw` says so and exits with status 1.
 
+#[cfg(feature = "window")]
 pub mod app;
+#[cfg(feature = "window")]
 pub mod font;
+#[cfg(feature = "window")]
 pub mod render;
-#[cfg(test)]
+#[cfg(all(test, feature = "window"))]
 mod styles;
+#[cfg(feature = "window")]
 pub mod window;
 
 use std::path::PathBuf;
@@ -30,6 +37,8 @@ const MAX_SCALE: u32 = 8;
     name = "draw",
     note = "Keys: mouse draws; Z undo; C, Backspace or right click clear; Tab / Shift+Tab next / previous model; S save the drawing as pismo-drawing-<time>.png; W then a digit 0-9: \"wrong? this is a …\", keeps the drawing with the right digit in the drawn folder (Esc cancels); Q or Esc quit.\nNeeds a display (X11 or Wayland); without one, use `pismo serve`."
 )]
+// Without the window the flags are still parsed (the same usage everywhere), then unused.
+#[cfg_attr(not(feature = "window"), allow(dead_code))]
 pub struct Args {
     /// model: NAME, NAME@VERSION or NAME@ALIAS (default: the `default` alias, else the
     /// newest model)
@@ -55,6 +64,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
             args.scale
         )));
     }
+    open_window(args)
+}
+
+/// Opens the window and runs it until it is closed.
+#[cfg(feature = "window")]
+fn open_window(args: Args) -> Result<(), CliError> {
     if !window::has_display() {
         return Err(CliError::failed(window::NO_DISPLAY));
     }
@@ -62,3 +77,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .with_drawn(crate::data::drawn_store(&args.drawn));
     window::run(app, args.scale)
 }
+
+/// This binary has no window: says so.
+#[cfg(not(feature = "window"))]
+fn open_window(_args: Args) -> Result<(), CliError> {
+    Err(CliError::failed(NO_WINDOW))
+}
+
+/// Why `pismo draw` cannot run in a binary built without the feature `window`.
+#[cfg(not(feature = "window"))]
+const NO_WINDOW: &str = "pismo draw is not available in this binary (built without the cargo \
+     feature `window`, as in the container image); use `pismo serve` and its web page";
