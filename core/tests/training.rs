@@ -10,9 +10,10 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
+use pismo_core::host::kernels::{level, Level};
 use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::{AnyMlp, Weights};
-use pismo_core::host::trainer::{self, EpochReport};
+use pismo_core::host::trainer::{self, EpochReport, Event};
 use pismo_core::host::{boxed_zeroed, team};
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::{Mlp, CLASSES, INPUT};
@@ -269,4 +270,36 @@ fn training_returns_the_best_epochs_weights_not_the_last() {
         best.val_loss
     );
     assert!(!close(got, last.val_loss), "{got} is the last epoch's");
+}
+
+/// The trainer's header line (the first line of `pismo train`) names the kernel copy that
+/// runs, one of those built for this architecture: on aarch64 the NEON one.
+#[test]
+fn the_header_names_the_kernel_copy_that_runs() {
+    let data = mnist_test_images(64);
+    let hyper = Hyper {
+        hidden_size: 16,
+        batch_size: 32,
+        epochs: 1,
+        val_size: 32,
+        ..Hyper::DEFAULT
+    };
+    let mut lines = Vec::new();
+    trainer::train(&hyper, &data, None, 1, &mut |e| {
+        if let Event::Log(line) = e {
+            lines.push(line.to_owned());
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let header = lines.first().expect("a header line");
+    assert!(
+        header.ends_with(&format!(", {} kernels", level().name())),
+        "{header}"
+    );
+    assert!(Level::BUILT.contains(&level()), "{:?}", level());
+    if cfg!(target_arch = "aarch64") {
+        assert_eq!(level(), Level::Neon);
+        assert!(header.ends_with(", neon kernels"), "{header}");
+    }
 }

@@ -1,4 +1,4 @@
-//! The trainer's hot loops, compiled three times and chosen at run time.
+//! The trainer's hot loops, compiled three times on x86-64 and chosen at run time.
 //!
 //! The math lives in [`crate::mlp`] as plain safe Rust written so the compiler vectorises it
 //! (contiguous `axpy`s, dots with independent accumulators), all `#[inline(always)]`. The
@@ -9,6 +9,11 @@
 //! deliberately not enabled: a fused multiply-add rounds differently from a multiply and an
 //! add, and a model must come out bit-identical on every machine and with any number of
 //! threads; these loops are bound by loads, not arithmetic.
+//!
+//! On aarch64 NEON is part of the baseline, so the generic body is the one copy and it is
+//! already vectorised with NEON ([`Level::Neon`]); no copy there uses `unsafe`. Hand-written
+//! NEON intrinsics were weighed against the compiler's code and left out (docs/ARCHITECTURE.md,
+//! "ARM").
 //!
 //! This module holds the only `unsafe` in pismo: calling a `#[target_feature]` function is
 //! `unsafe` because running AVX2 or AVX-512 instructions on a CPU without them is undefined;
@@ -53,7 +58,8 @@ macro_rules! dispatched {
                 Level::Avx512 => return unsafe { avx512$(::<$h>)?($($a),*) },
                 // SAFETY: `level` reported that the CPU supports AVX2.
                 Level::Avx2 => return unsafe { avx2$(::<$h>)?($($a),*) },
-                Level::Baseline => {}
+                // Neon is aarch64's only copy: not built here.
+                Level::Baseline | Level::Neon => {}
             }
             generic$(::<$h>)?($($a),*)
         }
@@ -63,25 +69,40 @@ macro_rules! dispatched {
 /// The vector instructions the [`dispatched!`] functions use, narrowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
-    /// SSE2 (every x86-64), or another architecture.
+    /// SSE2 (every x86-64), or an architecture with no copy of its own.
     Baseline,
     /// 256-bit AVX2.
     Avx2,
     /// 512-bit AVX-512 (F, BW and VL).
     Avx512,
+    /// 128-bit NEON (Advanced SIMD), which every aarch64 CPU has: on aarch64 the generic
+    /// body is the only copy, and the compiler vectorises it with NEON.
+    Neon,
 }
 
 impl Level {
+    /// The copies built for this architecture, narrowest first.
+    #[cfg(target_arch = "x86_64")]
+    pub const BUILT: &'static [Level] = &[Level::Baseline, Level::Avx2, Level::Avx512];
+    /// The copies built for this architecture: NEON is part of aarch64's baseline, so its
+    /// generic body is already the NEON copy (docs/ARCHITECTURE.md, "ARM").
+    #[cfg(target_arch = "aarch64")]
+    pub const BUILT: &'static [Level] = &[Level::Neon];
+    /// The copies built for this architecture: the generic body alone.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    pub const BUILT: &'static [Level] = &[Level::Baseline];
+
     /// Its name, as `PISMO_SIMD` takes it and `pismo train` prints it.
     pub fn name(self) -> &'static str {
         match self {
             Level::Baseline => "baseline",
             Level::Avx2 => "avx2",
             Level::Avx512 => "avx512",
+            Level::Neon => "neon",
         }
     }
 
-    /// The widest level this CPU runs, at most `cap`.
+    /// The widest level this CPU runs, at most `cap` (one of [`Self::BUILT`]).
     fn detect(cap: Level) -> Level {
         #[cfg(target_arch = "x86_64")]
         {
@@ -96,25 +117,26 @@ impl Level {
             }
         }
         let _ = cap;
-        Level::Baseline
+        // The narrowest copy, which every CPU of the architecture runs.
+        Level::BUILT[0]
     }
 }
 
 /// Which copy [`dispatched!`] functions run on this machine: the widest the CPU has, capped
-/// by `PISMO_SIMD=baseline|avx2|avx512` (to compare them, or to rule a copy out when chasing
-/// a bug; every copy gives a bit-identical model, which a test checks). An unknown value is
-/// ignored (no cap). The AVX-512 copy measured no faster than AVX2 on an AVX-512 Xeon
-/// (784-128-10 and 784-1024-10, docs/ARCHITECTURE.md, "Run-time SIMD dispatch"): these loops
-/// wait on loads, so it is there for the CPUs where wider loads do pay, at no cost elsewhere.
+/// by `PISMO_SIMD` naming one of [`Level::BUILT`] (`baseline|avx2|avx512` on x86-64, `neon`
+/// on aarch64), to compare them, or to rule a copy out when chasing a bug; every copy gives
+/// a bit-identical model, which a test checks. Another value is ignored (no cap). The
+/// AVX-512 copy measured no faster than AVX2 on an AVX-512 Xeon (784-128-10 and 784-1024-10,
+/// docs/ARCHITECTURE.md, "Run-time SIMD dispatch"): these loops wait on loads, so it is
+/// there for the CPUs where wider loads do pay, at no cost elsewhere.
 pub fn level() -> Level {
     static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
-        let cap = match std::env::var("PISMO_SIMD").as_deref() {
-            Ok("baseline") => Level::Baseline,
-            Ok("avx2") => Level::Avx2,
-            _ => Level::Avx512,
-        };
-        Level::detect(cap)
+        let widest = Level::BUILT[Level::BUILT.len() - 1];
+        let cap = std::env::var("PISMO_SIMD")
+            .ok()
+            .and_then(|v| Level::BUILT.iter().copied().find(|l| l.name() == v));
+        Level::detect(cap.unwrap_or(widest))
     })
 }
 
