@@ -74,7 +74,7 @@ fn exported_models_give_pismos_probabilities_in_onnxruntime() {
     let images = &data.images[..IMAGES];
     let idx = p.home.join("test.idx3");
     std::fs::write(&idx, idx3(images)).unwrap();
-    for (reference, id, deskews) in [("default", "mnist@3", true), ("tiny", "tiny@1", false)] {
+    for (reference, id, deskews) in [("default", "mnist@4", true), ("tiny", "tiny@1", false)] {
         let onnx = p.home.join(format!("{id}.onnx"));
         let onnx_arg = onnx.to_str().unwrap();
         let out = p.run(&[
@@ -185,7 +185,7 @@ fn the_servers_input_is_the_exported_graphs_input() {
         let (status, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
         assert!(status.starts_with("HTTP/1.1 200"), "{response}");
         let reply: Value = serde_json::from_str(body).expect("a JSON body");
-        assert_eq!(reply["model"], "mnist@3");
+        assert_eq!(reply["model"], "mnist@4");
         let floats = |key: &str| -> Vec<f32> {
             let values = reply[key]
                 .as_array()

@@ -390,7 +390,7 @@ mod tests {
         // The large winner digit, the help line and the preview are drawn.
         assert!(count(&pm, s, winner_rect(), colour::WINNER) > 500 * (s * s) as usize);
         assert!(count(&pm, s, help_rect(), colour::TEXT) > 800 * (s * s) as usize);
-        // The preview shows what the network saw (deskewed by `mnist@3`, so its ink is
+        // The preview shows what the network saw (deskewed by the default model, so its ink is
         // interpolated grey rather than pure white): bright pixels, not necessarily white.
         let bright = |rgb: [u8; 3]| rgb.iter().all(|&c| c > 128);
         assert!(count_where(&pm, s, preview_rect(), bright) > 9 * (s * s) as usize);
