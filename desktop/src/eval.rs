@@ -18,6 +18,7 @@ use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::verdict::{verdict_at, MIN_MARGIN, MIN_TOP};
 use serde::Serialize;
 
+use crate::progress::Counter;
 use crate::{text, CliError};
 
 /// Measure a model's accuracy on labelled images (default: the MNIST test split).
@@ -131,11 +132,17 @@ impl Tally {
     }
 }
 
-/// Evaluates `mlp` on a slice of images, one thread.
-fn tally(mlp: &AnyMlp, images: &[[u8; INPUT]], labels: &[u8]) -> Tally {
+/// Images between two moves of a progress bar.
+const PROGRESS_EVERY: usize = 250;
+
+/// Evaluates `mlp` on a slice of images, one thread, moving `progress` as it goes.
+fn tally(mlp: &AnyMlp, images: &[[u8; INPUT]], labels: &[u8], progress: &Counter) -> Tally {
     let mut t = Tally::default();
     let mut x = [0.0f32; INPUT];
-    for (image, &label) in images.iter().zip(labels) {
+    for (k, (image, &label)) in images.iter().zip(labels).enumerate() {
+        if k % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
+            progress.inc(PROGRESS_EVERY as u64);
+        }
         for (v, &b) in x.iter_mut().zip(image) {
             *v = f32::from(b) / 255.0;
         }
@@ -153,11 +160,17 @@ fn tally(mlp: &AnyMlp, images: &[[u8; INPUT]], labels: &[u8]) -> Tally {
         let p = z.map(|v| (f64::from(v - max).exp() / sum) as f32);
         t.scores.push((p, best == label));
     }
+    progress.inc((images.len() % PROGRESS_EVERY) as u64);
     t
 }
 
-/// Evaluates on `threads` threads (0 = all cores).
-pub(crate) fn tally_parallel(mlp: &AnyMlp, data: &Dataset, threads: usize) -> Tally {
+/// Evaluates on `threads` threads (0 = all cores), moving `progress` by one per image.
+pub(crate) fn tally_parallel(
+    mlp: &AnyMlp,
+    data: &Dataset,
+    threads: usize,
+    progress: &Counter,
+) -> Tally {
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -169,7 +182,7 @@ pub(crate) fn tally_parallel(mlp: &AnyMlp, data: &Dataset, threads: usize) -> Ta
             .images
             .chunks(per)
             .zip(data.labels.chunks(per))
-            .map(|(images, labels)| s.spawn(move || tally(mlp, images, labels)))
+            .map(|(images, labels)| s.spawn(move || tally(mlp, images, labels, progress)))
             .collect();
         let mut total = Tally::default();
         for job in jobs {
@@ -224,7 +237,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if data.is_empty() {
         return Err(CliError::failed(format!("{source}: no images")));
     }
-    let t = tally_parallel(&mlp, &data, args.threads);
+    let progress = Counter::start(&format!("eval {id}"), data.len() as u64, false);
+    let t = tally_parallel(&mlp, &data, args.threads, &progress);
+    progress.clear();
     let n = t.n();
     let accuracy = t.correct() as f64 / n as f64;
     let loss = t.loss / n as f64;
@@ -293,7 +308,9 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
     for name in names {
         let (data, what) = devsets::load(name, &mnist_dir, &corpora_dir)
             .map_err(|e| CliError::failed(e.to_string()))?;
-        let t = tally_parallel(mlp, &data, args.threads);
+        let progress = Counter::start(&format!("eval {id} on {name}"), data.len() as u64, false);
+        let t = tally_parallel(mlp, &data, args.threads, &progress);
+        progress.clear();
         let n = t.n();
         let accuracy = t.correct() as f64 / n.max(1) as f64;
         if args.json {

@@ -32,6 +32,7 @@ mod eval;
 mod fetch;
 mod models;
 mod predict;
+mod progress;
 mod runs;
 mod serve;
 mod text;

@@ -12,6 +12,7 @@ use pismo_core::host::model::AnyMlp;
 use pismo_core::host::registry::{Entry, ModelId, OwnedMeta, Registry};
 use pismo_core::mlp::{CLASSES, INPUT};
 
+use crate::progress::Counter;
 use crate::{text, CliError};
 
 /// Manage the model registry (versioned model files and aliases).
@@ -207,13 +208,19 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
         .quantize(calibration)
         .ok_or_else(|| CliError::Failed(format!("model {parent_id} is already int8")))?;
     let test = mnist::load_split(&dir, Split::Test).ok();
-    // Counted as `pismo eval` counts, on all cores.
+    // Counted as `pismo eval` counts, on all cores; the copy and its parent, one bar.
+    let progress = Counter::start(
+        &format!("measuring {name} and {parent_id} on MNIST test"),
+        2 * test.as_ref().map_or(0, |t| t.len()) as u64,
+        false,
+    );
     let accuracy = |m: &AnyMlp, d: &mnist::Dataset| {
-        let t = crate::eval::tally_parallel(m, d, 0);
+        let t = crate::eval::tally_parallel(m, d, 0, &progress);
         t.correct() as f32 / t.n().max(1) as f32
     };
     let test_accuracy = test.as_ref().map(|t| accuracy(&q, t));
     let parent_accuracy = test.as_ref().map(|t| accuracy(&model, t));
+    progress.clear();
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

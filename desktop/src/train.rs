@@ -6,7 +6,6 @@
 //! place (epoch, batch bar, ETA). The result goes to stdout: a short summary, or with
 //! `--json` one `{"event":"epoch",…}` object per epoch and a final `{"event":"done",…}`.
 
-use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,6 +20,7 @@ use pismo_core::host::trainer::{EpochReport, Event, TrainError};
 use pismo_core::hyper::{Hyper, Metrics};
 use serde::Serialize;
 
+use crate::progress::Counter;
 use crate::{text, CliError};
 
 /// Train a model on MNIST, record the run and register the model.
@@ -210,12 +210,12 @@ struct Done<'a> {
 
 /// What stderr shows while training.
 struct Progress {
-    /// Draw the in-place progress line (stderr is a terminal and not `--quiet`).
+    /// Show a bar of each epoch's batches (not `--quiet`; only on a terminal).
     live: bool,
     /// Print the run id, log lines and epoch lines (not `--quiet`).
     lines: bool,
-    /// Whether a progress line is on screen now.
-    drawn: bool,
+    /// The bar of the epoch in progress, and that epoch.
+    bar: Option<(u32, Counter)>,
     /// Epochs of the run.
     epochs: u32,
     /// When the current epoch started.
@@ -226,9 +226,8 @@ struct Progress {
 
 impl Progress {
     fn clear(&mut self) {
-        if self.drawn {
-            eprint!("\r\x1b[K");
-            self.drawn = false;
+        if let Some((_, bar)) = self.bar.take() {
+            bar.clear();
         }
     }
 
@@ -243,26 +242,29 @@ impl Progress {
         if !self.live || total == 0 {
             return;
         }
+        if self.bar.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.clear();
+            let bar = Counter::start(
+                &format!("epoch {epoch}/{}", self.epochs),
+                total as u64,
+                false,
+            );
+            self.bar = Some((epoch, bar));
+        }
+        let Some((_, bar)) = &self.bar else { return };
+        // The bar's own ETA is this epoch's; the message adds the whole run's.
         let fraction = done as f64 / total as f64;
         let elapsed = self.epoch_start.elapsed().as_secs_f64();
-        let eta = if done == 0 {
-            None
-        } else {
-            let this_epoch = elapsed / fraction;
-            let per_epoch = self.last_epoch_seconds.unwrap_or(this_epoch);
-            Some(this_epoch - elapsed + per_epoch * f64::from(self.epochs.saturating_sub(epoch)))
-        };
-        const WIDTH: usize = 24;
-        let filled = ((fraction * WIDTH as f64) as usize).min(WIDTH);
-        let bar: String = "#".repeat(filled) + &"-".repeat(WIDTH - filled);
-        eprint!(
-            "\r\x1b[Kepoch {epoch}/{}  [{bar}] {:3.0}%  eta {}",
+        let this_epoch = elapsed / fraction.max(1e-9);
+        let per_epoch = self.last_epoch_seconds.unwrap_or(this_epoch);
+        let run_eta =
+            this_epoch - elapsed + per_epoch * f64::from(self.epochs.saturating_sub(epoch));
+        bar.set_message(format!(
+            "epoch {epoch}/{} (run eta {})",
             self.epochs,
-            fraction * 100.0,
-            eta.map_or_else(|| "…".to_owned(), text::duration)
-        );
-        let _ = std::io::stderr().flush();
-        self.drawn = true;
+            text::duration(run_eta)
+        ));
+        bar.set_position(done as u64);
     }
 
     fn epoch(&mut self, r: &EpochReport) {
@@ -300,9 +302,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let registry = crate::registry(&args.registry);
     let runs = crate::runs(&args.runs);
     let mut progress = Progress {
-        live: !args.quiet && std::io::stderr().is_terminal(),
+        live: !args.quiet,
         lines: !args.quiet,
-        drawn: false,
+        bar: None,
         epochs: hyper.epochs,
         epoch_start: Instant::now(),
         last_epoch_seconds: None,

