@@ -560,14 +560,16 @@ fn predict_says_not_sure_for_a_blend_of_two_digits() {
     let t = t10k();
     // A clear 7 (t10k #0) and the blend, in one IDX file.
     let file = write(&p, "two.idx3", &idx3(&[t.images[0], blend]));
-    let out = p.run(&["predict", "--registry", models, &file]);
+    // The blend was found with mnist@1: ask the same model.
+    let model = ["--registry", models, "--model", "mnist@1"];
+    let out = p.run(&[&["predict"][..], &model, &[&file]].concat());
     out.expect_code(0);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(lines[0].starts_with("two.idx3#0: 7 ("), "{}", out.stdout);
     let unsure = format!("two.idx3#1: not sure: {first} or {second}? (");
     assert!(lines[1].starts_with(&unsure), "{}", out.stdout);
 
-    let out = p.run(&["predict", "--registry", models, "--json", &file]);
+    let out = p.run(&[&["predict"][..], &model, &["--json", &file]].concat());
     out.expect_code(0);
     let lines = out.json_lines();
     assert_eq!(lines[0]["sure"], true);

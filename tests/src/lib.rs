@@ -10,7 +10,7 @@
 //! - [`train_tiny_model`]: a small model trained on the MNIST test images of `tests/data`
 //!   through the library, for tests that need *a* model without the 47 MB training set.
 //! - [`drawn_digit_png`]: an MNIST digit scaled up onto a white canvas, as a user would draw it.
-//! - [`ambiguous_blend`]: a blend of two MNIST digits that the shipped model is unsure about.
+//! - [`ambiguous_blend`]: a blend of two MNIST digits that the shipped `mnist@1` is unsure about.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -152,7 +152,7 @@ pub fn drawn_digit_png(pixels: &[u8; 784], side: usize) -> Vec<u8> {
     pismo_core::host::image::encode_png(&img)
 }
 
-/// A 28x28 image the shipped default model is unsure about, with its two candidates: the
+/// A 28x28 image the shipped `mnist@1` is unsure about, with its two candidates: the
 /// first 50/50 blend of two MNIST test digits of different labels that
 /// `pismo_core::verdict` calls unsure (found by the library, then asked of the CLI).
 pub fn ambiguous_blend() -> ([u8; 784], [usize; 2]) {
