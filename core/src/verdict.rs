@@ -16,7 +16,7 @@
 //! at 0.90 it flagged up to 14.5 %), and checked again for the default `mnist@3`: at 0.80 it
 //! flags 2.0–6.0 % of the answers, catches 62–80 % of its errors, and 98.7–99.8 % of its sure
 //! answers are right (at 0.70: 49–70 % caught; at 0.90: up to 10.8 % flagged), and for the
-//! default `mnist@4`: at 0.80 it flags 1.3–6.6 % of the answers, catches 33–92 % of its
+//! default `mnist-int8@4`: at 0.80 it flags 1.3–6.3 % of the answers, catches 33–83 % of its
 //! errors (optdigits-cv has only 3) and 99.2–99.8 % of its sure answers are right. With a top
 //! threshold of 0.80 the lead of 0.60 is implied (the runner-up has at most 0.20 left); it
 //! is kept as its own constant so a model with another calibration can set it. Changing these two constants changes every

@@ -13,7 +13,6 @@ fn int8_and_f32_models_agree_on_the_mnist_test_images() {
         ("mnist@1", "mnist-int8@1"),
         ("mnist@2", "mnist-int8@2"),
         ("mnist@3", "mnist-int8@3"),
-        ("mnist@4", "mnist-int8@4"),
     ] {
         int8_agrees_with_its_parent(parent, int8);
     }

@@ -428,7 +428,7 @@ pub mod tests {
     #[test]
     fn scripted_strokes_of_a_seven_and_a_one_are_recognised() {
         let mut app = App::new(shipped(), None).expect("shipped model");
-        assert_eq!(app.model().to_string(), "mnist@4");
+        assert_eq!(app.model().to_string(), "mnist-int8@4");
         app.stroke(&SEVEN);
         app.update();
         assert_eq!(app.prediction().expect("ink").digit, 7);
