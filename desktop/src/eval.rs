@@ -115,6 +115,11 @@ impl Tally {
         self.confusion.iter().flatten().sum()
     }
 
+    /// Summed cross-entropy.
+    pub(crate) fn loss(&self) -> f64 {
+        self.loss
+    }
+
     pub(crate) fn correct(&self) -> u64 {
         (0..CLASSES).map(|i| self.confusion[i][i]).sum()
     }

@@ -1,4 +1,4 @@
-//! `pismo models`: list, show, alias, unalias, delete, quantize and export the models of a registry
+//! `pismo models`: list, show, alias, unalias, delete, quantize, join and export the models of a registry
 //! (`pismo_core::host::registry`, which owns the file layout, the reference grammar and the
 //! locking; this module only prints).
 //!
@@ -32,6 +32,7 @@ enum Command {
     Unalias(Unalias),
     Delete(Delete),
     Quantize(Quantize),
+    Join(Join),
     Export(Export),
 }
 
@@ -112,6 +113,29 @@ struct Quantize {
     /// name of the int8 model (default: the parent's name with `-int8`)
     #[argh(option)]
     name: Option<String>,
+    /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+    /// print the result as one JSON object
+    #[argh(switch)]
+    json: bool,
+}
+
+/// Join f32 models into one committee model (their hidden layers side by side, the mean of
+/// their outputs: still one hidden layer) and register it; e.g. the members of `pismo train
+/// --member K`. It is measured on the validation split the members share and on MNIST test.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "join")]
+struct Join {
+    /// the f32 models: NAME, NAME@VERSION or NAME@ALIAS (two or more)
+    #[argh(positional)]
+    models: Vec<String>,
+    /// name of the joined model
+    #[argh(option)]
+    name: String,
     /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
     #[argh(option)]
     data: Option<PathBuf>,
@@ -267,6 +291,161 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
     Ok(())
 }
 
+fn join(a: Join) -> Result<(), CliError> {
+    use pismo_core::host::mnist::{self, Dataset, Split};
+    use pismo_core::host::trainer::validation_split;
+    if a.models.len() < 2 {
+        return Err(CliError::usage("give two or more models to join"));
+    }
+    pismo_core::host::registry::validate_name(&a.name)?;
+    let registry = crate::registry(&a.registry);
+    let mut members = Vec::new();
+    for reference in &a.models {
+        let (id, bytes) = registry.load(Some(reference))?;
+        let (model, _) =
+            AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {id}: {e}")))?;
+        let meta = OwnedMeta::decode(&id, &bytes).map_err(CliError::Failed)?;
+        members.push((id, model, meta));
+    }
+    let models: Vec<&AnyMlp> = members.iter().map(|(_, m, _)| m).collect();
+    let joined = AnyMlp::committee(&models).map_err(|e| CliError::usage(e.to_string()))?;
+    let first = &members[0].2;
+    let dir = crate::data_dir(&a.data);
+    // The validation split is measured only when every member held out the same one.
+    let shared_split = members.iter().all(|(_, _, m)| {
+        m.hyper.seed == first.hyper.seed && m.hyper.val_size == first.hyper.val_size
+    }) && first.hyper.val_size > 0;
+    let validation = match shared_split {
+        true => {
+            let train = mnist::load_split(&dir, Split::Train)
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            let (idx, _) =
+                validation_split(train.len(), first.hyper.val_size as usize, first.hyper.seed);
+            Some(Dataset {
+                images: idx.iter().map(|&i| train.images[i as usize]).collect(),
+                labels: idx.iter().map(|&i| train.labels[i as usize]).collect(),
+            })
+        }
+        false => None,
+    };
+    let test = mnist::load_split(&dir, Split::Test).ok();
+    let sets: Vec<(&str, &Dataset)> =
+        [("validation", validation.as_ref()), ("test", test.as_ref())]
+            .into_iter()
+            .filter_map(|(name, d)| d.map(|d| (name, d)))
+            .collect();
+    let images: usize = sets.iter().map(|(_, d)| d.len()).sum();
+    let progress = Counter::start(
+        &format!("measuring {} and its {} members", a.name, members.len()),
+        (images * (members.len() + 1)) as u64,
+        false,
+    );
+    // (loss, accuracy) of the joined model and each member, per set.
+    let measure = |m: &AnyMlp, d: &Dataset| {
+        let t = crate::eval::tally_parallel(m, d, 0, &progress);
+        (
+            t.loss() / t.n().max(1) as f64,
+            t.correct() as f64 / t.n().max(1) as f64,
+        )
+    };
+    let scores: Vec<(&str, (f64, f64), Vec<f64>)> = sets
+        .iter()
+        .map(|&(name, d)| {
+            let each = models.iter().map(|m| measure(m, d).1).collect();
+            (name, measure(&joined, d), each)
+        })
+        .collect();
+    progress.clear();
+    let score = |set: &str| scores.iter().find(|(name, ..)| *name == set);
+    let metrics = pismo_core::hyper::Metrics {
+        epochs_run: members.iter().map(|(_, _, m)| m.metrics.epochs_run).sum(),
+        best_epoch: members
+            .iter()
+            .map(|(_, _, m)| m.metrics.best_epoch)
+            .max()
+            .unwrap_or(0),
+        train_loss: members
+            .iter()
+            .map(|(_, _, m)| m.metrics.train_loss)
+            .sum::<f32>()
+            / members.len() as f32,
+        val_loss: score("validation").map_or(f32::NAN, |(_, (l, _), _)| *l as f32),
+        val_accuracy: score("validation").map_or(f32::NAN, |(_, (_, a), _)| *a as f32),
+        test_accuracy: score("test").map(|(_, (_, a), _)| *a as f32),
+    };
+    let parent = members
+        .iter()
+        .map(|(id, ..)| id.to_string())
+        .collect::<Vec<_>>()
+        .join("+");
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut size = 0;
+    let id = registry.register(&a.name, &mut |version| {
+        let meta = pismo_core::format::Meta {
+            name: &a.name,
+            version,
+            created_unix: created,
+            hyper: pismo_core::hyper::Hyper {
+                hidden_size: joined.hidden_size(),
+                ..first.hyper
+            },
+            metrics,
+            run_id: "",
+            dataset: &first.dataset,
+            parent: &parent,
+            deskew: joined.deskew(),
+        };
+        let bytes = joined.encode(&meta);
+        size = bytes.len();
+        bytes
+    })?;
+    if a.json {
+        let sets: serde_json::Map<String, serde_json::Value> = scores
+            .iter()
+            .map(|(name, (loss, acc), each)| {
+                let v = serde_json::json!({"loss": loss, "accuracy": acc, "members": each});
+                ((*name).to_owned(), v)
+            })
+            .collect();
+        let v = serde_json::json!({
+            "model": id.to_string(), "members": parent, "bytes": size,
+            "hidden_size": joined.hidden_size(), "sets": sets,
+        });
+        return crate::out_line(&v.to_string());
+    }
+    crate::out_line(&format!(
+        "registered {id} ({size} bytes): 784-{}-10, the committee of {}",
+        joined.hidden_size(),
+        parent.replace('+', ", ")
+    ))?;
+    if !shared_split {
+        crate::out_line(
+            "validation split not measured: the members did not all hold out the same one \
+             (the same --seed and --val-size)",
+        )?;
+    }
+    for (name, (loss, acc), each) in &scores {
+        let what = match *name {
+            "validation" => format!(
+                "MNIST validation split (seed {}, {} images)",
+                first.hyper.seed, first.hyper.val_size
+            ),
+            _ => "MNIST test".to_owned(),
+        };
+        crate::out_line(&format!(
+            "{what}: joined {:.2} % (loss {loss:.4}), members {}",
+            acc * 100.0,
+            each.iter()
+                .map(|a| format!("{:.2} %", a * 100.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))?;
+    }
+    Ok(())
+}
+
 /// Runs `pismo models …`.
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
@@ -294,6 +473,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             crate::out_line(&format!("deleted {id}"))
         }
         Command::Quantize(a) => quantize(a),
+        Command::Join(a) => join(a),
         Command::Export(a) => export(a),
     }
 }

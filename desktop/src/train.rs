@@ -2,7 +2,7 @@
 //!
 //! Everything is checked before MNIST is loaded (hyperparameters, model name, aliases), so a
 //! typo is a usage error at once, not after the data loads. While training, stderr shows the
-//! run id, one line per epoch and, when stderr is a terminal, a progress line redrawn in
+//! run id, the run's log as it is written (one line per epoch among them) and, when stderr is a terminal, a progress line redrawn in
 //! place (epoch, batch bar, ETA). The result goes to stdout: a short summary, or with
 //! `--json` one `{"event":"epoch",…}` object per epoch and a final `{"event":"done",…}`.
 
@@ -34,7 +34,8 @@ pub struct Args {
     /// name to register the model under (default "mnist")
     #[argh(option, default = "String::from(\"mnist\")")]
     name: String,
-    /// hidden units: 16, 32, 64, 128, 256, 512, 1024 or 2048
+    /// hidden units: 16, 32, 64, 128, 256, 512, 1024, 2048 or 4096 (with --members, the
+    /// committee's total)
     #[argh(option)]
     hidden_size: Option<u32>,
     /// probability of dropping a hidden unit while training, 0 <= p < 1
@@ -108,6 +109,14 @@ pub struct Args {
     /// times each corrected drawing is seen per epoch (default 20)
     #[argh(option, default = "20")]
     extra_repeat: u32,
+    /// train this many networks, each of hidden-size/members units and its own seed, and
+    /// join them into one model whose output is their mean (default 1)
+    #[argh(option, default = "1")]
+    members: u32,
+    /// train only member K of a committee (seed + K, the validation split of seed), to join
+    /// later with `pismo models join`
+    #[argh(option, default = "0")]
+    member: u32,
     /// training threads; 0 = all cores (default 0)
     #[argh(option, default = "0")]
     threads: usize,
@@ -145,6 +154,8 @@ impl Args {
             oversample: self.oversample,
             extra: self.extra.clone(),
             extra_repeat: self.extra_repeat,
+            members: self.members,
+            member: self.member,
         };
         recipe
             .validate()
@@ -154,6 +165,9 @@ impl Args {
         }
         if self.shift.is_some() && !self.augment {
             return Err(CliError::usage("--shift needs --augment"));
+        }
+        if self.members == 0 {
+            return Err(CliError::usage("--members must be at least 1"));
         }
         Ok(recipe)
     }
@@ -294,6 +308,13 @@ pub fn help_defaults() -> String {
 pub fn run(args: Args) -> Result<(), CliError> {
     let hyper = args.hyper()?;
     let recipe = args.recipe()?;
+    if recipe.member_hidden(hyper.hidden_size).is_none() {
+        return Err(CliError::usage(format!(
+            "--hidden-size {} does not split into {} members of a supported hidden size \
+             (e.g. --hidden-size 4096 --members 2 trains two of 2048)",
+            hyper.hidden_size, recipe.members
+        )));
+    }
     validate_name(&args.name)?;
     for alias in &args.alias {
         validate_alias(alias)?;
@@ -312,12 +333,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
     progress.line(&format!("loading MNIST from {} …", data_dir.display()));
     let (train, test) = session::load_data(&data_dir).map_err(session_error)?;
-    if test.is_none() {
-        progress.line(&format!(
-            "MNIST test split not in {}: the model's test accuracy will not be measured",
-            data_dir.display()
-        ));
-    }
     let request = TrainRequest {
         name: args.name.clone(),
         hyper,
@@ -358,7 +373,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     }
                 }
                 SessionEvent::Registered { bytes: n, .. } => bytes = Some(n),
-                SessionEvent::Line(_) => {}
+                SessionEvent::Line(line) => progress.line(line),
             }
             ControlFlow::Continue(())
         },

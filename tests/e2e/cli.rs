@@ -515,6 +515,119 @@ fn every_kernel_copy_trains_bit_identical_weights() {
     }
 }
 
+/// `pismo train --members 2` is two networks trained apart (`--member 0` and `--member 1`,
+/// each half as wide) and joined by `pismo models join`: the same weights, the same figures.
+/// Member 0 is the plain run of the same seed, member 1 is another network.
+#[test]
+fn a_committee_is_its_members_trained_apart_and_joined() {
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let p = Pismo::new().with_data(&mnist);
+    let common = [
+        "--epochs",
+        "1",
+        "--val-size",
+        "56000",
+        "--augment",
+        "--seed",
+        "7",
+    ];
+    let train = |extra: &[&str]| {
+        let args: Vec<&str> = ["train"]
+            .iter()
+            .chain(&common)
+            .chain(extra)
+            .copied()
+            .collect();
+        let out = p.run(&args);
+        out.expect_code(0);
+        out
+    };
+    let out = train(&[
+        "--name",
+        "committee",
+        "--hidden-size",
+        "64",
+        "--members",
+        "2",
+    ]);
+    for line in [
+        "member 1/2: 784-32-10, seed 7",
+        "member 2/2: 784-32-10, seed 8",
+        "committee of 2 joined: 784-64-10",
+    ] {
+        assert!(out.stderr.contains(line), "{line} not in {}", out.stderr);
+    }
+    train(&["--name", "plain", "--hidden-size", "32"]);
+    train(&["--name", "part", "--hidden-size", "32", "--member", "0"]);
+    train(&["--name", "part", "--hidden-size", "32", "--member", "1"]);
+    let out = p.run(&[
+        "models", "join", "part@1", "part@2", "--name", "joined", "--json",
+    ]);
+    out.expect_code(0);
+    let v = &out.json_lines()[0];
+    assert_eq!(
+        (v["model"].as_str(), v["hidden_size"].as_u64()),
+        (Some("joined@1"), Some(64))
+    );
+    assert_eq!(v["members"], "part@1+part@2");
+    let validation = &v["sets"]["validation"];
+    assert_eq!(validation["members"].as_array().map(Vec::len), Some(2));
+
+    let file = |name: &str| std::fs::read(p.registry().join(name)).expect("model registered");
+    let (committee, joined) = (file("committee.v1.pismo"), file("joined.v1.pismo"));
+    let (committee, joined) = (
+        pismo_core::format::decode(&committee).unwrap(),
+        pismo_core::format::decode(&joined).unwrap(),
+    );
+    assert!(committee.tensors == joined.tensors, "the same weights");
+    assert_eq!(committee.meta.hyper.hidden_size, 64);
+    let (c, j) = (committee.meta.metrics, joined.meta.metrics);
+    assert_eq!(
+        (c.val_accuracy, c.test_accuracy),
+        (j.val_accuracy, j.test_accuracy)
+    );
+    assert!((validation["accuracy"].as_f64().unwrap() - f64::from(c.val_accuracy)).abs() < 1e-6);
+    let (plain, first, second) = (
+        file("plain.v1.pismo"),
+        file("part.v1.pismo"),
+        file("part.v2.pismo"),
+    );
+    fn tensors(b: &[u8]) -> pismo_core::format::Tensors<'_> {
+        pismo_core::format::decode(b).unwrap().tensors
+    }
+    assert!(
+        tensors(&plain) == tensors(&first),
+        "member 0 is the plain run"
+    );
+    assert!(
+        tensors(&first) != tensors(&second),
+        "member 1 is another network"
+    );
+
+    // What cannot be joined or split is a usage error.
+    let one = p.run(&["models", "join", "part@1", "--name", "x"]);
+    one.expect_code(2);
+    let odd = p.run(&["train", "--hidden-size", "64", "--members", "3"]);
+    odd.expect_code(2);
+    assert!(error_line(&odd).contains("members"), "{}", odd.stderr);
+    let both = p.run(&[
+        "train",
+        "--members",
+        "2",
+        "--member",
+        "1",
+        "--hidden-size",
+        "64",
+    ]);
+    both.expect_code(2);
+    p.run(&["models", "quantize", "part@1"]).expect_code(0);
+    let int8 = p.run(&["models", "join", "part@2", "part-int8@1", "--name", "x"]);
+    int8.expect_code(2);
+    assert!(error_line(&int8).contains("int8"), "{}", int8.stderr);
+}
+
 /// `pismo models quantize` registers an int8 child that `eval` and `predict` use like any
 /// model. Needs the MNIST training images for calibration (CI fetches them).
 #[test]

@@ -166,6 +166,7 @@ fn averaging_keeps_the_mean_of_the_epochs_weights() {
             distortion: Distortion::AFFINE,
             deskew: false,
             average,
+            member: 0,
         };
         params16(
             &trainer::train_set(&hyper, &set, None, 2, &mut quiet)

@@ -53,6 +53,10 @@ macro_rules! with_hidden {
                 const $h: usize = 2048;
                 Some($body)
             }
+            4096 => {
+                const $h: usize = 4096;
+                Some($body)
+            }
             _ => None,
         }
     };
@@ -79,6 +83,7 @@ pub enum Weights {
     H512(Box<Mlp<512>>),
     H1024(Box<Mlp<1024>>),
     H2048(Box<Mlp<2048>>),
+    H4096(Box<Mlp<4096>>),
 }
 
 macro_rules! each {
@@ -92,6 +97,7 @@ macro_rules! each {
             Weights::H512($m) => $body,
             Weights::H1024($m) => $body,
             Weights::H2048($m) => $body,
+            Weights::H4096($m) => $body,
             Weights::Int8(_) => unreachable!("int8 models are matched before each!"),
         }
     };
@@ -113,7 +119,7 @@ macro_rules! into_any {
     )*};
 }
 into_any!(16 => H16, 32 => H32, 64 => H64, 128 => H128, 256 => H256, 512 => H512, 1024 => H1024,
-          2048 => H2048);
+          2048 => H2048, 4096 => H4096);
 
 impl AnyMlp {
     /// All-zero parameters of `hidden` units, or `None` if the size is not supported.
@@ -272,6 +278,49 @@ impl AnyMlp {
         }
     }
 
+    /// The committee of `members` as one network: their hidden layers side by side and
+    /// their output layers averaged, so its logits are the mean of theirs, exactly (up to
+    /// rounding). It is an ordinary one-hidden-layer model of the members' total width,
+    /// which must be one of [`crate::hyper::HIDDEN_SIZES`]; the members must be f32 and
+    /// treat inputs alike (all deskew or none).
+    pub fn committee(members: &[&AnyMlp]) -> Result<AnyMlp, CommitteeError> {
+        let first = members.first().ok_or(CommitteeError::Empty)?;
+        let tensors = members
+            .iter()
+            .map(|m| m.f32_tensors().ok_or(CommitteeError::Int8))
+            .collect::<Result<Vec<_>, _>>()?;
+        if members.iter().any(|m| m.deskew != first.deskew) {
+            return Err(CommitteeError::Deskew);
+        }
+        let total: usize = tensors.iter().map(|t| t.hidden).sum();
+        let mut out = u32::try_from(total)
+            .ok()
+            .and_then(AnyMlp::zeroed)
+            .ok_or(CommitteeError::Width(total))?
+            .with_deskew(first.deskew);
+        let share = 1.0 / members.len() as f32;
+        each!(&mut out.weights, m => {
+            let mut at = 0;
+            for t in &tensors {
+                let h = t.hidden;
+                for (row, from) in m.w1.iter_mut().zip(t.w1.chunks_exact(h)) {
+                    row[at..at + h].copy_from_slice(from);
+                }
+                m.b1[at..at + h].copy_from_slice(t.b1);
+                for (row, from) in m.w2.iter_mut().zip(t.w2.chunks_exact(h)) {
+                    for (w, &v) in row[at..at + h].iter_mut().zip(from) {
+                        *w = share * v;
+                    }
+                }
+                for (b, &v) in m.b2.iter_mut().zip(t.b2) {
+                    *b += share * v;
+                }
+                at += h;
+            }
+        });
+        Ok(out)
+    }
+
     /// The int8 quantization of this f32 model, its hidden activation scale calibrated on
     /// `calibration` images: the 99.99th percentile of the hidden activations maps to 255.
     /// `None` for a model that is already int8.
@@ -287,6 +336,40 @@ impl AnyMlp {
         })
     }
 }
+
+/// Why models cannot be joined into one ([`AnyMlp::committee`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitteeError {
+    /// No members.
+    Empty,
+    /// A member is an int8 model.
+    Int8,
+    /// Some members deskew their inputs and some do not.
+    Deskew,
+    /// The members' total width is not a supported hidden size.
+    Width(usize),
+}
+
+impl std::fmt::Display for CommitteeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommitteeError::Empty => f.write_str("a committee needs at least one model"),
+            CommitteeError::Int8 => f.write_str(
+                "an int8 model cannot join a committee: join the f32 models, then quantize",
+            ),
+            CommitteeError::Deskew => {
+                f.write_str("the models treat inputs differently (some deskew, some do not)")
+            }
+            CommitteeError::Width(total) => write!(
+                f,
+                "the models have {total} hidden units together; a model has one of {}",
+                crate::hyper::HIDDEN_SIZES.map(|h| h.to_string()).join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CommitteeError {}
 
 /// An f32 model's parameters, borrowed as flat row-major slices in [`Mlp`]'s layout.
 #[derive(Clone, Copy, Debug)]
@@ -452,5 +535,60 @@ mod tests {
             );
             assert_eq!(back.logits(&x), m.logits(&x));
         }
+    }
+
+    fn seeded<const H: usize>(seed: u64) -> AnyMlp
+    where
+        Box<Mlp<H>>: IntoAny,
+    {
+        let mut m: Box<Mlp<H>> = boxed_zeroed();
+        m.init(&mut Rng::new(seed));
+        // Non-zero biases, so their averaging is checked too.
+        m.b1.iter_mut()
+            .enumerate()
+            .for_each(|(j, b)| *b = 0.01 * j as f32);
+        m.b2 = core::array::from_fn(|k| seed as f32 * 0.1 - k as f32 * 0.05);
+        m.into_any()
+    }
+
+    #[test]
+    fn a_committee_is_one_network_whose_logits_are_the_members_mean() {
+        let (a, b) = (seeded::<32>(1), seeded::<32>(2));
+        let joined = AnyMlp::committee(&[&a, &b]).unwrap();
+        assert_eq!(joined.hidden_size(), 64);
+        let mut rng = Rng::new(9);
+        for _ in 0..20 {
+            let x: [f32; INPUT] = core::array::from_fn(|_| rng.normal().abs().min(1.0));
+            let (za, zb, z) = (a.logits(&x), b.logits(&x), joined.logits(&x));
+            for k in 0..CLASSES {
+                let mean = 0.5 * (za[k] + zb[k]);
+                assert!((z[k] - mean).abs() <= 1e-4 * (1.0 + mean.abs()), "{z:?}");
+            }
+        }
+        // A committee of one is the model itself.
+        let alone = AnyMlp::committee(&[&a]).unwrap();
+        assert_eq!(alone.f32_tensors().unwrap().w1, a.f32_tensors().unwrap().w1);
+        assert_eq!(alone.logits(&[0.5; INPUT]), a.logits(&[0.5; INPUT]));
+    }
+
+    #[test]
+    fn a_committee_refuses_mixed_int8_and_odd_widths() {
+        let (a, b) = (seeded::<32>(1), seeded::<16>(2));
+        assert_eq!(AnyMlp::committee(&[]).unwrap_err(), CommitteeError::Empty);
+        assert_eq!(
+            AnyMlp::committee(&[&a, &b]).unwrap_err(),
+            CommitteeError::Width(48)
+        );
+        let skewed = seeded::<32>(3).with_deskew(true);
+        assert_eq!(
+            AnyMlp::committee(&[&a, &skewed]).unwrap_err(),
+            CommitteeError::Deskew
+        );
+        let q = a.quantize(&[[128u8; INPUT]]).unwrap();
+        assert_eq!(
+            AnyMlp::committee(&[&a, &q]).unwrap_err(),
+            CommitteeError::Int8
+        );
+        assert!(CommitteeError::Width(48).to_string().contains("4096"));
     }
 }

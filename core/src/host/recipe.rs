@@ -60,6 +60,12 @@ pub struct Recipe {
     pub extra: Vec<std::path::PathBuf>,
     /// Times each corrected drawing is seen per epoch (0: [`DEFAULT_EXTRA_REPEAT`]).
     pub extra_repeat: u32,
+    /// Networks trained side by side and joined into one model of their total width
+    /// ([`crate::host::model::AnyMlp::committee`]; 0 or 1: one network).
+    pub members: u32,
+    /// Which committee member a run of one network is (0: the first, or a network of its
+    /// own); see [`crate::host::trainer::TrainSet::member`].
+    pub member: u32,
 }
 
 impl Default for Recipe {
@@ -75,9 +81,14 @@ impl Default for Recipe {
             oversample: 0,
             extra: Vec::new(),
             extra_repeat: 0,
+            members: 0,
+            member: 0,
         }
     }
 }
+
+/// The most networks a committee may have.
+pub const MAX_MEMBERS: u32 = 16;
 
 /// Times each corrected drawing is seen per epoch unless the recipe says otherwise.
 pub const DEFAULT_EXTRA_REPEAT: u32 = 20;
@@ -146,6 +157,16 @@ impl Recipe {
                 "invalid oversample/extra_repeat: expected at most 100 / 1000",
             ));
         }
+        if self.members > MAX_MEMBERS || self.member >= 1000 {
+            return Err(RecipeError::Range(
+                "invalid members/member: expected at most 16 members, member below 1000",
+            ));
+        }
+        if self.members > 1 && self.member > 0 {
+            return Err(RecipeError::Range(
+                "member picks one network of a committee and members trains them all: give one",
+            ));
+        }
         if let Some(dir) = self.extra.iter().find(|d| !d.is_dir()) {
             return Err(RecipeError::NoFolder(dir.clone()));
         }
@@ -170,6 +191,19 @@ impl Recipe {
     /// `--augment`, inputs as they are.
     pub fn is_default(&self) -> bool {
         *self == Recipe::default()
+    }
+
+    /// Networks in the model (1 unless a committee).
+    pub fn committee_size(&self) -> u32 {
+        self.members.max(1)
+    }
+
+    /// The hidden units of each network of a model of `hidden` units: `hidden` divided among
+    /// the committee's members, or `None` if the share is not a supported hidden size.
+    pub fn member_hidden(&self, hidden: u32) -> Option<u32> {
+        let n = self.committee_size();
+        let each = hidden / n;
+        (each * n == hidden && crate::hyper::HIDDEN_SIZES.contains(&each)).then_some(each)
     }
 
     /// Makes the extra images and their parts. `train_idx` are MNIST's training (not

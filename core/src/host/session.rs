@@ -8,11 +8,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::format::Meta;
 use crate::host::mnist::{self, Dataset, MnistError, Split};
+use crate::host::model::AnyMlp;
 use crate::host::recipe::{Recipe, RecipeError};
 use crate::host::registry::{ModelId, Registry, RegistryError};
 use crate::host::runs::{Runs, RunsError, Status};
 use crate::host::trainer::{self, EpochReport, Event, Outcome, TrainError, TrainSet};
 use crate::hyper::{Hyper, Metrics};
+use crate::mlp::INPUT;
 
 /// What to train and where to put it.
 #[derive(Clone, Debug)]
@@ -125,6 +127,14 @@ pub fn run_with_data(
     for alias in &req.aliases {
         crate::host::registry::validate_alias(alias).map_err(SessionError::Registry)?;
     }
+    let members = req.recipe.committee_size();
+    let member_hidden =
+        req.recipe
+            .member_hidden(req.hyper.hidden_size)
+            .ok_or(SessionError::Recipe(RecipeError::Range(
+                "invalid members: the hidden size must split into members of a supported size \
+             (e.g. hidden_size 4096 with 2 members of 2048)",
+            )))?;
     let mut run = runs
         .create(&req.name, &req.hyper, dataset)
         .map_err(SessionError::Runs)?;
@@ -137,93 +147,51 @@ pub fn run_with_data(
             "MNIST test split not found: the model's test accuracy is not measured",
         );
     }
-    let (extra, parts) = if req.recipe.is_default() {
-        (
-            Dataset {
-                images: Vec::new(),
-                labels: Vec::new(),
-            },
-            Vec::new(),
-        )
-    } else {
+    if !req.recipe.is_default() {
         let recipe = serde_json::to_string(&req.recipe).unwrap_or_default();
         note(&mut run, on_event, &format!("recipe {recipe}"));
-        let started = std::time::Instant::now();
-        let (_, train_idx) =
-            trainer::validation_split(train.len(), req.hyper.val_size as usize, req.hyper.seed);
-        match req
-            .recipe
-            .build(train, &train_idx, req.hyper.seed, &req.corpora_dir)
-        {
-            Ok((extra, parts)) => {
-                let line = format!(
-                    "extra training data: {} in {:.1}s",
-                    parts
-                        .iter()
-                        .map(|p| format!("{} {}x{}", p.name, p.len, p.repeat))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    started.elapsed().as_secs_f32()
-                );
-                note(&mut run, on_event, &line);
-                (extra, parts)
-            }
+    }
+    let hyper = Hyper {
+        hidden_size: member_hidden,
+        ..req.hyper
+    };
+    let mut trained = Vec::new();
+    for k in 0..members {
+        let member = if members > 1 { k } else { req.recipe.member };
+        if members > 1 {
+            let line = format!(
+                "member {}/{members}: 784-{member_hidden}-10, seed {} (validation split of seed {})",
+                k + 1,
+                hyper.seed.wrapping_add(u64::from(member)),
+                hyper.seed
+            );
+            note(&mut run, on_event, &line);
+        }
+        let step_offset = k * hyper.epochs;
+        let one = Member {
+            hyper: &hyper,
+            member,
+            step_offset,
+        };
+        let outcome = match one.train(req, train, test, &mut run, &mut stop, on_event) {
+            Ok(o) => o,
             Err(e) => {
                 let msg = e.to_string();
                 note(&mut run, on_event, &format!("error: {msg}"));
                 run.finish(Status::Failed, Some(&msg));
-                return Err(SessionError::Recipe(e));
+                return Err(e);
             }
+        };
+        let cancelled = outcome.cancelled;
+        trained.push(outcome);
+        if cancelled {
+            break;
         }
-    };
-    let set = TrainSet {
-        mnist: train,
-        extra: &extra,
-        parts: &parts,
-        distortion: req.recipe.distortion(),
-        deskew: req.recipe.deskew,
-        average: req.recipe.average,
-    };
-    let result = trainer::train_set(&req.hyper, &set, test, req.threads, &mut |ev| {
-        match &ev {
-            Event::Log(line) => run.log_line(line),
-            Event::Epoch(r) => {
-                run.log_line(&epoch_line(r));
-                let step = r.epoch;
-                for (name, value) in [
-                    ("train_loss", r.train_loss),
-                    ("train_accuracy", r.train_accuracy),
-                    ("val_loss", r.val_loss),
-                    ("val_accuracy", r.val_accuracy),
-                    ("lr", r.lr),
-                    ("epoch_seconds", r.seconds),
-                ] {
-                    run.log_metric(step, name, value as f64);
-                }
-                for (part, value) in &r.parts {
-                    run.log_metric(step, &format!("accuracy_{part}"), *value as f64);
-                }
-            }
-            Event::Batch { .. } => {}
-        }
-        if stop {
-            return ControlFlow::Break(());
-        }
-        stop = on_event(SessionEvent::Train(ev)).is_break();
-        if stop {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    });
-    let outcome: Outcome = match result {
-        Ok(o) => o,
-        Err(e) => {
-            let msg = e.to_string();
-            note(&mut run, on_event, &format!("error: {msg}"));
-            run.finish(Status::Failed, Some(&msg));
-            return Err(SessionError::Train(e));
-        }
+    }
+    let outcome = if members > 1 {
+        join(req, &mut trained, train, test, members, &mut run, on_event)
+    } else {
+        trained.pop().expect("one network was trained")
     };
     let status = if outcome.cancelled {
         let epochs = outcome.metrics.epochs_run;
@@ -340,4 +308,185 @@ pub fn epoch_line(r: &EpochReport) -> String {
         r.seconds,
         if r.improved { "  *" } else { "" }
     )
+}
+
+/// One network of a session (the only one, or a committee member).
+struct Member<'a> {
+    /// The network's hyperparameters (its own hidden size).
+    hyper: &'a Hyper,
+    /// Its member index ([`TrainSet::member`]).
+    member: u32,
+    /// Added to its epochs in the run's metrics, so members' steps follow one another.
+    step_offset: u32,
+}
+
+impl Member<'_> {
+    /// Makes this member's extra data and trains it, logging to the run.
+    fn train(
+        &self,
+        req: &TrainRequest,
+        train: &Dataset,
+        test: Option<&Dataset>,
+        run: &mut crate::host::runs::RunWriter,
+        stop: &mut bool,
+        on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<Outcome, SessionError> {
+        let hyper = self.hyper;
+        let seed = hyper.seed.wrapping_add(u64::from(self.member));
+        let (extra, parts) = if req.recipe.is_default() {
+            (
+                Dataset {
+                    images: Vec::new(),
+                    labels: Vec::new(),
+                },
+                Vec::new(),
+            )
+        } else {
+            let started = std::time::Instant::now();
+            let (_, train_idx) =
+                trainer::validation_split(train.len(), hyper.val_size as usize, hyper.seed);
+            let (extra, parts) = req
+                .recipe
+                .build(train, &train_idx, seed, &req.corpora_dir)
+                .map_err(SessionError::Recipe)?;
+            let line = format!(
+                "extra training data: {} in {:.1}s",
+                parts
+                    .iter()
+                    .map(|p| format!("{} {}x{}", p.name, p.len, p.repeat))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                started.elapsed().as_secs_f32()
+            );
+            note(run, on_event, &line);
+            (extra, parts)
+        };
+        let set = TrainSet {
+            mnist: train,
+            extra: &extra,
+            parts: &parts,
+            distortion: req.recipe.distortion(),
+            deskew: req.recipe.deskew,
+            average: req.recipe.average,
+            member: self.member,
+        };
+        trainer::train_set(hyper, &set, test, req.threads, &mut |ev| {
+            match &ev {
+                Event::Log(line) => run.log_line(line),
+                Event::Epoch(r) => {
+                    run.log_line(&epoch_line(r));
+                    let step = self.step_offset + r.epoch;
+                    for (name, value) in [
+                        ("train_loss", r.train_loss),
+                        ("train_accuracy", r.train_accuracy),
+                        ("val_loss", r.val_loss),
+                        ("val_accuracy", r.val_accuracy),
+                        ("lr", r.lr),
+                        ("epoch_seconds", r.seconds),
+                    ] {
+                        run.log_metric(step, name, value as f64);
+                    }
+                    for (part, value) in &r.parts {
+                        run.log_metric(step, &format!("accuracy_{part}"), *value as f64);
+                    }
+                }
+                Event::Batch { .. } => {}
+            }
+            if *stop {
+                return ControlFlow::Break(());
+            }
+            *stop = on_event(SessionEvent::Train(ev)).is_break();
+            if *stop {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .map_err(SessionError::Train)
+    }
+}
+
+/// Joins a committee's trained members into one model and measures it on the validation
+/// split and the test set. Its metrics: the epochs of all members, the latest kept epoch
+/// among them, their mean training loss, and the joined model's own validation and test
+/// figures. A committee stopped before its last member finished keeps no model.
+fn join(
+    req: &TrainRequest,
+    trained: &mut Vec<Outcome>,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    members: u32,
+    run: &mut crate::host::runs::RunWriter,
+    on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+) -> Outcome {
+    let cancelled = trained.last().is_some_and(|o| o.cancelled);
+    let epochs_run = trained.iter().map(|o| o.metrics.epochs_run).sum();
+    let history: Vec<EpochReport> = trained
+        .iter_mut()
+        .flat_map(|o| o.history.drain(..))
+        .collect();
+    let complete =
+        trained.len() == members as usize && trained.iter().all(|o| o.metrics.best_epoch > 0);
+    let models: Vec<&AnyMlp> = trained.iter().map(|o| &o.model).collect();
+    let joined = if complete {
+        AnyMlp::committee(&models).ok()
+    } else {
+        None
+    };
+    let Some(model) = joined else {
+        note(
+            run,
+            on_event,
+            &format!(
+                "the committee has {} of its {members} members: no model is kept",
+                trained.iter().filter(|o| o.metrics.best_epoch > 0).count()
+            ),
+        );
+        let mut outcome = trained.pop().expect("a member was started");
+        outcome.metrics.best_epoch = 0;
+        outcome.metrics.epochs_run = epochs_run;
+        outcome.history = history;
+        outcome.cancelled = cancelled;
+        return outcome;
+    };
+    let (val_idx, _) =
+        trainer::validation_split(train.len(), req.hyper.val_size as usize, req.hyper.seed);
+    let val_images: Vec<[u8; INPUT]> = val_idx.iter().map(|&i| train.images[i as usize]).collect();
+    let val_labels: Vec<u8> = val_idx.iter().map(|&i| train.labels[i as usize]).collect();
+    let (val_loss, val_accuracy) = if val_images.is_empty() {
+        (f32::NAN, f32::NAN)
+    } else {
+        let (loss, correct) = model.evaluate(&val_images, &val_labels, req.threads);
+        let n = val_images.len() as f64;
+        ((loss / n) as f32, (correct as f64 / n) as f32)
+    };
+    let test_accuracy = test.map(|t| {
+        let (_, correct) = model.evaluate(&t.images, &t.labels, req.threads);
+        correct as f32 / t.len().max(1) as f32
+    });
+    let metrics = Metrics {
+        epochs_run,
+        best_epoch: trained
+            .iter()
+            .map(|o| o.metrics.best_epoch)
+            .max()
+            .unwrap_or(0),
+        train_loss: trained.iter().map(|o| o.metrics.train_loss).sum::<f32>() / members as f32,
+        val_loss,
+        val_accuracy,
+        test_accuracy,
+    };
+    let line = format!(
+        "committee of {members} joined: 784-{}-10, val loss {val_loss:.4} acc {:.2}%",
+        model.hidden_size(),
+        val_accuracy * 100.0
+    );
+    note(run, on_event, &line);
+    Outcome {
+        model,
+        metrics,
+        history,
+        cancelled,
+        stopped_early: false,
+    }
 }

@@ -98,6 +98,18 @@ pub struct TrainSet<'a> {
     /// Epochs over which the weights are averaged (0 or 1: no averaging; see the module
     /// docs).
     pub average: u32,
+    /// Which member of a committee this network is (0 for a network of its own): member `k`
+    /// draws its initial weights, order, dropout and distortions from `seed + k` and holds
+    /// out the validation split of `seed` itself, so every member of a committee is
+    /// validated on the same images ([`crate::host::model::AnyMlp::committee`]).
+    pub member: u32,
+}
+
+impl TrainSet<'_> {
+    /// The seed of this member's random choices other than the validation split.
+    pub fn member_seed(&self, seed: u64) -> u64 {
+        seed.wrapping_add(u64::from(self.member))
+    }
 }
 
 /// What the trainer reports while it runs. Return [`ControlFlow::Break`] from the callback
@@ -182,6 +194,7 @@ pub fn train(
         distortion: Distortion::AFFINE,
         deskew: false,
         average: 0,
+        member: 0,
     };
     train_set(hyper, &set, test, threads, on_event)
 }
@@ -280,7 +293,8 @@ where
     Box<Mlp<H>>: IntoAny,
 {
     let batch = hyper.batch_size as usize;
-    let mut rng = Rng::new(hyper.seed);
+    let seed = set.member_seed(hyper.seed);
+    let mut rng = Rng::new(seed);
     let mut current: Box<Mlp<H>> = boxed_zeroed();
     current.init(&mut rng);
     let mut best: Box<Mlp<H>> = boxed_zeroed();
@@ -345,7 +359,7 @@ where
         augment: hyper.augment,
         distortion: set.distortion,
         deskew: set.deskew && hyper.augment,
-        seed: hyper.seed,
+        seed,
     };
     let shared = team::shared(&current, src, team_threads, batch);
     std::thread::scope(|scope| {
@@ -359,7 +373,7 @@ where
             for (bi, idx) in train_idx.chunks(batch).enumerate() {
                 let dropout = Dropout {
                     rate: hyper.dropout_rate,
-                    seed: hyper.seed,
+                    seed,
                     step,
                 };
                 let (l, c) = team.step(idx, dropout, lr, hyper.momentum, hyper.reg_lambda);
