@@ -117,6 +117,16 @@ pub struct Dimension {
     pub domain: Domain,
 }
 
+impl Dimension {
+    /// The setting `name` over `domain`.
+    pub fn new(name: &str, domain: Domain) -> Dimension {
+        Dimension {
+            name: name.to_owned(),
+            domain,
+        }
+    }
+}
+
 /// A search space.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Space {
@@ -138,7 +148,7 @@ impl std::error::Error for SpaceError {}
 
 /// The settings a space may vary, with the range each accepts.
 const SETTINGS: &[(&str, f64, f64)] = &[
-    ("hidden_size", 16.0, 2048.0),
+    ("hidden_size", 16.0, 4096.0),
     ("dropout_rate", 0.0, 0.95),
     ("reg_lambda", 0.0, 100.0),
     ("initial_lr", 1e-6, 10.0),
@@ -160,10 +170,7 @@ impl Space {
     /// The default space: every setting of `pismo train` but the epochs (the budget), the
     /// seed and the data, over ranges that hold the good runs measured so far.
     pub fn default_space() -> Space {
-        let dim = |name: &str, domain| Dimension {
-            name: name.to_owned(),
-            domain,
-        };
+        let dim = Dimension::new;
         Space {
             dims: vec![
                 dim(

@@ -234,10 +234,7 @@ mod tests {
     }
 
     fn space() -> Space {
-        let dim = |name: &str, domain| Dimension {
-            name: name.to_owned(),
-            domain,
-        };
+        let dim = Dimension::new;
         Space {
             dims: vec![
                 dim(
