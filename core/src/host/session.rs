@@ -149,7 +149,7 @@ pub fn run_with_data(
     }
     if !req.recipe.is_default() {
         let recipe = serde_json::to_string(&req.recipe).unwrap_or_default();
-        note(&mut run, on_event, &format!("recipe {recipe}"));
+        note(&mut run, on_event, &format!("{RECIPE_LINE}{recipe}"));
     }
     let hyper = Hyper {
         hidden_size: member_hidden,
@@ -277,6 +277,17 @@ pub fn run_with_data(
         history: outcome.history,
         status,
     })
+}
+
+/// The start of the log line recording a run's recipe (as JSON) when it is not the default.
+pub const RECIPE_LINE: &str = "recipe ";
+
+/// The recipe a run's log records ([`RECIPE_LINE`]); `None` for the default recipe (no such
+/// line) or a line that does not parse.
+pub fn recorded_recipe(log: &str) -> Option<Recipe> {
+    log.lines()
+        .find_map(|line| line.strip_prefix(RECIPE_LINE))
+        .and_then(|json| serde_json::from_str(json).ok())
 }
 
 /// Writes `line` to the run's log and reports it.
@@ -488,5 +499,25 @@ fn join(
         history,
         cancelled,
         stopped_early: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recipe_line_reads_back_as_the_recipe() {
+        let recipe = Recipe {
+            deskew: true,
+            synthetic: 500,
+            corpora: vec!["semeion-train".to_owned()],
+            ..Recipe::default()
+        };
+        let json = serde_json::to_string(&recipe).unwrap();
+        let log = format!("loading\n{RECIPE_LINE}{json}\nepoch 1/1 …\n");
+        assert_eq!(recorded_recipe(&log), Some(recipe));
+        assert_eq!(recorded_recipe("epoch 1/1\n"), None);
+        assert_eq!(recorded_recipe("recipe {not json\n"), None);
     }
 }
