@@ -9,7 +9,9 @@
 //! - [`predict`]: `pismo predict`, digits of PNG or IDX3 files of any size.
 //! - [`models`]: `pismo models list|show|alias|unalias|delete|quantize|export`, the model
 //!   registry.
-//! - [`runs`]: `pismo runs list|show|log`, the run records.
+//! - [`runs`]: `pismo runs list|show|log|export`, the run records.
+//! - [`mlflow`]: runs and models into an MLflow tracking server (`pismo runs export
+//!   --mlflow`, `pismo train --mlflow`).
 //! - [`data`]: `pismo data fetch|verify`, the MNIST files; `pismo data drawn list|export|import`,
 //!   the corrected drawings.
 //! - [`fetch`]: the download of `pismo data fetch` (mirrors, HTTPS, resuming, progress).
@@ -30,6 +32,7 @@ mod data;
 mod draw;
 mod eval;
 mod fetch;
+mod mlflow;
 mod models;
 mod predict;
 mod progress;
@@ -60,6 +63,9 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant (train's many flags) costs
+// nothing, and argh's subcommands cannot be boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 enum Command {

@@ -1,5 +1,6 @@
 //! `pismo runs`: list, show and print the log of training runs (`pismo_core::host::runs`
-//! owns the records; this module summarises and prints them).
+//! owns the records; this module summarises and prints them), and export them to MLflow
+//! (`crate::mlflow`).
 //!
 //! A run's summary (epochs run, validation accuracy, test accuracy) is computed from its
 //! metrics: `epochs run` is the highest epoch with a logged `val_loss`; `val acc` is the
@@ -30,6 +31,7 @@ enum Command {
     List(List),
     Show(Show),
     Log(Log),
+    Export(Export),
 }
 
 /// List runs, newest first.
@@ -69,6 +71,32 @@ struct Log {
     /// run records folder (default: $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
+}
+
+/// Send runs to an MLflow tracking server: params, metrics, tags, log, model and its
+/// registered version with its aliases.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "export",
+    note = "Exporting a run again updates or skips its MLflow run (found by its pismo.run_id tag); it never makes a second one. Models register in MLflow under the same name and version: runs are exported oldest first, and a version MLflow would number differently is refused with the reason."
+)]
+struct Export {
+    /// the run ids (default: every run)
+    #[argh(positional)]
+    run: Vec<String>,
+    /// the MLflow tracking server, e.g. http://127.0.0.1:5000
+    #[argh(option)]
+    mlflow: String,
+    /// the MLflow experiment (default "pismo", created if missing)
+    #[argh(option, default = "String::from(crate::mlflow::DEFAULT_EXPERIMENT)")]
+    experiment: String,
+    /// run records folder (default: $PISMO_RUNS, else ./runs)
+    #[argh(option)]
+    runs: Option<PathBuf>,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
 }
 
 /// Summary of a run's metrics. Accuracies are `f32` like the trainer's, so JSON shows
@@ -130,6 +158,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
             let log = crate::runs(&a.runs).log(&a.run)?;
             crate::out(&log)
         }
+        Command::Export(a) => crate::mlflow::export_runs(
+            &a.mlflow,
+            &a.experiment,
+            &crate::runs(&a.runs),
+            &crate::registry(&a.registry),
+            &a.run,
+        ),
     }
 }
 

@@ -1,0 +1,703 @@
+//! One pismo run into MLflow, and its model into MLflow's model registry.
+//!
+//! | pismo                                  | MLflow                                              |
+//! | -------------------------------------- | --------------------------------------------------- |
+//! | run record, its name                   | a run of the experiment (default `pismo`), run name |
+//! | run id, dataset digest, model          | tags `pismo.run_id`, `pismo.dataset`, `pismo.model` |
+//! | `study`, `trial` of `run.json` if any  | tags `pismo.study`, `pismo.trial`                   |
+//! | hyperparameters, recipe (from the log) | params `hidden_size`, …, `recipe.deskew`, …         |
+//! | metrics.jsonl                          | metrics: key, value, step, timestamp as recorded    |
+//! | log.txt                                | artifact `log.txt`                                  |
+//! | the model file NAME@V                  | artifact `model/NAME.vV.pismo`; version V of the    |
+//! |                                        | registered model NAME, tagged `pismo.version`       |
+//! | aliases pointing at NAME@V             | aliases of that registered version                  |
+//! | status, end time                       | status (stopped is KILLED), end time                |
+//!
+//! An export is idempotent: the MLflow run is found again by its `pismo.run_id` tag. One
+//! tagged `pismo.exported` (set last, once a run has ended) is skipped, but for its model's
+//! aliases; one without it (a `pismo train --mlflow` that was cut off, an export that
+//! failed half-way) is updated: what it lacks is sent.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::fs;
+
+use pismo_core::host::recipe::Recipe;
+use pismo_core::host::registry::{ModelId, Registry, RegistryError};
+use pismo_core::host::runs::{Metric, RunInfo, Runs, RunsError, Status, RUN_FILE};
+use pismo_core::host::session::recorded_recipe;
+use serde_json::{json, Value};
+
+use super::client::{Client, MlflowError};
+use crate::text;
+
+/// The tag that ties an MLflow run to its pismo run.
+pub const RUN_ID_TAG: &str = "pismo.run_id";
+/// The tag set on an MLflow run once everything of an ended pismo run is in it.
+pub const EXPORTED_TAG: &str = "pismo.exported";
+/// The tag of a model version giving pismo's version.
+pub const VERSION_TAG: &str = "pismo.version";
+/// Fields of `run.json` that, when present, pass through as `pismo.<field>` tags.
+pub const PASSED_FIELDS: [&str; 2] = ["study", "trial"];
+
+/// Why an export failed.
+#[derive(Debug)]
+pub enum ExportError {
+    /// MLflow did not take it.
+    Mlflow(MlflowError),
+    /// The local run or model could not be read.
+    Local(String),
+}
+
+impl ExportError {
+    /// True when MLflow never answered: no point trying the next run.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Mlflow(e) if e.is_unreachable())
+    }
+}
+
+impl fmt::Display for ExportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mlflow(e) => e.fmt(f),
+            Self::Local(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<MlflowError> for ExportError {
+    fn from(e: MlflowError) -> Self {
+        Self::Mlflow(e)
+    }
+}
+
+impl From<RunsError> for ExportError {
+    fn from(e: RunsError) -> Self {
+        Self::Local(e.to_string())
+    }
+}
+
+impl From<RegistryError> for ExportError {
+    fn from(e: RegistryError) -> Self {
+        Self::Local(e.to_string())
+    }
+}
+
+/// An MLflow run of a pismo run.
+#[derive(Clone, Debug)]
+pub struct MlflowRun {
+    /// MLflow's run id.
+    pub id: String,
+    /// Where its artifacts go, e.g. `mlflow-artifacts:/1/<id>/artifacts`.
+    pub artifact_uri: String,
+    /// Whether it holds all of an ended run ([`EXPORTED_TAG`]).
+    pub complete: bool,
+}
+
+/// What an export did.
+#[derive(Debug)]
+pub struct Exported {
+    /// The MLflow run.
+    pub run: MlflowRun,
+    /// What happened to it.
+    pub action: Action,
+    /// The registered model version (`NAME` version `V`) and its aliases, if the run has a
+    /// model.
+    pub model: Option<(ModelId, Vec<String>)>,
+}
+
+/// What happened to the MLflow run of an export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// None existed: made.
+    Created,
+    /// One existed without all of the run: what it lacked was sent.
+    Updated,
+    /// One existed with all of the run: left alone (but for its model's aliases).
+    Skipped,
+}
+
+impl Action {
+    /// In words, for the export's report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated (it was incomplete)",
+            Self::Skipped => "already exported: skipped (aliases brought up to date)",
+        }
+    }
+}
+
+/// MLflow's name for a run status.
+pub fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Running => "RUNNING",
+        Status::Finished => "FINISHED",
+        Status::Failed => "FAILED",
+        Status::Stopped => "KILLED",
+    }
+}
+
+/// The params of a run: every hyperparameter, and each field of the recipe (`recipe.NAME`)
+/// when the run recorded one.
+pub fn params(info: &RunInfo, recipe: Option<&Recipe>) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = text::hyper_fields(&info.params)
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    if let Some(Value::Object(fields)) = recipe.and_then(|r| serde_json::to_value(r).ok()) {
+        for (name, value) in fields {
+            let value = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            params.push((format!("recipe.{name}"), value));
+        }
+    }
+    params
+}
+
+/// The tags of a run: `pismo.run_id`, `pismo.dataset`, `pismo.model` and the
+/// [`PASSED_FIELDS`] that `run.json` (`raw`) has.
+pub fn tags(info: &RunInfo, raw: &Value) -> Vec<(String, String)> {
+    let mut tags = vec![(RUN_ID_TAG.to_owned(), info.run_id.clone())];
+    if !info.dataset.is_empty() {
+        tags.push(("pismo.dataset".to_owned(), info.dataset.clone()));
+    }
+    if let Some(model) = &info.model {
+        tags.push(("pismo.model".to_owned(), model.clone()));
+    }
+    for field in PASSED_FIELDS {
+        let value = match raw.get(field) {
+            Some(Value::String(s)) => s.clone(),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+            _ => continue,
+        };
+        tags.push((format!("pismo.{field}"), value));
+    }
+    tags
+}
+
+/// A metric as `runs/log-batch` takes it. A value that is not finite goes as the string
+/// protobuf's JSON mapping uses (`"NaN"`, `"Infinity"`), which MLflow accepts.
+pub fn metric_json(m: &Metric) -> Value {
+    let value = if m.value.is_finite() {
+        json!(m.value)
+    } else if m.value.is_nan() {
+        json!("NaN")
+    } else if m.value > 0.0 {
+        json!("Infinity")
+    } else {
+        json!("-Infinity")
+    };
+    json!({ "key": m.name, "value": value, "timestamp": m.timestamp, "step": m.step })
+}
+
+/// The artifact proxy's path of `file` in a run whose artifacts are at `artifact_uri`.
+fn artifact_path(artifact_uri: &str, file: &str) -> Result<String, String> {
+    let rest = artifact_uri
+        .strip_prefix("mlflow-artifacts:")
+        .ok_or_else(|| {
+            format!(
+                "MLflow keeps this run's artifacts at `{artifact_uri}`, which its server does not \
+             serve: start `mlflow server` with artifact serving (the default; not \
+             --no-serve-artifacts)"
+            )
+        })?;
+    // `mlflow-artifacts:/1/…`, or `mlflow-artifacts://host:port/1/…`.
+    let rest = match rest.strip_prefix("//") {
+        Some(with_host) => with_host.split_once('/').map_or("", |(_, path)| path),
+        None => rest.trim_start_matches('/'),
+    };
+    Ok(format!("{rest}/{file}"))
+}
+
+/// Exports runs into one experiment of one tracking server.
+pub struct Exporter {
+    client: Client,
+    experiment_id: String,
+}
+
+impl Exporter {
+    /// Finds (or creates) the experiment `experiment`.
+    pub fn connect(client: Client, experiment: &str) -> Result<Self, MlflowError> {
+        let experiment_id = client.experiment_id(experiment)?;
+        Ok(Self {
+            client,
+            experiment_id,
+        })
+    }
+
+    /// Where the MLflow UI shows `run`.
+    pub fn run_url(&self, run: &MlflowRun) -> String {
+        format!(
+            "{}/#/experiments/{}/runs/{}",
+            self.client.uri(),
+            self.experiment_id,
+            run.id
+        )
+    }
+
+    /// The MLflow run tagged with the pismo run `run_id`, if any.
+    pub fn find(&self, run_id: &str) -> Result<Option<MlflowRun>, MlflowError> {
+        let endpoint = "runs/search";
+        let reply = self.client.post(
+            endpoint,
+            &json!({
+                "experiment_ids": [self.experiment_id],
+                "filter": format!("tags.`{RUN_ID_TAG}` = '{run_id}'"),
+                "max_results": 2,
+            }),
+        )?;
+        let Some(run) = reply.pointer("/runs/0") else {
+            return Ok(None);
+        };
+        let complete = run
+            .pointer("/data/tags")
+            .and_then(Value::as_array)
+            .is_some_and(|tags| {
+                tags.iter().any(|t| {
+                    t.get("key").and_then(Value::as_str) == Some(EXPORTED_TAG)
+                        && t.get("value").and_then(Value::as_str) == Some("true")
+                })
+            });
+        Ok(Some(MlflowRun {
+            id: self.client.text(run, "/info/run_id", endpoint)?,
+            artifact_uri: self.client.text(run, "/info/artifact_uri", endpoint)?,
+            complete,
+        }))
+    }
+
+    /// Makes the MLflow run of `info` with its params and tags.
+    pub fn start(
+        &self,
+        info: &RunInfo,
+        recipe: Option<&Recipe>,
+        raw: &Value,
+    ) -> Result<MlflowRun, MlflowError> {
+        let endpoint = "runs/create";
+        let reply = self.client.post(
+            endpoint,
+            &json!({
+                "experiment_id": self.experiment_id,
+                "run_name": info.name,
+                "start_time": info.start_unix_ms,
+                "tags": [{ "key": RUN_ID_TAG, "value": info.run_id }],
+            }),
+        )?;
+        let run = MlflowRun {
+            id: self.client.text(&reply, "/run/info/run_id", endpoint)?,
+            artifact_uri: self
+                .client
+                .text(&reply, "/run/info/artifact_uri", endpoint)?,
+            complete: false,
+        };
+        self.client
+            .log_batch(&run.id, &params(info, recipe), &tags(info, raw), &[])?;
+        Ok(run)
+    }
+
+    /// Sends `metrics` to `run`.
+    pub fn send_metrics(&self, run: &MlflowRun, metrics: &[Metric]) -> Result<(), MlflowError> {
+        let metrics: Vec<Value> = metrics.iter().map(metric_json).collect();
+        self.client.log_batch(&run.id, &[], &[], &metrics)
+    }
+
+    /// The metrics of `metrics` that `run` does not have yet (by name, step and timestamp).
+    fn missing<'m>(
+        &self,
+        run: &MlflowRun,
+        metrics: &'m [Metric],
+    ) -> Result<Vec<&'m Metric>, MlflowError> {
+        let mut present = HashSet::new();
+        let names: std::collections::BTreeSet<&str> =
+            metrics.iter().map(|m| m.name.as_str()).collect();
+        let endpoint = "metrics/get-history";
+        for name in names {
+            let mut page = String::new();
+            loop {
+                let mut query = vec![("run_id", run.id.as_str()), ("metric_key", name)];
+                if !page.is_empty() {
+                    query.push(("page_token", page.as_str()));
+                }
+                let reply = self.client.get(endpoint, &query)?;
+                for m in reply
+                    .get("metrics")
+                    .and_then(Value::as_array)
+                    .map_or(&[][..], Vec::as_slice)
+                {
+                    let step = m.get("step").and_then(Value::as_u64);
+                    let timestamp = m.get("timestamp").and_then(Value::as_u64);
+                    if let (Some(step), Some(timestamp)) = (step, timestamp) {
+                        present.insert((name.to_owned(), step, timestamp));
+                    }
+                }
+                match reply.get("next_page_token").and_then(Value::as_str) {
+                    Some(token) if !token.is_empty() => page = token.to_owned(),
+                    _ => break,
+                }
+            }
+        }
+        Ok(metrics
+            .iter()
+            .filter(|m| !present.contains(&(m.name.clone(), u64::from(m.step), m.timestamp)))
+            .collect())
+    }
+
+    /// Exports the pismo run `run_id` of `runs`, its model from `registry`.
+    pub fn export(
+        &self,
+        runs: &Runs,
+        registry: &Registry,
+        run_id: &str,
+    ) -> Result<Exported, ExportError> {
+        let record = runs.get(run_id)?;
+        let info = &record.info;
+        let model = match &info.model {
+            Some(model) => Some(model.parse::<ModelId>().map_err(|e| {
+                ExportError::Local(format!("run {run_id}: its model `{model}`: {e}"))
+            })?),
+            None => None,
+        };
+        let (run, action) = match self.find(run_id)? {
+            Some(run) if run.complete => {
+                let aliases = match &model {
+                    Some(id) => self.set_aliases(registry, id)?,
+                    None => Vec::new(),
+                };
+                return Ok(Exported {
+                    run,
+                    action: Action::Skipped,
+                    model: model.map(|id| (id, aliases)),
+                });
+            }
+            Some(run) => (run, Action::Updated),
+            None => {
+                let log = runs.log(run_id)?;
+                let raw = raw_record(runs, run_id)?;
+                let run = self.start(info, recorded_recipe(&log).as_ref(), &raw)?;
+                (run, Action::Created)
+            }
+        };
+        if action == Action::Updated {
+            // Params and tags are idempotent in MLflow: sent whole again.
+            let log = runs.log(run_id)?;
+            let raw = raw_record(runs, run_id)?;
+            self.client.log_batch(
+                &run.id,
+                &params(info, recorded_recipe(&log).as_ref()),
+                &tags(info, &raw),
+                &[],
+            )?;
+        }
+        let metrics = match action {
+            Action::Created => record.metrics.iter().collect(),
+            _ => self.missing(&run, &record.metrics)?,
+        };
+        let metrics: Vec<Value> = metrics.into_iter().map(metric_json).collect();
+        self.client.log_batch(&run.id, &[], &[], &metrics)?;
+        self.upload(&run, "log.txt", runs.log(run_id)?.as_bytes())?;
+        let mut registered = None;
+        if let Some(id) = model {
+            let bytes = registry.read(&id)?;
+            self.upload(&run, &format!("model/{}", id.file_name()), &bytes)?;
+            self.register(&run, run_id, &id)?;
+            let aliases = self.set_aliases(registry, &id)?;
+            registered = Some((id, aliases));
+        }
+        if info.status != Status::Running {
+            let mut update = json!({ "run_id": run.id, "status": status_name(info.status) });
+            if let Some(end) = info.end_unix_ms {
+                update["end_time"] = json!(end);
+            }
+            self.client.post("runs/update", &update)?;
+            self.client.log_batch(
+                &run.id,
+                &[],
+                &[(EXPORTED_TAG.to_owned(), "true".to_owned())],
+                &[],
+            )?;
+        }
+        Ok(Exported {
+            run: MlflowRun {
+                complete: info.status != Status::Running,
+                ..run
+            },
+            action,
+            model: registered,
+        })
+    }
+
+    fn upload(&self, run: &MlflowRun, file: &str, bytes: &[u8]) -> Result<(), ExportError> {
+        let path = artifact_path(&run.artifact_uri, file).map_err(MlflowError::Other)?;
+        Ok(self.client.put_artifact(&path, bytes)?)
+    }
+
+    /// Registers the model file of `run` as version `id.version` of MLflow's registered model
+    /// `id.name`, unless that version is there already. MLflow numbers versions itself, so
+    /// the numbers only match when pismo's versions are registered in order: a version MLflow
+    /// would number differently is refused, with the reason.
+    fn register(&self, run: &MlflowRun, pismo_run: &str, id: &ModelId) -> Result<(), MlflowError> {
+        match self
+            .client
+            .post("registered-models/create", &json!({ "name": id.name }))
+        {
+            Err(e) if e.code() != Some("RESOURCE_ALREADY_EXISTS") => return Err(e),
+            _ => {}
+        }
+        let versions = self.versions(&id.name)?;
+        let pismo_version = id.version.to_string();
+        if let Some((number, _)) = versions
+            .iter()
+            .find(|(_, tag)| tag.as_deref() == Some(pismo_version.as_str()))
+        {
+            return if *number == id.version {
+                Ok(())
+            } else {
+                Err(MlflowError::Other(format!(
+                    "{id} is already in MLflow's model registry as version {number} of `{}`, \
+                     not version {}: it was registered there out of order",
+                    id.name, id.version
+                )))
+            };
+        }
+        let highest = versions.iter().map(|(n, _)| *n).max().unwrap_or(0);
+        if highest + 1 != id.version {
+            return Err(MlflowError::Other(version_conflict(id, highest, &versions)));
+        }
+        let endpoint = "model-versions/create";
+        let reply = self.client.post(
+            endpoint,
+            &json!({
+                "name": id.name,
+                "source": format!("{}/model", run.artifact_uri),
+                "run_id": run.id,
+                "tags": [
+                    { "key": VERSION_TAG, "value": pismo_version },
+                    { "key": RUN_ID_TAG, "value": pismo_run },
+                ],
+            }),
+        )?;
+        let number = self
+            .client
+            .text(&reply, "/model_version/version", endpoint)?;
+        if number != pismo_version {
+            // MLflow counted a version the search did not show (e.g. a deleted one): take the
+            // mismatched version back rather than leave it.
+            let _ = self.client.post(
+                "model-versions/delete",
+                &json!({ "name": id.name, "version": number }),
+            );
+            return Err(MlflowError::Other(format!(
+                "MLflow numbered {id} as version {number} of `{}` (it counts versions it no \
+                 longer lists, e.g. deleted ones), so it was not registered: register pismo's \
+                 models under a fresh name or on a fresh MLflow server",
+                id.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// The versions of the registered model `name`: number and `pismo.version` tag.
+    fn versions(&self, name: &str) -> Result<Vec<(u32, Option<String>)>, MlflowError> {
+        let endpoint = "model-versions/search";
+        let filter = format!("name='{name}'");
+        let mut versions = Vec::new();
+        let mut page = String::new();
+        loop {
+            let mut query = vec![("filter", filter.as_str()), ("max_results", "1000")];
+            if !page.is_empty() {
+                query.push(("page_token", page.as_str()));
+            }
+            let reply = self.client.get(endpoint, &query)?;
+            for v in reply
+                .get("model_versions")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice)
+            {
+                let number = v
+                    .get("version")
+                    .and_then(Value::as_str)
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| {
+                        self.client
+                            .reply_error(endpoint, format!("no version in {v}"))
+                    })?;
+                let tag = v
+                    .get("tags")
+                    .and_then(Value::as_array)
+                    .and_then(|tags| {
+                        tags.iter()
+                            .find(|t| t.get("key").and_then(Value::as_str) == Some(VERSION_TAG))
+                    })
+                    .and_then(|t| t.get("value").and_then(Value::as_str))
+                    .map(str::to_owned);
+                versions.push((number, tag));
+            }
+            match reply.get("next_page_token").and_then(Value::as_str) {
+                Some(token) if !token.is_empty() => page = token.to_owned(),
+                _ => break,
+            }
+        }
+        Ok(versions)
+    }
+
+    /// Points MLflow's aliases of `id.name` as pismo's aliases of `id` point. Returns them.
+    fn set_aliases(&self, registry: &Registry, id: &ModelId) -> Result<Vec<String>, ExportError> {
+        let aliases: BTreeMap<String, ModelId> = registry.aliases()?;
+        let mut set = Vec::new();
+        for (alias, target) in aliases {
+            if &target == id {
+                self.client.post(
+                    "registered-models/alias",
+                    &json!({ "name": id.name, "alias": alias, "version": id.version.to_string() }),
+                )?;
+                set.push(alias);
+            }
+        }
+        Ok(set)
+    }
+}
+
+/// Why `id` cannot be registered when MLflow's registered model of its name has versions up
+/// to `highest`.
+fn version_conflict(id: &ModelId, highest: u32, versions: &[(u32, Option<String>)]) -> String {
+    let name = &id.name;
+    if highest + 1 < id.version {
+        format!(
+            "cannot register {id} in MLflow: MLflow numbers versions itself and would make it \
+             version {} of `{name}`, which has {} version(s) now. pismo registers versions in \
+             order so the numbers match: export the runs of {name}@{}..{name}@{} first \
+             (`pismo runs export` with no run exports every run, oldest first)",
+            highest + 1,
+            versions.len(),
+            highest + 1,
+            id.version - 1
+        )
+    } else {
+        let foreign = versions.iter().filter(|(_, tag)| tag.is_none()).count();
+        format!(
+            "cannot register {id} in MLflow: its registered model `{name}` already has \
+             versions up to {highest} ({foreign} of them not from pismo), so MLflow would \
+             make this version {}, not {}. Use a fresh MLflow server, or register pismo's \
+             models under another name (`pismo models` names are MLflow's)",
+            highest + 1,
+            id.version
+        )
+    }
+}
+
+/// `run.json` of `run_id` as plain JSON, for fields [`RunInfo`] does not know.
+fn raw_record(runs: &Runs, run_id: &str) -> Result<Value, ExportError> {
+    let path = runs.run_dir(run_id)?.join(RUN_FILE);
+    let text = fs::read_to_string(&path)
+        .map_err(|e| ExportError::Local(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ExportError::Local(format!("corrupt run file {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pismo_core::hyper::Hyper;
+
+    fn info() -> RunInfo {
+        RunInfo {
+            run_id: "20261202-120000-abcdef".to_owned(),
+            name: "mnist".to_owned(),
+            status: Status::Finished,
+            start_unix_ms: 1,
+            end_unix_ms: Some(2),
+            params: Hyper::DEFAULT,
+            model: Some("mnist@3".to_owned()),
+            error: None,
+            dataset: "sha256:0123".to_owned(),
+            pid: 1,
+            pid_start_time: None,
+        }
+    }
+
+    #[test]
+    fn params_are_every_hyperparameter_and_the_recipe() {
+        let info = info();
+        let plain = params(&info, None);
+        assert_eq!(plain.len(), text::hyper_fields(&Hyper::DEFAULT).len());
+        assert!(plain.contains(&(
+            "hidden_size".to_owned(),
+            Hyper::DEFAULT.hidden_size.to_string()
+        )));
+        let recipe = Recipe {
+            deskew: true,
+            corpora: vec!["semeion-train".to_owned()],
+            ..Recipe::default()
+        };
+        let with = params(&info, Some(&recipe));
+        assert!(with.contains(&("recipe.deskew".to_owned(), "true".to_owned())));
+        assert!(with.contains(&(
+            "recipe.corpora".to_owned(),
+            "[\"semeion-train\"]".to_owned()
+        )));
+        assert!(with.len() > plain.len() + 5);
+    }
+
+    #[test]
+    fn study_and_trial_fields_pass_through_as_tags() {
+        let info = info();
+        let none = tags(&info, &json!({}));
+        assert_eq!(
+            none.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["pismo.run_id", "pismo.dataset", "pismo.model"]
+        );
+        let with = tags(&info, &json!({ "study": "lr-sweep", "trial": 7 }));
+        assert!(with.contains(&("pismo.study".to_owned(), "lr-sweep".to_owned())));
+        assert!(with.contains(&("pismo.trial".to_owned(), "7".to_owned())));
+    }
+
+    #[test]
+    fn non_finite_metrics_use_protobufs_names() {
+        let m = |value| Metric {
+            step: 2,
+            name: "val_loss".to_owned(),
+            value,
+            timestamp: 5,
+        };
+        assert_eq!(metric_json(&m(0.5))["value"], json!(0.5));
+        assert_eq!(metric_json(&m(f64::NAN))["value"], json!("NaN"));
+        assert_eq!(
+            metric_json(&m(f64::NEG_INFINITY))["value"],
+            json!("-Infinity")
+        );
+        assert_eq!(metric_json(&m(0.5))["step"], json!(2));
+    }
+
+    #[test]
+    fn artifact_paths_go_through_the_proxy_or_are_refused() {
+        assert_eq!(
+            artifact_path("mlflow-artifacts:/1/abc/artifacts", "log.txt").as_deref(),
+            Ok("1/abc/artifacts/log.txt")
+        );
+        assert_eq!(
+            artifact_path(
+                "mlflow-artifacts://h:5000/1/abc/artifacts",
+                "model/m.v1.pismo"
+            )
+            .as_deref(),
+            Ok("1/abc/artifacts/model/m.v1.pismo")
+        );
+        assert!(artifact_path("s3://bucket/1/abc/artifacts", "log.txt")
+            .unwrap_err()
+            .contains("--no-serve-artifacts"));
+    }
+
+    #[test]
+    fn a_version_conflict_says_what_happened() {
+        let id = ModelId::new("mnist", 3).unwrap();
+        let gap = version_conflict(&id, 1, &[(1, Some("1".to_owned()))]);
+        assert!(gap.contains("mnist@2..mnist@2 first"), "{gap}");
+        let taken = version_conflict(&id, 4, &[(4, None)]);
+        assert!(
+            taken.contains("would make this version 5, not 3"),
+            "{taken}"
+        );
+    }
+}
