@@ -21,7 +21,7 @@ use pismo_core::hyper::{Hyper, Metrics};
 use serde::Serialize;
 
 use crate::progress::Counter;
-use crate::{text, CliError};
+use crate::{mlflow, text, CliError};
 
 /// Train a model on MNIST, record the run and register the model.
 #[derive(FromArgs, Debug)]
@@ -132,6 +132,13 @@ pub struct Args {
     /// run records folder (default: $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
+    /// also send the run to this MLflow tracking server as it trains, e.g.
+    /// http://127.0.0.1:5000 (if MLflow fails, one warning and training goes on)
+    #[argh(option)]
+    mlflow: Option<String>,
+    /// with --mlflow, the MLflow experiment (default "pismo", created if missing)
+    #[argh(option)]
+    experiment: Option<String>,
     /// print one JSON object per epoch and a final one on stdout
     #[argh(switch)]
     json: bool,
@@ -252,6 +259,12 @@ impl Progress {
         }
     }
 
+    /// A line shown even with `--quiet` (MLflow's warnings and where the run went).
+    fn warn(&mut self, line: &str) {
+        self.clear();
+        eprintln!("{line}");
+    }
+
     fn batch(&mut self, epoch: u32, done: usize, total: usize) {
         if !self.live || total == 0 {
             return;
@@ -319,6 +332,18 @@ pub fn run(args: Args) -> Result<(), CliError> {
     for alias in &args.alias {
         validate_alias(alias)?;
     }
+    let mut mlflow = match (&args.mlflow, &args.experiment) {
+        (Some(uri), experiment) => {
+            let experiment = experiment
+                .clone()
+                .unwrap_or_else(|| mlflow::DEFAULT_EXPERIMENT.to_owned());
+            let uri = mlflow::check_flags(uri, &experiment)?;
+            let recipe = (!recipe.is_default()).then(|| recipe.clone());
+            Some(mlflow::Stream::new(uri, experiment, recipe))
+        }
+        (None, Some(_)) => return Err(CliError::usage("--experiment needs --mlflow")),
+        (None, None) => None,
+    };
     let data_dir = crate::data_dir(&args.data);
     let registry = crate::registry(&args.registry);
     let runs = crate::runs(&args.runs);
@@ -345,6 +370,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
     let mut bytes = None;
     let mut write_error = None;
+    let mut run_id = None;
     let result = session::run_with_data(
         &request,
         &train,
@@ -354,9 +380,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
         &runs,
         &mut |event| {
             match event {
-                SessionEvent::Started { run_id } => {
+                SessionEvent::Started { run_id: id } => {
                     progress.epoch_start = Instant::now();
-                    progress.line(&format!("run {run_id}: training model `{}`", args.name));
+                    progress.line(&format!("run {id}: training model `{}`", args.name));
+                    run_id = Some(id.to_owned());
+                    if let Some(warning) = mlflow.as_mut().and_then(|m| m.started(&runs, id)) {
+                        progress.warn(&warning);
+                    }
                 }
                 SessionEvent::Train(Event::Log(line)) => progress.line(line),
                 SessionEvent::Train(Event::Batch { epoch, done, total }) => {
@@ -364,6 +394,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 }
                 SessionEvent::Train(Event::Epoch(report)) => {
                     progress.epoch(report);
+                    let streamed = mlflow.as_mut().zip(run_id.as_deref());
+                    if let Some(warning) = streamed.and_then(|(m, id)| m.epoch(&runs, id)) {
+                        progress.warn(&warning);
+                    }
                     if args.json {
                         if let Err(e) = print_epoch(report) {
                             // Stdout is gone: nobody reads the result, stop training.
@@ -379,6 +413,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
         },
     );
     progress.clear();
+    // Whatever the session's end, MLflow gets the run as recorded (a failed one too).
+    if let Some((stream, id)) = mlflow.as_mut().zip(run_id.as_deref()) {
+        if let Some(line) = stream.finish(&runs, &registry, id) {
+            progress.warn(&line);
+        }
+    }
     let finished = result.map_err(session_error)?;
     if let Some(e) = write_error {
         return Err(e);
