@@ -18,7 +18,7 @@
 //! aliases; one without it (a `pismo train --mlflow` that was cut off, an export that
 //! failed half-way) is updated: what it lacks is sent.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::fs;
 
@@ -310,8 +310,7 @@ impl Exporter {
         metrics: &'m [Metric],
     ) -> Result<Vec<&'m Metric>, MlflowError> {
         let mut present = HashSet::new();
-        let names: std::collections::BTreeSet<&str> =
-            metrics.iter().map(|m| m.name.as_str()).collect();
+        let names: BTreeSet<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
         let endpoint = "metrics/get-history";
         for name in names {
             let mut page = String::new();
@@ -359,6 +358,9 @@ impl Exporter {
             })?),
             None => None,
         };
+        let log = runs.log(run_id)?;
+        let raw = raw_record(runs, run_id)?;
+        let recipe = recorded_recipe(&log);
         let (run, action) = match self.find(run_id)? {
             Some(run) if run.complete => {
                 let aliases = match &model {
@@ -371,32 +373,21 @@ impl Exporter {
                     model: model.map(|id| (id, aliases)),
                 });
             }
-            Some(run) => (run, Action::Updated),
-            None => {
-                let log = runs.log(run_id)?;
-                let raw = raw_record(runs, run_id)?;
-                let run = self.start(info, recorded_recipe(&log).as_ref(), &raw)?;
-                (run, Action::Created)
+            Some(run) => {
+                // Params and tags are idempotent in MLflow: sent whole again.
+                let (params, tags) = (params(info, recipe.as_ref()), tags(info, &raw));
+                self.client.log_batch(&run.id, &params, &tags, &[])?;
+                (run, Action::Updated)
             }
+            None => (self.start(info, recipe.as_ref(), &raw)?, Action::Created),
         };
-        if action == Action::Updated {
-            // Params and tags are idempotent in MLflow: sent whole again.
-            let log = runs.log(run_id)?;
-            let raw = raw_record(runs, run_id)?;
-            self.client.log_batch(
-                &run.id,
-                &params(info, recorded_recipe(&log).as_ref()),
-                &tags(info, &raw),
-                &[],
-            )?;
-        }
         let metrics = match action {
             Action::Created => record.metrics.iter().collect(),
             _ => self.missing(&run, &record.metrics)?,
         };
         let metrics: Vec<Value> = metrics.into_iter().map(metric_json).collect();
         self.client.log_batch(&run.id, &[], &[], &metrics)?;
-        self.upload(&run, "log.txt", runs.log(run_id)?.as_bytes())?;
+        self.upload(&run, "log.txt", log.as_bytes())?;
         let mut registered = None;
         if let Some(id) = model {
             let bytes = registry.read(&id)?;
