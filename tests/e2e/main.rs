@@ -5,6 +5,7 @@ mod corrections;
 mod draw;
 mod fetch;
 mod firmware;
+mod mlflow;
 mod onnx;
 mod preprocess;
 mod quant;

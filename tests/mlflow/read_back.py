@@ -1,0 +1,84 @@
+"""What an MLflow tracking server holds, read with MLflow's own Python client.
+
+Usage: read_back.py TRACKING_URI EXPERIMENT OUT_DIR
+
+Prints one JSON object: every run of EXPERIMENT (params, tags, status, the history of each
+metric, its artifacts downloaded into OUT_DIR/<mlflow run id>/) and every version of the
+registered models those runs made (run, tags, aliases). tests/e2e/mlflow.rs compares it with
+pismo's own records.
+"""
+
+import json
+import os
+import sys
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+
+def main():
+    uri, experiment_name, out_dir = sys.argv[1:4]
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    result = {"runs": [], "models": {}}
+    if experiment is None:
+        print(json.dumps(result))
+        return
+    model_names = set()
+    for run in client.search_runs([experiment.experiment_id], max_results=1000):
+        run_id = run.info.run_id
+        metrics = {}
+        for key in run.data.metrics:
+            history = client.get_metric_history(run_id, key)
+            metrics[key] = sorted(
+                [m.step, m.value, m.timestamp] for m in history
+            )
+        dst = os.path.join(out_dir, run_id)
+        os.makedirs(dst, exist_ok=True)
+        artifacts = []
+        for top in client.list_artifacts(run_id):
+            entries = client.list_artifacts(run_id, top.path) if top.is_dir else [top]
+            for entry in entries:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=entry.path, dst_path=dst
+                )
+                artifacts.append({"path": entry.path, "file": local})
+        if "pismo.model" in run.data.tags:
+            model_names.add(run.data.tags["pismo.model"].split("@")[0])
+        result["runs"].append(
+            {
+                "run_id": run_id,
+                "run_name": run.info.run_name,
+                "status": run.info.status,
+                "start_time": run.info.start_time,
+                "end_time": run.info.end_time,
+                "params": run.data.params,
+                "tags": {k: v for k, v in run.data.tags.items()},
+                "metrics": metrics,
+                "artifacts": artifacts,
+            }
+        )
+    for name in sorted(model_names):
+        model = client.get_registered_model(name)
+        versions = client.search_model_versions(f"name='{name}'")
+        result["models"][name] = {
+            "aliases": dict(model.aliases),
+            "versions": sorted(
+                (
+                    {
+                        "version": int(v.version),
+                        "run_id": v.run_id,
+                        "tags": dict(v.tags),
+                        "source": v.source,
+                    }
+                    for v in versions
+                ),
+                key=lambda v: v["version"],
+            ),
+        }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
