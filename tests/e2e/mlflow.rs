@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,7 +57,8 @@ fn python() -> Option<PathBuf> {
     None
 }
 
-/// A running `mlflow server`, killed when dropped (also when an assert fails).
+/// A running `mlflow server`, killed when dropped (also when an assert fails) with every
+/// process it started (uvicorn's): they share its own process group.
 struct Server {
     child: Child,
     url: String,
@@ -88,6 +90,9 @@ impl Server {
             .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
             .arg("--artifacts-destination")
             .arg(dir.join("artifacts"))
+            // MLflow's job runner (GenAI jobs) is not needed: fewer processes on a busy machine.
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .process_group(0)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -123,6 +128,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // The group's id is the server's pid (`process_group(0)`).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
