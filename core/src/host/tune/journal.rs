@@ -46,6 +46,10 @@ pub enum JournalEvent {
         eta: u32,
         /// Epochs of a trial that is never stopped.
         max_epochs: u32,
+        /// The settings of every trial that the space does not vary (absent in journals
+        /// written before they were kept: the defaults then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<crate::hyper::Hyper>,
     },
     /// A trial began with these settings.
     Started {
@@ -238,6 +242,8 @@ pub struct FinishedTrial {
     pub epochs: u32,
     /// Its scores at the end of each epoch, in order.
     pub curve: Vec<(u32, f64)>,
+    /// Seconds since the study began when it ended.
+    pub elapsed: f64,
 }
 
 /// A trial that started and has not ended (yet).
@@ -312,6 +318,7 @@ impl Replay {
                             score: *score,
                             epochs: *epochs,
                             curve: t.curve,
+                            elapsed: *elapsed,
                         });
                     }
                 }
