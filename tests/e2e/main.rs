@@ -12,4 +12,5 @@ mod serve;
 mod stores;
 mod styles;
 mod training;
+mod tune;
 mod web;
