@@ -489,6 +489,69 @@ fn a_budget_ends_the_study_and_leaves_the_running_trial_to_resume() {
     assert!((3.0..6.0).contains(&elapsed), "the study ran {elapsed}s");
 }
 
+#[test]
+fn ctrl_c_ends_the_study_and_registers_the_best_so_far() {
+    let Some((p, space)) = sandbox(TINY_SPACE) else {
+        return;
+    };
+    let mut child = p
+        .command(&[
+            "tune",
+            "--trials",
+            "1000",
+            "--epochs",
+            "3",
+            "--val-size",
+            "55000",
+            "--space",
+            &space,
+            "--study",
+            "c",
+            "--alias",
+            "best",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Replay::of(&journal_events(&p.runs(), "c")).finished.len() < 2 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the study ended by itself"
+        );
+        assert!(Instant::now() < deadline, "no trial finished in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SIGINT, as Ctrl-C sends it, through the real `kill`.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let done: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(done["event"], "done", "{stdout}");
+    assert_eq!(done["model"], "c@1");
+    let replay = Replay::of(&journal_events(&p.runs(), "c"));
+    assert!(replay.finished.len() < 1000);
+    assert_eq!(done["trials"], replay.finished.len());
+    // The trial Ctrl-C stopped is unfinished: a resume runs it again.
+    assert_eq!(done["cut_short"], !replay.interrupted.is_empty());
+    let best_run = done["best"]["run_id"].as_str().unwrap();
+    assert_eq!(
+        Runs::open(p.runs())
+            .info(best_run)
+            .unwrap()
+            .model
+            .as_deref(),
+        Some("c@1")
+    );
+}
+
 /// The last line of stderr, which names the problem.
 fn error_line(out: &Output) -> &str {
     let line = out.stderr.lines().last().unwrap_or_default();

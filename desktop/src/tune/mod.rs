@@ -56,7 +56,7 @@ pub struct Args {
     #[argh(option, default = "1")]
     parallel: usize,
     /// JSON space file: {"initial_lr": {"log": [0.001, 0.3]}, "hidden_size": {"choice":
-    /// [128, 256]}, …} (default: every setting of pismo train)
+    /// [128, 256]}, …} (default: every setting a space can vary)
     #[argh(option)]
     space: Option<PathBuf>,
     /// study name (default: study-YYYYMMDD-HHMMSS)
@@ -381,7 +381,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     if outcome.cut_short {
         summary.push_str(&format!(
-            "trials were stopped unfinished: `pismo tune --study {study} --resume` runs them again\n"
+            "trials were stopped unfinished: `pismo tune --study {study} --resume --trials N` (N \
+             above {}, or a --budget above {}) runs them again\n",
+            outcome.ended,
+            text::duration(outcome.elapsed)
         ));
     }
     crate::out(&summary)
