@@ -241,7 +241,13 @@ fn parallel_trials_share_the_cores_without_oversubscribing() {
     let all = cores.min(16);
     assert_eq!(trial_threads(&p, "one"), [all], "one trial uses every core");
     if cores < 2 {
-        eprintln!("SKIPPED: --parallel 2 needs at least 2 cores, this machine has {cores}");
+        // One core cannot run two trials without oversubscribing it: refused.
+        let out = tune(
+            &p,
+            &[&["--trials", "2", "--parallel", "2"], &common[..]].concat(),
+        );
+        out.expect_code(2);
+        assert!(out.stderr.contains("cores"), "{}", out.stderr);
         return;
     }
     let out = tune(

@@ -405,6 +405,28 @@ mod tests {
     }
 
     #[test]
+    fn the_study_event_keeps_the_shared_settings_and_reads_without_them() {
+        let study = JournalEvent::Study {
+            seed: 3,
+            space: serde_json::json!({"initial_lr": {"log": [0.01, 0.1]}}),
+            min_epochs: 1,
+            eta: 3,
+            max_epochs: 8,
+            base: Some(crate::hyper::Hyper {
+                val_size: 5000,
+                ..crate::hyper::Hyper::DEFAULT
+            }),
+        };
+        let line = serde_json::to_string(&study).unwrap();
+        assert_eq!(serde_json::from_str::<JournalEvent>(&line).unwrap(), study);
+        let old = r#"{"event":"study","seed":3,"space":{},"min_epochs":1,"eta":3,"max_epochs":8}"#;
+        let JournalEvent::Study { base, .. } = serde_json::from_str(old).unwrap() else {
+            panic!("not a study event");
+        };
+        assert_eq!(base, None);
+    }
+
+    #[test]
     fn a_study_in_use_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = FileJournal::open(dir.path(), "busy").unwrap();
