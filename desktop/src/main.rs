@@ -5,6 +5,7 @@
 //! per command area:
 //!
 //! - [`train`]: `pismo train`, a training session with live progress.
+//! - [`tune`]: `pismo tune`, a hyperparameter study (TPE and successive halving).
 //! - [`eval`]: `pismo eval`, accuracy and confusion matrix on labelled IDX images.
 //! - [`predict`]: `pismo predict`, digits of PNG or IDX3 files of any size.
 //! - [`models`]: `pismo models list|show|alias|unalias|delete|quantize|export`, the model
@@ -40,6 +41,7 @@ mod runs;
 mod serve;
 mod text;
 mod train;
+mod tune;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -55,7 +57,7 @@ use pismo_core::host::runs::{Runs, RunsError};
 /// pismo: handwritten-digit recognition with a hand-made MLP trained on MNIST.
 #[derive(FromArgs, Debug)]
 #[argh(
-    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo predict digit.png\npismo draw\npismo serve --addr 127.0.0.1:8501\npismo eval --json",
+    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo tune --budget 10m --alias best\npismo predict digit.png\npismo draw\npismo serve --addr 127.0.0.1:8501\npismo eval --json",
     note = "Folders: --registry, else $PISMO_REGISTRY, else ./models; --runs, else $PISMO_RUNS, else ./runs; --data, else $PISMO_DATA, else ./data/mnist.\nModels: NAME, NAME@VERSION or NAME@ALIAS; none means the `default` alias, else the newest model.\nExit status: 0 success, 1 error, 2 usage error."
 )]
 struct Cli {
@@ -70,6 +72,7 @@ struct Cli {
 #[argh(subcommand)]
 enum Command {
     Train(train::Args),
+    Tune(tune::Args),
     Eval(eval::Args),
     Predict(predict::Args),
     Models(models::Args),
@@ -190,9 +193,10 @@ pub fn load_model(
 }
 
 /// Every command word, for the "run `pismo … --help`" hint after a usage error.
-const COMMAND_WORDS: [&str; 21] = [
-    "train", "eval", "predict", "models", "runs", "data", "draw", "serve", "list", "show", "alias",
-    "unalias", "delete", "quantize", "log", "fetch", "verify", "drawn", "export", "import", "help",
+const COMMAND_WORDS: [&str; 22] = [
+    "train", "tune", "eval", "predict", "models", "runs", "data", "draw", "serve", "list", "show",
+    "alias", "unalias", "delete", "quantize", "log", "fetch", "verify", "drawn", "export",
+    "import", "help",
 ];
 
 /// `pismo models` for `["models", "show", "--json"]`: the command words the user typed.
@@ -211,6 +215,7 @@ fn command_path(args: &[&str]) -> String {
 fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Train(args) => train::run(args),
+        Command::Tune(args) => tune::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Models(args) => models::run(args),

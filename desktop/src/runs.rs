@@ -182,7 +182,7 @@ fn list(runs: &Runs, json: bool) -> Result<(), CliError> {
     }
     let mut table = text::Table::new(
         &[
-            "id", "name", "status", "epochs", "val acc", "test acc", "duration", "model",
+            "id", "name", "status", "epochs", "val acc", "test acc", "duration", "model", "tags",
         ],
         &[3, 4, 5, 6],
     );
@@ -211,12 +211,25 @@ fn list(runs: &Runs, json: bool) -> Result<(), CliError> {
             text::percent(summary.test_accuracy.map(f64::from)),
             text::duration(info.duration_ms() as f64 / 1000.0),
             info.model.clone().unwrap_or_else(|| "-".to_owned()),
+            tags(info),
         ]);
     }
     if json {
         return Ok(());
     }
     crate::out(&table.render())
+}
+
+/// `study=s1 trial=4`: a run's tags (`-` if none).
+fn tags(info: &RunInfo) -> String {
+    if info.tags.is_empty() {
+        return "-".to_owned();
+    }
+    info.tags
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn show(runs: &Runs, id: &str, json: bool) -> Result<(), CliError> {
@@ -237,6 +250,9 @@ fn show(runs: &Runs, id: &str, json: bool) -> Result<(), CliError> {
     );
     if let Some(error) = &info.error {
         out.push_str(&format!("error     {error}\n"));
+    }
+    if !info.tags.is_empty() {
+        out.push_str(&format!("tags      {}\n", tags(info)));
     }
     out.push_str(&format!(
         "test acc  {}\ndataset   {}\nparams\n",

@@ -366,6 +366,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         aliases: args.alias.clone(),
         recipe,
         corpora_dir: args.corpora.clone().unwrap_or_else(corpora::default_dir),
+        tags: Vec::new(),
+        register: true,
     };
 
     let mut bytes = None;

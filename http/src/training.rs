@@ -333,6 +333,8 @@ impl Training {
             aliases,
             recipe: Default::default(),
             corpora_dir: pismo_core::host::corpora::default_dir(),
+            tags: Vec::new(),
+            register: true,
         };
         let (tx, rx) = mpsc::channel();
         let (registry, runs) = (registry.clone(), runs.clone());

@@ -743,6 +743,13 @@ function modelLink(id) {
   return h('a', { href: '#draw', class: 'model-link', title: `Use ${id} in Draw`, onclick: (e) => { e.preventDefault(); useModel(id); } }, id);
 }
 
+/** ` · trial 4`: the trial of a `pismo tune` study a run is (nothing for other runs). */
+function studyTrial(run) {
+  const tags = run.tags || {};
+  if (tags.trial == null) return null;
+  return h('span', { class: 'muted small', title: `study ${tags.study}, trial ${tags.trial}` }, ` · trial ${tags.trial}`);
+}
+
 function renderRunsTable() {
   const body = $('#runs tbody');
   const now = Date.now();
@@ -762,7 +769,8 @@ function renderRunsTable() {
     });
     const tr = h('tr', { class: experiments.openRun === run.run_id ? 'open' : null, dataset: { run: run.run_id } },
       h('td', {}, checkbox),
-      h('td', {}, h('button', { type: 'button', class: 'linklike', onclick: () => showRunDetail(run.run_id) }, run.name)),
+      h('td', {}, h('button', { type: 'button', class: 'linklike', onclick: () => showRunDetail(run.run_id) }, run.name),
+        studyTrial(run)),
       h('td', {}, statusBadge(run.status)),
       h('td', { class: 'nowrap' }, localTime(run.start_unix_ms)),
       h('td', { class: 'nowrap' }, duration((run.end_unix_ms || now) - run.start_unix_ms)),

@@ -76,6 +76,8 @@ fn train(dir: &TempDir, name: &str, train: &Dataset, extra: Vec<std::path::PathB
             ..Recipe::default()
         },
         corpora_dir: pismo_core::host::corpora::default_dir(),
+        tags: Vec::new(),
+        register: true,
     };
     let runs = Runs::open(dir.join("runs"));
     let done = session::run_with_data(

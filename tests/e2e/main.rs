@@ -13,4 +13,5 @@ mod serve;
 mod stores;
 mod styles;
 mod training;
+mod tune;
 mod web;

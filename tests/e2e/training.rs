@@ -212,6 +212,8 @@ fn a_session_records_the_run_and_registers_the_model() {
         aliases: vec!["default".into()],
         recipe: Default::default(),
         corpora_dir: pismo_core::host::corpora::default_dir(),
+        tags: Vec::new(),
+        register: true,
     };
     let mut epochs_seen = 0;
     let mut registered = None;
@@ -325,6 +327,8 @@ fn a_deskewing_model_records_it_and_reads_slanted_digits() {
             ..Recipe::default()
         },
         corpora_dir: pismo_core::host::corpora::default_dir(),
+        tags: Vec::new(),
+        register: true,
     };
     let mut models = Vec::new();
     for (name, deskew) in [("plain", false), ("upright", true)] {
@@ -386,6 +390,8 @@ fn a_cancelled_session_is_marked_stopped() {
         aliases: vec![],
         recipe: Default::default(),
         corpora_dir: pismo_core::host::corpora::default_dir(),
+        tags: Vec::new(),
+        register: true,
     };
     let done = session::run_with_data(
         &req,

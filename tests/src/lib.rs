@@ -122,6 +122,8 @@ pub fn train_tiny_model(registry: &Path, runs: &Path) -> String {
         aliases: Vec::new(),
         recipe: Default::default(),
         corpora_dir: pismo_core::host::corpora::default_dir(),
+        tags: Vec::new(),
+        register: true,
     };
     let finished = session::run_with_data(
         &req,

@@ -23,6 +23,7 @@
 //!   touch a path.
 
 use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
@@ -221,6 +222,10 @@ pub struct RunInfo {
     /// before pismo kept it, and off Linux; such runs are judged by the pid alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_start_time: Option<u64>,
+    /// Labels of the run by key, e.g. `study` and `trial` for a trial of `pismo tune`.
+    /// Absent in records written before pismo kept them, and in runs without tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl RunInfo {
@@ -392,6 +397,7 @@ impl Runs {
             dataset: dataset.to_owned(),
             pid: std::process::id(),
             pid_start_time: process::own_start_time(),
+            tags: BTreeMap::new(),
         };
         let open_append = |file: &str| {
             let path = dir.join(file);
@@ -485,6 +491,17 @@ impl Runs {
     }
 }
 
+impl Runs {
+    /// Records `model` as the model of run `id`, which has ended (e.g. the best trial of a
+    /// study, registered once the study is over). `run.json` is replaced atomically.
+    pub fn set_model(&self, id: &str, model: &ModelId) -> Result<(), RunsError> {
+        let dir = self.run_dir(id)?;
+        let mut info = read_info(&dir, id)?;
+        info.model = Some(model.to_string());
+        write_info_file(&dir, &info)
+    }
+}
+
 fn is_young(dir: &Path) -> bool {
     fs::metadata(dir)
         .and_then(|m| m.modified())
@@ -560,6 +577,17 @@ fn parse_metrics(path: &Path, bytes: &[u8]) -> Result<Vec<Metric>, RunsError> {
 // ---------------------------------------------------------------------------------------------
 // Writing a run
 
+/// Replaces `run.json` in `run_dir` with `info`, atomically.
+fn write_info_file(run_dir: &Path, info: &RunInfo) -> Result<(), RunsError> {
+    let path = run_dir.join(RUN_FILE);
+    let mut text = serde_json::to_vec_pretty(info).map_err(|e| RunsError::Corrupt {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
+    text.push(b'\n');
+    replace_atomic(&path, &text).map_err(|e| io_err("write", &path, e))
+}
+
 /// Writes one run while it trains. Logging never fails the training: the first I/O error is
 /// kept ([`RunWriter::first_error`]) and returned by [`RunWriter::try_finish`]. Dropped without `finish`, it marks the run
 /// `failed` with error [`INTERRUPTED`].
@@ -596,13 +624,7 @@ impl RunWriter {
     }
 
     fn write_info(&self) -> Result<(), RunsError> {
-        let path = self.dir.join(RUN_FILE);
-        let mut text = serde_json::to_vec_pretty(&self.info).map_err(|e| RunsError::Corrupt {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        text.push(b'\n');
-        replace_atomic(&path, &text).map_err(|e| io_err("write", &path, e))
+        write_info_file(&self.dir, &self.info)
     }
 
     /// Appends `{"step","name","value","timestamp"}` to `metrics.jsonl`.
@@ -639,6 +661,13 @@ impl RunWriter {
     /// Records the model the run registered (rewrites `run.json`).
     pub fn set_model(&mut self, id: &ModelId) {
         self.info.model = Some(id.to_string());
+        let result = self.write_info();
+        self.keep(result);
+    }
+
+    /// Tags the run with `key` = `value` (rewrites `run.json`).
+    pub fn set_tag(&mut self, key: &str, value: &str) {
+        self.info.tags.insert(key.to_owned(), value.to_owned());
         let result = self.write_info();
         self.keep(result);
     }
@@ -986,5 +1015,30 @@ mod tests {
         );
         assert_eq!(runs.list().unwrap().len(), 2);
         assert!(runs.get(&ids[1]).is_err());
+    }
+
+    #[test]
+    fn tags_are_kept_and_records_without_them_still_read() {
+        let tmp = temp_dir("tags");
+        let runs = Runs::open(tmp.path());
+        let mut w = runs.create("study-a", &Hyper::DEFAULT, "d").unwrap();
+        let id = w.id().to_owned();
+        w.set_tag("study", "study-a");
+        w.set_tag("trial", "3");
+        w.finish(Status::Finished, None);
+        let info = runs.info(&id).unwrap();
+        assert_eq!(info.tags.get("study").map(String::as_str), Some("study-a"));
+        assert_eq!(info.tags.get("trial").map(String::as_str), Some("3"));
+        // A finished run can be pointed at the model registered for it afterwards.
+        runs.set_model(&id, &"study-a@1".parse().unwrap()).unwrap();
+        let info = runs.info(&id).unwrap();
+        assert_eq!(info.model.as_deref(), Some("study-a@1"));
+        assert_eq!(info.tags.len(), 2);
+        // A record written before tags existed has none.
+        let path = runs.run_dir(&id).unwrap().join(RUN_FILE);
+        let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("tags");
+        fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(runs.info(&id).unwrap().tags.is_empty());
     }
 }

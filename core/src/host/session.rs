@@ -33,6 +33,12 @@ pub struct TrainRequest {
     pub recipe: Recipe,
     /// Folder of the shipped corpora the recipe may name.
     pub corpora_dir: PathBuf,
+    /// Tags of the run record, e.g. `("study", "s1")` and `("trial", "4")`.
+    pub tags: Vec<(String, String)>,
+    /// Register the kept model (and point `aliases` at it). If false, nothing is registered:
+    /// the model is handed back in [`Finished::kept`] (a trial of `pismo tune`, of which
+    /// only the best is registered).
+    pub register: bool,
 }
 
 /// Progress of a session: the trainer's events plus the run and the registered model.
@@ -63,8 +69,12 @@ pub enum SessionEvent<'a> {
 pub struct Finished {
     /// The run record.
     pub run_id: String,
-    /// The registered model (none if cancelled before the first epoch ended).
+    /// The registered model (none if cancelled before the first epoch ended, or if the
+    /// request did not register it).
     pub model: Option<ModelId>,
+    /// The kept model when the request did not register it (none if cancelled before the
+    /// first epoch ended).
+    pub kept: Option<AnyMlp>,
     /// Final metrics.
     pub metrics: Metrics,
     /// Per-epoch reports.
@@ -139,6 +149,9 @@ pub fn run_with_data(
         .create(&req.name, &req.hyper, dataset)
         .map_err(SessionError::Runs)?;
     let run_id = run.id().to_owned();
+    for (key, value) in &req.tags {
+        run.set_tag(key, value);
+    }
     let mut stop = on_event(SessionEvent::Started { run_id: &run_id }).is_break();
     if test.is_none() {
         note(
@@ -212,29 +225,28 @@ pub fn run_with_data(
         note(&mut run, on_event, &line);
     }
     let mut model = None;
-    if outcome.metrics.best_epoch > 0 {
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut size = 0;
-        let registered = registry.register(&req.name, &mut |version| {
-            let meta = Meta {
+    let mut kept = None;
+    if outcome.metrics.best_epoch > 0 && !req.register {
+        note(
+            &mut run,
+            on_event,
+            "model not registered: handed to the caller (a study registers only its best trial's)",
+        );
+        kept = Some(outcome.model);
+    } else if outcome.metrics.best_epoch > 0 {
+        let registered = register(
+            registry,
+            &outcome.model,
+            &ModelMeta {
                 name: &req.name,
-                version,
-                created_unix: created,
                 hyper: req.hyper,
                 metrics: outcome.metrics,
                 run_id: &run_id,
                 dataset,
-                parent: "",
-                deskew: outcome.model.deskew(),
-            };
-            let bytes = outcome.model.encode(&meta);
-            size = bytes.len();
-            bytes
-        });
-        let id = match registered {
-            Ok(id) => id,
+            },
+        );
+        let (id, size) = match registered {
+            Ok(done) => done,
             Err(e) => {
                 let msg = e.to_string();
                 note(&mut run, on_event, &format!("error: {msg}"));
@@ -273,6 +285,7 @@ pub fn run_with_data(
     Ok(Finished {
         run_id,
         model,
+        kept,
         metrics: outcome.metrics,
         history: outcome.history,
         status,
@@ -288,6 +301,50 @@ pub fn recorded_recipe(log: &str) -> Option<Recipe> {
     log.lines()
         .find_map(|line| line.strip_prefix(RECIPE_LINE))
         .and_then(|json| serde_json::from_str(json).ok())
+}
+
+/// What a model file records about where a model came from.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelMeta<'a> {
+    /// Registered name.
+    pub name: &'a str,
+    /// Hyperparameters it was trained with.
+    pub hyper: Hyper,
+    /// Its final metrics.
+    pub metrics: Metrics,
+    /// The run that trained it.
+    pub run_id: &'a str,
+    /// What it was trained on.
+    pub dataset: &'a str,
+}
+
+/// Registers `model` as the next version of `meta.name`: its id and file size.
+pub fn register(
+    registry: &Registry,
+    model: &AnyMlp,
+    meta: &ModelMeta<'_>,
+) -> Result<(ModelId, usize), RegistryError> {
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut size = 0;
+    let id = registry.register(meta.name, &mut |version| {
+        let file_meta = Meta {
+            name: meta.name,
+            version,
+            created_unix: created,
+            hyper: meta.hyper,
+            metrics: meta.metrics,
+            run_id: meta.run_id,
+            dataset: meta.dataset,
+            parent: "",
+            deskew: model.deskew(),
+        };
+        let bytes = model.encode(&file_meta);
+        size = bytes.len();
+        bytes
+    })?;
+    Ok((id, size))
 }
 
 /// Writes `line` to the run's log and reports it.

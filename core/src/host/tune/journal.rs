@@ -46,6 +46,10 @@ pub enum JournalEvent {
         eta: u32,
         /// Epochs of a trial that is never stopped.
         max_epochs: u32,
+        /// The settings of every trial that the space does not vary (absent in journals
+        /// written before they were kept: the defaults then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<crate::hyper::Hyper>,
     },
     /// A trial began with these settings.
     Started {
@@ -238,6 +242,8 @@ pub struct FinishedTrial {
     pub epochs: u32,
     /// Its scores at the end of each epoch, in order.
     pub curve: Vec<(u32, f64)>,
+    /// Seconds since the study began when it ended.
+    pub elapsed: f64,
 }
 
 /// A trial that started and has not ended (yet).
@@ -312,6 +318,7 @@ impl Replay {
                             score: *score,
                             epochs: *epochs,
                             curve: t.curve,
+                            elapsed: *elapsed,
                         });
                     }
                 }
@@ -395,6 +402,28 @@ mod tests {
             .events()
             .unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn the_study_event_keeps_the_shared_settings_and_reads_without_them() {
+        let study = JournalEvent::Study {
+            seed: 3,
+            space: serde_json::json!({"initial_lr": {"log": [0.01, 0.1]}}),
+            min_epochs: 1,
+            eta: 3,
+            max_epochs: 8,
+            base: Some(crate::hyper::Hyper {
+                val_size: 5000,
+                ..crate::hyper::Hyper::DEFAULT
+            }),
+        };
+        let line = serde_json::to_string(&study).unwrap();
+        assert_eq!(serde_json::from_str::<JournalEvent>(&line).unwrap(), study);
+        let old = r#"{"event":"study","seed":3,"space":{},"min_epochs":1,"eta":3,"max_epochs":8}"#;
+        let JournalEvent::Study { base, .. } = serde_json::from_str(old).unwrap() else {
+            panic!("not a study event");
+        };
+        assert_eq!(base, None);
     }
 
     #[test]

@@ -1,0 +1,610 @@
+//! The study driver: `parallel` worker threads, each running one trial at a time as an
+//! ordinary training session on MNIST loaded once.
+//!
+//! A free worker takes the next trial under the study's lock: first a trial an earlier
+//! session left unfinished (it runs again from the start), else a new point TPE suggests from
+//! every trial that has ended so far. Each epoch's validation accuracy goes to ASHA; when it
+//! says stop, the session is told to stop at once and the slot is free. Every event is
+//! appended to the study's journal (fsynced) before the trial goes on. The best trial's
+//! model is written to the study's best-model file before its end is journalled, so a
+//! resumed study still has it.
+//!
+//! The study halts when the trial limit is reached, the time budget is spent, on Ctrl-C, or
+//! when the journal or stdout fails: running trials are stopped and stay unfinished in the
+//! journal (a resume runs them again).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use pismo_core::format::Meta;
+use pismo_core::host::atomic::replace_atomic;
+use pismo_core::host::mnist::{Dataset, TRAIN_DIGEST};
+use pismo_core::host::model::AnyMlp;
+use pismo_core::host::recipe::Recipe;
+use pismo_core::host::registry::Registry;
+use pismo_core::host::runs::Runs;
+use pismo_core::host::session::{self, SessionEvent, TrainRequest};
+use pismo_core::host::trainer::Event;
+use pismo_core::host::tune::asha::{Asha, Decision};
+use pismo_core::host::tune::journal::{JournalEvent, Replay, StudyStore, TrialState};
+use pismo_core::host::tune::space::Space;
+use pismo_core::host::tune::tpe::{Observation, Tpe};
+use pismo_core::hyper::Hyper;
+use pismo_core::rng::Rng;
+use serde::Serialize;
+
+use super::display::Display;
+use crate::CliError;
+
+/// What a study runs, fixed when it starts.
+#[derive(Debug)]
+pub struct Plan {
+    /// The study's name (its journal's and, by default, its model's).
+    pub study: String,
+    /// Name of the trials' run records and of the registered best model.
+    pub model_name: String,
+    /// The search space.
+    pub space: Space,
+    /// Settings of every trial that the space does not vary; `epochs` is the top rung.
+    pub base: Hyper,
+    /// Seed of the sampler.
+    pub seed: u64,
+    /// Successive halving's first rung, in epochs.
+    pub min_epochs: u32,
+    /// Successive halving's reduction factor.
+    pub eta: u32,
+    /// Trials the study ends with (across all its sessions).
+    pub trials: Option<u32>,
+    /// Seconds the study may run (across all its sessions).
+    pub budget: Option<f64>,
+    /// Trials run at once.
+    pub parallel: usize,
+    /// Training threads of each trial.
+    pub threads: usize,
+    /// MNIST folder.
+    pub data_dir: PathBuf,
+    /// Shipped corpora folder.
+    pub corpora_dir: PathBuf,
+    /// Where the best trial's model is kept until it is registered.
+    pub best_file: PathBuf,
+}
+
+/// The best trial so far: highest validation accuracy, ties broken by the lower loss.
+#[derive(Clone, Debug, Serialize)]
+pub struct Best {
+    /// Trial number.
+    pub trial: u32,
+    /// Its run record.
+    pub run_id: String,
+    /// Validation accuracy of its kept weights.
+    pub val_accuracy: f64,
+    /// Their validation loss.
+    pub val_loss: f64,
+    /// Its settings.
+    pub values: BTreeMap<String, f64>,
+    /// Study seconds when it ended.
+    pub elapsed: f64,
+}
+
+impl Best {
+    fn beats(&self, other: Option<&Best>) -> bool {
+        other.is_none_or(|o| {
+            self.val_accuracy > o.val_accuracy
+                || (self.val_accuracy == o.val_accuracy && self.val_loss < o.val_loss)
+        })
+    }
+}
+
+/// How a study session ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Trials ended over the whole study.
+    pub ended: u32,
+    /// The best trial, if any ended with a model.
+    pub best: Option<Best>,
+    /// Study seconds.
+    pub elapsed: f64,
+    /// Whether Ctrl-C or the budget stopped trials that were running.
+    pub cut_short: bool,
+}
+
+/// A trial to run.
+struct Ticket {
+    trial: u32,
+    values: BTreeMap<String, f64>,
+}
+
+/// The study's mutable state, behind one lock.
+struct State {
+    store: Box<dyn StudyStore>,
+    asha: Asha,
+    history: Vec<Observation>,
+    rng: Rng,
+    queue: VecDeque<Ticket>,
+    next_trial: u32,
+    ended: u32,
+    running: usize,
+    best: Option<Best>,
+    display: Display,
+    /// The first failure of the journal or of stdout: it halts the study.
+    error: Option<CliError>,
+    cut_short: bool,
+}
+
+/// A study in progress.
+pub struct Driver<'a> {
+    plan: &'a Plan,
+    state: Mutex<State>,
+    interrupted: &'a AtomicBool,
+    began: Instant,
+    before: f64,
+}
+
+impl<'a> Driver<'a> {
+    /// Picks a study up from its journal (empty for a new one: the settings are written).
+    pub fn new(
+        plan: &'a Plan,
+        mut store: Box<dyn StudyStore>,
+        display: Display,
+        interrupted: &'a AtomicBool,
+    ) -> Result<Driver<'a>, CliError> {
+        let events = store.events().map_err(CliError::failed)?;
+        let replay = Replay::of(&events);
+        if replay.study.is_none() {
+            store
+                .append(&JournalEvent::Study {
+                    seed: plan.seed,
+                    space: plan.space.to_json(),
+                    min_epochs: plan.min_epochs,
+                    eta: plan.eta,
+                    max_epochs: plan.base.epochs,
+                    base: Some(plan.base),
+                })
+                .map_err(CliError::failed)?;
+        }
+        let mut asha = Asha::new(plan.min_epochs, plan.eta, plan.base.epochs);
+        let mut history = Vec::new();
+        for t in &replay.finished {
+            for &(epoch, score) in &t.curve {
+                asha.report(epoch, score);
+            }
+            if let Some(score) = t.score {
+                history.push(Observation {
+                    point: point_of(&plan.space, &t.values),
+                    score,
+                });
+            }
+        }
+        let best = read_best(plan, &replay);
+        let queue = replay
+            .interrupted
+            .iter()
+            .map(|(trial, values)| Ticket {
+                trial: *trial,
+                values: values.clone(),
+            })
+            .collect();
+        let state = State {
+            store,
+            asha,
+            history,
+            // A resumed study draws on from another point of the sequence than it began.
+            rng: Rng::new(plan.seed ^ (u64::from(replay.next_trial) << 32)),
+            queue,
+            next_trial: replay.next_trial,
+            ended: replay.finished.len() as u32,
+            running: 0,
+            best,
+            display,
+            error: None,
+            cut_short: false,
+        };
+        Ok(Driver {
+            plan,
+            state: Mutex::new(state),
+            interrupted,
+            began: Instant::now(),
+            before: replay.elapsed,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A worker that panicked left the state as it was between two whole updates.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Study seconds: earlier sessions' and this one's.
+    fn elapsed(&self) -> f64 {
+        self.before + self.began.elapsed().as_secs_f64()
+    }
+
+    fn budget_spent(&self) -> bool {
+        self.plan.budget.is_some_and(|b| self.elapsed() >= b)
+    }
+
+    /// Whether running trials must stop now.
+    fn halting(&self, state: &State) -> bool {
+        state.error.is_some() || self.interrupted.load(Ordering::Relaxed) || self.budget_spent()
+    }
+
+    /// Runs the study until it ends; the best trial and the counts.
+    pub fn run(
+        self,
+        train: &Dataset,
+        test: Option<&Dataset>,
+        registry: &Registry,
+        runs: &Runs,
+    ) -> Result<Outcome, CliError> {
+        {
+            let mut state = self.lock();
+            let elapsed = self.elapsed();
+            let best = state.best.clone();
+            state.display.begin(best.as_ref(), elapsed);
+        }
+        std::thread::scope(|scope| {
+            for _ in 0..self.plan.parallel {
+                scope.spawn(|| {
+                    while let Some(ticket) = self.take() {
+                        self.run_trial(ticket, train, test, registry, runs);
+                    }
+                });
+            }
+        });
+        let state = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut display = state.display;
+        display.end();
+        if let Some(e) = state.error {
+            return Err(e);
+        }
+        Ok(Outcome {
+            ended: state.ended,
+            best: state.best,
+            elapsed: self.before + self.began.elapsed().as_secs_f64(),
+            cut_short: state.cut_short,
+        })
+    }
+
+    /// The next trial to run, if the study goes on.
+    fn take(&self) -> Option<Ticket> {
+        let mut state = self.lock();
+        if self.halting(&state) {
+            return None;
+        }
+        if let Some(limit) = self.plan.trials {
+            if state.ended + state.running as u32 >= limit {
+                return None;
+            }
+        }
+        let ticket = match state.queue.pop_front() {
+            Some(t) => t,
+            None => {
+                let state = &mut *state;
+                let point =
+                    Tpe::default().suggest(&self.plan.space, &state.history, &mut state.rng);
+                let trial = state.next_trial;
+                state.next_trial += 1;
+                Ticket {
+                    trial,
+                    values: self.plan.space.values(&point),
+                }
+            }
+        };
+        state.running += 1;
+        Some(ticket)
+    }
+
+    /// Appends `event` to the journal; a failure halts the study.
+    fn journal(&self, state: &mut State, event: &JournalEvent) {
+        if state.error.is_some() {
+            return;
+        }
+        if let Err(e) = state.store.append(event) {
+            state.error = Some(CliError::failed(e));
+        }
+    }
+
+    /// Shows an event; a closed stdout halts the study.
+    fn show(state: &mut State, result: Result<(), CliError>) {
+        if let Err(e) = result {
+            state.error.get_or_insert(e);
+        }
+    }
+
+    fn run_trial(
+        &self,
+        ticket: Ticket,
+        train: &Dataset,
+        test: Option<&Dataset>,
+        registry: &Registry,
+        runs: &Runs,
+    ) {
+        let Ticket { trial, values } = ticket;
+        let recipe = Recipe::default();
+        let (hyper, recipe) = match self.plan.space.apply(&values, &self.plan.base, &recipe) {
+            Ok(settings) => settings,
+            Err(e) => {
+                let mut state = self.lock();
+                self.journal(
+                    &mut state,
+                    &JournalEvent::Started {
+                        trial,
+                        values: values.clone(),
+                        run_id: String::new(),
+                    },
+                );
+                self.end(
+                    &mut state,
+                    trial,
+                    TrialState::Failed,
+                    None,
+                    0,
+                    Some(&e.to_string()),
+                );
+                return;
+            }
+        };
+        let request = TrainRequest {
+            name: self.plan.model_name.clone(),
+            hyper,
+            data_dir: self.plan.data_dir.clone(),
+            threads: self.plan.threads,
+            aliases: Vec::new(),
+            recipe,
+            corpora_dir: self.plan.corpora_dir.clone(),
+            tags: vec![
+                ("study".to_owned(), self.plan.study.clone()),
+                ("trial".to_owned(), trial.to_string()),
+            ],
+            register: false,
+        };
+        let mut pruned = false;
+        let mut halted = false;
+        let mut epochs = 0;
+        let mut run_id = String::new();
+        let result = session::run_with_data(
+            &request,
+            train,
+            test,
+            TRAIN_DIGEST,
+            registry,
+            runs,
+            &mut |event| {
+                let mut state = self.lock();
+                match event {
+                    SessionEvent::Started { run_id: id } => {
+                        run_id = id.to_owned();
+                        self.journal(
+                            &mut state,
+                            &JournalEvent::Started {
+                                trial,
+                                values: values.clone(),
+                                run_id: run_id.clone(),
+                            },
+                        );
+                        let shown = state
+                            .display
+                            .started(trial, &run_id, &values, self.elapsed());
+                        Self::show(&mut state, shown);
+                    }
+                    SessionEvent::Train(Event::Epoch(r)) => {
+                        epochs = r.epoch;
+                        let score = f64::from(r.val_accuracy);
+                        let elapsed = self.elapsed();
+                        self.journal(
+                            &mut state,
+                            &JournalEvent::Epoch {
+                                trial,
+                                epoch: r.epoch,
+                                score,
+                                elapsed,
+                            },
+                        );
+                        let shown = state
+                            .display
+                            .epoch(trial, r.epoch, r.epochs, score, elapsed);
+                        Self::show(&mut state, shown);
+                        if state.asha.report(r.epoch, score) == Decision::Stop && r.epoch < r.epochs
+                        {
+                            pruned = true;
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    SessionEvent::Train(Event::Batch { epoch, done, total }) => {
+                        let elapsed = self.elapsed();
+                        state.display.batch(trial, epoch, done, total, elapsed);
+                    }
+                    SessionEvent::Train(Event::Log(_))
+                    | SessionEvent::Line(_)
+                    | SessionEvent::Registered { .. } => {}
+                }
+                if self.halting(&state) {
+                    halted = true;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            },
+        );
+        let mut state = self.lock();
+        match result {
+            Err(e) => {
+                if run_id.is_empty() {
+                    self.journal(
+                        &mut state,
+                        &JournalEvent::Started {
+                            trial,
+                            values: values.clone(),
+                            run_id: String::new(),
+                        },
+                    );
+                }
+                self.end(
+                    &mut state,
+                    trial,
+                    TrialState::Failed,
+                    None,
+                    epochs,
+                    Some(&e.to_string()),
+                );
+            }
+            Ok(_) if halted && !pruned => {
+                // Stopped by Ctrl-C, the budget or a failure: unfinished, a resume reruns it.
+                state.running -= 1;
+                state.cut_short = true;
+                let elapsed = self.elapsed();
+                state.display.stopped(trial, elapsed);
+            }
+            Ok(finished) => {
+                let m = finished.metrics;
+                let score = (m.best_epoch > 0).then_some(f64::from(m.val_accuracy));
+                if let Some(model) = &finished.kept {
+                    let candidate = Best {
+                        trial,
+                        run_id: finished.run_id.clone(),
+                        val_accuracy: f64::from(m.val_accuracy),
+                        val_loss: f64::from(m.val_loss),
+                        values: values.clone(),
+                        elapsed: self.elapsed(),
+                    };
+                    if candidate.beats(state.best.as_ref()) {
+                        match self.keep_best(model, &request.hyper, m, &finished.run_id) {
+                            Ok(()) => {
+                                let shown = state.display.best(&candidate);
+                                Self::show(&mut state, shown);
+                                state.best = Some(candidate);
+                            }
+                            Err(e) => {
+                                state.error.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+                if let Some(score) = score {
+                    state.history.push(Observation {
+                        point: point_of(&self.plan.space, &values),
+                        score,
+                    });
+                }
+                let how = if pruned {
+                    TrialState::Pruned
+                } else {
+                    TrialState::Complete
+                };
+                self.end(
+                    &mut state,
+                    trial,
+                    how,
+                    score,
+                    finished.metrics.epochs_run,
+                    None,
+                );
+            }
+        }
+    }
+
+    /// Journals and shows the end of a trial.
+    fn end(
+        &self,
+        state: &mut State,
+        trial: u32,
+        how: TrialState,
+        score: Option<f64>,
+        epochs: u32,
+        error: Option<&str>,
+    ) {
+        let elapsed = self.elapsed();
+        self.journal(
+            state,
+            &JournalEvent::Ended {
+                trial,
+                state: how,
+                score,
+                epochs,
+                elapsed,
+            },
+        );
+        state.running -= 1;
+        state.ended += 1;
+        let shown = state
+            .display
+            .ended(trial, how, score, epochs, error, elapsed);
+        Self::show(state, shown);
+    }
+
+    /// Writes the best trial's model to the study's best-model file (atomically).
+    fn keep_best(
+        &self,
+        model: &AnyMlp,
+        hyper: &Hyper,
+        metrics: pismo_core::hyper::Metrics,
+        run_id: &str,
+    ) -> Result<(), CliError> {
+        let meta = Meta {
+            name: &self.plan.model_name,
+            // Not registered yet: the version is given when it is.
+            version: 0,
+            created_unix: 0,
+            hyper: *hyper,
+            metrics,
+            run_id,
+            dataset: TRAIN_DIGEST,
+            parent: "",
+            deskew: model.deskew(),
+        };
+        replace_atomic(&self.plan.best_file, &model.encode(&meta)).map_err(|e| {
+            CliError::failed(format!(
+                "cannot write {}: {e}",
+                self.plan.best_file.display()
+            ))
+        })
+    }
+}
+
+/// A point's search coordinates from its values (as TPE sees it).
+fn point_of(space: &Space, values: &BTreeMap<String, f64>) -> Vec<f64> {
+    space
+        .dims
+        .iter()
+        .map(|d| {
+            d.domain
+                .coordinate(values.get(&d.name).copied().unwrap_or(f64::NAN))
+        })
+        .collect()
+}
+
+/// The best trial of the sessions before, from the best-model file and the journal: the
+/// file's run must be a trial that ended (a crash between the two writes leaves a file
+/// whose trial runs again).
+fn read_best(plan: &Plan, replay: &Replay) -> Option<Best> {
+    let bytes = std::fs::read(&plan.best_file).ok()?;
+    let (_, model) = AnyMlp::decode(&bytes).ok()?;
+    let meta = model.meta;
+    let t = replay.finished.iter().find(|t| t.run_id == meta.run_id)?;
+    Some(Best {
+        trial: t.trial,
+        run_id: t.run_id.clone(),
+        val_accuracy: f64::from(meta.metrics.val_accuracy),
+        val_loss: f64::from(meta.metrics.val_loss),
+        values: t.values.clone(),
+        elapsed: t.elapsed,
+    })
+}
+
+/// The best trial's model, as kept in the study's best-model file.
+pub fn load_best(
+    path: &std::path::Path,
+) -> Result<(AnyMlp, Hyper, pismo_core::hyper::Metrics, String), CliError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::failed(format!("cannot read {}: {e}", path.display())))?;
+    let (model, file) =
+        AnyMlp::decode(&bytes).map_err(|e| CliError::failed(format!("{}: {e}", path.display())))?;
+    Ok((
+        model,
+        file.meta.hyper,
+        file.meta.metrics,
+        file.meta.run_id.to_owned(),
+    ))
+}

@@ -1,0 +1,445 @@
+//! `pismo tune`: a hyperparameter study. TPE picks each trial's settings, asynchronous
+//! successive halving stops weak trials at epoch rungs, and every trial is an ordinary
+//! training session with a run record tagged with the study and trial number.
+//!
+//! - [`driver`]: the worker threads, the journal, the best trial's model.
+//! - [`display`]: the live table on stderr and the `--json` events.
+//!
+//! A study's journal is `<runs>/studies/NAME.jsonl` and its best model, until it is
+//! registered, `<runs>/studies/NAME.best.pismo`. Flags are checked before MNIST is loaded.
+
+mod display;
+mod driver;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use argh::FromArgs;
+use pismo_core::host::corpora;
+use pismo_core::host::mnist::TRAIN_DIGEST;
+use pismo_core::host::recipe::Recipe;
+use pismo_core::host::registry::{validate_alias, validate_name};
+use pismo_core::host::runs::utc_stamp;
+use pismo_core::host::session::{self, ModelMeta};
+use pismo_core::host::tune::journal::{FileJournal, JournalEvent, Replay, StudyStore};
+use pismo_core::host::tune::space::Space;
+use pismo_core::hyper::Hyper;
+use serde_json::json;
+
+use self::display::Display;
+use self::driver::{Best, Driver, Plan};
+use crate::{text, CliError};
+
+/// Successive halving's first rung, in epochs.
+const MIN_EPOCHS: u32 = 1;
+/// Successive halving's reduction factor: about one trial in three passes each rung.
+const ETA: u32 = 3;
+
+/// Search hyperparameters: TPE with successive halving; every trial is a run record.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "tune",
+    example = "pismo tune --budget 10m --parallel 2 --alias best\npismo tune --trials 30 --study lr-search --space space.json\npismo tune --study lr-search --resume --trials 60",
+    note = "Give --budget, --trials or both (whichever ends first; both count the whole study, across resumes). Studies live in <runs>/studies: NAME.jsonl (the journal) and NAME.best.pismo (the best trial's model)."
+)]
+pub struct Args {
+    /// time budget of the study, e.g. 90s, 10m, 1h
+    #[argh(option)]
+    budget: Option<String>,
+    /// number of trials of the study
+    #[argh(option)]
+    trials: Option<u32>,
+    /// trials run at once, each on its share of the cores (default 1)
+    #[argh(option, default = "1")]
+    parallel: usize,
+    /// JSON space file: {"initial_lr": {"log": [0.001, 0.3]}, "hidden_size": {"choice":
+    /// [128, 256]}, …} (default: every setting a space can vary)
+    #[argh(option)]
+    space: Option<PathBuf>,
+    /// study name (default: study-YYYYMMDD-HHMMSS)
+    #[argh(option)]
+    study: Option<String>,
+    /// carry on the study named by --study
+    #[argh(switch)]
+    resume: bool,
+    /// seed of the search and of every trial's training (default 1)
+    #[argh(option)]
+    seed: Option<u64>,
+    /// epochs of a trial that is never stopped: the top rung (default 8)
+    #[argh(option)]
+    epochs: Option<u32>,
+    /// training images held out for validation, the score of every trial (default 10000)
+    #[argh(option)]
+    val_size: Option<u32>,
+    /// name to register the best model under (default: the study's name)
+    #[argh(option)]
+    name: Option<String>,
+    /// register the best model and point this alias at it (repeatable)
+    #[argh(option)]
+    alias: Vec<String>,
+    /// print one JSON event per line on stdout
+    #[argh(switch)]
+    json: bool,
+    /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+    /// run records folder (default: $PISMO_RUNS, else ./runs)
+    #[argh(option)]
+    runs: Option<PathBuf>,
+}
+
+/// `90s`, `10m`, `1h30m` as seconds.
+fn parse_budget(text: &str) -> Result<f64, CliError> {
+    let budget = humantime::parse_duration(text).map_err(|e| {
+        CliError::usage(format!(
+            "invalid --budget `{text}`: {e} (expected e.g. 90s, 10m or 1h)"
+        ))
+    })?;
+    if budget < Duration::from_secs(1) {
+        return Err(CliError::usage(format!(
+            "--budget {text} is too short: give at least 1s"
+        )));
+    }
+    Ok(budget.as_secs_f64())
+}
+
+/// The space of a space file, or the default one.
+fn read_space(path: Option<&PathBuf>) -> Result<Space, CliError> {
+    let Some(path) = path else {
+        return Ok(Space::default_space());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("space file {}: {e}", path.display())))?;
+    Space::from_json(&text)
+        .map_err(|e| CliError::usage(format!("space file {}: {e}", path.display())))
+}
+
+/// The study's settings as its journal holds them (a resumed study keeps its own).
+struct Settings {
+    space: Space,
+    seed: u64,
+    base: Hyper,
+}
+
+impl Args {
+    /// Checks the flags that need no file.
+    fn check(&self) -> Result<(Option<f64>, usize, usize), CliError> {
+        let budget = self.budget.as_deref().map(parse_budget).transpose()?;
+        if budget.is_none() && self.trials.is_none() {
+            return Err(CliError::usage(
+                "give --budget (e.g. 10m) or --trials N, or both",
+            ));
+        }
+        if self.trials == Some(0) {
+            return Err(CliError::usage("--trials must be at least 1"));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.parallel == 0 {
+            return Err(CliError::usage("--parallel must be at least 1"));
+        }
+        if self.parallel > cores {
+            return Err(CliError::usage(format!(
+                "--parallel {} is more than the {cores} cores here: trials would compete for them",
+                self.parallel
+            )));
+        }
+        if self.resume && self.study.is_none() {
+            return Err(CliError::usage(
+                "--resume needs --study NAME: the study to carry on",
+            ));
+        }
+        if let Some(study) = &self.study {
+            validate_name(study).map_err(|e| CliError::usage(format!("--study: {e}")))?;
+        }
+        if let Some(name) = &self.name {
+            validate_name(name)?;
+        }
+        for alias in &self.alias {
+            validate_alias(alias)?;
+        }
+        Ok((budget, self.parallel, (cores / self.parallel).max(1)))
+    }
+
+    /// The settings of a new study, checked.
+    fn fresh(&self) -> Result<Settings, CliError> {
+        let space = read_space(self.space.as_ref())?;
+        let d = Hyper::DEFAULT;
+        let base = Hyper {
+            epochs: self.epochs.unwrap_or(8),
+            seed: self.seed.unwrap_or(1),
+            val_size: self.val_size.unwrap_or(d.val_size),
+            ..d
+        };
+        base.validate()
+            .map_err(|e| CliError::usage(format!("{e} (--epochs, --seed or --val-size)")))?;
+        if base.val_size == 0 {
+            return Err(CliError::usage(
+                "--val-size must be at least 1: trials are scored on the validation split",
+            ));
+        }
+        // A point of the space that cannot train is refused now, not at its trial.
+        let mut rng = pismo_core::rng::Rng::new(base.seed);
+        for _ in 0..32 {
+            let point = pismo_core::host::tune::tpe::random_point(&space, &mut rng);
+            space
+                .apply(&space.values(&point), &base, &Recipe::default())
+                .map_err(|e| CliError::usage(format!("space: {e}")))?;
+        }
+        Ok(Settings {
+            space,
+            seed: base.seed,
+            base,
+        })
+    }
+
+    /// The settings a resumed study's journal holds; flags that would change them are
+    /// refused.
+    fn resumed(&self, replay: &Replay) -> Result<Settings, CliError> {
+        for (given, flag) in [
+            (self.space.is_some(), "--space"),
+            (self.seed.is_some(), "--seed"),
+            (self.epochs.is_some(), "--epochs"),
+            (self.val_size.is_some(), "--val-size"),
+        ] {
+            if given {
+                return Err(CliError::usage(format!(
+                    "{flag} cannot change a study being resumed: it keeps the settings it began with"
+                )));
+            }
+        }
+        let Some(JournalEvent::Study {
+            seed,
+            space,
+            max_epochs,
+            base,
+            ..
+        }) = &replay.study
+        else {
+            return Err(CliError::failed(
+                "the study's journal has no settings (it was never started)",
+            ));
+        };
+        let space = Space::from_json(&space.to_string())
+            .map_err(|e| CliError::failed(format!("the study's space: {e}")))?;
+        let base = base.unwrap_or(Hyper {
+            epochs: *max_epochs,
+            seed: *seed,
+            ..Hyper::DEFAULT
+        });
+        Ok(Settings {
+            space,
+            seed: *seed,
+            base,
+        })
+    }
+}
+
+/// Runs `pismo tune`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let (budget, parallel, threads) = args.check()?;
+    let runs = crate::runs(&args.runs);
+    let registry = crate::registry(&args.registry);
+    let data_dir = crate::data_dir(&args.data);
+    let studies = runs.dir().join("studies");
+    let study = args.study.clone().unwrap_or_else(|| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("study-{}", utc_stamp(now))
+    });
+    let journal_path = studies.join(format!("{study}.jsonl"));
+    if args.resume && !journal_path.exists() {
+        return Err(CliError::failed(format!(
+            "no study `{study}` to resume: {} does not exist",
+            journal_path.display()
+        )));
+    }
+    // A fresh study's settings are checked before its journal is made.
+    let fresh = if args.resume {
+        None
+    } else {
+        Some(args.fresh()?)
+    };
+    let mut journal = FileJournal::open(&studies, &study).map_err(CliError::failed)?;
+    if !args.resume && !journal.is_empty().map_err(CliError::failed)? {
+        return Err(CliError::usage(format!(
+            "study `{study}` exists ({}): add --resume to carry it on, or choose another --study",
+            journal.path().display()
+        )));
+    }
+    let events = journal.events().map_err(CliError::failed)?;
+    let replay = Replay::of(&events);
+    let settings = match fresh {
+        Some(s) => s,
+        None => args.resumed(&replay)?,
+    };
+    let model_name = args.name.clone().unwrap_or_else(|| study.clone());
+    let plan = Plan {
+        study: study.clone(),
+        model_name: model_name.clone(),
+        space: settings.space,
+        base: settings.base,
+        seed: settings.seed,
+        min_epochs: MIN_EPOCHS,
+        eta: ETA,
+        trials: args.trials,
+        budget,
+        parallel,
+        threads,
+        data_dir: data_dir.clone(),
+        corpora_dir: corpora::default_dir(),
+        best_file: studies.join(format!("{study}.best.pismo")),
+    };
+    let limit = match (args.trials, &args.budget) {
+        (Some(n), Some(b)) => format!("{n} trials or {b}"),
+        (Some(n), None) => format!("{n} trials"),
+        (None, Some(b)) => format!("budget {b}"),
+        (None, None) => String::new(),
+    };
+    eprintln!(
+        "study {study} ({}): {parallel} trial{} at once, {threads} thread{} each, rungs at epochs {:?} of {}",
+        journal.path().display(),
+        if parallel == 1 { "" } else { "s" },
+        if threads == 1 { "" } else { "s" },
+        pismo_core::host::tune::asha::Asha::new(MIN_EPOCHS, ETA, plan.base.epochs).rungs(),
+        plan.base.epochs
+    );
+    eprintln!("loading MNIST from {} …", data_dir.display());
+    let (train, test) = session::load_data(&data_dir).map_err(CliError::failed)?;
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    // The first Ctrl-C ends the study (running trials stop, the best is kept); a second one
+    // ends the process at once.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping the study (Ctrl-C again to quit at once) …");
+    });
+    let display = Display::new(&study, limit, args.json);
+    let store: Box<dyn StudyStore> = Box::new(journal);
+    let driver = Driver::new(&plan, store, display, &interrupted)?;
+    let outcome = driver.run(&train, test.as_ref(), &registry, &runs)?;
+
+    let Some(best) = outcome.best else {
+        let line = format!(
+            "study {study} ended after {} with no trained model ({} trial{} ended)",
+            text::duration(outcome.elapsed),
+            outcome.ended,
+            if outcome.ended == 1 { "" } else { "s" }
+        );
+        if args.json {
+            crate::out_json(
+                &json!({"event": "done", "study": study, "trials": outcome.ended,
+                "elapsed": outcome.elapsed, "best": null, "model": null}),
+            )?;
+        } else {
+            crate::out_line(&line)?;
+        }
+        return Ok(());
+    };
+    let model = if args.alias.is_empty() {
+        None
+    } else {
+        Some(register_best(&plan, &best, &args.alias, &registry, &runs)?)
+    };
+    let command = train_command(&plan, &best, &model_name);
+    if args.json {
+        return crate::out_json(&json!({"event": "done", "study": study,
+            "trials": outcome.ended, "elapsed": outcome.elapsed, "cut_short": outcome.cut_short,
+            "best": best, "model": model, "train_command": command}));
+    }
+    let mut summary = format!(
+        "study {study}: {} trial{} in {}; best trial {} (run {}): validation accuracy {}\n  {}\n",
+        outcome.ended,
+        if outcome.ended == 1 { "" } else { "s" },
+        text::duration(outcome.elapsed),
+        best.trial,
+        best.run_id,
+        text::percent(Some(best.val_accuracy)),
+        display::settings(&best.values)
+    );
+    match &model {
+        Some(id) => {
+            summary.push_str(&format!("registered {id}\n"));
+            for alias in &args.alias {
+                summary.push_str(&format!("alias {alias} now points at it\n"));
+            }
+        }
+        None => summary.push_str(&format!(
+            "to register this model: pismo tune --study {study} --resume --trials {} --alias A\n\
+             to train these settings again: {command}\n",
+            outcome.ended
+        )),
+    }
+    if outcome.cut_short {
+        summary.push_str(&format!(
+            "trials were stopped unfinished: `pismo tune --study {study} --resume --trials N` (N \
+             above {}, or a --budget above {}) runs them again\n",
+            outcome.ended,
+            text::duration(outcome.elapsed)
+        ));
+    }
+    crate::out(&summary)
+}
+
+/// Registers the best trial's model, points the aliases at it and records it in the trial's
+/// run; its id.
+fn register_best(
+    plan: &Plan,
+    best: &Best,
+    aliases: &[String],
+    registry: &pismo_core::host::registry::Registry,
+    runs: &pismo_core::host::runs::Runs,
+) -> Result<String, CliError> {
+    let (model, hyper, metrics, run_id) = driver::load_best(&plan.best_file)?;
+    let (id, _) = session::register(
+        registry,
+        &model,
+        &ModelMeta {
+            name: &plan.model_name,
+            hyper,
+            metrics,
+            run_id: &run_id,
+            dataset: TRAIN_DIGEST,
+        },
+    )?;
+    for alias in aliases {
+        registry.set_alias(alias, &id)?;
+    }
+    runs.set_model(&best.run_id, &id)?;
+    Ok(id.to_string())
+}
+
+/// The `pismo train` command line that trains the best trial's settings.
+fn train_command(plan: &Plan, best: &Best, name: &str) -> String {
+    let mut cmd = format!("pismo train --name {name}");
+    let augment = best.values.get("augment").is_some_and(|&v| v != 0.0);
+    for (setting, v) in &best.values {
+        let flag = setting.replace('_', "-");
+        match setting.as_str() {
+            "augment" | "deskew" => {
+                if *v != 0.0 {
+                    cmd.push_str(&format!(" --{flag}"));
+                }
+            }
+            // Distortions only apply to augmented training.
+            "elastic" | "shift" if !augment => {}
+            // The value the trial trained with (settings are f32 in training).
+            _ => cmd.push_str(&format!(" --{flag} {}", *v as f32)),
+        }
+    }
+    let b = &plan.base;
+    cmd.push_str(&format!(
+        " --epochs {} --seed {} --val-size {}",
+        b.epochs, b.seed, b.val_size
+    ));
+    cmd
+}
