@@ -4,7 +4,7 @@
 //! | -------------------------------------- | --------------------------------------------------- |
 //! | run record, its name                   | a run of the experiment (default `pismo`), run name |
 //! | run id, dataset digest, model          | tags `pismo.run_id`, `pismo.dataset`, `pismo.model` |
-//! | `study`, `trial` of `run.json` if any  | tags `pismo.study`, `pismo.trial`                   |
+//! | the record's tags (`study`, `trial`)    | tags `pismo.study`, `pismo.trial`                   |
 //! | hyperparameters, recipe (from the log) | params `hidden_size`, …, `recipe.deskew`, …         |
 //! | metrics.jsonl                          | metrics: key, value, step, timestamp as recorded    |
 //! | log.txt                                | artifact `log.txt`                                  |
@@ -20,11 +20,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
-use std::fs;
 
 use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::{ModelId, Registry, RegistryError};
-use pismo_core::host::runs::{Metric, RunInfo, Runs, RunsError, Status, RUN_FILE};
+use pismo_core::host::runs::{Metric, RunInfo, Runs, RunsError, Status};
 use pismo_core::host::session::recorded_recipe;
 use serde_json::{json, Value};
 
@@ -37,8 +36,6 @@ pub const RUN_ID_TAG: &str = "pismo.run_id";
 pub const EXPORTED_TAG: &str = "pismo.exported";
 /// The tag of a model version giving pismo's version.
 pub const VERSION_TAG: &str = "pismo.version";
-/// Fields of `run.json` that, when present, pass through as `pismo.<field>` tags.
-pub const PASSED_FIELDS: [&str; 2] = ["study", "trial"];
 
 /// Why an export failed.
 #[derive(Debug)]
@@ -157,9 +154,9 @@ pub fn params(info: &RunInfo, recipe: Option<&Recipe>) -> Vec<(String, String)> 
     params
 }
 
-/// The tags of a run: `pismo.run_id`, `pismo.dataset`, `pismo.model` and the
-/// [`PASSED_FIELDS`] that `run.json` (`raw`) has.
-pub fn tags(info: &RunInfo, raw: &Value) -> Vec<(String, String)> {
+/// The tags of a run: `pismo.run_id`, `pismo.dataset`, `pismo.model`, and `pismo.KEY` for each
+/// tag of its record (a study's trials: `study`, `trial`).
+pub fn tags(info: &RunInfo) -> Vec<(String, String)> {
     let mut tags = vec![(RUN_ID_TAG.to_owned(), info.run_id.clone())];
     if !info.dataset.is_empty() {
         tags.push(("pismo.dataset".to_owned(), info.dataset.clone()));
@@ -167,13 +164,8 @@ pub fn tags(info: &RunInfo, raw: &Value) -> Vec<(String, String)> {
     if let Some(model) = &info.model {
         tags.push(("pismo.model".to_owned(), model.clone()));
     }
-    for field in PASSED_FIELDS {
-        let value = match raw.get(field) {
-            Some(Value::String(s)) => s.clone(),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
-            _ => continue,
-        };
-        tags.push((format!("pismo.{field}"), value));
+    for (key, value) in &info.tags {
+        tags.push((format!("pismo.{key}"), value.clone()));
     }
     tags
 }
@@ -273,7 +265,6 @@ impl Exporter {
         &self,
         info: &RunInfo,
         recipe: Option<&Recipe>,
-        raw: &Value,
     ) -> Result<MlflowRun, MlflowError> {
         let endpoint = "runs/create";
         let reply = self.client.post(
@@ -293,7 +284,7 @@ impl Exporter {
             complete: false,
         };
         self.client
-            .log_batch(&run.id, &params(info, recipe), &tags(info, raw), &[])?;
+            .log_batch(&run.id, &params(info, recipe), &tags(info), &[])?;
         Ok(run)
     }
 
@@ -359,7 +350,6 @@ impl Exporter {
             None => None,
         };
         let log = runs.log(run_id)?;
-        let raw = raw_record(runs, run_id)?;
         let recipe = recorded_recipe(&log);
         let (run, action) = match self.find(run_id)? {
             Some(run) if run.complete => {
@@ -375,11 +365,11 @@ impl Exporter {
             }
             Some(run) => {
                 // Params and tags are idempotent in MLflow: sent whole again.
-                let (params, tags) = (params(info, recipe.as_ref()), tags(info, &raw));
+                let (params, tags) = (params(info, recipe.as_ref()), tags(info));
                 self.client.log_batch(&run.id, &params, &tags, &[])?;
                 (run, Action::Updated)
             }
-            None => (self.start(info, recipe.as_ref(), &raw)?, Action::Created),
+            None => (self.start(info, recipe.as_ref())?, Action::Created),
         };
         let metrics = match action {
             Action::Created => record.metrics.iter().collect(),
@@ -578,15 +568,6 @@ fn version_conflict(id: &ModelId, highest: u32, versions: &[(u32, Option<String>
     }
 }
 
-/// `run.json` of `run_id` as plain JSON, for fields [`RunInfo`] does not know.
-fn raw_record(runs: &Runs, run_id: &str) -> Result<Value, ExportError> {
-    let path = runs.run_dir(run_id)?.join(RUN_FILE);
-    let text = fs::read_to_string(&path)
-        .map_err(|e| ExportError::Local(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| ExportError::Local(format!("corrupt run file {}: {e}", path.display())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,6 +586,7 @@ mod tests {
             dataset: "sha256:0123".to_owned(),
             pid: 1,
             pid_start_time: None,
+            tags: Default::default(),
         }
     }
 
@@ -632,14 +614,16 @@ mod tests {
     }
 
     #[test]
-    fn study_and_trial_fields_pass_through_as_tags() {
-        let info = info();
-        let none = tags(&info, &json!({}));
+    fn a_records_tags_pass_through_as_pismo_tags() {
+        let mut info = info();
+        let none = tags(&info);
         assert_eq!(
             none.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             ["pismo.run_id", "pismo.dataset", "pismo.model"]
         );
-        let with = tags(&info, &json!({ "study": "lr-sweep", "trial": 7 }));
+        info.tags.insert("study".to_owned(), "lr-sweep".to_owned());
+        info.tags.insert("trial".to_owned(), "7".to_owned());
+        let with = tags(&info);
         assert!(with.contains(&("pismo.study".to_owned(), "lr-sweep".to_owned())));
         assert!(with.contains(&("pismo.trial".to_owned(), "7".to_owned())));
     }

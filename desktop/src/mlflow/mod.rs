@@ -12,7 +12,6 @@ pub mod export;
 use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::Runs;
-use serde_json::json;
 
 pub use client::{check_uri, Client, Timeouts};
 use export::{Exported, Exporter, MlflowRun};
@@ -139,7 +138,7 @@ impl Stream {
                 Exporter::connect(Client::new(&self.uri, Timeouts::TRAIN), &self.experiment)
                     .map_err(|e| e.to_string())?;
             let run = exporter
-                .start(&info, self.recipe.as_ref(), &json!({}))
+                .start(&info, self.recipe.as_ref())
                 .map_err(|e| e.to_string())?;
             Ok::<_, String>((exporter, run))
         })();
