@@ -261,11 +261,7 @@ impl Exporter {
     }
 
     /// Makes the MLflow run of `info` with its params and tags.
-    pub fn start(
-        &self,
-        info: &RunInfo,
-        recipe: Option<&Recipe>,
-    ) -> Result<MlflowRun, MlflowError> {
+    pub fn start(&self, info: &RunInfo, recipe: Option<&Recipe>) -> Result<MlflowRun, MlflowError> {
         let endpoint = "runs/create";
         let reply = self.client.post(
             endpoint,
