@@ -418,6 +418,46 @@ fn runs_and_models_reach_a_real_mlflow_server_and_read_back_with_its_client() {
     let id = runs.list().unwrap()[0].run_id.clone();
     check_run(&back, &runs, &Registry::open(p.registry()), &id);
     assert_eq!(back["models"]["live"]["aliases"]["default"], "1");
+
+    // A `pismo tune` study's trials carry their study and trial into MLflow as tags.
+    let p = Pismo::new().with_data(full_mnist().expect("checked above"));
+    let space = home.join("space.json");
+    std::fs::write(&space, r#"{"hidden_size": {"choice": [16, 32]}}"#).unwrap();
+    let space = space.to_str().unwrap();
+    let args = [
+        "tune",
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--val-size",
+        "55000",
+    ];
+    let rest = ["--study", "sweep", "--space", space, "--alias", "best"];
+    p.run(&[&args[..], &rest[..]].concat()).expect_code(0);
+    let out = p.run(&[
+        "runs",
+        "export",
+        "--mlflow",
+        &server.url,
+        "--experiment",
+        "sweep",
+    ]);
+    out.expect_code(0);
+    let back = read_back(&python, &server, "sweep", &home.join("sweep"));
+    let runs = Runs::open(p.runs());
+    let mut trials: Vec<String> = runs
+        .list()
+        .unwrap()
+        .iter()
+        .map(|info| {
+            let run = mlflow_run(&back, &info.run_id);
+            assert_eq!(run["tags"]["pismo.study"], "sweep", "{run}");
+            run["tags"]["pismo.trial"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    trials.sort();
+    assert_eq!(trials, ["0", "1"]);
     drop(server);
 }
 
