@@ -145,3 +145,25 @@ pub struct Metrics {
     /// Accuracy on the 10000 MNIST test images, 0..1, if they were available.
     pub test_accuracy: Option<f32>,
 }
+
+impl Metrics {
+    /// The metrics of a committee joined from networks with `members`' metrics: the epochs of
+    /// all of them, the latest kept epoch among them, their mean training loss, and the
+    /// joined model's own validation and test figures.
+    pub fn of_committee(
+        members: &[Metrics],
+        val_loss: f32,
+        val_accuracy: f32,
+        test_accuracy: Option<f32>,
+    ) -> Metrics {
+        Metrics {
+            epochs_run: members.iter().map(|m| m.epochs_run).sum(),
+            best_epoch: members.iter().map(|m| m.best_epoch).max().unwrap_or(0),
+            train_loss: members.iter().map(|m| m.train_loss).sum::<f32>()
+                / members.len().max(1) as f32,
+            val_loss,
+            val_accuracy,
+            test_accuracy,
+        }
+    }
+}

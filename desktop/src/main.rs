@@ -16,6 +16,7 @@
 //! - [`data`]: `pismo data fetch|verify`, the MNIST files; `pismo data drawn list|export|import`,
 //!   the corrected drawings.
 //! - [`fetch`]: the download of `pismo data fetch` (mirrors, HTTPS, resuming, progress).
+//! - [`http_client`]: the HTTP client settings of every outgoing request.
 //! - [`draw`]: `pismo draw`, a native window to draw digits and watch the prediction.
 //! - [`serve`]: `pismo serve`, the HTTP API and MLflow scoring protocol (`pismo-http`).
 //!
@@ -33,6 +34,7 @@ mod data;
 mod draw;
 mod eval;
 mod fetch;
+mod http_client;
 mod mlflow;
 mod models;
 mod predict;

@@ -293,7 +293,7 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
 
 fn join(a: Join) -> Result<(), CliError> {
     use pismo_core::host::mnist::{self, Dataset, Split};
-    use pismo_core::host::trainer::validation_split;
+    use pismo_core::host::trainer::validation_set;
     if a.models.len() < 2 {
         return Err(CliError::usage("give two or more models to join"));
     }
@@ -319,12 +319,8 @@ fn join(a: Join) -> Result<(), CliError> {
         true => {
             let train = mnist::load_split(&dir, Split::Train)
                 .map_err(|e| CliError::Failed(e.to_string()))?;
-            let (idx, _) =
-                validation_split(train.len(), first.hyper.val_size as usize, first.hyper.seed);
-            Some(Dataset {
-                images: idx.iter().map(|&i| train.images[i as usize]).collect(),
-                labels: idx.iter().map(|&i| train.labels[i as usize]).collect(),
-            })
+            let size = first.hyper.val_size as usize;
+            Some(validation_set(&train, size, first.hyper.seed))
         }
         false => None,
     };
@@ -357,22 +353,13 @@ fn join(a: Join) -> Result<(), CliError> {
         .collect();
     progress.clear();
     let score = |set: &str| scores.iter().find(|(name, ..)| *name == set);
-    let metrics = pismo_core::hyper::Metrics {
-        epochs_run: members.iter().map(|(_, _, m)| m.metrics.epochs_run).sum(),
-        best_epoch: members
-            .iter()
-            .map(|(_, _, m)| m.metrics.best_epoch)
-            .max()
-            .unwrap_or(0),
-        train_loss: members
-            .iter()
-            .map(|(_, _, m)| m.metrics.train_loss)
-            .sum::<f32>()
-            / members.len() as f32,
-        val_loss: score("validation").map_or(f32::NAN, |(_, (l, _), _)| *l as f32),
-        val_accuracy: score("validation").map_or(f32::NAN, |(_, (_, a), _)| *a as f32),
-        test_accuracy: score("test").map(|(_, (_, a), _)| *a as f32),
-    };
+    let each: Vec<_> = members.iter().map(|(_, _, m)| m.metrics).collect();
+    let metrics = pismo_core::hyper::Metrics::of_committee(
+        &each,
+        score("validation").map_or(f32::NAN, |(_, (l, _), _)| *l as f32),
+        score("validation").map_or(f32::NAN, |(_, (_, a), _)| *a as f32),
+        score("test").map(|(_, (_, a), _)| *a as f32),
+    );
     let parent = members
         .iter()
         .map(|(id, ..)| id.to_string())

@@ -14,7 +14,6 @@ use crate::host::registry::{ModelId, Registry, RegistryError};
 use crate::host::runs::{Runs, RunsError, Status};
 use crate::host::trainer::{self, EpochReport, Event, Outcome, TrainError, TrainSet};
 use crate::hyper::{Hyper, Metrics};
-use crate::mlp::INPUT;
 
 /// What to train and where to put it.
 #[derive(Clone, Debug)]
@@ -175,7 +174,7 @@ pub fn run_with_data(
             let line = format!(
                 "member {}/{members}: 784-{member_hidden}-10, seed {} (validation split of seed {})",
                 k + 1,
-                hyper.seed.wrapping_add(u64::from(member)),
+                trainer::member_seed(hyper.seed, member),
                 hyper.seed
             );
             note(&mut run, on_event, &line);
@@ -400,7 +399,7 @@ impl Member<'_> {
         on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
     ) -> Result<Outcome, SessionError> {
         let hyper = self.hyper;
-        let seed = hyper.seed.wrapping_add(u64::from(self.member));
+        let seed = trainer::member_seed(hyper.seed, self.member);
         let (extra, parts) = if req.recipe.is_default() {
             (
                 Dataset {
@@ -475,9 +474,8 @@ impl Member<'_> {
 }
 
 /// Joins a committee's trained members into one model and measures it on the validation
-/// split and the test set. Its metrics: the epochs of all members, the latest kept epoch
-/// among them, their mean training loss, and the joined model's own validation and test
-/// figures. A committee stopped before its last member finished keeps no model.
+/// split and the test set ([`Metrics::of_committee`]). A committee stopped before its last
+/// member finished keeps no model.
 fn join(
     req: &TrainRequest,
     trained: &mut Vec<Outcome>,
@@ -517,33 +515,20 @@ fn join(
         outcome.cancelled = cancelled;
         return outcome;
     };
-    let (val_idx, _) =
-        trainer::validation_split(train.len(), req.hyper.val_size as usize, req.hyper.seed);
-    let val_images: Vec<[u8; INPUT]> = val_idx.iter().map(|&i| train.images[i as usize]).collect();
-    let val_labels: Vec<u8> = val_idx.iter().map(|&i| train.labels[i as usize]).collect();
-    let (val_loss, val_accuracy) = if val_images.is_empty() {
+    let validation = trainer::validation_set(train, req.hyper.val_size as usize, req.hyper.seed);
+    let (val_loss, val_accuracy) = if validation.is_empty() {
         (f32::NAN, f32::NAN)
     } else {
-        let (loss, correct) = model.evaluate(&val_images, &val_labels, req.threads);
-        let n = val_images.len() as f64;
+        let (loss, correct) = model.evaluate(&validation.images, &validation.labels, req.threads);
+        let n = validation.len() as f64;
         ((loss / n) as f32, (correct as f64 / n) as f32)
     };
     let test_accuracy = test.map(|t| {
         let (_, correct) = model.evaluate(&t.images, &t.labels, req.threads);
         correct as f32 / t.len().max(1) as f32
     });
-    let metrics = Metrics {
-        epochs_run,
-        best_epoch: trained
-            .iter()
-            .map(|o| o.metrics.best_epoch)
-            .max()
-            .unwrap_or(0),
-        train_loss: trained.iter().map(|o| o.metrics.train_loss).sum::<f32>() / members as f32,
-        val_loss,
-        val_accuracy,
-        test_accuracy,
-    };
+    let each: Vec<Metrics> = trained.iter().map(|o| o.metrics).collect();
+    let metrics = Metrics::of_committee(&each, val_loss, val_accuracy, test_accuracy);
     let line = format!(
         "committee of {members} joined: 784-{}-10, val loss {val_loss:.4} acc {:.2}%",
         model.hidden_size(),

@@ -105,11 +105,10 @@ pub struct TrainSet<'a> {
     pub member: u32,
 }
 
-impl TrainSet<'_> {
-    /// The seed of this member's random choices other than the validation split.
-    pub fn member_seed(&self, seed: u64) -> u64 {
-        seed.wrapping_add(u64::from(self.member))
-    }
+/// The seed of committee member `member`'s random choices other than the validation split
+/// (member 0's is `seed` itself).
+pub fn member_seed(seed: u64, member: u32) -> u64 {
+    seed.wrapping_add(u64::from(member))
 }
 
 /// What the trainer reports while it runs. Return [`ControlFlow::Break`] from the callback
@@ -268,6 +267,15 @@ pub fn validation_split(len: usize, val_size: usize, seed: u64) -> (Vec<u32>, Ve
     (order, train)
 }
 
+/// The images a run of `seed` holds out for validation ([`validation_split`]), in its order.
+pub fn validation_set(data: &Dataset, val_size: usize, seed: u64) -> Dataset {
+    let (idx, _) = validation_split(data.len(), val_size, seed);
+    Dataset {
+        images: idx.iter().map(|&i| data.images[i as usize]).collect(),
+        labels: idx.iter().map(|&i| data.labels[i as usize]).collect(),
+    }
+}
+
 fn sum_squares<const H: usize>(m: &Mlp<H>) -> f64 {
     let s1: f64 =
         m.w1.as_flattened()
@@ -293,7 +301,7 @@ where
     Box<Mlp<H>>: IntoAny,
 {
     let batch = hyper.batch_size as usize;
-    let seed = set.member_seed(hyper.seed);
+    let seed = member_seed(hyper.seed, set.member);
     let mut rng = Rng::new(seed);
     let mut current: Box<Mlp<H>> = boxed_zeroed();
     current.init(&mut rng);

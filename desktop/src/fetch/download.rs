@@ -12,7 +12,6 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use ureq::tls::{RootCerts, TlsConfig};
 use ureq::Agent;
 
 use super::mirror;
@@ -25,25 +24,13 @@ const MAX_BYTES: u64 = 256 << 20;
 /// Pause before resuming a broken download.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-/// The HTTP client: HTTPS through rustls with the system's certificate store (so a company
-/// or sandbox CA that curl trusts is trusted too), plain HTTP too (every file is checked by its
-/// SHA-256 anyway), `HTTP(S)_PROXY`/`NO_PROXY` from the environment, no compression (byte
-/// ranges must count the bytes of the file itself). A mirror that cannot be resolved or
-/// reached fails within seconds, and a transfer that stalls for half a minute breaks.
+/// The HTTP client ([`crate::http_client`]): plain HTTP too (every file is checked by its
+/// SHA-256 anyway), no compression (byte ranges must count the bytes of the file itself). A
+/// mirror that cannot be resolved or reached fails within seconds, and a transfer that stalls
+/// for half a minute breaks.
 pub fn agent() -> Agent {
-    Agent::config_builder()
-        .timeout_resolve(Some(Duration::from_secs(10)))
-        .timeout_connect(Some(Duration::from_secs(10)))
-        .timeout_recv_response(Some(Duration::from_secs(30)))
-        .timeout_per_read(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
+    crate::http_client::agent_config(Duration::from_secs(10), Duration::from_secs(30))
         .accept_encoding("identity")
-        .user_agent(concat!("pismo/", env!("CARGO_PKG_VERSION")))
-        .tls_config(
-            TlsConfig::builder()
-                .root_certs(RootCerts::PlatformVerifier)
-                .build(),
-        )
         .build()
         .new_agent()
 }

@@ -6,7 +6,6 @@ use std::fmt;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use ureq::tls::{RootCerts, TlsConfig};
 use ureq::Agent;
 
 /// The most metrics one `runs/log-batch` may carry (MLflow's limit).
@@ -152,19 +151,7 @@ pub struct Client {
 impl Client {
     /// A client of the server at `uri` (checked by [`check_uri`]).
     pub fn new(uri: &str, timeouts: Timeouts) -> Self {
-        let agent = Agent::config_builder()
-            .timeout_resolve(Some(timeouts.connect))
-            .timeout_connect(Some(timeouts.connect))
-            .timeout_recv_response(Some(timeouts.answer))
-            .timeout_per_read(Some(timeouts.answer))
-            .timeout_send_body(Some(timeouts.answer))
-            .http_status_as_error(false)
-            .user_agent(concat!("pismo/", env!("CARGO_PKG_VERSION")))
-            .tls_config(
-                TlsConfig::builder()
-                    .root_certs(RootCerts::PlatformVerifier)
-                    .build(),
-            )
+        let agent = crate::http_client::agent_config(timeouts.connect, timeouts.answer)
             .build()
             .new_agent();
         Self {

@@ -328,22 +328,7 @@ impl<'a> Driver<'a> {
             Ok(settings) => settings,
             Err(e) => {
                 let mut state = self.lock();
-                self.journal(
-                    &mut state,
-                    &JournalEvent::Started {
-                        trial,
-                        values: values.clone(),
-                        run_id: String::new(),
-                    },
-                );
-                self.end(
-                    &mut state,
-                    trial,
-                    TrialState::Failed,
-                    None,
-                    0,
-                    Some(&e.to_string()),
-                );
+                self.fail_unstarted(&mut state, trial, &values, 0, &e.to_string());
                 return;
             }
         };
@@ -430,24 +415,18 @@ impl<'a> Driver<'a> {
         );
         let mut state = self.lock();
         match result {
+            Err(e) if run_id.is_empty() => {
+                self.fail_unstarted(&mut state, trial, &values, epochs, &e.to_string());
+            }
             Err(e) => {
-                if run_id.is_empty() {
-                    self.journal(
-                        &mut state,
-                        &JournalEvent::Started {
-                            trial,
-                            values: values.clone(),
-                            run_id: String::new(),
-                        },
-                    );
-                }
+                let error = Some(e.to_string());
                 self.end(
                     &mut state,
                     trial,
                     TrialState::Failed,
                     None,
                     epochs,
-                    Some(&e.to_string()),
+                    error.as_deref(),
                 );
             }
             Ok(_) if halted && !pruned => {
@@ -503,6 +482,25 @@ impl<'a> Driver<'a> {
                 );
             }
         }
+    }
+
+    /// Journals a trial that failed before its run record existed: its start (with no run)
+    /// and its end.
+    fn fail_unstarted(
+        &self,
+        state: &mut State,
+        trial: u32,
+        values: &BTreeMap<String, f64>,
+        epochs: u32,
+        error: &str,
+    ) {
+        let started = JournalEvent::Started {
+            trial,
+            values: values.clone(),
+            run_id: String::new(),
+        };
+        self.journal(state, &started);
+        self.end(state, trial, TrialState::Failed, None, epochs, Some(error));
     }
 
     /// Journals and shows the end of a trial.
