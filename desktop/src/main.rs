@@ -35,6 +35,7 @@ mod draw;
 mod eval;
 mod fetch;
 mod http_client;
+mod interrupt;
 mod mlflow;
 mod models;
 mod predict;

@@ -8,6 +8,7 @@
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use argh::FromArgs;
@@ -370,6 +371,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
         register: true,
     };
 
+    // The first Ctrl-C stops training after the batch at hand; the session keeps the best
+    // weights so far, evaluates and registers them, as the web page's Stop does.
+    let interrupted =
+        crate::interrupt::first_stops("stopping: the best weights so far will be registered");
     let mut bytes = None;
     let mut write_error = None;
     let mut run_id = None;
@@ -381,6 +386,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
         &registry,
         &runs,
         &mut |event| {
+            if interrupted.load(Ordering::SeqCst) {
+                return ControlFlow::Break(());
+            }
             match event {
                 SessionEvent::Started { run_id: id } => {
                     progress.epoch_start = Instant::now();

@@ -447,6 +447,59 @@ fn train_on_full_mnist_then_list_eval_and_predict_a_drawn_digit() {
     assert!(out.stdout.starts_with("seven.png: 7 ("), "{}", out.stdout);
 }
 
+/// Ctrl-C in a long `pismo train` keeps the work done: training stops, and the best weights
+/// so far are evaluated and registered, as the web page's Stop does.
+#[test]
+fn ctrl_c_stops_training_and_registers_the_best_weights_so_far() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let p = Pismo::new().with_data(mnist);
+    let mut child = p
+        .command(&["train", "--json", "--epochs", "200", "--hidden-size", "32"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let line = lines.next().expect("an epoch line").unwrap();
+        assert!(line.contains(r#""event":"epoch""#), "{line}");
+    }
+    // SIGINT, as Ctrl-C sends it, through the real `kill`.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    let done = rest.last().expect("a done line");
+    assert_eq!(done["event"], "done", "{rest:?}");
+    assert_eq!(done["model"], "mnist@1");
+    assert_eq!(done["status"], "stopped");
+    let epochs_run = done["metrics"]["epochs_run"].as_u64().unwrap();
+    assert!((2..200).contains(&epochs_run), "{done}");
+    let test_accuracy = done["metrics"]["test_accuracy"].as_f64().unwrap();
+    assert!(test_accuracy > 0.9, "{done}");
+    let runs = p.run(&["runs", "list", "--json"]).json_lines();
+    assert_eq!(runs[0]["status"], "stopped");
+    assert_eq!(runs[0]["model"], "mnist@1");
+    // The registered model is the one the run reports.
+    let report = &p
+        .run(&["eval", "--model", "mnist@1", "--json"])
+        .json_lines()[0];
+    let accuracy = report["accuracy"].as_f64().unwrap();
+    assert!((accuracy - test_accuracy).abs() < 1e-4, "{accuracy}");
+}
+
 /// Every copy of the kernels this CPU runs (on x86-64 baseline SSE2, AVX2, AVX-512; aarch64
 /// builds only the NEON one) trains the same model bit for bit: no fused multiply-add, no
 /// reordered sums (`PISMO_SIMD` caps the copy).

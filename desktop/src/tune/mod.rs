@@ -12,8 +12,6 @@ mod display;
 mod driver;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argh::FromArgs;
@@ -313,16 +311,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
     eprintln!("loading MNIST from {} …", data_dir.display());
     let (train, test) = session::load_data(&data_dir).map_err(CliError::failed)?;
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    // The first Ctrl-C ends the study (running trials stop, the best is kept); a second one
-    // ends the process at once.
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping the study (Ctrl-C again to quit at once) …");
-    });
+    // The first Ctrl-C ends the study (running trials stop, the best is kept).
+    let interrupted = crate::interrupt::first_stops("stopping the study");
     let display = Display::new(&study, limit, args.json);
     let store: Box<dyn StudyStore> = Box::new(journal);
     let driver = Driver::new(&plan, store, display, &interrupted)?;
