@@ -162,8 +162,7 @@ fn parse_start(body: &Value) -> Result<StartRequest, ApiError> {
             "give `trials` (a number of trials), `budget` (seconds) or both: the study ends at the first reached",
         ));
     }
-    base.validate()
-        .map_err(|e| field(e.field, e.to_string()))?;
+    base.validate().map_err(|e| field(e.field, e.to_string()))?;
     driver::check_space(&space, &base).map_err(|e| field("space", format!("space: {e}")))?;
     let study = study.unwrap_or_else(|| {
         let now = SystemTime::now()
@@ -249,8 +248,10 @@ impl Observer for JobObserver {
     }
 
     fn stopped(&mut self, trial: u32, elapsed: f64) {
-        self.0
-            .push("trial_stopped", &json!({ "trial": trial, "elapsed": elapsed }));
+        self.0.push(
+            "trial_stopped",
+            &json!({ "trial": trial, "elapsed": elapsed }),
+        );
     }
 
     fn best(&mut self, best: &Best) -> Result<(), TuneError> {
@@ -583,7 +584,12 @@ impl Tuning {
 
     /// `POST /api/studies/{name}/use`: the model of the study's best trial, registered now
     /// (under the trials' model name) unless its run already has one.
-    pub fn use_best(&self, name: &str, registry: &Registry, runs: &Runs) -> Result<Reply, ApiError> {
+    pub fn use_best(
+        &self,
+        name: &str,
+        registry: &Registry,
+        runs: &Runs,
+    ) -> Result<Reply, ApiError> {
         let _once = lock(&self.using);
         let replay = self.replay(name)?;
         let Some(best) = driver::read_best(&self.best_file(name), &replay) else {
@@ -603,8 +609,10 @@ impl Tuning {
                 TuneError::Runs(e) => ApiError::from(e),
                 e => ApiError::new(500, e.to_string()),
             })?;
-        Ok(Reply::json(&json!({ "study": name, "model": id.to_string(), "registered": true,
-            "trial": best.trial, "val_accuracy": best.val_accuracy }))?
+        Ok(Reply::json(
+            &json!({ "study": name, "model": id.to_string(), "registered": true,
+            "trial": best.trial, "val_accuracy": best.val_accuracy }),
+        )?
         .with_status(201))
     }
 }

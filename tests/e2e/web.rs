@@ -183,7 +183,10 @@ fn the_page_draws_trains_and_compares_in_chromium() {
         .iter()
         .find(|t| t.run_id == used[0].run_id)
         .and_then(|t| t.score);
-    assert_eq!(used_score, best.score, "the registered model is the best trial's");
+    assert_eq!(
+        used_score, best.score,
+        "the registered model is the best trial's"
+    );
 
     // The corrections the page sent are in the drawn folder with their labels: a 4 (mouse)
     // and a 7 (finger), each with its drawing and its 28x28 input.

@@ -30,7 +30,6 @@ use serde_json::json;
 use self::display::Display;
 use crate::{text, CliError};
 
-
 /// Search hyperparameters: TPE with successive halving; every trial is a run record.
 #[derive(FromArgs, Debug)]
 #[argh(

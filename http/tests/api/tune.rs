@@ -33,7 +33,10 @@ fn wait_state(f: &Fixture, study: &str, ready: impl Fn(&Value) -> bool) -> Value
         if ready(&state) {
             return state;
         }
-        assert!(Instant::now() < deadline, "the study never got there: {state}");
+        assert!(
+            Instant::now() < deadline,
+            "the study never got there: {state}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -62,8 +65,14 @@ fn start_requests_are_checked_and_name_the_field() {
         (json!({"trials": 2, "study": "No Spaces"}), "study"),
         (json!({"trials": 2, "study": 7}), "study"),
         (json!({"trials": 2, "space": [1]}), "space"),
-        (json!({"trials": 2, "space": {"initial_lr": {"log": [0.3, 0.01]}}}), "space"),
-        (json!({"trials": 2, "space": {"colour": {"choice": [1, 2]}}}), "space"),
+        (
+            json!({"trials": 2, "space": {"initial_lr": {"log": [0.3, 0.01]}}}),
+            "space",
+        ),
+        (
+            json!({"trials": 2, "space": {"colour": {"choice": [1, 2]}}}),
+            "space",
+        ),
         (json!({"trials": 2, "bogus": 1}), "bogus"),
     ] {
         let answer = f.post_json("/api/tune", &body);
@@ -71,7 +80,10 @@ fn start_requests_are_checked_and_name_the_field() {
         assert_eq!(answer.json()["field"], field, "{body}: {message}");
     }
     let message = f.post_json("/api/tune", &json!({})).expect_error(400);
-    assert!(message.contains("trials") && message.contains("budget"), "{message}");
+    assert!(
+        message.contains("trials") && message.contains("budget"),
+        "{message}"
+    );
     f.post_json("/api/tune", &json!([1])).expect_error(400);
     f.request("POST", "/api/tune", Some("application/json"), b"{")
         .expect_error(400);
@@ -85,7 +97,8 @@ fn start_requests_are_checked_and_name_the_field() {
         .expect_error(404);
     f.post_json("/api/studies/nope/use", &json!({}))
         .expect_error(404);
-    f.request("DELETE", "/api/tune", None, b"").expect_error(405);
+    f.request("DELETE", "/api/tune", None, b"")
+        .expect_error(405);
     f.request("GET", "/api/studies/nope/use", None, b"")
         .expect_error(405);
 }
@@ -153,10 +166,17 @@ fn a_study_runs_streams_its_events_and_its_best_model_is_used_once() {
     }
     let over_time = state["best_so_far"].as_array().unwrap();
     assert!(!over_time.is_empty());
-    assert!(over_time.windows(2).all(|w| w[0][1].as_f64() < w[1][1].as_f64()
-        && w[0][0].as_f64() <= w[1][0].as_f64()));
-    assert_eq!(over_time.last().unwrap()[1].as_f64().unwrap(), best_accuracy);
-    assert_eq!(state["best"]["val_accuracy"].as_f64().unwrap(), best_accuracy);
+    assert!(over_time
+        .windows(2)
+        .all(|w| w[0][1].as_f64() < w[1][1].as_f64() && w[0][0].as_f64() <= w[1][0].as_f64()));
+    assert_eq!(
+        over_time.last().unwrap()[1].as_f64().unwrap(),
+        best_accuracy
+    );
+    assert_eq!(
+        state["best"]["val_accuracy"].as_f64().unwrap(),
+        best_accuracy
+    );
     assert_eq!(state["model"], Value::Null);
     let listed = f.get("/api/studies").json();
     assert_eq!(listed[0]["study"], "apitune");
@@ -184,12 +204,14 @@ fn a_study_runs_streams_its_events_and_its_best_model_is_used_once() {
         f.get(&format!("/api/runs/{run_id}")).json()["model"],
         "apitune@1"
     );
-    assert_eq!(
-        f.get("/api/studies/apitune").json()["model"],
-        "apitune@1"
-    );
+    assert_eq!(f.get("/api/studies/apitune").json()["model"], "apitune@1");
     let png = drawn_digit_png(&first_of(0), 140);
-    let p = f.request("POST", "/api/predict?model=apitune@1", Some("image/png"), &png);
+    let p = f.request(
+        "POST",
+        "/api/predict?model=apitune@1",
+        Some("image/png"),
+        &png,
+    );
     assert_eq!(p.status, 200);
     assert_eq!(p.json()["model"], "apitune@1");
 
@@ -206,13 +228,10 @@ fn a_study_runs_streams_its_events_and_its_best_model_is_used_once() {
     let theirs = c.request("GET", "/api/studies/apitune", None, b"").json();
     assert_eq!(theirs["trials"], state["trials"]);
     assert_eq!(theirs["best_so_far"], state["best_so_far"]);
-    let (_, replay) = Client::new(&other.addr().to_string())
-        .events("/api/studies/apitune/events", None);
+    let (_, replay) =
+        Client::new(&other.addr().to_string()).events("/api/studies/apitune/events", None);
     assert_eq!(replay.first().unwrap().name, "study");
-    assert_eq!(
-        replay.iter().filter(|e| e.name == "trial_ended").count(),
-        3
-    );
+    assert_eq!(replay.iter().filter(|e| e.name == "trial_ended").count(), 3);
     assert_eq!(replay.last().unwrap().data["status"], "ended");
 }
 
@@ -234,7 +253,11 @@ fn a_study_stops_on_request_and_one_held_elsewhere_is_left_alone() {
     let (_, events) = f.events("/api/studies/stopme/events", None);
     let done = events.last().unwrap();
     assert_eq!(done.data["status"], "stopped", "{:?}", done.data);
-    assert!(events.iter().any(|e| e.name == "trial_stopped"), "{:?}", names(&events));
+    assert!(
+        events.iter().any(|e| e.name == "trial_stopped"),
+        "{:?}",
+        names(&events)
+    );
     let state = f.get("/api/studies/stopme").json();
     assert_eq!(state["running"], false);
     let stopped: Vec<&Value> = state["trials"]

@@ -698,9 +698,8 @@ pub fn register_best(
     registry: &Registry,
     runs: &Runs,
 ) -> Result<ModelId, TuneError> {
-    let bytes = std::fs::read(best_file).map_err(|e| {
-        TuneError::BestFile(format!("cannot read {}: {e}", best_file.display()))
-    })?;
+    let bytes = std::fs::read(best_file)
+        .map_err(|e| TuneError::BestFile(format!("cannot read {}: {e}", best_file.display())))?;
     let (model, file) = AnyMlp::decode(&bytes)
         .map_err(|e| TuneError::BestFile(format!("{}: {e}", best_file.display())))?;
     let run_id = file.meta.run_id.to_owned();
@@ -717,7 +716,9 @@ pub fn register_best(
     )
     .map_err(TuneError::Registry)?;
     for alias in aliases {
-        registry.set_alias(alias, &id).map_err(TuneError::Registry)?;
+        registry
+            .set_alias(alias, &id)
+            .map_err(TuneError::Registry)?;
     }
     runs.set_model(&run_id, &id).map_err(TuneError::Runs)?;
     Ok(id)

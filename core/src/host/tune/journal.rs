@@ -240,7 +240,10 @@ pub fn in_use(dir: &Path, name: &str) -> bool {
     let Ok(file) = File::open(dir.join(format!("{name}.jsonl"))) else {
         return false;
     };
-    matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+    matches!(
+        file.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
 }
 
 impl StudyStore for FileJournal {
@@ -367,10 +370,7 @@ impl Replay {
                 }
             }
         }
-        replay.interrupted = open
-            .iter()
-            .map(|(t, o)| (*t, o.values.clone()))
-            .collect();
+        replay.interrupted = open.iter().map(|(t, o)| (*t, o.values.clone())).collect();
         replay.open = open.into_values().collect();
         replay
     }
