@@ -1678,7 +1678,7 @@ function drawBestChart(w) {
     xMax: Math.max(1, st.elapsed),
     line: { label: 'best so far', color: PALETTE[0], points: steps, step: true },
     dots: done.map((t) => ({ x: t.ended, y: t.val_accuracy, cls: `dot-${t.state}`, tip: `trial ${t.trial} (${t.state}): ${pct(t.val_accuracy)}` })),
-    legend: [{ label: 'best so far', color: PALETTE[0] }, { label: 'complete', color: 'var(--c2)' }, { label: 'pruned', color: 'var(--muted)' }],
+    legend: [{ label: 'best so far', color: PALETTE[0], line: true }, { label: 'complete', color: 'var(--c2)' }, { label: 'pruned', color: 'var(--muted)' }],
     empty: 'No trial has ended yet',
   });
 }
@@ -1767,7 +1767,11 @@ function renderXY(host) {
   const linePoints = spec.line ? spec.line.points : [];
   const ys = [...dots.map((d) => d.y), ...linePoints.map((p) => p[1])];
   let [yLo, yHi] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
-  if (yHi - yLo < 1e-9) [yLo, yHi] = [yLo - 0.01, yHi + 0.01];
+  // Accuracies: at least 5 points of percentage shown, within 0..100 %.
+  if (yHi - yLo < 0.05) {
+    const mid = (yLo + yHi) / 2;
+    [yLo, yHi] = [Math.max(0, mid - 0.025), Math.min(1, mid + 0.025)];
+  }
   const yTicks = niceTicks(yLo, yHi, spec.small ? 3 : 4);
   const [y0, y1] = [yTicks[0], yTicks[yTicks.length - 1]];
   const xs = [...dots.map((d) => d.x), ...linePoints.map((p) => p[0])];
@@ -1813,7 +1817,11 @@ function renderXY(host) {
     root.append(svg('text', { class: 'chart-empty', x: m.left + plotW / 2, y: m.top + plotH / 2, 'text-anchor': 'middle' }, spec.empty || 'No data yet'));
   }
   const legend = spec.legend
-    ? h('div', { class: 'legend' }, spec.legend.map((s) => h('span', { class: 'legend-item' }, h('span', { class: 'swatch', style: `background:${s.color}` }), s.label)))
+    ? h('div', { class: 'legend' }, spec.legend.map((s) => h('span', { class: 'legend-item' },
+      s.line
+        ? h('span', { class: 'legend-line', style: `color:${s.color}` })
+        : h('span', { class: 'swatch', style: `background:${s.color}` }),
+      s.label)))
     : null;
   fill(host, h('div', { class: spec.small ? 'chart-title small' : 'chart-title' }, spec.title), root, legend);
 }

@@ -428,6 +428,10 @@ async function testTune(page) {
   await page.fill('#tune-space', JSON.stringify({ hidden_size: { choice: [16, 32] }, initial_lr: { log: [0.3, 0.01] } }));
   await page.click('#tune-start');
   await page.waitForFunction(() => document.querySelector('#err-space').textContent.includes('initial_lr'));
+  // Chromium logs the expected 400 as a console error: it is not one of the page's.
+  const refused = consoleErrors.findIndex((e) => e.includes('status of 400') && e.includes('/api/tune'));
+  check(refused >= 0, 'the refused start should have been a 400');
+  consoleErrors.splice(refused, 1);
 
   step = 'Tune: start a study';
   await page.fill('#f-study', 'webtune');
