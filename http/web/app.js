@@ -1359,6 +1359,9 @@ const TUNE_FIELDS = [
 
 const tune = { info: null, built: false, watching: null, studies: [] };
 
+/** The id of the Tune form's field `key` (the Train form has fields of the same names). */
+const tuneId = (key) => `tune_${key}`;
+
 function showTune() {
   loadTuneInfo();
   loadStudies();
@@ -1397,22 +1400,23 @@ function tuneNotice(text) {
 function buildTuneForm(info) {
   const d = info.defaults;
   const rows = [
-    fieldRow('study', 'Study name (optional)', h('input', { id: 'f-study', name: 'study', placeholder: 'study-DATE-TIME', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'hint-study err-study' }), NAME_HINT),
+    fieldRow(tuneId('study'), 'Study name (optional)', h('input', { id: `f-${tuneId('study')}`, name: 'study', placeholder: 'study-DATE-TIME', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': `hint-${tuneId('study')} err-${tuneId('study')}` }), NAME_HINT),
   ];
   for (const f of TUNE_FIELDS) {
-    const describedBy = `hint-${f.key} err-${f.key}`;
+    const id = tuneId(f.key);
+    const describedBy = `hint-${id} err-${id}`;
     if (f.kind === 'select') {
       const options = Array.from({ length: info.limits.max_parallel }, (_, i) => i + 1);
-      rows.push(fieldRow(f.key, f.label,
-        h('select', { id: `f-${f.key}`, name: f.key, 'aria-describedby': describedBy },
+      rows.push(fieldRow(id, f.label,
+        h('select', { id: `f-${id}`, name: f.key, 'aria-describedby': describedBy },
           options.map((n) => h('option', { value: n, selected: n === d.parallel }, n))),
         'each on its share of the cores'));
     } else {
       const max = f.key === 'trials' ? info.limits.max_trials : f.key === 'budget' ? info.limits.max_budget : f.max;
       const field = { ...f, max };
       const range = rangeText(field);
-      rows.push(fieldRow(f.key, f.label,
-        h('input', { id: `f-${f.key}`, name: f.key, type: 'number', inputmode: f.int ? 'numeric' : 'decimal', step: f.int ? 1 : 'any', min: f.min, max, value: d[f.key] != null ? d[f.key] : (f.key === 'trials' ? 20 : ''), 'aria-describedby': describedBy }),
+      rows.push(fieldRow(id, f.label,
+        h('input', { id: `f-${id}`, name: f.key, type: 'number', inputmode: f.int ? 'numeric' : 'decimal', step: f.int ? 1 : 'any', min: f.min, max, value: d[f.key] != null ? d[f.key] : (f.key === 'trials' ? 20 : ''), 'aria-describedby': describedBy }),
         f.help ? `${range}; ${f.help}` : range));
     }
   }
@@ -1427,11 +1431,11 @@ function validateTuneForm() {
   if (!tune.built) return null;
   const problems = {};
   const body = {};
-  const name = $('#f-study').value.trim();
+  const name = $(`#f-${tuneId('study')}`).value.trim();
   if (name && !NAME_RULE.test(name)) problems.study = 'not a valid name';
   if (name) body.study = name;
   for (const f of TUNE_FIELDS) {
-    const input = $(`#f-${f.key}`);
+    const input = $(`#f-${tuneId(f.key)}`);
     if (f.kind === 'select') {
       body[f.key] = Number(input.value);
       continue;
@@ -1453,13 +1457,14 @@ function validateTuneForm() {
     problems.space = `the space is not a JSON object (${err.message})`;
   }
   for (const row of document.querySelectorAll('#tune-fields .field')) {
-    const key = row.dataset.field;
-    if (row.dataset.serverError && $(`#f-${key}`).value === row.dataset.serverValue) continue;
+    const id = row.dataset.field;
+    const input = $(`#f-${id}`);
+    if (row.dataset.serverError && input.value === row.dataset.serverValue) continue;
     delete row.dataset.serverError;
-    const problem = problems[key] || '';
-    $(`#err-${key}`).textContent = problem;
+    const problem = problems[id.replace(/^tune_/, '')] || '';
+    $(`#err-${id}`).textContent = problem;
     row.classList.toggle('invalid', Boolean(problem));
-    $(`#f-${key}`).setAttribute('aria-invalid', problem ? 'true' : 'false');
+    input.setAttribute('aria-invalid', problem ? 'true' : 'false');
   }
   const spaceBox = $('.space-box');
   if (spaceBox.dataset.serverError && $('#tune-space').value !== spaceBox.dataset.serverValue) delete spaceBox.dataset.serverError;
@@ -1488,13 +1493,14 @@ function tuneFieldError(fieldName, message) {
     $('#err-space').textContent = message;
     return true;
   }
-  const row = document.querySelector(`#tune-fields .field[data-field="${fieldName}"]`);
+  const id = tuneId(fieldName);
+  const row = document.querySelector(`#tune-fields .field[data-field="${id}"]`);
   if (!row) return false;
-  const input = $(`#f-${fieldName}`);
+  const input = $(`#f-${id}`);
   row.dataset.serverError = '1';
   row.dataset.serverValue = input.value;
   row.classList.add('invalid');
-  $(`#err-${fieldName}`).textContent = message;
+  $(`#err-${id}`).textContent = message;
   input.focus();
   return true;
 }

@@ -409,22 +409,22 @@ async function testTune(page) {
   step = 'Tune: the form';
   await page.click('[data-testid="nav-tune"]');
   await page.waitForSelector('#tune-form:not([hidden])');
-  check((await page.inputValue('#f-epochs')) === '8', 'the default epochs should be 8');
+  check((await page.inputValue('#f-tune_epochs')) === '8', 'the default epochs should be 8');
   const space = JSON.parse(await page.inputValue('#tune-space'));
   check(space.initial_lr && space.initial_lr.log, `the default space should show initial_lr on a log scale: ${JSON.stringify(space)}`);
   await screenshot(page, 'tune-form.png');
 
   step = 'Tune: client-side validation';
-  await page.fill('#f-trials', '');
-  await page.fill('#f-budget', '');
+  await page.fill('#f-tune_trials', '');
+  await page.fill('#f-tune_budget', '');
   check(await page.isDisabled('#tune-start'), 'Start should be disabled with neither trials nor a budget');
-  check((await page.textContent('#err-trials')).includes('trials, a budget or both'), 'the form should say what is missing');
+  check((await page.textContent('#err-tune_trials')).includes('trials, a budget or both'), 'the form should say what is missing');
   await page.click('.space-box summary');
   await page.fill('#tune-space', '{"hidden_size": ');
   check((await page.textContent('#err-space')).includes('not a JSON object'), 'a broken space should be flagged');
 
   step = 'Tune: the server refuses a bad space (400 next to the field)';
-  await page.fill('#f-trials', '3');
+  await page.fill('#f-tune_trials', '3');
   await page.fill('#tune-space', JSON.stringify({ hidden_size: { choice: [16, 32] }, initial_lr: { log: [0.3, 0.01] } }));
   await page.click('#tune-start');
   await page.waitForFunction(() => document.querySelector('#err-space').textContent.includes('initial_lr'));
@@ -434,10 +434,10 @@ async function testTune(page) {
   consoleErrors.splice(refused, 1);
 
   step = 'Tune: start a study';
-  await page.fill('#f-study', 'webtune');
-  await page.fill('#f-trials', '3');
-  await page.fill('#f-epochs', '2');
-  await page.fill('#f-val_size', '50000');
+  await page.fill('#f-tune_study', 'webtune');
+  await page.fill('#f-tune_trials', '3');
+  await page.fill('#f-tune_epochs', '2');
+  await page.fill('#f-tune_val_size', '50000');
   await page.fill('#tune-space', JSON.stringify(TINY_SPACE, null, 1));
   check(!(await page.isDisabled('#tune-start')), `Start should be enabled: ${await page.textContent('#tune-form')}`);
   await page.click('#tune-start');
