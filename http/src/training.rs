@@ -156,7 +156,8 @@ impl Done {
 pub(crate) struct Data {
     pub train: Dataset,
     pub test: Option<Dataset>,
-    digest: String,
+    /// What run records and models name as their training data.
+    pub digest: String,
 }
 
 struct Slots {

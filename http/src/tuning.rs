@@ -389,6 +389,7 @@ impl Tuning {
             parallel: request.parallel,
             threads,
             data_dir: training.data_dir().to_owned(),
+            dataset: data.digest.clone(),
             corpora_dir: pismo_core::host::corpora::default_dir(),
             best_file: self.dir.join(format!("{study}.best.pismo")),
         };

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argh::FromArgs;
 use pismo_core::host::corpora;
+use pismo_core::host::mnist::TRAIN_DIGEST;
 use pismo_core::host::registry::{validate_alias, validate_name};
 use pismo_core::host::session;
 use pismo_core::host::tune::driver::{self, Best, Driver, Plan, DEFAULT_EPOCHS, ETA, MIN_EPOCHS};
@@ -280,6 +281,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         parallel,
         threads,
         data_dir: data_dir.clone(),
+        dataset: TRAIN_DIGEST.to_owned(),
         corpora_dir: corpora::default_dir(),
         best_file: studies.join(format!("{study}.best.pismo")),
     };

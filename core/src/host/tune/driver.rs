@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use crate::format::Meta;
 use crate::host::atomic::replace_atomic;
-use crate::host::mnist::{Dataset, TRAIN_DIGEST};
+use crate::host::mnist::Dataset;
 use crate::host::model::AnyMlp;
 use crate::host::recipe::Recipe;
 use crate::host::registry::Registry;
@@ -84,6 +84,9 @@ pub struct Plan {
     pub threads: usize,
     /// MNIST folder.
     pub data_dir: PathBuf,
+    /// What the trials train on, as run records and model files name it:
+    /// [`crate::host::mnist::TRAIN_DIGEST`] for the whole MNIST training split, else the images' digest.
+    pub dataset: String,
     /// Shipped corpora folder.
     pub corpora_dir: PathBuf,
     /// Where the best trial's model is kept until it is registered.
@@ -452,7 +455,7 @@ impl<'a, O: Observer> Driver<'a, O> {
             &request,
             train,
             test,
-            TRAIN_DIGEST,
+            &self.plan.dataset,
             registry,
             runs,
             &mut |event| {
@@ -646,7 +649,7 @@ impl<'a, O: Observer> Driver<'a, O> {
             hyper: *hyper,
             metrics,
             run_id,
-            dataset: TRAIN_DIGEST,
+            dataset: &self.plan.dataset,
             parent: "",
             deskew: model.deskew(),
         };
@@ -711,7 +714,7 @@ pub fn register_best(
             hyper: file.meta.hyper,
             metrics: file.meta.metrics,
             run_id: &run_id,
-            dataset: TRAIN_DIGEST,
+            dataset: file.meta.dataset,
         },
     )
     .map_err(TuneError::Registry)?;
