@@ -644,7 +644,7 @@ fn run(
     let stopped = job.cancel_flag().load(Ordering::SeqCst);
     match result {
         Ok(Ok(outcome)) => json!({
-            "status": if stopped || outcome.cut_short { "stopped" } else { "finished" },
+            "status": if stopped { "stopped" } else { "finished" },
             "trials": outcome.ended,
             "best": outcome.best,
             "elapsed": outcome.elapsed,
