@@ -56,6 +56,7 @@ use pismo_core::host::mnist::MnistError;
 use pismo_core::host::model::AnyMlp;
 use pismo_core::host::registry::{ModelId, Registry, RegistryError};
 use pismo_core::host::runs::{Runs, RunsError};
+use pismo_core::host::tune::driver::TuneError;
 
 /// pismo: handwritten-digit recognition with a hand-made MLP trained on MNIST.
 #[derive(FromArgs, Debug)]
@@ -132,6 +133,16 @@ impl From<RunsError> for CliError {
 impl From<MnistError> for CliError {
     fn from(e: MnistError) -> Self {
         Self::Failed(e.to_string())
+    }
+}
+
+impl From<TuneError> for CliError {
+    fn from(e: TuneError) -> Self {
+        match e {
+            TuneError::Registry(e) => e.into(),
+            TuneError::Runs(e) => e.into(),
+            e => Self::Failed(e.to_string()),
+        }
     }
 }
 

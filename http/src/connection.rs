@@ -58,8 +58,8 @@ pub(crate) fn serve(state: &Arc<State>, stream: TcpStream) {
         let close = request.close;
         let head_only = request.request.method == Method::Head;
         let mut reply = match routes::guarded(|| routes::route(state, &request.request)) {
-            Ok(Routed::Events(id)) => {
-                crate::events::stream(state, &mut conn.stream, &request.request, &id);
+            Ok(Routed::Events(what)) => {
+                crate::events::stream(state, &mut conn.stream, &request.request, &what);
                 return;
             }
             Ok(Routed::Reply(reply)) => reply,

@@ -11,6 +11,13 @@
 //! before the server started, or trained by `pismo train` meanwhile) streams from its record
 //! on disk, which is polled once a second while the run is `running`.
 //!
+//! `GET /api/studies/{name}/events` streams a study the same way: a study started by this
+//! server from memory (`begin`, `trial_started`, `epoch`, `progress`, `trial_ended`,
+//! `trial_stopped`, `best`, then `done` `{"status","trials","best","elapsed","cut_short",
+//! "error"}`), any other from its journal (`study`, `trial_started`, `epoch`,
+//! `trial_ended`, each the journal's line as data), followed once a second while another
+//! process runs it, then `done` `{"status":"ended"}`.
+//!
 //! A stream runs on its connection's thread; at most [`MAX_STREAMS`] are open at once (more
 //! get a 503). The response is chunked, one flushed chunk per event, and the connection
 //! closes after the last chunk.
@@ -23,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use pismo_core::host::registry::OwnedMeta;
 use pismo_core::host::runs::{Metric, Status};
+use pismo_core::host::tune::journal::JournalEvent;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -38,9 +46,17 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 /// How often a run on disk is read again while it is running.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Answers `request` for the events of run `id` on `out`, until the run ends, the client
-/// leaves or the server stops.
-pub(crate) fn stream(state: &State, out: &mut TcpStream, request: &Request, id: &str) {
+/// Whose events a stream sends.
+pub(crate) enum Stream {
+    /// A training run, by id.
+    Run(String),
+    /// A study, by name.
+    Study(String),
+}
+
+/// Answers `request` for the events of `what` on `out`, until the run or study ends, the
+/// client leaves or the server stops.
+pub(crate) fn stream(state: &State, out: &mut TcpStream, request: &Request, what: &Stream) {
     if state.streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
         state.streams.fetch_sub(1, Ordering::SeqCst);
         let e = ApiError::new(
@@ -51,8 +67,69 @@ pub(crate) fn stream(state: &State, out: &mut TcpStream, request: &Request, id: 
         let _ = e.into_reply().write_to(out, true, false);
         return;
     }
-    send(state, out, request, id);
+    match what {
+        Stream::Run(id) => send(state, out, request, id),
+        Stream::Study(name) => send_study(state, out, request, name),
+    }
     state.streams.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn send_study(state: &State, writer: &mut TcpStream, request: &Request, name: &str) {
+    let after = last_event_id(request);
+    let job = state.tuning.job(name);
+    if job.is_none() {
+        if let Err(e) = state.tuning.journal(name) {
+            let _ = e.into_reply().write_to(writer, true, false);
+            return;
+        }
+    }
+    let mut out = Sse {
+        writer,
+        last_write: Instant::now(),
+    };
+    if out.head().is_err() {
+        return;
+    }
+    let _ = match job {
+        Some(job) => from_job(state, &mut out, &job, after),
+        None => study_from_disk(state, &mut out, name, after),
+    }
+    .and_then(|()| out.end());
+}
+
+/// Replays a study's journal, following it while another process runs the study.
+fn study_from_disk(state: &State, out: &mut Sse<'_>, name: &str, after: u64) -> io::Result<()> {
+    let mut out = Numbered { out, seq: 0, after };
+    let mut sent = 0usize;
+    loop {
+        stopping(state)?;
+        let running = state.tuning.running(name);
+        let events = match state.tuning.journal(name) {
+            Ok(events) => events,
+            Err(e) => {
+                return out.send_done(&json!({ "status": "failed", "error": e.message }));
+            }
+        };
+        for event in events.iter().skip(sent) {
+            let kind = match event {
+                JournalEvent::Study { .. } => "study",
+                JournalEvent::Started { .. } => "trial_started",
+                JournalEvent::Epoch { .. } => "epoch",
+                JournalEvent::Ended { .. } => "trial_ended",
+            };
+            out.send(kind, event)?;
+            sent += 1;
+        }
+        if !running {
+            return out.send_done(&json!({ "status": "ended" }));
+        }
+        let waited = Instant::now();
+        while waited.elapsed() < POLL {
+            stopping(state)?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        out.out.heartbeat()?;
+    }
 }
 
 fn last_event_id(request: &Request) -> u64 {
@@ -244,7 +321,7 @@ impl Numbered<'_, '_> {
 
     /// The last event, sent even when the client's `Last-Event-ID` is past it; its id then
     /// follows the client's, so ids keep increasing for the client.
-    fn send_done(&mut self, done: &Done) -> io::Result<()> {
+    fn send_done(&mut self, done: &impl Serialize) -> io::Result<()> {
         self.seq = (self.seq + 1).max(self.after + 1);
         self.write(self.seq, "done", done)
     }

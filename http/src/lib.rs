@@ -14,8 +14,8 @@
 //! - `request`: the whole request a handler gets, and its body as JSON.
 //! - `reply`: answers and JSON errors.
 //! - handlers: `scoring` (predictions), `catalog` (registry and runs), `drawn` (corrected
-//!   drawings), `training`,
-//!   `events` (server-sent events), `page` (the embedded web page); `budget` is the
+//!   drawings), `training`, `tuning` (hyperparameter studies),
+//!   `events` (server-sent events of runs and studies), `page` (the embedded web page); `budget` is the
 //!   image-decoding budget scoring draws on.
 //!
 //! Guarantees, tested in `tests/api/` (`limits.rs` for the limits): every request gets a
@@ -47,6 +47,7 @@ mod routes;
 mod scoring;
 mod server;
 mod training;
+mod tuning;
 
 pub(crate) use server::State;
 pub use server::{serve, Options, ServeError, Server, STOP_WAIT};

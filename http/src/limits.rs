@@ -83,7 +83,15 @@ pub const JSON_BYTES_PER_BODY_BYTE: u64 = 16;
 /// [`IMAGE_BUDGET_BYTES`].
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
-/// Most event streams (`GET /api/runs/{id}/events`) open at once; more get 503.
+/// Most trials a study started from the web may have (`POST /api/tune`); more are a 400.
+pub const MAX_STUDY_TRIALS: u32 = 1000;
+
+/// Longest time budget a study started from the web may have, in seconds (a week); longer
+/// is a 400.
+pub const MAX_STUDY_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// Most event streams (`GET /api/runs/{id}/events`, `GET /api/studies/{name}/events`) open
+/// at once; more get 503.
 pub const MAX_STREAMS: usize = 64;
 
 /// After an error that closes the connection, the server reads (and drops) at most this

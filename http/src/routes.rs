@@ -13,11 +13,15 @@
 //! - `GET|POST /api/drawn`: corrected drawings, counted and saved ([`crate::drawn`]).
 //! - `GET|POST /api/train`, `POST /api/runs/{id}/stop`: training ([`crate::training`]);
 //!   `GET /api/runs/{id}/events`: its progress as server-sent events ([`crate::events`]).
+//! - `GET|POST /api/tune`, `GET /api/studies`, `GET /api/studies/{name}`,
+//!   `POST /api/studies/{name}/stop|use`: hyperparameter studies ([`crate::tuning`]);
+//!   `GET /api/studies/{name}/events`: a study's events.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::catalog;
+use crate::events::Stream;
 use crate::page;
 use crate::reply::{ApiError, Reply};
 use crate::request::{json_body, percent_decode, Method, Request};
@@ -28,8 +32,8 @@ use crate::State;
 pub(crate) enum Routed {
     /// Answer it with this.
     Reply(Reply),
-    /// Stream the events of this run (on the connection's thread).
-    Events(String),
+    /// Stream the events of this run or study (on the connection's thread).
+    Events(Stream),
 }
 
 /// Runs a handler; a panic (the last resort) becomes a 500 error.
@@ -105,6 +109,23 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
                 state.training.describe(state.options.token.is_some())?
             }
         }
+        "/api/tune" => {
+            if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
+                authorize(state, request)?;
+                let body = json_body(request)?;
+                state
+                    .tuning
+                    .start(&body, &state.training, &state.registry, &state.runs)?
+            } else {
+                state
+                    .tuning
+                    .describe(&state.training, state.options.token.is_some())?
+            }
+        }
+        "/api/studies" => {
+            get()?;
+            state.tuning.list()?
+        }
         _ if page::asset(path).is_some() => {
             get()?;
             let asset = page::asset(path).expect("checked above");
@@ -143,13 +164,45 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
                             state.runs.info(&id)?;
                             Reply::text(200, "text/event-stream; charset=utf-8", "")
                         } else {
-                            return Ok(Routed::Events(id));
+                            return Ok(Routed::Events(Stream::Run(id)));
                         }
                     }
                     "stop" => {
                         post()?;
                         authorize(state, request)?;
                         state.training.stop(&id, &state.runs)?
+                    }
+                    _ => return Err(ApiError::new(404, format!("no such route: {path}"))),
+                }
+            } else if let Some(rest) = path.strip_prefix("/api/studies/") {
+                let (name, what) = rest.split_once('/').unwrap_or((rest, ""));
+                let name = percent_decode(name);
+                if name.is_empty() || what.contains('/') {
+                    return Err(ApiError::new(404, format!("no such route: {path}")));
+                }
+                match what {
+                    "" => {
+                        get()?;
+                        state.tuning.state(&name, &state.runs)?
+                    }
+                    "events" => {
+                        get()?;
+                        if method == Method::Head {
+                            state.tuning.journal(&name)?;
+                            Reply::text(200, "text/event-stream; charset=utf-8", "")
+                        } else {
+                            return Ok(Routed::Events(Stream::Study(name)));
+                        }
+                    }
+                    "stop" => {
+                        post()?;
+                        authorize(state, request)?;
+                        state.tuning.stop(&name)?
+                    }
+                    "use" => {
+                        post()?;
+                        authorize(state, request)?;
+                        state.tuning.use_best(&name, &state.registry, &state.runs)?
                     }
                     _ => return Err(ApiError::new(404, format!("no such route: {path}"))),
                 }

@@ -10,7 +10,7 @@
 //! - [`Server::stop`] closes the listener (new connections are refused), ends idle
 //!   connections at once (their read side is shut), lets requests being answered finish,
 //!   and waits for the connection threads (at most [`STOP_WAIT`]). Event streams end within
-//!   a second; training runs go on to their end.
+//!   a second; training runs go on to their end, and so do studies.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +28,7 @@ use crate::budget::{Budget, Purpose};
 use crate::catalog::ModelCache;
 use crate::limits;
 use crate::training::Training;
+use crate::tuning::Tuning;
 
 /// How the server runs. The limits default to the values in [`crate::limits`].
 #[derive(Debug, Clone)]
@@ -103,6 +104,7 @@ pub(crate) struct State {
     pub bound: SocketAddr,
     pub models: ModelCache,
     pub training: Arc<Training>,
+    pub tuning: Arc<Tuning>,
     pub images: Arc<Budget>,
     pub bodies: Arc<Budget>,
     /// Event streams open now.
@@ -153,9 +155,11 @@ impl Server {
                 bound.ip()
             )));
         }
+        let runs = Runs::open(runs_dir);
         let state = Arc::new(State {
             registry: Registry::open(registry_dir),
-            runs: Runs::open(runs_dir),
+            tuning: Arc::new(Tuning::new(runs.dir())),
+            runs,
             training: Arc::new(Training::new(
                 options.data_dir.clone(),
                 options.max_training.max(1),

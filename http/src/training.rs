@@ -55,7 +55,8 @@ struct EventLog {
 }
 
 impl Job {
-    fn new(run_id: &str) -> Self {
+    /// The events of run (or study) `run_id`, none yet.
+    pub fn new(run_id: &str) -> Self {
         Self {
             run_id: run_id.to_owned(),
             log: Mutex::new(EventLog {
@@ -73,7 +74,7 @@ impl Job {
 
     /// Appends an event; a `progress` event replaces a `progress` event just before it, so
     /// the replay of a long run is not mostly stale progress.
-    fn push(&self, name: &'static str, data: &impl Serialize) {
+    pub fn push(&self, name: &'static str, data: &impl Serialize) {
         // Straight to text: f32 fields keep their shortest form (0.03, not 0.0299999993).
         let data = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
         let mut log = self.lock();
@@ -112,8 +113,18 @@ impl Job {
         (new, log.done)
     }
 
-    fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.lock().done
+    }
+
+    /// Asks the work behind the events to stop.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// The flag [`Job::cancel`] sets.
+    pub fn cancel_flag(&self) -> &AtomicBool {
+        &self.cancel
     }
 }
 
@@ -142,10 +153,11 @@ impl Done {
 }
 
 /// MNIST in memory, loaded on first use.
-struct Data {
-    train: Dataset,
-    test: Option<Dataset>,
-    digest: String,
+pub(crate) struct Data {
+    pub train: Dataset,
+    pub test: Option<Dataset>,
+    /// What run records and models name as their training data.
+    pub digest: String,
 }
 
 struct Slots {
@@ -204,8 +216,13 @@ impl Training {
         self.slots().active()
     }
 
+    /// The MNIST folder.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
     /// MNIST, loading it on first use; a 503 if it is not there.
-    fn data(&self) -> Result<Arc<Data>, ApiError> {
+    pub fn data(&self) -> Result<Arc<Data>, ApiError> {
         let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(d) = &*data {
             return Ok(d.clone());
@@ -233,7 +250,7 @@ impl Training {
     }
 
     /// Whether MNIST is loadable, without loading it: `(available, error)`.
-    fn data_status(&self) -> (bool, Option<String>) {
+    pub fn data_status(&self) -> (bool, Option<String>) {
         if self
             .data
             .lock()
@@ -464,7 +481,7 @@ impl Training {
         if job.is_done() {
             return Err(ApiError::new(409, format!("run {id} has already ended")));
         }
-        job.cancel.store(true, Ordering::SeqCst);
+        job.cancel();
         Ok(Reply::json(&json!({ "run_id": id, "stopping": true }))?.with_status(202))
     }
 }

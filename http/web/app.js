@@ -1,4 +1,4 @@
-// The page of `pismo serve`: three views (Draw, Experiments, Train) over the JSON API of
+// The page of `pismo serve`: four views (Draw, Experiments, Train, Tune) over the JSON API of
 // pismo-http. Plain ES2020, no dependencies. Every view is rebuilt from the API when it is
 // shown; the page itself only remembers the chosen model (localStorage) and the token
 // (sessionStorage).
@@ -153,6 +153,7 @@ const views = {
   draw: { show: showDraw },
   experiments: { show: showExperiments },
   train: { show: showTrain },
+  tune: { show: showTune },
 };
 
 function route() {
@@ -532,7 +533,7 @@ function showDraw() {
 
 const PALETTE = ['var(--c1)', 'var(--c2)', 'var(--c3)', 'var(--c4)', 'var(--c5)', 'var(--c6)'];
 const CHART_HEIGHT = 230;
-const chartResize = new ResizeObserver((entries) => entries.forEach((e) => renderChart(e.target)));
+const chartResize = new ResizeObserver((entries) => entries.forEach((e) => (e.target._render || renderChart)(e.target)));
 
 /**
  * Draws a line chart into `host` and redraws it when the host's width changes.
@@ -1344,11 +1345,549 @@ function setupTrain() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Tune
+
+/** The start form's fields (the server checks them again; these mirror it). */
+const TUNE_FIELDS = [
+  { key: 'trials', label: 'Trials', int: true, min: 1, optional: true, help: 'the study ends after this many' },
+  { key: 'budget', label: 'Budget (seconds)', min: 1, optional: true, help: 'or when this time is spent' },
+  { key: 'parallel', label: 'Trials at once', kind: 'select' },
+  { key: 'epochs', label: 'Epochs', int: true, min: 1, max: 10000, help: 'of a trial never stopped early' },
+  { key: 'val_size', label: 'Validation images', int: true, min: 1, max: 59000, help: 'every trial is scored on them' },
+  { key: 'seed', label: 'Seed', int: true, min: 0 },
+];
+
+const tune = { info: null, built: false, watching: null, studies: [] };
+
+/** The id of the Tune form's field `key` (the Train form has fields of the same names). */
+const tuneId = (key) => `tune_${key}`;
+
+function showTune() {
+  loadTuneInfo();
+  loadStudies();
+  if (tune.watching) refreshStudy(tune.watching);
+}
+
+async function loadTuneInfo() {
+  let info;
+  try {
+    info = await api('/api/tune');
+  } catch (err) {
+    tuneNotice(err.message);
+    $('#tune-start').disabled = true;
+    return;
+  }
+  tune.info = info;
+  if (!tune.built) buildTuneForm(info);
+  const rungs = info.rungs ? `; weak trials stop at epoch rungs (${info.rungs.min_epochs} epoch, then ×${info.rungs.eta})` : '';
+  $('#tune-facts').textContent = `This server runs one study at a time, up to ${info.limits.max_parallel} trials at once${rungs}.`;
+  const problems = [];
+  if (info.data && info.data.available === false) problems.push(info.data.error || 'This server has no MNIST training data.');
+  if (info.token_required && !token) {
+    problems.push('This server needs a token to start studies: open the page with the URL `pismo serve` printed (it ends in ?token=…).');
+  }
+  tuneNotice(problems.join(' '));
+  if (!tune.watching && info.active) watchStudy(info.active);
+  validateTuneForm();
+}
+
+function tuneNotice(text) {
+  const box = $('#tune-notice');
+  box.hidden = !text;
+  box.textContent = text || '';
+}
+
+function buildTuneForm(info) {
+  const d = info.defaults;
+  const rows = [
+    fieldRow(tuneId('study'), 'Study name (optional)', h('input', { id: `f-${tuneId('study')}`, name: 'study', placeholder: 'study-DATE-TIME', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': `hint-${tuneId('study')} err-${tuneId('study')}` }), NAME_HINT),
+  ];
+  for (const f of TUNE_FIELDS) {
+    const id = tuneId(f.key);
+    const describedBy = `hint-${id} err-${id}`;
+    if (f.kind === 'select') {
+      const options = Array.from({ length: info.limits.max_parallel }, (_, i) => i + 1);
+      rows.push(fieldRow(id, f.label,
+        h('select', { id: `f-${id}`, name: f.key, 'aria-describedby': describedBy },
+          options.map((n) => h('option', { value: n, selected: n === d.parallel }, n))),
+        'each on its share of the cores'));
+    } else {
+      const max = f.key === 'trials' ? info.limits.max_trials : f.key === 'budget' ? info.limits.max_budget : f.max;
+      const field = { ...f, max };
+      const range = rangeText(field);
+      rows.push(fieldRow(id, f.label,
+        h('input', { id: `f-${id}`, name: f.key, type: 'number', inputmode: f.int ? 'numeric' : 'decimal', step: f.int ? 1 : 'any', min: f.min, max, value: d[f.key] != null ? d[f.key] : (f.key === 'trials' ? 20 : ''), 'aria-describedby': describedBy }),
+        f.help ? `${range}; ${f.help}` : range));
+    }
+  }
+  fill($('#tune-fields'), ...rows);
+  $('#tune-space').value = JSON.stringify(info.space, null, 1);
+  tune.built = true;
+  $('#tune-form').hidden = false;
+}
+
+/** Checks the form, shows the messages, enables Start; returns the request body (or null). */
+function validateTuneForm() {
+  if (!tune.built) return null;
+  const problems = {};
+  const body = {};
+  const name = $(`#f-${tuneId('study')}`).value.trim();
+  if (name && !NAME_RULE.test(name)) problems.study = 'not a valid name';
+  if (name) body.study = name;
+  for (const f of TUNE_FIELDS) {
+    const input = $(`#f-${tuneId(f.key)}`);
+    if (f.kind === 'select') {
+      body[f.key] = Number(input.value);
+      continue;
+    }
+    if (f.optional && input.value.trim() === '') continue;
+    const max = f.key === 'trials' ? tune.info.limits.max_trials : f.key === 'budget' ? tune.info.limits.max_budget : f.max;
+    const problem = fieldProblem({ ...f, max }, input.value);
+    if (problem) problems[f.key] = problem;
+    body[f.key] = Number(input.value);
+  }
+  if (body.trials == null && body.budget == null && !problems.trials && !problems.budget) {
+    problems.trials = 'give trials, a budget or both';
+  }
+  try {
+    const space = JSON.parse($('#tune-space').value);
+    if (!space || typeof space !== 'object' || Array.isArray(space)) throw new Error('not an object');
+    body.space = space;
+  } catch (err) {
+    problems.space = `the space is not a JSON object (${err.message})`;
+  }
+  for (const row of document.querySelectorAll('#tune-fields .field')) {
+    const id = row.dataset.field;
+    const input = $(`#f-${id}`);
+    if (row.dataset.serverError && input.value === row.dataset.serverValue) continue;
+    delete row.dataset.serverError;
+    const problem = problems[id.replace(/^tune_/, '')] || '';
+    $(`#err-${id}`).textContent = problem;
+    row.classList.toggle('invalid', Boolean(problem));
+    input.setAttribute('aria-invalid', problem ? 'true' : 'false');
+  }
+  const spaceBox = $('.space-box');
+  if (spaceBox.dataset.serverError && $('#tune-space').value !== spaceBox.dataset.serverValue) delete spaceBox.dataset.serverError;
+  if (!spaceBox.dataset.serverError) {
+    $('#err-space').textContent = problems.space || '';
+    spaceBox.classList.toggle('invalid', Boolean(problems.space));
+    if (problems.space) spaceBox.open = true;
+  }
+  const ok = Object.keys(problems).length === 0;
+  const noData = tune.info && tune.info.data && tune.info.data.available === false;
+  const running = tune.watching && tune.watching.running;
+  const start = $('#tune-start');
+  start.disabled = !ok || noData || running;
+  start.textContent = running ? 'Study running…' : 'Start study';
+  return ok ? body : null;
+}
+
+/** A 400's message next to the field it names (the space box included). */
+function tuneFieldError(fieldName, message) {
+  if (fieldName === 'space') {
+    const box = $('.space-box');
+    box.open = true;
+    box.dataset.serverError = '1';
+    box.dataset.serverValue = $('#tune-space').value;
+    box.classList.add('invalid');
+    $('#err-space').textContent = message;
+    return true;
+  }
+  const id = tuneId(fieldName);
+  const row = document.querySelector(`#tune-fields .field[data-field="${id}"]`);
+  if (!row) return false;
+  const input = $(`#f-${id}`);
+  row.dataset.serverError = '1';
+  row.dataset.serverValue = input.value;
+  row.classList.add('invalid');
+  $(`#err-${id}`).textContent = message;
+  input.focus();
+  return true;
+}
+
+async function startStudy(e) {
+  e.preventDefault();
+  const body = validateTuneForm();
+  if (!body) return;
+  const errorBox = $('#tune-error');
+  errorBox.hidden = true;
+  for (const row of document.querySelectorAll('#tune-fields .field')) delete row.dataset.serverError;
+  delete $('.space-box').dataset.serverError;
+  $('#tune-start').disabled = true;
+  try {
+    const answer = await api('/api/tune', { method: 'POST', json: body });
+    watchStudy(answer.study);
+    loadStudies();
+  } catch (err) {
+    if (!(err.body.field && tuneFieldError(err.body.field, err.message))) {
+      fill(errorBox, err.message);
+      if (err.status === 409 && err.body.active) {
+        errorBox.append(' ', h('button', { type: 'button', class: 'btn small-btn', onclick: () => watchStudy(err.body.active) }, 'Watch it'));
+      }
+      errorBox.hidden = false;
+    }
+    validateTuneForm();
+  }
+}
+
+async function loadStudies() {
+  try {
+    tune.studies = await api('/api/studies');
+  } catch (err) {
+    tune.studies = [];
+    tuneNotice(err.message);
+  }
+  renderStudies();
+}
+
+function renderStudies() {
+  const open = tune.watching && tune.watching.name;
+  fill($('#studies tbody'), ...tune.studies.map((s) => {
+    const state = s.error ? 'failed' : s.running ? 'running' : 'ended';
+    const row = h('tr', { class: s.study === open ? 'open' : null, tabindex: 0, dataset: { study: s.study } },
+      h('td', {}, h('button', { type: 'button', class: 'linklike', onclick: () => watchStudy(s.study) }, s.study)),
+      h('td', {}, statusBadge(state)),
+      h('td', { class: 'num' }, s.trials != null ? s.trials + (s.open && s.running ? ` +${s.open}` : '') : '–'),
+      h('td', { class: 'num' }, pct(s.best_accuracy)),
+      h('td', { class: 'num' }, s.elapsed != null ? duration(s.elapsed * 1000) : '–'));
+    row.addEventListener('click', (e) => { if (e.target.tagName !== 'BUTTON') watchStudy(s.study); });
+    return row;
+  }));
+  $('#studies-empty').hidden = tune.studies.length > 0;
+}
+
+/** Follows study `name`: its state now, then again on each of its events. */
+function watchStudy(name) {
+  if (tune.watching) tune.watching.source.close();
+  const w = {
+    name,
+    source: new EventSource(`/api/studies/${encodeURIComponent(name)}/events`),
+    state: null,
+    running: true,
+    progress: {},
+    refreshing: null,
+    again: false,
+    fetchedAt: performance.now(),
+  };
+  tune.watching = w;
+  $('#tune-intro').hidden = true;
+  $('#tune-live').hidden = false;
+  $('#tune-live-title').textContent = `Study ${name}`;
+  $('#tune-use-error').hidden = true;
+  $('#tune-stop').hidden = false;
+  $('#tune-stop').disabled = false;
+  $('#tune-stop').textContent = 'Stop';
+  renderStudies();
+  refreshStudy(w);
+  const on = (event, handle) => w.source.addEventListener(event, (e) => {
+    if (tune.watching === w) handle(JSON.parse(e.data));
+  });
+  for (const event of ['begin', 'study', 'trial_started', 'epoch', 'trial_ended', 'trial_stopped', 'best']) {
+    on(event, () => refreshStudy(w));
+  }
+  on('progress', (d) => {
+    w.progress[d.trial] = d;
+    renderTrials(w);
+  });
+  on('done', (d) => {
+    w.running = false;
+    w.done = d;
+    w.source.close();
+    refreshStudy(w);
+    loadStudies();
+    validateTuneForm();
+  });
+  validateTuneForm();
+}
+
+/** Fetches the study's state and redraws it; calls during a fetch make one more fetch. */
+async function refreshStudy(w) {
+  if (w.refreshing) {
+    w.again = true;
+    return;
+  }
+  w.refreshing = api(`/api/studies/${encodeURIComponent(w.name)}`);
+  try {
+    const state = await w.refreshing;
+    if (tune.watching !== w) return;
+    w.state = state;
+    w.fetchedAt = performance.now();
+    if (!state.running && !w.done) w.running = state.running;
+    renderStudy(w);
+  } catch (err) {
+    if (tune.watching === w) {
+      $('#tune-status').textContent = err.message;
+    }
+  } finally {
+    w.refreshing = null;
+    if (w.again) {
+      w.again = false;
+      refreshStudy(w);
+    }
+  }
+}
+
+const TRIAL_STATES = ['running', 'complete', 'pruned', 'failed', 'stopped'];
+
+function renderStudy(w) {
+  const st = w.state;
+  const counts = TRIAL_STATES.map((s) => [s, st.trials.filter((t) => t.state === s).length]).filter(([, n]) => n);
+  const running = st.running && w.running;
+  let status = running ? 'Running' : w.done && w.done.status === 'failed' ? `Failed: ${w.done.error}` : w.done && w.done.status === 'stopped' ? 'Stopped' : 'Ended';
+  status += ` · ${duration(st.elapsed * 1000)} · ${counts.map(([s, n]) => `${n} ${s}`).join(', ') || 'no trials yet'}`;
+  if (st.best) status += ` · best ${pct(st.best.val_accuracy)} (trial ${st.best.trial})`;
+  if (st.model) status += ` · registered as ${st.model}`;
+  $('#tune-status').textContent = status;
+  $('#tune-stop').hidden = !(running && st.here);
+  const use = $('#tune-use');
+  use.disabled = !st.best;
+  use.title = st.best ? `The model of trial ${st.best.trial} (${pct(st.best.val_accuracy)})` : 'No trial has ended with a model yet';
+  drawBestChart(w);
+  renderTrials(w);
+  drawParamCharts(w);
+  validateTuneForm();
+}
+
+/** `lr 0.0312, h 256`: a trial's settings, short. */
+function settingsText(values) {
+  return Object.entries(values).map(([k, v]) => `${k} ${Number(v.toPrecision(3))}`).join(', ');
+}
+
+function renderTrials(w) {
+  const st = w.state;
+  if (!st) return;
+  const maxEpochs = st.settings ? st.settings.max_epochs : null;
+  fill($('#tune-trials tbody'), ...[...st.trials].reverse().map((t) => {
+    const p = w.progress[t.trial];
+    let epochs = `${t.epochs}${maxEpochs ? `/${maxEpochs}` : ''}`;
+    if (t.state === 'running' && p && p.epoch > t.epochs && p.total) epochs += ` · ${Math.floor((100 * p.done) / p.total)} %`;
+    return h('tr', { dataset: { state: t.state } },
+      h('td', { class: 'num' }, t.trial),
+      h('td', {}, statusBadge(t.state)),
+      h('td', { class: 'num nowrap' }, epochs),
+      h('td', { class: 'num' }, pct(t.val_accuracy)),
+      h('td', { class: 'settings-cell' }, settingsText(t.values)));
+  }));
+}
+
+function drawBestChart(w) {
+  const st = w.state;
+  const done = st.trials.filter((t) => t.ended != null && t.val_accuracy != null);
+  const steps = st.best_so_far.map(([x, y]) => [x, y]);
+  if (steps.length) steps.push([Math.max(st.elapsed, steps[steps.length - 1][0]), steps[steps.length - 1][1]]);
+  xyChart($('#tune-chart-best'), {
+    title: 'Best validation accuracy so far',
+    xTitle: 'seconds',
+    xFormat: (v) => Number(v.toPrecision(3)).toString(),
+    yFormat: accFormat,
+    xMin: 0,
+    xMax: Math.max(1, st.elapsed),
+    line: { label: 'best so far', color: PALETTE[0], points: steps, step: true },
+    dots: done.map((t) => ({ x: t.ended, y: t.val_accuracy, cls: `dot-${t.state}`, tip: `trial ${t.trial} (${t.state}): ${pct(t.val_accuracy)}` })),
+    legend: [{ label: 'best so far', color: PALETTE[0], line: true }, { label: 'complete', color: 'var(--c2)' }, { label: 'pruned', color: 'var(--muted)' }],
+    empty: 'No trial has ended yet',
+  });
+}
+
+/** The kind of a space file's domain: {log: [a, b]} → {kind: 'log', log: true, range}. */
+function domainOf(spec) {
+  const [kind] = Object.keys(spec);
+  const range = spec[kind];
+  return { kind, log: kind === 'log' || kind === 'int_log', range, choices: kind === 'choice' ? range.map(Number) : null };
+}
+
+function drawParamCharts(w) {
+  const st = w.state;
+  const space = (st.settings && st.settings.space) || {};
+  const host = $('#tune-params');
+  const names = Object.keys(space);
+  const hosts = new Map([...host.children].map((c) => [c.dataset.param, c]));
+  if (names.join() !== [...hosts.keys()].join()) {
+    fill(host, ...names.map((n) => h('div', { class: 'chart', dataset: { param: n, testid: `tune-param-${n}` } })));
+  }
+  for (const name of names) {
+    const d = domainOf(space[name]);
+    const dots = st.trials
+      .filter((t) => t.val_accuracy != null && t.values[name] != null)
+      .map((t) => {
+        let x = Number(t.values[name]);
+        if (d.choices) x = Math.max(0, d.choices.indexOf(x));
+        return { x, y: t.val_accuracy, cls: `dot-${t.state}`, tip: `trial ${t.trial} (${t.state}): ${name} ${Number(Number(t.values[name]).toPrecision(3))}, ${pct(t.val_accuracy)}` };
+      });
+    const [lo, hi] = d.choices ? [-0.5, d.choices.length - 0.5] : [Number(d.range[0]), Number(d.range[1])];
+    xyChart(host.querySelector(`[data-param="${name}"]`), {
+      title: name,
+      small: true,
+      xTitle: d.log ? `${name} (log)` : name,
+      xLog: d.log && lo > 0,
+      xMin: lo,
+      xMax: hi,
+      xTicks: d.choices ? d.choices.map((_, i) => i) : null,
+      xFormat: d.choices ? (i) => String(d.choices[i]) : (v) => Number(v.toPrecision(2)).toString(),
+      yFormat: accFormat,
+      dots,
+      empty: 'No scores yet',
+    });
+  }
+}
+
+/** Ticks of a log axis: 1, 2 and 5 times powers of ten between lo and hi (or only the
+ *  powers when there are many decades). */
+function logTicks(lo, hi) {
+  const ticks = [];
+  const decades = Math.log10(hi / lo);
+  const steps = decades > 3 ? [1] : decades > 1.2 ? [1, 3] : [1, 2, 5];
+  for (let p = Math.floor(Math.log10(lo)); p <= Math.ceil(Math.log10(hi)); p++) {
+    for (const m of steps) {
+      const v = m * 10 ** p;
+      if (v >= lo * 0.999 && v <= hi * 1.001) ticks.push(Number(v.toPrecision(12)));
+    }
+  }
+  return ticks.length >= 2 ? ticks : [lo, hi];
+}
+
+/**
+ * Draws a chart of points on numeric axes into `host` (redrawn when its width changes).
+ * spec: {title, xTitle, xMin, xMax, xLog, xTicks, xFormat(v), yFormat(v, precise), small,
+ * line: {label, color, points: [[x, y]], step}, dots: [{x, y, cls, tip}], legend, empty}
+ */
+function xyChart(host, spec) {
+  host._chart = spec;
+  host._width = 0;
+  host._render = renderXY;
+  renderXY(host);
+  chartResize.observe(host);
+}
+
+function renderXY(host) {
+  const spec = host._chart;
+  const width = host.clientWidth;
+  if (!spec || !width || width === host._width) return;
+  host._width = width;
+  const m = { left: 52, right: 14, top: 12, bottom: 34 };
+  const W = width;
+  const H = spec.small ? 170 : CHART_HEIGHT;
+  const plotW = W - m.left - m.right;
+  const plotH = H - m.top - m.bottom;
+  const dots = spec.dots || [];
+  const linePoints = spec.line ? spec.line.points : [];
+  const ys = [...dots.map((d) => d.y), ...linePoints.map((p) => p[1])];
+  let [yLo, yHi] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
+  // Accuracies: at least 5 points of percentage shown, within 0..100 %.
+  if (yHi - yLo < 0.05) {
+    const mid = (yLo + yHi) / 2;
+    [yLo, yHi] = [Math.max(0, mid - 0.025), Math.min(1, mid + 0.025)];
+  }
+  const yTicks = niceTicks(yLo, yHi, spec.small ? 3 : 4);
+  const [y0, y1] = [yTicks[0], yTicks[yTicks.length - 1]];
+  const xs = [...dots.map((d) => d.x), ...linePoints.map((p) => p[0])];
+  const x0 = Math.min(spec.xMin, ...xs);
+  const x1 = Math.max(spec.xMax, ...xs);
+  const fx = spec.xLog ? Math.log : (v) => v;
+  const sx = (x) => m.left + ((fx(x) - fx(x0)) / (fx(x1) - fx(x0) || 1)) * plotW;
+  const sy = (y) => m.top + (1 - (y - y0) / (y1 - y0)) * plotH;
+  const xTicks = spec.xTicks || (spec.xLog ? logTicks(x0, x1) : niceTicks(x0, x1, Math.max(2, Math.floor(plotW / 70))).filter((x) => x >= x0 && x <= x1));
+
+  const root = svg('svg', { class: 'chart-svg', width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': spec.title });
+  const grid = svg('g', { class: 'grid' });
+  const axis = svg('g', { class: 'axis' });
+  for (const y of yTicks) {
+    grid.append(svg('line', { x1: m.left, x2: W - m.right, y1: sy(y), y2: sy(y) }));
+    axis.append(svg('text', { x: m.left - 8, y: sy(y), 'text-anchor': 'end', 'dominant-baseline': 'middle' }, spec.yFormat(y)));
+  }
+  for (const x of xTicks) {
+    grid.append(svg('line', { x1: sx(x), x2: sx(x), y1: m.top, y2: H - m.bottom }));
+    axis.append(svg('text', { x: sx(x), y: H - m.bottom + 16, 'text-anchor': 'middle' }, spec.xFormat(x)));
+  }
+  axis.append(svg('line', { class: 'axis-line', x1: m.left, x2: W - m.right, y1: H - m.bottom, y2: H - m.bottom }));
+  axis.append(svg('text', { class: 'axis-title', x: m.left + plotW / 2, y: H - 2, 'text-anchor': 'middle' }, spec.xTitle));
+  root.append(grid, axis);
+
+  if (linePoints.length) {
+    let d = '';
+    linePoints.forEach((p, i) => {
+      if (i && spec.line.step) d += `L${sx(p[0]).toFixed(1)},${sy(linePoints[i - 1][1]).toFixed(1)}`;
+      d += `${i ? 'L' : 'M'}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`;
+    });
+    root.append(svg('path', { d, class: 'series', stroke: spec.line.color, 'data-testid': 'best-line' }));
+  }
+  const dotGroup = svg('g', { class: 'dots' });
+  for (const dot of dots) {
+    const c = svg('circle', { cx: sx(dot.x), cy: sy(dot.y), r: spec.small ? 3.5 : 4, class: dot.cls || 'dot-complete' });
+    c.addEventListener('pointermove', (e) => showTooltip(e.clientX, e.clientY, dot.tip));
+    c.addEventListener('pointerleave', () => { $('#tooltip').hidden = true; });
+    dotGroup.append(c);
+  }
+  root.append(dotGroup);
+  if (!dots.length && !linePoints.length) {
+    root.append(svg('text', { class: 'chart-empty', x: m.left + plotW / 2, y: m.top + plotH / 2, 'text-anchor': 'middle' }, spec.empty || 'No data yet'));
+  }
+  const legend = spec.legend
+    ? h('div', { class: 'legend' }, spec.legend.map((s) => h('span', { class: 'legend-item' },
+      s.line
+        ? h('span', { class: 'legend-line', style: `color:${s.color}` })
+        : h('span', { class: 'swatch', style: `background:${s.color}` }),
+      s.label)))
+    : null;
+  fill(host, h('div', { class: spec.small ? 'chart-title small' : 'chart-title' }, spec.title), root, legend);
+}
+
+async function stopStudy() {
+  const w = tune.watching;
+  if (!w) return;
+  const button = $('#tune-stop');
+  button.disabled = true;
+  button.textContent = 'Stopping…';
+  try {
+    await api(`/api/studies/${encodeURIComponent(w.name)}/stop`, { method: 'POST' });
+  } catch (err) {
+    button.disabled = false;
+    button.textContent = 'Stop';
+    $('#tune-status').textContent = `Could not stop: ${err.message}`;
+  }
+}
+
+/** Registers the study's best model if it is not yet, then opens it in Draw. */
+async function useBest() {
+  const w = tune.watching;
+  if (!w) return;
+  const button = $('#tune-use');
+  const errorBox = $('#tune-use-error');
+  errorBox.hidden = true;
+  button.disabled = true;
+  try {
+    const answer = await api(`/api/studies/${encodeURIComponent(w.name)}/use`, { method: 'POST' });
+    await loadModels();
+    useModel(answer.model);
+  } catch (err) {
+    errorBox.textContent = err.message;
+    errorBox.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function setupTune() {
+  const form = $('#tune-form');
+  form.addEventListener('input', validateTuneForm);
+  form.addEventListener('change', validateTuneForm);
+  form.addEventListener('submit', startStudy);
+  $('#tune-reset').addEventListener('click', () => {
+    buildTuneForm(tune.info);
+    validateTuneForm();
+  });
+  $('#tune-stop').addEventListener('click', stopStudy);
+  $('#tune-use').addEventListener('click', useBest);
+  $('#studies-refresh').addEventListener('click', loadStudies);
+}
+
+// ---------------------------------------------------------------------------------------
 
 function start() {
   setupDraw();
   setupExperiments();
   setupTrain();
+  setupTune();
   addEventListener('hashchange', route);
   route();
 }

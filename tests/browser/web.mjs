@@ -3,10 +3,13 @@
 //
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR
 //
+//   node tests/browser/web.mjs URL SCREENSHOT_DIR tune   (only the Tune view's part)
+//
 // The server at URL must hold the shipped registry (mnist-int8@4 as `default`, mnist@1,
 // mnist-int8@1, …) and the shipped runs, no other run or model, and MNIST to train on. tests/e2e/web.rs starts such a
 // server in a sandbox and runs this script. It trains three models (`webtest@1`,
-// `webtest-stop@1`, stopped after its first epochs, and `webtest2@1`), changes aliases and
+// `webtest-stop@1`, stopped after its first epochs, and `webtest2@1`), runs a study of three
+// small trials (`webtune`, whose best model it registers as `webtune@1`), changes aliases and
 // keeps two corrected drawings (a 4 and a 7) in the server's drawn folder, so never point it
 // at a registry or a drawn folder you care about.
 
@@ -14,7 +17,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [url, shots] = process.argv.slice(2);
+const [url, shots, only] = process.argv.slice(2);
 if (!url || !shots) {
   console.error('usage: node web.mjs URL SCREENSHOT_DIR');
   process.exit(2);
@@ -22,6 +25,7 @@ if (!url || !shots) {
 fs.mkdirSync(shots, { recursive: true });
 
 const TRAIN_TIMEOUT = 120_000;
+const STUDY_TIMEOUT = 240_000;
 const consoleErrors = [];
 let step = 'launch';
 
@@ -397,6 +401,95 @@ async function testExperimentsAfterTraining(page) {
   await page.waitForFunction(() => !document.querySelector('#models-table tr[data-model="webtest@1"] .chip'));
 }
 
+/** Small trials on real MNIST: tiny networks, 2 epochs on the 10 000 images left once
+ *  50 000 are held out for validation. */
+const TINY_SPACE = { hidden_size: { choice: [16, 32] }, initial_lr: { log: [0.02, 0.3] }, batch_size: { choice: [32, 64] } };
+
+async function testTune(page) {
+  step = 'Tune: the form';
+  await page.click('[data-testid="nav-tune"]');
+  await page.waitForSelector('#tune-form:not([hidden])');
+  check((await page.inputValue('#f-tune_epochs')) === '8', 'the default epochs should be 8');
+  const space = JSON.parse(await page.inputValue('#tune-space'));
+  check(space.initial_lr && space.initial_lr.log, `the default space should show initial_lr on a log scale: ${JSON.stringify(space)}`);
+  await screenshot(page, 'tune-form.png');
+
+  step = 'Tune: client-side validation';
+  await page.fill('#f-tune_trials', '');
+  await page.fill('#f-tune_budget', '');
+  check(await page.isDisabled('#tune-start'), 'Start should be disabled with neither trials nor a budget');
+  check((await page.textContent('#err-tune_trials')).includes('trials, a budget or both'), 'the form should say what is missing');
+  await page.click('.space-box summary');
+  await page.fill('#tune-space', '{"hidden_size": ');
+  check((await page.textContent('#err-space')).includes('not a JSON object'), 'a broken space should be flagged');
+
+  step = 'Tune: the server refuses a bad space (400 next to the field)';
+  await page.fill('#f-tune_trials', '3');
+  await page.fill('#tune-space', JSON.stringify({ hidden_size: { choice: [16, 32] }, initial_lr: { log: [0.3, 0.01] } }));
+  await page.click('#tune-start');
+  await page.waitForFunction(() => document.querySelector('#err-space').textContent.includes('initial_lr'));
+  // Chromium logs the expected 400 as a console error: it is not one of the page's.
+  const refused = consoleErrors.findIndex((e) => e.includes('status of 400') && e.includes('/api/tune'));
+  check(refused >= 0, 'the refused start should have been a 400');
+  consoleErrors.splice(refused, 1);
+
+  step = 'Tune: start a study';
+  await page.fill('#f-tune_study', 'webtune');
+  await page.fill('#f-tune_trials', '3');
+  await page.fill('#f-tune_epochs', '2');
+  await page.fill('#f-tune_val_size', '50000');
+  await page.fill('#tune-space', JSON.stringify(TINY_SPACE, null, 1));
+  check(!(await page.isDisabled('#tune-start')), `Start should be enabled: ${await page.textContent('#tune-form')}`);
+  await page.click('#tune-start');
+  await page.waitForSelector('#tune-live:not([hidden])');
+  check((await page.textContent('#tune-live-title')) === 'Study webtune', 'the live card should name the study');
+  await page.waitForSelector('#tune-trials tbody tr[data-state="running"]', { timeout: 60_000 });
+  check(await page.isDisabled('#tune-start'), 'Start should be disabled while the study runs');
+  await screenshot(page, 'tune-running.png');
+
+  step = 'Tune: the study ends; table and charts fill';
+  try {
+    await page.waitForFunction(() => document.querySelector('#tune-status').textContent.startsWith('Ended'), null, { timeout: STUDY_TIMEOUT });
+  } catch {
+    throw new Error(`the study did not end: ${await page.textContent('#tune-status')}`);
+  }
+  const states = await page.$$eval('#tune-trials tbody tr', (rows) => rows.map((r) => r.dataset.state));
+  check(states.length === 3, `three trials should be listed: ${states}`);
+  check(states.every((s) => s === 'complete' || s === 'pruned'), `every trial should be complete or pruned: ${states}`);
+  check(states.includes('complete'), `at least one trial should be complete: ${states}`);
+  check(await page.isVisible('#tune-chart-best path[data-testid="best-line"]'), 'the best-so-far line should be drawn');
+  const bestDots = await page.$$('#tune-chart-best circle');
+  check(bestDots.length === 3, `the best chart should show the three trials: ${bestDots.length}`);
+  for (const name of Object.keys(TINY_SPACE)) {
+    const dots = await page.$$(`[data-param="${name}"] circle`);
+    check(dots.length === 3, `the ${name} chart should show three trials: ${dots.length}`);
+  }
+  const lrAxis = await page.textContent('[data-param="initial_lr"] .axis-title');
+  check(lrAxis.includes('log'), `initial_lr should be on a log axis: ${lrAxis}`);
+  const best = Number(/best ([\d.]+) %/.exec(await page.textContent('#tune-status'))[1]);
+  check(best > 50 && best <= 100, `the best accuracy should be a real one: ${best}`);
+  const listed = await page.$$eval('#studies tbody tr', (rows) => rows.map((r) => r.dataset.study));
+  check(listed.includes('webtune'), `the study should be listed: ${listed}`);
+  await screenshot(page, 'tune-done.png');
+
+  step = 'Tune: Use best in Draw';
+  check(!(await page.isDisabled('#tune-use')), 'Use best in Draw should be enabled');
+  await page.click('#tune-use');
+  await page.waitForFunction(() => location.hash === '#draw');
+  check((await page.inputValue('#model')) === 'webtune@1', `Draw should use webtune@1, not ${await page.inputValue('#model')}`);
+  await drawDigit(page, SEVEN);
+  await page.waitForFunction(() => /^\d$/.test(document.querySelector('#label').textContent) || document.querySelector('#label').classList.contains('unsure'));
+  await page.waitForFunction(() => document.querySelector('#result-model').textContent.includes('webtune@1'));
+  await screenshot(page, 'tune-draw.png');
+
+  step = 'Tune: Use best again registers nothing new';
+  await page.click('[data-testid="nav-tune"]');
+  await page.waitForFunction(() => document.querySelector('#tune-status').textContent.includes('registered as webtune@1'));
+  await page.click('#tune-use');
+  await page.waitForFunction(() => location.hash === '#draw');
+  check((await page.inputValue('#model')) === 'webtune@1', 'Draw should still use webtune@1');
+}
+
 async function testPhone(browser) {
   step = 'phone (390 px)';
   const page = await newPage(browser, { width: 390, height: 844 }, 2, { hasTouch: true, isMobile: true });
@@ -438,12 +531,18 @@ try {
   });
   const page = await newPage(browser, { width: 1280, height: 900 }, 1);
   current = page;
-  await testDraw(page);
-  await testExperimentsBeforeTraining(page);
-  await testTrain(page);
-  await testExperimentsAfterTraining(page);
-  await page.context().close();
-  await testPhone(browser);
+  if (only === 'tune') {
+    await page.goto(url);
+    await testTune(page);
+  } else {
+    await testDraw(page);
+    await testExperimentsBeforeTraining(page);
+    await testTrain(page);
+    await testExperimentsAfterTraining(page);
+    await testTune(page);
+    await page.context().close();
+    await testPhone(browser);
+  }
   step = 'console errors';
   check(consoleErrors.length === 0, 'the page logged errors');
   log('all checks passed');

@@ -3,8 +3,10 @@
 //! train on). It draws a 1 and a 7 and checks the answers, switches models, draws a digit the
 //! model is unsure about and checks that the page says so, corrects it ("Wrong? This is a
 //! 4") and, on a phone, a 7 drawn with a finger, reads the runs and models, trains models
-//! through the page (one of them stopped with Stop), compares two runs and sets an alias;
-//! then this test checks the registry, the run records and the corrected drawings on disk. Screenshots of every view go to
+//! through the page (one of them stopped with Stop), compares two runs and sets an alias, runs
+//! a study of three tiny trials from the Tune view and uses its best model in Draw; then this
+//! test checks the registry, the run records, the study's journal and the corrected drawings
+//! on disk. Screenshots of every view go to
 //! `target/browser-screenshots/`.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `npm ci` run in `tests/browser`. Without them (or
@@ -16,6 +18,7 @@ use std::process::{Command, Stdio};
 
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::{Runs, Status};
+use pismo_core::host::tune::journal::{read_events, Replay};
 use pismo_tests::{full_mnist, workspace_root, Pismo};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -131,7 +134,13 @@ fn the_page_draws_trains_and_compares_in_chromium() {
 
     // What the page did is on disk: the models registered, their runs finished or stopped.
     let registry = Registry::open(p.registry());
-    for id in ["webtest@1", "webtest-stop@1", "webtest2@1", "mnist@1"] {
+    for id in [
+        "webtest@1",
+        "webtest-stop@1",
+        "webtest2@1",
+        "webtune@1",
+        "mnist@1",
+    ] {
         let found = registry.resolve(Some(id));
         assert!(found.is_ok(), "{id} is not in the registry: {found:?}");
     }
@@ -149,6 +158,36 @@ fn the_page_draws_trains_and_compares_in_chromium() {
         stopped.is_some_and(|r| r.status == Status::Stopped),
         "{stopped:?}"
     );
+    // The study the page ran: three trials ended in its journal, each a run record tagged
+    // with it; the model "Use best in Draw" registered is the best trial's.
+    let events = read_events(&p.runs().join("studies"), "webtune").unwrap();
+    let replay = Replay::of(&events);
+    assert_eq!(replay.finished.len(), 3, "{replay:?}");
+    assert!(replay.open.is_empty(), "{replay:?}");
+    let best = replay
+        .finished
+        .iter()
+        .filter(|t| t.score.is_some())
+        .max_by(|a, b| a.score.unwrap().total_cmp(&b.score.unwrap()))
+        .unwrap();
+    let trials: Vec<_> = runs
+        .iter()
+        .filter(|r| r.tags.get("study").map(String::as_str) == Some("webtune"))
+        .collect();
+    assert_eq!(trials.len(), 3, "{trials:?}");
+    let used: Vec<_> = trials.iter().filter(|r| r.model.is_some()).collect();
+    assert_eq!(used.len(), 1, "{trials:?}");
+    assert_eq!(used[0].model.as_deref(), Some("webtune@1"));
+    let used_score = replay
+        .finished
+        .iter()
+        .find(|t| t.run_id == used[0].run_id)
+        .and_then(|t| t.score);
+    assert_eq!(
+        used_score, best.score,
+        "the registered model is the best trial's"
+    );
+
     // The corrections the page sent are in the drawn folder with their labels: a 4 (mouse)
     // and a 7 (finger), each with its drawing and its 28x28 input.
     let store = pismo_core::host::drawn::DrawnStore::open(p.drawn());

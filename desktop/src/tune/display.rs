@@ -11,11 +11,11 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pismo_core::host::tune::driver::{Best, Observer};
 use pismo_core::host::tune::journal::TrialState;
 use serde::Serialize;
 use serde_json::json;
 
-use super::driver::Best;
 use crate::{text, CliError};
 
 /// Rows of the live table: the latest trials.
@@ -159,9 +159,13 @@ impl Display {
             table.render().trim_end()
         ));
     }
+}
+
+impl Observer for Display {
+    type Error = CliError;
 
     /// The study (re)starts, with the best of earlier sessions.
-    pub fn begin(&mut self, best: Option<&Best>, elapsed: f64) {
+    fn begin(&mut self, best: Option<&Best>, elapsed: f64) {
         self.best = best.map(|b| (b.trial, b.val_accuracy));
         if let Some(b) = best {
             self.line(&format!(
@@ -176,7 +180,7 @@ impl Display {
     }
 
     /// A trial started.
-    pub fn started(
+    fn started(
         &mut self,
         trial: u32,
         run_id: &str,
@@ -208,7 +212,7 @@ impl Display {
     }
 
     /// A trial ended an epoch.
-    pub fn epoch(
+    fn epoch(
         &mut self,
         trial: u32,
         epoch: u32,
@@ -234,7 +238,7 @@ impl Display {
     }
 
     /// A trial is part-way through an epoch (only redraws the table, now and then).
-    pub fn batch(&mut self, trial: u32, epoch: u32, done: usize, total: usize, elapsed: f64) {
+    fn batch(&mut self, trial: u32, epoch: u32, done: usize, total: usize, elapsed: f64) {
         if let Some(row) = self.rows.get_mut(&trial) {
             row.batch = Some((done, total));
             row.epoch = row.epoch.max(epoch.saturating_sub(1));
@@ -245,7 +249,7 @@ impl Display {
     }
 
     /// A trial ended.
-    pub fn ended(
+    fn ended(
         &mut self,
         trial: u32,
         how: TrialState,
@@ -281,7 +285,7 @@ impl Display {
     }
 
     /// A trial was stopped because the study is ending (it stays unfinished).
-    pub fn stopped(&mut self, trial: u32, elapsed: f64) {
+    fn stopped(&mut self, trial: u32, elapsed: f64) {
         if let Some(row) = self.rows.get_mut(&trial) {
             row.state = "stopped";
             row.batch = None;
@@ -293,7 +297,7 @@ impl Display {
     }
 
     /// A new best trial.
-    pub fn best(&mut self, best: &Best) -> Result<(), CliError> {
+    fn best(&mut self, best: &Best) -> Result<(), CliError> {
         self.best = Some((best.trial, best.val_accuracy));
         if self.table.is_none() {
             self.line(&format!(
@@ -312,7 +316,7 @@ impl Display {
     }
 
     /// The study ended: the table stays on the terminal as last drawn.
-    pub fn end(&mut self) {
+    fn end(&mut self) {
         if let Some(bar) = self.table.take() {
             bar.finish();
         }

@@ -2,14 +2,15 @@
 //! successive halving stops weak trials at epoch rungs, and every trial is an ordinary
 //! training session with a run record tagged with the study and trial number.
 //!
-//! - [`driver`]: the worker threads, the journal, the best trial's model.
-//! - [`display`]: the live table on stderr and the `--json` events.
+//! - [`display`]: the live table on stderr and the `--json` events: the study's observer.
+//!
+//! The study itself (worker threads, journal, best trial's model) is
+//! `pismo_core::host::tune::driver`, which `pismo serve` runs too.
 //!
 //! A study's journal is `<runs>/studies/NAME.jsonl` and its best model, until it is
 //! registered, `<runs>/studies/NAME.best.pismo`. Flags are checked before MNIST is loaded.
 
 mod display;
-mod driver;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,23 +18,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use argh::FromArgs;
 use pismo_core::host::corpora;
 use pismo_core::host::mnist::TRAIN_DIGEST;
-use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::{validate_alias, validate_name};
-use pismo_core::host::runs::utc_stamp;
-use pismo_core::host::session::{self, ModelMeta};
+use pismo_core::host::session;
+use pismo_core::host::tune::driver::{self, Best, Driver, Plan, DEFAULT_EPOCHS, ETA, MIN_EPOCHS};
 use pismo_core::host::tune::journal::{FileJournal, JournalEvent, Replay, StudyStore};
 use pismo_core::host::tune::space::Space;
 use pismo_core::hyper::Hyper;
 use serde_json::json;
 
 use self::display::Display;
-use self::driver::{Best, Driver, Plan};
 use crate::{text, CliError};
-
-/// Successive halving's first rung, in epochs.
-const MIN_EPOCHS: u32 = 1;
-/// Successive halving's reduction factor: about one trial in three passes each rung.
-const ETA: u32 = 3;
 
 /// Search hyperparameters: TPE with successive halving; every trial is a run record.
 #[derive(FromArgs, Debug)]
@@ -169,7 +163,7 @@ impl Args {
         let space = read_space(self.space.as_ref())?;
         let d = Hyper::DEFAULT;
         let base = Hyper {
-            epochs: self.epochs.unwrap_or(8),
+            epochs: self.epochs.unwrap_or(DEFAULT_EPOCHS),
             seed: self.seed.unwrap_or(1),
             val_size: self.val_size.unwrap_or(d.val_size),
             ..d
@@ -182,13 +176,7 @@ impl Args {
             ));
         }
         // A point of the space that cannot train is refused now, not at its trial.
-        let mut rng = pismo_core::rng::Rng::new(base.seed);
-        for _ in 0..32 {
-            let point = pismo_core::host::tune::tpe::random_point(&space, &mut rng);
-            space
-                .apply(&space.values(&point), &base, &Recipe::default())
-                .map_err(|e| CliError::usage(format!("space: {e}")))?;
-        }
+        driver::check_space(&space, &base).map_err(|e| CliError::usage(format!("space: {e}")))?;
         Ok(Settings {
             space,
             seed: base.seed,
@@ -249,7 +237,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        format!("study-{}", utc_stamp(now))
+        driver::default_study_name(now)
     });
     let journal_path = studies.join(format!("{study}.jsonl"));
     if args.resume && !journal_path.exists() {
@@ -291,6 +279,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         parallel,
         threads,
         data_dir: data_dir.clone(),
+        dataset: TRAIN_DIGEST.to_owned(),
         corpora_dir: corpora::default_dir(),
         best_file: studies.join(format!("{study}.best.pismo")),
     };
@@ -338,7 +327,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let model = if args.alias.is_empty() {
         None
     } else {
-        Some(register_best(&plan, &best, &args.alias, &registry, &runs)?)
+        Some(register_best(&plan, &args.alias, &registry, &runs)?)
     };
     let command = train_command(&plan, &best, &model_name);
     if args.json {
@@ -384,27 +373,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
 /// run; its id.
 fn register_best(
     plan: &Plan,
-    best: &Best,
     aliases: &[String],
     registry: &pismo_core::host::registry::Registry,
     runs: &pismo_core::host::runs::Runs,
 ) -> Result<String, CliError> {
-    let (model, hyper, metrics, run_id) = driver::load_best(&plan.best_file)?;
-    let (id, _) = session::register(
-        registry,
-        &model,
-        &ModelMeta {
-            name: &plan.model_name,
-            hyper,
-            metrics,
-            run_id: &run_id,
-            dataset: TRAIN_DIGEST,
-        },
-    )?;
-    for alias in aliases {
-        registry.set_alias(alias, &id)?;
-    }
-    runs.set_model(&best.run_id, &id)?;
+    let id = driver::register_best(&plan.best_file, &plan.model_name, aliases, registry, runs)?;
     Ok(id.to_string())
 }
 

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
 mod limits;
+mod tune;
 
 use pismo_http::{Options, Server};
 use pismo_tests::{drawn_digit_png, t10k, train_tiny_model, workspace_root, TempDir};

@@ -7,9 +7,13 @@
 //! last line may be torn: it is dropped when the journal is opened (it was never
 //! acknowledged); a bad line anywhere else is corruption and an error.
 //!
+//! Readers that do not run the study (the web page's view of it) use [`read_events`], which
+//! takes no lock and leaves out a line being written, and [`in_use`] to learn whether a
+//! process runs it now.
+//!
 //! [`Replay`] rebuilds a study from its events: finished trials (kept), trials that started
-//! but never ended (to run again from the start: their epochs' scores are not counted), and
-//! the next trial number.
+//! but never ended (to run again from the start: their epochs' scores are not counted; while
+//! the study runs, these are its running trials), and the next trial number.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -199,20 +203,53 @@ impl FileJournal {
     }
 }
 
+/// The events of a journal's text; a last line without its newline is left out when
+/// `torn_tail` (a write in progress, or one a crash cut).
+fn parse_events(path: &Path, text: &str, torn_tail: bool) -> Result<Vec<JournalEvent>, StoreError> {
+    let whole = if torn_tail && !text.ends_with('\n') {
+        text.rfind('\n').map_or("", |i| &text[..=i])
+    } else {
+        text
+    };
+    whole
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| StoreError::Corrupt {
+                path: path.to_owned(),
+                line: i + 1,
+                why: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The events of study `name`'s journal in `dir`, read without its lock (the study may be
+/// running: a line being written is left out). A study that has no journal is
+/// `StoreError::Io` with `NotFound`.
+pub fn read_events(dir: &Path, name: &str) -> Result<Vec<JournalEvent>, StoreError> {
+    let path = dir.join(format!("{name}.jsonl"));
+    let text = std::fs::read_to_string(&path).map_err(|e| StoreError::Io(path.clone(), e))?;
+    parse_events(&path, &text, true)
+}
+
+/// Whether a process holds study `name`'s journal in `dir` open (a study runs); false when
+/// it has no journal. The check takes a shared lock for an instant.
+pub fn in_use(dir: &Path, name: &str) -> bool {
+    let Ok(file) = File::open(dir.join(format!("{name}.jsonl"))) else {
+        return false;
+    };
+    matches!(
+        file.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
+}
+
 impl StudyStore for FileJournal {
     fn events(&mut self) -> Result<Vec<JournalEvent>, StoreError> {
         let text = self.read_all()?;
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| StoreError::Corrupt {
-                    path: self.path.clone(),
-                    line: i + 1,
-                    why: e.to_string(),
-                })
-            })
-            .collect()
+        parse_events(&self.path, &text, false)
     }
 
     fn append(&mut self, event: &JournalEvent) -> Result<(), StoreError> {
@@ -247,11 +284,16 @@ pub struct FinishedTrial {
 }
 
 /// A trial that started and has not ended (yet).
-#[derive(Debug)]
-struct OpenTrial {
-    values: BTreeMap<String, f64>,
-    run_id: String,
-    curve: Vec<(u32, f64)>,
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpenTrial {
+    /// Trial number.
+    pub trial: u32,
+    /// Its settings.
+    pub values: BTreeMap<String, f64>,
+    /// Its run record (empty if it has none).
+    pub run_id: String,
+    /// Its scores at the end of each epoch so far, in order.
+    pub curve: Vec<(u32, f64)>,
 }
 
 /// A study rebuilt from its events.
@@ -263,6 +305,9 @@ pub struct Replay {
     pub finished: Vec<FinishedTrial>,
     /// Trials that started but never ended (a crash): run again from the start.
     pub interrupted: Vec<(u32, BTreeMap<String, f64>)>,
+    /// The same trials with their runs and the epochs they got through, by trial number
+    /// (running now, if the study is).
+    pub open: Vec<OpenTrial>,
     /// The next unused trial number.
     pub next_trial: u32,
     /// Seconds the study has run over all its sessions.
@@ -284,6 +329,7 @@ impl Replay {
                 } => {
                     replay.next_trial = replay.next_trial.max(trial + 1);
                     let started = OpenTrial {
+                        trial: *trial,
                         values: values.clone(),
                         run_id: run_id.clone(),
                         curve: Vec::new(),
@@ -324,7 +370,8 @@ impl Replay {
                 }
             }
         }
-        replay.interrupted = open.into_iter().map(|(t, o)| (t, o.values)).collect();
+        replay.interrupted = open.iter().map(|(t, o)| (*t, o.values.clone())).collect();
+        replay.open = open.into_values().collect();
         replay
     }
 }
@@ -373,6 +420,8 @@ mod tests {
             vec![1, 2]
         );
         assert_eq!(r.next_trial, 3);
+        assert_eq!(r.open[0].curve, vec![(1, 0.9)]);
+        assert_eq!(r.open[1].run_id, "run-2");
     }
 
     #[test]
@@ -429,8 +478,25 @@ mod tests {
     #[test]
     fn a_study_in_use_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = FileJournal::open(dir.path(), "busy").unwrap();
+        assert!(!in_use(dir.path(), "busy"));
+        let first = FileJournal::open(dir.path(), "busy").unwrap();
+        assert!(in_use(dir.path(), "busy"));
         let err = FileJournal::open(dir.path(), "busy").unwrap_err();
         assert!(err.to_string().contains("in use"), "{err}");
+        drop(first);
+        assert!(!in_use(dir.path(), "busy"));
+    }
+
+    #[test]
+    fn a_running_study_reads_without_its_lock_and_without_a_line_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = FileJournal::open(dir.path(), "live").unwrap();
+        j.append(&started(0)).unwrap();
+        let path = dir.path().join("live.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"event":"ended","tri"#).unwrap();
+        assert_eq!(read_events(dir.path(), "live").unwrap(), vec![started(0)]);
+        let missing = read_events(dir.path(), "none").unwrap_err();
+        assert!(matches!(&missing, StoreError::Io(_, e) if e.kind() == io::ErrorKind::NotFound));
     }
 }

@@ -5,7 +5,10 @@
 //! - [`tpe`]: the Tree-structured Parzen Estimator that picks each next point.
 //! - [`asha`]: asynchronous successive halving, which stops weak trials at epoch rungs.
 //! - [`journal`]: the append-only, fsynced record of a study, behind a small store interface.
+//! - [`driver`]: a study: worker threads running trials, the journal, the best trial's
+//!   model, told to an observer as it goes (`pismo tune` and `pismo serve` both run it).
 pub mod asha;
+pub mod driver;
 pub mod journal;
 pub mod space;
 pub mod tpe;

@@ -9,36 +9,53 @@
 //! model is written to the study's best-model file before its end is journalled, so a
 //! resumed study still has it.
 //!
-//! The study halts when the trial limit is reached, the time budget is spent, on Ctrl-C, or
-//! when the journal or stdout fails: running trials are stopped and stay unfinished in the
-//! journal (a resume runs them again).
+//! The study halts when the trial limit is reached, the time budget is spent, when its stop
+//! flag is set (Ctrl-C in `pismo tune`, Stop on the web page), or when the journal, the
+//! best-model file or the [`Observer`] fails: running trials are stopped and stay unfinished
+//! in the journal (a resume runs them again).
+//!
+//! What the study does is told to an [`Observer`] as it happens, under the study's lock:
+//! `pismo tune`'s terminal table and `--json` lines are one, the server's event stream
+//! another.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use pismo_core::format::Meta;
-use pismo_core::host::atomic::replace_atomic;
-use pismo_core::host::mnist::{Dataset, TRAIN_DIGEST};
-use pismo_core::host::model::AnyMlp;
-use pismo_core::host::recipe::Recipe;
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::Runs;
-use pismo_core::host::session::{self, SessionEvent, TrainRequest};
-use pismo_core::host::trainer::Event;
-use pismo_core::host::tune::asha::{Asha, Decision};
-use pismo_core::host::tune::journal::{JournalEvent, Replay, StudyStore, TrialState};
-use pismo_core::host::tune::space::Space;
-use pismo_core::host::tune::tpe::{Observation, Tpe};
-use pismo_core::hyper::Hyper;
-use pismo_core::rng::Rng;
+use crate::format::Meta;
+use crate::host::atomic::replace_atomic;
+use crate::host::mnist::Dataset;
+use crate::host::model::AnyMlp;
+use crate::host::recipe::Recipe;
+use crate::host::registry::Registry;
+use crate::host::runs::Runs;
+use crate::host::session::{self, ModelMeta, SessionEvent, TrainRequest};
+use crate::host::trainer::Event;
+use crate::hyper::{Hyper, Metrics};
+use crate::rng::Rng;
 use serde::Serialize;
 
-use super::display::Display;
-use crate::CliError;
+use super::asha::{Asha, Decision};
+use super::journal::{JournalEvent, Replay, StoreError, StudyStore, TrialState};
+use super::space::{Space, SpaceError};
+use super::tpe::{Observation, Tpe};
+use crate::host::registry::{ModelId, RegistryError};
+use crate::host::runs::RunsError;
+
+/// Successive halving's first rung, in epochs.
+pub const MIN_EPOCHS: u32 = 1;
+/// Successive halving's reduction factor: about one trial in three passes each rung.
+pub const ETA: u32 = 3;
+/// Epochs of a trial that is never stopped (the top rung), unless a study says otherwise.
+pub const DEFAULT_EPOCHS: u32 = 8;
+
+/// The name of a study started at `unix_secs` that was given none: `study-YYYYMMDD-HHMMSS`.
+pub fn default_study_name(unix_secs: u64) -> String {
+    format!("study-{}", crate::host::runs::utc_stamp(unix_secs))
+}
 
 /// What a study runs, fixed when it starts.
 #[derive(Debug)]
@@ -67,6 +84,9 @@ pub struct Plan {
     pub threads: usize,
     /// MNIST folder.
     pub data_dir: PathBuf,
+    /// What the trials train on, as run records and model files name it:
+    /// [`crate::host::mnist::TRAIN_DIGEST`] for the whole MNIST training split, else the images' digest.
+    pub dataset: String,
     /// Shipped corpora folder.
     pub corpora_dir: PathBuf,
     /// Where the best trial's model is kept until it is registered.
@@ -112,6 +132,77 @@ pub struct Outcome {
     pub cut_short: bool,
 }
 
+/// Why a study failed.
+#[derive(Debug)]
+pub enum TuneError {
+    /// The journal could not be read or written.
+    Store(StoreError),
+    /// The best-model file could not be read or written.
+    BestFile(String),
+    /// The best model could not be registered (or an alias set).
+    Registry(RegistryError),
+    /// The best trial's run record could not be updated.
+    Runs(RunsError),
+}
+
+impl std::fmt::Display for TuneError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TuneError::Store(e) => e.fmt(f),
+            TuneError::BestFile(e) => f.write_str(e),
+            TuneError::Registry(e) => e.fmt(f),
+            TuneError::Runs(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TuneError {}
+
+/// What is told of a study as it runs (the driver calls it under the study's lock, so calls
+/// never overlap). An error from a method that returns one halts the study, and `run`
+/// returns it.
+pub trait Observer: Send {
+    /// The observer's failures (a closed stdout) and the driver's, as the caller reports them.
+    type Error: From<TuneError> + Send;
+    /// The study (re)starts, with the best of earlier sessions and the study's seconds so far.
+    fn begin(&mut self, best: Option<&Best>, elapsed: f64);
+    /// A trial started, as run `run_id`.
+    fn started(
+        &mut self,
+        trial: u32,
+        run_id: &str,
+        values: &BTreeMap<String, f64>,
+        elapsed: f64,
+    ) -> Result<(), Self::Error>;
+    /// A trial ended epoch `epoch` of `epochs` with validation accuracy `score`.
+    fn epoch(
+        &mut self,
+        trial: u32,
+        epoch: u32,
+        epochs: u32,
+        score: f64,
+        elapsed: f64,
+    ) -> Result<(), Self::Error>;
+    /// A trial is `done` batches of `total` into epoch `epoch`.
+    fn batch(&mut self, trial: u32, epoch: u32, done: usize, total: usize, elapsed: f64);
+    /// A trial ended (`score`: its best validation accuracy; `error`: why it failed).
+    fn ended(
+        &mut self,
+        trial: u32,
+        how: TrialState,
+        score: Option<f64>,
+        epochs: u32,
+        error: Option<&str>,
+        elapsed: f64,
+    ) -> Result<(), Self::Error>;
+    /// A trial was stopped because the study is ending (it stays unfinished).
+    fn stopped(&mut self, trial: u32, elapsed: f64);
+    /// A new best trial (its model is in the best-model file).
+    fn best(&mut self, best: &Best) -> Result<(), Self::Error>;
+    /// The study session is over.
+    fn end(&mut self);
+}
+
 /// A trial to run.
 struct Ticket {
     trial: u32,
@@ -119,7 +210,7 @@ struct Ticket {
 }
 
 /// The study's mutable state, behind one lock.
-struct State {
+struct State<O: Observer> {
     store: Box<dyn StudyStore>,
     asha: Asha,
     history: Vec<Observation>,
@@ -129,30 +220,40 @@ struct State {
     ended: u32,
     running: usize,
     best: Option<Best>,
-    display: Display,
-    /// The first failure of the journal or of stdout: it halts the study.
-    error: Option<CliError>,
+    observer: O,
+    /// The first failure of the journal, the best-model file or the observer: it halts the
+    /// study.
+    error: Option<O::Error>,
     cut_short: bool,
 }
 
 /// A study in progress.
-pub struct Driver<'a> {
+pub struct Driver<'a, O: Observer> {
     plan: &'a Plan,
-    state: Mutex<State>,
+    state: Mutex<State<O>>,
     interrupted: &'a AtomicBool,
     began: Instant,
     before: f64,
 }
 
-impl<'a> Driver<'a> {
+impl<O: Observer> std::fmt::Debug for Driver<'_, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("study", &self.plan.study)
+            .field("elapsed", &self.elapsed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, O: Observer> Driver<'a, O> {
     /// Picks a study up from its journal (empty for a new one: the settings are written).
     pub fn new(
         plan: &'a Plan,
         mut store: Box<dyn StudyStore>,
-        display: Display,
+        observer: O,
         interrupted: &'a AtomicBool,
-    ) -> Result<Driver<'a>, CliError> {
-        let events = store.events().map_err(CliError::failed)?;
+    ) -> Result<Driver<'a, O>, O::Error> {
+        let events = store.events().map_err(TuneError::Store)?;
         let replay = Replay::of(&events);
         if replay.study.is_none() {
             store
@@ -164,7 +265,7 @@ impl<'a> Driver<'a> {
                     max_epochs: plan.base.epochs,
                     base: Some(plan.base),
                 })
-                .map_err(CliError::failed)?;
+                .map_err(TuneError::Store)?;
         }
         let mut asha = Asha::new(plan.min_epochs, plan.eta, plan.base.epochs);
         let mut history = Vec::new();
@@ -179,7 +280,7 @@ impl<'a> Driver<'a> {
                 });
             }
         }
-        let best = read_best(plan, &replay);
+        let best = read_best(&plan.best_file, &replay);
         let queue = replay
             .interrupted
             .iter()
@@ -199,7 +300,7 @@ impl<'a> Driver<'a> {
             ended: replay.finished.len() as u32,
             running: 0,
             best,
-            display,
+            observer,
             error: None,
             cut_short: false,
         };
@@ -212,7 +313,7 @@ impl<'a> Driver<'a> {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State<O>> {
         // A worker that panicked left the state as it was between two whole updates.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -227,7 +328,7 @@ impl<'a> Driver<'a> {
     }
 
     /// Whether running trials must stop now.
-    fn halting(&self, state: &State) -> bool {
+    fn halting(&self, state: &State<O>) -> bool {
         state.error.is_some() || self.interrupted.load(Ordering::Relaxed) || self.budget_spent()
     }
 
@@ -238,12 +339,12 @@ impl<'a> Driver<'a> {
         test: Option<&Dataset>,
         registry: &Registry,
         runs: &Runs,
-    ) -> Result<Outcome, CliError> {
+    ) -> Result<Outcome, O::Error> {
         {
             let mut state = self.lock();
             let elapsed = self.elapsed();
             let best = state.best.clone();
-            state.display.begin(best.as_ref(), elapsed);
+            state.observer.begin(best.as_ref(), elapsed);
         }
         std::thread::scope(|scope| {
             for _ in 0..self.plan.parallel {
@@ -255,8 +356,8 @@ impl<'a> Driver<'a> {
             }
         });
         let state = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
-        let mut display = state.display;
-        display.end();
+        let mut observer = state.observer;
+        observer.end();
         if let Some(e) = state.error {
             return Err(e);
         }
@@ -298,17 +399,17 @@ impl<'a> Driver<'a> {
     }
 
     /// Appends `event` to the journal; a failure halts the study.
-    fn journal(&self, state: &mut State, event: &JournalEvent) {
+    fn journal(&self, state: &mut State<O>, event: &JournalEvent) {
         if state.error.is_some() {
             return;
         }
         if let Err(e) = state.store.append(event) {
-            state.error = Some(CliError::failed(e));
+            state.error = Some(TuneError::Store(e).into());
         }
     }
 
-    /// Shows an event; a closed stdout halts the study.
-    fn show(state: &mut State, result: Result<(), CliError>) {
+    /// Reports an event to the observer; its failure (a closed stdout) halts the study.
+    fn show(state: &mut State<O>, result: Result<(), O::Error>) {
         if let Err(e) = result {
             state.error.get_or_insert(e);
         }
@@ -354,7 +455,7 @@ impl<'a> Driver<'a> {
             &request,
             train,
             test,
-            TRAIN_DIGEST,
+            &self.plan.dataset,
             registry,
             runs,
             &mut |event| {
@@ -371,7 +472,7 @@ impl<'a> Driver<'a> {
                             },
                         );
                         let shown = state
-                            .display
+                            .observer
                             .started(trial, &run_id, &values, self.elapsed());
                         Self::show(&mut state, shown);
                     }
@@ -389,7 +490,7 @@ impl<'a> Driver<'a> {
                             },
                         );
                         let shown = state
-                            .display
+                            .observer
                             .epoch(trial, r.epoch, r.epochs, score, elapsed);
                         Self::show(&mut state, shown);
                         if state.asha.report(r.epoch, score) == Decision::Stop && r.epoch < r.epochs
@@ -400,7 +501,7 @@ impl<'a> Driver<'a> {
                     }
                     SessionEvent::Train(Event::Batch { epoch, done, total }) => {
                         let elapsed = self.elapsed();
-                        state.display.batch(trial, epoch, done, total, elapsed);
+                        state.observer.batch(trial, epoch, done, total, elapsed);
                     }
                     SessionEvent::Train(Event::Log(_))
                     | SessionEvent::Line(_)
@@ -434,7 +535,7 @@ impl<'a> Driver<'a> {
                 state.running -= 1;
                 state.cut_short = true;
                 let elapsed = self.elapsed();
-                state.display.stopped(trial, elapsed);
+                state.observer.stopped(trial, elapsed);
             }
             Ok(finished) => {
                 let m = finished.metrics;
@@ -451,12 +552,12 @@ impl<'a> Driver<'a> {
                     if candidate.beats(state.best.as_ref()) {
                         match self.keep_best(model, &request.hyper, m, &finished.run_id) {
                             Ok(()) => {
-                                let shown = state.display.best(&candidate);
+                                let shown = state.observer.best(&candidate);
                                 Self::show(&mut state, shown);
                                 state.best = Some(candidate);
                             }
                             Err(e) => {
-                                state.error.get_or_insert(e);
+                                state.error.get_or_insert(e.into());
                             }
                         }
                     }
@@ -488,7 +589,7 @@ impl<'a> Driver<'a> {
     /// and its end.
     fn fail_unstarted(
         &self,
-        state: &mut State,
+        state: &mut State<O>,
         trial: u32,
         values: &BTreeMap<String, f64>,
         epochs: u32,
@@ -506,7 +607,7 @@ impl<'a> Driver<'a> {
     /// Journals and shows the end of a trial.
     fn end(
         &self,
-        state: &mut State,
+        state: &mut State<O>,
         trial: u32,
         how: TrialState,
         score: Option<f64>,
@@ -527,7 +628,7 @@ impl<'a> Driver<'a> {
         state.running -= 1;
         state.ended += 1;
         let shown = state
-            .display
+            .observer
             .ended(trial, how, score, epochs, error, elapsed);
         Self::show(state, shown);
     }
@@ -537,9 +638,9 @@ impl<'a> Driver<'a> {
         &self,
         model: &AnyMlp,
         hyper: &Hyper,
-        metrics: pismo_core::hyper::Metrics,
+        metrics: Metrics,
         run_id: &str,
-    ) -> Result<(), CliError> {
+    ) -> Result<(), TuneError> {
         let meta = Meta {
             name: &self.plan.model_name,
             // Not registered yet: the version is given when it is.
@@ -548,12 +649,12 @@ impl<'a> Driver<'a> {
             hyper: *hyper,
             metrics,
             run_id,
-            dataset: TRAIN_DIGEST,
+            dataset: &self.plan.dataset,
             parent: "",
             deskew: model.deskew(),
         };
         replace_atomic(&self.plan.best_file, &model.encode(&meta)).map_err(|e| {
-            CliError::failed(format!(
+            TuneError::BestFile(format!(
                 "cannot write {}: {e}",
                 self.plan.best_file.display()
             ))
@@ -576,8 +677,8 @@ fn point_of(space: &Space, values: &BTreeMap<String, f64>) -> Vec<f64> {
 /// The best trial of the sessions before, from the best-model file and the journal: the
 /// file's run must be a trial that ended (a crash between the two writes leaves a file
 /// whose trial runs again).
-fn read_best(plan: &Plan, replay: &Replay) -> Option<Best> {
-    let bytes = std::fs::read(&plan.best_file).ok()?;
+pub fn read_best(best_file: &Path, replay: &Replay) -> Option<Best> {
+    let bytes = std::fs::read(best_file).ok()?;
     let (_, model) = AnyMlp::decode(&bytes).ok()?;
     let meta = model.meta;
     let t = replay.finished.iter().find(|t| t.run_id == meta.run_id)?;
@@ -591,18 +692,48 @@ fn read_best(plan: &Plan, replay: &Replay) -> Option<Best> {
     })
 }
 
-/// The best trial's model, as kept in the study's best-model file.
-pub fn load_best(
-    path: &std::path::Path,
-) -> Result<(AnyMlp, Hyper, pismo_core::hyper::Metrics, String), CliError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| CliError::failed(format!("cannot read {}: {e}", path.display())))?;
-    let (model, file) =
-        AnyMlp::decode(&bytes).map_err(|e| CliError::failed(format!("{}: {e}", path.display())))?;
-    Ok((
-        model,
-        file.meta.hyper,
-        file.meta.metrics,
-        file.meta.run_id.to_owned(),
-    ))
+/// Registers the model of a study's best-model file as the next version of `name`, points
+/// `aliases` at it and records it in the trial's run record; its id.
+pub fn register_best(
+    best_file: &Path,
+    name: &str,
+    aliases: &[String],
+    registry: &Registry,
+    runs: &Runs,
+) -> Result<ModelId, TuneError> {
+    let bytes = std::fs::read(best_file)
+        .map_err(|e| TuneError::BestFile(format!("cannot read {}: {e}", best_file.display())))?;
+    let (model, file) = AnyMlp::decode(&bytes)
+        .map_err(|e| TuneError::BestFile(format!("{}: {e}", best_file.display())))?;
+    let run_id = file.meta.run_id.to_owned();
+    let (id, _) = session::register(
+        registry,
+        &model,
+        &ModelMeta {
+            name,
+            hyper: file.meta.hyper,
+            metrics: file.meta.metrics,
+            run_id: &run_id,
+            dataset: file.meta.dataset,
+        },
+    )
+    .map_err(TuneError::Registry)?;
+    for alias in aliases {
+        registry
+            .set_alias(alias, &id)
+            .map_err(TuneError::Registry)?;
+    }
+    runs.set_model(&run_id, &id).map_err(TuneError::Runs)?;
+    Ok(id)
+}
+
+/// Refuses a space with a point that cannot train with `base` (tried on 32 random points, so
+/// a bad range is refused when the study starts, not at its trial).
+pub fn check_space(space: &Space, base: &Hyper) -> Result<(), SpaceError> {
+    let mut rng = Rng::new(base.seed);
+    for _ in 0..32 {
+        let point = super::tpe::random_point(space, &mut rng);
+        space.apply(&space.values(&point), base, &Recipe::default())?;
+    }
+    Ok(())
 }
