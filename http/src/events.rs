@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pismo_core::host::registry::OwnedMeta;
@@ -37,7 +38,7 @@ use serde_json::{json, Value};
 use crate::limits::MAX_STREAMS;
 use crate::reply::ApiError;
 use crate::request::Request;
-use crate::training::{Done, SseEvent};
+use crate::training::{Done, Job, SseEvent};
 use crate::State;
 
 /// A comment line is sent after this long without an event, so dead clients are noticed.
@@ -67,34 +68,26 @@ pub(crate) fn stream(state: &State, out: &mut TcpStream, request: &Request, what
         let _ = e.into_reply().write_to(out, true, false);
         return;
     }
+    let after = last_event_id(request);
     match what {
-        Stream::Run(id) => send(state, out, request, id),
-        Stream::Study(name) => send_study(state, out, request, name),
+        Stream::Run(id) => send(
+            state,
+            out,
+            after,
+            state.training.job(id),
+            || state.runs.info(id).map(drop).map_err(ApiError::from),
+            |out| from_disk(state, out, id, after),
+        ),
+        Stream::Study(name) => send(
+            state,
+            out,
+            after,
+            state.tuning.job(name),
+            || state.tuning.journal(name).map(drop),
+            |out| study_from_disk(state, out, name, after),
+        ),
     }
     state.streams.fetch_sub(1, Ordering::SeqCst);
-}
-
-fn send_study(state: &State, writer: &mut TcpStream, request: &Request, name: &str) {
-    let after = last_event_id(request);
-    let job = state.tuning.job(name);
-    if job.is_none() {
-        if let Err(e) = state.tuning.journal(name) {
-            let _ = e.into_reply().write_to(writer, true, false);
-            return;
-        }
-    }
-    let mut out = Sse {
-        writer,
-        last_write: Instant::now(),
-    };
-    if out.head().is_err() {
-        return;
-    }
-    let _ = match job {
-        Some(job) => from_job(state, &mut out, &job, after),
-        None => study_from_disk(state, &mut out, name, after),
-    }
-    .and_then(|()| out.end());
 }
 
 /// Replays a study's journal, following it while another process runs the study.
@@ -139,13 +132,20 @@ fn last_event_id(request: &Request) -> u64 {
         .unwrap_or(0)
 }
 
-fn send(state: &State, writer: &mut TcpStream, request: &Request, id: &str) {
-    let after = last_event_id(request);
-    let job = state.training.job(id);
+/// Streams a run's or a study's events: live from its `job` when this server runs it, else
+/// `from_disk`, once `exists` has said it is there (if not, its error is a plain JSON reply
+/// sent before any event).
+fn send(
+    state: &State,
+    writer: &mut TcpStream,
+    after: u64,
+    job: Option<Arc<Job>>,
+    exists: impl FnOnce() -> Result<(), ApiError>,
+    from_disk: impl FnOnce(&mut Sse<'_>) -> io::Result<()>,
+) {
     if job.is_none() {
-        // Unknown or invalid run: a plain JSON error before any event.
-        if let Err(e) = state.runs.info(id) {
-            let _ = ApiError::from(e).into_reply().write_to(writer, true, false);
+        if let Err(e) = exists() {
+            let _ = e.into_reply().write_to(writer, true, false);
             return;
         }
     }
@@ -158,7 +158,7 @@ fn send(state: &State, writer: &mut TcpStream, request: &Request, id: &str) {
     }
     let _ = match job {
         Some(job) => from_job(state, &mut out, &job, after),
-        None => from_disk(state, &mut out, id, after),
+        None => from_disk(&mut out),
     }
     .and_then(|()| out.end());
 }
@@ -221,7 +221,7 @@ fn stopping(state: &State) -> io::Result<()> {
 fn from_job(
     state: &State,
     out: &mut Sse<'_>,
-    job: &crate::training::Job,
+    job: &Job,
     mut after: u64,
 ) -> io::Result<()> {
     loop {

@@ -1136,16 +1136,7 @@ function validateForm() {
       body[f.key] = Number(input.value);
     }
   }
-  for (const row of document.querySelectorAll('#train-fields .field')) {
-    const key = row.dataset.field;
-    const problem = problems[key] || '';
-    const input = $(`#f-${key}`);
-    if (row.dataset.serverError && input.value === row.dataset.serverValue) continue;
-    delete row.dataset.serverError;
-    $(`#err-${key}`).textContent = problem;
-    row.classList.toggle('invalid', Boolean(problem));
-    if (input) input.setAttribute('aria-invalid', problem ? 'true' : 'false');
-  }
+  showFieldProblems('#train-fields', (key) => problems[key]);
   const ok = Object.keys(problems).length === 0;
   const noData = train.info && train.info.data && train.info.data.available === false;
   const running = train.watching && !train.watching.done;
@@ -1157,13 +1148,33 @@ function validateForm() {
 
 /** Shows a 400's message next to the field it names (until that field is edited). */
 function fieldError(field, message) {
-  const row = document.querySelector(`#train-fields .field[data-field="${field}"]`);
+  return markServerError('#train-fields', field, message);
+}
+
+/** Shows each field's problem under it (`problemOf(id)`, none if empty), except on a field
+ * whose 400 from the server still stands (its value is unchanged since). */
+function showFieldProblems(fields, problemOf) {
+  for (const row of document.querySelectorAll(`${fields} .field`)) {
+    const id = row.dataset.field;
+    const input = $(`#f-${id}`);
+    if (row.dataset.serverError && input && input.value === row.dataset.serverValue) continue;
+    delete row.dataset.serverError;
+    const problem = problemOf(id) || '';
+    $(`#err-${id}`).textContent = problem;
+    row.classList.toggle('invalid', Boolean(problem));
+    if (input) input.setAttribute('aria-invalid', problem ? 'true' : 'false');
+  }
+}
+
+/** Shows a 400's message next to field `id` of the form part `fields`, until it is edited. */
+function markServerError(fields, id, message) {
+  const row = document.querySelector(`${fields} .field[data-field="${id}"]`);
   if (!row) return false;
-  const input = $(`#f-${field}`);
+  const input = $(`#f-${id}`);
   row.dataset.serverError = '1';
   row.dataset.serverValue = input ? input.value : '';
   row.classList.add('invalid');
-  $(`#err-${field}`).textContent = message;
+  $(`#err-${id}`).textContent = message;
   if (input) input.focus();
   return true;
 }
@@ -1456,16 +1467,7 @@ function validateTuneForm() {
   } catch (err) {
     problems.space = `the space is not a JSON object (${err.message})`;
   }
-  for (const row of document.querySelectorAll('#tune-fields .field')) {
-    const id = row.dataset.field;
-    const input = $(`#f-${id}`);
-    if (row.dataset.serverError && input.value === row.dataset.serverValue) continue;
-    delete row.dataset.serverError;
-    const problem = problems[id.replace(/^tune_/, '')] || '';
-    $(`#err-${id}`).textContent = problem;
-    row.classList.toggle('invalid', Boolean(problem));
-    input.setAttribute('aria-invalid', problem ? 'true' : 'false');
-  }
+  showFieldProblems('#tune-fields', (id) => problems[id.replace(/^tune_/, '')]);
   const spaceBox = $('.space-box');
   if (spaceBox.dataset.serverError && $('#tune-space').value !== spaceBox.dataset.serverValue) delete spaceBox.dataset.serverError;
   if (!spaceBox.dataset.serverError) {
@@ -1493,16 +1495,7 @@ function tuneFieldError(fieldName, message) {
     $('#err-space').textContent = message;
     return true;
   }
-  const id = tuneId(fieldName);
-  const row = document.querySelector(`#tune-fields .field[data-field="${id}"]`);
-  if (!row) return false;
-  const input = $(`#f-${id}`);
-  row.dataset.serverError = '1';
-  row.dataset.serverValue = input.value;
-  row.classList.add('invalid');
-  $(`#err-${id}`).textContent = message;
-  input.focus();
-  return true;
+  return markServerError('#tune-fields', tuneId(fieldName), message);
 }
 
 async function startStudy(e) {
