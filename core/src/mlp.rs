@@ -139,7 +139,12 @@ impl<const H: usize> Mlp<H> {
     ) {
         // Strips start at multiples of 16, so every strip but the last is a whole number of
         // DotSum's runs of 8, as DotSum::add asks.
-        const { assert!(H.is_multiple_of(8), "logits_many needs a multiple of 8 hidden units") };
+        const {
+            assert!(
+                H.is_multiple_of(8),
+                "logits_many needs a multiple of 8 hidden units"
+            )
+        };
         let n = xs.len().min(scratch.len()).min(z.len());
         let (xs, scratch) = (&xs[..n], &mut scratch[..n]);
         for s in scratch.iter_mut() {
