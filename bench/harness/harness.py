@@ -1,8 +1,10 @@
 """bench/run's orchestrator: pismo against its Python peers, alternating, in one invocation.
 
-For each round, for each hidden size: pismo training (the real CLI), pismo prediction
-(pismo-bench), then the NumPy reference, scikit-learn and JAX, each a fresh process; then the
-GEMM rate of NumPy's BLAS. Every child's peak RSS comes from os.wait4. The summary is one
+For each round, for each hidden size: pismo training (the real CLI), pismo training with
+augmentation (--augment --elastic 2 --deskew), pismo prediction (pismo-bench), then the NumPy
+reference, scikit-learn and JAX, each a fresh process; then the GEMM rate of NumPy's BLAS, with
+OpenBLAS's own choice of kernel and with the kernel of the instruction set pismo's kernels ran
+(OPENBLAS_CORETYPE), which gives the floor. Every child's peak RSS comes from os.wait4. The summary is one
 table (stdout) and one JSON file (bench/results/<UTC date-time>.json) holding the machine,
 flags, versions, every raw measurement and the table. See bench/README.md.
 """
@@ -34,6 +36,12 @@ PEERS = ("numpy", "sklearn", "jax")
 # A run during which other processes used more than this share of all cores is flagged.
 NOISY_SHARE = 0.10
 ENGINES = ("pismo",) + PEERS
+# pismo's kernel copies (PISMO_SIMD, core/src/host/kernels.rs) and the OpenBLAS kernel of the
+# same instruction set: the GEMM rate the floor is computed from. Prescott is OpenBLAS's
+# SSE2/SSE3 kernel; aarch64 has no choice to make here.
+CORETYPE_OF_LEVEL = {"avx512": "SkylakeX", "avx2": "Haswell", "baseline": "Prescott"}
+# What the augmented epoch adds to pismo's plain training flags.
+AUGMENT_FLAGS = ["--augment", "--elastic", "2", "--deskew"]
 INPUT, CLASSES, N_TRAIN, N_VAL, N_TEST = 784, 10, 50000, 10000, 10000
 TORCH_NOTE = ("not run: the registry's torch wheel pulls the CUDA libraries and does not "
               "import without them; the CPU wheel index is not reachable from this machine")
@@ -137,6 +145,9 @@ class Bench:
         self.pismo_bench = os.path.join(ROOT, "target", "release", "pismo-bench")
         self.env = dict(os.environ)
         self.unset = {k: self.env.pop(k) for k in UNSET_FOR_PEERS if k in self.env}
+        if opts.simd:
+            self.env["PISMO_SIMD"] = opts.simd
+        self.level = None  # the kernel copy pismo-bench reported
         self.tmp = tempfile.mkdtemp(prefix="pismo-bench-")
         self.models = {}  # hidden size -> a model file pismo trained in this invocation
 
@@ -146,20 +157,23 @@ class Bench:
         self.runs.append(r)
         return r
 
-    def pismo_train(self, rnd, h):
-        reg = os.path.join(self.tmp, f"registry-{rnd}-{h}")
-        runs = os.path.join(self.tmp, f"runs-{rnd}-{h}")
+    def pismo_train(self, rnd, h, augmented=False):
+        """A training run; augmented: with AUGMENT_FLAGS, its model not kept."""
+        tag = f"{rnd}-{h}{'-aug' if augmented else ''}"
+        reg = os.path.join(self.tmp, f"registry-{tag}")
+        runs = os.path.join(self.tmp, f"runs-{tag}")
         cmd = [self.pismo, "train", "--json", "--quiet", "--hidden-size", str(h),
                "--epochs", str(self.o.epochs), "--patience", "0", "--batch-size", "64",
                "--dropout-rate", "0.5", "--val-size", str(N_VAL), "--threads", "0",
                "--registry", reg, "--runs", runs, "--data", self.o.data]
+        cmd += AUGMENT_FLAGS if augmented else []
         code, out, err, secs, rss = run(cmd, self.env, self.o.timeout)
         rows = json_lines(out)
         epochs = [r for r in rows if r.get("event") == "epoch"]
         done = next((r for r in rows if r.get("event") == "done"), {})
         ok = code == 0 and len(epochs) == self.o.epochs
         model = None
-        if ok:
+        if ok and not augmented:
             files = sorted(f for f in os.listdir(reg) if f.endswith(".pismo"))
             if files:
                 model = os.path.join(self.tmp, f"model-{h}.pismo")
@@ -167,9 +181,11 @@ class Bench:
                 self.models[h] = model
         shutil.rmtree(reg, ignore_errors=True)
         shutil.rmtree(runs, ignore_errors=True)
-        return self.record(engine="pismo", kind="train", round=rnd, hidden=h, ok=ok,
-                           cmd=" ".join(cmd), exit=code, wall_seconds=secs, max_rss_mb=rss,
-                           epochs=epochs, done=done, error=None if ok else tail(err))
+        return self.record(engine="pismo", kind="train_aug" if augmented else "train",
+                           round=rnd, hidden=h, ok=ok, cmd=" ".join(cmd), exit=code,
+                           wall_seconds=secs, max_rss_mb=rss, epochs=epochs, done=done,
+                           pismo_simd=self.env.get("PISMO_SIMD"),
+                           error=None if ok else tail(err))
 
     def pismo_predict(self, rnd, h):
         model = self.models.get(h)
@@ -182,6 +198,8 @@ class Bench:
         code, out, err, secs, rss = run(cmd, self.env, self.o.timeout)
         rows = json_lines(out)
         ok = code == 0 and bool(rows)
+        if ok:
+            self.level = rows[0].get("kernels")
         return self.record(engine="pismo", kind="predict", round=rnd, hidden=h, ok=ok,
                            cmd=" ".join(cmd), exit=code, wall_seconds=secs, max_rss_mb=rss,
                            predict=rows[0] if rows else None,
@@ -203,18 +221,24 @@ class Bench:
                            epochs=epochs, info=info, predict=pred,
                            error=None if ok else tail(err))
 
-    def gemm(self, rnd, kept_env=False):
+    def gemm(self, rnd, kept_env=False, coretype=None):
         """The GEMM rate; with kept_env, under the OPENBLAS_* variables that were unset (for
-        the record only: what the peers would have got had they been left in place)."""
+        the record only: what the peers would have got had they been left in place); with
+        coretype, with OpenBLAS's kernel forced to it (the floor's rate: the instruction set
+        pismo's kernels ran)."""
         cmd = [PY, os.path.join(HERE, "gemm.py"), "--reps", str(self.o.gemm_reps)]
-        env = dict(self.env, **self.unset) if kept_env else self.env
+        env = dict(self.env, **self.unset) if kept_env else dict(self.env)
+        extra = {}
+        if coretype:
+            extra = {"OPENBLAS_CORETYPE": coretype}
+            env.update(extra)
         code, out, err, secs, rss = run(cmd, env, self.o.timeout)
         rows = json_lines(out)
         ok = code == 0 and bool(rows)
-        return self.record(engine="gemm", kind="gemm_kept_env" if kept_env else "gemm",
-                           round=rnd, ok=ok, cmd=" ".join(cmd), exit=code,
-                           wall_seconds=secs, gemm=rows[0] if rows else None,
-                           env=self.unset if kept_env else {},
+        kind = "gemm_kept_env" if kept_env else "gemm_matched" if coretype else "gemm"
+        return self.record(engine="gemm", kind=kind, round=rnd, ok=ok, cmd=" ".join(cmd),
+                           exit=code, wall_seconds=secs, gemm=rows[0] if rows else None,
+                           env=self.unset if kept_env else extra,
                            error=None if ok else tail(err))
 
 
@@ -258,8 +282,12 @@ def med(xs):
 def summarise(bench, hidden, warmup):
     runs = [r for r in bench.runs if r["ok"]]
     gemms = [r["gemm"] for r in runs if r["kind"] == "gemm"]
-    rate = max((g["gflops"] for g in gemms), default=None)
-    rate1 = max((g["gflops_1thread"] for g in gemms), default=None)
+    matched = [r["gemm"] for r in runs if r["kind"] == "gemm_matched"]
+    # The floor: NumPy's GEMM with OpenBLAS's kernel of pismo's instruction set when it was
+    # measured, else with OpenBLAS's own choice.
+    basis = matched or gemms
+    rate = max((g["gflops"] for g in basis), default=None)
+    rate1 = max((g["gflops_1thread"] for g in basis), default=None)
     rows = []
 
     def of(engine, h, kind="train"):
@@ -267,6 +295,7 @@ def summarise(bench, hidden, warmup):
                 and r["kind"] == kind]
 
     def noisy(h, kind_pismo="train"):
+        # (Peers have no augmented runs: their plain ones are what that row compares.)
         return {e: any((r.get("foreign_cpu_share") or 0) > NOISY_SHARE
                        for r in of(e, h, kind_pismo if e == "pismo" else "train"))
                 for e in ENGINES}
@@ -309,6 +338,23 @@ def summarise(bench, hidden, warmup):
         row(f"val accuracy after {bench.o.epochs} epochs, H={h}", "%",
             {e: 100 * a if a is not None else None for e, a in accs.items()}, ratios=False)
 
+        # pismo's augmented epoch against its plain one and the peers' plain ones (they
+        # have no augmentation): what it costs to train the way the shipped models are.
+        aug_runs = of("pismo", h, "train_aug")
+        if aug_runs:
+            aug = med([ep["seconds"] for r in aug_runs for ep in r["epochs"][warmup:]])
+            vs_plain = aug / vals["pismo"] if aug and vals.get("pismo") else None
+            aug_vals = dict(vals, pismo=aug)
+            row(f"train s/epoch with {' '.join(AUGMENT_FLAGS)}"
+                f"{f' ({vs_plain:.2f}× its plain epoch)' if vs_plain else ''}; peers: plain "
+                f"epoch, H={h}", "s", aug_vals, floor, flagged=noisy(h, "train_aug"),
+                extra={"vs_pismo_plain": vs_plain, "flags": AUGMENT_FLAGS,
+                       "val_accuracy": med([r["epochs"][-1].get("val_accuracy")
+                                            for r in aug_runs]),
+                       "max_rss_mb": max(r["max_rss_mb"] for r in aug_runs),
+                       "what": "pismo: augmented epochs; numpy, sklearn, jax: their plain "
+                               "epochs (the NumPy reference has no augmentation)"})
+
         # Prediction. pismo: pismo-bench runs; peers: their training processes.
         def pred(e, key):
             kind = "predict" if e == "pismo" else "train"
@@ -333,7 +379,14 @@ def summarise(bench, hidden, warmup):
         row(f"peak RSS of a training run, H={h}", "MB", rss, flagged=noisy(h),
             extra={"what": f"whole process, {bench.o.epochs} epochs on the full MNIST "
                            "(pismo: the CLI run incl. loading, test eval and registering)"})
-    return rows, {"gflops": rate, "gflops_1thread": rate1, "all": gemms}
+        if aug_runs:
+            rss_aug = {e: None for e in ENGINES}
+            rss_aug["pismo"] = max(r["max_rss_mb"] for r in aug_runs)
+            row(f"peak RSS of an augmented training run, H={h}", "MB", rss_aug,
+                ratios=False, flagged=noisy(h, "train_aug"))
+    return rows, {"gflops": rate, "gflops_1thread": rate1, "all": gemms, "matched": matched,
+                  "floor_basis": "OPENBLAS_CORETYPE of pismo's kernels" if matched
+                  else "OpenBLAS's own kernel choice"}
 
 
 def fmt_val(v, unit, row, engine=None):
@@ -385,7 +438,14 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 round, 3 epochs, fewer prediction calls")
-    ap.add_argument("--hidden", default="128,256", help="hidden sizes, comma-separated")
+    ap.add_argument("--hidden", default="128,256,1024,2048,4096",
+                    help="hidden sizes, comma-separated (default 128,256,1024,2048,4096)")
+    ap.add_argument("--simd", choices=("baseline", "avx2", "avx512", "neon"),
+                    default=os.environ.get("PISMO_SIMD") or None,
+                    help="cap pismo's kernel copy (sets PISMO_SIMD for pismo's runs; default: "
+                         "$PISMO_SIMD, else the widest the CPU runs)")
+    ap.add_argument("--no-augmented", action="store_true",
+                    help="skip pismo's augmented training runs")
     ap.add_argument("--rounds", type=int, help="rounds of alternating runs (default 3)")
     ap.add_argument("--epochs", type=int,
                     help="epochs per training run, the first is the warm-up (default 5)")
@@ -445,6 +505,10 @@ def main():
                     if step == "pismo":
                         r = b.pismo_train(rnd, h)
                         log(f"[round {rnd}] pismo train H={h}: {one_line(r)}")
+                        if not o.no_augmented:
+                            r = b.pismo_train(rnd, h, augmented=True)
+                            log(f"[round {rnd}] pismo train {' '.join(AUGMENT_FLAGS)} H={h}: "
+                                f"{one_line(r)}")
                         r = b.pismo_predict(rnd, h)
                         log(f"[round {rnd}] pismo predict H={h}: {one_line(r)}")
                     else:
@@ -452,6 +516,11 @@ def main():
                         log(f"[round {rnd}] {step} H={h}: {one_line(r)}")
             r = b.gemm(rnd)
             log(f"[round {rnd}] numpy GEMM: {one_line(r)}")
+            coretype = CORETYPE_OF_LEVEL.get(b.level)
+            if coretype:
+                r = b.gemm(rnd, coretype=coretype)
+                log(f"[round {rnd}] numpy GEMM with OPENBLAS_CORETYPE={coretype} (pismo's "
+                    f"{b.level} kernels): {one_line(r)}")
             if rnd == 1 and b.unset:
                 r = b.gemm(rnd, kept_env=True)
                 log(f"[round {rnd}] numpy GEMM with {b.unset} kept (not used): "
@@ -486,10 +555,22 @@ def main():
                       if d.get("user_api") == "blas"})
     print("BLAS (threadpoolctl): " + "; ".join(kernels)
           + f"; unset for the runs: {', '.join(b.unset) or 'nothing (none set)'}")
-    if gemm["gflops"]:
-        print(f"NumPy sgemm: {gemm['gflops']:.0f} GFLOP/s on all cores "
-              f"({gemm['all'][0]['n']}²), {gemm['gflops_1thread']:.0f} on one "
-              f"({gemm['all'][0]['n1']}²), best over rounds")
+    m = machine()
+    print(f"pismo kernels: {b.level or 'unknown'} (PISMO_SIMD="
+          f"{b.env.get('PISMO_SIMD') or 'unset'}); CPU SIMD: {' '.join(m['simd'])}")
+    if gemm["all"]:
+        own = gemm["all"]
+        arch = ", ".join(sorted({str(d.get("architecture")) for g in own for d in g["blas"]
+                                 if d.get("user_api") == "blas"}))
+        print(f"NumPy sgemm, OpenBLAS's own kernel ({arch}): "
+              f"{max(g['gflops'] for g in own):.0f} GFLOP/s on all cores ({own[0]['n']}²), "
+              f"{max(g['gflops_1thread'] for g in own):.0f} on one ({own[0]['n1']}²), "
+              "best over rounds")
+    if gemm["matched"]:
+        mt = gemm["matched"]
+        print(f"NumPy sgemm, OPENBLAS_CORETYPE={CORETYPE_OF_LEVEL.get(b.level)} (pismo's "
+              f"{b.level} instruction set): {max(g['gflops'] for g in mt):.0f} GFLOP/s on all "
+              f"cores, {max(g['gflops_1thread'] for g in mt):.0f} on one: the floor's rate")
     kept = next((r["gemm"] for r in b.runs if r["kind"] == "gemm_kept_env" and r["ok"]), None)
     if kept:
         arch = ", ".join(str(d.get("architecture")) for d in kept["blas"])
@@ -532,7 +613,9 @@ def main():
         "machine": machine(),
         "build": build_facts(),
         "environment": {"unset_for_runs": b.unset,
-                        "thread_vars": {k: os.environ.get(k) for k in THREAD_VARS}},
+                        "thread_vars": {k: os.environ.get(k) for k in THREAD_VARS},
+                        "pismo_simd": b.env.get("PISMO_SIMD")},
+        "pismo_kernels": b.level,
         "versions": versions,
         "blas": blas,
         "peer_status": status,

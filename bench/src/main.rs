@@ -22,6 +22,9 @@
 //! - `batch_*`: `AnyMlp::evaluate` (`host::trainer::evaluate` for f32 models) over the 10000 t10k images (bytes in, loss and
 //!   correct count out) on `--threads` threads (0 = every core).
 //!
+//! Its JSON also names the kernel copy that ran (`kernels`: `baseline`, `avx2`, `avx512` or
+//! `neon`, see `pismo_core::host::kernels::level`) and the `PISMO_SIMD` cap it ran under.
+//!
 //! Latencies are the median over blocks of calls of the block time / calls per block, after a
 //! warm-up; the minimum is reported too. `black_box` keeps the compiler from hoisting or
 //! dropping the work. Exit status: 0 success, 1 error, 2 usage error.
@@ -279,6 +282,8 @@ fn predict(a: &PredictArgs) -> Result<(), String> {
         "model": a.model.display().to_string(),
         "hidden_size": mlp.hidden_size(),
         "threads": a.threads,
+        "kernels": pismo_core::host::kernels::level().name(),
+        "pismo_simd": std::env::var("PISMO_SIMD").ok(),
         "single_us": single.median * 1e6,
         "single_us_min": single.min * 1e6,
         "single_iters": a.iters,
