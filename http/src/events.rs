@@ -218,12 +218,7 @@ fn stopping(state: &State) -> io::Result<()> {
     }
 }
 
-fn from_job(
-    state: &State,
-    out: &mut Sse<'_>,
-    job: &Job,
-    mut after: u64,
-) -> io::Result<()> {
+fn from_job(state: &State, out: &mut Sse<'_>, job: &Job, mut after: u64) -> io::Result<()> {
     loop {
         stopping(state)?;
         let (events, done) = job.wait_after(after, Duration::from_millis(500));
