@@ -228,7 +228,7 @@ pub fn train_set(
 /// Loss sum and correct count of `mlp` over `images` (no dropout), on `threads` threads.
 /// The images are cut into fixed chunks whose partial sums are added in chunk order, so the
 /// result does not depend on the number of threads. Each chunk's hidden layers are computed
-/// 64 images at a time over a strip-packed copy of `w1` ([`kernels::evaluate_chunk`]), bit for
+/// [`kernels::EVAL_BLOCK`] images at a time over a strip-packed copy of `w1` ([`kernels::evaluate_chunk`]), bit for
 /// bit as one image at a time would give them.
 pub fn evaluate<const H: usize>(
     mlp: &Mlp<H>,
