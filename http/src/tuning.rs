@@ -280,14 +280,6 @@ struct TrialView<'a> {
     ended: Option<f64>,
 }
 
-fn state_name(state: TrialState) -> &'static str {
-    match state {
-        TrialState::Complete => "complete",
-        TrialState::Pruned => "pruned",
-        TrialState::Failed => "failed",
-    }
-}
-
 impl Tuning {
     pub fn new(runs_dir: &Path) -> Self {
         Self {
@@ -498,7 +490,7 @@ impl Tuning {
         for t in &replay.finished {
             trials.push(TrialView {
                 trial: t.trial,
-                state: state_name(t.state),
+                state: t.state.as_str(),
                 run_id: &t.run_id,
                 values: &t.values,
                 val_accuracy: t.score,

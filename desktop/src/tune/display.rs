@@ -258,11 +258,7 @@ impl Observer for Display {
         error: Option<&str>,
         elapsed: f64,
     ) -> Result<(), CliError> {
-        let state = match how {
-            TrialState::Complete => "complete",
-            TrialState::Pruned => "pruned",
-            TrialState::Failed => "failed",
-        };
+        let state = how.as_str();
         if let Some(row) = self.rows.get_mut(&trial) {
             row.state = state;
             row.epoch = epochs;

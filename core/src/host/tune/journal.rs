@@ -34,6 +34,17 @@ pub enum TrialState {
     Failed,
 }
 
+impl TrialState {
+    /// Its name, as the journal spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialState::Complete => "complete",
+            TrialState::Pruned => "pruned",
+            TrialState::Failed => "failed",
+        }
+    }
+}
+
 /// One event of a study.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
