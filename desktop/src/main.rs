@@ -200,8 +200,8 @@ pub fn load_model(
 ) -> Result<(ModelId, AnyMlp), CliError> {
     let (id, bytes) = registry.load(reference)?;
     let (mlp, _) = AnyMlp::decode(&bytes).map_err(|e| {
-        let path = registry.path_of(&id).unwrap_or_default();
-        CliError::Failed(format!("{}: model {id}: {e}", path.display()))
+        let location = registry.location_of(&id).unwrap_or_default();
+        CliError::Failed(format!("{location}: model {id}: {e}"))
     })?;
     Ok((id, mlp))
 }

@@ -480,7 +480,7 @@ fn list(registry: &Registry, json: bool) -> Result<(), CliError> {
     if entries.is_empty() {
         eprintln!(
             "no models in {}: train one with `pismo train`",
-            registry.dir().display()
+            registry.location()
         );
         return Ok(());
     }
@@ -512,7 +512,7 @@ fn list(registry: &Registry, json: bool) -> Result<(), CliError> {
                 },
             ]),
             Err(err) => {
-                eprintln!("warning: {}: {err}", e.path.display());
+                eprintln!("warning: {}: {err}", e.location);
                 row.extend([
                     "-".into(),
                     "corrupt".into(),
@@ -536,10 +536,7 @@ fn show(registry: &Registry, reference: &str, json: bool) -> Result<(), CliError
         .into_iter()
         .find(|e| e.id == id)
         .ok_or_else(|| {
-            CliError::failed(format!(
-                "{id} disappeared from {}",
-                registry.dir().display()
-            ))
+            CliError::failed(format!("{id} disappeared from {}", registry.location()))
         })?;
     if json {
         return crate::out_json(&entry);
@@ -547,7 +544,7 @@ fn show(registry: &Registry, reference: &str, json: bool) -> Result<(), CliError
     let meta = entry
         .meta
         .as_ref()
-        .map_err(|err| CliError::failed(format!("{}: {err}", entry.path.display())))?;
+        .map_err(|err| CliError::failed(format!("{}: {err}", entry.location)))?;
     crate::out(&describe(&entry, meta))
 }
 
@@ -563,9 +560,9 @@ fn describe(e: &Entry, m: &OwnedMeta) -> String {
     let params = INPUT * h + h + h * CLASSES + CLASSES;
     let metrics = &m.metrics;
     let mut out = format!(
-        "model     {}\nfile      {} ({})\naliases   {}\ncreated   {} UTC\nweights   {}, hidden {h}, {params} parameters\ninput     {}\n",
+        "model     {}\nstored    {} ({})\naliases   {}\ncreated   {} UTC\nweights   {}, hidden {h}, {params} parameters\ninput     {}\n",
         e.id,
-        e.path.display(),
+        e.location,
         text::bytes(e.size),
         if e.aliases.is_empty() { "-".to_owned() } else { e.aliases.join(", ") },
         text::utc(m.created_unix),

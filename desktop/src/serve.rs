@@ -64,11 +64,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
     };
     let data_dir = options.data_dir.clone();
     let drawn_dir = options.drawn_dir.clone();
-    let server = pismo_http::Server::start(&args.addr, registry.dir(), runs.dir(), options)
+    let location = registry.location();
+    let server = pismo_http::Server::start(&args.addr, registry, runs.dir(), options)
         .map_err(CliError::failed)?;
     eprintln!(
-        "registry {}, runs {}, MNIST {}, corrected drawings {}",
-        registry.dir().display(),
+        "registry {location}, runs {}, MNIST {}, corrected drawings {}",
         runs.dir().display(),
         data_dir.display(),
         drawn_dir.display()

@@ -1,14 +1,14 @@
 //! The registry and run records as JSON: aliases, run lists with their summaries and best
 //! epoch, and the decoded-model cache that scoring uses.
 //!
-//! Invariant of the cache: a model is decoded once per `NAME@V` and file version (size and
-//! modification time); a file that changes under the same `NAME@V` is decoded again.
+//! Invariant of the cache: a model is decoded once per `NAME@V` and stored version (size and
+//! storage time, [`Stamp`]); a file that changes under the same `NAME@V` is decoded again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 
 use pismo_core::host::model::AnyMlp;
+use pismo_core::host::registry::store::Stamp;
 use pismo_core::host::runs::RunInfo;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -16,10 +16,9 @@ use serde_json::{json, Value};
 use crate::reply::{ApiError, Reply};
 use crate::State;
 
-/// A decoded model and the file it came from (size, modification time).
+/// A decoded model and the stored bytes it came from.
 struct Cached {
-    size: u64,
-    modified: Option<SystemTime>,
+    stamp: Stamp,
     mlp: Arc<AnyMlp>,
 }
 
@@ -137,7 +136,7 @@ pub(crate) fn runs_with_summaries(state: &State) -> Result<Reply, ApiError> {
     Reply::json(&runs)
 }
 
-/// The model `reference` means, decoded once per `NAME@V` and file version, then shared.
+/// The model `reference` means, decoded once per `NAME@V` and stored version, then shared.
 pub(crate) fn model(
     state: &State,
     reference: Option<&str>,
@@ -145,12 +144,10 @@ pub(crate) fn model(
     let reference = reference.filter(|r| !r.is_empty());
     let id = state.registry.resolve(reference)?;
     let key = id.to_string();
-    let file = std::fs::metadata(state.registry.path_of(&id)?)
-        .map_err(|e| ApiError::new(404, format!("model {key}: {e}")))?;
-    let (size, modified) = (file.len(), file.modified().ok());
+    let stamp = state.registry.stamp(&id)?;
     let mut models = state.models.lock();
     if let Some(c) = models.get(&key) {
-        if c.size == size && c.modified == modified {
+        if c.stamp == stamp {
             return Ok((key, c.mlp.clone()));
         }
     }
@@ -161,8 +158,7 @@ pub(crate) fn model(
     models.insert(
         key.clone(),
         Cached {
-            size,
-            modified,
+            stamp,
             mlp: mlp.clone(),
         },
     );

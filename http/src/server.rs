@@ -136,7 +136,7 @@ impl Server {
     /// address without [`Options::token`] is refused.
     pub fn start(
         addr: &str,
-        registry_dir: impl Into<PathBuf>,
+        registry: Registry,
         runs_dir: impl Into<PathBuf>,
         options: Options,
     ) -> Result<Server, ServeError> {
@@ -157,7 +157,7 @@ impl Server {
         }
         let runs = Runs::open(runs_dir);
         let state = Arc::new(State {
-            registry: Registry::open(registry_dir),
+            registry,
             tuning: Arc::new(Tuning::new(runs.dir())),
             runs,
             training: Arc::new(Training::new(
@@ -313,10 +313,10 @@ fn listen(addr: &str) -> Result<TcpListener, String> {
 /// Starts a server on `addr` and answers requests until the process ends.
 pub fn serve(
     addr: &str,
-    registry_dir: impl Into<PathBuf>,
+    registry: Registry,
     runs_dir: impl Into<PathBuf>,
     options: Options,
 ) -> Result<(), ServeError> {
-    Server::start(addr, registry_dir, runs_dir, options)?.wait();
+    Server::start(addr, registry, runs_dir, options)?.wait();
     Ok(())
 }

@@ -514,12 +514,9 @@ pub mod tests {
         let dir = std::env::temp_dir().join(format!("pismo-draw-models-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp registry");
-        let bytes = std::fs::read(
-            shipped()
-                .path_of(&ModelId::new("mnist", 1).unwrap())
-                .unwrap(),
-        )
-        .expect("shipped model file");
+        let bytes = shipped()
+            .read(&ModelId::new("mnist", 1).unwrap())
+            .expect("shipped model file");
         std::fs::write(dir.join("mnist.v1.pismo"), &bytes).unwrap();
         // The same weights registered as `copy@1` (a file merely renamed would be refused).
         let (mlp, file) = AnyMlp::decode(&bytes).expect("shipped model decodes");
@@ -557,10 +554,10 @@ pub mod tests {
         let dir = std::env::temp_dir().join(format!("pismo-draw-one-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp registry");
-        let file = shipped()
-            .path_of(&ModelId::new("mnist", 1).unwrap())
-            .unwrap();
-        std::fs::copy(file, dir.join("mnist.v1.pismo")).expect("copy the shipped model");
+        let bytes = shipped()
+            .read(&ModelId::new("mnist", 1).unwrap())
+            .expect("shipped model file");
+        std::fs::write(dir.join("mnist.v1.pismo"), bytes).expect("copy the shipped model");
         let mut app = App::new(Registry::open(&dir), Some("mnist@1")).expect("mnist@1");
         app.update();
         app.cycle_model(1);

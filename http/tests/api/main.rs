@@ -10,6 +10,7 @@ use std::net::TcpStream;
 mod limits;
 mod tune;
 
+use pismo_core::host::registry::Registry;
 use pismo_http::{Options, Server};
 use pismo_tests::{drawn_digit_png, t10k, train_tiny_model, workspace_root, TempDir};
 use serde_json::{json, Value};
@@ -40,7 +41,13 @@ impl Fixture {
             .unwrap();
         }
         std::fs::write(models.join("aliases.json"), r#"{"default":"mnist@1"}"#).unwrap();
-        let server = Server::start("127.0.0.1:0", models, dir.join("runs"), options).unwrap();
+        let server = Server::start(
+            "127.0.0.1:0",
+            Registry::open(models),
+            dir.join("runs"),
+            options,
+        )
+        .unwrap();
         Self { server, dir }
     }
 
@@ -811,7 +818,7 @@ fn train_runs_in_the_background_streams_its_events_and_registers_the_model() {
     // and epochs, then `done`.
     let other = Server::start(
         "127.0.0.1:0",
-        f.dir.join("models"),
+        Registry::open(f.dir.join("models")),
         f.dir.join("runs"),
         Options::default(),
     )
@@ -1063,7 +1070,7 @@ fn a_token_guards_training_and_registry_changes() {
     // A non-loopback address without a token does not start.
     let e = Server::start(
         "0.0.0.0:0",
-        f.dir.join("models"),
+        Registry::open(f.dir.join("models")),
         f.dir.join("r2"),
         Options::default(),
     )

@@ -6,7 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{RegistryError, DELETED_EXTENSION, EXTENSION, MAX_LISTED, MAX_NAME_LEN};
+use super::folder::DELETED_EXTENSION;
+use super::{RegistryError, EXTENSION, MAX_LISTED, MAX_NAME_LEN};
 
 /// Why `s` is not a valid model name or alias, or `None` if it is one.
 pub(super) fn name_problem(s: &str) -> Option<&'static str> {

@@ -64,7 +64,7 @@ impl RegistryLock {
                                 LOCK_TIMEOUT.as_secs(),
                                 path.display()
                             ),
-                            path,
+                            location: path.display().to_string(),
                         });
                     }
                     std::thread::sleep(pause);
@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn issue11_row9_a_directory_in_place_of_the_lock_is_a_clear_error() {
         let (_tmp, reg) = crate::host::registry::tests::registry_with("lock-dir", &["mnist"]);
-        let lock = reg.dir().join(LOCK_FILE);
+        let lock = reg.folder().unwrap().join(LOCK_FILE);
         // (Registering made the lock file; before the fix it was gone after each use.)
         let _ = fs::remove_file(&lock);
         fs::create_dir(&lock).unwrap();
@@ -135,8 +135,8 @@ mod tests {
     #[test]
     fn issue11_row9_an_old_lock_held_by_a_live_holder_is_waited_for() {
         let (_tmp, reg) = crate::host::registry::tests::registry_with("lock-old", &["mnist"]);
-        let lock = reg.dir().join(LOCK_FILE);
-        let held = RegistryLock::acquire(reg.dir()).unwrap();
+        let lock = reg.folder().unwrap().join(LOCK_FILE);
+        let held = RegistryLock::acquire(reg.folder().unwrap()).unwrap();
         // The holder has been working for a minute.
         fs::File::options()
             .write(true)
@@ -179,7 +179,7 @@ mod tests {
             return;
         }
         let (_tmp, reg) = crate::host::registry::tests::registry_with("lock-kill", &["mnist"]);
-        let lock = reg.dir().join(LOCK_FILE);
+        let lock = reg.folder().unwrap().join(LOCK_FILE);
         // -o: the lock stays with `flock` itself, not with the `sleep` it runs.
         let mut holder = std::process::Command::new("flock")
             .arg("-o")
@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn a_lock_file_left_by_a_killed_older_pismo_does_not_block() {
         let (_tmp, reg) = crate::host::registry::tests::registry_with("lock-left", &["mnist"]);
-        fs::write(reg.dir().join(LOCK_FILE), b".lock.tmp-123-4-5").unwrap();
+        fs::write(reg.folder().unwrap().join(LOCK_FILE), b".lock.tmp-123-4-5").unwrap();
         let reg2 = reg.clone();
         let setter = std::thread::spawn(move || reg2.set_alias("default", &id("mnist@1")));
         join_within(setter, Duration::from_secs(3))

@@ -1,17 +1,11 @@
-//! The flat model registry: one folder of versioned model files plus an aliases file, the
-//! file-based counterpart of MLflow's model registry.
-//!
-//! ```text
-//! <dir>/mnist.v1.pismo      model `mnist`, version 1 (bytes of `crate::format`)
-//! <dir>/mnist.v2.pismo
-//! <dir>/aliases.json        {"default": "mnist@2", "best": "mnist@1"}
-//! <dir>/aliases.lock        the registry's OS file lock (empty, never deleted)
-//! <dir>/mnist.v3.deleted    (empty) version 3 of `mnist` existed and was deleted
-//! ```
+//! The model registry: versioned models and aliases in a [`ModelStore`], the counterpart of
+//! MLflow's model registry. [`Registry`] is the policy, the same over every store: the name
+//! grammar, what a reference means, and refusing bytes that hold another model than their id.
+//! Stores: the registry folder ([`FolderStore`], the default; its layout and guarantees are in
+//! module `folder`) and PostgreSQL (crate `pismo-store`).
 //!
 //! Model names and aliases are 1–64 characters of `[a-z0-9_-]` starting with a letter or a
-//! digit; an alias is not all digits (it would read as a version). Everything else in the
-//! folder (temp files start with `.`, foreign files) is ignored.
+//! digit; an alias is not all digits (it would read as a version).
 //!
 //! A model reference ([`Registry::resolve`]) is one of:
 //!
@@ -22,74 +16,53 @@
 //! | `NAME@ALIAS`   | the alias ALIAS, which must point at a version of NAME                 |
 //! | `NAME`         | the version `default` points at if it is one of NAME's, else NAME's highest version; if there is no model NAME, the alias NAME |
 //!
-//! Guarantees:
-//! - A model file under its final name is complete and never rewritten. [`Registry::register`]
-//!   takes the registry lock, writes a unique temp file, fsyncs it and hard-links it to
-//!   `<name>.v<version>.pismo`; linking fails when that name exists, so even a writer that
-//!   does not take the lock (an older pismo) is never clobbered: the loser retries with the
-//!   next version. The temp file is removed in every case but a crash; [`Registry::open`]
-//!   removes the temp files of writers that are dead (named by pid and start time, see
-//!   `host::atomic`), never a live writer's.
-//! - A file is only ever used as the model its name says: [`Registry::read`],
-//!   [`Registry::load`] and [`Registry::set_alias`] refuse a file that holds another
-//!   `NAME@V` ([`RegistryError::WrongModel`]); [`Registry::list`] shows it with that error.
-//! - Versions of a name count up from 1 and are never reused: deleting `NAME@V` leaves an
-//!   empty marker `<name>.v<V>.deleted`, and the next version is one more than the highest
-//!   model file or marker. A run record or a log that names `NAME@V` never comes to mean
-//!   another model.
-//! - `aliases.json` changes only under the registry lock (read-modify-write) and is replaced by
-//!   rename, so readers see the old or the new file, never a partial one. [`Registry::delete`]
-//!   holds the same lock, so no alias is left pointing at a model deleted through the registry.
-//!   The lock is an OS file lock on `aliases.lock` (module `lock`): the OS
-//!   drops it when its holder dies, so it never goes stale and is never broken by a waiter.
+//! Guarantees, on top of the store's ([`store`]):
+//! - Bytes are only ever used as the model their id says: [`Registry::read`],
+//!   [`Registry::load`] and [`Registry::set_alias`] refuse bytes that hold another `NAME@V`
+//!   ([`RegistryError::WrongModel`], a file renamed or copied by hand); [`Registry::list`]
+//!   shows them with that error.
+//! - Versions of a name count up from 1 and are never reused, so a run record or a log that
+//!   names `NAME@V` never comes to mean another model.
 //!
 //! Modules: `id` (names, aliases, [`ModelId`] and file names), `reference` (what a reference
-//! resolves to), `lock` (the registry lock); the atomic-file helpers live in `host::atomic`,
-//! shared with the run records.
+//! resolves to), [`store`] (the store interface), `folder` (the folder store), `lock` (the
+//! folder's lock); the atomic-file helpers live in `host::atomic`, shared with the run records.
 
+mod folder;
 mod id;
 mod lock;
 mod reference;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use serde::{Serialize, Serializer};
 
-use crate::host::atomic::{
-    link_no_clobber, remove_dead_temps, replace_atomic, sync_dir, unique_tmp_path, write_new_synced,
-};
 use crate::hyper::{Hyper, Metrics};
+pub use folder::{FolderStore, ALIASES_FILE, ALIAS_HISTORY_FILE, LOCK_FILE};
 use id::{list_aliases, list_ids};
 pub use id::{validate_alias, validate_name, ModelId};
-use lock::RegistryLock;
+use store::{AliasChange, DeleteRefused, ModelStore, Stamp};
 
 /// Extension of model files.
 pub const EXTENSION: &str = "pismo";
-/// The aliases file inside the registry folder.
-pub const ALIASES_FILE: &str = "aliases.json";
-/// Extension of the empty marker a deleted version leaves (`mnist.v3.deleted`).
-const DELETED_EXTENSION: &str = "deleted";
-/// The lock file taken while the aliases change.
-pub const LOCK_FILE: &str = "aliases.lock";
 /// The alias used when a reference names no version.
 pub const DEFAULT_ALIAS: &str = "default";
 /// Longest model name or alias.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Give up registering after losing this many races for a version.
-const MAX_REGISTER_ATTEMPTS: u32 = 10_000;
 /// At most this many ids are listed in a "have: …" part of an error.
 const MAX_LISTED: usize = 20;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-/// Why a registry operation failed. Every variant carries the path or the reference that
+/// Why a registry operation failed. Every variant carries the store, path or reference that
 /// failed, and `Display` gives one line a user can act on.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -104,7 +77,7 @@ pub enum RegistryError {
         reason: String,
     },
     /// The reference is well formed but names nothing in the registry. The message names
-    /// the registry folder and lists what exists.
+    /// the store and lists what exists.
     NotFound {
         /// The reference (or id, or alias) that was asked for.
         reference: String,
@@ -113,8 +86,8 @@ pub enum RegistryError {
     },
     /// No reference was given and the registry holds no model.
     Empty {
-        /// The registry folder.
-        dir: PathBuf,
+        /// The store.
+        location: String,
     },
     /// [`Registry::delete`] refused: aliases point at the model.
     InUse {
@@ -126,26 +99,26 @@ pub enum RegistryError {
     /// `aliases.json` cannot be parsed.
     CorruptAliases {
         /// Its path.
-        path: PathBuf,
+        location: String,
         /// What is wrong with it.
         detail: String,
     },
     /// Other writers kept the registry busy: the aliases lock stayed taken, or every version
     /// tried was taken by someone else.
     Busy {
-        /// The lock file or the registry folder.
-        path: PathBuf,
+        /// The lock file or the store.
+        location: String,
         /// The whole message.
         message: String,
     },
-    /// A model file decodes as another model than its name says (renamed or copied by
-    /// hand); it is refused wherever it would be used.
+    /// Stored bytes decode as another model than their id says (a file renamed or copied by
+    /// hand); they are refused wherever they would be used.
     WrongModel {
-        /// The file.
-        path: PathBuf,
-        /// The model its name means.
+        /// Where the bytes are.
+        location: String,
+        /// The model their id means.
         id: ModelId,
-        /// The model it holds, `NAME@VERSION` as recorded inside it.
+        /// The model they hold, `NAME@VERSION` as recorded inside them.
         holds: String,
     },
     /// Something that is not a regular file (a directory, say) is where the registry's
@@ -162,6 +135,15 @@ pub enum RegistryError {
         path: PathBuf,
         /// The OS error.
         source: io::Error,
+    },
+    /// The store failed otherwise: a database that cannot be reached or that lost the
+    /// connection, stored bytes whose checksum does not match, a corrupt alias history.
+    /// Nothing was changed by the operation that failed.
+    Store {
+        /// The store.
+        location: String,
+        /// The whole message.
+        message: String,
     },
 }
 
@@ -185,11 +167,12 @@ impl fmt::Display for RegistryError {
                 value,
                 reason,
             } => write!(f, "invalid {kind} `{value}`: {reason}"),
-            Self::NotFound { message, .. } | Self::Busy { message, .. } => f.write_str(message),
-            Self::Empty { dir } => write!(
+            Self::NotFound { message, .. }
+            | Self::Busy { message, .. }
+            | Self::Store { message, .. } => f.write_str(message),
+            Self::Empty { location } => write!(
                 f,
-                "registry {} is empty: train one with `pismo train`",
-                dir.display()
+                "registry {location} is empty: train one with `pismo train`"
             ),
             Self::InUse { id, aliases } => {
                 let names: Vec<String> = aliases.iter().map(|a| format!("`{a}`")).collect();
@@ -205,15 +188,17 @@ impl fmt::Display for RegistryError {
                     if aliases.len() == 1 { "it" } else { "them" }
                 )
             }
-            Self::CorruptAliases { path, detail } => write!(
+            Self::CorruptAliases { location, detail } => write!(
                 f,
-                "corrupt aliases file {}: {detail} (expected {{\"ALIAS\": \"NAME@VERSION\", …}}; fix or delete it)",
-                path.display()
+                "corrupt aliases file {location}: {detail} (expected {{\"ALIAS\": \"NAME@VERSION\", …}}; fix or delete it)"
             ),
-            Self::WrongModel { path, id, holds } => write!(
+            Self::WrongModel {
+                location,
+                id,
+                holds,
+            } => write!(
                 f,
-                "model file {} holds model {holds}, not {id} (renamed or copied by hand?): refusing it; move it out of the registry or give it back its own name",
-                path.display()
+                "model file {location} holds model {holds}, not {id} (renamed or copied by hand?): refusing it; move it out of the registry or give it back its own name"
             ),
             Self::NotALockFile { path } => write!(
                 f,
@@ -245,7 +230,6 @@ fn io_err(action: &'static str, path: &Path, source: io::Error) -> RegistryError
         source,
     }
 }
-
 // ---------------------------------------------------------------------------------------------
 // Listing
 
@@ -297,19 +281,19 @@ impl OwnedMeta {
     }
 }
 
-/// One model file, as [`Registry::list`] shows it.
+/// One stored model, as [`Registry::list`] shows it.
 ///
-/// Serialised as `{"id":"mnist@2","name":"mnist","version":2,"path":…,"size":…,
+/// Serialised as `{"id":"mnist@2","name":"mnist","version":2,"location":…,"size":…,
 /// "modified_unix":…,"aliases":[…],"meta":{…}|null,"error":null|"…"}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     /// Name and version.
     pub id: ModelId,
-    /// The file.
-    pub path: PathBuf,
-    /// File size in bytes.
+    /// Where it is: the file, or `DATABASE#NAME@V`.
+    pub location: String,
+    /// Size in bytes.
     pub size: u64,
-    /// File modification time, Unix seconds (0 if unknown).
+    /// When it was stored (the file's modification time), Unix seconds (0 if unknown).
     pub modified_unix: u64,
     /// Aliases pointing at this version, sorted.
     pub aliases: Vec<String>,
@@ -324,7 +308,7 @@ impl Serialize for Entry {
         st.serialize_field("id", &self.id)?;
         st.serialize_field("name", &self.id.name)?;
         st.serialize_field("version", &self.id.version)?;
-        st.serialize_field("path", &self.path.display().to_string())?;
+        st.serialize_field("location", &self.location)?;
         st.serialize_field("size", &self.size)?;
         st.serialize_field("modified_unix", &self.modified_unix)?;
         st.serialize_field("aliases", &self.aliases)?;
@@ -337,21 +321,22 @@ impl Serialize for Entry {
 // ---------------------------------------------------------------------------------------------
 // The registry
 
-/// A registry folder. Cheap to create (one read of the folder, for dead writers' temp
-/// files), and a missing folder is an empty registry (writes create it).
+/// A registry: the policy over a [`ModelStore`]. Cheap to clone (the store is shared).
 #[derive(Clone, Debug)]
 pub struct Registry {
-    dir: PathBuf,
+    store: Arc<dyn ModelStore>,
 }
 
 impl Registry {
-    /// The registry in `dir`. Removes the temp files that writers killed while writing
-    /// (kill -9, power loss) left in it; a live writer's temp file is kept (see
-    /// `host::atomic`). Nothing else is read until an operation needs it.
+    /// The registry folder `dir` ([`FolderStore::open`]: removes the temp files of dead
+    /// writers; a missing folder is an empty registry, and writes create it).
     pub fn open(dir: impl Into<PathBuf>) -> Self {
-        let dir = dir.into();
-        remove_dead_temps(&dir);
-        Self { dir }
+        Self::with_store(Arc::new(FolderStore::open(dir)))
+    }
+
+    /// The registry kept in `store`.
+    pub fn with_store(store: Arc<dyn ModelStore>) -> Self {
+        Self { store }
     }
 
     /// `$PISMO_REGISTRY` if set and not empty, else `./models`.
@@ -361,146 +346,67 @@ impl Registry {
             .map_or_else(|| PathBuf::from("./models"), PathBuf::from)
     }
 
-    /// The registry folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Where the models are, for messages: the folder, or the database URL without password.
+    pub fn location(&self) -> String {
+        self.store.location()
     }
 
-    /// The file of model `id` (which may not exist). Fails if the name is invalid, so a
+    /// The registry folder, when the store is one.
+    pub fn folder(&self) -> Option<&Path> {
+        self.store.folder()
+    }
+
+    /// Where model `id` is or would be, for messages. Fails if the name is invalid, so a
     /// hand-built id cannot point outside the folder.
-    pub fn path_of(&self, id: &ModelId) -> Result<PathBuf, RegistryError> {
+    pub fn location_of(&self, id: &ModelId) -> Result<String, RegistryError> {
         validate_name(&id.name)?;
-        Ok(self.dir.join(id.file_name()))
+        Ok(self.store.location_of(id))
     }
 
-    /// The model files, sorted by name then version, without reading them.
-    fn scan(&self) -> Result<Vec<(ModelId, PathBuf)>, RegistryError> {
-        let read_dir = match fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("read registry folder", &self.dir, e)),
-        };
-        let mut found = Vec::new();
-        for entry in read_dir {
-            let entry = entry.map_err(|e| io_err("read registry folder", &self.dir, e))?;
-            let Some(id) = entry.file_name().to_str().and_then(ModelId::from_file_name) else {
-                continue;
-            };
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            found.push((id, entry.path()));
-        }
-        found.sort();
-        Ok(found)
-    }
-
-    /// The ids of all model files, sorted by name then version.
+    /// The ids of all stored models, sorted by name then version.
     pub fn ids(&self) -> Result<Vec<ModelId>, RegistryError> {
-        Ok(self.scan()?.into_iter().map(|(id, _)| id).collect())
-    }
-
-    /// One more than the highest version of `name`, of a model file or a deleted version's
-    /// marker (one read of the folder).
-    fn next_version(&self, name: &str) -> Result<u32, RegistryError> {
-        let read_dir = match fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(1),
-            Err(e) => return Err(io_err("read registry folder", &self.dir, e)),
-        };
-        let mut max = 0;
-        for entry in read_dir {
-            let entry = entry.map_err(|e| io_err("read registry folder", &self.dir, e))?;
-            let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            let id = ModelId::from_file_name(&file)
-                .or_else(|| ModelId::parse_file_name(&file, DELETED_EXTENSION));
-            if let Some(id) = id.filter(|id| id.name == name) {
-                max = max.max(id.version);
-            }
-        }
-        max.checked_add(1).ok_or_else(|| RegistryError::Busy {
-            path: self.dir.clone(),
-            message: format!(
-                "model `{name}` in {} has used up its version numbers",
-                self.dir.display()
-            ),
-        })
+        self.store.ids()
     }
 
     /// Stores a new version of model `name` and returns its id.
     ///
-    /// `encode(version)` gives the file's bytes for that version. If another writer takes
-    /// the version first, `encode` is called again with a later version. Existing files are
-    /// never replaced; see the module docs for how.
+    /// `encode(version)` gives the bytes for that version. If another writer takes the
+    /// version first, `encode` is called again with a later version. Stored models are never
+    /// replaced.
     pub fn register(
         &self,
         name: &str,
         encode: &mut dyn FnMut(u32) -> Vec<u8>,
     ) -> Result<ModelId, RegistryError> {
         validate_name(name)?;
-        let _lock = RegistryLock::acquire(&self.dir)?;
-        let mut version = self.next_version(name)?;
-        for _ in 0..MAX_REGISTER_ATTEMPTS {
-            let id = ModelId {
-                name: name.to_owned(),
-                version,
-            };
-            let dest = self.dir.join(id.file_name());
-            let bytes = encode(version);
-            let tmp = unique_tmp_path(&self.dir, &id.file_name());
-            write_new_synced(&tmp, &bytes).map_err(|e| io_err("write", &tmp, e))?;
-            let linked = link_no_clobber(&tmp, &dest);
-            let _ = fs::remove_file(&tmp);
-            match linked {
-                Ok(true) => {
-                    sync_dir(&self.dir);
-                    return Ok(id);
-                }
-                Ok(false) => {
-                    // Someone took this version: jump past everything that exists now.
-                    version = self.next_version(name)?.max(version.saturating_add(1));
-                }
-                Err(e) => return Err(io_err("create", &dest, e)),
-            }
-        }
-        Err(RegistryError::Busy {
-            path: self.dir.clone(),
-            message: format!(
-                "gave up registering `{name}` in {} after {MAX_REGISTER_ATTEMPTS} attempts: other writers kept taking the next version",
-                self.dir.display()
-            ),
-        })
+        self.store.insert(name, encode)
     }
 
-    /// Every model file with its size, aliases and metadata, sorted by name then version.
-    /// A file that cannot be decoded is listed with the reason in [`Entry::meta`].
+    /// Every stored model with its size, aliases and metadata, sorted by name then version.
+    /// Bytes that cannot be decoded are listed with the reason in [`Entry::meta`].
     pub fn list(&self) -> Result<Vec<Entry>, RegistryError> {
-        let files = self.scan()?;
+        let models = self.store.models()?;
         let aliases = self.aliases()?;
-        let mut entries = Vec::with_capacity(files.len());
-        for (id, path) in files {
-            let (size, modified_unix, meta) = match fs::read(&path) {
-                Ok(bytes) => {
-                    let meta = OwnedMeta::decode(&id, &bytes);
-                    (bytes.len() as u64, modified_unix(&path), meta)
-                }
-                // Deleted between the scan and the read: it is not there any more.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => (0, modified_unix(&path), Err(format!("cannot read: {e}"))),
+        let mut entries = Vec::with_capacity(models.len());
+        for model in models {
+            let (size, meta) = match &model.bytes {
+                Ok(bytes) => (bytes.len() as u64, OwnedMeta::decode(&model.id, bytes)),
+                Err(e) => (0, Err(e.clone())),
             };
             let mut names: Vec<String> = aliases
                 .iter()
-                .filter(|(_, target)| **target == id)
+                .filter(|(_, target)| **target == model.id)
                 .map(|(a, _)| a.clone())
                 .collect();
             names.sort();
             entries.push(Entry {
-                id,
-                path,
+                modified_unix: model
+                    .stored
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                id: model.id,
+                location: model.location,
                 size,
-                modified_unix,
                 aliases: names,
                 meta,
             });
@@ -510,28 +416,35 @@ impl Registry {
 
     /// The bytes of model `id`.
     ///
-    /// Refused with [`RegistryError::WrongModel`] when the file decodes as another model than
-    /// `id` (a file renamed or copied by hand): a file name always means the model it names.
-    /// Bytes that do not decode at all are returned as they are; decoding them reports why.
+    /// Refused with [`RegistryError::WrongModel`] when they decode as another model than `id`
+    /// (a file renamed or copied by hand): an id always means the model it names. Bytes that
+    /// do not decode at all are returned as they are; decoding them reports why.
     pub fn read(&self, id: &ModelId) -> Result<Vec<u8>, RegistryError> {
-        let path = self.path_of(id)?;
-        let bytes = fs::read(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                RegistryError::NotFound {
-                    reference: id.to_string(),
-                    message: format!(
-                        "no model {id} in {} (have: {})",
-                        self.dir.display(),
-                        self.ids()
-                            .map_or_else(|e| e.to_string(), |ids| list_ids(&ids))
-                    ),
-                }
-            } else {
-                io_err("read", &path, e)
-            }
-        })?;
-        check_holds(id, &path, &bytes)?;
+        validate_name(&id.name)?;
+        let Some(bytes) = self.store.bytes(id)? else {
+            return Err(RegistryError::NotFound {
+                reference: id.to_string(),
+                message: format!(
+                    "no model {id} in {} (have: {})",
+                    self.location(),
+                    self.ids()
+                        .map_or_else(|e| e.to_string(), |ids| list_ids(&ids))
+                ),
+            });
+        };
+        self.check_holds(id, &bytes)?;
         Ok(bytes)
+    }
+
+    /// Size and storage time of model `id` (to know when a decoded copy is stale).
+    pub fn stamp(&self, id: &ModelId) -> Result<Stamp, RegistryError> {
+        validate_name(&id.name)?;
+        self.store
+            .stamp(id)?
+            .ok_or_else(|| RegistryError::NotFound {
+                reference: id.to_string(),
+                message: format!("no model {id} in {}", self.location()),
+            })
     }
 
     /// Resolves `reference` and reads that model's bytes.
@@ -541,167 +454,98 @@ impl Registry {
         Ok((id, bytes))
     }
 
-    /// All aliases and their targets (empty without `aliases.json`).
+    /// All aliases and their targets.
     pub fn aliases(&self) -> Result<BTreeMap<String, ModelId>, RegistryError> {
-        let path = self.dir.join(ALIASES_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => parse_aliases(&path, &bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(io_err("read", &path, e)),
-        }
+        self.store.aliases()
     }
 
-    fn write_aliases(&self, aliases: &BTreeMap<String, ModelId>) -> Result<(), RegistryError> {
-        let path = self.dir.join(ALIASES_FILE);
-        let plain: BTreeMap<&str, String> = aliases
-            .iter()
-            .map(|(a, id)| (a.as_str(), id.to_string()))
-            .collect();
-        let mut text = serde_json::to_string_pretty(&plain).unwrap_or_else(|_| "{}".to_owned());
-        text.push('\n');
-        replace_atomic(&path, text.as_bytes()).map_err(|e| io_err("write", &path, e))
+    /// Every alias change, oldest first.
+    pub fn alias_history(&self) -> Result<Vec<AliasChange>, RegistryError> {
+        self.store.alias_history()
     }
 
-    /// Points `alias` at model `id` (which must exist), replacing its old target.
+    /// Points `alias` at model `id` (which must exist and hold `id`), replacing its old
+    /// target.
     pub fn set_alias(&self, alias: &str, id: &ModelId) -> Result<(), RegistryError> {
         validate_alias(alias)?;
-        let path = self.path_of(id)?;
-        let _lock = RegistryLock::acquire(&self.dir)?;
-        if !path.is_file() {
-            return Err(RegistryError::NotFound {
+        validate_name(&id.name)?;
+        let missing = |store: &Self| -> Result<RegistryError, RegistryError> {
+            Ok(RegistryError::NotFound {
                 reference: id.to_string(),
                 message: format!(
                     "cannot point alias `{alias}` at {id}: no such model in {} (have: {})",
-                    self.dir.display(),
-                    list_ids(&self.ids()?)
+                    store.location(),
+                    list_ids(&store.ids()?)
                 ),
-            });
+            })
+        };
+        match self.store.bytes(id)? {
+            Some(bytes) => self.check_holds(id, &bytes)?,
+            None => return Err(missing(self)?),
         }
-        self.read(id)?;
-        let mut aliases = self.aliases()?;
-        aliases.insert(alias.to_owned(), id.clone());
-        self.write_aliases(&aliases)
+        match self.store.set_alias(alias, id) {
+            Err(e) if e.is_not_found() => Err(missing(self)?),
+            other => other,
+        }
     }
 
     /// Removes `alias` and returns the model it pointed at.
     pub fn remove_alias(&self, alias: &str) -> Result<ModelId, RegistryError> {
         validate_alias(alias)?;
-        let _lock = RegistryLock::acquire(&self.dir)?;
-        let mut aliases = self.aliases()?;
-        let Some(old) = aliases.remove(alias) else {
-            return Err(RegistryError::NotFound {
+        match self.store.remove_alias(alias)? {
+            Some(old) => Ok(old),
+            None => Err(RegistryError::NotFound {
                 reference: alias.to_owned(),
                 message: format!(
                     "no alias `{alias}` in {} (aliases: {})",
-                    self.dir.display(),
-                    list_aliases(&aliases)
+                    self.location(),
+                    list_aliases(&self.aliases()?)
                 ),
-            });
-        };
-        self.write_aliases(&aliases)?;
-        Ok(old)
+            }),
+        }
     }
 
     /// Deletes model `id`; refuses while an alias points at it.
     pub fn delete(&self, id: &ModelId) -> Result<(), RegistryError> {
-        let path = self.path_of(id)?;
-        let _lock = RegistryLock::acquire(&self.dir)?;
-        let pointing: Vec<String> = self
-            .aliases()?
-            .into_iter()
-            .filter(|(_, target)| target == id)
-            .map(|(a, _)| a)
-            .collect();
-        if !pointing.is_empty() {
-            return Err(RegistryError::InUse {
+        validate_name(&id.name)?;
+        match self.store.delete(id)? {
+            Ok(()) => Ok(()),
+            Err(DeleteRefused::Aliased(aliases)) => Err(RegistryError::InUse {
                 id: id.clone(),
-                aliases: pointing,
-            });
-        }
-        if path.is_file() {
-            // The marker first: a crash between the two leaves the model and its marker,
-            // never a reusable number.
-            let marker = self.dir.join(id.deleted_file_name());
-            write_new_synced(&marker, b"")
-                .or_else(|e| {
-                    if e.kind() == io::ErrorKind::AlreadyExists {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(|e| io_err("create", &marker, e))?;
-        }
-        match fs::remove_file(&path) {
-            Ok(()) => {
-                sync_dir(&self.dir);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(RegistryError::NotFound {
+                aliases,
+            }),
+            Err(DeleteRefused::Missing) => Err(RegistryError::NotFound {
                 reference: id.to_string(),
                 message: format!(
                     "no model {id} in {} (have: {})",
-                    self.dir.display(),
+                    self.location(),
                     list_ids(&self.ids()?)
                 ),
             }),
-            Err(e) => Err(io_err("delete", &path, e)),
         }
     }
-}
 
-/// Refuses model file bytes that decode as another model than `id`.
-fn check_holds(id: &ModelId, path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let Ok(model) = crate::format::decode(bytes) else {
-        return Ok(());
-    };
-    let meta = &model.meta;
-    if meta.name == id.name && meta.version == id.version {
-        return Ok(());
-    }
-    Err(RegistryError::WrongModel {
-        path: path.to_path_buf(),
-        id: id.clone(),
-        holds: format!("{}@{}", meta.name, meta.version),
-    })
-}
-
-fn modified_unix(path: &Path) -> u64 {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
-}
-
-fn parse_aliases(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, ModelId>, RegistryError> {
-    let corrupt = |detail: String| RegistryError::CorruptAliases {
-        path: path.to_path_buf(),
-        detail,
-    };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(BTreeMap::new());
-    }
-    let raw: BTreeMap<String, String> =
-        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let mut aliases = BTreeMap::new();
-    for (alias, target) in raw {
-        if let Err(e) = validate_alias(&alias) {
-            return Err(corrupt(e.to_string()));
+    /// Refuses bytes that decode as another model than `id`.
+    fn check_holds(&self, id: &ModelId, bytes: &[u8]) -> Result<(), RegistryError> {
+        let Ok(model) = crate::format::decode(bytes) else {
+            return Ok(());
+        };
+        let meta = &model.meta;
+        if meta.name == id.name && meta.version == id.version {
+            return Ok(());
         }
-        let id: ModelId = target.parse().map_err(|_| {
-            corrupt(format!(
-                "alias `{alias}` points at `{target}`, which is not NAME@VERSION"
-            ))
-        })?;
-        aliases.insert(alias, id);
+        Err(RegistryError::WrongModel {
+            location: self.store.location_of(id),
+            id: id.clone(),
+            holds: format!("{}@{}", meta.name, meta.version),
+        })
     }
-    Ok(aliases)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::fs;
     use std::time::Duration;
 
     /// A fresh folder under the system temp dir, removed with its content on drop.
@@ -757,7 +601,7 @@ pub(crate) mod tests {
                 calls.push(v);
                 if calls.len() == 1 {
                     // Another writer publishes version 2 while we encode it.
-                    fs::write(reg.dir().join("mnist.v2.pismo"), b"theirs").unwrap();
+                    fs::write(reg.folder().unwrap().join("mnist.v2.pismo"), b"theirs").unwrap();
                 }
                 opaque(v)
             })
@@ -766,7 +610,7 @@ pub(crate) mod tests {
         assert_eq!(got, id("mnist@3"));
         assert_eq!(reg.read(&id("mnist@2")).unwrap(), b"theirs");
         assert_eq!(reg.read(&id("mnist@3")).unwrap(), opaque(3));
-        let leftovers: Vec<_> = fs::read_dir(reg.dir())
+        let leftovers: Vec<_> = fs::read_dir(reg.folder().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n.starts_with('.'))
@@ -786,7 +630,7 @@ pub(crate) mod tests {
             e.to_string(),
             format!(
                 "registry {} is empty: train one with `pismo train`",
-                reg.dir().display()
+                reg.folder().unwrap().display()
             )
         );
         let e = resolve(&reg, Some("mnist"));
@@ -796,7 +640,7 @@ pub(crate) mod tests {
     #[test]
     fn resolve_follows_the_grammar() {
         let (_tmp, reg) = registry_with("grammar", &["mnist", "mnist", "mnist", "tiny", "tiny"]);
-        let dir = reg.dir().display().to_string();
+        let dir = reg.folder().unwrap().display().to_string();
 
         // No default alias: NAME is its highest version.
         assert_eq!(resolve(&reg, Some("mnist")), "mnist@3");
@@ -864,7 +708,7 @@ pub(crate) mod tests {
         let set_mtime = |file: &str, unix: u64| {
             let f = fs::File::options()
                 .write(true)
-                .open(reg.dir().join(file))
+                .open(reg.folder().unwrap().join(file))
                 .unwrap();
             f.set_modified(UNIX_EPOCH + Duration::from_secs(unix))
                 .unwrap();
@@ -912,7 +756,11 @@ pub(crate) mod tests {
                 .unwrap();
         }
         // A file copied under another version's name is listed with the mismatch.
-        fs::write(reg.dir().join("a.v9.pismo"), real_model("a", 1, 9_000)).unwrap();
+        fs::write(
+            reg.folder().unwrap().join("a.v9.pismo"),
+            real_model("a", 1, 9_000),
+        )
+        .unwrap();
 
         let entries = reg.list().unwrap();
         let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
@@ -931,8 +779,8 @@ pub(crate) mod tests {
 
         // a@9 has the latest creation time but does not decode as a@9: a@1 is the newest.
         assert_eq!(resolve(&reg, None), "a@1");
-        fs::remove_file(reg.dir().join("a.v9.pismo")).unwrap();
-        fs::write(reg.dir().join("a.v2.pismo"), b"corrupt").unwrap();
+        fs::remove_file(reg.folder().unwrap().join("a.v9.pismo")).unwrap();
+        fs::write(reg.folder().unwrap().join("a.v2.pismo"), b"corrupt").unwrap();
         assert!(reg.list().unwrap()[1].meta.is_err());
         assert_eq!(resolve(&reg, None), "a@1");
     }
@@ -947,8 +795,8 @@ pub(crate) mod tests {
             .unwrap();
         reg.register("mnist-int8", &mut |v| real_model("mnist-int8", v, 2_000))
             .unwrap();
-        let copy = reg.dir().join("mnist.v2.pismo");
-        fs::copy(reg.dir().join("mnist-int8.v1.pismo"), &copy).unwrap();
+        let copy = reg.folder().unwrap().join("mnist.v2.pismo");
+        fs::copy(reg.folder().unwrap().join("mnist-int8.v1.pismo"), &copy).unwrap();
         let check = |e: RegistryError| {
             let msg = e.to_string();
             assert!(msg.contains(&copy.display().to_string()), "{msg}");
@@ -1023,11 +871,11 @@ pub(crate) mod tests {
             (".hidden".to_owned(), true),
         ];
         for (name, _) in &files {
-            fs::write(reg.dir().join(name), vec![0u8; 4096]).unwrap();
+            fs::write(reg.folder().unwrap().join(name), vec![0u8; 4096]).unwrap();
         }
-        let reg = Registry::open(reg.dir());
+        let reg = Registry::open(reg.folder().unwrap());
         for (name, kept) in &files {
-            assert_eq!(reg.dir().join(name).exists(), *kept, "{name}");
+            assert_eq!(reg.folder().unwrap().join(name).exists(), *kept, "{name}");
         }
         assert_eq!(reg.ids().unwrap(), [id("mnist@1")]);
         live.kill().unwrap();
@@ -1038,7 +886,7 @@ pub(crate) mod tests {
     fn dangling_aliases_are_reported() {
         let (_tmp, reg) = registry_with("dangling", &["mnist", "mnist"]);
         reg.set_alias("default", &id("mnist@2")).unwrap();
-        fs::remove_file(reg.dir().join("mnist.v2.pismo")).unwrap();
+        fs::remove_file(reg.folder().unwrap().join("mnist.v2.pismo")).unwrap();
         let e = resolve(&reg, None);
         assert!(
             e.contains("alias `default` points at mnist@2, which is not in"),
@@ -1078,16 +926,16 @@ pub(crate) mod tests {
             reg.aliases().unwrap(),
             BTreeMap::from([("best".to_owned(), id("mnist@2"))])
         );
-        let text = fs::read_to_string(reg.dir().join(ALIASES_FILE)).unwrap();
+        let text = fs::read_to_string(reg.folder().unwrap().join(ALIASES_FILE)).unwrap();
         assert_eq!(text, "{\n  \"best\": \"mnist@2\"\n}\n");
-        assert!(reg.dir().join(LOCK_FILE).is_file());
+        assert!(reg.folder().unwrap().join(LOCK_FILE).is_file());
     }
 
     #[test]
     fn a_deleted_version_number_is_never_given_again() {
         let (_tmp, reg) = registry_with("never-reused", &["mnist", "mnist", "mnist-int8"]);
         reg.delete(&id("mnist@2")).unwrap();
-        assert!(reg.dir().join("mnist.v2.deleted").is_file());
+        assert!(reg.folder().unwrap().join("mnist.v2.deleted").is_file());
         assert_eq!(reg.ids().unwrap(), [id("mnist@1"), id("mnist-int8@1")]);
         assert_eq!(reg.register("mnist", &mut opaque).unwrap(), id("mnist@3"));
         // Other names are not affected by the marker.
@@ -1105,7 +953,7 @@ pub(crate) mod tests {
     #[test]
     fn corrupt_aliases_file_is_a_clear_error() {
         let (_tmp, reg) = registry_with("corrupt-aliases", &["mnist"]);
-        let path = reg.dir().join(ALIASES_FILE);
+        let path = reg.folder().unwrap().join(ALIASES_FILE);
         for (text, expect) in [
             ("{\"default\": ", "EOF"),
             ("[1, 2]", "invalid type"),
@@ -1139,9 +987,9 @@ pub(crate) mod tests {
             "mnist.v07.pismo",
             "Upper.v1.pismo",
         ] {
-            fs::write(reg.dir().join(foreign), b"x").unwrap();
+            fs::write(reg.folder().unwrap().join(foreign), b"x").unwrap();
         }
-        fs::create_dir(reg.dir().join("dir.v1.pismo")).unwrap();
+        fs::create_dir(reg.folder().unwrap().join("dir.v1.pismo")).unwrap();
         let entries = reg.list().unwrap();
         let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
         assert_eq!(ids, ["mnist@1", "mnist@2"]);

@@ -2,8 +2,6 @@
 //! grammar is in the [module docs](super).
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::time::UNIX_EPOCH;
 
 use super::id::{list_aliases, list_ids, name_problem, parse_version};
 use super::{ModelId, Registry, RegistryError, DEFAULT_ALIAS};
@@ -33,7 +31,7 @@ impl Registry {
             value: reference.to_owned(),
             reason,
         };
-        let dir = self.dir.display();
+        let dir = self.location();
         let (name, tail) = match reference.split_once('@') {
             Some((name, tail)) => (name, Some(tail)),
             None => (reference, None),
@@ -132,13 +130,13 @@ impl Registry {
             reference: alias.to_owned(),
             message: format!(
                 "alias `{alias}` points at {target}, which is not in {} (have: {})",
-                self.dir.display(),
+                self.location(),
                 list_ids(ids)
             ),
         })
     }
 
-    /// The newest created model: highest `created_unix`, then file time, then id. Files
+    /// The newest created model: highest `created_unix`, then storage time, then id. Models
     /// whose metadata decodes win over corrupt ones.
     pub(super) fn newest(&self) -> Result<ModelId, RegistryError> {
         let entries = self.list()?;
@@ -146,14 +144,11 @@ impl Registry {
             .into_iter()
             .max_by_key(|e| {
                 let created = e.meta.as_ref().map_or(e.modified_unix, |m| m.created_unix);
-                let mtime = fs::metadata(&e.path)
-                    .and_then(|m| m.modified())
-                    .unwrap_or(UNIX_EPOCH);
-                (e.meta.is_ok(), created, mtime, e.id.clone())
+                (e.meta.is_ok(), created, e.modified_unix, e.id.clone())
             })
             .map(|e| e.id)
             .ok_or_else(|| RegistryError::Empty {
-                dir: self.dir.clone(),
+                location: self.location(),
             })
     }
 }
