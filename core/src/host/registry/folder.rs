@@ -221,6 +221,23 @@ impl ModelStore for FolderStore {
         })
     }
 
+    fn import(&self, id: &ModelId, bytes: &[u8]) -> Result<bool, RegistryError> {
+        let _lock = RegistryLock::acquire(&self.dir)?;
+        if self.dir.join(id.deleted_file_name()).exists() {
+            return Ok(false);
+        }
+        let dest = self.path(id);
+        let tmp = unique_tmp_path(&self.dir, &id.file_name());
+        write_new_synced(&tmp, bytes).map_err(|e| io_err("write", &tmp, e))?;
+        let linked = link_no_clobber(&tmp, &dest);
+        let _ = fs::remove_file(&tmp);
+        let linked = linked.map_err(|e| io_err("create", &dest, e))?;
+        if linked {
+            sync_dir(&self.dir);
+        }
+        Ok(linked)
+    }
+
     fn bytes(&self, id: &ModelId) -> Result<Option<Vec<u8>>, RegistryError> {
         let path = self.path(id);
         match fs::read(&path) {

@@ -382,6 +382,15 @@ impl Registry {
         self.store.insert(name, encode)
     }
 
+    /// Stores model file `bytes` as exactly `id` (copying a registry keeps every `NAME@V`);
+    /// `false` when `id` is stored already or was deleted in this registry. Bytes that hold
+    /// another model than `id` are refused, as [`Registry::read`] would.
+    pub fn import(&self, id: &ModelId, bytes: &[u8]) -> Result<bool, RegistryError> {
+        validate_name(&id.name)?;
+        self.check_holds(id, bytes)?;
+        self.store.import(id, bytes)
+    }
+
     /// Every stored model with its size, aliases and metadata, sorted by name then version.
     /// Bytes that cannot be decoded are listed with the reason in [`Entry::meta`].
     pub fn list(&self) -> Result<Vec<Entry>, RegistryError> {

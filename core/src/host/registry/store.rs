@@ -90,6 +90,11 @@ pub trait ModelStore: fmt::Debug + Send + Sync {
         encode: &mut dyn FnMut(u32) -> Vec<u8>,
     ) -> Result<ModelId, RegistryError>;
 
+    /// Stores `bytes` as exactly `id`, so that copying between stores keeps every `NAME@V`;
+    /// `false` when `id` is stored already or was deleted here. Later versions of the name
+    /// come after it.
+    fn import(&self, id: &ModelId, bytes: &[u8]) -> Result<bool, RegistryError>;
+
     /// The bytes of `id`, `None` if there is no such model.
     fn bytes(&self, id: &ModelId) -> Result<Option<Vec<u8>>, RegistryError>;
 

@@ -1,0 +1,64 @@
+//! `pismo store copy`: every model and alias of one registry into another, keeping each
+//! `NAME@V`, so a team can move its folder registry into PostgreSQL and back.
+//!
+//! Each model is copied in one step of the target store (whole or not at all), so a copy
+//! that stops half-way is finished by running it again: models already there with the same
+//! bytes are skipped. A model whose `NAME@V` is in the target with other bytes stops the copy
+//! with an error naming it (two registries that gave one number to different models cannot
+//! be merged by copying). Aliases are copied after the models, so none points at a model the
+//! target lacks; each copied alias change is recorded in the target's alias history.
+
+use pismo_core::host::registry::{ModelId, Registry, RegistryError};
+
+/// What a copy did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Models stored in the target.
+    pub copied: Vec<ModelId>,
+    /// Models the target held already, with the same bytes.
+    pub present: Vec<ModelId>,
+    /// Models not copied because that version was deleted in the target.
+    pub deleted_in_target: Vec<ModelId>,
+    /// Aliases set in the target (those that pointed elsewhere or did not exist).
+    pub aliases_set: Vec<(String, ModelId)>,
+}
+
+/// Copies every model and alias of `from` into `to`.
+pub fn copy(from: &Registry, to: &Registry) -> Result<CopyReport, RegistryError> {
+    let mut report = CopyReport::default();
+    for id in from.ids()? {
+        let bytes = from.read(&id)?;
+        if to.import(&id, &bytes)? {
+            report.copied.push(id);
+            continue;
+        }
+        match to.read(&id) {
+            Ok(theirs) if theirs == bytes => report.present.push(id),
+            Ok(_) => {
+                return Err(RegistryError::Store {
+                    location: to.location(),
+                    message: format!(
+                        "{id} is in {} with other bytes than in {}: refusing to copy over it",
+                        to.location(),
+                        from.location()
+                    ),
+                })
+            }
+            Err(e) if e.is_not_found() => report.deleted_in_target.push(id),
+            Err(e) => return Err(e),
+        }
+    }
+    let theirs = to.aliases()?;
+    for (alias, id) in from.aliases()? {
+        if theirs.get(&alias) == Some(&id) {
+            continue;
+        }
+        match to.set_alias(&alias, &id) {
+            Ok(()) => report.aliases_set.push((alias, id)),
+            // The alias's model was deleted in the target: it stays as the target has it.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}

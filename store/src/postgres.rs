@@ -1,0 +1,585 @@
+//! The PostgreSQL model store: a team's registry in one database, shared by every `pismo`
+//! command and every `pismo serve` replica that names it.
+//!
+//! Schema (version [`SCHEMA_VERSION`], made and upgraded by [`migrate`], `pismo store
+//! migrate`):
+//!
+//! ```text
+//! pismo_schema         (version)                             one row: the schema's version
+//! pismo_model_names    (name PK, last_version)               the highest version ever given
+//! pismo_models         (name, version PK, bytes, sha256, size, stored_at)
+//! pismo_deleted_models (name, version PK, deleted_at)       versions deleted: never stored again
+//! pismo_aliases        (alias PK, name, version → pismo_models)
+//! pismo_alias_history  (seq PK, at, alias, name, version)    name NULL: the alias was removed
+//! ```
+//!
+//! Guarantees (each change is one transaction, so a command that loses its connection
+//! half-way changes nothing):
+//! - Version numbers: `insert` bumps `pismo_model_names.last_version` with `INSERT … ON
+//!   CONFLICT DO UPDATE … RETURNING`, which row-locks the name until the model row is
+//!   committed: two writers of one name on any hosts get consecutive versions, and a deleted
+//!   version's number is never given again (the counter only grows).
+//! - Aliases: `pismo_aliases` references `pismo_models`, so an alias can only point at a
+//!   stored model and a model an alias points at cannot be deleted, whatever the
+//!   interleaving; every change is appended to `pismo_alias_history` in the same transaction.
+//! - Bytes: each model's SHA-256 is stored beside it and checked on every read; bytes that
+//!   changed in the database are an error, never a model.
+//! - Replicas: nothing is cached here, so every `pismo serve` replica resolves `default`
+//!   against the database on each request and follows an alias change at its next request.
+//!
+//! Connections come from a small pool (r2d2): a connection that broke is dropped and the
+//! next operation opens a new one.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pismo_core::host::registry::store::{
+    AliasChange, DeleteRefused, ModelStore, Stamp, StoredModel,
+};
+use pismo_core::host::registry::{ModelId, RegistryError};
+use postgres::error::SqlState;
+use postgres::{Client, NoTls};
+use r2d2_postgres::r2d2::{Pool, PooledConnection};
+use r2d2_postgres::PostgresConnectionManager;
+use sha2::{Digest, Sha256};
+
+use crate::StoreError;
+
+/// The schema version this pismo reads and writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The schema's migrations: entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r"
+CREATE TABLE pismo_model_names (
+    name text PRIMARY KEY,
+    last_version integer NOT NULL CHECK (last_version >= 1)
+);
+CREATE TABLE pismo_models (
+    name text NOT NULL REFERENCES pismo_model_names (name),
+    version integer NOT NULL CHECK (version >= 1),
+    bytes bytea NOT NULL,
+    sha256 bytea NOT NULL,
+    size bigint NOT NULL,
+    stored_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE pismo_deleted_models (
+    name text NOT NULL REFERENCES pismo_model_names (name),
+    version integer NOT NULL,
+    deleted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE pismo_aliases (
+    alias text PRIMARY KEY,
+    name text NOT NULL,
+    version integer NOT NULL,
+    FOREIGN KEY (name, version) REFERENCES pismo_models (name, version)
+);
+CREATE TABLE pismo_alias_history (
+    seq bigserial PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    alias text NOT NULL,
+    name text,
+    version integer
+);
+"];
+
+/// Connections the pool keeps at most (one per busy server thread).
+const POOL_SIZE: u32 = 8;
+/// How long opening a connection may take before the command fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `url` with its password replaced by `***`, for messages and listings.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn config(url: &str) -> Result<postgres::Config, StoreError> {
+    let mut config: postgres::Config = url.parse().map_err(|e| StoreError {
+        location: redact(url),
+        message: format!("invalid PostgreSQL URL `{}`: {e}", redact(url)),
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("pismo");
+    }
+    Ok(config)
+}
+
+/// Why a database operation failed, in one line: PostgreSQL's own message when it gave one.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None if e.is_closed() => "the connection to the database was lost".to_owned(),
+        None => e.to_string(),
+    }
+}
+
+/// Makes or upgrades the pismo schema in the database `url`; returns the versions before
+/// and after. Safe to run by several processes at once: the first takes a table lock and
+/// the others then find the schema current.
+pub fn migrate(url: &str) -> Result<(i32, i32), StoreError> {
+    let location = redact(url);
+    let fail = |action: &str, e: postgres::Error| StoreError {
+        location: location.clone(),
+        message: format!("cannot {action} in {location}: {}", describe(&e)),
+    };
+    let mut client = config(url)?
+        .connect(NoTls)
+        .map_err(|e| fail("connect", e))?;
+    let mut tx = client
+        .transaction()
+        .map_err(|e| fail("begin the migration", e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS pismo_schema (version integer NOT NULL);
+         LOCK TABLE pismo_schema IN ACCESS EXCLUSIVE MODE;",
+    )
+    .map_err(|e| fail("create the schema table", e))?;
+    let rows = tx
+        .query("SELECT version FROM pismo_schema", &[])
+        .map_err(|e| fail("read the schema version", e))?;
+    let before: i32 = rows.first().map_or(0, |r| r.get(0));
+    if before > SCHEMA_VERSION {
+        return Err(StoreError {
+            location: location.clone(),
+            message: format!(
+                "{location} has pismo schema v{before}, newer than this pismo's v{SCHEMA_VERSION}: use a newer pismo"
+            ),
+        });
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(before as usize) {
+        tx.batch_execute(sql)
+            .map_err(|e| fail(&format!("migrate from schema v{from}"), e))?;
+    }
+    tx.execute("DELETE FROM pismo_schema", &[])
+        .and_then(|_| {
+            tx.execute(
+                "INSERT INTO pismo_schema (version) VALUES ($1)",
+                &[&SCHEMA_VERSION],
+            )
+        })
+        .map_err(|e| fail("record the schema version", e))?;
+    tx.commit().map_err(|e| fail("commit the migration", e))?;
+    Ok((before, SCHEMA_VERSION))
+}
+
+/// The schema version of the database `client` is connected to (0: no pismo schema).
+fn schema_version(client: &mut Client) -> Result<i32, postgres::Error> {
+    match client.query("SELECT version FROM pismo_schema", &[]) {
+        Ok(rows) => Ok(rows.first().map_or(0, |r| r.get(0))),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// A registry in a PostgreSQL database (see the module docs).
+pub struct PgStore {
+    location: String,
+    pool: Pool<PostgresConnectionManager<NoTls>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database `url` and checks that its pismo schema is this pismo's.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let location = redact(url);
+        let manager = PostgresConnectionManager::new(config(url)?, NoTls);
+        let pool = Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(0))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .build_unchecked(manager);
+        let store = Self { location, pool };
+        let mut client = store.client().map_err(|e| StoreError {
+            location: store.location.clone(),
+            message: e.to_string(),
+        })?;
+        let version = schema_version(&mut client).map_err(|e| StoreError {
+            location: store.location.clone(),
+            message: format!(
+                "cannot read the schema version of {}: {}",
+                store.location,
+                describe(&e)
+            ),
+        })?;
+        drop(client);
+        let migrate_hint = format!("run `pismo store migrate --store {}`", store.location);
+        let problem = match version {
+            0 => Some(format!(
+                "{} has no pismo schema: {migrate_hint}",
+                store.location
+            )),
+            v if v < SCHEMA_VERSION => Some(format!(
+                "{} has pismo schema v{v}, older than this pismo's v{SCHEMA_VERSION}: {migrate_hint}",
+                store.location
+            )),
+            v if v > SCHEMA_VERSION => Some(format!(
+                "{} has pismo schema v{v}, newer than this pismo's v{SCHEMA_VERSION}: use a newer pismo",
+                store.location
+            )),
+            _ => None,
+        };
+        match problem {
+            Some(message) => Err(StoreError {
+                location: store.location,
+                message,
+            }),
+            None => Ok(store),
+        }
+    }
+
+    fn client(
+        &self,
+    ) -> Result<PooledConnection<PostgresConnectionManager<NoTls>>, RegistryError> {
+        self.pool.get().map_err(|e| RegistryError::Store {
+            location: self.location.clone(),
+            message: format!("cannot connect to {}: {e}", self.location),
+        })
+    }
+
+    fn fail(&self, action: &str, e: &postgres::Error) -> RegistryError {
+        RegistryError::Store {
+            location: self.location.clone(),
+            message: format!("cannot {action} in {}: {}", self.location, describe(e)),
+        }
+    }
+
+    /// Checks stored bytes against their stored SHA-256.
+    fn checked(&self, id: &ModelId, bytes: Vec<u8>, sha256: &[u8]) -> Result<Vec<u8>, String> {
+        if Sha256::digest(&bytes).as_slice() == sha256 {
+            Ok(bytes)
+        } else {
+            Err(format!(
+                "model {id} in {} is corrupt: its bytes do not match their SHA-256",
+                self.location
+            ))
+        }
+    }
+
+    fn model_id(name: String, version: i32) -> ModelId {
+        ModelId {
+            name,
+            version: version.max(0) as u32,
+        }
+    }
+}
+
+fn version_param(id: &ModelId) -> i32 {
+    i32::try_from(id.version).unwrap_or(i32::MAX)
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl ModelStore for PgStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn ids(&self) -> Result<Vec<ModelId>, RegistryError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT name, version FROM pismo_models ORDER BY name, version",
+                &[],
+            )
+            .map_err(|e| self.fail("list the models", &e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Self::model_id(r.get(0), r.get(1)))
+            .collect())
+    }
+
+    fn insert(
+        &self,
+        name: &str,
+        encode: &mut dyn FnMut(u32) -> Vec<u8>,
+    ) -> Result<ModelId, RegistryError> {
+        let mut client = self.client()?;
+        let fail = |e: postgres::Error| self.fail(&format!("register `{name}`"), &e);
+        let mut tx = client.transaction().map_err(fail)?;
+        let version: i32 = tx
+            .query_one(
+                "INSERT INTO pismo_model_names (name, last_version) VALUES ($1, 1)
+                 ON CONFLICT (name) DO UPDATE SET last_version = pismo_model_names.last_version + 1
+                 RETURNING last_version",
+                &[&name],
+            )
+            .map_err(fail)?
+            .get(0);
+        let id = Self::model_id(name.to_owned(), version);
+        let bytes = encode(id.version);
+        let sha256 = Sha256::digest(&bytes).to_vec();
+        tx.execute(
+            "INSERT INTO pismo_models (name, version, bytes, sha256, size) VALUES ($1, $2, $3, $4, $5)",
+            &[&name, &version, &bytes, &sha256, &(bytes.len() as i64)],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(id)
+    }
+
+    fn import(&self, id: &ModelId, bytes: &[u8]) -> Result<bool, RegistryError> {
+        let mut client = self.client()?;
+        let fail = |e: postgres::Error| self.fail(&format!("store {id}"), &e);
+        let version = version_param(id);
+        let mut tx = client.transaction().map_err(fail)?;
+        // The name's row, made if new: it row-locks the name against other writers.
+        tx.execute(
+            "INSERT INTO pismo_model_names (name, last_version) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET last_version = greatest(pismo_model_names.last_version, $2)",
+            &[&id.name, &version],
+        )
+        .map_err(fail)?;
+        let taken = tx
+            .query_opt(
+                "SELECT 1 FROM pismo_models WHERE name = $1 AND version = $2
+                 UNION ALL
+                 SELECT 1 FROM pismo_deleted_models WHERE name = $1 AND version = $2",
+                &[&id.name, &version],
+            )
+            .map_err(fail)?
+            .is_some();
+        if taken {
+            return Ok(false);
+        }
+        let sha256 = Sha256::digest(bytes).to_vec();
+        tx.execute(
+            "INSERT INTO pismo_models (name, version, bytes, sha256, size) VALUES ($1, $2, $3, $4, $5)",
+            &[&id.name, &version, &bytes, &sha256, &(bytes.len() as i64)],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(true)
+    }
+
+    fn bytes(&self, id: &ModelId) -> Result<Option<Vec<u8>>, RegistryError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT bytes, sha256 FROM pismo_models WHERE name = $1 AND version = $2",
+                &[&id.name, &version_param(id)],
+            )
+            .map_err(|e| self.fail(&format!("read {id}"), &e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let sha256: Vec<u8> = row.get(1);
+        self.checked(id, row.get(0), &sha256)
+            .map(Some)
+            .map_err(|message| RegistryError::Store {
+                location: self.location.clone(),
+                message,
+            })
+    }
+
+    fn stamp(&self, id: &ModelId) -> Result<Option<Stamp>, RegistryError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT size, stored_at FROM pismo_models WHERE name = $1 AND version = $2",
+                &[&id.name, &version_param(id)],
+            )
+            .map_err(|e| self.fail(&format!("read {id}"), &e))?;
+        Ok(row.map(|r| Stamp {
+            size: r.get::<_, i64>(0).max(0) as u64,
+            stored: r.get(1),
+        }))
+    }
+
+    fn models(&self) -> Result<Vec<StoredModel>, RegistryError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT name, version, bytes, sha256, stored_at FROM pismo_models ORDER BY name, version",
+                &[],
+            )
+            .map_err(|e| self.fail("list the models", &e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let id = Self::model_id(r.get(0), r.get(1));
+                let sha256: Vec<u8> = r.get(3);
+                StoredModel {
+                    location: self.location_of(&id),
+                    bytes: self.checked(&id, r.get(2), &sha256),
+                    stored: r.get(4),
+                    id,
+                }
+            })
+            .collect())
+    }
+
+    fn location_of(&self, id: &ModelId) -> String {
+        format!("{}#{id}", self.location)
+    }
+
+    fn aliases(&self) -> Result<BTreeMap<String, ModelId>, RegistryError> {
+        let rows = self
+            .client()?
+            .query("SELECT alias, name, version FROM pismo_aliases", &[])
+            .map_err(|e| self.fail("read the aliases", &e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), Self::model_id(r.get(1), r.get(2))))
+            .collect())
+    }
+
+    fn set_alias(&self, alias: &str, id: &ModelId) -> Result<(), RegistryError> {
+        let mut client = self.client()?;
+        let fail = |e: postgres::Error| {
+            if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+                RegistryError::NotFound {
+                    reference: id.to_string(),
+                    message: format!(
+                        "cannot point alias `{alias}` at {id}: no such model in {}",
+                        self.location
+                    ),
+                }
+            } else {
+                self.fail(&format!("point alias `{alias}` at {id}"), &e)
+            }
+        };
+        let version = version_param(id);
+        let mut tx = client.transaction().map_err(fail)?;
+        tx.execute(
+            "INSERT INTO pismo_aliases (alias, name, version) VALUES ($1, $2, $3)
+             ON CONFLICT (alias) DO UPDATE SET name = EXCLUDED.name, version = EXCLUDED.version",
+            &[&alias, &id.name, &version],
+        )
+        .map_err(fail)?;
+        tx.execute(
+            "INSERT INTO pismo_alias_history (alias, name, version) VALUES ($1, $2, $3)",
+            &[&alias, &id.name, &version],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)
+    }
+
+    fn remove_alias(&self, alias: &str) -> Result<Option<ModelId>, RegistryError> {
+        let mut client = self.client()?;
+        let fail = |e: postgres::Error| self.fail(&format!("remove alias `{alias}`"), &e);
+        let mut tx = client.transaction().map_err(fail)?;
+        let old = tx
+            .query_opt(
+                "DELETE FROM pismo_aliases WHERE alias = $1 RETURNING name, version",
+                &[&alias],
+            )
+            .map_err(fail)?;
+        let Some(old) = old else {
+            return Ok(None);
+        };
+        tx.execute(
+            "INSERT INTO pismo_alias_history (alias, name, version) VALUES ($1, NULL, NULL)",
+            &[&alias],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(Some(Self::model_id(old.get(0), old.get(1))))
+    }
+
+    fn delete(&self, id: &ModelId) -> Result<Result<(), DeleteRefused>, RegistryError> {
+        let mut client = self.client()?;
+        let fail = |e: postgres::Error| self.fail(&format!("delete {id}"), &e);
+        let version = version_param(id);
+        let mut tx = client.transaction().map_err(fail)?;
+        // Lock the model row first: an alias set meanwhile waits for this transaction and
+        // then fails its foreign key.
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM pismo_models WHERE name = $1 AND version = $2 FOR UPDATE",
+                &[&id.name, &version],
+            )
+            .map_err(fail)?;
+        if found.is_none() {
+            return Ok(Err(DeleteRefused::Missing));
+        }
+        let aliases: Vec<String> = tx
+            .query(
+                "SELECT alias FROM pismo_aliases WHERE name = $1 AND version = $2 ORDER BY alias",
+                &[&id.name, &version],
+            )
+            .map_err(fail)?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !aliases.is_empty() {
+            return Ok(Err(DeleteRefused::Aliased(aliases)));
+        }
+        tx.execute(
+            "DELETE FROM pismo_models WHERE name = $1 AND version = $2",
+            &[&id.name, &version],
+        )
+        .map_err(fail)?;
+        tx.execute(
+            "INSERT INTO pismo_deleted_models (name, version) VALUES ($1, $2)",
+            &[&id.name, &version],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(Ok(()))
+    }
+
+    fn alias_history(&self) -> Result<Vec<AliasChange>, RegistryError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT at, alias, name, version FROM pismo_alias_history ORDER BY seq",
+                &[],
+            )
+            .map_err(|e| self.fail("read the alias history", &e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let name: Option<String> = r.get(2);
+                let version: Option<i32> = r.get(3);
+                AliasChange {
+                    unix: unix(r.get(0)),
+                    alias: r.get(1),
+                    model: name.zip(version).map(|(n, v)| Self::model_id(n, v)),
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://ann:s3cret@db.example:5432/pismo"),
+            "postgres://ann:***@db.example:5432/pismo"
+        );
+        assert_eq!(
+            redact("postgres://ann@db.example/pismo?sslmode=disable"),
+            "postgres://ann@db.example/pismo?sslmode=disable"
+        );
+        assert_eq!(redact("postgresql://db/x"), "postgresql://db/x");
+    }
+}
