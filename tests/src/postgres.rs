@@ -26,6 +26,9 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// How many free ports are tried when another process takes the chosen one first.
 const PORT_ATTEMPTS: usize = 5;
 
+/// The server's stdout and stderr, in the cluster's folder.
+const LOG_FILE: &str = "server.log";
+
 /// The environment variable naming a folder of PostgreSQL binaries (`initdb`, `pg_ctl`,
 /// `postgres`, `psql`, `createdb`, `pg_isready`) to use instead of Debian's.
 pub const BIN_VAR: &str = "PISMO_PG_BIN";
@@ -69,90 +72,25 @@ impl PgCluster {
             Some(user) => user.name.clone(),
             None => id(&["-un"])?,
         };
-        let data = dir.join("data");
-        let initdb = run(as_user(run_as.as_ref(), &bin.join("initdb"), dir.path())
-            .arg("--pgdata")
-            .arg(&data)
-            .args(["--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C"])
-            .arg(format!("--username={superuser}")))?;
-        if !initdb.status.success() {
-            return Err(format!(
-                "initdb failed ({}):\n{}{}",
-                initdb.status,
-                String::from_utf8_lossy(&initdb.stdout),
-                String::from_utf8_lossy(&initdb.stderr)
-            ));
-        }
-        let log = dir.join("server.log");
-        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        initdb(&bin, run_as.as_ref(), &superuser, dir.path())?;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-            let err = out
-                .try_clone()
-                .map_err(|e| format!("{}: {e}", log.display()))?;
-            let mut server = as_user(run_as.as_ref(), &bin.join("postgres"), dir.path())
-                .arg("-D")
-                .arg(&data)
-                .args(["-c", &format!("port={port}")])
-                .args(["-c", "listen_addresses=127.0.0.1"])
-                .arg("-c")
-                .arg(format!("unix_socket_directories={}", dir.path().display()))
-                .args(["-c", "fsync=off"])
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .map_err(|e| format!("cannot run postgres: {e}"))?;
-            let mut pg_isready = as_user(run_as.as_ref(), &bin.join("pg_isready"), dir.path());
-            pg_isready
-                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
-                .args(["-U", &superuser, "-d", "postgres"])
-                .stdin(Stdio::null());
-            let started = Instant::now();
-            loop {
-                if let Ok(Some(status)) = server.try_wait() {
-                    let log = read_log();
-                    if log.contains("could not bind") {
-                        // Another process took the port since `free_port`: try another.
-                        break;
-                    }
-                    return Err(format!(
-                        "the PostgreSQL server exited ({status}); its log:\n{log}"
-                    ));
-                }
-                let ready = pg_isready.status().map_err(|e| {
-                    let _ = server.kill();
-                    let _ = server.wait();
-                    format!("cannot run pg_isready: {e}")
-                })?;
-                if ready.success() {
-                    return Ok(PgCluster {
-                        bin,
-                        run_as,
-                        superuser,
-                        port,
-                        server,
-                        stopped: false,
-                        dir,
-                    });
-                }
-                if started.elapsed() >= STARTUP {
-                    let _ = server.kill();
-                    let _ = server.wait();
-                    return Err(format!(
-                        "the PostgreSQL server did not accept connections on 127.0.0.1:{port} \
-                         within {STARTUP:?}; its log:\n{}",
-                        read_log()
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            if let Some(server) = serve(&bin, run_as.as_ref(), &superuser, dir.path(), port)? {
+                return Ok(PgCluster {
+                    bin,
+                    run_as,
+                    superuser,
+                    port,
+                    server,
+                    stopped: false,
+                    dir,
+                });
             }
         }
         Err(format!(
             "the PostgreSQL server found each of {PORT_ATTEMPTS} free ports taken; its last \
              log:\n{}",
-            read_log()
+            server_log(dir.path())
         ))
     }
 
@@ -184,7 +122,7 @@ impl PgCluster {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        server_log(self.dir.path())
     }
 
     /// Creates database `name` (with `createdb`) and returns its URL. Panics with
@@ -222,13 +160,13 @@ impl PgCluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run psql");
-        // psql interpolates variables in a script it reads, not in `-c`.
-        child
+        // psql interpolates variables in a script it reads, not in `-c`. A psql that cannot
+        // read it has exited: its status and message below say why.
+        let _ = child
             .stdin
             .take()
             .expect("piped stdin")
-            .write_all(script.as_bytes())
-            .expect("write the script to psql");
+            .write_all(script.as_bytes());
         let out = child.wait_with_output().expect("wait for psql");
         assert!(
             out.status.success(),
@@ -330,6 +268,89 @@ pub fn postgres_or_skip(test: &str) -> Option<PgCluster> {
          ##########################################################################\n"
     );
     None
+}
+
+/// Makes the cluster in `dir/data` with `initdb`, as `run_as`, with superuser `superuser`
+/// and trust authentication.
+fn initdb(bin: &Path, run_as: Option<&RunAs>, superuser: &str, dir: &Path) -> Result<(), String> {
+    let out = run(as_user(run_as, &bin.join("initdb"), dir)
+        .arg("--pgdata")
+        .arg(dir.join("data"))
+        .args(["--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C"])
+        .arg(format!("--username={superuser}")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// Starts `postgres` on the cluster in `dir/data`, as `run_as`, on 127.0.0.1:`port`, with its
+/// output in [`LOG_FILE`], and polls `pg_isready` until it accepts connections. `None` when
+/// it exited because another process took `port` first; an error (with the log) when it
+/// exited for another reason or was not ready within [`STARTUP`].
+fn serve(
+    bin: &Path,
+    run_as: Option<&RunAs>,
+    superuser: &str,
+    dir: &Path,
+    port: u16,
+) -> Result<Option<Child>, String> {
+    let log = dir.join(LOG_FILE);
+    let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut server = as_user(run_as, &bin.join("postgres"), dir)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-c", &format!("port={port}")])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", dir.display()))
+        .args(["-c", "fsync=off"])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot run postgres: {e}"))?;
+    let mut pg_isready = as_user(run_as, &bin.join("pg_isready"), dir);
+    pg_isready
+        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", superuser, "-d", "postgres"])
+        .stdin(Stdio::null());
+    let started = Instant::now();
+    let failed = loop {
+        if let Ok(Some(status)) = server.try_wait() {
+            let log = server_log(dir);
+            if log.contains("could not bind") {
+                return Ok(None);
+            }
+            return Err(format!(
+                "the PostgreSQL server exited ({status}); its log:\n{log}"
+            ));
+        }
+        match pg_isready.status() {
+            Ok(ready) if ready.success() => return Ok(Some(server)),
+            Ok(_) => {}
+            Err(e) => break format!("cannot run pg_isready: {e}"),
+        }
+        if started.elapsed() >= STARTUP {
+            break format!(
+                "the PostgreSQL server did not accept connections on 127.0.0.1:{port} within \
+                 {STARTUP:?}; its log:\n{}",
+                server_log(dir)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    Err(failed)
 }
 
 /// The folder of PostgreSQL's binaries: `$PISMO_PG_BIN`, else the highest version under
@@ -440,6 +461,12 @@ fn run(cmd: &mut Command) -> Result<Output, String> {
     cmd.stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))
+}
+
+/// The server's log in cluster folder `dir` ([`LOG_FILE`]), without its last newline.
+fn server_log(dir: &Path) -> String {
+    let log = std::fs::read_to_string(dir.join(LOG_FILE)).unwrap_or_default();
+    log.trim_end().to_owned()
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound, then released).
