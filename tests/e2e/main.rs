@@ -7,6 +7,7 @@ mod fetch;
 mod firmware;
 mod mlflow;
 mod onnx;
+mod postgres_cluster;
 mod preprocess;
 mod quant;
 mod serve;

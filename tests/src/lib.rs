@@ -11,6 +11,9 @@
 //!   through the library, for tests that need *a* model without the 47 MB training set.
 //! - [`drawn_digit_png`]: an MNIST digit scaled up onto a white canvas, as a user would draw it.
 //! - [`ambiguous_blend`]: a blend of two MNIST digits that the shipped `mnist@1` is unsure about.
+//! - [`postgres`]: a throwaway PostgreSQL cluster in a temp folder, one database per test.
+
+pub mod postgres;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
