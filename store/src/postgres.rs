@@ -250,9 +250,7 @@ impl PgStore {
         }
     }
 
-    fn client(
-        &self,
-    ) -> Result<PooledConnection<PostgresConnectionManager<NoTls>>, RegistryError> {
+    fn client(&self) -> Result<PooledConnection<PostgresConnectionManager<NoTls>>, RegistryError> {
         self.pool.get().map_err(|e| RegistryError::Store {
             location: self.location.clone(),
             message: format!("cannot connect to {}: {e}", self.location),
