@@ -42,6 +42,10 @@ pub struct Args {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// a named set instead of --images (repeatable): mnist-test, optdigits-cv, semeion-dev,
     /// canvas-thick, canvas-thin, optdigits-train, semeion-train, or dev for every set never
     /// trained on
@@ -218,7 +222,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         (Some(_), None) => return Err(CliError::usage("--images needs --labels")),
         (None, Some(_)) => return Err(CliError::usage("--labels needs --images")),
     };
-    let registry = crate::registry(&args.registry);
+    let registry = crate::registry(&args.registry, &args.store)?;
     let (id, mlp) = crate::load_model(&registry, args.model.as_deref())?;
     if !args.set.is_empty() {
         if pair.is_some() {

@@ -42,6 +42,7 @@ mod predict;
 mod progress;
 mod runs;
 mod serve;
+mod store;
 mod text;
 mod train;
 mod tune;
@@ -61,8 +62,8 @@ use pismo_core::host::tune::driver::TuneError;
 /// pismo: handwritten-digit recognition with a hand-made MLP trained on MNIST.
 #[derive(FromArgs, Debug)]
 #[argh(
-    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo tune --budget 10m --alias best\npismo predict digit.png\npismo draw\npismo serve --addr 127.0.0.1:8501\npismo eval --json",
-    note = "Folders: --registry, else $PISMO_REGISTRY, else ./models; --runs, else $PISMO_RUNS, else ./runs; --data, else $PISMO_DATA, else ./data/mnist.\nModels: NAME, NAME@VERSION or NAME@ALIAS; none means the `default` alias, else the newest model.\nExit status: 0 success, 1 error, 2 usage error."
+    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo tune --budget 10m --alias best\npismo predict digit.png\npismo draw\npismo serve --addr 127.0.0.1:8501\npismo eval --json\npismo store migrate --store postgres://ann@db.example/pismo",
+    note = "Folders: --registry, else $PISMO_REGISTRY, else ./models (or a shared store: --store postgres://…, else $PISMO_STORE; see `pismo store`); --runs, else $PISMO_RUNS, else ./runs; --data, else $PISMO_DATA, else ./data/mnist.\nModels: NAME, NAME@VERSION or NAME@ALIAS; none means the `default` alias, else the newest model.\nExit status: 0 success, 1 error, 2 usage error."
 )]
 struct Cli {
     #[argh(subcommand)]
@@ -84,6 +85,7 @@ enum Command {
     Data(data::Args),
     Draw(draw::Args),
     Serve(serve::Args),
+    Store(store::Args),
 }
 
 /// Why a command did not succeed, and so which exit status it ends with.
@@ -177,9 +179,22 @@ pub fn out_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     out_line(&line)
 }
 
-/// The registry folder: `--registry`, else `PISMO_REGISTRY`, else `./models`.
-pub fn registry(flag: &Option<PathBuf>) -> Registry {
-    Registry::open(flag.clone().unwrap_or_else(Registry::default_dir))
+/// The registry: `--store`, else `--registry`, else `$PISMO_STORE`, else `$PISMO_REGISTRY`,
+/// else `./models`. A store is a PostgreSQL URL or a registry folder
+/// ([`pismo_store::open_registry`]).
+pub fn registry(folder: &Option<PathBuf>, store: &Option<String>) -> Result<Registry, CliError> {
+    if store.is_some() && folder.is_some() {
+        return Err(CliError::usage(
+            "--store and --registry both say where the models are: give one of them",
+        ));
+    }
+    if let Some(dir) = folder {
+        return Ok(Registry::open(dir.clone()));
+    }
+    match pismo_store::store_spec(store.as_deref()) {
+        Some(spec) => pismo_store::open_registry(&spec).map_err(CliError::failed),
+        None => Ok(Registry::open(Registry::default_dir())),
+    }
 }
 
 /// The runs folder: `--runs`, else `PISMO_RUNS`, else `./runs`.
@@ -207,10 +222,10 @@ pub fn load_model(
 }
 
 /// Every command word, for the "run `pismo … --help`" hint after a usage error.
-const COMMAND_WORDS: [&str; 22] = [
-    "train", "tune", "eval", "predict", "models", "runs", "data", "draw", "serve", "list", "show",
-    "alias", "unalias", "delete", "quantize", "log", "fetch", "verify", "drawn", "export",
-    "import", "help",
+const COMMAND_WORDS: [&str; 26] = [
+    "train", "tune", "eval", "predict", "models", "runs", "data", "draw", "serve", "store", "list",
+    "show", "alias", "unalias", "history", "delete", "quantize", "log", "fetch", "verify", "drawn",
+    "export", "import", "migrate", "copy", "help",
 ];
 
 /// `pismo models` for `["models", "show", "--json"]`: the command words the user typed.
@@ -237,6 +252,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Data(args) => data::run(args),
         Command::Draw(args) => draw::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Store(args) => store::run(args),
     }
 }
 

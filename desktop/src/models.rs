@@ -1,4 +1,4 @@
-//! `pismo models`: list, show, alias, unalias, delete, quantize, join and export the models of a registry
+//! `pismo models`: list, show, alias, unalias, history, delete, quantize, join and export the models of a registry
 //! (`pismo_core::host::registry`, which owns the file layout, the reference grammar and the
 //! locking; this module only prints).
 //!
@@ -30,6 +30,7 @@ enum Command {
     Show(Show),
     Alias(Alias),
     Unalias(Unalias),
+    History(History),
     Delete(Delete),
     Quantize(Quantize),
     Join(Join),
@@ -43,6 +44,10 @@ struct List {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// print one JSON object per model on stdout
     #[argh(switch)]
     json: bool,
@@ -58,6 +63,10 @@ struct Show {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// print one JSON object on stdout
     #[argh(switch)]
     json: bool,
@@ -76,6 +85,26 @@ struct Alias {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
+}
+
+/// Every alias change, oldest first (who pointed where, and when).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "history")]
+struct History {
+    /// model registry folder (default: $PISMO_REGISTRY, else ./models)
+    #[argh(option)]
+    registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
+    /// print one JSON object per change on stdout
+    #[argh(switch)]
+    json: bool,
 }
 
 /// Remove an alias (the model stays).
@@ -88,6 +117,10 @@ struct Unalias {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
 }
 
 /// Delete one model version (refused while an alias points at it).
@@ -100,6 +133,10 @@ struct Delete {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
 }
 
 /// Quantize an f32 model to int8 (weights, per-row scales) and register it, linked to its
@@ -119,6 +156,10 @@ struct Quantize {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// print the result as one JSON object
     #[argh(switch)]
     json: bool,
@@ -142,6 +183,10 @@ struct Join {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// print the result as one JSON object
     #[argh(switch)]
     json: bool,
@@ -165,6 +210,10 @@ struct Export {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
 }
 
 /// The formats `pismo models export` writes.
@@ -179,7 +228,7 @@ fn export(a: Export) -> Result<(), CliError> {
             EXPORT_FORMATS.join(", ")
         )));
     }
-    let registry = crate::registry(&a.registry);
+    let registry = crate::registry(&a.registry, &a.store)?;
     let (id, bytes) = registry.load(Some(&a.model))?;
     let (model, file) =
         AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {id}: {e}")))?;
@@ -218,7 +267,7 @@ const CALIBRATION_IMAGES: usize = 2000;
 
 fn quantize(a: Quantize) -> Result<(), CliError> {
     use pismo_core::host::mnist::{self, Split};
-    let registry = crate::registry(&a.registry);
+    let registry = crate::registry(&a.registry, &a.store)?;
     let (parent_id, bytes) = registry.load(Some(&a.model))?;
     let (model, file) =
         AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {parent_id}: {e}")))?;
@@ -298,7 +347,7 @@ fn join(a: Join) -> Result<(), CliError> {
         return Err(CliError::usage("give two or more models to join"));
     }
     pismo_core::host::registry::validate_name(&a.name)?;
-    let registry = crate::registry(&a.registry);
+    let registry = crate::registry(&a.registry, &a.store)?;
     let mut members = Vec::new();
     for reference in &a.models {
         let (id, bytes) = registry.load(Some(reference))?;
@@ -436,10 +485,10 @@ fn join(a: Join) -> Result<(), CliError> {
 /// Runs `pismo models …`.
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
-        Command::List(a) => list(&crate::registry(&a.registry), a.json),
-        Command::Show(a) => show(&crate::registry(&a.registry), &a.model, a.json),
+        Command::List(a) => list(&crate::registry(&a.registry, &a.store)?, a.json),
+        Command::Show(a) => show(&crate::registry(&a.registry, &a.store)?, &a.model, a.json),
         Command::Alias(a) => {
-            let registry = crate::registry(&a.registry);
+            let registry = crate::registry(&a.registry, &a.store)?;
             let id = registry.resolve(Some(&a.model))?;
             let old = registry.aliases()?.remove(&a.alias);
             registry.set_alias(&a.alias, &id)?;
@@ -451,14 +500,15 @@ pub fn run(args: Args) -> Result<(), CliError> {
             }
         }
         Command::Unalias(a) => {
-            let old = crate::registry(&a.registry).remove_alias(&a.alias)?;
+            let old = crate::registry(&a.registry, &a.store)?.remove_alias(&a.alias)?;
             crate::out_line(&format!("removed alias {} (pointed at {old})", a.alias))
         }
         Command::Delete(a) => {
             let id: ModelId = a.model.parse()?;
-            crate::registry(&a.registry).delete(&id)?;
+            crate::registry(&a.registry, &a.store)?.delete(&id)?;
             crate::out_line(&format!("deleted {id}"))
         }
+        Command::History(a) => history(&crate::registry(&a.registry, &a.store)?, a.json),
         Command::Quantize(a) => quantize(a),
         Command::Join(a) => join(a),
         Command::Export(a) => export(a),
@@ -525,6 +575,31 @@ fn list(registry: &Registry, json: bool) -> Result<(), CliError> {
             }
         }
         table.row(row);
+    }
+    crate::out(&table.render())
+}
+
+fn history(registry: &Registry, json: bool) -> Result<(), CliError> {
+    let changes = registry.alias_history()?;
+    if json {
+        for change in &changes {
+            crate::out_json(change)?;
+        }
+        return Ok(());
+    }
+    if changes.is_empty() {
+        eprintln!("no alias changes recorded in {}", registry.location());
+        return Ok(());
+    }
+    let mut table = text::Table::new(&["when (UTC)", "alias", "now points at"], &[]);
+    for c in &changes {
+        table.row(vec![
+            text::utc(c.unix),
+            c.alias.clone(),
+            c.model
+                .as_ref()
+                .map_or_else(|| "(removed)".to_owned(), ToString::to_string),
+        ]);
     }
     crate::out(&table.render())
 }

@@ -37,6 +37,10 @@ pub struct Args {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// print one JSON object per image on stdout
     #[argh(switch)]
     json: bool,
@@ -130,7 +134,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             "no FILE given: pass one or more PNG or IDX3 files, or - for standard input",
         ));
     }
-    let registry = crate::registry(&args.registry);
+    let registry = crate::registry(&args.registry, &args.store)?;
     let (id, mlp) = crate::load_model(&registry, args.model.as_deref())?;
     let model = id.to_string();
     if !args.json {

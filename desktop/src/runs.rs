@@ -97,6 +97,10 @@ struct Export {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
 }
 
 /// Summary of a run's metrics. Accuracies are `f32` like the trainer's, so JSON shows
@@ -162,7 +166,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             &a.mlflow,
             &a.experiment,
             &crate::runs(&a.runs),
-            &crate::registry(&a.registry),
+            &crate::registry(&a.registry, &a.store)?,
             &a.run,
         ),
     }

@@ -21,6 +21,10 @@ pub struct Args {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// run records folder (default: $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
@@ -42,7 +46,7 @@ pub struct Args {
 
 /// Runs `pismo serve` until the process is stopped.
 pub fn run(args: Args) -> Result<(), CliError> {
-    let registry = crate::registry(&args.registry);
+    let registry = crate::registry(&args.registry, &args.store)?;
     let runs = crate::runs(&args.runs);
     if args.max_training == 0 {
         return Err(CliError::usage("--max-training must be at least 1"));

@@ -130,6 +130,10 @@ pub struct Args {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// run records folder (default: $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
@@ -346,7 +350,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         (None, None) => None,
     };
     let data_dir = crate::data_dir(&args.data);
-    let registry = crate::registry(&args.registry);
+    let registry = crate::registry(&args.registry, &args.store)?;
     let runs = crate::runs(&args.runs);
     let mut progress = Progress {
         live: !args.quiet,

@@ -13,6 +13,7 @@ mod quant;
 mod serve;
 mod stores;
 mod styles;
+mod team_store;
 mod training;
 mod tune;
 mod web;

@@ -47,6 +47,10 @@ pub struct Args {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// folder of corrected drawings that W saves into (default: $PISMO_DRAWN, else
     /// ./data/drawn)
     #[argh(option)]
@@ -73,8 +77,11 @@ fn open_window(args: Args) -> Result<(), CliError> {
     if !window::has_display() {
         return Err(CliError::failed(window::NO_DISPLAY));
     }
-    let app = app::App::new(crate::registry(&args.registry), args.model.as_deref())?
-        .with_drawn(crate::data::drawn_store(&args.drawn));
+    let app = app::App::new(
+        crate::registry(&args.registry, &args.store)?,
+        args.model.as_deref(),
+    )?
+    .with_drawn(crate::data::drawn_store(&args.drawn));
     window::run(app, args.scale)
 }
 

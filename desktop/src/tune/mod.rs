@@ -81,6 +81,10 @@ pub struct Args {
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
     #[argh(option)]
     registry: Option<PathBuf>,
+    /// model store in place of the registry folder, e.g. postgres://USER@HOST/DATABASE
+    /// (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// run records folder (default: $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
@@ -230,7 +234,7 @@ impl Args {
 pub fn run(args: Args) -> Result<(), CliError> {
     let (budget, parallel, threads) = args.check()?;
     let runs = crate::runs(&args.runs);
-    let registry = crate::registry(&args.registry);
+    let registry = crate::registry(&args.registry, &args.store)?;
     let data_dir = crate::data_dir(&args.data);
     let studies = runs.dir().join("studies");
     let study = args.study.clone().unwrap_or_else(|| {

@@ -1,0 +1,121 @@
+//! `pismo store`: make or upgrade a PostgreSQL store's schema, and copy a registry between
+//! stores (a folder into a team's database, or back). The work is in `pismo-store`; this
+//! module opens what the flags name and prints.
+
+use argh::FromArgs;
+use pismo_store::copy::copy;
+use pismo_store::postgres::migrate;
+
+use crate::CliError;
+
+/// Set up and fill a shared model store (PostgreSQL) for a team.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "store",
+    example = "pismo store migrate --store postgres://ann@db.example/pismo\npismo store copy --from ./models --to postgres://ann@db.example/pismo\nPISMO_STORE=postgres://ann@db.example/pismo pismo models list",
+    note = "A store is a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) or a registry folder. Every command that takes --registry also takes --store, and $PISMO_STORE names the store when neither flag is given."
+)]
+pub struct Args {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum Command {
+    Migrate(Migrate),
+    Copy(Copy),
+}
+
+/// Create or upgrade pismo's tables in a PostgreSQL database (safe to run again, and by
+/// several hosts at once).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "migrate")]
+struct Migrate {
+    /// the database: postgres://USER@HOST/DATABASE (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
+}
+
+/// Copy every model (same NAME@VERSION, same bytes) and alias of one store into another;
+/// run it again to finish a copy that stopped.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "copy")]
+struct Copy {
+    /// the store to copy from: a registry folder or a PostgreSQL URL
+    #[argh(option)]
+    from: String,
+    /// the store to copy into (a database must be migrated first)
+    #[argh(option)]
+    to: String,
+    /// print the outcome as one JSON object
+    #[argh(switch)]
+    json: bool,
+}
+
+/// Runs `pismo store …`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    match args.command {
+        Command::Migrate(a) => {
+            let spec = pismo_store::store_spec(a.store.as_deref()).ok_or_else(|| {
+                CliError::usage("which database? give --store postgres://… or set $PISMO_STORE")
+            })?;
+            if !pismo_store::is_database(&spec) {
+                return Err(CliError::usage(format!(
+                    "`{spec}` is not a PostgreSQL URL (postgres://…): a registry folder needs no migration"
+                )));
+            }
+            let (before, after) = migrate(&spec).map_err(CliError::failed)?;
+            let location = pismo_store::postgres::redact(&spec);
+            crate::out_line(&if before == after {
+                format!("{location}: pismo schema v{after}, already current")
+            } else {
+                format!("{location}: pismo schema v{before} → v{after}")
+            })
+        }
+        Command::Copy(a) => {
+            let from = pismo_store::open_registry(&a.from).map_err(CliError::failed)?;
+            let to = pismo_store::open_registry(&a.to).map_err(CliError::failed)?;
+            if from.location() == to.location() {
+                return Err(CliError::usage("--from and --to are the same store"));
+            }
+            let report = copy(&from, &to)?;
+            let ids = |ids: &[pismo_core::host::registry::ModelId]| -> Vec<String> {
+                ids.iter().map(ToString::to_string).collect()
+            };
+            if a.json {
+                return crate::out_json(&serde_json::json!({
+                    "from": from.location(),
+                    "to": to.location(),
+                    "copied": ids(&report.copied),
+                    "present": ids(&report.present),
+                    "deleted_in_target": ids(&report.deleted_in_target),
+                    "aliases_set": report.aliases_set.iter()
+                        .map(|(alias, id)| (alias.clone(), id.to_string()))
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                }));
+            }
+            for id in &report.deleted_in_target {
+                eprintln!("warning: {id} was deleted in {}: not copied", to.location());
+            }
+            let aliases: Vec<String> = report
+                .aliases_set
+                .iter()
+                .map(|(alias, id)| format!("{alias} → {id}"))
+                .collect();
+            crate::out_line(&format!(
+                "{} → {}: {} models copied, {} already there{}",
+                from.location(),
+                to.location(),
+                report.copied.len(),
+                report.present.len(),
+                if aliases.is_empty() {
+                    String::new()
+                } else {
+                    format!("; aliases set: {}", aliases.join(", "))
+                }
+            ))
+        }
+    }
+}

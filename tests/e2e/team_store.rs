@@ -1,0 +1,197 @@
+//! A team's PostgreSQL store through the real `pismo` binary, on a real throwaway cluster
+//! (issue 15): `pismo store migrate` and `copy`, every registry command with `--store` or
+//! `$PISMO_STORE`, clear errors for a database that is missing or unmigrated, and two
+//! `pismo serve` replicas on one store that both answer with a new `default` as soon as
+//! `pismo models alias` has moved it.
+
+use pismo_tests::postgres::postgres_or_skip;
+use pismo_tests::{workspace_root, Pismo};
+
+use crate::serve::request;
+
+/// `POST /api/predict` of the shipped sample 7 with no model named; returns the model that
+/// answered (`NAME@V`).
+fn default_model_of(addr: &str) -> String {
+    let png = std::fs::read(workspace_root().join("samples/7-seven.png")).unwrap();
+    let head = format!(
+        "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\r\n",
+        png.len()
+    );
+    let answer = request(addr, &head, &png);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).expect("a body");
+    let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(json["label"], 7, "{json}");
+    json["model"].as_str().expect("model").to_owned()
+}
+
+#[test]
+fn store_migrate_copy_and_the_registry_commands_on_postgres() {
+    let Some(cluster) = postgres_or_skip("store_migrate_copy_and_the_registry_commands…") else {
+        return;
+    };
+    let url = cluster.create_database("team");
+    let p = Pismo::new();
+    let shipped = workspace_root().join("models");
+    let shipped = shipped.to_str().unwrap();
+
+    // Not migrated yet: a clear error that says what to run.
+    let out = p.run(&["models", "list", "--store", &url]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("has no pismo schema") && out.stderr.contains("pismo store migrate"),
+        "{}",
+        out.stderr
+    );
+    let out = p.run(&["store", "migrate", "--store", &url]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains("pismo schema v0 → v1"),
+        "{}",
+        out.stdout
+    );
+    let out = p.run(&["store", "migrate", "--store", &url]);
+    assert!(out.stdout.contains("already current"), "{}", out.stdout);
+
+    // The shipped registry into the database.
+    let out = p.run(&["store", "copy", "--from", shipped, "--to", &url, "--json"]);
+    out.expect_code(0);
+    let report = &out.json_lines()[0];
+    let shipped_ids: Vec<String> = p
+        .run(&["models", "list", "--registry", shipped, "--json"])
+        .json_lines()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    let copied: Vec<String> = report["copied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(copied, shipped_ids);
+    assert_eq!(report["aliases_set"]["default"], "mnist-int8@4");
+
+    // Every command reads it, with --store or $PISMO_STORE.
+    let listed = p
+        .command(&["models", "list", "--json"])
+        .env("PISMO_STORE", &url)
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert_eq!(listed.lines().count(), shipped_ids.len(), "{listed}");
+    assert!(
+        listed.contains(&format!("\"location\":\"{url}#mnist@1\"")),
+        "{listed}"
+    );
+    let sample = workspace_root().join("samples/7-seven.png");
+    let sample = sample.to_str().unwrap();
+    let from_db = p.run(&["predict", sample, "--store", &url, "--json"]);
+    from_db.expect_code(0);
+    let from_folder = p.run(&["predict", sample, "--registry", shipped, "--json"]);
+    assert_eq!(from_db.stdout, from_folder.stdout);
+    p.run(&["models", "alias", "mnist@3", "best", "--store", &url])
+        .expect_code(0);
+    let show = p.run(&["models", "show", "mnist@best", "--store", &url]);
+    show.expect_code(0);
+    assert!(show.stdout.contains("mnist@3") && show.stdout.contains(&format!("{url}#mnist@3")));
+    let refused = p.run(&["models", "delete", "mnist@3", "--store", &url]);
+    refused.expect_code(1);
+    assert!(
+        refused.stderr.contains("alias `best` points at it"),
+        "{}",
+        refused.stderr
+    );
+
+    // And back into a fresh folder, byte for byte.
+    let back = p.home.join("back");
+    let out = p.run(&[
+        "store",
+        "copy",
+        "--from",
+        &url,
+        "--to",
+        back.to_str().unwrap(),
+    ]);
+    out.expect_code(0);
+    for id in &shipped_ids {
+        let (name, version) = id.split_once('@').unwrap();
+        let file = format!("{name}.v{version}.pismo");
+        assert_eq!(
+            std::fs::read(back.join(&file)).unwrap(),
+            std::fs::read(workspace_root().join("models").join(&file)).unwrap(),
+            "{file}"
+        );
+    }
+
+    // Usage and connection errors: exit 2 and 1, one clear line, no hang.
+    let both = p.run(&["models", "list", "--store", &url, "--registry", shipped]);
+    both.expect_code(2);
+    assert!(both.stderr.contains("give one of them"), "{}", both.stderr);
+    let nobody = p.run(&[
+        "models",
+        "list",
+        "--store",
+        "postgres://nobody@127.0.0.1:9/none",
+    ]);
+    nobody.expect_code(1);
+    assert!(
+        nobody.stderr.contains("cannot connect"),
+        "{}",
+        nobody.stderr
+    );
+    let folder_migrate = p.run(&["store", "migrate", "--store", shipped]);
+    folder_migrate.expect_code(2);
+}
+
+#[test]
+fn two_serve_replicas_on_one_store_follow_a_new_default_at_once() {
+    let Some(cluster) = postgres_or_skip("two_serve_replicas_on_one_store…") else {
+        return;
+    };
+    let url = cluster.create_database("replicas");
+    let p = Pismo::new();
+    p.run(&["store", "migrate", "--store", &url]).expect_code(0);
+    let shipped = workspace_root().join("models");
+    p.run(&[
+        "store",
+        "copy",
+        "--from",
+        shipped.to_str().unwrap(),
+        "--to",
+        &url,
+    ])
+    .expect_code(0);
+    let one = p.serve("127.0.0.1:0", &["--store", &url]);
+    let two = p.serve("127.0.0.1:0", &["--store", &url]);
+    for replica in [&one, &two] {
+        assert_eq!(default_model_of(replica.addr()), "mnist-int8@4");
+    }
+    p.run(&["models", "alias", "mnist@3", "default", "--store", &url])
+        .expect_code(0);
+    // The first request to each replica after the command returned is answered by the new
+    // default: nothing is cached across requests.
+    for replica in [&one, &two] {
+        assert_eq!(default_model_of(replica.addr()), "mnist@3");
+    }
+    // A change through one replica's API reaches the other as well.
+    let body = r#"{"model":"mnist@2"}"#;
+    let head = format!(
+        "PUT /api/aliases/default HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let answer = request(one.addr(), &head, body.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(default_model_of(two.addr()), "mnist@2");
+    // Each move is in the store's alias history, oldest first, after the copy's own.
+    let history = p.run(&["models", "history", "--store", &url, "--json"]);
+    history.expect_code(0);
+    let moves: Vec<String> = history
+        .json_lines()
+        .iter()
+        .filter(|c| c["alias"] == "default")
+        .map(|c| c["model"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(moves, ["mnist-int8@4", "mnist@3", "mnist@2"]);
+}
