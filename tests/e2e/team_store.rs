@@ -133,11 +133,14 @@ fn store_migrate_copy_and_the_registry_commands_on_postgres() {
         "models",
         "list",
         "--store",
-        "postgres://nobody@127.0.0.1:9/none",
+        "postgres://nobody:s3cret@127.0.0.1:9/none",
     ]);
     nobody.expect_code(1);
     assert!(
-        nobody.stderr.contains("cannot connect"),
+        nobody
+            .stderr
+            .contains("cannot connect to postgres://nobody:***@127.0.0.1:9/none")
+            && !nobody.stderr.contains("s3cret"),
         "{}",
         nobody.stderr
     );
