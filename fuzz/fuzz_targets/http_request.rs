@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use pismo_core::host::registry::Registry;
 use pismo_http::{Options, Server};
 
 /// Longer than any answer takes; shorter than every read deadline of the server.
@@ -43,8 +44,13 @@ fn server() -> SocketAddr {
                 drawn_dir: dir.path().join("drawn"),
                 ..Options::default()
             };
-            let server = Server::start("127.0.0.1:0", &registry, dir.path().join("runs"), options)
-                .expect("server starts");
+            let server = Server::start(
+                "127.0.0.1:0",
+                Registry::open(&registry),
+                dir.path().join("runs"),
+                options,
+            )
+            .expect("server starts");
             Running {
                 addr: server.addr(),
                 _server: server,
