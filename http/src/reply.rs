@@ -159,6 +159,8 @@ impl From<RegistryError> for ApiError {
             404
         } else if e.is_invalid() {
             400
+        } else if e.is_unavailable() {
+            503
         } else {
             500
         };

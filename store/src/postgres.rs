@@ -251,16 +251,26 @@ impl PgStore {
     }
 
     fn client(&self) -> Result<PooledConnection<PostgresConnectionManager<NoTls>>, RegistryError> {
-        self.pool.get().map_err(|e| RegistryError::Store {
+        self.pool.get().map_err(|e| RegistryError::Unavailable {
             location: self.location.clone(),
             message: format!("cannot connect to {}: {e}", self.location),
         })
     }
 
     fn fail(&self, action: &str, e: &postgres::Error) -> RegistryError {
-        RegistryError::Store {
-            location: self.location.clone(),
-            message: format!("cannot {action} in {}: {}", self.location, describe(e)),
+        let location = self.location.clone();
+        let message = format!("cannot {action} in {}: {}", self.location, describe(e));
+        // SQLSTATE class 08 (connection exception) and 57P (the server shuts down or ends
+        // this session), or no answer from the server at all: the connection is gone.
+        let sqlstate = e.code().map(SqlState::code).unwrap_or("");
+        if e.is_closed()
+            || sqlstate.starts_with("08")
+            || sqlstate.starts_with("57P")
+            || (e.as_db_error().is_none() && e.code().is_none())
+        {
+            RegistryError::Unavailable { location, message }
+        } else {
+            RegistryError::Store { location, message }
         }
     }
 

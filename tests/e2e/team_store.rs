@@ -204,4 +204,22 @@ fn two_serve_replicas_on_one_store_follow_a_new_default_at_once() {
         .map(|c| c["model"].as_str().unwrap_or("-").to_owned())
         .collect();
     assert_eq!(moves, [shipped_default().as_str(), "mnist@3", "mnist@2"]);
+
+    // The database goes away: the replicas answer 503 (try again, or elsewhere) with the
+    // reason, and keep serving their other requests.
+    cluster.stop();
+    let png = std::fs::read(workspace_root().join("samples/7-seven.png")).unwrap();
+    let head = format!(
+        "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\r\n",
+        png.len()
+    );
+    let answer = request(one.addr(), &head, &png);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("postgres://"), "{answer}");
+    let ping = request(
+        two.addr(),
+        "GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        b"",
+    );
+    assert!(ping.starts_with("HTTP/1.1 200"), "{ping}");
 }

@@ -136,9 +136,16 @@ pub enum RegistryError {
         /// The OS error.
         source: io::Error,
     },
-    /// The store failed otherwise: a database that cannot be reached or that lost the
-    /// connection, stored bytes whose checksum does not match, a corrupt alias history.
-    /// Nothing was changed by the operation that failed.
+    /// The store cannot be reached: a database that refuses or drops the connection.
+    /// Nothing was changed by the operation that failed; it can be tried again.
+    Unavailable {
+        /// The store.
+        location: String,
+        /// The whole message.
+        message: String,
+    },
+    /// The store failed otherwise: a database error, stored bytes whose checksum does not
+    /// match, a corrupt alias history. Nothing was changed by the operation that failed.
     Store {
         /// The store.
         location: String,
@@ -151,6 +158,11 @@ impl RegistryError {
     /// True for errors that mean "no such model/alias" (an HTTP 404, not a 500).
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. } | Self::Empty { .. })
+    }
+
+    /// True when the store cannot be reached (an HTTP 503: try again, or another replica).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
     }
 
     /// True for errors in what the caller asked for (an HTTP 400 / exit status 2 material).
@@ -169,6 +181,7 @@ impl fmt::Display for RegistryError {
             } => write!(f, "invalid {kind} `{value}`: {reason}"),
             Self::NotFound { message, .. }
             | Self::Busy { message, .. }
+            | Self::Unavailable { message, .. }
             | Self::Store { message, .. } => f.write_str(message),
             Self::Empty { location } => write!(
                 f,
