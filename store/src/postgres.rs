@@ -28,7 +28,10 @@
 //!   against the database on each request and follows an alias change at its next request.
 //!
 //! Connections come from a small pool (r2d2): a connection that broke is dropped and the
-//! next operation opens a new one.
+//! next operation opens a new one. The queries of every request (ids, aliases, stamp) are
+//! sent unprepared with their parameter types (`query_typed`): one round trip each instead
+//! of a prepare and an execute (`bench/store-load` measured 9 round trips per prediction
+//! before, 3 after, and 1.8× the predictions per second).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,6 +41,7 @@ use pismo_core::host::registry::store::{
 };
 use pismo_core::host::registry::{ModelId, RegistryError};
 use postgres::error::SqlState;
+use postgres::types::Type;
 use postgres::{Client, NoTls};
 use r2d2_postgres::r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
@@ -210,6 +214,10 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .min_idle(Some(0))
             .connection_timeout(CONNECT_TIMEOUT)
+            // No test query at every checkout (a round trip per request): a broken
+            // connection is still dropped by the pool (`has_broken`) and its failing query
+            // reports it.
+            .test_on_check_out(false)
             .build_unchecked(manager);
         let store = Self { location, pool };
         let mut client = store.client().map_err(|e| StoreError {
@@ -310,7 +318,7 @@ impl ModelStore for PgStore {
     fn ids(&self) -> Result<Vec<ModelId>, RegistryError> {
         let rows = self
             .client()?
-            .query(
+            .query_typed(
                 "SELECT name, version FROM pismo_models ORDER BY name, version",
                 &[],
             )
@@ -407,9 +415,9 @@ impl ModelStore for PgStore {
     fn stamp(&self, id: &ModelId) -> Result<Option<Stamp>, RegistryError> {
         let row = self
             .client()?
-            .query_opt(
+            .query_typed_opt(
                 "SELECT size, stored_at FROM pismo_models WHERE name = $1 AND version = $2",
-                &[&id.name, &version_param(id)],
+                &[(&id.name, Type::TEXT), (&version_param(id), Type::INT4)],
             )
             .map_err(|e| self.fail(&format!("read {id}"), &e))?;
         Ok(row.map(|r| Stamp {
@@ -448,7 +456,7 @@ impl ModelStore for PgStore {
     fn aliases(&self) -> Result<BTreeMap<String, ModelId>, RegistryError> {
         let rows = self
             .client()?
-            .query("SELECT alias, name, version FROM pismo_aliases", &[])
+            .query_typed("SELECT alias, name, version FROM pismo_aliases", &[])
             .map_err(|e| self.fail("read the aliases", &e))?;
         Ok(rows
             .into_iter()
