@@ -130,7 +130,10 @@ fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None if e.is_closed() => "the connection to the database was lost".to_owned(),
-        None => e.to_string(),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -209,7 +212,15 @@ impl PgStore {
     /// Connects to the database `url` and checks that its pismo schema is this pismo's.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let location = redact(url);
-        let manager = PostgresConnectionManager::new(config(url)?, NoTls);
+        let config = config(url)?;
+        // The first connection is opened directly, not through the pool, which would retry
+        // a refused connection until its timeout: a wrong host or port fails at once, with
+        // the server's or the OS's own reason.
+        let mut client = config.connect(NoTls).map_err(|e| StoreError {
+            location: location.clone(),
+            message: format!("cannot connect to {location}: {}", describe(&e)),
+        })?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(0))
@@ -220,10 +231,6 @@ impl PgStore {
             .test_on_check_out(false)
             .build_unchecked(manager);
         let store = Self { location, pool };
-        let mut client = store.client().map_err(|e| StoreError {
-            location: store.location.clone(),
-            message: e.to_string(),
-        })?;
         let version = schema_version(&mut client).map_err(|e| StoreError {
             location: store.location.clone(),
             message: format!(
