@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::lock::RegistryLock;
-use super::store::{AliasChange, DeleteRefused, ModelStore, Stamp, StoredModel};
+use super::store::{unix_secs, AliasChange, DeleteRefused, ModelStore, Stamp, StoredModel};
 use super::{io_err, validate_alias, ModelId, RegistryError};
 use crate::host::atomic::{
     link_no_clobber, remove_dead_temps, replace_atomic, sync_dir, unique_tmp_path, write_new_synced,
@@ -141,9 +141,7 @@ impl FolderStore {
     fn record(&self, alias: &str, model: Option<&ModelId>) -> Result<(), RegistryError> {
         let path = self.dir.join(ALIAS_HISTORY_FILE);
         let change = AliasChange {
-            unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            unix: unix_secs(SystemTime::now()),
             alias: alias.to_owned(),
             model: model.cloned(),
         };
@@ -381,28 +379,11 @@ impl ModelStore for FolderStore {
     }
 }
 
-/// One line of `aliases.history`.
+/// One line of `aliases.history` (the model's `NAME@V` is checked by `ModelId`'s parser).
 fn parse_change(line: &str) -> Result<AliasChange, String> {
-    #[derive(serde::Deserialize)]
-    struct Line {
-        unix: u64,
-        alias: String,
-        model: Option<String>,
-    }
-    let raw: Line = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    validate_alias(&raw.alias).map_err(|e| e.to_string())?;
-    let model = match raw.model {
-        Some(m) => Some(
-            m.parse::<ModelId>()
-                .map_err(|_| format!("`{m}` is not NAME@VERSION"))?,
-        ),
-        None => None,
-    };
-    Ok(AliasChange {
-        unix: raw.unix,
-        alias: raw.alias,
-        model,
-    })
+    let change: AliasChange = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    validate_alias(&change.alias).map_err(|e| e.to_string())?;
+    Ok(change)
 }
 
 fn parse_aliases(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, ModelId>, RegistryError> {

@@ -39,7 +39,6 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use serde::{Serialize, Serializer};
 
@@ -47,7 +46,7 @@ use crate::hyper::{Hyper, Metrics};
 pub use folder::{FolderStore, ALIASES_FILE, ALIAS_HISTORY_FILE, LOCK_FILE};
 use id::{list_aliases, list_ids};
 pub use id::{validate_alias, validate_name, ModelId};
-use store::{AliasChange, DeleteRefused, ModelStore, Stamp};
+use store::{unix_secs, AliasChange, DeleteRefused, ModelStore, Stamp};
 
 /// Extension of model files.
 pub const EXTENSION: &str = "pismo";
@@ -422,10 +421,7 @@ impl Registry {
                 .collect();
             names.sort();
             entries.push(Entry {
-                modified_unix: model
-                    .stored
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
+                modified_unix: unix_secs(model.stored),
                 id: model.id,
                 location: model.location,
                 size,
@@ -444,15 +440,7 @@ impl Registry {
     pub fn read(&self, id: &ModelId) -> Result<Vec<u8>, RegistryError> {
         validate_name(&id.name)?;
         let Some(bytes) = self.store.bytes(id)? else {
-            return Err(RegistryError::NotFound {
-                reference: id.to_string(),
-                message: format!(
-                    "no model {id} in {} (have: {})",
-                    self.location(),
-                    self.ids()
-                        .map_or_else(|e| e.to_string(), |ids| list_ids(&ids))
-                ),
-            });
+            return Err(self.no_such_model(id));
         };
         self.check_holds(id, &bytes)?;
         Ok(bytes)
@@ -461,12 +449,7 @@ impl Registry {
     /// Size and storage time of model `id` (to know when a decoded copy is stale).
     pub fn stamp(&self, id: &ModelId) -> Result<Stamp, RegistryError> {
         validate_name(&id.name)?;
-        self.store
-            .stamp(id)?
-            .ok_or_else(|| RegistryError::NotFound {
-                reference: id.to_string(),
-                message: format!("no model {id} in {}", self.location()),
-            })
+        self.store.stamp(id)?.ok_or_else(|| self.no_such_model(id))
     }
 
     /// Resolves `reference` and reads that model's bytes.
@@ -491,22 +474,22 @@ impl Registry {
     pub fn set_alias(&self, alias: &str, id: &ModelId) -> Result<(), RegistryError> {
         validate_alias(alias)?;
         validate_name(&id.name)?;
-        let missing = |store: &Self| -> Result<RegistryError, RegistryError> {
+        let missing = || -> Result<RegistryError, RegistryError> {
             Ok(RegistryError::NotFound {
                 reference: id.to_string(),
                 message: format!(
                     "cannot point alias `{alias}` at {id}: no such model in {} (have: {})",
-                    store.location(),
-                    list_ids(&store.ids()?)
+                    self.location(),
+                    list_ids(&self.ids()?)
                 ),
             })
         };
         match self.store.bytes(id)? {
             Some(bytes) => self.check_holds(id, &bytes)?,
-            None => return Err(missing(self)?),
+            None => return Err(missing()?),
         }
         match self.store.set_alias(alias, id) {
-            Err(e) if e.is_not_found() => Err(missing(self)?),
+            Err(e) if e.is_not_found() => Err(missing()?),
             other => other,
         }
     }
@@ -536,14 +519,20 @@ impl Registry {
                 id: id.clone(),
                 aliases,
             }),
-            Err(DeleteRefused::Missing) => Err(RegistryError::NotFound {
-                reference: id.to_string(),
-                message: format!(
-                    "no model {id} in {} (have: {})",
-                    self.location(),
-                    list_ids(&self.ids()?)
-                ),
-            }),
+            Err(DeleteRefused::Missing) => Err(self.no_such_model(id)),
+        }
+    }
+
+    /// "no model `id` in STORE (have: …)": the models there, or why they cannot be listed.
+    fn no_such_model(&self, id: &ModelId) -> RegistryError {
+        RegistryError::NotFound {
+            reference: id.to_string(),
+            message: format!(
+                "no model {id} in {} (have: {})",
+                self.location(),
+                self.ids()
+                    .map_or_else(|e| e.to_string(), |ids| list_ids(&ids))
+            ),
         }
     }
 
@@ -568,7 +557,7 @@ impl Registry {
 pub(crate) mod tests {
     use super::*;
     use std::fs;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     /// A fresh folder under the system temp dir, removed with its content on drop.
     pub(crate) fn temp_dir(tag: &str) -> tempfile::TempDir {

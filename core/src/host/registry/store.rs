@@ -18,9 +18,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ModelId, RegistryError};
 
@@ -57,7 +57,7 @@ pub enum DeleteRefused {
 }
 
 /// One alias change: `model` is the new target, `None` when the alias was removed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AliasChange {
     /// When, Unix seconds.
     pub unix: u64,
@@ -121,4 +121,9 @@ pub trait ModelStore: fmt::Debug + Send + Sync {
 
     /// Every alias change, oldest first.
     fn alias_history(&self) -> Result<Vec<AliasChange>, RegistryError>;
+}
+
+/// `t` as whole seconds since the Unix epoch (0 before it): how stores and listings give times.
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
