@@ -21,12 +21,10 @@ use pismo_core::host::registry::Registry;
 /// The environment variable naming the store when no `--store` is given.
 pub const STORE_ENV: &str = "PISMO_STORE";
 
-/// Why a store cannot be opened or changed.
+/// Why a store cannot be opened or migrated.
 #[derive(Debug)]
 pub struct StoreError {
-    /// The store (a folder or a database URL without password).
-    pub location: String,
-    /// The whole message.
+    /// The whole message; it names the store (a database URL without password).
     pub message: String,
 }
 
@@ -37,15 +35,6 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
-
-impl From<StoreError> for pismo_core::host::registry::RegistryError {
-    fn from(e: StoreError) -> Self {
-        Self::Store {
-            location: e.location,
-            message: e.message,
-        }
-    }
-}
 
 /// True when `spec` names a PostgreSQL database.
 pub fn is_database(spec: &str) -> bool {
@@ -69,7 +58,6 @@ pub fn open_registry(spec: &str) -> Result<Registry, StoreError> {
         Ok(Registry::with_store(Arc::new(store)))
     } else if spec.contains("://") {
         Err(StoreError {
-            location: spec.to_owned(),
             message: format!(
                 "unknown store `{}`: give a registry folder or postgres://USER@HOST[:PORT]/DATABASE",
                 postgres::redact(spec)

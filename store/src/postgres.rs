@@ -7,7 +7,7 @@
 //! ```text
 //! pismo_schema         (version)                             one row: the schema's version
 //! pismo_model_names    (name PK, last_version)               the highest version ever given
-//! pismo_models         (name, version PK, bytes, sha256, size, stored_at)
+//! pismo_models         (name, version PK, bytes, sha256, stored_at)
 //! pismo_deleted_models (name, version PK, deleted_at)       versions deleted: never stored again
 //! pismo_aliases        (alias PK, name, version → pismo_models)
 //! pismo_alias_history  (seq PK, at, alias, name, version)    name NULL: the alias was removed
@@ -34,10 +34,10 @@
 //! before, 3 after, and 1.8× the predictions per second).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pismo_core::host::registry::store::{
-    AliasChange, DeleteRefused, ModelStore, Stamp, StoredModel,
+    unix_secs, AliasChange, DeleteRefused, ModelStore, Stamp, StoredModel,
 };
 use pismo_core::host::registry::{ModelId, RegistryError};
 use postgres::error::SqlState;
@@ -63,7 +63,6 @@ CREATE TABLE pismo_models (
     version integer NOT NULL CHECK (version >= 1),
     bytes bytea NOT NULL,
     sha256 bytea NOT NULL,
-    size bigint NOT NULL,
     stored_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (name, version)
 );
@@ -113,7 +112,6 @@ pub fn redact(url: &str) -> String {
 
 fn config(url: &str) -> Result<postgres::Config, StoreError> {
     let mut config: postgres::Config = url.parse().map_err(|e| StoreError {
-        location: redact(url),
         message: format!("invalid PostgreSQL URL `{}`: {e}", redact(url)),
     })?;
     if config.get_connect_timeout().is_none() {
@@ -143,7 +141,6 @@ fn describe(e: &postgres::Error) -> String {
 pub fn migrate(url: &str) -> Result<(i32, i32), StoreError> {
     let location = redact(url);
     let fail = |action: &str, e: postgres::Error| StoreError {
-        location: location.clone(),
         message: format!("cannot {action} in {location}: {}", describe(&e)),
     };
     let mut client = config(url)?
@@ -163,7 +160,6 @@ pub fn migrate(url: &str) -> Result<(i32, i32), StoreError> {
     let before: i32 = rows.first().map_or(0, |r| r.get(0));
     if before > SCHEMA_VERSION {
         return Err(StoreError {
-            location: location.clone(),
             message: format!(
                 "{location} has pismo schema v{before}, newer than this pismo's v{SCHEMA_VERSION}: use a newer pismo"
             ),
@@ -217,7 +213,6 @@ impl PgStore {
         // a refused connection until its timeout: a wrong host or port fails at once, with
         // the server's or the OS's own reason.
         let mut client = config.connect(NoTls).map_err(|e| StoreError {
-            location: location.clone(),
             message: format!("cannot connect to {location}: {}", describe(&e)),
         })?;
         let manager = PostgresConnectionManager::new(config, NoTls);
@@ -232,7 +227,6 @@ impl PgStore {
             .build_unchecked(manager);
         let store = Self { location, pool };
         let version = schema_version(&mut client).map_err(|e| StoreError {
-            location: store.location.clone(),
             message: format!(
                 "cannot read the schema version of {}: {}",
                 store.location,
@@ -257,10 +251,7 @@ impl PgStore {
             _ => None,
         };
         match problem {
-            Some(message) => Err(StoreError {
-                location: store.location,
-                message,
-            }),
+            Some(message) => Err(StoreError { message }),
             None => Ok(store),
         }
     }
@@ -309,12 +300,23 @@ impl PgStore {
     }
 }
 
-fn version_param(id: &ModelId) -> i32 {
-    i32::try_from(id.version).unwrap_or(i32::MAX)
+/// Stores `bytes` as `name`, `version` with their SHA-256, in the caller's transaction.
+fn store_model(
+    tx: &mut postgres::Transaction<'_>,
+    name: &str,
+    version: i32,
+    bytes: &[u8],
+) -> Result<(), postgres::Error> {
+    let sha256 = Sha256::digest(bytes).to_vec();
+    tx.execute(
+        "INSERT INTO pismo_models (name, version, bytes, sha256) VALUES ($1, $2, $3, $4)",
+        &[&name, &version, &bytes, &sha256],
+    )
+    .map(|_| ())
 }
 
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+fn version_param(id: &ModelId) -> i32 {
+    i32::try_from(id.version).unwrap_or(i32::MAX)
 }
 
 impl ModelStore for PgStore {
@@ -354,13 +356,7 @@ impl ModelStore for PgStore {
             .map_err(fail)?
             .get(0);
         let id = Self::model_id(name.to_owned(), version);
-        let bytes = encode(id.version);
-        let sha256 = Sha256::digest(&bytes).to_vec();
-        tx.execute(
-            "INSERT INTO pismo_models (name, version, bytes, sha256, size) VALUES ($1, $2, $3, $4, $5)",
-            &[&name, &version, &bytes, &sha256, &(bytes.len() as i64)],
-        )
-        .map_err(fail)?;
+        store_model(&mut tx, name, version, &encode(id.version)).map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok(id)
     }
@@ -389,12 +385,7 @@ impl ModelStore for PgStore {
         if taken {
             return Ok(false);
         }
-        let sha256 = Sha256::digest(bytes).to_vec();
-        tx.execute(
-            "INSERT INTO pismo_models (name, version, bytes, sha256, size) VALUES ($1, $2, $3, $4, $5)",
-            &[&id.name, &version, &bytes, &sha256, &(bytes.len() as i64)],
-        )
-        .map_err(fail)?;
+        store_model(&mut tx, &id.name, version, bytes).map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok(true)
     }
@@ -423,12 +414,12 @@ impl ModelStore for PgStore {
         let row = self
             .client()?
             .query_typed_opt(
-                "SELECT size, stored_at FROM pismo_models WHERE name = $1 AND version = $2",
+                "SELECT octet_length(bytes), stored_at FROM pismo_models WHERE name = $1 AND version = $2",
                 &[(&id.name, Type::TEXT), (&version_param(id), Type::INT4)],
             )
             .map_err(|e| self.fail(&format!("read {id}"), &e))?;
         Ok(row.map(|r| Stamp {
-            size: r.get::<_, i64>(0).max(0) as u64,
+            size: r.get::<_, i32>(0).max(0) as u64,
             stored: r.get(1),
         }))
     }
@@ -580,7 +571,7 @@ impl ModelStore for PgStore {
                 let name: Option<String> = r.get(2);
                 let version: Option<i32> = r.get(3);
                 AliasChange {
-                    unix: unix(r.get(0)),
+                    unix: unix_secs(r.get(0)),
                     alias: r.get(1),
                     model: name.zip(version).map(|(n, v)| Self::model_id(n, v)),
                 }
