@@ -179,9 +179,9 @@ pub fn out_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     out_line(&line)
 }
 
-/// The registry: `--store`, else `--registry`, else `$PISMO_STORE`, else `$PISMO_REGISTRY`,
-/// else `./models`. A store is a PostgreSQL URL or a registry folder
-/// ([`pismo_store::open_registry`]).
+/// The registry: `--registry` or `--store` (giving both is a usage error), else
+/// `$PISMO_STORE`, else `$PISMO_REGISTRY`, else `./models`. A store is a PostgreSQL URL or a
+/// registry folder ([`pismo_store::open_registry`]).
 pub fn registry(folder: &Option<PathBuf>, store: &Option<String>) -> Result<Registry, CliError> {
     if store.is_some() && folder.is_some() {
         return Err(CliError::usage(

@@ -16,15 +16,20 @@ fn shipped_default() -> String {
     aliases["default"].as_str().unwrap().to_owned()
 }
 
-/// `POST /api/predict` of the shipped sample 7 with no model named; returns the model that
-/// answered (`NAME@V`).
-fn default_model_of(addr: &str) -> String {
+/// The whole answer to `POST /api/predict` of the shipped sample 7, with no model named.
+fn predict_sample(addr: &str) -> String {
     let png = std::fs::read(workspace_root().join("samples/7-seven.png")).unwrap();
     let head = format!(
         "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\r\n",
         png.len()
     );
-    let answer = request(addr, &head, &png);
+    request(addr, &head, &png)
+}
+
+/// `POST /api/predict` of the shipped sample 7 with no model named; returns the model that
+/// answered (`NAME@V`).
+fn default_model_of(addr: &str) -> String {
+    let answer = predict_sample(addr);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let body = answer.split("\r\n\r\n").nth(1).expect("a body");
     let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
@@ -208,12 +213,7 @@ fn two_serve_replicas_on_one_store_follow_a_new_default_at_once() {
     // The database goes away: the replicas answer 503 (try again, or elsewhere) with the
     // reason, and keep serving their other requests.
     cluster.stop();
-    let png = std::fs::read(workspace_root().join("samples/7-seven.png")).unwrap();
-    let head = format!(
-        "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\r\n",
-        png.len()
-    );
-    let answer = request(one.addr(), &head, &png);
+    let answer = predict_sample(one.addr());
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("postgres://"), "{answer}");
     let ping = request(
