@@ -383,7 +383,6 @@ impl Tuning {
             data_dir: training.data_dir().to_owned(),
             dataset: data.digest.clone(),
             corpora_dir: pismo_core::host::corpora::default_dir(),
-            best_file: self.dir.join(format!("{study}.best.pismo")),
         };
         let job = Arc::new(Job::new(&study));
         lock(&self.jobs).insert(study.clone(), job.clone());
@@ -477,8 +476,9 @@ impl Tuning {
         Ok(Replay::of(&self.journal(name)?))
     }
 
-    fn best_file(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.best.pismo"))
+    /// The bytes of study `name`'s best model, if a trial kept one.
+    fn best_model(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(journal::best_file(&self.dir, name)).ok()
     }
 
     /// `GET /api/studies/{name}`: the study's settings, its trials, its best trial (and the
@@ -528,7 +528,7 @@ impl Tuning {
                 best_so_far.push((at, score, trial));
             }
         }
-        let best = driver::read_best(&self.best_file(name), &replay);
+        let best = driver::read_best(self.best_model(name).as_deref(), &replay);
         let model = best
             .as_ref()
             .and_then(|b| runs.info(&b.run_id).ok())
@@ -585,7 +585,8 @@ impl Tuning {
     ) -> Result<Reply, ApiError> {
         let _once = lock(&self.using);
         let replay = self.replay(name)?;
-        let Some(best) = driver::read_best(&self.best_file(name), &replay) else {
+        let best_model = self.best_model(name);
+        let Some(best) = driver::read_best(best_model.as_deref(), &replay) else {
             return Err(ApiError::new(
                 409,
                 format!("study {name} has no trained model yet: wait for a trial to end"),
@@ -596,12 +597,14 @@ impl Tuning {
             return Reply::json(&json!({ "study": name, "model": model, "registered": false,
                 "trial": best.trial, "val_accuracy": best.val_accuracy }));
         }
-        let id = driver::register_best(&self.best_file(name), &info.name, &[], registry, runs)
-            .map_err(|e| match e {
+        let bytes = best_model.expect("read_best found a model");
+        let id = driver::register_best(&bytes, &info.name, &[], registry, runs).map_err(
+            |e| match e {
                 TuneError::Registry(e) => ApiError::from(e),
                 TuneError::Runs(e) => ApiError::from(e),
                 e => ApiError::new(500, e.to_string()),
-            })?;
+            },
+        )?;
         Ok(Reply::json(
             &json!({ "study": name, "model": id.to_string(), "registered": true,
             "trial": best.trial, "val_accuracy": best.val_accuracy }),
@@ -631,7 +634,9 @@ fn run(
 ) -> Value {
     let result = catch_unwind(AssertUnwindSafe(|| {
         let driver = Driver::new(plan, store, JobObserver(job.clone()), job.cancel_flag())?;
-        driver.run(&data.train, data.test.as_ref(), registry, runs)
+        driver
+            .run(&data.train, data.test.as_ref(), registry, runs)
+            .map(|(outcome, _store)| outcome)
     }));
     let stopped = job.cancel_flag().load(Ordering::SeqCst);
     match result {

@@ -6,11 +6,13 @@
 //! - [`postgres`]: the PostgreSQL model store ([`postgres::PgStore`]) and its versioned
 //!   schema ([`postgres::migrate`]).
 //! - [`copy`]: every model and alias of one registry into another (`pismo store copy`).
+//! - [`study`]: a tuning study in PostgreSQL that `pismo tune` workers on many hosts share.
 //!
 //! The specs `--store` and `$PISMO_STORE` take are read here: [`store_spec`].
 
 pub mod copy;
 pub mod postgres;
+pub mod study;
 
 use std::fmt;
 use std::path::PathBuf;

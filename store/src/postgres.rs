@@ -13,6 +13,8 @@
 //! pismo_alias_history  (seq PK, at, alias, name, version)    name NULL: the alias was removed
 //! ```
 //!
+//! and, since v2, the tables of tuning studies that workers share ([`crate::study`]).
+//!
 //! Guarantees (each change is one transaction, so a command that loses its connection
 //! half-way changes nothing):
 //! - Version numbers: `insert` bumps `pismo_model_names.last_version` with `INSERT … ON
@@ -50,10 +52,11 @@ use sha2::{Digest, Sha256};
 use crate::StoreError;
 
 /// The schema version this pismo reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The schema's migrations: entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r"
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    r"
 CREATE TABLE pismo_model_names (
     name text PRIMARY KEY,
     last_version integer NOT NULL CHECK (last_version >= 1)
@@ -85,7 +88,37 @@ CREATE TABLE pismo_alias_history (
     name text,
     version integer
 );
-"];
+",
+    // v2: tuning studies shared by workers (`crate::study`).
+    r"
+CREATE TABLE pismo_studies (
+    name text PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    best_model bytea,
+    best_accuracy float8,
+    best_loss float8,
+    best_serial integer NOT NULL DEFAULT 0,
+    registered_serial integer NOT NULL DEFAULT 0
+);
+CREATE TABLE pismo_study_events (
+    seq bigserial PRIMARY KEY,
+    study text NOT NULL REFERENCES pismo_studies (name),
+    at timestamptz NOT NULL DEFAULT now(),
+    event text NOT NULL
+);
+CREATE INDEX pismo_study_events_by_study ON pismo_study_events (study, seq);
+CREATE TABLE pismo_trials (
+    study text NOT NULL REFERENCES pismo_studies (name),
+    trial integer NOT NULL CHECK (trial >= 0),
+    params text,
+    worker text NOT NULL,
+    lease_until timestamptz NOT NULL,
+    claims integer NOT NULL DEFAULT 1,
+    ended boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (study, trial)
+);
+",
+];
 
 /// Connections the pool keeps at most (one per busy server thread).
 const POOL_SIZE: u32 = 8;
@@ -110,7 +143,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn config(url: &str) -> Result<postgres::Config, StoreError> {
+pub(crate) fn config(url: &str) -> Result<postgres::Config, StoreError> {
     let mut config: postgres::Config = url.parse().map_err(|e| StoreError {
         message: format!("invalid PostgreSQL URL `{}`: {e}", redact(url)),
     })?;
@@ -124,7 +157,7 @@ fn config(url: &str) -> Result<postgres::Config, StoreError> {
 }
 
 /// Why a database operation failed, in one line: PostgreSQL's own message when it gave one.
-fn describe(e: &postgres::Error) -> String {
+pub(crate) fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None if e.is_closed() => "the connection to the database was lost".to_owned(),
@@ -182,7 +215,7 @@ pub fn migrate(url: &str) -> Result<(i32, i32), StoreError> {
 }
 
 /// The schema version of the database `client` is connected to (0: no pismo schema).
-fn schema_version(client: &mut Client) -> Result<i32, postgres::Error> {
+pub(crate) fn schema_version(client: &mut Client) -> Result<i32, postgres::Error> {
     match client.query("SELECT version FROM pismo_schema", &[]) {
         Ok(rows) => Ok(rows.first().map_or(0, |r| r.get(0))),
         Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(0),

@@ -14,6 +14,7 @@ mod serve;
 mod stores;
 mod styles;
 mod team_store;
+mod team_tune;
 mod training;
 mod tune;
 mod web;

@@ -58,7 +58,7 @@ fn store_migrate_copy_and_the_registry_commands_on_postgres() {
     let out = p.run(&["store", "migrate", "--store", &url]);
     out.expect_code(0);
     assert!(
-        out.stdout.contains("pismo schema v0 → v1"),
+        out.stdout.contains("pismo schema v0 → v2"),
         "{}",
         out.stdout
     );

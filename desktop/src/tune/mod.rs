@@ -8,7 +8,10 @@
 //! `pismo_core::host::tune::driver`, which `pismo serve` runs too.
 //!
 //! A study's journal is `<runs>/studies/NAME.jsonl` and its best model, until it is
-//! registered, `<runs>/studies/NAME.best.pismo`. Flags are checked before MNIST is loaded.
+//! registered, `<runs>/studies/NAME.best.pismo`; with a database as the store (`--store
+//! postgres://…`), both are in the database ([`pismo_store::study`]) and `pismo tune`
+//! processes on any hosts work on the study together. Flags are checked before MNIST is
+//! loaded.
 
 mod display;
 
@@ -21,9 +24,12 @@ use pismo_core::host::mnist::TRAIN_DIGEST;
 use pismo_core::host::registry::{validate_alias, validate_name};
 use pismo_core::host::session;
 use pismo_core::host::tune::driver::{self, Best, Driver, Plan, DEFAULT_EPOCHS, ETA, MIN_EPOCHS};
-use pismo_core::host::tune::journal::{FileJournal, JournalEvent, Replay, StudyStore};
+use pismo_core::host::tune::journal::{
+    FileJournal, JournalEvent, Registration, Replay, StudyStore,
+};
 use pismo_core::host::tune::space::Space;
 use pismo_core::hyper::Hyper;
+use pismo_store::study::{self as shared, Join, OpenError, PgStudy};
 use serde_json::json;
 
 use self::display::Display;
@@ -35,7 +41,7 @@ use crate::{text, CliError};
     subcommand,
     name = "tune",
     example = "pismo tune --budget 10m --parallel 2 --alias best\npismo tune --trials 30 --study lr-search --space space.json\npismo tune --study lr-search --resume --trials 60",
-    note = "Give --budget, --trials or both (whichever ends first; both count the whole study, across resumes). Studies live in <runs>/studies: NAME.jsonl (the journal) and NAME.best.pismo (the best trial's model)."
+    note = "Give --budget, --trials or both (whichever ends first; both count the whole study, across resumes). Studies live in <runs>/studies: NAME.jsonl (the journal) and NAME.best.pismo (the best trial's model). With --store postgres://… (or $PISMO_STORE) the study is kept in the database and several `pismo tune` processes, on any hosts, work on it together: start one with the study's settings, the others with --study NAME --resume. Each claims one trial at a time; a trial whose worker stops sending news for --lease is run again by another, and the last worker out registers the best model."
 )]
 pub struct Args {
     /// time budget of the study, e.g. 90s, 10m, 1h
@@ -88,21 +94,25 @@ pub struct Args {
     /// run records folder (default: $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
+    /// with a study in a database: how long a worker's claim on a trial lasts without news
+    /// from it (default 60s); a dead worker's trial is run again once it has run out
+    #[argh(option)]
+    lease: Option<String>,
 }
 
-/// `90s`, `10m`, `1h30m` as seconds.
-fn parse_budget(text: &str) -> Result<f64, CliError> {
-    let budget = humantime::parse_duration(text).map_err(|e| {
+/// The duration `--{flag}` gives (`90s`, `10m`, `1h30m`), at least a second.
+fn parse_duration(flag: &str, text: &str) -> Result<Duration, CliError> {
+    let duration = humantime::parse_duration(text).map_err(|e| {
         CliError::usage(format!(
-            "invalid --budget `{text}`: {e} (expected e.g. 90s, 10m or 1h)"
+            "invalid --{flag} `{text}`: {e} (expected e.g. 90s, 10m or 1h)"
         ))
     })?;
-    if budget < Duration::from_secs(1) {
+    if duration < Duration::from_secs(1) {
         return Err(CliError::usage(format!(
-            "--budget {text} is too short: give at least 1s"
+            "--{flag} {text} is too short: give at least 1s"
         )));
     }
-    Ok(budget.as_secs_f64())
+    Ok(duration)
 }
 
 /// The space of a space file, or the default one.
@@ -126,7 +136,11 @@ struct Settings {
 impl Args {
     /// Checks the flags that need no file.
     fn check(&self) -> Result<(Option<f64>, usize, usize), CliError> {
-        let budget = self.budget.as_deref().map(parse_budget).transpose()?;
+        let budget = self
+            .budget
+            .as_deref()
+            .map(|b| parse_duration("budget", b).map(|d| d.as_secs_f64()))
+            .transpose()?;
         if budget.is_none() && self.trials.is_none() {
             return Err(CliError::usage(
                 "give --budget (e.g. 10m) or --trials N, or both",
@@ -160,6 +174,57 @@ impl Args {
             validate_alias(alias)?;
         }
         Ok((budget, self.parallel, (cores / self.parallel).max(1)))
+    }
+
+    /// The store of study `study`: its journal in `studies`, or with a database as the
+    /// store, the study in it (shared with other workers).
+    fn open_study(
+        &self,
+        studies: &std::path::Path,
+        study: &str,
+    ) -> Result<Box<dyn StudyStore>, CliError> {
+        let database = self
+            .registry
+            .is_none()
+            .then(|| pismo_store::store_spec(self.store.as_deref()))
+            .flatten()
+            .filter(|spec| pismo_store::is_database(spec));
+        if let Some(url) = database {
+            let lease = match &self.lease {
+                Some(text) => parse_duration("lease", text)?,
+                None => shared::DEFAULT_LEASE,
+            };
+            let join = if self.resume {
+                Join::Resume
+            } else {
+                Join::Create
+            };
+            return match PgStudy::open(&url, study, join, lease) {
+                Ok(s) => Ok(Box::new(s)),
+                Err(e @ OpenError::Exists(_)) => Err(CliError::usage(e.to_string())),
+                Err(e) => Err(CliError::failed(e.to_string())),
+            };
+        }
+        if self.lease.is_some() {
+            return Err(CliError::usage(
+                "--lease applies to a study kept in a database (--store postgres://…), which several workers share",
+            ));
+        }
+        let journal_path = studies.join(format!("{study}.jsonl"));
+        if self.resume && !journal_path.exists() {
+            return Err(CliError::failed(format!(
+                "no study `{study}` to resume: {} does not exist",
+                journal_path.display()
+            )));
+        }
+        let journal = FileJournal::open(studies, study).map_err(CliError::failed)?;
+        if !self.resume && !journal.is_empty().map_err(CliError::failed)? {
+            return Err(CliError::usage(format!(
+                "study `{study}` exists ({}): add --resume to carry it on, or choose another --study",
+                journal.path().display()
+            )));
+        }
+        Ok(Box::new(journal))
     }
 
     /// The settings of a new study, checked.
@@ -236,34 +301,20 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let runs = crate::runs(&args.runs);
     let registry = crate::registry(&args.registry, &args.store)?;
     let data_dir = crate::data_dir(&args.data);
-    let studies = runs.dir().join("studies");
     let study = args.study.clone().unwrap_or_else(|| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         driver::default_study_name(now)
     });
-    let journal_path = studies.join(format!("{study}.jsonl"));
-    if args.resume && !journal_path.exists() {
-        return Err(CliError::failed(format!(
-            "no study `{study}` to resume: {} does not exist",
-            journal_path.display()
-        )));
-    }
     // A fresh study's settings are checked before its journal is made.
     let fresh = if args.resume {
         None
     } else {
         Some(args.fresh()?)
     };
-    let mut journal = FileJournal::open(&studies, &study).map_err(CliError::failed)?;
-    if !args.resume && !journal.is_empty().map_err(CliError::failed)? {
-        return Err(CliError::usage(format!(
-            "study `{study}` exists ({}): add --resume to carry it on, or choose another --study",
-            journal.path().display()
-        )));
-    }
-    let events = journal.events().map_err(CliError::failed)?;
+    let mut store = args.open_study(&runs.dir().join("studies"), &study)?;
+    let events = store.events().map_err(CliError::failed)?;
     let replay = Replay::of(&events);
     let settings = match fresh {
         Some(s) => s,
@@ -285,7 +336,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
         data_dir: data_dir.clone(),
         dataset: TRAIN_DIGEST.to_owned(),
         corpora_dir: corpora::default_dir(),
-        best_file: studies.join(format!("{study}.best.pismo")),
     };
     let limit = match (args.trials, &args.budget) {
         (Some(n), Some(b)) => format!("{n} trials or {b}"),
@@ -295,7 +345,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     };
     eprintln!(
         "study {study} ({}): {parallel} trial{} at once, {threads} thread{} each, rungs at epochs {:?} of {}",
-        journal.path().display(),
+        store.location(),
         if parallel == 1 { "" } else { "s" },
         if threads == 1 { "" } else { "s" },
         pismo_core::host::tune::asha::Asha::new(MIN_EPOCHS, ETA, plan.base.epochs).rungs(),
@@ -307,9 +357,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
     // The first Ctrl-C ends the study (running trials stop, the best is kept).
     let interrupted = crate::interrupt::first_stops("stopping the study");
     let display = Display::new(&study, limit, args.json);
-    let store: Box<dyn StudyStore> = Box::new(journal);
     let driver = Driver::new(&plan, store, display, &interrupted)?;
-    let outcome = driver.run(&train, test.as_ref(), &registry, &runs)?;
+    let (outcome, mut store) = driver.run(&train, test.as_ref(), &registry, &runs)?;
 
     let Some(best) = outcome.best else {
         let line = format!(
@@ -331,7 +380,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let model = if args.alias.is_empty() {
         None
     } else {
-        Some(register_best(&plan, &args.alias, &registry, &runs)?)
+        register_best(&plan, store.as_mut(), &args.alias, &registry, &runs)?
     };
     let command = train_command(&plan, &best, &model_name);
     if args.json {
@@ -373,16 +422,34 @@ pub fn run(args: Args) -> Result<(), CliError> {
     crate::out(&summary)
 }
 
-/// Registers the best trial's model, points the aliases at it and records it in the trial's
-/// run; its id.
+/// Registers the study's best model, points the aliases at it and records it in the trial's
+/// run; its id. Of a shared study's workers only the last one out registers it (the others
+/// say so and return none).
 fn register_best(
     plan: &Plan,
+    store: &mut dyn StudyStore,
     aliases: &[String],
     registry: &pismo_core::host::registry::Registry,
     runs: &pismo_core::host::runs::Runs,
-) -> Result<String, CliError> {
-    let id = driver::register_best(&plan.best_file, &plan.model_name, aliases, registry, runs)?;
-    Ok(id.to_string())
+) -> Result<Option<String>, CliError> {
+    let study = &plan.study;
+    match store.take_registration().map_err(CliError::failed)? {
+        Registration::Register(bytes) => {
+            let id = driver::register_best(&bytes, &plan.model_name, aliases, registry, runs)?;
+            Ok(Some(id.to_string()))
+        }
+        Registration::NoModel => Ok(None),
+        Registration::OthersRunning => {
+            eprintln!(
+                "other workers still run trials of study {study}: the last of them to finish registers its best model"
+            );
+            Ok(None)
+        }
+        Registration::AlreadyRegistered => {
+            eprintln!("study {study}'s best model was registered already, by another worker");
+            Ok(None)
+        }
+    }
 }
 
 /// The `pismo train` command line that trains the best trial's settings.

@@ -1,13 +1,16 @@
 //! The study driver: `parallel` worker threads, each running one trial at a time as an
-//! ordinary training session on MNIST loaded once.
+//! ordinary training session on MNIST loaded once. Other processes may work on the same
+//! study through a shared [`StudyStore`] (PostgreSQL): everything the driver decides is
+//! read from the store's events, so it counts their trials as its own.
 //!
-//! A free worker takes the next trial under the study's lock: first a trial an earlier
-//! session left unfinished (it runs again from the start), else a new point TPE suggests from
-//! every trial that has ended so far. Each epoch's validation accuracy goes to ASHA; when it
-//! says stop, the session is told to stop at once and the slot is free. Every event is
-//! appended to the study's journal (fsynced) before the trial goes on. The best trial's
-//! model is written to the study's best-model file before its end is journalled, so a
-//! resumed study still has it.
+//! A free worker claims the next trial from the store under the driver's lock: first a trial
+//! left unfinished (by an earlier session, or by a worker whose lease ran out: it runs again
+//! from the start), else a new number, whose point TPE suggests from every trial of the
+//! study that has ended so far. Each epoch's validation accuracy is appended to the store
+//! and judged by ASHA against every trial's scores at that rung; when it says stop, the
+//! session is told to stop at once and the slot is free. Every event is appended to the
+//! store (durably) before the trial goes on. The best trial's model is kept in the store
+//! before its end is appended, so a resumed study still has it.
 //!
 //! The study halts when the trial limit is reached, the time budget is spent, when its stop
 //! flag is set (Ctrl-C in `pismo tune`, Stop on the web page), or when the journal, the
@@ -18,15 +21,14 @@
 //! `pismo tune`'s terminal table and `--json` lines are one, the server's event stream
 //! another.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::format::Meta;
-use crate::host::atomic::replace_atomic;
 use crate::host::mnist::Dataset;
 use crate::host::model::AnyMlp;
 use crate::host::recipe::Recipe;
@@ -35,11 +37,11 @@ use crate::host::runs::Runs;
 use crate::host::session::{self, ModelMeta, SessionEvent, TrainRequest};
 use crate::host::trainer::Event;
 use crate::hyper::{Hyper, Metrics};
-use crate::rng::Rng;
+use crate::rng::{hash3, Rng};
 use serde::Serialize;
 
 use super::asha::{Asha, Decision};
-use super::journal::{JournalEvent, Replay, StoreError, StudyStore, TrialState};
+use super::journal::{Claim, JournalEvent, Replay, StoreError, StudyStore, TrialState};
 use super::space::{Space, SpaceError};
 use super::tpe::{Observation, Tpe};
 use crate::host::registry::{ModelId, RegistryError};
@@ -49,8 +51,14 @@ use crate::host::runs::RunsError;
 pub const MIN_EPOCHS: u32 = 1;
 /// Successive halving's reduction factor: about one trial in three passes each rung.
 pub const ETA: u32 = 3;
+/// The random stream of trial settings (a trial's suggestion draws from
+/// `hash3(seed, TRIAL_STREAM, trial)`).
+const TRIAL_STREAM: u64 = 0x7472_6961_6c73;
 /// Epochs of a trial that is never stopped (the top rung), unless a study says otherwise.
 pub const DEFAULT_EPOCHS: u32 = 8;
+/// How long a worker waits before asking again for a trial when every trial left is
+/// claimed by other workers.
+const CLAIM_RETRY: Duration = Duration::from_millis(500);
 
 /// The name of a study started at `unix_secs` that was given none: `study-YYYYMMDD-HHMMSS`.
 pub fn default_study_name(unix_secs: u64) -> String {
@@ -89,8 +97,6 @@ pub struct Plan {
     pub dataset: String,
     /// Shipped corpora folder.
     pub corpora_dir: PathBuf,
-    /// Where the best trial's model is kept until it is registered.
-    pub best_file: PathBuf,
 }
 
 /// The best trial so far: highest validation accuracy, ties broken by the lower loss.
@@ -137,8 +143,8 @@ pub struct Outcome {
 pub enum TuneError {
     /// The journal could not be read or written.
     Store(StoreError),
-    /// The best-model file could not be read or written.
-    BestFile(String),
+    /// The best model could not be read.
+    BestModel(String),
     /// The best model could not be registered (or an alias set).
     Registry(RegistryError),
     /// The best trial's run record could not be updated.
@@ -149,7 +155,7 @@ impl std::fmt::Display for TuneError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TuneError::Store(e) => e.fmt(f),
-            TuneError::BestFile(e) => f.write_str(e),
+            TuneError::BestModel(e) => f.write_str(e),
             TuneError::Registry(e) => e.fmt(f),
             TuneError::Runs(e) => e.fmt(f),
         }
@@ -197,7 +203,7 @@ pub trait Observer: Send {
     ) -> Result<(), Self::Error>;
     /// A trial was stopped because the study is ending (it stays unfinished).
     fn stopped(&mut self, trial: u32, elapsed: f64);
-    /// A new best trial (its model is in the best-model file).
+    /// A new best trial (its model is kept in the study's store).
     fn best(&mut self, best: &Best) -> Result<(), Self::Error>;
     /// The study session is over.
     fn end(&mut self);
@@ -212,17 +218,12 @@ struct Ticket {
 /// The study's mutable state, behind one lock.
 struct State<O: Observer> {
     store: Box<dyn StudyStore>,
-    asha: Asha,
-    history: Vec<Observation>,
-    rng: Rng,
-    queue: VecDeque<Ticket>,
-    next_trial: u32,
-    ended: u32,
+    /// Trials this process runs now.
     running: usize,
+    /// The best trial this process knows of (the store's, when it last looked, or better).
     best: Option<Best>,
     observer: O,
-    /// The first failure of the journal, the best-model file or the observer: it halts the
-    /// study.
+    /// The first failure of the store or the observer: it halts the study.
     error: Option<O::Error>,
     cut_short: bool,
 }
@@ -267,37 +268,12 @@ impl<'a, O: Observer> Driver<'a, O> {
                 })
                 .map_err(TuneError::Store)?;
         }
-        let mut asha = Asha::new(plan.min_epochs, plan.eta, plan.base.epochs);
-        let mut history = Vec::new();
-        for t in &replay.finished {
-            for &(epoch, score) in &t.curve {
-                asha.report(epoch, score);
-            }
-            if let Some(score) = t.score {
-                history.push(Observation {
-                    point: point_of(&plan.space, &t.values),
-                    score,
-                });
-            }
-        }
-        let best = read_best(&plan.best_file, &replay);
-        let queue = replay
-            .interrupted
-            .iter()
-            .map(|(trial, values)| Ticket {
-                trial: *trial,
-                values: values.clone(),
-            })
-            .collect();
+        let best = read_best(
+            store.best_model().map_err(TuneError::Store)?.as_deref(),
+            &replay,
+        );
         let state = State {
             store,
-            asha,
-            history,
-            // A resumed study draws on from another point of the sequence than it began.
-            rng: Rng::new(plan.seed ^ (u64::from(replay.next_trial) << 32)),
-            queue,
-            next_trial: replay.next_trial,
-            ended: replay.finished.len() as u32,
             running: 0,
             best,
             observer,
@@ -332,14 +308,15 @@ impl<'a, O: Observer> Driver<'a, O> {
         state.error.is_some() || self.interrupted.load(Ordering::Relaxed) || self.budget_spent()
     }
 
-    /// Runs the study until it ends; the best trial and the counts.
+    /// Runs the study until it ends; the best trial and the counts, and the study's store
+    /// back (to register its best model).
     pub fn run(
         self,
         train: &Dataset,
         test: Option<&Dataset>,
         registry: &Registry,
         runs: &Runs,
-    ) -> Result<Outcome, O::Error> {
+    ) -> Result<(Outcome, Box<dyn StudyStore>), O::Error> {
         {
             let mut state = self.lock();
             let elapsed = self.elapsed();
@@ -355,56 +332,134 @@ impl<'a, O: Observer> Driver<'a, O> {
                 });
             }
         });
-        let state = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        // The study as the store has it now: other workers' trials included.
+        let events = state.store.events().map_err(TuneError::Store);
+        let best_model = state.store.best_model().map_err(TuneError::Store);
         let mut observer = state.observer;
         observer.end();
         if let Some(e) = state.error {
             return Err(e);
         }
-        Ok(Outcome {
-            ended: state.ended,
-            best: state.best,
+        let replay = Replay::of(&events?);
+        let best = read_best(best_model?.as_deref(), &replay).or(state.best);
+        let outcome = Outcome {
+            ended: replay.finished.len() as u32,
+            best,
             elapsed: self.before + self.began.elapsed().as_secs_f64(),
             cut_short: state.cut_short,
-        })
+        };
+        Ok((outcome, state.store))
     }
 
-    /// The next trial to run, if the study goes on.
+    /// The next trial to run, if the study goes on: claimed in the store, waiting while
+    /// other workers hold every trial that is left.
     fn take(&self) -> Option<Ticket> {
-        let mut state = self.lock();
-        if self.halting(&state) {
-            return None;
-        }
-        if let Some(limit) = self.plan.trials {
-            if state.ended + state.running as u32 >= limit {
+        loop {
+            let mut state = self.lock();
+            if self.halting(&state) {
                 return None;
             }
-        }
-        let ticket = match state.queue.pop_front() {
-            Some(t) => t,
-            None => {
-                let state = &mut *state;
-                let point =
-                    Tpe::default().suggest(&self.plan.space, &state.history, &mut state.rng);
-                let trial = state.next_trial;
-                state.next_trial += 1;
-                Ticket {
-                    trial,
-                    values: self.plan.space.values(&point),
+            let claim = match state.store.claim(self.plan.trials) {
+                Ok(claim) => claim,
+                Err(e) => {
+                    state.error.get_or_insert(TuneError::Store(e).into());
+                    return None;
                 }
-            }
-        };
-        state.running += 1;
-        Some(ticket)
+            };
+            let ticket = match claim {
+                Claim::Done => return None,
+                Claim::Wait => {
+                    drop(state);
+                    std::thread::sleep(CLAIM_RETRY);
+                    continue;
+                }
+                Claim::Rerun { trial, values } => Ticket { trial, values },
+                Claim::New { trial } => match self.suggest(&mut state, trial) {
+                    Ok(values) => Ticket { trial, values },
+                    Err(e) => {
+                        state.error.get_or_insert(TuneError::Store(e).into());
+                        return None;
+                    }
+                },
+            };
+            state.running += 1;
+            return Some(ticket);
+        }
     }
 
-    /// Appends `event` to the journal; a failure halts the study.
-    fn journal(&self, state: &mut State<O>, event: &JournalEvent) {
-        if state.error.is_some() {
-            return;
+    /// The settings of new trial `trial`: TPE's point from every trial of the study that has
+    /// ended, drawn with the trial's own random stream (so workers never share one).
+    fn suggest(
+        &self,
+        state: &mut State<O>,
+        trial: u32,
+    ) -> Result<BTreeMap<String, f64>, StoreError> {
+        let replay = Replay::of(&state.store.events()?);
+        let history: Vec<Observation> = replay
+            .finished
+            .iter()
+            .filter_map(|t| {
+                t.score.map(|score| Observation {
+                    point: point_of(&self.plan.space, &t.values),
+                    score,
+                })
+            })
+            .collect();
+        let mut rng = Rng::new(hash3(self.plan.seed, TRIAL_STREAM, u64::from(trial)));
+        let point = Tpe::default().suggest(&self.plan.space, &history, &mut rng);
+        Ok(self.plan.space.values(&point))
+    }
+
+    /// ASHA's decision on `trial`'s `score` at `epoch` (already in the store), against
+    /// every score the study's trials have reached that epoch with: ended trials' and the
+    /// running ones', on every worker.
+    fn judge(
+        &self,
+        state: &mut State<O>,
+        trial: u32,
+        epoch: u32,
+        score: f64,
+    ) -> Result<Decision, StoreError> {
+        let replay = Replay::of(&state.store.events()?);
+        let mut asha = Asha::new(self.plan.min_epochs, self.plan.eta, self.plan.base.epochs);
+        let finished = replay.finished.iter().map(|t| (t.trial, &t.curve));
+        let open = replay.open.iter().map(|t| (t.trial, &t.curve));
+        for (other, curve) in finished.chain(open) {
+            for &(e, s) in curve {
+                if (other, e) != (trial, epoch) {
+                    asha.report(e, s);
+                }
+            }
         }
-        if let Err(e) = state.store.append(event) {
-            state.error = Some(TuneError::Store(e).into());
+        Ok(asha.report(epoch, score))
+    }
+
+    /// Appends `event` to the store; false if this worker lost the trial's claim (another
+    /// worker runs it now). Any other failure halts the study.
+    fn journal(&self, state: &mut State<O>, event: &JournalEvent) -> bool {
+        if state.error.is_some() {
+            return true;
+        }
+        match state.store.append(event) {
+            Ok(()) => true,
+            Err(StoreError::Lost(_)) => false,
+            Err(e) => {
+                state.error = Some(TuneError::Store(e).into());
+                true
+            }
+        }
+    }
+
+    /// Tells the store this worker still runs `trial`; false if it lost the claim.
+    fn renew(&self, state: &mut State<O>, trial: u32) -> bool {
+        match state.store.renew(trial) {
+            Ok(()) => true,
+            Err(StoreError::Lost(_)) => false,
+            Err(e) => {
+                state.error.get_or_insert(TuneError::Store(e).into());
+                true
+            }
         }
     }
 
@@ -449,6 +504,7 @@ impl<'a, O: Observer> Driver<'a, O> {
         };
         let mut pruned = false;
         let mut halted = false;
+        let mut lost = false;
         let mut epochs = 0;
         let mut run_id = String::new();
         let result = session::run_with_data(
@@ -463,7 +519,7 @@ impl<'a, O: Observer> Driver<'a, O> {
                 match event {
                     SessionEvent::Started { run_id: id } => {
                         run_id = id.to_owned();
-                        self.journal(
+                        lost |= !self.journal(
                             &mut state,
                             &JournalEvent::Started {
                                 trial,
@@ -480,7 +536,7 @@ impl<'a, O: Observer> Driver<'a, O> {
                         epochs = r.epoch;
                         let score = f64::from(r.val_accuracy);
                         let elapsed = self.elapsed();
-                        self.journal(
+                        lost |= !self.journal(
                             &mut state,
                             &JournalEvent::Epoch {
                                 trial,
@@ -493,21 +549,29 @@ impl<'a, O: Observer> Driver<'a, O> {
                             .observer
                             .epoch(trial, r.epoch, r.epochs, score, elapsed);
                         Self::show(&mut state, shown);
-                        if state.asha.report(r.epoch, score) == Decision::Stop && r.epoch < r.epochs
-                        {
-                            pruned = true;
-                            return ControlFlow::Break(());
+                        if !lost && r.epoch < r.epochs {
+                            match self.judge(&mut state, trial, r.epoch, score) {
+                                Ok(Decision::Stop) => {
+                                    pruned = true;
+                                    return ControlFlow::Break(());
+                                }
+                                Ok(Decision::Continue) => {}
+                                Err(e) => {
+                                    state.error.get_or_insert(TuneError::Store(e).into());
+                                }
+                            }
                         }
                     }
                     SessionEvent::Train(Event::Batch { epoch, done, total }) => {
                         let elapsed = self.elapsed();
                         state.observer.batch(trial, epoch, done, total, elapsed);
+                        lost |= !self.renew(&mut state, trial);
                     }
                     SessionEvent::Train(Event::Log(_))
                     | SessionEvent::Line(_)
                     | SessionEvent::Registered { .. } => {}
                 }
-                if self.halting(&state) {
+                if lost || self.halting(&state) {
                     halted = true;
                     return ControlFlow::Break(());
                 }
@@ -516,6 +580,12 @@ impl<'a, O: Observer> Driver<'a, O> {
         );
         let mut state = self.lock();
         match result {
+            _ if lost => {
+                // Another worker runs it now (this one's lease ran out): nothing to end.
+                state.running -= 1;
+                let elapsed = self.elapsed();
+                state.observer.stopped(trial, elapsed);
+            }
             Err(e) if run_id.is_empty() => {
                 self.fail_unstarted(&mut state, trial, &values, epochs, &e.to_string());
             }
@@ -531,7 +601,11 @@ impl<'a, O: Observer> Driver<'a, O> {
                 );
             }
             Ok(_) if halted && !pruned => {
-                // Stopped by Ctrl-C, the budget or a failure: unfinished, a resume reruns it.
+                // Stopped by Ctrl-C, the budget or a failure: unfinished, given up so that
+                // another worker or a resume runs it again.
+                if let Err(e) = state.store.release(trial) {
+                    state.error.get_or_insert(TuneError::Store(e).into());
+                }
                 state.running -= 1;
                 state.cut_short = true;
                 let elapsed = self.elapsed();
@@ -550,23 +624,24 @@ impl<'a, O: Observer> Driver<'a, O> {
                         elapsed: self.elapsed(),
                     };
                     if candidate.beats(state.best.as_ref()) {
-                        match self.keep_best(model, &request.hyper, m, &finished.run_id) {
-                            Ok(()) => {
+                        let bytes = self.encode_best(model, &request.hyper, m, &finished.run_id);
+                        match state.store.keep_best(
+                            &bytes,
+                            candidate.val_accuracy,
+                            candidate.val_loss,
+                        ) {
+                            Ok(true) => {
                                 let shown = state.observer.best(&candidate);
                                 Self::show(&mut state, shown);
                                 state.best = Some(candidate);
                             }
+                            // Another worker's trial did better.
+                            Ok(false) => {}
                             Err(e) => {
-                                state.error.get_or_insert(e.into());
+                                state.error.get_or_insert(TuneError::Store(e).into());
                             }
                         }
                     }
-                }
-                if let Some(score) = score {
-                    state.history.push(Observation {
-                        point: point_of(&self.plan.space, &values),
-                        score,
-                    });
                 }
                 let how = if pruned {
                     TrialState::Pruned
@@ -600,7 +675,7 @@ impl<'a, O: Observer> Driver<'a, O> {
             values: values.clone(),
             run_id: String::new(),
         };
-        self.journal(state, &started);
+        let _ = self.journal(state, &started);
         self.end(state, trial, TrialState::Failed, None, epochs, Some(error));
     }
 
@@ -615,7 +690,7 @@ impl<'a, O: Observer> Driver<'a, O> {
         error: Option<&str>,
     ) {
         let elapsed = self.elapsed();
-        self.journal(
+        let _ = self.journal(
             state,
             &JournalEvent::Ended {
                 trial,
@@ -626,24 +701,23 @@ impl<'a, O: Observer> Driver<'a, O> {
             },
         );
         state.running -= 1;
-        state.ended += 1;
         let shown = state
             .observer
             .ended(trial, how, score, epochs, error, elapsed);
         Self::show(state, shown);
     }
 
-    /// Writes the best trial's model to the study's best-model file (atomically).
-    fn keep_best(
+    /// The model file of a trial that may be the study's best (not registered yet: its
+    /// version is given when it is).
+    fn encode_best(
         &self,
         model: &AnyMlp,
         hyper: &Hyper,
         metrics: Metrics,
         run_id: &str,
-    ) -> Result<(), TuneError> {
+    ) -> Vec<u8> {
         let meta = Meta {
             name: &self.plan.model_name,
-            // Not registered yet: the version is given when it is.
             version: 0,
             created_unix: 0,
             hyper: *hyper,
@@ -653,12 +727,7 @@ impl<'a, O: Observer> Driver<'a, O> {
             parent: "",
             deskew: model.deskew(),
         };
-        replace_atomic(&self.plan.best_file, &model.encode(&meta)).map_err(|e| {
-            TuneError::BestFile(format!(
-                "cannot write {}: {e}",
-                self.plan.best_file.display()
-            ))
-        })
+        model.encode(&meta)
     }
 }
 
@@ -674,12 +743,11 @@ fn point_of(space: &Space, values: &BTreeMap<String, f64>) -> Vec<f64> {
         .collect()
 }
 
-/// The best trial of the sessions before, from the best-model file and the journal: the
-/// file's run must be a trial that ended (a crash between the two writes leaves a file
-/// whose trial runs again).
-pub fn read_best(best_file: &Path, replay: &Replay) -> Option<Best> {
-    let bytes = std::fs::read(best_file).ok()?;
-    let (_, model) = AnyMlp::decode(&bytes).ok()?;
+/// The best trial so far, from the study's best model and its journal: the model's run
+/// must be a trial that ended (a crash between the two writes leaves a model whose trial
+/// runs again).
+pub fn read_best(best_model: Option<&[u8]>, replay: &Replay) -> Option<Best> {
+    let (_, model) = AnyMlp::decode(best_model?).ok()?;
     let meta = model.meta;
     let t = replay.finished.iter().find(|t| t.run_id == meta.run_id)?;
     Some(Best {
@@ -692,19 +760,18 @@ pub fn read_best(best_file: &Path, replay: &Replay) -> Option<Best> {
     })
 }
 
-/// Registers the model of a study's best-model file as the next version of `name`, points
-/// `aliases` at it and records it in the trial's run record; its id.
+/// Registers a study's best model (`bytes`, from its store) as the next version of `name`,
+/// points `aliases` at it and records it in the trial's run record if this host has it
+/// (a shared study's trial may have run on another); its id.
 pub fn register_best(
-    best_file: &Path,
+    bytes: &[u8],
     name: &str,
     aliases: &[String],
     registry: &Registry,
     runs: &Runs,
 ) -> Result<ModelId, TuneError> {
-    let bytes = std::fs::read(best_file)
-        .map_err(|e| TuneError::BestFile(format!("cannot read {}: {e}", best_file.display())))?;
-    let (model, file) = AnyMlp::decode(&bytes)
-        .map_err(|e| TuneError::BestFile(format!("{}: {e}", best_file.display())))?;
+    let (model, file) = AnyMlp::decode(bytes)
+        .map_err(|e| TuneError::BestModel(format!("the study's best model: {e}")))?;
     let run_id = file.meta.run_id.to_owned();
     let (id, _) = session::register(
         registry,
@@ -723,8 +790,10 @@ pub fn register_best(
             .set_alias(alias, &id)
             .map_err(TuneError::Registry)?;
     }
-    runs.set_model(&run_id, &id).map_err(TuneError::Runs)?;
-    Ok(id)
+    match runs.set_model(&run_id, &id) {
+        Ok(()) | Err(RunsError::NotFound { .. }) => Ok(id),
+        Err(e) => Err(TuneError::Runs(e)),
+    }
 }
 
 /// Refuses a space with a point that cannot train with `base` (tried on 32 random points, so

@@ -1,5 +1,7 @@
-//! A study's storage: an append-only journal of events, behind the small [`StudyStore`]
-//! interface so that another store (a database shared by many machines) can hold it later.
+//! A study's storage: an append-only journal of events, its trial claims and its best
+//! model, behind the [`StudyStore`] interface. Two stores implement it: [`FileJournal`]
+//! here (one process runs the study) and `pismo-store`'s PostgreSQL study, which workers on
+//! many hosts share (claims there are leases that expire).
 //!
 //! [`FileJournal`] keeps one JSON event per line in `<dir>/<study>.jsonl`, each fsynced
 //! before the trial goes on, and holds an exclusive OS lock on it while a study runs (a
@@ -108,6 +110,10 @@ pub enum StoreError {
     Io(PathBuf, io::Error),
     /// Another process runs this study.
     Busy(PathBuf),
+    /// A shared store (a database) failed; the message names it.
+    Shared(String),
+    /// This worker's claim on the trial ran out and another worker took the trial.
+    Lost(u32),
     /// A line other than a torn last one does not parse.
     Corrupt {
         /// The journal.
@@ -128,6 +134,11 @@ impl std::fmt::Display for StoreError {
                 "study journal {} is in use by another `pismo tune`; wait for it or stop it",
                 p.display()
             ),
+            StoreError::Shared(message) => f.write_str(message),
+            StoreError::Lost(trial) => write!(
+                f,
+                "trial {trial} was taken over by another worker (this worker's lease on it ran out)"
+            ),
             StoreError::Corrupt { path, line, why } => write!(
                 f,
                 "study journal {} is corrupt at line {line}: {why}",
@@ -139,19 +150,98 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// Where a study's events are kept: a journal file today, a shared database later.
+/// What a worker may run next, as [`StudyStore::claim`] answers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// A trial that started and never ended (its worker stopped or died): run it again from
+    /// the start, with its settings.
+    Rerun {
+        /// Trial number.
+        trial: u32,
+        /// Its settings.
+        values: BTreeMap<String, f64>,
+    },
+    /// A new trial number; the worker chooses its settings.
+    New {
+        /// Trial number.
+        trial: u32,
+    },
+    /// Every trial left is claimed by other workers, which may still give one up: ask again
+    /// shortly.
+    Wait,
+    /// The trial limit is reached: nothing is left to run.
+    Done,
+}
+
+/// Whether the worker that asks is the one to register the study's best model now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Registration {
+    /// Yes: these are the best model's bytes.
+    Register(Vec<u8>),
+    /// No trial has kept a model.
+    NoModel,
+    /// Other workers still run trials of the study: the last one out registers.
+    OthersRunning,
+    /// This best model was registered already (by another worker).
+    AlreadyRegistered,
+}
+
+/// Where a study is kept: its events, which worker runs which trial, and its best model.
 pub trait StudyStore: Send {
+    /// Where the study is kept, for messages (a journal's path, a database without password).
+    fn location(&self) -> String;
     /// Every event so far, in order.
     fn events(&mut self) -> Result<Vec<JournalEvent>, StoreError>;
-    /// Appends one event durably (it survives a crash once this returns).
+    /// Appends one event durably (it survives a crash once this returns). An event of a trial
+    /// whose claim this worker lost is refused with [`StoreError::Lost`].
     fn append(&mut self, event: &JournalEvent) -> Result<(), StoreError>;
+    /// Claims the next trial for this worker: a trial left unfinished first, else a new
+    /// number; [`Claim::Done`] once `limit` trials have ended or are claimed.
+    fn claim(&mut self, limit: Option<u32>) -> Result<Claim, StoreError>;
+    /// Tells the store this worker still runs `trial` (it may be called often: a store
+    /// decides how often to write); [`StoreError::Lost`] if the claim was lost.
+    fn renew(&mut self, trial: u32) -> Result<(), StoreError>;
+    /// Gives `trial` up unfinished (the study is stopping here): another worker, or a
+    /// resume, runs it again.
+    fn release(&mut self, trial: u32) -> Result<(), StoreError>;
+    /// The study's best model, if a trial kept one.
+    fn best_model(&mut self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keeps `model` as the study's best unless the kept one is better (higher validation
+    /// accuracy, ties: lower loss); whether it was kept.
+    fn keep_best(
+        &mut self,
+        model: &[u8],
+        val_accuracy: f64,
+        val_loss: f64,
+    ) -> Result<bool, StoreError>;
+    /// Whether this worker registers the best model now (see [`Registration`]); a
+    /// [`Registration::Register`] answer is given once per best model.
+    fn take_registration(&mut self) -> Result<Registration, StoreError>;
+}
+
+/// The best-model file beside study `name`'s journal in `dir`.
+pub fn best_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.best.pismo"))
+}
+
+/// Trial claims of a journal's one process: trials the journal left unfinished are run
+/// again first, then new numbers.
+#[derive(Debug)]
+struct Claims {
+    unfinished: std::collections::VecDeque<(u32, BTreeMap<String, f64>)>,
+    next_trial: u32,
+    ended: u32,
+    claimed: std::collections::BTreeSet<u32>,
 }
 
 /// A study journal file, locked while open.
 #[derive(Debug)]
 pub struct FileJournal {
     path: PathBuf,
+    best: PathBuf,
     file: File,
+    /// Made from the events at the first claim.
+    claims: Option<Claims>,
 }
 
 impl FileJournal {
@@ -171,7 +261,12 @@ impl FileJournal {
             Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Busy(path)),
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
         }
-        let mut journal = FileJournal { path, file };
+        let mut journal = FileJournal {
+            best: best_file(dir, name),
+            path,
+            file,
+            claims: None,
+        };
         journal.drop_torn_tail()?;
         Ok(journal)
     }
@@ -258,6 +353,10 @@ pub fn in_use(dir: &Path, name: &str) -> bool {
 }
 
 impl StudyStore for FileJournal {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn events(&mut self) -> Result<Vec<JournalEvent>, StoreError> {
         let text = self.read_all()?;
         parse_events(&self.path, &text, false)
@@ -269,7 +368,79 @@ impl StudyStore for FileJournal {
         self.file
             .write_all(line.as_bytes())
             .and_then(|_| self.file.sync_data())
-            .map_err(|e| StoreError::Io(self.path.clone(), e))
+            .map_err(|e| StoreError::Io(self.path.clone(), e))?;
+        if let (JournalEvent::Ended { trial, .. }, Some(claims)) = (event, &mut self.claims) {
+            if claims.claimed.remove(trial) {
+                claims.ended += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn claim(&mut self, limit: Option<u32>) -> Result<Claim, StoreError> {
+        if self.claims.is_none() {
+            let replay = Replay::of(&self.events()?);
+            self.claims = Some(Claims {
+                unfinished: replay.interrupted.into_iter().collect(),
+                next_trial: replay.next_trial,
+                ended: replay.finished.len() as u32,
+                claimed: Default::default(),
+            });
+        }
+        let claims = self.claims.as_mut().expect("made above");
+        // This process holds every claim, so a claimed trial never frees up for another.
+        if limit.is_some_and(|n| claims.ended + claims.claimed.len() as u32 >= n) {
+            return Ok(Claim::Done);
+        }
+        let claim = match claims.unfinished.pop_front() {
+            Some((trial, values)) => Claim::Rerun { trial, values },
+            None => {
+                claims.next_trial += 1;
+                Claim::New {
+                    trial: claims.next_trial - 1,
+                }
+            }
+        };
+        if let Claim::Rerun { trial, .. } | Claim::New { trial } = claim {
+            claims.claimed.insert(trial);
+        }
+        Ok(claim)
+    }
+
+    fn renew(&mut self, _trial: u32) -> Result<(), StoreError> {
+        // The journal's lock is this process's claim on every trial.
+        Ok(())
+    }
+
+    fn release(&mut self, trial: u32) -> Result<(), StoreError> {
+        // It stays unfinished in the journal: the next session runs it again.
+        if let Some(claims) = &mut self.claims {
+            claims.claimed.remove(&trial);
+        }
+        Ok(())
+    }
+
+    fn best_model(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        match std::fs::read(&self.best) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io(self.best.clone(), e)),
+        }
+    }
+
+    fn keep_best(&mut self, model: &[u8], _accuracy: f64, _loss: f64) -> Result<bool, StoreError> {
+        // One process runs the study, and its driver keeps the best in memory: the
+        // comparison was made there.
+        crate::host::atomic::replace_atomic(&self.best, model)
+            .map_err(|e| StoreError::Io(self.best.clone(), e))?;
+        Ok(true)
+    }
+
+    fn take_registration(&mut self) -> Result<Registration, StoreError> {
+        Ok(match self.best_model()? {
+            Some(bytes) => Registration::Register(bytes),
+            None => Registration::NoModel,
+        })
     }
 }
 

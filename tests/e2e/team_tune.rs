@@ -1,0 +1,360 @@
+//! One tuning study shared by several `pismo tune` processes through a real PostgreSQL
+//! cluster (issue 15): the workers split the trials between them and none runs twice, the
+//! study ends with every trial it was given, the last worker out registers the best model
+//! once, and a worker killed with SIGKILL mid-trial has its trial run again by another once
+//! its lease has run out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use pismo_core::host::tune::journal::{JournalEvent, Replay};
+use pismo_tests::postgres::{postgres_or_skip, PgCluster};
+use pismo_tests::{full_mnist, Pismo};
+use serde_json::Value;
+
+/// Small networks, so that a trial takes seconds.
+const TINY_SPACE: &str = r#"{"hidden_size": {"choice": [16, 32]},
+    "initial_lr": {"log": [0.01, 0.3]}, "batch_size": {"choice": [32, 64]}}"#;
+
+/// The events of study `study` in database `db`, in order.
+fn events(cluster: &PgCluster, db: &str, study: &str) -> Vec<JournalEvent> {
+    cluster
+        .psql(
+            db,
+            &[("study", study)],
+            "SELECT event FROM pismo_study_events WHERE study = :'study' ORDER BY seq;",
+        )
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("a stored event parses"))
+        .collect()
+}
+
+/// How many times each trial was started.
+fn starts(events: &[JournalEvent]) -> BTreeMap<u32, usize> {
+    let mut starts = BTreeMap::new();
+    for event in events {
+        if let JournalEvent::Started { trial, .. } = event {
+            *starts.entry(*trial).or_default() += 1;
+        }
+    }
+    starts
+}
+
+/// A `pismo tune` worker in `p`'s sandbox with its own runs folder (as if on its own host),
+/// its JSON lines going to `<runs>.jsonl`.
+fn worker(p: &Pismo, runs: &str, args: &[&str]) -> Child {
+    let runs = p.home.join(runs);
+    let out = File::create(runs.with_extension("jsonl")).unwrap();
+    let err = File::create(runs.with_extension("log")).unwrap();
+    p.command(&[&["tune", "--json", "--runs", runs.to_str().unwrap()], args].concat())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .expect("start pismo tune")
+}
+
+/// Waits for `child` (at most `limit`), then returns its exit code, JSON lines and stderr.
+fn finish(p: &Pismo, runs: &str, mut child: Child, limit: Duration) -> (i32, Vec<Value>, String) {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("worker {runs} did not finish in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let path = p.home.join(runs);
+    let stdout = std::fs::read_to_string(path.with_extension("jsonl")).unwrap();
+    let stderr = std::fs::read_to_string(path.with_extension("log")).unwrap();
+    eprintln!("worker {runs} ({status}):\n{stderr}");
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    (status.code().unwrap_or(-1), lines, stderr)
+}
+
+/// The trials a worker's JSON lines say it started.
+fn trials_started(lines: &[Value]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter(|v| v["event"] == "trial_started")
+        .map(|v| v["trial"].as_u64().unwrap())
+        .collect()
+}
+
+/// The `done` line of a worker.
+fn done(lines: &[Value]) -> &Value {
+    lines
+        .iter()
+        .find(|v| v["event"] == "done")
+        .expect("a done line")
+}
+
+/// Waits until `ready` holds of the study's events (polling), or panics after `limit`.
+fn wait_for(
+    cluster: &PgCluster,
+    db: &str,
+    study: &str,
+    limit: Duration,
+    what: &str,
+    ready: impl Fn(&[JournalEvent]) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    while !ready(&events(cluster, db, study)) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A cluster with a migrated database `tune` and a sandbox on the full MNIST with the tiny
+/// space as `space.json`; `None` (skipped, loudly) without PostgreSQL or MNIST.
+fn setup(test: &str) -> Option<(PgCluster, String, Pismo, String)> {
+    let cluster = postgres_or_skip(test)?;
+    let data = full_mnist()?;
+    let url = cluster.create_database("tune");
+    let p = Pismo::new().with_data(data);
+    p.run(&["store", "migrate", "--store", &url]).expect_code(0);
+    let space = p.home.join("space.json");
+    std::fs::write(&space, TINY_SPACE).unwrap();
+    Some((cluster, url, p, space.display().to_string()))
+}
+
+fn registered_models(p: &Pismo, url: &str) -> Vec<String> {
+    p.run(&["models", "list", "--store", url, "--json"])
+        .expect_code(0)
+        .json_lines()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn two_workers_share_a_study_run_each_trial_once_and_register_the_best_once() {
+    let Some((cluster, url, p, space)) =
+        setup("two_workers_share_a_study_run_each_trial_once_and_register_the_best_once")
+    else {
+        return;
+    };
+    const TRIALS: u32 = 8;
+    let first = worker(
+        &p,
+        "runs-a",
+        &[
+            "--store",
+            &url,
+            "--study",
+            "shared",
+            "--trials",
+            "8",
+            "--epochs",
+            "3",
+            "--val-size",
+            "55000",
+            "--space",
+            &space,
+            "--alias",
+            "best",
+        ],
+    );
+    // The second joins once the first has made the study.
+    wait_for(
+        &cluster,
+        "tune",
+        "shared",
+        Duration::from_secs(60),
+        "the study",
+        |e| !e.is_empty(),
+    );
+    let second = worker(
+        &p,
+        "runs-b",
+        &[
+            "--store", &url, "--study", "shared", "--resume", "--trials", "8", "--alias", "best",
+        ],
+    );
+    let (code_a, lines_a, err_a) = finish(&p, "runs-a", first, Duration::from_secs(400));
+    let (code_b, lines_b, err_b) = finish(&p, "runs-b", second, Duration::from_secs(400));
+    assert_eq!((code_a, code_b), (0, 0), "{err_a}\n{err_b}");
+
+    // Each trial ran on one worker, once; both worked; together they ran them all.
+    let (a, b) = (trials_started(&lines_a), trials_started(&lines_b));
+    assert!(!a.is_empty() && !b.is_empty(), "a ran {a:?}, b ran {b:?}");
+    let all: BTreeSet<u64> = a.iter().chain(&b).copied().collect();
+    assert_eq!(
+        all.len(),
+        a.len() + b.len(),
+        "a trial ran twice: {a:?} {b:?}"
+    );
+    assert_eq!(all, (0..u64::from(TRIALS)).collect());
+    let events = events(&cluster, "tune", "shared");
+    assert!(
+        starts(&events).values().all(|&n| n == 1),
+        "{:?}",
+        starts(&events)
+    );
+    let replay = Replay::of(&events);
+    assert!(replay.interrupted.is_empty());
+    assert_eq!(replay.finished.len() as u32, TRIALS, "the study finished");
+    let claims = cluster.psql(
+        "tune",
+        &[],
+        "SELECT count(*), sum(claims), bool_and(ended) FROM pismo_trials WHERE study = 'shared';",
+    );
+    assert_eq!(claims.trim(), "8|8|t", "one claim per trial, all ended");
+
+    // Both report the whole study's best; exactly one registered it.
+    let (done_a, done_b) = (done(&lines_a), done(&lines_b));
+    assert_eq!(done_a["trials"], TRIALS);
+    assert_eq!(done_b["trials"], TRIALS);
+    assert_eq!(done_a["best"]["run_id"], done_b["best"]["run_id"]);
+    let models: Vec<&Value> = [done_a, done_b]
+        .into_iter()
+        .map(|d| &d["model"])
+        .filter(|m| !m.is_null())
+        .collect();
+    assert_eq!(models, vec!["shared@1"], "{done_a}\n{done_b}");
+    assert_eq!(registered_models(&p, &url), vec!["shared@1"]);
+    let shown = p.run(&["models", "show", "best", "--store", &url, "--json"]);
+    let shown = &shown.expect_code(0).json_lines()[0];
+    assert_eq!(shown["id"], "shared@1");
+    let best_accuracy = done_a["best"]["val_accuracy"].as_f64().unwrap();
+    let best_of_trials = replay
+        .finished
+        .iter()
+        .filter_map(|t| t.score)
+        .fold(0.0, f64::max);
+    assert!((best_accuracy - best_of_trials).abs() < 1e-6);
+}
+
+#[test]
+fn a_worker_killed_mid_trial_has_its_trial_run_again_after_its_lease() {
+    let Some((cluster, url, p, space)) =
+        setup("a_worker_killed_mid_trial_has_its_trial_run_again_after_its_lease")
+    else {
+        return;
+    };
+    let mut doomed = worker(
+        &p,
+        "runs-doomed",
+        &[
+            "--store",
+            &url,
+            "--study",
+            "lease",
+            "--trials",
+            "4",
+            "--epochs",
+            "3",
+            "--val-size",
+            "55000",
+            "--space",
+            &space,
+            "--lease",
+            "3s",
+        ],
+    );
+    // SIGKILL once a trial has started and trained an epoch: it can write nothing more.
+    wait_for(
+        &cluster,
+        "tune",
+        "lease",
+        Duration::from_secs(120),
+        "a trial's epoch",
+        |e| e.iter().any(|e| matches!(e, JournalEvent::Epoch { .. })),
+    );
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let before = Replay::of(&events(&cluster, "tune", "lease"));
+    let killed: Vec<u32> = before.open.iter().map(|t| t.trial).collect();
+    assert_eq!(killed.len(), 1, "one trial was running: {before:?}");
+    let killed = killed[0];
+    let killed_at = Instant::now();
+
+    let rescuer = worker(
+        &p,
+        "runs-rescuer",
+        &[
+            "--store", &url, "--study", "lease", "--resume", "--trials", "4", "--alias", "best",
+            "--lease", "3s",
+        ],
+    );
+    let (code, lines, err) = finish(&p, "runs-rescuer", rescuer, Duration::from_secs(400));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        trials_started(&lines).contains(&u64::from(killed)),
+        "the killed worker's trial ran again"
+    );
+    assert!(
+        killed_at.elapsed() >= Duration::from_secs(3),
+        "the rerun waited for the lease"
+    );
+
+    let events = events(&cluster, "tune", "lease");
+    let replay = Replay::of(&events);
+    assert!(replay.interrupted.is_empty(), "{replay:?}");
+    assert_eq!(replay.finished.len(), 4, "the study finished");
+    let starts = starts(&events);
+    assert_eq!(starts[&killed], 2, "{starts:?}");
+    assert!(
+        starts.iter().all(|(t, &n)| *t == killed || n == 1),
+        "only the killed trial ran twice: {starts:?}"
+    );
+    let rerun = replay.finished.iter().find(|t| t.trial == killed).unwrap();
+    assert_eq!(
+        rerun.values, before.open[0].values,
+        "rerun with its settings"
+    );
+    assert_ne!(rerun.run_id, before.open[0].run_id, "a new run record");
+    let claims = cluster.psql(
+        "tune",
+        &[("t", &killed.to_string())],
+        "SELECT claims FROM pismo_trials WHERE study = 'lease' AND trial = :'t';",
+    );
+    assert_eq!(claims.trim(), "2");
+    assert_eq!(done(&lines)["model"], "lease@1");
+    assert_eq!(registered_models(&p, &url), vec!["lease@1"]);
+}
+
+/// A study name that exists is refused without --resume; a missing one with it; `--lease`
+/// outside a database is a usage error.
+#[test]
+fn shared_study_flags_are_checked() {
+    let Some((_cluster, url, p, space)) = setup("shared_study_flags_are_checked") else {
+        return;
+    };
+    let out = p.run(&[
+        "tune", "--store", &url, "--study", "nope", "--resume", "--trials", "1",
+    ]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("no study `nope`"), "{}", out.stderr);
+    let out = p.run(&["tune", "--study", "f", "--trials", "1", "--lease", "5s"]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("--lease applies"), "{}", out.stderr);
+    let args = [
+        "tune",
+        "--store",
+        &url,
+        "--study",
+        "once",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--val-size",
+        "55000",
+        "--space",
+        &space,
+    ];
+    p.run(&args).expect_code(0);
+    let out = p.run(&args);
+    out.expect_code(2);
+    assert!(out.stderr.contains("study `once` exists"), "{}", out.stderr);
+}
