@@ -358,3 +358,75 @@ fn shared_study_flags_are_checked() {
     out.expect_code(2);
     assert!(out.stderr.contains("study `once` exists"), "{}", out.stderr);
 }
+
+/// A worker whose database connection is cut mid-study stops with a clear error, leaving
+/// no trial half-ended; a worker that resumes the study finishes it.
+#[test]
+fn a_lost_connection_stops_the_worker_cleanly_and_a_resume_finishes_the_study() {
+    let Some((cluster, url, p, space)) =
+        setup("a_lost_connection_stops_the_worker_cleanly_and_a_resume_finishes_the_study")
+    else {
+        return;
+    };
+    let cut = worker(
+        &p,
+        "runs-cut",
+        &[
+            "--store",
+            &url,
+            "--study",
+            "cut",
+            "--trials",
+            "4",
+            "--epochs",
+            "3",
+            "--val-size",
+            "55000",
+            "--space",
+            &space,
+            "--lease",
+            "3s",
+            "--alias",
+            "best",
+        ],
+    );
+    wait_for(
+        &cluster,
+        "tune",
+        "cut",
+        Duration::from_secs(120),
+        "a trial's epoch",
+        |e| e.iter().any(|e| matches!(e, JournalEvent::Epoch { .. })),
+    );
+    assert!(cluster.kill_connections("tune") >= 1);
+    let (code, _, err) = finish(&p, "runs-cut", cut, Duration::from_secs(120));
+    assert_eq!(code, 1, "{err}");
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        last.starts_with("error: ") && last.contains("study `cut`"),
+        "one clear line naming the study: {err}"
+    );
+    let before = Replay::of(&events(&cluster, "tune", "cut"));
+    assert!(before.finished.len() < 4);
+    assert!(registered_models(&p, &url).is_empty(), "nothing registered");
+
+    let resumed = worker(
+        &p,
+        "runs-resumed",
+        &[
+            "--store", &url, "--study", "cut", "--resume", "--trials", "4", "--alias", "best",
+        ],
+    );
+    let (code, lines, err) = finish(&p, "runs-resumed", resumed, Duration::from_secs(400));
+    assert_eq!(code, 0, "{err}");
+    let after = Replay::of(&events(&cluster, "tune", "cut"));
+    assert!(after.interrupted.is_empty(), "{after:?}");
+    assert_eq!(after.finished.len(), 4);
+    let ended: BTreeSet<u32> = after.finished.iter().map(|t| t.trial).collect();
+    assert_eq!(ended, (0..4).collect(), "each trial ended once");
+    assert_eq!(done(&lines)["model"], "cut@1");
+}
