@@ -5,7 +5,7 @@
 //
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR tune   (only the Tune view's part)
 //
-// The server at URL must hold the shipped registry (mnist-int8@4 as `default`, mnist@1,
+// The server at URL must hold the shipped registry (mnist-int8@5 as `default`, mnist@1,
 // mnist-int8@1, …) and the shipped runs, no other run or model, and MNIST to train on. tests/e2e/web.rs starts such a
 // server in a sandbox and runs this script. It trains three models (`webtest@1`,
 // `webtest-stop@1`, stopped after its first epochs, and `webtest2@1`), runs a study of three
@@ -186,7 +186,7 @@ async function testDraw(page) {
   await drawDigit(page, ONE);
   await expectLabel(page, 1);
   await expectResult(page, 1);
-  check((await page.textContent('#result-model')) === 'mnist-int8@4', 'the default alias should answer with mnist-int8@4');
+  check((await page.textContent('#result-model')) === 'mnist-int8@5', 'the default alias should answer with mnist-int8@5');
 
   step = 'clear';
   await page.click('#clear');
@@ -242,11 +242,11 @@ async function testExperimentsBeforeTraining(page) {
   step = 'Experiments: models table';
   await page.click('[data-testid="nav-experiments"]');
   await page.waitForSelector('#view-experiments:not([hidden])');
-  for (const id of ['mnist@1', 'mnist-int8@1', 'mnist@2', 'mnist@3', 'mnist-int8@4']) {
+  for (const id of ['mnist@1', 'mnist-int8@1', 'mnist@2', 'mnist@3', 'mnist-int8@4', 'mnist-int8@5']) {
     await page.waitForSelector(`#models-table tr[data-model="${id}"]`);
   }
-  const chips = await page.$$eval('#models-table tr[data-model="mnist-int8@4"] .chip', (cs) => cs.map((c) => c.firstChild.textContent));
-  check(chips.includes('default'), `mnist-int8@4 should carry the alias chip "default": ${chips}`);
+  const chips = await page.$$eval('#models-table tr[data-model="mnist-int8@5"] .chip', (cs) => cs.map((c) => c.firstChild.textContent));
+  check(chips.includes('default'), `mnist-int8@5 should carry the alias chip "default": ${chips}`);
 
   step = 'Experiments: the shipped run';
   await page.waitForSelector('#runs tbody tr');
