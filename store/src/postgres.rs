@@ -143,7 +143,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-pub(crate) fn config(url: &str) -> Result<postgres::Config, StoreError> {
+fn config(url: &str) -> Result<postgres::Config, StoreError> {
     let mut config: postgres::Config = url.parse().map_err(|e| StoreError {
         message: format!("invalid PostgreSQL URL `{}`: {e}", redact(url)),
     })?;
@@ -215,12 +215,43 @@ pub fn migrate(url: &str) -> Result<(i32, i32), StoreError> {
 }
 
 /// The schema version of the database `client` is connected to (0: no pismo schema).
-pub(crate) fn schema_version(client: &mut Client) -> Result<i32, postgres::Error> {
+fn schema_version(client: &mut Client) -> Result<i32, postgres::Error> {
     match client.query("SELECT version FROM pismo_schema", &[]) {
         Ok(rows) => Ok(rows.first().map_or(0, |r| r.get(0))),
         Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(0),
         Err(e) => Err(e),
     }
+}
+
+/// A connection to the database `url` whose pismo schema is this pismo's, and the settings
+/// it was made with; a schema that is missing, older or newer is refused with what to do.
+/// The connection is opened directly, not through a pool, which would retry a refused
+/// connection until its timeout: a wrong host or port fails at once, with the server's or
+/// the OS's own reason.
+pub(crate) fn connect_current(url: &str) -> Result<(postgres::Config, Client), StoreError> {
+    let location = redact(url);
+    let config = config(url)?;
+    let mut client = config.connect(NoTls).map_err(|e| StoreError {
+        message: format!("cannot connect to {location}: {}", describe(&e)),
+    })?;
+    let version = schema_version(&mut client).map_err(|e| StoreError {
+        message: format!(
+            "cannot read the schema version of {location}: {}",
+            describe(&e)
+        ),
+    })?;
+    let migrate_hint = format!("run `pismo store migrate --store {location}`");
+    let problem = match version {
+        0 => format!("{location} has no pismo schema: {migrate_hint}"),
+        v if v < SCHEMA_VERSION => format!(
+            "{location} has pismo schema v{v}, older than this pismo's v{SCHEMA_VERSION}: {migrate_hint}"
+        ),
+        v if v > SCHEMA_VERSION => format!(
+            "{location} has pismo schema v{v}, newer than this pismo's v{SCHEMA_VERSION}: use a newer pismo"
+        ),
+        _ => return Ok((config, client)),
+    };
+    Err(StoreError { message: problem })
 }
 
 /// A registry in a PostgreSQL database (see the module docs).
@@ -240,14 +271,8 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects to the database `url` and checks that its pismo schema is this pismo's.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let location = redact(url);
-        let config = config(url)?;
-        // The first connection is opened directly, not through the pool, which would retry
-        // a refused connection until its timeout: a wrong host or port fails at once, with
-        // the server's or the OS's own reason.
-        let mut client = config.connect(NoTls).map_err(|e| StoreError {
-            message: format!("cannot connect to {location}: {}", describe(&e)),
-        })?;
+        let (config, client) = connect_current(url)?;
+        drop(client);
         let manager = PostgresConnectionManager::new(config, NoTls);
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
@@ -258,35 +283,10 @@ impl PgStore {
             // reports it.
             .test_on_check_out(false)
             .build_unchecked(manager);
-        let store = Self { location, pool };
-        let version = schema_version(&mut client).map_err(|e| StoreError {
-            message: format!(
-                "cannot read the schema version of {}: {}",
-                store.location,
-                describe(&e)
-            ),
-        })?;
-        drop(client);
-        let migrate_hint = format!("run `pismo store migrate --store {}`", store.location);
-        let problem = match version {
-            0 => Some(format!(
-                "{} has no pismo schema: {migrate_hint}",
-                store.location
-            )),
-            v if v < SCHEMA_VERSION => Some(format!(
-                "{} has pismo schema v{v}, older than this pismo's v{SCHEMA_VERSION}: {migrate_hint}",
-                store.location
-            )),
-            v if v > SCHEMA_VERSION => Some(format!(
-                "{} has pismo schema v{v}, newer than this pismo's v{SCHEMA_VERSION}: use a newer pismo",
-                store.location
-            )),
-            _ => None,
-        };
-        match problem {
-            Some(message) => Err(StoreError { message }),
-            None => Ok(store),
-        }
+        Ok(Self {
+            location: redact(url),
+            pool,
+        })
     }
 
     fn client(&self) -> Result<PooledConnection<PostgresConnectionManager<NoTls>>, RegistryError> {

@@ -32,9 +32,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pismo_core::host::tune::journal::{Claim, JournalEvent, Registration, StoreError, StudyStore};
-use postgres::{Client, NoTls};
+use postgres::Client;
 
-use crate::postgres::{config, describe, redact, schema_version, SCHEMA_VERSION};
+use crate::postgres::{connect_current, describe, redact};
 
 /// How long a claim lasts without news unless `--lease` says otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -106,21 +106,7 @@ impl PgStudy {
     /// Opens study `name` in the database `url` as a new worker whose claims last `lease`.
     pub fn open(url: &str, name: &str, join: Join, lease: Duration) -> Result<PgStudy, OpenError> {
         let location = redact(url);
-        let config = config(url).map_err(|e| OpenError::Store(e.message))?;
-        let mut client = config.connect(NoTls).map_err(|e| {
-            OpenError::Store(format!("cannot connect to {location}: {}", describe(&e)))
-        })?;
-        let version = schema_version(&mut client).map_err(|e| {
-            OpenError::Store(format!(
-                "cannot read the schema version of {location}: {}",
-                describe(&e)
-            ))
-        })?;
-        if version != SCHEMA_VERSION {
-            return Err(OpenError::Store(format!(
-                "{location} has pismo schema v{version}, not this pismo's v{SCHEMA_VERSION}: run `pismo store migrate --store {location}`"
-            )));
-        }
+        let (_, mut client) = connect_current(url).map_err(|e| OpenError::Store(e.message))?;
         let fail = |e: postgres::Error| {
             OpenError::Store(format!(
                 "cannot open study `{name}` in {location}: {}",
