@@ -441,19 +441,21 @@ impl<'a, O: Observer> Driver<'a, O> {
         if state.error.is_some() {
             return true;
         }
-        match state.store.append(event) {
-            Ok(()) => true,
-            Err(StoreError::Lost(_)) => false,
-            Err(e) => {
-                state.error = Some(TuneError::Store(e).into());
-                true
-            }
-        }
+        let appended = state.store.append(event);
+        Self::still_held(state, appended)
     }
 
     /// Tells the store this worker still runs `trial`; false if it lost the claim.
     fn renew(&self, state: &mut State<O>, trial: u32) -> bool {
-        match state.store.renew(trial) {
+        let renewed = state.store.renew(trial);
+        Self::still_held(state, renewed)
+    }
+
+    /// Whether a store operation on a trial left this worker holding it: false when the
+    /// claim was lost; any other failure halts the study (and counts as held, so the trial
+    /// stops as a halted one).
+    fn still_held(state: &mut State<O>, result: Result<(), StoreError>) -> bool {
+        match result {
             Ok(()) => true,
             Err(StoreError::Lost(_)) => false,
             Err(e) => {

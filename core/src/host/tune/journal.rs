@@ -240,6 +240,9 @@ pub struct FileJournal {
     path: PathBuf,
     best: PathBuf,
     file: File,
+    /// The journal's events, read once and then kept up to date by `append`: this process
+    /// is the only writer while it holds the lock, and the driver asks for them every epoch.
+    events: Option<Vec<JournalEvent>>,
     /// Made from the events at the first claim.
     claims: Option<Claims>,
 }
@@ -265,6 +268,7 @@ impl FileJournal {
             best: best_file(dir, name),
             path,
             file,
+            events: None,
             claims: None,
         };
         journal.drop_torn_tail()?;
@@ -358,8 +362,11 @@ impl StudyStore for FileJournal {
     }
 
     fn events(&mut self) -> Result<Vec<JournalEvent>, StoreError> {
-        let text = self.read_all()?;
-        parse_events(&self.path, &text, false)
+        if self.events.is_none() {
+            let text = self.read_all()?;
+            self.events = Some(parse_events(&self.path, &text, false)?);
+        }
+        Ok(self.events.clone().unwrap_or_default())
     }
 
     fn append(&mut self, event: &JournalEvent) -> Result<(), StoreError> {
@@ -369,6 +376,9 @@ impl StudyStore for FileJournal {
             .write_all(line.as_bytes())
             .and_then(|_| self.file.sync_data())
             .map_err(|e| StoreError::Io(self.path.clone(), e))?;
+        if let Some(events) = &mut self.events {
+            events.push(event.clone());
+        }
         if let (JournalEvent::Ended { trial, .. }, Some(claims)) = (event, &mut self.claims) {
             if claims.claimed.remove(trial) {
                 claims.ended += 1;
