@@ -38,12 +38,18 @@ impl Backend {
     }
 }
 
-/// A fresh folder and a fresh migrated database; `None` when PostgreSQL is missing and not
-/// required (the harness said SKIPPED).
-fn backends(test: &str) -> Option<Vec<Backend>> {
+/// A cluster with a fresh migrated database, and its URL; `None` when PostgreSQL is missing
+/// and not required (the harness said SKIPPED).
+fn database(test: &str) -> Option<(PgCluster, String)> {
     let cluster = postgres_or_skip(test)?;
     let url = cluster.create_database("studies");
     migrate(&url).expect("migrate");
+    Some((cluster, url))
+}
+
+/// A fresh folder and a fresh migrated database (`None` as [`database`]).
+fn backends(test: &str) -> Option<Vec<Backend>> {
+    let (cluster, url) = database(test)?;
     Some(vec![
         Backend::Folder(TempDir::new("study-folder")),
         Backend::Postgres {
@@ -144,8 +150,8 @@ fn an_unfinished_trial_is_run_again_with_its_settings_by_the_next_session() {
 }
 
 #[test]
-fn the_best_model_is_kept_and_registered_once() {
-    let Some(all) = backends("the_best_model_is_kept_and_registered_once") else {
+fn the_best_model_is_kept_and_handed_over_for_registration() {
+    let Some(all) = backends("the_best_model_is_kept_and_handed_over_for_registration") else {
         return;
     };
     for backend in &all {
@@ -165,12 +171,10 @@ fn the_best_model_is_kept_and_registered_once() {
 
 #[test]
 fn a_shared_study_keeps_the_better_model_whichever_worker_comes_last() {
-    let Some(all) = backends("a_shared_study_keeps_the_better_model_…") else {
+    let Some((_cluster, url)) = database("a_shared_study_keeps_the_better_model_…") else {
         return;
     };
-    let Backend::Postgres { url, .. } = &all[1] else {
-        unreachable!()
-    };
+    let url = url.as_str();
     let mut a = PgStudy::open(url, "best", Join::Create, LEASE).unwrap();
     let mut b = PgStudy::open(url, "best", Join::Resume, LEASE).unwrap();
     assert!(a.keep_best(b"good", 0.95, 0.20).unwrap());
@@ -228,12 +232,10 @@ fn a_shared_study_keeps_the_better_model_whichever_worker_comes_last() {
 
 #[test]
 fn a_lease_that_runs_out_passes_the_trial_to_another_worker_and_the_first_learns_it() {
-    let Some(all) = backends("a_lease_that_runs_out_passes_the_trial_…") else {
+    let Some((_cluster, url)) = database("a_lease_that_runs_out_passes_the_trial_…") else {
         return;
     };
-    let Backend::Postgres { url, .. } = &all[1] else {
-        unreachable!()
-    };
+    let url = url.as_str();
     let short = Duration::from_secs(1);
     let mut slow = PgStudy::open(url, "lease", Join::Create, short).unwrap();
     let mut other = PgStudy::open(url, "lease", Join::Resume, short).unwrap();
