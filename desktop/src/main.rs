@@ -197,9 +197,26 @@ pub fn registry(folder: &Option<PathBuf>, store: &Option<String>) -> Result<Regi
     }
 }
 
-/// The runs folder: `--runs`, else `PISMO_RUNS`, else `./runs`.
-pub fn runs(flag: &Option<PathBuf>) -> Runs {
-    Runs::open(flag.clone().unwrap_or_else(Runs::default_dir))
+/// Where run records are kept: the folder `--runs`; else, unless `--registry` names a
+/// registry folder, the database of the store (`--store`, else `$PISMO_STORE`) when it
+/// names one; else the folder `$PISMO_RUNS`, else `./runs`.
+pub fn runs(
+    folder: &Option<PathBuf>,
+    registry: &Option<PathBuf>,
+    store: &Option<String>,
+) -> Result<Runs, CliError> {
+    if let Some(dir) = folder {
+        return Ok(Runs::open(dir.clone()));
+    }
+    let database = registry
+        .is_none()
+        .then(|| pismo_store::store_spec(store.as_deref()))
+        .flatten()
+        .filter(|spec| pismo_store::is_database(spec));
+    match database {
+        Some(url) => pismo_store::open_runs(&url).map_err(CliError::failed),
+        None => Ok(Runs::open(Runs::default_dir())),
+    }
 }
 
 /// The MNIST folder: `--data`, else `PISMO_DATA`, else `./data/mnist`.

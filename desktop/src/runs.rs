@@ -38,9 +38,12 @@ enum Command {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "list")]
 struct List {
-    /// run records folder (default: $PISMO_RUNS, else ./runs)
+    /// run records folder (default: the --store database, else $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
+    /// a store holding the runs, e.g. postgres://USER@HOST/DATABASE (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// print one JSON object per run on stdout
     #[argh(switch)]
     json: bool,
@@ -53,9 +56,12 @@ struct Show {
     /// the run id
     #[argh(positional)]
     run: String,
-    /// run records folder (default: $PISMO_RUNS, else ./runs)
+    /// run records folder (default: the --store database, else $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
+    /// a store holding the runs, e.g. postgres://USER@HOST/DATABASE (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
     /// print one JSON object on stdout
     #[argh(switch)]
     json: bool,
@@ -68,9 +74,12 @@ struct Log {
     /// the run id
     #[argh(positional)]
     run: String,
-    /// run records folder (default: $PISMO_RUNS, else ./runs)
+    /// run records folder (default: the --store database, else $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
+    /// a store holding the runs, e.g. postgres://USER@HOST/DATABASE (default: $PISMO_STORE)
+    #[argh(option)]
+    store: Option<String>,
 }
 
 /// Send runs to an MLflow tracking server: params, metrics, tags, log, model and its
@@ -91,7 +100,7 @@ struct Export {
     /// the MLflow experiment (default "pismo", created if missing)
     #[argh(option, default = "String::from(crate::mlflow::DEFAULT_EXPERIMENT)")]
     experiment: String,
-    /// run records folder (default: $PISMO_RUNS, else ./runs)
+    /// run records folder (default: the --store database, else $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
     /// model registry folder (default: $PISMO_REGISTRY, else ./models)
@@ -156,16 +165,16 @@ struct Listed<'a> {
 /// Runs `pismo runs …`.
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
-        Command::List(a) => list(&crate::runs(&a.runs), a.json),
-        Command::Show(a) => show(&crate::runs(&a.runs), &a.run, a.json),
+        Command::List(a) => list(&crate::runs(&a.runs, &None, &a.store)?, a.json),
+        Command::Show(a) => show(&crate::runs(&a.runs, &None, &a.store)?, &a.run, a.json),
         Command::Log(a) => {
-            let log = crate::runs(&a.runs).log(&a.run)?;
+            let log = crate::runs(&a.runs, &None, &a.store)?.log(&a.run)?;
             crate::out(&log)
         }
         Command::Export(a) => crate::mlflow::export_runs(
             &a.mlflow,
             &a.experiment,
-            &crate::runs(&a.runs),
+            &crate::runs(&a.runs, &a.registry, &a.store)?,
             &crate::registry(&a.registry, &a.store)?,
             &a.run,
         ),
@@ -180,7 +189,7 @@ fn list(runs: &Runs, json: bool) -> Result<(), CliError> {
     if infos.is_empty() && !json {
         eprintln!(
             "no runs in {}: start one with `pismo train`",
-            runs.dir().display()
+            runs.location()
         );
         return Ok(());
     }

@@ -25,7 +25,7 @@ pub struct Args {
     /// (default: $PISMO_STORE)
     #[argh(option)]
     store: Option<String>,
-    /// run records folder (default: $PISMO_RUNS, else ./runs)
+    /// run records folder (default: the --store database, else $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
     /// MNIST folder for training from the page (default: $PISMO_DATA, else ./data/mnist)
@@ -47,7 +47,7 @@ pub struct Args {
 /// Runs `pismo serve` until the process is stopped.
 pub fn run(args: Args) -> Result<(), CliError> {
     let registry = crate::registry(&args.registry, &args.store)?;
-    let runs = crate::runs(&args.runs);
+    let runs = crate::runs(&args.runs, &args.registry, &args.store)?;
     if args.max_training == 0 {
         return Err(CliError::usage("--max-training must be at least 1"));
     }
@@ -69,11 +69,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let data_dir = options.data_dir.clone();
     let drawn_dir = options.drawn_dir.clone();
     let location = registry.location();
-    let server = pismo_http::Server::start(&args.addr, registry, runs.dir(), options)
-        .map_err(CliError::failed)?;
+    let runs_location = runs.location();
+    let server =
+        pismo_http::Server::start(&args.addr, registry, runs, options).map_err(CliError::failed)?;
     eprintln!(
-        "registry {location}, runs {}, MNIST {}, corrected drawings {}",
-        runs.dir().display(),
+        "registry {location}, runs {runs_location}, MNIST {}, corrected drawings {}",
         data_dir.display(),
         drawn_dir.display()
     );

@@ -1,9 +1,12 @@
-//! `pismo store`: make or upgrade a PostgreSQL store's schema, and copy a registry between
-//! stores (a folder into a team's database, or back). The work is in `pismo-store`; this
+//! `pismo store`: make or upgrade a PostgreSQL store's schema, and copy a registry and its
+//! run records between stores (folders into a team's database, or back). The work is in `pismo-store`; this
 //! module opens what the flags name and prints.
 
+use std::path::PathBuf;
+
 use argh::FromArgs;
-use pismo_store::copy::copy;
+use pismo_core::host::runs::Runs;
+use pismo_store::copy::{copy, copy_runs};
 use pismo_store::postgres::migrate;
 
 use crate::CliError;
@@ -38,8 +41,8 @@ struct Migrate {
     store: Option<String>,
 }
 
-/// Copy every model (same NAME@VERSION, same bytes) and alias of one store into another;
-/// run it again to finish a copy that stopped.
+/// Copy every model (same NAME@VERSION, same bytes), alias and run record (same id) of one
+/// store into another; run it again to finish a copy that stopped.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "copy")]
 struct Copy {
@@ -49,6 +52,12 @@ struct Copy {
     /// the store to copy into (a database must be migrated first)
     #[argh(option)]
     to: String,
+    /// the run records of a folder --from (default: $PISMO_RUNS, else ./runs)
+    #[argh(option)]
+    from_runs: Option<PathBuf>,
+    /// the run records of a folder --to (default: $PISMO_RUNS, else ./runs)
+    #[argh(option)]
+    to_runs: Option<PathBuf>,
     /// print the outcome as one JSON object
     #[argh(switch)]
     json: bool,
@@ -80,7 +89,19 @@ pub fn run(args: Args) -> Result<(), CliError> {
             if from.location() == to.location() {
                 return Err(CliError::usage("--from and --to are the same store"));
             }
+            let from_runs = side_runs(&a.from, &a.from_runs, "--from-runs")?;
+            let to_runs = side_runs(&a.to, &a.to_runs, "--to-runs")?;
             let report = copy(&from, &to)?;
+            // Two registry folders that share the default runs folder: nothing to copy.
+            let runs = if from_runs.location() == to_runs.location() {
+                None
+            } else {
+                Some(copy_runs(&from_runs, &to_runs)?)
+            };
+            let runs_report = runs.unwrap_or_default();
+            for problem in &runs_report.unreadable {
+                eprintln!("warning: not copied: {problem}");
+            }
             let ids = |ids: &[pismo_core::host::registry::ModelId]| -> Vec<String> {
                 ids.iter().map(ToString::to_string).collect()
             };
@@ -94,6 +115,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     "aliases_set": report.aliases_set.iter()
                         .map(|(alias, id)| (alias.clone(), id.to_string()))
                         .collect::<std::collections::BTreeMap<_, _>>(),
+                    "runs": {
+                        "from": from_runs.location(),
+                        "to": to_runs.location(),
+                        "copied": runs_report.copied,
+                        "present": runs_report.present,
+                        "running": runs_report.running,
+                        "unreadable": runs_report.unreadable.len(),
+                    },
                 }));
             }
             for id in &report.deleted_in_target {
@@ -104,6 +133,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 .iter()
                 .map(|(alias, id)| format!("{alias} → {id}"))
                 .collect();
+            for id in &runs_report.running {
+                eprintln!("warning: run {id} is still training: not copied (copy again once it has ended)");
+            }
             crate::out_line(&format!(
                 "{} → {}: {} models copied, {} already there{}",
                 from.location(),
@@ -115,7 +147,28 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 } else {
                     format!("; aliases set: {}", aliases.join(", "))
                 }
+            ))?;
+            crate::out_line(&format!(
+                "{} → {}: {} runs copied, {} already there",
+                from_runs.location(),
+                to_runs.location(),
+                runs_report.copied.len(),
+                runs_report.present.len(),
             ))
         }
     }
+}
+
+/// The run records of one side of a copy: a database's own, or the runs folder beside a
+/// registry folder (`flag`, else `$PISMO_RUNS`, else `./runs`).
+fn side_runs(spec: &str, folder: &Option<PathBuf>, flag: &str) -> Result<Runs, CliError> {
+    if pismo_store::is_database(spec) {
+        if folder.is_some() {
+            return Err(CliError::usage(format!(
+                "{flag} names a runs folder for a registry folder; a database keeps its runs itself"
+            )));
+        }
+        return pismo_store::open_runs(spec).map_err(CliError::failed);
+    }
+    Ok(Runs::open(folder.clone().unwrap_or_else(Runs::default_dir)))
 }

@@ -134,7 +134,7 @@ pub struct Args {
     /// (default: $PISMO_STORE)
     #[argh(option)]
     store: Option<String>,
-    /// run records folder (default: $PISMO_RUNS, else ./runs)
+    /// run records folder (default: the --store database, else $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
     /// also send the run to this MLflow tracking server as it trains, e.g.
@@ -351,7 +351,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     };
     let data_dir = crate::data_dir(&args.data);
     let registry = crate::registry(&args.registry, &args.store)?;
-    let runs = crate::runs(&args.runs);
+    let runs = crate::runs(&args.runs, &args.registry, &args.store)?;
     let mut progress = Progress {
         live: !args.quiet,
         lines: !args.quiet,

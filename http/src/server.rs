@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -137,7 +137,7 @@ impl Server {
     pub fn start(
         addr: &str,
         registry: Registry,
-        runs_dir: impl Into<PathBuf>,
+        runs: Runs,
         options: Options,
     ) -> Result<Server, ServeError> {
         let fail = |message: String| ServeError {
@@ -155,10 +155,15 @@ impl Server {
                 bound.ip()
             )));
         }
-        let runs = Runs::open(runs_dir);
+        // Studies started from the page keep their journals in the runs folder, or, when the
+        // runs are in a database, in the local runs folder ($PISMO_RUNS, else ./runs).
+        let studies = runs
+            .folder()
+            .map_or_else(Runs::default_dir, Path::to_path_buf)
+            .join("studies");
         let state = Arc::new(State {
             registry,
-            tuning: Arc::new(Tuning::new(runs.dir())),
+            tuning: Arc::new(Tuning::new(studies)),
             runs,
             training: Arc::new(Training::new(
                 options.data_dir.clone(),
@@ -314,9 +319,9 @@ fn listen(addr: &str) -> Result<TcpListener, String> {
 pub fn serve(
     addr: &str,
     registry: Registry,
-    runs_dir: impl Into<PathBuf>,
+    runs: Runs,
     options: Options,
 ) -> Result<(), ServeError> {
-    Server::start(addr, registry, runs_dir, options)?.wait();
+    Server::start(addr, registry, runs, options)?.wait();
     Ok(())
 }

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -281,9 +281,9 @@ struct TrialView<'a> {
 }
 
 impl Tuning {
-    pub fn new(runs_dir: &Path) -> Self {
+    pub fn new(studies_dir: PathBuf) -> Self {
         Self {
-            dir: runs_dir.join("studies"),
+            dir: studies_dir,
             active: Mutex::new(None),
             jobs: Mutex::new(HashMap::new()),
             using: Mutex::new(()),

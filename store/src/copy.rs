@@ -1,5 +1,6 @@
 //! `pismo store copy`: every model and alias of one registry into another, keeping each
-//! `NAME@V`, so a team can move its folder registry into PostgreSQL and back.
+//! `NAME@V`, and every run record with its id, so a team can move its folders into
+//! PostgreSQL and back.
 //!
 //! Each model is copied in one step of the target store (whole or not at all), so a copy
 //! that stops half-way is finished by running it again: models already there with the same
@@ -7,8 +8,13 @@
 //! with an error naming it (two registries that gave one number to different models cannot
 //! be merged by copying). Aliases are copied after the models, so none points at a model the
 //! target lacks; each copied alias change is recorded in the target's alias history.
+//!
+//! Runs ([`copy_runs`]) are copied whole (record, metrics, log) in one step each, under their
+//! own ids; a run the target has already is left as it is there. A run still training is
+//! not copied (its record is not final yet): copy again once it has ended.
 
 use pismo_core::host::registry::{ModelId, Registry, RegistryError};
+use pismo_core::host::runs::{Runs, RunsError, Status};
 
 /// What a copy did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -58,6 +64,50 @@ pub fn copy(from: &Registry, to: &Registry) -> Result<CopyReport, RegistryError>
             // The alias's model was deleted in the target: it stays as the target has it.
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
+/// What a copy of runs did.
+#[derive(Debug, Default)]
+pub struct RunsCopyReport {
+    /// Runs stored in the target.
+    pub copied: Vec<String>,
+    /// Runs the target held already.
+    pub present: Vec<String>,
+    /// Runs still training, not copied.
+    pub running: Vec<String>,
+    /// Runs that could not be read in the source (not copied).
+    pub unreadable: Vec<RunsError>,
+}
+
+/// Copies every run of `from` into `to`.
+pub fn copy_runs(from: &Runs, to: &Runs) -> Result<RunsCopyReport, RunsError> {
+    let (infos, unreadable) = from.list_with_problems()?;
+    let mut report = RunsCopyReport {
+        unreadable,
+        ..RunsCopyReport::default()
+    };
+    // Oldest first, so a copy that stops half-way has copied a prefix of the history.
+    for info in infos.iter().rev() {
+        let id = info.run_id.clone();
+        if info.status == Status::Running {
+            report.running.push(id);
+            continue;
+        }
+        let record = match from.get(&id) {
+            Ok(record) => record,
+            Err(e) => {
+                report.unreadable.push(e);
+                continue;
+            }
+        };
+        let log = from.log(&id)?;
+        if to.import(&record, &log)? {
+            report.copied.push(id);
+        } else {
+            report.present.push(id);
         }
     }
     Ok(report)

@@ -5,13 +5,16 @@
 //!   is a PostgreSQL database, anything else a registry folder.
 //! - [`postgres`]: the PostgreSQL model store ([`postgres::PgStore`]) and its versioned
 //!   schema ([`postgres::migrate`]).
-//! - [`copy`]: every model and alias of one registry into another (`pismo store copy`).
+//! - [`open_runs`]: run records from a store spec, in the same way; [`runs::PgRuns`] keeps
+//!   them in PostgreSQL.
+//! - [`copy`]: every model, alias and run of one store into another (`pismo store copy`).
 //! - [`study`]: a tuning study in PostgreSQL that `pismo tune` workers on many hosts share.
 //!
 //! The specs `--store` and `$PISMO_STORE` take are read here: [`store_spec`].
 
 pub mod copy;
 pub mod postgres;
+pub mod runs;
 pub mod study;
 
 use std::fmt;
@@ -19,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pismo_core::host::registry::Registry;
+use pismo_core::host::runs::Runs;
 
 /// The environment variable naming the store when no `--store` is given.
 pub const STORE_ENV: &str = "PISMO_STORE";
@@ -52,20 +56,38 @@ pub fn store_spec(flag: Option<&str>) -> Option<String> {
     })
 }
 
+/// The run records `spec` names: a PostgreSQL database (its schema must be current) or a
+/// runs folder.
+pub fn open_runs(spec: &str) -> Result<Runs, StoreError> {
+    if is_database(spec) {
+        Ok(Runs::with_store(Arc::new(runs::PgRuns::connect(spec)?)))
+    } else {
+        check_folder_spec(spec)?;
+        Ok(Runs::open(PathBuf::from(spec)))
+    }
+}
+
+/// Refuses a spec with a scheme other than PostgreSQL's (a folder path has none).
+fn check_folder_spec(spec: &str) -> Result<(), StoreError> {
+    if spec.contains("://") {
+        return Err(StoreError {
+            message: format!(
+                "unknown store `{}`: give a folder or postgres://USER@HOST[:PORT]/DATABASE",
+                postgres::redact(spec)
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The registry `spec` names: a PostgreSQL database (its schema must be current: `pismo
 /// store migrate`) or a registry folder.
 pub fn open_registry(spec: &str) -> Result<Registry, StoreError> {
     if is_database(spec) {
         let store = postgres::PgStore::connect(spec)?;
         Ok(Registry::with_store(Arc::new(store)))
-    } else if spec.contains("://") {
-        Err(StoreError {
-            message: format!(
-                "unknown store `{}`: give a registry folder or postgres://USER@HOST[:PORT]/DATABASE",
-                postgres::redact(spec)
-            ),
-        })
     } else {
+        check_folder_spec(spec)?;
         Ok(Registry::open(PathBuf::from(spec)))
     }
 }

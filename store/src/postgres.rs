@@ -13,7 +13,8 @@
 //! pismo_alias_history  (seq PK, at, alias, name, version)    name NULL: the alias was removed
 //! ```
 //!
-//! and, since v2, the tables of tuning studies that workers share ([`crate::study`]).
+//! and, since v2, the tables of tuning studies that workers share ([`crate::study`]); since
+//! v3, run records ([`crate::runs`]).
 //!
 //! Guarantees (each change is one transaction, so a command that loses its connection
 //! half-way changes nothing):
@@ -52,7 +53,7 @@ use sha2::{Digest, Sha256};
 use crate::StoreError;
 
 /// The schema version this pismo reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The schema's migrations: entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
@@ -117,6 +118,32 @@ CREATE TABLE pismo_trials (
     ended boolean NOT NULL DEFAULT false,
     PRIMARY KEY (study, trial)
 );
+",
+    // v3: run records (`crate::runs`).
+    r"
+CREATE TABLE pismo_runs (
+    run_id text PRIMARY KEY,
+    serial integer GENERATED ALWAYS AS IDENTITY UNIQUE,
+    status text NOT NULL,
+    start_unix_ms bigint NOT NULL,
+    info text NOT NULL
+);
+CREATE TABLE pismo_run_metrics (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id text NOT NULL REFERENCES pismo_runs (run_id),
+    step bigint NOT NULL,
+    name text NOT NULL,
+    value float8 NOT NULL,
+    logged_ms bigint NOT NULL
+);
+CREATE INDEX pismo_run_metrics_by_run ON pismo_run_metrics (run_id, seq);
+CREATE TABLE pismo_run_log (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id text NOT NULL REFERENCES pismo_runs (run_id),
+    at timestamptz NOT NULL DEFAULT now(),
+    text text NOT NULL
+);
+CREATE INDEX pismo_run_log_by_run ON pismo_run_log (run_id, seq);
 ",
 ];
 
@@ -254,6 +281,29 @@ pub(crate) fn connect_current(url: &str) -> Result<(postgres::Config, Client), S
     Err(StoreError { message: problem })
 }
 
+/// A pool of connections made with `config`, for the threads of a server.
+pub(crate) fn pool(config: postgres::Config) -> Pool<PostgresConnectionManager<NoTls>> {
+    let manager = PostgresConnectionManager::new(config, NoTls);
+    Pool::builder()
+        .max_size(POOL_SIZE)
+        .min_idle(Some(0))
+        .connection_timeout(CONNECT_TIMEOUT)
+        // No test query at every checkout (a round trip per request): a broken connection
+        // is still dropped by the pool (`has_broken`) and its failing query reports it.
+        .test_on_check_out(false)
+        .build_unchecked(manager)
+}
+
+/// Whether `e` means the connection is gone: SQLSTATE class 08 (connection exception) or
+/// 57P (the server shuts down or ends this session), or no answer from the server at all.
+pub(crate) fn is_connection_lost(e: &postgres::Error) -> bool {
+    let sqlstate = e.code().map(SqlState::code).unwrap_or("");
+    e.is_closed()
+        || sqlstate.starts_with("08")
+        || sqlstate.starts_with("57P")
+        || (e.as_db_error().is_none() && e.code().is_none())
+}
+
 /// A registry in a PostgreSQL database (see the module docs).
 pub struct PgStore {
     location: String,
@@ -273,19 +323,9 @@ impl PgStore {
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let (config, client) = connect_current(url)?;
         drop(client);
-        let manager = PostgresConnectionManager::new(config, NoTls);
-        let pool = Pool::builder()
-            .max_size(POOL_SIZE)
-            .min_idle(Some(0))
-            .connection_timeout(CONNECT_TIMEOUT)
-            // No test query at every checkout (a round trip per request): a broken
-            // connection is still dropped by the pool (`has_broken`) and its failing query
-            // reports it.
-            .test_on_check_out(false)
-            .build_unchecked(manager);
         Ok(Self {
             location: redact(url),
-            pool,
+            pool: pool(config),
         })
     }
 
@@ -299,14 +339,7 @@ impl PgStore {
     fn fail(&self, action: &str, e: &postgres::Error) -> RegistryError {
         let location = self.location.clone();
         let message = format!("cannot {action} in {}: {}", self.location, describe(e));
-        // SQLSTATE class 08 (connection exception) and 57P (the server shuts down or ends
-        // this session), or no answer from the server at all: the connection is gone.
-        let sqlstate = e.code().map(SqlState::code).unwrap_or("");
-        if e.is_closed()
-            || sqlstate.starts_with("08")
-            || sqlstate.starts_with("57P")
-            || (e.as_db_error().is_none() && e.code().is_none())
-        {
+        if is_connection_lost(e) {
             RegistryError::Unavailable { location, message }
         } else {
             RegistryError::Store { location, message }

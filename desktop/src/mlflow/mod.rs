@@ -48,7 +48,7 @@ pub fn export_runs(
             .collect::<Result<Vec<_>, _>>()?
     };
     if infos.is_empty() {
-        eprintln!("no runs in {}: nothing to export", runs.dir().display());
+        eprintln!("no runs in {}: nothing to export", runs.location());
         return Ok(());
     }
     infos.sort_by(|a, b| (a.start_unix_ms, &a.run_id).cmp(&(b.start_unix_ms, &b.run_id)));

@@ -15,13 +15,14 @@
 
 mod display;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argh::FromArgs;
 use pismo_core::host::corpora;
 use pismo_core::host::mnist::TRAIN_DIGEST;
 use pismo_core::host::registry::{validate_alias, validate_name};
+use pismo_core::host::runs::Runs;
 use pismo_core::host::session;
 use pismo_core::host::tune::driver::{self, Best, Driver, Plan, DEFAULT_EPOCHS, ETA, MIN_EPOCHS};
 use pismo_core::host::tune::journal::{
@@ -91,7 +92,7 @@ pub struct Args {
     /// (default: $PISMO_STORE)
     #[argh(option)]
     store: Option<String>,
-    /// run records folder (default: $PISMO_RUNS, else ./runs)
+    /// run records folder (default: the --store database, else $PISMO_RUNS, else ./runs)
     #[argh(option)]
     runs: Option<PathBuf>,
     /// with a study in a database: how long a worker's claim on a trial lasts without news
@@ -298,8 +299,8 @@ impl Args {
 /// Runs `pismo tune`.
 pub fn run(args: Args) -> Result<(), CliError> {
     let (budget, parallel, threads) = args.check()?;
-    let runs = crate::runs(&args.runs);
     let registry = crate::registry(&args.registry, &args.store)?;
+    let runs = crate::runs(&args.runs, &args.registry, &args.store)?;
     let data_dir = crate::data_dir(&args.data);
     let study = args.study.clone().unwrap_or_else(|| {
         let now = SystemTime::now()
@@ -313,7 +314,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
     } else {
         Some(args.fresh()?)
     };
-    let mut store = args.open_study(&runs.dir().join("studies"), &study)?;
+    let studies = runs
+        .folder()
+        .map_or_else(Runs::default_dir, Path::to_path_buf)
+        .join("studies");
+    let mut store = args.open_study(&studies, &study)?;
     let events = store.events().map_err(CliError::failed)?;
     let replay = Replay::of(&events);
     let settings = match fresh {
@@ -430,7 +435,7 @@ fn register_best(
     store: &mut dyn StudyStore,
     aliases: &[String],
     registry: &pismo_core::host::registry::Registry,
-    runs: &pismo_core::host::runs::Runs,
+    runs: &Runs,
 ) -> Result<Option<String>, CliError> {
     let study = &plan.study;
     match store.take_registration().map_err(CliError::failed)? {

@@ -11,6 +11,7 @@ mod limits;
 mod tune;
 
 use pismo_core::host::registry::Registry;
+use pismo_core::host::runs::Runs;
 use pismo_http::{Options, Server};
 use pismo_tests::{drawn_digit_png, t10k, train_tiny_model, workspace_root, TempDir};
 use serde_json::{json, Value};
@@ -44,7 +45,7 @@ impl Fixture {
         let server = Server::start(
             "127.0.0.1:0",
             Registry::open(models),
-            dir.join("runs"),
+            Runs::open(dir.join("runs")),
             options,
         )
         .unwrap();
@@ -819,7 +820,7 @@ fn train_runs_in_the_background_streams_its_events_and_registers_the_model() {
     let other = Server::start(
         "127.0.0.1:0",
         Registry::open(f.dir.join("models")),
-        f.dir.join("runs"),
+        Runs::open(f.dir.join("runs")),
         Options::default(),
     )
     .unwrap();
@@ -842,7 +843,7 @@ fn train_runs_in_the_background_streams_its_events_and_registers_the_model() {
 #[test]
 fn issue_11_a_resumed_stream_of_an_ended_run_still_ends_with_done() {
     let f = Fixture::new();
-    let runs = pismo_core::host::runs::Runs::open(f.dir.join("runs"));
+    let runs = Runs::open(f.dir.join("runs"));
     let mut run = runs
         .create("killed", &pismo_core::hyper::Hyper::DEFAULT, "test")
         .unwrap();
@@ -1071,7 +1072,7 @@ fn a_token_guards_training_and_registry_changes() {
     let e = Server::start(
         "0.0.0.0:0",
         Registry::open(f.dir.join("models")),
-        f.dir.join("r2"),
+        Runs::open(f.dir.join("r2")),
         Options::default(),
     )
     .unwrap_err()

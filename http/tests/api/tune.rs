@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use pismo_core::host::registry::Registry;
+use pismo_core::host::runs::Runs;
 use pismo_core::host::tune::journal::{FileJournal, JournalEvent, StudyStore};
 use pismo_http::{Options, Server};
 use pismo_tests::workspace_root;
@@ -221,7 +222,7 @@ fn a_study_runs_streams_its_events_and_its_best_model_is_used_once() {
     let other = Server::start(
         "127.0.0.1:0",
         Registry::open(f.dir.join("models")),
-        f.dir.join("runs"),
+        Runs::open(f.dir.join("runs")),
         Options::default(),
     )
     .unwrap();
