@@ -1,11 +1,15 @@
 //! A team's PostgreSQL store through the real `pismo` binary, on a real throwaway cluster
-//! (issue 15): `pismo store migrate` and `copy`, every registry command with `--store` or
-//! `$PISMO_STORE`, clear errors for a database that is missing or unmigrated, and two
+//! (issue 15): `pismo store migrate` and `copy` (models, aliases and runs), every registry
+//! and runs command with `--store` or `$PISMO_STORE`, clear errors for a database that is
+//! missing or unmigrated, a training run kept in the database and killed mid-epoch, and two
 //! `pismo serve` replicas on one store that both answer with a new `default` as soon as
 //! `pismo models alias` has moved it.
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
 use pismo_tests::postgres::postgres_or_skip;
-use pismo_tests::{workspace_root, Pismo};
+use pismo_tests::{full_mnist, workspace_root, Pismo};
 
 use crate::serve::request;
 
@@ -58,15 +62,27 @@ fn store_migrate_copy_and_the_registry_commands_on_postgres() {
     let out = p.run(&["store", "migrate", "--store", &url]);
     out.expect_code(0);
     assert!(
-        out.stdout.contains("pismo schema v0 → v2"),
+        out.stdout.contains("pismo schema v0 → v3"),
         "{}",
         out.stdout
     );
     let out = p.run(&["store", "migrate", "--store", &url]);
     assert!(out.stdout.contains("already current"), "{}", out.stdout);
 
-    // The shipped registry into the database.
-    let out = p.run(&["store", "copy", "--from", shipped, "--to", &url, "--json"]);
+    // The shipped registry and its runs into the database.
+    let shipped_runs = workspace_root().join("runs");
+    let shipped_runs = shipped_runs.to_str().unwrap();
+    let out = p.run(&[
+        "store",
+        "copy",
+        "--from",
+        shipped,
+        "--from-runs",
+        shipped_runs,
+        "--to",
+        &url,
+        "--json",
+    ]);
     out.expect_code(0);
     let report = &out.json_lines()[0];
     let shipped_ids: Vec<String> = p
@@ -83,6 +99,26 @@ fn store_migrate_copy_and_the_registry_commands_on_postgres() {
         .collect();
     assert_eq!(copied, shipped_ids);
     assert_eq!(report["aliases_set"]["default"], shipped_default().as_str());
+    let run_ids = |args: &[&str]| -> Vec<String> {
+        let out = p.run(&[&["runs", "list", "--json"], args].concat());
+        out.expect_code(0);
+        out.json_lines()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let shipped_run_ids = run_ids(&["--runs", shipped_runs]);
+    assert_eq!(
+        report["runs"]["copied"].as_array().unwrap().len(),
+        shipped_run_ids.len()
+    );
+    assert_eq!(run_ids(&["--store", &url]), shipped_run_ids);
+    let newest = &shipped_run_ids[0];
+    let show = |args: &[&str]| p.run(&[&["runs", "show", newest, "--json"], args].concat());
+    assert_eq!(
+        show(&["--store", &url]).stdout,
+        show(&["--runs", shipped_runs]).stdout
+    );
 
     // Every command reads it, with --store or $PISMO_STORE.
     let listed = p
@@ -116,8 +152,9 @@ fn store_migrate_copy_and_the_registry_commands_on_postgres() {
         refused.stderr
     );
 
-    // And back into a fresh folder, byte for byte.
+    // And back into fresh folders, byte for byte.
     let back = p.home.join("back");
+    let back_runs = p.home.join("back-runs");
     let out = p.run(&[
         "store",
         "copy",
@@ -125,8 +162,41 @@ fn store_migrate_copy_and_the_registry_commands_on_postgres() {
         &url,
         "--to",
         back.to_str().unwrap(),
+        "--to-runs",
+        back_runs.to_str().unwrap(),
     ]);
     out.expect_code(0);
+    assert!(
+        out.stdout
+            .contains(&format!("{} runs copied", shipped_run_ids.len())),
+        "{}",
+        out.stdout
+    );
+    for id in &shipped_run_ids {
+        for file in ["metrics.jsonl", "log.txt"] {
+            let read = |dir: &std::path::Path| std::fs::read(dir.join(id).join(file)).unwrap();
+            assert!(
+                read(&back_runs) == read(std::path::Path::new(shipped_runs)),
+                "{id}/{file} differs after the copy there and back"
+            );
+        }
+    }
+    let wrong = p.run(&[
+        "store",
+        "copy",
+        "--from",
+        &url,
+        "--from-runs",
+        shipped_runs,
+        "--to",
+        back.to_str().unwrap(),
+    ]);
+    wrong.expect_code(2);
+    assert!(
+        wrong.stderr.contains("a database keeps its runs itself"),
+        "{}",
+        wrong.stderr
+    );
     for id in &shipped_ids {
         let (name, version) = id.split_once('@').unwrap();
         let file = format!("{name}.v{version}.pismo");
@@ -169,11 +239,14 @@ fn two_serve_replicas_on_one_store_follow_a_new_default_at_once() {
     let p = Pismo::new();
     p.run(&["store", "migrate", "--store", &url]).expect_code(0);
     let shipped = workspace_root().join("models");
+    let shipped_runs = workspace_root().join("runs");
     p.run(&[
         "store",
         "copy",
         "--from",
         shipped.to_str().unwrap(),
+        "--from-runs",
+        shipped_runs.to_str().unwrap(),
         "--to",
         &url,
     ])
@@ -182,6 +255,14 @@ fn two_serve_replicas_on_one_store_follow_a_new_default_at_once() {
     let two = p.serve("127.0.0.1:0", &["--store", &url]);
     for replica in [&one, &two] {
         assert_eq!(default_model_of(replica.addr()), shipped_default());
+        // The runs are the store's, on every replica (the Experiments view).
+        let runs = request(
+            replica.addr(),
+            "GET /api/runs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            b"",
+        );
+        assert!(runs.starts_with("HTTP/1.1 200"), "{runs}");
+        assert!(runs.contains("20261203-145344-06ceb5"), "{runs}");
     }
     p.run(&["models", "alias", "mnist@3", "default", "--store", &url])
         .expect_code(0);
@@ -222,4 +303,102 @@ fn two_serve_replicas_on_one_store_follow_a_new_default_at_once() {
         b"",
     );
     assert!(ping.starts_with("HTTP/1.1 200"), "{ping}");
+}
+
+/// A training run kept in the database: live while its process trains, read as failed by
+/// every reader once the process is killed with kill -9 (its connection, and the lock it
+/// held on the run, are gone), and finished with its model when a training ends normally.
+/// Nothing is written to a runs folder.
+#[test]
+fn a_training_run_lives_in_the_store_and_a_killed_one_reads_as_failed() {
+    let Some(cluster) = postgres_or_skip("a_training_run_lives_in_the_store…") else {
+        return;
+    };
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let url = cluster.create_database("training");
+    let p = Pismo::new().with_data(mnist);
+    p.run(&["store", "migrate", "--store", &url]).expect_code(0);
+    let list = || {
+        let out = p.run(&["runs", "list", "--store", &url, "--json"]);
+        out.expect_code(0);
+        out.json_lines()
+    };
+
+    let mut child = p
+        .command(&[
+            "train",
+            "--json",
+            "--epochs",
+            "200",
+            "--hidden-size",
+            "32",
+            "--store",
+            &url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let line = lines.next().expect("an epoch line").unwrap();
+        assert!(line.contains(r#""event":"epoch""#), "{line}");
+    }
+    let live = list();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0]["status"], "running");
+    let id = live[0]["run_id"].as_str().unwrap().to_owned();
+    child.kill().unwrap(); // SIGKILL: nothing in the process runs after it
+    child.wait().unwrap();
+    let dead = list();
+    assert_eq!(dead[0]["status"], "failed", "{dead:?}");
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("without closing the run"),
+        "{dead:?}"
+    );
+    let log = p.run(&["runs", "log", &id, "--store", &url]);
+    log.expect_code(0);
+    assert!(log.stdout.contains("epoch 1/200"), "{}", log.stdout);
+
+    let out = p.run(&[
+        "train",
+        "--json",
+        "--epochs",
+        "1",
+        "--hidden-size",
+        "32",
+        "--store",
+        &url,
+    ]);
+    out.expect_code(0);
+    let done = out.json_lines().pop().unwrap();
+    let model = done["model"].as_str().unwrap();
+    let shown = p.run(&[
+        "runs",
+        "show",
+        done["run_id"].as_str().unwrap(),
+        "--store",
+        &url,
+        "--json",
+    ]);
+    shown.expect_code(0);
+    let shown = &shown.json_lines()[0];
+    assert_eq!(shown["status"], "finished");
+    assert_eq!(shown["model"], model);
+    let models = p.run(&["models", "list", "--store", &url, "--json"]);
+    assert!(
+        models.stdout.contains(&format!("\"id\":\"{model}\"")),
+        "{}",
+        models.stdout
+    );
+    assert_eq!(list().len(), 2);
+    assert!(
+        !p.runs().exists() || std::fs::read_dir(p.runs()).unwrap().next().is_none(),
+        "runs went to the folder too"
+    );
 }
