@@ -173,6 +173,8 @@ impl From<RunsError> for ApiError {
         let status = match e {
             RunsError::InvalidId { .. } => 400,
             ref e if e.is_not_found() => 404,
+            // The database of the runs refused or could not be reached: try again.
+            RunsError::Store { .. } => 503,
             _ => 500,
         };
         Self::new(status, e.to_string())
