@@ -307,3 +307,38 @@ fn the_shipped_runs_copy_into_postgres_and_back_unchanged() {
         }
     }
 }
+
+/// A team's database made by the pismo before run records (schema v2, its models and a
+/// study in it) is upgraded by `migrate` in place: the models stay, and runs can be kept.
+#[test]
+fn a_schema_v2_database_upgrades_to_keep_runs() {
+    let Some(cluster) = postgres_or_skip("a_schema_v2_database_upgrades…") else {
+        return;
+    };
+    let url = database(&cluster, "upgrade");
+    let registry = pismo_store::open_registry(&url).unwrap();
+    let id = registry
+        .register("mnist", &mut |_| {
+            std::fs::read(workspace_root().join("models/mnist.v1.pismo")).unwrap()
+        })
+        .unwrap();
+    // Back to what v2 made: without the run tables, and recorded as v2.
+    cluster.psql(
+        "upgrade",
+        &[],
+        "DROP TABLE pismo_run_log, pismo_run_metrics, pismo_runs; UPDATE pismo_schema SET version = 2;",
+    );
+    let e = pismo_store::open_runs(&url).unwrap_err().to_string();
+    assert!(
+        e.contains("schema v2") && e.contains("pismo store migrate"),
+        "{e}"
+    );
+    assert_eq!(migrate(&url).unwrap(), (2, 3));
+    let runs = pismo_store::open_runs(&url).unwrap();
+    let w = runs.create("mnist", &Hyper::DEFAULT, "d").unwrap();
+    let run = w.id().to_owned();
+    w.finish(Status::Finished, None);
+    assert_eq!(runs.info(&run).unwrap().status, Status::Finished);
+    let registry = pismo_store::open_registry(&url).unwrap();
+    assert_eq!(registry.ids().unwrap(), [id]);
+}
