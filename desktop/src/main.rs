@@ -197,6 +197,16 @@ pub fn registry(folder: &Option<PathBuf>, store: &Option<String>) -> Result<Regi
     }
 }
 
+/// The database the store names (`--store`, else `$PISMO_STORE`), unless `--registry` names a
+/// registry folder: where runs and studies are kept with the models.
+pub fn store_database(registry: &Option<PathBuf>, store: &Option<String>) -> Option<String> {
+    registry
+        .is_none()
+        .then(|| pismo_store::store_spec(store.as_deref()))
+        .flatten()
+        .filter(|spec| pismo_store::is_database(spec))
+}
+
 /// Where run records are kept: the folder `--runs`; else, unless `--registry` names a
 /// registry folder, the database of the store (`--store`, else `$PISMO_STORE`) when it
 /// names one; else the folder `$PISMO_RUNS`, else `./runs`.
@@ -208,12 +218,7 @@ pub fn runs(
     if let Some(dir) = folder {
         return Ok(Runs::open(dir.clone()));
     }
-    let database = registry
-        .is_none()
-        .then(|| pismo_store::store_spec(store.as_deref()))
-        .flatten()
-        .filter(|spec| pismo_store::is_database(spec));
-    match database {
+    match store_database(registry, store) {
         Some(url) => pismo_store::open_runs(&url).map_err(CliError::failed),
         None => Ok(Runs::open(Runs::default_dir())),
     }

@@ -48,6 +48,15 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), CliError> {
     let registry = crate::registry(&args.registry, &args.store)?;
     let runs = crate::runs(&args.runs, &args.registry, &args.store)?;
+    // Studies started from the page: in the store's database, shared with `pismo tune`
+    // workers, or journals beside the runs.
+    let studies = match crate::store_database(&args.registry, &args.store) {
+        Some(url) => Some(std::sync::Arc::new(
+            pismo_store::study::PgShelf::connect(&url).map_err(CliError::failed)?,
+        )
+            as std::sync::Arc<dyn pismo_core::host::tune::shelf::StudyShelf>),
+        None => None,
+    };
     if args.max_training == 0 {
         return Err(CliError::usage("--max-training must be at least 1"));
     }
@@ -64,6 +73,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         max_training: args.max_training,
         token: token.clone(),
         drawn_dir: crate::data::drawn_store(&args.drawn).dir().to_path_buf(),
+        studies,
         ..pismo_http::Options::default()
     };
     let data_dir = options.data_dir.clone();

@@ -29,6 +29,7 @@ use crate::catalog::ModelCache;
 use crate::limits;
 use crate::training::Training;
 use crate::tuning::Tuning;
+use pismo_core::host::tune::shelf::{JournalShelf, StudyShelf};
 
 /// How the server runs. The limits default to the values in [`crate::limits`].
 #[derive(Debug, Clone)]
@@ -59,6 +60,10 @@ pub struct Options {
     pub token: Option<String>,
     /// The folder of corrected drawings for `POST /api/drawn`.
     pub drawn_dir: PathBuf,
+    /// Where the studies of `POST /api/tune` are kept; `None`: journals in
+    /// `<runs folder>/studies` (with runs in a database, the local `$PISMO_RUNS`, else
+    /// `./runs`).
+    pub studies: Option<Arc<dyn StudyShelf>>,
 }
 
 impl Default for Options {
@@ -76,6 +81,7 @@ impl Default for Options {
             max_training: 1,
             token: None,
             drawn_dir: PathBuf::from(pismo_core::host::drawn::DEFAULT_DIR),
+            studies: None,
         }
     }
 }
@@ -155,12 +161,12 @@ impl Server {
                 bound.ip()
             )));
         }
-        // Studies started from the page keep their journals in the runs folder, or, when the
-        // runs are in a database, in the local runs folder ($PISMO_RUNS, else ./runs).
-        let studies = runs
-            .folder()
-            .map_or_else(Runs::default_dir, Path::to_path_buf)
-            .join("studies");
+        let studies = options.studies.clone().unwrap_or_else(|| {
+            let folder = runs
+                .folder()
+                .map_or_else(Runs::default_dir, Path::to_path_buf);
+            Arc::new(JournalShelf::new(folder.join("studies")))
+        });
         let state = Arc::new(State {
             registry,
             tuning: Arc::new(Tuning::new(studies)),

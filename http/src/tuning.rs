@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,9 +24,8 @@ use pismo_core::host::runs::Runs;
 use pismo_core::host::tune::driver::{
     self, Best, Driver, Observer, Plan, TuneError, DEFAULT_EPOCHS, ETA, MIN_EPOCHS,
 };
-use pismo_core::host::tune::journal::{
-    self, FileJournal, JournalEvent, Replay, StoreError, StudyStore, TrialState,
-};
+use pismo_core::host::tune::journal::{JournalEvent, Replay, StoreError, StudyStore, TrialState};
+use pismo_core::host::tune::shelf::{CreateError, StudyShelf};
 use pismo_core::host::tune::space::Space;
 use pismo_core::hyper::Hyper;
 use serde::Serialize;
@@ -39,8 +37,9 @@ use crate::training::{Job, Training};
 
 /// The studies side of the server.
 pub(crate) struct Tuning {
-    /// `<runs>/studies`: journals and best-model files.
-    dir: PathBuf,
+    /// Where the studies are: `<runs>/studies` (journals and best-model files) or the
+    /// database of the store.
+    shelf: Arc<dyn StudyShelf>,
     /// The study running in this server, from its request's acceptance to its `done`.
     active: Mutex<Option<String>>,
     /// Studies started by this server (kept after they end, for their events).
@@ -281,9 +280,9 @@ struct TrialView<'a> {
 }
 
 impl Tuning {
-    pub fn new(studies_dir: PathBuf) -> Self {
+    pub fn new(shelf: Arc<dyn StudyShelf>) -> Self {
         Self {
-            dir: studies_dir,
+            shelf,
             active: Mutex::new(None),
             jobs: Mutex::new(HashMap::new()),
             using: Mutex::new(()),
@@ -297,7 +296,7 @@ impl Tuning {
 
     /// Whether study `name` runs now, here or in another process.
     pub fn running(&self, name: &str) -> bool {
-        lock(&self.active).as_deref() == Some(name) || journal::in_use(&self.dir, name)
+        lock(&self.active).as_deref() == Some(name) || self.shelf.in_use(name)
     }
 
     /// `GET /api/tune`.
@@ -347,26 +346,14 @@ impl Tuning {
         }
         let slot = Slot(self.clone());
         let data = training.data()?;
-        let journal = match FileJournal::open(&self.dir, &study) {
+        let journal = match self.shelf.create(&study) {
             Ok(j) => j,
-            Err(StoreError::Busy(_)) => {
-                return Err(ApiError::new(
-                    409,
-                    format!("study {study} is running in another process (pismo tune); wait for it or stop it there"),
-                ))
+            Err(e @ CreateError::Busy(_)) => return Err(ApiError::new(409, e.to_string())),
+            Err(e @ CreateError::Exists(_)) => {
+                return Err(ApiError::new(409, e.to_string()).with("field", json!("study")))
             }
-            Err(e) => return Err(ApiError::new(500, e.to_string())),
+            Err(e @ CreateError::Failed(_)) => return Err(ApiError::new(503, e.to_string())),
         };
-        if !journal
-            .is_empty()
-            .map_err(|e| ApiError::new(500, e.to_string()))?
-        {
-            return Err(ApiError::new(
-                409,
-                format!("study {study} exists: choose another name (`pismo tune --study {study} --resume` carries it on)"),
-            )
-            .with("field", json!("study")));
-        }
         let threads = (cores() / request.parallel).max(1);
         let plan = Plan {
             study: study.clone(),
@@ -390,7 +377,7 @@ impl Tuning {
         std::thread::Builder::new()
             .name("pismo-tune".to_owned())
             .spawn(move || {
-                let done = run(&plan, Box::new(journal), &job, &data, &registry, &runs);
+                let done = run(&plan, journal, &job, &data, &registry, &runs);
                 // Free before `done`, so a client that starts the next study on it is not
                 // refused.
                 drop(slot);
@@ -406,34 +393,17 @@ impl Tuning {
         .with_header("Location", format!("/api/studies/{study}")))
     }
 
-    /// `GET /api/studies`: every study in the runs folder, newest first.
+    /// `GET /api/studies`: every study on the shelf, newest first.
     pub fn list(&self) -> Result<Reply, ApiError> {
+        let names = self
+            .shelf
+            .names()
+            .map_err(|e| ApiError::new(503, format!("cannot list the studies: {e}")))?;
         let mut studies = Vec::new();
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Reply::json(&studies),
-            Err(e) => return Err(ApiError::new(500, format!("cannot list the studies: {e}"))),
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".jsonl"))
-            else {
-                continue;
-            };
-            if validate_name(name).is_err() {
-                continue;
-            }
-            let modified = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as u64);
-            let replay = match journal::read_events(&self.dir, name) {
-                Ok(events) => Replay::of(&events),
+        for (name, modified) in names {
+            let replay = match self.shelf.events(&name) {
+                Ok(Some(events)) => Replay::of(&events),
+                Ok(None) => continue, // removed since it was listed
                 Err(e) => {
                     studies.push(json!({ "study": name, "modified_ms": modified,
                         "error": e.to_string() }));
@@ -447,7 +417,7 @@ impl Tuning {
                 .fold(None, |b: Option<f64>, s| Some(b.map_or(s, |b| b.max(s))));
             studies.push(json!({
                 "study": name,
-                "running": self.running(name),
+                "running": self.running(&name),
                 "trials": replay.finished.len(),
                 "open": replay.open.len(),
                 "best_accuracy": best,
@@ -459,16 +429,16 @@ impl Tuning {
         Reply::json(&studies)
     }
 
-    /// The events of study `name`'s journal: 400 for a name no study can have, 404 if it
-    /// has no journal.
+    /// The events of study `name`: 400 for a name no study can have, 404 if there is no
+    /// such study.
     pub fn journal(&self, name: &str) -> Result<Vec<JournalEvent>, ApiError> {
         validate_name(name).map_err(|e| ApiError::bad(format!("study: {e}")))?;
-        journal::read_events(&self.dir, name).map_err(|e| match e {
-            StoreError::Io(_, e) if e.kind() == std::io::ErrorKind::NotFound => {
-                ApiError::new(404, format!("no study {name}"))
-            }
-            e => ApiError::new(500, e.to_string()),
-        })
+        match self.shelf.events(name) {
+            Ok(Some(events)) => Ok(events),
+            Ok(None) => Err(ApiError::new(404, format!("no study {name}"))),
+            Err(e @ StoreError::Shared(_)) => Err(ApiError::new(503, e.to_string())),
+            Err(e) => Err(ApiError::new(500, e.to_string())),
+        }
     }
 
     /// The replay of study `name`'s journal (errors as [`Tuning::journal`]).
@@ -478,7 +448,7 @@ impl Tuning {
 
     /// The bytes of study `name`'s best model, if a trial kept one.
     fn best_model(&self, name: &str) -> Option<Vec<u8>> {
-        std::fs::read(journal::best_file(&self.dir, name)).ok()
+        self.shelf.best_model(name)
     }
 
     /// `GET /api/studies/{name}`: the study's settings, its trials, its best trial (and the
@@ -567,7 +537,7 @@ impl Tuning {
                 job.cancel();
                 Ok(Reply::json(&json!({ "study": name, "stopping": true }))?.with_status(202))
             }
-            _ if journal::in_use(&self.dir, name) => Err(ApiError::new(
+            _ if self.shelf.in_use(name) => Err(ApiError::new(
                 409,
                 format!("study {name} runs in another process (pismo tune): stop it there"),
             )),

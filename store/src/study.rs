@@ -32,9 +32,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pismo_core::host::tune::journal::{Claim, JournalEvent, Registration, StoreError, StudyStore};
-use postgres::Client;
+use pismo_core::host::tune::shelf::{CreateError, StudyShelf};
+use postgres::{Client, GenericClient, NoTls};
+use r2d2_postgres::r2d2::Pool;
+use r2d2_postgres::PostgresConnectionManager;
 
-use crate::postgres::{connect_current, describe, redact};
+use crate::postgres::{connect_current, describe, pool, redact};
 
 /// How long a claim lasts without news unless `--lease` says otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -277,25 +280,7 @@ impl StudyStore for PgStudy {
     }
 
     fn events(&mut self) -> Result<Vec<JournalEvent>, StoreError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT seq, event FROM pismo_study_events WHERE study = $1 ORDER BY seq",
-                &[&self.study],
-            )
-            .map_err(|e| self.fail("read its events", &e))?;
-        rows.iter()
-            .map(|row| {
-                let seq: i64 = row.get(0);
-                let text: String = row.get(1);
-                serde_json::from_str(&text).map_err(|e| {
-                    StoreError::Shared(format!(
-                        "study `{}` in {}: event {seq} is corrupt: {e}",
-                        self.study, self.location
-                    ))
-                })
-            })
-            .collect()
+        read_events(&mut self.client, &self.location, &self.study)
     }
 
     fn append(&mut self, event: &JournalEvent) -> Result<(), StoreError> {
@@ -464,5 +449,155 @@ impl StudyStore for PgStudy {
             Ok(Registration::Register(model))
         })();
         answer.map_err(|e| self.fail("decide who registers its best model", &e))
+    }
+}
+
+/// Every event of `study`, in order.
+fn read_events(
+    client: &mut impl GenericClient,
+    location: &str,
+    study: &str,
+) -> Result<Vec<JournalEvent>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT seq, event FROM pismo_study_events WHERE study = $1 ORDER BY seq",
+            &[&study],
+        )
+        .map_err(|e| {
+            StoreError::Shared(format!(
+                "study `{study}` in {location}: cannot read its events: {}",
+                describe(&e)
+            ))
+        })?;
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row.get(0);
+            let text: String = row.get(1);
+            serde_json::from_str(&text).map_err(|e| {
+                StoreError::Shared(format!(
+                    "study `{study}` in {location}: event {seq} is corrupt: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Every study in a PostgreSQL database, as `pismo serve` lists, starts and reads them.
+/// A study started here is a shared study like any other: `pismo tune --store … --study
+/// NAME --resume` workers on other hosts can join it.
+pub struct PgShelf {
+    url: String,
+    location: String,
+    pool: Pool<PostgresConnectionManager<NoTls>>,
+}
+
+impl std::fmt::Debug for PgShelf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgShelf")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl PgShelf {
+    /// Connects to the database `url` and checks that its pismo schema is this pismo's.
+    pub fn connect(url: &str) -> Result<Self, crate::StoreError> {
+        let (config, client) = connect_current(url)?;
+        drop(client);
+        Ok(Self {
+            url: url.to_owned(),
+            location: redact(url),
+            pool: pool(config),
+        })
+    }
+
+    fn query_opt(
+        &self,
+        action: &str,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<postgres::Row>, StoreError> {
+        let fail = |message: String| {
+            StoreError::Shared(format!("cannot {action} in {}: {message}", self.location))
+        };
+        let mut client = self.pool.get().map_err(|e| fail(e.to_string()))?;
+        client
+            .query_opt(sql, params)
+            .map_err(|e| fail(describe(&e)))
+    }
+}
+
+impl StudyShelf for PgShelf {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn create(&self, name: &str) -> Result<Box<dyn StudyStore>, CreateError> {
+        match PgStudy::open(&self.url, name, Join::Create, DEFAULT_LEASE) {
+            Ok(study) => Ok(Box::new(study)),
+            Err(OpenError::Exists(m)) => Err(CreateError::Exists(m)),
+            Err(e) => Err(CreateError::Failed(e.to_string())),
+        }
+    }
+
+    fn names(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let fail = |message: String| {
+            StoreError::Shared(format!(
+                "cannot list the studies in {}: {message}",
+                self.location
+            ))
+        };
+        let mut client = self.pool.get().map_err(|e| fail(e.to_string()))?;
+        let rows = client
+            .query(
+                "SELECT s.name, (extract(epoch FROM coalesce(max(e.at), s.created_at)) * 1000)::bigint
+                   FROM pismo_studies s LEFT JOIN pismo_study_events e ON e.study = s.name
+                  GROUP BY s.name, s.created_at",
+                &[],
+            )
+            .map_err(|e| fail(describe(&e)))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+            .collect())
+    }
+
+    fn events(&self, name: &str) -> Result<Option<Vec<JournalEvent>>, StoreError> {
+        if self
+            .query_opt(
+                "read a study",
+                "SELECT 1 FROM pismo_studies WHERE name = $1",
+                &[&name],
+            )?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let fail =
+            |e: String| StoreError::Shared(format!("study `{name}` in {}: {e}", self.location));
+        let mut client = self.pool.get().map_err(|e| fail(e.to_string()))?;
+        read_events(&mut *client, &self.location, name).map(Some)
+    }
+
+    fn best_model(&self, name: &str) -> Option<Vec<u8>> {
+        self.query_opt(
+            "read a study's best model",
+            "SELECT best_model FROM pismo_studies WHERE name = $1",
+            &[&name],
+        )
+        .ok()
+        .flatten()
+        .and_then(|row| row.get(0))
+    }
+
+    /// A study is worked on while a worker holds a live lease on one of its trials.
+    fn in_use(&self, name: &str) -> bool {
+        self.query_opt(
+            "read a study's trials",
+            "SELECT 1 FROM pismo_trials
+              WHERE study = $1 AND NOT ended AND lease_until > now() LIMIT 1",
+            &[&name],
+        )
+        .is_ok_and(|row| row.is_some())
     }
 }

@@ -427,3 +427,88 @@ fn a_lost_connection_stops_the_worker_cleanly_and_a_resume_finishes_the_study() 
     assert_eq!(ended, (0..4).collect(), "each trial ended once");
     assert_eq!(done(&lines)["model"], "cut@1");
 }
+
+/// A `pismo serve` request with a JSON body (or none); returns the status code and the body.
+fn call(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let answer = crate::serve::request(addr, &head, body.as_bytes());
+    let status = answer[9..12].parse().expect("a status code");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A study started from the page of a replica whose store is a database lives in the
+/// database: the other replica lists and shows it, its trials' runs are the store's, its best
+/// model is registered into the store's registry, and `pismo tune` workers could join it.
+/// Nothing is written to a local folder.
+#[test]
+fn a_study_started_from_a_replica_lives_in_the_store() {
+    let Some(cluster) = postgres_or_skip("a_study_started_from_a_replica…") else {
+        return;
+    };
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let url = cluster.create_database("webtune");
+    let p = Pismo::new().with_data(mnist);
+    p.run(&["store", "migrate", "--store", &url]).expect_code(0);
+    let one = p.serve("127.0.0.1:0", &["--store", &url]);
+    let two = p.serve("127.0.0.1:0", &["--store", &url]);
+    let body = format!(
+        r#"{{"study": "webtune", "trials": 2, "epochs": 2, "val_size": 50000, "space": {TINY_SPACE}}}"#
+    );
+    let (status, started) = call(one.addr(), "POST", "/api/tune", &body);
+    assert_eq!(status, 202, "{started}");
+
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let state = loop {
+        let (status, state) = call(two.addr(), "GET", "/api/studies/webtune", "");
+        assert_eq!(status, 200, "{state}");
+        let ended = state["trials"]
+            .as_array()
+            .is_some_and(|t| t.len() == 2 && t.iter().all(|t| t["ended"].is_number()));
+        if ended && state["running"] == false {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "the study never ended: {state}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        state["best"]["val_accuracy"].as_f64().unwrap() > 0.5,
+        "{state}"
+    );
+    let (_, listed) = call(two.addr(), "GET", "/api/studies", "");
+    assert_eq!(listed[0]["study"], "webtune", "{listed}");
+    assert_eq!(listed[0]["trials"], 2, "{listed}");
+    assert_eq!(starts(&events(&cluster, "webtune", "webtune")).len(), 2);
+
+    // Its trials' runs are in the store, tagged with the study.
+    let runs = p.run(&["runs", "list", "--store", &url, "--json"]);
+    runs.expect_code(0);
+    let tagged = runs
+        .json_lines()
+        .iter()
+        .filter(|r| r["tags"]["study"] == "webtune")
+        .count();
+    assert_eq!(tagged, 2, "{}", runs.stdout);
+
+    // "Use best" on the other replica registers it into the store.
+    let (status, used) = call(two.addr(), "POST", "/api/studies/webtune/use", "{}");
+    assert_eq!(status, 201, "{used}");
+    let model = used["model"].as_str().unwrap();
+    let shown = p.run(&["models", "show", model, "--store", &url]);
+    shown.expect_code(0);
+    // The study is a shared one: a `pismo tune` worker finds it, with nothing left to do.
+    let joined = p.run(&[
+        "tune", "--store", &url, "--study", "webtune", "--resume", "--trials", "2", "--json",
+    ]);
+    joined.expect_code(0);
+    assert_eq!(starts(&events(&cluster, "webtune", "webtune")).len(), 2);
+    assert!(
+        !p.runs().join("studies").exists(),
+        "a study journal was written to the local folder"
+    );
+}

@@ -184,13 +184,7 @@ impl Args {
         studies: &std::path::Path,
         study: &str,
     ) -> Result<Box<dyn StudyStore>, CliError> {
-        let database = self
-            .registry
-            .is_none()
-            .then(|| pismo_store::store_spec(self.store.as_deref()))
-            .flatten()
-            .filter(|spec| pismo_store::is_database(spec));
-        if let Some(url) = database {
+        if let Some(url) = crate::store_database(&self.registry, &self.store) {
             let lease = match &self.lease {
                 Some(text) => parse_duration("lease", text)?,
                 None => shared::DEFAULT_LEASE,

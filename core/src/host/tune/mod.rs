@@ -10,5 +10,6 @@
 pub mod asha;
 pub mod driver;
 pub mod journal;
+pub mod shelf;
 pub mod space;
 pub mod tpe;
