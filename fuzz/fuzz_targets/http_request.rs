@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use pismo_core::host::registry::Registry;
+use pismo_core::host::runs::Runs;
 use pismo_http::{Options, Server};
 
 /// Longer than any answer takes; shorter than every read deadline of the server.
@@ -47,7 +48,7 @@ fn server() -> SocketAddr {
             let server = Server::start(
                 "127.0.0.1:0",
                 Registry::open(&registry),
-                dir.path().join("runs"),
+                Runs::open(dir.path().join("runs")),
                 options,
             )
             .expect("server starts");
