@@ -112,6 +112,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     "copied": ids(&report.copied),
                     "present": ids(&report.present),
                     "deleted_in_target": ids(&report.deleted_in_target),
+                    "deleted": ids(&report.deleted),
                     "aliases_set": report.aliases_set.iter()
                         .map(|(alias, id)| (alias.clone(), id.to_string()))
                         .collect::<std::collections::BTreeMap<_, _>>(),

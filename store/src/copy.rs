@@ -8,6 +8,8 @@
 //! with an error naming it (two registries that gave one number to different models cannot
 //! be merged by copying). Aliases are copied after the models, so none points at a model the
 //! target lacks; each copied alias change is recorded in the target's alias history.
+//! Versions deleted in the source are recorded as deleted in the target, so that a number
+//! the source never gives again (a run may name its model) is not given there either.
 //!
 //! Runs ([`copy_runs`]) are copied whole (record, metrics, log) in one step each, under their
 //! own ids; a run the target has already is left as it is there. A run still training is
@@ -25,6 +27,9 @@ pub struct CopyReport {
     pub present: Vec<ModelId>,
     /// Models not copied because that version was deleted in the target.
     pub deleted_in_target: Vec<ModelId>,
+    /// Versions deleted in the source and now recorded as deleted in the target, so that
+    /// their numbers are never given there.
+    pub deleted: Vec<ModelId>,
     /// Aliases set in the target (those that pointed elsewhere or did not exist).
     pub aliases_set: Vec<(String, ModelId)>,
 }
@@ -52,6 +57,12 @@ pub fn copy(from: &Registry, to: &Registry) -> Result<CopyReport, RegistryError>
             }
             Err(e) if e.is_not_found() => report.deleted_in_target.push(id),
             Err(e) => return Err(e),
+        }
+    }
+    // Deleted versions: their numbers are never given in the target either.
+    for id in from.deleted()? {
+        if to.import_deleted(&id)? {
+            report.deleted.push(id);
         }
     }
     let theirs = to.aliases()?;

@@ -581,6 +581,53 @@ impl ModelStore for PgStore {
         Ok(Some(Self::model_id(old.get(0), old.get(1))))
     }
 
+    fn deleted(&self) -> Result<Vec<ModelId>, RegistryError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT name, version FROM pismo_deleted_models ORDER BY name, version",
+                &[],
+            )
+            .map_err(|e| self.fail("list the deleted models", &e))?;
+        Ok(rows
+            .iter()
+            .map(|r| Self::model_id(r.get(0), r.get(1)))
+            .collect())
+    }
+
+    fn import_deleted(&self, id: &ModelId) -> Result<bool, RegistryError> {
+        let mut client = self.client()?;
+        let fail = |e: postgres::Error| self.fail(&format!("record {id} as deleted"), &e);
+        let version = version_param(id);
+        let mut tx = client.transaction().map_err(fail)?;
+        // The name's row, made if new, row-locks the name as `import` does.
+        tx.execute(
+            "INSERT INTO pismo_model_names (name, last_version) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET last_version = greatest(pismo_model_names.last_version, $2)",
+            &[&id.name, &version],
+        )
+        .map_err(fail)?;
+        let stored = tx
+            .query_opt(
+                "SELECT 1 FROM pismo_models WHERE name = $1 AND version = $2",
+                &[&id.name, &version],
+            )
+            .map_err(fail)?
+            .is_some();
+        if stored {
+            return Ok(false);
+        }
+        let recorded = tx
+            .execute(
+                "INSERT INTO pismo_deleted_models (name, version) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+                &[&id.name, &version],
+            )
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(recorded == 1)
+    }
+
     fn delete(&self, id: &ModelId) -> Result<Result<(), DeleteRefused>, RegistryError> {
         let mut client = self.client()?;
         let fail = |e: postgres::Error| self.fail(&format!("delete {id}"), &e);

@@ -268,17 +268,30 @@ fn the_shipped_registry_copies_into_postgres_and_back_byte_for_byte() {
         );
     }
     assert_eq!(back.aliases().unwrap(), from.aliases().unwrap());
-    // Registering after a copy continues after the copied versions.
-    let next = db.register("mnist", &mut |_| b"x".to_vec()).unwrap();
+    // The versions deleted from the shipped registry stay deleted in both copies.
+    let deleted = from.deleted().unwrap();
+    assert!(
+        !deleted.is_empty(),
+        "the shipped registry has deleted versions"
+    );
+    assert_eq!(report.deleted, deleted);
+    assert_eq!(db.deleted().unwrap(), deleted);
+    assert_eq!(back.deleted().unwrap(), deleted);
+    // Registering after a copy continues after every version the source ever gave, the
+    // deleted ones too (a run record may name them).
     let highest = from
         .ids()
         .unwrap()
         .into_iter()
+        .chain(deleted)
         .filter(|i| i.name == "mnist")
         .map(|i| i.version)
         .max()
         .unwrap();
-    assert_eq!(next.version, highest + 1);
+    for registry in [&db, &back] {
+        let next = registry.register("mnist", &mut |_| b"x".to_vec()).unwrap();
+        assert_eq!(next.version, highest + 1, "{}", registry.location());
+    }
 }
 
 #[test]

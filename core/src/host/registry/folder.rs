@@ -317,6 +317,43 @@ impl ModelStore for FolderStore {
         Ok(Some(old))
     }
 
+    fn deleted(&self) -> Result<Vec<ModelId>, RegistryError> {
+        let read_dir = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read registry folder", &self.dir, e)),
+        };
+        let mut ids = Vec::new();
+        for entry in read_dir {
+            let entry = entry.map_err(|e| io_err("read registry folder", &self.dir, e))?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|f| ModelId::parse_file_name(f, DELETED_EXTENSION))
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn import_deleted(&self, id: &ModelId) -> Result<bool, RegistryError> {
+        let _lock = RegistryLock::acquire(&self.dir)?;
+        if self.path(id).exists() {
+            return Ok(false);
+        }
+        let marker = self.dir.join(id.deleted_file_name());
+        match write_new_synced(&marker, b"") {
+            Ok(()) => {
+                sync_dir(&self.dir);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err("create", &marker, e)),
+        }
+    }
+
     fn delete(&self, id: &ModelId) -> Result<Result<(), DeleteRefused>, RegistryError> {
         let path = self.path(id);
         let _lock = RegistryLock::acquire(&self.dir)?;

@@ -403,6 +403,18 @@ impl Registry {
         self.store.import(id, bytes)
     }
 
+    /// Every version deleted from this registry: numbers it never gives again.
+    pub fn deleted(&self) -> Result<Vec<ModelId>, RegistryError> {
+        self.store.deleted()
+    }
+
+    /// Records that `id` was deleted elsewhere (copying a registry), so that this registry
+    /// never gives its number either; `false` when it is stored here or recorded already.
+    pub fn import_deleted(&self, id: &ModelId) -> Result<bool, RegistryError> {
+        validate_name(&id.name)?;
+        self.store.import_deleted(id)
+    }
+
     /// Every stored model with its size, aliases and metadata, sorted by name then version.
     /// Bytes that cannot be decoded are listed with the reason in [`Entry::meta`].
     pub fn list(&self) -> Result<Vec<Entry>, RegistryError> {

@@ -119,6 +119,13 @@ pub trait ModelStore: fmt::Debug + Send + Sync {
     /// Deletes `id` unless an alias points at it; its version number is never given again.
     fn delete(&self, id: &ModelId) -> Result<Result<(), DeleteRefused>, RegistryError>;
 
+    /// Every version deleted here (sorted by name then version): numbers never given again.
+    fn deleted(&self) -> Result<Vec<ModelId>, RegistryError>;
+
+    /// Records that `id` was deleted in another store, so that its number is never given
+    /// here either; `false` when `id` is stored here or recorded as deleted already.
+    fn import_deleted(&self, id: &ModelId) -> Result<bool, RegistryError>;
+
     /// Every alias change, oldest first.
     fn alias_history(&self) -> Result<Vec<AliasChange>, RegistryError>;
 }
