@@ -16,7 +16,7 @@
 //! not copied (its record is not final yet): copy again once it has ended.
 
 use pismo_core::host::registry::{ModelId, Registry, RegistryError};
-use pismo_core::host::runs::{Runs, RunsError, Status};
+use pismo_core::host::runs::{RunRecord, Runs, RunsError, Status};
 
 /// What a copy did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -107,8 +107,12 @@ pub fn copy_runs(from: &Runs, to: &Runs) -> Result<RunsCopyReport, RunsError> {
             report.running.push(id);
             continue;
         }
-        let record = match from.get(&id) {
-            Ok(record) => record,
+        // The record as listed: read once.
+        let record = match from.metrics(&id) {
+            Ok(metrics) => RunRecord {
+                info: info.clone(),
+                metrics,
+            },
             Err(e) => {
                 report.unreadable.push(e);
                 continue;

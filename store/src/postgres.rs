@@ -281,8 +281,19 @@ pub(crate) fn connect_current(url: &str) -> Result<(postgres::Config, Client), S
     Err(StoreError { message: problem })
 }
 
+/// [`connect_current`], then a pool of connections with the same settings (the checked
+/// connection is not kept: the pool opens its own as they are needed).
+pub(crate) fn connect_pool(
+    url: &str,
+) -> Result<(postgres::Config, Pool<PostgresConnectionManager<NoTls>>), StoreError> {
+    let (config, client) = connect_current(url)?;
+    drop(client);
+    let pool = pool(config.clone());
+    Ok((config, pool))
+}
+
 /// A pool of connections made with `config`, for the threads of a server.
-pub(crate) fn pool(config: postgres::Config) -> Pool<PostgresConnectionManager<NoTls>> {
+fn pool(config: postgres::Config) -> Pool<PostgresConnectionManager<NoTls>> {
     let manager = PostgresConnectionManager::new(config, NoTls);
     Pool::builder()
         .max_size(POOL_SIZE)
@@ -321,11 +332,10 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects to the database `url` and checks that its pismo schema is this pismo's.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let (config, client) = connect_current(url)?;
-        drop(client);
+        let (_, pool) = connect_pool(url)?;
         Ok(Self {
             location: redact(url),
-            pool: pool(config),
+            pool,
         })
     }
 
@@ -381,6 +391,22 @@ fn store_model(
     .map(|_| ())
 }
 
+/// Makes sure `name` never gives `version` again: its row in `pismo_model_names`, made if
+/// new, counts at least that far. The row stays locked against other writers of the name
+/// until the caller's transaction ends.
+fn keep_number(
+    tx: &mut postgres::Transaction<'_>,
+    name: &str,
+    version: i32,
+) -> Result<(), postgres::Error> {
+    tx.execute(
+        "INSERT INTO pismo_model_names (name, last_version) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET last_version = greatest(pismo_model_names.last_version, $2)",
+        &[&name, &version],
+    )
+    .map(|_| ())
+}
+
 fn version_param(id: &ModelId) -> i32 {
     i32::try_from(id.version).unwrap_or(i32::MAX)
 }
@@ -432,13 +458,7 @@ impl ModelStore for PgStore {
         let fail = |e: postgres::Error| self.fail(&format!("store {id}"), &e);
         let version = version_param(id);
         let mut tx = client.transaction().map_err(fail)?;
-        // The name's row, made if new: it row-locks the name against other writers.
-        tx.execute(
-            "INSERT INTO pismo_model_names (name, last_version) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET last_version = greatest(pismo_model_names.last_version, $2)",
-            &[&id.name, &version],
-        )
-        .map_err(fail)?;
+        keep_number(&mut tx, &id.name, version).map_err(fail)?;
         let taken = tx
             .query_opt(
                 "SELECT 1 FROM pismo_models WHERE name = $1 AND version = $2
@@ -600,13 +620,7 @@ impl ModelStore for PgStore {
         let fail = |e: postgres::Error| self.fail(&format!("record {id} as deleted"), &e);
         let version = version_param(id);
         let mut tx = client.transaction().map_err(fail)?;
-        // The name's row, made if new, row-locks the name as `import` does.
-        tx.execute(
-            "INSERT INTO pismo_model_names (name, last_version) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET last_version = greatest(pismo_model_names.last_version, $2)",
-            &[&id.name, &version],
-        )
-        .map_err(fail)?;
+        keep_number(&mut tx, &id.name, version).map_err(fail)?;
         let stored = tx
             .query_opt(
                 "SELECT 1 FROM pismo_models WHERE name = $1 AND version = $2",

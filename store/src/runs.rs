@@ -27,7 +27,7 @@ use postgres::{Client, NoTls, Row};
 use r2d2_postgres::r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
-use crate::postgres::{connect_current, describe, pool, redact};
+use crate::postgres::{connect_pool, describe, redact};
 use crate::StoreError;
 
 /// The first key of the advisory locks writers hold on their runs ("pism"); the second is
@@ -125,11 +125,10 @@ fn insert_log(
 impl PgRuns {
     /// Connects to the database `url` and checks that its pismo schema is this pismo's.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let (config, client) = connect_current(url)?;
-        drop(client);
+        let (config, pool) = connect_pool(url)?;
         Ok(Self {
             location: redact(url),
-            pool: pool(config.clone()),
+            pool,
             config,
         })
     }

@@ -37,7 +37,7 @@ use postgres::{Client, GenericClient, NoTls};
 use r2d2_postgres::r2d2::Pool;
 use r2d2_postgres::PostgresConnectionManager;
 
-use crate::postgres::{connect_current, describe, pool, redact};
+use crate::postgres::{connect_current, connect_pool, describe, redact};
 
 /// How long a claim lasts without news unless `--lease` says otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -502,12 +502,11 @@ impl std::fmt::Debug for PgShelf {
 impl PgShelf {
     /// Connects to the database `url` and checks that its pismo schema is this pismo's.
     pub fn connect(url: &str) -> Result<Self, crate::StoreError> {
-        let (config, client) = connect_current(url)?;
-        drop(client);
+        let (_, pool) = connect_pool(url)?;
         Ok(Self {
             url: url.to_owned(),
             location: redact(url),
-            pool: pool(config),
+            pool,
         })
     }
 
@@ -563,20 +562,17 @@ impl StudyShelf for PgShelf {
     }
 
     fn events(&self, name: &str) -> Result<Option<Vec<JournalEvent>>, StoreError> {
-        if self
-            .query_opt(
-                "read a study",
-                "SELECT 1 FROM pismo_studies WHERE name = $1",
-                &[&name],
-            )?
-            .is_none()
-        {
-            return Ok(None);
-        }
-        let fail =
-            |e: String| StoreError::Shared(format!("study `{name}` in {}: {e}", self.location));
+        let fail = |message: String| {
+            StoreError::Shared(format!("study `{name}` in {}: {message}", self.location))
+        };
         let mut client = self.pool.get().map_err(|e| fail(e.to_string()))?;
-        read_events(&mut *client, &self.location, name).map(Some)
+        let found = client
+            .query_opt("SELECT 1 FROM pismo_studies WHERE name = $1", &[&name])
+            .map_err(|e| fail(describe(&e)))?;
+        match found {
+            Some(_) => read_events(&mut *client, &self.location, name).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn best_model(&self, name: &str) -> Option<Vec<u8>> {
