@@ -15,7 +15,7 @@
 
 mod display;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argh::FromArgs;
@@ -308,11 +308,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     } else {
         Some(args.fresh()?)
     };
-    let studies = runs
-        .folder()
-        .map_or_else(Runs::default_dir, Path::to_path_buf)
-        .join("studies");
-    let mut store = args.open_study(&studies, &study)?;
+    let mut store = args.open_study(&runs.studies_folder(), &study)?;
     let events = store.events().map_err(CliError::failed)?;
     let replay = Replay::of(&events);
     let settings = match fresh {

@@ -350,6 +350,14 @@ impl Runs {
         self.store.folder()
     }
 
+    /// Where tuning studies kept as journal files go: `<runs folder>/studies`, or with the
+    /// runs in a database, the local runs folder's (`$PISMO_RUNS`, else `./runs`).
+    pub fn studies_folder(&self) -> PathBuf {
+        self.folder()
+            .map_or_else(Self::default_dir, Path::to_path_buf)
+            .join("studies")
+    }
+
     /// Starts a run: a new record with status `running`, no metrics and an empty log.
     pub fn create(
         &self,
