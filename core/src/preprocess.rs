@@ -45,23 +45,32 @@
 //! vs 0.90: a digit lands a whole pixel off when the rounding goes the other way) and
 //! 97.2 % accuracy, so the shift is sub-pixel. `tests/e2e/preprocess.rs` pins the similarity.
 //!
-//! Performance. Each pass is a loop over contiguous bytes that the compiler vectorizes for
-//! baseline x86-64 (SSE2), without intrinsics or `unsafe`. An ink weight is branch-free:
-//! dark ink becomes light ink by an xor with 0xff, then one saturating subtraction and a
-//! compare-and-mask. Step 1 folds each row into its minimum and maximum in 32 byte lanes
-//! (the row's tail is folded as its last 32 bytes again, which min and max do not mind), and
-//! so also finds the rows that can hold ink. Step 3 sums only those, in strips of 256
-//! columns: each row adds its weights to `u16` column sums and to its own sum, and the box
-//! and the moments come from the column and row sums. Step 4 is separable, vertical first:
-//! for each output row, the box rows under it are added column by column, those it covers
-//! entirely as `u16` integers and its two edge rows weighted in `f32`; each output column
-//! then sums its span of those sums, with an overlap weight on its two edge pixels only. The
-//! scalar work is thus per output row rather than per input pixel. The per-output-pixel
-//! version this replaced stays in the tests as the reference, matched to 1e-5 per pixel.
-//! Release build for baseline x86-64 on one core of a 2-core AMD EPYC VM,
-//! 2026-11-27: a 280x280 drawing (`pismo-bench predict`: a t10k digit enlarged 7x,
-//! off-centre) takes 13.5 µs through [`to_input`] (85 µs before), 4096x4096 2.3 ms (16 ms),
-//! 8192x8192 22 ms (68 ms; there the strips read rows 8 KB apart).
+//! Performance. Each pass is a loop over contiguous bytes that the compiler vectorizes,
+//! without intrinsics or `unsafe`. On the host the whole pipeline is compiled three times
+//! on x86-64, for baseline SSE2, AVX2 and AVX-512, and the widest copy the CPU has runs
+//! (`host::kernels::to_input`, chosen as the trainer's kernels are); the firmware and
+//! aarch64 run the one portable copy. An ink weight is branch-free: dark ink becomes light
+//! ink by an xor with 0xff, then one saturating subtraction and a compare-and-mask. Step 1
+//! takes the ring's level directly when the ring is one level all round (plain paper), and
+//! folds rows into their minimum and maximum in 32 byte lanes (a row's tail is folded as its
+//! last 32 bytes again, which min and max do not mind): row by row from the top and from
+//! the bottom until each meets a row that can hold ink, then every row between in one call.
+//! Step 3 sums only those rows, in strips of 256 columns: each row adds its weights to
+//! `u16` column sums and to its own sum, and the box and the moments come from the column
+//! and row sums. Step 4 is separable, vertical first: for each output row, the box rows
+//! under it are added column by column, those it covers entirely as `u16` integers and its
+//! two edge rows weighted in `f32`; each output column then sums its span of those sums,
+//! with an overlap weight on its two edge pixels only. The scalar work is thus per output
+//! row rather than per input pixel. The per-output-pixel version this replaced stays in the
+//! tests as the reference, matched to 1e-5 per pixel. Every copy gives the same bits
+//! (integer sums, and the same float operations in the same order; a test compares them).
+//! A 280x280 drawing through [`to_input`] and a 784-128-10 model (`pismo-bench predict`: a
+//! t10k digit enlarged 7x, off-centre), release build on one core of a 2-core AMD EPYC VM
+//! with AVX-512, 2026-12-03, median (fastest) of blocks of 10: 22 µs (15) with the SSE2
+//! copy, 14–16 µs (10.4) with AVX2, 13.5–15 µs (9.5) with AVX-512; before the per-CPU copies
+//! and the two shortcuts of step 1, 22–23 µs (15) whatever the CPU. On 2026-11-27 the SSE2
+//! copy alone took 13.5 µs on another VM (85 µs before the vectorized passes); 4096x4096
+//! 2.3 ms (16 ms), 8192x8192 22 ms (68 ms; there the strips read rows 8 KB apart).
 //!
 //! Invariants: on `Ok`, every output value is in `0.0..=1.0`, the maximum is 1.0 (for
 //! [`preprocess`]), and all ink lies inside the frame. Nothing here panics, whatever the
@@ -218,9 +227,37 @@ pub struct Info {
 /// The model input of any grey image: a 28x28 input gets only its polarity normalized
 /// (light ink on black) and is divided by 255, as it is assumed MNIST-like already; any
 /// other size goes through [`preprocess`]. Every shell calls this.
+///
+/// On the host (feature `std`) this runs the widest copy of the pipeline the CPU has
+/// (`host::kernels::to_input`: AVX2 or AVX-512 on x86-64); every copy gives the same bits.
 pub fn to_input(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
+    #[cfg(feature = "std")]
+    return crate::host::kernels::to_input(img, out);
+    #[cfg(not(feature = "std"))]
+    to_input_inline(img, out)
+}
+
+/// Crops any grey image to its ink, scales it to a 20 px box with anti-aliasing and centres
+/// its mass in 28x28, as MNIST was made (see the module doc). Values are in `0.0..=1.0`,
+/// ink bright.
+///
+/// On the host (feature `std`) this runs the widest copy the CPU has, as [`to_input`] does.
+pub fn preprocess(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
+    #[cfg(feature = "std")]
+    return crate::host::kernels::preprocess(img, out);
+    #[cfg(not(feature = "std"))]
+    preprocess_inline(img, out)
+}
+
+/// [`to_input`]'s body. It and every step below are `#[inline(always)]`, so that each copy of
+/// `host::kernels::to_input` compiles the whole pipeline with its own instruction set.
+#[inline(always)]
+pub(crate) fn to_input_inline(
+    img: &GreyImage,
+    out: &mut [f32; PIXELS],
+) -> Result<Info, PreprocessError> {
     if img.width != SIDE || img.height != SIDE {
-        return preprocess(img, out);
+        return preprocess_inline(img, out);
     }
     img.check()?;
     let ink = analyse(img)?;
@@ -243,10 +280,12 @@ pub fn to_input(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, Prepro
     })
 }
 
-/// Crops any grey image to its ink, scales it to a 20 px box with anti-aliasing and centres
-/// its mass in 28x28, as MNIST was made (see the module doc). Values are in `0.0..=1.0`,
-/// ink bright.
-pub fn preprocess(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
+/// [`preprocess`]'s body, `#[inline(always)]` as [`to_input_inline`].
+#[inline(always)]
+pub(crate) fn preprocess_inline(
+    img: &GreyImage,
+    out: &mut [f32; PIXELS],
+) -> Result<Info, PreprocessError> {
     img.check()?;
     let ink = analyse(img)?;
     let mass = mass_of(img, &ink);
@@ -292,13 +331,24 @@ pub fn preprocess(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, Prep
 
 /// Intensity centre of mass of a 28x28 image, `(x, y)` in pixel-index coordinates; the
 /// centre (13.5, 13.5) for an all-zero image.
+#[inline(always)]
 fn centre_of_mass(img: &[f32; PIXELS]) -> (f32, f32) {
-    let (mut m, mut sx, mut sy) = (0.0f32, 0.0f32, 0.0f32);
-    for (i, &v) in img.iter().enumerate() {
-        m += v;
-        sx += v * (i % SIDE) as f32;
-        sy += v * (i / SIDE) as f32;
+    // From column and row sums: a vector add per row for the columns, and short chains
+    // of float additions instead of three chains of 784.
+    let mut cols = [0.0f32; SIDE];
+    let mut rows = [0.0f32; SIDE];
+    for (row, r) in img.chunks_exact(SIDE).zip(&mut rows) {
+        for (c, &v) in cols.iter_mut().zip(row) {
+            *c += v;
+        }
+        *r = row.iter().sum();
     }
+    let moment = |sums: &[f32; SIDE]| {
+        let mass: f32 = sums.iter().sum();
+        let first: f32 = sums.iter().enumerate().map(|(i, &s)| s * i as f32).sum();
+        (mass, first)
+    };
+    let ((m, sx), (_, sy)) = (moment(&cols), moment(&rows));
     if m > 0.0 {
         (sx / m, sy / m)
     } else {
@@ -383,6 +433,7 @@ impl Ink {
 }
 
 /// `sums[i] += ints[i]; ints[i] = 0`.
+#[inline(always)]
 fn flush<T: From<u16> + core::ops::AddAssign>(ints: &mut [u16], sums: &mut [T]) {
     for (i, s) in ints.iter_mut().zip(sums) {
         *s += T::from(*i);
@@ -393,6 +444,7 @@ fn flush<T: From<u16> + core::ops::AddAssign>(ints: &mut [u16], sums: &mut [T]) 
 /// The darkest and lightest grey level of `px`, or (255, 0) if it is empty. The pixels are
 /// folded in [`LANES`] byte lanes (vector min and max); the tail is folded as the last
 /// [`LANES`] pixels, overlapping the chunk before, which min and max do not mind.
+#[inline(always)]
 fn extremes(px: &[u8]) -> (u8, u8) {
     let (mut lo, mut hi) = ([255u8; LANES], [0u8; LANES]);
     let mut fold = |chunk: &[u8; LANES]| {
@@ -418,52 +470,37 @@ fn extremes(px: &[u8]) -> (u8, u8) {
     lo.iter().zip(&hi).fold((255, 0), pair)
 }
 
+#[inline(always)]
 fn analyse(img: &GreyImage) -> Result<Ink, PreprocessError> {
+    let background = ring_median(img);
+    // The rows that can hold ink: the first and the last row with a pixel further than
+    // MIN_THRESHOLD from the background, found from each end. The extremes of the image
+    // fold those rows and, in one call over contiguous bytes, every row between them.
     let (w, h) = (img.width, img.height);
-    let px = |x: usize, y: usize| img.data.get(y * w + x).copied().unwrap_or(0);
-    // Histogram of the outermost ring (each pixel once), kept as four tables filled in turn
-    // so that plain paper, one level all along, is not one long chain of increments of one
-    // counter. The ring has fewer than 4 * MAX_SIDE pixels: `u16` counts cannot overflow.
-    let mut hist = [[0u16; 256]; 4];
-    let mut n = 0usize;
-    let mut count = |p: u8| {
-        hist[n % 4][usize::from(p)] += 1;
-        n += 1;
-    };
-    let top = img.data.get(..w).unwrap_or(&[]);
-    let bottom = match h {
-        1 => &[],
-        _ => img.data.get((h - 1) * w..).unwrap_or(&[]),
-    };
-    top.iter().chain(bottom).for_each(|&p| count(p));
-    for y in 1..h.saturating_sub(1) {
-        count(px(0, y));
-        if w > 1 {
-            count(px(w - 1, y));
-        }
-    }
-    let mut background = 0u8;
-    let mut seen = 0usize;
-    for level in 0..256 {
-        seen += hist.iter().map(|t| usize::from(t[level])).sum::<usize>();
-        if seen * 2 >= n {
-            background = level as u8;
-            break;
-        }
-    }
-    // Extremes of the image, row by row to find the rows that can hold ink.
-    let (mut lo, mut hi) = (255u8, 0u8);
-    let mut rows = (usize::MAX, 0);
-    for (y, row) in img.data.chunks_exact(w).enumerate() {
-        let (l, h) = extremes(row);
-        (lo, hi) = (lo.min(l), hi.max(h));
-        let far = background
+    let row = |y: usize| img.data.get(y * w..(y + 1) * w).unwrap_or(&[]);
+    let far = |(l, h): (u8, u8)| {
+        background
             .saturating_sub(l)
-            .max(h.saturating_sub(background));
-        if far > MIN_THRESHOLD {
-            rows = (rows.0.min(y), y + 1);
+            .max(h.saturating_sub(background))
+            > MIN_THRESHOLD
+    };
+    let (mut lo, mut hi) = (255u8, 0u8);
+    let mut fold = |(l, h): (u8, u8)| {
+        (lo, hi) = (lo.min(l), hi.max(h));
+        far((l, h))
+    };
+    let rows = match (0..h).find(|&y| fold(extremes(row(y)))) {
+        None => (usize::MAX, 0),
+        Some(first) => {
+            let last = (first + 1..h)
+                .rev()
+                .find(|&y| fold(extremes(row(y))))
+                .unwrap_or(first);
+            let between = img.data.get((first + 1) * w..last * w).unwrap_or(&[]);
+            fold(extremes(between));
+            (first, last + 1)
         }
-    }
+    };
     let below = background.saturating_sub(lo);
     let above = hi.saturating_sub(background);
     let (polarity, contrast) = if below > above {
@@ -475,6 +512,53 @@ fn analyse(img: &GreyImage) -> Result<Ink, PreprocessError> {
         return Err(PreprocessError::NoInk);
     }
     Ok(Ink::new(polarity, background, contrast, rows))
+}
+
+/// The median grey level of the image's outermost ring of pixels (each pixel once). Plain
+/// paper, one level all along the ring as on most drawings, is its own median, found with
+/// vector minimum and maximum; any other ring goes through a histogram.
+#[inline(always)]
+fn ring_median(img: &GreyImage) -> u8 {
+    let (w, h) = (img.width, img.height);
+    let px = |x: usize, y: usize| img.data.get(y * w + x).copied().unwrap_or(0);
+    let top = img.data.get(..w).unwrap_or(&[]);
+    let bottom = match h {
+        1 => &[],
+        _ => img.data.get((h - 1) * w..).unwrap_or(&[]),
+    };
+    let sides = || {
+        (1..h.saturating_sub(1)).flat_map(move |y| {
+            let right = (w > 1).then(|| px(w - 1, y));
+            core::iter::once(px(0, y)).chain(right)
+        })
+    };
+    let (t, b) = (extremes(top), extremes(bottom));
+    let (lo, hi) = sides().fold((t.0.min(b.0), t.1.max(b.1)), |(lo, hi), p| {
+        (lo.min(p), hi.max(p))
+    });
+    if lo == hi {
+        return lo;
+    }
+    // Kept as four tables filled in turn, so that a long run of one level is not one long
+    // chain of increments of one counter. The ring has fewer than 4 * MAX_SIDE pixels:
+    // `u16` counts cannot overflow.
+    let mut hist = [[0u16; 256]; 4];
+    let mut n = 0usize;
+    for p in top.iter().chain(bottom).copied().chain(sides()) {
+        hist[n % 4][usize::from(p)] += 1;
+        n += 1;
+    }
+    let mut seen = 0usize;
+    for level in 0..=255u8 {
+        seen += hist
+            .iter()
+            .map(|t| usize::from(t[usize::from(level)]))
+            .sum::<usize>();
+        if seen * 2 >= n {
+            return level;
+        }
+    }
+    0
 }
 
 /// Bounding box and moments of the ink (step 3).
@@ -491,6 +575,7 @@ struct Mass {
 /// The rows that can hold ink are summed in strips of at most [`STRIP`] columns, so each
 /// row of a strip is one vectorized loop adding its weights to `u16` column sums (flushed
 /// to `u32` every [`U16_ROWS`] rows) and to its own sum, with no branch per pixel.
+#[inline(always)]
 fn mass_of(img: &GreyImage, ink: &Ink) -> Mass {
     let mut m = Mass {
         bbox: (usize::MAX, usize::MAX, 0, 0),
@@ -561,6 +646,7 @@ struct Axis {
 
 impl Axis {
     /// `com` is the ink's centre of mass in continuous input coordinates.
+    #[inline(always)]
     fn new(com: f32, lo: usize, hi: usize, scale: f32) -> Self {
         // Output coordinate of input coordinate u: (u - com) * scale + target.
         let mut target = TARGET_COM + 0.5;
@@ -595,10 +681,12 @@ impl Axis {
     }
 
     /// Input pixels overlapping output pixel `o`, clipped to the box, as a half-open range.
+    #[inline(always)]
     fn span(&self, o: usize) -> (usize, usize) {
         self.spans[o]
     }
 
+    #[inline(always)]
     fn compute_span(&self, o: usize) -> (usize, usize) {
         let a = self.start[o];
         let b = a + self.step;
@@ -609,6 +697,7 @@ impl Axis {
     }
 
     /// Length of input pixel `i`'s overlap with output pixel `o`.
+    #[inline(always)]
     fn overlap(&self, o: usize, i: usize) -> f32 {
         let a = self.start[o];
         let b = a + self.step;
@@ -619,6 +708,7 @@ impl Axis {
     /// `Σ overlap(o, x) * v[x - x0]` over the pixels `x` of `o`'s span that lie in
     /// `x0..x0 + v.len()`. The pixels strictly inside the span overlap `o` by exactly 1.0
     /// (`(i + 1) - i`, both exact in f32), so only the first and the last are weighted.
+    #[inline(always)]
     fn sum_under(&self, o: usize, x0: usize, v: &[f32]) -> f32 {
         let (first, end) = self.span(o);
         if first >= end {
@@ -637,6 +727,7 @@ impl Axis {
     }
 
     /// Fraction of output pixel `o` that lies inside the box.
+    #[inline(always)]
     fn coverage(&self, o: usize) -> f32 {
         let a = self.start[o];
         let b = a + self.step;
@@ -645,6 +736,7 @@ impl Axis {
 
     /// Bilinear taps for output pixel `o`: two input indices inside the box and the
     /// weight of the second.
+    #[inline(always)]
     fn taps(&self, o: usize) -> (usize, usize, f32) {
         let centre = self.start[o] + self.step / 2.0 - 0.5;
         let last = self.hi.saturating_sub(1);
@@ -665,6 +757,7 @@ impl Axis {
 /// loop, and its two edge rows with their fractional overlap in `f32`. Each output column
 /// then sums its span of `sums`: whole pixels plainly, its two edge pixels weighted by their
 /// overlap. The scalar work is thus per output row, not per input row.
+#[inline(always)]
 fn area_average(img: &GreyImage, ink: &Ink, ax: &Axis, ay: &Axis, out: &mut [f32; PIXELS]) {
     let mut ints = [0u16; STRIP];
     let mut sums = [0.0f32; STRIP];
@@ -705,6 +798,7 @@ fn area_average(img: &GreyImage, ink: &Ink, ax: &Axis, ay: &Axis, out: &mut [f32
 
 /// Ink under output pixel `(xo, yo)` when enlarging: bilinear interpolation inside the box,
 /// times the part of the output pixel the box covers (anti-aliased box edges).
+#[inline(always)]
 fn bilinear(img: &GreyImage, ink: &Ink, ax: &Axis, ay: &Axis, xo: usize, yo: usize) -> f32 {
     let cover = ax.coverage(xo) * ay.coverage(yo);
     if cover <= 0.0 {

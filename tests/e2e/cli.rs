@@ -9,7 +9,8 @@ use pismo_core::host::model::AnyMlp;
 use pismo_core::hyper::Hyper;
 use pismo_core::preprocess::{self, GreyImage};
 use pismo_tests::{
-    drawn_digit_png, full_mnist, idx3, t10k, test_data, train_tiny_model, Output, Pismo,
+    drawn_digit_png, full_mnist, idx3, t10k, test_data, train_tiny_model, workspace_root, Output,
+    Pismo,
 };
 use serde_json::Value;
 
@@ -500,15 +501,11 @@ fn ctrl_c_stops_training_and_registers_the_best_weights_so_far() {
     assert!((accuracy - test_accuracy).abs() < 1e-4, "{accuracy}");
 }
 
-/// Every copy of the kernels this CPU runs (on x86-64 baseline SSE2, AVX2, AVX-512; aarch64
-/// builds only the NEON one) trains the same model bit for bit: no fused multiply-add, no
-/// reordered sums (`PISMO_SIMD` caps the copy).
-#[test]
-fn every_kernel_copy_trains_bit_identical_weights() {
+/// The copies of the kernels this CPU runs (on x86-64 baseline SSE2, AVX2, AVX-512; aarch64
+/// builds only the NEON one), narrowest first, to compare them under `PISMO_SIMD`; says
+/// loudly when the CPU (or `PISMO_SIMD`) leaves some out.
+fn kernel_levels(test: &str) -> Vec<pismo_core::host::kernels::Level> {
     use pismo_core::host::kernels::{level, Level};
-    let Some(mnist) = full_mnist() else {
-        return;
-    };
     let widest = level();
     let levels: Vec<Level> = Level::BUILT
         .iter()
@@ -518,15 +515,25 @@ fn every_kernel_copy_trains_bit_identical_weights() {
     if levels.len() < Level::BUILT.len() {
         eprintln!(
             "\n##########################################################################\n\
-             SKIPPED IN PART: every_kernel_copy_trains_bit_identical_weights: this CPU runs\n\
-             only {levels:?} of {:?} (or PISMO_SIMD caps it), so the wider copies are not\n\
-             compared.\n\
+             SKIPPED IN PART: {test}: this CPU runs only {levels:?} of {:?} (or PISMO_SIMD\n\
+             caps it), so the wider copies are not compared.\n\
              ##########################################################################\n",
             Level::BUILT
         );
-        if levels.len() < 2 {
-            return;
-        }
+    }
+    levels
+}
+
+/// Every copy of the kernels this CPU runs trains the same model bit for bit: no fused
+/// multiply-add, no reordered sums (`PISMO_SIMD` caps the copy).
+#[test]
+fn every_kernel_copy_trains_bit_identical_weights() {
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let levels = kernel_levels("every_kernel_copy_trains_bit_identical_weights");
+    if levels.len() < 2 {
+        return;
     }
     let args = [
         "train",
@@ -565,6 +572,69 @@ fn every_kernel_copy_trains_bit_identical_weights() {
             l.name()
         );
         assert_eq!(baseline.meta.metrics, other.meta.metrics);
+    }
+}
+
+/// Every copy of the preprocessing (`preprocess::to_input`, compiled per instruction set like
+/// the kernels) gives the same model input bit for bit, so the same answer to the last digit:
+/// drawings shrunk (280x280, 700x700), a small one enlarged, a 28x28 one passed through.
+#[test]
+fn every_kernel_copy_preprocesses_drawings_to_the_same_bits() {
+    let levels = kernel_levels("every_kernel_copy_preprocesses_drawings_to_the_same_bits");
+    if levels.len() < 2 {
+        return;
+    }
+    let p = Pismo::new();
+    let t = t10k();
+    let mut files: Vec<String> = std::fs::read_dir(workspace_root().join("samples"))
+        .expect("samples/")
+        .map(|e| e.expect("a sample").path().display().to_string())
+        .collect();
+    files.sort();
+    let mut write = |name: &str, bytes: Vec<u8>| {
+        let path = p.registry().with_file_name(name);
+        std::fs::write(&path, bytes).expect("write a drawing");
+        files.push(path.display().to_string());
+    };
+    for (i, side) in [(3, 280), (11, 700), (18, 140)] {
+        write(
+            &format!("drawn-{i}.png"),
+            drawn_digit_png(&t.images[i], side),
+        );
+    }
+    let small: Vec<u8> = (4..20)
+        .flat_map(|y| t.images[0][y * 28 + 6..y * 28 + 22].to_vec())
+        .collect();
+    let small = GreyImage::new(16, 16, &small).expect("a 16x16 crop");
+    write("small.png", pismo_core::host::image::encode_png(&small));
+    write("digits.idx3", idx3(&t.images[..50]));
+    let models = workspace_root().join("models");
+    let answers: Vec<String> = levels
+        .iter()
+        .map(|l| {
+            let mut args = vec!["predict", "--json", "--model", "mnist@3", "--registry"];
+            let models = models.to_str().expect("a UTF-8 path");
+            args.push(models);
+            args.extend(files.iter().map(String::as_str));
+            let out = p
+                .command(&args)
+                .env("PISMO_SIMD", l.name())
+                .output()
+                .expect("run pismo predict");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{}: {stderr}", l.name());
+            String::from_utf8(out.stdout).expect("UTF-8 JSON lines")
+        })
+        .collect();
+    assert_eq!(answers[0].lines().count(), 10 + 4 + 50, "{}", answers[0]);
+    for (l, answer) in levels.iter().zip(&answers).skip(1) {
+        assert_eq!(
+            &answers[0],
+            answer,
+            "the {} copy answered otherwise than {}",
+            l.name(),
+            levels[0].name()
+        );
     }
 }
 

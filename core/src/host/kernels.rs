@@ -26,6 +26,7 @@
 #![allow(unsafe_code)]
 
 use crate::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT};
+use crate::preprocess::{self, GreyImage, Info, PreprocessError, PIXELS};
 
 /// Defines `pub fn NAME[<const H: usize>](args) -> R { body }` three times — generic, with
 /// AVX2 and with AVX-512 — behind one entry point that picks the copy of [`level`].
@@ -333,5 +334,21 @@ dispatched! {
     /// Raw scores of one input (inference, no dropout).
     pub fn logits<const H: usize>(m: &Mlp<H>, x: &[f32; INPUT]) -> [f32; CLASSES] {
         m.logits(x)
+    }
+}
+
+dispatched! {
+    /// [`crate::preprocess::to_input`]: byte loops over a whole drawing, 32 or 64 pixels per
+    /// instruction in the wider copies; integer sums and the same float operations in the
+    /// same order in every copy, so the same bits.
+    pub fn to_input(img: &GreyImage<'_>, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
+        preprocess::to_input_inline(img, out)
+    }
+}
+
+dispatched! {
+    /// [`crate::preprocess::preprocess`], as [`to_input`].
+    pub fn preprocess(img: &GreyImage<'_>, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
+        preprocess::preprocess_inline(img, out)
     }
 }
