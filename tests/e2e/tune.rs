@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use pismo_core::host::runs::{RunInfo, Runs, Status};
 use pismo_core::host::tune::journal::{FileJournal, JournalEvent, Replay, TrialState};
+use pismo_core::hyper::Hyper;
 use pismo_tests::{full_mnist, Output, Pismo};
 use serde_json::Value;
 
@@ -69,6 +70,33 @@ fn tune(p: &Pismo, args: &[&str]) -> Output {
         out.stderr
     );
     out
+}
+
+/// A study's first trial is the run `pismo train` would make (its defaults) when the space
+/// holds those settings; TPE's points follow.
+#[test]
+fn the_first_trial_is_the_study_s_own_settings_when_the_space_holds_them() {
+    let space = r#"{"hidden_size": {"choice": [16, 128]}, "dropout_rate": {"uniform": [0.0, 0.6]},
+        "batch_size": {"choice": [32, 64, 128]}}"#;
+    let Some((p, space)) = sandbox(space) else {
+        return;
+    };
+    let args = ["--trials", "2", "--epochs", "1", "--val-size", "57000"];
+    let out = tune(
+        &p,
+        &[&args[..], &["--space", &space, "--study", "s"]].concat(),
+    );
+    out.expect_code(0);
+    let replay = Replay::of(&journal_events(&p.runs(), "s"));
+    let first = replay
+        .finished
+        .iter()
+        .find(|t| t.trial == 0)
+        .expect("trial 0");
+    let defaults = Hyper::DEFAULT;
+    assert_eq!(first.values["hidden_size"], f64::from(defaults.hidden_size));
+    assert_eq!(first.values["dropout_rate"] as f32, defaults.dropout_rate);
+    assert_eq!(first.values["batch_size"], f64::from(defaults.batch_size));
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! A free worker claims the next trial from the store under the driver's lock: first a trial
 //! left unfinished (by an earlier session, or by a worker whose lease ran out: it runs again
 //! from the start), else a new number, whose point TPE suggests from every trial of the
-//! study that has ended so far. Each epoch's validation accuracy is appended to the store
+//! study that has ended so far. Trial 0 is the study's own settings (`pismo train`'s
+//! defaults and the flags given) when the space holds them ([`Space::start`]), so a study
+//! starts from a known run and its best is never worse than it. Each epoch's validation accuracy is appended to the store
 //! and judged by ASHA against every trial's scores at that rung; when it says stop, the
 //! session is told to stop at once and the slot is free. Every event is appended to the
 //! store (durably) before the trial goes on. The best trial's model is kept in the store
@@ -388,13 +390,19 @@ impl<'a, O: Observer> Driver<'a, O> {
         }
     }
 
-    /// The settings of new trial `trial`: TPE's point from every trial of the study that has
-    /// ended, drawn with the trial's own random stream (so workers never share one).
+    /// The settings of new trial `trial`: for trial 0, the study's own settings when the
+    /// space holds them ([`Space::start`]); else TPE's point from every trial of the study
+    /// that has ended, drawn with the trial's own random stream (so workers never share one).
     fn suggest(
         &self,
         state: &mut State<O>,
         trial: u32,
     ) -> Result<BTreeMap<String, f64>, StoreError> {
+        if trial == 0 {
+            if let Some(start) = self.plan.space.start(&self.plan.base, &Recipe::default()) {
+                return Ok(start);
+            }
+        }
         let replay = Replay::of(&state.store.events()?);
         let history: Vec<Observation> = replay
             .finished

@@ -97,6 +97,19 @@ impl Domain {
         }
     }
 
+    /// Whether `value` is one of the domain's values.
+    pub fn contains(&self, value: f64) -> bool {
+        match self {
+            Domain::Uniform { low, high } | Domain::Log { low, high } => {
+                (*low..=*high).contains(&value)
+            }
+            Domain::Int { low, high, .. } => {
+                value.fract() == 0.0 && (*low as f64..=*high as f64).contains(&value)
+            }
+            Domain::Choice(options) => options.contains(&value),
+        }
+    }
+
     /// The search coordinate of a value (for trials read back from a journal).
     pub fn coordinate(&self, value: f64) -> f64 {
         match self {
@@ -146,24 +159,124 @@ impl std::fmt::Display for SpaceError {
 
 impl std::error::Error for SpaceError {}
 
-/// The settings a space may vary, with the range each accepts.
-const SETTINGS: &[(&str, f64, f64)] = &[
-    ("hidden_size", 16.0, 4096.0),
-    ("dropout_rate", 0.0, 0.95),
-    ("reg_lambda", 0.0, 100.0),
-    ("initial_lr", 1e-6, 10.0),
-    ("decay", 0.0, 100.0),
-    ("momentum", 0.0, 0.999),
-    ("batch_size", 1.0, 4096.0),
-    ("augment", 0.0, 1.0),
-    ("elastic", 0.0, 8.0),
-    ("shift", 0.0, 8.0),
-    ("deskew", 0.0, 1.0),
-    ("average", 0.0, 1000.0),
+/// A setting a space may vary: the range it accepts, and where it lives in a run's settings.
+struct Setting {
+    name: &'static str,
+    min: f64,
+    max: f64,
+    get: fn(&Hyper, &Recipe) -> f64,
+    set: fn(&mut Hyper, &mut Recipe, f64),
+}
+
+/// `true` as 1.0, `false` as 0.0, as a switch's choice holds it.
+fn switch(on: bool) -> f64 {
+    f64::from(u8::from(on))
+}
+
+/// The settings a space may vary.
+const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "hidden_size",
+        min: 16.0,
+        max: 4096.0,
+        get: |h, _| f64::from(h.hidden_size),
+        set: |h, _, v| h.hidden_size = v as u32,
+    },
+    Setting {
+        name: "dropout_rate",
+        min: 0.0,
+        max: 0.95,
+        get: |h, _| f64::from(h.dropout_rate),
+        set: |h, _, v| h.dropout_rate = v as f32,
+    },
+    Setting {
+        name: "reg_lambda",
+        min: 0.0,
+        max: 100.0,
+        get: |h, _| f64::from(h.reg_lambda),
+        set: |h, _, v| h.reg_lambda = v as f32,
+    },
+    Setting {
+        name: "initial_lr",
+        min: 1e-6,
+        max: 10.0,
+        get: |h, _| f64::from(h.initial_lr),
+        set: |h, _, v| h.initial_lr = v as f32,
+    },
+    Setting {
+        name: "decay",
+        min: 0.0,
+        max: 100.0,
+        get: |h, _| f64::from(h.decay),
+        set: |h, _, v| h.decay = v as f32,
+    },
+    Setting {
+        name: "momentum",
+        min: 0.0,
+        max: 0.999,
+        get: |h, _| f64::from(h.momentum),
+        set: |h, _, v| h.momentum = v as f32,
+    },
+    Setting {
+        name: "batch_size",
+        min: 1.0,
+        max: 4096.0,
+        get: |h, _| f64::from(h.batch_size),
+        set: |h, _, v| h.batch_size = v as u32,
+    },
+    Setting {
+        name: "augment",
+        min: 0.0,
+        max: 1.0,
+        get: |h, _| switch(h.augment),
+        set: |h, _, v| h.augment = v != 0.0,
+    },
+    Setting {
+        name: "elastic",
+        min: 0.0,
+        max: 8.0,
+        get: |_, r| f64::from(r.elastic),
+        set: |_, r, v| r.elastic = v as f32,
+    },
+    Setting {
+        name: "shift",
+        min: 0.0,
+        max: 8.0,
+        get: |_, r| f64::from(r.shift),
+        set: |_, r, v| r.shift = v as f32,
+    },
+    Setting {
+        name: "deskew",
+        min: 0.0,
+        max: 1.0,
+        get: |_, r| switch(r.deskew),
+        set: |_, r, v| r.deskew = v != 0.0,
+    },
+    Setting {
+        name: "average",
+        min: 0.0,
+        max: 1000.0,
+        get: |_, r| f64::from(r.average),
+        set: |_, r, v| r.average = v as u32,
+    },
 ];
 
+/// The setting called `name`, or an error listing the ones there are.
+fn setting(name: &str) -> Result<&'static Setting, SpaceError> {
+    SETTINGS.iter().find(|s| s.name == name).ok_or_else(|| {
+        SpaceError(format!(
+            "`{name}` is not a setting a space can vary (have: {})",
+            setting_names()
+        ))
+    })
+}
+
 fn setting_names() -> String {
-    SETTINGS.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+    SETTINGS
+        .iter()
+        .map(|s| s.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Space {
@@ -301,6 +414,20 @@ impl Space {
             .collect()
     }
 
+    /// The values `base` and `recipe` give the space's settings, if every one lies in its
+    /// domain: the point a study tries first, so that its best is never worse than the run
+    /// `pismo train` would make with the same settings (as hyperopt's `points_to_evaluate`
+    /// and Optuna's `enqueue_trial` let a user do by hand).
+    pub fn start(&self, base: &Hyper, recipe: &Recipe) -> Option<BTreeMap<String, f64>> {
+        self.dims
+            .iter()
+            .map(|d| {
+                let value = (setting(&d.name).ok()?.get)(base, recipe);
+                d.domain.contains(value).then(|| (d.name.clone(), value))
+            })
+            .collect()
+    }
+
     /// `base` and `recipe` with the settings a point gives; the result is checked as
     /// `pismo train` checks its flags.
     pub fn apply(
@@ -311,26 +438,7 @@ impl Space {
     ) -> Result<(Hyper, Recipe), SpaceError> {
         let (mut hyper, mut recipe) = (*base, recipe.clone());
         for (name, &v) in values {
-            match name.as_str() {
-                "hidden_size" => hyper.hidden_size = v as u32,
-                "dropout_rate" => hyper.dropout_rate = v as f32,
-                "reg_lambda" => hyper.reg_lambda = v as f32,
-                "initial_lr" => hyper.initial_lr = v as f32,
-                "decay" => hyper.decay = v as f32,
-                "momentum" => hyper.momentum = v as f32,
-                "batch_size" => hyper.batch_size = v as u32,
-                "augment" => hyper.augment = v != 0.0,
-                "elastic" => recipe.elastic = v as f32,
-                "shift" => recipe.shift = v as f32,
-                "deskew" => recipe.deskew = v != 0.0,
-                "average" => recipe.average = v as u32,
-                other => {
-                    return Err(SpaceError(format!(
-                        "`{other}` is not a setting a space can vary (have: {})",
-                        setting_names()
-                    )))
-                }
-            }
+            (setting(name)?.set)(&mut hyper, &mut recipe, v);
         }
         hyper
             .validate()
@@ -419,13 +527,7 @@ fn parse_domain(name: &str, spec: &Value) -> Result<Domain, SpaceError> {
 
 /// Every value the domain can give must be accepted by the setting.
 fn check_range(dim: &Dimension) -> Result<(), SpaceError> {
-    let Some(&(_, min, max)) = SETTINGS.iter().find(|s| s.0 == dim.name) else {
-        return Err(SpaceError(format!(
-            "`{}` is not a setting a space can vary (have: {})",
-            dim.name,
-            setting_names()
-        )));
-    };
+    let &Setting { min, max, .. } = setting(&dim.name)?;
     let values: Vec<f64> = match &dim.domain {
         Domain::Uniform { low, high } | Domain::Log { low, high } => vec![*low, *high],
         Domain::Int { low, high, .. } => vec![*low as f64, *high as f64],
@@ -475,6 +577,39 @@ mod tests {
                 .apply(&values, &Hyper::DEFAULT, &Recipe::default())
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn a_study_starts_from_its_own_settings_when_the_space_holds_them() {
+        let space = Space::default_space();
+        let (base, recipe) = (Hyper::DEFAULT, Recipe::default());
+        let start = space
+            .start(&base, &recipe)
+            .expect("the defaults lie in the default space");
+        assert_eq!(start.len(), space.dims.len());
+        assert_eq!(start["hidden_size"], 128.0);
+        assert_eq!(start["augment"], 0.0);
+        assert_eq!(
+            space.apply(&start, &base, &recipe),
+            Ok((base, recipe.clone()))
+        );
+        // Flags given to the study move its start.
+        let wide = Hyper {
+            hidden_size: 512,
+            ..base
+        };
+        assert_eq!(space.start(&wide, &recipe).unwrap()["hidden_size"], 512.0);
+        // A setting outside its domain: no start point, TPE's first point instead.
+        let narrow = Hyper {
+            hidden_size: 2048,
+            ..base
+        };
+        assert_eq!(space.start(&narrow, &recipe), None);
+        let lr = Hyper {
+            initial_lr: 0.5,
+            ..base
+        };
+        assert_eq!(space.start(&lr, &recipe), None);
     }
 
     #[test]
