@@ -518,10 +518,37 @@ fn sparse_strip(x: &Sparse, w: &[f32], stride: usize, c0: usize, out: &mut [f32]
 /// few sets of the caches that a strip does not stay cached however small it is (784 rows ×
 /// 256 bytes); packed, it is 200 kB in one piece. `out` holds `IN·H` floats.
 pub fn pack_strips<const H: usize>(w1: &[[f32; H]; INPUT], out: &mut [f32]) {
-    for (c0, n) in strips(H) {
+    pack_columns(w1, 0, H, out);
+}
+
+/// Columns `h0 .. h0 + width` of `w1: (IN, H)` strip-packed as [`pack_strips`] lays out all
+/// of them (strips of `width`, counted from `h0`): how a training [`Block`] holds its `w1`.
+/// `out` holds `IN·width` floats.
+pub fn pack_columns<const H: usize>(
+    w1: &[[f32; H]; INPUT],
+    h0: usize,
+    width: usize,
+    out: &mut [f32],
+) {
+    for (c0, n) in strips(width) {
         let panel = &mut out[INPUT * c0..INPUT * (c0 + n)];
         for (dst, row) in panel.chunks_exact_mut(n).zip(w1) {
-            dst.copy_from_slice(&row[c0..c0 + n]);
+            dst.copy_from_slice(&row[h0 + c0..h0 + c0 + n]);
+        }
+    }
+}
+
+/// The inverse of [`pack_columns`]: writes `packed` back into columns `h0 .. h0 + width`.
+pub fn unpack_columns<const H: usize>(
+    packed: &[f32],
+    h0: usize,
+    width: usize,
+    w1: &mut [[f32; H]; INPUT],
+) {
+    for (c0, n) in strips(width) {
+        let panel = &packed[INPUT * c0..INPUT * (c0 + n)];
+        for (src, row) in panel.chunks_exact(n).zip(w1.iter_mut()) {
+            row[h0 + c0..h0 + c0 + n].copy_from_slice(src);
         }
     }
 }
@@ -556,14 +583,15 @@ impl Default for ManyScratch {
 pub const SUB: usize = 16;
 
 /// A block of hidden units `h0 .. h0 + width` (`width` a multiple of [`SUB`]), with its
-/// slices of the parameters: `w1: (IN, width)` row-major, `b1: (width)`, `w2: (C, width)`.
+/// slices of the parameters: `w1: (IN, width)` strip-packed ([`pack_columns`]), `b1: (width)`,
+/// `w2: (C, width)` row-major.
 #[derive(Clone, Copy, Debug)]
 pub struct Block<'a> {
     /// First hidden unit.
     pub h0: usize,
     /// Hidden units in the block.
     pub width: usize,
-    /// Input weights of the block's units, row per pixel.
+    /// Input weights of the block's units, strip-packed ([`pack_columns`]).
     pub w1: &'a [f32],
     /// Biases of the block's units.
     pub b1: &'a [f32],
@@ -571,14 +599,20 @@ pub struct Block<'a> {
     pub w2: &'a [f32],
 }
 
-/// Hidden layer forward of a block for samples `first ..` of a batch of `batch`, and the
-/// block's share of their logits. `xs: (n) sparse inputs -> a: (n, width) activations after
-/// ReLU and dropout, partial: (n, width/SUB, C)` logits contributions per `SUB` units.
+/// Hidden layer forward of a block over a batch given as consecutive chunks, and the block's
+/// share of its logits. `chunks: (B) sparse inputs -> a: (B, width) activations after ReLU
+/// and dropout, partial: (B, width/SUB, C)` logits contributions per `SUB` units.
+///
+/// Strip by strip of the packed `w1`, every sample of the batch is summed over the strip's
+/// panel before the next: a panel (784 × 64 floats, 200 kB) stays in the core's L2 cache
+/// while the batch's samples read its inked rows, where one sample at a time read rows
+/// `4·width` bytes apart out of the whole block (6.4 MB at 4096 units on two threads), from
+/// the last-level cache or memory. Each unit is still `b1` plus its inked pixels in
+/// ascending order, so the activations are bit for bit those of one sample at a time.
 #[inline(always)]
 pub fn block_forward(
     blk: Block<'_>,
-    xs: &[Sparse],
-    first: usize,
+    chunks: &[&[Sparse]],
     batch: usize,
     dropout: Option<Dropout>,
     a: &mut [f32],
@@ -587,18 +621,25 @@ pub fn block_forward(
     let w = blk.width;
     let subs = w / SUB;
     let drop = dropout.filter(|d| d.rate > 0.0);
-    for (b, (x, (ab, pb))) in xs
-        .iter()
+    let samples = || chunks.iter().flat_map(|c| c.iter());
+    for ab in a.chunks_exact_mut(w) {
+        ab.copy_from_slice(blk.b1);
+    }
+    for (c0, n) in strips(w) {
+        let panel = &blk.w1[INPUT * c0..INPUT * (c0 + n)];
+        for (x, ab) in samples().zip(a.chunks_exact_mut(w)) {
+            sparse_strip(x, panel, n, 0, &mut ab[c0..c0 + n]);
+        }
+    }
+    for (b, (_, (ab, pb))) in samples()
         .zip(a.chunks_exact_mut(w).zip(partial.chunks_exact_mut(subs)))
         .enumerate()
     {
-        ab.copy_from_slice(blk.b1);
-        sparse_rows(x, blk.w1, w, ab);
         match drop {
             Some(d) => {
                 let s = d.scale();
                 for (j, v) in ab.iter_mut().enumerate() {
-                    *v = if *v > 0.0 && d.keep(blk.h0 + j, first + b, batch) {
+                    *v = if *v > 0.0 && d.keep(blk.h0 + j, b, batch) {
                         *v * s
                     } else {
                         0.0
@@ -690,46 +731,84 @@ pub fn block_backward(
     }
 }
 
-/// Weight gradient of a block's `w1`, scattered: `xs: (B) sparse inputs in consecutive
-/// chunks, dz1: (B, width) -> g: (IN, width) += Σ_b x[b] ⊗ dz1[b]`. Each element is summed in
-/// sample order. `g` must be zero on entry for the rows the batch inks; the update
-/// ([`sgd_momentum_rows`]) zeroes every row it reads, so no separate clearing pass is needed.
-/// Scattering replaced gathering the batch into per-pixel columns first (a counting sort that
-/// one thread had to do while the others waited, 7.6 % of a step); with the dense momentum
-/// update after it, this backward pass is ≈ 30 % of a training step (`perf`, 784-128-10,
-/// 2 threads, the project's EPYC VM, 2026-11-27), bound by loads and stores of `g`.
+/// The inked pixels of a batch given as consecutive chunks, grouped by pixel (the batch
+/// transposed, by a counting sort): pixel `i`'s `(sample, value)` pairs are
+/// `entries[start[i] .. start[i + 1]]`, in sample order. `entries` must hold at least the
+/// batch's inked-pixel count; returns that count.
 #[inline(always)]
-pub fn w1_grad_scatter(chunks: &[&[Sparse]], dz1: &[f32], width: usize, g: &mut [f32]) {
-    for (x, d) in chunks
-        .iter()
-        .flat_map(|c| c.iter())
-        .zip(dz1.chunks_exact(width))
-    {
-        for (i, v) in x.iter() {
-            axpy(v, d, &mut g[i * width..(i + 1) * width]);
+pub fn pixel_columns(
+    chunks: &[&[Sparse]],
+    start: &mut [u32; INPUT + 1],
+    entries: &mut [(u32, f32)],
+) -> usize {
+    let samples = || chunks.iter().flat_map(|c| c.iter());
+    start.fill(0);
+    for x in samples() {
+        for (i, _) in x.iter() {
+            start[i + 1] += 1;
         }
     }
+    for i in 0..INPUT {
+        start[i + 1] += start[i];
+    }
+    let mut next = [0u32; INPUT];
+    next.copy_from_slice(&start[..INPUT]);
+    for (b, x) in samples().enumerate() {
+        for (i, v) in x.iter() {
+            entries[next[i] as usize] = (b as u32, v);
+            next[i] += 1;
+        }
+    }
+    start[INPUT] as usize
 }
 
-/// [`sgd_momentum`] over the rows of a matrix of row length `width`, setting the gradient
-/// back to zero as it goes (ready for the next [`w1_grad_scatter`]).
+/// The gradient of a block's `w1` and its momentum update, in one pass: `dz1: (B, width)`,
+/// the batch's inked pixels by pixel ([`pixel_columns`]) `-> g: (IN, width) = Σ_b x[b] ⊗
+/// dz1[b]`, then [`sgd_momentum`] of `w1` and its momentum `v1`, both strip-packed
+/// ([`pack_columns`]).
+///
+/// Strip by strip, each pixel's row of the strip has its gradient summed in registers over
+/// the samples that ink the pixel (in sample order, as one `axpy` per sample and pixel would)
+/// and is updated at once, so no gradient matrix is ever written or read back: per step
+/// the weights and their momentum are read and written once, where scattering into a
+/// gradient first (before 2026-12-03) also read and wrote each inked row of the gradient
+/// once per sample and then streamed the whole gradient through the update and cleared it.
+/// The result is the same bit for bit. Rows no sample inks get the update of a zero
+/// gradient (the L2 pull and the momentum).
 #[inline(always)]
-pub fn sgd_momentum_rows(
-    w: &mut [f32],
-    v: &mut [f32],
-    g: &mut [f32],
+#[allow(clippy::too_many_arguments)]
+pub fn w1_update(
+    start: &[u32; INPUT + 1],
+    entries: &[(u32, f32)],
+    dz1: &[f32],
     width: usize,
+    w1: &mut [f32],
+    v1: &mut [f32],
     lr: f32,
     momentum: f32,
     l2: f32,
 ) {
-    for ((wr, vr), gr) in w
-        .chunks_exact_mut(width)
-        .zip(v.chunks_exact_mut(width))
-        .zip(g.chunks_exact_mut(width))
-    {
-        sgd_momentum(wr, vr, gr, lr, momentum, l2);
-        gr.fill(0.0);
+    for (c0, n) in strips(width) {
+        let wp = &mut w1[INPUT * c0..INPUT * (c0 + n)];
+        let vp = &mut v1[INPUT * c0..INPUT * (c0 + n)];
+        let rows = wp.chunks_exact_mut(n).zip(vp.chunks_exact_mut(n));
+        for (i, (wr, vr)) in rows.enumerate() {
+            let column = &entries[start[i] as usize..start[i + 1] as usize];
+            let d = |b: u32| &dz1[b as usize * width + c0..][..n];
+            if n == 64 {
+                let mut g = [0.0f32; 64];
+                for &(b, v) in column {
+                    axpy(v, d(b), &mut g);
+                }
+                sgd_momentum(wr, vr, &g, lr, momentum, l2);
+            } else {
+                let mut g = [0.0f32; 16];
+                for &(b, v) in column {
+                    axpy(v, d(b), &mut g[..n]);
+                }
+                sgd_momentum(wr, vr, &g[..n], lr, momentum, l2);
+            }
+        }
     }
 }
 
@@ -882,11 +961,9 @@ mod tests {
         let mut h0 = 0;
         for &w in widths {
             out.starts.push(h0);
-            out.w1.push(
-                m.w1.iter()
-                    .flat_map(|r| r[h0..h0 + w].iter().copied())
-                    .collect(),
-            );
+            let mut packed = std::vec![0.0; INPUT * w];
+            pack_columns(&m.w1, h0, w, &mut packed);
+            out.w1.push(packed);
             out.b1.push(m.b1[h0..h0 + w].to_vec());
             out.w2.push(
                 m.w2.iter()
@@ -908,6 +985,18 @@ mod tests {
                 w2: &self.w2[j],
             }
         }
+    }
+
+    /// The packed `w1` gradient [`w1_update`] computes, read off one step from zero
+    /// weights and momentum with `lr` 1, no momentum and no L2: the weights become `−g`.
+    fn w1_gradient(chunks: &[&[Sparse]], dz1: &[f32], width: usize) -> std::vec::Vec<f32> {
+        let inked: usize = chunks.iter().flat_map(|c| c.iter()).map(|x| x.len()).sum();
+        let mut start = [0u32; INPUT + 1];
+        let mut entries = std::vec![(0u32, 0.0f32); inked];
+        assert_eq!(pixel_columns(chunks, &mut start, &mut entries), inked);
+        let (mut w, mut v) = (std::vec![0.0; INPUT * width], std::vec![0.0; INPUT * width]);
+        w1_update(&start, &entries, dz1, width, &mut w, &mut v, 1.0, 0.0, 0.0);
+        w.iter().map(|x| -x).collect()
     }
 
     #[test]
@@ -938,7 +1027,7 @@ mod tests {
             for j in 0..widths.len() {
                 let mut a = std::vec![0.0; n * widths[j]];
                 let mut partial = std::vec![[0.0; CLASSES]; n * widths[j] / SUB];
-                block_forward(bl.block(j), &sx, 0, n, None, &mut a, &mut partial);
+                block_forward(bl.block(j), &[&sx], n, None, &mut a, &mut partial);
                 add_partials(z, &partial);
             }
         }
@@ -948,7 +1037,7 @@ mod tests {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));
             }
         }
-        // The scattered weight gradient against the dense product, inputs split in chunks.
+        // The weight gradient by pixel columns against the dense product, inputs in chunks.
         let mut rng = Rng::new(8);
         let dz1: std::vec::Vec<[f32; H]> = (0..n)
             .map(|_| core::array::from_fn(|_| rng.normal()))
@@ -956,15 +1045,39 @@ mod tests {
         let mut dense: std::boxed::Box<[[f32; H]; INPUT]> = std::boxed::Box::new([[0.0; H]; INPUT]);
         naive::w1_grad(&xs, &dz1, &mut dense);
         let flat: std::vec::Vec<f32> = dz1.iter().flatten().copied().collect();
-        let mut g = std::vec![0.0; INPUT * H];
-        w1_grad_scatter(&[&sx[..2], &sx[2..]], &flat, H, &mut g);
+        let g = w1_gradient(&[&sx[..2], &sx[2..]], &flat, H);
+        let mut rows: std::boxed::Box<[[f32; H]; INPUT]> = std::boxed::Box::new([[0.0; H]; INPUT]);
+        unpack_columns(&g, 0, H, &mut rows);
         for i in 0..INPUT {
-            for (a, b) in g[i * H..(i + 1) * H].iter().zip(&dense[i]) {
+            for (a, b) in rows[i].iter().zip(&dense[i]) {
                 assert!(
                     (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
                     "row {i}: {a} vs {b}"
                 );
             }
+        }
+    }
+
+    /// A block's columns packed strip by strip come back unpacked exactly where they were,
+    /// for a block that starts inside the matrix and ends in 64- and 16-wide strips.
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
+    fn packed_columns_unpack_to_the_same_columns() {
+        const H: usize = 4 * 64;
+        let m = boxed::<H>(5);
+        let (h0, width) = (48, 64 + 2 * 16);
+        let mut packed = std::vec![0.0f32; INPUT * width];
+        pack_columns(&m.w1, h0, width, &mut packed);
+        assert_eq!(packed[..64], m.w1[0][h0..h0 + 64]);
+        assert_eq!(packed[INPUT * 64 + 16..][..16], m.w1[1][h0 + 64..h0 + 80]);
+        let mut back: std::boxed::Box<[[f32; H]; INPUT]> = std::boxed::Box::new([[0.0; H]; INPUT]);
+        unpack_columns(&packed, h0, width, &mut back);
+        for (row, original) in back.iter().zip(m.w1.iter()) {
+            assert_eq!(row[h0..h0 + width], original[h0..h0 + width]);
+            assert!(row[..h0]
+                .iter()
+                .chain(&row[h0 + width..])
+                .all(|&v| v == 0.0));
         }
     }
 
@@ -1058,7 +1171,14 @@ mod tests {
         let bl = blocks(&m, &[H]);
         let mut a = std::vec![0.0; n * H];
         let mut partial = std::vec![[0.0; CLASSES]; n * H / SUB];
-        block_forward(bl.block(0), &sx, 0, n, Some(d), &mut a, &mut partial);
+        block_forward(
+            bl.block(0),
+            &[&sx[..2], &sx[2..]],
+            n,
+            Some(d),
+            &mut a,
+            &mut partial,
+        );
         let mut z = std::vec![m.b2; n];
         add_partials(&mut z, &partial);
         let mut dz2 = std::vec![[0.0; CLASSES]; n];
@@ -1074,11 +1194,7 @@ mod tests {
         for k in 0..CLASSES {
             g.w2[k].copy_from_slice(&gw2[k * H..(k + 1) * H]);
         }
-        let mut gw1 = std::vec![0.0; INPUT * H];
-        w1_grad_scatter(&[&sx], &a, H, &mut gw1);
-        for i in 0..INPUT {
-            g.w1[i].copy_from_slice(&gw1[i * H..(i + 1) * H]);
-        }
+        unpack_columns(&w1_gradient(&[&sx], &a, H), 0, H, &mut g.w1);
 
         let eps = 1e-2f32;
         let mut checked = 0;

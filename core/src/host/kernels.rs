@@ -215,23 +215,8 @@ dispatched! {
         a: &mut [f32],
         partial: &mut [[f32; CLASSES]],
     ) {
-        let w = blk.width;
-        let subs = w / mlp::SUB;
         let drop = (dropout.rate > 0.0).then_some(dropout);
-        let mut first = 0;
-        for xs in chunks {
-            let n = xs.len();
-            mlp::block_forward(
-                blk,
-                xs,
-                first,
-                batch,
-                drop,
-                &mut a[first * w..(first + n) * w],
-                &mut partial[first * subs..(first + n) * subs],
-            );
-            first += n;
-        }
+        mlp::block_forward(blk, chunks, batch, drop, a, partial);
     }
 }
 
@@ -255,12 +240,14 @@ dispatched! {
 /// One block's parameters, momentum and scratch, as the thread that owns it holds them.
 #[derive(Debug)]
 pub struct BlockState<'a> {
-    /// w1: (IN, width)
+    /// w1: (IN, width), strip-packed ([`mlp::pack_columns`]).
     pub w1: &'a mut [f32],
-    /// Momentum of w1.
+    /// Momentum of w1, laid out as w1.
     pub v1: &'a mut [f32],
-    /// Gradient of w1: (IN, width), all zero between steps.
-    pub g1: &'a mut [f32],
+    /// The batch's inked pixels by pixel ([`mlp::pixel_columns`]): where each pixel's start.
+    pub start: &'a mut [u32; INPUT + 1],
+    /// ... and their `(sample, value)` pairs; resized to the batch's inked-pixel count.
+    pub entries: &'a mut Vec<(u32, f32)>,
     /// b1: (width)
     pub b1: &'a mut [f32],
     /// Momentum of b1.
@@ -291,8 +278,10 @@ dispatched! {
     ) {
         let a = &mut st.a[..dz2.len() * width];
         mlp::block_backward(st.w2, width, dz2, scale, a, st.gw2, st.gb1);
-        mlp::w1_grad_scatter(chunks, a, width, st.g1);
-        mlp::sgd_momentum_rows(st.w1, st.v1, st.g1, width, lr, mu, l2);
+        let inked = chunks.iter().flat_map(|c| c.iter()).map(|x| x.len()).sum();
+        st.entries.resize(inked, (0, 0.0));
+        mlp::pixel_columns(chunks, st.start, st.entries);
+        mlp::w1_update(st.start, st.entries, a, width, st.w1, st.v1, lr, mu, l2);
         mlp::sgd_momentum(st.w2, st.v2, st.gw2, lr, mu, l2);
         mlp::sgd_momentum(st.b1, st.vb1, st.gb1, lr, mu, 0.0);
     }

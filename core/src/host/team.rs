@@ -100,7 +100,8 @@ struct UnitBlock {
     width: usize,
     w1: Vec<f32>,
     v1: Vec<f32>,
-    g1: Vec<f32>,
+    start: Box<[u32; INPUT + 1]>,
+    entries: Vec<(u32, f32)>,
     b1: Vec<f32>,
     vb1: Vec<f32>,
     w2: Vec<f32>,
@@ -121,12 +122,15 @@ impl UnitBlock {
                 .flat_map(|r| r[h0..h0 + width].iter().copied())
                 .collect::<Vec<_>>()
         };
+        let mut w1 = vec![0.0; INPUT * width];
+        mlp::pack_columns(&m.w1, h0, width, &mut w1);
         UnitBlock {
             h0,
             width,
-            w1: cols(&m.w1),
+            w1,
             v1: vec![0.0; INPUT * width],
-            g1: vec![0.0; INPUT * width],
+            start: Box::new([0; INPUT + 1]),
+            entries: Vec::new(),
             b1: m.b1[h0..h0 + width].to_vec(),
             vb1: vec![0.0; width],
             w2: cols(&m.w2),
@@ -143,9 +147,7 @@ impl UnitBlock {
 
     fn write_into<const H: usize>(&self, m: &mut Mlp<H>) {
         let (h0, w) = (self.h0, self.width);
-        for (row, src) in m.w1.iter_mut().zip(self.w1.chunks_exact(w)) {
-            row[h0..h0 + w].copy_from_slice(src);
-        }
+        mlp::unpack_columns(&self.w1, h0, w, &mut m.w1);
         for (row, src) in m.w2.iter_mut().zip(self.w2.chunks_exact(w)) {
             row[h0..h0 + w].copy_from_slice(src);
         }
@@ -276,7 +278,8 @@ impl<'a, const H: usize> Shared<'a, H> {
         let state = BlockState {
             w1: &mut blk.w1,
             v1: &mut blk.v1,
-            g1: &mut blk.g1,
+            start: &mut blk.start,
+            entries: &mut blk.entries,
             b1: &mut blk.b1,
             vb1: &mut blk.vb1,
             w2: &mut blk.w2,
