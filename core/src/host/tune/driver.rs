@@ -6,10 +6,11 @@
 //! A free worker claims the next trial from the store under the driver's lock: first a trial
 //! left unfinished (by an earlier session, or by a worker whose lease ran out: it runs again
 //! from the start), else a new number, whose point TPE suggests from every trial of the
-//! study that has ended so far. Trial 0 is the study's own settings (`pismo train`'s
-//! defaults and the flags given) when the space holds them ([`Space::start`]), so a study
-//! starts from a known run and its best is never worse than it. Each epoch's validation accuracy is appended to the store
-//! and judged by ASHA against every trial's scores at that rung; when it says stop, the
+//! study that has ended so far. Trial 0 is the study's own settings (the plan's base:
+//! `pismo train`'s defaults with the study's epochs, validation size and seed) when the
+//! space holds them ([`Space::start`]), so a study starts from a known run and its best is
+//! never worse than it. Each epoch's validation accuracy is appended to the store and
+//! judged by ASHA against every trial's scores at that rung; when it says stop, the
 //! session is told to stop at once and the slot is free. Every event is appended to the
 //! store (durably) before the trial goes on. The best trial's model is kept in the store
 //! before its end is appended, so a resumed study still has it.

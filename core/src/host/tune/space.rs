@@ -593,7 +593,7 @@ mod tests {
             space.apply(&start, &base, &recipe),
             Ok((base, recipe.clone()))
         );
-        // Flags given to the study move its start.
+        // Another base (settings of the study) moves its start.
         let wide = Hyper {
             hidden_size: 512,
             ..base
