@@ -8,12 +8,12 @@
 //! from the start), else a new number, whose point TPE suggests from every trial of the
 //! study that has ended so far. Trial 0 is the study's own settings (the plan's base:
 //! `pismo train`'s defaults with the study's epochs, validation size and seed) when the
-//! space holds them ([`Space::start`]), so a study starts from a known run and its best is
-//! never worse than it. Each epoch's validation accuracy is appended to the store and
-//! judged by ASHA against every trial's scores at that rung; when it says stop, the
-//! session is told to stop at once and the slot is free. Every event is appended to the
-//! store (durably) before the trial goes on. The best trial's model is kept in the store
-//! before its end is appended, so a resumed study still has it.
+//! space holds them ([`Space::start`]), so a study starts from a known run. Each epoch's
+//! validation accuracy is appended to the store and judged by ASHA against every trial's
+//! scores at that rung; when it says stop, the session is told to stop at once and the slot
+//! is free. Every event is appended to the store (durably) before the trial goes on. The
+//! best trial's model is kept in the store before its end is appended, so a resumed study
+//! still has it.
 //!
 //! The study halts when the trial limit is reached, the time budget is spent, when its stop
 //! flag is set (Ctrl-C in `pismo tune`, Stop on the web page), or when the journal, the

@@ -415,8 +415,8 @@ impl Space {
     }
 
     /// The values `base` and `recipe` give the space's settings, if every one lies in its
-    /// domain: the point a study tries first, so that its best is never worse than the run
-    /// `pismo train` would make with the same settings (as hyperopt's `points_to_evaluate`
+    /// domain: the point a study tries first, so that it starts from the run `pismo train`
+    /// would make with the same settings (as hyperopt's `points_to_evaluate`
     /// and Optuna's `enqueue_trial` let a user do by hand).
     pub fn start(&self, base: &Hyper, recipe: &Recipe) -> Option<BTreeMap<String, f64>> {
         self.dims
