@@ -240,9 +240,24 @@ impl Sparse {
             for (j, &b) in chunk.iter().enumerate() {
                 // n <= pixel index < INPUT: in bounds.
                 self.idx[n] = (c * 16 + j) as u16;
-                self.val[n] = b as f32 * (1.0 / 255.0);
+                self.val[n] = level_value(b);
                 n += (b != 0) as usize;
             }
+        }
+        self.len = n;
+    }
+
+    /// Fills from the inked pixels of an image: their indices (ascending, below [`INPUT`])
+    /// and their grey levels (`1..=255`), as [`Self::set_bytes`] would from the image.
+    ///
+    /// # Panics
+    /// If there are more than [`INPUT`] pixels, or fewer levels than indices.
+    #[inline(always)]
+    pub fn set_inked(&mut self, idx: &[u16], levels: &[u8]) {
+        let n = idx.len();
+        self.idx[..n].copy_from_slice(idx);
+        for (v, &b) in self.val[..n].iter_mut().zip(&levels[..n]) {
+            *v = level_value(b);
         }
         self.len = n;
     }
@@ -274,6 +289,11 @@ impl Sparse {
         self.len == 0
     }
 
+    /// Indices of the inked pixels, ascending.
+    pub fn indices(&self) -> &[u16] {
+        &self.idx[..self.len]
+    }
+
     /// `(pixel index, value)` of the inked pixels, ascending.
     #[inline]
     pub fn iter(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
@@ -282,6 +302,12 @@ impl Sparse {
             .zip(&self.val[..self.len])
             .map(|(&i, &v)| (i as usize, v))
     }
+}
+
+/// The input value of grey level `b`: `b / 255`.
+#[inline(always)]
+fn level_value(b: u8) -> f32 {
+    b as f32 * (1.0 / 255.0)
 }
 
 impl Default for Sparse {

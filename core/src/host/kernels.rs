@@ -25,6 +25,7 @@
 //! AVX2 copy to 0.21 s). The AVX-512 copy: see [`level`].
 #![allow(unsafe_code)]
 
+use crate::host::inked::{InkedImages, Part};
 use crate::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT};
 use crate::preprocess::{self, GreyImage, Info, PreprocessError, PIXELS};
 
@@ -142,7 +143,8 @@ pub fn level() -> Level {
 }
 
 /// Where the images of a batch come from and how they are distorted. Index `i` is MNIST's
-/// image `i` below `base_images.len()`, else image `i - base_images.len()` of the extra data.
+/// image `i` below `base_images.len()`, else image `i - base_images.len()` of the extra data;
+/// `inked` is numbered the same way.
 #[derive(Clone, Copy, Debug)]
 pub struct Source<'a> {
     /// MNIST's training images, as bytes.
@@ -153,8 +155,9 @@ pub struct Source<'a> {
     pub extra_images: &'a [[u8; INPUT]],
     /// Their labels.
     pub extra_labels: &'a [u8],
-    /// Whether to distort them ([`crate::augment`]).
-    pub augment: bool,
+    /// The images' inked pixels when they are the same every epoch; `None` when each is
+    /// distorted afresh every time it is drawn ([`crate::augment`], `--augment`).
+    pub inked: Option<&'a InkedImages>,
     /// How far, when augmenting.
     pub distortion: crate::augment::Distortion,
     /// Whether to deskew distorted images ([`crate::deskew`]) after their distortion (images
@@ -185,22 +188,35 @@ impl<'a> Source<'a> {
 }
 
 dispatched! {
-    /// The sparse inputs of the samples `idx` (batch positions `first ..`), distorted when
-    /// augmenting (then deskewed when the model is).
+    /// The sparse inputs of the samples `idx` (batch positions `first ..`): copies of their
+    /// inked pixels, or distorted afresh when augmenting (then deskewed when the model is).
     pub fn prepare_inputs(src: Source<'_>, idx: &[u32], first: usize, step: u64, xs: &mut [Sparse]) {
         let mut distorted = [0.0f32; INPUT];
         for (j, (&i, x)) in idx.iter().zip(xs.iter_mut()).enumerate() {
-            let image = src.image(i);
-            if src.augment {
-                let index = (first + j) as u64;
-                crate::augment::distort(image, &mut distorted, src.seed, step, index, &src.distortion);
-                if src.deskew {
-                    crate::deskew::deskew_f32(&mut distorted);
+            match src.inked {
+                Some(inked) => inked.fill(i as usize, x),
+                None => {
+                    let index = (first + j) as u64;
+                    crate::augment::distort(src.image(i), &mut distorted, src.seed, step, index, &src.distortion);
+                    if src.deskew {
+                        crate::deskew::deskew_f32(&mut distorted);
+                    }
+                    x.set_f32(&distorted);
                 }
-                x.set_f32(&distorted);
-            } else {
-                x.set_bytes(image);
             }
+        }
+    }
+}
+
+dispatched! {
+    /// Appends the inked pixels of `images` to `part`, image after image.
+    pub fn compact_inked(images: &[&[u8; INPUT]], part: &mut Part) {
+        let mut x = Sparse::new();
+        for image in images {
+            x.set_bytes(image);
+            part.idx.extend_from_slice(x.indices());
+            part.levels.extend(x.indices().iter().map(|&i| image[usize::from(i)]));
+            part.ends.push(part.idx.len());
         }
     }
 }

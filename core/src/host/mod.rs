@@ -3,6 +3,7 @@
 //! - [`model`]: a model of any supported hidden size chosen at run time ([`model::AnyMlp`]),
 //!   loaded from or encoded to the model file.
 //! - [`onnx`]: an f32 model as a standard ONNX file (Gemm, Relu, Softmax).
+//! - [`inked`]: training images as their inked pixels, compacted once per run.
 //! - [`team`]: the threads of one training run, each owning a block of hidden units.
 //! - [`trainer`]: mini-batch training over epochs on all cores, with progress events.
 //! - [`mnist`]: MNIST files on disk (raw or gzip, SHA-256 checked) and fetching them.
@@ -28,6 +29,7 @@ pub mod corpora;
 pub mod devsets;
 pub mod drawn;
 pub mod image;
+pub mod inked;
 pub mod kernels;
 pub mod mnist;
 pub mod model;

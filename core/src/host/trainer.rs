@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::augment::Distortion;
 use crate::host::boxed_zeroed;
+use crate::host::inked::InkedImages;
 use crate::host::kernels::{self, Source};
 use crate::host::mnist::Dataset;
 use crate::host::model::{model_inputs, AnyMlp, IntoAny};
@@ -360,16 +361,22 @@ where
     let mut step = 0u64;
     let started = Instant::now();
     let mut epoch = 0u32;
+    let extra_images: &[[u8; INPUT]] = if fixed {
+        &extra_inputs
+    } else {
+        &set.extra.images
+    };
+    // Undistorted images are the same input every epoch: compacted to their ink once.
+    let inked = (!hyper.augment).then(|| {
+        let images: Vec<&[u8; INPUT]> = mnist_fixed.iter().chain(extra_images).collect();
+        InkedImages::new(&images, threads)
+    });
     let src = Source {
         base_images: &mnist_fixed,
         base_labels: &data.labels,
-        extra_images: if fixed {
-            &extra_inputs
-        } else {
-            &set.extra.images
-        },
+        extra_images,
         extra_labels: &set.extra.labels,
-        augment: hyper.augment,
+        inked: inked.as_ref(),
         distortion: set.distortion,
         deskew: set.deskew && hyper.augment,
         seed,
