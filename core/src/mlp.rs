@@ -31,7 +31,7 @@ pub const INPUT: usize = 784;
 pub const CLASSES: usize = 10;
 const _: () = assert!(
     INPUT.is_multiple_of(16),
-    "Sparse::set_bytes reads the image in runs of 16"
+    "inked_pixels reads the image in runs of 16"
 );
 
 /// The network's parameters. Also used, with the same shapes, for gradients and momentum.
@@ -222,44 +222,34 @@ impl Sparse {
         }
     }
 
-    /// Fills from bytes `0..=255` (value = byte / 255).
-    ///
-    /// Runs of 16 blank pixels (most of a digit's border) are skipped with one 128-bit
-    /// compare; inside other runs every pixel is written at the next free slot and the slot
-    /// only advances past inked ones, without a branch: whether a pixel is inked is
-    /// unpredictable along a stroke's edge, and a branch there cost 20 % of a training step
-    /// (`perf` on the project's EPYC VM).
+    /// Fills from bytes `0..=255` (value = byte / 255): [`inked_pixels`], then their values.
     #[inline(always)]
     pub fn set_bytes(&mut self, image: &[u8; INPUT]) {
-        let mut n = 0;
-        for (c, chunk) in image.chunks_exact(16).enumerate() {
-            let word = u128::from_ne_bytes(chunk.try_into().unwrap_or([0; 16]));
-            if word == 0 {
-                continue;
-            }
-            for (j, &b) in chunk.iter().enumerate() {
-                // n <= pixel index < INPUT: in bounds.
-                self.idx[n] = (c * 16 + j) as u16;
-                self.val[n] = level_value(b);
-                n += (b != 0) as usize;
-            }
-        }
-        self.len = n;
+        let mut levels = [0u8; INPUT];
+        let n = inked_pixels(image, &mut self.idx, &mut levels);
+        self.set_levels(&levels[..n]);
     }
 
     /// Fills from the inked pixels of an image: their indices (ascending, below [`INPUT`])
-    /// and their grey levels (`1..=255`), as [`Self::set_bytes`] would from the image.
+    /// and their grey levels (`1..=255`), as [`inked_pixels`] gives them; the same as
+    /// [`Self::set_bytes`] on the image.
     ///
     /// # Panics
     /// If there are more than [`INPUT`] pixels, or fewer levels than indices.
     #[inline(always)]
     pub fn set_inked(&mut self, idx: &[u16], levels: &[u8]) {
-        let n = idx.len();
-        self.idx[..n].copy_from_slice(idx);
-        for (v, &b) in self.val[..n].iter_mut().zip(&levels[..n]) {
-            *v = level_value(b);
+        self.idx[..idx.len()].copy_from_slice(idx);
+        self.set_levels(&levels[..idx.len()]);
+    }
+
+    /// The values of the first `levels.len()` pixels (whose indices are in place) from
+    /// their grey levels; that many pixels are inked.
+    #[inline(always)]
+    fn set_levels(&mut self, levels: &[u8]) {
+        for (v, &b) in self.val.iter_mut().zip(levels) {
+            *v = b as f32 * (1.0 / 255.0);
         }
-        self.len = n;
+        self.len = levels.len();
     }
 
     /// Fills from floats (zeros skipped), like [`Self::set_bytes`].
@@ -289,11 +279,6 @@ impl Sparse {
         self.len == 0
     }
 
-    /// Indices of the inked pixels, ascending.
-    pub fn indices(&self) -> &[u16] {
-        &self.idx[..self.len]
-    }
-
     /// `(pixel index, value)` of the inked pixels, ascending.
     #[inline]
     pub fn iter(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
@@ -304,10 +289,34 @@ impl Sparse {
     }
 }
 
-/// The input value of grey level `b`: `b / 255`.
+/// The inked (non-zero) pixels of `image`, ascending: their indices and grey levels are
+/// written to the front of `idx` and `levels`; returns how many there are.
+///
+/// Runs of 16 blank pixels (most of a digit's border) are skipped with one 128-bit compare;
+/// inside other runs every pixel is written at the next free slot and the slot only advances
+/// past inked ones, without a branch: whether a pixel is inked is unpredictable along a
+/// stroke's edge, and a branch there cost 20 % of a training step (`perf` on the project's
+/// EPYC VM).
 #[inline(always)]
-fn level_value(b: u8) -> f32 {
-    b as f32 * (1.0 / 255.0)
+pub fn inked_pixels(
+    image: &[u8; INPUT],
+    idx: &mut [u16; INPUT],
+    levels: &mut [u8; INPUT],
+) -> usize {
+    let mut n = 0;
+    for (c, chunk) in image.chunks_exact(16).enumerate() {
+        let word = u128::from_ne_bytes(chunk.try_into().unwrap_or([0; 16]));
+        if word == 0 {
+            continue;
+        }
+        for (j, &b) in chunk.iter().enumerate() {
+            // n <= pixel index < INPUT: in bounds.
+            idx[n] = (c * 16 + j) as u16;
+            levels[n] = b;
+            n += (b != 0) as usize;
+        }
+    }
+    n
 }
 
 impl Default for Sparse {

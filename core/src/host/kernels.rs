@@ -211,11 +211,11 @@ dispatched! {
 dispatched! {
     /// Appends the inked pixels of `images` to `part`, image after image.
     pub fn compact_inked(images: &[&[u8; INPUT]], part: &mut Part) {
-        let mut x = Sparse::new();
+        let (mut idx, mut levels) = ([0u16; INPUT], [0u8; INPUT]);
         for image in images {
-            x.set_bytes(image);
-            part.idx.extend_from_slice(x.indices());
-            part.levels.extend(x.indices().iter().map(|&i| image[usize::from(i)]));
+            let n = mlp::inked_pixels(image, &mut idx, &mut levels);
+            part.idx.extend_from_slice(&idx[..n]);
+            part.levels.extend_from_slice(&levels[..n]);
             part.ends.push(part.idx.len());
         }
     }

@@ -367,8 +367,13 @@ where
         &set.extra.images
     };
     // Undistorted images are the same input every epoch: compacted to their ink once.
+    // The held-out images are never drawn into a batch: they stand in as blank ones.
     let inked = (!hyper.augment).then(|| {
-        let images: Vec<&[u8; INPUT]> = mnist_fixed.iter().chain(extra_images).collect();
+        const BLANK: [u8; INPUT] = [0; INPUT];
+        let mut images: Vec<&[u8; INPUT]> = mnist_fixed.iter().chain(extra_images).collect();
+        for &i in &val_idx {
+            images[i as usize] = &BLANK;
+        }
         InkedImages::new(&images, threads)
     });
     let src = Source {
