@@ -21,6 +21,7 @@
 //! No allocation: the moments are three running sums and the output is written row by row
 //! from a copy of the input on the stack.
 
+use crate::floor::floor;
 use crate::mlp::INPUT;
 use crate::preprocess::SIDE;
 
@@ -39,6 +40,7 @@ pub struct Shear {
 
 /// The shear that deskews an image given by `ink(i)` for pixel `i` (row-major), or `None` for
 /// an image without ink or of a single row, which have no slant.
+#[inline(always)]
 pub fn measure(ink: impl Fn(usize) -> f32) -> Option<Shear> {
     let (mut mass, mut sum_x, mut sum_y) = (0.0f32, 0.0f32, 0.0f32);
     for y in 0..SIDE {
@@ -74,9 +76,10 @@ pub fn measure(ink: impl Fn(usize) -> f32) -> Option<Shear> {
 impl Shear {
     /// The value at `(x, y)` of the deskewed image: the input's row `y` read at
     /// `x + slope · (y − centre_row)`, linearly interpolated, 0 outside the frame.
+    #[inline(always)]
     fn sample(&self, ink: impl Fn(usize) -> f32, x: usize, y: usize) -> f32 {
         let u = x as f32 + self.slope * (y as f32 - self.centre_row);
-        let left = libm::floorf(u);
+        let left = floor(u);
         let t = u - left;
         let at = |col: f32| {
             if col < 0.0 || col >= SIDE as f32 {
@@ -89,7 +92,9 @@ impl Shear {
     }
 }
 
-/// Deskews a `0..1` input in place.
+/// Deskews a `0..1` input in place. `#[inline(always)]` with its helpers, as
+/// [`crate::augment::distort`] is.
+#[inline(always)]
 pub fn deskew_f32(img: &mut [f32; INPUT]) {
     let src = *img;
     let Some(shear) = measure(|i| src[i]) else {

@@ -1,0 +1,79 @@
+//! `floor` of an `f32` without a library call, for the per-pixel loops that resample images.
+//!
+//! `libm::floorf` is a function call of bit manipulation and branches on the exponent; the
+//! resampling loops of [`crate::augment`] and [`crate::deskew`] took one per pixel, the
+//! largest part of a distorted digit's cost. Their coordinates are small, and there a floor is
+//! a truncation to an integer and a compare.
+
+/// `libm::floorf(v)`, bit for bit (a test checks), inlined: for `|v| < 2^31` a truncation
+/// and two compares, and `v` itself beyond, where every `f32` is already an integer (or NaN,
+/// or infinite).
+#[inline(always)]
+pub fn floor(v: f32) -> f32 {
+    const TWO_POW_31: f32 = 2_147_483_648.0;
+    // Also NaN, which compares false.
+    if v.is_nan() || v.abs() >= TWO_POW_31 {
+        return v;
+    }
+    let t = v as i32 as f32;
+    if t == v {
+        // Integral already; returning `v` keeps the sign of -0.0.
+        v
+    } else if t > v {
+        t - 1.0
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_is_libm_floorf_bit_for_bit() {
+        let mut special = vec![
+            0.0f32,
+            -0.0,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            0.999_999_94,
+            -0.999_999_94,
+            1e-45,
+            -1e-45,
+            8_388_607.5,
+            -8_388_607.5,
+            8_388_608.0,
+            2_147_483_520.0,
+            -2_147_483_520.0,
+            2_147_483_648.0,
+            -2_147_483_648.0,
+            3e9,
+            -3e9,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        // And a sweep over the range the resampling loops use, in steps that are not powers
+        // of two, plus random bit patterns over the whole of f32.
+        special.extend((0..200_000).map(|i| -50.0 + i as f32 * 0.000_513_7));
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        special.extend((0..200_000).map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            f32::from_bits(state as u32)
+        }));
+        for v in special {
+            let (ours, theirs) = (floor(v), libm::floorf(v));
+            assert!(
+                ours.to_bits() == theirs.to_bits() || (ours.is_nan() && theirs.is_nan()),
+                "floor({v:e}) = {ours:e}, libm says {theirs:e}"
+            );
+        }
+    }
+}
