@@ -149,15 +149,20 @@ fn warp(field: &[[(f32, f32); NODES]; NODES], cx: Cell, cy: Cell) -> (f32, f32) 
 fn bilinear(src: &[u8; INPUT], u: f32, v: f32) -> f32 {
     let (x0, y0) = (floor(u), floor(v));
     let (fx, fy) = (u - x0, v - y0);
-    let px = |x: f32, y: f32| -> f32 {
-        if x < 0.0 || y < 0.0 || x >= SIDE as f32 || y >= SIDE as f32 {
-            0.0
-        } else {
+    // The taps as integers, converted once: `x0` and `y0` are integral, and clamping them to
+    // -2..=SIDE leaves every tap that was outside the image outside it.
+    let tap = |f: f32| f.clamp(-2.0, SIDE as f32) as i32;
+    let (xi, yi) = (tap(x0), tap(y0));
+    let side = 0..SIDE as i32;
+    let px = |x: i32, y: i32| -> f32 {
+        if side.contains(&x) && side.contains(&y) {
             src[y as usize * SIDE + x as usize] as f32
+        } else {
+            0.0
         }
     };
-    let top = px(x0, y0) * (1.0 - fx) + px(x0 + 1.0, y0) * fx;
-    let bottom = px(x0, y0 + 1.0) * (1.0 - fx) + px(x0 + 1.0, y0 + 1.0) * fx;
+    let top = px(xi, yi) * (1.0 - fx) + px(xi + 1, yi) * fx;
+    let bottom = px(xi, yi + 1) * (1.0 - fx) + px(xi + 1, yi + 1) * fx;
     top * (1.0 - fy) + bottom * fy
 }
 

@@ -81,14 +81,14 @@ impl Shear {
         let u = x as f32 + self.slope * (y as f32 - self.centre_row);
         let left = floor(u);
         let t = u - left;
-        let at = |col: f32| {
-            if col < 0.0 || col >= SIDE as f32 {
-                0.0
-            } else {
-                ink(y * SIDE + col as usize)
-            }
+        // As an integer, converted once: `left` is integral, and clamping it to -2..=SIDE
+        // leaves both taps outside the image that were outside it.
+        let col = left.clamp(-2.0, SIDE as f32) as i32;
+        let at = |col: i32| match usize::try_from(col) {
+            Ok(col) if col < SIDE => ink(y * SIDE + col),
+            _ => 0.0,
         };
-        at(left) * (1.0 - t) + at(left + 1.0) * t
+        at(col) * (1.0 - t) + at(col + 1) * t
     }
 }
 
