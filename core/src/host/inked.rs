@@ -20,7 +20,6 @@ pub struct InkedImages {
     /// Images per part (the last may have fewer).
     per: usize,
     parts: Vec<Part>,
-    len: usize,
 }
 
 /// The inked pixels of some consecutive images, image after image.
@@ -54,21 +53,17 @@ impl InkedImages {
                 .map(|w| w.join().expect("a compacting thread panicked"))
                 .collect()
         });
-        InkedImages {
-            per,
-            parts,
-            len: images.len(),
-        }
+        InkedImages { per, parts }
     }
 
     /// How many images there are.
     pub fn len(&self) -> usize {
-        self.len
+        self.parts.iter().map(|part| part.ends.len()).sum()
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Fills `x` with image `i` as [`Sparse::set_bytes`] would from its bytes.
