@@ -39,7 +39,7 @@ const _: () = assert!(
 /// 784×`H` floats are big (3 MB at `H` = 1024): never build one on a stack. On a host use
 /// [`crate::host::boxed_zeroed`]; on a microcontroller a `static`.
 #[derive(Zeroable)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Mlp<const H: usize> {
     /// w1: (IN, H) — row `i` holds the weights from input pixel `i` to every hidden unit.
     pub w1: [[f32; H]; INPUT],

@@ -25,7 +25,7 @@ use crate::mlp::{Mlp, CLASSES, INPUT};
 
 /// Quantized parameters of a model with `H` hidden units, as produced by [`quantize`].
 #[derive(Zeroable)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct QMlp<const H: usize> {
     /// q1: (IN, H), input-major like [`Mlp::w1`].
     pub w1: [[i8; H]; INPUT],

@@ -11,6 +11,7 @@
 //! - [`drawn`]: the folder of corrected drawings ("Wrong? This is a …"), atomic and concurrent-safe.
 //! - [`image`]: PNG and IDX image files → grey images for [`crate::preprocess`].
 //! - [`registry`]: the flat, versioned model registry with aliases.
+//! - [`aligned`]: float buffers that begin on a cache line, for the trainer's weights.
 //! - [`atomic`]: whole-file writes by temp file, fsync and rename or link;
 //!   temp files of dead writers are found and removed.
 //! - `process` (crate-internal): whether a process, named by pid and start time, is alive.
@@ -24,6 +25,7 @@
 //! - [`preview`]: a contact sheet of model inputs (PNG), to look at training data.
 //! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
 //! - [`tune`]: `pismo tune`'s search space, TPE sampler, successive halving and journal.
+pub mod aligned;
 pub mod atomic;
 pub mod corpora;
 pub mod devsets;

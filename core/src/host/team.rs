@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
+use crate::host::aligned::Floats;
 use crate::host::kernels::{self, BlockState, Source};
 use crate::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT};
 
@@ -98,8 +99,8 @@ impl Drop for PoisonOnPanic<'_> {
 struct UnitBlock {
     h0: usize,
     width: usize,
-    w1: Vec<f32>,
-    v1: Vec<f32>,
+    w1: Floats,
+    v1: Floats,
     start: Box<[u32; INPUT + 1]>,
     entries: Vec<(u32, f32)>,
     b1: Vec<f32>,
@@ -108,7 +109,7 @@ struct UnitBlock {
     v2: Vec<f32>,
     gw2: Vec<f32>,
     gb1: Vec<f32>,
-    a: Vec<f32>,
+    a: Floats,
     b2: [f32; CLASSES],
     vb2: [f32; CLASSES],
     z: Vec<[f32; CLASSES]>,
@@ -122,13 +123,13 @@ impl UnitBlock {
                 .flat_map(|r| r[h0..h0 + width].iter().copied())
                 .collect::<Vec<_>>()
         };
-        let mut w1 = vec![0.0; INPUT * width];
+        let mut w1 = Floats::zeroed(INPUT * width);
         mlp::pack_columns(&m.w1, h0, width, &mut w1);
         UnitBlock {
             h0,
             width,
             w1,
-            v1: vec![0.0; INPUT * width],
+            v1: Floats::zeroed(INPUT * width),
             start: Box::new([0; INPUT + 1]),
             entries: Vec::new(),
             b1: m.b1[h0..h0 + width].to_vec(),
@@ -137,7 +138,7 @@ impl UnitBlock {
             v2: vec![0.0; CLASSES * width],
             gw2: vec![0.0; CLASSES * width],
             gb1: vec![0.0; width],
-            a: vec![0.0; batch * width],
+            a: Floats::zeroed(batch * width),
             b2: m.b2,
             vb2: [0.0; CLASSES],
             z: vec![[0.0; CLASSES]; batch],

@@ -29,6 +29,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::augment::Distortion;
+use crate::host::aligned::Floats;
 use crate::host::boxed_zeroed;
 use crate::host::inked::InkedImages;
 use crate::host::kernels::{self, Source};
@@ -241,7 +242,7 @@ pub fn evaluate<const H: usize>(
     let chunks = images.len().div_ceil(CHUNK);
     let threads = threads.clamp(1, chunks.max(1));
     let mut partial = vec![(0.0f64, 0usize); chunks];
-    let mut packed = vec![0.0f32; INPUT * H];
+    let mut packed = Floats::zeroed(INPUT * H);
     crate::mlp::pack_strips(&mlp.w1, &mut packed);
     let packed = &packed[..];
     std::thread::scope(|s| {
