@@ -14,7 +14,6 @@ use bytemuck::{Pod, Zeroable};
 struct Line([f32; 16]);
 
 /// A heap buffer of `f32`, zeroed when made, whose first element is on a 64-byte boundary.
-#[derive(Clone)]
 pub struct Floats {
     lines: Vec<Line>,
     len: usize,
@@ -27,13 +26,6 @@ impl Floats {
             lines: vec![Line([0.0; 16]); len.div_ceil(16)],
             len,
         }
-    }
-
-    /// A copy of `values`.
-    pub fn from_slice(values: &[f32]) -> Self {
-        let mut f = Self::zeroed(values.len());
-        f.copy_from_slice(values);
-        f
     }
 }
 
@@ -61,10 +53,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn starts_on_a_cache_line_and_holds_what_it_was_given() {
+    fn starts_on_a_cache_line_zeroed_and_holds_what_is_written() {
         for len in [0, 1, 15, 16, 17, 784 * 64, 784 * 1024] {
             let values: Vec<f32> = (0..len).map(|i| i as f32).collect();
-            let f = Floats::from_slice(&values);
+            let mut f = Floats::zeroed(len);
+            assert!(f.iter().all(|&v| v == 0.0), "len {len}");
+            f.copy_from_slice(&values);
             assert_eq!(f.as_ptr() as usize % 64, 0, "len {len}");
             assert_eq!(&f[..], &values[..]);
         }

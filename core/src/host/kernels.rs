@@ -128,7 +128,7 @@ impl Level {
 /// by `PISMO_SIMD` naming one of [`Level::BUILT`] (`baseline|avx2|avx512` on x86-64, `neon`
 /// on aarch64), to compare them, or to rule a copy out when chasing a bug; every copy gives
 /// a bit-identical model, which a test checks. Another value is ignored (no cap). The
-/// AVX-512 copy trains the wide models 5–14 % faster than the AVX2 one on the AMD EPYC with
+/// AVX-512 copy trains the wide models 5–12 % faster than the AVX2 one on the AMD EPYC with
 /// AVX-512, now that the weights start on cache lines ([`crate::host::aligned`]); before,
 /// every 64-byte load straddled two lines and it was no faster, or slower (docs/ARCHITECTURE.md,
 /// "Run-time SIMD dispatch").
