@@ -21,7 +21,7 @@
 //! occur. Measured (784-1024-10, MNIST only, 30 epochs, `--elastic 2`): validation accuracy
 //! 98.75 % with the ±2 px shift, 98.94 % without (docs/ARCHITECTURE.md, "Ablation").
 
-use crate::floor::floor;
+use crate::floor::tap;
 use crate::mlp::INPUT;
 use crate::preprocess::SIDE;
 use crate::rng::{hash3, unit_f32};
@@ -147,12 +147,7 @@ fn warp(field: &[[(f32, f32); NODES]; NODES], cx: Cell, cy: Cell) -> (f32, f32) 
 
 #[inline(always)]
 fn bilinear(src: &[u8; INPUT], u: f32, v: f32) -> f32 {
-    let (x0, y0) = (floor(u), floor(v));
-    let (fx, fy) = (u - x0, v - y0);
-    // The taps as integers, converted once: `x0` and `y0` are integral, and clamping them to
-    // -2..=SIDE leaves every tap that was outside the image outside it.
-    let tap = |f: f32| f.clamp(-2.0, SIDE as f32) as i32;
-    let (xi, yi) = (tap(x0), tap(y0));
+    let ((xi, fx), (yi, fy)) = (tap(u, SIDE), tap(v, SIDE));
     let side = 0..SIDE as i32;
     let px = |x: i32, y: i32| -> f32 {
         if side.contains(&x) && side.contains(&y) {

@@ -21,7 +21,7 @@
 //! No allocation: the moments are three running sums and the output is written row by row
 //! from a copy of the input on the stack.
 
-use crate::floor::floor;
+use crate::floor::tap;
 use crate::mlp::INPUT;
 use crate::preprocess::SIDE;
 
@@ -79,11 +79,7 @@ impl Shear {
     #[inline(always)]
     fn sample(&self, ink: impl Fn(usize) -> f32, x: usize, y: usize) -> f32 {
         let u = x as f32 + self.slope * (y as f32 - self.centre_row);
-        let left = floor(u);
-        let t = u - left;
-        // As an integer, converted once: `left` is integral, and clamping it to -2..=SIDE
-        // leaves both taps outside the image that were outside it.
-        let col = left.clamp(-2.0, SIDE as f32) as i32;
+        let (col, t) = tap(u, SIDE);
         let at = |col: i32| match usize::try_from(col) {
             Ok(col) if col < SIDE => ink(y * SIDE + col),
             _ => 0.0,

@@ -1,4 +1,5 @@
-//! `floor` of an `f32` without a library call, for the per-pixel loops that resample images.
+//! `floor` of an `f32` without a library call, and the interpolation tap built on it, for the
+//! per-pixel loops that resample images.
 //!
 //! `libm::floorf` is a function call of bit manipulation and branches on the exponent; the
 //! resampling loops of [`crate::augment`] and [`crate::deskew`] took one per pixel, the
@@ -24,6 +25,16 @@ pub fn floor(v: f32) -> f32 {
     } else {
         t
     }
+}
+
+/// The left tap of a linear interpolation at coordinate `u` along `side` pixels: the pixel
+/// at or before `u`, as an integer, and how far past it `u` lies. The pixel is clamped to
+/// `-2..=side` before it is converted, which leaves it and the pixel after it outside
+/// `0..side` exactly when they were, and converts once instead of at every read.
+#[inline(always)]
+pub fn tap(u: f32, side: usize) -> (i32, f32) {
+    let left = floor(u);
+    (left.clamp(-2.0, side as f32) as i32, u - left)
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! - [`preprocess`]: any-size grey drawing → MNIST-like 28x28 input, without allocation.
 //! - [`quant`]: int8 quantization and integer inference reading the weights in place.
 //! - [`verdict`]: sure of one digit or "not sure: 3 or 9?", the rule every shell shows.
-//! - [`floor`]: `floorf` inlined, for the per-pixel resampling loops.
+//! - [`floor`]: `floorf` inlined, and the interpolation tap built on it, for the per-pixel
+//!   resampling loops.
 //! - [`device`]: what the firmware runs (start-up check, serial frames, serve loop), testable
 //!   on the host.
 //! - [`format`](mod@format): the model file (magic, format version, postcard metadata, weights, CRC-32),

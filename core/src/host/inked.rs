@@ -8,7 +8,7 @@
 //!
 //! A digit inks about a fifth of its pixels, and each inked pixel is kept as its index (2
 //! bytes) and its grey level (1 byte): ≈ 0.45 KB per image, ≈ 22 MB for MNIST's 50000
-//! training images (the held-out ones are never compacted).
+//! training images (the held-out ones stand in as blank images, of no pixels).
 
 use crate::host::kernels;
 use crate::mlp::{Sparse, INPUT};
