@@ -142,43 +142,54 @@ impl Corpus {
 
     fn read(self, dir: &Path) -> Result<String, CorpusError> {
         let (name, sha256) = self.file();
-        let raw = dir.join(name);
-        let gz = dir.join(format!("{name}.gz"));
-        let path = if raw.is_file() { raw } else { gz };
-        let bytes = std::fs::read(&path).map_err(|e| CorpusError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            std::io::Read::read_to_end(
-                &mut std::io::Read::take(flate2::read::MultiGzDecoder::new(&bytes[..]), 64 << 20),
-                &mut out,
-            )
-            .map_err(|e| CorpusError::Io {
-                path: path.clone(),
-                source: e,
-            })?;
-            out
-        } else {
-            bytes
-        };
-        let digest: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if digest != sha256 {
-            return Err(CorpusError::Digest {
-                path,
-                found: digest,
-                expected: sha256,
-            });
-        }
+        let bytes = read_checked(dir, name, sha256)?;
         String::from_utf8(bytes).map_err(|_| CorpusError::Format {
-            path,
+            path: dir.join(name),
             why: "not text".into(),
         })
     }
+}
+
+/// The shipped file `name` in `dir` (raw, else `name.gz`), its uncompressed bytes checked
+/// against `sha256`. Decompression stops at 64 MiB, larger than any shipped file.
+pub(crate) fn read_checked(
+    dir: &Path,
+    name: &str,
+    sha256: &'static str,
+) -> Result<Vec<u8>, CorpusError> {
+    let raw = dir.join(name);
+    let gz = dir.join(format!("{name}.gz"));
+    let path = if raw.is_file() { raw } else { gz };
+    let bytes = std::fs::read(&path).map_err(|e| CorpusError::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(flate2::read::MultiGzDecoder::new(&bytes[..]), 64 << 20),
+            &mut out,
+        )
+        .map_err(|e| CorpusError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        out
+    } else {
+        bytes
+    };
+    let digest: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if digest != sha256 {
+        return Err(CorpusError::Digest {
+            path,
+            found: digest,
+            expected: sha256,
+        });
+    }
+    Ok(bytes)
 }
 
 /// The corpora folder: `$PISMO_DATASETS`, else `./datasets`.

@@ -24,6 +24,7 @@
 //! - [`devsets`]: the named sets models are measured on (MNIST, scans, canvas drawings).
 //! - [`preview`]: a contact sheet of model inputs (PNG), to look at training data.
 //! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
+//! - [`unipen`]: the shipped pen trajectories of UNIPEN's writers, drawn as on the page.
 //! - [`tune`]: `pismo tune`'s search space, TPE sampler, successive halving and journal.
 pub mod aligned;
 pub mod atomic;
@@ -48,6 +49,7 @@ pub mod synth;
 pub mod team;
 pub mod trainer;
 pub mod tune;
+pub mod unipen;
 
 /// A zeroed value on the heap, never on the stack: `Mlp<1024>` is 3 MB, more than a thread's
 /// stack. (`bytemuck` does the one allocation with the right layout, without `unsafe` here.)
