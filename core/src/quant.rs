@@ -219,6 +219,32 @@ impl<'a> QView<'a> {
             + 4
     }
 
+    /// The f32 weights these int8 weights stand for (`w = q · scale` per row, biases as
+    /// they are) written into `out`; `false` (nothing written) if `H` is not its size.
+    pub fn dequantize<const H: usize>(&self, out: &mut Mlp<H>) -> bool {
+        if self.hidden != H {
+            return false;
+        }
+        for (row, q) in out.w1.iter_mut().zip(self.w1.chunks_exact(H)) {
+            for (h, (w, &b)) in row.iter_mut().zip(q).enumerate() {
+                *w = f32::from(b as i8) * f32_at(self.s1, h);
+            }
+        }
+        for (k, (row, q)) in out.w2.iter_mut().zip(self.w2.chunks_exact(H)).enumerate() {
+            let s = f32_at(self.s2, k);
+            for (w, &b) in row.iter_mut().zip(q) {
+                *w = f32::from(b as i8) * s;
+            }
+        }
+        for (h, b) in out.b1.iter_mut().enumerate() {
+            *b = f32_at(self.b1, h);
+        }
+        for (k, b) in out.b2.iter_mut().enumerate() {
+            *b = f32_at(self.b2, k);
+        }
+        true
+    }
+
     /// Raw scores of an image given as bytes (0 = blank), deskewed first when the model
     /// says so. `work` must hold at least [`Self::hidden_size`] units; `None` if it does not.
     pub fn logits<const W: usize>(
@@ -321,6 +347,16 @@ mod tests {
             agree += (crate::mlp::argmax(&zf) == crate::mlp::argmax(&zq)) as usize;
         }
         assert!(agree >= 48, "{agree} of 50 agree");
+        // Dequantized weights quantize back to the same integers.
+        let mut back: std::boxed::Box<Mlp<H>> = std::boxed::Box::new(Mlp::zeroed());
+        assert!(qm.view().dequantize(&mut *back));
+        assert!(!qm
+            .view()
+            .dequantize(&mut *std::boxed::Box::new(Mlp::<16>::zeroed())));
+        let mut again: std::boxed::Box<QMlp<H>> = std::boxed::Box::new(QMlp::zeroed());
+        quantize(&back, qm.act_scale, &mut again);
+        assert_eq!(again.w1, qm.w1);
+        assert_eq!(again.w2, qm.w2);
         // Too little working memory is refused, not a panic.
         assert!(qm.view().logits(&xs[0], &mut Work::<16>::new()).is_none());
     }

@@ -5,6 +5,7 @@
 //! per command area:
 //!
 //! - [`train`]: `pismo train`, a training session with live progress.
+//! - [`adapt`]: `pismo adapt`, a model fine-tuned to the corrected drawings.
 //! - [`tune`]: `pismo tune`, a hyperparameter study (TPE and successive halving).
 //! - [`eval`]: `pismo eval`, accuracy and confusion matrix on labelled IDX images.
 //! - [`predict`]: `pismo predict`, digits of PNG or IDX3 files of any size.
@@ -30,6 +31,7 @@
 //!   `PISMO_DATA`, else `./models`, `./runs`, `./data/mnist`.
 //! - A closed stdout (`pismo predict *.png | head -1`) ends the command quietly with status 0.
 
+mod adapt;
 mod data;
 mod draw;
 mod eval;
@@ -62,7 +64,7 @@ use pismo_core::host::tune::driver::TuneError;
 /// pismo: handwritten-digit recognition with a hand-made MLP trained on MNIST.
 #[derive(FromArgs, Debug)]
 #[argh(
-    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo tune --budget 10m --alias best\npismo predict digit.png\npismo draw\npismo serve --addr 127.0.0.1:8501\npismo eval --json\npismo store migrate --store postgres://ann@db.example/pismo",
+    example = "pismo data fetch\npismo train --epochs 10 --alias default\npismo adapt --name mine --alias default\npismo tune --budget 10m --alias best\npismo predict digit.png\npismo draw\npismo serve --addr 127.0.0.1:8501\npismo eval --json\npismo store migrate --store postgres://ann@db.example/pismo",
     note = "Folders: --registry, else $PISMO_REGISTRY, else ./models (or a shared store: --store postgres://…, else $PISMO_STORE; see `pismo store`); --runs, else $PISMO_RUNS, else ./runs; --data, else $PISMO_DATA, else ./data/mnist.\nModels: NAME, NAME@VERSION or NAME@ALIAS; none means the `default` alias, else the newest model.\nExit status: 0 success, 1 error, 2 usage error."
 )]
 struct Cli {
@@ -77,6 +79,7 @@ struct Cli {
 #[argh(subcommand)]
 enum Command {
     Train(train::Args),
+    Adapt(adapt::Args),
     Tune(tune::Args),
     Eval(eval::Args),
     Predict(predict::Args),
@@ -244,10 +247,10 @@ pub fn load_model(
 }
 
 /// Every command word, for the "run `pismo … --help`" hint after a usage error.
-const COMMAND_WORDS: [&str; 26] = [
-    "train", "tune", "eval", "predict", "models", "runs", "data", "draw", "serve", "store", "list",
-    "show", "alias", "unalias", "history", "delete", "quantize", "log", "fetch", "verify", "drawn",
-    "export", "import", "migrate", "copy", "help",
+const COMMAND_WORDS: [&str; 27] = [
+    "train", "adapt", "tune", "eval", "predict", "models", "runs", "data", "draw", "serve",
+    "store", "list", "show", "alias", "unalias", "history", "delete", "quantize", "log", "fetch",
+    "verify", "drawn", "export", "import", "migrate", "copy", "help",
 ];
 
 /// `pismo models` for `["models", "show", "--json"]`: the command words the user typed.
@@ -266,6 +269,7 @@ fn command_path(args: &[&str]) -> String {
 fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Train(args) => train::run(args),
+        Command::Adapt(args) => adapt::run(args),
         Command::Tune(args) => tune::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),

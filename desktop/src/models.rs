@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::model::AnyMlp;
+use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
 use pismo_core::host::registry::{Entry, ModelId, OwnedMeta, Registry};
 use pismo_core::mlp::{CLASSES, INPUT};
 
@@ -261,9 +261,6 @@ fn export(a: Export) -> Result<(), CliError> {
         onnx::LOGITS,
     ))
 }
-
-/// Images used to calibrate the int8 activation scale.
-const CALIBRATION_IMAGES: usize = 2000;
 
 fn quantize(a: Quantize) -> Result<(), CliError> {
     use pismo_core::host::mnist::{self, Split};

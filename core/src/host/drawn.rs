@@ -442,8 +442,9 @@ impl DrawnStore {
     }
 }
 
-/// The stored model input of `img`: [`preprocess::to_input`], scaled to 0..255, rounded.
-fn input_bytes(img: &GreyImage) -> Result<[u8; PIXELS], DrawnError> {
+/// The stored model input of `img`: [`preprocess::to_input`], scaled to 0..255, rounded:
+/// what a correction of `img` holds, whichever way it arrived.
+pub fn input_bytes(img: &GreyImage) -> Result<[u8; PIXELS], DrawnError> {
     let mut x = [0.0f32; PIXELS];
     preprocess::to_input(img, &mut x).map_err(|e| match e {
         PreprocessError::NoInk => DrawnError::NoInk,

@@ -365,3 +365,15 @@ dispatched! {
         preprocess::preprocess_inline(img, out)
     }
 }
+
+dispatched! {
+    /// Step `step` of adapting a model to a hand ([`crate::host::adapt`]), compiled per
+    /// instruction set like training's kernels.
+    pub fn adapt_step<const H: usize>(
+        m: &mut Mlp<H>,
+        s: &mut crate::host::adapt::Steps<'_>,
+        step: u32,
+    ) {
+        crate::host::adapt::step(m, s, step)
+    }
+}

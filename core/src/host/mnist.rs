@@ -117,7 +117,7 @@ impl fmt::Display for Split {
 
 /// Images and labels in file order. `images[i]` is row-major, 0 = background, 255 = ink;
 /// `labels[i]` is its digit. Both have the same length and every label is `0..=9`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Dataset {
     pub images: Vec<[u8; PIXELS]>,
     pub labels: Vec<u8>,

@@ -17,6 +17,7 @@
 //! - `process` (crate-internal): whether a process, named by pid and start time, is alive.
 //! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
 //! - [`session`]: a whole training run: data → trainer → run record → registered model.
+//! - [`adapt`]: fine-tuning a model to one person's corrected drawings, and its recorded run.
 //! - [`pen`]: a round pen on a canvas, as the page and the window draw.
 //! - [`synth`]: synthetic pen-written digits in the styles MNIST lacks.
 //! - [`redraw`]: MNIST digits thinned to strokes and redrawn with a canvas pen.
@@ -26,6 +27,7 @@
 //! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
 //! - [`unipen`]: the shipped pen trajectories of UNIPEN's writers, drawn as on the page.
 //! - [`tune`]: `pismo tune`'s search space, TPE sampler, successive halving and journal.
+pub mod adapt;
 pub mod aligned;
 pub mod atomic;
 pub mod corpora;

@@ -321,6 +321,35 @@ impl AnyMlp {
         Ok(out)
     }
 
+    /// The f32 form of this model: a copy of an f32 model, or an int8 model's weights
+    /// dequantized ([`QView::dequantize`]); inputs treated as this model treats them.
+    pub fn to_f32(&self) -> AnyMlp {
+        let mut out =
+            AnyMlp::zeroed(self.hidden_size()).expect("a decoded model has a supported size");
+        match &self.weights {
+            Weights::Int8(q) => each!(&mut out.weights, m => q.view().dequantize(&mut **m)),
+            _ => {
+                let t = self.f32_tensors().expect("an f32 model has f32 tensors");
+                each!(&mut out.weights, m => {
+                    m.w1.as_flattened_mut().copy_from_slice(t.w1);
+                    m.b1.copy_from_slice(t.b1);
+                    m.w2.as_flattened_mut().copy_from_slice(t.w2);
+                    m.b2.copy_from_slice(t.b2);
+                    true
+                })
+            }
+        };
+        out.with_deskew(self.deskew)
+    }
+
+    /// Runs `job` on the f32 network of any hidden size; `None` for an int8 model.
+    pub fn with_network<J: NetworkJob>(&mut self, job: J) -> Option<J::Output> {
+        match &mut self.weights {
+            Weights::Int8(_) => None,
+            f => Some(each!(f, m => job.run(&mut **m))),
+        }
+    }
+
     /// The int8 quantization of this f32 model, its hidden activation scale calibrated on
     /// `calibration` images: the 99.99th percentile of the hidden activations maps to 255.
     /// `None` for a model that is already int8.
@@ -336,6 +365,19 @@ impl AnyMlp {
         })
     }
 }
+
+/// Work on an f32 network whose hidden size is known at compile time, handed to
+/// [`AnyMlp::with_network`] (a closure cannot be generic over `H`).
+pub trait NetworkJob {
+    /// What the job gives back.
+    type Output;
+    /// Does the work on the network.
+    fn run<const H: usize>(self, network: &mut Mlp<H>) -> Self::Output;
+}
+
+/// MNIST training images the int8 activation scale is calibrated on (the first ones of the
+/// training file), by `pismo models quantize` and by adapting an int8 model alike.
+pub const CALIBRATION_IMAGES: usize = 2000;
 
 /// Why models cannot be joined into one ([`AnyMlp::committee`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

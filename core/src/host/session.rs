@@ -242,6 +242,7 @@ pub fn run_with_data(
                 metrics: outcome.metrics,
                 run_id: &run_id,
                 dataset,
+                parent: "",
             },
         );
         let (id, size) = match registered {
@@ -315,6 +316,8 @@ pub struct ModelMeta<'a> {
     pub run_id: &'a str,
     /// What it was trained on.
     pub dataset: &'a str,
+    /// `NAME@V` of the model it was derived from (empty for a model trained from scratch).
+    pub parent: &'a str,
 }
 
 /// Registers `model` as the next version of `meta.name`: its id and file size.
@@ -336,7 +339,7 @@ pub fn register(
             metrics: meta.metrics,
             run_id: meta.run_id,
             dataset: meta.dataset,
-            parent: "",
+            parent: meta.parent,
             deskew: model.deskew(),
         };
         let bytes = model.encode(&file_meta);

@@ -405,6 +405,54 @@ pub const GLYPHS: &[Glyph] = &[
     },
 ];
 
+/// Idiosyncratic styles of single writers, kept apart from [`GLYPHS`]: training never draws
+/// them. The writer simulation of `bench/adapt` gives them to a few simulated writers, each
+/// writing them the same way every time, as the hands that a general model misreads do.
+pub const WRITER_GLYPHS: &[Glyph] = &[
+    Glyph {
+        digit: 9,
+        name: "9 with a small loop and a tail hooking left",
+        strokes: &[&[
+            &[
+                (0.82, 0.12),
+                (0.62, 0.0),
+                (0.42, 0.1),
+                (0.44, 0.3),
+                (0.64, 0.34),
+                (0.82, 0.2),
+                (0.82, 0.06),
+            ],
+            &[
+                (0.82, 0.06),
+                (0.8, 0.5),
+                (0.7, 0.86),
+                (0.46, 1.0),
+                (0.2, 0.9),
+            ],
+        ]],
+    },
+    Glyph {
+        digit: 7,
+        name: "7 in one stroke like a z, with a bar",
+        strokes: &[
+            &[
+                &[(0.08, 0.04), (0.92, 0.0)],
+                &[(0.92, 0.0), (0.18, 1.0)],
+                &[(0.18, 1.0), (0.9, 0.97)],
+            ],
+            &[&[(0.3, 0.5), (0.82, 0.5)]],
+        ],
+    },
+    Glyph {
+        digit: 4,
+        name: "4 with its top closed",
+        strokes: &[
+            &[&[(0.22, 0.02), (0.12, 0.56)], &[(0.12, 0.56), (0.92, 0.56)]],
+            &[&[(0.22, 0.02), (0.74, 0.0)], &[(0.74, 0.0), (0.74, 1.0)]],
+        ],
+    },
+];
+
 /// The styles of one digit.
 pub fn glyphs_of(digit: u8) -> impl Iterator<Item = &'static Glyph> {
     GLYPHS.iter().filter(move |g| g.digit == digit)

@@ -793,6 +793,7 @@ pub fn register_best(
             metrics: file.meta.metrics,
             run_id: &run_id,
             dataset: file.meta.dataset,
+            parent: file.meta.parent,
         },
     )
     .map_err(TuneError::Registry)?;

@@ -1,0 +1,363 @@
+//! The writer-by-writer simulation of `pismo adapt` (bench/README.md, "Adapting to a hand").
+//!
+//! For each writer: their first `--first` digits are drawn on the 280x280 canvas with the
+//! page's pen and shown to the base model; the ones it answers wrong or "not sure" are
+//! corrected (saved as the page saves them); the base is adapted to those corrections as
+//! `pismo adapt` adapts it; then the writer's remaining digits are scored by the base and by
+//! the adapted model. Writers:
+//! - `unipen`: UNIPEN's dev writers (never trained on) with at least `--min-digits` digits;
+//! - `synthetic`: simulated writers, each with one fixed set of style choices drawn with
+//!   pismo's stroke generator, three of them with the idiosyncratic 9s, 7s and 4s of
+//!   `synth::WRITER_GLYPHS` (never trained on).
+//!
+//! Also reports the MNIST test accuracy of the base and of every adapted model (measured,
+//! never used to choose), and the wall time of each adaptation.
+//!
+//! ```text
+//! cargo run --release -p pismo-bench --bin adapt -- [--model REF] [--registry DIR]
+//!     [--data DIR] [--datasets DIR] [--writers unipen,synthetic] [--first 50]
+//!     [--min-digits 100] [--pen 18] [--steps N] [--lr X] [--per-batch N] [--elastic X]
+//!     [--dropout X] [--anchor X] [--output-only] [--no-test] [--json FILE]
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use pismo_core::host::adapt::{AdaptRecipe, Adapter};
+use pismo_core::host::devsets::{CANVAS_SIDE, THICK_PEN};
+use pismo_core::host::drawn;
+use pismo_core::host::mnist::{self, Dataset, Split};
+use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
+use pismo_core::host::pen::Canvas;
+use pismo_core::host::registry::Registry;
+use pismo_core::host::synth::{self, Glyph, Hand, GLYPHS, WRITER_GLYPHS};
+use pismo_core::host::{trainer, unipen};
+use pismo_core::rng::{hash3, Rng};
+use pismo_core::verdict::verdict;
+
+struct Options {
+    model: String,
+    registry: PathBuf,
+    data: PathBuf,
+    datasets: PathBuf,
+    writers: Vec<String>,
+    first: usize,
+    min_digits: usize,
+    pen: f32,
+    recipe: AdaptRecipe,
+    test: bool,
+    json: Option<PathBuf>,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        model: "default".into(),
+        registry: PathBuf::from("models"),
+        data: mnist::default_dir(),
+        datasets: PathBuf::from("datasets"),
+        writers: vec!["unipen".into(), "synthetic".into()],
+        first: 50,
+        min_digits: 100,
+        pen: THICK_PEN,
+        recipe: AdaptRecipe::DEFAULT,
+        test: true,
+        json: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<f32>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--model" => o.model = value()?,
+            "--registry" => o.registry = value()?.into(),
+            "--data" => o.data = value()?.into(),
+            "--datasets" => o.datasets = value()?.into(),
+            "--writers" => o.writers = value()?.split(',').map(str::to_owned).collect(),
+            "--first" => o.first = num(value()?)? as usize,
+            "--min-digits" => o.min_digits = num(value()?)? as usize,
+            "--pen" => o.pen = num(value()?)?,
+            "--steps" => o.recipe.steps = num(value()?)? as u32,
+            "--lr" => o.recipe.lr = num(value()?)?,
+            "--per-batch" => o.recipe.corrections_per_batch = num(value()?)? as u32,
+            "--elastic" => o.recipe.elastic = num(value()?)?,
+            "--dropout" => o.recipe.dropout_rate = num(value()?)?,
+            "--anchor" => o.recipe.anchor = num(value()?)?,
+            "--output-only" => o.recipe.output_only = true,
+            "--no-test" => o.test = false,
+            "--json" => o.json = Some(value()?.into()),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(o)
+}
+
+/// One writer's digits, in the order written, as model inputs (MNIST bytes).
+struct Writer {
+    name: String,
+    digits: Dataset,
+}
+
+/// The model input of a drawing, as the page saves a correction of it.
+fn input_of(canvas: &Canvas) -> Option<[u8; 784]> {
+    drawn::input_bytes(&canvas.as_grey()).ok()
+}
+
+fn unipen_writers(o: &Options) -> Result<Vec<Writer>, String> {
+    let digits = unipen::load(&o.datasets).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (name, ds) in unipen::writers(&digits, unipen::Split::Dev) {
+        if ds.len() < o.min_digits {
+            continue;
+        }
+        let mut data = Dataset::default();
+        for (i, d) in ds.iter().enumerate() {
+            let mut rng = Rng::new(hash3(0x0051_3E11, i as u64, name.len() as u64));
+            let height = 150.0 + 80.0 * rng.next_f32();
+            if let Some(x) = input_of(&unipen::draw(&d.strokes, height, o.pen)) {
+                data.images.push(x);
+                data.labels.push(d.label);
+            }
+        }
+        out.push(Writer {
+            name: format!("unipen {name}"),
+            digits: data,
+        });
+    }
+    Ok(out)
+}
+
+/// Simulated writers: writer `w` picks one glyph per digit once (writers 0, 1 and 2 the
+/// idiosyncratic 9, 7 and 4 of [`WRITER_GLYPHS`], with the 9 and the 7 together for writer
+/// 0) and one hand (slant, width, size, rotation), then writes 250 digits in random order
+/// with small variations of that hand.
+fn synthetic_writers(o: &Options) -> Vec<Writer> {
+    let odd = |name: &str| WRITER_GLYPHS.iter().find(|g| g.name.starts_with(name));
+    (0..10u64)
+        .map(|w| {
+            let mut rng = Rng::new(hash3(0x5171_7E55, w, 0));
+            let mut style: Vec<&Glyph> = (0..10u8)
+                .map(|d| {
+                    let of: Vec<&Glyph> = GLYPHS.iter().filter(|g| g.digit == d).collect();
+                    of[rng.below(of.len())]
+                })
+                .collect();
+            let special: &[&str] = match w {
+                0 => &["9 ", "7 "],
+                1 => &["7 "],
+                2 => &["4 ", "9 "],
+                _ => &[],
+            };
+            for s in special {
+                let g = odd(s).expect("a writer glyph");
+                style[usize::from(g.digit)] = g;
+            }
+            let hand = Hand::sample(&mut rng, 0);
+            let mut data = Dataset::default();
+            for i in 0..250u64 {
+                let digit = (hash3(0xD161_7000, w, i) % 10) as u8;
+                let mut h = hand;
+                h.jitter = 0.015;
+                h.aspect = if digit == 1 {
+                    0.3
+                } else {
+                    hand.aspect.max(0.55)
+                };
+                h.rotation = hand.rotation + 3.0 * rng.normal();
+                h.size = (0.55 + 0.25 * rng.next_f32()).min(0.85);
+                h.pen = o.pen / (h.size * CANVAS_SIDE as f32);
+                h.place = (0.5, 0.5);
+                let (strokes, pen) =
+                    synth::write(style[usize::from(digit)], &h, CANVAS_SIDE as f32, &mut rng);
+                let mut canvas = Canvas::new(CANVAS_SIDE, CANVAS_SIDE);
+                for s in &strokes {
+                    canvas.stroke(s, pen);
+                }
+                if let Some(x) = input_of(&canvas) {
+                    data.images.push(x);
+                    data.labels.push(digit);
+                }
+            }
+            Writer {
+                name: format!(
+                    "synthetic {w}{}",
+                    if special.is_empty() { "" } else { " (odd)" }
+                ),
+                digits: data,
+            }
+        })
+        .collect()
+}
+
+/// What happened to one writer.
+struct Outcome {
+    name: String,
+    corrections: usize,
+    scored: usize,
+    before: usize,
+    after: usize,
+    test: Option<f64>,
+    seconds: f64,
+}
+
+fn main() {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let registry = Registry::open(o.registry.clone());
+    let (id, bytes) = registry.load(Some(&o.model)).unwrap_or_else(|e| fail(&e));
+    let (base, file) = AnyMlp::decode(&bytes).unwrap_or_else(|e| fail(&e));
+    let train = mnist::load_split(&o.data, Split::Train).unwrap_or_else(|e| fail(&e));
+    let test = mnist::load_split(&o.data, Split::Test).unwrap_or_else(|e| fail(&e));
+    let hyper = file.meta.hyper;
+    let (_, train_idx) =
+        trainer::validation_split(train.len(), hyper.val_size as usize, hyper.seed);
+    let rehearsal = Dataset {
+        images: train_idx
+            .iter()
+            .map(|&i| train.images[i as usize])
+            .collect(),
+        labels: train_idx
+            .iter()
+            .map(|&i| train.labels[i as usize])
+            .collect(),
+    };
+    let calibration = &train.images[..CALIBRATION_IMAGES];
+    let mut writers = Vec::new();
+    for kind in &o.writers {
+        match kind.as_str() {
+            "unipen" => writers.extend(unipen_writers(&o).unwrap_or_else(|e| fail(&e))),
+            "synthetic" => writers.extend(synthetic_writers(&o)),
+            other => fail(&format!("unknown writers {other}")),
+        }
+    }
+    let accuracy = |m: &AnyMlp, d: &Dataset| {
+        let (_, right) = m.evaluate(&d.images, &d.labels, 0);
+        right as f64 / d.len().max(1) as f64
+    };
+    let base_test = accuracy(&base, &test);
+    eprintln!(
+        "{id}: {} 784-{}-10, MNIST test {:.2} %; recipe {:?}",
+        base.kind(),
+        base.hidden_size(),
+        base_test * 100.0,
+        o.recipe
+    );
+    let adapter = Adapter {
+        base: &base,
+        rehearsal: &rehearsal,
+        calibration,
+        recipe: o.recipe,
+        seed: 1,
+    };
+    let mut outcomes = Vec::new();
+    println!(
+        "{:<34} {:>5} {:>7} {:>9} {:>9} {:>8} {:>6}",
+        "writer", "corr", "scored", "before %", "after %", "test %", "s"
+    );
+    for w in &writers {
+        let first = o.first.min(w.digits.len() / 2);
+        let mut corrections = Dataset::default();
+        for (x, &y) in w.digits.images[..first].iter().zip(&w.digits.labels) {
+            let p = base.predict_proba(&x.map(|b| f32::from(b) / 255.0));
+            let v = verdict(&p);
+            if !v.is_sure() || v.digit() != usize::from(y) {
+                corrections.images.push(*x);
+                corrections.labels.push(y);
+            }
+        }
+        let rest = Dataset {
+            images: w.digits.images[first..].to_vec(),
+            labels: w.digits.labels[first..].to_vec(),
+        };
+        let (_, before) = base.evaluate(&rest.images, &rest.labels, 0);
+        let started = Instant::now();
+        let adapted = if corrections.is_empty() {
+            None
+        } else {
+            Some(adapter.run(&corrections, 0, &|_, _| {}).0)
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let model = adapted.as_ref().unwrap_or(&base);
+        let (_, after) = model.evaluate(&rest.images, &rest.labels, 0);
+        let test = (o.test && adapted.is_some()).then(|| accuracy(model, &test));
+        let out = Outcome {
+            name: w.name.clone(),
+            corrections: corrections.len(),
+            scored: rest.len(),
+            before,
+            after,
+            test,
+            seconds,
+        };
+        println!(
+            "{:<34} {:>5} {:>7} {:>9.1} {:>9.1} {:>8} {:>6.1}",
+            out.name,
+            out.corrections,
+            out.scored,
+            100.0 * before as f64 / rest.len() as f64,
+            100.0 * after as f64 / rest.len() as f64,
+            out.test
+                .map_or_else(|| "-".into(), |t| format!("{:.2}", t * 100.0)),
+            out.seconds
+        );
+        outcomes.push(out);
+    }
+    summary(&outcomes, base_test, "all writers", |_| true);
+    summary(&outcomes, base_test, "unipen", |o| {
+        o.name.starts_with("unipen")
+    });
+    summary(&outcomes, base_test, "synthetic", |o| {
+        o.name.starts_with("synthetic")
+    });
+    if let Some(path) = &o.json {
+        let rows: Vec<serde_json::Value> = outcomes
+            .iter()
+            .map(|o| {
+                serde_json::json!({"writer": o.name, "corrections": o.corrections,
+                    "scored": o.scored, "before": o.before, "after": o.after,
+                    "test_accuracy": o.test, "seconds": o.seconds})
+            })
+            .collect();
+        let doc = serde_json::json!({"model": id.to_string(), "recipe": o.recipe,
+            "base_test_accuracy": base_test, "first": o.first, "pen": o.pen, "writers": rows});
+        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
+            .unwrap_or_else(|e| fail(&e));
+    }
+}
+
+fn summary(outcomes: &[Outcome], base_test: f64, what: &str, keep: impl Fn(&Outcome) -> bool) {
+    let kept: Vec<&Outcome> = outcomes.iter().filter(|o| keep(o)).collect();
+    if kept.is_empty() {
+        return;
+    }
+    let n: usize = kept.iter().map(|o| o.scored).sum();
+    let before: usize = kept.iter().map(|o| o.before).sum();
+    let after: usize = kept.iter().map(|o| o.after).sum();
+    let worst = |f: fn(&Outcome) -> usize| {
+        kept.iter()
+            .map(|o| 100.0 * f(o) as f64 / o.scored as f64)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let tests: Vec<f64> = kept.iter().filter_map(|o| o.test).collect();
+    let worst_test = tests.iter().copied().fold(f64::INFINITY, f64::min);
+    let slowest = kept.iter().map(|o| o.seconds).fold(0.0, f64::max);
+    println!(
+        "{what}: {} writers, remaining digits {:.2} % -> {:.2} %; worst writer {:.1} % -> {:.1} %; MNIST test base {:.2} %, adapted worst {:.2} %; slowest adaptation {slowest:.1} s",
+        kept.len(),
+        100.0 * before as f64 / n as f64,
+        100.0 * after as f64 / n as f64,
+        worst(|o| o.before),
+        worst(|o| o.after),
+        base_test * 100.0,
+        if tests.is_empty() { f64::NAN } else { worst_test * 100.0 },
+    );
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ! {
+    eprintln!("error: {e}");
+    std::process::exit(1)
+}

@@ -1,0 +1,478 @@
+//! Adapting a model to one person's hand: fine-tuning it, from its own weights, on the
+//! drawings the person corrected, without forgetting everyone else's digits.
+//!
+//! One fine-tuning run ([`Adapter::adapt`]) is a short stretch of momentum SGD over the
+//! whole network, starting from the base model's weights:
+//! - every step's batch holds up to [`AdaptRecipe::corrections_per_batch`] randomly
+//!   distorted copies of the corrections (rotation, scale, shear and an elastic warp of
+//!   [`AdaptRecipe::elastic`] px, [`crate::augment`]), so a handful of drawings becomes many
+//!   slightly different ones of the same hand;
+//! - the rest of the batch is *rehearsal*: MNIST training digits (never its validation
+//!   split), distorted the same way, so the network keeps reading everyone else's digits;
+//! - the learning rate falls linearly from [`AdaptRecipe::lr`] to zero, and every step
+//!   pulls the weights back toward the base's by [`AdaptRecipe::anchor`] (an L2 penalty on
+//!   the distance to the base, not to zero).
+//!
+//! An int8 base is dequantized ([`AnyMlp::to_f32`]), fine-tuned, and quantized again as
+//! `pismo models quantize` does (per-row scales, the activation scale calibrated on the
+//! first [`crate::host::model::CALIBRATION_IMAGES`] MNIST training images). The result keeps
+//! the base's size and its input form (deskewing).
+//!
+//! [`Adapter::run`] also measures what adapting does for the person, honestly: a k-fold
+//! cross-validation over the corrections (each fold adapted on the others and scored on
+//! itself, never on what it trained on). The final model and the folds run side by side
+//! on the available cores. The choice of the recipe, measured writer by writer, is in
+//! docs/ARCHITECTURE.md ("Adapting to a hand").
+//!
+//! [`session`] turns this into a recorded, registered run (`pismo adapt`, the page's
+//! "Learn from my corrections").
+
+pub mod session;
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::augment::{self, Distortion};
+use crate::host::aligned::Floats;
+use crate::host::mnist::Dataset;
+use crate::host::model::{AnyMlp, NetworkJob};
+use crate::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT, SUB};
+use crate::rng::{hash3, Rng};
+
+/// How a model is fine-tuned to a hand. [`AdaptRecipe::DEFAULT`] is the measured choice.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdaptRecipe {
+    /// SGD steps.
+    pub steps: u32,
+    /// Samples per step.
+    pub batch: u32,
+    /// Distorted copies of corrections per step, at most (never more than there are
+    /// corrections); the rest of the batch is rehearsal.
+    pub corrections_per_batch: u32,
+    /// Learning rate of the first step; it falls linearly to 0 at the last.
+    pub lr: f32,
+    /// SGD momentum.
+    pub momentum: f32,
+    /// Dropout on the hidden layer while fine-tuning.
+    pub dropout_rate: f32,
+    /// Elastic warp of every distorted copy, pixels (rotation, scale and shear always).
+    pub elastic: f32,
+    /// Only the output layer learns (the hidden layer stays the base's).
+    pub output_only: bool,
+    /// Pull toward the base's weights: each step moves every weight `lr · anchor` of the way
+    /// back to the base's.
+    pub anchor: f32,
+}
+
+impl AdaptRecipe {
+    /// The recipe `pismo adapt` uses (see docs/ARCHITECTURE.md, "Adapting to a hand").
+    pub const DEFAULT: AdaptRecipe = AdaptRecipe {
+        steps: 200,
+        batch: 64,
+        corrections_per_batch: 16,
+        lr: 0.02,
+        momentum: 0.9,
+        dropout_rate: 0.15,
+        elastic: 1.5,
+        output_only: false,
+        anchor: 0.0,
+    };
+}
+
+impl Default for AdaptRecipe {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// What one adaptation learns from, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct Adapter<'a> {
+    /// The model to start from.
+    pub base: &'a AnyMlp,
+    /// MNIST training digits to rehearse (never the validation split).
+    pub rehearsal: &'a Dataset,
+    /// Images the activation scale of an int8 result is calibrated on.
+    pub calibration: &'a [[u8; INPUT]],
+    /// How.
+    pub recipe: AdaptRecipe,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+/// Cross-validated figures on the corrections: each digit scored by the base, and by a
+/// model adapted on the other folds only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CrossValidation {
+    /// Folds (0: too few corrections to hold any out).
+    pub folds: usize,
+    /// Corrections scored.
+    pub n: usize,
+    /// Of those, right before adapting.
+    pub before: usize,
+    /// Of those, right after adapting on the other folds.
+    pub after: usize,
+}
+
+/// Folds of the cross-validation: at most this many, and never more than the corrections.
+pub const MAX_FOLDS: usize = 4;
+
+impl Adapter<'_> {
+    /// The base fine-tuned on `corrections`; `tick` is called after every step.
+    pub fn adapt(&self, corrections: &Dataset, tick: &(dyn Fn() + Sync)) -> AnyMlp {
+        let mut model = self.base.to_f32();
+        let deskew = model.deskew();
+        let tuned = model.with_network(FineTune {
+            corrections,
+            rehearsal: self.rehearsal,
+            recipe: &self.recipe,
+            deskew,
+            seed: self.seed,
+            tick,
+        });
+        debug_assert!(tuned.is_some(), "to_f32 gives an f32 model");
+        if self.base.kind() == "int8" {
+            model
+                .quantize(self.calibration)
+                .expect("an f32 model quantizes")
+        } else {
+            model
+        }
+    }
+
+    /// Steps one [`Self::run`] takes in all for `n` corrections: the final model's and each
+    /// fold's.
+    pub fn total_steps(&self, n: usize) -> u32 {
+        (1 + folds_for(n) as u32) * self.recipe.steps
+    }
+
+    /// The adapted model and its cross-validation, on up to `threads` threads (0: all
+    /// cores); `progress(done, total)` counts steps as they finish.
+    pub fn run(
+        &self,
+        corrections: &Dataset,
+        threads: usize,
+        progress: &(dyn Fn(u32, u32) + Sync),
+    ) -> (AnyMlp, CrossValidation) {
+        let folds = folds_for(corrections.len());
+        let total = self.total_steps(corrections.len());
+        let done = AtomicU32::new(0);
+        let tick = || progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+        let fold_of = fold_assignment(&corrections.labels, folds, self.seed);
+        let next = AtomicUsize::new(0);
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .clamp(1, folds + 1);
+        // Job 0 is the final model, job f + 1 fold f: (model, (scored, before, after)).
+        let results: Vec<(usize, Option<AnyMlp>, [usize; 3])> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let job = next.fetch_add(1, Ordering::Relaxed);
+                            if job > folds {
+                                break mine;
+                            }
+                            if job == 0 {
+                                mine.push((0, Some(self.adapt(corrections, &tick)), [0; 3]));
+                            } else {
+                                let scored = self.fold(corrections, &fold_of, job - 1, &tick);
+                                mine.push((job, None, scored));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("an adapting thread panicked"))
+                .collect()
+        });
+        let mut model = None;
+        let mut cv = CrossValidation {
+            folds,
+            ..CrossValidation::default()
+        };
+        for (job, m, [n, before, after]) in results {
+            if job == 0 {
+                model = m;
+            }
+            cv.n += n;
+            cv.before += before;
+            cv.after += after;
+        }
+        (model.expect("job 0 ran"), cv)
+    }
+
+    /// Adapts on every fold but `fold` and scores `fold`: `[n, right before, right after]`.
+    fn fold(
+        &self,
+        corrections: &Dataset,
+        fold_of: &[usize],
+        fold: usize,
+        tick: &(dyn Fn() + Sync),
+    ) -> [usize; 3] {
+        let (mut train, mut held) = (Dataset::default(), Dataset::default());
+        for ((img, &label), &f) in corrections
+            .images
+            .iter()
+            .zip(&corrections.labels)
+            .zip(fold_of)
+        {
+            let part = if f == fold { &mut held } else { &mut train };
+            part.images.push(*img);
+            part.labels.push(label);
+        }
+        let adapted = self.adapt(&train, tick);
+        let (_, before) = self.base.evaluate(&held.images, &held.labels, 1);
+        let (_, after) = adapted.evaluate(&held.images, &held.labels, 1);
+        [held.len(), before, after]
+    }
+}
+
+/// How many folds `n` corrections are cross-validated in (0 below 2).
+pub fn folds_for(n: usize) -> usize {
+    if n < 2 {
+        0
+    } else {
+        n.min(MAX_FOLDS)
+    }
+}
+
+/// The fold of each correction: dealt round-robin after sorting by digit (seeded order
+/// within a digit), so every fold holds a share of every digit.
+fn fold_assignment(labels: &[u8], folds: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by_key(|&i| (labels[i], hash3(seed, i as u64, 0xF01D)));
+    let mut fold_of = vec![0; labels.len()];
+    for (k, &i) in order.iter().enumerate() {
+        fold_of[i] = k % folds.max(1);
+    }
+    fold_of
+}
+
+/// One fine-tuning run on a network of any size ([`NetworkJob`]).
+struct FineTune<'a> {
+    corrections: &'a Dataset,
+    rehearsal: &'a Dataset,
+    recipe: &'a AdaptRecipe,
+    deskew: bool,
+    seed: u64,
+    tick: &'a (dyn Fn() + Sync),
+}
+
+impl NetworkJob for FineTune<'_> {
+    type Output = ();
+
+    fn run<const H: usize>(self, m: &mut Mlp<H>) {
+        let r = self.recipe;
+        let b = r.batch.max(1) as usize;
+        let mut w1 = Floats::zeroed(INPUT * H);
+        mlp::pack_columns(&m.w1, 0, H, &mut w1);
+        let anchored = r.anchor > 0.0;
+        let mut s = Steps {
+            corrections: self.corrections,
+            rehearsal: self.rehearsal,
+            recipe: r,
+            deskew: self.deskew,
+            seed: self.seed,
+            w1_base: if anchored { w1.to_vec() } else { Vec::new() },
+            w2: m.w2.as_flattened().to_vec(),
+            w2_base: m.w2.as_flattened().to_vec(),
+            b1_base: m.b1.to_vec(),
+            b2_base: m.b2,
+            w1,
+            v1: Floats::zeroed(INPUT * H),
+            vb1: vec![0.0; H],
+            vw2: vec![0.0; CLASSES * H],
+            vb2: [0.0; CLASSES],
+            gw2: vec![0.0; CLASSES * H],
+            gb1: vec![0.0; H],
+            xs: vec![Sparse::new(); b],
+            labels: vec![0; b],
+            a: vec![0.0; b * H],
+            partial: vec![[0.0; CLASSES]; b * H / SUB],
+            z: vec![[0.0; CLASSES]; b],
+            dz: vec![[0.0; CLASSES]; b],
+            start: [0; INPUT + 1],
+            entries: vec![(0, 0.0); b * INPUT],
+            rng: Rng::new(hash3(self.seed, 0xADA97, 0)),
+        };
+        for step in 0..r.steps {
+            crate::host::kernels::adapt_step(m, &mut s, step);
+            (self.tick)();
+        }
+        mlp::unpack_columns(&s.w1, 0, H, &mut m.w1);
+        m.w2.as_flattened_mut().copy_from_slice(&s.w2);
+    }
+}
+
+/// A fine-tuning run's state between steps: the weights the step changes in its own
+/// layout (`w1` strip-packed, [`mlp::pack_columns`]), their momentum, the base's weights
+/// to anchor to, and the batch's buffers.
+pub struct Steps<'a> {
+    corrections: &'a Dataset,
+    rehearsal: &'a Dataset,
+    recipe: &'a AdaptRecipe,
+    deskew: bool,
+    seed: u64,
+    w1: Floats,
+    w1_base: Vec<f32>,
+    w2: Vec<f32>,
+    w2_base: Vec<f32>,
+    b1_base: Vec<f32>,
+    b2_base: [f32; CLASSES],
+    v1: Floats,
+    vb1: Vec<f32>,
+    vw2: Vec<f32>,
+    vb2: [f32; CLASSES],
+    gw2: Vec<f32>,
+    gb1: Vec<f32>,
+    xs: Vec<Sparse>,
+    labels: Vec<u8>,
+    a: Vec<f32>,
+    partial: Vec<[f32; CLASSES]>,
+    z: Vec<[f32; CLASSES]>,
+    dz: Vec<[f32; CLASSES]>,
+    start: [u32; INPUT + 1],
+    entries: Vec<(u32, f32)>,
+    rng: Rng,
+}
+
+impl std::fmt::Debug for Steps<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Steps(batch of {})", self.xs.len())
+    }
+}
+
+/// Step `step` of a fine-tuning run: a batch of distorted corrections and rehearsal
+/// digits, forward, backward, momentum SGD, the pull toward the base. `#[inline(always)]`
+/// so that [`crate::host::kernels::adapt_step`]'s per-CPU copies compile it whole.
+#[inline(always)]
+pub(crate) fn step<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, step: u32) {
+    let r = s.recipe;
+    let b = s.xs.len();
+    let corrections = (r.corrections_per_batch as usize)
+        .min(s.corrections.len())
+        .min(b);
+    let distortion = Distortion {
+        elastic: r.elastic,
+        shift: 0.0,
+    };
+    let lr = r.lr * (1.0 - step as f32 / r.steps.max(1) as f32);
+    let mut x = [0.0f32; INPUT];
+    for slot in 0..b {
+        let from = if slot < corrections {
+            s.corrections
+        } else {
+            s.rehearsal
+        };
+        let i = s.rng.below(from.len());
+        augment::distort(
+            &from.images[i],
+            &mut x,
+            s.seed,
+            u64::from(step),
+            slot as u64,
+            &distortion,
+        );
+        if s.deskew {
+            crate::deskew::deskew_f32(&mut x);
+        }
+        s.xs[slot].set_f32(&x);
+        s.labels[slot] = from.labels[i];
+    }
+    let dropout = Dropout {
+        rate: r.dropout_rate,
+        seed: s.seed,
+        step: u64::from(step),
+    };
+    let block = Block {
+        h0: 0,
+        width: H,
+        w1: &s.w1,
+        b1: &m.b1,
+        w2: &s.w2,
+    };
+    mlp::block_forward(
+        block,
+        &[&s.xs[..]],
+        b,
+        Some(dropout),
+        &mut s.a,
+        &mut s.partial,
+    );
+    s.z.fill(m.b2);
+    mlp::add_partials(&mut s.z, &s.partial);
+    mlp::softmax_cross_entropy(&s.z, &s.labels, &mut s.dz);
+    let scale = if r.dropout_rate > 0.0 {
+        dropout.scale()
+    } else {
+        1.0
+    };
+    mlp::block_backward(&s.w2, H, &s.dz, scale, &mut s.a, &mut s.gw2, &mut s.gb1);
+    let mut gb2 = [0.0f32; CLASSES];
+    for d in &s.dz {
+        for (g, v) in gb2.iter_mut().zip(d) {
+            *g += v;
+        }
+    }
+    mlp::sgd_momentum(&mut s.w2, &mut s.vw2, &s.gw2, lr, r.momentum, 0.0);
+    mlp::sgd_momentum(&mut m.b2, &mut s.vb2, &gb2, lr, r.momentum, 0.0);
+    if !r.output_only {
+        mlp::sgd_momentum(&mut m.b1, &mut s.vb1, &s.gb1, lr, r.momentum, 0.0);
+        mlp::pixel_columns(&[&s.xs[..]], &mut s.start, &mut s.entries);
+        mlp::w1_update(
+            &s.start, &s.entries, &s.a, H, &mut s.w1, &mut s.v1, lr, r.momentum, 0.0,
+        );
+    }
+    if r.anchor > 0.0 {
+        let pull = (lr * r.anchor).min(1.0);
+        anchor(&mut s.w2, &s.w2_base, pull);
+        anchor(&mut m.b2, &s.b2_base, pull);
+        if !r.output_only {
+            anchor(&mut s.w1, &s.w1_base, pull);
+            anchor(&mut m.b1, &s.b1_base, pull);
+        }
+    }
+}
+
+/// `w ← w − pull·(w − base)`.
+#[inline(always)]
+fn anchor(w: &mut [f32], base: &[f32], pull: f32) {
+    for (v, &b) in w.iter_mut().zip(base) {
+        *v -= pull * (*v - b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_share_out_every_digit() {
+        let labels = [3, 3, 3, 3, 7, 7, 7, 7, 1, 1];
+        let fold_of = fold_assignment(&labels, folds_for(labels.len()), 9);
+        for f in 0..MAX_FOLDS {
+            let digits: Vec<u8> = (0..labels.len())
+                .filter(|&i| fold_of[i] == f)
+                .map(|i| labels[i])
+                .collect();
+            assert!(!digits.is_empty(), "fold {f} is empty");
+        }
+        for digit in [3, 7] {
+            let folds: std::collections::BTreeSet<usize> = (0..labels.len())
+                .filter(|&i| labels[i] == digit)
+                .map(|i| fold_of[i])
+                .collect();
+            assert_eq!(folds.len(), 4, "the four {digit}s are in four folds");
+        }
+        assert_eq!(folds_for(1), 0);
+        assert_eq!(folds_for(3), 3);
+        assert_eq!(folds_for(200), MAX_FOLDS);
+    }
+}
