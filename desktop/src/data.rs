@@ -140,20 +140,52 @@ struct DrawnExport {
     labels: PathBuf,
 }
 
-/// Add the 28x28 images of an IDX3 images / IDX1 labels pair (raw or .gz) to the corrected
-/// drawings.
+/// Add drawings of any size to the corrected drawings: an IDX3 images / IDX1 labels pair
+/// (raw or .gz; 28x28 inputs or whole canvases), or PNG files of one --label. Each drawing
+/// is kept as it came and preprocessed as the page preprocesses a drawing it saves.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "import")]
+#[argh(
+    subcommand,
+    name = "import",
+    example = "pismo data drawn import --images canvases-idx3-ubyte --labels labels-idx1-ubyte\npismo data drawn import --label 7 seven-1.png seven-2.png"
+)]
 struct DrawnImport {
     /// folder of corrected drawings (default: $PISMO_DRAWN, else ./data/drawn)
     #[argh(option)]
     drawn: Option<PathBuf>,
-    /// IDX3 images file to read (28x28 images)
+    /// IDX3 images file to read (any image size), with --labels
     #[argh(option)]
-    images: PathBuf,
-    /// IDX1 labels file to read
+    images: Option<PathBuf>,
+    /// IDX1 labels file to read, with --images
     #[argh(option)]
-    labels: PathBuf,
+    labels: Option<PathBuf>,
+    /// the digit every FILE shows
+    #[argh(option)]
+    label: Option<i64>,
+    /// PNG (or IDX3) files, with --label
+    #[argh(positional)]
+    files: Vec<PathBuf>,
+}
+
+impl DrawnImport {
+    /// Imports what the flags name, checked: an IDX pair, or files of one label.
+    fn import(&self) -> Result<usize, CliError> {
+        let store = drawn_store(&self.drawn);
+        let saved = match (&self.images, &self.labels, self.label, self.files.is_empty()) {
+            (Some(images), Some(labels), None, true) => store.import_idx(images, labels)?,
+            (None, None, Some(label), false) => {
+                let label = pismo_core::host::drawn::check_label(label)
+                    .map_err(|e| CliError::usage(e.to_string()))?;
+                store.import_files(&self.files, label)?
+            }
+            _ => {
+                return Err(CliError::usage(
+                    "give --images and --labels (an IDX pair), or --label and image files",
+                ))
+            }
+        };
+        Ok(saved.len())
+    }
 }
 
 impl From<DrawnError> for CliError {
@@ -250,12 +282,11 @@ fn run_drawn(command: DrawnCommand) -> Result<(), CliError> {
             ))
         }
         DrawnCommand::Import(a) => {
-            let store = drawn_store(&a.drawn);
-            let n = store.import_idx(&a.images, &a.labels)?.len();
+            let n = a.import()?;
             crate::out_line(&format!(
                 "imported {n} drawing{} into {}",
                 if n == 1 { "" } else { "s" },
-                store.dir().display()
+                drawn_store(&a.drawn).dir().display()
             ))
         }
     }

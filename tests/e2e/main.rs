@@ -1,5 +1,6 @@
 //! End-to-end tests, one binary, one module per area (see docs/ARCHITECTURE.md, "Tests").
 
+mod adapt;
 mod cli;
 mod corrections;
 mod draw;

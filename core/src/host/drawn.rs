@@ -30,9 +30,10 @@
 //!   drawn [`DrawnError::NoInk`]; neither writes anything. A damaged sample is an error
 //!   naming its folder, never a panic.
 //!
-//! [`DrawnStore::export_idx`] and [`DrawnStore::import_idx`] move the store to and from a
-//! pair of IDX files (the images are the 28x28 inputs); an imported sample's drawing is its
-//! 28x28 image.
+//! [`DrawnStore::export_idx`] writes the store's 28x28 inputs as a pair of IDX files.
+//! [`DrawnStore::import_idx`] (an IDX pair) and [`DrawnStore::import_files`] (PNG or IDX files
+//! of one label) add drawings of any size, kept as they came and preprocessed as the page
+//! preprocesses a drawing it saves.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -98,8 +99,10 @@ pub enum DrawnError {
         /// What is wrong.
         detail: String,
     },
-    /// An IDX pair that does not load (see [`mnist::load_pair`]).
+    /// An IDX labels file that does not load (see [`mnist::load_labels`]).
     Idx(MnistError),
+    /// An image file (PNG or IDX) that does not load.
+    File(image::ImageError),
     /// Image `index` of an imported IDX file has nothing drawn on it.
     ImportNoInk {
         /// The images file.
@@ -134,6 +137,7 @@ impl fmt::Display for DrawnError {
                 write!(f, "{}: damaged sample: {detail}", path.display())
             }
             DrawnError::Idx(e) => write!(f, "{e}"),
+            DrawnError::File(e) => write!(f, "{e}"),
             DrawnError::ImportNoInk { path, index } => write!(
                 f,
                 "{}: image {index} has no ink; nothing was imported",
@@ -175,6 +179,20 @@ struct Meta {
     created_unix_ms: u64,
     width: usize,
     height: usize,
+}
+
+/// A drawing to import: the image as it came, its label, and where it came from (for
+/// errors: the file and the image's index in it).
+#[derive(Debug)]
+pub struct Incoming {
+    /// The drawing (any size) or 28x28 input.
+    pub image: OwnedGrey,
+    /// Its digit.
+    pub label: u8,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its index in that file.
+    pub index: usize,
 }
 
 /// One stored sample, as listed.
@@ -287,39 +305,77 @@ impl DrawnStore {
         Ok(data.len())
     }
 
-    /// Adds every image of an IDX3 images / IDX1 labels pair (raw or gzip, 28x28) as a
-    /// sample; the drawing of each is its 28x28 image. Every image is checked before any is
-    /// written, so a pair with a blank image imports nothing.
+    /// Adds every image of an IDX3 images file (raw or gzip, images of any size: 28x28
+    /// inputs or whole canvases) with the labels of an IDX1 file, as [`Self::import`] does.
     pub fn import_idx(
         &self,
         images_path: &Path,
         labels_path: &Path,
     ) -> Result<Vec<SampleInfo>, DrawnError> {
-        let data = mnist::load_pair(images_path, labels_path).map_err(DrawnError::Idx)?;
-        let mut inputs = Vec::with_capacity(data.len());
-        for (index, img) in data.images.iter().enumerate() {
-            let grey = GreyImage {
-                width: SIDE,
-                height: SIDE,
-                data: img,
-            };
-            inputs.push(input_bytes(&grey).map_err(|e| match e {
+        let images = image::read_image_file(images_path).map_err(DrawnError::File)?;
+        let labels = mnist::load_labels(labels_path).map_err(DrawnError::Idx)?;
+        if images.len() != labels.len() {
+            return Err(DrawnError::Corrupt {
+                path: labels_path.to_path_buf(),
+                detail: format!(
+                    "{} labels for the {} images of {}",
+                    labels.len(),
+                    images.len(),
+                    images_path.display()
+                ),
+            });
+        }
+        let incoming: Vec<Incoming> = images
+            .into_iter()
+            .zip(labels)
+            .enumerate()
+            .map(|(index, (image, label))| Incoming {
+                image,
+                label,
+                path: images_path.to_path_buf(),
+                index,
+            })
+            .collect();
+        self.import(&incoming)
+    }
+
+    /// Adds image files (PNG, or IDX3 images; raw or gzip; any size) as samples of
+    /// `label`, every image of each file, as [`Self::import`] does.
+    pub fn import_files(&self, paths: &[PathBuf], label: u8) -> Result<Vec<SampleInfo>, DrawnError> {
+        let label = check_label(i64::from(label))?;
+        let mut incoming = Vec::new();
+        for path in paths {
+            let images = image::read_image_file(path).map_err(DrawnError::File)?;
+            incoming.extend(images.into_iter().enumerate().map(|(index, image)| Incoming {
+                image,
+                label,
+                path: path.clone(),
+                index,
+            }));
+        }
+        self.import(&incoming)
+    }
+
+    /// Adds drawings as samples, each kept as it came (its raw drawing) with its model input
+    /// made as a drawing saved from the page or the window makes it ([`input_bytes`]): a
+    /// correction is the same sample whichever way it arrived. Every drawing and label is
+    /// checked before any is written, so a batch with one bad drawing imports nothing.
+    pub fn import(&self, incoming: &[Incoming]) -> Result<Vec<SampleInfo>, DrawnError> {
+        let mut inputs = Vec::with_capacity(incoming.len());
+        for item in incoming {
+            check_label(i64::from(item.label))?;
+            inputs.push(input_bytes(&item.image.as_grey()).map_err(|e| match e {
                 DrawnError::NoInk => DrawnError::ImportNoInk {
-                    path: images_path.to_path_buf(),
-                    index,
+                    path: item.path.clone(),
+                    index: item.index,
                 },
                 e => e,
             })?);
         }
         fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
-        let mut saved = Vec::with_capacity(data.len());
-        for ((img, &label), input) in data.images.iter().zip(&data.labels).zip(&inputs) {
-            let grey = GreyImage {
-                width: SIDE,
-                height: SIDE,
-                data: img,
-            };
-            saved.push(self.write_sample(label, &grey, input)?);
+        let mut saved = Vec::with_capacity(incoming.len());
+        for (item, input) in incoming.iter().zip(&inputs) {
+            saved.push(self.write_sample(item.label, &item.image.as_grey(), input)?);
         }
         Ok(saved)
     }

@@ -288,6 +288,17 @@ pub fn load_pair(images: &Path, labels: &Path) -> Result<Dataset, MnistError> {
     build(images, &image_bytes, labels, &label_bytes)
 }
 
+/// Loads any IDX1 labels file, raw or gzipped (no digest check), checking every label is a
+/// digit.
+pub fn load_labels(path: &Path) -> Result<Vec<u8>, MnistError> {
+    let bytes = read_maybe_gz(path)?;
+    let labels = idx::parse_labels(&bytes).map_err(|error| MnistError::Idx {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Ok(labels.to_vec())
+}
+
 /// Checks each of the four files in `dir` (raw or `.gz`) against its SHA-256, in the order of
 /// [`FILES`]. For `pismo data verify`.
 pub fn verify_dir(dir: &Path) -> Vec<(KnownFile, Result<(), MnistError>)> {

@@ -452,12 +452,13 @@ fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> Weight
         crate::mlp::hidden_pre(&m.w1, &m.b1, &x, &mut z);
         acts.extend(z.iter().filter(|&&v| v > 0.0));
     }
-    acts.sort_by(f32::total_cmp);
-    let top = acts
-        .get(((acts.len() as f64) * 0.9999) as usize)
-        .or(acts.last())
-        .copied()
-        .unwrap_or(1.0);
+    // The element of that rank in sorted order, found without sorting (an O(n) selection).
+    let rank = (((acts.len() as f64) * 0.9999) as usize).min(acts.len().saturating_sub(1));
+    let top = if acts.is_empty() {
+        1.0
+    } else {
+        *acts.select_nth_unstable_by(rank, f32::total_cmp).1
+    };
     let mut q: Box<QMlp<H>> = boxed_zeroed();
     quant::quantize(m, top / 255.0, &mut q);
     Weights::Int8(Box::new(QOwned::from_view(&q.view())))
