@@ -16,14 +16,14 @@
 //!   about 20 of each digit, then two with about 40), so it is 60 runs of one digit. The dev
 //!   set is the last fifth of every run ([`semeion_dev`], 309 digits, 28–32 of each digit);
 //!   the rest may be trained on. If a block holds its writers in the same order in every
-//!   digit's run, as its even run lengths suggest, the same positions are the same people and
-//!   the dev writers' digits of that block are all held out; nothing in the file proves it,
-//!   and each person wrote every digit twice, in another block whose held-out positions need
-//!   not be theirs. So every digit is represented, and the writers are probably, not
-//!   certainly, disjoint from the trainable part's. For the dev set a digit is enlarged 10x to
-//!   160x160 (nearest neighbour). For training, each digit is given twice: as it is, and
-//!   squeezed back to a width-to-height ratio typical of its class (the stretching lost the
-//!   true one).
+//!   digit's run, as its nearly equal run lengths suggest, the same positions are the same
+//!   people and the dev writers' digits of that block are all held out; nothing in the file
+//!   proves it, and each person wrote every digit twice, the second copy perhaps in another
+//!   block at other positions. So every digit is represented, and the writers are probably,
+//!   not certainly, disjoint from the trainable part's. For the dev set a digit is enlarged
+//!   10x to 160x160 (nearest neighbour). For training, each digit is given twice: as it is,
+//!   and squeezed back to a width-to-height ratio typical of its class (the stretching lost
+//!   the true one).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
