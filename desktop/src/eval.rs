@@ -1,8 +1,9 @@
 //! `pismo eval`: a registered model's accuracy, mean loss and confusion matrix on labelled
 //! IDX images: the MNIST test split of the data folder by default, or any `--images` /
 //! `--labels` pair (raw or gzip), or named sets (`--set`, see
-//! `pismo_core::host::devsets`): scans and drawings of other writers, preprocessed as
-//! `pismo predict` would.
+//! `pismo_core::host::devsets`, which says whose writing each is): scans and drawings,
+//! preprocessed as `pismo predict` would. `--calibrate` fits the "not sure" thresholds on
+//! half of each set and reports them on the other half ([`crate::calibrate`]).
 //!
 //! The images are MNIST-format 28x28 already, so each is fed to the model as its bytes / 255,
 //! exactly as the trainer measured the test accuracy stored in the model (no drawing
@@ -15,9 +16,9 @@ use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::AnyMlp;
 use pismo_core::host::{corpora, devsets};
 use pismo_core::mlp::{CLASSES, INPUT};
-use pismo_core::verdict::{verdict_at, MIN_MARGIN, MIN_TOP};
 use serde::Serialize;
 
+use crate::calibrate::{self, Score};
 use crate::progress::Counter;
 use crate::{text, CliError};
 
@@ -46,16 +47,16 @@ pub struct Args {
     /// (default: $PISMO_STORE)
     #[argh(option)]
     store: Option<String>,
-    /// a named set instead of --images (repeatable): mnist-test, optdigits-cv, semeion-dev,
-    /// canvas-thick, canvas-thin, optdigits-train, semeion-train, or dev for every set never
-    /// trained on
+    /// a named set instead of --images (repeatable): mnist-test, unipen-dev, semeion-dev,
+    /// optdigits-cv, canvas-thick, canvas-thin, optdigits-train, semeion-train, or dev for
+    /// every set never trained on
     #[argh(option)]
     set: Vec<String>,
     /// folder of the shipped corpora (default: $PISMO_DATASETS, else ./datasets)
     #[argh(option)]
     corpora: Option<PathBuf>,
-    /// with --set: how many answers each pair of uncertainty thresholds (top probability,
-    /// lead over the runner-up) would flag "not sure", and how many of the errors
+    /// with --set: fit the "not sure" thresholds (top probability, lead over the runner-up)
+    /// on half of each set's answers and report them on the other half
     #[argh(switch)]
     calibrate: bool,
     /// print one JSON object on stdout (one per set)
@@ -73,9 +74,9 @@ pub(crate) struct Tally {
     confusion: [[u64; CLASSES]; CLASSES],
     /// Sum of the cross-entropy of every image.
     loss: f64,
-    /// Per image: its ten probabilities and whether the arg-max was right (for
+    /// Per image, in order: its ten probabilities and whether the arg-max was right (for
     /// `--calibrate`).
-    scores: Vec<([f32; CLASSES], bool)>,
+    scores: Vec<Score>,
 }
 
 impl Tally {
@@ -87,32 +88,6 @@ impl Tally {
         }
         self.loss += other.loss;
         self.scores.extend_from_slice(&other.scores);
-    }
-
-    /// With thresholds `(min_top, min_margin)`: the share of answers that are unsure, the
-    /// share of the wrong answers that are unsure, and the accuracy of the sure ones.
-    fn unsure_at(&self, min_top: f32, min_margin: f32) -> (f64, f64, f64) {
-        let (mut unsure, mut wrong, mut wrong_unsure, mut sure_right) = (0u64, 0u64, 0u64, 0u64);
-        for (p, right) in &self.scores {
-            let is_unsure = !verdict_at(p, min_top, min_margin).is_sure();
-            unsure += u64::from(is_unsure);
-            wrong += u64::from(!right);
-            wrong_unsure += u64::from(!right && is_unsure);
-            sure_right += u64::from(*right && !is_unsure);
-        }
-        let n = self.scores.len() as u64;
-        let share = |a: u64, b: u64| {
-            if b == 0 {
-                f64::NAN
-            } else {
-                a as f64 / b as f64
-            }
-        };
-        (
-            share(unsure, n),
-            share(wrong_unsure, wrong),
-            share(sure_right, n - unsure),
-        )
     }
 
     pub(crate) fn n(&self) -> u64 {
@@ -306,14 +281,15 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
     let mut table = text::Table::new(
         &[
             "set",
+            "whose writing",
             "images",
             "accuracy",
             "most common errors (true→read ×n)",
         ],
-        &[1, 2],
+        &[2, 3],
     );
     let mut out = String::new();
-    let mut calibration: Vec<(&str, Tally)> = Vec::new();
+    let mut calibration: Vec<(&str, Vec<Score>)> = Vec::new();
     for name in names {
         let (data, what) = devsets::load(name, &mnist_dir, &corpora_dir)
             .map_err(|e| CliError::failed(e.to_string()))?;
@@ -326,7 +302,7 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
             out.push_str(
                 &serde_json::to_string(&Report {
                     model: id.to_owned(),
-                    images: format!("{name}: {what}"),
+                    images: format!("{name}: {what}; {}", devsets::writers(name)),
                     n,
                     accuracy,
                     loss: t.loss / n.max(1) as f64,
@@ -339,7 +315,7 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
             continue;
         }
         if args.calibrate {
-            calibration.push((name, t.clone()));
+            calibration.push((name, t.scores.clone()));
         }
         let mut errors: Vec<(u64, usize, usize)> = Vec::new();
         for (truth, row) in t.confusion.iter().enumerate() {
@@ -357,6 +333,7 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
             .collect();
         table.row(vec![
             name.to_owned(),
+            devsets::writers(name).to_owned(),
             n.to_string(),
             text::percent(Some(accuracy)),
             top.join(", "),
@@ -372,52 +349,9 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
         table.render()
     );
     if args.calibrate {
-        text.push_str(&calibration_table(&calibration));
+        text.push_str(&calibrate::report(&calibration));
     }
     crate::out(&text)
-}
-
-/// Threshold pairs `--calibrate` tries (the shipped pair is marked).
-const CALIBRATION_GRID: [(f32, f32); 7] = [
-    (0.5, 0.1),
-    (0.5, 0.2),
-    (0.6, 0.3),
-    (0.7, 0.4),
-    (0.8, 0.6),
-    (0.9, 0.8),
-    (0.95, 0.9),
-];
-
-fn calibration_table(sets: &[(&str, Tally)]) -> String {
-    let mut out = format!(
-        "\nnot sure when top < T or lead < M (shipped: T {MIN_TOP}, M {MIN_MARGIN}): answers flagged / errors flagged / accuracy of the sure answers\n"
-    );
-    let mut header = vec!["T, M".to_owned()];
-    header.extend(sets.iter().map(|(name, _)| (*name).to_owned()));
-    let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    let mut table = text::Table::new(&header, &[]);
-    for (top, margin) in CALIBRATION_GRID {
-        let mut cells = vec![format!(
-            "{top}, {margin}{}",
-            if (top, margin) == (MIN_TOP, MIN_MARGIN) {
-                " *"
-            } else {
-                ""
-            }
-        )];
-        for (_, t) in sets {
-            let (flagged, caught, sure) = t.unsure_at(top, margin);
-            cells.push(format!(
-                "{} / {} / {}",
-                text::percent(Some(flagged)),
-                text::percent(Some(caught)),
-                text::percent(Some(sure))
-            ));
-        }
-        table.row(cells);
-    }
-    out.push_str(&table.render());
-    out
 }
 
 #[cfg(test)]

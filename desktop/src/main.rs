@@ -7,7 +7,9 @@
 //! - [`train`]: `pismo train`, a training session with live progress.
 //! - [`adapt`]: `pismo adapt`, a model fine-tuned to the corrected drawings.
 //! - [`tune`]: `pismo tune`, a hyperparameter study (TPE and successive halving).
-//! - [`eval`]: `pismo eval`, accuracy and confusion matrix on labelled IDX images.
+//! - [`eval`]: `pismo eval`, accuracy and confusion matrix on labelled IDX images and the
+//!   named dev sets; [`calibrate`]: its `--calibrate`, the "not sure" thresholds fitted and
+//!   reported out of sample.
 //! - [`predict`]: `pismo predict`, digits of PNG or IDX3 files of any size.
 //! - [`models`]: `pismo models list|show|alias|unalias|delete|quantize|export`, the model
 //!   registry.
@@ -32,6 +34,7 @@
 //! - A closed stdout (`pismo predict *.png | head -1`) ends the command quietly with status 0.
 
 mod adapt;
+mod calibrate;
 mod data;
 mod draw;
 mod eval;

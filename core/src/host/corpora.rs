@@ -6,14 +6,24 @@
 //! [`crate::preprocess`] like a drawing, giving MNIST bytes for training or evaluation.
 //!
 //! - **optdigits** (`optdigits-orig.tra`, 30 writers; `optdigits-orig.cv`, its validation
-//!   file): 32x32 bitmaps. The `.tra` file may be trained on; `.cv` is a dev set only.
+//!   file): 32x32 bitmaps. The `.tra` file may be trained on; `.cv` is a dev set only, and a
+//!   **writer-dependent** one: UCI split the same 30 writers' 3823 digits into `.tra` (1934),
+//!   `.cv` (946) and a writer-dependent test file (943), so `.cv` holds other digits of the
+//!   writers `.tra` trains on, not other writers.
 //! - **semeion** (1593 digits, about 80 writers, each digit written twice): 16x16 bitmaps,
-//!   each stretched to fill its box, so a 1 is as wide as a 0. The file comes in blocks per
-//!   writer, so a contiguous block approximates a split by writer: the last
-//!   [`SEMEION_DEV`] digits (20 %) are the dev set and are never trained on. For the dev set a
-//!   digit is enlarged 10x to 160x160 (nearest neighbour), as it was measured when the issue
-//!   was filed. For training, each digit is given twice: as it is, and squeezed back to a
-//!   width-to-height ratio typical of its class (the stretching lost the true one).
+//!   each stretched to fill its box, so a 1 is as wide as a 0. The file has no writer ids and
+//!   is not in blocks per writer: it is six blocks, each sorted by digit (four blocks with
+//!   about 20 of each digit, then two with about 40), so it is 60 runs of one digit. The dev
+//!   set is the last fifth of every run ([`semeion_dev`], 309 digits, 28–32 of each digit);
+//!   the rest may be trained on. If a block holds its writers in the same order in every
+//!   digit's run, as its nearly equal run lengths suggest, the same positions are the same
+//!   people and the dev writers' digits of that block are all held out; nothing in the file
+//!   proves it, and each person wrote every digit twice, the second copy perhaps in another
+//!   block at other positions. So every digit is represented, and the writers are probably,
+//!   not certainly, disjoint from the trainable part's. For the dev set a digit is enlarged
+//!   10x to 160x160 (nearest neighbour). For training, each digit is given twice: as it is,
+//!   and squeezed back to a width-to-height ratio typical of its class (the stretching lost
+//!   the true one).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,19 +38,33 @@ use crate::rng::Rng;
 /// Default folder of the shipped corpora, relative to the working directory.
 pub const DEFAULT_DIR: &str = "datasets";
 
-/// Digits at the end of `semeion.data` kept out of training as the dev set.
-pub const SEMEION_DEV: usize = 319;
+/// The dev set's share of every digit run of `semeion.data`: its last `1 / SEMEION_DEV_PART`
+/// (rounded down: 4 of a run of 20, 8 of a run of 40).
+pub const SEMEION_DEV_PART: usize = 5;
+
+/// Which digits of `semeion.data` (its labels in file order) are the dev set: in every run
+/// of one digit, the last [`SEMEION_DEV_PART`]th (see the module doc).
+pub fn semeion_dev(labels: &[u8]) -> Vec<bool> {
+    let mut dev = Vec::with_capacity(labels.len());
+    for run in labels.chunk_by(|a, b| a == b) {
+        let first_out = run.len() - run.len() / SEMEION_DEV_PART;
+        dev.extend((0..run.len()).map(|p| p >= first_out));
+    }
+    dev
+}
 
 /// One of the shipped handwriting files, or a part of one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Corpus {
     /// optdigits-orig.tra: may be trained on.
     OptdigitsTrain,
-    /// optdigits-orig.cv: dev set, never trained on.
+    /// optdigits-orig.cv: dev set, never trained on; the same 30 writers as
+    /// optdigits-orig.tra (writer-dependent).
     OptdigitsDev,
-    /// semeion.data without its last [`SEMEION_DEV`] digits: may be trained on.
+    /// semeion.data without its dev digits ([`semeion_dev`]): may be trained on.
     SemeionTrain,
-    /// The last [`SEMEION_DEV`] digits of semeion.data: dev set, never trained on.
+    /// The last fifth of every digit run of semeion.data ([`semeion_dev`]): dev set, never
+    /// trained on.
     SemeionDev,
 }
 
@@ -103,13 +127,14 @@ impl Corpus {
             Corpus::SemeionTrain | Corpus::SemeionDev => {
                 let all = parse_semeion(&text)
                     .map_err(|why| CorpusError::Format { path: path(), why })?;
-                let cut = all.len().saturating_sub(SEMEION_DEV);
-                let part = if self == Corpus::SemeionDev {
-                    &all[cut..]
-                } else {
-                    &all[..cut]
-                };
-                Ok(part.iter().map(|b| b.enlarged(10)).collect())
+                let labels: Vec<u8> = all.iter().map(|b| b.label).collect();
+                let want_dev = self == Corpus::SemeionDev;
+                Ok(all
+                    .iter()
+                    .zip(semeion_dev(&labels))
+                    .filter(|&(_, dev)| dev == want_dev)
+                    .map(|(b, _)| b.enlarged(10))
+                    .collect())
             }
         }
     }
@@ -411,13 +436,26 @@ mod tests {
             .iter()
             .map(|c| c.bitmaps(&dir).unwrap().len())
             .collect();
-        assert_eq!(sizes, [1934, 946, 1593 - SEMEION_DEV, SEMEION_DEV]);
+        assert_eq!(sizes, [1934, 946, 1593 - 309, 309]);
         let dev = Corpus::SemeionDev.bitmaps(&dir).unwrap();
         assert_eq!((dev[0].width, dev[0].height), (160, 160));
         // Training semeion: each digit as it is and squeezed.
         let train = Corpus::SemeionTrain.dataset(&dir, true).unwrap();
-        assert_eq!(train.len(), 2 * (1593 - SEMEION_DEV));
+        assert_eq!(train.len(), 2 * (1593 - 309));
         assert!(train.images.iter().all(|i| i.iter().any(|&v| v > 200)));
+    }
+
+    #[test]
+    fn semeion_dev_is_the_last_fifth_of_every_digit_run() {
+        // Two runs of 20 and one of 19 (a block of the file may miss one digit).
+        let mut labels = vec![0u8; 20];
+        labels.extend([1u8; 19]);
+        labels.extend([2u8; 40]);
+        let dev = semeion_dev(&labels);
+        let out: Vec<usize> = (0..labels.len()).filter(|&i| dev[i]).collect();
+        let want: Vec<usize> = (16..20).chain(36..39).chain(71..79).collect();
+        assert_eq!(out, want);
+        assert!(semeion_dev(&[]).is_empty());
     }
 
     #[test]

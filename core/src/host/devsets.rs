@@ -1,17 +1,20 @@
 //! The labelled sets a model is measured on, by name, each made the way a user's input would
-//! reach the model (a drawing or a scan through [`crate::preprocess`]):
+//! reach the model (a drawing or a scan through [`crate::preprocess`]), and whose writing
+//! each one is ([`writers`]):
 //!
-//! | name | what | trained on? |
-//! |---|---|---|
-//! | `mnist-test` | the 10000 MNIST test images, as they are | never |
-//! | `optdigits-cv` | 946 scanned paper digits, 32x32 bitmaps ([`corpora`]) | never |
-//! | `semeion-dev` | the last 319 semeion digits, enlarged to 160x160 ([`corpora`]) | never |
-//! | `canvas-thick` | the first [`CANVAS_DIGITS`] MNIST test digits redrawn on a 280x280 canvas with an 18 px round pen (the web page's) | never |
-//! | `canvas-thin` | the same with a 6 px pen | never |
-//! | `optdigits-train`, `semeion-train` | the trainable corpora, to see what training on them did | when the recipe names them |
+//! | name | what | whose writing | trained on? |
+//! |---|---|---|---|
+//! | `mnist-test` | the 10000 MNIST test images, as they are | other writers: MNIST's test writers are disjoint from its training writers (LeCun et al.) | never |
+//! | `unipen-dev` | the 3556 digits of UNIPEN's 99 dev writers ([`unipen`]), pen trajectories drawn on the 280x280 canvas with the page's 18 px pen, each 150–230 px tall | other writers: the file's split is by writer | never |
+//! | `semeion-dev` | the last fifth of every digit run of semeion (309 digits, 28–32 of each), enlarged to 160x160 ([`corpora`]) | probably other writers, not certainly ([`corpora`] says why) | never |
+//! | `optdigits-cv` | 946 scanned paper digits, 32x32 bitmaps ([`corpora`]) | **the same 30 writers as `optdigits-train`**: writer-dependent | never (its writers' other digits are) |
+//! | `canvas-thick` | the first [`CANVAS_DIGITS`] MNIST test digits redrawn on a 280x280 canvas with an 18 px round pen (the web page's) | MNIST test digits through the same skeleton-and-pen code as `--redrawn` training digits: a check of the drawing pipeline | never |
+//! | `canvas-thin` | the same with a 6 px pen | the same | never |
+//! | `optdigits-train`, `semeion-train` | the trainable corpora, to see what training on them did | — | when the recipe names them |
 //!
 //! The canvas sets vary the digit's height (120–250 px), its place and its slant (±0.3) per
-//! digit, from a fixed seed, so every run measures the same drawings.
+//! digit, from a fixed seed, so every run measures the same drawings; `unipen-dev` likewise
+//! fixes each digit's height from its index.
 
 use std::path::Path;
 
@@ -20,6 +23,7 @@ use crate::host::mnist::{self, Dataset, MnistError, Split};
 use crate::host::pen::Canvas;
 use crate::host::redraw::{Placement, Skeleton};
 use crate::host::synth;
+use crate::host::unipen;
 use crate::rng::{hash3, Rng};
 
 /// MNIST test digits in each canvas set.
@@ -31,25 +35,45 @@ pub const THICK_PEN: f32 = 18.0;
 /// Pen of `canvas-thin`.
 pub const THIN_PEN: f32 = 6.0;
 
+/// Heights of `unipen-dev`'s digits on the canvas, in pixels (one per digit, from its index).
+pub const UNIPEN_HEIGHTS: (f32, f32) = (150.0, 230.0);
+
 /// Every set's name, dev sets first.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "mnist-test",
-    "optdigits-cv",
+    "unipen-dev",
     "semeion-dev",
+    "optdigits-cv",
     "canvas-thick",
     "canvas-thin",
     "optdigits-train",
     "semeion-train",
 ];
 
-/// The sets never trained on (`pismo eval --set dev`).
-pub const DEV: [&str; 5] = [
+/// The sets never trained on (`pismo eval --set dev`): other writers first, then
+/// `optdigits-cv` (the training writers' other digits), then the pipeline checks.
+pub const DEV: [&str; 6] = [
     "mnist-test",
-    "optdigits-cv",
+    "unipen-dev",
     "semeion-dev",
+    "optdigits-cv",
     "canvas-thick",
     "canvas-thin",
 ];
+
+/// Whose writing the set `name` is, in a few words (the module doc's table; empty for an
+/// unknown name).
+pub fn writers(name: &str) -> &'static str {
+    match name {
+        "mnist-test" => "other writers (MNIST keeps test and training writers apart)",
+        "unipen-dev" => "other writers (UNIPEN's 99 dev writers)",
+        "semeion-dev" => "probably other writers (held out by position in every digit run)",
+        "optdigits-cv" => "writer-dependent: the 30 writers of optdigits-train",
+        "canvas-thick" | "canvas-thin" => "pipeline check: MNIST test digits redrawn",
+        "optdigits-train" | "semeion-train" => "trainable: the training writers",
+        _ => "",
+    }
+}
 
 /// Why a set could not be made.
 #[derive(Debug)]
@@ -58,7 +82,7 @@ pub enum DevSetError {
     Unknown(String),
     /// MNIST is missing.
     Mnist(MnistError),
-    /// A corpus is missing.
+    /// A corpus (or the UNIPEN file) is missing.
     Corpus(CorpusError),
 }
 
@@ -87,6 +111,21 @@ pub fn load(
     let test = || mnist::load_split(mnist_dir, Split::Test).map_err(DevSetError::Mnist);
     match name {
         "mnist-test" => Ok((test()?, "MNIST test images, as they are".into())),
+        "unipen-dev" => {
+            let digits = unipen::load(corpora_dir).map_err(DevSetError::Corpus)?;
+            let dev: Vec<&unipen::PenDigit> = digits
+                .iter()
+                .filter(|d| d.split == unipen::Split::Dev)
+                .collect();
+            let (lo, hi) = UNIPEN_HEIGHTS;
+            Ok((
+                unipen_dev(&dev),
+                format!(
+                    "UNIPEN dev writers' pen trajectories in {}, drawn {lo}–{hi} px tall on a {CANVAS_SIDE}x{CANVAS_SIDE} canvas with a {THICK_PEN} px pen",
+                    corpora_dir.display()
+                ),
+            ))
+        }
         "canvas-thick" | "canvas-thin" => {
             let pen = if name == "canvas-thick" {
                 THICK_PEN
@@ -120,6 +159,17 @@ pub fn load(
     }
 }
 
+/// `digits` drawn on the canvas as `unipen-dev` draws them: digit `i` with the page's pen,
+/// [`UNIPEN_HEIGHTS`] apart by a hash of `i`.
+pub fn unipen_dev(digits: &[&unipen::PenDigit]) -> Dataset {
+    let (lo, hi) = UNIPEN_HEIGHTS;
+    synth::made_on_all_cores(digits.len(), |i| {
+        let height = lo + (hi - lo) * Rng::new(hash3(0x0419_13E4, i as u64, 0)).next_f32();
+        let canvas = unipen::draw(&digits[i].strokes, height, THICK_PEN);
+        (digits[i].label, synth::to_bytes(&canvas))
+    })
+}
+
 /// The first `n` digits of `test` redrawn on the canvas with a `pen` px round pen, each at
 /// its own size, place and slant.
 pub fn canvas(test: &Dataset, n: usize, pen: f32) -> Dataset {
@@ -146,4 +196,136 @@ pub fn drawing(image: &[u8; crate::mlp::INPUT], index: u64, pen: f32) -> Canvas 
     let mut canvas = Canvas::new(CANVAS_SIDE, CANVAS_SIDE);
     Skeleton::of(image).draw(&mut canvas, pen, place.map(side));
     canvas
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::PathBuf;
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::host::recipe::Recipe;
+    use crate::host::trainer;
+
+    fn workspace() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// The full MNIST (training files too): `$PISMO_DATA`, else the workspace's `data/mnist`.
+    /// `None`, with a line saying so, when it is not there (a fresh clone); a panic instead
+    /// when `PISMO_REQUIRE_MNIST` is set, as CI sets it.
+    fn full_mnist() -> Option<PathBuf> {
+        let dir = std::env::var_os("PISMO_DATA")
+            .map_or_else(|| workspace().join("data/mnist"), PathBuf::from);
+        if mnist::load_split(&dir, Split::Train).is_ok() {
+            return Some(dir);
+        }
+        assert!(
+            std::env::var_os("PISMO_REQUIRE_MNIST").is_none(),
+            "PISMO_REQUIRE_MNIST is set but {} has no MNIST training files",
+            dir.display()
+        );
+        eprintln!(
+            "SKIPPED (the MNIST training split): no full MNIST in {} (run scripts/fetch-mnist)",
+            dir.display()
+        );
+        None
+    }
+
+    fn hash(image: &[u8; crate::mlp::INPUT]) -> [u8; 32] {
+        Sha256::digest(image).into()
+    }
+
+    /// The recipe recorded in the log of the run behind the default model (`mnist@5`, whose
+    /// int8 copy is `mnist-int8@5`; models/README.md).
+    fn default_model_recipe() -> Recipe {
+        let log = std::fs::read_to_string(workspace().join("runs/20261203-145344-06ceb5/log.txt"))
+            .expect("the default model's run is shipped");
+        let line = log
+            .lines()
+            .find_map(|l| l.strip_prefix("recipe "))
+            .expect("the log records the recipe");
+        serde_json::from_str(line).expect("the recorded recipe parses")
+    }
+
+    #[test]
+    fn devsets_have_every_digit_and_no_image_of_a_training_part() {
+        let corpora_dir = workspace().join("datasets");
+        let test_dir = workspace().join("tests/data");
+        let mnist_dir = full_mnist();
+
+        // Every image a model may be trained on, by the SHA-256 of its 28x28 bytes.
+        let mut trained: HashSet<[u8; 32]> = HashSet::new();
+        let mut parts = vec!["optdigits-train", "semeion-train"];
+        for name in ["optdigits-train", "semeion-train"] {
+            let data = Corpus::from_name(name)
+                .unwrap()
+                .dataset(&corpora_dir, true)
+                .unwrap();
+            trained.extend(data.images.iter().map(hash));
+        }
+        if let Some(dir) = &mnist_dir {
+            // The whole training file: the validation split is never trained on, but the
+            // check is the stricter for it. Then the default model's recipe, made as its run
+            // made it (redrawn digits come from the training split).
+            let train = mnist::load_split(dir, Split::Train).unwrap();
+            trained.extend(train.images.iter().map(hash));
+            let recipe = default_model_recipe();
+            let (_, train_idx) = trainer::validation_split(train.len(), 10_000, 42);
+            let (extra, recipe_parts) = recipe
+                .build(
+                    &train,
+                    &train_idx,
+                    trainer::member_seed(42, 0),
+                    &corpora_dir,
+                )
+                .unwrap();
+            trained.extend(extra.images.iter().map(hash));
+            assert!(recipe_parts.iter().any(|p| p.name == "redrawn"));
+            parts.extend(["MNIST train", "the default model's recipe"]);
+        }
+
+        for name in DEV {
+            let (data, _) = load(
+                name,
+                mnist_dir.as_deref().unwrap_or(&test_dir),
+                &corpora_dir,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut per_digit = [0usize; 10];
+            for &label in &data.labels {
+                per_digit[usize::from(label)] += 1;
+            }
+            // Every digit present, none below half or above twice its fair share.
+            let fair = data.len() / 10;
+            assert!(
+                per_digit.iter().all(|&n| 2 * n >= fair && n <= 2 * fair),
+                "{name}: {per_digit:?}"
+            );
+            let seen: Vec<usize> = (0..data.len())
+                .filter(|&i| trained.contains(&hash(&data.images[i])))
+                .collect();
+            assert!(
+                seen.is_empty(),
+                "{name}: images {seen:?} are in a training part ({})",
+                parts.join(", ")
+            );
+        }
+    }
+
+    #[test]
+    fn devsets_semeion_parts_split_the_file_and_unipen_dev_is_its_dev_writers() {
+        let dir = workspace().join("datasets");
+        let (dev, _) = load("semeion-dev", Path::new("."), &dir).unwrap();
+        let train = Corpus::SemeionTrain.dataset(&dir, false).unwrap();
+        assert_eq!(dev.len() + train.len(), 1593);
+        let (pen, what) = load("unipen-dev", Path::new("."), &dir).unwrap();
+        assert_eq!(pen.len(), 3556, "{what}");
+        // Drawn, not blank, and the same drawings every time.
+        assert!(pen.images.iter().all(|i| i.iter().any(|&v| v > 200)));
+        assert_eq!(load("unipen-dev", Path::new("."), &dir).unwrap().0, pen);
+        assert!(DEV.iter().all(|n| !writers(n).is_empty()));
+    }
 }
