@@ -201,18 +201,41 @@ pub fn load_corrections(dir: &Path) -> Result<Dataset, AdaptError> {
     Ok(data)
 }
 
-/// Runs a whole adaptation (see the module doc).
+/// Runs a whole adaptation (see the module doc), loading MNIST from `req.data_dir`.
 pub fn run(
     req: &AdaptRequest,
     registry: &Registry,
     runs: &Runs,
     on_event: &mut dyn FnMut(AdaptEvent<'_>) -> ControlFlow<()>,
 ) -> Result<Adapted, AdaptError> {
-    let started = Instant::now();
+    check_request(req)?;
+    load_corrections(&req.drawn_dir)?;
+    let train = mnist::load_split(&req.data_dir, Split::Train).map_err(AdaptError::Data)?;
+    let test = mnist::load_split(&req.data_dir, Split::Test).ok();
+    run_with_data(req, &train, test.as_ref(), registry, runs, on_event)
+}
+
+/// The name and aliases of `req`, checked.
+pub fn check_request(req: &AdaptRequest) -> Result<(), AdaptError> {
     registry::validate_name(&req.name).map_err(AdaptError::Registry)?;
     for alias in &req.aliases {
         registry::validate_alias(alias).map_err(AdaptError::Registry)?;
     }
+    Ok(())
+}
+
+/// Runs a whole adaptation on MNIST already loaded (`train`: the whole training file, whose
+/// validation split the base's seed picks; `test`: the test split, measured only).
+pub fn run_with_data(
+    req: &AdaptRequest,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    registry: &Registry,
+    runs: &Runs,
+    on_event: &mut dyn FnMut(AdaptEvent<'_>) -> ControlFlow<()>,
+) -> Result<Adapted, AdaptError> {
+    let started = Instant::now();
+    check_request(req)?;
     let corrections = load_corrections(&req.drawn_dir)?;
     let (base_id, bytes) = registry
         .load(req.base.as_deref())
@@ -222,12 +245,10 @@ pub fn run(
         error,
     })?;
     let hyper = file.meta.hyper;
-    let train = mnist::load_split(&req.data_dir, Split::Train).map_err(AdaptError::Data)?;
-    let test = mnist::load_split(&req.data_dir, Split::Test).ok();
     let (val_idx, train_idx) =
         trainer::validation_split(train.len(), hyper.val_size as usize, hyper.seed);
-    let val = subset(&train, &val_idx);
-    let rehearsal = subset(&train, &train_idx);
+    let val = subset(train, &val_idx);
+    let rehearsal = subset(train, &train_idx);
     let calibration = &train.images[..CALIBRATION_IMAGES.min(train.len())];
 
     let mut run = runs
@@ -323,7 +344,7 @@ pub fn run(
             val_after * 100.0
         ),
     );
-    let (base_test, test_after) = match &test {
+    let (base_test, test_after) = match test {
         Some(t) => (Some(accuracy(&base, t)), Some(accuracy(&adapted, t))),
         None => (None, None),
     };
