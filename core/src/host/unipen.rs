@@ -57,7 +57,8 @@ pub fn load(dir: &Path) -> Result<Vec<PenDigit>, CorpusError> {
     let text = std::str::from_utf8(&bytes).map_err(|_| format(0, "not text".into()))?;
     let mut digits = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
-        let digit: PenDigit = serde_json::from_str(line).map_err(|e| format(i + 1, e.to_string()))?;
+        let digit: PenDigit =
+            serde_json::from_str(line).map_err(|e| format(i + 1, e.to_string()))?;
         if digit.label > 9 || digit.strokes.iter().all(Vec::is_empty) {
             return Err(format(i + 1, "a label above 9 or no points".into()));
         }
@@ -126,7 +127,10 @@ mod tests {
 
     #[test]
     fn a_drawn_digit_is_centred_at_its_height() {
-        let strokes = vec![vec![(0.0, 0.0), (0.0, 100.0)], vec![(0.0, 0.0), (50.0, 0.0)]];
+        let strokes = vec![
+            vec![(0.0, 0.0), (0.0, 100.0)],
+            vec![(0.0, 0.0), (50.0, 0.0)],
+        ];
         let canvas = draw(&strokes, 200.0, 18.0);
         let inked = |x: usize, y: usize| canvas.data[y * CANVAS_SIDE + x] < 128;
         let rows: Vec<usize> = (0..CANVAS_SIDE)
