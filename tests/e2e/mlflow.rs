@@ -581,7 +581,7 @@ fn the_shipped_runs_and_models_reach_mlflow_and_it_serves_the_default() {
         let versions = back["models"][&id.name]["versions"].as_array().unwrap();
         let version = versions
             .iter()
-            .find(|v| v["tags"]["pismo.version"] == id.version.to_string())
+            .find(|v| v["tags"]["pismo.version"].as_str() == Some(&*id.version.to_string()))
             .unwrap_or_else(|| panic!("{id} is not registered: {versions:?}"));
         assert_eq!(version["version"], id.version, "{id}");
         let run_id = version["tags"]["pismo.run_id"].as_str().unwrap();

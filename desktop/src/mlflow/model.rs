@@ -99,3 +99,47 @@ pub fn files(id: &ModelId, bytes: &[u8], model: &AnyMlp) -> Vec<(String, Vec<u8>
         ("conda.yaml".to_owned(), conda.into_bytes()),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pismo_core::host::boxed_zeroed;
+    use pismo_core::host::model::IntoAny;
+    use pismo_core::mlp::Mlp;
+
+    #[test]
+    fn the_folder_holds_an_onnx_flavoured_mlmodel_the_graph_and_the_file() {
+        let m: Box<Mlp<16>> = boxed_zeroed();
+        let model = m.into_any().with_deskew(true);
+        let id = ModelId::new("t", 3).unwrap();
+        let files = files(&id, b"the model file", &model);
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "MLmodel",
+                "model.onnx",
+                "t.v3.pismo",
+                "requirements.txt",
+                "python_env.yaml",
+                "conda.yaml"
+            ]
+        );
+        let text = |i: usize| String::from_utf8(files[i].1.clone()).unwrap();
+        let mlmodel = text(0);
+        for line in [
+            "  onnx:\n    code: null\n    data: model.onnx\n    onnx_version: 1.23.2\n",
+            "    loader_module: mlflow.onnx\n",
+            "  pismo_model: t@3\n",
+            "  pismo_deskew: true\n",
+            r#"  inputs: '[{"name": "input", "type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 784]}}]'"#,
+        ] {
+            assert!(mlmodel.contains(line), "{line} in\n{mlmodel}");
+        }
+        assert_eq!(files[1].1, onnx::export(&model, "t@3"));
+        assert_eq!(files[2].1, b"the model file");
+        assert!(text(3).lines().any(|l| l == "onnxruntime==1.32.0"));
+        assert!(text(4).contains("- -r requirements.txt"));
+        assert!(text(5).contains("  - onnx==1.23.2"));
+    }
+}
