@@ -419,6 +419,16 @@ impl Exporter {
         let metrics: Vec<Value> = metrics.into_iter().map(metric_json).collect();
         self.client.log_batch(&run.id, &[], &[], &metrics)?;
         self.upload(&run, "log.txt", log.as_bytes())?;
+        // The status first, so that a failure further on (a model MLflow refuses) leaves
+        // the run ended, not RUNNING; `pismo.exported` last, so that it is sent again.
+        let ended = info.status != Status::Running;
+        if ended {
+            let mut update = json!({ "run_id": run.id, "status": status_name(info.status) });
+            if let Some(end) = info.end_unix_ms {
+                update["end_time"] = json!(end);
+            }
+            self.client.post("runs/update", &update)?;
+        }
         let mut registered = Vec::new();
         for (id, bytes) in models {
             let (model, _) = AnyMlp::decode(&bytes)
@@ -435,12 +445,7 @@ impl Exporter {
                 aliases,
             });
         }
-        if info.status != Status::Running {
-            let mut update = json!({ "run_id": run.id, "status": status_name(info.status) });
-            if let Some(end) = info.end_unix_ms {
-                update["end_time"] = json!(end);
-            }
-            self.client.post("runs/update", &update)?;
+        if ended {
             self.client.log_batch(
                 &run.id,
                 &[],
@@ -450,7 +455,7 @@ impl Exporter {
         }
         Ok(Exported {
             run: MlflowRun {
-                complete: info.status != Status::Running,
+                complete: ended,
                 ..run
             },
             action,
