@@ -192,13 +192,13 @@ struct Join {
     json: bool,
 }
 
-/// Write an f32 model to a file another runtime reads: `--format onnx` is standard ONNX
-/// (Gemm, Relu, Softmax; input float32[N,784] as pismo's network reads it, outputs
-/// `probabilities` and `logits` float32[N,10]).
+/// Write a model (f32 or int8) to a file another runtime reads: `--format onnx` is standard
+/// ONNX, the whole model (deskewing included; input float32[N,784] as pismo preprocesses an
+/// image, outputs `probabilities` and `logits` float32[N,10]).
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "export")]
 struct Export {
-    /// the f32 model: NAME, NAME@VERSION or NAME@ALIAS
+    /// the model: NAME, NAME@VERSION or NAME@ALIAS
     #[argh(positional)]
     model: String,
     /// the file format: onnx
@@ -230,32 +230,23 @@ fn export(a: Export) -> Result<(), CliError> {
     }
     let registry = crate::registry(&a.registry, &a.store)?;
     let (id, bytes) = registry.load(Some(&a.model))?;
-    let (model, file) =
+    let (model, _) =
         AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {id}: {e}")))?;
     let reference = id.to_string();
-    let out = onnx::export(&model, &reference).map_err(|e| {
-        let parent = if file.meta.parent.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; export its f32 parent instead: pismo models export {} --format onnx -o FILE",
-                file.meta.parent
-            )
-        };
-        CliError::Failed(format!("{reference}: {e}{parent}"))
-    })?;
+    let out = onnx::export(&model, &reference);
     pismo_core::host::atomic::replace_atomic(&a.output, &out)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", a.output.display())))?;
     let input = if model.deskew() {
-        "deskewed first (the graph does not deskew)"
+        "as preprocessed (the graph deskews it, as the model does)"
     } else {
         "as preprocessed"
     };
     crate::out_line(&format!(
-        "wrote {} ({} bytes): ONNX opset {} of {reference}, input `{}` float32[N,784] {input}, outputs `{}` and `{}` float32[N,10]",
+        "wrote {} ({} bytes): ONNX opset {} of {reference} ({}), input `{}` float32[N,784] {input}, outputs `{}` and `{}` float32[N,10]",
         a.output.display(),
         out.len(),
         onnx::OPSET,
+        model.kind(),
         onnx::INPUT_NAME,
         onnx::PROBABILITIES,
         onnx::LOGITS,

@@ -2,8 +2,11 @@
 //! (pip, pinned in `tests/mlflow/requirements.txt`; sqlite store and artifacts in a temp
 //! folder), read back with MLflow's own Python client (`tests/mlflow/read_back.py`): params,
 //! tags, every metric's history, the log and model artifacts byte for byte, the registered
-//! versions and aliases; a second export makes no second run; MLflow's 4xx, a closed port and
-//! a bad URI are clear errors, and training goes on when MLflow is down.
+//! versions and aliases; a second export makes no second run; a gap in versions does not
+//! block; the shipped runs and models all go in (the runs of deleted models FINISHED and
+//! tagged so, the int8 models registered with their aliases), and `mlflow models serve`
+//! serves the default model's registered version with pismo's probabilities; MLflow's 4xx, a
+//! closed port and a bad URI are clear errors, and training goes on when MLflow is down.
 //!
 //! Python comes from `PISMO_MLFLOW_PYTHON` (a venv with the pinned packages; `.ci/run` makes
 //! one in `target/venv-mlflow`). Without it the server tests print SKIPPED and pass, unless
@@ -20,8 +23,10 @@ use std::time::{Duration, Instant};
 
 use pismo_core::host::registry::{ModelId, Registry};
 use pismo_core::host::runs::Runs;
-use pismo_tests::{full_mnist, train_tiny_model, workspace_root, Pismo, TempDir};
+use pismo_tests::{full_mnist, idx3, t10k, train_tiny_model, workspace_root, Pismo, TempDir};
 use serde_json::Value;
+
+use crate::web::copy_dir;
 
 /// How long `mlflow server` may take to answer `/health` (it imports a lot on a busy
 /// machine).
@@ -69,13 +74,9 @@ impl Server {
     /// Starts `mlflow server` on a free port with its store and artifacts in `dir`, and
     /// waits until `/health` answers.
     fn start(python: &Path, dir: &Path) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log = dir.join("server.log");
-        let out = File::create(&log).expect("server log");
-        let child = Command::new(python)
+        let port = free_port();
+        let mut command = Command::new(python);
+        command
             .args([
                 "-m",
                 "mlflow",
@@ -91,30 +92,65 @@ impl Server {
             .arg("--artifacts-destination")
             .arg(dir.join("artifacts"))
             // MLflow's job runner (GenAI jobs) is not needed: fewer processes on a busy machine.
-            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false");
+        Self::launch(command, port, "/health", &dir.join("server.log"), dir)
+    }
+
+    /// Starts `mlflow models serve -m MODEL_URI` of the tracking server `tracking` on a free
+    /// port, in the Python's own environment (`--env-manager local`: the venv has the
+    /// packages the model's requirements.txt names), and waits until `/ping` answers.
+    fn serve_model(python: &Path, tracking: &Server, model_uri: &str, dir: &Path) -> Server {
+        let port = free_port();
+        let mut command = Command::new(python);
+        command
+            .args(["-m", "mlflow", "models", "serve", "-m", model_uri])
+            .args([
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--workers",
+                "1",
+            ])
+            .args(["--port", &port.to_string()])
+            .env("MLFLOW_TRACKING_URI", &tracking.url);
+        // It starts `uvicorn` by name: the venv's bin folder first on PATH.
+        if let Some(bin) = python.parent() {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let paths = std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&path));
+            command.env("PATH", std::env::join_paths(paths).expect("a PATH"));
+        }
+        Self::launch(command, port, "/ping", &dir.join("serve.log"), dir)
+    }
+
+    /// Runs `command` in its own process group, its output in `log`, and waits until `GET
+    /// path` on `port` answers 200.
+    fn launch(mut command: Command, port: u16, path: &str, log: &Path, dir: &Path) -> Server {
+        let out = File::create(log).expect("server log");
+        let child = command
             .process_group(0)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .expect("start mlflow server");
+            .expect("start an mlflow server");
         let mut server = Server {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            log,
+            log: log.to_path_buf(),
         };
         let started = Instant::now();
         loop {
-            if health(port) {
+            if answers(port, path) {
                 return server;
             }
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("mlflow server exited ({status}):\n{}", server.log_text());
+                panic!("{command:?} exited ({status}):\n{}", server.log_text());
             }
             assert!(
                 started.elapsed() < STARTUP,
-                "mlflow server did not answer /health within {STARTUP:?}:\n{}",
+                "{command:?} did not answer {path} within {STARTUP:?}:\n{}",
                 server.log_text()
             );
             std::thread::sleep(Duration::from_millis(300));
@@ -137,17 +173,31 @@ impl Drop for Server {
     }
 }
 
-/// Whether `GET /health` on `port` answers 200.
-fn health(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let head = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Whether `GET path` on `port` answers 200.
+fn answers(port: u16, path: &str) -> bool {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    http(port, &head, b"").is_some_and(|answer| answer.starts_with("HTTP/1.1 200"))
+}
+
+/// The whole answer to a request sent to `port`, or `None` if it could not be sent or read.
+fn http(port: u16, head: &str, body: &[u8]) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
     let mut answer = String::new();
-    stream.write_all(head.as_bytes()).is_ok()
-        && stream.read_to_string(&mut answer).is_ok()
-        && answer.starts_with("HTTP/1.1 200")
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
 }
 
 /// What the server holds, as MLflow's Python client reads it (artifacts downloaded under
@@ -193,7 +243,7 @@ fn artifact(run: &Value, path: &str) -> Vec<u8> {
 }
 
 /// Checks one exported run against pismo's record: params, tags, status, every metric's
-/// history, the log and model artifacts.
+/// history, the log and its model's MLflow model folder.
 fn check_run(back: &Value, runs: &Runs, registry: &Registry, run_id: &str) {
     let record = runs.get(run_id).unwrap();
     let info = &record.info;
@@ -249,7 +299,9 @@ fn check_run(back: &Value, runs: &Runs, registry: &Registry, run_id: &str) {
     for history in ours.values_mut() {
         history.sort_by(|a, b| a.partial_cmp(b).unwrap());
     }
-    assert!(ours.contains_key("val_loss") && ours["val_loss"].len() == info.params.epochs as usize);
+    // One val_loss an epoch, fewer when early stopping ended the run.
+    let epochs = ours.get("val_loss").map_or(0, Vec::len);
+    assert!(epochs > 0 && epochs <= info.params.epochs as usize);
     assert_eq!(theirs, ours, "metric histories of run {run_id}");
 
     assert_eq!(
@@ -257,11 +309,27 @@ fn check_run(back: &Value, runs: &Runs, registry: &Registry, run_id: &str) {
         runs.log(run_id).unwrap()
     );
     let id: ModelId = info.model.as_deref().unwrap().parse().unwrap();
+    // A model deleted since is not there (the shipped test checks the tag saying so).
+    if registry.read(&id).is_ok() {
+        check_model_folder(run, registry, &id);
+    }
+}
+
+/// The MLflow model folder of `id` in `run`: the model file byte for byte, an `MLmodel` of
+/// the ONNX flavour and the ONNX file.
+fn check_model_folder(run: &Value, registry: &Registry, id: &ModelId) {
+    let folder = format!("models/{}.v{}", id.name, id.version);
     assert_eq!(
-        artifact(run, &format!("model/{}", id.file_name())),
-        registry.read(&id).unwrap(),
+        artifact(run, &format!("{folder}/{}", id.file_name())),
+        registry.read(id).unwrap(),
         "the model artifact is the model file"
     );
+    let mlmodel = String::from_utf8(artifact(run, &format!("{folder}/MLmodel"))).unwrap();
+    assert!(
+        mlmodel.contains("loader_module: mlflow.onnx") && mlmodel.contains("data: model.onnx"),
+        "{mlmodel}"
+    );
+    assert!(artifact(run, &format!("{folder}/model.onnx")).starts_with(b"\x08\x07"));
 }
 
 #[test]
@@ -286,17 +354,18 @@ fn runs_and_models_reach_a_real_mlflow_server_and_read_back_with_its_client() {
     };
     let ids = [run_of("tiny@1"), run_of("tiny@2")];
 
-    // tiny@2 alone: MLflow would number it 1, so it is refused, saying why.
+    // tiny@2 alone: a gap (tiny@1 is not in MLflow) does not block it. MLflow numbers it 1;
+    // its pismo.version tag says 2.
     let gap = p.run(&["runs", "export", "--mlflow", &server.url, &ids[1]]);
-    gap.expect_code(1);
+    gap.expect_code(0);
     assert!(
-        gap.stderr.contains("would make it version 1")
-            && gap.stderr.contains("tiny@1..tiny@1 first"),
+        gap.stdout
+            .contains("model tiny@2 -> MLflow tiny version 1, aliases best"),
         "{}",
-        gap.stderr
+        gap.stdout
     );
-    // Every run, oldest first: tiny@1's run is made, tiny@2's (made above, unregistered) is
-    // completed.
+    // Every run, oldest first: tiny@1's run is made (MLflow's version 2), tiny@2's is
+    // skipped (it is complete).
     let out = p.run(&["runs", "export", "--mlflow", &server.url]);
     out.expect_code(0);
     assert!(
@@ -312,7 +381,7 @@ fn runs_and_models_reach_a_real_mlflow_server_and_read_back_with_its_client() {
         out.stdout
     );
     assert_eq!(
-        out.stdout.matches(" updated (it was incomplete): ").count(),
+        out.stdout.matches("already exported: skipped").count(),
         1,
         "{}",
         out.stdout
@@ -332,24 +401,26 @@ fn runs_and_models_reach_a_real_mlflow_server_and_read_back_with_its_client() {
     for id in &ids {
         check_run(&back, &runs, &registry, id);
     }
-    // The registry: tiny versions 1 and 2 from their runs, tagged with pismo's version,
-    // with pismo's aliases.
+    // The registry: MLflow's versions 1 and 2 are tiny@2 and tiny@1 (the order they came
+    // in), each tagged with pismo's version and run, with pismo's aliases.
     let model = &back["models"]["tiny"];
     let versions = model["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 2, "{model}");
-    for (k, version) in versions.iter().enumerate() {
-        let number = k + 1;
-        assert_eq!(version["version"], number);
-        assert_eq!(version["tags"]["pismo.version"], number.to_string());
-        let pismo_run = &ids[k];
+    for (version, pismo_version) in versions.iter().zip([2, 1]) {
+        assert_eq!(version["tags"]["pismo.version"], pismo_version.to_string());
+        let pismo_run = &ids[pismo_version - 1];
         assert_eq!(version["tags"]["pismo.run_id"], pismo_run.as_str());
         assert_eq!(version["run_id"], mlflow_run(&back, pismo_run)["run_id"]);
     }
-    assert_eq!(model["aliases"]["best"], "2");
-    assert_eq!(model["aliases"]["first"], "1");
+    assert_eq!(model["aliases"]["best"], "1");
+    assert_eq!(model["aliases"]["first"], "2");
 
-    // MLflow's own 4xx: it reserves aliases like `v3`. Exit 1 with its error_code.
-    p.run(&["models", "alias", "tiny@2", "v3"]).expect_code(0);
+    // MLflow's own 4xx: it reserves aliases like `v3`. Exit 1 with its error_code. The new
+    // run of tiny@3, whose alias MLflow refused, is still FINISHED (its status goes before its
+    // models), and is completed by the next export.
+    let third = train_tiny_model(&p.registry(), &p.runs());
+    assert_eq!(third, "tiny@3");
+    p.run(&["models", "alias", "tiny@3", "v3"]).expect_code(0);
     let refused = p.run(&["runs", "export", "--mlflow", &server.url]);
     refused.expect_code(1);
     assert!(
@@ -357,12 +428,23 @@ fn runs_and_models_reach_a_real_mlflow_server_and_read_back_with_its_client() {
         "{}",
         refused.stderr
     );
+    let third_run = run_of("tiny@3");
+    let back = read_back(&python, &server, "pismo", &home.join("refused"));
+    let run = mlflow_run(&back, &third_run);
+    assert_eq!(run["status"], "FINISHED", "{run}");
+    assert!(run["tags"]["pismo.exported"].is_null(), "{run}");
     p.run(&["models", "unalias", "v3"]).expect_code(0);
+    let out = p.run(&["runs", "export", "--mlflow", &server.url, &third_run]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains(" updated (it was incomplete): ")
+            && out.stdout.contains("model tiny@3 -> MLflow tiny version 3"),
+        "{}",
+        out.stdout
+    );
 
-    // Into another experiment: three new MLflow runs there; tiny@1 and tiny@2 are found in
-    // the registry by their pismo.version tag, tiny@3 becomes version 3.
-    let third = train_tiny_model(&p.registry(), &p.runs());
-    assert_eq!(third, "tiny@3");
+    // Into another experiment: three new MLflow runs there; the three versions are found in
+    // the registry by their pismo.version tag.
     let out = p.run(&[
         "runs",
         "export",
@@ -458,6 +540,142 @@ fn runs_and_models_reach_a_real_mlflow_server_and_read_back_with_its_client() {
         .collect();
     trials.sort();
     assert_eq!(trials, ["0", "1"]);
+    drop(server);
+}
+
+/// Issue 28, as a new user on a clean clone: every shipped run goes into MLflow (exit 0),
+/// the runs whose models were deleted (`mnist@4`, `mnist@5`) FINISHED and tagged so, every
+/// shipped model registered, the int8 ones included, with `default` on `mnist-int8`; and
+/// `mlflow models serve -m models:/mnist-int8@default` answers `/invocations` with the
+/// probabilities `pismo predict` gives.
+#[test]
+fn the_shipped_runs_and_models_reach_mlflow_and_it_serves_the_default() {
+    /// Test images sent to the served model.
+    const SERVED: usize = 200;
+    let Some(python) = python() else { return };
+    let home = TempDir::new("mlflow-shipped");
+    let server = Server::start(&python, home.path());
+    let p = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    copy_dir(&workspace_root().join("runs"), &p.runs());
+    let (registry, runs) = (Registry::open(p.registry()), Runs::open(p.runs()));
+    let out = p.run(&["runs", "export", "--mlflow", &server.url]);
+    out.expect_code(0);
+    let infos = runs.list().unwrap();
+    assert!(infos.len() >= 8, "the shipped runs");
+    assert_eq!(
+        out.stdout.matches(" created: ").count(),
+        infos.len(),
+        "{}",
+        out.stdout
+    );
+
+    let back = read_back(&python, &server, "pismo", &home.join("back"));
+    assert_eq!(
+        back["runs"].as_array().unwrap().len(),
+        infos.len(),
+        "{back}"
+    );
+    for info in &infos {
+        let run = mlflow_run(&back, &info.run_id);
+        assert_eq!(run["status"], "FINISHED", "{run}");
+        check_run(&back, &runs, &registry, &info.run_id);
+        let own: ModelId = info.model.as_deref().unwrap().parse().unwrap();
+        let gone = &run["tags"]["pismo.model_gone"];
+        if registry.read(&own).is_ok() {
+            assert!(gone.is_null(), "{run}");
+        } else {
+            assert_eq!(
+                gone.as_str(),
+                Some(format!("{own} was deleted from pismo's registry").as_str()),
+                "{run}"
+            );
+        }
+    }
+    // Every shipped model is a version of its registered model, in an MLflow model folder of
+    // the run that made it; numbered as in pismo (the runs went in oldest first) unless a
+    // version before it was deleted.
+    let ids = registry.ids().unwrap();
+    let deleted = registry.deleted().unwrap();
+    assert!(ids.len() >= 14, "the shipped models");
+    for id in &ids {
+        let versions = back["models"][&id.name]["versions"].as_array().unwrap();
+        let version = versions
+            .iter()
+            .find(|v| v["tags"]["pismo.version"].as_str() == Some(&*id.version.to_string()))
+            .unwrap_or_else(|| panic!("{id} is not registered: {versions:?}"));
+        if !deleted
+            .iter()
+            .any(|d| d.name == id.name && d.version < id.version)
+        {
+            assert_eq!(version["version"], id.version, "{id}");
+        }
+        let run_id = version["tags"]["pismo.run_id"].as_str().unwrap();
+        let run = mlflow_run(&back, run_id);
+        assert_eq!(version["run_id"], run["run_id"]);
+        check_model_folder(run, &registry, id);
+    }
+    let default = registry.resolve(Some("default")).unwrap();
+    assert_eq!(
+        back["models"][&default.name]["aliases"]["default"],
+        default.version.to_string()
+    );
+
+    // MLflow serves the registered default: its probabilities are pismo's.
+    let uri = format!("models:/{}@default", default.name);
+    let served = Server::serve_model(&python, &server, &uri, home.path());
+    let data = t10k();
+    let images = &data.images[..SERVED];
+    let rows: Vec<Vec<f32>> = images
+        .iter()
+        .map(|im| im.iter().map(|&b| f32::from(b) / 255.0).collect())
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "inputs": rows })).unwrap();
+    let port = served.url.rsplit(':').next().unwrap().parse().unwrap();
+    let head = format!(
+        "POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let answer = http(port, &head, &body).expect("an answer from /invocations");
+    let (status, reply) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "{answer}\n{}",
+        served.log_text()
+    );
+    let reply: Value = serde_json::from_str(reply).expect("JSON");
+    let theirs = reply["predictions"]["probabilities"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"));
+    assert_eq!(theirs.len(), SERVED);
+    let idx = p.home.join("test.idx3");
+    std::fs::write(&idx, idx3(images)).unwrap();
+    let ours = p
+        .run(&[
+            "predict",
+            "--json",
+            "--model",
+            "default",
+            idx.to_str().unwrap(),
+        ])
+        .expect_code(0)
+        .json_lines();
+    let mut worst = 0.0f64;
+    for (ours, theirs) in ours.iter().zip(theirs) {
+        assert_eq!(ours["model"], default.to_string());
+        let (ours, theirs) = (
+            ours["probabilities"].as_array().unwrap(),
+            theirs.as_array().unwrap(),
+        );
+        assert_eq!(theirs.len(), 10);
+        for (a, b) in ours.iter().zip(theirs) {
+            worst = worst.max((a.as_f64().unwrap() - b.as_f64().unwrap()).abs());
+        }
+    }
+    println!("mlflow models serve: largest difference {worst:e} over {SERVED} images");
+    assert!(worst <= 1e-5, "probabilities differ by {worst}");
+    drop(served);
     drop(server);
 }
 

@@ -3,8 +3,8 @@
 Usage: read_back.py TRACKING_URI EXPERIMENT OUT_DIR
 
 Prints one JSON object: every run of EXPERIMENT (params, tags, status, the history of each
-metric, its artifacts downloaded into OUT_DIR/<mlflow run id>/) and every version of the
-registered models those runs made (run, tags, aliases). tests/e2e/mlflow.rs compares it with
+metric, every artifact file downloaded into OUT_DIR/<mlflow run id>/) and every version of
+every registered model (run, tags, source, aliases). tests/e2e/mlflow.rs compares it with
 pismo's own records.
 """
 
@@ -25,7 +25,6 @@ def main():
     if experiment is None:
         print(json.dumps(result))
         return
-    model_names = set()
     for run in client.search_runs([experiment.experiment_id], max_results=1000):
         run_id = run.info.run_id
         metrics = {}
@@ -37,15 +36,16 @@ def main():
         dst = os.path.join(out_dir, run_id)
         os.makedirs(dst, exist_ok=True)
         artifacts = []
-        for top in client.list_artifacts(run_id):
-            entries = client.list_artifacts(run_id, top.path) if top.is_dir else [top]
-            for entry in entries:
+        folders = [None]
+        while folders:
+            for entry in client.list_artifacts(run_id, folders.pop()):
+                if entry.is_dir:
+                    folders.append(entry.path)
+                    continue
                 local = mlflow.artifacts.download_artifacts(
                     run_id=run_id, artifact_path=entry.path, dst_path=dst
                 )
                 artifacts.append({"path": entry.path, "file": local})
-        if "pismo.model" in run.data.tags:
-            model_names.add(run.data.tags["pismo.model"].split("@")[0])
         result["runs"].append(
             {
                 "run_id": run_id,
@@ -59,7 +59,7 @@ def main():
                 "artifacts": artifacts,
             }
         )
-    for name in sorted(model_names):
+    for name in sorted(m.name for m in client.search_registered_models()):
         model = client.get_registered_model(name)
         versions = client.search_model_versions(f"name='{name}'")
         result["models"][name] = {

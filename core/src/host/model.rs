@@ -211,6 +211,15 @@ impl AnyMlp {
         }
     }
 
+    /// The int8 weights as inference reads them (deskewing as this model does), or `None`
+    /// for an f32 model.
+    pub fn int8_view(&self) -> Option<QView<'_>> {
+        match &self.weights {
+            Weights::Int8(q) => Some(self.view(q)),
+            _ => None,
+        }
+    }
+
     /// An int8 model's view, deskewing as this model does.
     fn view<'a>(&self, q: &'a QOwned) -> QView<'a> {
         q.view().with_deskew(self.deskew)

@@ -8,19 +8,31 @@
 //! | hyperparameters, recipe (from the log) | params `hidden_size`, …, `recipe.deskew`, …         |
 //! | metrics.jsonl                          | metrics: key, value, step, timestamp as recorded    |
 //! | log.txt                                | artifact `log.txt`                                  |
-//! | the model file NAME@V                  | artifact `model/NAME.vV.pismo`; version V of the    |
-//! |                                        | registered model NAME, tagged `pismo.version`       |
+//! | each model of the run (its model, and  | artifact folder `models/NAME.vV/`, an MLflow model  |
+//! | the int8 models quantized from it):    | ([`super::model`]: MLmodel, model.onnx, the file);  |
+//! | NAME@V                                 | a version of the registered model NAME, tagged      |
+//! |                                        | `pismo.version` V and `pismo.run_id`                |
+//! | the run's model, deleted since         | tag `pismo.model_gone` saying so                    |
 //! | aliases pointing at NAME@V             | aliases of that registered version                  |
 //! | status, end time                       | status (stopped is KILLED), end time                |
 //!
-//! An export is idempotent: the MLflow run is found again by its `pismo.run_id` tag. One
-//! tagged `pismo.exported` (set last, once a run has ended) is skipped, but for its model's
-//! aliases; one without it (a `pismo train --mlflow` that was cut off, an export that
-//! failed half-way) is updated: what it lacks is sent.
+//! **Version numbers.** MLflow numbers a registered model's versions itself, 1, 2, 3, … in
+//! the order they are registered; pismo's number is the version's `pismo.version` tag, and
+//! every lookup (is it registered? which version does an alias name?) goes by that tag. When
+//! the runs are exported oldest first (`pismo runs export` with no run) and no version was
+//! deleted, the two numbers are the same. A gap (a deleted `mnist@4`, a run exported on its
+//! own) never blocks: the next model takes MLflow's next number, and the export says which.
+//!
+//! An export is idempotent: the MLflow run is found again by its `pismo.run_id` tag, a model
+//! version by its `pismo.version` tag. A run tagged `pismo.exported` (set last, once a run
+//! has ended) is skipped, but for its models' aliases; one without it (a `pismo train
+//! --mlflow` that was cut off, an export that failed half-way) is updated: what it lacks is
+//! sent.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
+use pismo_core::host::model::AnyMlp;
 use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::{ModelId, Registry, RegistryError};
 use pismo_core::host::runs::{Metric, RunInfo, Runs, RunsError, Status};
@@ -36,6 +48,8 @@ pub const RUN_ID_TAG: &str = "pismo.run_id";
 pub const EXPORTED_TAG: &str = "pismo.exported";
 /// The tag of a model version giving pismo's version.
 pub const VERSION_TAG: &str = "pismo.version";
+/// The tag of a run whose model is no longer in pismo's registry, saying so.
+pub const MODEL_GONE_TAG: &str = "pismo.model_gone";
 
 /// Why an export failed.
 #[derive(Debug)]
@@ -98,9 +112,21 @@ pub struct Exported {
     pub run: MlflowRun,
     /// What happened to it.
     pub action: Action,
-    /// The registered model version (`NAME` version `V`) and its aliases, if the run has a
-    /// model.
-    pub model: Option<(ModelId, Vec<String>)>,
+    /// The run's models in MLflow's model registry, in pismo's order (name, version).
+    pub models: Vec<Registered>,
+    /// Why the run's own model is not among them (it was deleted), as tagged.
+    pub gone: Option<String>,
+}
+
+/// A model in MLflow's model registry.
+#[derive(Debug)]
+pub struct Registered {
+    /// pismo's name and version.
+    pub id: ModelId,
+    /// MLflow's number of the version.
+    pub version: String,
+    /// The aliases pointing at it.
+    pub aliases: Vec<String>,
 }
 
 /// What happened to the MLflow run of an export.
@@ -330,7 +356,7 @@ impl Exporter {
             .collect())
     }
 
-    /// Exports the pismo run `run_id` of `runs`, its model from `registry`.
+    /// Exports the pismo run `run_id` of `runs`, its models from `registry`.
     pub fn export(
         &self,
         runs: &Runs,
@@ -339,33 +365,52 @@ impl Exporter {
     ) -> Result<Exported, ExportError> {
         let record = runs.get(run_id)?;
         let info = &record.info;
-        let model = match &info.model {
+        let own = match &info.model {
             Some(model) => Some(model.parse::<ModelId>().map_err(|e| {
                 ExportError::Local(format!("run {run_id}: its model `{model}`: {e}"))
             })?),
             None => None,
         };
+        let (models, gone) = models_of(registry, run_id, own.as_ref())?;
         let log = runs.log(run_id)?;
         let recipe = recorded_recipe(&log);
+        let mut tags = tags(info);
+        if let Some(gone) = &gone {
+            tags.push((MODEL_GONE_TAG.to_owned(), gone.clone()));
+        }
         let (run, action) = match self.find(run_id)? {
             Some(run) if run.complete => {
-                let aliases = match &model {
-                    Some(id) => self.set_aliases(registry, id)?,
-                    None => Vec::new(),
-                };
+                let mut registered = Vec::new();
+                for (id, _) in &models {
+                    if let Some(version) = self.mlflow_version(id)? {
+                        let aliases = self.set_aliases(registry, id, &version)?;
+                        registered.push(Registered {
+                            id: id.clone(),
+                            version,
+                            aliases,
+                        });
+                    }
+                }
                 return Ok(Exported {
                     run,
                     action: Action::Skipped,
-                    model: model.map(|id| (id, aliases)),
+                    models: registered,
+                    gone,
                 });
             }
             Some(run) => {
                 // Params and tags are idempotent in MLflow: sent whole again.
-                let (params, tags) = (params(info, recipe.as_ref()), tags(info));
-                self.client.log_batch(&run.id, &params, &tags, &[])?;
+                self.client
+                    .log_batch(&run.id, &params(info, recipe.as_ref()), &tags, &[])?;
                 (run, Action::Updated)
             }
-            None => (self.start(info, recipe.as_ref())?, Action::Created),
+            None => {
+                let run = self.start(info, recipe.as_ref())?;
+                if gone.is_some() {
+                    self.client.log_batch(&run.id, &[], &tags, &[])?;
+                }
+                (run, Action::Created)
+            }
         };
         let metrics = match action {
             Action::Created => record.metrics.iter().collect(),
@@ -374,20 +419,33 @@ impl Exporter {
         let metrics: Vec<Value> = metrics.into_iter().map(metric_json).collect();
         self.client.log_batch(&run.id, &[], &[], &metrics)?;
         self.upload(&run, "log.txt", log.as_bytes())?;
-        let mut registered = None;
-        if let Some(id) = model {
-            let bytes = registry.read(&id)?;
-            self.upload(&run, &format!("model/{}", id.file_name()), &bytes)?;
-            self.register(&run, run_id, &id)?;
-            let aliases = self.set_aliases(registry, &id)?;
-            registered = Some((id, aliases));
-        }
-        if info.status != Status::Running {
+        // The status first, so that a failure further on (a model MLflow refuses) leaves
+        // the run ended, not RUNNING; `pismo.exported` last, so that it is sent again.
+        let ended = info.status != Status::Running;
+        if ended {
             let mut update = json!({ "run_id": run.id, "status": status_name(info.status) });
             if let Some(end) = info.end_unix_ms {
                 update["end_time"] = json!(end);
             }
             self.client.post("runs/update", &update)?;
+        }
+        let mut registered = Vec::new();
+        for (id, bytes) in models {
+            let (model, _) = AnyMlp::decode(&bytes)
+                .map_err(|e| ExportError::Local(format!("model {id}: {e}")))?;
+            let folder = model_folder(&id);
+            for (file, content) in super::model::files(&id, &bytes, &model) {
+                self.upload(&run, &format!("{folder}/{file}"), &content)?;
+            }
+            let version = self.register(&run, run_id, &id, &folder)?;
+            let aliases = self.set_aliases(registry, &id, &version)?;
+            registered.push(Registered {
+                id,
+                version,
+                aliases,
+            });
+        }
+        if ended {
             self.client.log_batch(
                 &run.id,
                 &[],
@@ -397,11 +455,12 @@ impl Exporter {
         }
         Ok(Exported {
             run: MlflowRun {
-                complete: info.status != Status::Running,
+                complete: ended,
                 ..run
             },
             action,
-            model: registered,
+            models: registered,
+            gone,
         })
     }
 
@@ -410,11 +469,16 @@ impl Exporter {
         Ok(self.client.put_artifact(&path, bytes)?)
     }
 
-    /// Registers the model file of `run` as version `id.version` of MLflow's registered model
-    /// `id.name`, unless that version is there already. MLflow numbers versions itself, so
-    /// the numbers only match when pismo's versions are registered in order: a version MLflow
-    /// would number differently is refused, with the reason.
-    fn register(&self, run: &MlflowRun, pismo_run: &str, id: &ModelId) -> Result<(), MlflowError> {
+    /// Registers the MLflow model in `folder` of `run` as a version of MLflow's registered
+    /// model `id.name`, tagged with pismo's version, unless one is tagged so already.
+    /// Returns MLflow's number of that version (see the module documentation).
+    fn register(
+        &self,
+        run: &MlflowRun,
+        pismo_run: &str,
+        id: &ModelId,
+        folder: &str,
+    ) -> Result<String, MlflowError> {
         match self
             .client
             .post("registered-models/create", &json!({ "name": id.name }))
@@ -422,57 +486,36 @@ impl Exporter {
             Err(e) if e.code() != Some("RESOURCE_ALREADY_EXISTS") => return Err(e),
             _ => {}
         }
-        let versions = self.versions(&id.name)?;
-        let pismo_version = id.version.to_string();
-        if let Some((number, _)) = versions
-            .iter()
-            .find(|(_, tag)| tag.as_deref() == Some(pismo_version.as_str()))
-        {
-            return if *number == id.version {
-                Ok(())
-            } else {
-                Err(MlflowError::Other(format!(
-                    "{id} is already in MLflow's model registry as version {number} of `{}`, \
-                     not version {}: it was registered there out of order",
-                    id.name, id.version
-                )))
-            };
-        }
-        let highest = versions.iter().map(|(n, _)| *n).max().unwrap_or(0);
-        if highest + 1 != id.version {
-            return Err(MlflowError::Other(version_conflict(id, highest, &versions)));
+        if let Some(number) = self.mlflow_version(id)? {
+            return Ok(number);
         }
         let endpoint = "model-versions/create";
         let reply = self.client.post(
             endpoint,
             &json!({
                 "name": id.name,
-                "source": format!("{}/model", run.artifact_uri),
+                "source": format!("{}/{folder}", run.artifact_uri),
                 "run_id": run.id,
                 "tags": [
-                    { "key": VERSION_TAG, "value": pismo_version },
+                    { "key": VERSION_TAG, "value": id.version.to_string() },
                     { "key": RUN_ID_TAG, "value": pismo_run },
                 ],
             }),
         )?;
-        let number = self
-            .client
-            .text(&reply, "/model_version/version", endpoint)?;
-        if number != pismo_version {
-            // MLflow counted a version the search did not show (e.g. a deleted one): take the
-            // mismatched version back rather than leave it.
-            let _ = self.client.post(
-                "model-versions/delete",
-                &json!({ "name": id.name, "version": number }),
-            );
-            return Err(MlflowError::Other(format!(
-                "MLflow numbered {id} as version {number} of `{}` (it counts versions it no \
-                 longer lists, e.g. deleted ones), so it was not registered: register pismo's \
-                 models under a fresh name or on a fresh MLflow server",
-                id.name
-            )));
-        }
-        Ok(())
+        self.client.text(&reply, "/model_version/version", endpoint)
+    }
+
+    /// MLflow's number of the version of `id.name` tagged with pismo's `id.version`, if one
+    /// is registered.
+    fn mlflow_version(&self, id: &ModelId) -> Result<Option<String>, MlflowError> {
+        let pismo_version = id.version.to_string();
+        Ok(self
+            .versions(&id.name)?
+            .into_iter()
+            .filter(|(_, tag)| tag.as_deref() == Some(pismo_version.as_str()))
+            .map(|(number, _)| number)
+            .min()
+            .map(|n| n.to_string()))
     }
 
     /// The versions of the registered model `name`: number and `pismo.version` tag.
@@ -519,15 +562,21 @@ impl Exporter {
         Ok(versions)
     }
 
-    /// Points MLflow's aliases of `id.name` as pismo's aliases of `id` point. Returns them.
-    fn set_aliases(&self, registry: &Registry, id: &ModelId) -> Result<Vec<String>, ExportError> {
+    /// Points MLflow's aliases of `id.name` at its version `version` as pismo's aliases
+    /// point at `id`. Returns them.
+    fn set_aliases(
+        &self,
+        registry: &Registry,
+        id: &ModelId,
+        version: &str,
+    ) -> Result<Vec<String>, ExportError> {
         let aliases: BTreeMap<String, ModelId> = registry.aliases()?;
         let mut set = Vec::new();
         for (alias, target) in aliases {
             if &target == id {
                 self.client.post(
                     "registered-models/alias",
-                    &json!({ "name": id.name, "alias": alias, "version": id.version.to_string() }),
+                    &json!({ "name": id.name, "alias": alias, "version": version }),
                 )?;
                 set.push(alias);
             }
@@ -536,32 +585,48 @@ impl Exporter {
     }
 }
 
-/// Why `id` cannot be registered when MLflow's registered model of its name has versions up
-/// to `highest`.
-fn version_conflict(id: &ModelId, highest: u32, versions: &[(u32, Option<String>)]) -> String {
-    let name = &id.name;
-    if highest + 1 < id.version {
-        format!(
-            "cannot register {id} in MLflow: MLflow numbers versions itself and would make it \
-             version {} of `{name}`, which has {} version(s) now. pismo registers versions in \
-             order so the numbers match: export the runs of {name}@{}..{name}@{} first \
-             (`pismo runs export` with no run exports every run, oldest first)",
-            highest + 1,
-            versions.len(),
-            highest + 1,
-            id.version - 1
-        )
-    } else {
-        let foreign = versions.iter().filter(|(_, tag)| tag.is_none()).count();
-        format!(
-            "cannot register {id} in MLflow: its registered model `{name}` already has \
-             versions up to {highest} ({foreign} of them not from pismo), so MLflow would \
-             make this version {}, not {}. Use a fresh MLflow server, or register pismo's \
-             models under another name (`pismo models` names are MLflow's)",
-            highest + 1,
-            id.version
-        )
+/// The artifact folder of model `id`'s MLflow model in its run.
+pub fn model_folder(id: &ModelId) -> String {
+    format!("models/{}.v{}", id.name, id.version)
+}
+
+/// The models of run `run_id` in `registry`, sorted by name and version: its own model `own`
+/// and every model whose file names the run (the int8 models quantized from it), with their
+/// bytes; and, when `own` is no longer there, why, for [`MODEL_GONE_TAG`].
+#[allow(clippy::type_complexity)]
+fn models_of(
+    registry: &Registry,
+    run_id: &str,
+    own: Option<&ModelId>,
+) -> Result<(Vec<(ModelId, Vec<u8>)>, Option<String>), ExportError> {
+    let mut ids: BTreeSet<ModelId> = registry
+        .list()?
+        .into_iter()
+        .filter(|e| e.meta.as_ref().is_ok_and(|m| m.run_id == run_id))
+        .map(|e| e.id)
+        .collect();
+    let mut gone = None;
+    if let Some(own) = own {
+        match registry.read(own) {
+            Ok(_) => {
+                ids.insert(own.clone());
+            }
+            Err(e) if e.is_not_found() => {
+                gone = Some(if registry.deleted()?.contains(own) {
+                    format!("{own} was deleted from pismo's registry")
+                } else {
+                    format!("{own} is not in pismo's registry")
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
+    let mut models = Vec::with_capacity(ids.len());
+    for id in ids {
+        let bytes = registry.read(&id)?;
+        models.push((id, bytes));
+    }
+    Ok((models, gone))
 }
 
 #[cfg(test)]
@@ -658,17 +723,5 @@ mod tests {
         assert!(artifact_path("s3://bucket/1/abc/artifacts", "log.txt")
             .unwrap_err()
             .contains("--no-serve-artifacts"));
-    }
-
-    #[test]
-    fn a_version_conflict_says_what_happened() {
-        let id = ModelId::new("mnist", 3).unwrap();
-        let gap = version_conflict(&id, 1, &[(1, Some("1".to_owned()))]);
-        assert!(gap.contains("mnist@2..mnist@2 first"), "{gap}");
-        let taken = version_conflict(&id, 4, &[(4, None)]);
-        assert!(
-            taken.contains("would make this version 5, not 3"),
-            "{taken}"
-        );
     }
 }

@@ -3,11 +3,14 @@
 //! - [`client`]: the REST calls, MLflow's batch limits, errors with MLflow's `error_code`.
 //! - [`export`]: what of a pismo run goes where in MLflow, idempotent exports, the model
 //!   registry's version rule.
+//! - [`model`]: a pismo model as an MLflow model directory (ONNX flavour), so that MLflow
+//!   loads and serves what it registers.
 //! - here: `pismo runs export --mlflow` ([`export_runs`]) and `pismo train --mlflow`
 //!   ([`Stream`], an observer of the training session).
 
 pub mod client;
 pub mod export;
+pub mod model;
 
 use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::Registry;
@@ -84,11 +87,17 @@ fn report(exporter: &Exporter, run_id: &str, done: &Exported) -> String {
         done.action.describe(),
         exporter.run_url(&done.run)
     );
-    if let Some((id, aliases)) = &done.model {
-        line.push_str(&format!("; model {} version {}", id.name, id.version));
-        if !aliases.is_empty() {
-            line.push_str(&format!(", aliases {}", aliases.join(", ")));
+    for m in &done.models {
+        line.push_str(&format!(
+            "; model {} -> MLflow {} version {}",
+            m.id, m.id.name, m.version
+        ));
+        if !m.aliases.is_empty() {
+            line.push_str(&format!(", aliases {}", m.aliases.join(", ")));
         }
+    }
+    if let Some(gone) = &done.gone {
+        line.push_str(&format!("; {gone}: the run is exported without it"));
     }
     line
 }
@@ -191,10 +200,10 @@ impl Stream {
         match exporter.export(runs, registry, run_id) {
             Ok(done) => {
                 let mut line = format!("MLflow: {}", exporter.run_url(&done.run));
-                if let Some((id, _)) = &done.model {
+                for m in &done.models {
                     line.push_str(&format!(
                         " (registered model {} version {})",
-                        id.name, id.version
+                        m.id.name, m.version
                     ));
                 }
                 self.state = State::Off;
