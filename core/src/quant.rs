@@ -247,6 +247,8 @@ impl<'a> QView<'a> {
 
     /// Raw scores of an image given as bytes (0 = blank), deskewed first when the model
     /// says so. `work` must hold at least [`Self::hidden_size`] units; `None` if it does not.
+    /// `#[inline(always)]`, so the host's per-CPU copies (`host::kernels`) compile it whole.
+    #[inline(always)]
     pub fn logits<const W: usize>(
         &self,
         x: &[u8; INPUT],
@@ -260,6 +262,7 @@ impl<'a> QView<'a> {
     }
 
     /// The integer forward pass on the bytes as given.
+    #[inline(always)]
     fn network<const W: usize>(
         &self,
         x: &[u8; INPUT],

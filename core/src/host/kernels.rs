@@ -367,6 +367,23 @@ dispatched! {
 }
 
 dispatched! {
+    /// Summed cross-entropy and correct count of an int8 model over `images`, one image at a
+    /// time through the integer path ([`crate::quant::QView::logits`]), as a device runs it.
+    pub fn evaluate_int8(view: &crate::quant::QView<'_>, images: &[[u8; INPUT]], labels: &[u8]) -> (f64, usize) {
+        let mut work = crate::quant::Work::<{ crate::hyper::MAX_HIDDEN }>::new();
+        let (mut loss, mut correct) = (0.0f64, 0usize);
+        for (im, &y) in images.iter().zip(labels) {
+            let Some(z) = view.logits(im, &mut work) else {
+                continue;
+            };
+            loss += f64::from(mlp::cross_entropy(&z, usize::from(y)));
+            correct += usize::from(mlp::argmax(&z) == usize::from(y));
+        }
+        (loss, correct)
+    }
+}
+
+dispatched! {
     /// Step `step` of adapting a model to a hand ([`crate::host::adapt`]), compiled per
     /// instruction set like training's kernels.
     pub fn adapt_step<const H: usize>(

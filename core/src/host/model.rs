@@ -262,23 +262,33 @@ impl AnyMlp {
     }
 
     /// Summed cross-entropy and correct count over labelled images (bytes, as MNIST stores
-    /// them): f32 models on `threads` threads ([`crate::host::trainer::evaluate`]), int8 models
-    /// one image at a time through the integer path, as a device runs them.
+    /// them) on `threads` threads (0: all cores): f32 models through
+    /// [`crate::host::trainer::evaluate`], int8 models one image at a time through the
+    /// integer path, as a device runs them.
     pub fn evaluate(&self, images: &[[u8; INPUT]], labels: &[u8], threads: usize) -> (f64, usize) {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         match &self.weights {
             Weights::Int8(q) => {
-                // The bytes are the integer path's input as they are.
+                // The bytes are the integer path's input as they are; the images are cut
+                // into one contiguous share per thread.
                 let view = self.view(q);
-                let mut work = Work::<{ crate::hyper::MAX_HIDDEN }>::new();
-                let (mut loss, mut correct) = (0.0f64, 0usize);
-                for (im, &y) in images.iter().zip(labels) {
-                    let z = view
-                        .logits(im, &mut work)
-                        .expect("hidden sizes are at most MAX_HIDDEN");
-                    loss += f64::from(crate::mlp::cross_entropy(&z, usize::from(y)));
-                    correct += usize::from(crate::mlp::argmax(&z) == usize::from(y));
-                }
-                (loss, correct)
+                let share = images.len().div_ceil(threads.max(1)).max(1);
+                std::thread::scope(|s| {
+                    let parts: Vec<_> = images
+                        .chunks(share)
+                        .zip(labels.chunks(share))
+                        .map(|(ims, ys)| {
+                            s.spawn(move || crate::host::kernels::evaluate_int8(&view, ims, ys))
+                        })
+                        .collect();
+                    parts.into_iter().fold((0.0, 0), |(l, c), part| {
+                        let (l2, c2) = part.join().expect("an evaluating thread panicked");
+                        (l + l2, c + c2)
+                    })
+                })
             }
             f => {
                 let images = model_inputs(images, self.deskew);
