@@ -197,6 +197,7 @@ struct Outcome {
     scored: usize,
     before: usize,
     after: usize,
+    val: Option<f64>,
     test: Option<f64>,
     seconds: f64,
 }
@@ -215,8 +216,12 @@ fn main() {
     let train = mnist::load_split(&o.data, Split::Train).unwrap_or_else(|e| fail(&e));
     let test = mnist::load_split(&o.data, Split::Test).unwrap_or_else(|e| fail(&e));
     let hyper = file.meta.hyper;
-    let (_, train_idx) =
+    let (val_idx, train_idx) =
         trainer::validation_split(train.len(), hyper.val_size as usize, hyper.seed);
+    let val = Dataset {
+        images: val_idx.iter().map(|&i| train.images[i as usize]).collect(),
+        labels: val_idx.iter().map(|&i| train.labels[i as usize]).collect(),
+    };
     let rehearsal = Dataset {
         images: train_idx
             .iter()
@@ -241,10 +246,12 @@ fn main() {
         right as f64 / d.len().max(1) as f64
     };
     let base_test = accuracy(&base, &test);
+    let base_val = accuracy(&base, &val);
     eprintln!(
-        "{id}: {} 784-{}-10, MNIST test {:.2} %; recipe {:?}",
+        "{id}: {} 784-{}-10, MNIST validation {:.2} %, test {:.2} %; recipe {:?}",
         base.kind(),
         base.hidden_size(),
+        base_val * 100.0,
         base_test * 100.0,
         o.recipe
     );
@@ -257,8 +264,8 @@ fn main() {
     };
     let mut outcomes = Vec::new();
     println!(
-        "{:<34} {:>5} {:>7} {:>9} {:>9} {:>8} {:>6}",
-        "writer", "corr", "scored", "before %", "after %", "test %", "s"
+        "{:<34} {:>5} {:>7} {:>9} {:>9} {:>7} {:>8} {:>6}",
+        "writer", "corr", "scored", "before %", "after %", "val %", "test %", "s"
     );
     for w in &writers {
         let first = o.first.min(w.digits.len() / 2);
@@ -285,6 +292,7 @@ fn main() {
         let seconds = started.elapsed().as_secs_f64();
         let model = adapted.as_ref().unwrap_or(&base);
         let (_, after) = model.evaluate(&rest.images, &rest.labels, 0);
+        let val = adapted.as_ref().map(|m| accuracy(m, &val));
         let test = (o.test && adapted.is_some()).then(|| accuracy(model, &test));
         let out = Outcome {
             name: w.name.clone(),
@@ -292,46 +300,48 @@ fn main() {
             scored: rest.len(),
             before,
             after,
+            val,
             test,
             seconds,
         };
         println!(
-            "{:<34} {:>5} {:>7} {:>9.1} {:>9.1} {:>8} {:>6.1}",
+            "{:<34} {:>5} {:>7} {:>9.1} {:>9.1} {:>7} {:>8} {:>6.1}",
             out.name,
             out.corrections,
             out.scored,
             100.0 * before as f64 / rest.len() as f64,
             100.0 * after as f64 / rest.len() as f64,
+            out.val
+                .map_or_else(|| "-".into(), |v| format!("{:.2}", v * 100.0)),
             out.test
                 .map_or_else(|| "-".into(), |t| format!("{:.2}", t * 100.0)),
             out.seconds
         );
         outcomes.push(out);
     }
-    summary(&outcomes, base_test, "all writers", |_| true);
-    summary(&outcomes, base_test, "unipen", |o| {
-        o.name.starts_with("unipen")
-    });
-    summary(&outcomes, base_test, "synthetic", |o| {
-        o.name.starts_with("synthetic")
-    });
+    let base = (base_val, base_test);
+    summary(&outcomes, base, "all writers", |_| true);
+    summary(&outcomes, base, "unipen", |o| o.name.starts_with("unipen"));
+    summary(&outcomes, base, "synthetic", |o| o.name.starts_with("synthetic"));
     if let Some(path) = &o.json {
         let rows: Vec<serde_json::Value> = outcomes
             .iter()
             .map(|o| {
                 serde_json::json!({"writer": o.name, "corrections": o.corrections,
                     "scored": o.scored, "before": o.before, "after": o.after,
-                    "test_accuracy": o.test, "seconds": o.seconds})
+                    "val_accuracy": o.val, "test_accuracy": o.test, "seconds": o.seconds})
             })
             .collect();
         let doc = serde_json::json!({"model": id.to_string(), "recipe": o.recipe,
-            "base_test_accuracy": base_test, "first": o.first, "pen": o.pen, "writers": rows});
+            "base_val_accuracy": base_val, "base_test_accuracy": base_test, "first": o.first, "pen": o.pen, "writers": rows});
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
             .unwrap_or_else(|e| fail(&e));
     }
 }
 
-fn summary(outcomes: &[Outcome], base_test: f64, what: &str, keep: impl Fn(&Outcome) -> bool) {
+/// One line over the writers `keep` picks; `base` is the base's MNIST (validation, test).
+fn summary(outcomes: &[Outcome], base: (f64, f64), what: &str, keep: impl Fn(&Outcome) -> bool) {
+    let (base_val, base_test) = base;
     let kept: Vec<&Outcome> = outcomes.iter().filter(|o| keep(o)).collect();
     if kept.is_empty() {
         return;
@@ -344,18 +354,25 @@ fn summary(outcomes: &[Outcome], base_test: f64, what: &str, keep: impl Fn(&Outc
             .map(|o| 100.0 * f(o) as f64 / o.scored as f64)
             .fold(f64::INFINITY, f64::min)
     };
-    let tests: Vec<f64> = kept.iter().filter_map(|o| o.test).collect();
-    let worst_test = tests.iter().copied().fold(f64::INFINITY, f64::min);
+    let lowest = |xs: Vec<f64>| {
+        if xs.is_empty() {
+            f64::NAN
+        } else {
+            100.0 * xs.into_iter().fold(f64::INFINITY, f64::min)
+        }
+    };
+    let worst_val = lowest(kept.iter().filter_map(|o| o.val).collect());
+    let worst_test = lowest(kept.iter().filter_map(|o| o.test).collect());
     let slowest = kept.iter().map(|o| o.seconds).fold(0.0, f64::max);
     println!(
-        "{what}: {} writers, remaining digits {:.2} % -> {:.2} %; worst writer {:.1} % -> {:.1} %; MNIST test base {:.2} %, adapted worst {:.2} %; slowest adaptation {slowest:.1} s",
+        "{what}: {} writers, remaining digits {:.2} % -> {:.2} %; worst writer {:.1} % -> {:.1} %; MNIST validation base {:.2} %, adapted worst {worst_val:.2} %; test base {:.2} %, adapted worst {worst_test:.2} %; slowest adaptation {slowest:.1} s",
         kept.len(),
         100.0 * before as f64 / n as f64,
         100.0 * after as f64 / n as f64,
         worst(|o| o.before),
         worst(|o| o.after),
+        base_val * 100.0,
         base_test * 100.0,
-        if tests.is_empty() { f64::NAN } else { worst_test * 100.0 },
     );
 }
 
