@@ -322,7 +322,9 @@ fn main() {
     let base = (base_val, base_test);
     summary(&outcomes, base, "all writers", |_| true);
     summary(&outcomes, base, "unipen", |o| o.name.starts_with("unipen"));
-    summary(&outcomes, base, "synthetic", |o| o.name.starts_with("synthetic"));
+    summary(&outcomes, base, "synthetic", |o| {
+        o.name.starts_with("synthetic")
+    });
     if let Some(path) = &o.json {
         let rows: Vec<serde_json::Value> = outcomes
             .iter()

@@ -320,11 +320,15 @@ pub fn run_with_data(
         job.join().expect("the adapting thread panicked")
     });
     let threads = req.threads;
-    let accuracy = |m: &AnyMlp, d: &Dataset| {
-        let (_, right) = m.evaluate(&d.images, &d.labels, threads);
-        right as f64 / d.len().max(1) as f64
+    // (mean cross-entropy, accuracy)
+    let score = |m: &AnyMlp, d: &Dataset| {
+        let (loss, right) = m.evaluate(&d.images, &d.labels, threads);
+        let n = d.len().max(1) as f64;
+        (loss / n, right as f64 / n)
     };
-    let (base_val, val_after) = (accuracy(&base, &val), accuracy(&adapted, &val));
+    let accuracy = |m: &AnyMlp, d: &Dataset| score(m, d).1;
+    let base_val = accuracy(&base, &val);
+    let (val_loss, val_after) = score(&adapted, &val);
     let cv_line = if cv.folds == 0 {
         "corrections: too few to cross-validate (2 or more are needed)".to_owned()
     } else {
@@ -391,8 +395,9 @@ pub fn run_with_data(
     let metrics = Metrics {
         epochs_run: 1,
         best_epoch: 1,
+        // Fine-tuning has no training loss of an epoch to report.
         train_loss: f32::NAN,
-        val_loss: f32::NAN,
+        val_loss: val_loss as f32,
         val_accuracy: val_after as f32,
         test_accuracy: test_after.map(|a| a as f32),
     };
