@@ -70,7 +70,7 @@ impl AdaptRecipe {
     pub const DEFAULT: AdaptRecipe = AdaptRecipe {
         steps: 200,
         batch: 64,
-        corrections_per_batch: 16,
+        corrections_per_batch: 8,
         lr: 0.02,
         momentum: 0.9,
         dropout_rate: 0.15,
