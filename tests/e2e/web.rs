@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::{Runs, Status};
 use pismo_core::host::tune::journal::{read_events, Replay};
-use pismo_tests::{full_mnist, workspace_root, Pismo};
+use pismo_tests::{full_mnist, workspace_root, Pismo, Served};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const WEB_TEST: &str = "the web page test (tests/e2e/web.rs)";
@@ -83,6 +83,35 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Runs `node tests/browser/web.mjs URL SHOTS [PART]` against `server` and checks that all
+/// its checks passed (else panics with the server's stderr); gives the server back.
+fn web_mjs(url: &str, part: Option<&str>, server: Served) -> Served {
+    let shots = workspace_root().join("target").join("browser-screenshots");
+    let out = Command::new("node")
+        .arg(browser_dir().join("web.mjs"))
+        .arg(url)
+        .arg(&shots)
+        .args(part)
+        .current_dir(browser_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node tests/browser/web.mjs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("{stdout}{stderr}");
+    if !out.status.success() {
+        panic!(
+            "the browser test failed ({}); pismo serve's stderr:\n{}",
+            out.status,
+            server.stop()
+        );
+    }
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    server
+}
+
 #[test]
 fn the_page_draws_trains_and_compares_in_chromium() {
     let missing = missing_tools();
@@ -108,28 +137,7 @@ fn the_page_draws_trains_and_compares_in_chromium() {
     let url = server.url.clone();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
-    let shots = workspace_root().join("target").join("browser-screenshots");
-    let out = Command::new("node")
-        .arg(browser_dir().join("web.mjs"))
-        .arg(&url)
-        .arg(&shots)
-        .current_dir(browser_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run node tests/browser/web.mjs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    eprintln!("{stdout}{stderr}");
-    if !out.status.success() {
-        panic!(
-            "the browser test failed ({}); pismo serve's stderr:\n{}",
-            out.status,
-            server.stop()
-        );
-    }
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    let server = web_mjs(&url, None, server);
     server.stop();
 
     // What the page did is on disk: the models registered, their runs finished or stopped.
@@ -206,4 +214,61 @@ fn the_page_draws_trains_and_compares_in_chromium() {
     let aliases = std::fs::read_to_string(p.registry().join("aliases.json")).unwrap();
     assert!(!aliases.contains("webtest-best"), "{aliases}");
     assert!(aliases.contains("\"default\""), "{aliases}");
+}
+
+/// "Learn from my N corrections" in Chromium (`web.mjs learn`): three digits drawn with the
+/// shipped mnist-mcu-int8@3 and corrected, the button adapts that model on the real server
+/// with the full MNIST, the page shows before → after and switches Draw to the adapted model
+/// and back; learning again from the adapted model adapts mnist-mcu-int8@3 again. Then a second server on the same folders without MNIST (`web.mjs
+/// learn-no-mnist`): the page says what to run instead of failing.
+#[test]
+fn the_page_learns_from_corrections_in_chromium() {
+    const TEST: &str = "the learn-from-corrections page test (tests/e2e/web.rs)";
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        skip(TEST, &missing);
+        return;
+    }
+    let Some(data) = full_mnist() else {
+        skip(
+            TEST,
+            &["the full MNIST in data/mnist (scripts/fetch-mnist)".to_owned()],
+        );
+        return;
+    };
+    let p = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    let server = p.serve(
+        "127.0.0.1:0",
+        &["--data", data.to_str().expect("UTF-8 data path")],
+    );
+    let url = server.url.clone();
+    web_mjs(&url, Some("learn"), server).stop();
+
+    // On disk: the three corrections, the adapted model (int8 like its base, which it names
+    // as its parent) and its finished run.
+    let store = pismo_core::host::drawn::DrawnStore::open(p.drawn());
+    assert_eq!(store.counts().unwrap(), [0, 1, 0, 0, 1, 0, 0, 1, 0, 0]);
+    let registry = Registry::open(p.registry());
+    // Learning again from the adapted model adapted its base again.
+    for adapted in ["mnist-mcu-int8-mine@1", "mnist-mcu-int8-mine@2"] {
+        let (id, bytes) = registry.load(Some(adapted)).unwrap();
+        let meta = pismo_core::host::registry::OwnedMeta::decode(&id, &bytes).unwrap();
+        assert_eq!(
+            (meta.kind, meta.parent.as_str()),
+            ("int8", "mnist-mcu-int8@3"),
+            "{adapted}"
+        );
+    }
+    let runs = Runs::open(p.runs()).list().unwrap();
+    let run = runs
+        .iter()
+        .find(|r| r.model.as_deref() == Some("mnist-mcu-int8-mine@1"))
+        .unwrap_or_else(|| panic!("no run made the adapted model: {runs:?}"));
+    assert_eq!(run.status, Status::Finished, "{run:?}");
+
+    // Without MNIST (the sandbox's empty data folder), with the corrections kept.
+    let server = p.serve("127.0.0.1:0", &[]);
+    let url = server.url.clone();
+    web_mjs(&url, Some("learn-no-mnist"), server).stop();
 }
