@@ -1,11 +1,12 @@
 //! Adapting over the API: `POST /api/adapt` fine-tunes a real model on corrections kept with
 //! `POST /api/drawn`, with the full MNIST rehearsed, in the background: 202, its events to a
 //! `done` carrying the before/after figures, the adapted model registered. A second request
-//! while it runs is 409; no corrections is 409, no MNIST 503, a bad body 400 naming the
+//! while it runs is 409; corrections that make it forget end in a failed `done` with the
+//! figures (unless `force`); no corrections is 409, no MNIST 503, a bad body 400 naming the
 //! field; the token rules are those of training.
 
 use pismo_http::Options;
-use pismo_tests::{workspace_root, TempDir};
+use pismo_tests::{t10k, workspace_root, TempDir};
 use serde_json::{json, Value};
 
 use super::{drawing_json, first_of, names, Fixture};
@@ -155,6 +156,71 @@ fn adapt_runs_in_the_background_streams_its_progress_and_registers_the_adapted_m
     let done = events.last().unwrap();
     assert_eq!(done.data["model"], "mnist-mine@2", "{}", done.data);
     assert_eq!(done.data["adapted"]["base"], "mnist-mine@1");
+}
+
+#[test]
+fn adapting_that_forgets_is_refused_with_its_figures_unless_forced() {
+    let Some(data_dir) = pismo_tests::full_mnist() else {
+        return;
+    };
+    let drawn = TempDir::new("adapt-drawn");
+    let f = Fixture::with_options(Options {
+        data_dir,
+        drawn_dir: drawn.join("drawn"),
+        ..Options::default()
+    });
+    // Sixty MNIST test ones "corrected" to 7: adapting to them unlearns ones.
+    let test = t10k();
+    let ones = test
+        .images
+        .iter()
+        .zip(&test.labels)
+        .filter(|(_, &l)| l == 1)
+        .take(60);
+    for (image, _) in ones {
+        let saved = f.post_json(
+            "/api/drawn",
+            &json!({ "label": 7, "image": drawing_json(image) }),
+        );
+        assert_eq!(saved.status, 201);
+    }
+    let adapt = |body: Value| {
+        let started = f.post_json("/api/adapt", &body);
+        assert_eq!(
+            started.status,
+            202,
+            "{}",
+            String::from_utf8_lossy(&started.body)
+        );
+        let run_id = started.json()["run_id"].as_str().unwrap().to_owned();
+        let (_, events) = f.events(&format!("/api/runs/{run_id}/events"), None);
+        (run_id, events.last().unwrap().clone())
+    };
+    let (run_id, done) = adapt(json!({ "model": "mnist@1", "name": "bad" }));
+    assert_eq!(done.name, "done");
+    assert_eq!(done.data["status"], "failed", "{}", done.data);
+    assert_eq!(done.data["model"], Value::Null);
+    let error = done.data["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("refused") && error.contains("\"force\": true"),
+        "{error}"
+    );
+    let forgets = &done.data["forgets"];
+    let (before, after) = (
+        forgets["before"].as_f64().unwrap(),
+        forgets["after"].as_f64().unwrap(),
+    );
+    assert!(after < before - 0.005, "{forgets}");
+    assert_eq!(forgets["max"], 0.005);
+    assert_eq!(
+        f.get(&format!("/api/runs/{run_id}")).json()["status"],
+        "failed"
+    );
+    assert!(!f.get("/api/models").body.windows(5).any(|w| w == b"bad@1"));
+
+    let (_, done) = adapt(json!({ "model": "mnist@1", "name": "bad", "force": true }));
+    assert_eq!(done.data["status"], "finished", "{}", done.data);
+    assert_eq!(done.data["model"], "bad@1");
 }
 
 #[test]
