@@ -630,6 +630,16 @@ async function learnDone(w, d) {
     renderSwitch();
     return;
   }
+  if (d.status === 'finished') {
+    // A run replayed from its record (the server restarted): no figures but its log's.
+    card.classList.add('good');
+    fill(card, h('strong', { class: 'result-title' }, `Learned: ${d.model}`),
+      h('p', { class: 'small' }, 'Its figures are in its run\'s log (Experiments).'));
+    card.hidden = false;
+    renderLearn();
+    await loadModels().catch(() => {});
+    return;
+  }
   card.classList.add('bad');
   if (d.forgets) {
     fill(card,

@@ -9,6 +9,9 @@
 //     into mnist-mcu-int8-mine@1 and goes back and forth between the two)
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-no-mnist  (a server without MNIST
 //     and with corrections kept: the page says what to run instead of learning)
+//   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-forgets  (a server whose 60
+//     corrections are MNIST ones labelled 7: adapting mnist-mcu-int8@3 is refused for
+//     forgetting, and the page says so with the figures)
 //
 // The server at URL must hold the shipped registry (mnist-int8@5 as `default`, mnist@1,
 // mnist-int8@1, …) and the shipped runs, no other run or model, and MNIST to train on. tests/e2e/web.rs starts such a
@@ -599,6 +602,27 @@ async function testLearnWithoutMnist(page) {
   await screenshot(page, 'draw-learn-no-mnist.png');
 }
 
+async function testLearnRefused(page) {
+  step = 'Learn from mislabelled corrections: refused for forgetting';
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelectorAll('#model option').length > 0);
+  await page.selectOption('#model', LEARN_BASE);
+  await page.waitForSelector('#learn:not([hidden])');
+  check((await learnButtonText(page)) === 'Learn from my 60 corrections', `the button: ${JSON.stringify(await learnButtonText(page))}`);
+  await page.click('#learn-btn');
+  await page.waitForSelector('#learn-result:not([hidden])', { timeout: LEARN_TIMEOUT });
+  const result = await page.textContent('#learn-result');
+  check(await page.$('#learn-result.bad'), `learning should have been refused: ${JSON.stringify(result)}`);
+  check(result.startsWith('Not learned: the adapted model forgot too much'), `the refusal should say why: ${JSON.stringify(result)}`);
+  const line = await page.textContent('#learn-result li');
+  const m = /^MNIST validation: (\d+\.\d\d) %→(\d+\.\d\d) %$/.exec(line);
+  check(m && Number(m[2]) < Number(m[1]) - 0.5, `the MNIST validation line should show the loss: ${JSON.stringify(line)}`);
+  check((await page.inputValue('#model')) === LEARN_BASE, 'Draw should keep its model after a refusal');
+  check(!(await page.$('[data-testid="learn-back"]')), 'no way "back" after a refusal');
+  check(!(await page.isDisabled('#learn-btn')), 'the button should be usable again');
+  await screenshot(page, 'draw-learn-refused.png');
+}
+
 async function testPhone(browser) {
   step = 'phone (390 px)';
   const page = await newPage(browser, { width: 390, height: 844 }, 2, { hasTouch: true, isMobile: true });
@@ -647,6 +671,8 @@ try {
     await testLearn(page);
   } else if (only === 'learn-no-mnist') {
     await testLearnWithoutMnist(page);
+  } else if (only === 'learn-forgets') {
+    await testLearnRefused(page);
   } else {
     await testDraw(page);
     await testExperimentsBeforeTraining(page);

@@ -219,8 +219,10 @@ fn the_page_draws_trains_and_compares_in_chromium() {
 /// "Learn from my N corrections" in Chromium (`web.mjs learn`): three digits drawn with the
 /// shipped mnist-mcu-int8@3 and corrected, the button adapts that model on the real server
 /// with the full MNIST, the page shows before → after and switches Draw to the adapted model
-/// and back; learning again from the adapted model adapts mnist-mcu-int8@3 again. Then a second server on the same folders without MNIST (`web.mjs
-/// learn-no-mnist`): the page says what to run instead of failing.
+/// and back; learning again from the adapted model adapts mnist-mcu-int8@3 again. Then a
+/// server on the same folders without MNIST (`web.mjs learn-no-mnist`): the page says what to
+/// run instead of learning; and one whose corrections are sixty ones labelled 7
+/// (`web.mjs learn-forgets`): the page shows the refusal for forgetting with its figures.
 #[test]
 fn the_page_learns_from_corrections_in_chromium() {
     const TEST: &str = "the learn-from-corrections page test (tests/e2e/web.rs)";
@@ -271,4 +273,35 @@ fn the_page_learns_from_corrections_in_chromium() {
     let server = p.serve("127.0.0.1:0", &[]);
     let url = server.url.clone();
     web_mjs(&url, Some("learn-no-mnist"), server).stop();
+
+    // Sixty MNIST test ones "corrected" to 7 (`web.mjs learn-forgets`): the adapted model
+    // unlearns ones, the server refuses it and the page says so with the figures.
+    let q = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &q.registry());
+    let test = pismo_tests::t10k();
+    let ones: Vec<[u8; 784]> = test
+        .images
+        .iter()
+        .zip(&test.labels)
+        .filter(|(_, &l)| l == 1)
+        .take(60)
+        .map(|(x, _)| *x)
+        .collect();
+    let (images, labels) = (q.home.join("ones-images"), q.home.join("ones-labels"));
+    std::fs::write(&images, pismo_tests::idx3(&ones)).unwrap();
+    let mut sevens = vec![0, 0, 0x08, 0x01];
+    sevens.extend((ones.len() as u32).to_be_bytes());
+    sevens.extend(std::iter::repeat_n(7u8, ones.len()));
+    std::fs::write(&labels, sevens).unwrap();
+    let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    let (images, labels) = (path(&images), path(&labels));
+    q.run(&[
+        "data", "drawn", "import", "--images", &images, "--labels", &labels,
+    ])
+    .expect_code(0);
+    let server = q.serve("127.0.0.1:0", &["--data", &path(&data)]);
+    let url = server.url.clone();
+    web_mjs(&url, Some("learn-forgets"), server).stop();
+    let registry = Registry::open(q.registry());
+    assert!(registry.resolve(Some("mnist-mcu-int8-mine")).is_err());
 }
