@@ -6,7 +6,8 @@
 //! through the page (one of them stopped with Stop), compares two runs and sets an alias, runs
 //! a study of three tiny trials from the Tune view and uses its best model in Draw; then this
 //! test checks the registry, the run records, the study's journal and the corrected drawings
-//! on disk. Screenshots of every view go to
+//! on disk. A second test drives "Learn from my N corrections" (`web.mjs learn`,
+//! `learn-no-mnist`, `learn-forgets`). Screenshots of every view go to
 //! `target/browser-screenshots/`.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `npm ci` run in `tests/browser`. Without them (or
