@@ -597,9 +597,12 @@ function beforeAfter(what, before, after) {
   return h('li', {}, `${what}: `, h('strong', {}, before), h('span', { class: 'arrow', 'aria-label': 'then' }, '→'), h('strong', {}, after));
 }
 
+/** Shows how learning ended. The new model is listed and picked in Draw before the result
+ *  appears, so what the result says and what Draw uses never disagree. */
 async function learnDone(w, d) {
   w.done = true;
   w.source.close();
+  if (d.status === 'finished') await loadModels().catch(() => {});
   $('#learn-progress').hidden = true;
   $('#learn-hint').hidden = true;
   learnStatus('');
@@ -619,15 +622,14 @@ async function learnDone(w, d) {
       h('p', { class: 'small muted' },
         `Held out: each correction is read by a model that learned from the others only. Adapted from ${a.base} in ${a.seconds.toFixed(1)} s.`),
       h('div', { class: 'row', id: 'learn-switch' }));
-    card.hidden = false;
-    renderLearn();
-    await loadModels().catch(() => {});
     // Draw moves to the adapted model (this page's adaptation only, not one it just watched).
     if (w.previous != null && learn.watching === w) {
       learn.switched = { previous: w.previous, adapted: a.model };
       pickModel(a.model);
     }
     renderSwitch();
+    card.hidden = false;
+    renderLearn();
     return;
   }
   if (d.status === 'finished') {
@@ -637,7 +639,6 @@ async function learnDone(w, d) {
       h('p', { class: 'small' }, 'Its figures are in its run\'s log (Experiments).'));
     card.hidden = false;
     renderLearn();
-    await loadModels().catch(() => {});
     return;
   }
   card.classList.add('bad');

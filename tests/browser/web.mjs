@@ -538,6 +538,15 @@ async function testLearn(page) {
   // While it learns, Draw still answers.
   await drawDigit(page, SEVEN);
   await expectLabel(page, 7);
+  // Read at once: learning may end at any moment.
+  const during = await page.evaluate(() => {
+    const button = document.querySelector('#learn-btn');
+    return { running: document.querySelector('#learn-result').hidden, text: button.textContent, disabled: button.disabled };
+  });
+  if (during.running) {
+    check(during.text === 'Learning…' && during.disabled, `while learning the button should say so: ${JSON.stringify(during)}`);
+    await screenshot(page, 'draw-learning.png');
+  }
   try {
     await page.waitForSelector('#learn-result:not([hidden])', { timeout: LEARN_TIMEOUT });
   } catch {
