@@ -538,7 +538,8 @@ async function startLearning() {
   const button = $('#learn-btn');
   button.disabled = true;
   $('#learn-result').hidden = true;
-  learnStatus(`Starting to learn from ${learn.corrections} corrections…`);
+  const n = learn.corrections;
+  learnStatus(`Starting to learn from ${n} correction${n === 1 ? '' : 's'}…`);
   try {
     const answer = await api('/api/adapt', { method: 'POST', json: { model: learnBase(previous) } });
     watchAdapt(answer.run_id, previous);
