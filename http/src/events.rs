@@ -2,7 +2,9 @@
 //!
 //! Events (`event:` name, JSON `data:`, a sequence number as `id:`): `log` `{"line"}`,
 //! `progress` `{"epoch","done","total"}`, `epoch` (the trainer's epoch report), and last
-//! `done` `{"status","model","bytes","metrics","error"}`, after which the stream ends.
+//! `done` `{"status","model","bytes","metrics","error"}`, after which the stream ends. An
+//! adaptation (`POST /api/adapt`) streams `log`, `progress` `{"done","total"}` and its own
+//! `done` (see [`crate::adapting`]).
 //! A stream always starts from the beginning of the run (or after `Last-Event-ID`), so a
 //! client that connects late or reconnects misses nothing; a stream of a run that has ended
 //! always ends with its `done` event, whatever `Last-Event-ID` says.
@@ -35,10 +37,10 @@ use pismo_core::host::tune::journal::JournalEvent;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::jobs::{Done, Job, SseEvent};
 use crate::limits::MAX_STREAMS;
 use crate::reply::ApiError;
 use crate::request::Request;
-use crate::training::{Done, Job, SseEvent};
 use crate::State;
 
 /// A comment line is sent after this long without an event, so dead clients are noticed.
@@ -74,7 +76,7 @@ pub(crate) fn stream(state: &State, out: &mut TcpStream, request: &Request, what
             state,
             out,
             after,
-            state.training.job(id),
+            state.training.job(id).or_else(|| state.adapting.job(id)),
             || state.runs.info(id).map(drop).map_err(ApiError::from),
             |out| from_disk(state, out, id, after),
         ),

@@ -14,9 +14,10 @@
 //! - `request`: the whole request a handler gets, and its body as JSON.
 //! - `reply`: answers and JSON errors.
 //! - handlers: `scoring` (predictions), `catalog` (registry and runs), `drawn` (corrected
-//!   drawings), `training`, `tuning` (hyperparameter studies),
-//!   `events` (server-sent events of runs and studies), `page` (the embedded web page); `budget` is the
-//!   image-decoding budget scoring draws on.
+//!   drawings), `training`, `adapting` (a model fine-tuned to the corrections), `tuning`
+//!   (hyperparameter studies), `events` (server-sent events of runs and studies), `page`
+//!   (the embedded web page); `jobs` runs training and adapting in the background and keeps
+//!   their events; `budget` is the image-decoding budget scoring draws on.
 //!
 //! Guarantees, tested in `tests/api/` (`limits.rs` for the limits): every request gets a
 //! response; errors are JSON `{"error":"…"}` with a 4xx status (400 bad input, 401/403
@@ -31,6 +32,7 @@
 
 #![forbid(unsafe_code)]
 
+mod adapting;
 mod auth;
 mod budget;
 mod catalog;
@@ -39,6 +41,7 @@ mod drawn;
 mod events;
 #[doc(hidden)]
 pub mod fuzzing;
+mod jobs;
 pub mod limits;
 mod page;
 mod reply;

@@ -13,6 +13,8 @@
 //! - `GET|POST /api/drawn`: corrected drawings, counted and saved ([`crate::drawn`]).
 //! - `GET|POST /api/train`, `POST /api/runs/{id}/stop`: training ([`crate::training`]);
 //!   `GET /api/runs/{id}/events`: its progress as server-sent events ([`crate::events`]).
+//! - `GET|POST /api/adapt`: adapting a model to the corrections ([`crate::adapting`]),
+//!   guarded like training; its progress on the same `GET /api/runs/{id}/events`.
 //! - `GET|POST /api/tune`, `GET /api/studies`, `GET /api/studies/{name}`,
 //!   `POST /api/studies/{name}/stop|use`: hyperparameter studies ([`crate::tuning`]);
 //!   `GET /api/studies/{name}/events`: a study's events.
@@ -109,6 +111,15 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
                 state.training.describe(state.options.token.is_some())?
             }
         }
+        "/api/adapt" => {
+            if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
+                authorize(state, request)?;
+                let body = json_body(request)?;
+                state.adapting.start(state, &body)?
+            } else {
+                state.adapting.describe(state)?
+            }
+        }
         "/api/tune" => {
             if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
                 authorize(state, request)?;
@@ -170,6 +181,12 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
                     "stop" => {
                         post()?;
                         authorize(state, request)?;
+                        if state.adapting.job(&id).is_some() {
+                            return Err(ApiError::new(
+                                409,
+                                format!("run {id} adapts a model: an adaptation cannot be stopped (it takes seconds)"),
+                            ));
+                        }
                         state.training.stop(&id, &state.runs)?
                     }
                     _ => return Err(ApiError::new(404, format!("no such route: {path}"))),

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::Runs;
 
+use crate::adapting::Adapting;
 use crate::budget::{Budget, Purpose};
 use crate::catalog::ModelCache;
 use crate::limits;
@@ -110,6 +111,7 @@ pub(crate) struct State {
     pub bound: SocketAddr,
     pub models: ModelCache,
     pub training: Arc<Training>,
+    pub adapting: Adapting,
     pub tuning: Arc<Tuning>,
     pub images: Arc<Budget>,
     pub bodies: Arc<Budget>,
@@ -175,6 +177,7 @@ impl Server {
                 options.data_dir.clone(),
                 options.max_training.max(1),
             )),
+            adapting: Adapting::new(),
             images: Budget::new(Purpose::Images, options.image_budget),
             bodies: Budget::new(Purpose::Bodies, options.body_budget),
             options,

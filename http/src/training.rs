@@ -3,154 +3,29 @@
 //! `pismo_core::host::session::run_with_data`, exactly as `pismo train` does) and
 //! `POST /api/runs/{id}/stop`.
 //!
-//! Invariants: at most [`crate::Options::max_training`] runs train at once — a run counts from
-//! the moment its request is accepted until its `done` event, so two simultaneous requests
-//! cannot both slip under the limit; every run that started ends with exactly one `done`
-//! event, also when the session fails or panics. MNIST is loaded once, on the first request
-//! that needs it, and shared by every run after that.
+//! Invariants: at most [`crate::Options::max_training`] runs train at once, counted and
+//! started by [`crate::jobs`] (which also guarantees each run exactly one `done` event).
+//! MNIST is loaded once, on the first request that needs it, and shared by every run after
+//! that (training, studies and adapting, [`crate::adapting`]).
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::registry::{self, Registry};
-use pismo_core::host::runs::{Runs, Status};
+use pismo_core::host::runs::Runs;
 use pismo_core::host::session::{self, SessionError, SessionEvent, TrainRequest};
 use pismo_core::host::trainer::{Event, TrainError};
-use pismo_core::hyper::{Hyper, Metrics, HIDDEN_SIZES};
+use pismo_core::hyper::{Hyper, HIDDEN_SIZES};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::jobs::{launch, Done, Job, Jobs, Launch};
 use crate::reply::{ApiError, Reply};
 
 /// The name a run registers its model under when the request names none.
 pub(crate) const DEFAULT_NAME: &str = "mnist";
-
-/// Replayable events of one run: what `GET /api/runs/{id}/events` streams.
-pub(crate) struct Job {
-    run_id: String,
-    log: Mutex<EventLog>,
-    changed: Condvar,
-    cancel: AtomicBool,
-}
-
-/// One server-sent event: its sequence number, name and JSON data.
-#[derive(Clone)]
-pub(crate) struct SseEvent {
-    pub id: u64,
-    pub name: &'static str,
-    pub data: String,
-}
-
-#[derive(Default)]
-struct EventLog {
-    events: Vec<SseEvent>,
-    next_id: u64,
-    done: bool,
-}
-
-impl Job {
-    /// The events of run (or study) `run_id`, none yet.
-    pub fn new(run_id: &str) -> Self {
-        Self {
-            run_id: run_id.to_owned(),
-            log: Mutex::new(EventLog {
-                next_id: 1,
-                ..EventLog::default()
-            }),
-            changed: Condvar::new(),
-            cancel: AtomicBool::new(false),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, EventLog> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Appends an event; a `progress` event replaces a `progress` event just before it, so
-    /// the replay of a long run is not mostly stale progress.
-    pub fn push(&self, name: &'static str, data: &impl Serialize) {
-        // Straight to text: f32 fields keep their shortest form (0.03, not 0.0299999993).
-        let data = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
-        let mut log = self.lock();
-        if log.done {
-            return;
-        }
-        let id = log.next_id;
-        log.next_id += 1;
-        if name == "progress" && log.events.last().is_some_and(|e| e.name == "progress") {
-            log.events.pop();
-        }
-        log.events.push(SseEvent { id, name, data });
-        if name == "done" {
-            log.done = true;
-        }
-        drop(log);
-        self.changed.notify_all();
-    }
-
-    /// Events after `after` (a sequence number), and whether the run is over, waiting up to
-    /// `timeout` for something new.
-    pub fn wait_after(&self, after: u64, timeout: std::time::Duration) -> (Vec<SseEvent>, bool) {
-        let log = self.lock();
-        let (log, _) = self
-            .changed
-            .wait_timeout_while(log, timeout, |log| {
-                !log.done && log.events.last().is_none_or(|e| e.id <= after)
-            })
-            .unwrap_or_else(|e| e.into_inner());
-        let new = log
-            .events
-            .iter()
-            .filter(|e| e.id > after)
-            .cloned()
-            .collect();
-        (new, log.done)
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.lock().done
-    }
-
-    /// Asks the work behind the events to stop.
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::SeqCst);
-    }
-
-    /// The flag [`Job::cancel`] sets.
-    pub fn cancel_flag(&self) -> &AtomicBool {
-        &self.cancel
-    }
-}
-
-/// The last event of a run.
-#[derive(Serialize)]
-pub(crate) struct Done {
-    pub status: Status,
-    /// The registered model, `NAME@V`.
-    pub model: Option<String>,
-    /// Its file size.
-    pub bytes: Option<u64>,
-    pub metrics: Option<Metrics>,
-    pub error: Option<String>,
-}
-
-impl Done {
-    pub fn failed(error: String) -> Self {
-        Self {
-            status: Status::Failed,
-            model: None,
-            bytes: None,
-            metrics: None,
-            error: Some(error),
-        }
-    }
-}
 
 /// MNIST in memory, loaded on first use.
 pub(crate) struct Data {
@@ -160,60 +35,30 @@ pub(crate) struct Data {
     pub digest: String,
 }
 
-struct Slots {
-    /// Runs started by this server, by run id (kept after they end, for their events).
-    jobs: HashMap<String, Arc<Job>>,
-    /// Requests accepted whose run record does not exist yet.
-    starting: usize,
-}
-
-impl Slots {
-    /// Ids of the runs training now, sorted.
-    fn active(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .jobs
-            .values()
-            .filter(|j| !j.is_done())
-            .map(|j| j.run_id.clone())
-            .collect();
-        ids.sort();
-        ids
-    }
-}
-
 /// The training side of the server.
 pub(crate) struct Training {
     data_dir: PathBuf,
-    max_concurrent: usize,
     data: Mutex<Option<Arc<Data>>>,
-    slots: Mutex<Slots>,
+    jobs: Arc<Jobs>,
 }
 
 impl Training {
     pub fn new(data_dir: PathBuf, max_concurrent: usize) -> Self {
         Self {
             data_dir,
-            max_concurrent,
             data: Mutex::new(None),
-            slots: Mutex::new(Slots {
-                jobs: HashMap::new(),
-                starting: 0,
-            }),
+            jobs: Jobs::new(max_concurrent),
         }
-    }
-
-    fn slots(&self) -> MutexGuard<'_, Slots> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The run `id` if this server started it.
     pub fn job(&self, id: &str) -> Option<Arc<Job>> {
-        self.slots().jobs.get(id).cloned()
+        self.jobs.job(id)
     }
 
     /// Ids of the runs training now.
     fn active(&self) -> Vec<String> {
-        self.slots().active()
+        self.jobs.active()
     }
 
     /// The MNIST folder.
@@ -295,7 +140,7 @@ impl Training {
             defaults: Hyper::DEFAULT,
             hidden_sizes: HIDDEN_SIZES,
             default_name: DEFAULT_NAME,
-            max_concurrent: self.max_concurrent,
+            max_concurrent: self.jobs.max_concurrent(),
             active: self.active(),
             data: json!({
                 "available": available,
@@ -318,29 +163,23 @@ impl Training {
             ApiError::bad(format!("{e} (got {})", field_value(&hyper, e.field)))
                 .with("field", json!(e.field))
         })?;
-        {
-            let mut slots = self.slots();
-            let ids = slots.active();
-            let active = ids.len() + slots.starting;
-            if active >= self.max_concurrent {
-                let what = if self.max_concurrent == 1 {
-                    "a training run is already in progress".to_owned()
-                } else {
-                    format!("{} training runs are already in progress", active)
-                };
-                return Err(ApiError::new(
-                    409,
-                    format!(
-                        "{what} ({}); this server trains at most {} at once (pismo serve --max-training N)",
-                        if ids.is_empty() { "starting".to_owned() } else { ids.join(", ") },
-                        self.max_concurrent
-                    ),
-                )
-                .with("active", json!(ids)));
-            }
-            slots.starting += 1;
-        }
-        let release = StartingSlot(self.clone());
+        let max = self.jobs.max_concurrent();
+        let reservation = self.jobs.reserve().map_err(|busy| {
+            let what = if max == 1 {
+                "a training run is already in progress".to_owned()
+            } else {
+                format!("{} training runs are already in progress", busy.count)
+            };
+            let ids = busy.ids;
+            ApiError::new(
+                409,
+                format!(
+                    "{what} ({}); this server trains at most {max} at once (pismo serve --max-training N)",
+                    if ids.is_empty() { "starting".to_owned() } else { ids.join(", ") },
+                ),
+            )
+            .with("active", json!(ids))
+        })?;
         let data = self.data()?;
         let request = TrainRequest {
             name,
@@ -353,120 +192,13 @@ impl Training {
             tags: Vec::new(),
             register: true,
         };
-        let (tx, rx) = mpsc::channel();
         let (registry, runs) = (registry.clone(), runs.clone());
-        let training = self.clone();
-        std::thread::Builder::new()
-            .name("pismo-train".to_owned())
-            .spawn(move || training.run(release, request, &data, &registry, &runs, tx))
-            .map_err(|e| ApiError::new(500, format!("cannot start a training thread: {e}")))?;
-        match rx.recv() {
-            Ok(Ok(run_id)) => Ok(Reply::json(&json!({
-                "run_id": run_id,
-                "run": format!("/api/runs/{run_id}"),
-                "events": format!("/api/runs/{run_id}/events"),
-            }))?
-            .with_status(202)
-            .with_header("Location", format!("/api/runs/{run_id}"))),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ApiError::new(
-                500,
-                "the training thread ended before its run started",
-            )),
-        }
-    }
-
-    /// The training thread: one session, its events into the run's [`Job`].
-    fn run(
-        self: Arc<Self>,
-        release: StartingSlot,
-        request: TrainRequest,
-        data: &Data,
-        registry: &Registry,
-        runs: &Runs,
-        started: mpsc::Sender<Result<String, ApiError>>,
-    ) {
-        let mut release = Some(release);
-        let mut job: Option<Arc<Job>> = None;
-        let mut registered_bytes: Option<usize> = None;
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            session::run_with_data(
-                &request,
-                &data.train,
-                data.test.as_ref(),
-                &data.digest,
-                registry,
-                runs,
-                &mut |event| {
-                    match event {
-                        SessionEvent::Started { run_id } => {
-                            let j = Arc::new(Job::new(run_id));
-                            {
-                                let mut slots = self.slots();
-                                slots.jobs.insert(run_id.to_owned(), j.clone());
-                                // The job now holds the slot.
-                                if let Some(r) = release.take() {
-                                    r.release_locked(&mut slots);
-                                }
-                            }
-                            let _ = started.send(Ok(run_id.to_owned()));
-                            job = Some(j);
-                        }
-                        SessionEvent::Train(Event::Log(line)) | SessionEvent::Line(line) => {
-                            if let Some(j) = &job {
-                                j.push("log", &json!({ "line": line }));
-                            }
-                        }
-                        SessionEvent::Train(Event::Batch { epoch, done, total }) => {
-                            if let Some(j) = &job {
-                                j.push(
-                                    "progress",
-                                    &json!({ "epoch": epoch, "done": done, "total": total }),
-                                );
-                            }
-                        }
-                        SessionEvent::Train(Event::Epoch(report)) => {
-                            if let Some(j) = &job {
-                                j.push("log", &json!({ "line": session::epoch_line(report) }));
-                                j.push("epoch", report);
-                            }
-                        }
-                        SessionEvent::Registered { bytes, .. } => registered_bytes = Some(bytes),
-                    }
-                    match &job {
-                        Some(j) if j.cancel.load(Ordering::SeqCst) => ControlFlow::Break(()),
-                        _ => ControlFlow::Continue(()),
-                    }
-                },
-            )
-        }));
-        drop(release);
-        let done = match result {
-            Ok(Ok(finished)) => Done {
-                status: finished.status,
-                model: finished.model.map(|m| m.to_string()),
-                bytes: registered_bytes.map(|bytes| bytes as u64),
-                metrics: Some(finished.metrics),
-                error: None,
-            },
-            Ok(Err(e)) => {
-                if job.is_none() {
-                    let _ = started.send(Err(session_error(e)));
-                    return;
-                }
-                Done::failed(e.to_string())
-            }
-            Err(_) => {
-                if job.is_none() {
-                    let _ = started.send(Err(ApiError::new(500, "the training session panicked")));
-                    return;
-                }
-                Done::failed("internal error: the training session panicked".to_owned())
-            }
-        };
-        if let Some(j) = job {
-            j.push("done", &done);
-        }
+        launch(
+            "pismo-train",
+            "training session",
+            reservation,
+            move |launch| train(launch, &request, &data, &registry, &runs),
+        )
     }
 
     /// `POST /api/runs/{id}/stop`: asks a run of this server to stop after its current batch.
@@ -486,22 +218,58 @@ impl Training {
     }
 }
 
-/// A reserved slot of a run whose record does not exist yet; freed when dropped, so an early
-/// error or a panic gives the slot back.
-struct StartingSlot(Arc<Training>);
-
-impl StartingSlot {
-    fn release_locked(self, slots: &mut Slots) {
-        slots.starting = slots.starting.saturating_sub(1);
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for StartingSlot {
-    fn drop(&mut self) {
-        let mut slots = self.0.slots();
-        slots.starting = slots.starting.saturating_sub(1);
-    }
+/// The training thread: one session, its events into the run's [`Job`]; the `done` event.
+fn train(
+    launch: &mut Launch,
+    request: &TrainRequest,
+    data: &Data,
+    registry: &Registry,
+    runs: &Runs,
+) -> Result<Done, ApiError> {
+    let mut registered_bytes: Option<usize> = None;
+    let finished = session::run_with_data(
+        request,
+        &data.train,
+        data.test.as_ref(),
+        &data.digest,
+        registry,
+        runs,
+        &mut |event| {
+            if let SessionEvent::Started { run_id } = event {
+                launch.started(run_id);
+                return ControlFlow::Continue(());
+            }
+            let Some(job) = launch.job() else {
+                return ControlFlow::Continue(());
+            };
+            match event {
+                SessionEvent::Train(Event::Log(line)) | SessionEvent::Line(line) => job.line(line),
+                SessionEvent::Train(Event::Batch { epoch, done, total }) => job.push(
+                    "progress",
+                    &json!({ "epoch": epoch, "done": done, "total": total }),
+                ),
+                SessionEvent::Train(Event::Epoch(report)) => {
+                    job.line(&session::epoch_line(report));
+                    job.push("epoch", report);
+                }
+                SessionEvent::Registered { bytes, .. } => registered_bytes = Some(bytes),
+                SessionEvent::Started { .. } => {}
+            }
+            if job.cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .map_err(session_error)?;
+    Ok(Done {
+        status: finished.status,
+        model: finished.model.map(|m| m.to_string()),
+        bytes: registered_bytes.map(|bytes| bytes as u64),
+        metrics: Some(finished.metrics),
+        error: None,
+    })
 }
 
 fn session_error(e: SessionError) -> ApiError {

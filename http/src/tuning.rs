@@ -31,9 +31,10 @@ use pismo_core::hyper::Hyper;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::jobs::Job;
 use crate::limits::{MAX_STUDY_SECONDS, MAX_STUDY_TRIALS};
 use crate::reply::{ApiError, Reply};
-use crate::training::{Job, Training};
+use crate::training::Training;
 
 /// The studies side of the server.
 pub(crate) struct Tuning {

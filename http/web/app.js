@@ -209,8 +209,10 @@ function setupDraw() {
   $('#model').addEventListener('change', () => {
     localStorage.setItem('pismo-model', $('#model').value);
     predict();
+    renderSwitch();
   });
   setupCorrect();
+  setupLearn();
   renderBars(null);
   renderInput28(null);
 }
@@ -451,6 +453,8 @@ async function correctAs(digit) {
     const n = saved.total;
     status.textContent = `Saved as a ${saved.sample.label} — ${n} correction${n === 1 ? '' : 's'} kept.`;
     status.className = 'small correct-status ok';
+    learn.corrections = n;
+    renderLearn();
   } catch (err) {
     if (generation !== draw.generation) return;
     status.textContent = `Not saved: ${err.message}`;
@@ -462,6 +466,225 @@ async function correctAs(digit) {
       for (const b of buttons) b.disabled = false;
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// "Learn from my N corrections": adapt the model to the corrections (POST /api/adapt),
+// follow it on the run's events, show before → after, switch Draw to the adapted model and
+// offer the way back.
+
+const learn = {
+  info: null, // GET /api/adapt
+  corrections: 0,
+  watching: null, // {id, source, lastId, done}
+  switched: null, // {previous, adapted}: Draw moved from `previous` to `adapted`
+};
+
+function setupLearn() {
+  $('#learn-btn').addEventListener('click', startLearning);
+}
+
+async function loadLearnInfo() {
+  try {
+    learn.info = await api('/api/adapt');
+  } catch (err) {
+    learn.info = null;
+    if (err.status !== 404) learnStatus(`Cannot tell whether this server can learn: ${err.message}`, true);
+    return;
+  }
+  learn.corrections = learn.info.corrections.total;
+  if (!learn.watching && learn.info.active.length) watchAdapt(learn.info.active[0]);
+  renderLearn();
+}
+
+function learnStatus(text, bad = false) {
+  const status = $('#learn-status');
+  status.textContent = text;
+  status.className = `small learn-status${bad ? ' bad' : ''}`;
+}
+
+/** Shows the learn button once there are corrections, with their count; disabled while an
+ *  adaptation runs, or with the reason it cannot run. */
+function renderLearn() {
+  const n = learn.corrections;
+  const running = learn.watching && !learn.watching.done;
+  const box = $('#learn');
+  box.hidden = n === 0 && !running && $('#learn-result').hidden;
+  const button = $('#learn-btn');
+  button.textContent = running ? 'Learning…' : `Learn from my ${n} correction${n === 1 ? '' : 's'}`;
+  const info = learn.info;
+  let problem = '';
+  if (info && info.data && info.data.available === false) {
+    problem = `Learning needs MNIST (it rehearses everyone else's digits and checks none is forgotten), and ${info.data.error || 'this server has none: run `pismo data fetch`'}.`;
+  } else if (info && info.token_required && !token) {
+    problem = 'This server needs a token to learn: open the page with the URL `pismo serve` printed (it ends in ?token=…).';
+  }
+  button.disabled = running || n === 0 || Boolean(problem);
+  if (problem && !running) learnStatus(problem, true);
+}
+
+/** The model to adapt when Draw uses `ref`: `ref` itself, unless it is a model adapted
+ *  before (named …-mine, with a parent): then its base again, since every adaptation learns
+ *  from all the corrections kept (adapting the adapted model would learn them twice). */
+function learnBase(ref) {
+  const m = modelById(registry.aliases[ref] || ref);
+  const suffix = (learn.info && learn.info.name_suffix) || '-mine';
+  if (m && m.meta && m.meta.parent && m.name.endsWith(suffix) && modelById(m.meta.parent)) return m.meta.parent;
+  return ref;
+}
+
+async function startLearning() {
+  const previous = $('#model').value;
+  const button = $('#learn-btn');
+  button.disabled = true;
+  $('#learn-result').hidden = true;
+  const n = learn.corrections;
+  learnStatus(`Starting to learn from ${n} correction${n === 1 ? '' : 's'}…`);
+  try {
+    const answer = await api('/api/adapt', { method: 'POST', json: { model: learnBase(previous) } });
+    watchAdapt(answer.run_id, previous);
+  } catch (err) {
+    if (err.status === 409 && err.body.active && err.body.active.length) {
+      watchAdapt(err.body.active[0]);
+      return;
+    }
+    learnStatus(`Not started: ${err.message}`, true);
+    if (err.status === 503) loadLearnInfo();
+    renderLearn();
+  }
+}
+
+/** Follows adaptation `id` (started from Draw's model `previous`, if this page started it). */
+function watchAdapt(id, previous = null) {
+  if (learn.watching) learn.watching.source.close();
+  const w = { id, previous, source: new EventSource(`${runUrl(id)}/events`), lastId: -1, done: false };
+  learn.watching = w;
+  $('#learn').hidden = false;
+  $('#learn-result').hidden = true;
+  setLearnProgress(0);
+  learnStatus('Learning: loading the model and the corrections…');
+  renderLearn();
+  const on = (name, handle) => w.source.addEventListener(name, (e) => {
+    // After a reconnect the stream replays from the start: skip what was seen.
+    if (e.lastEventId !== '') {
+      const seq = Number(e.lastEventId);
+      if (seq <= w.lastId) return;
+      w.lastId = seq;
+    }
+    if (learn.watching === w) handle(JSON.parse(e.data));
+  });
+  on('progress', (d) => {
+    setLearnProgress(d.total ? d.done / d.total : 0);
+    learnStatus(`Learning: step ${d.done} of ${d.total}`);
+  });
+  on('done', (d) => learnDone(w, d));
+  w.source.addEventListener('error', () => {
+    if (!w.done && w.source.readyState === EventSource.CLOSED) {
+      learnStatus('The event stream closed before learning ended: reload the page to see how it ended.', true);
+    }
+  });
+}
+
+function setLearnProgress(fraction) {
+  const bar = $('#learn-progress');
+  const value = Math.round(Math.min(1, Math.max(0, fraction)) * 100);
+  bar.hidden = false;
+  bar.setAttribute('aria-valuenow', value);
+  bar.querySelector('.progress-fill').style.width = `${value}%`;
+}
+
+/** One "before → after" line. */
+function beforeAfter(what, before, after) {
+  return h('li', {}, `${what}: `, h('strong', {}, before), h('span', { class: 'arrow', 'aria-label': 'then' }, '→'), h('strong', {}, after));
+}
+
+/** Shows how learning ended. The new model is listed and picked in Draw before the result
+ *  appears, so what the result says and what Draw uses never disagree. */
+async function learnDone(w, d) {
+  w.done = true;
+  w.source.close();
+  if (d.status === 'finished') await loadModels().catch(() => {});
+  $('#learn-progress').hidden = true;
+  $('#learn-hint').hidden = true;
+  learnStatus('');
+  const card = $('#learn-result');
+  card.className = 'result-banner';
+  if (d.status === 'finished' && d.adapted) {
+    const a = d.adapted;
+    const cv = a.cross_validation;
+    card.classList.add('good');
+    fill(card,
+      h('strong', { class: 'result-title' }, `Learned: ${a.model}`),
+      h('ul', { class: 'learn-figures', 'data-testid': 'learn-figures' },
+        cv.folds > 0
+          ? beforeAfter(`Your ${cv.n} corrections, held out`, `${cv.before}/${cv.n}`, `${cv.after}/${cv.n}`)
+          : h('li', {}, 'Your corrections: too few to hold any out (2 or more are needed).'),
+        beforeAfter('MNIST validation', pct(a.base_val_accuracy), pct(a.val_accuracy))),
+      h('p', { class: 'small muted' },
+        `Held out: each correction is read by a model that learned from the others only. Adapted from ${a.base} in ${a.seconds.toFixed(1)} s.`),
+      h('div', { class: 'row', id: 'learn-switch' }));
+    // Draw moves to the adapted model (this page's adaptation only, not one it just watched).
+    if (w.previous != null && learn.watching === w) {
+      learn.switched = { previous: w.previous, adapted: a.model };
+      pickModel(a.model);
+    }
+    renderSwitch();
+    card.hidden = false;
+    renderLearn();
+    return;
+  }
+  if (d.status === 'finished') {
+    // A run replayed from its record (the server restarted): no figures but its log's.
+    card.classList.add('good');
+    fill(card, h('strong', { class: 'result-title' }, `Learned: ${d.model}`),
+      h('p', { class: 'small' }, 'Its figures are in its run\'s log (Experiments).'));
+    card.hidden = false;
+    renderLearn();
+    return;
+  }
+  card.classList.add('bad');
+  if (d.forgets) {
+    fill(card,
+      h('strong', { class: 'result-title' }, 'Not learned: the adapted model forgot too much'),
+      h('ul', { class: 'learn-figures' },
+        beforeAfter('MNIST validation', pct(d.forgets.before), pct(d.forgets.after))),
+      h('p', { class: 'small' },
+        `More than ${(d.forgets.max * 100).toFixed(1)} points lost, so it was not kept and Draw keeps its model. Check the digits you corrected: a wrong label teaches the wrong digit.`));
+  } else {
+    fill(card, h('strong', { class: 'result-title' }, 'Learning failed'), h('p', { class: 'small' }, d.error || 'no reason given'));
+  }
+  card.hidden = false;
+  renderLearn();
+}
+
+/** Selects `id` in Draw's model picker (remembered) and predicts the drawing with it. */
+function pickModel(id) {
+  const select = $('#model');
+  select.value = id;
+  if (select.value !== id) return;
+  localStorage.setItem('pismo-model', id);
+  predict();
+}
+
+/** A model of the picker as the person knows it: an alias with the version it names. */
+function modelName(ref) {
+  return registry.aliases[ref] ? `${ref} (${registry.aliases[ref]})` : ref;
+}
+
+/** The one-click way back to the model Draw had before learning (and forth again). */
+function renderSwitch() {
+  const host = $('#learn-switch');
+  const s = learn.switched;
+  if (!host || !s) return;
+  const current = $('#model').value;
+  const back = current === s.adapted;
+  fill(host,
+    back
+      ? h('button', { type: 'button', class: 'btn', 'data-testid': 'learn-back', onclick: () => { pickModel(s.previous); renderSwitch(); } },
+        `Back to ${modelName(s.previous)}`)
+      : h('button', { type: 'button', class: 'btn', 'data-testid': 'learn-use', onclick: () => { pickModel(s.adapted); renderSwitch(); } },
+        `Use ${s.adapted} again`),
+    h('span', { class: 'small muted', 'data-testid': 'learn-using' }, `Drawing with ${modelName(current)}.`));
 }
 
 function renderBars(probabilities, winner, runnerUp = null) {
@@ -526,6 +749,7 @@ function showDraw() {
   sizeCanvas();
   predict();
   loadModels().catch((err) => showDrawError(err.message));
+  loadLearnInfo();
 }
 
 // ---------------------------------------------------------------------------------------

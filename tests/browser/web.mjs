@@ -4,6 +4,14 @@
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR
 //
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR tune   (only the Tune view's part)
+//   node tests/browser/web.mjs URL SCREENSHOT_DIR learn  (only "Learn from my corrections":
+//     corrects a 1, a 7 and a 4 drawn with mnist-mcu-int8@3 in Draw, adapts that model
+//     into mnist-mcu-int8-mine@1 and goes back and forth between the two)
+//   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-no-mnist  (a server without MNIST
+//     and with corrections kept: the page says what to run instead of learning)
+//   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-forgets  (a server whose 60
+//     corrections are MNIST ones labelled 7: adapting mnist-mcu-int8@3 is refused for
+//     forgetting, and the page says so with the figures)
 //
 // The server at URL must hold the shipped registry (mnist-int8@5 as `default`, mnist@1,
 // mnist-int8@1, …) and the shipped runs, no other run or model, and MNIST to train on. tests/e2e/web.rs starts such a
@@ -490,6 +498,140 @@ async function testTune(page) {
   check((await page.inputValue('#model')) === 'webtune@1', 'Draw should still use webtune@1');
 }
 
+const LEARN_BASE = 'mnist-mcu-int8@3';
+const LEARNED = 'mnist-mcu-int8-mine@1';
+const LEARN_TIMEOUT = 120_000;
+
+async function learnButtonText(page) {
+  return (await page.textContent('#learn-btn')).trim();
+}
+
+async function testLearn(page) {
+  step = 'Learn: nothing to learn from yet';
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelectorAll('#model option').length > 0);
+  check(await page.isHidden('#learn'), 'without corrections the page should not offer to learn');
+  await page.selectOption('#model', LEARN_BASE);
+
+  step = 'Learn: correct a 1, a 7 and a 4';
+  let kept = 0;
+  for (const [digit, strokes] of [[1, ONE], [7, SEVEN], [4, FOUR_OR_NINE]]) {
+    await drawDigit(page, strokes);
+    await page.waitForFunction(() => document.querySelector('#label').classList.contains('has-value'));
+    await page.waitForFunction((m) => document.querySelector('#result-model').textContent === m, LEARN_BASE);
+    kept += 1;
+    await correctAs(page, digit, kept);
+    check(await page.isVisible('#learn'), `after ${kept} correction(s) the page should offer to learn`);
+    const want = `Learn from my ${kept} correction${kept === 1 ? '' : 's'}`;
+    check((await learnButtonText(page)) === want, `the button should read ${JSON.stringify(want)}: ${JSON.stringify(await learnButtonText(page))}`);
+  }
+  check(!(await page.isDisabled('#learn-btn')), 'the learn button should be enabled');
+
+  step = 'Learn: click, progress, the page stays responsive';
+  // Every width the progress bar takes, seen as it changes (the run may be quick).
+  await page.evaluate(() => {
+    window.learnWidths = [];
+    const fillBar = document.querySelector('#learn-progress .progress-fill');
+    new MutationObserver(() => window.learnWidths.push(fillBar.style.width)).observe(fillBar, { attributes: true });
+  });
+  await page.click('#learn-btn');
+  // While it learns, Draw still answers.
+  await drawDigit(page, SEVEN);
+  await expectLabel(page, 7);
+  // Read at once: learning may end at any moment.
+  const during = await page.evaluate(() => {
+    const button = document.querySelector('#learn-btn');
+    return { running: document.querySelector('#learn-result').hidden, text: button.textContent, disabled: button.disabled };
+  });
+  if (during.running) {
+    check(during.text === 'Learning…' && during.disabled, `while learning the button should say so: ${JSON.stringify(during)}`);
+    await screenshot(page, 'draw-learning.png');
+  }
+  try {
+    await page.waitForSelector('#learn-result:not([hidden])', { timeout: LEARN_TIMEOUT });
+  } catch {
+    throw new Error(`learning did not end: ${JSON.stringify(await page.textContent('#learn'))}`);
+  }
+  const widths = await page.evaluate(() => window.learnWidths);
+  check(widths.some((w) => w !== '0%' && w !== ''), `the progress bar never moved: ${JSON.stringify(widths)}`);
+  check(await page.isHidden('#learn-progress'), 'the progress bar should go once learning ended');
+
+  step = 'Learn: before → after';
+  const result = await page.textContent('#learn-result');
+  check(await page.$('#learn-result.good'), `learning should have succeeded: ${JSON.stringify(result)}`);
+  check(result.includes(`Learned: ${LEARNED}`), `the result should name the new model: ${JSON.stringify(result)}`);
+  const figures = await page.$$eval('[data-testid="learn-figures"] li', (lis) => lis.map((li) => li.textContent));
+  check(figures.length === 2, `two before → after lines expected: ${JSON.stringify(figures)}`);
+  check(/^Your 3 corrections, held out: [0-3]\/3→[0-3]\/3$/.test(figures[0]), `the corrections line: ${JSON.stringify(figures[0])}`);
+  const mnist = /^MNIST validation: (\d+\.\d\d) %→(\d+\.\d\d) %$/.exec(figures[1]);
+  check(mnist && Number(mnist[1]) > 90 && Number(mnist[2]) > 90, `the MNIST validation line: ${JSON.stringify(figures[1])}`);
+  check(Number(mnist[2]) >= Number(mnist[1]) - 0.5, `a kept model forgets at most 0.5 points: ${figures[1]}`);
+
+  step = 'Learn: Draw uses the adapted model';
+  check((await page.inputValue('#model')) === LEARNED, `the model picker should show ${LEARNED}, not ${await page.inputValue('#model')}`);
+  await page.waitForFunction((m) => document.querySelector('#result-model').textContent === m, LEARNED);
+  check((await page.textContent('[data-testid="learn-using"]')) === `Drawing with ${LEARNED}.`, 'the result should say which model Draw uses');
+  await screenshot(page, 'draw-learned.png');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await screenshot(page, 'draw-learned-dark.png');
+  await page.emulateMedia({ colorScheme: 'light' });
+
+  step = 'Learn: back to the previous model, and forth again';
+  check((await page.textContent('[data-testid="learn-back"]')) === `Back to ${LEARN_BASE}`, 'the back button should name the previous model');
+  await page.click('[data-testid="learn-back"]');
+  check((await page.inputValue('#model')) === LEARN_BASE, `Back should restore ${LEARN_BASE}, not ${await page.inputValue('#model')}`);
+  await page.waitForFunction((m) => document.querySelector('#result-model').textContent === m, LEARN_BASE);
+  await page.click('[data-testid="learn-use"]');
+  check((await page.inputValue('#model')) === LEARNED, 'Use … again should select the adapted model');
+  await page.waitForFunction((m) => document.querySelector('#result-model').textContent === m, LEARNED);
+  // A reload keeps the adapted model in Draw (the choice is remembered).
+  await page.reload();
+  await page.waitForFunction(() => document.querySelectorAll('#model option').length > 0);
+  check((await page.inputValue('#model')) === LEARNED, 'after a reload Draw should still use the adapted model');
+  await page.waitForFunction(() => document.querySelector('#learn-btn').textContent === 'Learn from my 3 corrections');
+
+  step = 'Learn again from the adapted model: its base learns, not the adapted model';
+  await page.click('#learn-btn');
+  await page.waitForSelector('#learn-result.good', { timeout: LEARN_TIMEOUT });
+  const again = await page.textContent('#learn-result');
+  check(again.includes('Learned: mnist-mcu-int8-mine@2') && again.includes(`Adapted from ${LEARN_BASE}`),
+    `the second adaptation should start from ${LEARN_BASE} again: ${JSON.stringify(again)}`);
+  check((await page.inputValue('#model')) === 'mnist-mcu-int8-mine@2', 'Draw should use mnist-mcu-int8-mine@2');
+  check((await page.textContent('[data-testid="learn-back"]')) === `Back to ${LEARNED}`, 'Back should name the model Draw had before');
+}
+
+async function testLearnWithoutMnist(page) {
+  step = 'Learn without MNIST: the page says what to run';
+  await page.goto(url);
+  await page.waitForSelector('#learn:not([hidden])');
+  await page.waitForFunction(() => document.querySelector('#learn-status').textContent.includes('pismo data fetch'));
+  check(await page.isDisabled('#learn-btn'), 'without MNIST the learn button should be disabled');
+  const status = await page.textContent('#learn-status');
+  check(status.startsWith('Learning needs MNIST'), `the page should say learning needs MNIST: ${JSON.stringify(status)}`);
+  await screenshot(page, 'draw-learn-no-mnist.png');
+}
+
+async function testLearnRefused(page) {
+  step = 'Learn from mislabelled corrections: refused for forgetting';
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelectorAll('#model option').length > 0);
+  await page.selectOption('#model', LEARN_BASE);
+  await page.waitForSelector('#learn:not([hidden])');
+  check((await learnButtonText(page)) === 'Learn from my 60 corrections', `the button: ${JSON.stringify(await learnButtonText(page))}`);
+  await page.click('#learn-btn');
+  await page.waitForSelector('#learn-result:not([hidden])', { timeout: LEARN_TIMEOUT });
+  const result = await page.textContent('#learn-result');
+  check(await page.$('#learn-result.bad'), `learning should have been refused: ${JSON.stringify(result)}`);
+  check(result.startsWith('Not learned: the adapted model forgot too much'), `the refusal should say why: ${JSON.stringify(result)}`);
+  const line = await page.textContent('#learn-result li');
+  const m = /^MNIST validation: (\d+\.\d\d) %→(\d+\.\d\d) %$/.exec(line);
+  check(m && Number(m[2]) < Number(m[1]) - 0.5, `the MNIST validation line should show the loss: ${JSON.stringify(line)}`);
+  check((await page.inputValue('#model')) === LEARN_BASE, 'Draw should keep its model after a refusal');
+  check(!(await page.$('[data-testid="learn-back"]')), 'no way "back" after a refusal');
+  check(!(await page.isDisabled('#learn-btn')), 'the button should be usable again');
+  await screenshot(page, 'draw-learn-refused.png');
+}
+
 async function testPhone(browser) {
   step = 'phone (390 px)';
   const page = await newPage(browser, { width: 390, height: 844 }, 2, { hasTouch: true, isMobile: true });
@@ -534,6 +676,12 @@ try {
   if (only === 'tune') {
     await page.goto(url);
     await testTune(page);
+  } else if (only === 'learn') {
+    await testLearn(page);
+  } else if (only === 'learn-no-mnist') {
+    await testLearnWithoutMnist(page);
+  } else if (only === 'learn-forgets') {
+    await testLearnRefused(page);
   } else {
     await testDraw(page);
     await testExperimentsBeforeTraining(page);

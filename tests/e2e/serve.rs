@@ -90,6 +90,14 @@ fn serve_on_a_non_loopback_address_makes_and_requires_a_token() {
     };
     let refused = put("");
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    // Adapting a model to the corrections is guarded the same way.
+    let adapt = request(
+        &addr,
+        "POST /api/adapt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n",
+        b"{}",
+    );
+    assert!(adapt.starts_with("HTTP/1.1 401"), "{adapt}");
+    assert!(adapt.contains("token"), "{adapt}");
     // With the printed token the request gets through to the registry (which has no nope@1).
     let through = put(&format!("Authorization: Bearer {token}\r\n"));
     assert!(through.starts_with("HTTP/1.1 404"), "{through}");

@@ -6,7 +6,8 @@
 //! through the page (one of them stopped with Stop), compares two runs and sets an alias, runs
 //! a study of three tiny trials from the Tune view and uses its best model in Draw; then this
 //! test checks the registry, the run records, the study's journal and the corrected drawings
-//! on disk. Screenshots of every view go to
+//! on disk. A second test drives "Learn from my N corrections" (`web.mjs learn`,
+//! `learn-no-mnist`, `learn-forgets`). Screenshots of every view go to
 //! `target/browser-screenshots/`.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `npm ci` run in `tests/browser`. Without them (or
@@ -19,7 +20,7 @@ use std::process::{Command, Stdio};
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::{Runs, Status};
 use pismo_core::host::tune::journal::{read_events, Replay};
-use pismo_tests::{full_mnist, workspace_root, Pismo};
+use pismo_tests::{full_mnist, workspace_root, Pismo, Served};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const WEB_TEST: &str = "the web page test (tests/e2e/web.rs)";
@@ -83,6 +84,35 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Runs `node tests/browser/web.mjs URL SHOTS [PART]` against `server` and checks that all
+/// its checks passed (else panics with the server's stderr); gives the server back.
+fn web_mjs(url: &str, part: Option<&str>, server: Served) -> Served {
+    let shots = workspace_root().join("target").join("browser-screenshots");
+    let out = Command::new("node")
+        .arg(browser_dir().join("web.mjs"))
+        .arg(url)
+        .arg(&shots)
+        .args(part)
+        .current_dir(browser_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node tests/browser/web.mjs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("{stdout}{stderr}");
+    if !out.status.success() {
+        panic!(
+            "the browser test failed ({}); pismo serve's stderr:\n{}",
+            out.status,
+            server.stop()
+        );
+    }
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    server
+}
+
 #[test]
 fn the_page_draws_trains_and_compares_in_chromium() {
     let missing = missing_tools();
@@ -108,28 +138,7 @@ fn the_page_draws_trains_and_compares_in_chromium() {
     let url = server.url.clone();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
-    let shots = workspace_root().join("target").join("browser-screenshots");
-    let out = Command::new("node")
-        .arg(browser_dir().join("web.mjs"))
-        .arg(&url)
-        .arg(&shots)
-        .current_dir(browser_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run node tests/browser/web.mjs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    eprintln!("{stdout}{stderr}");
-    if !out.status.success() {
-        panic!(
-            "the browser test failed ({}); pismo serve's stderr:\n{}",
-            out.status,
-            server.stop()
-        );
-    }
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    let server = web_mjs(&url, None, server);
     server.stop();
 
     // What the page did is on disk: the models registered, their runs finished or stopped.
@@ -206,4 +215,94 @@ fn the_page_draws_trains_and_compares_in_chromium() {
     let aliases = std::fs::read_to_string(p.registry().join("aliases.json")).unwrap();
     assert!(!aliases.contains("webtest-best"), "{aliases}");
     assert!(aliases.contains("\"default\""), "{aliases}");
+}
+
+/// "Learn from my N corrections" in Chromium (`web.mjs learn`): three digits drawn with the
+/// shipped mnist-mcu-int8@3 and corrected, the button adapts that model on the real server
+/// with the full MNIST, the page shows before → after and switches Draw to the adapted model
+/// and back; learning again from the adapted model adapts mnist-mcu-int8@3 again. Then a
+/// server on the same folders without MNIST (`web.mjs learn-no-mnist`): the page says what to
+/// run instead of learning; and one whose corrections are sixty ones labelled 7
+/// (`web.mjs learn-forgets`): the page shows the refusal for forgetting with its figures.
+#[test]
+fn the_page_learns_from_corrections_in_chromium() {
+    const TEST: &str = "the learn-from-corrections page test (tests/e2e/web.rs)";
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        skip(TEST, &missing);
+        return;
+    }
+    let Some(data) = full_mnist() else {
+        skip(
+            TEST,
+            &["the full MNIST in data/mnist (scripts/fetch-mnist)".to_owned()],
+        );
+        return;
+    };
+    let p = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    let server = p.serve(
+        "127.0.0.1:0",
+        &["--data", data.to_str().expect("UTF-8 data path")],
+    );
+    let url = server.url.clone();
+    web_mjs(&url, Some("learn"), server).stop();
+
+    // On disk: the three corrections, the adapted model (int8 like its base, which it names
+    // as its parent) and its finished run.
+    let store = pismo_core::host::drawn::DrawnStore::open(p.drawn());
+    assert_eq!(store.counts().unwrap(), [0, 1, 0, 0, 1, 0, 0, 1, 0, 0]);
+    let registry = Registry::open(p.registry());
+    // Learning again from the adapted model adapted its base again.
+    for adapted in ["mnist-mcu-int8-mine@1", "mnist-mcu-int8-mine@2"] {
+        let (id, bytes) = registry.load(Some(adapted)).unwrap();
+        let meta = pismo_core::host::registry::OwnedMeta::decode(&id, &bytes).unwrap();
+        assert_eq!(
+            (meta.kind, meta.parent.as_str()),
+            ("int8", "mnist-mcu-int8@3"),
+            "{adapted}"
+        );
+    }
+    let runs = Runs::open(p.runs()).list().unwrap();
+    let run = runs
+        .iter()
+        .find(|r| r.model.as_deref() == Some("mnist-mcu-int8-mine@1"))
+        .unwrap_or_else(|| panic!("no run made the adapted model: {runs:?}"));
+    assert_eq!(run.status, Status::Finished, "{run:?}");
+
+    // Without MNIST (the sandbox's empty data folder), with the corrections kept.
+    let server = p.serve("127.0.0.1:0", &[]);
+    let url = server.url.clone();
+    web_mjs(&url, Some("learn-no-mnist"), server).stop();
+
+    // Sixty MNIST test ones "corrected" to 7 (`web.mjs learn-forgets`): the adapted model
+    // unlearns ones, the server refuses it and the page says so with the figures.
+    let q = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &q.registry());
+    let test = pismo_tests::t10k();
+    let ones: Vec<[u8; 784]> = test
+        .images
+        .iter()
+        .zip(&test.labels)
+        .filter(|(_, &l)| l == 1)
+        .take(60)
+        .map(|(x, _)| *x)
+        .collect();
+    let (images, labels) = (q.home.join("ones-images"), q.home.join("ones-labels"));
+    std::fs::write(&images, pismo_tests::idx3(&ones)).unwrap();
+    let mut sevens = vec![0, 0, 0x08, 0x01];
+    sevens.extend((ones.len() as u32).to_be_bytes());
+    sevens.extend(std::iter::repeat_n(7u8, ones.len()));
+    std::fs::write(&labels, sevens).unwrap();
+    let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    let (images, labels) = (path(&images), path(&labels));
+    q.run(&[
+        "data", "drawn", "import", "--images", &images, "--labels", &labels,
+    ])
+    .expect_code(0);
+    let server = q.serve("127.0.0.1:0", &["--data", &path(&data)]);
+    let url = server.url.clone();
+    web_mjs(&url, Some("learn-forgets"), server).stop();
+    let registry = Registry::open(q.registry());
+    assert!(registry.resolve(Some("mnist-mcu-int8-mine")).is_err());
 }
