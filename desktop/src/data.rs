@@ -171,7 +171,12 @@ impl DrawnImport {
     /// Imports what the flags name, checked: an IDX pair, or files of one label.
     fn import(&self) -> Result<usize, CliError> {
         let store = drawn_store(&self.drawn);
-        let saved = match (&self.images, &self.labels, self.label, self.files.is_empty()) {
+        let saved = match (
+            &self.images,
+            &self.labels,
+            self.label,
+            self.files.is_empty(),
+        ) {
             (Some(images), Some(labels), None, true) => store.import_idx(images, labels)?,
             (None, None, Some(label), false) => {
                 let label = pismo_core::host::drawn::check_label(label)

@@ -89,7 +89,10 @@ fn adapting_to_corrected_sevens_reads_new_sevens_of_the_same_hand() {
     let shown = pngs(&pismo.home.join("shown"), &z_sevens(12, 1));
     let later = pngs(&pismo.home.join("later"), &z_sevens(40, 2));
     let before = read_as(&pismo, base, &later, 7);
-    assert!(before <= 30, "the base already reads {before} of 40: no hand to learn");
+    assert!(
+        before <= 30,
+        "the base already reads {before} of 40: no hand to learn"
+    );
 
     let mut import = vec!["data", "drawn", "import", "--label", "7"];
     import.extend(shown.iter().map(|p| p.to_str().unwrap()));
@@ -101,7 +104,10 @@ fn adapting_to_corrected_sevens_reads_new_sevens_of_the_same_hand() {
     assert_eq!(done["base"], "mnist-mcu-int8@3");
     assert_eq!(done["corrections"][7], 12);
     let val = |key: &str| done[key].as_f64().unwrap();
-    assert!(val("val_accuracy") >= val("base_val_accuracy") - 0.005, "{done}");
+    assert!(
+        val("val_accuracy") >= val("base_val_accuracy") - 0.005,
+        "{done}"
+    );
 
     let after = read_as(&pismo, "mine", &later, 7);
     assert!(
@@ -113,7 +119,10 @@ fn adapting_to_corrected_sevens_reads_new_sevens_of_the_same_hand() {
     show.expect_code(0);
     let shown = &show.json_lines()[0];
     let text = shown.to_string();
-    assert!(text.contains("int8") && text.contains("mnist-mcu-int8@3"), "{text}");
+    assert!(
+        text.contains("int8") && text.contains("mnist-mcu-int8@3"),
+        "{text}"
+    );
     // The run is recorded with its base, its corrections and the figures.
     let run_id = done["run_id"].as_str().unwrap();
     let log = std::fs::read_to_string(pismo.runs().join(run_id).join("log.txt")).unwrap();
@@ -121,7 +130,10 @@ fn adapting_to_corrected_sevens_reads_new_sevens_of_the_same_hand() {
     assert!(log.contains("per digit 7:12"), "{log}");
     assert!(log.contains("MNIST validation"), "{log}");
     let record = std::fs::read_to_string(pismo.runs().join(run_id).join("run.json")).unwrap();
-    assert!(record.contains("\"finished\"") && record.contains("mine@1"), "{record}");
+    assert!(
+        record.contains("\"finished\"") && record.contains("mine@1"),
+        "{record}"
+    );
 }
 
 #[test]
@@ -165,7 +177,15 @@ fn mislabelled_corrections_that_make_it_forget_are_refused_unless_forced() {
     assert!(out.stderr.contains("refused"), "{}", out.stderr);
     assert!(out.stderr.contains("--force"), "{}", out.stderr);
     pismo.run(&["models", "show", "bad"]).expect_code(1);
-    let forced = pismo.run(&["adapt", "--model", "mnist-mcu-int8", "--name", "bad", "--force", "--json"]);
+    let forced = pismo.run(&[
+        "adapt",
+        "--model",
+        "mnist-mcu-int8",
+        "--name",
+        "bad",
+        "--force",
+        "--json",
+    ]);
     forced.expect_code(0);
     assert_eq!(forced.json_lines().pop().unwrap()["model"], "bad@1");
 }
@@ -181,12 +201,20 @@ fn adapting_without_usable_corrections_is_a_clear_error_and_registers_nothing() 
     // No folder.
     let out = adapt(&[]);
     out.expect_code(1);
-    assert!(out.stderr.contains("no corrections folder"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no corrections folder"),
+        "{}",
+        out.stderr
+    );
     // An empty folder.
     std::fs::create_dir_all(pismo.drawn()).unwrap();
     let out = adapt(&[]);
     out.expect_code(1);
-    assert!(out.stderr.contains("holds no corrections"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("holds no corrections"),
+        "{}",
+        out.stderr
+    );
     // A damaged correction.
     let store = DrawnStore::open(pismo.drawn());
     let canvas = &z_sevens(1, 3)[0];
@@ -248,7 +276,10 @@ fn a_drawing_imported_as_png_or_as_an_idx_canvas_is_the_sample_the_page_saves() 
             idx_dir.join("labels").to_str().unwrap(),
         ])
         .expect_code(0);
-    for store in [DrawnStore::open(pismo.drawn()), DrawnStore::open(&idx_store)] {
+    for store in [
+        DrawnStore::open(pismo.drawn()),
+        DrawnStore::open(&idx_store),
+    ] {
         let samples = store.list().unwrap();
         assert_eq!(samples.len(), 3);
         for (s, page_input) in samples.iter().zip(&from_page) {
@@ -276,13 +307,22 @@ fn importing_bad_drawings_is_a_clear_error_and_imports_nothing() {
     // Not an image; a label that is not a digit; the two modes mixed or half given.
     std::fs::write(dir.join("notes.txt"), b"seven").unwrap();
     let notes = dir.join("notes.txt");
-    let out = pismo.run(&["data", "drawn", "import", "--label", "7", notes.to_str().unwrap()]);
+    let out = pismo.run(&[
+        "data",
+        "drawn",
+        "import",
+        "--label",
+        "7",
+        notes.to_str().unwrap(),
+    ]);
     out.expect_code(1);
     assert!(out.stderr.contains("notes.txt"), "{}", out.stderr);
     pismo
         .run(&["data", "drawn", "import", "--label", "12", paths[0]])
         .expect_code(2);
-    pismo.run(&["data", "drawn", "import", paths[0]]).expect_code(2);
+    pismo
+        .run(&["data", "drawn", "import", paths[0]])
+        .expect_code(2);
     pismo
         .run(&["data", "drawn", "import", "--images", paths[0]])
         .expect_code(2);
@@ -299,6 +339,10 @@ fn importing_bad_drawings_is_a_clear_error_and_imports_nothing() {
         dir.join("labels").to_str().unwrap(),
     ]);
     out.expect_code(1);
-    assert!(out.stderr.contains("2 labels for the 3 images"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("2 labels for the 3 images"),
+        "{}",
+        out.stderr
+    );
     assert!(DrawnStore::open(pismo.drawn()).list().unwrap().is_empty());
 }

@@ -341,17 +341,26 @@ impl DrawnStore {
 
     /// Adds image files (PNG, or IDX3 images; raw or gzip; any size) as samples of
     /// `label`, every image of each file, as [`Self::import`] does.
-    pub fn import_files(&self, paths: &[PathBuf], label: u8) -> Result<Vec<SampleInfo>, DrawnError> {
+    pub fn import_files(
+        &self,
+        paths: &[PathBuf],
+        label: u8,
+    ) -> Result<Vec<SampleInfo>, DrawnError> {
         let label = check_label(i64::from(label))?;
         let mut incoming = Vec::new();
         for path in paths {
             let images = image::read_image_file(path).map_err(DrawnError::File)?;
-            incoming.extend(images.into_iter().enumerate().map(|(index, image)| Incoming {
-                image,
-                label,
-                path: path.clone(),
-                index,
-            }));
+            incoming.extend(
+                images
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, image)| Incoming {
+                        image,
+                        label,
+                        path: path.clone(),
+                        index,
+                    }),
+            );
         }
         self.import(&incoming)
     }
