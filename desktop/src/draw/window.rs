@@ -3,8 +3,8 @@
 //!
 //! Idle costs almost nothing: minifb's event polling is limited to [`FPS`] per second and
 //! sleeps between polls, a frame is rendered and sent to the window only when something
-//! changed (a stroke, a key, a model switch), and the model runs only when the drawing or the
-//! model changed ([`App::update`]).
+//! changed (a stroke, a key, a model switch, learning's progress), and the model runs only
+//! when the drawing or the model changed ([`App::update`]).
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -177,6 +177,14 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
                     app.start_correction();
                     dirty = true;
                 }
+                Key::L => {
+                    app.start_learning();
+                    dirty = true;
+                }
+                Key::B => {
+                    app.back();
+                    dirty = true;
+                }
                 Key::C | Key::Backspace | Key::Delete => dirty |= app.clear(),
                 Key::Z => dirty |= app.undo(),
                 Key::Tab => {
@@ -191,6 +199,9 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
                 _ => {}
             }
         }
+
+        // Learning's progress, and its end.
+        dirty |= app.poll_learning();
 
         if dirty {
             app.update();
