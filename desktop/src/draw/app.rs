@@ -257,12 +257,13 @@ impl App {
             Poll::Done(result) => {
                 self.learning = None;
                 self.correcting = false;
-                self.status = match result {
+                self.status = match *result {
                     Ok(adapted) => {
                         let summary = crate::adapt::summary(&adapted);
                         match adapted.model.parse::<ModelId>() {
                             Ok(id) => match self.switch_to(&id) {
-                                Ok(()) => format!("{summary}. B: back"),
+                                // The help line offers B.
+                                Ok(()) => summary,
                                 Err(e) => format!("{summary}; cannot use it: {e}"),
                             },
                             Err(e) => format!("{summary}; cannot use it: {e}"),
@@ -270,7 +271,6 @@ impl App {
                     }
                     Err(e) => e,
                 };
-                eprintln!("{}", self.status);
                 true
             }
         }
@@ -952,7 +952,12 @@ pub mod tests {
             "{}",
             app.status()
         );
-        assert!(app.status().ends_with(". B: back"), "{}", app.status());
+        assert!(
+            app.status()
+                .contains("after (cross-validated, 4 folds); MNIST validation "),
+            "{}",
+            app.status()
+        );
         assert!(app.update(), "the switch reruns the prediction");
         assert_eq!(app.model_count(), 2);
         // Registered with its run, in the window's registry and runs folder.

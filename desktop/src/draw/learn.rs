@@ -64,7 +64,7 @@ pub enum Poll {
     /// Still working; `true` if the stage changed since the last poll.
     Working(bool),
     /// Over: the adapted model, or why there is none (the message to show).
-    Done(Result<Adapted, String>),
+    Done(Box<Result<Adapted, String>>),
 }
 
 /// One adaptation running in the background.
@@ -135,13 +135,15 @@ impl Job {
                     changed |= stage != self.stage;
                     self.stage = stage;
                 }
-                Ok(News::Done(result)) => return Poll::Done((*result).map_err(|e| message(&e))),
+                Ok(News::Done(result)) => {
+                    return Poll::Done(Box::new((*result).map_err(|e| message(&e))))
+                }
                 Err(TryRecvError::Empty) => return Poll::Working(changed),
                 Err(TryRecvError::Disconnected) => {
-                    return Poll::Done(Err(
+                    return Poll::Done(Box::new(Err(
                         "learning stopped without an answer (the adapting thread failed)"
                             .to_owned(),
-                    ))
+                    )))
                 }
             }
         }

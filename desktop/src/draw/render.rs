@@ -390,7 +390,7 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
         };
         let lines = status_lines(app.status());
         let top = if lines.len() > 1 {
-            STATUS_Y - 5
+            STATUS_Y - 4
         } else {
             STATUS_Y
         };

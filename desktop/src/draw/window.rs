@@ -177,12 +177,15 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
                     app.start_correction();
                     dirty = true;
                 }
+                // What L and B did also goes to stderr (for scripts, and a record).
                 Key::L => {
                     app.start_learning();
+                    eprintln!("{}", app.status());
                     dirty = true;
                 }
                 Key::B => {
                     app.back();
+                    eprintln!("{}", app.status());
                     dirty = true;
                 }
                 Key::C | Key::Backspace | Key::Delete => dirty |= app.clear(),
@@ -200,8 +203,14 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
             }
         }
 
-        // Learning's progress, and its end.
-        dirty |= app.poll_learning();
+        // Learning's progress, and its end (said on stderr too).
+        let was_learning = app.is_learning();
+        if app.poll_learning() {
+            dirty = true;
+            if was_learning && !app.is_learning() {
+                eprintln!("{}", app.status());
+            }
+        }
 
         if dirty {
             app.update();
