@@ -276,6 +276,15 @@ impl App {
         }
     }
 
+    /// Waits until learning (if under way) ends, as [`App::poll_learning`] would see it.
+    pub fn wait_learning(&mut self) {
+        while self.is_learning() {
+            if !self.poll_learning() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+
     /// Returns to the model used before the last switch (B); false, with a status
     /// saying why, if there is none.
     pub fn back(&mut self) -> bool {
@@ -879,14 +888,10 @@ pub mod tests {
         Registry::open(dir)
     }
 
-    /// Polls learning until it ends (at most two minutes).
+    /// Waits until learning ends.
     fn wait_for_learning(app: &mut App) {
-        let start = std::time::Instant::now();
-        while app.is_learning() {
-            assert!(start.elapsed().as_secs() < 120, "learning did not end");
-            app.poll_learning();
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        app.wait_learning();
+        assert!(!app.is_learning());
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
     let to_canvas =
         |(x, y): (f32, f32)| -> Point { (x / s - CANVAS_X as f32, y / s - CANVAS_Y as f32) };
 
-    while window.is_open() {
+    'frames: while window.is_open() {
         // Mouse: the left button draws, a right click clears.
         let left = window.get_mouse_down(MouseButton::Left);
         let pos = window.get_mouse_pos(MouseMode::Pass).map(to_canvas);
@@ -172,7 +172,7 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
                 }
             }
             match key {
-                Key::Escape | Key::Q => return Ok(()),
+                Key::Escape | Key::Q => break 'frames,
                 Key::W => {
                     app.start_correction();
                     dirty = true;
@@ -223,6 +223,13 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
         } else {
             window.update();
         }
+    }
+    // Learning under way: let it end, so its run is closed and its model registered.
+    if app.is_learning() {
+        drop(window);
+        eprintln!("waiting for learning to end...");
+        app.wait_learning();
+        eprintln!("{}", app.status());
     }
     Ok(())
 }
