@@ -185,11 +185,7 @@ impl App {
     }
 
     fn count_corrections(&mut self) {
-        self.corrections = if self.drawn.dir().exists() {
-            self.drawn.list().ok().map(|all| all.len())
-        } else {
-            Some(0)
-        };
+        self.corrections = self.drawn.list().ok().map(|all| all.len());
     }
 
     /// How many corrections are kept (`None`: the folder cannot be read).
@@ -214,11 +210,10 @@ impl App {
             return false;
         }
         // A folder that cannot be listed: the session says what is wrong with it.
-        let n = self.corrections.unwrap_or(0);
         match Job::start(
             self.model(),
             self.drawn.dir().to_path_buf(),
-            n,
+            self.corrections,
             &self.registry,
             &self.learn,
         ) {
@@ -997,6 +992,36 @@ pub mod tests {
             "{}",
             app.status()
         );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn learning_from_a_damaged_corrections_folder_says_what_is_wrong() {
+        let root = temp_store("learn-damaged");
+        let drawn = root.join("drawn");
+        std::fs::create_dir_all(drawn.join("not-a-sample")).expect("damaged folder");
+        let mut app = App::new(registry_of_the_mcu_model(&root.join("models")), None)
+            .expect("mnist-mcu-int8@3")
+            .with_drawn(DrawnStore::open(&drawn))
+            .with_learning(learn::Setup {
+                runs: pismo_core::host::runs::Runs::open(root.join("runs")),
+                data_dir: root.join("no-mnist"),
+            });
+        assert_eq!(app.corrections(), None, "cannot be counted");
+        assert!(app.start_learning());
+        assert!(
+            app.status().starts_with("learning from the corrections"),
+            "{}",
+            app.status()
+        );
+        wait_for_learning(&mut app);
+        assert!(
+            app.status()
+                .starts_with("cannot learn: cannot read the corrections: "),
+            "{}",
+            app.status()
+        );
+        assert_eq!(app.model().to_string(), "mnist-mcu-int8@3");
         let _ = std::fs::remove_dir_all(&root);
     }
 

@@ -71,17 +71,18 @@ pub enum Poll {
 #[derive(Debug)]
 pub struct Job {
     news: Receiver<News>,
-    corrections: usize,
+    corrections: Option<usize>,
     stage: Stage,
 }
 
 impl Job {
     /// Starts adapting model `base` (a `NAME@VERSION`, registered as
-    /// [`adapted_name`]`(NAME)`) to the `corrections` corrections in `drawn_dir`.
+    /// [`adapted_name`]`(NAME)`) to the corrections in `drawn_dir` (`corrections` of them,
+    /// `None` if the folder could not be counted: the session then says what is wrong).
     pub fn start(
         base: &pismo_core::host::registry::ModelId,
         drawn_dir: PathBuf,
-        corrections: usize,
+        corrections: Option<usize>,
         registry: &Registry,
         setup: &Setup,
     ) -> Result<Self, String> {
@@ -151,11 +152,11 @@ impl Job {
 
     /// The status line while it works: "learning from 5 corrections... 40 %".
     pub fn status(&self) -> String {
-        let what = format!(
-            "learning from {} correction{}",
-            self.corrections,
-            if self.corrections == 1 { "" } else { "s" }
-        );
+        let what = match self.corrections {
+            Some(1) => "learning from 1 correction".to_owned(),
+            Some(n) => format!("learning from {n} corrections"),
+            None => "learning from the corrections".to_owned(),
+        };
         match self.stage {
             Stage::Loading => format!("{what}: loading MNIST..."),
             Stage::Steps(done, total) => {
