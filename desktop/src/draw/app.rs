@@ -883,6 +883,31 @@ pub mod tests {
         Registry::open(dir)
     }
 
+    /// The full MNIST: `$PISMO_DATA`, else the workspace's `data/mnist`. `None`, with a line
+    /// saying so, when it is not there (a fresh clone); a panic instead when
+    /// `PISMO_REQUIRE_MNIST` is set, as CI sets it (the convention of the workspace's tests).
+    fn full_mnist() -> Option<PathBuf> {
+        let dir = std::env::var_os("PISMO_DATA").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/mnist"),
+            PathBuf::from,
+        );
+        let train = pismo_core::host::mnist::Split::Train;
+        let has = |known| pismo_core::host::mnist::find_known(&dir, known).is_ok();
+        if has(train.images()) && has(train.labels()) {
+            return Some(dir);
+        }
+        assert!(
+            std::env::var_os("PISMO_REQUIRE_MNIST").is_none(),
+            "PISMO_REQUIRE_MNIST is set but {} has no MNIST training files",
+            dir.display()
+        );
+        eprintln!(
+            "SKIPPED (learning needs MNIST): no full MNIST in {} (run scripts/fetch-mnist)",
+            dir.display()
+        );
+        None
+    }
+
     /// Waits until learning ends.
     fn wait_for_learning(app: &mut App) {
         app.wait_learning();
@@ -891,13 +916,16 @@ pub mod tests {
 
     #[test]
     fn l_learns_from_the_corrections_in_the_background_switches_to_the_result_and_b_goes_back() {
+        let Some(mnist) = full_mnist() else {
+            return;
+        };
         let root = temp_store("learn");
         let mut app = App::new(registry_of_the_mcu_model(&root.join("models")), None)
             .expect("mnist-mcu-int8@3")
             .with_drawn(DrawnStore::open(root.join("drawn")))
             .with_learning(learn::Setup {
                 runs: pismo_core::host::runs::Runs::open(root.join("runs")),
-                data_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/mnist"),
+                data_dir: mnist,
             });
         assert_eq!(app.corrections(), Some(0));
         assert!(!app.start_learning(), "nothing to learn from");
