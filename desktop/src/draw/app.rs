@@ -81,6 +81,8 @@ pub struct App {
     corrections: Option<usize>,
     learn: learn::Setup,
     learning: Option<Job>,
+    /// L was pressed again while learning: the progress keeps saying it is busy.
+    busy: bool,
     /// The model used before the last switch (learning, B or Tab).
     previous: Option<ModelId>,
 }
@@ -121,6 +123,11 @@ pub fn draw_strokes(pixmap: &mut Pixmap, strokes: &[Vec<Point>], transform: Tran
     }
 }
 
+/// The status line after L while learning is under way.
+fn busy_status(job: &Job) -> String {
+    format!("busy: {} (one at a time)", job.status())
+}
+
 impl App {
     /// Opens the model `reference` means in `registry` (see `Registry::resolve`); Tab then
     /// cycles through every model file of the registry.
@@ -158,6 +165,7 @@ impl App {
                 data_dir: pismo_core::host::mnist::default_dir(),
             },
             learning: None,
+            busy: false,
             previous: None,
         }
         .counted())
@@ -199,7 +207,8 @@ impl App {
     pub fn start_learning(&mut self) -> bool {
         self.correcting = false;
         if let Some(job) = &self.learning {
-            self.status = format!("busy: {} (one at a time)", job.status());
+            self.busy = true;
+            self.status = busy_status(job);
             return false;
         }
         self.count_corrections();
@@ -245,12 +254,17 @@ impl App {
             Poll::Working(false) => false,
             Poll::Working(true) => {
                 if !self.correcting {
-                    self.status = job.status();
+                    self.status = if self.busy {
+                        busy_status(job)
+                    } else {
+                        job.status()
+                    };
                 }
                 true
             }
             Poll::Done(result) => {
                 self.learning = None;
+                self.busy = false;
                 self.correcting = false;
                 self.status = match *result {
                     Ok(adapted) => {
@@ -961,6 +975,20 @@ pub mod tests {
             "{}",
             app.status()
         );
+        // Its progress goes on saying so.
+        let said = app.status().to_owned();
+        while app.is_learning() && app.status() == said {
+            app.poll_learning();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if app.is_learning() {
+            assert!(app.status().starts_with("busy: "), "{}", app.status());
+            assert!(
+                app.status().ends_with(" (one at a time)"),
+                "{}",
+                app.status()
+            );
+        }
         // The window stays usable meanwhile.
         app.clear();
         app.stroke(&SEVEN);
