@@ -1008,9 +1008,11 @@ pub mod tests {
             "{}",
             app.status()
         );
+        let folds = pismo_core::host::adapt::folds_for(4);
         assert!(
-            app.status()
-                .contains("after (cross-validated, 4 folds); MNIST validation "),
+            app.status().contains(&format!(
+                "after (cross-validated, {folds} folds); MNIST validation "
+            )),
             "{}",
             app.status()
         );
