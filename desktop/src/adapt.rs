@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest};
+use pismo_core::host::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest, Adapted};
 use pismo_core::host::adapt::AdaptRecipe;
 use pismo_core::host::drawn;
 use pismo_core::host::registry::{validate_alias, validate_name};
@@ -119,6 +119,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if args.json {
         return crate::out_json(&adapted);
     }
+    crate::out_line(&summary(&adapted))
+}
+
+/// One line saying what an adaptation did: the models, the corrections before and after
+/// (cross-validated), MNIST validation before and after, the time and the run. `pismo adapt`
+/// prints it; the window shows it.
+pub fn summary(adapted: &Adapted) -> String {
     let cv = adapted.cross_validation;
     let corrections = if cv.folds == 0 {
         "too few corrections to cross-validate".to_owned()
@@ -128,7 +135,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             cv.before, cv.n, cv.after, cv.n, cv.folds
         )
     };
-    crate::out_line(&format!(
+    format!(
         "adapted {} -> {}: {corrections}; MNIST validation {:.2} % -> {:.2} %; {:.1} s (run {})",
         adapted.base,
         adapted.model,
@@ -136,5 +143,5 @@ pub fn run(args: Args) -> Result<(), CliError> {
         adapted.val_accuracy * 100.0,
         adapted.seconds,
         adapted.run_id
-    ))
+    )
 }

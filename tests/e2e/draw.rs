@@ -34,3 +34,23 @@ fn draw_rejects_a_scale_out_of_range_as_a_usage_error() {
         );
     }
 }
+
+#[test]
+fn draw_help_names_the_learn_and_back_keys_and_where_learning_writes() {
+    let p = Pismo::new();
+    let out = p.run(&["draw", "--help"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for words in [
+        "L: learn from my corrections",
+        "registers it as <name>-mine",
+        "B: back to the model used before",
+        "--runs",
+        "--data",
+    ] {
+        assert!(
+            out.stdout.contains(words),
+            "{words:?} missing:\n{}",
+            out.stdout
+        );
+    }
+}

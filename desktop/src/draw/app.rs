@@ -14,6 +14,11 @@
 //!   right digit, [`App::correct`] (a digit key) saves the canvas with that label into the
 //!   drawn store (`pismo_core::host::drawn`, which also keeps the 28x28 input the model saw),
 //!   [`App::cancel_correction`] (Esc) or any change of the drawing drops the question.
+//! - Learning (the L key): [`App::start_learning`] adapts the model in use to the saved
+//!   corrections on a thread of its own ([`super::learn`]); [`App::poll_learning`] shows its
+//!   progress and, when it is done, what it changed, and switches to the adapted model.
+//!   One at a time: L while it works only says so. [`App::back`] (B) returns to the model
+//!   used before.
 
 use pismo_core::host::drawn::{DrawnStore, SampleInfo};
 use pismo_core::host::image::encode_png;
@@ -26,6 +31,7 @@ use tiny_skia::{
     Color, FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, Stroke, Transform,
 };
 
+use super::learn::{self, Job, Poll};
 use crate::CliError;
 
 /// Side of the square drawing canvas, in logical pixels.
@@ -71,6 +77,14 @@ pub struct App {
     status: String,
     drawn: DrawnStore,
     correcting: bool,
+    /// Corrections kept in `drawn` (`None`: the folder cannot be listed).
+    corrections: Option<usize>,
+    learn: learn::Setup,
+    learning: Option<Job>,
+    /// L was pressed again while learning: the progress keeps saying it is busy.
+    busy: bool,
+    /// The model used before the last switch (learning, B or Tab).
+    previous: Option<ModelId>,
 }
 
 /// Strokes `strokes` in black onto `pixmap`, through `transform` (canvas → pixmap).
@@ -109,6 +123,11 @@ pub fn draw_strokes(pixmap: &mut Pixmap, strokes: &[Vec<Point>], transform: Tran
     }
 }
 
+/// The status line after L while learning is under way.
+fn busy_status(job: &Job) -> String {
+    format!("busy: {} (one at a time)", job.status())
+}
+
 impl App {
     /// Opens the model `reference` means in `registry` (see `Registry::resolve`); Tab then
     /// cycles through every model file of the registry.
@@ -138,14 +157,210 @@ impl App {
             status: String::new(),
             drawn: DrawnStore::open(pismo_core::host::drawn::default_dir()),
             correcting: false,
-        })
+            corrections: None,
+            learn: learn::Setup {
+                runs: pismo_core::host::runs::Runs::open(
+                    pismo_core::host::runs::Runs::default_dir(),
+                ),
+                data_dir: pismo_core::host::mnist::default_dir(),
+            },
+            learning: None,
+            busy: false,
+            previous: None,
+        }
+        .counted())
     }
 
     /// Saves corrections into `store` instead of the default folder (`PISMO_DRAWN`, else
     /// `./data/drawn`).
     pub fn with_drawn(mut self, store: DrawnStore) -> Self {
         self.drawn = store;
+        self.counted()
+    }
+
+    /// Records learning's runs in `setup.runs` and reads MNIST from `setup.data_dir`
+    /// instead of the defaults (`PISMO_RUNS` else `./runs`, `PISMO_DATA` else
+    /// `./data/mnist`).
+    pub fn with_learning(mut self, setup: learn::Setup) -> Self {
+        self.learn = setup;
         self
+    }
+
+    /// Counts the corrections kept (a folder not made yet holds none).
+    fn counted(mut self) -> Self {
+        self.count_corrections();
+        self
+    }
+
+    fn count_corrections(&mut self) {
+        self.corrections = self.drawn.list().ok().map(|all| all.len());
+    }
+
+    /// How many corrections are kept (`None`: the folder cannot be read).
+    pub fn corrections(&self) -> Option<usize> {
+        self.corrections
+    }
+
+    /// Starts learning from the saved corrections (L) in the background: false, with a
+    /// status saying why, if there is nothing to learn from or learning is already under
+    /// way.
+    pub fn start_learning(&mut self) -> bool {
+        self.correcting = false;
+        if let Some(job) = &self.learning {
+            self.busy = true;
+            self.status = busy_status(job);
+            return false;
+        }
+        self.count_corrections();
+        if self.corrections == Some(0) {
+            self.status = "nothing to learn from yet: W, then the right digit, keeps a \
+                           correction"
+                .to_owned();
+            return false;
+        }
+        // A folder that cannot be listed: the session says what is wrong with it.
+        match Job::start(
+            self.model(),
+            self.drawn.dir().to_path_buf(),
+            self.corrections,
+            &self.registry,
+            &self.learn,
+        ) {
+            Ok(job) => {
+                self.status = job.status();
+                self.learning = Some(job);
+                true
+            }
+            Err(e) => {
+                self.status = e;
+                false
+            }
+        }
+    }
+
+    /// Whether learning is under way.
+    pub fn is_learning(&self) -> bool {
+        self.learning.is_some()
+    }
+
+    /// Takes learning's news (without waiting): its progress in the status line; when it is
+    /// done, what changed, and the adapted model in use. Returns whether anything changed
+    /// on screen.
+    pub fn poll_learning(&mut self) -> bool {
+        let Some(job) = &mut self.learning else {
+            return false;
+        };
+        match job.poll() {
+            Poll::Working(false) => false,
+            Poll::Working(true) => {
+                if !self.correcting {
+                    self.status = if self.busy {
+                        busy_status(job)
+                    } else {
+                        job.status()
+                    };
+                }
+                true
+            }
+            Poll::Done(result) => {
+                self.learning = None;
+                self.busy = false;
+                self.correcting = false;
+                self.status = match *result {
+                    Ok(adapted) => {
+                        let summary = crate::adapt::summary(&adapted);
+                        match adapted.model.parse::<ModelId>() {
+                            Ok(id) => match self.switch_to(&id) {
+                                // The help line offers B.
+                                Ok(()) => summary,
+                                Err(e) => format!("{summary}; cannot use it: {e}"),
+                            },
+                            Err(e) => format!("{summary}; cannot use it: {e}"),
+                        }
+                    }
+                    Err(e) => e,
+                };
+                true
+            }
+        }
+    }
+
+    /// Waits until learning (if under way) ends, as [`App::poll_learning`] would see it.
+    pub fn wait_learning(&mut self) {
+        while self.is_learning() {
+            if !self.poll_learning() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Returns to the model used before the last switch (B); false, with a status
+    /// saying why, if there is none.
+    pub fn back(&mut self) -> bool {
+        let Some(previous) = self.previous.clone() else {
+            self.status =
+                "no model to go back to: B returns to the model used before the last switch"
+                    .to_owned();
+            return false;
+        };
+        match self.switch_to(&previous) {
+            Ok(()) => {
+                let left = self.previous.as_ref().map(ToString::to_string);
+                self.status = format!(
+                    "back to model {previous} (B again: {})",
+                    left.unwrap_or_default()
+                );
+                true
+            }
+            Err(e) => {
+                self.status = format!("cannot go back to {previous}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Whether B has a model to return to.
+    pub fn can_go_back(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// Uses model `id` (listing the registry again, where it is new); the one in use becomes
+    /// [`App::back`]'s.
+    fn switch_to(&mut self, id: &ModelId) -> Result<(), String> {
+        let (_, mlp) =
+            crate::load_model(&self.registry, Some(&id.to_string())).map_err(|e| match e {
+                CliError::Usage(e) | CliError::Failed(e) => e,
+                _ => format!("cannot load {id}"),
+            })?;
+        let before = self.model().clone();
+        self.refresh_models();
+        let current = match self.models.iter().position(|m| m == id) {
+            Some(i) => i,
+            None => {
+                self.models.push(id.clone());
+                self.models.sort();
+                self.models.iter().position(|m| m == id).unwrap_or(0)
+            }
+        };
+        self.current = current;
+        self.mlp = mlp;
+        self.stale = true;
+        self.previous = Some(before);
+        Ok(())
+    }
+
+    /// Lists the registry again (it may have changed since the window opened), keeping the
+    /// model in use even if its file was deleted meanwhile.
+    fn refresh_models(&mut self) {
+        let id = self.models[self.current].clone();
+        if let Ok(mut fresh) = self.registry.ids() {
+            if !fresh.contains(&id) {
+                fresh.push(id.clone());
+                fresh.sort();
+            }
+            self.models = fresh;
+            self.current = self.models.iter().position(|m| *m == id).unwrap_or(0);
+        }
     }
 
     /// Asks for the right digit of the current drawing (W); false, with a status saying
@@ -190,6 +405,7 @@ impl App {
         let img = GreyImage::new(CANVAS as usize, CANVAS as usize, &grey)
             .expect("the canvas is a valid image");
         let saved = self.drawn.save(digit, &img).map_err(|e| e.to_string());
+        self.count_corrections();
         self.status = match &saved {
             Ok(_) => match self.drawn.list() {
                 Ok(all) => format!(
@@ -280,17 +496,7 @@ impl App {
     /// name-then-version order, wrapping around. A model that cannot be loaded is skipped
     /// and named in [`App::status`].
     pub fn cycle_model(&mut self, step: isize) {
-        // The registry may have changed since the window opened: list it again (keeping the
-        // model in use even if its file was deleted meanwhile).
-        let id = self.models[self.current].clone();
-        if let Ok(mut fresh) = self.registry.ids() {
-            if !fresh.contains(&id) {
-                fresh.push(id.clone());
-                fresh.sort();
-            }
-            self.models = fresh;
-            self.current = self.models.iter().position(|m| *m == id).unwrap_or(0);
-        }
+        self.refresh_models();
         let n = self.models.len();
         let mut skipped = Vec::new();
         for tries in 1..=n {
@@ -298,6 +504,9 @@ impl App {
             let id = self.models[i].clone();
             match crate::load_model(&self.registry, Some(&id.to_string())) {
                 Ok((_, mlp)) => {
+                    if i != self.current {
+                        self.previous = Some(self.models[self.current].clone());
+                    }
                     self.current = i;
                     self.mlp = mlp;
                     self.stale = true;
@@ -675,5 +884,232 @@ pub mod tests {
             p.verdict,
             p.probabilities
         );
+    }
+
+    /// A registry holding a copy of the shipped `mnist-mcu-int8@3` only, in a fresh folder.
+    fn registry_of_the_mcu_model(dir: &std::path::Path) -> Registry {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).expect("temp registry");
+        let bytes = shipped()
+            .read(&ModelId::new("mnist-mcu-int8", 3).unwrap())
+            .expect("shipped model file");
+        std::fs::write(dir.join("mnist-mcu-int8.v3.pismo"), bytes).expect("copy the model");
+        Registry::open(dir)
+    }
+
+    /// The full MNIST: `$PISMO_DATA`, else the workspace's `data/mnist`. `None`, with a line
+    /// saying so, when it is not there (a fresh clone); a panic instead when
+    /// `PISMO_REQUIRE_MNIST` is set, as CI sets it (the convention of the workspace's tests).
+    fn full_mnist() -> Option<PathBuf> {
+        let dir = std::env::var_os("PISMO_DATA").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/mnist"),
+            PathBuf::from,
+        );
+        let train = pismo_core::host::mnist::Split::Train;
+        let has = |known| pismo_core::host::mnist::find_known(&dir, known).is_ok();
+        if has(train.images()) && has(train.labels()) {
+            return Some(dir);
+        }
+        assert!(
+            std::env::var_os("PISMO_REQUIRE_MNIST").is_none(),
+            "PISMO_REQUIRE_MNIST is set but {} has no MNIST training files",
+            dir.display()
+        );
+        eprintln!(
+            "SKIPPED (learning needs MNIST): no full MNIST in {} (run scripts/fetch-mnist)",
+            dir.display()
+        );
+        None
+    }
+
+    /// Waits until learning ends.
+    fn wait_for_learning(app: &mut App) {
+        app.wait_learning();
+        assert!(!app.is_learning());
+    }
+
+    #[test]
+    fn l_learns_from_the_corrections_in_the_background_switches_to_the_result_and_b_goes_back() {
+        let Some(mnist) = full_mnist() else {
+            return;
+        };
+        let root = temp_store("learn");
+        let mut app = App::new(registry_of_the_mcu_model(&root.join("models")), None)
+            .expect("mnist-mcu-int8@3")
+            .with_drawn(DrawnStore::open(root.join("drawn")))
+            .with_learning(learn::Setup {
+                runs: pismo_core::host::runs::Runs::open(root.join("runs")),
+                data_dir: mnist,
+            });
+        assert_eq!(app.corrections(), Some(0));
+        assert!(!app.start_learning(), "nothing to learn from");
+        assert!(app.status().starts_with("nothing to learn from yet"));
+        assert!(!app.back(), "no model to go back to");
+
+        // Four corrections: sevens drawn and kept as 7s, ones kept as 1s.
+        for (points, digit) in [
+            (&SEVEN[..], 7),
+            (&ONE[..], 1),
+            (&SEVEN[1..], 7),
+            (&ONE[..2], 1),
+        ] {
+            app.clear();
+            app.stroke(points);
+            assert!(app.start_correction());
+            app.correct(digit).expect("asked").expect("saved");
+        }
+        assert_eq!(app.corrections(), Some(4));
+
+        assert!(app.start_learning());
+        assert!(app.is_learning());
+        assert!(
+            app.status().starts_with("learning from 4 corrections"),
+            "{}",
+            app.status()
+        );
+        // A second L while it works only says it is busy.
+        assert!(!app.start_learning());
+        assert!(
+            app.status()
+                .starts_with("busy: learning from 4 corrections"),
+            "{}",
+            app.status()
+        );
+        // Its progress goes on saying so.
+        let said = app.status().to_owned();
+        while app.is_learning() && app.status() == said {
+            app.poll_learning();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if app.is_learning() {
+            assert!(app.status().starts_with("busy: "), "{}", app.status());
+            assert!(
+                app.status().ends_with(" (one at a time)"),
+                "{}",
+                app.status()
+            );
+        }
+        // The window stays usable meanwhile.
+        app.clear();
+        app.stroke(&SEVEN);
+        assert!(app.update());
+        assert_eq!(app.prediction().expect("ink").digit, 7);
+        wait_for_learning(&mut app);
+
+        assert_eq!(app.model().to_string(), "mnist-mcu-int8-mine@1");
+        assert!(
+            app.status()
+                .starts_with("adapted mnist-mcu-int8@3 -> mnist-mcu-int8-mine@1: "),
+            "{}",
+            app.status()
+        );
+        assert!(
+            app.status().contains("MNIST validation"),
+            "{}",
+            app.status()
+        );
+        let folds = pismo_core::host::adapt::folds_for(4);
+        assert!(
+            app.status().contains(&format!(
+                "after (cross-validated, {folds} folds); MNIST validation "
+            )),
+            "{}",
+            app.status()
+        );
+        assert!(app.update(), "the switch reruns the prediction");
+        assert_eq!(app.model_count(), 2);
+        // Registered with its run, in the window's registry and runs folder.
+        let (_, bytes) = app
+            .registry
+            .load(Some("mnist-mcu-int8-mine@1"))
+            .expect("registered");
+        let (_, file) = AnyMlp::decode(&bytes).expect("decodes");
+        assert_eq!(file.meta.parent, "mnist-mcu-int8@3");
+        let runs = std::fs::read_dir(root.join("runs"))
+            .expect("runs folder")
+            .count();
+        assert!(runs >= 1);
+
+        assert!(app.can_go_back());
+        assert!(app.back());
+        assert_eq!(app.model().to_string(), "mnist-mcu-int8@3");
+        assert!(
+            app.status().starts_with("back to model mnist-mcu-int8@3"),
+            "{}",
+            app.status()
+        );
+        assert!(app.back(), "B again returns to the adapted model");
+        assert_eq!(app.model().to_string(), "mnist-mcu-int8-mine@1");
+
+        // Learning again from the adapted model gives its next version.
+        assert!(app.start_learning());
+        wait_for_learning(&mut app);
+        assert_eq!(
+            app.model().to_string(),
+            "mnist-mcu-int8-mine@2",
+            "{}",
+            app.status()
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn learning_from_a_damaged_corrections_folder_says_what_is_wrong() {
+        let root = temp_store("learn-damaged");
+        let drawn = root.join("drawn");
+        std::fs::create_dir_all(drawn.join("not-a-sample")).expect("damaged folder");
+        let mut app = App::new(registry_of_the_mcu_model(&root.join("models")), None)
+            .expect("mnist-mcu-int8@3")
+            .with_drawn(DrawnStore::open(&drawn))
+            .with_learning(learn::Setup {
+                runs: pismo_core::host::runs::Runs::open(root.join("runs")),
+                data_dir: root.join("no-mnist"),
+            });
+        assert_eq!(app.corrections(), None, "cannot be counted");
+        assert!(app.start_learning());
+        assert!(
+            app.status().starts_with("learning from the corrections"),
+            "{}",
+            app.status()
+        );
+        wait_for_learning(&mut app);
+        assert!(
+            app.status()
+                .starts_with("cannot learn: cannot read the corrections: "),
+            "{}",
+            app.status()
+        );
+        assert_eq!(app.model().to_string(), "mnist-mcu-int8@3");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn learning_without_mnist_says_how_to_get_it_and_keeps_the_model() {
+        let root = temp_store("learn-no-mnist");
+        let mut app = App::new(registry_of_the_mcu_model(&root.join("models")), None)
+            .expect("mnist-mcu-int8@3")
+            .with_drawn(DrawnStore::open(root.join("drawn")))
+            .with_learning(learn::Setup {
+                runs: pismo_core::host::runs::Runs::open(root.join("runs")),
+                data_dir: root.join("no-mnist"),
+            });
+        app.stroke(&SEVEN);
+        assert!(app.start_correction());
+        app.correct(7).expect("asked").expect("saved");
+        assert!(app.start_learning());
+        wait_for_learning(&mut app);
+        assert!(
+            app.status().starts_with("cannot learn: "),
+            "{}",
+            app.status()
+        );
+        assert!(
+            app.status().contains("pismo data fetch"),
+            "{}",
+            app.status()
+        );
+        assert_eq!(app.model().to_string(), "mnist-mcu-int8@3");
+        assert!(!app.can_go_back());
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

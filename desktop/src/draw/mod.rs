@@ -4,6 +4,7 @@
 //! - [`app`]: the state (strokes, canvas, models, prediction), no window system; tested.
 //! - [`render`]: one frame drawn with tiny-skia, converted to minifb's pixels; tested.
 //! - [`font`]: the embedded 5x7 bitmap font the frame's text uses.
+//! - [`learn`]: learning from the corrections (L) on a background thread.
 //! - `styles` (tests): the styles set drawn through the app state.
 //! - [`window`]: the minifb loop: mouse and keys in, frames out, only when something changed.
 //!
@@ -14,6 +15,8 @@
 pub mod app;
 #[cfg(feature = "window")]
 pub mod font;
+#[cfg(feature = "window")]
+pub mod learn;
 #[cfg(feature = "window")]
 pub mod render;
 #[cfg(all(test, feature = "window"))]
@@ -35,7 +38,7 @@ const MAX_SCALE: u32 = 8;
 #[argh(
     subcommand,
     name = "draw",
-    note = "Keys: mouse draws; Z undo; C, Backspace or right click clear; Tab / Shift+Tab next / previous model; S save the drawing as pismo-drawing-<time>.png; W then a digit 0-9: \"wrong? this is a …\", keeps the drawing with the right digit in the drawn folder (Esc cancels); Q or Esc quit.\nNeeds a display (X11 or Wayland); without one, use `pismo serve`."
+    note = "Keys: mouse draws; Z undo; C, Backspace or right click clear; Tab / Shift+Tab next / previous model; S save the drawing as pismo-drawing-<time>.png; W then a digit 0-9: \"wrong? this is a …\", keeps the drawing with the right digit in the drawn folder (Esc cancels); L: learn from my corrections (adapts the model in use to the drawn folder's corrections in the background, as `pismo adapt` does, registers it as <name>-mine and switches to it); B: back to the model used before; Q or Esc quit.\nNeeds a display (X11 or Wayland); without one, use `pismo serve`."
 )]
 // Without the window the flags are still parsed (the same usage everywhere), then unused.
 #[cfg_attr(not(feature = "window"), allow(dead_code))]
@@ -55,6 +58,14 @@ pub struct Args {
     /// ./data/drawn)
     #[argh(option)]
     drawn: Option<PathBuf>,
+    /// run records folder for L's adaptations (default: the --store database, else
+    /// $PISMO_RUNS, else ./runs)
+    #[argh(option)]
+    runs: Option<PathBuf>,
+    /// MNIST folder L's adaptations rehearse and check on (default: $PISMO_DATA, else
+    /// ./data/mnist)
+    #[argh(option)]
+    data: Option<PathBuf>,
     /// window size: 1 is 640x340 pixels (default 2)
     #[argh(option, default = "2")]
     scale: u32,
@@ -77,11 +88,16 @@ fn open_window(args: Args) -> Result<(), CliError> {
     if !window::has_display() {
         return Err(CliError::failed(window::NO_DISPLAY));
     }
+    let runs = crate::runs(&args.runs, &args.registry, &args.store)?;
     let app = app::App::new(
         crate::registry(&args.registry, &args.store)?,
         args.model.as_deref(),
     )?
-    .with_drawn(crate::data::drawn_store(&args.drawn));
+    .with_drawn(crate::data::drawn_store(&args.drawn))
+    .with_learning(learn::Setup {
+        runs,
+        data_dir: crate::data_dir(&args.data),
+    });
     window::run(app, args.scale)
 }
 

@@ -59,9 +59,82 @@ const BAR_LEN: u32 = 220;
 const STATUS_Y: u32 = 306;
 const HELP_Y: u32 = STATUS_Y + font::HEIGHT + 9;
 
-/// The keys, as the help line lists them.
+/// The keys, as the help line lists them before any correction is kept.
 pub const HELP: &str =
     "mouse: draw  Z: undo  C/Bksp/right click: clear  Tab: model  S: save  W: wrong?  Q/Esc: quit";
+
+/// Room for a line of text at font size 1 between the window's margins, in logical pixels.
+const LINE_ROOM: u32 = WIDTH - 2 * CANVAS_X;
+
+/// The help line: [`HELP`], plus "L: learn from my N corrections" once there are
+/// `corrections`, and "B: back" when there is a model to go back to; the keys' short forms
+/// where that would not fit the window.
+pub fn help(corrections: Option<usize>, back: bool) -> String {
+    let n = corrections.unwrap_or(0);
+    if n == 0 && !back {
+        return HELP.to_owned();
+    }
+    let learn = |long: bool| match (n, long) {
+        (0, _) => None,
+        (1, true) => Some("L: learn from my 1 correction".to_owned()),
+        (n, true) => Some(format!("L: learn from my {n} corrections")),
+        (n, false) => Some(format!("L: learn ({n})")),
+    };
+    let line = |long_learn: bool| {
+        let mut keys: Vec<String> = ["Z: undo", "C: clear", "Tab: model", "S: save", "W: wrong?"]
+            .map(str::to_owned)
+            .to_vec();
+        keys.extend(learn(long_learn));
+        if back {
+            keys.push("B: back".to_owned());
+        }
+        keys.push("Q: quit".to_owned());
+        keys.join("  ")
+    };
+    let long = line(true);
+    if font::text_width(&long) <= LINE_ROOM {
+        long
+    } else {
+        line(false)
+    }
+}
+
+/// `text` in lines that fit the window at font size 1, broken between words: one or two
+/// lines, the second cut with `..` if even two are too few.
+pub fn status_lines(text: &str) -> Vec<String> {
+    let fits = |t: &str| font::text_width(t) <= LINE_ROOM;
+    if fits(text) {
+        return vec![text.to_owned()];
+    }
+    let mut first = String::new();
+    let mut rest = text;
+    for (i, _) in text.match_indices(' ') {
+        if !fits(&text[..i]) {
+            break;
+        }
+        first = text[..i].to_owned();
+        rest = &text[i + 1..];
+    }
+    if first.is_empty() {
+        // One word wider than the window: break it anywhere.
+        let cut = text
+            .char_indices()
+            .map(|(i, _)| i)
+            .take_while(|&i| fits(&text[..i]))
+            .last()
+            .unwrap_or(0);
+        first = text[..cut].to_owned();
+        rest = &text[cut..];
+    }
+    let mut second = rest.to_owned();
+    if !fits(&second) {
+        while !second.is_empty() && !fits(&format!("{second}..")) {
+            second.pop();
+        }
+        second.push_str("..");
+    }
+    vec![first, second]
+}
 
 /// Right edge of the header line (the window's margin).
 const HEADER_END: u32 = WIDTH - 16;
@@ -309,9 +382,24 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
             colour::WINNER,
         );
     } else {
-        text(pm, s, (CANVAS_X, STATUS_Y), 1, app.status(), colour::DIM);
+        // Learning's progress is lit; a long message takes two lines.
+        let rgb = if app.is_learning() {
+            colour::WINNER
+        } else {
+            colour::DIM
+        };
+        let lines = status_lines(app.status());
+        let top = if lines.len() > 1 {
+            STATUS_Y - 4
+        } else {
+            STATUS_Y
+        };
+        for (i, line) in lines.iter().enumerate() {
+            text(pm, s, (CANVAS_X, top + i as u32 * 9), 1, line, rgb);
+        }
     }
-    text(pm, s, (CANVAS_X, HELP_Y), 1, HELP, colour::TEXT);
+    let keys = help(app.corrections(), app.can_go_back());
+    text(pm, s, (CANVAS_X, HELP_Y), 1, &keys, colour::TEXT);
 }
 
 /// Converts `pm` (opaque) into minifb's `0RGB` pixels.
@@ -520,6 +608,52 @@ mod tests {
         text(&mut glyph, 1, (wx, wy), 10, "?", colour::WINNER);
         let drawn = count(&pm, 1, winner_rect(), colour::WINNER);
         assert_eq!(drawn, count(&glyph, 1, winner_rect(), colour::WINNER));
+    }
+
+    #[test]
+    fn the_help_line_offers_learning_once_there_are_corrections_and_always_fits() {
+        assert_eq!(help(None, false), HELP);
+        assert_eq!(help(Some(0), false), HELP);
+        assert!(help(Some(1), false).contains("  L: learn from my 1 correction  "));
+        assert!(help(Some(12), false).contains("  L: learn from my 12 corrections  "));
+        assert!(!help(Some(12), false).contains("B: back"));
+        assert!(help(Some(12), true).contains("  B: back  "));
+        assert!(help(Some(0), true).contains("  B: back  "));
+        assert!(help(Some(123_456), true).contains("  L: learn (123456)  "));
+        for n in [
+            None,
+            Some(1),
+            Some(9),
+            Some(99),
+            Some(999),
+            Some(9999),
+            Some(10_000_000),
+        ] {
+            for back in [false, true] {
+                let line = help(n, back);
+                assert!(font::text_width(&line) <= LINE_ROOM, "{line:?} is too wide");
+                assert!(line.contains("W: wrong?") && line.contains("Q"), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_status_takes_two_lines_cut_between_words() {
+        assert_eq!(status_lines("model mnist@1"), vec!["model mnist@1"]);
+        let long = "word ".repeat(30);
+        let lines = status_lines(long.trim_end());
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| font::text_width(l) <= LINE_ROOM));
+        assert!(lines[0].ends_with("word") && !lines[1].ends_with(".."));
+        assert_eq!(lines.join(" "), long.trim_end());
+        let longer = "word ".repeat(60);
+        let lines = status_lines(longer.trim_end());
+        assert!(lines[1].ends_with(".."), "{lines:?}");
+        assert!(lines.iter().all(|l| font::text_width(l) <= LINE_ROOM));
+        let word = "x".repeat(150);
+        let lines = status_lines(&word);
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| font::text_width(l) <= LINE_ROOM));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! Idle costs almost nothing: minifb's event polling is limited to [`FPS`] per second and
 //! sleeps between polls, a frame is rendered and sent to the window only when something
-//! changed (a stroke, a key, a model switch), and the model runs only when the drawing or the
-//! model changed ([`App::update`]).
+//! changed (a stroke, a key, a model switch, learning's progress), and the model runs only
+//! when the drawing or the model changed ([`App::update`]).
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -129,7 +129,7 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
     let to_canvas =
         |(x, y): (f32, f32)| -> Point { (x / s - CANVAS_X as f32, y / s - CANVAS_Y as f32) };
 
-    while window.is_open() {
+    'frames: while window.is_open() {
         // Mouse: the left button draws, a right click clears.
         let left = window.get_mouse_down(MouseButton::Left);
         let pos = window.get_mouse_pos(MouseMode::Pass).map(to_canvas);
@@ -172,9 +172,20 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
                 }
             }
             match key {
-                Key::Escape | Key::Q => return Ok(()),
+                Key::Escape | Key::Q => break 'frames,
                 Key::W => {
                     app.start_correction();
+                    dirty = true;
+                }
+                // What L and B did also goes to stderr (for scripts, and a record).
+                Key::L => {
+                    app.start_learning();
+                    eprintln!("{}", app.status());
+                    dirty = true;
+                }
+                Key::B => {
+                    app.back();
+                    eprintln!("{}", app.status());
                     dirty = true;
                 }
                 Key::C | Key::Backspace | Key::Delete => dirty |= app.clear(),
@@ -192,6 +203,15 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
             }
         }
 
+        // Learning's progress, and its end (said on stderr too).
+        let was_learning = app.is_learning();
+        if app.poll_learning() {
+            dirty = true;
+            if was_learning && !app.is_learning() {
+                eprintln!("{}", app.status());
+            }
+        }
+
         if dirty {
             app.update();
             render::render(&app, scale, &mut frame);
@@ -203,6 +223,13 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
         } else {
             window.update();
         }
+    }
+    // Learning under way: let it end, so its run is closed and its model registered.
+    if app.is_learning() {
+        drop(window);
+        eprintln!("waiting for learning to end...");
+        app.wait_learning();
+        eprintln!("{}", app.status());
     }
     Ok(())
 }
