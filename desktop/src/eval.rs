@@ -155,11 +155,7 @@ pub(crate) fn tally_parallel(
     threads: usize,
     progress: &Counter,
 ) -> Tally {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
+    let threads = pismo_core::host::threads_or_all(threads);
     let per = data.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
         let jobs: Vec<_> = data

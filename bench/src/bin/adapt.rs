@@ -216,22 +216,7 @@ fn main() {
     let train = mnist::load_split(&o.data, Split::Train).unwrap_or_else(|e| fail(&e));
     let test = mnist::load_split(&o.data, Split::Test).unwrap_or_else(|e| fail(&e));
     let hyper = file.meta.hyper;
-    let (val_idx, train_idx) =
-        trainer::validation_split(train.len(), hyper.val_size as usize, hyper.seed);
-    let val = Dataset {
-        images: val_idx.iter().map(|&i| train.images[i as usize]).collect(),
-        labels: val_idx.iter().map(|&i| train.labels[i as usize]).collect(),
-    };
-    let rehearsal = Dataset {
-        images: train_idx
-            .iter()
-            .map(|&i| train.images[i as usize])
-            .collect(),
-        labels: train_idx
-            .iter()
-            .map(|&i| train.labels[i as usize])
-            .collect(),
-    };
+    let (val, rehearsal) = trainer::split_sets(&train, hyper.val_size as usize, hyper.seed);
     let calibration = &train.images[..CALIBRATION_IMAGES];
     let mut writers = Vec::new();
     for kind in &o.writers {

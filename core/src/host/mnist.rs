@@ -133,6 +133,14 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// The images (and labels) at `idx`, in that order.
+    pub fn subset(&self, idx: &[u32]) -> Dataset {
+        Dataset {
+            images: idx.iter().map(|&i| self.images[i as usize]).collect(),
+            labels: idx.iter().map(|&i| self.labels[i as usize]).collect(),
+        }
+    }
+
     /// SHA-256 (lowercase hex) of these images written as a raw IDX3 file (magic 0x803,
     /// count, 28, 28, pixels). For data from [`load_split`] it equals [`Split::digest`]; for
     /// other data it identifies the images just as well, whatever file they came from.

@@ -55,6 +55,14 @@ pub mod unipen;
 
 /// A zeroed value on the heap, never on the stack: `Mlp<1024>` is 3 MB, more than a thread's
 /// stack. (`bytemuck` does the one allocation with the right layout, without `unsafe` here.)
+/// Threads to use when `threads` were asked for: 0 means one per core.
+pub fn threads_or_all(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 pub fn boxed_zeroed<T: bytemuck::Zeroable>() -> Box<T> {
     bytemuck::zeroed_box()
 }

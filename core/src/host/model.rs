@@ -266,10 +266,7 @@ impl AnyMlp {
     /// [`crate::host::trainer::evaluate`], int8 models one image at a time through the
     /// integer path, as a device runs them.
     pub fn evaluate(&self, images: &[[u8; INPUT]], labels: &[u8], threads: usize) -> (f64, usize) {
-        let threads = match threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        let threads = crate::host::threads_or_all(threads);
         match &self.weights {
             Weights::Int8(q) => {
                 // The bytes are the integer path's input as they are; the images are cut

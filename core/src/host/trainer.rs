@@ -218,11 +218,7 @@ pub fn train_set(
             val_size,
         });
     }
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
+    let threads = crate::host::threads_or_all(threads);
     crate::with_hidden!(hyper.hidden_size, H => train_h::<H>(hyper, set, test, threads, on_event))
         .expect("hidden_size validated")
 }
@@ -276,11 +272,14 @@ pub fn validation_split(len: usize, val_size: usize, seed: u64) -> (Vec<u32>, Ve
 
 /// The images a run of `seed` holds out for validation ([`validation_split`]), in its order.
 pub fn validation_set(data: &Dataset, val_size: usize, seed: u64) -> Dataset {
-    let (idx, _) = validation_split(data.len(), val_size, seed);
-    Dataset {
-        images: idx.iter().map(|&i| data.images[i as usize]).collect(),
-        labels: idx.iter().map(|&i| data.labels[i as usize]).collect(),
-    }
+    split_sets(data, val_size, seed).0
+}
+
+/// A run's validation split ([`validation_split`]) and the images it trains on, as
+/// datasets: `(held out, trained on)`.
+pub fn split_sets(data: &Dataset, val_size: usize, seed: u64) -> (Dataset, Dataset) {
+    let (held, trained) = validation_split(data.len(), val_size, seed);
+    (data.subset(&held), data.subset(&trained))
 }
 
 fn sum_squares<const H: usize>(m: &Mlp<H>) -> f64 {

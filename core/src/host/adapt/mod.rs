@@ -161,11 +161,7 @@ impl Adapter<'_> {
         let tick = || progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
         let fold_of = fold_assignment(&corrections.labels, folds, self.seed);
         let next = AtomicUsize::new(0);
-        let threads = match threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-        .clamp(1, folds + 1);
+        let threads = crate::host::threads_or_all(threads).clamp(1, folds + 1);
         // Job 0 is the final model, job f + 1 fold f: (model, (scored, before, after)).
         let results: Vec<(usize, Option<AnyMlp>, [usize; 3])> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads)
@@ -282,8 +278,12 @@ impl NetworkJob for FineTune<'_> {
             seed: self.seed,
             w1_base: if anchored { w1.to_vec() } else { Vec::new() },
             w2: m.w2.as_flattened().to_vec(),
-            w2_base: m.w2.as_flattened().to_vec(),
-            b1_base: m.b1.to_vec(),
+            w2_base: if anchored {
+                m.w2.as_flattened().to_vec()
+            } else {
+                Vec::new()
+            },
+            b1_base: if anchored { m.b1.to_vec() } else { Vec::new() },
             b2_base: m.b2,
             w1,
             v1: Floats::zeroed(INPUT * H),
@@ -313,7 +313,7 @@ impl NetworkJob for FineTune<'_> {
 
 /// A fine-tuning run's state between steps: the weights the step changes in its own
 /// layout (`w1` strip-packed, [`mlp::pack_columns`]), their momentum, the base's weights
-/// to anchor to, and the batch's buffers.
+/// to anchor to (empty without an anchor), and the batch's buffers.
 pub struct Steps<'a> {
     corrections: &'a Dataset,
     rehearsal: &'a Dataset,

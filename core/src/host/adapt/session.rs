@@ -245,10 +245,7 @@ pub fn run_with_data(
         error,
     })?;
     let hyper = file.meta.hyper;
-    let (val_idx, train_idx) =
-        trainer::validation_split(train.len(), hyper.val_size as usize, hyper.seed);
-    let val = subset(train, &val_idx);
-    let rehearsal = subset(train, &train_idx);
+    let (val, rehearsal) = trainer::split_sets(train, hyper.val_size as usize, hyper.seed);
     let calibration = &train.images[..CALIBRATION_IMAGES.min(train.len())];
 
     let mut run = runs
@@ -465,12 +462,4 @@ fn say(
 ) {
     run.log_line(line);
     let _ = on_event(AdaptEvent::Line(line));
-}
-
-/// The images of `data` at `idx`.
-fn subset(data: &Dataset, idx: &[u32]) -> Dataset {
-    Dataset {
-        images: idx.iter().map(|&i| data.images[i as usize]).collect(),
-        labels: idx.iter().map(|&i| data.labels[i as usize]).collect(),
-    }
 }
