@@ -39,6 +39,10 @@ pub struct Args {
     /// non-loopback address without one, a random token is made and printed)
     #[argh(option)]
     token: Option<String>,
+    /// where the page's "Fetch MNIST" downloads from, before the built-in mirrors (as
+    /// `pismo data fetch --mirror`); repeatable
+    #[argh(option)]
+    mirror: Vec<String>,
     /// training runs at once; more requests get 409 (default: 1)
     #[argh(option, default = "1")]
     max_training: usize,
@@ -68,8 +72,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if made {
         token = Some(random_token().map_err(CliError::failed)?);
     }
+    for url in &args.mirror {
+        crate::fetch::Mirror::parse(url).map_err(CliError::Usage)?;
+    }
+    let data_dir = crate::data_dir(&args.data);
     let options = pismo_http::Options {
-        data_dir: crate::data_dir(&args.data),
+        fetch: fetch_command(&data_dir, &args.mirror),
+        data_dir,
         max_training: args.max_training,
         token: token.clone(),
         drawn_dir: crate::data::drawn_store(&args.drawn).dir().to_path_buf(),
@@ -97,6 +106,27 @@ pub fn run(args: Args) -> Result<(), CliError> {
     crate::out_line(&server.url())?;
     server.wait();
     Ok(())
+}
+
+/// `pismo data fetch --data DIR [--mirror URL]...` of this very binary, for the page's
+/// "Fetch MNIST"; `None` (the page then says what to run) if the binary cannot be found.
+fn fetch_command(
+    data_dir: &std::path::Path,
+    mirrors: &[String],
+) -> Option<pismo_http::FetchCommand> {
+    let program = std::env::current_exe()
+        .map_err(|e| eprintln!("note: the page cannot fetch MNIST (this program's path: {e})"))
+        .ok()?;
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "data".into(),
+        "fetch".into(),
+        "--data".into(),
+        data_dir.into(),
+    ];
+    for url in mirrors {
+        args.extend(["--mirror".into(), url.into()]);
+    }
+    Some(pismo_http::FetchCommand { program, args })
 }
 
 /// Whether every address `addr` names is a loopback one (an address that does not resolve

@@ -15,7 +15,7 @@
 //! - `reply`: answers and JSON errors.
 //! - handlers: `scoring` (predictions), `catalog` (registry and runs), `drawn` (corrected
 //!   drawings), `training`, `adapting` (a model fine-tuned to the corrections), `tuning`
-//!   (hyperparameter studies), `events` (server-sent events of runs and studies), `page`
+//!   (hyperparameter studies), `fetching` (MNIST fetched from the page), `events` (server-sent events of runs and studies), `page`
 //!   (the embedded web page); `jobs` runs training and adapting in the background and keeps
 //!   their events; `budget` is the image-decoding budget scoring draws on.
 //!
@@ -39,6 +39,7 @@ mod catalog;
 mod connection;
 mod drawn;
 mod events;
+mod fetching;
 #[doc(hidden)]
 pub mod fuzzing;
 mod jobs;
@@ -52,5 +53,6 @@ mod server;
 mod training;
 mod tuning;
 
+pub use fetching::FetchCommand;
 pub(crate) use server::State;
 pub use server::{serve, Options, ServeError, Server, STOP_WAIT};

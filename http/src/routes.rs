@@ -15,6 +15,8 @@
 //!   `GET /api/runs/{id}/events`: its progress as server-sent events ([`crate::events`]).
 //! - `GET|POST /api/adapt`: adapting a model to the corrections ([`crate::adapting`]),
 //!   guarded like training; its progress on the same `GET /api/runs/{id}/events`.
+//! - `GET /api/data`, `POST /api/data/fetch`: whether MNIST is there, and fetching it
+//!   ([`crate::fetching`]), guarded like training.
 //! - `GET|POST /api/tune`, `GET /api/studies`, `GET /api/studies/{name}`,
 //!   `POST /api/studies/{name}/stop|use`: hyperparameter studies ([`crate::tuning`]);
 //!   `GET /api/studies/{name}/events`: a study's events.
@@ -119,6 +121,17 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
             } else {
                 state.adapting.describe(state)?
             }
+        }
+        "/api/data" => {
+            get()?;
+            state
+                .fetching
+                .describe(&state.training, state.options.token.is_some())?
+        }
+        "/api/data/fetch" => {
+            post()?;
+            authorize(state, request)?;
+            state.fetching.start(&state.training)?
         }
         "/api/tune" => {
             if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {

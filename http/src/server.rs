@@ -27,6 +27,7 @@ use pismo_core::host::runs::Runs;
 use crate::adapting::Adapting;
 use crate::budget::{Budget, Purpose};
 use crate::catalog::ModelCache;
+use crate::fetching::{FetchCommand, Fetching};
 use crate::limits;
 use crate::training::Training;
 use crate::tuning::Tuning;
@@ -65,6 +66,10 @@ pub struct Options {
     /// `<runs folder>/studies` (with runs in a database, the local `$PISMO_RUNS`, else
     /// `./runs`).
     pub studies: Option<Arc<dyn StudyShelf>>,
+    /// The command the page's "Fetch MNIST" runs to download MNIST into
+    /// [`Options::data_dir`] (`pismo data fetch --data DIR`); `None`: the page is told to
+    /// run it in a terminal.
+    pub fetch: Option<FetchCommand>,
 }
 
 impl Default for Options {
@@ -83,6 +88,7 @@ impl Default for Options {
             token: None,
             drawn_dir: PathBuf::from(pismo_core::host::drawn::DEFAULT_DIR),
             studies: None,
+            fetch: None,
         }
     }
 }
@@ -112,6 +118,7 @@ pub(crate) struct State {
     pub models: ModelCache,
     pub training: Arc<Training>,
     pub adapting: Adapting,
+    pub fetching: Fetching,
     pub tuning: Arc<Tuning>,
     pub images: Arc<Budget>,
     pub bodies: Arc<Budget>,
@@ -178,6 +185,7 @@ impl Server {
                 options.max_training.max(1),
             )),
             adapting: Adapting::new(),
+            fetching: Fetching::new(options.fetch.clone(), &options.data_dir),
             images: Budget::new(Purpose::Images, options.image_budget),
             bodies: Budget::new(Purpose::Bodies, options.body_budget),
             options,
@@ -246,6 +254,7 @@ impl Server {
         for c in state.lock_connections().values() {
             let _ = c.shutdown(Shutdown::Read);
         }
+        state.fetching.kill();
         let deadline = Instant::now() + STOP_WAIT;
         while !state.lock_connections().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));

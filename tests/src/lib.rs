@@ -297,6 +297,11 @@ impl Pismo {
         self
     }
 
+    /// The MNIST folder `PISMO_DATA` names.
+    pub fn data(&self) -> PathBuf {
+        self.data.clone()
+    }
+
     /// The registry folder (`PISMO_REGISTRY`).
     pub fn registry(&self) -> PathBuf {
         self.home.join("models")

@@ -253,6 +253,19 @@ fn adapt_requests_are_checked() {
         .contains("pismo data fetch"));
     let msg = f.post_json("/api/adapt", &json!({})).expect_error(503);
     assert!(msg.contains("pismo data fetch"), "{msg}");
+    // A server given no fetch command says so, and what to run instead.
+    let data = f.get("/api/data").json();
+    assert_eq!(data["available"], false, "{data}");
+    assert_eq!(
+        data["fetch"],
+        json!({ "possible": false, "running": false, "lines": [], "error": null })
+    );
+    let msg = f
+        .request("POST", "/api/data/fetch", None, b"")
+        .expect_error(501);
+    assert!(msg.contains("pismo data fetch"), "{msg}");
+    f.request("GET", "/api/data/fetch", None, b"")
+        .expect_error(405);
     // The slot the refused request reserved is free again.
     assert_eq!(f.get("/api/adapt").json()["active"], json!([]));
 
@@ -309,6 +322,17 @@ fn adapt_is_guarded_like_training() {
         "{}",
     )
     .expect_error(403);
+    // Fetching MNIST is guarded the same way.
+    f.request_with("POST", "/api/data/fetch", "", json, "")
+        .expect_error(401);
+    f.request_with(
+        "POST",
+        "/api/data/fetch",
+        "Authorization: Bearer s3cret\r\n",
+        json,
+        "",
+    )
+    .expect_error(501);
     // With the token the request gets as far as the missing corrections.
     f.request_with(
         "POST",
