@@ -234,7 +234,15 @@ fn adapt_error(e: AdaptError) -> ApiError {
         }
         AdaptError::Registry(e) => e.into(),
         AdaptError::Runs(e) => e.into(),
-        e => ApiError::new(500, e.to_string()),
+        AdaptError::Busy(_) => ApiError::new(
+            409,
+            "another adaptation of this server's corrections is running (`pismo adapt` or \
+             `pismo draw` on the same folder): wait for it to end",
+        ),
+        e => {
+            eprintln!("pismo serve: adapting failed: {e}");
+            ApiError::new(500, "adapting failed (the server's log says why)")
+        }
     }
 }
 

@@ -346,3 +346,48 @@ fn importing_bad_drawings_is_a_clear_error_and_imports_nothing() {
     );
     assert!(DrawnStore::open(pismo.drawn()).list().unwrap().is_empty());
 }
+
+#[test]
+fn a_second_adaptation_of_the_same_corrections_is_refused_while_the_first_runs() {
+    use std::io::{BufRead, BufReader};
+    let Some(pismo) = sandbox() else { return };
+    let shown = pngs(&pismo.home.join("shown"), &z_sevens(12, 1));
+    let mut import = vec!["data", "drawn", "import", "--label", "7"];
+    import.extend(shown.iter().map(|p| p.to_str().unwrap()));
+    pismo.run(&import).expect_code(0);
+    let adapt = ["adapt", "--model", "mnist-mcu-int8", "--name", "mine"];
+
+    let mut first = pismo
+        .command(&adapt)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pismo adapt");
+    let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
+    // Its first line comes once it holds the corrections' lock and has begun fine-tuning.
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("adapting mnist-mcu-int8@3"));
+    assert!(started.is_some(), "the first adaptation never started");
+    let second = pismo.run(&adapt);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        first.wait().unwrap().success(),
+        "the first one failed: {rest:?}"
+    );
+    second.expect_code(1);
+    assert!(
+        second
+            .stderr
+            .contains("another adaptation of the corrections"),
+        "{}",
+        second.stderr
+    );
+    // Only the first registered a model; once it ended, adapting works again.
+    let listed = pismo.run(&["models", "list", "--json"]);
+    assert!(!listed.stdout.contains("mine@2"), "{}", listed.stdout);
+    pismo.run(&adapt).expect_code(0);
+    let listed = pismo.run(&["models", "list", "--json"]);
+    assert!(listed.stdout.contains("mine@2"), "{}", listed.stdout);
+}

@@ -17,7 +17,7 @@
 //! cargo run --release -p pismo-bench --bin adapt -- [--model REF] [--registry DIR]
 //!     [--data DIR] [--datasets DIR] [--writers unipen,synthetic] [--first 50]
 //!     [--min-digits 100] [--pen 18] [--steps N] [--lr X] [--per-batch N] [--elastic X]
-//!     [--dropout X] [--anchor X] [--output-only] [--no-test] [--json FILE]
+//!     [--dropout X] [--anchor X] [--keep-within X] [--output-only] [--no-test] [--json FILE]
 //! ```
 
 use std::path::PathBuf;
@@ -82,6 +82,7 @@ fn options() -> Result<Options, String> {
             "--elastic" => o.recipe.elastic = num(value()?)?,
             "--dropout" => o.recipe.dropout_rate = num(value()?)?,
             "--anchor" => o.recipe.anchor = num(value()?)?,
+            "--keep-within" => o.recipe.keep_within = num(value()?)?,
             "--output-only" => o.recipe.output_only = true,
             "--no-test" => o.test = false,
             "--json" => o.json = Some(value()?.into()),
@@ -272,7 +273,7 @@ fn main() {
         let adapted = if corrections.is_empty() {
             None
         } else {
-            Some(adapter.run(&corrections, 0, &|_, _| {}).0)
+            Some(adapter.run(&corrections, &val, 0, &|_, _| {}).model)
         };
         let seconds = started.elapsed().as_secs_f64();
         let model = adapted.as_ref().unwrap_or(&base);

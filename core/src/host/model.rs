@@ -358,6 +358,26 @@ impl AnyMlp {
         out.with_deskew(self.deskew)
     }
 
+    /// `self` moved a fraction `a` of the way to `other`, parameter by parameter
+    /// ([`Mlp::blend_toward`]): `a = 1` is `other`, `a = 0` is `self`. `None` unless both are
+    /// f32 models of the same size.
+    pub fn blended_toward(&self, other: &AnyMlp, a: f32) -> Option<AnyMlp> {
+        let mut out = self.to_f32();
+        macro_rules! same_size {
+            ($($v:ident),*) => {
+                match (&mut out.weights, &other.weights) {
+                    $((Weights::$v(m), Weights::$v(o)) => m.blend_toward(o, a),)*
+                    _ => return None,
+                }
+            };
+        }
+        if self.kind() != "f32" {
+            return None;
+        }
+        same_size!(H16, H32, H64, H128, H256, H512, H1024, H2048, H4096);
+        Some(out)
+    }
+
     /// Runs `job` on the f32 network of any hidden size; `None` for an int8 model.
     pub fn with_network<J: NetworkJob>(&mut self, job: J) -> Option<J::Output> {
         match &mut self.weights {

@@ -18,6 +18,12 @@
 //! first [`crate::host::model::CALIBRATION_IMAGES`] MNIST training images). The result keeps
 //! the base's size and its input form (deskewing).
 //!
+//! Fine-tuning on a few drawings of one hand can cost everyone else's digits a little.
+//! [`Adapter::run`] registers the fine-tuned weights themselves when MNIST validation stays
+//! within [`AdaptRecipe::keep_within`] of the base; otherwise the base moved 75 % or 50 % of
+//! the way toward them ([`BLENDS`]), the first that does: a blend of two nearby solutions
+//! keeps most of what was learnt and most of what was known.
+//!
 //! [`Adapter::run`] also measures what adapting does for the person, honestly: a k-fold
 //! cross-validation over the corrections (each fold adapted on the others and scored on
 //! itself, never on what it trained on). The final model and the folds run side by side
@@ -63,6 +69,10 @@ pub struct AdaptRecipe {
     /// Pull toward the base's weights: each step moves every weight `lr · anchor` of the way
     /// back to the base's.
     pub anchor: f32,
+    /// MNIST validation accuracy (a fraction) the result may lose against the base before a
+    /// blend nearer the base is tried ([`Adapter::run`]).
+    #[serde(default = "AdaptRecipe::default_keep_within")]
+    pub keep_within: f32,
 }
 
 impl AdaptRecipe {
@@ -77,7 +87,12 @@ impl AdaptRecipe {
         elastic: 1.5,
         output_only: false,
         anchor: 0.0,
+        keep_within: 0.001,
     };
+
+    fn default_keep_within() -> f32 {
+        Self::DEFAULT.keep_within
+    }
 }
 
 impl Default for AdaptRecipe {
@@ -119,8 +134,9 @@ pub struct CrossValidation {
 pub const MAX_FOLDS: usize = 3;
 
 impl Adapter<'_> {
-    /// The base fine-tuned on `corrections`; `tick` is called after every step.
-    pub fn adapt(&self, corrections: &Dataset, tick: &(dyn Fn() + Sync)) -> AnyMlp {
+    /// The base fine-tuned on `corrections`, as an f32 model (whatever the base's kind);
+    /// `tick` is called after every step.
+    fn tune(&self, corrections: &Dataset, tick: &(dyn Fn() + Sync)) -> AnyMlp {
         let mut model = self.base.to_f32();
         let deskew = model.deskew();
         let tuned = model.with_network(FineTune {
@@ -132,6 +148,15 @@ impl Adapter<'_> {
             tick,
         });
         debug_assert!(tuned.is_some(), "to_f32 gives an f32 model");
+        model
+    }
+
+    /// `base` (the base as f32) moved `blend` of the way to `tuned`, in the base's kind: an
+    /// int8 base gets an int8 model, quantized as `pismo models quantize` does.
+    fn finish(&self, base: &AnyMlp, tuned: &AnyMlp, blend: f32) -> AnyMlp {
+        let model = base
+            .blended_toward(tuned, blend)
+            .expect("the base and the tuned model are f32 of one size");
         if self.base.kind() == "int8" {
             model
                 .quantize(self.calibration)
@@ -147,24 +172,32 @@ impl Adapter<'_> {
         (1 + folds_for(n) as u32) * self.recipe.steps
     }
 
-    /// The adapted model and its cross-validation, on up to `threads` threads (0: all
-    /// cores); `progress(done, total)` counts steps as they finish.
+    /// Adapts the base to `corrections` on up to `threads` threads (0: all cores), the
+    /// final model and the cross-validation folds side by side; `progress(done, total)`
+    /// counts steps as they finish. The result is the base moved the largest of
+    /// [`BLENDS`] of the way to the fine-tuned weights that keeps MNIST `validation` within
+    /// [`AdaptRecipe::keep_within`] of the base (all the way when none does: the caller's
+    /// forgetting check then decides); the folds are blended alike before they are scored.
     pub fn run(
         &self,
         corrections: &Dataset,
+        validation: &Dataset,
         threads: usize,
         progress: &(dyn Fn(u32, u32) + Sync),
-    ) -> (AnyMlp, CrossValidation) {
+    ) -> Adaptation {
         let folds = folds_for(corrections.len());
         let total = self.total_steps(corrections.len());
         let done = AtomicU32::new(0);
         let tick = || progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
         let fold_of = fold_assignment(&corrections.labels, folds, self.seed);
+        let parts: Vec<(Dataset, Dataset)> = (0..folds)
+            .map(|f| held_out(corrections, &fold_of, f))
+            .collect();
         let next = AtomicUsize::new(0);
-        let threads = crate::host::threads_or_all(threads).clamp(1, folds + 1);
-        // Job 0 is the final model, job f + 1 fold f: (model, (scored, before, after)).
-        let results: Vec<(usize, Option<AnyMlp>, [usize; 3])> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..threads)
+        let workers = crate::host::threads_or_all(threads).clamp(1, folds + 1);
+        // Job 0 is the final model, job f + 1 fold f (tuned on every fold but f).
+        let mut tuned: Vec<(usize, AnyMlp)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
                 .map(|_| {
                     s.spawn(|| {
                         let mut mine = Vec::new();
@@ -173,61 +206,108 @@ impl Adapter<'_> {
                             if job > folds {
                                 break mine;
                             }
-                            if job == 0 {
-                                mine.push((0, Some(self.adapt(corrections, &tick)), [0; 3]));
+                            let train = if job == 0 {
+                                corrections
                             } else {
-                                let scored = self.fold(corrections, &fold_of, job - 1, &tick);
-                                mine.push((job, None, scored));
-                            }
+                                &parts[job - 1].1
+                            };
+                            mine.push((job, self.tune(train, &tick)));
                         }
                     })
                 })
                 .collect();
-            workers
+            handles
                 .into_iter()
                 .flat_map(|w| w.join().expect("an adapting thread panicked"))
                 .collect()
         });
-        let mut model = None;
+        tuned.sort_by_key(|(job, _)| *job);
+        let base = self.base.to_f32();
+        let score = |m: &AnyMlp| {
+            let (loss, right) = m.evaluate(&validation.images, &validation.labels, threads);
+            let n = validation.len().max(1) as f64;
+            (loss / n, right as f64 / n)
+        };
+        let val_before = score(self.base).1;
+        let floor = val_before - f64::from(self.recipe.keep_within);
+        let mut chosen = None;
+        let mut tuned_val = 0.0;
+        for &blend in &BLENDS {
+            let model = self.finish(&base, &tuned[0].1, blend);
+            let (loss, accuracy) = score(&model);
+            let keep = accuracy >= floor;
+            if chosen.is_none() {
+                tuned_val = accuracy;
+            }
+            if keep || chosen.is_none() {
+                chosen = Some((blend, model, loss, accuracy));
+            }
+            if keep {
+                break;
+            }
+        }
+        let (blend, model, val_loss, val_after) = chosen.expect("BLENDS is not empty");
         let mut cv = CrossValidation {
             folds,
             ..CrossValidation::default()
         };
-        for (job, m, [n, before, after]) in results {
-            if job == 0 {
-                model = m;
-            }
-            cv.n += n;
-            cv.before += before;
-            cv.after += after;
+        for ((held, _), (_, fold_tuned)) in parts.iter().zip(&tuned[1..]) {
+            let fold_model = self.finish(&base, fold_tuned, blend);
+            cv.n += held.len();
+            cv.before += self.base.evaluate(&held.images, &held.labels, 1).1;
+            cv.after += fold_model.evaluate(&held.images, &held.labels, 1).1;
         }
-        (model.expect("job 0 ran"), cv)
+        Adaptation {
+            model,
+            cross_validation: cv,
+            blend,
+            val_before,
+            val_after,
+            val_loss,
+            tuned_val,
+        }
     }
+}
 
-    /// Adapts on every fold but `fold` and scores `fold`: `[n, right before, right after]`.
-    fn fold(
-        &self,
-        corrections: &Dataset,
-        fold_of: &[usize],
-        fold: usize,
-        tick: &(dyn Fn() + Sync),
-    ) -> [usize; 3] {
-        let (mut train, mut held) = (Dataset::default(), Dataset::default());
-        for ((img, &label), &f) in corrections
-            .images
-            .iter()
-            .zip(&corrections.labels)
-            .zip(fold_of)
-        {
-            let part = if f == fold { &mut held } else { &mut train };
-            part.images.push(*img);
-            part.labels.push(label);
-        }
-        let adapted = self.adapt(&train, tick);
-        let (_, before) = self.base.evaluate(&held.images, &held.labels, 1);
-        let (_, after) = adapted.evaluate(&held.images, &held.labels, 1);
-        [held.len(), before, after]
+/// The blends of the base and its fine-tuned weights [`Adapter::run`] tries, in order: all
+/// the way first.
+pub const BLENDS: [f32; 3] = [1.0, 0.75, 0.5];
+
+/// What [`Adapter::run`] gives: the adapted model and its figures.
+#[derive(Debug)]
+pub struct Adaptation {
+    /// The adapted model, in the base's kind and size.
+    pub model: AnyMlp,
+    /// Its cross-validated figures on the corrections.
+    pub cross_validation: CrossValidation,
+    /// How far it moved from the base toward the fine-tuned weights (1: all the way).
+    pub blend: f32,
+    /// MNIST validation accuracy of the base, 0..1.
+    pub val_before: f64,
+    /// MNIST validation accuracy of the adapted model, 0..1.
+    pub val_after: f64,
+    /// Its mean cross-entropy on MNIST validation.
+    pub val_loss: f64,
+    /// MNIST validation accuracy of the fine-tuned weights themselves (blend 1), 0..1: what
+    /// learning the corrections fully costs everyone else's digits, which the forgetting
+    /// check judges (corrections that contradict MNIST, such as mislabelled ones, cost much).
+    pub tuned_val: f64,
+}
+
+/// Fold `fold` of `corrections` and the rest: `(held out, trained on)`.
+fn held_out(corrections: &Dataset, fold_of: &[usize], fold: usize) -> (Dataset, Dataset) {
+    let (mut held, mut train) = (Dataset::default(), Dataset::default());
+    for ((img, &label), &f) in corrections
+        .images
+        .iter()
+        .zip(&corrections.labels)
+        .zip(fold_of)
+    {
+        let part = if f == fold { &mut held } else { &mut train };
+        part.images.push(*img);
+        part.labels.push(label);
     }
+    (held, train)
 }
 
 /// How many folds `n` corrections are cross-validated in (0 below 2).

@@ -5,11 +5,15 @@
 //! Guarantees:
 //! - **Nothing is registered from bad input.** A missing corrections folder, an empty one,
 //!   or a correction that cannot be read is an error before any run is opened.
-//! - **It does not forget.** The adapted model and the base are both scored on the base's
-//!   own MNIST validation split (never trained on, by the base or by adapting); if the
-//!   adapted model is more than [`MAX_FORGETTING`] behind, the run fails with
+//! - **It does not forget.** The fine-tuned weights and the base are both scored on the
+//!   base's own MNIST validation split (never trained on, by the base or by adapting); if
+//!   the fine-tuned weights are more than [`MAX_FORGETTING`] behind, the run fails with
 //!   [`AdaptError::Forgets`] and nothing is registered, unless the request says `force`.
-//!   This also stops a batch of mislabelled corrections.
+//!   This also stops a batch of mislabelled corrections. What is registered is the base
+//!   moved as far toward those weights as keeps validation within
+//!   [`super::AdaptRecipe::keep_within`] ([`super::Adapter::run`]).
+//! - **One at a time per corrections folder**: an OS file lock ([`ADAPTING_LOCK`]) in the
+//!   folder; a second adaptation of it, from any process, is [`AdaptError::Busy`].
 //! - **It is recorded like training**: the run holds the base, the corrections per digit,
 //!   the recipe, the time and the before/after figures; the model file names its parent.
 
@@ -20,7 +24,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{AdaptRecipe, Adapter, CrossValidation};
+use super::{AdaptRecipe, Adaptation, Adapter, CrossValidation};
 use crate::format::FormatError;
 use crate::host::drawn::{DrawnError, DrawnStore};
 use crate::host::mnist::{self, Dataset, MnistError, Split, TRAIN_DIGEST};
@@ -96,6 +100,9 @@ pub struct Adapted {
     pub val_accuracy: f64,
     /// MNIST validation images scored.
     pub val_images: usize,
+    /// How far the model moved from the base toward its fine-tuned weights (1: all the way;
+    /// less when that kept MNIST validation nearer the base's, see `Adapter::run`).
+    pub blend: f32,
     /// MNIST test accuracy of the base and the adapted model (measured, never used to
     /// decide anything), if the test split is there.
     pub base_test_accuracy: Option<f64>,
@@ -128,6 +135,16 @@ pub enum AdaptError {
     },
     /// The run record could not be written.
     Runs(RunsError),
+    /// Another adaptation of the same corrections is running (in this process or another:
+    /// `pismo adapt`, the window, the page).
+    Busy(PathBuf),
+    /// The corrections folder's adapting lock could not be taken.
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The adapted model forgot too much: MNIST validation accuracy fell from `before` to
     /// `after`.
     Forgets {
@@ -170,6 +187,15 @@ impl fmt::Display for AdaptError {
             AdaptError::Registry(e) => e.fmt(f),
             AdaptError::Model { id, error } => write!(f, "model {id}: {error}"),
             AdaptError::Runs(e) => e.fmt(f),
+            AdaptError::Busy(dir) => write!(
+                f,
+                "another adaptation of the corrections in {} is running (`pismo adapt`, the \
+                 window or the page): wait for it to end, then try again",
+                dir.display()
+            ),
+            AdaptError::Lock { path, error } => {
+                write!(f, "cannot lock {}: {error}", path.display())
+            }
             AdaptError::Forgets {
                 run_id,
                 before,
@@ -199,6 +225,32 @@ pub fn load_corrections(dir: &Path) -> Result<Dataset, AdaptError> {
         return Err(AdaptError::NoCorrections(dir.to_path_buf()));
     }
     Ok(data)
+}
+
+/// The lock file in a corrections folder that one adaptation of them holds at a time.
+pub const ADAPTING_LOCK: &str = ".adapting.lock";
+
+/// Takes the adapting lock of the corrections in `dir`, without waiting: an OS file lock,
+/// held until the file is dropped and released however its holder ends (kill -9 included).
+/// Two adaptations of the same corrections never run interleaved, whoever started them.
+fn lock_corrections(dir: &Path) -> Result<std::fs::File, AdaptError> {
+    let path = dir.join(ADAPTING_LOCK);
+    let lock_error = |error| AdaptError::Lock {
+        path: path.clone(),
+        error,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AdaptError::Busy(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(lock_error(e)),
+    }
 }
 
 /// Runs a whole adaptation (see the module doc), loading MNIST from `req.data_dir`.
@@ -237,6 +289,7 @@ pub fn run_with_data(
     let started = Instant::now();
     check_request(req)?;
     let corrections = load_corrections(&req.drawn_dir)?;
+    let _lock = lock_corrections(&req.drawn_dir)?;
     let (base_id, bytes) = registry
         .load(req.base.as_deref())
         .map_err(AdaptError::Registry)?;
@@ -303,9 +356,9 @@ pub fn run_with_data(
     // need not be shareable between threads).
     let done = std::sync::atomic::AtomicU32::new(0);
     let total = adapter.total_steps(corrections.len());
-    let (adapted, cv) = std::thread::scope(|s| {
+    let adaptation = std::thread::scope(|s| {
         let job = s.spawn(|| {
-            adapter.run(&corrections, req.threads, &|d, _| {
+            adapter.run(&corrections, &val, req.threads, &|d, _| {
                 done.fetch_max(d, std::sync::atomic::Ordering::Relaxed);
             })
         });
@@ -317,15 +370,19 @@ pub fn run_with_data(
         job.join().expect("the adapting thread panicked")
     });
     let threads = req.threads;
-    // (mean cross-entropy, accuracy)
-    let score = |m: &AnyMlp, d: &Dataset| {
-        let (loss, right) = m.evaluate(&d.images, &d.labels, threads);
-        let n = d.len().max(1) as f64;
-        (loss / n, right as f64 / n)
+    let accuracy = |m: &AnyMlp, d: &Dataset| {
+        let (_, right) = m.evaluate(&d.images, &d.labels, threads);
+        right as f64 / d.len().max(1) as f64
     };
-    let accuracy = |m: &AnyMlp, d: &Dataset| score(m, d).1;
-    let base_val = accuracy(&base, &val);
-    let (val_loss, val_after) = score(&adapted, &val);
+    let Adaptation {
+        model: adapted,
+        cross_validation: cv,
+        blend,
+        val_before: base_val,
+        val_after,
+        val_loss,
+        tuned_val,
+    } = adaptation;
     let cv_line = if cv.folds == 0 {
         "corrections: too few to cross-validate (2 or more are needed)".to_owned()
     } else {
@@ -339,10 +396,21 @@ pub fn run_with_data(
         &mut run,
         on_event,
         &format!(
-            "MNIST validation ({} images, never trained on): base {:.2} %, adapted {:.2} %",
+            "MNIST validation ({} images, never trained on): base {:.2} %, adapted {:.2} %{}",
             val.len(),
             base_val * 100.0,
-            val_after * 100.0
+            val_after * 100.0,
+            if blend < 1.0 {
+                format!(
+                    " (fine-tuned fully {:.2} %; {:.0} % of the way from the base to the \
+                     fine-tuned weights, the most that kept validation within {:.1} points)",
+                    tuned_val * 100.0,
+                    blend * 100.0,
+                    req.recipe.keep_within * 100.0
+                )
+            } else {
+                String::new()
+            }
         ),
     );
     let (base_test, test_after) = match test {
@@ -362,6 +430,7 @@ pub fn run_with_data(
     }
     run.log_metric(1, "base_val_accuracy", base_val);
     run.log_metric(1, "val_accuracy", val_after);
+    run.log_metric(1, "blend", f64::from(blend));
     if cv.folds > 0 {
         run.log_metric(1, "corrections_cv_before", cv.before as f64 / cv.n as f64);
         run.log_metric(1, "corrections_cv_after", cv.after as f64 / cv.n as f64);
@@ -370,7 +439,9 @@ pub fn run_with_data(
         run.log_metric(1, "base_test_accuracy", b);
         run.log_metric(1, "test_accuracy", a);
     }
-    if val_after < base_val - MAX_FORGETTING {
+    // Judged on the fine-tuned weights, not the blend: corrections that only a blend nearer
+    // the base can live with (mislabelled ones, say) are refused all the same.
+    if tuned_val < base_val - MAX_FORGETTING {
         if req.force {
             say(
                 &mut run,
@@ -381,7 +452,7 @@ pub fn run_with_data(
             let err = AdaptError::Forgets {
                 run_id: run_id.clone(),
                 before: base_val,
-                after: val_after,
+                after: tuned_val,
             };
             let msg = err.to_string();
             say(&mut run, on_event, &format!("error: {msg}"));
@@ -448,6 +519,7 @@ pub fn run_with_data(
         base_val_accuracy: base_val,
         val_accuracy: val_after,
         val_images: val.len(),
+        blend,
         base_test_accuracy: base_test,
         test_accuracy: test_after,
         seconds,
