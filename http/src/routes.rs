@@ -86,6 +86,11 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
             get()?;
             Reply::json(&state.registry.list()?)?
         }
+        "/api/models/deleted" => {
+            get()?;
+            let deleted = state.registry.deleted()?;
+            Reply::json(&deleted.iter().map(ToString::to_string).collect::<Vec<_>>())?
+        }
         "/api/aliases" => {
             get()?;
             catalog::aliases(state)?

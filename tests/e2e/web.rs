@@ -217,6 +217,27 @@ fn the_page_draws_trains_and_compares_in_chromium() {
     assert!(aliases.contains("\"default\""), "{aliases}");
 }
 
+/// Issue 28 in Chromium (`web.mjs links`), on a copy of the shipped registry and runs: a
+/// link to a model (`#model=mnist@1`) opens Draw with it; one to a deleted version
+/// (`mnist@4`) or to a model that never existed says so and which model Draw uses instead;
+/// a run's detail opened in Experiments starts below the sticky top bar. Needs no MNIST.
+#[test]
+fn issue28_model_links_and_the_run_detail_in_chromium() {
+    const TEST: &str = "the model-link page test (tests/e2e/web.rs)";
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        skip(TEST, &missing);
+        return;
+    }
+    let p = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    copy_dir(&workspace_root().join("runs"), &p.runs());
+    assert!(p.registry().join("mnist.v4.deleted").is_file());
+    let server = p.serve("127.0.0.1:0", &[]);
+    let url = server.url.clone();
+    web_mjs(&url, Some("links"), server).stop();
+}
+
 /// "Learn from my N corrections" in Chromium (`web.mjs learn`): three digits drawn with the
 /// shipped mnist-mcu-int8@3 and corrected, the button adapts that model on the real server
 /// with the full MNIST, the page shows before → after and switches Draw to the adapted model
