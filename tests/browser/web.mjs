@@ -10,8 +10,9 @@
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-no-mnist  (a server without MNIST
 //     and with corrections kept: the page says what to run instead of learning)
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR links  (links to a model, `#model=REF`,
-//     of one that exists, one deleted and one that never existed; a run's detail opened
-//     from Experiments starts below the sticky top bar; needs no MNIST)
+//     of one that exists, one deleted and one that never existed; a remembered model
+//     deleted since; a run's detail opened from Experiments starts below the sticky top
+//     bar; needs no MNIST)
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-forgets  (a server whose 60
 //     corrections are MNIST ones labelled 7: adapting mnist-mcu-int8@3 is refused for
 //     forgetting, and the page says so with the figures)
@@ -273,6 +274,18 @@ async function testLinks(page) {
   check(/nope@1 does not exist\b/.test(note) && note.includes('instead'), `the notice should say nope@1 does not exist: ${note}`);
   await page.selectOption('#model', 'mnist@1');
   check(await page.isHidden('#model-missing'), 'picking a model should take the notice away');
+
+  step = 'a model picked on an earlier visit and deleted since is named once';
+  await page.evaluate(() => localStorage.setItem('pismo-model', 'mnist@5'));
+  await page.goto('about:blank');
+  await page.goto(`${url}#draw`);
+  await page.waitForSelector('#model-missing:not([hidden])');
+  note = await page.textContent('#model-missing');
+  check(note.includes('The model you used last, mnist@5, was deleted') && note.includes('default (mnist-int8@5)'), `the notice should name the remembered model: ${note}`);
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('#model').value === 'default');
+  await page.waitForTimeout(300);
+  check(await page.isHidden('#model-missing'), 'the next visit should not say it again');
 
   step = 'the run detail starts below the sticky top bar';
   await page.click('[data-testid="nav-experiments"]');

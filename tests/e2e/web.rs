@@ -219,8 +219,9 @@ fn the_page_draws_trains_and_compares_in_chromium() {
 
 /// Issue 28 in Chromium (`web.mjs links`), on a copy of the shipped registry and runs: a
 /// link to a model (`#model=mnist@1`) opens Draw with it; one to a deleted version
-/// (`mnist@4`) or to a model that never existed says so and which model Draw uses instead;
-/// a run's detail opened in Experiments starts below the sticky top bar. Needs no MNIST.
+/// (`mnist@4`) or to a model that never existed, or a model picked on an earlier visit and
+/// deleted since, says so and which model Draw uses instead; a run's detail opened in
+/// Experiments starts below the sticky top bar. Needs no MNIST.
 #[test]
 fn issue28_model_links_and_the_run_detail_in_chromium() {
     const TEST: &str = "the model-link page test (tests/e2e/web.rs)";
