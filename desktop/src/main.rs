@@ -71,8 +71,11 @@ use pismo_core::host::tune::driver::TuneError;
     note = "Folders: --registry, else $PISMO_REGISTRY, else ./models (or a shared store: --store postgres://…, else $PISMO_STORE; see `pismo store`); --runs, else $PISMO_RUNS, else ./runs; --data, else $PISMO_DATA, else ./data/mnist.\nModels: NAME, NAME@VERSION or NAME@ALIAS; none means the `default` alias, else the newest model.\nExit status: 0 success, 1 error, 2 usage error."
 )]
 struct Cli {
+    /// print pismo's version and exit
+    #[argh(switch, short = 'V')]
+    version: bool,
     #[argh(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 // Parsed once per process: the size of the largest variant (train's many flags) costs
@@ -185,6 +188,16 @@ pub fn out_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     out_line(&line)
 }
 
+/// Prints a command's result: with `--json` (`json`), `value` as one line of JSON, else the
+/// line `text`.
+pub fn out_result(json: bool, value: &impl serde::Serialize, text: &str) -> Result<(), CliError> {
+    if json {
+        out_json(value)
+    } else {
+        out_line(text)
+    }
+}
+
 /// The registry: `--registry` or `--store` (giving both is a usage error), else
 /// `$PISMO_STORE`, else `$PISMO_REGISTRY`, else `./models`. A store is a PostgreSQL URL or a
 /// registry folder ([`pismo_store::open_registry`]).
@@ -256,6 +269,19 @@ const COMMAND_WORDS: [&str; 27] = [
     "verify", "drawn", "export", "import", "migrate", "copy", "help",
 ];
 
+/// `-h` means `--help`, as in most command-line tools (argh knows only `--help` and the
+/// `help` word): a `-h` standing alone before any `--` is rewritten. No command or option of
+/// pismo has a short `-h` of its own.
+fn short_help(args: &mut [&str]) {
+    for arg in args.iter_mut() {
+        match *arg {
+            "--" => break,
+            "-h" => *arg = "--help",
+            _ => {}
+        }
+    }
+}
+
 /// `pismo models` for `["models", "show", "--json"]`: the command words the user typed.
 fn command_path(args: &[&str]) -> String {
     let mut path = String::from("pismo");
@@ -307,6 +333,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    short_help(&mut args);
     let cli = match Cli::from_args(&["pismo"], &args) {
         Ok(cli) => cli,
         Err(EarlyExit { output, status }) => {
@@ -332,7 +359,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(cli.command) {
+    let result = match cli.command {
+        _ if cli.version => out_line(&format!("pismo {}", env!("CARGO_PKG_VERSION"))),
+        Some(command) => run(command),
+        None => Err(CliError::usage(
+            "no command given (run `pismo --help` for the commands)",
+        )),
+    };
+    match result {
         Ok(()) | Err(CliError::Closed) => ExitCode::SUCCESS,
         Err(CliError::Usage(msg)) => {
             eprintln!("error: {msg}");
@@ -359,5 +393,15 @@ mod tests {
         assert_eq!(command_path(&["train", "--epochs", "x"]), "pismo train");
         assert_eq!(command_path(&["frobnicate"]), "pismo");
         assert_eq!(command_path(&["help"]), "pismo");
+    }
+
+    #[test]
+    fn issue28_a_lone_dash_h_is_help_up_to_a_double_dash() {
+        let mut args = ["models", "-h", "--", "-h"];
+        short_help(&mut args);
+        assert_eq!(args, ["models", "--help", "--", "-h"]);
+        let mut args = ["predict", "-hx.png"];
+        short_help(&mut args);
+        assert_eq!(args, ["predict", "-hx.png"]);
     }
 }

@@ -89,6 +89,9 @@ struct Alias {
     /// (default: $PISMO_STORE)
     #[argh(option)]
     store: Option<String>,
+    /// print the result as one JSON object
+    #[argh(switch)]
+    json: bool,
 }
 
 /// Every alias change, oldest first (who pointed where, and when).
@@ -121,6 +124,9 @@ struct Unalias {
     /// (default: $PISMO_STORE)
     #[argh(option)]
     store: Option<String>,
+    /// print the result as one JSON object
+    #[argh(switch)]
+    json: bool,
 }
 
 /// Delete one model version (refused while an alias points at it).
@@ -137,6 +143,9 @@ struct Delete {
     /// (default: $PISMO_STORE)
     #[argh(option)]
     store: Option<String>,
+    /// print the result as one JSON object
+    #[argh(switch)]
+    json: bool,
 }
 
 /// Quantize an f32 model to int8 (weights, per-row scales) and register it, linked to its
@@ -214,6 +223,9 @@ struct Export {
     /// (default: $PISMO_STORE)
     #[argh(option)]
     store: Option<String>,
+    /// print the result as one JSON object
+    #[argh(switch)]
+    json: bool,
 }
 
 /// The formats `pismo models export` writes.
@@ -241,7 +253,12 @@ fn export(a: Export) -> Result<(), CliError> {
     } else {
         "as preprocessed"
     };
-    crate::out_line(&format!(
+    let value = serde_json::json!({
+        "model": reference, "format": a.format, "file": a.output, "bytes": out.len(),
+        "opset": onnx::OPSET, "kind": model.kind(), "input": onnx::INPUT_NAME,
+        "outputs": [onnx::PROBABILITIES, onnx::LOGITS], "deskew": model.deskew(),
+    });
+    let text = format!(
         "wrote {} ({} bytes): ONNX opset {} of {reference} ({}), input `{}` float32[N,784] {input}, outputs `{}` and `{}` float32[N,10]",
         a.output.display(),
         out.len(),
@@ -250,7 +267,8 @@ fn export(a: Export) -> Result<(), CliError> {
         onnx::INPUT_NAME,
         onnx::PROBABILITIES,
         onnx::LOGITS,
-    ))
+    );
+    crate::out_result(a.json, &value, &text)
 }
 
 fn quantize(a: Quantize) -> Result<(), CliError> {
@@ -480,21 +498,29 @@ pub fn run(args: Args) -> Result<(), CliError> {
             let id = registry.resolve(Some(&a.model))?;
             let old = registry.aliases()?.remove(&a.alias);
             registry.set_alias(&a.alias, &id)?;
-            match old {
-                Some(old) if old != id => {
-                    crate::out_line(&format!("alias {} -> {id} (was {old})", a.alias))
-                }
-                _ => crate::out_line(&format!("alias {} -> {id}", a.alias)),
-            }
+            let text = match &old {
+                Some(old) if *old != id => format!("alias {} -> {id} (was {old})", a.alias),
+                _ => format!("alias {} -> {id}", a.alias),
+            };
+            let value = serde_json::json!({
+                "alias": a.alias, "model": id.to_string(),
+                "was": old.map(|old| old.to_string()),
+            });
+            crate::out_result(a.json, &value, &text)
         }
         Command::Unalias(a) => {
             let old = crate::registry(&a.registry, &a.store)?.remove_alias(&a.alias)?;
-            crate::out_line(&format!("removed alias {} (pointed at {old})", a.alias))
+            let value = serde_json::json!({
+                "alias": a.alias, "model": null, "was": old.to_string(),
+            });
+            let text = format!("removed alias {} (pointed at {old})", a.alias);
+            crate::out_result(a.json, &value, &text)
         }
         Command::Delete(a) => {
             let id: ModelId = a.model.parse()?;
             crate::registry(&a.registry, &a.store)?.delete(&id)?;
-            crate::out_line(&format!("deleted {id}"))
+            let value = serde_json::json!({ "deleted": id.to_string() });
+            crate::out_result(a.json, &value, &format!("deleted {id}"))
         }
         Command::History(a) => history(&crate::registry(&a.registry, &a.store)?, a.json),
         Command::Quantize(a) => quantize(a),

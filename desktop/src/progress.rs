@@ -5,8 +5,8 @@
 //!   and at most one every few seconds while it runs, none at the end (the caller says what
 //!   it got).
 //! - [`Counter`]: images worked through (`pismo eval`, `pismo models quantize`) or batches of
-//!   an epoch (`pismo train`); off a terminal it shows nothing, as the command's own lines
-//!   report the result.
+//!   an epoch (`pismo train`, with its own ETA); off a terminal it shows nothing, as the
+//!   command's own lines report the result.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -116,7 +116,8 @@ pub struct Counter {
 }
 
 impl Counter {
-    /// A bar labelled `label` over `total` things (none off a terminal, or when `quiet`).
+    /// A bar labelled `label` over `total` things (none off a terminal, or when `quiet`),
+    /// with indicatif's ETA: for a count that starts at 0 as the work starts (images).
     pub fn start(label: &str, total: u64, quiet: bool) -> Counter {
         let template = "{msg} [{wide_bar}] {human_pos}/{human_len} ETA {eta}";
         let bar = if quiet {
@@ -128,6 +129,17 @@ impl Counter {
             bar.set_message(label.to_owned());
         }
         Counter { bar }
+    }
+
+    /// A bar over `total` things whose text, ETA included, the caller sets after the bar
+    /// ([`Counter::set_message`]); none off a terminal. For `pismo train`'s batches, whose
+    /// bar appears with batches already done: indicatif's estimate counted those as done
+    /// in no time and read about half the time left.
+    pub fn start_own_eta(total: u64) -> Counter {
+        let template = "[{wide_bar}] {human_pos}/{human_len} {msg}";
+        Counter {
+            bar: terminal_bar(Some(total), template),
+        }
     }
 
     /// `n` more are done.

@@ -110,6 +110,9 @@ struct Export {
     /// (default: $PISMO_STORE)
     #[argh(option)]
     store: Option<String>,
+    /// print one JSON object per exported run
+    #[argh(switch)]
+    json: bool,
 }
 
 /// Summary of a run's metrics. Accuracies are `f32` like the trainer's, so JSON shows
@@ -177,6 +180,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             &crate::runs(&a.runs, &a.registry, &a.store)?,
             &crate::registry(&a.registry, &a.store)?,
             &a.run,
+            a.json,
         ),
     }
 }

@@ -36,7 +36,8 @@ pub struct Args {
     #[argh(option)]
     drawn: Option<PathBuf>,
     /// token that training and registry changes need (default: $PISMO_TOKEN; on a
-    /// non-loopback address without one, a random token is made and printed)
+    /// non-loopback address without one, a random token is made and printed; a token
+    /// given is never printed)
     #[argh(option)]
     token: Option<String>,
     /// where the page's "Fetch MNIST" downloads from, before the built-in mirrors (as
@@ -96,12 +97,22 @@ pub fn run(args: Args) -> Result<(), CliError> {
         data_dir.display(),
         drawn_dir.display()
     );
-    if let Some(token) = &token {
-        eprintln!(
-            "training and registry changes need the token{}: open {}/?token={token}",
-            if made { " made for this run" } else { "" },
+    // Only a token made here is printed: one the user gave is theirs to keep out of logs.
+    match &token {
+        Some(token) if made => eprintln!(
+            "training and registry changes need the token made for this run: open {}/?token={token}",
             server.url()
-        );
+        ),
+        Some(_) => eprintln!(
+            "training and registry changes need the token given ({}): open {}/?token=TOKEN",
+            if args.token.is_some() {
+                "--token"
+            } else {
+                "$PISMO_TOKEN"
+            },
+            server.url()
+        ),
+        None => {}
     }
     crate::out_line(&server.url())?;
     server.wait();

@@ -39,6 +39,9 @@ struct Migrate {
     /// the database: postgres://USER@HOST/DATABASE (default: $PISMO_STORE)
     #[argh(option)]
     store: Option<String>,
+    /// print the result as one JSON object
+    #[argh(switch)]
+    json: bool,
 }
 
 /// Copy every model (same NAME@VERSION, same bytes), alias and run record (same id) of one
@@ -77,11 +80,16 @@ pub fn run(args: Args) -> Result<(), CliError> {
             }
             let (before, after) = migrate(&spec).map_err(CliError::failed)?;
             let location = pismo_store::postgres::redact(&spec);
-            crate::out_line(&if before == after {
+            let text = if before == after {
                 format!("{location}: pismo schema v{after}, already current")
             } else {
                 format!("{location}: pismo schema v{before} → v{after}")
-            })
+            };
+            let value = serde_json::json!({
+                "store": location, "schema_before": before, "schema": after,
+                "migrated": before != after,
+            });
+            crate::out_result(a.json, &value, &text)
         }
         Command::Copy(a) => {
             let from = pismo_store::open_registry(&a.from).map_err(CliError::failed)?;

@@ -3,13 +3,14 @@
 //! Everything is checked before MNIST is loaded (hyperparameters, model name, aliases), so a
 //! typo is a usage error at once, not after the data loads. While training, stderr shows the
 //! run id, the run's log as it is written (one line per epoch among them) and, when stderr is a terminal, a progress line redrawn in
-//! place (epoch, batch bar, ETA). The result goes to stdout: a short summary, or with
-//! `--json` one `{"event":"epoch",…}` object per epoch and a final `{"event":"done",…}`.
+//! place (epoch, batch bar, ETAs from the measured time per batch: [`etas`]). The result
+//! goes to stdout: a short summary (the log's result lines, test accuracy and registered
+//! model, are not repeated on stderr), or with `--json` one `{"event":"epoch",…}` object
+//! per epoch and a final `{"event":"done",…}`.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use argh::FromArgs;
 use pismo_core::host::corpora;
@@ -240,14 +241,16 @@ struct Progress {
     live: bool,
     /// Print the run id, log lines and epoch lines (not `--quiet`).
     lines: bool,
+    /// Print the lines of the session's result too (test accuracy, registered model,
+    /// aliases): with `--json`, whose stdout has them only as JSON.
+    summary_lines: bool,
     /// The bar of the epoch in progress, and that epoch.
     bar: Option<(u32, Counter)>,
     /// Epochs of the run.
     epochs: u32,
-    /// When the current epoch started.
-    epoch_start: Instant,
-    /// Wall time of the last whole epoch (training + validation).
-    last_epoch_seconds: Option<f64>,
+    /// Wall time of the finished epochs (training and validation), as the trainer
+    /// measured them.
+    done_seconds: f64,
 }
 
 impl Progress {
@@ -264,44 +267,49 @@ impl Progress {
         }
     }
 
+    /// A line of the session's result: on stdout's summary already, unless `--json`.
+    fn summary_line(&mut self, line: &str) {
+        if self.summary_lines {
+            self.line(line);
+        }
+    }
+
     /// A line shown even with `--quiet` (MLflow's warnings and where the run went).
     fn warn(&mut self, line: &str) {
         self.clear();
         eprintln!("{line}");
     }
 
-    fn batch(&mut self, epoch: u32, done: usize, total: usize) {
+    /// `done` of `total` batches of `epoch` are done, `seconds` after its first began.
+    fn batch(&mut self, epoch: u32, done: usize, total: usize, seconds: f32) {
         if !self.live || total == 0 {
             return;
         }
         if self.bar.as_ref().is_none_or(|(e, _)| *e != epoch) {
             self.clear();
-            let bar = Counter::start(
-                &format!("epoch {epoch}/{}", self.epochs),
-                total as u64,
-                false,
-            );
+            let bar = Counter::start_own_eta(total as u64);
             self.bar = Some((epoch, bar));
         }
         let Some((_, bar)) = &self.bar else { return };
-        // The bar's own ETA is this epoch's; the message adds the whole run's.
-        let fraction = done as f64 / total as f64;
-        let elapsed = self.epoch_start.elapsed().as_secs_f64();
-        let this_epoch = elapsed / fraction.max(1e-9);
-        let per_epoch = self.last_epoch_seconds.unwrap_or(this_epoch);
-        let run_eta =
-            this_epoch - elapsed + per_epoch * f64::from(self.epochs.saturating_sub(epoch));
-        bar.set_message(format!(
-            "epoch {epoch}/{} (run eta {})",
+        let (epoch_eta, run_eta) = etas(
+            epoch,
             self.epochs,
+            done,
+            total,
+            f64::from(seconds),
+            self.done_seconds,
+        );
+        bar.set_message(format!(
+            "epoch {epoch}/{}, eta {} (run eta {})",
+            self.epochs,
+            text::duration(epoch_eta),
             text::duration(run_eta)
         ));
         bar.set_position(done as u64);
     }
 
     fn epoch(&mut self, r: &EpochReport) {
-        self.last_epoch_seconds = Some(self.epoch_start.elapsed().as_secs_f64());
-        self.epoch_start = Instant::now();
+        self.done_seconds += f64::from(r.seconds);
         let mut line = session::epoch_line(r);
         if r.epoch < r.epochs && r.eta_seconds.is_finite() {
             line.push_str(&format!(
@@ -311,6 +319,30 @@ impl Progress {
         }
         self.line(&line);
     }
+}
+
+/// Seconds left in epoch `epoch` (1-based, of `epochs`) and in the whole run, when `done`
+/// of its `total` batches took `seconds` and the epochs before it `done_seconds` in all:
+/// measured time per batch times the batches left, this epoch's pace for the rest of it
+/// and the run's for the epochs after it. Nothing is timed before the trainer's first
+/// batch (loading, the extra data), so the pace is that of training itself; within the
+/// first epoch it leaves out the validation pass of each epoch (a few per cent), which the
+/// finished epochs' times then include.
+fn etas(
+    epoch: u32,
+    epochs: u32,
+    done: usize,
+    total: usize,
+    seconds: f64,
+    done_seconds: f64,
+) -> (f64, f64) {
+    let done = done.clamp(1, total.max(1)) as f64;
+    let total = total.max(1) as f64;
+    let epoch_left = seconds / done * (total - done);
+    let run_done = f64::from(epoch.saturating_sub(1)) * total + done;
+    let later = f64::from(epochs.saturating_sub(epoch)) * total;
+    let run_left = epoch_left + (done_seconds + seconds) / run_done * later;
+    (epoch_left, run_left)
 }
 
 /// The defaults of the hyperparameters, appended to `pismo train --help` (argh's help text
@@ -355,10 +387,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let mut progress = Progress {
         live: !args.quiet,
         lines: !args.quiet,
+        summary_lines: args.json,
         bar: None,
         epochs: hyper.epochs,
-        epoch_start: Instant::now(),
-        last_epoch_seconds: None,
+        done_seconds: 0.0,
     };
 
     progress.line(&format!("loading MNIST from {} …", data_dir.display()));
@@ -395,7 +427,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
             }
             match event {
                 SessionEvent::Started { run_id: id } => {
-                    progress.epoch_start = Instant::now();
                     progress.line(&format!("run {id}: training model `{}`", args.name));
                     run_id = Some(id.to_owned());
                     if let Some(warning) = mlflow.as_mut().and_then(|m| m.started(&runs, id)) {
@@ -403,9 +434,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     }
                 }
                 SessionEvent::Train(Event::Log(line)) => progress.line(line),
-                SessionEvent::Train(Event::Batch { epoch, done, total }) => {
-                    progress.batch(epoch, done, total)
-                }
+                SessionEvent::Train(Event::Batch {
+                    epoch,
+                    done,
+                    total,
+                    seconds,
+                }) => progress.batch(epoch, done, total, seconds),
                 SessionEvent::Train(Event::Epoch(report)) => {
                     progress.epoch(report);
                     let streamed = mlflow.as_mut().zip(run_id.as_deref());
@@ -422,6 +456,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 }
                 SessionEvent::Registered { bytes: n, .. } => bytes = Some(n),
                 SessionEvent::Line(line) => progress.line(line),
+                SessionEvent::Summary(line) => progress.summary_line(line),
             }
             ControlFlow::Continue(())
         },
@@ -548,5 +583,24 @@ mod tests {
             msg.contains("dropout_rate") && msg.contains("--dropout-rate 1.5"),
             "{msg}"
         );
+    }
+
+    /// Issue 28: the first epoch's ETA read about half the time left. The estimate is the
+    /// measured time per batch times the batches left, in this epoch and in the run.
+    #[test]
+    fn issue28_etas_are_the_measured_pace_times_the_work_left() {
+        // A quarter of epoch 1 of 4 took 1 s: 3 s left in it, 15 s in the run.
+        let (epoch, run) = etas(1, 4, 100, 400, 1.0, 0.0);
+        assert!((epoch - 3.0).abs() < 1e-9, "{epoch}");
+        assert!((run - 15.0).abs() < 1e-9, "{run}");
+        // Epoch 2, half done in 2 s, after a first epoch of 5 s (its validation included):
+        // 2 s left in it at its pace, then 400 batches at the run's, 600 batches in 7 s.
+        let (epoch, run) = etas(2, 3, 200, 400, 2.0, 5.0);
+        assert!((epoch - 2.0).abs() < 1e-9, "{epoch}");
+        assert!((run - (2.0 + 7.0 / 600.0 * 400.0)).abs() < 1e-9, "{run}");
+        // The last batch: nothing left; no batch yet counts as one, never a division by 0.
+        assert_eq!(etas(4, 4, 400, 400, 3.0, 9.0), (0.0, 0.0));
+        let (epoch, run) = etas(1, 2, 0, 400, 0.5, 0.0);
+        assert!(epoch.is_finite() && run.is_finite());
     }
 }

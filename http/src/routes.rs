@@ -7,7 +7,8 @@
 //! - `GET /`: the web page ([`crate::page`]).
 //! - `POST /api/predict[?model=REF]`, `POST /invocations`, `GET /ping|/health|/version`:
 //!   scoring ([`crate::scoring`]).
-//! - `GET /api/models`, `GET|PUT|DELETE /api/aliases[/{alias}]`: the registry
+//! - `GET /api/models`, `GET /api/models/deleted` (the versions deleted: the page names a
+//!   linked model that was), `GET|PUT|DELETE /api/aliases[/{alias}]`: the registry
 //!   ([`crate::catalog`]).
 //! - `GET /api/runs`, `GET /api/runs/{id}`, `GET /api/runs/{id}/log`: run records.
 //! - `GET|POST /api/drawn`: corrected drawings, counted and saved ([`crate::drawn`]).
@@ -87,6 +88,11 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
         "/api/models" => {
             get()?;
             Reply::json(&state.registry.list()?)?
+        }
+        "/api/models/deleted" => {
+            get()?;
+            let deleted = state.registry.deleted()?;
+            Reply::json(&deleted.iter().map(ToString::to_string).collect::<Vec<_>>())?
         }
         "/api/aliases" => {
             get()?;

@@ -243,8 +243,12 @@ fn train(
                 return ControlFlow::Continue(());
             };
             match event {
-                SessionEvent::Train(Event::Log(line)) | SessionEvent::Line(line) => job.line(line),
-                SessionEvent::Train(Event::Batch { epoch, done, total }) => job.push(
+                SessionEvent::Train(Event::Log(line))
+                | SessionEvent::Line(line)
+                | SessionEvent::Summary(line) => job.line(line),
+                SessionEvent::Train(Event::Batch {
+                    epoch, done, total, ..
+                }) => job.push(
                     "progress",
                     &json!({ "epoch": epoch, "done": done, "total": total }),
                 ),

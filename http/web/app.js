@@ -157,6 +157,12 @@ const views = {
 };
 
 function route() {
+  // `#model=REF` (a link to a model, e.g. from Experiments): Draw with that model.
+  const link = /^#model=(.+)$/.exec(location.hash);
+  if (link) {
+    draw.linked = decodeURIComponent(link[1]);
+    history.replaceState(null, '', `${location.pathname}${location.search}#draw`);
+  }
   const wanted = location.hash.replace(/^#/, '');
   const name = views[wanted] ? wanted : 'draw';
   for (const section of document.querySelectorAll('.view')) section.hidden = section.dataset.view !== name;
@@ -186,6 +192,7 @@ const draw = {
   saving: false, // a correction is being sent
   corrected: -1, // the drawing (`strokes`) already kept as a correction: one per drawing
   answered: -1, // the drawing the correction status speaks about (kept until it changes)
+  linked: null, // the model of a `#model=REF` link, until the picker is filled
 };
 
 function setupDraw() {
@@ -207,6 +214,7 @@ function setupDraw() {
     if (e.key === 'Escape' || e.key === 'c' || e.key === 'C') clearDrawing();
   });
   $('#model').addEventListener('change', () => {
+    $('#model-missing').hidden = true;
     localStorage.setItem('pismo-model', $('#model').value);
     predict();
     renderSwitch();
@@ -749,6 +757,7 @@ function pickModel(id) {
   const select = $('#model');
   select.value = id;
   if (select.value !== id) return;
+  $('#model-missing').hidden = true;
   localStorage.setItem('pismo-model', id);
   predict();
 }
@@ -809,9 +818,16 @@ function renderInput28(input) {
   c.classList.toggle('empty', !input);
 }
 
+/** Draw's model picker, from the registry. The model asked for (a `#model=REF` link, else
+ *  the one in use, else the one picked on the last visit) stays selected; one that is not
+ *  in the registry any more is not replaced silently: the page says which it was, that it
+ *  was deleted (or does not exist), and which model it shows instead. */
 function fillModelPicker() {
   const select = $('#model');
-  const wanted = select.value || localStorage.getItem('pismo-model') || 'default';
+  const remembered = localStorage.getItem('pismo-model');
+  const asked = draw.linked || select.value || remembered;
+  const fromLink = draw.linked != null;
+  draw.linked = null;
   const aliases = Object.keys(registry.aliases).sort();
   fill(select,
     aliases.length
@@ -821,11 +837,48 @@ function fillModelPicker() {
       registry.models.map((m) => h('option', { value: m.id, disabled: !m.meta }, modelSummary(m)))),
   );
   const usable = [...select.options].filter((o) => !o.disabled).map((o) => o.value);
-  select.value = usable.includes(wanted) ? wanted : usable[0] || '';
+  const found = asked && resolveRef(asked, usable);
+  select.value = found || (usable.includes('default') ? 'default' : usable[0] || '');
+  if (asked && !found) {
+    if (asked === remembered) localStorage.removeItem('pismo-model');
+    showMissingModel(asked, select.value, fromLink);
+  } else if (fromLink) {
+    $('#model-missing').hidden = true;
+    localStorage.setItem('pismo-model', select.value);
+  }
+}
+
+/** The picker's value for the model reference `ref` (NAME@VERSION, an alias, NAME@ALIAS or
+ *  NAME for its newest version), if the registry has it. */
+function resolveRef(ref, usable) {
+  if (usable.includes(ref)) return ref;
+  const [name, tag] = ref.split('@');
+  if (tag != null && registry.aliases[tag] && registry.aliases[tag].split('@')[0] === name) return registry.aliases[tag];
+  if (tag == null) {
+    const newest = registry.models.filter((m) => m.meta && m.id.split('@')[0] === name)
+      .sort((a, b) => Number(b.id.split('@')[1]) - Number(a.id.split('@')[1]))[0];
+    if (newest) return newest.id;
+  }
+  return null;
+}
+
+/** Says plainly that the model asked for is gone (deleted, as the registry's list of
+ *  deleted versions says, or never there) and which one Draw shows instead. */
+async function showMissingModel(ref, shown, fromLink) {
+  const deleted = await api('/api/models/deleted').catch(() => null);
+  const what = fromLink ? `The linked model ${ref}` : `The model you used last, ${ref},`;
+  const why = deleted == null ? 'is not in the registry (deleted, or it never existed)'
+    : deleted.includes(ref) || (!ref.includes('@') && deleted.some((id) => id.startsWith(`${ref}@`))) ? 'was deleted'
+      : 'does not exist';
+  const instead = shown ? `Draw uses ${modelName(shown)} instead.` : 'There is no other model to use.';
+  const note = $('#model-missing');
+  note.textContent = `${what} ${why}. ${instead}`;
+  note.hidden = false;
 }
 
 /** Selects model `id` in Draw, opens Draw and predicts the current drawing with it. */
 function useModel(id) {
+  $('#model-missing').hidden = true;
   $('#model').value = id;
   localStorage.setItem('pismo-model', id);
   location.hash = '#draw';
@@ -1052,7 +1105,7 @@ function statusBadge(status) {
 
 function modelLink(id) {
   if (!id) return '–';
-  return h('a', { href: '#draw', class: 'model-link', title: `Use ${id} in Draw`, onclick: (e) => { e.preventDefault(); useModel(id); } }, id);
+  return h('a', { href: `#model=${encodeURIComponent(id)}`, class: 'model-link', title: `Use ${id} in Draw`, onclick: (e) => { e.preventDefault(); useModel(id); } }, id);
 }
 
 /** ` · trial 4`: the trial of a `pismo tune` study a run is (nothing for other runs). */

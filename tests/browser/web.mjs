@@ -10,6 +10,10 @@
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-fetch  (a server without MNIST, with
 //     corrections kept and a mirror to fetch it from: the page offers the fetch, fetches it,
 //     and then learns)
+//   node tests/browser/web.mjs URL SCREENSHOT_DIR links  (links to a model, `#model=REF`,
+//     of one that exists, one deleted and one that never existed; a remembered model
+//     deleted since; a run's detail opened from Experiments starts below the sticky top
+//     bar; needs no MNIST)
 //   node tests/browser/web.mjs URL SCREENSHOT_DIR learn-forgets  (a server whose 60
 //     corrections are MNIST ones labelled 7: adapting mnist-mcu-int8@3 is refused for
 //     forgetting, and the page says so with the figures)
@@ -242,6 +246,64 @@ async function testDraw(page) {
   // Leave a 7 on the canvas: "Use in Draw" after training predicts it with the new model.
   await drawDigit(page, SEVEN);
   await expectLabel(page, 7);
+}
+
+/** Issue 28: a link to a model (`#model=REF`) opens Draw with it, and one to a model that
+ *  is gone says so plainly and which model Draw uses instead; a run's detail, scrolled to,
+ *  is not hidden under the sticky top bar. On the shipped registry: mnist@4 was deleted. */
+async function testLinks(page) {
+  const missingNote = async (ref) => {
+    await page.goto('about:blank');
+    await page.goto(`${url}#model=${ref}`);
+    await page.waitForSelector('#model-missing:not([hidden])');
+    return page.textContent('#model-missing');
+  };
+  step = 'a link to a model opens Draw with it';
+  await page.goto(`${url}#model=mnist@1`);
+  await page.waitForFunction(() => document.querySelector('#model').value === 'mnist@1');
+  check(await page.isHidden('#model-missing'), 'a notice for a model that exists');
+  check((await page.evaluate(() => location.hash)) === '#draw', 'the address should become #draw');
+
+  step = 'a link to a deleted model says so';
+  let note = await missingNote('mnist@4');
+  check(/mnist@4 was deleted\b/.test(note) && note.includes('Draw uses default (mnist-int8@5) instead'), `the notice should say mnist@4 was deleted and what Draw uses: ${note}`);
+  check((await page.$eval('#model', (s) => s.value)) === 'default', 'Draw should use the default model');
+  await screenshot(page, 'model-link-deleted.png');
+
+  step = 'a link to a model that never existed says so';
+  note = await missingNote('nope@1');
+  check(/nope@1 does not exist\b/.test(note) && note.includes('instead'), `the notice should say nope@1 does not exist: ${note}`);
+  await page.selectOption('#model', 'mnist@1');
+  check(await page.isHidden('#model-missing'), 'picking a model should take the notice away');
+
+  step = 'a model picked on an earlier visit and deleted since is named once';
+  await page.evaluate(() => localStorage.setItem('pismo-model', 'mnist@5'));
+  await page.goto('about:blank');
+  await page.goto(`${url}#draw`);
+  await page.waitForSelector('#model-missing:not([hidden])');
+  note = await page.textContent('#model-missing');
+  check(note.includes('The model you used last, mnist@5, was deleted') && note.includes('default (mnist-int8@5)'), `the notice should name the remembered model: ${note}`);
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('#model').value === 'default');
+  await page.waitForTimeout(300);
+  check(await page.isHidden('#model-missing'), 'the next visit should not say it again');
+
+  step = 'the run detail starts below the sticky top bar';
+  await page.click('[data-testid="nav-experiments"]');
+  await page.locator('#runs tbody tr .linklike').first().click();
+  await page.waitForSelector('#run-detail [data-testid="detail-chart-loss"]');
+  // The page scrolls smoothly to the detail: measure once it has stopped.
+  await page.waitForFunction(() => new Promise((done) => {
+    const y = scrollY;
+    setTimeout(() => done(scrollY === y && y > 0), 300);
+  }));
+  const gap = await page.evaluate(() => document.querySelector('#run-detail').getBoundingClientRect().top
+    - document.querySelector('.topbar').getBoundingClientRect().bottom);
+  check(gap >= 0, `the run detail's top is ${-gap} px under the top bar`);
+  // What the person sees there (not the whole page, which `screenshot` takes from the top).
+  const file = path.join(shots, 'run-detail.png');
+  await page.screenshot({ path: file });
+  log(`screenshot ${file}`);
 }
 
 /** Rows of the runs table before any training: the shipped registry's runs. */
@@ -696,6 +758,8 @@ try {
     await testLearnFetchesMnist(page);
   } else if (only === 'learn-forgets') {
     await testLearnRefused(page);
+  } else if (only === 'links') {
+    await testLinks(page);
   } else {
     await testDraw(page);
     await testExperimentsBeforeTraining(page);

@@ -1018,3 +1018,116 @@ fn four_processes_importing_into_one_drawn_folder_keep_every_sample() {
         .count();
     assert_eq!(hidden, 0, "no temporary folder left behind");
 }
+
+/// Issue 28: `--version` prints the version; `-h` is `--help`, at the top and for a
+/// subcommand.
+#[test]
+fn issue28_version_and_dash_h() {
+    let p = Pismo::new();
+    for flag in ["--version", "-V"] {
+        let out = p.run(&[flag]);
+        out.expect_code(0);
+        assert_eq!(
+            out.stdout.trim(),
+            format!("pismo {}", env!("CARGO_PKG_VERSION")),
+            "{flag}"
+        );
+    }
+    for args in [&["-h"][..], &["models", "alias", "-h"], &["train", "-h"]] {
+        let short = p.run(args);
+        short.expect_code(0);
+        let long: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "-h" { "--help" } else { a })
+            .collect();
+        assert_eq!(short.stdout, p.run(&long).stdout, "{args:?}");
+        assert!(short.stdout.starts_with("Usage: pismo"), "{}", short.stdout);
+    }
+    // No command at all is still a usage error that says where help is.
+    let out = p.run(&[]);
+    out.expect_code(2);
+    assert!(error_line(&out).contains("--help"), "{}", out.stderr);
+}
+
+/// Issue 28: `models alias|unalias|export|delete` take `--json` like every other command
+/// the README lists: the last line of stdout is one object describing what was done.
+#[test]
+fn issue28_models_alias_unalias_export_and_delete_print_json() {
+    let p = with_tiny_model();
+    let last = |args: &[&str]| -> Value {
+        let out = p.run(args);
+        out.expect_code(0);
+        out.json_lines().pop().expect("a JSON line")
+    };
+    let v = last(&["models", "alias", "tiny", "best", "--json"]);
+    assert_eq!(
+        v,
+        serde_json::json!({"alias": "best", "model": "tiny@1", "was": null})
+    );
+    let v = last(&["models", "alias", "tiny@1", "best", "--json"]);
+    assert_eq!(v["was"], "tiny@1", "{v}");
+    let v = last(&["models", "unalias", "best", "--json"]);
+    assert_eq!(
+        v,
+        serde_json::json!({"alias": "best", "model": null, "was": "tiny@1"})
+    );
+
+    let onnx = p.home.join("tiny.onnx");
+    let onnx = onnx.to_str().unwrap();
+    let v = last(&[
+        "models", "export", "tiny@1", "--format", "onnx", "-o", onnx, "--json",
+    ]);
+    assert_eq!(v["model"], "tiny@1", "{v}");
+    assert_eq!(v["file"], onnx, "{v}");
+    let size = std::fs::metadata(onnx).expect("the ONNX file").len();
+    assert_eq!(v["bytes"].as_u64(), Some(size), "{v}");
+
+    let v = last(&["models", "delete", "tiny@1", "--json"]);
+    assert_eq!(v, serde_json::json!({"deleted": "tiny@1"}));
+    // `runs export --json` is accepted too: here MLflow cannot be reached, an error (1),
+    // not a usage error (2).
+    let out = p.run(&["runs", "export", "--json", "--mlflow", "http://127.0.0.1:9"]);
+    out.expect_code(1);
+    assert!(
+        error_line(&out).contains("cannot reach MLflow"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Issue 28: `pismo train` prints its result once (on a terminal stderr and stdout meet:
+/// the log's "test accuracy" and "registered" lines are not repeated there), and says
+/// nothing about extra training data when there is none.
+#[test]
+fn issue28_train_prints_its_result_once_and_no_empty_extra_data_line() {
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let p = Pismo::new().with_data(mnist);
+    let out = p.run(&[
+        "train",
+        "--epochs",
+        "1",
+        "--hidden-size",
+        "16",
+        "--alias",
+        "a",
+    ]);
+    out.expect_code(0);
+    let both = format!("{}{}", out.stderr, out.stdout);
+    let count = |prefix: &str| both.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("test accuracy"), 1, "{both}");
+    assert_eq!(count("registered "), 1, "{both}");
+    assert_eq!(count("alias a"), 1, "{both}");
+    assert_eq!(count("extra training data"), 0, "{both}");
+    // The run's log keeps them all.
+    let run = p.run(&["runs", "list", "--json"]).json_lines()[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let log = p.run(&["runs", "log", &run]).stdout;
+    assert!(
+        log.contains("test accuracy") && log.contains("registered mnist@1"),
+        "{log}"
+    );
+}

@@ -395,6 +395,19 @@ fn runs_and_models_reach_a_real_mlflow_server_and_read_back_with_its_client() {
         "{}",
         again.stdout
     );
+    // Issue 28: with --json, one object per run saying the same.
+    let json = p.run(&["runs", "export", "--json", "--mlflow", &server.url, &ids[1]]);
+    json.expect_code(0);
+    let lines = json.json_lines();
+    assert_eq!(lines.len(), 1, "{}", json.stdout);
+    assert_eq!(lines[0]["run_id"], ids[1].as_str(), "{}", json.stdout);
+    assert_eq!(lines[0]["action"], "skipped", "{}", json.stdout);
+    assert_eq!(lines[0]["models"][0]["model"], "tiny@2", "{}", json.stdout);
+    assert_eq!(
+        lines[0]["models"][0]["mlflow_version"], "1",
+        "{}",
+        json.stdout
+    );
 
     let back = read_back(&python, &server, "pismo", &home.join("back"));
     assert_eq!(back["runs"].as_array().unwrap().len(), 2, "{back}");

@@ -102,3 +102,45 @@ fn serve_on_a_non_loopback_address_makes_and_requires_a_token() {
     let through = put(&format!("Authorization: Bearer {token}\r\n"));
     assert!(through.starts_with("HTTP/1.1 404"), "{through}");
 }
+
+/// Issue 28: a token the user gives (`--token` or `$PISMO_TOKEN`) never reaches the log;
+/// only a token the server made itself is printed, so that it can be used.
+#[test]
+fn issue28_serve_never_prints_a_token_it_was_given() {
+    let p = Pismo::new();
+    let secret = "issue28-given-token-7f3a";
+    let mut server = p.serve("0.0.0.0:0", &["--token", secret]);
+    let line = server.stderr_line("need the token");
+    assert!(
+        line.contains("--token") && line.contains("?token=TOKEN"),
+        "{line}"
+    );
+    let log = server.stop();
+    assert!(
+        !log.contains(secret),
+        "the given token is in the log:\n{log}"
+    );
+
+    let mut command = p.command(&["serve", "--addr", "0.0.0.0:0"]);
+    command
+        .env("PISMO_TOKEN", secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("start pismo serve");
+    // Its first line on stdout is the URL: by then stderr has said what it will say.
+    let mut url = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("piped stdout")),
+        &mut url,
+    )
+    .expect("read the URL");
+    assert!(url.starts_with("http://"), "{url}");
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("wait for pismo serve");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("$PISMO_TOKEN"), "{log}");
+    assert!(
+        !log.contains(secret),
+        "the given token is in the log:\n{log}"
+    );
+}

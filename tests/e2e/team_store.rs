@@ -68,6 +68,13 @@ fn store_migrate_copy_and_the_registry_commands_on_postgres() {
     );
     let out = p.run(&["store", "migrate", "--store", &url]);
     assert!(out.stdout.contains("already current"), "{}", out.stdout);
+    // Issue 28: `--json`, as the README promises for every command: one object.
+    let out = p.run(&["store", "migrate", "--store", &url, "--json"]);
+    out.expect_code(0);
+    let v = out.json_lines().pop().expect("one JSON line");
+    assert_eq!(v["schema"], v["schema_before"], "{v}");
+    assert_eq!(v["migrated"], false, "{v}");
+    assert!(!v["store"].as_str().unwrap().is_empty(), "{v}");
 
     // The shipped registry and its runs into the database.
     let shipped_runs = workspace_root().join("runs");

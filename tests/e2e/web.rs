@@ -7,7 +7,7 @@
 //! a study of three tiny trials from the Tune view and uses its best model in Draw; then this
 //! test checks the registry, the run records, the study's journal and the corrected drawings
 //! on disk. A second test drives "Learn from my N corrections" (`web.mjs learn`,
-//! `learn-no-mnist`, `learn-forgets`). Screenshots of every view go to
+//! `learn-fetch`, `learn-forgets`). Screenshots of every view go to
 //! `target/browser-screenshots/`.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `npm ci` run in `tests/browser`. Without them (or
@@ -215,6 +215,28 @@ fn the_page_draws_trains_and_compares_in_chromium() {
     let aliases = std::fs::read_to_string(p.registry().join("aliases.json")).unwrap();
     assert!(!aliases.contains("webtest-best"), "{aliases}");
     assert!(aliases.contains("\"default\""), "{aliases}");
+}
+
+/// Issue 28 in Chromium (`web.mjs links`), on a copy of the shipped registry and runs: a
+/// link to a model (`#model=mnist@1`) opens Draw with it; one to a deleted version
+/// (`mnist@4`) or to a model that never existed, or a model picked on an earlier visit and
+/// deleted since, says so and which model Draw uses instead; a run's detail opened in
+/// Experiments starts below the sticky top bar. Needs no MNIST.
+#[test]
+fn issue28_model_links_and_the_run_detail_in_chromium() {
+    const TEST: &str = "the model-link page test (tests/e2e/web.rs)";
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        skip(TEST, &missing);
+        return;
+    }
+    let p = Pismo::new();
+    copy_dir(&workspace_root().join("models"), &p.registry());
+    copy_dir(&workspace_root().join("runs"), &p.runs());
+    assert!(p.registry().join("mnist.v4.deleted").is_file());
+    let server = p.serve("127.0.0.1:0", &[]);
+    let url = server.url.clone();
+    web_mjs(&url, Some("links"), server).stop();
 }
 
 /// "Learn from my N corrections" in Chromium (`web.mjs learn`): three digits drawn with the

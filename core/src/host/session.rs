@@ -51,9 +51,14 @@ pub enum SessionEvent<'a> {
     /// An event of the trainer. Its log lines, and one line per epoch ([`epoch_line`]), are
     /// in the run's log.
     Train(Event<'a>),
-    /// A line the session itself wrote to the run's log (test accuracy, registration,
-    /// aliases, errors): with the `Train` events, the whole log as it is written.
+    /// A line the session itself wrote to the run's log (the recipe, members, errors,
+    /// a stop): with the `Train` events and [`SessionEvent::Summary`], the whole log as it
+    /// is written.
     Line(&'a str),
+    /// A line of the run's log that states the session's result: the test accuracy, the
+    /// registered model, an alias set. A front end that prints the result itself
+    /// (`pismo train`'s summary on stdout) need not show these again.
+    Summary(&'a str),
     /// The model is in the registry.
     Registered {
         /// Its name and version.
@@ -221,7 +226,7 @@ pub fn run_with_data(
             acc * 100.0,
             test.map_or(0, Dataset::len)
         );
-        note(&mut run, on_event, &line);
+        note_result(&mut run, on_event, &line);
     }
     let mut model = None;
     let mut kept = None;
@@ -255,7 +260,7 @@ pub fn run_with_data(
             }
         };
         run.set_model(&id);
-        note(
+        note_result(
             &mut run,
             on_event,
             &format!("registered {id} ({size} bytes)"),
@@ -267,7 +272,7 @@ pub fn run_with_data(
                 run.finish(Status::Failed, Some(&msg));
                 return Err(SessionError::Registry(e));
             }
-            note(&mut run, on_event, &format!("alias {alias} -> {id}"));
+            note_result(&mut run, on_event, &format!("alias {alias} -> {id}"));
         }
         let _ = on_event(SessionEvent::Registered {
             id: &id,
@@ -359,6 +364,17 @@ fn note(
     let _ = on_event(SessionEvent::Line(line));
 }
 
+/// Writes a line of the session's result to the run's log and passes it on as
+/// [`SessionEvent::Summary`].
+fn note_result(
+    run: &mut crate::host::runs::RunWriter,
+    on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+    line: &str,
+) {
+    run.log_line(line);
+    let _ = on_event(SessionEvent::Summary(line));
+}
+
 /// One line of the training log for an epoch.
 pub fn epoch_line(r: &EpochReport) -> String {
     let parts: String = r
@@ -419,16 +435,19 @@ impl Member<'_> {
                 .recipe
                 .build(train, &train_idx, seed, &req.corpora_dir)
                 .map_err(SessionError::Recipe)?;
-            let line = format!(
-                "extra training data: {} in {:.1}s",
-                parts
-                    .iter()
-                    .map(|p| format!("{} {}x{}", p.name, p.len, p.repeat))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                started.elapsed().as_secs_f32()
-            );
-            note(run, on_event, &line);
+            // A recipe of distortions only (`--shift`, `--deskew`, …) adds no images: no line.
+            if !parts.is_empty() {
+                let line = format!(
+                    "extra training data: {} in {:.1}s",
+                    parts
+                        .iter()
+                        .map(|p| format!("{} {}x{}", p.name, p.len, p.repeat))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    started.elapsed().as_secs_f32()
+                );
+                note(run, on_event, &line);
+            }
             (extra, parts)
         };
         let set = TrainSet {

@@ -127,6 +127,9 @@ pub enum Event<'a> {
         done: usize,
         /// Batches per epoch.
         total: usize,
+        /// Wall time of this epoch's batches so far, seconds: with `done`, the measured pace
+        /// an estimate of the time left can be based on (`pismo train`'s bar).
+        seconds: f32,
     },
     /// An epoch finished.
     Epoch(&'a EpochReport),
@@ -411,6 +414,7 @@ where
                         epoch: epoch + 1,
                         done: bi + 1,
                         total: batches,
+                        seconds: t0.elapsed().as_secs_f32(),
                     };
                     if on_event(ev).is_break() {
                         cancelled = true;

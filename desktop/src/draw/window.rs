@@ -1,15 +1,21 @@
 //! The minifb window: turns mouse and keys into [`App`] calls and shows the frames
 //! [`render`](super::render) draws.
 //!
+//! Keys are taken from minifb's input callback ([`Presses`]), not from its once-a-frame
+//! key state: a tap shorter than a frame (pressed and released between two polls) would be
+//! lost there.
+//!
 //! Idle costs almost nothing: minifb's event polling is limited to [`FPS`] per second and
 //! sleeps between polls, a frame is rendered and sent to the window only when something
 //! changed (a stroke, a key, a model switch, learning's progress), and the model runs only
 //! when the drawing or the model changed ([`App::update`]).
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use minifb::{Key, KeyRepeat, MouseButton, MouseMode, Window, WindowOptions};
+use minifb::{InputCallback, Key, MouseButton, MouseMode, Window, WindowOptions};
 
 use super::app::{App, Point, CANVAS};
 use super::render::{self, CANVAS_X, CANVAS_Y, HEIGHT, WIDTH};
@@ -113,6 +119,46 @@ fn correct(app: &mut App, digit: u8) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Every key press the window reports, in order, with whether Shift was down: minifb
+/// calls [`InputCallback::set_key_state`] for each press and release as it reads the
+/// window's events, so a key pressed and released between two frames is still here when
+/// the frame loop takes the presses ([`Presses::take`]). The system's key repeat arrives
+/// as more presses.
+#[derive(Clone, Debug, Default)]
+struct Presses(Rc<RefCell<PressState>>);
+
+#[derive(Debug, Default)]
+struct PressState {
+    /// Presses not taken yet: the key, and whether a Shift key was down.
+    keys: Vec<(Key, bool)>,
+    /// Left and right Shift are down.
+    shift: [bool; 2],
+}
+
+impl Presses {
+    /// The presses since the last call, oldest first.
+    fn take(&self) -> Vec<(Key, bool)> {
+        std::mem::take(&mut self.0.borrow_mut().keys)
+    }
+}
+
+impl InputCallback for Presses {
+    fn add_char(&mut self, _: u32) {}
+
+    fn set_key_state(&mut self, key: Key, down: bool) {
+        let mut state = self.0.borrow_mut();
+        match key {
+            Key::LeftShift => state.shift[0] = down,
+            Key::RightShift => state.shift[1] = down,
+            _ if down => {
+                let shift = state.shift.contains(&true);
+                state.keys.push((key, shift));
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Opens the window at `scale` and runs until it is closed (Esc, Q, the close button).
 /// The caller has checked [`has_display`].
 pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
@@ -120,6 +166,8 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
     let mut window = Window::new("pismo draw", w, h, WindowOptions::default())
         .map_err(|e| CliError::failed(format!("{NO_DISPLAY} (cannot open a window: {e})")))?;
     window.set_target_fps(FPS);
+    let presses = Presses::default();
+    window.set_input_callback(Box::new(presses.clone()));
 
     let mut frame = render::frame(scale);
     let mut buffer = Vec::with_capacity(w * h);
@@ -156,9 +204,8 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
         }
         right_was_down = right;
 
-        // Keys.
-        let shift = window.is_key_down(Key::LeftShift) || window.is_key_down(Key::RightShift);
-        for key in window.get_keys_pressed(KeyRepeat::Yes) {
+        // Keys, every press since the last frame.
+        for (key, shift) in presses.take() {
             // While asking "Wrong? This is a …": a digit answers, Esc cancels.
             if app.is_correcting() {
                 if let Some(d) = digit_key(key) {
@@ -232,4 +279,28 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
         eprintln!("{}", app.status());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 28: a tap (press and release before the next frame) is a press all the same.
+    #[test]
+    fn issue28_a_tap_between_two_frames_is_kept() {
+        let presses = Presses::default();
+        let mut callback: Box<dyn InputCallback> = Box::new(presses.clone());
+        callback.set_key_state(Key::Z, true);
+        callback.set_key_state(Key::Z, false);
+        callback.set_key_state(Key::LeftShift, true);
+        callback.set_key_state(Key::Tab, true);
+        callback.set_key_state(Key::Tab, false);
+        callback.set_key_state(Key::LeftShift, false);
+        callback.set_key_state(Key::Tab, true);
+        assert_eq!(
+            presses.take(),
+            [(Key::Z, false), (Key::Tab, true), (Key::Tab, false)]
+        );
+        assert_eq!(presses.take(), []);
+    }
 }

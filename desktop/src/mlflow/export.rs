@@ -141,6 +141,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// One word, for `--json`: `created`, `updated` or `skipped`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Skipped => "skipped",
+        }
+    }
+
     /// In words, for the export's report.
     pub fn describe(self) -> &'static str {
         match self {

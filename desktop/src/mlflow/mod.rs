@@ -33,14 +33,16 @@ pub fn check_flags(uri: &str, experiment: &str) -> Result<String, CliError> {
 }
 
 /// `pismo runs export --mlflow URI`: exports `ids` (every run when empty) of `runs`, oldest
-/// first so that models register in version order. A line per run on stdout; a run that
-/// fails gets an error line and the others go on, unless MLflow cannot be reached at all.
+/// first so that models register in version order. A line per run on stdout (with `json`,
+/// one JSON object: [`report_json`]); a run that fails gets an error line on stderr and the
+/// others go on, unless MLflow cannot be reached at all.
 pub fn export_runs(
     uri: &str,
     experiment: &str,
     runs: &Runs,
     registry: &Registry,
     ids: &[String],
+    json: bool,
 ) -> Result<(), CliError> {
     let uri = check_flags(uri, experiment)?;
     let mut infos = if ids.is_empty() {
@@ -61,7 +63,11 @@ pub fn export_runs(
     let mut failed = 0;
     for info in &infos {
         match exporter.export(runs, registry, &info.run_id) {
-            Ok(done) => crate::out_line(&report(&exporter, &info.run_id, &done))?,
+            Ok(done) => crate::out_result(
+                json,
+                &report_json(&exporter, &info.run_id, &done),
+                &report(&exporter, &info.run_id, &done),
+            )?,
             Err(e) if e.is_unreachable() => return Err(CliError::failed(e)),
             Err(e) => {
                 eprintln!("error: run {}: {e}", info.run_id);
@@ -100,6 +106,30 @@ fn report(exporter: &Exporter, run_id: &str, done: &Exported) -> String {
         line.push_str(&format!("; {gone}: the run is exported without it"));
     }
     line
+}
+
+/// What an export did, as one `--json` object: the pismo run, its MLflow run, what
+/// happened to it (`created`, `updated` or `skipped`), its address in the MLflow UI, the
+/// models registered with MLflow's version numbers, and why its own model is missing.
+fn report_json(exporter: &Exporter, run_id: &str, done: &Exported) -> serde_json::Value {
+    let models: Vec<serde_json::Value> = done
+        .models
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "model": m.id.to_string(), "mlflow_name": m.id.name,
+                "mlflow_version": m.version, "aliases": m.aliases,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "run_id": run_id,
+        "mlflow_run_id": done.run.id,
+        "action": done.action.name(),
+        "url": exporter.run_url(&done.run),
+        "models": models,
+        "model_gone": done.gone,
+    })
 }
 
 /// `pismo train --mlflow`: sends a training run to MLflow as it happens. The MLflow run is

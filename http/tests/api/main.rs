@@ -448,6 +448,21 @@ fn models_and_runs_are_listed() {
     assert_eq!(v["model"], "tiny@1");
 }
 
+/// Issue 28: the page says a linked model "was deleted" only when it was; the registry's
+/// deleted versions are listed for it.
+#[test]
+fn deleted_versions_are_listed() {
+    let f = Fixture::new();
+    assert_eq!(f.get("/api/models/deleted").json(), json!([]));
+    let id = train_tiny_model(&f.dir.join("models"), &f.dir.join("runs"));
+    let registry = Registry::open(f.dir.join("models"));
+    registry.delete(&id.parse().unwrap()).unwrap();
+    assert_eq!(f.get("/api/models/deleted").json(), json!(["tiny@1"]));
+    assert!(!f.get("/api/models").json().to_string().contains("tiny"));
+    f.request("POST", "/api/models/deleted", None, b"")
+        .expect_error(405);
+}
+
 /// The rows of five test images as MLflow clients send them (0..1 floats), and their labels.
 fn mlflow_rows() -> (Vec<Vec<f64>>, Vec<u64>) {
     let data = t10k();

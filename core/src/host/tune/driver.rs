@@ -573,13 +573,16 @@ impl<'a, O: Observer> Driver<'a, O> {
                             }
                         }
                     }
-                    SessionEvent::Train(Event::Batch { epoch, done, total }) => {
+                    SessionEvent::Train(Event::Batch {
+                        epoch, done, total, ..
+                    }) => {
                         let elapsed = self.elapsed();
                         state.observer.batch(trial, epoch, done, total, elapsed);
                         lost |= !self.renew(&mut state, trial);
                     }
                     SessionEvent::Train(Event::Log(_))
                     | SessionEvent::Line(_)
+                    | SessionEvent::Summary(_)
                     | SessionEvent::Registered { .. } => {}
                 }
                 if lost || self.halting(&state) {
