@@ -3,7 +3,7 @@
 //! and runs command with `--store` or `$PISMO_STORE`, clear errors for a database that is
 //! missing or unmigrated, a training run kept in the database and killed mid-epoch, and two
 //! `pismo serve` replicas on one store that both answer with a new `default` as soon as
-//! `pismo models alias` has moved it.
+//! `pismo models alias` has moved it; and `pismo adapt` on the store (base, result, run).
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -407,5 +407,82 @@ fn a_training_run_lives_in_the_store_and_a_killed_one_reads_as_failed() {
     assert!(
         !p.runs().exists() || std::fs::read_dir(p.runs()).unwrap().next().is_none(),
         "runs went to the folder too"
+    );
+}
+
+#[test]
+fn pismo_adapt_takes_its_base_from_the_store_and_registers_and_records_there() {
+    let Some(cluster) = postgres_or_skip("pismo_adapt_takes_its_base_from_the_store…") else {
+        return;
+    };
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let url = cluster.create_database("adapting");
+    let p = Pismo::new().with_data(mnist);
+    p.run(&["store", "migrate", "--store", &url]).expect_code(0);
+    let shipped = workspace_root().join("models");
+    p.run(&[
+        "store",
+        "copy",
+        "--from",
+        shipped.to_str().unwrap(),
+        "--to",
+        &url,
+    ])
+    .expect_code(0);
+    // One correction (the shipped sample 7), imported as the page would keep it.
+    let sample = workspace_root().join("samples/7-seven.png");
+    p.run(&[
+        "data",
+        "drawn",
+        "import",
+        "--label",
+        "7",
+        sample.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    let out = p.run(&[
+        "adapt",
+        "--model",
+        "mnist-mcu-int8",
+        "--name",
+        "mine",
+        "--alias",
+        "mine-now",
+        "--store",
+        &url,
+        "--json",
+    ]);
+    out.expect_code(0);
+    let done = out.json_lines().pop().expect("a JSON line");
+    assert_eq!(done["model"], "mine@1", "{done}");
+    // In the database, not in a folder: the model, its alias and its run.
+    assert!(
+        !p.registry().join("mine.v1.pismo").exists(),
+        "the model went to the registry folder"
+    );
+    let show = p.run(&["models", "show", "mine-now", "--store", &url, "--json"]);
+    show.expect_code(0);
+    assert!(show.stdout.contains("mnist-mcu-int8@3"), "{}", show.stdout);
+    let runs = p.run(&["runs", "list", "--store", &url, "--json"]);
+    runs.expect_code(0);
+    let run = runs
+        .json_lines()
+        .into_iter()
+        .find(|r| r["run_id"] == done["run_id"])
+        .unwrap_or_else(|| panic!("the run is not in the store: {}", runs.stdout));
+    assert_eq!(run["status"], "finished", "{run}");
+    let log = p.run(&[
+        "runs",
+        "log",
+        done["run_id"].as_str().unwrap(),
+        "--store",
+        &url,
+    ]);
+    assert!(
+        log.stdout.contains("adapting mnist-mcu-int8@3"),
+        "{}",
+        log.stdout
     );
 }
