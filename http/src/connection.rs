@@ -17,7 +17,9 @@
 //!   so the answer is not lost to a reset, then closes.
 //! - A body comes with `Content-Length` or `Transfer-Encoding: chunked` (decoded here, under
 //!   the same size limit and deadline; a chunk-size line over [`MAX_CHUNK_LINE`] is a 400).
-//!   Another transfer coding gets 501, both headers at once 400.
+//!   Another transfer coding gets 501; both headers at once, or `Host`, `Content-Length` or
+//!   `Transfer-Encoding` more than once, 400 (even when the copies agree: a proxy in front
+//!   may read the other one).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -153,27 +155,17 @@ impl Conn {
             }
         }
         let head = self.read_head(o.max_head, Instant::now() + o.head_timeout)?;
-        let host = header(&head.headers, "Host");
-        auth::check_host(host, head.http10, state.bound, o.token.as_deref())?;
-        let chunked = match header(&head.headers, "Transfer-Encoding") {
-            None => false,
-            Some(coding) if coding.eq_ignore_ascii_case("chunked") => true,
-            Some(coding) => {
-                return Err(ApiError::new(
-                    501,
-                    format!("transfer coding {coding:?} is not supported: send the body with a Content-Length"),
-                )
-                .into())
-            }
-        };
-        if chunked && header(&head.headers, "Content-Length").is_some() {
-            return Err(ApiError::bad("both Content-Length and Transfer-Encoding").into());
-        }
-        // A chunked body's length is not known: it is counted at the limit.
-        let length = if chunked {
-            o.max_body as u64
-        } else {
-            content_length(&head.headers)?
+        auth::check_host(
+            single(&head.headers, "Host")?,
+            head.http10,
+            state.bound,
+            o.token.as_deref(),
+        )?;
+        let framed = framing(&head.headers)?;
+        let length = match framed {
+            // A chunked body's length is not known: it is counted at the limit.
+            Framing::Chunked => o.max_body as u64,
+            Framing::Length(n) => n,
         };
         if length > o.max_body as u64 {
             return Err(ApiError::new(
@@ -197,7 +189,7 @@ impl Conn {
                 .map_err(|_| End::Quiet)?;
         }
         let deadline = Instant::now() + o.body_timeout;
-        let body = if chunked {
+        let body = if framed == Framing::Chunked {
             self.read_chunked(o.max_body, deadline)?
         } else {
             self.read_exactly(length, deadline)?
@@ -412,25 +404,58 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// The body length: 0 without `Content-Length`; 400 when it is not a number or several
-/// disagree.
-fn content_length(headers: &[(String, String)]) -> Result<u64, ApiError> {
-    let mut length = None;
-    for (_, v) in headers
+/// The one value of header `name`, `None` without it; 400 when the request carries it
+/// more than once (two `Host`s or `Content-Length`s could be read differently by a proxy in
+/// front and by pismo).
+fn single<'a>(headers: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = headers
         .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-    {
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::bad(format!("invalid Content-Length {v:?}")));
-        }
-        // Too many digits for u64: larger than any limit.
-        let n = v.parse::<u64>().unwrap_or(u64::MAX);
-        if length.is_some_and(|l| l != n) {
-            return Err(ApiError::bad("conflicting Content-Length headers"));
-        }
-        length = Some(n);
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::bad(format!(
+            "the request carries {name} more than once: send it once"
+        )));
     }
-    Ok(length.unwrap_or(0))
+    Ok(first)
+}
+
+/// How a request's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `Content-Length` bytes (0 without the header).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// The framing of a body from its head: one `Content-Length` of digits, or one
+/// `Transfer-Encoding: chunked`. Either header twice, both at once, or a length that is not
+/// a number is a 400; another transfer coding a 501.
+fn framing(headers: &[(String, String)]) -> Result<Framing, ApiError> {
+    let length = single(headers, "Content-Length")?;
+    match single(headers, "Transfer-Encoding")? {
+        None => {}
+        Some(_) if length.is_some() => {
+            return Err(ApiError::bad("both Content-Length and Transfer-Encoding"))
+        }
+        Some(coding) if coding.eq_ignore_ascii_case("chunked") => return Ok(Framing::Chunked),
+        Some(coding) => return Err(ApiError::new(
+            501,
+            format!(
+                "transfer coding {coding:?} is not supported: send the body with a Content-Length"
+            ),
+        )),
+    }
+    let Some(v) = length else {
+        return Ok(Framing::Length(0));
+    };
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad(format!("invalid Content-Length {v:?}")));
+    }
+    // Too many digits for u64: larger than any limit.
+    Ok(Framing::Length(v.parse::<u64>().unwrap_or(u64::MAX)))
 }
 
 /// Answers a connection over the cap with a 503 and closes it, without blocking: what the
@@ -461,22 +486,34 @@ pub(crate) fn refuse(mut stream: TcpStream, max_connections: usize) {
 mod tests {
     use super::*;
 
-    fn cl(values: &[&str]) -> Result<u64, u16> {
-        let headers: Vec<(String, String)> = values
+    fn framed(fields: &[(&str, &str)]) -> Result<Framing, u16> {
+        let headers: Vec<(String, String)> = fields
             .iter()
-            .map(|v| ("content-length".to_owned(), (*v).to_owned()))
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        content_length(&headers).map_err(|e| e.status)
+        framing(&headers).map_err(|e| e.status)
     }
 
     #[test]
-    fn content_lengths() {
-        assert_eq!(cl(&[]), Ok(0));
-        assert_eq!(cl(&["12"]), Ok(12));
-        assert_eq!(cl(&["99999999999999999999999"]), Ok(u64::MAX));
-        assert_eq!(cl(&["-1"]), Err(400));
-        assert_eq!(cl(&["1", "2"]), Err(400));
-        assert_eq!(cl(&["+5"]), Err(400));
+    fn framings() {
+        let cl = |v| ("content-length", v);
+        let te = |v| ("Transfer-Encoding", v);
+        assert_eq!(framed(&[]), Ok(Framing::Length(0)));
+        assert_eq!(framed(&[cl("12")]), Ok(Framing::Length(12)));
+        assert_eq!(
+            framed(&[cl("99999999999999999999999")]),
+            Ok(Framing::Length(u64::MAX))
+        );
+        assert_eq!(framed(&[cl("-1")]), Err(400));
+        assert_eq!(framed(&[cl("+5")]), Err(400));
+        assert_eq!(framed(&[cl("1"), cl("2")]), Err(400));
+        assert_eq!(framed(&[cl("1"), ("Content-Length", "1")]), Err(400));
+        assert_eq!(framed(&[te("Chunked")]), Ok(Framing::Chunked));
+        assert_eq!(framed(&[te("chunked"), te("gzip")]), Err(400));
+        assert_eq!(framed(&[te("chunked"), te("chunked")]), Err(400));
+        assert_eq!(framed(&[te("chunked"), cl("3")]), Err(400));
+        assert_eq!(framed(&[te("gzip")]), Err(501));
+        assert_eq!(framed(&[te("gzip, chunked")]), Err(501));
     }
 
     #[test]

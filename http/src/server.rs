@@ -6,7 +6,8 @@
 //! Invariants:
 //! - At most [`Options::max_connections`] connections are served at once; one more is
 //!   answered 503 + `Retry-After` by the accept thread without blocking it, and closed.
-//! - A non-loopback address without a token does not start.
+//! - A non-loopback address without a token does not start, nor a server whose token could
+//!   never be sent (empty, only whitespace, or whitespace at its ends).
 //! - [`Server::stop`] closes the listener (new connections are refused), ends idle
 //!   connections at once (their read side is shut), lets requests being answered finish,
 //!   and waits for the connection threads (at most [`STOP_WAIT`]). Event streams end within
@@ -152,8 +153,8 @@ impl Server {
             addr: addr.to_owned(),
             message,
         };
-        if options.token.as_deref() == Some("") {
-            return Err(fail("the token must not be empty".to_owned()));
+        if let Some(token) = &options.token {
+            check_token(token).map_err(|e| fail(e.to_owned()))?;
         }
         let listener = listen(addr).map_err(fail)?;
         let bound = listener.local_addr().map_err(|e| fail(e.to_string()))?;
@@ -304,6 +305,18 @@ fn accept(listener: TcpListener, state: Arc<State>) {
         if spawned.is_err() {
             state.lock_connections().remove(&id);
         }
+    }
+}
+
+/// A token that a client can send: not empty, and without whitespace at its ends (an
+/// `Authorization` value is trimmed, so `" "` or `"abc "` could never match).
+fn check_token(token: &str) -> Result<(), &'static str> {
+    if token.trim().is_empty() {
+        Err("the token must not be empty or only whitespace")
+    } else if token.trim() != token {
+        Err("the token must not start or end with whitespace")
+    } else {
+        Ok(())
     }
 }
 

@@ -622,3 +622,94 @@ fn chunked_bodies_are_decoded_within_the_body_limit() {
     .unwrap();
     assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 501);
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 29, item 3: a header that frames the request or names its host, sent twice, could
+// be read one way by a proxy in front and another way by pismo (the first line won).
+
+/// The status of `head` sent alone on a new connection, which the server then closes.
+fn status_of_head(f: &Fixture, head: &str) -> (u16, String) {
+    let mut s = raw(f, 10);
+    s.write_all(head.as_bytes()).unwrap();
+    let answer = read_to_close(&mut s).expect("answered and closed");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    (status_of(&answer), text)
+}
+
+#[test]
+fn issue_29_duplicate_or_conflicting_framing_and_host_headers_get_400() {
+    let f = Fixture::new();
+    let post = "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n";
+    for (fields, names) in [
+        (
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+            "Transfer-Encoding",
+        ),
+        (
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding",
+        ),
+        (
+            "Transfer-Encoding: chunked\r\ntransfer-encoding: chunked\r\n",
+            "Transfer-Encoding",
+        ),
+        (
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length",
+        ),
+        (
+            "Content-Length: 5\r\nContent-Length: 5\r\n",
+            "Content-Length",
+        ),
+        (
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding",
+        ),
+    ] {
+        let (status, text) = status_of_head(&f, &format!("{post}{fields}\r\nhello"));
+        assert_eq!(status, 400, "{fields:?}: {text}");
+        assert!(text.contains(names), "{fields:?}: {text}");
+        assert!(text.contains("Connection: close"), "{text}");
+    }
+    let (status, text) = status_of_head(
+        &f,
+        "GET /ping HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n",
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("Host more than once"), "{text}");
+    // With a token the Host is not checked, but two are still refused.
+    let f = Fixture::with_options(Options {
+        token: Some("s3cret".to_owned()),
+        ..Options::default()
+    });
+    let (status, text) = status_of_head(
+        &f,
+        "GET /ping HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    );
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(ping(&f).0, 200);
+}
+
+#[test]
+fn issue_29_a_token_of_only_whitespace_does_not_start_a_server() {
+    let dir = pismo_tests::TempDir::new("token");
+    for (token, says) in [
+        ("", "empty"),
+        (" ", "whitespace"),
+        ("\t \t", "whitespace"),
+        (" s3cret", "whitespace"),
+    ] {
+        let e = pismo_http::Server::start(
+            "127.0.0.1:0",
+            pismo_core::host::registry::Registry::open(dir.join("models")),
+            pismo_core::host::runs::Runs::open(dir.join("runs")),
+            Options {
+                token: Some(token.to_owned()),
+                ..Options::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("token") && e.contains(says), "{token:?}: {e}");
+    }
+}
