@@ -441,12 +441,14 @@ fn framing(headers: &[(String, String)]) -> Result<Framing, ApiError> {
             return Err(ApiError::bad("both Content-Length and Transfer-Encoding"))
         }
         Some(coding) if coding.eq_ignore_ascii_case("chunked") => return Ok(Framing::Chunked),
-        Some(coding) => return Err(ApiError::new(
-            501,
-            format!(
+        Some(coding) => {
+            return Err(ApiError::new(
+                501,
+                format!(
                 "transfer coding {coding:?} is not supported: send the body with a Content-Length"
             ),
-        )),
+            ))
+        }
     }
     let Some(v) = length else {
         return Ok(Framing::Length(0));

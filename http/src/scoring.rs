@@ -1,5 +1,6 @@
 //! Scoring: `POST /api/predict` (PNG, 28x28 pixels or a drawing; the answer holds what the
-//! model saw) and MLflow's `POST /invocations` (rows of 784 model inputs). Every image goes
+//! model saw) and MLflow's `POST /invocations` (rows of 784 model inputs; a data frame's
+//! columns are placed by name, see [`column`]). Every image goes
 //! through `pismo_core::preprocess::to_input`, as in `pismo predict` and `pismo draw`.
 
 use std::time::Instant;
@@ -249,18 +250,24 @@ pub(crate) fn mlflow_rows(value: &Value) -> Result<Vec<[f32; INPUT]>, ApiError> 
     let v = &object[key];
     match key {
         "dataframe_split" => {
-            if let Some(columns) = v.get("columns").and_then(Value::as_array) {
-                if columns.len() != INPUT {
-                    return Err(ApiError::bad(format!(
-                        "`dataframe_split.columns` must name {INPUT} columns, got {}",
-                        columns.len()
-                    )));
-                }
-            }
             let data = v
                 .get("data")
                 .ok_or_else(|| ApiError::bad("`dataframe_split` needs `data`"))?;
-            list_rows(data, "dataframe_split.data")
+            match v.get("columns") {
+                None => list_rows(data, "dataframe_split.data", None),
+                Some(columns) => {
+                    let names = columns
+                        .as_array()
+                        .ok_or_else(|| {
+                            ApiError::bad("`dataframe_split.columns` must be an array of names")
+                        })?
+                        .iter()
+                        .map(column_name)
+                        .collect::<Vec<_>>();
+                    let order = column_order(names.iter().map(String::as_str))?;
+                    list_rows(data, "dataframe_split.data", Some(&order))
+                }
+            }
         }
         "dataframe_records" => {
             let records = v
@@ -268,58 +275,152 @@ pub(crate) fn mlflow_rows(value: &Value) -> Result<Vec<[f32; INPUT]>, ApiError> 
                 .ok_or_else(|| ApiError::bad("`dataframe_records` must be an array"))?;
             records.iter().map(record_row).collect()
         }
-        _ => list_rows(v, key),
+        _ => list_rows(v, key, None),
     }
 }
 
-fn list_rows(value: &Value, what: &str) -> Result<Vec<[f32; INPUT]>, ApiError> {
+/// The rows of `value`, an array of arrays of numbers; with `order`, the j-th number of a
+/// row is the model's input `order[j]` (else the numbers are the inputs in order).
+fn list_rows(
+    value: &Value,
+    what: &str,
+    order: Option<&[usize]>,
+) -> Result<Vec<[f32; INPUT]>, ApiError> {
     let rows = value
         .as_array()
         .ok_or_else(|| ApiError::bad(format!("`{what}` must be an array of rows")))?;
     rows.iter()
         .map(|row| {
             let x = numbers(row, what)?;
-            <[f32; INPUT]>::try_from(x.as_slice()).map_err(|_| {
-                ApiError::bad(format!(
+            if x.len() != INPUT {
+                return Err(ApiError::bad(format!(
                     "each row of `{what}` must hold {INPUT} numbers, got {}",
                     x.len()
-                ))
-            })
+                )));
+            }
+            let mut placed = [0.0f32; INPUT];
+            for (j, v) in x.into_iter().enumerate() {
+                placed[order.map_or(j, |o| o[j])] = v;
+            }
+            Ok(placed)
         })
         .collect()
 }
 
-/// One record `{"0": v, …}` or `{"pixel0": v, …}`: 784 columns, placed by the number that
-/// ends their name.
+/// One record `{"pixel0": v, …}` (or `{"0": v, …}`), its values placed by column name.
 fn record_row(record: &Value) -> Result<[f32; INPUT], ApiError> {
-    let what = "dataframe_records";
     let record = record
         .as_object()
         .ok_or_else(|| ApiError::bad("each of `dataframe_records` must be an object"))?;
-    if record.len() != INPUT {
-        return Err(ApiError::bad(format!(
-            "each record must hold {INPUT} columns, got {}",
-            record.len()
-        )));
-    }
+    let order = column_order(record.keys().map(String::as_str))?;
     let mut x = [0.0f32; INPUT];
-    let mut seen = [false; INPUT];
-    for (name, v) in record {
-        let digits = name.trim_start_matches(|c: char| !c.is_ascii_digit());
-        let index = digits
-            .parse::<usize>()
-            .ok()
-            .filter(|&i| i < INPUT && !seen[i])
-            .ok_or_else(|| {
-                ApiError::bad(format!(
-                    "record column `{name}`: columns must be 0..{INPUT} (or pixel0..pixel{}), each once",
-                    INPUT - 1
-                ))
-            })?;
-        seen[index] = true;
-        x[index] = number(v, what)?;
+    for (v, i) in record.values().zip(order) {
+        x[i] = number(v, "dataframe_records")?;
     }
     Ok(x)
+}
+
+// ---------------------------------------------------------------------------------------
+// The model's columns, as MLflow's data frames name them
+
+/// The name of the model's input `i` as a data-frame column: `pixel0` … `pixel783`, the
+/// 28x28 image row by row (as MNIST's CSV files name them). A column may also be named by
+/// the bare number (`"7"`, or `7` as pandas writes the columns of a frame built without
+/// names).
+pub(crate) fn column(i: usize) -> String {
+    format!("{COLUMN_PREFIX}{i}")
+}
+
+const COLUMN_PREFIX: &str = "pixel";
+
+/// The model input a column name stands for (see [`column`]).
+fn column_index(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix(COLUMN_PREFIX).unwrap_or(name);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // `pixel07` or `007` would be a second name of a column.
+    digits
+        .parse()
+        .ok()
+        .filter(|&i: &usize| i < INPUT && i.to_string() == digits)
+}
+
+/// A `dataframe_split` column as a name: a string as it is, a number as written, anything
+/// else as its JSON (which names no column).
+fn column_name(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Where each column `names` gives goes among the model's inputs: the j-th name is input
+/// `order[j]`. Every one of the model's [`INPUT`] columns must be there once, in any order;
+/// a 400 names the unknown, repeated or missing ones.
+fn column_order<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<usize>, ApiError> {
+    let mut order = Vec::with_capacity(INPUT);
+    let mut seen = [false; INPUT];
+    let (mut unknown, mut repeated) = (Vec::new(), Vec::new());
+    for name in names {
+        match column_index(name) {
+            Some(i) if seen[i] => repeated.push(name.to_owned()),
+            Some(i) => {
+                seen[i] = true;
+                order.push(i);
+            }
+            None => unknown.push(name.to_owned()),
+        }
+    }
+    let missing: Vec<String> = (0..INPUT).filter(|&i| !seen[i]).map(column).collect();
+    let mut problems = Vec::new();
+    for (what, names) in [
+        ("unknown", &unknown),
+        ("repeated", &repeated),
+        ("missing", &missing),
+    ] {
+        if !names.is_empty() {
+            problems.push(format!(
+                "{what} column{} {}",
+                plural(names.len()),
+                listed(names)
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(order)
+    } else {
+        Err(ApiError::bad(format!(
+            "{}: the model's {INPUT} columns are {} … {} (or 0 … {}), each once, in any order",
+            problems.join("; "),
+            column(0),
+            column(INPUT - 1),
+            INPUT - 1
+        )))
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `names` quoted, the first few of them when there are many.
+fn listed(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" … ({} in all)", names.len()));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -327,13 +428,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_are_placed_by_column_number() {
+    fn records_are_placed_by_column_name() {
         let mut record = serde_json::Map::new();
         for i in 0..INPUT {
-            record.insert(format!("pixel{i}"), json!(if i == 700 { 1.0 } else { 0.0 }));
+            record.insert(column(i), json!(if i == 700 { 1.0 } else { 0.0 }));
         }
         let x = record_row(&Value::Object(record)).unwrap();
         assert_eq!(x[700], 1.0);
         assert_eq!(x.iter().sum::<f32>(), 1.0);
+    }
+
+    #[test]
+    fn column_names() {
+        assert_eq!(column(0), "pixel0");
+        for (name, index) in [
+            ("pixel0", Some(0)),
+            ("pixel783", Some(783)),
+            ("783", Some(783)),
+            ("pixel784", None),
+            ("pixel07", None),
+            ("007", None),
+            ("pixel", None),
+            ("", None),
+            ("col7", None),
+            ("pixel+7", None),
+        ] {
+            assert_eq!(column_index(name), index, "{name}");
+        }
+    }
+
+    #[test]
+    fn columns_in_another_order_are_placed_and_wrong_ones_named() {
+        let names: Vec<String> = (0..INPUT).rev().map(column).collect();
+        let order = column_order(names.iter().map(String::as_str)).unwrap();
+        assert_eq!(order[0], INPUT - 1);
+        let mut names: Vec<String> = (0..INPUT).map(|i| i.to_string()).collect();
+        names[3] = "ink".to_owned();
+        names[4] = "0".to_owned();
+        let m = column_order(names.iter().map(String::as_str))
+            .unwrap_err()
+            .message;
+        assert!(m.contains("unknown column \"ink\""), "{m}");
+        assert!(m.contains("repeated column \"0\""), "{m}");
+        assert!(m.contains("missing columns \"pixel3\", \"pixel4\""), "{m}");
     }
 }
