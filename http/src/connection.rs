@@ -13,6 +13,8 @@
 //!   for a bounded time.
 //! - Bytes that are not HTTP/1.x close the connection at once: a TLS handshake without an
 //!   answer, an HTTP/2 preface with 505, anything else with 400.
+//! - Every error is answered through `State::shown`, so a server with a token names no
+//!   host folder in it ([`crate::redact`]).
 //! - Closing after an error first reads at most [`LINGER_BYTES`] for at most [`LINGER`],
 //!   so the answer is not lost to a reset, then closes.
 //! - A body comes with `Content-Length` or `Transfer-Encoding: chunked` (decoded here, under
@@ -52,6 +54,7 @@ pub(crate) fn serve(state: &Arc<State>, stream: TcpStream) {
             Ok(request) => request,
             Err(End::Quiet) => return,
             Err(End::Answer(e)) => {
+                let e = state.shown(None, e);
                 let _ = e.into_reply().write_to(&mut conn.stream, true, false);
                 conn.linger();
                 return;
@@ -65,7 +68,7 @@ pub(crate) fn serve(state: &Arc<State>, stream: TcpStream) {
                 return;
             }
             Ok(Routed::Reply(reply)) => reply,
-            Err(e) => e.into_reply(),
+            Err(e) => state.shown(Some(&request.request), e).into_reply(),
         };
         if request.http10 && !close {
             // HTTP/1.0 keeps a connection only when the answer says so.

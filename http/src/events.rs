@@ -245,7 +245,8 @@ fn from_disk(state: &State, out: &mut Sse<'_>, id: &str, after: u64) -> io::Resu
         let record = match state.runs.get(id) {
             Ok(r) => r,
             Err(e) => {
-                return out.send("done", &Done::failed(e.to_string()));
+                let e = state.shown(None, e.into());
+                return out.send("done", &Done::failed(e.message));
             }
         };
         let log = state.runs.log(id).unwrap_or_default();

@@ -12,7 +12,8 @@
 //! - `auth`: the `Host` check on every request, the token and `Origin` check on changes.
 //! - `routes`: method and path to handler; endpoints are listed there.
 //! - `request`: the whole request a handler gets, and its body as JSON.
-//! - `reply`: answers and JSON errors.
+//! - `reply`: answers and JSON errors; `redact`: the host folders a server with a token
+//!   keeps out of them.
 //! - handlers: `scoring` (predictions), `catalog` (registry and runs), `drawn` (corrected
 //!   drawings), `training`, `adapting` (a model fine-tuned to the corrections), `tuning`
 //!   (hyperparameter studies), `events` (server-sent events of runs and studies), `page`
@@ -44,6 +45,7 @@ pub mod fuzzing;
 mod jobs;
 pub mod limits;
 mod page;
+mod redact;
 mod reply;
 mod request;
 mod routes;

@@ -29,6 +29,9 @@ use crate::adapting::Adapting;
 use crate::budget::{Budget, Purpose};
 use crate::catalog::ModelCache;
 use crate::limits;
+use crate::redact::Redact;
+use crate::reply::ApiError;
+use crate::request::Request;
 use crate::training::Training;
 use crate::tuning::Tuning;
 use pismo_core::host::tune::shelf::{JournalShelf, StudyShelf};
@@ -116,6 +119,8 @@ pub(crate) struct State {
     pub tuning: Arc<Tuning>,
     pub images: Arc<Budget>,
     pub bodies: Arc<Budget>,
+    /// With a token: the host folders its answers do not show (see [`crate::redact`]).
+    pub redact: Option<Redact>,
     /// Event streams open now.
     pub streams: AtomicUsize,
     pub stopping: Arc<AtomicBool>,
@@ -170,7 +175,16 @@ impl Server {
                 .map_or_else(Runs::default_dir, Path::to_path_buf);
             Arc::new(JournalShelf::new(folder.join("studies")))
         });
+        let redact = options.token.is_some().then(|| {
+            Redact::new(&[
+                (registry.folder(), "<registry>"),
+                (runs.folder(), "<runs>"),
+                (Some(options.data_dir.as_path()), "<MNIST>"),
+                (Some(options.drawn_dir.as_path()), "<drawings>"),
+            ])
+        });
         let state = Arc::new(State {
+            redact,
             registry,
             tuning: Arc::new(Tuning::new(studies)),
             runs,
@@ -261,6 +275,14 @@ impl Drop for Server {
 }
 
 impl State {
+    /// `e` as this server may show it to a client (see [`crate::redact`]).
+    pub fn shown(&self, request: Option<&Request>, e: ApiError) -> ApiError {
+        match &self.redact {
+            Some(redact) => redact.error(request, e),
+            None => e,
+        }
+    }
+
     fn lock_connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
         self.connections.lock().unwrap_or_else(|e| e.into_inner())
     }

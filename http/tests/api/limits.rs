@@ -713,3 +713,41 @@ fn issue_29_a_token_of_only_whitespace_does_not_start_a_server() {
         assert!(e.contains("token") && e.contains(says), "{token:?}: {e}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 29, item 5: error answers showed anyone the server's folders on the host.
+
+#[test]
+fn issue_29_a_server_with_a_token_names_no_host_folder_in_its_errors() {
+    let with_token = Fixture::with_options(Options {
+        token: Some("s3cret".to_owned()),
+        ..Options::default()
+    });
+    let local = Fixture::new();
+    for f in [&with_token, &local] {
+        std::fs::write(f.dir.join("models/aliases.json"), "{not json").unwrap();
+    }
+    let folder = |f: &Fixture| f.dir.join("models").display().to_string();
+    // A corrupt aliases file (500) and an unknown run (404) name their folder.
+    for path in ["/api/aliases", "/api/runs/nope"] {
+        let m = with_token.get(path).json()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let root = with_token.dir.path().display().to_string();
+        assert!(!m.contains(&root), "{path}: {m}");
+        assert!(m.contains("the server's log says more"), "{path}: {m}");
+        assert!(
+            m.contains("<registry>") || m.contains("<runs>"),
+            "{path}: {m}"
+        );
+    }
+    let m = with_token.get("/api/aliases").expect_error(500);
+    assert!(
+        m.contains("corrupt aliases file <registry>/aliases.json"),
+        "{m}"
+    );
+    // A loopback server without a token tells its own operator where.
+    let m = local.get("/api/aliases").expect_error(500);
+    assert!(m.contains(&folder(&local)), "{m}");
+}
