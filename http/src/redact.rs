@@ -8,10 +8,13 @@
 //! whole message to its log (stderr). A loopback server without a token answers with the
 //! whole message: its clients are its operator's own programs.
 //!
-//! Invariant: every error answer of a public server goes through [`Redact::error`] (in
-//! `connection.rs`, the one place errors become answers), so none shows a folder the server
-//! was given, as given, made absolute, or with its links resolved.
+//! Invariant: every error answer of a public server goes through [`Redact::error`] (by
+//! `State::shown`, in `connection.rs` and `events.rs`, where errors become answers) and
+//! every event it streams through [`Redact::clean`] (`events.rs`, where events are
+//! written), so none shows a folder the server was given, as given, made absolute, or with
+//! its links resolved.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use crate::reply::ApiError;
@@ -55,6 +58,11 @@ impl Redact {
             out = out.replace(folder.as_str(), name);
         }
         (out != message).then_some(out)
+    }
+
+    /// `text` with the folders replaced (the data of an event, say).
+    pub fn clean<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        self.text(text).map_or(Cow::Borrowed(text), Cow::Owned)
     }
 
     /// `e` as the client may see it; a message that named a folder is logged whole.
