@@ -6,13 +6,19 @@
 //! - At most `max_head` bytes of a head and `max_body` bytes of a body are ever held; a
 //!   larger head is a 431 and a larger `Content-Length` a 413, answered before any of the
 //!   body is read, then the connection closes. No body is ever drained.
-//! - Every read has a deadline: the head must arrive within `head_timeout` and the body
-//!   within `body_timeout` (else 408 and close), the next request of a keep-alive
-//!   connection within `idle_timeout` (else a silent close). Writes time out after
+//! - Every read has a deadline: the head must arrive within `head_timeout`, the body's
+//!   first bytes within `body_start_timeout` and all of it within `body_timeout` (else 408
+//!   and close), the next request of a keep-alive connection within `idle_timeout` (else a
+//!   silent close). Writes time out after
 //!   [`SEND_TIMEOUT`]. So a stalled client holds its thread, never a shared worker, and only
 //!   for a bounded time.
 //! - Bytes that are not HTTP/1.x close the connection at once: a TLS handshake without an
 //!   answer, an HTTP/2 preface with 505, anything else with 400.
+//! - A body counts in the body budget, within its client's share, for what it holds: the
+//!   permit grows before each read ([`Conn::want`], the one place body bytes are read) to
+//!   cover what the body then holds, so an announced `Content-Length` that never arrives
+//!   holds at most [`READ_CHUNK`] of it. Over the budget or the share: 503 + `Retry-After`
+//!   and close.
 //! - Every error is answered through `State::shown`, so a server with a token names no
 //!   host folder in it ([`crate::redact`]).
 //! - Closing after an error first reads at most [`LINGER_BYTES`] for at most [`LINGER`],
@@ -24,7 +30,7 @@
 //!   may read the other one).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,12 +44,13 @@ use crate::routes::{self, Routed};
 use crate::State;
 
 /// Serves `stream` until the client leaves, a limit closes it, or the server stops.
-pub(crate) fn serve(state: &Arc<State>, stream: TcpStream) {
+pub(crate) fn serve(state: &Arc<State>, stream: TcpStream, client: IpAddr) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(SEND_TIMEOUT));
     let mut conn = Conn {
         stream,
         buf: Vec::new(),
+        client,
     };
     let mut wait = state.options.head_timeout;
     loop {
@@ -112,6 +119,46 @@ struct Conn {
     stream: TcpStream,
     /// Bytes read and not yet used: the start of the next request (pipelining).
     buf: Vec<u8>,
+    /// Who the peer is, for the shares per client (`server::client_of`).
+    client: IpAddr,
+}
+
+/// A body being received: what it holds of the body budget, and its deadlines.
+struct Receiving {
+    permit: Permit,
+    /// Whether any of it has arrived.
+    started: bool,
+    /// By when its first bytes must arrive, and how long that was.
+    start_by: Instant,
+    start_timeout: Duration,
+    /// By when all of it must.
+    deadline: Instant,
+}
+
+impl Receiving {
+    /// The deadline of the next read.
+    fn deadline(&self) -> Instant {
+        if self.started {
+            self.deadline
+        } else {
+            self.start_by.min(self.deadline)
+        }
+    }
+
+    /// The 408 of a read past [`Receiving::deadline`].
+    fn late(&self) -> ApiError {
+        if self.started {
+            ApiError::new(408, "the body did not arrive in time")
+        } else {
+            ApiError::new(
+                408,
+                format!(
+                    "no byte of the body arrived within {} s of its head",
+                    self.start_timeout.as_secs_f64()
+                ),
+            )
+        }
+    }
 }
 
 /// What the head says, owned (the parse borrows the buffer).
@@ -131,7 +178,7 @@ impl Conn {
             return Err(io::ErrorKind::TimedOut.into());
         }
         self.stream.set_read_timeout(Some(left))?;
-        let mut chunk = [0u8; 8192];
+        let mut chunk = [0u8; READ_CHUNK];
         let want = max.clamp(1, chunk.len());
         loop {
             match self.stream.read(&mut chunk[..want]) {
@@ -164,39 +211,8 @@ impl Conn {
             state.bound,
             o.token.as_deref(),
         )?;
-        let framed = framing(&head.headers)?;
-        let length = match framed {
-            // A chunked body's length is not known: it is counted at the limit.
-            Framing::Chunked => o.max_body as u64,
-            Framing::Length(n) => n,
-        };
-        if length > o.max_body as u64 {
-            return Err(ApiError::new(
-                413,
-                format!("the body is larger than the limit of {} bytes", o.max_body),
-            )
-            .into());
-        }
-        let length = length as usize;
-        // Counted from now until the answer is written (the permit drops with `Incoming`).
-        let body_permit = (length > 0)
-            .then(|| state.bodies.take(length as u64))
-            .transpose()?;
         self.buf.drain(..head.len);
-        if length > self.buf.len()
-            && header(&head.headers, "Expect")
-                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
-        {
-            self.stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .map_err(|_| End::Quiet)?;
-        }
-        let deadline = Instant::now() + o.body_timeout;
-        let body = if framed == Framing::Chunked {
-            self.read_chunked(o.max_body, deadline)?
-        } else {
-            self.read_exactly(length, deadline)?
-        };
+        let (body, body_permit) = self.read_body(state, &head.headers, framing(&head.headers)?)?;
         let connection = header(&head.headers, "Connection").unwrap_or("");
         let has = |token: &str| {
             connection
@@ -219,15 +235,66 @@ impl Conn {
         })
     }
 
-    /// Waits until `buf` holds `n` bytes, by `deadline`.
-    fn want(&mut self, n: usize, deadline: Instant) -> Result<(), End> {
+    /// The body that `framed` announces (the head is read and gone from `buf`), within the
+    /// limits, and its permit of the body budget, held until the answer is written. The
+    /// permit covers from the start what `buf` holds, then grows as the body arrives
+    /// ([`Conn::want`]).
+    fn read_body(
+        &mut self,
+        state: &State,
+        headers: &[(String, String)],
+        framed: Framing,
+    ) -> Result<(Vec<u8>, Option<Permit>), End> {
+        let o = &state.options;
+        let length = match framed {
+            Framing::Length(0) => return Ok((Vec::new(), None)),
+            Framing::Length(n) if n > o.max_body as u64 => {
+                return Err(ApiError::new(
+                    413,
+                    format!("the body is larger than the limit of {} bytes", o.max_body),
+                )
+                .into())
+            }
+            Framing::Length(n) => Some(n as usize),
+            Framing::Chunked => None,
+        };
+        let permit = state
+            .bodies
+            .take_for(Some(self.client), self.buf.len() as u64)?;
+        if length.is_none_or(|n| n > self.buf.len())
+            && header(headers, "Expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        {
+            self.stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .map_err(|_| End::Quiet)?;
+        }
+        let now = Instant::now();
+        let mut body = Receiving {
+            permit,
+            started: !self.buf.is_empty(),
+            start_by: now + o.body_start_timeout,
+            start_timeout: o.body_start_timeout,
+            deadline: now + o.body_timeout,
+        };
+        let data = match length {
+            Some(n) => self.read_exactly(n, &mut body)?,
+            None => self.read_chunked(o.max_body, &mut body)?,
+        };
+        Ok((data, Some(body.permit)))
+    }
+
+    /// Waits until `buf` holds `n` bytes of `body`, which holds `decoded` bytes besides `buf`
+    /// (a chunked body's data so far). Before each read the body's permit grows to cover all
+    /// the body may then hold, so a body counts what has arrived, never what it announced.
+    fn want(&mut self, n: usize, decoded: usize, body: &mut Receiving) -> Result<(), End> {
         while self.buf.len() < n {
-            match self.fill(deadline, n - self.buf.len()) {
+            let read = (n - self.buf.len()).min(READ_CHUNK);
+            body.permit
+                .grow_to((decoded + self.buf.len() + read) as u64)?;
+            match self.fill(body.deadline(), read) {
                 Ok(0) => return Err(End::Quiet),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(ApiError::new(408, "the body did not arrive in time").into())
-                }
+                Ok(_) => body.started = true,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(body.late().into()),
                 Err(_) => return Err(End::Quiet),
             }
         }
@@ -235,16 +302,16 @@ impl Conn {
     }
 
     /// A body of `length` bytes.
-    fn read_exactly(&mut self, length: usize, deadline: Instant) -> Result<Vec<u8>, End> {
-        self.want(length, deadline)?;
+    fn read_exactly(&mut self, length: usize, body: &mut Receiving) -> Result<Vec<u8>, End> {
+        self.want(length, 0, body)?;
         Ok(self.buf.drain(..length).collect())
     }
 
     /// A chunked body, decoded, at most `limit` bytes (413 beyond, without reading on).
-    fn read_chunked(&mut self, limit: usize, deadline: Instant) -> Result<Vec<u8>, End> {
-        let mut body = Vec::new();
+    fn read_chunked(&mut self, limit: usize, body: &mut Receiving) -> Result<Vec<u8>, End> {
+        let mut data = Vec::new();
         loop {
-            let line = self.line(deadline)?;
+            let line = self.line(data.len(), body)?;
             let size = line.split(|&b| b == b';').next().unwrap_or(&[]);
             let size = std::str::from_utf8(size)
                 .ok()
@@ -256,9 +323,9 @@ impl Conn {
                 // Trailer fields, ignored, up to the empty line.
                 let mut trailers = 0;
                 loop {
-                    let line = self.line(deadline)?;
+                    let line = self.line(data.len(), body)?;
                     if line.is_empty() {
-                        return Ok(body);
+                        return Ok(data);
                     }
                     trailers += line.len();
                     if trailers > MAX_CHUNK_LINE * 16 {
@@ -266,24 +333,24 @@ impl Conn {
                     }
                 }
             }
-            if body.len() + size > limit {
+            if data.len() + size > limit {
                 return Err(ApiError::new(
                     413,
                     format!("the body is larger than the limit of {limit} bytes"),
                 )
                 .into());
             }
-            self.want(size + 2, deadline)?;
+            self.want(size + 2, data.len(), body)?;
             if &self.buf[size..size + 2] != b"\r\n" {
                 return Err(ApiError::bad("a chunk is not ended by CRLF").into());
             }
-            body.extend_from_slice(&self.buf[..size]);
+            data.extend_from_slice(&self.buf[..size]);
             self.buf.drain(..size + 2);
         }
     }
 
     /// One line of a chunked body (without its CRLF), at most [`MAX_CHUNK_LINE`] bytes.
-    fn line(&mut self, deadline: Instant) -> Result<Vec<u8>, End> {
+    fn line(&mut self, decoded: usize, body: &mut Receiving) -> Result<Vec<u8>, End> {
         loop {
             if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
                 let mut line: Vec<u8> = self.buf.drain(..=end).collect();
@@ -296,7 +363,7 @@ impl Conn {
             if self.buf.len() > MAX_CHUNK_LINE {
                 return Err(ApiError::bad("a chunk-size line is too long").into());
             }
-            self.want(self.buf.len() + 1, deadline)?;
+            self.want(self.buf.len() + 1, decoded, body)?;
         }
     }
 
@@ -360,6 +427,10 @@ impl Conn {
 
 /// Longest chunk-size line of a chunked body (the size, extensions, CRLF).
 const MAX_CHUNK_LINE: usize = 1024;
+
+/// Most bytes one read takes from a socket (and so the most a body's permit grows ahead of
+/// what has arrived).
+const READ_CHUNK: usize = 8 << 10;
 
 /// A whole head at the start of `buf`, `None` if it is not complete yet.
 fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
@@ -463,11 +534,12 @@ fn framing(headers: &[(String, String)]) -> Result<Framing, ApiError> {
     Ok(Framing::Length(v.parse::<u64>().unwrap_or(u64::MAX)))
 }
 
-/// Answers a connection over the cap with a 503 and closes it, without blocking: what the
-/// client already sent is read without waiting, so the answer is not lost to a reset.
-pub(crate) fn refuse(mut stream: TcpStream, max_connections: usize) {
+/// Answers a connection over a cap with a 503 saying `why`, and closes it, without
+/// blocking: what the client already sent is read without waiting, so the answer is not
+/// lost to a reset.
+pub(crate) fn refuse(mut stream: TcpStream, why: String) {
     let _ = stream.set_nonblocking(true);
-    let mut chunk = [0u8; 8192];
+    let mut chunk = [0u8; READ_CHUNK];
     let mut seen = 0;
     while seen < LINGER_BYTES {
         match stream.read(&mut chunk) {
@@ -475,11 +547,7 @@ pub(crate) fn refuse(mut stream: TcpStream, max_connections: usize) {
             _ => break,
         }
     }
-    let e = ApiError::new(
-        503,
-        format!("the server has {max_connections} connections open, its limit; try again shortly"),
-    )
-    .with_header(
+    let e = ApiError::new(503, why).with_header(
         "Retry-After",
         crate::limits::RETRY_AFTER_SECONDS.to_string(),
     );

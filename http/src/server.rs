@@ -4,7 +4,8 @@
 //! One thread accepts; each accepted connection gets a thread of its own
 //! ([`crate::connection`]), so a slow or stalled client never holds a shared worker.
 //! Invariants:
-//! - At most [`Options::max_connections`] connections are served at once; one more is
+//! - At most [`Options::max_connections`] connections are served at once, and at most
+//!   [`Options::max_connections_per_client`] of one client ([`client_of`]); one more is
 //!   answered 503 + `Retry-After` by the accept thread without blocking it, and closed.
 //! - A non-loopback address without a token does not start, nor a server whose token could
 //!   never be sent (empty, only whitespace, or whitespace at its ends).
@@ -15,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,14 +48,20 @@ pub struct Options {
     pub head_timeout: Duration,
     /// Time for a request body to arrive; 408 after it.
     pub body_timeout: Duration,
+    /// Time for a body's first bytes to arrive; 408 after it.
+    pub body_start_timeout: Duration,
     /// How long a keep-alive connection may wait for its next request.
     pub idle_timeout: Duration,
     /// Connections served at once; more get 503.
     pub max_connections: usize,
+    /// Connections served at once for one client (see [`client_of`]); more get 503.
+    pub max_connections_per_client: usize,
     /// Bytes of images being decoded at once; more get 503 + `Retry-After`.
     pub image_budget: u64,
     /// Bytes of request bodies held at once; more get 503 + `Retry-After`.
     pub body_budget: u64,
+    /// Bytes of request bodies one client may hold at once; more get 503 + `Retry-After`.
+    pub body_budget_per_client: u64,
     /// MNIST for `POST /api/train` (raw or `.gz` IDX files), loaded on first use.
     pub data_dir: PathBuf,
     /// Training runs at once (at least 1); more get 409.
@@ -78,10 +85,13 @@ impl Default for Options {
             max_head: limits::MAX_HEAD_BYTES,
             head_timeout: limits::HEAD_TIMEOUT,
             body_timeout: limits::BODY_TIMEOUT,
+            body_start_timeout: limits::BODY_START_TIMEOUT,
             idle_timeout: limits::IDLE_TIMEOUT,
             max_connections: limits::MAX_CONNECTIONS,
+            max_connections_per_client: limits::MAX_CONNECTIONS_PER_CLIENT,
             image_budget: limits::IMAGE_BUDGET_BYTES,
             body_budget: limits::BODY_BUDGET_BYTES,
+            body_budget_per_client: limits::BODY_BUDGET_PER_CLIENT,
             data_dir: PathBuf::from("data/mnist"),
             max_training: 1,
             token: None,
@@ -124,8 +134,9 @@ pub(crate) struct State {
     /// Event streams open now.
     pub streams: AtomicUsize,
     pub stopping: Arc<AtomicBool>,
-    /// Connections being served, by number: a clone of each socket, to end them on stop.
-    connections: Mutex<HashMap<u64, TcpStream>>,
+    /// Connections being served, by number: a clone of each socket, to end them on stop,
+    /// and its client.
+    connections: Mutex<HashMap<u64, (TcpStream, IpAddr)>>,
     next_id: AtomicU64,
 }
 
@@ -193,8 +204,12 @@ impl Server {
                 options.max_training.max(1),
             )),
             adapting: Adapting::new(),
-            images: Budget::new(Purpose::Images, options.image_budget),
-            bodies: Budget::new(Purpose::Bodies, options.body_budget),
+            images: Budget::new(Purpose::Images, options.image_budget, options.image_budget),
+            bodies: Budget::new(
+                Purpose::Bodies,
+                options.body_budget,
+                options.body_budget_per_client,
+            ),
             options,
             bound,
             models: ModelCache::default(),
@@ -258,7 +273,7 @@ impl Server {
             let _ = a.join();
         }
         // Idle connections see the end of their input; answers being written go out.
-        for c in state.lock_connections().values() {
+        for (c, _) in state.lock_connections().values() {
             let _ = c.shutdown(Shutdown::Read);
         }
         let deadline = Instant::now() + STOP_WAIT;
@@ -283,14 +298,13 @@ impl State {
         }
     }
 
-    fn lock_connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+    fn lock_connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (TcpStream, IpAddr)>> {
         self.connections.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Accepts until the server stops; each connection on a thread of its own, up to the cap.
+/// Accepts until the server stops; each connection on a thread of its own, up to the caps.
 fn accept(listener: TcpListener, state: Arc<State>) {
-    let cap = state.options.max_connections.max(1);
     for stream in listener.incoming() {
         if state.stopping.load(Ordering::SeqCst) {
             return;
@@ -303,30 +317,69 @@ fn accept(listener: TcpListener, state: Arc<State>) {
                 continue;
             }
         };
+        // No peer address: the client has left already.
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        let client = client_of(peer);
         let mut connections = state.lock_connections();
-        if connections.len() >= cap {
+        if let Err(why) = admit(&connections, client, &state.options) {
             drop(connections);
-            crate::connection::refuse(stream, cap);
+            crate::connection::refuse(stream, why);
             continue;
         }
         let Ok(clone) = stream.try_clone() else {
             continue;
         };
         let id = state.next_id.fetch_add(1, Ordering::SeqCst);
-        connections.insert(id, clone);
+        connections.insert(id, (clone, client));
         drop(connections);
         let spawned = std::thread::Builder::new()
             .name("pismo-http-conn".to_owned())
             .spawn({
                 let state = state.clone();
                 move || {
-                    crate::connection::serve(&state, stream);
+                    crate::connection::serve(&state, stream, client);
                     state.lock_connections().remove(&id);
                 }
             });
         if spawned.is_err() {
             state.lock_connections().remove(&id);
         }
+    }
+}
+
+/// Whether one more connection of `client` may be served beside those `open`: under the
+/// server's cap and under the client's own. `Err`: why not, for the 503.
+fn admit(
+    open: &HashMap<u64, (TcpStream, IpAddr)>,
+    client: IpAddr,
+    options: &Options,
+) -> Result<(), String> {
+    let cap = options.max_connections.max(1);
+    let share = options.max_connections_per_client.clamp(1, cap);
+    if open.len() >= cap {
+        return Err(format!(
+            "the server has {cap} connections open, its limit; try again shortly"
+        ));
+    }
+    if open.values().filter(|(_, c)| *c == client).count() >= share {
+        return Err(format!(
+            "you have {share} connections open, the most one client may have; close one or try again shortly"
+        ));
+    }
+    Ok(())
+}
+
+/// The client a peer address belongs to, for the limits per client: the IP address, an
+/// IPv6 one by its /64 (the block one subscriber usually gets), an IPv4-mapped one as IPv4.
+pub(crate) fn client_of(peer: SocketAddr) -> IpAddr {
+    match peer.ip() {
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(ip) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
     }
 }
 

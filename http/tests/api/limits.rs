@@ -96,9 +96,10 @@ fn row1_a_huge_content_length_gets_413_and_the_server_stays_up() {
 #[test]
 fn row2_ping_is_answered_while_200_clients_stall_mid_body() {
     let f = Fixture::new();
+    // From four addresses: one client may hold at most 64 connections (issue 29).
     let stalled: Vec<TcpStream> = (0..200)
-        .map(|_| {
-            let mut s = raw(&f, 10);
+        .map(|i| {
+            let mut s = from_client(&f, &format!("127.0.0.{}", 2 + i % 4));
             s.write_all(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n").unwrap();
             s.write_all(&[0u8; 4000]).unwrap();
             s
@@ -500,49 +501,63 @@ fn connections_over_the_cap_get_503_and_the_slot_comes_back() {
     }
 }
 
+/// Sends `request` on a new connection from `client`, until the answer is `status` (at most
+/// 10 s: the server counts what another connection's body holds only once it has read it).
+fn eventually(f: &Fixture, client: &str, request: &[u8], status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = from_client(f, client);
+        s.write_all(request).unwrap();
+        let answer = String::from_utf8_lossy(&read_to_close(&mut s).unwrap()).into_owned();
+        if status_of(answer.as_bytes()) == status {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "never {status}: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A connection to the server from `client`, a loopback address (`127.0.0.2`, …): the
+/// server tells clients apart by address.
+fn from_client(f: &Fixture, client: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{client}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&f.server.addr().into()).unwrap();
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// A request with a `Content-Type: image/png` body of `n` bytes of `x` (not a PNG: 400 once
+/// it is read), closed after the answer.
+fn not_png(n: usize) -> Vec<u8> {
+    let mut r = format!("POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nConnection: close\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+    r.resize(r.len() + n, b'x');
+    r
+}
+
 #[test]
-fn bodies_over_the_body_budget_get_503_before_they_are_read() {
+fn bodies_over_the_body_budget_get_503_as_they_arrive() {
     let f = Fixture::with_options(Options {
         body_budget: 10_000,
         ..Options::default()
     });
-    let head = |n: usize| {
-        format!("POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: {n}\r\n\r\n")
-    };
-    // A stalled upload holds 8000 bytes of the budget: the server counts a body before it
-    // says `100 Continue`, so once that is read the budget is taken.
+    // A stalled upload holds what it sent and what its next read may bring: 9000 bytes.
     let mut stalled = raw(&f, 10);
-    stalled
-        .write_all(
-            head(8000)
-                .replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n")
-                .as_bytes(),
-        )
-        .unwrap();
-    let mut interim = [0u8; 25];
-    stalled.read_exact(&mut interim).unwrap();
-    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
-    // Another 8000-byte body is refused before it is sent.
-    let mut s = raw(&f, 10);
-    s.write_all(head(8000).as_bytes()).unwrap();
-    let answer = read_to_close(&mut s).unwrap();
-    assert_eq!(status_of(&answer), 503);
-    assert!(String::from_utf8_lossy(&answer).contains("Retry-After: 1"));
+    let full = not_png(9000);
+    stalled.write_all(&full[..full.len() - 4000]).unwrap();
+    // Another 2000-byte body is then refused, with Retry-After, and the connection closed.
+    let answer = eventually(&f, "127.0.0.1", &not_png(2000), 503);
+    assert!(answer.contains("Retry-After: 1"), "{answer}");
+    assert!(answer.contains("too many request bodies"), "{answer}");
     // A small one still fits (and is read: 400, not a PNG), and once the stalled upload
     // goes, a large one fits again.
-    let small = f.request("POST", "/api/predict", Some("image/png"), &[b'x'; 1000]);
+    let small = f.request("POST", "/api/predict", Some("image/png"), &[b'x'; 500]);
     small.expect_error(400);
     drop(stalled);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let a = f.request("POST", "/api/predict", Some("image/png"), &[b'x'; 8000]);
-        if a.status == 400 {
-            break;
-        }
-        a.expect_error(503);
-        assert!(Instant::now() < deadline, "the budget never came back");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(&f, "127.0.0.1", &not_png(8000), 400);
 }
 
 #[test]
@@ -750,4 +765,96 @@ fn issue_29_a_server_with_a_token_names_no_host_folder_in_its_errors() {
     // A loopback server without a token tells its own operator where.
     let m = local.get("/api/aliases").expect_error(500);
     assert!(m.contains(&folder(&local)), "{m}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 29, item 2: one client could take every connection, or the whole body budget by
+// announcing bodies it never sent, and so keep everyone else out.
+
+#[test]
+fn issue_29_one_client_with_300_idle_connections_leaves_room_for_the_others() {
+    let f = Fixture::new();
+    let idle: Vec<TcpStream> = (0..300).map(|_| from_client(&f, "127.0.0.2")).collect();
+    // Accepted in order: once this is answered, all 300 were admitted or refused.
+    assert_eq!(ping(&f).0, 200);
+    let (mut refused, mut held) = (0, 0);
+    for mut s in idle {
+        s.set_nonblocking(true).unwrap();
+        let mut answer = [0u8; 512];
+        match s.read(&mut answer) {
+            Ok(n) if n > 0 => {
+                let text = String::from_utf8_lossy(&answer[..n]);
+                assert_eq!(status_of(&answer[..n]), 503, "{text}");
+                assert!(text.contains("the most one client may have"), "{text}");
+                refused += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => held += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(held, pismo_http::limits::MAX_CONNECTIONS_PER_CLIENT);
+    assert_eq!(refused, 300 - held);
+    // Everyone else is served: the page, /ping, a prediction.
+    assert_eq!(f.get("/").status, 200);
+    assert_eq!(ping(&f).0, 200);
+    let png = drawn_digit_png(&first_of(3), 140);
+    let a = f.request("POST", "/api/predict", Some("image/png"), &png);
+    assert_eq!(a.json()["label"], 3);
+}
+
+#[test]
+fn issue_29_bodies_announced_and_never_sent_hold_no_budget_and_end_soon() {
+    let f = Fixture::new();
+    // 8 heads of 8 MiB bodies and 8 chunked heads, and then nothing. Counted when announced,
+    // the first 8 alone took the whole 64 MiB body budget and every upload got 503.
+    let mut silent: Vec<TcpStream> = (0..16)
+        .map(|i| {
+            let mut s = from_client(&f, "127.0.0.2");
+            let framing = if i < 8 {
+                "Content-Length: 8388608"
+            } else {
+                "Transfer-Encoding: chunked"
+            };
+            s.write_all(format!("POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n{framing}\r\n\r\n").as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    assert_eq!(ping(&f).0, 200);
+    assert_eq!(f.get("/").status, 200);
+    let png = drawn_digit_png(&first_of(5), 140);
+    let a = f.request("POST", "/api/predict", Some("image/png"), &png);
+    assert_eq!(a.json()["label"], 5);
+    // The silent uploads end with a 408 after the body's first-bytes deadline (5 s), not
+    // the whole body's (30 s): the read timeout of 10 s would fail the test.
+    for s in &mut silent {
+        let answer = read_to_close(s).expect("a 408 within 10 s");
+        let text = String::from_utf8_lossy(&answer);
+        assert_eq!(status_of(&answer), 408, "{text}");
+        assert!(
+            text.contains("no byte of the body arrived within 5 s"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn issue_29_one_client_holds_at_most_its_share_of_the_body_budget() {
+    let f = Fixture::with_options(Options {
+        body_budget: 100_000,
+        body_budget_per_client: 20_000,
+        ..Options::default()
+    });
+    // 127.0.0.2 sends 12000 bytes of a 20000-byte body, then stalls: it holds its share.
+    let mut stalled = from_client(&f, "127.0.0.2");
+    let full = not_png(20_000);
+    stalled.write_all(&full[..full.len() - 8000]).unwrap();
+    // So its next body is refused, while the same body from another client is read.
+    let answer = eventually(&f, "127.0.0.2", &not_png(100), 503);
+    assert!(answer.contains("one client may hold"), "{answer}");
+    assert!(answer.contains("Retry-After: 1"), "{answer}");
+    let mut other = from_client(&f, "127.0.0.3");
+    other.write_all(&not_png(9000)).unwrap();
+    assert_eq!(status_of(&read_to_close(&mut other).unwrap()), 400);
+    drop(stalled);
+    eventually(&f, "127.0.0.2", &not_png(100), 400);
 }
