@@ -3,9 +3,10 @@
 //! keeps the connection for the next request (HTTP/1.1 keep-alive) or closes it.
 //!
 //! Invariants (tested in `tests/api/limits.rs`):
-//! - At most `max_head` bytes of a head and `max_body` bytes of a body are ever held; a
-//!   larger head is a 431 and a larger `Content-Length` a 413, answered before any of the
-//!   body is read, then the connection closes. No body is ever drained.
+//! - At most `max_head` bytes of a head and `max_body` bytes of a body are ever held
+//!   (`max_small_body` for a route that takes no image, `routes::body_limit`); a larger head
+//!   is a 431 and a larger `Content-Length` a 413, answered before any of the body is read,
+//!   then the connection closes. No body is ever drained.
 //! - Every read has a deadline: the head must arrive within `head_timeout`, the body's
 //!   first bytes within `body_start_timeout` and all of it within `body_timeout` (else 408
 //!   and close), the next request of a keep-alive connection within `idle_timeout` (else a
@@ -212,7 +213,10 @@ impl Conn {
             o.token.as_deref(),
         )?;
         self.buf.drain(..head.len);
-        let (body, body_permit) = self.read_body(state, &head.headers, framing(&head.headers)?)?;
+        let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+        let limit = routes::body_limit(o, path);
+        let (body, body_permit) =
+            self.read_body(state, &head.headers, framing(&head.headers)?, limit)?;
         let connection = header(&head.headers, "Connection").unwrap_or("");
         let has = |token: &str| {
             connection
@@ -220,7 +224,6 @@ impl Conn {
                 .any(|t| t.trim().eq_ignore_ascii_case(token))
         };
         let close = has("close") || (head.http10 && !has("keep-alive"));
-        let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
         Ok(Incoming {
             request: Request {
                 method: Method::parse(&head.method),
@@ -235,8 +238,8 @@ impl Conn {
         })
     }
 
-    /// The body that `framed` announces (the head is read and gone from `buf`), within the
-    /// limits, and its permit of the body budget, held until the answer is written. The
+    /// The body that `framed` announces (the head is read and gone from `buf`), at most
+    /// `limit` bytes, within the other limits, and its permit of the body budget, held until the answer is written. The
     /// permit covers from the start what `buf` holds, then grows as the body arrives
     /// ([`Conn::want`]).
     fn read_body(
@@ -244,17 +247,12 @@ impl Conn {
         state: &State,
         headers: &[(String, String)],
         framed: Framing,
+        limit: usize,
     ) -> Result<(Vec<u8>, Option<Permit>), End> {
         let o = &state.options;
         let length = match framed {
             Framing::Length(0) => return Ok((Vec::new(), None)),
-            Framing::Length(n) if n > o.max_body as u64 => {
-                return Err(ApiError::new(
-                    413,
-                    format!("the body is larger than the limit of {} bytes", o.max_body),
-                )
-                .into())
-            }
+            Framing::Length(n) if n > limit as u64 => return Err(too_large(limit).into()),
             Framing::Length(n) => Some(n as usize),
             Framing::Chunked => None,
         };
@@ -278,7 +276,7 @@ impl Conn {
         };
         let data = match length {
             Some(n) => self.read_exactly(n, &mut body)?,
-            None => self.read_chunked(o.max_body, &mut body)?,
+            None => self.read_chunked(limit, &mut body)?,
         };
         Ok((data, Some(body.permit)))
     }
@@ -334,11 +332,7 @@ impl Conn {
                 }
             }
             if data.len() + size > limit {
-                return Err(ApiError::new(
-                    413,
-                    format!("the body is larger than the limit of {limit} bytes"),
-                )
-                .into());
+                return Err(too_large(limit).into());
             }
             self.want(size + 2, data.len(), body)?;
             if &self.buf[size..size + 2] != b"\r\n" {
@@ -423,6 +417,14 @@ impl Conn {
             }
         }
     }
+}
+
+/// The 413 of a body over `limit` bytes.
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        413,
+        format!("the body is larger than this route's limit of {limit} bytes"),
+    )
 }
 
 /// Longest chunk-size line of a chunked body (the size, extensions, CRLF).

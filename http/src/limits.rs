@@ -15,7 +15,7 @@
 //! | [`SEND_TIMEOUT`]              | the connection is closed                            |
 //! | [`BODY_START_TIMEOUT`]        | 408, then the connection is closed                  |
 //! | [`MAX_CONNECTIONS`], [`MAX_CONNECTIONS_PER_CLIENT`] | 503 + `Retry-After`, then closed |
-//! | [`MAX_BODY_BYTES`]            | 413 before any of the body is read, then closed     |
+//! | [`MAX_BODY_BYTES`], [`MAX_SMALL_BODY_BYTES`] | 413 before any of the body is read, then closed |
 //! | [`BODY_BUDGET_BYTES`], [`BODY_BUDGET_PER_CLIENT`] | 503 + `Retry-After` as the body arrives, closed |
 //! | [`IMAGE_BUDGET_BYTES`]        | 503 + `Retry-After` (413 if one image alone is over)|
 //! | not HTTP/1.x                  | an HTTP/2 preface gets 505, other bytes 400, then closed; a TLS handshake is closed at once |
@@ -32,6 +32,13 @@ pub const MAX_HEADERS: usize = 64;
 /// Largest request body: 8 MiB (a 4096x4096 PNG of a drawing is far smaller). A larger
 /// `Content-Length` gets 413 at once; the body is not read.
 pub const MAX_BODY_BYTES: usize = 8 << 20;
+
+/// Largest body of a route that takes no image (training, studies, aliases, …): 64 KiB,
+/// ten times a study's search space, the largest of them. A larger `Content-Length` gets 413
+/// at once, as over [`MAX_BODY_BYTES`]; so does a larger chunked body once its chunks add
+/// up to more. Only `POST /api/predict`, `POST /invocations` and `POST /api/drawn` take up
+/// to [`MAX_BODY_BYTES`].
+pub const MAX_SMALL_BODY_BYTES: usize = 64 << 10;
 
 /// Time for a whole request head to arrive, from its first byte (or, on a new connection,
 /// from the accept). Slower clients get 408.

@@ -40,8 +40,11 @@ use pismo_core::host::tune::shelf::{JournalShelf, StudyShelf};
 /// How the server runs. The limits default to the values in [`crate::limits`].
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Largest request body in bytes; a larger `Content-Length` gets 413.
+    /// Largest request body in bytes of a route that takes an image; a larger
+    /// `Content-Length` gets 413.
     pub max_body: usize,
+    /// Largest request body in bytes of every other route; a larger one gets 413.
+    pub max_small_body: usize,
     /// Largest request head in bytes; larger ones get 431.
     pub max_head: usize,
     /// Time for a request head to arrive; 408 after it.
@@ -82,6 +85,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             max_body: limits::MAX_BODY_BYTES,
+            max_small_body: limits::MAX_SMALL_BODY_BYTES,
             max_head: limits::MAX_HEAD_BYTES,
             head_timeout: limits::HEAD_TIMEOUT,
             body_timeout: limits::BODY_TIMEOUT,

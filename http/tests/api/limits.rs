@@ -858,3 +858,43 @@ fn issue_29_one_client_holds_at_most_its_share_of_the_body_budget() {
     drop(stalled);
     eventually(&f, "127.0.0.2", &not_png(100), 400);
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 29, item 1: every route took 8 MiB bodies, parsed whole into JSON values.
+
+#[test]
+fn issue_29_routes_that_take_no_image_take_small_bodies() {
+    let f = Fixture::new();
+    let small = pismo_http::limits::MAX_SMALL_BODY_BYTES;
+    // Over the small limit: 413 from the head alone (the body is never sent).
+    for (method, path) in [
+        ("PUT", "/api/aliases/x"),
+        ("POST", "/api/train"),
+        ("POST", "/api/tune"),
+        ("POST", "/api/runs/r/stop"),
+        ("GET", "/ping"),
+    ] {
+        let (status, text) = status_of_head(
+            &f,
+            &format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", small + 1),
+        );
+        assert_eq!(status, 413, "{path}: {text}");
+        assert!(text.contains(&format!("limit of {small} bytes")), "{text}");
+    }
+    // Chunked: once the chunks add up to more.
+    let mut s = raw(&f, 10);
+    let mut chunked = b"PUT /api/aliases/x HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..20 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 8000).as_bytes());
+        chunked.extend_from_slice(&[b' '; 8000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    s.write_all(&chunked).unwrap();
+    assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 413);
+    // The routes that take images still take large bodies (read: 400, not a PNG).
+    let big = vec![b'x'; small * 4];
+    for path in ["/api/predict", "/invocations", "/api/drawn"] {
+        let a = f.request("POST", path, Some("image/png"), &big);
+        assert!(matches!(a.status, 400 | 415), "{path}: {}", a.status);
+    }
+}
