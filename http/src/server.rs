@@ -110,11 +110,17 @@ impl Default for Options {
 pub struct ServeError {
     addr: String,
     message: String,
+    /// The options were refused before any listening was tried.
+    options: bool,
 }
 
 impl fmt::Display for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot listen on {}: {}", self.addr, self.message)
+        if self.options {
+            write!(f, "will not serve on {}: {}", self.addr, self.message)
+        } else {
+            write!(f, "cannot listen on {}: {}", self.addr, self.message)
+        }
     }
 }
 
@@ -172,9 +178,13 @@ impl Server {
         let fail = |message: String| ServeError {
             addr: addr.to_owned(),
             message,
+            options: false,
         };
         if let Some(token) = &options.token {
-            check_token(token).map_err(|e| fail(e.to_owned()))?;
+            check_token(token).map_err(|e| ServeError {
+                options: true,
+                ..fail(e.to_owned())
+            })?;
         }
         let listener = listen(addr).map_err(fail)?;
         let bound = listener.local_addr().map_err(|e| fail(e.to_string()))?;
@@ -391,9 +401,9 @@ pub(crate) fn client_of(peer: SocketAddr) -> IpAddr {
 /// `Authorization` value is trimmed, so `" "` or `"abc "` could never match).
 fn check_token(token: &str) -> Result<(), &'static str> {
     if token.trim().is_empty() {
-        Err("the token must not be empty or only whitespace")
+        Err("the token (--token, $PISMO_TOKEN) must not be empty or only whitespace")
     } else if token.trim() != token {
-        Err("the token must not start or end with whitespace")
+        Err("the token (--token, $PISMO_TOKEN) must not start or end with whitespace")
     } else {
         Ok(())
     }
