@@ -44,6 +44,7 @@ mod events;
 pub mod fuzzing;
 mod jobs;
 pub mod limits;
+mod mlflow;
 mod page;
 mod redact;
 mod reply;

@@ -97,9 +97,11 @@ pub const BODY_BUDGET_PER_CLIENT: u64 = BODY_BUDGET_BYTES / 4;
 /// after the whole [`BODY_TIMEOUT`].
 pub const BODY_START_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What parsing JSON into `serde_json::Value` takes per byte of body, at most: 16. An array
-/// of `0,` is the worst case (a 32-byte `Value` per 2 bytes of text); measured, eight
-/// 8 MiB bodies of `{"pixels":[0,0,…]}` at once took the server to 980 MB, about 15 a byte.
+/// What parsing a JSON body of `/api/predict`, `/invocations` or `/api/drawn` is counted to
+/// take per byte of body: 16. Since issue 29 those bodies are parsed straight into numbers,
+/// at most 4 bytes a byte; 16 is what parsing `[0,0,…]` into `serde_json::Value` took (a
+/// 32-byte `Value` per 2 bytes of text; eight 8 MiB bodies at once took the server to
+/// 980 MB), kept as a margin.
 pub const JSON_BYTES_PER_BODY_BYTE: u64 = 16;
 
 /// `Retry-After` seconds in the 503s of [`MAX_CONNECTIONS`], [`BODY_BUDGET_BYTES`] and

@@ -1,6 +1,7 @@
 //! Scoring: `POST /api/predict` (PNG, 28x28 pixels or a drawing; the answer holds what the
-//! model saw) and MLflow's `POST /invocations` (rows of 784 model inputs; a data frame's
-//! columns are placed by name, see [`column`]). Every image goes
+//! model saw) and MLflow's `POST /invocations` (rows of 784 model inputs, parsed in
+//! [`crate::mlflow`]). JSON bodies are parsed straight into their numbers ([`JsonImage`],
+//! [`Inputs`]), never into a `serde_json::Value`. Every image goes
 //! through `pismo_core::preprocess::to_input`, as in `pismo predict` and `pismo draw`.
 
 use std::time::Instant;
@@ -9,13 +10,16 @@ use pismo_core::host::image::{self, ImageError};
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
 use pismo_core::verdict::verdict;
-use serde::Serialize;
-use serde_json::{json, Value};
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::budget::Permit;
 use crate::catalog::model;
 use crate::reply::{ApiError, Reply};
-use crate::request::{body, json_body, parse_json, unsupported_type, Request};
+use crate::request::{body, parse_typed, unsupported_type, Request};
 use crate::State;
 
 fn argmax(p: &[f32; CLASSES]) -> usize {
@@ -55,8 +59,8 @@ pub(crate) fn predict(state: &State, request: &Request) -> Result<Reply, ApiErro
             (img, Some(permit))
         }
         Some("application/json") => {
-            let (value, permit) = budgeted_json(state, request)?;
-            (json_image(&value)?, Some(permit))
+            let (image, permit) = budgeted_json::<JsonImage>(state, request)?;
+            (image.grey()?, Some(permit))
         }
         _ => return Err(unsupported_type(kind, "image/png or application/json")),
     };
@@ -94,22 +98,25 @@ impl Grey {
     }
 }
 
-/// Bytes of memory that parsing a JSON body of `len` bytes into a `serde_json::Value` may
-/// take: [`crate::limits::JSON_BYTES_PER_BODY_BYTE`] a byte.
+/// Bytes of memory that parsing a JSON body of `len` bytes may take:
+/// [`crate::limits::JSON_BYTES_PER_BODY_BYTE`] a byte.
 fn json_decode_cost(len: usize) -> u64 {
     len as u64 * crate::limits::JSON_BYTES_PER_BODY_BYTE
 }
 
-/// The JSON body of `request` (`Content-Type: application/json`, else 415), parsed within
-/// the server's decoding budget; the permit gives it back when dropped.
-pub(crate) fn budgeted_json(state: &State, request: &Request) -> Result<(Value, Permit), ApiError> {
+/// The JSON body of `request` (`Content-Type: application/json`, else 415) parsed into `T`
+/// within the server's decoding budget; the permit gives it back when dropped.
+pub(crate) fn budgeted_json<T: DeserializeOwned>(
+    state: &State,
+    request: &Request,
+) -> Result<(T, Permit), ApiError> {
     let kind = request.content_type();
     if kind.as_deref() != Some("application/json") {
         return Err(unsupported_type(kind, "application/json"));
     }
     let body = body(request)?;
     let permit = state.images.take(json_decode_cost(body.len()))?;
-    Ok((parse_json(body)?, permit))
+    Ok((parse_typed(body)?, permit))
 }
 
 /// Decodes a PNG within the server's image budget: its cost is known from the header
@@ -131,87 +138,162 @@ fn png_image(state: &State, body: &[u8]) -> Result<(Grey, Permit), ApiError> {
     Ok((grey, permit))
 }
 
-/// `{"pixels":[784 numbers in 0..=1]}` or `{"image":{"width":W,"height":H,"data":[W*H]}}`
-/// (also the image of `POST /api/drawn`).
-pub(crate) fn json_image(value: &Value) -> Result<Grey, ApiError> {
-    if let Some(pixels) = value.get("pixels") {
-        let x = numbers(pixels, "pixels")?;
-        if x.len() != INPUT {
-            return Err(ApiError::bad(format!(
-                "`pixels` must hold {INPUT} numbers (28x28), got {}",
-                x.len()
-            )));
+// ---------------------------------------------------------------------------------------
+// JSON images, parsed straight into numbers
+
+/// The JSON body of `POST /api/predict` (and of `POST /api/drawn`, which adds `label`):
+/// `{"pixels":[784 numbers in 0..=1]}` or `{"image":{"width":W,"height":H,"data":[W*H
+/// grey bytes]}}`. Parsed by serde into these fields, not into a `serde_json::Value`: a
+/// value of another type (an object where a number belongs) is a 400 where the parser
+/// meets it, before anything large is built; other fields are skipped without being kept.
+#[derive(Deserialize)]
+pub(crate) struct JsonImage {
+    pixels: Option<Inputs>,
+    image: Option<Drawing>,
+    /// `POST /api/drawn` only: the digit the drawing really is.
+    pub label: Option<Label>,
+}
+
+#[derive(Deserialize)]
+struct Drawing {
+    width: u64,
+    height: u64,
+    data: Vec<u8>,
+}
+
+impl JsonImage {
+    /// The image, as the core's preprocessing takes it.
+    pub(crate) fn grey(self) -> Result<Grey, ApiError> {
+        if let Some(pixels) = self.pixels {
+            let data = pixels
+                .0
+                .iter()
+                .map(|&v| (v * 255.0).round() as u8)
+                .collect();
+            return Ok(Grey {
+                width: 28,
+                height: 28,
+                data,
+            });
         }
-        let data = x.iter().map(|&v| (v * 255.0).round() as u8).collect();
-        return Ok(Grey {
-            width: 28,
-            height: 28,
-            data,
-        });
-    }
-    if let Some(img) = value.get("image") {
-        let side = |name: &str| {
-            img.get(name)
-                .and_then(Value::as_u64)
-                .filter(|&v| v > 0)
-                .ok_or_else(|| ApiError::bad(format!("`image.{name}` must be a positive integer")))
+        let Some(img) = self.image else {
+            return Err(ApiError::bad(
+                "the JSON body needs `pixels` (784 numbers) or `image` {width, height, data}",
+            ));
         };
-        let (width, height) = (side("width")?, side("height")?);
         let max = u64::from(image::MAX_PNG_SIDE);
-        if width > max || height > max {
-            return Err(ApiError::new(
-                413,
-                format!("the image is {width}x{height} pixels, at most {max}x{max}"),
+        if img.width == 0 || img.height == 0 {
+            return Err(ApiError::bad(
+                "`image.width` and `image.height` must be positive integers",
             ));
         }
-        let data = img
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ApiError::bad("`image.data` must be an array of grey bytes"))?;
-        if data.len() as u64 != width * height {
+        if img.width > max || img.height > max {
+            return Err(ApiError::new(
+                413,
+                format!(
+                    "the image is {}x{} pixels, at most {max}x{max}",
+                    img.width, img.height
+                ),
+            ));
+        }
+        if img.data.len() as u64 != img.width * img.height {
             return Err(ApiError::bad(format!(
                 "`image.data` must hold width*height = {} bytes, got {}",
-                width * height,
-                data.len()
+                img.width * img.height,
+                img.data.len()
             )));
         }
-        let data = data
-            .iter()
-            .map(|v| {
-                v.as_u64()
-                    .and_then(|b| u8::try_from(b).ok())
-                    .ok_or_else(|| ApiError::bad("`image.data` values must be integers 0..=255"))
-            })
-            .collect::<Result<Vec<u8>, _>>()?;
-        return Ok(Grey {
-            width: width as usize,
-            height: height as usize,
-            data,
-        });
+        Ok(Grey {
+            width: img.width as usize,
+            height: img.height as usize,
+            data: img.data,
+        })
     }
-    Err(ApiError::bad(
-        "the JSON body needs `pixels` (784 numbers) or `image` {width, height, data}",
-    ))
 }
 
-/// An array of finite numbers in 0..=1.
-fn numbers(value: &Value, what: &str) -> Result<Vec<f32>, ApiError> {
-    let array = value
-        .as_array()
-        .ok_or_else(|| ApiError::bad(format!("`{what}` must be an array of numbers")))?;
-    array.iter().map(|v| number(v, what)).collect()
+/// The model's [`INPUT`] inputs, numbers in 0..=1, parsed into a fixed array: a row of
+/// another length is refused at its end, a value that is not such a number where it is.
+pub(crate) struct Inputs(pub Box<[f32; INPUT]>);
+
+impl<'de> Deserialize<'de> for Inputs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Numbers;
+        impl<'de> Visitor<'de> for Numbers {
+            type Value = Inputs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "an array of {INPUT} numbers in 0..=1")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Inputs, A::Error> {
+                let mut x = Box::new([0.0f32; INPUT]);
+                let mut n = 0;
+                while let Some(v) = seq.next_element()? {
+                    if n == INPUT {
+                        return Err(de::Error::custom(format!(
+                            "{INPUT} numbers (28x28) are needed, got more"
+                        )));
+                    }
+                    x[n] = unit(v)?;
+                    n += 1;
+                }
+                if n != INPUT {
+                    return Err(de::Error::custom(format!(
+                        "{INPUT} numbers (28x28) are needed, got {n}"
+                    )));
+                }
+                Ok(Inputs(x))
+            }
+        }
+        d.deserialize_seq(Numbers)
+    }
 }
 
-fn number(v: &Value, what: &str) -> Result<f32, ApiError> {
-    let n = v
-        .as_f64()
-        .ok_or_else(|| ApiError::bad(format!("`{what}` must hold numbers, got {v}")))?;
-    if !n.is_finite() || !(0.0..=1.0).contains(&n) {
-        return Err(ApiError::bad(format!(
-            "`{what}` values must be finite numbers in 0..=1, got {n}"
-        )));
+/// `v` if it is a finite number in 0..=1 (a model input).
+pub(crate) fn unit<E: de::Error>(v: f32) -> Result<f32, E> {
+    if v.is_finite() && (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(E::custom(format!(
+            "inputs must be finite numbers in 0..=1, got {v}"
+        )))
     }
-    Ok(n as f32)
+}
+
+/// The `label` of a corrected drawing as sent: an integer, or another scalar kept as its
+/// JSON text for the 400 (an array or object is refused by the parser).
+pub(crate) enum Label {
+    Integer(i64),
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl Visitor<'_> for Scalar {
+            type Value = Label;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a digit from 0 to 9")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Label, E> {
+                Ok(Label::Integer(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Label, E> {
+                Ok(i64::try_from(v).map_or(Label::Other(v.to_string()), Label::Integer))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Label, E> {
+                Ok(Label::Other(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Label, E> {
+                Ok(Label::Other(format!("{v:?}")))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Label, E> {
+                Ok(Label::Other(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Label, E> {
+                Ok(Label::Other("null".to_owned()))
+            }
+        }
+        d.deserialize_any(Scalar)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -219,257 +301,8 @@ fn number(v: &Value, what: &str) -> Result<f32, ApiError> {
 
 pub(crate) fn invocations(state: &State, request: &Request) -> Result<Reply, ApiError> {
     let (_, mlp) = model(state, request.query_param("model").as_deref())?;
-    let _permit = state.images.take(json_decode_cost(request.body.len()))?;
-    let rows = mlflow_rows(&json_body(request)?)?;
+    let (body, _permit) = budgeted_json(state, request)?;
+    let rows = crate::mlflow::rows(body)?;
     let predictions: Vec<usize> = rows.iter().map(|x| argmax(&mlp.predict_proba(x))).collect();
     Reply::json(&json!({ "predictions": predictions }))
-}
-
-/// The rows of an MLflow scoring body, each the model's 784 inputs.
-pub(crate) fn mlflow_rows(value: &Value) -> Result<Vec<[f32; INPUT]>, ApiError> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| ApiError::bad("the body must be a JSON object"))?;
-    let keys = [
-        "dataframe_split",
-        "dataframe_records",
-        "instances",
-        "inputs",
-    ];
-    let found: Vec<&str> = keys
-        .iter()
-        .copied()
-        .filter(|k| object.contains_key(*k))
-        .collect();
-    let [key] = found[..] else {
-        return Err(ApiError::bad(format!(
-            "the body needs exactly one of {}",
-            keys.join(", ")
-        )));
-    };
-    let v = &object[key];
-    match key {
-        "dataframe_split" => {
-            let data = v
-                .get("data")
-                .ok_or_else(|| ApiError::bad("`dataframe_split` needs `data`"))?;
-            match v.get("columns") {
-                None => list_rows(data, "dataframe_split.data", None),
-                Some(columns) => {
-                    let names = columns
-                        .as_array()
-                        .ok_or_else(|| {
-                            ApiError::bad("`dataframe_split.columns` must be an array of names")
-                        })?
-                        .iter()
-                        .map(column_name)
-                        .collect::<Vec<_>>();
-                    let order = column_order(names.iter().map(String::as_str))?;
-                    list_rows(data, "dataframe_split.data", Some(&order))
-                }
-            }
-        }
-        "dataframe_records" => {
-            let records = v
-                .as_array()
-                .ok_or_else(|| ApiError::bad("`dataframe_records` must be an array"))?;
-            records.iter().map(record_row).collect()
-        }
-        _ => list_rows(v, key, None),
-    }
-}
-
-/// The rows of `value`, an array of arrays of numbers; with `order`, the j-th number of a
-/// row is the model's input `order[j]` (else the numbers are the inputs in order).
-fn list_rows(
-    value: &Value,
-    what: &str,
-    order: Option<&[usize]>,
-) -> Result<Vec<[f32; INPUT]>, ApiError> {
-    let rows = value
-        .as_array()
-        .ok_or_else(|| ApiError::bad(format!("`{what}` must be an array of rows")))?;
-    rows.iter()
-        .map(|row| {
-            let x = numbers(row, what)?;
-            if x.len() != INPUT {
-                return Err(ApiError::bad(format!(
-                    "each row of `{what}` must hold {INPUT} numbers, got {}",
-                    x.len()
-                )));
-            }
-            let mut placed = [0.0f32; INPUT];
-            for (j, v) in x.into_iter().enumerate() {
-                placed[order.map_or(j, |o| o[j])] = v;
-            }
-            Ok(placed)
-        })
-        .collect()
-}
-
-/// One record `{"pixel0": v, …}` (or `{"0": v, …}`), its values placed by column name.
-fn record_row(record: &Value) -> Result<[f32; INPUT], ApiError> {
-    let record = record
-        .as_object()
-        .ok_or_else(|| ApiError::bad("each of `dataframe_records` must be an object"))?;
-    let order = column_order(record.keys().map(String::as_str))?;
-    let mut x = [0.0f32; INPUT];
-    for (v, i) in record.values().zip(order) {
-        x[i] = number(v, "dataframe_records")?;
-    }
-    Ok(x)
-}
-
-// ---------------------------------------------------------------------------------------
-// The model's columns, as MLflow's data frames name them
-
-/// The name of the model's input `i` as a data-frame column: `pixel0` … `pixel783`, the
-/// 28x28 image row by row (as MNIST's CSV files name them). A column may also be named by
-/// the bare number (`"7"`, or `7` as pandas writes the columns of a frame built without
-/// names).
-pub(crate) fn column(i: usize) -> String {
-    format!("{COLUMN_PREFIX}{i}")
-}
-
-const COLUMN_PREFIX: &str = "pixel";
-
-/// The model input a column name stands for (see [`column`]).
-fn column_index(name: &str) -> Option<usize> {
-    let digits = name.strip_prefix(COLUMN_PREFIX).unwrap_or(name);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // `pixel07` or `007` would be a second name of a column.
-    digits
-        .parse()
-        .ok()
-        .filter(|&i: &usize| i < INPUT && i.to_string() == digits)
-}
-
-/// A `dataframe_split` column as a name: a string as it is, a number as written, anything
-/// else as its JSON (which names no column).
-fn column_name(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Where each column `names` gives goes among the model's inputs: the j-th name is input
-/// `order[j]`. Every one of the model's [`INPUT`] columns must be there once, in any order;
-/// a 400 names the unknown, repeated or missing ones.
-fn column_order<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<usize>, ApiError> {
-    let mut order = Vec::with_capacity(INPUT);
-    let mut seen = [false; INPUT];
-    let (mut unknown, mut repeated) = (Vec::new(), Vec::new());
-    for name in names {
-        match column_index(name) {
-            Some(i) if seen[i] => repeated.push(name.to_owned()),
-            Some(i) => {
-                seen[i] = true;
-                order.push(i);
-            }
-            None => unknown.push(name.to_owned()),
-        }
-    }
-    let missing: Vec<String> = (0..INPUT).filter(|&i| !seen[i]).map(column).collect();
-    let mut problems = Vec::new();
-    for (what, names) in [
-        ("unknown", &unknown),
-        ("repeated", &repeated),
-        ("missing", &missing),
-    ] {
-        if !names.is_empty() {
-            problems.push(format!(
-                "{what} column{} {}",
-                plural(names.len()),
-                listed(names)
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok(order)
-    } else {
-        Err(ApiError::bad(format!(
-            "{}: the model's {INPUT} columns are {} … {} (or 0 … {}), each once, in any order",
-            problems.join("; "),
-            column(0),
-            column(INPUT - 1),
-            INPUT - 1
-        )))
-    }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
-}
-
-/// `names` quoted, the first few of them when there are many.
-fn listed(names: &[String]) -> String {
-    const SHOWN: usize = 5;
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        text.push_str(&format!(" … ({} in all)", names.len()));
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_are_placed_by_column_name() {
-        let mut record = serde_json::Map::new();
-        for i in 0..INPUT {
-            record.insert(column(i), json!(if i == 700 { 1.0 } else { 0.0 }));
-        }
-        let x = record_row(&Value::Object(record)).unwrap();
-        assert_eq!(x[700], 1.0);
-        assert_eq!(x.iter().sum::<f32>(), 1.0);
-    }
-
-    #[test]
-    fn column_names() {
-        assert_eq!(column(0), "pixel0");
-        for (name, index) in [
-            ("pixel0", Some(0)),
-            ("pixel783", Some(783)),
-            ("783", Some(783)),
-            ("pixel784", None),
-            ("pixel07", None),
-            ("007", None),
-            ("pixel", None),
-            ("", None),
-            ("col7", None),
-            ("pixel+7", None),
-        ] {
-            assert_eq!(column_index(name), index, "{name}");
-        }
-    }
-
-    #[test]
-    fn columns_in_another_order_are_placed_and_wrong_ones_named() {
-        let names: Vec<String> = (0..INPUT).rev().map(column).collect();
-        let order = column_order(names.iter().map(String::as_str)).unwrap();
-        assert_eq!(order[0], INPUT - 1);
-        let mut names: Vec<String> = (0..INPUT).map(|i| i.to_string()).collect();
-        names[3] = "ink".to_owned();
-        names[4] = "0".to_owned();
-        let m = column_order(names.iter().map(String::as_str))
-            .unwrap_err()
-            .message;
-        assert!(m.contains("unknown column \"ink\""), "{m}");
-        assert!(m.contains("repeated column \"0\""), "{m}");
-        assert!(m.contains("missing columns \"pixel3\", \"pixel4\""), "{m}");
-    }
 }

@@ -898,3 +898,40 @@ fn issue_29_routes_that_take_no_image_take_small_bodies() {
         assert!(matches!(a.status, 400 | 415), "{path}: {}", a.status);
     }
 }
+
+#[test]
+fn issue_29_an_object_where_a_number_belongs_is_refused_before_it_is_built() {
+    let f = Fixture::new();
+    // 8 MiB of `{"":0},`: parsed into `serde_json::Value` first, each 7-byte object became a
+    // map of its own.
+    let n = (8 << 20) / 8 - 16;
+    let objects = vec![r#"{"":0}"#; n].join(",");
+    let before = rss();
+    for (path, body) in [
+        ("/api/predict", format!(r#"{{"pixels":[{objects}]}}"#)),
+        (
+            "/api/predict",
+            format!(r#"{{"image":{{"width":1,"height":1,"data":[{objects}]}}}}"#),
+        ),
+        ("/invocations", format!(r#"{{"inputs":[[{objects}]]}}"#)),
+        (
+            "/invocations",
+            format!(r#"{{"dataframe_records":[{objects}]}}"#),
+        ),
+        (
+            "/api/drawn",
+            format!(r#"{{"label":1,"pixels":[{objects}]}}"#),
+        ),
+    ] {
+        assert!(body.len() <= 8 << 20, "{}", body.len());
+        let m = f
+            .request("POST", path, Some("application/json"), body.as_bytes())
+            .expect_error(400);
+        // Refused at the first object (column < 64), not at the end of the body.
+        let column: usize = m.rsplit(' ').next().unwrap().parse().unwrap_or(usize::MAX);
+        assert!(column < 64, "{path}: {m}");
+    }
+    // Loose: other tests in this process may grow it meanwhile.
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 256 << 20, "RSS grew by {} MiB", grown >> 20);
+}
