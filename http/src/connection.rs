@@ -19,7 +19,8 @@
 //!   permit grows before each read ([`Conn::want`], the one place body bytes are read) to
 //!   cover what the body then holds, so an announced `Content-Length` that never arrives
 //!   holds at most [`READ_CHUNK`] of it. Over the budget or the share: 503 + `Retry-After`
-//!   and close.
+//!   and close. (The buffer a body is read into may have up to twice its length in
+//!   capacity while it is read; once it is read, the buffer shrinks to `max_head`.)
 //! - Every error is answered through `State::shown`, so a server with a token names no
 //!   host folder in it ([`crate::redact`]).
 //! - Closing after an error first reads at most [`LINGER_BYTES`] for at most [`LINGER`],
@@ -58,7 +59,7 @@ pub(crate) fn serve(state: &Arc<State>, stream: TcpStream, client: IpAddr) {
         if state.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let request = match conn.read_request(state, wait) {
+        let mut request = match conn.read_request(state, wait) {
             Ok(request) => request,
             Err(End::Quiet) => return,
             Err(End::Answer(e)) => {
@@ -70,7 +71,12 @@ pub(crate) fn serve(state: &Arc<State>, stream: TcpStream, client: IpAddr) {
         };
         let close = request.close;
         let head_only = request.request.method == Method::Head;
-        let mut reply = match routes::guarded(|| routes::route(state, &request.request)) {
+        let routed = routes::guarded(|| routes::route(state, &request.request));
+        // The body is spent: its memory and its share of the body budget go back now, not
+        // after the answer is written (up to SEND_TIMEOUT), a linger or an event stream.
+        request.request.body = Vec::new();
+        drop(request.body_permit.take());
+        let mut reply = match routed {
             Ok(Routed::Events(what)) => {
                 crate::events::stream(state, &mut conn.stream, &request.request, &what);
                 return;
@@ -112,8 +118,8 @@ struct Incoming {
     request: Request,
     close: bool,
     http10: bool,
-    /// The body's share of the body budget.
-    _body: Option<Permit>,
+    /// The body's share of the body budget, held until the request is routed.
+    body_permit: Option<Permit>,
 }
 
 struct Conn {
@@ -217,6 +223,8 @@ impl Conn {
         let limit = routes::body_limit(o, path);
         let (body, body_permit) =
             self.read_body(state, &head.headers, framing(&head.headers)?, limit)?;
+        // The body is out of `buf`: an idle keep-alive connection keeps no body-sized buffer.
+        self.buf.shrink_to(o.max_head);
         let connection = header(&head.headers, "Connection").unwrap_or("");
         let has = |token: &str| {
             connection
@@ -234,12 +242,12 @@ impl Conn {
             },
             close,
             http10: head.http10,
-            _body: body_permit,
+            body_permit,
         })
     }
 
     /// The body that `framed` announces (the head is read and gone from `buf`), at most
-    /// `limit` bytes, within the other limits, and its permit of the body budget, held until the answer is written. The
+    /// `limit` bytes, within the other limits, and its permit of the body budget, held until the request is routed. The
     /// permit covers from the start what `buf` holds, then grows as the body arrives
     /// ([`Conn::want`]).
     fn read_body(

@@ -83,7 +83,7 @@ pub const IMAGE_BUDGET_BYTES: u64 = 128 << 20;
 /// Request bodies held in memory at once, in bytes: 64 MiB (eight bodies of
 /// [`MAX_BODY_BYTES`]; a drawing's PNG is a few KB). A body is counted as it arrives (before
 /// each read, for what the read may bring: at most 8 KiB more than it holds), until its
-/// answer is written; one that would go over gets 503 + `Retry-After` and the connection is
+/// request is routed; one that would go over gets 503 + `Retry-After` and the connection is
 /// closed. Without it, [`MAX_CONNECTIONS`] slow uploads could hold 2 GiB; counted as it
 /// arrives, a `Content-Length` that is never sent holds nothing.
 pub const BODY_BUDGET_BYTES: u64 = 64 << 20;

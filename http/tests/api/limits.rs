@@ -502,17 +502,46 @@ fn connections_over_the_cap_get_503_and_the_slot_comes_back() {
 }
 
 /// Sends `request` on a new connection from `client`, until the answer is `status` (at most
-/// 10 s: the server counts what another connection's body holds only once it has read it).
+/// 10 s: a budget given back by a connection that closed is free once the server has seen
+/// the close); `status` 0: the first answer.
 fn eventually(f: &Fixture, client: &str, request: &[u8], status: u16) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut s = from_client(f, client);
         s.write_all(request).unwrap();
         let answer = String::from_utf8_lossy(&read_to_close(&mut s).unwrap()).into_owned();
-        if status_of(answer.as_bytes()) == status {
+        if status == 0 || status_of(answer.as_bytes()) == status {
             return answer;
         }
         assert!(Instant::now() < deadline, "never {status}: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Opens an upload with `stall` that stops midway, then sends `probe` from `client` until it
+/// is refused (503) beside it; returns the answer and the stalled upload. A probe's body can
+/// win the race for the budget against the upload's next read: the upload is then the one
+/// refused, and is opened again.
+fn refused_beside(
+    f: &Fixture,
+    stall: impl Fn() -> TcpStream,
+    client: &str,
+    probe: &[u8],
+) -> (String, TcpStream) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stalled = stall();
+    loop {
+        let answer = eventually(f, client, probe, 0);
+        if status_of(answer.as_bytes()) == 503 {
+            return (answer, stalled);
+        }
+        stalled.set_nonblocking(true).unwrap();
+        let answered = !matches!(stalled.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        stalled.set_nonblocking(false).unwrap();
+        if answered {
+            stalled = stall();
+        }
+        assert!(Instant::now() < deadline, "never 503: {answer}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -545,11 +574,14 @@ fn bodies_over_the_body_budget_get_503_as_they_arrive() {
         ..Options::default()
     });
     // A stalled upload holds what it sent and what its next read may bring: 9000 bytes.
-    let mut stalled = raw(&f, 10);
     let full = not_png(9000);
-    stalled.write_all(&full[..full.len() - 4000]).unwrap();
+    let stall = || {
+        let mut s = raw(&f, 10);
+        s.write_all(&full[..full.len() - 4000]).unwrap();
+        s
+    };
     // Another 2000-byte body is then refused, with Retry-After, and the connection closed.
-    let answer = eventually(&f, "127.0.0.1", &not_png(2000), 503);
+    let (answer, stalled) = refused_beside(&f, stall, "127.0.0.1", &not_png(2000));
     assert!(answer.contains("Retry-After: 1"), "{answer}");
     assert!(answer.contains("too many request bodies"), "{answer}");
     // A small one still fits (and is read: 400, not a PNG), and once the stalled upload
@@ -845,11 +877,14 @@ fn issue_29_one_client_holds_at_most_its_share_of_the_body_budget() {
         ..Options::default()
     });
     // 127.0.0.2 sends 12000 bytes of a 20000-byte body, then stalls: it holds its share.
-    let mut stalled = from_client(&f, "127.0.0.2");
     let full = not_png(20_000);
-    stalled.write_all(&full[..full.len() - 8000]).unwrap();
+    let stall = || {
+        let mut s = from_client(&f, "127.0.0.2");
+        s.write_all(&full[..full.len() - 8000]).unwrap();
+        s
+    };
     // So its next body is refused, while the same body from another client is read.
-    let answer = eventually(&f, "127.0.0.2", &not_png(100), 503);
+    let (answer, stalled) = refused_beside(&f, stall, "127.0.0.2", &not_png(100));
     assert!(answer.contains("one client may hold"), "{answer}");
     assert!(answer.contains("Retry-After: 1"), "{answer}");
     let mut other = from_client(&f, "127.0.0.3");
