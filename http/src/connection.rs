@@ -247,9 +247,9 @@ impl Conn {
     }
 
     /// The body that `framed` announces (the head is read and gone from `buf`), at most
-    /// `limit` bytes, within the other limits, and its permit of the body budget, held until the request is routed. The
-    /// permit covers from the start what `buf` holds, then grows as the body arrives
-    /// ([`Conn::want`]).
+    /// `limit` bytes, within the other limits, and its permit of the body budget, held until
+    /// the request is routed. The permit covers from the start what `buf` holds, then grows
+    /// as the body arrives ([`Conn::want`]).
     fn read_body(
         &mut self,
         state: &State,
