@@ -436,3 +436,32 @@ pub fn serve(
     Server::start(addr, registry, runs, options)?.wait();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+        let client = |s: &str| client_of(s.parse().unwrap()).to_string();
+        assert_eq!(client("10.0.0.7:5000"), "10.0.0.7");
+        assert_eq!(client("[::ffff:10.0.0.7]:5000"), "10.0.0.7");
+        assert_eq!(
+            client("[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:80"),
+            "2001:db8:1:2::"
+        );
+        assert_eq!(
+            client("[2001:db8:1:2::1]:80"),
+            client("[2001:db8:1:2:ffff::9]:81")
+        );
+        assert_eq!(client("[::1]:80"), "::");
+    }
+
+    #[test]
+    fn tokens_that_could_never_be_sent_are_refused() {
+        for bad in ["", " ", "\t\n", " abc", "abc "] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_token("s3cret").is_ok());
+    }
+}
