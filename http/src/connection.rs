@@ -19,8 +19,9 @@
 //!   permit grows before each read ([`Conn::want`], the one place body bytes are read) to
 //!   cover what the body then holds, so an announced `Content-Length` that never arrives
 //!   holds at most [`READ_CHUNK`] of it. Over the budget or the share: 503 + `Retry-After`
-//!   and close. (The buffer a body is read into may have up to twice its length in
-//!   capacity while it is read; once it is read, the buffer shrinks to `max_head`.)
+//!   and close. A body of a `Content-Length` is read into a buffer sized for it once, so
+//!   the memory it takes is the bytes that arrived (a chunked one's may grow to twice its
+//!   length while it is decoded); between requests the buffer is at most `max_head`.
 //! - Every error is answered through `State::shown`, so a server with a token names no
 //!   host folder in it ([`crate::redact`]).
 //! - Closing after an error first reads at most [`LINGER_BYTES`] for at most [`LINGER`],
@@ -307,10 +308,15 @@ impl Conn {
         Ok(())
     }
 
-    /// A body of `length` bytes.
+    /// A body of `length` bytes. `buf` is sized for it once, in address space (memory is
+    /// used as the bytes arrive), so it is neither grown to twice its size on the way nor
+    /// copied out: it becomes the body, and what follows it the new `buf`.
     fn read_exactly(&mut self, length: usize, body: &mut Receiving) -> Result<Vec<u8>, End> {
+        self.buf
+            .reserve_exact(length.saturating_sub(self.buf.len()));
         self.want(length, 0, body)?;
-        Ok(self.buf.drain(..length).collect())
+        let rest = self.buf.split_off(length);
+        Ok(std::mem::replace(&mut self.buf, rest))
     }
 
     /// A chunked body, decoded, at most `limit` bytes (413 beyond, without reading on).
