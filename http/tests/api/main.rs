@@ -1367,3 +1367,30 @@ fn drawn_is_guarded_like_the_other_changes() {
     assert_eq!(ok.status, 201);
     assert_eq!(f.get("/api/drawn").json()["total"], 1);
 }
+
+/// Issue 29, item 5: a server with a token streams the events of a run without the host
+/// folders its log lines name.
+#[test]
+fn issue_29_events_of_a_server_with_a_token_name_no_host_folder() {
+    let f = Fixture::with_options(Options {
+        token: Some("s3cret".to_owned()),
+        ..Options::default()
+    });
+    let runs_dir = f.dir.join("runs");
+    let runs = Runs::open(runs_dir.clone());
+    let mut run = runs
+        .create("old", &pismo_core::hyper::Hyper::default(), "mnist")
+        .unwrap();
+    run.log_line(&format!("wrote {}/x.jsonl", runs_dir.display()));
+    let id = run.id().to_owned();
+    run.finish(pismo_core::host::runs::Status::Finished, None);
+    let (status, events) = f.events(&format!("/api/runs/{id}/events"), None);
+    assert_eq!(status, 200);
+    let text: Vec<String> = events.iter().map(|e| e.data.to_string()).collect();
+    let text = text.join("\n");
+    assert!(text.contains("wrote <runs>/x.jsonl"), "{text}");
+    assert!(
+        !text.contains(&f.dir.path().display().to_string()),
+        "{text}"
+    );
+}
