@@ -2,23 +2,37 @@
 //! of request bodies held at once ([`crate::limits::BODY_BUDGET_BYTES`]).
 //!
 //! Work that needs memory first takes a [`Permit`] for its cost (a decode: its decoded
-//! bytes, known from the PNG header before any pixel is decoded; a body: its
-//! `Content-Length`, before any of it is read) and gives it back when the permit drops,
-//! however the request ends (error or panic included). Invariant: the permits alive at any
-//! time add up to at most the budget. Taking one never waits: over the budget is a 503
-//! with `Retry-After`, a cost larger than the whole budget a 413.
+//! bytes, known from the PNG header before any pixel is decoded; a body: the bytes it holds,
+//! grown before each read, see `connection.rs`) and gives it back when the permit drops,
+//! however the request ends (error or panic included). Invariants: the permits alive at any
+//! time add up to at most the budget, and those of one client (a peer address, see
+//! `server::client_of`) to at most its share. Taking or growing one never waits: over the
+//! budget or the share is a 503 with `Retry-After`, a cost larger than the whole budget a
+//! 413.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::limits::RETRY_AFTER_SECONDS;
 use crate::reply::ApiError;
 
-/// Bytes of memory in use for one purpose, out of a total.
+/// Bytes of memory in use for one purpose, out of a total, and out of a share of it for
+/// each client.
 #[derive(Debug)]
 pub(crate) struct Budget {
     purpose: Purpose,
     total: u64,
-    used: Mutex<u64>,
+    /// Most one client may hold of `total` at once.
+    share: u64,
+    used: Mutex<Used>,
+}
+
+#[derive(Debug, Default)]
+struct Used {
+    all: u64,
+    /// What each client's permits hold (no entry: nothing).
+    by_client: HashMap<IpAddr, u64>,
 }
 
 /// What a [`Budget`] is for (it words the errors).
@@ -28,34 +42,62 @@ pub(crate) enum Purpose {
     Bodies,
 }
 
-/// `cost` bytes of a [`Budget`], given back on drop.
+/// `cost` bytes of a [`Budget`], given back on drop; it may grow ([`Permit::grow_to`]).
 #[derive(Debug)]
 pub(crate) struct Permit {
     budget: Arc<Budget>,
     cost: u64,
+    client: Option<IpAddr>,
 }
 
 impl Budget {
-    pub fn new(purpose: Purpose, total: u64) -> Arc<Budget> {
+    /// A budget of `total` bytes, of which one client may hold `share` at once.
+    pub fn new(purpose: Purpose, total: u64, share: u64) -> Arc<Budget> {
         Arc::new(Budget {
             purpose,
             total,
-            used: Mutex::new(0),
+            share,
+            used: Mutex::new(Used::default()),
         })
     }
 
-    /// `cost` bytes now, or the error to answer.
+    /// `cost` bytes now (counted for no client), or the error to answer.
     pub fn take(self: &Arc<Self>, cost: u64) -> Result<Permit, ApiError> {
-        let (what, busy) = match self.purpose {
+        self.take_for(None, cost)
+    }
+
+    /// `cost` bytes now for `client`, within its share, or the error to answer.
+    pub fn take_for(
+        self: &Arc<Self>,
+        client: Option<IpAddr>,
+        cost: u64,
+    ) -> Result<Permit, ApiError> {
+        let mut permit = Permit {
+            budget: self.clone(),
+            cost: 0,
+            client,
+        };
+        permit.grow_to(cost)?;
+        Ok(permit)
+    }
+
+    /// Counts `more` bytes for a permit of `client` that holds `held`: 413 when the permit
+    /// would hold more than the whole budget, 503 when the budget or the client's share is
+    /// used up.
+    fn add(&self, client: Option<IpAddr>, held: u64, more: u64) -> Result<(), ApiError> {
+        let (what, busy, mine) = match self.purpose {
             Purpose::Images => (
                 "decoding this image takes",
                 "the server is decoding too many images at once; try again shortly",
+                "you are having too many images decoded at once",
             ),
             Purpose::Bodies => (
                 "this body takes",
                 "the server is receiving too many request bodies at once; try again shortly",
+                "you are sending too many request bodies at once",
             ),
         };
+        let cost = held + more;
         if cost > self.total {
             return Err(ApiError::new(
                 413,
@@ -66,23 +108,53 @@ impl Budget {
                 ),
             ));
         }
+        let retry = |message: String| {
+            ApiError::new(503, message).with_header("Retry-After", RETRY_AFTER_SECONDS.to_string())
+        };
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if *used + cost > self.total {
-            return Err(ApiError::new(503, busy)
-                .with_header("Retry-After", RETRY_AFTER_SECONDS.to_string()));
+        if used.all + more > self.total {
+            return Err(retry(busy.to_owned()));
         }
-        *used += cost;
-        Ok(Permit {
-            budget: self.clone(),
-            cost,
-        })
+        if let Some(client) = client {
+            let theirs = used.by_client.entry(client).or_default();
+            if *theirs + more > self.share {
+                return Err(retry(format!(
+                    "{mine} (one client may hold {} MiB of the server's {} MiB); try again shortly",
+                    self.share >> 20,
+                    self.total >> 20
+                )));
+            }
+            *theirs += more;
+        }
+        used.all += more;
+        Ok(())
+    }
+}
+
+impl Permit {
+    /// Holds `cost` bytes in all from now on (nothing changes when it holds as many already),
+    /// or the error to answer (see [`Budget::take`]); on an error it holds what it held.
+    pub fn grow_to(&mut self, cost: u64) -> Result<(), ApiError> {
+        if cost > self.cost {
+            self.budget.add(self.client, self.cost, cost - self.cost)?;
+            self.cost = cost;
+        }
+        Ok(())
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut used = self.budget.used.lock().unwrap_or_else(|e| e.into_inner());
-        *used -= self.cost;
+        used.all -= self.cost;
+        if let Some(client) = self.client {
+            if let Some(theirs) = used.by_client.get_mut(&client) {
+                *theirs -= self.cost;
+                if *theirs == 0 {
+                    used.by_client.remove(&client);
+                }
+            }
+        }
     }
 }
 
@@ -92,7 +164,7 @@ mod tests {
 
     #[test]
     fn permits_add_up_to_at_most_the_budget() {
-        let b = Budget::new(Purpose::Images, 100);
+        let b = Budget::new(Purpose::Images, 100, 100);
         let a = b.take(60).unwrap();
         assert_eq!(b.take(50).unwrap_err().status, 503);
         let c = b.take(40).unwrap();
@@ -101,5 +173,28 @@ mod tests {
         drop((c, d));
         assert_eq!(b.take(101).unwrap_err().status, 413);
         assert!(b.take(100).is_ok());
+    }
+
+    #[test]
+    fn a_client_holds_at_most_its_share_and_permits_grow() {
+        let b = Budget::new(Purpose::Bodies, 100, 25);
+        let (one, two): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut a = b.take_for(Some(one), 10).unwrap();
+        a.grow_to(20).unwrap();
+        a.grow_to(5).unwrap();
+        let e = b.take_for(Some(one), 10).unwrap_err();
+        assert_eq!(e.status, 503);
+        assert!(e.message.contains("one client may hold"), "{}", e.message);
+        // Another client has its own share; a failed growth keeps what was held.
+        let mut c = b.take_for(Some(two), 25).unwrap();
+        assert_eq!(c.grow_to(26).unwrap_err().status, 503);
+        assert_eq!(c.cost, 25);
+        drop(a);
+        assert!(b.take_for(Some(one), 25).is_ok());
+        assert_eq!(b.used.lock().unwrap().by_client.len(), 1);
+        drop(c);
+        assert!(b.used.lock().unwrap().by_client.is_empty());
+        assert_eq!(b.used.lock().unwrap().all, 0);
     }
 }

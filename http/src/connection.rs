@@ -3,24 +3,37 @@
 //! keeps the connection for the next request (HTTP/1.1 keep-alive) or closes it.
 //!
 //! Invariants (tested in `tests/api/limits.rs`):
-//! - At most `max_head` bytes of a head and `max_body` bytes of a body are ever held; a
-//!   larger head is a 431 and a larger `Content-Length` a 413, answered before any of the
-//!   body is read, then the connection closes. No body is ever drained.
-//! - Every read has a deadline: the head must arrive within `head_timeout` and the body
-//!   within `body_timeout` (else 408 and close), the next request of a keep-alive
-//!   connection within `idle_timeout` (else a silent close). Writes time out after
+//! - At most `max_head` bytes of a head and `max_body` bytes of a body are ever held
+//!   (`max_small_body` for a route that takes no image, `routes::body_limit`); a larger head
+//!   is a 431 and a larger `Content-Length` a 413, answered before any of the body is read,
+//!   then the connection closes. No body is ever drained.
+//! - Every read has a deadline: the head must arrive within `head_timeout`, the body's
+//!   first bytes within `body_start_timeout` and all of it within `body_timeout` (else 408
+//!   and close), the next request of a keep-alive connection within `idle_timeout` (else a
+//!   silent close). Writes time out after
 //!   [`SEND_TIMEOUT`]. So a stalled client holds its thread, never a shared worker, and only
 //!   for a bounded time.
 //! - Bytes that are not HTTP/1.x close the connection at once: a TLS handshake without an
 //!   answer, an HTTP/2 preface with 505, anything else with 400.
+//! - A body counts in the body budget, within its client's share, for what it holds: the
+//!   permit grows before each read ([`Conn::want`], the one place body bytes are read) to
+//!   cover what the body then holds, so an announced `Content-Length` that never arrives
+//!   holds at most [`READ_CHUNK`] of it. Over the budget or the share: 503 + `Retry-After`
+//!   and close. A body of a `Content-Length` is read into a buffer sized for it once, so
+//!   the memory it takes is the bytes that arrived (a chunked one's may grow to twice its
+//!   length while it is decoded); between requests the buffer is at most `max_head`.
+//! - Every error is answered through `State::shown`, so a server with a token names no
+//!   host folder in it ([`crate::redact`]).
 //! - Closing after an error first reads at most [`LINGER_BYTES`] for at most [`LINGER`],
 //!   so the answer is not lost to a reset, then closes.
 //! - A body comes with `Content-Length` or `Transfer-Encoding: chunked` (decoded here, under
 //!   the same size limit and deadline; a chunk-size line over [`MAX_CHUNK_LINE`] is a 400).
-//!   Another transfer coding gets 501, both headers at once 400.
+//!   Another transfer coding gets 501; both headers at once, or `Host`, `Content-Length` or
+//!   `Transfer-Encoding` more than once, 400 (even when the copies agree: a proxy in front
+//!   may read the other one).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,22 +47,24 @@ use crate::routes::{self, Routed};
 use crate::State;
 
 /// Serves `stream` until the client leaves, a limit closes it, or the server stops.
-pub(crate) fn serve(state: &Arc<State>, stream: TcpStream) {
+pub(crate) fn serve(state: &Arc<State>, stream: TcpStream, client: IpAddr) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(SEND_TIMEOUT));
     let mut conn = Conn {
         stream,
         buf: Vec::new(),
+        client,
     };
     let mut wait = state.options.head_timeout;
     loop {
         if state.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let request = match conn.read_request(state, wait) {
+        let mut request = match conn.read_request(state, wait) {
             Ok(request) => request,
             Err(End::Quiet) => return,
             Err(End::Answer(e)) => {
+                let e = state.shown(None, e);
                 let _ = e.into_reply().write_to(&mut conn.stream, true, false);
                 conn.linger();
                 return;
@@ -57,13 +72,18 @@ pub(crate) fn serve(state: &Arc<State>, stream: TcpStream) {
         };
         let close = request.close;
         let head_only = request.request.method == Method::Head;
-        let mut reply = match routes::guarded(|| routes::route(state, &request.request)) {
+        let routed = routes::guarded(|| routes::route(state, &request.request));
+        // The body is spent: its memory and its share of the body budget go back now, not
+        // after the answer is written (up to SEND_TIMEOUT), a linger or an event stream.
+        request.request.body = Vec::new();
+        drop(request.body_permit.take());
+        let mut reply = match routed {
             Ok(Routed::Events(what)) => {
                 crate::events::stream(state, &mut conn.stream, &request.request, &what);
                 return;
             }
             Ok(Routed::Reply(reply)) => reply,
-            Err(e) => e.into_reply(),
+            Err(e) => state.shown(Some(&request.request), e).into_reply(),
         };
         if request.http10 && !close {
             // HTTP/1.0 keeps a connection only when the answer says so.
@@ -99,14 +119,54 @@ struct Incoming {
     request: Request,
     close: bool,
     http10: bool,
-    /// The body's share of the body budget.
-    _body: Option<Permit>,
+    /// The body's share of the body budget, held until the request is routed.
+    body_permit: Option<Permit>,
 }
 
 struct Conn {
     stream: TcpStream,
     /// Bytes read and not yet used: the start of the next request (pipelining).
     buf: Vec<u8>,
+    /// Who the peer is, for the shares per client (`server::client_of`).
+    client: IpAddr,
+}
+
+/// A body being received: what it holds of the body budget, and its deadlines.
+struct Receiving {
+    permit: Permit,
+    /// Whether any of it has arrived.
+    started: bool,
+    /// By when its first bytes must arrive, and how long that was.
+    start_by: Instant,
+    start_timeout: Duration,
+    /// By when all of it must.
+    deadline: Instant,
+}
+
+impl Receiving {
+    /// The deadline of the next read.
+    fn deadline(&self) -> Instant {
+        if self.started {
+            self.deadline
+        } else {
+            self.start_by.min(self.deadline)
+        }
+    }
+
+    /// The 408 of a read past [`Receiving::deadline`].
+    fn late(&self) -> ApiError {
+        if self.started {
+            ApiError::new(408, "the body did not arrive in time")
+        } else {
+            ApiError::new(
+                408,
+                format!(
+                    "no byte of the body arrived within {} s of its head",
+                    self.start_timeout.as_secs_f64()
+                ),
+            )
+        }
+    }
 }
 
 /// What the head says, owned (the parse borrows the buffer).
@@ -126,7 +186,7 @@ impl Conn {
             return Err(io::ErrorKind::TimedOut.into());
         }
         self.stream.set_read_timeout(Some(left))?;
-        let mut chunk = [0u8; 8192];
+        let mut chunk = [0u8; READ_CHUNK];
         let want = max.clamp(1, chunk.len());
         loop {
             match self.stream.read(&mut chunk[..want]) {
@@ -153,55 +213,19 @@ impl Conn {
             }
         }
         let head = self.read_head(o.max_head, Instant::now() + o.head_timeout)?;
-        let host = header(&head.headers, "Host");
-        auth::check_host(host, head.http10, state.bound, o.token.as_deref())?;
-        let chunked = match header(&head.headers, "Transfer-Encoding") {
-            None => false,
-            Some(coding) if coding.eq_ignore_ascii_case("chunked") => true,
-            Some(coding) => {
-                return Err(ApiError::new(
-                    501,
-                    format!("transfer coding {coding:?} is not supported: send the body with a Content-Length"),
-                )
-                .into())
-            }
-        };
-        if chunked && header(&head.headers, "Content-Length").is_some() {
-            return Err(ApiError::bad("both Content-Length and Transfer-Encoding").into());
-        }
-        // A chunked body's length is not known: it is counted at the limit.
-        let length = if chunked {
-            o.max_body as u64
-        } else {
-            content_length(&head.headers)?
-        };
-        if length > o.max_body as u64 {
-            return Err(ApiError::new(
-                413,
-                format!("the body is larger than the limit of {} bytes", o.max_body),
-            )
-            .into());
-        }
-        let length = length as usize;
-        // Counted from now until the answer is written (the permit drops with `Incoming`).
-        let body_permit = (length > 0)
-            .then(|| state.bodies.take(length as u64))
-            .transpose()?;
+        auth::check_host(
+            single(&head.headers, "Host")?,
+            head.http10,
+            state.bound,
+            o.token.as_deref(),
+        )?;
         self.buf.drain(..head.len);
-        if length > self.buf.len()
-            && header(&head.headers, "Expect")
-                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
-        {
-            self.stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .map_err(|_| End::Quiet)?;
-        }
-        let deadline = Instant::now() + o.body_timeout;
-        let body = if chunked {
-            self.read_chunked(o.max_body, deadline)?
-        } else {
-            self.read_exactly(length, deadline)?
-        };
+        let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+        let limit = routes::body_limit(o, path);
+        let (body, body_permit) =
+            self.read_body(state, &head.headers, framing(&head.headers)?, limit)?;
+        // The body is out of `buf`: an idle keep-alive connection keeps no body-sized buffer.
+        self.buf.shrink_to(o.max_head);
         let connection = header(&head.headers, "Connection").unwrap_or("");
         let has = |token: &str| {
             connection
@@ -209,7 +233,6 @@ impl Conn {
                 .any(|t| t.trim().eq_ignore_ascii_case(token))
         };
         let close = has("close") || (head.http10 && !has("keep-alive"));
-        let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
         Ok(Incoming {
             request: Request {
                 method: Method::parse(&head.method),
@@ -220,36 +243,87 @@ impl Conn {
             },
             close,
             http10: head.http10,
-            _body: body_permit,
+            body_permit,
         })
     }
 
-    /// Waits until `buf` holds `n` bytes, by `deadline`.
-    fn want(&mut self, n: usize, deadline: Instant) -> Result<(), End> {
+    /// The body that `framed` announces (the head is read and gone from `buf`), at most
+    /// `limit` bytes, within the other limits, and its permit of the body budget, held until
+    /// the request is routed. The permit covers from the start what `buf` holds, then grows
+    /// as the body arrives ([`Conn::want`]).
+    fn read_body(
+        &mut self,
+        state: &State,
+        headers: &[(String, String)],
+        framed: Framing,
+        limit: usize,
+    ) -> Result<(Vec<u8>, Option<Permit>), End> {
+        let o = &state.options;
+        let length = match framed {
+            Framing::Length(0) => return Ok((Vec::new(), None)),
+            Framing::Length(n) if n > limit as u64 => return Err(too_large(limit).into()),
+            Framing::Length(n) => Some(n as usize),
+            Framing::Chunked => None,
+        };
+        let permit = state
+            .bodies
+            .take_for(Some(self.client), self.buf.len() as u64)?;
+        if length.is_none_or(|n| n > self.buf.len())
+            && header(headers, "Expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        {
+            self.stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .map_err(|_| End::Quiet)?;
+        }
+        let now = Instant::now();
+        let mut body = Receiving {
+            permit,
+            started: !self.buf.is_empty(),
+            start_by: now + o.body_start_timeout,
+            start_timeout: o.body_start_timeout,
+            deadline: now + o.body_timeout,
+        };
+        let data = match length {
+            Some(n) => self.read_exactly(n, &mut body)?,
+            None => self.read_chunked(limit, &mut body)?,
+        };
+        Ok((data, Some(body.permit)))
+    }
+
+    /// Waits until `buf` holds `n` bytes of `body`, which holds `decoded` bytes besides `buf`
+    /// (a chunked body's data so far). Before each read the body's permit grows to cover all
+    /// the body may then hold, so a body counts what has arrived, never what it announced.
+    fn want(&mut self, n: usize, decoded: usize, body: &mut Receiving) -> Result<(), End> {
         while self.buf.len() < n {
-            match self.fill(deadline, n - self.buf.len()) {
+            let read = (n - self.buf.len()).min(READ_CHUNK);
+            body.permit
+                .grow_to((decoded + self.buf.len() + read) as u64)?;
+            match self.fill(body.deadline(), read) {
                 Ok(0) => return Err(End::Quiet),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(ApiError::new(408, "the body did not arrive in time").into())
-                }
+                Ok(_) => body.started = true,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(body.late().into()),
                 Err(_) => return Err(End::Quiet),
             }
         }
         Ok(())
     }
 
-    /// A body of `length` bytes.
-    fn read_exactly(&mut self, length: usize, deadline: Instant) -> Result<Vec<u8>, End> {
-        self.want(length, deadline)?;
-        Ok(self.buf.drain(..length).collect())
+    /// A body of `length` bytes. `buf` is sized for it once, in address space (memory is
+    /// used as the bytes arrive), so it is neither grown to twice its size on the way nor
+    /// copied out: it becomes the body, and what follows it the new `buf`.
+    fn read_exactly(&mut self, length: usize, body: &mut Receiving) -> Result<Vec<u8>, End> {
+        self.buf
+            .reserve_exact(length.saturating_sub(self.buf.len()));
+        self.want(length, 0, body)?;
+        let rest = self.buf.split_off(length);
+        Ok(std::mem::replace(&mut self.buf, rest))
     }
 
     /// A chunked body, decoded, at most `limit` bytes (413 beyond, without reading on).
-    fn read_chunked(&mut self, limit: usize, deadline: Instant) -> Result<Vec<u8>, End> {
-        let mut body = Vec::new();
+    fn read_chunked(&mut self, limit: usize, body: &mut Receiving) -> Result<Vec<u8>, End> {
+        let mut data = Vec::new();
         loop {
-            let line = self.line(deadline)?;
+            let line = self.line(data.len(), body)?;
             let size = line.split(|&b| b == b';').next().unwrap_or(&[]);
             let size = std::str::from_utf8(size)
                 .ok()
@@ -261,9 +335,9 @@ impl Conn {
                 // Trailer fields, ignored, up to the empty line.
                 let mut trailers = 0;
                 loop {
-                    let line = self.line(deadline)?;
+                    let line = self.line(data.len(), body)?;
                     if line.is_empty() {
-                        return Ok(body);
+                        return Ok(data);
                     }
                     trailers += line.len();
                     if trailers > MAX_CHUNK_LINE * 16 {
@@ -271,24 +345,20 @@ impl Conn {
                     }
                 }
             }
-            if body.len() + size > limit {
-                return Err(ApiError::new(
-                    413,
-                    format!("the body is larger than the limit of {limit} bytes"),
-                )
-                .into());
+            if data.len() + size > limit {
+                return Err(too_large(limit).into());
             }
-            self.want(size + 2, deadline)?;
+            self.want(size + 2, data.len(), body)?;
             if &self.buf[size..size + 2] != b"\r\n" {
                 return Err(ApiError::bad("a chunk is not ended by CRLF").into());
             }
-            body.extend_from_slice(&self.buf[..size]);
+            data.extend_from_slice(&self.buf[..size]);
             self.buf.drain(..size + 2);
         }
     }
 
     /// One line of a chunked body (without its CRLF), at most [`MAX_CHUNK_LINE`] bytes.
-    fn line(&mut self, deadline: Instant) -> Result<Vec<u8>, End> {
+    fn line(&mut self, decoded: usize, body: &mut Receiving) -> Result<Vec<u8>, End> {
         loop {
             if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
                 let mut line: Vec<u8> = self.buf.drain(..=end).collect();
@@ -301,7 +371,7 @@ impl Conn {
             if self.buf.len() > MAX_CHUNK_LINE {
                 return Err(ApiError::bad("a chunk-size line is too long").into());
             }
-            self.want(self.buf.len() + 1, deadline)?;
+            self.want(self.buf.len() + 1, decoded, body)?;
         }
     }
 
@@ -363,8 +433,20 @@ impl Conn {
     }
 }
 
+/// The 413 of a body over `limit` bytes.
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        413,
+        format!("the body is larger than this route's limit of {limit} bytes"),
+    )
+}
+
 /// Longest chunk-size line of a chunked body (the size, extensions, CRLF).
 const MAX_CHUNK_LINE: usize = 1024;
+
+/// Most bytes one read takes from a socket (and so the most a body's permit grows ahead of
+/// what has arrived).
+const READ_CHUNK: usize = 8 << 10;
 
 /// A whole head at the start of `buf`, `None` if it is not complete yet.
 fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
@@ -412,32 +494,68 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// The body length: 0 without `Content-Length`; 400 when it is not a number or several
-/// disagree.
-fn content_length(headers: &[(String, String)]) -> Result<u64, ApiError> {
-    let mut length = None;
-    for (_, v) in headers
+/// The one value of header `name`, `None` without it; 400 when the request carries it
+/// more than once (two `Host`s or `Content-Length`s could be read differently by a proxy in
+/// front and by pismo).
+fn single<'a>(headers: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = headers
         .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-    {
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::bad(format!("invalid Content-Length {v:?}")));
-        }
-        // Too many digits for u64: larger than any limit.
-        let n = v.parse::<u64>().unwrap_or(u64::MAX);
-        if length.is_some_and(|l| l != n) {
-            return Err(ApiError::bad("conflicting Content-Length headers"));
-        }
-        length = Some(n);
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::bad(format!(
+            "the request carries {name} more than once: send it once"
+        )));
     }
-    Ok(length.unwrap_or(0))
+    Ok(first)
 }
 
-/// Answers a connection over the cap with a 503 and closes it, without blocking: what the
-/// client already sent is read without waiting, so the answer is not lost to a reset.
-pub(crate) fn refuse(mut stream: TcpStream, max_connections: usize) {
+/// How a request's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `Content-Length` bytes (0 without the header).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// The framing of a body from its head: one `Content-Length` of digits, or one
+/// `Transfer-Encoding: chunked`. Either header twice, both at once, or a length that is not
+/// a number is a 400; another transfer coding a 501.
+fn framing(headers: &[(String, String)]) -> Result<Framing, ApiError> {
+    let length = single(headers, "Content-Length")?;
+    match single(headers, "Transfer-Encoding")? {
+        None => {}
+        Some(_) if length.is_some() => {
+            return Err(ApiError::bad("both Content-Length and Transfer-Encoding"))
+        }
+        Some(coding) if coding.eq_ignore_ascii_case("chunked") => return Ok(Framing::Chunked),
+        Some(coding) => {
+            return Err(ApiError::new(
+                501,
+                format!(
+                "transfer coding {coding:?} is not supported: send the body with a Content-Length"
+            ),
+            ))
+        }
+    }
+    let Some(v) = length else {
+        return Ok(Framing::Length(0));
+    };
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad(format!("invalid Content-Length {v:?}")));
+    }
+    // Too many digits for u64: larger than any limit.
+    Ok(Framing::Length(v.parse::<u64>().unwrap_or(u64::MAX)))
+}
+
+/// Answers a connection over a cap with a 503 saying `why`, and closes it, without
+/// blocking: what the client already sent is read without waiting, so the answer is not
+/// lost to a reset.
+pub(crate) fn refuse(mut stream: TcpStream, why: String) {
     let _ = stream.set_nonblocking(true);
-    let mut chunk = [0u8; 8192];
+    let mut chunk = [0u8; READ_CHUNK];
     let mut seen = 0;
     while seen < LINGER_BYTES {
         match stream.read(&mut chunk) {
@@ -445,11 +563,7 @@ pub(crate) fn refuse(mut stream: TcpStream, max_connections: usize) {
             _ => break,
         }
     }
-    let e = ApiError::new(
-        503,
-        format!("the server has {max_connections} connections open, its limit; try again shortly"),
-    )
-    .with_header(
+    let e = ApiError::new(503, why).with_header(
         "Retry-After",
         crate::limits::RETRY_AFTER_SECONDS.to_string(),
     );
@@ -461,22 +575,34 @@ pub(crate) fn refuse(mut stream: TcpStream, max_connections: usize) {
 mod tests {
     use super::*;
 
-    fn cl(values: &[&str]) -> Result<u64, u16> {
-        let headers: Vec<(String, String)> = values
+    fn framed(fields: &[(&str, &str)]) -> Result<Framing, u16> {
+        let headers: Vec<(String, String)> = fields
             .iter()
-            .map(|v| ("content-length".to_owned(), (*v).to_owned()))
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        content_length(&headers).map_err(|e| e.status)
+        framing(&headers).map_err(|e| e.status)
     }
 
     #[test]
-    fn content_lengths() {
-        assert_eq!(cl(&[]), Ok(0));
-        assert_eq!(cl(&["12"]), Ok(12));
-        assert_eq!(cl(&["99999999999999999999999"]), Ok(u64::MAX));
-        assert_eq!(cl(&["-1"]), Err(400));
-        assert_eq!(cl(&["1", "2"]), Err(400));
-        assert_eq!(cl(&["+5"]), Err(400));
+    fn framings() {
+        let cl = |v| ("content-length", v);
+        let te = |v| ("Transfer-Encoding", v);
+        assert_eq!(framed(&[]), Ok(Framing::Length(0)));
+        assert_eq!(framed(&[cl("12")]), Ok(Framing::Length(12)));
+        assert_eq!(
+            framed(&[cl("99999999999999999999999")]),
+            Ok(Framing::Length(u64::MAX))
+        );
+        assert_eq!(framed(&[cl("-1")]), Err(400));
+        assert_eq!(framed(&[cl("+5")]), Err(400));
+        assert_eq!(framed(&[cl("1"), cl("2")]), Err(400));
+        assert_eq!(framed(&[cl("1"), ("Content-Length", "1")]), Err(400));
+        assert_eq!(framed(&[te("Chunked")]), Ok(Framing::Chunked));
+        assert_eq!(framed(&[te("chunked"), te("gzip")]), Err(400));
+        assert_eq!(framed(&[te("chunked"), te("chunked")]), Err(400));
+        assert_eq!(framed(&[te("chunked"), cl("3")]), Err(400));
+        assert_eq!(framed(&[te("gzip")]), Err(501));
+        assert_eq!(framed(&[te("gzip, chunked")]), Err(501));
     }
 
     #[test]

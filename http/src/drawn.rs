@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::reply::{ApiError, Reply};
 use crate::request::Request;
+use crate::scoring::{JsonImage, Label};
 use crate::{scoring, State};
 
 fn store(state: &State) -> DrawnStore {
@@ -23,9 +24,9 @@ pub(crate) fn counts(state: &State) -> Result<Reply, ApiError> {
 /// `POST /api/drawn` (the caller has authorized it): the body is read as `/api/predict`
 /// reads a JSON image, within the same decoding budget.
 pub(crate) fn save(state: &State, request: &Request) -> Result<Reply, ApiError> {
-    let (body, _permit) = scoring::budgeted_json(state, request)?;
-    let label = label(&body)?;
-    let img = scoring::json_image(&body).map_err(|e| e.with("field", json!("image")))?;
+    let (mut body, _permit) = scoring::budgeted_json::<JsonImage>(state, request)?;
+    let label = label(body.label.take())?;
+    let img = body.grey().map_err(|e| e.with("field", json!("image")))?;
     let store = store(state);
     let info = store
         .save(label, &img.as_grey())
@@ -44,15 +45,17 @@ pub(crate) fn save(state: &State, request: &Request) -> Result<Reply, ApiError> 
 }
 
 /// `label`: an integer 0..=9.
-fn label(body: &Value) -> Result<u8, ApiError> {
+fn label(given: Option<Label>) -> Result<u8, ApiError> {
     let field = |msg: String| ApiError::bad(msg).with("field", json!("label"));
-    let value = body
-        .get("label")
-        .ok_or_else(|| field("missing `label`: the digit the drawing really is, 0 to 9".into()))?;
-    let n = value
-        .as_i64()
-        .ok_or_else(|| field(format!("bad label {value}: a label is a digit from 0 to 9")))?;
-    check_label(n).map_err(|e| field(e.to_string()))
+    match given {
+        None => Err(field(
+            "missing `label`: the digit the drawing really is, 0 to 9".into(),
+        )),
+        Some(Label::Other(value)) => Err(field(format!(
+            "bad label {value}: a label is a digit from 0 to 9"
+        ))),
+        Some(Label::Integer(n)) => check_label(n).map_err(|e| field(e.to_string())),
+    }
 }
 
 /// `{"total":N, "counts":[10 numbers]}` (not the folder: a host path is not the

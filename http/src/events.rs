@@ -24,6 +24,7 @@
 //! get a 503). The response is chunked, one flushed chunk per event, and the connection
 //! closes after the last chunk.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::TcpStream;
@@ -39,6 +40,7 @@ use serde_json::{json, Value};
 
 use crate::jobs::{Done, Job, SseEvent};
 use crate::limits::MAX_STREAMS;
+use crate::redact::Redact;
 use crate::reply::ApiError;
 use crate::request::Request;
 use crate::State;
@@ -147,13 +149,17 @@ fn send(
 ) {
     if job.is_none() {
         if let Err(e) = exists() {
-            let _ = e.into_reply().write_to(writer, true, false);
+            let _ = state
+                .shown(None, e)
+                .into_reply()
+                .write_to(writer, true, false);
             return;
         }
     }
     let mut out = Sse {
         writer,
         last_write: Instant::now(),
+        redact: state.redact.as_ref(),
     };
     if out.head().is_err() {
         return;
@@ -169,6 +175,8 @@ fn send(
 struct Sse<'a> {
     writer: &'a mut TcpStream,
     last_write: Instant,
+    /// With a token: every event's data names no host folder ([`crate::redact`]).
+    redact: Option<&'a Redact>,
 }
 
 impl Sse<'_> {
@@ -192,9 +200,12 @@ impl Sse<'_> {
     }
 
     fn event(&mut self, e: &SseEvent) -> io::Result<()> {
+        let data = self
+            .redact
+            .map_or(Cow::Borrowed(e.data.as_str()), |r| r.clean(&e.data));
         self.chunk(&format!(
-            "id: {}\nevent: {}\ndata: {}\n\n",
-            e.id, e.name, e.data
+            "id: {}\nevent: {}\ndata: {data}\n\n",
+            e.id, e.name
         ))
     }
 

@@ -6,8 +6,8 @@ use pismo_core::mlp::INPUT;
 use pismo_core::preprocess;
 
 use crate::reply::ApiError;
-use crate::request::parse_json;
-use crate::scoring::{json_image, mlflow_rows};
+use crate::request::{parse_json, parse_typed};
+use crate::scoring::JsonImage;
 use crate::training::parse_request;
 
 fn message(e: ApiError) -> String {
@@ -16,7 +16,9 @@ fn message(e: ApiError) -> String {
 
 /// A JSON body of `POST /api/predict` to the model's input, as the route does it.
 pub fn predict_body(body: &[u8]) -> Result<[f32; INPUT], String> {
-    let img = json_image(&parse_json(body).map_err(message)?).map_err(message)?;
+    let img = parse_typed::<JsonImage>(body)
+        .and_then(JsonImage::grey)
+        .map_err(message)?;
     let mut x = [0.0f32; INPUT];
     preprocess::to_input(&img.as_grey(), &mut x).map_err(|e| e.to_string())?;
     Ok(x)
@@ -24,7 +26,9 @@ pub fn predict_body(body: &[u8]) -> Result<[f32; INPUT], String> {
 
 /// The rows of a `POST /invocations` body, each the model's 784 inputs.
 pub fn invocations_body(body: &[u8]) -> Result<Vec<[f32; INPUT]>, String> {
-    mlflow_rows(&parse_json(body).map_err(message)?).map_err(message)
+    parse_typed(body)
+        .and_then(crate::mlflow::rows)
+        .map_err(message)
 }
 
 /// The checks `POST /api/train` makes on its body before it reserves a slot: the model's

@@ -12,12 +12,15 @@
 //! - `auth`: the `Host` check on every request, the token and `Origin` check on changes.
 //! - `routes`: method and path to handler; endpoints are listed there.
 //! - `request`: the whole request a handler gets, and its body as JSON.
-//! - `reply`: answers and JSON errors.
-//! - handlers: `scoring` (predictions), `catalog` (registry and runs), `drawn` (corrected
-//!   drawings), `training`, `adapting` (a model fine-tuned to the corrections), `tuning`
-//!   (hyperparameter studies), `fetching` (MNIST fetched from the page), `events` (server-sent events of runs and studies), `page`
-//!   (the embedded web page); `jobs` runs training and adapting in the background and keeps
-//!   their events; `budget` is the image-decoding budget scoring draws on.
+//! - `reply`: answers and JSON errors; `redact`: the host folders a server with a token
+//!   keeps out of them.
+//! - handlers: `scoring` (predictions; `mlflow` parses MLflow's bodies), `catalog`
+//!   (registry and runs), `drawn` (corrected drawings), `training`, `adapting` (a model
+//!   fine-tuned to the corrections), `tuning` (hyperparameter studies), `fetching` (MNIST
+//!   fetched from the page), `events`
+//!   (server-sent events of runs and studies), `page` (the embedded web page); `jobs` runs
+//!   training and adapting in the background and keeps their events; `budget` holds the
+//!   image-decoding and body budgets.
 //!
 //! Guarantees, tested in `tests/api/` (`limits.rs` for the limits): every request gets a
 //! response; errors are JSON `{"error":"…"}` with a 4xx status (400 bad input, 401/403
@@ -44,7 +47,9 @@ mod fetching;
 pub mod fuzzing;
 mod jobs;
 pub mod limits;
+mod mlflow;
 mod page;
+mod redact;
 mod reply;
 mod request;
 mod routes;

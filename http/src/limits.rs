@@ -13,9 +13,10 @@
 //! | [`HEAD_TIMEOUT`], [`BODY_TIMEOUT`]  | 408, then the connection is closed            |
 //! | [`IDLE_TIMEOUT`]              | the keep-alive connection is closed, no answer      |
 //! | [`SEND_TIMEOUT`]              | the connection is closed                            |
-//! | [`MAX_CONNECTIONS`]           | 503 + `Retry-After`, then the connection is closed  |
-//! | [`MAX_BODY_BYTES`]            | 413 before any of the body is read, then closed     |
-//! | [`BODY_BUDGET_BYTES`]         | 503 + `Retry-After` before the body is read, closed |
+//! | [`BODY_START_TIMEOUT`]        | 408, then the connection is closed                  |
+//! | [`MAX_CONNECTIONS`], [`MAX_CONNECTIONS_PER_CLIENT`] | 503 + `Retry-After`, then closed |
+//! | [`MAX_BODY_BYTES`], [`MAX_SMALL_BODY_BYTES`] | 413 before any of the body is read, then closed |
+//! | [`BODY_BUDGET_BYTES`], [`BODY_BUDGET_PER_CLIENT`] | 503 + `Retry-After` as the body arrives, closed |
 //! | [`IMAGE_BUDGET_BYTES`]        | 503 + `Retry-After` (413 if one image alone is over)|
 //! | not HTTP/1.x                  | an HTTP/2 preface gets 505, other bytes 400, then closed; a TLS handshake is closed at once |
 
@@ -31,6 +32,13 @@ pub const MAX_HEADERS: usize = 64;
 /// Largest request body: 8 MiB (a 4096x4096 PNG of a drawing is far smaller). A larger
 /// `Content-Length` gets 413 at once; the body is not read.
 pub const MAX_BODY_BYTES: usize = 8 << 20;
+
+/// Largest body of a route that takes no image (training, studies, aliases, …): 64 KiB,
+/// ten times a study's search space, the largest of them. A larger `Content-Length` gets 413
+/// at once, as over [`MAX_BODY_BYTES`]; so does a larger chunked body once its chunks add
+/// up to more. Only `POST /api/predict`, `POST /invocations` and `POST /api/drawn` take up
+/// to [`MAX_BODY_BYTES`].
+pub const MAX_SMALL_BODY_BYTES: usize = 64 << 10;
 
 /// Time for a whole request head to arrive, from its first byte (or, on a new connection,
 /// from the accept). Slower clients get 408.
@@ -59,6 +67,11 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// inside the common `ulimit -n` of 1024.
 pub const MAX_CONNECTIONS: usize = 256;
 
+/// Most connections one client (a peer address, an IPv6 one by its /64) may have open at
+/// once: a quarter of [`MAX_CONNECTIONS`], so three quarters stay for the others whatever one
+/// client does. One more is answered 503 + `Retry-After` and closed at once.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 4;
+
 /// Memory that images being decoded may take at once, in bytes: 128 MiB. A PNG costs
 /// [`pismo_core::host::image::png_decode_cost`] (5 bytes a pixel, so a 4096x4096 one, the
 /// largest accepted, costs 80 MiB); a JSON body of `/api/predict` or `/invocations` costs
@@ -67,20 +80,32 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// alone is over it gets 413.
 pub const IMAGE_BUDGET_BYTES: u64 = 128 << 20;
 
-/// Request bodies held in memory at once, in bytes of `Content-Length`: 64 MiB (eight bodies
-/// of [`MAX_BODY_BYTES`]; a drawing's PNG is a few KB). A body is counted from its head,
-/// before any of it is read, until its answer is written; one that would go over gets 503 +
-/// `Retry-After` and the connection is closed. Without it, [`MAX_CONNECTIONS`] slow uploads
-/// could hold 2 GiB.
+/// Request bodies held in memory at once, in bytes: 64 MiB (eight bodies of
+/// [`MAX_BODY_BYTES`]; a drawing's PNG is a few KB). A body is counted as it arrives (before
+/// each read, for what the read may bring: at most 8 KiB more than it holds), until its
+/// request is routed; one that would go over gets 503 + `Retry-After` and the connection is
+/// closed. Without it, [`MAX_CONNECTIONS`] slow uploads could hold 2 GiB; counted as it
+/// arrives, a `Content-Length` that is never sent holds nothing.
 pub const BODY_BUDGET_BYTES: u64 = 64 << 20;
 
-/// What parsing JSON into `serde_json::Value` takes per byte of body, at most: 16. An array
-/// of `0,` is the worst case (a 32-byte `Value` per 2 bytes of text); measured, eight
-/// 8 MiB bodies of `{"pixels":[0,0,…]}` at once took the server to 980 MB, about 15 a byte.
+/// Most of [`BODY_BUDGET_BYTES`] one client's bodies may hold at once: a quarter (16 MiB,
+/// two bodies of [`MAX_BODY_BYTES`]). Over it: 503 + `Retry-After`, then closed.
+pub const BODY_BUDGET_PER_CLIENT: u64 = BODY_BUDGET_BYTES / 4;
+
+/// Time for a body's first bytes to arrive, from the end of its head (or from the
+/// `100 Continue`): 5 s. A client that announces a body and sends nothing gets 408 then, not
+/// after the whole [`BODY_TIMEOUT`].
+pub const BODY_START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What parsing a JSON body of `/api/predict`, `/invocations` or `/api/drawn` is counted to
+/// take per byte of body: 16. Since issue 29 those bodies are parsed straight into numbers,
+/// at most 4 bytes a byte; 16 is what parsing `[0,0,…]` into `serde_json::Value` took (a
+/// 32-byte `Value` per 2 bytes of text; eight 8 MiB bodies at once took the server to
+/// 980 MB), kept as a margin.
 pub const JSON_BYTES_PER_BODY_BYTE: u64 = 16;
 
 /// `Retry-After` seconds in the 503s of [`MAX_CONNECTIONS`], [`BODY_BUDGET_BYTES`] and
-/// [`IMAGE_BUDGET_BYTES`].
+/// [`IMAGE_BUDGET_BYTES`] (and their shares per client).
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 /// Most trials a study started from the web may have (`POST /api/tune`); more are a 400.

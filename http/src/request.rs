@@ -100,6 +100,20 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("malformed JSON: {e}")))
 }
 
+/// A JSON body parsed straight into `T`: a 400 "malformed JSON" for bad syntax, and a 400
+/// saying what was expected where for a body of another shape.
+pub(crate) fn parse_typed<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ApiError::bad(format!(
+                "the JSON body does not have the shape this route takes: {e}"
+            ))
+        } else {
+            ApiError::bad(format!("malformed JSON: {e}"))
+        }
+    })
+}
+
 /// A JSON body (415 for another content type).
 pub(crate) fn json_body(request: &Request) -> Result<Value, ApiError> {
     let kind = request.content_type();

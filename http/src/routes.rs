@@ -1,7 +1,8 @@
 //! Routing: which handler answers a method and path. One `match` on the path, so a new
 //! route is one arm (a new handler module and a line here). Each arm checks the method
 //! (405 with `Allow` otherwise; `HEAD` is served wherever `GET` is), and routes that train
-//! or change the registry call [`authorize`] before they look at the body.
+//! or change the registry call [`authorize`] before they look at the body. Only the routes
+//! that take images accept large bodies ([`body_limit`]).
 //!
 //! Endpoints (see `DESIGN.md`, "HTTP", and the README):
 //! - `GET /`: the web page ([`crate::page`]).
@@ -45,6 +46,21 @@ pub(crate) enum Routed {
 pub(crate) fn guarded<T>(handler: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
     catch_unwind(AssertUnwindSafe(handler))
         .unwrap_or_else(|_| Err(ApiError::new(500, "internal error: the handler panicked")))
+}
+
+/// The routes whose bodies are images: `POST /api/predict`, MLflow's `/invocations`, a
+/// corrected drawing.
+const IMAGE_ROUTES: [&str; 3] = ["/api/predict", "/invocations", "/api/drawn"];
+
+/// The most a body sent to `path` may hold: a route that takes an image may get the
+/// server's body limit ([`crate::Options::max_body`]), every other route's JSON is small
+/// ([`crate::Options::max_small_body`]).
+pub(crate) fn body_limit(options: &crate::Options, path: &str) -> usize {
+    if IMAGE_ROUTES.contains(&path) {
+        options.max_body
+    } else {
+        options.max_small_body.min(options.max_body)
+    }
 }
 
 /// A request that trains or changes the registry (see [`crate::auth::authorize`]).

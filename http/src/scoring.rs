@@ -1,5 +1,7 @@
 //! Scoring: `POST /api/predict` (PNG, 28x28 pixels or a drawing; the answer holds what the
-//! model saw) and MLflow's `POST /invocations` (rows of 784 model inputs). Every image goes
+//! model saw) and MLflow's `POST /invocations` (rows of 784 model inputs, parsed in
+//! [`crate::mlflow`]). JSON bodies are parsed straight into their numbers ([`JsonImage`],
+//! [`Inputs`]), never into a `serde_json::Value`. Every image goes
 //! through `pismo_core::preprocess::to_input`, as in `pismo predict` and `pismo draw`.
 
 use std::time::Instant;
@@ -8,13 +10,16 @@ use pismo_core::host::image::{self, ImageError};
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
 use pismo_core::verdict::verdict;
-use serde::Serialize;
-use serde_json::{json, Value};
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::budget::Permit;
 use crate::catalog::model;
 use crate::reply::{ApiError, Reply};
-use crate::request::{body, json_body, parse_json, unsupported_type, Request};
+use crate::request::{body, parse_typed, unsupported_type, Request};
 use crate::State;
 
 fn argmax(p: &[f32; CLASSES]) -> usize {
@@ -54,8 +59,8 @@ pub(crate) fn predict(state: &State, request: &Request) -> Result<Reply, ApiErro
             (img, Some(permit))
         }
         Some("application/json") => {
-            let (value, permit) = budgeted_json(state, request)?;
-            (json_image(&value)?, Some(permit))
+            let (image, permit) = budgeted_json::<JsonImage>(state, request)?;
+            (image.grey()?, Some(permit))
         }
         _ => return Err(unsupported_type(kind, "image/png or application/json")),
     };
@@ -93,22 +98,25 @@ impl Grey {
     }
 }
 
-/// Bytes of memory that parsing a JSON body of `len` bytes into a `serde_json::Value` may
-/// take: [`crate::limits::JSON_BYTES_PER_BODY_BYTE`] a byte.
+/// Bytes of memory that parsing a JSON body of `len` bytes may take:
+/// [`crate::limits::JSON_BYTES_PER_BODY_BYTE`] a byte.
 fn json_decode_cost(len: usize) -> u64 {
     len as u64 * crate::limits::JSON_BYTES_PER_BODY_BYTE
 }
 
-/// The JSON body of `request` (`Content-Type: application/json`, else 415), parsed within
-/// the server's decoding budget; the permit gives it back when dropped.
-pub(crate) fn budgeted_json(state: &State, request: &Request) -> Result<(Value, Permit), ApiError> {
+/// The JSON body of `request` (`Content-Type: application/json`, else 415) parsed into `T`
+/// within the server's decoding budget; the permit gives it back when dropped.
+pub(crate) fn budgeted_json<T: DeserializeOwned>(
+    state: &State,
+    request: &Request,
+) -> Result<(T, Permit), ApiError> {
     let kind = request.content_type();
     if kind.as_deref() != Some("application/json") {
         return Err(unsupported_type(kind, "application/json"));
     }
     let body = body(request)?;
     let permit = state.images.take(json_decode_cost(body.len()))?;
-    Ok((parse_json(body)?, permit))
+    Ok((parse_typed(body)?, permit))
 }
 
 /// Decodes a PNG within the server's image budget: its cost is known from the header
@@ -130,87 +138,162 @@ fn png_image(state: &State, body: &[u8]) -> Result<(Grey, Permit), ApiError> {
     Ok((grey, permit))
 }
 
-/// `{"pixels":[784 numbers in 0..=1]}` or `{"image":{"width":W,"height":H,"data":[W*H]}}`
-/// (also the image of `POST /api/drawn`).
-pub(crate) fn json_image(value: &Value) -> Result<Grey, ApiError> {
-    if let Some(pixels) = value.get("pixels") {
-        let x = numbers(pixels, "pixels")?;
-        if x.len() != INPUT {
-            return Err(ApiError::bad(format!(
-                "`pixels` must hold {INPUT} numbers (28x28), got {}",
-                x.len()
-            )));
+// ---------------------------------------------------------------------------------------
+// JSON images, parsed straight into numbers
+
+/// The JSON body of `POST /api/predict` (and of `POST /api/drawn`, which adds `label`):
+/// `{"pixels":[784 numbers in 0..=1]}` or `{"image":{"width":W,"height":H,"data":[W*H
+/// grey bytes]}}`. Parsed by serde into these fields, not into a `serde_json::Value`: a
+/// value of another type (an object where a number belongs) is a 400 where the parser
+/// meets it, before anything large is built; other fields are skipped without being kept.
+#[derive(Deserialize)]
+pub(crate) struct JsonImage {
+    pixels: Option<Inputs>,
+    image: Option<Drawing>,
+    /// `POST /api/drawn` only: the digit the drawing really is.
+    pub label: Option<Label>,
+}
+
+#[derive(Deserialize)]
+struct Drawing {
+    width: u64,
+    height: u64,
+    data: Vec<u8>,
+}
+
+impl JsonImage {
+    /// The image, as the core's preprocessing takes it.
+    pub(crate) fn grey(self) -> Result<Grey, ApiError> {
+        if let Some(pixels) = self.pixels {
+            let data = pixels
+                .0
+                .iter()
+                .map(|&v| (v * 255.0).round() as u8)
+                .collect();
+            return Ok(Grey {
+                width: 28,
+                height: 28,
+                data,
+            });
         }
-        let data = x.iter().map(|&v| (v * 255.0).round() as u8).collect();
-        return Ok(Grey {
-            width: 28,
-            height: 28,
-            data,
-        });
-    }
-    if let Some(img) = value.get("image") {
-        let side = |name: &str| {
-            img.get(name)
-                .and_then(Value::as_u64)
-                .filter(|&v| v > 0)
-                .ok_or_else(|| ApiError::bad(format!("`image.{name}` must be a positive integer")))
+        let Some(img) = self.image else {
+            return Err(ApiError::bad(
+                "the JSON body needs `pixels` (784 numbers) or `image` {width, height, data}",
+            ));
         };
-        let (width, height) = (side("width")?, side("height")?);
         let max = u64::from(image::MAX_PNG_SIDE);
-        if width > max || height > max {
-            return Err(ApiError::new(
-                413,
-                format!("the image is {width}x{height} pixels, at most {max}x{max}"),
+        if img.width == 0 || img.height == 0 {
+            return Err(ApiError::bad(
+                "`image.width` and `image.height` must be positive integers",
             ));
         }
-        let data = img
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ApiError::bad("`image.data` must be an array of grey bytes"))?;
-        if data.len() as u64 != width * height {
+        if img.width > max || img.height > max {
+            return Err(ApiError::new(
+                413,
+                format!(
+                    "the image is {}x{} pixels, at most {max}x{max}",
+                    img.width, img.height
+                ),
+            ));
+        }
+        if img.data.len() as u64 != img.width * img.height {
             return Err(ApiError::bad(format!(
                 "`image.data` must hold width*height = {} bytes, got {}",
-                width * height,
-                data.len()
+                img.width * img.height,
+                img.data.len()
             )));
         }
-        let data = data
-            .iter()
-            .map(|v| {
-                v.as_u64()
-                    .and_then(|b| u8::try_from(b).ok())
-                    .ok_or_else(|| ApiError::bad("`image.data` values must be integers 0..=255"))
-            })
-            .collect::<Result<Vec<u8>, _>>()?;
-        return Ok(Grey {
-            width: width as usize,
-            height: height as usize,
-            data,
-        });
+        Ok(Grey {
+            width: img.width as usize,
+            height: img.height as usize,
+            data: img.data,
+        })
     }
-    Err(ApiError::bad(
-        "the JSON body needs `pixels` (784 numbers) or `image` {width, height, data}",
-    ))
 }
 
-/// An array of finite numbers in 0..=1.
-fn numbers(value: &Value, what: &str) -> Result<Vec<f32>, ApiError> {
-    let array = value
-        .as_array()
-        .ok_or_else(|| ApiError::bad(format!("`{what}` must be an array of numbers")))?;
-    array.iter().map(|v| number(v, what)).collect()
+/// The model's [`INPUT`] inputs, numbers in 0..=1, parsed into a fixed array: a row of
+/// another length is refused at its end, a value that is not such a number where it is.
+pub(crate) struct Inputs(pub Box<[f32; INPUT]>);
+
+impl<'de> Deserialize<'de> for Inputs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Numbers;
+        impl<'de> Visitor<'de> for Numbers {
+            type Value = Inputs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "an array of {INPUT} numbers in 0..=1")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Inputs, A::Error> {
+                let mut x = Box::new([0.0f32; INPUT]);
+                let mut n = 0;
+                while let Some(v) = seq.next_element()? {
+                    if n == INPUT {
+                        return Err(de::Error::custom(format!(
+                            "{INPUT} numbers (28x28) are needed, got more"
+                        )));
+                    }
+                    x[n] = unit(v)?;
+                    n += 1;
+                }
+                if n != INPUT {
+                    return Err(de::Error::custom(format!(
+                        "{INPUT} numbers (28x28) are needed, got {n}"
+                    )));
+                }
+                Ok(Inputs(x))
+            }
+        }
+        d.deserialize_seq(Numbers)
+    }
 }
 
-fn number(v: &Value, what: &str) -> Result<f32, ApiError> {
-    let n = v
-        .as_f64()
-        .ok_or_else(|| ApiError::bad(format!("`{what}` must hold numbers, got {v}")))?;
-    if !n.is_finite() || !(0.0..=1.0).contains(&n) {
-        return Err(ApiError::bad(format!(
-            "`{what}` values must be finite numbers in 0..=1, got {n}"
-        )));
+/// `v` if it is a finite number in 0..=1 (a model input).
+pub(crate) fn unit<E: de::Error>(v: f32) -> Result<f32, E> {
+    if v.is_finite() && (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(E::custom(format!(
+            "inputs must be finite numbers in 0..=1, got {v}"
+        )))
     }
-    Ok(n as f32)
+}
+
+/// The `label` of a corrected drawing as sent: an integer, or another scalar kept as its
+/// JSON text for the 400 (an array or object is refused by the parser).
+pub(crate) enum Label {
+    Integer(i64),
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl Visitor<'_> for Scalar {
+            type Value = Label;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a digit from 0 to 9")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Label, E> {
+                Ok(Label::Integer(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Label, E> {
+                Ok(i64::try_from(v).map_or(Label::Other(v.to_string()), Label::Integer))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Label, E> {
+                Ok(Label::Other(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Label, E> {
+                Ok(Label::Other(format!("{v:?}")))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Label, E> {
+                Ok(Label::Other(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Label, E> {
+                Ok(Label::Other("null".to_owned()))
+            }
+        }
+        d.deserialize_any(Scalar)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -218,122 +301,8 @@ fn number(v: &Value, what: &str) -> Result<f32, ApiError> {
 
 pub(crate) fn invocations(state: &State, request: &Request) -> Result<Reply, ApiError> {
     let (_, mlp) = model(state, request.query_param("model").as_deref())?;
-    let _permit = state.images.take(json_decode_cost(request.body.len()))?;
-    let rows = mlflow_rows(&json_body(request)?)?;
+    let (body, _permit) = budgeted_json(state, request)?;
+    let rows = crate::mlflow::rows(body)?;
     let predictions: Vec<usize> = rows.iter().map(|x| argmax(&mlp.predict_proba(x))).collect();
     Reply::json(&json!({ "predictions": predictions }))
-}
-
-/// The rows of an MLflow scoring body, each the model's 784 inputs.
-pub(crate) fn mlflow_rows(value: &Value) -> Result<Vec<[f32; INPUT]>, ApiError> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| ApiError::bad("the body must be a JSON object"))?;
-    let keys = [
-        "dataframe_split",
-        "dataframe_records",
-        "instances",
-        "inputs",
-    ];
-    let found: Vec<&str> = keys
-        .iter()
-        .copied()
-        .filter(|k| object.contains_key(*k))
-        .collect();
-    let [key] = found[..] else {
-        return Err(ApiError::bad(format!(
-            "the body needs exactly one of {}",
-            keys.join(", ")
-        )));
-    };
-    let v = &object[key];
-    match key {
-        "dataframe_split" => {
-            if let Some(columns) = v.get("columns").and_then(Value::as_array) {
-                if columns.len() != INPUT {
-                    return Err(ApiError::bad(format!(
-                        "`dataframe_split.columns` must name {INPUT} columns, got {}",
-                        columns.len()
-                    )));
-                }
-            }
-            let data = v
-                .get("data")
-                .ok_or_else(|| ApiError::bad("`dataframe_split` needs `data`"))?;
-            list_rows(data, "dataframe_split.data")
-        }
-        "dataframe_records" => {
-            let records = v
-                .as_array()
-                .ok_or_else(|| ApiError::bad("`dataframe_records` must be an array"))?;
-            records.iter().map(record_row).collect()
-        }
-        _ => list_rows(v, key),
-    }
-}
-
-fn list_rows(value: &Value, what: &str) -> Result<Vec<[f32; INPUT]>, ApiError> {
-    let rows = value
-        .as_array()
-        .ok_or_else(|| ApiError::bad(format!("`{what}` must be an array of rows")))?;
-    rows.iter()
-        .map(|row| {
-            let x = numbers(row, what)?;
-            <[f32; INPUT]>::try_from(x.as_slice()).map_err(|_| {
-                ApiError::bad(format!(
-                    "each row of `{what}` must hold {INPUT} numbers, got {}",
-                    x.len()
-                ))
-            })
-        })
-        .collect()
-}
-
-/// One record `{"0": v, …}` or `{"pixel0": v, …}`: 784 columns, placed by the number that
-/// ends their name.
-fn record_row(record: &Value) -> Result<[f32; INPUT], ApiError> {
-    let what = "dataframe_records";
-    let record = record
-        .as_object()
-        .ok_or_else(|| ApiError::bad("each of `dataframe_records` must be an object"))?;
-    if record.len() != INPUT {
-        return Err(ApiError::bad(format!(
-            "each record must hold {INPUT} columns, got {}",
-            record.len()
-        )));
-    }
-    let mut x = [0.0f32; INPUT];
-    let mut seen = [false; INPUT];
-    for (name, v) in record {
-        let digits = name.trim_start_matches(|c: char| !c.is_ascii_digit());
-        let index = digits
-            .parse::<usize>()
-            .ok()
-            .filter(|&i| i < INPUT && !seen[i])
-            .ok_or_else(|| {
-                ApiError::bad(format!(
-                    "record column `{name}`: columns must be 0..{INPUT} (or pixel0..pixel{}), each once",
-                    INPUT - 1
-                ))
-            })?;
-        seen[index] = true;
-        x[index] = number(v, what)?;
-    }
-    Ok(x)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_are_placed_by_column_number() {
-        let mut record = serde_json::Map::new();
-        for i in 0..INPUT {
-            record.insert(format!("pixel{i}"), json!(if i == 700 { 1.0 } else { 0.0 }));
-        }
-        let x = record_row(&Value::Object(record)).unwrap();
-        assert_eq!(x[700], 1.0);
-        assert_eq!(x.iter().sum::<f32>(), 1.0);
-    }
 }

@@ -63,6 +63,23 @@ fn serve_prints_its_url_and_answers_with_the_registry() {
     );
 }
 
+/// Issue 29: a token of only whitespace was taken, and no request could ever send it.
+#[test]
+fn issue_29_serve_refuses_a_token_of_only_whitespace() {
+    let p = Pismo::new();
+    for token in [" ", "\t", ""] {
+        let out = p.run(&["serve", "--addr", "127.0.0.1:0", "--token", token]);
+        assert_eq!(out.code, Some(1), "{token:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .starts_with("error: will not serve on 127.0.0.1:0: the token"),
+            "{token:?}: {}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+}
+
 #[test]
 fn serve_on_a_non_loopback_address_makes_and_requires_a_token() {
     let p = Pismo::new();

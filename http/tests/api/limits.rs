@@ -96,9 +96,10 @@ fn row1_a_huge_content_length_gets_413_and_the_server_stays_up() {
 #[test]
 fn row2_ping_is_answered_while_200_clients_stall_mid_body() {
     let f = Fixture::new();
+    // From four addresses: one client may hold at most 64 connections (issue 29).
     let stalled: Vec<TcpStream> = (0..200)
-        .map(|_| {
-            let mut s = raw(&f, 10);
+        .map(|i| {
+            let mut s = from_client(&f, &format!("127.0.0.{}", 2 + i % 4));
             s.write_all(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n").unwrap();
             s.write_all(&[0u8; 4000]).unwrap();
             s
@@ -500,49 +501,95 @@ fn connections_over_the_cap_get_503_and_the_slot_comes_back() {
     }
 }
 
+/// Sends `request` on a new connection from `client`, until the answer is `status` (at most
+/// 10 s: a budget given back by a connection that closed is free once the server has seen
+/// the close); `status` 0: the first answer.
+fn eventually(f: &Fixture, client: &str, request: &[u8], status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = from_client(f, client);
+        s.write_all(request).unwrap();
+        let answer = String::from_utf8_lossy(&read_to_close(&mut s).unwrap()).into_owned();
+        if status == 0 || status_of(answer.as_bytes()) == status {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "never {status}: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Opens an upload with `stall` that stops midway, then sends `probe` from `client` until it
+/// is refused (503) beside it; returns the answer and the stalled upload. A probe's body can
+/// win the race for the budget against the upload's next read: the upload is then the one
+/// refused, and is opened again.
+fn refused_beside(
+    f: &Fixture,
+    stall: impl Fn() -> TcpStream,
+    client: &str,
+    probe: &[u8],
+) -> (String, TcpStream) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stalled = stall();
+    loop {
+        let answer = eventually(f, client, probe, 0);
+        if status_of(answer.as_bytes()) == 503 {
+            return (answer, stalled);
+        }
+        stalled.set_nonblocking(true).unwrap();
+        let answered = !matches!(stalled.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        stalled.set_nonblocking(false).unwrap();
+        if answered {
+            stalled = stall();
+        }
+        assert!(Instant::now() < deadline, "never 503: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A connection to the server from `client`, a loopback address (`127.0.0.2`, …): the
+/// server tells clients apart by address.
+fn from_client(f: &Fixture, client: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{client}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&f.server.addr().into()).unwrap();
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// A request with a `Content-Type: image/png` body of `n` bytes of `x` (not a PNG: 400 once
+/// it is read), closed after the answer.
+fn not_png(n: usize) -> Vec<u8> {
+    let mut r = format!("POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nConnection: close\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+    r.resize(r.len() + n, b'x');
+    r
+}
+
 #[test]
-fn bodies_over_the_body_budget_get_503_before_they_are_read() {
+fn bodies_over_the_body_budget_get_503_as_they_arrive() {
     let f = Fixture::with_options(Options {
         body_budget: 10_000,
         ..Options::default()
     });
-    let head = |n: usize| {
-        format!("POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: {n}\r\n\r\n")
+    // A stalled upload holds what it sent and what its next read may bring: 9000 bytes.
+    let full = not_png(9000);
+    let stall = || {
+        let mut s = raw(&f, 10);
+        s.write_all(&full[..full.len() - 4000]).unwrap();
+        s
     };
-    // A stalled upload holds 8000 bytes of the budget: the server counts a body before it
-    // says `100 Continue`, so once that is read the budget is taken.
-    let mut stalled = raw(&f, 10);
-    stalled
-        .write_all(
-            head(8000)
-                .replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n")
-                .as_bytes(),
-        )
-        .unwrap();
-    let mut interim = [0u8; 25];
-    stalled.read_exact(&mut interim).unwrap();
-    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
-    // Another 8000-byte body is refused before it is sent.
-    let mut s = raw(&f, 10);
-    s.write_all(head(8000).as_bytes()).unwrap();
-    let answer = read_to_close(&mut s).unwrap();
-    assert_eq!(status_of(&answer), 503);
-    assert!(String::from_utf8_lossy(&answer).contains("Retry-After: 1"));
+    // Another 2000-byte body is then refused, with Retry-After, and the connection closed.
+    let (answer, stalled) = refused_beside(&f, stall, "127.0.0.1", &not_png(2000));
+    assert!(answer.contains("Retry-After: 1"), "{answer}");
+    assert!(answer.contains("too many request bodies"), "{answer}");
     // A small one still fits (and is read: 400, not a PNG), and once the stalled upload
     // goes, a large one fits again.
-    let small = f.request("POST", "/api/predict", Some("image/png"), &[b'x'; 1000]);
+    let small = f.request("POST", "/api/predict", Some("image/png"), &[b'x'; 500]);
     small.expect_error(400);
     drop(stalled);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let a = f.request("POST", "/api/predict", Some("image/png"), &[b'x'; 8000]);
-        if a.status == 400 {
-            break;
-        }
-        a.expect_error(503);
-        assert!(Instant::now() < deadline, "the budget never came back");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(&f, "127.0.0.1", &not_png(8000), 400);
 }
 
 #[test]
@@ -621,4 +668,305 @@ fn chunked_bodies_are_decoded_within_the_body_limit() {
     )
     .unwrap();
     assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 501);
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 29, item 3: a header that frames the request or names its host, sent twice, could
+// be read one way by a proxy in front and another way by pismo (the first line won).
+
+/// The status of `head` sent alone on a new connection, which the server then closes.
+fn status_of_head(f: &Fixture, head: &str) -> (u16, String) {
+    let mut s = raw(f, 10);
+    s.write_all(head.as_bytes()).unwrap();
+    let answer = read_to_close(&mut s).expect("answered and closed");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    (status_of(&answer), text)
+}
+
+#[test]
+fn issue_29_duplicate_or_conflicting_framing_and_host_headers_get_400() {
+    let f = Fixture::new();
+    let post = "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n";
+    for (fields, names) in [
+        (
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+            "Transfer-Encoding",
+        ),
+        (
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding",
+        ),
+        (
+            "Transfer-Encoding: chunked\r\ntransfer-encoding: chunked\r\n",
+            "Transfer-Encoding",
+        ),
+        (
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length",
+        ),
+        (
+            "Content-Length: 5\r\nContent-Length: 5\r\n",
+            "Content-Length",
+        ),
+        (
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding",
+        ),
+    ] {
+        let (status, text) = status_of_head(&f, &format!("{post}{fields}\r\nhello"));
+        assert_eq!(status, 400, "{fields:?}: {text}");
+        assert!(text.contains(names), "{fields:?}: {text}");
+        assert!(text.contains("Connection: close"), "{text}");
+    }
+    let (status, text) = status_of_head(
+        &f,
+        "GET /ping HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n",
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("Host more than once"), "{text}");
+    // With a token the Host is not checked, but two are still refused.
+    let f = Fixture::with_options(Options {
+        token: Some("s3cret".to_owned()),
+        ..Options::default()
+    });
+    let (status, text) = status_of_head(
+        &f,
+        "GET /ping HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    );
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(ping(&f).0, 200);
+}
+
+#[test]
+fn issue_29_a_token_of_only_whitespace_does_not_start_a_server() {
+    let dir = pismo_tests::TempDir::new("token");
+    for (token, says) in [
+        ("", "empty"),
+        (" ", "whitespace"),
+        ("\t \t", "whitespace"),
+        (" s3cret", "whitespace"),
+    ] {
+        let e = pismo_http::Server::start(
+            "127.0.0.1:0",
+            pismo_core::host::registry::Registry::open(dir.join("models")),
+            pismo_core::host::runs::Runs::open(dir.join("runs")),
+            Options {
+                token: Some(token.to_owned()),
+                ..Options::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("token") && e.contains(says), "{token:?}: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 29, item 5: error answers showed anyone the server's folders on the host.
+
+#[test]
+fn issue_29_a_server_with_a_token_names_no_host_folder_in_its_errors() {
+    let with_token = Fixture::with_options(Options {
+        token: Some("s3cret".to_owned()),
+        ..Options::default()
+    });
+    let local = Fixture::new();
+    for f in [&with_token, &local] {
+        std::fs::write(f.dir.join("models/aliases.json"), "{not json").unwrap();
+    }
+    let folder = |f: &Fixture| f.dir.join("models").display().to_string();
+    // A corrupt aliases file (500) and an unknown run (404) name their folder.
+    for path in ["/api/aliases", "/api/runs/nope"] {
+        let m = with_token.get(path).json()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let root = with_token.dir.path().display().to_string();
+        assert!(!m.contains(&root), "{path}: {m}");
+        assert!(m.contains("the server's log says more"), "{path}: {m}");
+        assert!(
+            m.contains("<registry>") || m.contains("<runs>"),
+            "{path}: {m}"
+        );
+    }
+    let m = with_token.get("/api/aliases").expect_error(500);
+    assert!(
+        m.contains("corrupt aliases file <registry>/aliases.json"),
+        "{m}"
+    );
+    // A loopback server without a token tells its own operator where.
+    let m = local.get("/api/aliases").expect_error(500);
+    assert!(m.contains(&folder(&local)), "{m}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 29, item 2: one client could take every connection, or the whole body budget by
+// announcing bodies it never sent, and so keep everyone else out.
+
+#[test]
+fn issue_29_one_client_with_300_idle_connections_leaves_room_for_the_others() {
+    let f = Fixture::new();
+    let idle: Vec<TcpStream> = (0..300).map(|_| from_client(&f, "127.0.0.2")).collect();
+    // Accepted in order: once this is answered, all 300 were admitted or refused.
+    assert_eq!(ping(&f).0, 200);
+    let (mut refused, mut held) = (0, 0);
+    for mut s in idle {
+        s.set_nonblocking(true).unwrap();
+        let mut answer = [0u8; 512];
+        match s.read(&mut answer) {
+            Ok(n) if n > 0 => {
+                let text = String::from_utf8_lossy(&answer[..n]);
+                assert_eq!(status_of(&answer[..n]), 503, "{text}");
+                assert!(text.contains("the most one client may have"), "{text}");
+                refused += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => held += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(held, pismo_http::limits::MAX_CONNECTIONS_PER_CLIENT);
+    assert_eq!(refused, 300 - held);
+    // Everyone else is served: the page, /ping, a prediction.
+    assert_eq!(f.get("/").status, 200);
+    assert_eq!(ping(&f).0, 200);
+    let png = drawn_digit_png(&first_of(3), 140);
+    let a = f.request("POST", "/api/predict", Some("image/png"), &png);
+    assert_eq!(a.json()["label"], 3);
+}
+
+#[test]
+fn issue_29_bodies_announced_and_never_sent_hold_no_budget_and_end_soon() {
+    let f = Fixture::new();
+    // 8 heads of 8 MiB bodies and 8 chunked heads, and then nothing. Counted when announced,
+    // the first 8 alone took the whole 64 MiB body budget and every upload got 503.
+    let mut silent: Vec<TcpStream> = (0..16)
+        .map(|i| {
+            let mut s = from_client(&f, "127.0.0.2");
+            let framing = if i < 8 {
+                "Content-Length: 8388608"
+            } else {
+                "Transfer-Encoding: chunked"
+            };
+            s.write_all(format!("POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n{framing}\r\n\r\n").as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    assert_eq!(ping(&f).0, 200);
+    assert_eq!(f.get("/").status, 200);
+    let png = drawn_digit_png(&first_of(5), 140);
+    let a = f.request("POST", "/api/predict", Some("image/png"), &png);
+    assert_eq!(a.json()["label"], 5);
+    // The silent uploads end with a 408 after the body's first-bytes deadline (5 s), not
+    // the whole body's (30 s): the read timeout of 10 s would fail the test.
+    for s in &mut silent {
+        let answer = read_to_close(s).expect("a 408 within 10 s");
+        let text = String::from_utf8_lossy(&answer);
+        assert_eq!(status_of(&answer), 408, "{text}");
+        assert!(
+            text.contains("no byte of the body arrived within 5 s"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn issue_29_one_client_holds_at_most_its_share_of_the_body_budget() {
+    let f = Fixture::with_options(Options {
+        body_budget: 100_000,
+        body_budget_per_client: 20_000,
+        ..Options::default()
+    });
+    // 127.0.0.2 sends 12000 bytes of a 20000-byte body, then stalls: it holds its share.
+    let full = not_png(20_000);
+    let stall = || {
+        let mut s = from_client(&f, "127.0.0.2");
+        s.write_all(&full[..full.len() - 8000]).unwrap();
+        s
+    };
+    // So its next body is refused, while the same body from another client is read.
+    let (answer, stalled) = refused_beside(&f, stall, "127.0.0.2", &not_png(100));
+    assert!(answer.contains("one client may hold"), "{answer}");
+    assert!(answer.contains("Retry-After: 1"), "{answer}");
+    let mut other = from_client(&f, "127.0.0.3");
+    other.write_all(&not_png(9000)).unwrap();
+    assert_eq!(status_of(&read_to_close(&mut other).unwrap()), 400);
+    drop(stalled);
+    eventually(&f, "127.0.0.2", &not_png(100), 400);
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 29, item 1: every route took 8 MiB bodies, parsed whole into JSON values.
+
+#[test]
+fn issue_29_routes_that_take_no_image_take_small_bodies() {
+    let f = Fixture::new();
+    let small = pismo_http::limits::MAX_SMALL_BODY_BYTES;
+    // Over the small limit: 413 from the head alone (the body is never sent).
+    for (method, path) in [
+        ("PUT", "/api/aliases/x"),
+        ("POST", "/api/train"),
+        ("POST", "/api/tune"),
+        ("POST", "/api/runs/r/stop"),
+        ("GET", "/ping"),
+    ] {
+        let (status, text) = status_of_head(
+            &f,
+            &format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", small + 1),
+        );
+        assert_eq!(status, 413, "{path}: {text}");
+        assert!(text.contains(&format!("limit of {small} bytes")), "{text}");
+    }
+    // Chunked: once the chunks add up to more.
+    let mut s = raw(&f, 10);
+    let mut chunked = b"PUT /api/aliases/x HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..20 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 8000).as_bytes());
+        chunked.extend_from_slice(&[b' '; 8000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    s.write_all(&chunked).unwrap();
+    assert_eq!(status_of(&read_to_close(&mut s).unwrap()), 413);
+    // The routes that take images still take large bodies (read: 400, not a PNG).
+    let big = vec![b'x'; small * 4];
+    for path in ["/api/predict", "/invocations", "/api/drawn"] {
+        let a = f.request("POST", path, Some("image/png"), &big);
+        assert!(matches!(a.status, 400 | 415), "{path}: {}", a.status);
+    }
+}
+
+#[test]
+fn issue_29_an_object_where_a_number_belongs_is_refused_before_it_is_built() {
+    let f = Fixture::new();
+    // 8 MiB of `{"":0},`: parsed into `serde_json::Value` first, each 7-byte object became a
+    // map of its own.
+    let n = (8 << 20) / 8 - 16;
+    let objects = vec![r#"{"":0}"#; n].join(",");
+    let before = rss();
+    for (path, body) in [
+        ("/api/predict", format!(r#"{{"pixels":[{objects}]}}"#)),
+        (
+            "/api/predict",
+            format!(r#"{{"image":{{"width":1,"height":1,"data":[{objects}]}}}}"#),
+        ),
+        ("/invocations", format!(r#"{{"inputs":[[{objects}]]}}"#)),
+        (
+            "/invocations",
+            format!(r#"{{"dataframe_records":[{objects}]}}"#),
+        ),
+        (
+            "/api/drawn",
+            format!(r#"{{"label":1,"pixels":[{objects}]}}"#),
+        ),
+    ] {
+        assert!(body.len() <= 8 << 20, "{}", body.len());
+        let m = f
+            .request("POST", path, Some("application/json"), body.as_bytes())
+            .expect_error(400);
+        // Refused at the first object (column < 64), not at the end of the body.
+        let column: usize = m.rsplit(' ').next().unwrap().parse().unwrap_or(usize::MAX);
+        assert!(column < 64, "{path}: {m}");
+    }
+    // Loose: other tests in this process may grow it meanwhile.
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 256 << 20, "RSS grew by {} MiB", grown >> 20);
 }

@@ -522,6 +522,55 @@ fn invocations_answers_the_four_mlflow_formats() {
     f.get("/invocations").expect_error(405);
 }
 
+/// Issue 29, item 4: the columns of a data frame were ignored, so a 7 sent with its columns
+/// in another order was scored as the scrambled image (a 4).
+#[test]
+fn issue_29_invocations_places_data_frame_columns_by_name() {
+    let f = Fixture::new();
+    let (rows, labels) = mlflow_rows();
+    assert_eq!(labels[0], 7);
+    let seven = &rows[0];
+    // Columns backwards, and the numbers with them; pandas writes unnamed columns as numbers.
+    let reversed: Vec<f64> = seven.iter().rev().copied().collect();
+    for columns in [
+        (0..784)
+            .rev()
+            .map(|i| json!(format!("pixel{i}")))
+            .collect::<Vec<_>>(),
+        (0..784).rev().map(|i| json!(i)).collect(),
+    ] {
+        let split = json!({ "dataframe_split": { "columns": columns, "data": [reversed] } });
+        let a = f.post_json("/invocations", &split);
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.json(), json!({ "predictions": [7] }));
+    }
+    // Records carry their names with each value: any order is theirs.
+    let record: serde_json::Map<String, Value> = (0..784)
+        .rev()
+        .map(|i| (format!("pixel{i}"), json!(seven[i])))
+        .collect();
+    let a = f.post_json("/invocations", &json!({ "dataframe_records": [record] }));
+    assert_eq!(a.json(), json!({ "predictions": [7] }));
+    // Unknown and missing columns are a 400 naming them.
+    let mut names: Vec<String> = (0..784).map(|i| format!("pixel{i}")).collect();
+    names[10] = "ink".to_owned();
+    let split = json!({ "dataframe_split": { "columns": names, "data": [seven] } });
+    let m = f.post_json("/invocations", &split).expect_error(400);
+    assert!(m.contains("unknown column \"ink\""), "{m}");
+    assert!(m.contains("missing column \"pixel10\""), "{m}");
+    let mut record: serde_json::Map<String, Value> = (0..784)
+        .map(|i| (format!("pixel{i}"), json!(seven[i])))
+        .collect();
+    record.remove("pixel5");
+    record.remove("pixel6");
+    record.insert("x".to_owned(), json!(0));
+    let m = f
+        .post_json("/invocations", &json!({ "dataframe_records": [record] }))
+        .expect_error(400);
+    assert!(m.contains("unknown column \"x\""), "{m}");
+    assert!(m.contains("missing columns \"pixel5\", \"pixel6\""), "{m}");
+}
+
 #[test]
 fn ping_health_and_version() {
     let f = Fixture::new();
@@ -1332,4 +1381,31 @@ fn drawn_is_guarded_like_the_other_changes() {
     );
     assert_eq!(ok.status, 201);
     assert_eq!(f.get("/api/drawn").json()["total"], 1);
+}
+
+/// Issue 29, item 5: a server with a token streams the events of a run without the host
+/// folders its log lines name.
+#[test]
+fn issue_29_events_of_a_server_with_a_token_name_no_host_folder() {
+    let f = Fixture::with_options(Options {
+        token: Some("s3cret".to_owned()),
+        ..Options::default()
+    });
+    let runs_dir = f.dir.join("runs");
+    let runs = Runs::open(runs_dir.clone());
+    let mut run = runs
+        .create("old", &pismo_core::hyper::Hyper::default(), "mnist")
+        .unwrap();
+    run.log_line(&format!("wrote {}/x.jsonl", runs_dir.display()));
+    let id = run.id().to_owned();
+    run.finish(pismo_core::host::runs::Status::Finished, None);
+    let (status, events) = f.events(&format!("/api/runs/{id}/events"), None);
+    assert_eq!(status, 200);
+    let text: Vec<String> = events.iter().map(|e| e.data.to_string()).collect();
+    let text = text.join("\n");
+    assert!(text.contains("wrote <runs>/x.jsonl"), "{text}");
+    assert!(
+        !text.contains(&f.dir.path().display().to_string()),
+        "{text}"
+    );
 }

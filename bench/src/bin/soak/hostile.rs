@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::shared::{Counts, Shared, Window};
+use crate::shared::{connect_from, Counts, Shared, Window, HOSTILE_FROM};
 
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
@@ -154,7 +154,7 @@ fn one(shared: &Shared, kind: &str, bytes: &[u8], patience: Duration, t: &Mutex<
     let g0 = shared.window.now();
     let started = Instant::now();
     let mut answered = None;
-    let result = match TcpStream::connect_timeout(&shared.addr, Duration::from_secs(5)) {
+    let result = match connect_from(&shared.addr, HOSTILE_FROM, Duration::from_secs(5)) {
         Ok(mut s) => {
             let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
             let _ = s.write_all(bytes);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -124,6 +124,26 @@ impl Firsts {
             }
         }
     }
+}
+
+/// The loopback address the stalled and malformed clients connect from, and the one of the
+/// event streams: `pismo serve` lets one address hold at most a quarter of its connections
+/// (issue 29), and these are other people than the predictions, `/ping` and the control
+/// requests, which connect from 127.0.0.1.
+pub const HOSTILE_FROM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+pub const STREAMS_FROM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+
+/// A connection to `addr` from the loopback address `from`, within `timeout`.
+pub fn connect_from(
+    addr: &SocketAddr,
+    from: Ipv4Addr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(from.into(), 0).into())?;
+    socket.connect_timeout(&(*addr).into(), timeout)?;
+    Ok(socket.into())
 }
 
 /// One request on a new connection with `Connection: close`; returns the status and body.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::shared::{Counts, Firsts, Shared, Window};
+use crate::shared::{connect_from, Counts, Firsts, Shared, Window, STREAMS_FROM};
 
 /// The `retry:` the server sends.
 const RETRY: Duration = Duration::from_secs(2);
@@ -109,7 +109,7 @@ pub fn client(shared: Arc<Shared>, gauge: Arc<Gauge>) -> Tally {
 /// One stream of run `run`, from after event `last`; updates `last`.
 fn follow(shared: &Shared, gauge: &Gauge, run: &str, last: &mut u64, t: &mut Tally) -> End {
     let io = |e: std::io::Error| End::Failed("i/o".into(), e.to_string());
-    let mut s = match TcpStream::connect_timeout(&shared.addr, Duration::from_secs(5)) {
+    let mut s = match connect_from(&shared.addr, STREAMS_FROM, Duration::from_secs(5)) {
         Ok(s) => s,
         Err(e) => return End::Failed("connect".into(), e.to_string()),
     };
