@@ -47,6 +47,7 @@ struct Options {
     recipe: AdaptRecipe,
     test: bool,
     json: Option<PathBuf>,
+    keep_right: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -62,6 +63,7 @@ fn options() -> Result<Options, String> {
         recipe: AdaptRecipe::DEFAULT,
         test: true,
         json: None,
+        keep_right: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -85,6 +87,7 @@ fn options() -> Result<Options, String> {
             "--keep-within" => o.recipe.keep_within = num(value()?)?,
             "--output-only" => o.recipe.output_only = true,
             "--no-test" => o.test = false,
+            "--keep-right" => o.keep_right = true,
             "--json" => o.json = Some(value()?.into()),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -264,6 +267,15 @@ fn main() {
                 corrections.labels.push(y);
             }
         }
+        // With --keep-right, the answers the writer let stand are learnt too (as the page
+        // keeps them when the person opts in), once they corrected at least one.
+        let corrected = corrections.len();
+        if o.keep_right && corrected > 0 {
+            corrections = Dataset {
+                images: w.digits.images[..first].to_vec(),
+                labels: w.digits.labels[..first].to_vec(),
+            };
+        }
         let rest = Dataset {
             images: w.digits.images[first..].to_vec(),
             labels: w.digits.labels[first..].to_vec(),
@@ -282,7 +294,7 @@ fn main() {
         let test = (o.test && adapted.is_some()).then(|| accuracy(model, &test));
         let out = Outcome {
             name: w.name.clone(),
-            corrections: corrections.len(),
+            corrections: corrected,
             scored: rest.len(),
             before,
             after,
