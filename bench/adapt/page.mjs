@@ -5,7 +5,7 @@
 // the writer's remaining digits are read by the page with the base and the adapted model.
 //
 //   node bench/adapt/page.mjs URL WRITER OUT.json [--first 50] [--cap 100] [--shots DIR]
-//       [--datasets DIR]
+//       [--datasets DIR] [--paced]
 //     one writer (e.g. `syn/tds-dig21`) against the server at URL, whose drawn folder must
 //     be empty and whose `default` is the base; writes what happened to OUT.json
 //   node bench/adapt/page.mjs --summary ALL.json ONE.json...
@@ -22,7 +22,8 @@
 //      the same drawing again), so every digit is read by the base and the adapted model.
 // A digit is placed as core/src/host/unipen.rs `draw` places it (same height as the
 // in-process simulation, centred, the page's 18 px pen at 280 px) and drawn in CSS pixels
-// of the canvas element. An answer is read once the page has settled: no prediction in
+// of the canvas element, with mouse events (DevTools `Input.dispatchMouseEvent`, what
+// Playwright's page.mouse sends), one per pen point. An answer is read once the page has settled: no prediction in
 // flight and none waiting, so it is the answer to the whole drawing.
 
 import fs from 'node:fs';
@@ -58,7 +59,7 @@ function log(message) {
 // Arguments
 
 function parseArgs(argv) {
-  const o = { first: 50, cap: 100, shots: null, datasets: 'datasets', positional: [] };
+  const o = { first: 50, cap: 100, shots: null, datasets: 'datasets', paced: false, positional: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -69,6 +70,7 @@ function parseArgs(argv) {
     else if (a === '--cap') o.cap = Number(value());
     else if (a === '--shots') o.shots = value();
     else if (a === '--datasets') o.datasets = value();
+    else if (a === '--paced') o.paced = true;
     else if (a === '--summary') o.summary = value();
     else if (a.startsWith('--')) fail(`unknown flag ${a}`);
     else o.positional.push(a);
@@ -135,16 +137,29 @@ function place(strokes, height) {
 // ---------------------------------------------------------------------------------------
 // The page
 
-/** Draws `strokes` (280 px canvas coordinates) with the mouse, one move per pen point. */
-async function drawStrokes(page, strokes) {
+/** Draws `strokes` (280 px canvas coordinates) with the mouse, one move per pen point, as
+ *  DevTools input events. A stroke's moves are sent at once, as a fast mouse delivers them
+ *  (the page draws the ones that arrive within a frame as one path, from its coalesced
+ *  events); `paced` waits for each move to be handled before the next (about 15 times
+ *  slower on this machine; the drawing differs only in anti-aliased edge pixels). */
+async function drawStrokes(page, cdp, strokes, paced) {
   const box = await page.locator('#canvas').boundingBox();
   if (!box || box.width < 100) throw new Error(`the canvas is not visible (${JSON.stringify(box)})`);
-  const at = ([x, y]) => [box.x + (x * box.width) / SIDE, box.y + (y * box.height) / SIDE];
+  const mouse = (type, [x, y], buttons, extra = {}) =>
+    cdp.send('Input.dispatchMouseEvent', {
+      type,
+      x: box.x + (x * box.width) / SIDE,
+      y: box.y + (y * box.height) / SIDE,
+      button: 'left',
+      buttons,
+      ...extra,
+    });
   for (const stroke of strokes) {
-    await page.mouse.move(...at(stroke[0]));
-    await page.mouse.down();
-    for (const p of stroke.slice(1)) await page.mouse.move(...at(p));
-    await page.mouse.up();
+    await mouse('mouseMoved', stroke[0], 0, { button: 'none' });
+    await mouse('mousePressed', stroke[0], 1, { clickCount: 1 });
+    if (paced) for (const p of stroke.slice(1)) await mouse('mouseMoved', p, 1);
+    else await Promise.all(stroke.slice(1).map((p) => mouse('mouseMoved', p, 1)));
+    await mouse('mouseReleased', stroke[stroke.length - 1], 0, { clickCount: 1 });
   }
 }
 
@@ -214,6 +229,7 @@ async function runWriter(url, writer, out, o) {
     await page.goto(url);
     await page.waitForFunction(() => document.querySelector('#model option'));
     await pick(page, 'default');
+    const cdp = await page.context().newCDPSession(page);
     const canvasSide = await page.evaluate(() => document.querySelector('#canvas').clientWidth);
 
     // 1. The first digits, read by the base; the wrong and unsure ones corrected.
@@ -222,7 +238,7 @@ async function runWriter(url, writer, out, o) {
     let corrections = 0;
     for (let i = 0; i < first; i++) {
       await clear(page);
-      await drawStrokes(page, placed(i));
+      await drawStrokes(page, cdp, placed(i), o.paced);
       const shown = await answer(page);
       base ??= shown.model;
       if (shown.model !== base) throw new Error(`digit ${i} was read by ${shown.model}, not ${base}`);
@@ -268,7 +284,7 @@ async function runWriter(url, writer, out, o) {
     for (let j = 0; j < rest.length; j++) {
       const i = first + j;
       await clear(page);
-      await drawStrokes(page, placed(i));
+      await drawStrokes(page, cdp, placed(i), o.paced);
       const reads = {};
       for (const m of [current, ...models.filter((x) => x !== current)]) {
         if (m !== current) {
@@ -300,6 +316,7 @@ async function runWriter(url, writer, out, o) {
       before: remaining.filter((d) => d.base.right).length,
       after: remaining.filter((d) => d.adapted.right).length,
       canvas_css_px: canvasSide,
+      paced: o.paced,
       seconds: (Date.now() - started) / 1000,
       first_digits: firstDigits,
       remaining_digits: remaining,
@@ -341,7 +358,7 @@ if (o.summary) {
 } else {
   const [url, writer, out] = o.positional;
   if (!url || !writer || !out) {
-    console.error('usage: node bench/adapt/page.mjs URL WRITER OUT.json [--first 50] [--cap 100] [--shots DIR] [--datasets DIR]\n       node bench/adapt/page.mjs --summary ALL.json ONE.json...');
+    console.error('usage: node bench/adapt/page.mjs URL WRITER OUT.json [--first 50] [--cap 100] [--shots DIR] [--datasets DIR] [--paced]\n       node bench/adapt/page.mjs --summary ALL.json ONE.json...');
     process.exit(2);
   }
   try {
