@@ -189,6 +189,12 @@ function right(shown, label) {
   return !shown.unsure && shown.label === String(label);
 }
 
+/** Whether the page's most likely digit is `label`, sure or not (the first one a "not
+ *  sure" answer names): how bench/src/bin/adapt.rs scores the remaining digits. */
+function top(read, label) {
+  return read.answer.charAt(0) === String(label);
+}
+
 async function clear(page) {
   await page.click('#clear');
   await page.waitForFunction(() => document.querySelector('#label').textContent === '–');
@@ -315,6 +321,8 @@ async function runWriter(url, writer, out, o) {
       scored: remaining.length,
       before: remaining.filter((d) => d.base.right).length,
       after: remaining.filter((d) => d.adapted.right).length,
+      before_top: remaining.filter((d) => top(d.base, d.label)).length,
+      after_top: remaining.filter((d) => top(d.adapted, d.label)).length,
       canvas_css_px: canvasSide,
       paced: o.paced,
       seconds: (Date.now() - started) / 1000,
@@ -336,18 +344,30 @@ async function runWriter(url, writer, out, o) {
 
 function summary(allFile, files) {
   const rows = files.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
-  const pct = (a, n) => (n ? ((100 * a) / n).toFixed(1) : '-');
-  const line = (cells) => cells.map((c, k) => (k === 0 ? String(c).padEnd(22) : String(c).padStart(k === 4 ? 12 : 9))).join(' ');
-  console.log(line(['writer', 'digits', 'first', 'corr', 'scored/rest', 'before', 'after', 'before %', 'after %']));
+  // Files written before the top-1 counts were kept: count them from the digits.
   for (const r of rows) {
-    console.log(line([r.writer, r.digits, r.first, r.corrections, `${r.scored}/${r.remaining_total}`, r.before, r.after, pct(r.before, r.scored), pct(r.after, r.scored)]));
+    r.before_top ??= r.remaining_digits.filter((d) => top(d.base, d.label)).length;
+    r.after_top ??= r.remaining_digits.filter((d) => top(d.adapted, d.label)).length;
   }
-  const sum = (k) => rows.reduce((s, r) => s + r[k], 0);
-  console.log(line(['total', sum('digits'), sum('first'), sum('corrections'), sum('scored'), sum('before'), sum('after'), pct(sum('before'), sum('scored')), pct(sum('after'), sum('scored'))]));
+  const pct = (a, n) => (n ? ((100 * a) / n).toFixed(1) : '-');
+  const widths = [22, 7, 6, 5, 12, 17, 17];
+  const line = (cells) => cells.map((c, k) => (k === 0 ? String(c).padEnd(widths[k]) : String(c).padStart(widths[k]))).join(' ');
+  const both = (r, a, b) => `${pct(r[a], r.scored)} → ${pct(r[b], r.scored)}`;
+  console.log('remaining digits right, base → adapted: "sure" counts a sure right answer (what the writer sees);');
+  console.log('"top-1" counts the most likely digit, sure or not (as bench/src/bin/adapt.rs scores them)');
+  console.log(line(['writer', 'digits', 'first', 'corr', 'scored/rest', 'sure %', 'top-1 %']));
+  for (const r of rows) {
+    console.log(line([r.writer, r.digits, r.first, r.corrections, `${r.scored}/${r.remaining_total}`, both(r, 'before', 'after'), both(r, 'before_top', 'after_top')]));
+  }
+  const total = {};
+  for (const k of ['digits', 'first', 'corrections', 'scored', 'before', 'after', 'before_top', 'after_top']) {
+    total[k] = rows.reduce((s, r) => s + r[k], 0);
+  }
+  console.log(line(['total', total.digits, total.first, total.corrections, total.scored, both(total, 'before', 'after'), both(total, 'before_top', 'after_top')]));
   fs.writeFileSync(allFile, JSON.stringify({
     date: new Date().toISOString(),
     writers: rows.map(({ first_digits: _f, remaining_digits: _r, ...r }) => r),
-    total: { corrections: sum('corrections'), scored: sum('scored'), before: sum('before'), after: sum('after') },
+    total,
   }, null, 2));
 }
 
