@@ -33,7 +33,8 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 // playwright-core is installed for the browser tests (`npm ci` in tests/browser).
-const browserDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tests', 'browser');
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const browserDir = path.join(root, 'tests', 'browser');
 let chromium;
 try {
   ({ chromium } = createRequire(path.join(browserDir, 'package.json'))('playwright-core'));
@@ -59,7 +60,7 @@ function log(message) {
 // Arguments
 
 function parseArgs(argv) {
-  const o = { first: 50, cap: 100, shots: null, datasets: 'datasets', paced: false, positional: [] };
+  const o = { first: 50, cap: 100, shots: null, datasets: path.join(root, 'datasets'), paced: false, positional: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -256,7 +257,7 @@ async function runWriter(url, writer, out, o) {
         await correctAs(page, digits[i].label, corrections);
       }
     }
-    log(`${writer}: ${corrections} corrections in the first ${first} digits (read by ${base})`);
+    log(`${writer}: ${corrections} correction${corrections === 1 ? '' : 's'} in the first ${first} digits (read by ${base})`);
 
     // 2. Learn.
     let learned = null;
@@ -330,7 +331,7 @@ async function runWriter(url, writer, out, o) {
       remaining_digits: remaining,
     };
     fs.writeFileSync(out, JSON.stringify(result, null, 2));
-    log(`${writer}: remaining ${result.before}/${result.scored} -> ${result.after}/${result.scored} right (${result.seconds.toFixed(0)} s)`);
+    log(`${writer}: remaining digits sure and right ${result.before}/${result.scored} -> ${result.after}/${result.scored}, most likely right ${result.before_top} -> ${result.after_top} (${result.seconds.toFixed(0)} s)`);
   } catch (e) {
     if (shots) await page.screenshot({ path: path.join(shots, 'failure.png'), fullPage: true }).catch(() => {});
     throw e;
