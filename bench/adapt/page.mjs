@@ -141,8 +141,9 @@ function place(strokes, height) {
 /** Draws `strokes` (280 px canvas coordinates) with the mouse, one move per pen point, as
  *  DevTools input events. A stroke's moves are sent at once, as a fast mouse delivers them
  *  (the page draws the ones that arrive within a frame as one path, from its coalesced
- *  events); `paced` waits for each move to be handled before the next (about 15 times
- *  slower on this machine; the drawing differs only in anti-aliased edge pixels). */
+ *  events, so which are drawn together, and the anti-aliased edges, vary from run to run);
+ *  `paced` waits for each move to be handled before the next: the same pixels every run,
+ *  about 12 times slower on this machine, the drawing differing only at the edges. */
 async function drawStrokes(page, cdp, strokes, paced) {
   const box = await page.locator('#canvas').boundingBox();
   if (!box || box.width < 100) throw new Error(`the canvas is not visible (${JSON.stringify(box)})`);
