@@ -3,8 +3,8 @@
 //! For each writer: their first `--first` digits are drawn on the 280x280 canvas with the
 //! page's pen and shown to the base model; the ones it answers wrong or "not sure" are
 //! corrected (saved as the page saves them); the base is adapted to those corrections as
-//! `pismo adapt` adapts it; then the writer's remaining digits are scored by the base and by
-//! the adapted model. Writers:
+//! `pismo adapt` adapts it; then the writer's remaining digits (the first `--rest` of them,
+//! all by default) are scored by the base and by the adapted model. Writers:
 //! - `unipen`: UNIPEN's dev writers (never trained on) with at least `--min-digits` digits;
 //! - `synthetic`: simulated writers, each with one fixed set of style choices drawn with
 //!   pismo's stroke generator, five of them with the idiosyncratic 9s, 7s and 4s of
@@ -16,8 +16,9 @@
 //! ```text
 //! cargo run --release -p pismo-bench --bin adapt -- [--model REF] [--registry DIR]
 //!     [--data DIR] [--datasets DIR] [--writers unipen,synthetic] [--first 50]
-//!     [--min-digits 100] [--pen 18] [--steps N] [--lr X] [--per-batch N] [--elastic X]
-//!     [--dropout X] [--anchor X] [--keep-within X] [--output-only] [--no-test] [--json FILE]
+//!     [--min-digits 100] [--rest N] [--pen 18] [--steps N] [--lr X] [--per-batch N] [--elastic X]
+//!     [--dropout X] [--anchor X] [--keep-within X] [--output-only] [--keep-right] [--no-test]
+//!     [--json FILE]
 //! ```
 
 use std::path::PathBuf;
@@ -43,6 +44,7 @@ struct Options {
     writers: Vec<String>,
     first: usize,
     min_digits: usize,
+    rest: usize,
     pen: f32,
     recipe: AdaptRecipe,
     test: bool,
@@ -59,6 +61,7 @@ fn options() -> Result<Options, String> {
         writers: vec!["unipen".into(), "synthetic".into()],
         first: 50,
         min_digits: 100,
+        rest: usize::MAX,
         pen: THICK_PEN,
         recipe: AdaptRecipe::DEFAULT,
         test: true,
@@ -77,6 +80,7 @@ fn options() -> Result<Options, String> {
             "--writers" => o.writers = value()?.split(',').map(str::to_owned).collect(),
             "--first" => o.first = num(value()?)? as usize,
             "--min-digits" => o.min_digits = num(value()?)? as usize,
+            "--rest" => o.rest = num(value()?)? as usize,
             "--pen" => o.pen = num(value()?)?,
             "--steps" => o.recipe.steps = num(value()?)? as u32,
             "--lr" => o.recipe.lr = num(value()?)?,
@@ -276,9 +280,10 @@ fn main() {
                 labels: w.digits.labels[..first].to_vec(),
             };
         }
+        let end = first + o.rest.min(w.digits.len() - first);
         let rest = Dataset {
-            images: w.digits.images[first..].to_vec(),
-            labels: w.digits.labels[first..].to_vec(),
+            images: w.digits.images[first..end].to_vec(),
+            labels: w.digits.labels[first..end].to_vec(),
         };
         let (_, before) = base.evaluate(&rest.images, &rest.labels, 0);
         let started = Instant::now();
