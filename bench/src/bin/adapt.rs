@@ -359,18 +359,17 @@ fn summary(outcomes: &[Outcome], base: (f64, f64), what: &str, keep: impl Fn(&Ou
             .map(|o| 100.0 * f(o) as f64 / o.scored as f64)
             .fold(f64::INFINITY, f64::min)
     };
+    // The lowest of `xs` as a percentage, or "-" when none was measured (`--no-test`).
     let lowest = |xs: Vec<f64>| {
-        if xs.is_empty() {
-            f64::NAN
-        } else {
-            100.0 * xs.into_iter().fold(f64::INFINITY, f64::min)
-        }
+        xs.into_iter()
+            .reduce(f64::min)
+            .map_or_else(|| "-".to_owned(), |x| format!("{:.2}", 100.0 * x))
     };
     let worst_val = lowest(kept.iter().filter_map(|o| o.val).collect());
     let worst_test = lowest(kept.iter().filter_map(|o| o.test).collect());
     let slowest = kept.iter().map(|o| o.seconds).fold(0.0, f64::max);
     println!(
-        "{what}: {} writers, remaining digits {:.2} % -> {:.2} %; worst writer {:.1} % -> {:.1} %; MNIST validation base {:.2} %, adapted worst {worst_val:.2} %; test base {:.2} %, adapted worst {worst_test:.2} %; slowest adaptation {slowest:.1} s",
+        "{what}: {} writers, remaining digits {:.2} % -> {:.2} %; worst writer {:.1} % -> {:.1} %; MNIST validation base {:.2} %, adapted worst {worst_val} %; test base {:.2} %, adapted worst {worst_test} %; slowest adaptation {slowest:.1} s",
         kept.len(),
         100.0 * before as f64 / n as f64,
         100.0 * after as f64 / n as f64,
