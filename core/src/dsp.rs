@@ -1,21 +1,23 @@
 //! The Cortex-M4 DSP instructions the int8 first layer uses, and the first layer built on them.
 //!
-//! Five instructions, each a function of 32-bit registers with no memory access:
+//! Five instructions of the DSP extension, each a function of 32-bit registers:
 //!
-//! | function        | instruction            | result                                             |
-//! |-----------------|------------------------|----------------------------------------------------|
-//! | [`sxtb16`]      | `SXTB16 d, m`          | bytes 0 and 2 of `m`, sign-extended to 16-bit lanes |
-//! | [`sxtb16_ror8`] | `SXTB16 d, m, ROR #8`  | bytes 1 and 3 likewise                             |
-//! | [`pkhbt`]       | `PKHBT d, n, m, LSL #16` | low half of `n`, low half of `m` on top          |
+//! | function        | instruction              | result                                             |
+//! |-----------------|--------------------------|----------------------------------------------------|
+//! | [`sxtb16`]      | `SXTB16 d, m`            | bytes 0 and 2 of `m`, sign-extended to 16-bit lanes |
+//! | [`sxtb16_ror8`] | `SXTB16 d, m, ROR #8`    | bytes 1 and 3 likewise                             |
+//! | [`pkhbt`]       | `PKHBT d, n, m, LSL #16` | low half of `n`, low half of `m` on top            |
 //! | [`pkhtb`]       | `PKHTB d, n, m, ASR #16` | high half of `m` at the bottom, high half of `n` on top |
-//! | [`smlad`]       | `SMLAD d, n, m, a`     | `a + n.lo·m.lo + n.hi·m.hi` (16-bit signed lanes, wrapping) |
+//! | [`smlad`]       | `SMLAD d, n, m, a`       | `a + n.lo·m.lo + n.hi·m.hi` (16-bit signed lanes, wrapping) |
 //!
-//! With the cargo feature `dsp` on a 32-bit Arm target (`thumbv7em-*`: Cortex-M4/M7, whose
-//! DSP extension has them) each is one `asm!` instruction; everywhere else it is the portable
-//! definition below, the specification the `asm!` must meet. [`first_layer`] is written once
-//! on top of them, so the host runs exactly the kernel logic of the device (with the portable
-//! definitions), and its tests compare it with the plain loop of [`crate::quant`] on random
-//! weights and images; the firmware under QEMU checks the `asm!` path against `pismo eval`.
+//! The functions are their portable definitions (Arm ARM, A7.7), tested against values worked
+//! out by hand. [`first_layer`] is written once; its inner loop, `add_pair`, is written with
+//! these functions ([`portable::add_pair`]), and with the cargo feature `dsp` on a 32-bit Arm
+//! target (`thumbv7em-*`: Cortex-M4/M7) it is one `asm!` block doing the same instructions
+//! in the same order (module `ops`, the only unsafe code here). The host tests run the
+//! portable kernel against the plain loop of [`crate::quant`] on random weights and images;
+//! the firmware under QEMU checks the `asm!` one: its count of correct answers must equal
+//! `pismo eval`'s (`scripts/firmware-sim`).
 //!
 //! **The kernel**: the first layer adds, for every inked pixel `i`, its weight row
 //! `w1[i][·]` times the pixel value to the `H` accumulators (blank pixels are skipped). Here
@@ -27,73 +29,66 @@
 //! most 255·127 in magnitude and a sum over 784 pixels stays below 2³¹: the integers are the
 //! plain loop's, bit for bit.
 
-/// The DSP instructions as `asm!` (Cortex-M4 and up with the `dsp` feature).
+/// The kernel's inner loop as one `asm!` block (Cortex-M4 and up with the `dsp` feature):
+/// instruction for instruction the loop of [`portable::add_pair`], with the four sums of a
+/// step loaded and stored by one `LDM`/`STM` and kept in r0–r3 in between.
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
 #[allow(unsafe_code)]
 mod ops {
     use core::arch::asm;
 
+    /// See [`super::portable::add_pair`].
     #[inline(always)]
-    pub fn sxtb16(m: u32) -> u32 {
-        let d: u32;
-        // SAFETY: one register-to-register instruction: no memory, no stack, no flags.
-        unsafe {
-            asm!("sxtb16 {d}, {m}", d = lateout(reg) d, m = in(reg) m,
-                 options(pure, nomem, nostack, preserves_flags));
+    pub fn add_pair(acc: &mut [i32], row_i: &[u8], row_j: &[u8], x: u32) {
+        let steps = acc.len().min(row_i.len()).min(row_j.len()) / 4;
+        if steps == 0 {
+            return;
         }
-        d
-    }
-
-    #[inline(always)]
-    pub fn sxtb16_ror8(m: u32) -> u32 {
-        let d: u32;
-        // SAFETY: one register-to-register instruction: no memory, no stack, no flags.
+        // SAFETY: the loop runs `steps` times; each reads 4 bytes of `row_i` and of `row_j`
+        // (unaligned word loads, which the Cortex-M4 allows) and reads and writes 4 words of
+        // `acc` (an `i32` slice: word-aligned for LDM/STM), so it stays within the three
+        // slices, whose lengths bound `steps`. It writes only the registers declared below
+        // and the flags (SUBS; SMLAD's sticky Q); no stack.
         unsafe {
-            asm!("sxtb16 {d}, {m}, ror #8", d = lateout(reg) d, m = in(reg) m,
-                 options(pure, nomem, nostack, preserves_flags));
+            asm!(
+                "2:",
+                "ldr {wi}, [{ri}], #4",
+                "ldr {wj}, [{rj}], #4",
+                "ldm {acc}, {{r0, r1, r2, r3}}",
+                "pkhbt {t}, {wi}, {wj}, lsl #16",
+                "pkhtb {wj}, {wj}, {wi}, asr #16",
+                "sxtb16 {wi}, {t}",
+                "smlad r0, {x}, {wi}, r0",
+                "sxtb16 {wi}, {t}, ror #8",
+                "smlad r1, {x}, {wi}, r1",
+                "sxtb16 {wi}, {wj}",
+                "smlad r2, {x}, {wi}, r2",
+                "sxtb16 {wi}, {wj}, ror #8",
+                "smlad r3, {x}, {wi}, r3",
+                "stm {acc}!, {{r0, r1, r2, r3}}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                ri = inout(reg) row_i.as_ptr() => _,
+                rj = inout(reg) row_j.as_ptr() => _,
+                acc = inout(reg) acc.as_mut_ptr() => _,
+                n = inout(reg) steps => _,
+                x = in(reg) x,
+                wi = out(reg) _,
+                wj = out(reg) _,
+                t = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack),
+            );
         }
-        d
-    }
-
-    #[inline(always)]
-    pub fn pkhbt(n: u32, m: u32) -> u32 {
-        let d: u32;
-        // SAFETY: one register-to-register instruction: no memory, no stack, no flags.
-        unsafe {
-            asm!("pkhbt {d}, {n}, {m}, lsl #16", d = lateout(reg) d, n = in(reg) n,
-                 m = in(reg) m, options(pure, nomem, nostack, preserves_flags));
-        }
-        d
-    }
-
-    #[inline(always)]
-    pub fn pkhtb(n: u32, m: u32) -> u32 {
-        let d: u32;
-        // SAFETY: one register-to-register instruction: no memory, no stack, no flags.
-        unsafe {
-            asm!("pkhtb {d}, {n}, {m}, asr #16", d = lateout(reg) d, n = in(reg) n,
-                 m = in(reg) m, options(pure, nomem, nostack, preserves_flags));
-        }
-        d
-    }
-
-    #[inline(always)]
-    pub fn smlad(n: u32, m: u32, a: i32) -> i32 {
-        let d: i32;
-        // SAFETY: one register-to-register instruction: no memory, no stack. It may set the
-        // sticky Q flag on overflow (which the sums here never reach), so flags are not
-        // declared preserved.
-        unsafe {
-            asm!("smlad {d}, {n}, {m}, {a}", d = lateout(reg) d, n = in(reg) n,
-                 m = in(reg) m, a = in(reg) a, options(pure, nomem, nostack));
-        }
-        d
     }
 }
 
 /// The portable definitions: what each instruction computes (Arm ARM, A7.7).
 #[cfg_attr(all(target_arch = "arm", feature = "dsp"), allow(dead_code))]
-mod portable {
+pub mod portable {
     #[inline(always)]
     fn lane(b: u32) -> u32 {
         u32::from(b as u8 as i8 as i16 as u16)
@@ -125,37 +120,38 @@ mod portable {
         let hi = i32::from((n >> 16) as i16) * i32::from((m >> 16) as i16);
         a.wrapping_add(lo).wrapping_add(hi)
     }
+
+    #[inline(always)]
+    fn word(b: &[u8]) -> u32 {
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// Adds `x_i·row_i + x_j·row_j` to `acc`, four units per step; `x = x_i | x_j << 16`.
+    /// `acc.len()` is a multiple of 4 and at most the rows' length.
+    #[inline(always)]
+    pub fn add_pair(acc: &mut [i32], row_i: &[u8], row_j: &[u8], x: u32) {
+        let steps = acc
+            .chunks_exact_mut(4)
+            .zip(row_i.chunks_exact(4))
+            .zip(row_j.chunks_exact(4));
+        for ((a, wi), wj) in steps {
+            let (wi, wj) = (word(wi), word(wj));
+            let lo = pkhbt(wi, wj); // w_i[0] w_i[1] w_j[0] w_j[1]
+            let hi = pkhtb(wj, wi); // w_i[2] w_i[3] w_j[2] w_j[3]
+            a[0] = smlad(x, sxtb16(lo), a[0]);
+            a[1] = smlad(x, sxtb16_ror8(lo), a[1]);
+            a[2] = smlad(x, sxtb16(hi), a[2]);
+            a[3] = smlad(x, sxtb16_ror8(hi), a[3]);
+        }
+    }
 }
 
-#[cfg(not(all(target_arch = "arm", feature = "dsp")))]
 pub use portable::{pkhbt, pkhtb, smlad, sxtb16, sxtb16_ror8};
 
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
-pub use ops::{pkhbt, pkhtb, smlad, sxtb16, sxtb16_ror8};
-
-#[inline(always)]
-fn word(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
-
-/// Adds `x_i·row_i + x_j·row_j` to `acc`, four units per step; `x = x_i | x_j << 16`.
-/// `acc.len()` is a multiple of 4 and at most the rows' length.
-#[inline(always)]
-fn add_pair(acc: &mut [i32], row_i: &[u8], row_j: &[u8], x: u32) {
-    let steps = acc
-        .chunks_exact_mut(4)
-        .zip(row_i.chunks_exact(4))
-        .zip(row_j.chunks_exact(4));
-    for ((a, wi), wj) in steps {
-        let (wi, wj) = (word(wi), word(wj));
-        let lo = pkhbt(wi, wj); // w_i[0] w_i[1] w_j[0] w_j[1]
-        let hi = pkhtb(wj, wi); // w_i[2] w_i[3] w_j[2] w_j[3]
-        a[0] = smlad(x, sxtb16(lo), a[0]);
-        a[1] = smlad(x, sxtb16_ror8(lo), a[1]);
-        a[2] = smlad(x, sxtb16(hi), a[2]);
-        a[3] = smlad(x, sxtb16_ror8(hi), a[3]);
-    }
-}
+use ops::add_pair;
+#[cfg(not(all(target_arch = "arm", feature = "dsp")))]
+use portable::add_pair;
 
 /// The first layer's integer sums `acc[h] = Σ_i x[i]·w1[i][h]` over the inked pixels, two
 /// at a time; returns the number of inked pixels. `w1` is `(INPUT, H)` as in
