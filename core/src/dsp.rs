@@ -159,7 +159,7 @@ use portable::add_pair;
 #[inline(always)]
 pub fn first_layer(w1: &[u8], x: &[u8; crate::mlp::INPUT], acc: &mut [i32]) -> Option<usize> {
     let h = acc.len();
-    if h % 4 != 0 || w1.len() < x.len() * h {
+    if !h.is_multiple_of(4) || w1.len() < x.len() * h {
         return None;
     }
     acc.fill(0);
