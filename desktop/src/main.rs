@@ -62,7 +62,7 @@ use pismo_core::host::mnist::MnistError;
 use pismo_core::host::model::AnyMlp;
 use pismo_core::host::registry::{ModelId, Registry, RegistryError};
 use pismo_core::host::runs::{Runs, RunsError};
-use pismo_core::host::tune::driver::TuneError;
+use pismo_tuning::driver::TuneError;
 
 /// pismo: handwritten-digit recognition with a hand-made MLP trained on MNIST.
 #[derive(FromArgs, Debug)]

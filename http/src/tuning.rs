@@ -1,6 +1,6 @@
 //! Hyperparameter studies from the web: `GET /api/tune` (defaults, limits, the default
 //! space), `POST /api/tune` (202 + the study; it runs on a thread of its own through
-//! `pismo_core::host::tune::driver`, exactly as `pismo tune` runs it), `GET /api/studies`,
+//! `pismo_tuning::driver`, exactly as `pismo tune` runs it), `GET /api/studies`,
 //! `GET /api/studies/{name}` (a study's state), `POST /api/studies/{name}/stop` and
 //! `POST /api/studies/{name}/use` (registers the best trial's model if it is not yet).
 //!
@@ -21,13 +21,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pismo_core::host::registry::{validate_name, Registry};
 use pismo_core::host::runs::Runs;
-use pismo_core::host::tune::driver::{
-    self, Best, Driver, Observer, Plan, TuneError, DEFAULT_EPOCHS, ETA, MIN_EPOCHS,
-};
 use pismo_core::host::tune::journal::{JournalEvent, Replay, StoreError, StudyStore, TrialState};
 use pismo_core::host::tune::shelf::{CreateError, StudyShelf};
-use pismo_core::host::tune::space::Space;
 use pismo_core::hyper::Hyper;
+use pismo_tuning::driver::{
+    self, Best, Driver, Observer, Plan, TuneError, DEFAULT_EPOCHS, ETA, MIN_EPOCHS,
+};
+use pismo_tuning::space::Space;
 use serde::Serialize;
 use serde_json::{json, Value};
 

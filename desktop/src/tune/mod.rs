@@ -5,7 +5,7 @@
 //! - [`display`]: the live table on stderr and the `--json` events: the study's observer.
 //!
 //! The study itself (worker threads, journal, best trial's model) is
-//! `pismo_core::host::tune::driver`, which `pismo serve` runs too.
+//! `pismo_tuning::driver`, which `pismo serve` runs too.
 //!
 //! A study's journal is `<runs>/studies/NAME.jsonl` and its best model, until it is
 //! registered, `<runs>/studies/NAME.best.pismo`; with a database as the store (`--store
@@ -24,13 +24,13 @@ use pismo_core::host::mnist::TRAIN_DIGEST;
 use pismo_core::host::registry::{validate_alias, validate_name};
 use pismo_core::host::runs::Runs;
 use pismo_core::host::session;
-use pismo_core::host::tune::driver::{self, Best, Driver, Plan, DEFAULT_EPOCHS, ETA, MIN_EPOCHS};
 use pismo_core::host::tune::journal::{
     FileJournal, JournalEvent, Registration, Replay, StudyStore,
 };
-use pismo_core::host::tune::space::Space;
 use pismo_core::hyper::Hyper;
 use pismo_store::study::{self as shared, Join, OpenError, PgStudy};
+use pismo_tuning::driver::{self, Best, Driver, Plan, DEFAULT_EPOCHS, ETA, MIN_EPOCHS};
+use pismo_tuning::space::Space;
 use serde_json::json;
 
 use self::display::Display;
@@ -343,7 +343,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         store.location(),
         if parallel == 1 { "" } else { "s" },
         if threads == 1 { "" } else { "s" },
-        pismo_core::host::tune::asha::Asha::new(MIN_EPOCHS, ETA, plan.base.epochs).rungs(),
+        pismo_tuning::asha::Asha::new(MIN_EPOCHS, ETA, plan.base.epochs).rungs(),
         plan.base.epochs
     );
     eprintln!("loading MNIST from {} …", data_dir.display());

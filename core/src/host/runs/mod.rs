@@ -36,8 +36,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use self::folder::FolderRuns;
 use self::store::{RunSink, RunStore};
-use super::process;
-use super::registry::ModelId;
+use crate::host::process;
+use crate::host::registry::ModelId;
 use crate::hyper::Hyper;
 
 /// The error recorded when a [`RunWriter`] is dropped unfinished.

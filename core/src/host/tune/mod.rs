@@ -1,15 +1,7 @@
-//! `pismo tune`'s parts: a search space, the TPE sampler, successive halving and the study's
-//! journal. Each is usable on its own; the study driver puts them together.
+//! The storage side of `pismo tune`: a study's journal and the shelf of studies. The search
+//! itself (space, sampler, halving, driver) is the `pismo-tuning` crate.
 //!
-//! - [`space`]: which settings of `pismo train` vary and over what (a JSON space file).
-//! - [`tpe`]: the Tree-structured Parzen Estimator that picks each next point.
-//! - [`asha`]: asynchronous successive halving, which stops weak trials at epoch rungs.
 //! - [`journal`]: the append-only, fsynced record of a study, behind a small store interface.
-//! - [`driver`]: a study: worker threads running trials, the journal, the best trial's
-//!   model, told to an observer as it goes (`pismo tune` and `pismo serve` both run it).
-pub mod asha;
-pub mod driver;
+//! - [`shelf`]: the studies of a store, listed and created by name.
 pub mod journal;
 pub mod shelf;
-pub mod space;
-pub mod tpe;

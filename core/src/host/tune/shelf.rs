@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
-use super::journal::{self, FileJournal, JournalEvent, StoreError, StudyStore};
+use crate::host::tune::journal::{self, FileJournal, JournalEvent, StoreError, StudyStore};
 
 /// Why a shelf did not make a study.
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 //! `f64` everywhere (a switch is 0 or 1, a size is a whole number); [`Space::apply`] turns
 //! them into a [`Hyper`] and a [`Recipe`], so a point of the space is a run of `pismo train`.
 //! The number of epochs is not a dimension: it is the budget successive halving hands out
-//! ([`super::asha`]).
+//! ([`crate::asha`]).
 //!
 //! A space file is a JSON object from setting name to domain:
 //!
@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::host::recipe::Recipe;
-use crate::hyper::{Hyper, HIDDEN_SIZES};
+use pismo_core::host::recipe::Recipe;
+use pismo_core::hyper::{Hyper, HIDDEN_SIZES};
 
 /// How one setting varies.
 #[derive(Clone, Debug, PartialEq)]

@@ -31,24 +31,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::format::Meta;
-use crate::host::mnist::Dataset;
-use crate::host::model::AnyMlp;
-use crate::host::recipe::Recipe;
-use crate::host::registry::Registry;
-use crate::host::runs::Runs;
-use crate::host::session::{self, ModelMeta, SessionEvent, TrainRequest};
-use crate::host::trainer::Event;
-use crate::hyper::{Hyper, Metrics};
-use crate::rng::{hash3, Rng};
+use pismo_core::format::Meta;
+use pismo_core::host::mnist::Dataset;
+use pismo_core::host::model::AnyMlp;
+use pismo_core::host::recipe::Recipe;
+use pismo_core::host::registry::Registry;
+use pismo_core::host::runs::Runs;
+use pismo_core::host::session::{self, ModelMeta, SessionEvent, TrainRequest};
+use pismo_core::host::trainer::Event;
+use pismo_core::hyper::{Hyper, Metrics};
+use pismo_core::rng::{hash3, Rng};
 use serde::Serialize;
 
-use super::asha::{Asha, Decision};
-use super::journal::{Claim, JournalEvent, Replay, StoreError, StudyStore, TrialState};
-use super::space::{Space, SpaceError};
-use super::tpe::{Observation, Tpe};
-use crate::host::registry::{ModelId, RegistryError};
-use crate::host::runs::RunsError;
+use crate::asha::{Asha, Decision};
+use crate::space::{Space, SpaceError};
+use crate::tpe::{Observation, Tpe};
+use pismo_core::host::registry::{ModelId, RegistryError};
+use pismo_core::host::runs::RunsError;
+use pismo_core::host::tune::journal::{
+    Claim, JournalEvent, Replay, StoreError, StudyStore, TrialState,
+};
 
 /// Successive halving's first rung, in epochs.
 pub const MIN_EPOCHS: u32 = 1;
@@ -65,7 +67,7 @@ const CLAIM_RETRY: Duration = Duration::from_millis(500);
 
 /// The name of a study started at `unix_secs` that was given none: `study-YYYYMMDD-HHMMSS`.
 pub fn default_study_name(unix_secs: u64) -> String {
-    format!("study-{}", crate::host::runs::utc_stamp(unix_secs))
+    format!("study-{}", pismo_core::host::runs::utc_stamp(unix_secs))
 }
 
 /// What a study runs, fixed when it starts.
@@ -96,7 +98,7 @@ pub struct Plan {
     /// MNIST folder.
     pub data_dir: PathBuf,
     /// What the trials train on, as run records and model files name it:
-    /// [`crate::host::mnist::TRAIN_DIGEST`] for the whole MNIST training split, else the images' digest.
+    /// [`pismo_core::host::mnist::TRAIN_DIGEST`] for the whole MNIST training split, else the images' digest.
     pub dataset: String,
     /// Shipped corpora folder.
     pub corpora_dir: PathBuf,
@@ -816,7 +818,7 @@ pub fn register_best(
 pub fn check_space(space: &Space, base: &Hyper) -> Result<(), SpaceError> {
     let mut rng = Rng::new(base.seed);
     for _ in 0..32 {
-        let point = super::tpe::random_point(space, &mut rng);
+        let point = crate::tpe::random_point(space, &mut rng);
         space.apply(&space.values(&point), base, &Recipe::default())?;
     }
     Ok(())

@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn about_one_in_eta_passes_each_rung_over_many_trials() {
         let mut asha = Asha::new(1, 3, 27);
-        let mut rng = crate::rng::Rng::new(5);
+        let mut rng = pismo_core::rng::Rng::new(5);
         let mut passed = [0usize; 3];
         let trials = 900;
         for _ in 0..trials {

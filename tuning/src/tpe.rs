@@ -7,12 +7,12 @@
 //! and the one with the largest `l(x) / g(x)` is suggested: likely under the good trials,
 //! unlikely under the bad. A choice dimension uses smoothed frequencies instead of normals.
 //!
-//! Scores are maximised. Points are in search coordinates ([`super::space::Domain::bounds`]):
+//! Scores are maximised. Points are in search coordinates ([`crate::space::Domain::bounds`]):
 //! logarithms for log domains, so learning rates are compared by ratio.
 
-use crate::rng::Rng;
+use pismo_core::rng::Rng;
 
-use super::space::{Domain, Space};
+use crate::space::{Domain, Space};
 
 /// A finished trial, as the sampler sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -223,7 +223,7 @@ fn normal_cdf(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::tune::space::Dimension;
+    use crate::space::Dimension;
 
     /// A bumpy objective with its best region small: the kind of surface a tuner meets.
     fn objective(p: &[f64]) -> f64 {
