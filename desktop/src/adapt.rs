@@ -1,5 +1,5 @@
 //! `pismo adapt`: fine-tune a registered model to the corrected drawings of one person
-//! (`pismo_core::host::adapt::session`), record the run and register the result.
+//! (`pismo_training::adapt::session`), record the run and register the result.
 //!
 //! Flags are checked before anything loads. Progress goes to stderr (a bar on a terminal,
 //! and the run's log lines); the result to stdout: a short summary, or with `--json` one
@@ -9,10 +9,10 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest, Adapted};
-use pismo_core::host::adapt::AdaptRecipe;
 use pismo_core::host::drawn;
 use pismo_core::host::registry::{validate_alias, validate_name};
+use pismo_training::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest, Adapted};
+use pismo_training::adapt::AdaptRecipe;
 
 use crate::progress::Counter;
 use crate::CliError;

@@ -8,11 +8,12 @@ use argh::FromArgs;
 use pismo_core::augment;
 use pismo_core::host::drawn::{DrawnError, DrawnStore, SampleInfo};
 use pismo_core::host::mnist::{self, MnistError};
-use pismo_core::host::trainer::validation_split;
-use pismo_core::host::{atomic, corpora, image, preview, recipe, synth};
+use pismo_core::host::{atomic, corpora, image, preview, synth};
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::rng::Rng;
+use pismo_training::recipe;
+use pismo_training::trainer::validation_split;
 
 use crate::{fetch, CliError};
 

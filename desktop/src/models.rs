@@ -348,7 +348,7 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
 
 fn join(a: Join) -> Result<(), CliError> {
     use pismo_core::host::mnist::{self, Dataset, Split};
-    use pismo_core::host::trainer::validation_set;
+    use pismo_training::trainer::validation_set;
     if a.models.len() < 2 {
         return Err(CliError::usage("give two or more models to join"));
     }

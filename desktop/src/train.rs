@@ -1,4 +1,4 @@
-//! `pismo train`: one training session (`pismo_core::host::session`) with live progress.
+//! `pismo train`: one training session (`pismo_training::session`) with live progress.
 //!
 //! Everything is checked before MNIST is loaded (hyperparameters, model name, aliases), so a
 //! typo is a usage error at once, not after the data loads. While training, stderr shows the
@@ -15,11 +15,11 @@ use std::sync::atomic::Ordering;
 use argh::FromArgs;
 use pismo_core::host::corpora;
 use pismo_core::host::mnist::TRAIN_DIGEST;
-use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::{validate_alias, validate_name};
-use pismo_core::host::session::{self, SessionError, SessionEvent, TrainRequest};
-use pismo_core::host::trainer::{EpochReport, Event, TrainError};
 use pismo_core::hyper::{Hyper, Metrics};
+use pismo_training::recipe::Recipe;
+use pismo_training::session::{self, SessionError, SessionEvent, TrainRequest};
+use pismo_training::trainer::{EpochReport, Event, TrainError};
 use serde::Serialize;
 
 use crate::progress::Counter;

@@ -1,7 +1,7 @@
 //! Adapting from the web (the page's "Learn from my N corrections"): `GET /api/adapt` says
 //! whether it can run (the corrections kept, whether MNIST is there, the adaptation going
 //! on), `POST /api/adapt` starts one: 202 + run id, the adaptation runs on a thread of its
-//! own through `pismo_core::host::adapt::session::run_with_data`, exactly as `pismo adapt`
+//! own through `pismo_training::adapt::session::run_with_data`, exactly as `pismo adapt`
 //! does, on the server's cached MNIST ([`crate::training::Training::data`]) and the
 //! corrections `POST /api/drawn` keeps.
 //!
@@ -23,13 +23,13 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use pismo_core::host::adapt::session::{
-    self, AdaptError, AdaptEvent, AdaptRequest, Adapted, MAX_FORGETTING,
-};
-use pismo_core::host::adapt::AdaptRecipe;
 use pismo_core::host::drawn::DrawnStore;
 use pismo_core::host::registry;
 use pismo_core::host::runs::Status;
+use pismo_training::adapt::session::{
+    self, AdaptError, AdaptEvent, AdaptRequest, Adapted, MAX_FORGETTING,
+};
+use pismo_training::adapt::AdaptRecipe;
 use serde::Serialize;
 use serde_json::{json, Value};
 

@@ -1,6 +1,6 @@
 //! Training from the web: `GET /api/train` (defaults, limits, whether MNIST is there),
 //! `POST /api/train` (202 + run id; the run trains on a thread of its own through
-//! `pismo_core::host::session::run_with_data`, exactly as `pismo train` does) and
+//! `pismo_training::session::run_with_data`, exactly as `pismo train` does) and
 //! `POST /api/runs/{id}/stop`.
 //!
 //! Invariants: at most [`crate::Options::max_training`] runs train at once, counted and
@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::registry::{self, Registry};
 use pismo_core::host::runs::Runs;
-use pismo_core::host::session::{self, SessionError, SessionEvent, TrainRequest};
-use pismo_core::host::trainer::{Event, TrainError};
 use pismo_core::hyper::{Hyper, HIDDEN_SIZES};
+use pismo_training::session::{self, SessionError, SessionEvent, TrainRequest};
+use pismo_training::trainer::{Event, TrainError};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 

@@ -13,15 +13,15 @@ use pismo_core::host::drawn::DrawnStore;
 use pismo_core::host::mnist::Dataset;
 use pismo_core::host::model::AnyMlp;
 use pismo_core::host::pen::Canvas;
-use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::Runs;
-use pismo_core::host::session::{self, TrainRequest};
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::preprocess;
 use pismo_core::rng::Rng;
 use pismo_tests::{t10k, TempDir};
+use pismo_training::recipe::Recipe;
+use pismo_training::session::{self, TrainRequest};
 
 /// Crossed sevens number `0..n` of a seeded stream: a top bar, a stem down to the left and a
 /// long crossbar low on the stem, every point moved a little.

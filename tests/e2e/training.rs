@@ -7,13 +7,13 @@ use pismo_core::augment::Distortion;
 use pismo_core::format::Meta;
 use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::{AnyMlp, Weights};
-use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::{Runs, Status};
-use pismo_core::host::session::{self, SessionEvent, TrainRequest};
-use pismo_core::host::trainer::{self, Event, TrainSet};
 use pismo_core::hyper::{Hyper, Metrics};
 use pismo_tests::{full_mnist, t10k, TempDir};
+use pismo_training::recipe::Recipe;
+use pismo_training::session::{self, SessionEvent, TrainRequest};
+use pismo_training::trainer::{self, Event, TrainSet};
 
 fn subset(d: &Dataset, range: std::ops::Range<usize>) -> Dataset {
     Dataset {

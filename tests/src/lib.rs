@@ -23,9 +23,9 @@ use std::sync::OnceLock;
 use pismo_core::host::mnist::{self, Dataset, TRAIN_DIGEST};
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::Runs;
-use pismo_core::host::session::{self, TrainRequest};
 use pismo_core::hyper::Hyper;
 use pismo_core::preprocess::GreyImage;
+use pismo_training::session::{self, TrainRequest};
 
 /// A folder that is removed (with its content) when dropped: a [`tempfile::TempDir`] with a
 /// tag in its name, and `join` for the paths the tests build inside it.

@@ -34,13 +34,13 @@ use std::time::{Duration, Instant};
 use pismo_core::format::Meta;
 use pismo_core::host::mnist::Dataset;
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::Runs;
-use pismo_core::host::session::{self, ModelMeta, SessionEvent, TrainRequest};
-use pismo_core::host::trainer::Event;
 use pismo_core::hyper::{Hyper, Metrics};
 use pismo_core::rng::{hash3, Rng};
+use pismo_training::recipe::Recipe;
+use pismo_training::session::{self, ModelMeta, SessionEvent, TrainRequest};
+use pismo_training::trainer::Event;
 use serde::Serialize;
 
 use crate::asha::{Asha, Decision};

@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use pismo_core::host::recipe::Recipe;
 use pismo_core::hyper::{Hyper, HIDDEN_SIZES};
+use pismo_training::recipe::Recipe;
 
 /// How one setting varies.
 #[derive(Clone, Debug, PartialEq)]

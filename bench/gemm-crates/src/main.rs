@@ -1,6 +1,6 @@
 //! Batch prediction of the 10000 MNIST test images four ways, in one process, alternating:
 //!
-//! - `strips`: `pismo_core::host::trainer::evaluate` (what `pismo eval` and the validation
+//! - `strips`: `pismo_core::host::eval::evaluate` (what `pismo eval` and the validation
 //!   pass run: sparse inputs, 128 images at a time per strip of 64 hidden units);
 //! - `per-image`: the loop it replaced, one image at a time through the dispatched
 //!   single-image kernel (`kernels::logits`), the images split over the threads;
@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use pismo_core::host::mnist::{self, Dataset, Split};
-use pismo_core::host::{boxed_zeroed, kernels, trainer};
+use pismo_core::host::{boxed_zeroed, eval, kernels};
 use pismo_core::mlp::{self, Mlp, CLASSES, INPUT};
 use pismo_core::rng::Rng;
 
@@ -198,7 +198,7 @@ fn run<const H: usize>(test: &Dataset, a: &Args) {
     }
     let gflops = |t: f64| 2.0 * (INPUT * H * test.len()) as f64 / t / 1e9;
     let (t_strips, (_, right)) = time(a.reps, || {
-        trainer::evaluate(&m, &test.images, &test.labels, a.threads)
+        eval::evaluate(&m, &test.images, &test.labels, a.threads)
     });
     let (t_image, right_image) = time(a.reps, || per_image(&m, test, a.threads));
     assert_eq!(right, right_image, "per-image and strips must agree");

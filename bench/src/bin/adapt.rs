@@ -24,7 +24,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use pismo_core::host::adapt::{AdaptRecipe, Adapter};
 use pismo_core::host::devsets::{CANVAS_SIDE, THICK_PEN};
 use pismo_core::host::drawn;
 use pismo_core::host::mnist::{self, Dataset, Split};
@@ -32,9 +31,11 @@ use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
 use pismo_core::host::pen::Canvas;
 use pismo_core::host::registry::Registry;
 use pismo_core::host::synth::{self, Glyph, Hand, GLYPHS, WRITER_GLYPHS};
-use pismo_core::host::{trainer, unipen};
+use pismo_core::host::unipen;
 use pismo_core::rng::{hash3, Rng};
 use pismo_core::verdict::verdict;
+use pismo_training::adapt::{AdaptRecipe, Adapter};
+use pismo_training::trainer;
 
 struct Options {
     model: String,

@@ -25,16 +25,22 @@
 //! AVX2 copy to 0.21 s). The AVX-512 copy: see [`level`].
 #![allow(unsafe_code)]
 
-use crate::host::inked::{InkedImages, Part};
-use crate::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT};
+use crate::mlp::{self, Mlp, Sparse, CLASSES, INPUT};
 use crate::preprocess::{self, GreyImage, Info, PreprocessError, PIXELS};
 
 /// Defines `pub fn NAME[<const H: usize>](args) -> R { body }` three times — generic, with
 /// AVX2 and with AVX-512 — behind one entry point that picks the copy of [`level`].
+///
+/// Crates above use it for their own hot loops (the trainer's, adaptation's): the dispatch
+/// and its `unsafe` are written here once, and the generated function allows `unsafe_code`
+/// for the two guarded calls alone. Everything the body calls must be `#[inline(always)]`
+/// (or generic) so that it compiles into each copy.
+#[macro_export]
 macro_rules! dispatched {
     ($(#[$doc:meta])* pub fn $name:ident$(<const $h:ident: usize>)?($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? $body:block) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
+        #[allow(unsafe_code)]
         pub fn $name$(<const $h: usize>)?($($a: $t),*) $(-> $r)? {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
@@ -55,13 +61,13 @@ macro_rules! dispatched {
             }
 
             #[cfg(target_arch = "x86_64")]
-            match level() {
+            match $crate::host::kernels::level() {
                 // SAFETY: `level` reported that the CPU supports AVX-512 (F, BW, VL).
-                Level::Avx512 => return unsafe { avx512$(::<$h>)?($($a),*) },
+                $crate::host::kernels::Level::Avx512 => return unsafe { avx512$(::<$h>)?($($a),*) },
                 // SAFETY: `level` reported that the CPU supports AVX2.
-                Level::Avx2 => return unsafe { avx2$(::<$h>)?($($a),*) },
+                $crate::host::kernels::Level::Avx2 => return unsafe { avx2$(::<$h>)?($($a),*) },
                 // Neon is aarch64's only copy: not built here.
-                Level::Baseline | Level::Neon => {}
+                $crate::host::kernels::Level::Baseline | $crate::host::kernels::Level::Neon => {}
             }
             generic$(::<$h>)?($($a),*)
         }
@@ -143,174 +149,6 @@ pub fn level() -> Level {
     })
 }
 
-/// Where the images of a batch come from and how they are distorted. Index `i` is MNIST's
-/// image `i` below `base_images.len()`, else image `i - base_images.len()` of the extra data;
-/// `inked` is numbered the same way.
-#[derive(Clone, Copy, Debug)]
-pub struct Source<'a> {
-    /// MNIST's training images, as bytes.
-    pub base_images: &'a [[u8; INPUT]],
-    /// Their labels.
-    pub base_labels: &'a [u8],
-    /// Training-only images after MNIST's (drawings, corpora, synthetic digits).
-    pub extra_images: &'a [[u8; INPUT]],
-    /// Their labels.
-    pub extra_labels: &'a [u8],
-    /// The images' inked pixels when they are the same every epoch; `None` when each is
-    /// distorted afresh every time it is drawn ([`crate::augment`], `--augment`).
-    pub inked: Option<&'a InkedImages>,
-    /// How far, when augmenting.
-    pub distortion: crate::augment::Distortion,
-    /// Whether to deskew distorted images ([`crate::deskew`]) after their distortion (images
-    /// that are not distorted come already in the model's input form).
-    pub deskew: bool,
-    /// Seed of the run.
-    pub seed: u64,
-}
-
-impl<'a> Source<'a> {
-    /// Image `i`.
-    pub fn image(&self, i: u32) -> &'a [u8; INPUT] {
-        let i = i as usize;
-        match i.checked_sub(self.base_images.len()) {
-            None => &self.base_images[i],
-            Some(j) => &self.extra_images[j],
-        }
-    }
-
-    /// Label of image `i`.
-    pub fn label(&self, i: u32) -> u8 {
-        let i = i as usize;
-        match i.checked_sub(self.base_labels.len()) {
-            None => self.base_labels[i],
-            Some(j) => self.extra_labels[j],
-        }
-    }
-}
-
-dispatched! {
-    /// The sparse inputs of the samples `idx` (batch positions `first ..`): copies of their
-    /// inked pixels, or distorted afresh when augmenting (then deskewed when the model is).
-    pub fn prepare_inputs(src: Source<'_>, idx: &[u32], first: usize, step: u64, xs: &mut [Sparse]) {
-        let mut distorted = [0.0f32; INPUT];
-        for (j, (&i, x)) in idx.iter().zip(xs.iter_mut()).enumerate() {
-            match src.inked {
-                Some(inked) => inked.fill(i as usize, x),
-                None => {
-                    let index = (first + j) as u64;
-                    crate::augment::distort(src.image(i), &mut distorted, src.seed, step, index, &src.distortion);
-                    if src.deskew {
-                        crate::deskew::deskew_f32(&mut distorted);
-                    }
-                    x.set_f32(&distorted);
-                }
-            }
-        }
-    }
-}
-
-dispatched! {
-    /// Appends the inked pixels of `images` to `part`, image after image.
-    pub fn compact_inked(images: &[&[u8; INPUT]], part: &mut Part) {
-        // Counted first, so that the vectors are allocated once at their size (growing them
-        // as they filled measured 6 MB more peak RSS at 4096 units).
-        let inked = |image: &[u8; INPUT]| image.iter().map(|&b| u16::from(b != 0)).sum::<u16>();
-        let total = images.iter().map(|&image| usize::from(inked(image))).sum();
-        part.ends.reserve_exact(images.len());
-        part.idx.reserve_exact(total);
-        part.levels.reserve_exact(total);
-        let (mut idx, mut levels) = ([0u16; INPUT], [0u8; INPUT]);
-        for image in images {
-            let n = mlp::inked_pixels(image, &mut idx, &mut levels);
-            part.idx.extend_from_slice(&idx[..n]);
-            part.levels.extend_from_slice(&levels[..n]);
-            part.ends.push(part.idx.len());
-        }
-    }
-}
-
-dispatched! {
-    /// Forward of one block of hidden units over the batch, given as consecutive chunks.
-    pub fn forward_block(
-        blk: Block<'_>,
-        chunks: &[&[Sparse]],
-        batch: usize,
-        dropout: Dropout,
-        a: &mut [f32],
-        partial: &mut [[f32; CLASSES]],
-    ) {
-        let drop = (dropout.rate > 0.0).then_some(dropout);
-        mlp::block_forward(blk, chunks, batch, drop, a, partial);
-    }
-}
-
-dispatched! {
-    /// Logits from every block's contributions (in unit order), loss, and its gradient.
-    pub fn output_loss(
-        b2: &[f32; CLASSES],
-        partials: &[&[[f32; CLASSES]]],
-        labels: &[u8],
-        z: &mut [[f32; CLASSES]],
-        dz2: &mut [[f32; CLASSES]],
-    ) -> (f64, usize) {
-        z.fill(*b2);
-        for p in partials {
-            mlp::add_partials(z, p);
-        }
-        mlp::softmax_cross_entropy(z, labels, dz2)
-    }
-}
-
-/// One block's parameters, momentum and scratch, as the thread that owns it holds them.
-#[derive(Debug)]
-pub struct BlockState<'a> {
-    /// w1: (IN, width), strip-packed ([`mlp::pack_columns`]).
-    pub w1: &'a mut [f32],
-    /// Momentum of w1, laid out as w1.
-    pub v1: &'a mut [f32],
-    /// The batch's inked pixels by pixel ([`mlp::pixel_columns`]): where each pixel's start.
-    pub start: &'a mut [u32; INPUT + 1],
-    /// ... and their `(sample, value)` pairs; resized to the batch's inked-pixel count.
-    pub entries: &'a mut Vec<(u32, f32)>,
-    /// b1: (width)
-    pub b1: &'a mut [f32],
-    /// Momentum of b1.
-    pub vb1: &'a mut [f32],
-    /// w2: (C, width)
-    pub w2: &'a mut [f32],
-    /// Momentum of w2.
-    pub v2: &'a mut [f32],
-    /// Gradient of w2: (C, width).
-    pub gw2: &'a mut [f32],
-    /// Gradient of b1.
-    pub gb1: &'a mut [f32],
-    /// Activations of the batch: (B, width); becomes dz1.
-    pub a: &'a mut [f32],
-}
-
-dispatched! {
-    /// Backward of one block and the momentum update of its parameters.
-    pub fn backward_block(
-        st: BlockState<'_>,
-        width: usize,
-        chunks: &[&[Sparse]],
-        dz2: &[[f32; CLASSES]],
-        scale: f32,
-        lr: f32,
-        mu: f32,
-        l2: f32,
-    ) {
-        let a = &mut st.a[..dz2.len() * width];
-        mlp::block_backward(st.w2, width, dz2, scale, a, st.gw2, st.gb1);
-        let inked = chunks.iter().flat_map(|c| c.iter()).map(|x| x.len()).sum();
-        st.entries.resize(inked, (0, 0.0));
-        mlp::pixel_columns(chunks, st.start, st.entries);
-        mlp::w1_update(st.start, st.entries, a, width, st.w1, st.v1, lr, mu, l2);
-        mlp::sgd_momentum(st.w2, st.v2, st.gw2, lr, mu, l2);
-        mlp::sgd_momentum(st.b1, st.vb1, st.gb1, lr, mu, 0.0);
-    }
-}
-
 /// Images whose logits [`evaluate_chunk`] computes together ([`Mlp::logits_many`]): the more,
 /// the more often a strip of `w1` read into the L2 cache is used before the next strip
 /// replaces it, as long as the strip (200 kB), their scratch (576 B each) and the inked part
@@ -380,17 +218,5 @@ dispatched! {
             correct += usize::from(mlp::argmax(&z) == usize::from(y));
         }
         (loss, correct)
-    }
-}
-
-dispatched! {
-    /// Step `step` of adapting a model to a hand ([`crate::host::adapt`]), compiled per
-    /// instruction set like training's kernels.
-    pub fn adapt_step<const H: usize>(
-        m: &mut Mlp<H>,
-        s: &mut crate::host::adapt::Steps<'_>,
-        step: u32,
-    ) {
-        crate::host::adapt::step(m, s, step)
     }
 }

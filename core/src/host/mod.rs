@@ -3,11 +3,9 @@
 //! - [`model`]: a model of any supported hidden size chosen at run time ([`model::AnyMlp`]),
 //!   loaded from or encoded to the model file.
 //! - [`onnx`]: an f32 model as a standard ONNX file (Gemm, Relu, Softmax).
-//! - [`inked`]: training images as their inked pixels, compacted once per run.
-//! - [`team`]: the threads of one training run, each owning a block of hidden units.
-//! - [`trainer`]: mini-batch training over epochs on all cores, with progress events.
 //! - [`mnist`]: MNIST files on disk (raw or gzip, SHA-256 checked) and fetching them.
 //! - [`kernels`]: run-time choice of AVX2 for the hot loops (the one `unsafe` in pismo).
+//! - [`eval`]: loss and accuracy over a set of images, on many threads.
 //! - [`drawn`]: the folder of corrected drawings ("Wrong? This is a …"), atomic and concurrent-safe.
 //! - [`image`]: PNG and IDX image files → grey images for [`crate::preprocess`].
 //! - [`registry`]: the flat, versioned model registry with aliases.
@@ -16,25 +14,21 @@
 //!   temp files of dead writers are found and removed.
 //! - `process` (crate-internal): whether a process, named by pid and start time, is alive.
 //! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
-//! - [`session`]: a whole training run: data → trainer → run record → registered model.
-//! - [`adapt`]: fine-tuning a model to one person's corrected drawings, and its recorded run.
 //! - [`pen`]: a round pen on a canvas, as the page and the window draw.
 //! - [`synth`]: synthetic pen-written digits in the styles MNIST lacks.
 //! - [`redraw`]: MNIST digits thinned to strokes and redrawn with a canvas pen.
-//! - [`recipe`]: what a run learns from besides MNIST (redrawn, synthetic, corpora, elastic).
 //! - [`devsets`]: the named sets models are measured on (MNIST, scans, canvas drawings).
 //! - [`preview`]: a contact sheet of model inputs (PNG), to look at training data.
 //! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
 //! - [`unipen`]: the shipped pen trajectories of UNIPEN's writers, drawn as on the page.
 //! - [`tune`]: `pismo tune`'s study journal and shelf (the search is `pismo-tuning`).
-pub mod adapt;
 pub mod aligned;
 pub mod atomic;
 pub mod corpora;
 pub mod devsets;
 pub mod drawn;
+pub mod eval;
 pub mod image;
-pub mod inked;
 pub mod kernels;
 pub mod mnist;
 pub mod model;
@@ -42,14 +36,10 @@ pub mod onnx;
 pub mod pen;
 pub mod preview;
 mod process;
-pub mod recipe;
 pub mod redraw;
 pub mod registry;
 pub mod runs;
-pub mod session;
 pub mod synth;
-pub mod team;
-pub mod trainer;
 pub mod tune;
 pub mod unipen;
 

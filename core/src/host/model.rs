@@ -263,7 +263,7 @@ impl AnyMlp {
 
     /// Summed cross-entropy and correct count over labelled images (bytes, as MNIST stores
     /// them) on `threads` threads (0: all cores): f32 models through
-    /// [`crate::host::trainer::evaluate`], int8 models one image at a time through the
+    /// [`crate::host::eval::evaluate`], int8 models one image at a time through the
     /// integer path, as a device runs them.
     pub fn evaluate(&self, images: &[[u8; INPUT]], labels: &[u8], threads: usize) -> (f64, usize) {
         let threads = crate::host::threads_or_all(threads);
@@ -289,7 +289,7 @@ impl AnyMlp {
             }
             f => {
                 let images = model_inputs(images, self.deskew);
-                each!(f, m => crate::host::trainer::evaluate(&**m, &images, labels, threads))
+                each!(f, m => crate::host::eval::evaluate(&**m, &images, labels, threads))
             }
         }
     }

@@ -1008,7 +1008,7 @@ pub mod tests {
             "{}",
             app.status()
         );
-        let folds = pismo_core::host::adapt::folds_for(4);
+        let folds = pismo_training::adapt::folds_for(4);
         assert!(
             app.status().contains(&format!(
                 "after (cross-validated, {folds} folds); MNIST validation "

@@ -1,5 +1,5 @@
 //! Learning from the corrections (the L key): one adaptation
-//! (`pismo_core::host::adapt::session`, exactly what `pismo adapt` runs) on a thread of its
+//! (`pismo_training::adapt::session`, exactly what `pismo adapt` runs) on a thread of its
 //! own, so the window keeps drawing and answering while it works.
 //!
 //! - [`Job::start`] spawns the thread; [`Job::poll`] (called by the window loop every frame)
@@ -13,10 +13,10 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
-use pismo_core::host::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest, Adapted};
-use pismo_core::host::adapt::AdaptRecipe;
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::Runs;
+use pismo_training::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest, Adapted};
+use pismo_training::adapt::AdaptRecipe;
 
 /// Suffix of the adapted model's name: `mnist-int8` gives `mnist-int8-mine`.
 pub const SUFFIX: &str = "-mine";

@@ -33,10 +33,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::{ModelId, Registry, RegistryError};
 use pismo_core::host::runs::{Metric, RunInfo, Runs, RunsError, Status};
-use pismo_core::host::session::recorded_recipe;
+use pismo_training::recipe::Recipe;
+use pismo_training::session::recorded_recipe;
 use serde_json::{json, Value};
 
 use super::client::{Client, MlflowError};

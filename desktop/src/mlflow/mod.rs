@@ -12,9 +12,9 @@ pub mod client;
 pub mod export;
 pub mod model;
 
-use pismo_core::host::recipe::Recipe;
 use pismo_core::host::registry::Registry;
 use pismo_core::host::runs::Runs;
+use pismo_training::recipe::Recipe;
 
 pub use client::{check_uri, Client, Timeouts};
 use export::{Exported, Exporter, MlflowRun};

@@ -23,12 +23,12 @@ use pismo_core::host::corpora;
 use pismo_core::host::mnist::TRAIN_DIGEST;
 use pismo_core::host::registry::{validate_alias, validate_name};
 use pismo_core::host::runs::Runs;
-use pismo_core::host::session;
 use pismo_core::host::tune::journal::{
     FileJournal, JournalEvent, Registration, Replay, StudyStore,
 };
 use pismo_core::hyper::Hyper;
 use pismo_store::study::{self as shared, Join, OpenError, PgStudy};
+use pismo_training::session;
 use pismo_tuning::driver::{self, Best, Driver, Plan, DEFAULT_EPOCHS, ETA, MIN_EPOCHS};
 use pismo_tuning::space::Space;
 use serde_json::json;

@@ -117,7 +117,7 @@ fn adapt_runs_in_the_background_streams_its_progress_and_registers_the_adapted_m
         json!([0, 1, 0, 0, 1, 0, 0, 1, 0, 1])
     );
     let cv = &adapted["cross_validation"];
-    let folds = 4.min(pismo_core::host::adapt::MAX_FOLDS);
+    let folds = 4.min(pismo_training::adapt::MAX_FOLDS);
     assert_eq!(
         (cv["folds"].clone(), cv["n"].clone()),
         (json!(folds), json!(4))

@@ -3,37 +3,37 @@
 //! MNIST's scanned ballpoint digits by American writers are not what people draw on a canvas.
 //! A recipe adds, after MNIST's training images (the validation split stays pure MNIST):
 //! - `redrawn`: MNIST training digits thinned to strokes and redrawn with a round canvas pen
-//!   of random width, size, place and slant ([`crate::host::redraw`]); never a validation digit;
-//! - `synthetic`: digits written in common and European styles ([`crate::host::synth`]);
-//! - `corpora`: the shipped handwriting of other writers ([`crate::host::corpora`], trainable
+//!   of random width, size, place and slant ([`pismo_core::host::redraw`]); never a validation digit;
+//! - `synthetic`: digits written in common and European styles ([`pismo_core::host::synth`]);
+//! - `corpora`: the shipped handwriting of other writers ([`pismo_core::host::corpora`], trainable
 //!   parts only), each repeated `oversample` times per epoch;
-//! - `extra`: folders of corrected drawings ([`crate::host::drawn`], `pismo train --extra`), each
+//! - `extra`: folders of corrected drawings ([`pismo_core::host::drawn`], `pismo train --extra`), each
 //!   repeated `extra_repeat` times per epoch (default [`DEFAULT_EXTRA_REPEAT`]: a few dozen
 //!   corrections among 100000 images would be lost otherwise), its accuracy reported per
 //!   epoch;
 //! - `elastic`: the strength of the elastic warp added to the affine distortions when
-//!   `augment` is on ([`crate::augment`]), and `shift`, how far they move a digit (±2 px
+//!   `augment` is on ([`pismo_core::augment`]), and `shift`, how far they move a digit (±2 px
 //!   unless set; 0 keeps digits centred, as preprocessing does);
-//! - `deskew`: the model deskews every input ([`crate::deskew`]), training digits after
+//! - `deskew`: the model deskews every input ([`pismo_core::deskew`]), training digits after
 //!   their distortions; the model file records it, so every prediction does the same;
 //! - `average`: the model kept is the running average of the weights over about this many
-//!   epochs ([`crate::host::trainer`]); 0 keeps one epoch's weights.
+//!   epochs ([`crate::trainer`]); 0 keeps one epoch's weights.
 //!
 //! Everything is a function of the recipe and the run's seed. A recipe is recorded with the
 //! run (its log and `run.json`); it is not part of the model file's hyperparameters.
 
 use serde::{Deserialize, Serialize};
 
-use crate::augment::Distortion;
-use crate::host::corpora::{self, Corpus, CorpusError};
-use crate::host::drawn::{DrawnError, DrawnStore};
-use crate::host::mnist::Dataset;
-use crate::host::pen::Canvas;
-use crate::host::redraw::{Placement, Skeleton};
-use crate::host::synth;
-use crate::host::trainer::Part;
-use crate::mlp::INPUT;
-use crate::rng::{hash3, Rng};
+use crate::trainer::Part;
+use pismo_core::augment::Distortion;
+use pismo_core::host::corpora::{self, Corpus, CorpusError};
+use pismo_core::host::drawn::{DrawnError, DrawnStore};
+use pismo_core::host::mnist::Dataset;
+use pismo_core::host::pen::Canvas;
+use pismo_core::host::redraw::{Placement, Skeleton};
+use pismo_core::host::synth;
+use pismo_core::mlp::INPUT;
+use pismo_core::rng::{hash3, Rng};
 
 /// The training-data recipe (all off by default: MNIST only, as the original). A field
 /// missing from a recorded recipe takes its default (older runs stay readable).
@@ -61,10 +61,10 @@ pub struct Recipe {
     /// Times each corrected drawing is seen per epoch (0: [`DEFAULT_EXTRA_REPEAT`]).
     pub extra_repeat: u32,
     /// Networks trained side by side and joined into one model of their total width
-    /// ([`crate::host::model::AnyMlp::committee`]; 0 or 1: one network).
+    /// ([`pismo_core::host::model::AnyMlp::committee`]; 0 or 1: one network).
     pub members: u32,
     /// Which committee member a run of one network is (0: the first, or a network of its
-    /// own); see [`crate::host::trainer::TrainSet::member`].
+    /// own); see [`crate::trainer::TrainSet::member`].
     pub member: u32,
 }
 
@@ -203,7 +203,7 @@ impl Recipe {
     pub fn member_hidden(&self, hidden: u32) -> Option<u32> {
         let n = self.committee_size();
         let each = hidden / n;
-        (each * n == hidden && crate::hyper::HIDDEN_SIZES.contains(&each)).then_some(each)
+        (each * n == hidden && pismo_core::hyper::HIDDEN_SIZES.contains(&each)).then_some(each)
     }
 
     /// Makes the extra images and their parts. `train_idx` are MNIST's training (not

@@ -25,15 +25,15 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{AdaptRecipe, Adaptation, Adapter, CrossValidation};
-use crate::format::FormatError;
-use crate::host::drawn::{DrawnError, DrawnStore};
-use crate::host::mnist::{self, Dataset, MnistError, Split, TRAIN_DIGEST};
-use crate::host::model::{AnyMlp, CALIBRATION_IMAGES};
-use crate::host::registry::{self, ModelId, Registry, RegistryError};
-use crate::host::runs::{RunWriter, Runs, RunsError, Status};
-use crate::host::session::{register, ModelMeta};
-use crate::host::trainer;
-use crate::hyper::Metrics;
+use crate::session::{register, ModelMeta};
+use crate::trainer;
+use pismo_core::format::FormatError;
+use pismo_core::host::drawn::{DrawnError, DrawnStore};
+use pismo_core::host::mnist::{self, Dataset, MnistError, Split, TRAIN_DIGEST};
+use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
+use pismo_core::host::registry::{self, ModelId, Registry, RegistryError};
+use pismo_core::host::runs::{RunWriter, Runs, RunsError, Status};
+use pismo_core::hyper::Metrics;
 
 /// Largest drop of MNIST validation accuracy (a fraction: 0.005 is 0.5 points) an adapted
 /// model may show against its base before it is refused.
@@ -341,7 +341,7 @@ pub fn run_with_data(
         on_event,
         &format!(
             "{}{}",
-            crate::host::session::RECIPE_LINE,
+            crate::session::RECIPE_LINE,
             serde_json::to_string(&req.recipe).unwrap_or_default()
         ),
     );

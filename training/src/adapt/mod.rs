@@ -5,7 +5,7 @@
 //! whole network, starting from the base model's weights:
 //! - every step's batch holds up to [`AdaptRecipe::corrections_per_batch`] randomly
 //!   distorted copies of the corrections (rotation, scale, shear and an elastic warp of
-//!   [`AdaptRecipe::elastic`] px, [`crate::augment`]), so a handful of drawings becomes many
+//!   [`AdaptRecipe::elastic`] px, [`pismo_core::augment`]), so a handful of drawings becomes many
 //!   slightly different ones of the same hand;
 //! - the rest of the batch is *rehearsal*: MNIST training digits (never its validation
 //!   split), distorted the same way, so the network keeps reading everyone else's digits;
@@ -15,7 +15,7 @@
 //!
 //! An int8 base is dequantized ([`AnyMlp::to_f32`]), fine-tuned, and quantized again as
 //! `pismo models quantize` does (per-row scales, the activation scale calibrated on the
-//! first [`crate::host::model::CALIBRATION_IMAGES`] MNIST training images). The result keeps
+//! first [`pismo_core::host::model::CALIBRATION_IMAGES`] MNIST training images). The result keeps
 //! the base's size and its input form (deskewing).
 //!
 //! Fine-tuning on a few drawings of one hand can cost everyone else's digits a little.
@@ -39,12 +39,12 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::augment::{self, Distortion};
-use crate::host::aligned::Floats;
-use crate::host::mnist::Dataset;
-use crate::host::model::{AnyMlp, NetworkJob};
-use crate::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT, SUB};
-use crate::rng::{hash3, Rng};
+use pismo_core::augment::{self, Distortion};
+use pismo_core::host::aligned::Floats;
+use pismo_core::host::mnist::Dataset;
+use pismo_core::host::model::{AnyMlp, NetworkJob};
+use pismo_core::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT, SUB};
+use pismo_core::rng::{hash3, Rng};
 
 /// How a model is fine-tuned to a hand. [`AdaptRecipe::DEFAULT`] is the measured choice.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,7 +194,7 @@ impl Adapter<'_> {
             .map(|f| held_out(corrections, &fold_of, f))
             .collect();
         let next = AtomicUsize::new(0);
-        let workers = crate::host::threads_or_all(threads).clamp(1, folds + 1);
+        let workers = pismo_core::host::threads_or_all(threads).clamp(1, folds + 1);
         // Job 0 is the final model, job f + 1 fold f (tuned on every fold but f).
         let mut tuned: Vec<(usize, AnyMlp)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..workers)
@@ -383,7 +383,7 @@ impl NetworkJob for FineTune<'_> {
             rng: Rng::new(hash3(self.seed, 0xADA97, 0)),
         };
         for step in 0..r.steps {
-            crate::host::kernels::adapt_step(m, &mut s, step);
+            adapt_step(m, &mut s, step);
             (self.tick)();
         }
         mlp::unpack_columns(&s.w1, 0, H, &mut m.w1);
@@ -431,9 +431,9 @@ impl std::fmt::Debug for Steps<'_> {
 
 /// Step `step` of a fine-tuning run: a batch of distorted corrections and rehearsal
 /// digits, forward, backward, momentum SGD, the pull toward the base. `#[inline(always)]`
-/// so that [`crate::host::kernels::adapt_step`]'s per-CPU copies compile it whole.
+/// so that [`adapt_step`]'s per-CPU copies compile it whole.
 #[inline(always)]
-pub(crate) fn step<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, step: u32) {
+fn step<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, step: u32) {
     let r = s.recipe;
     let b = s.xs.len();
     let corrections = (r.corrections_per_batch as usize)
@@ -461,7 +461,7 @@ pub(crate) fn step<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, step: u32)
             &distortion,
         );
         if s.deskew {
-            crate::deskew::deskew_f32(&mut x);
+            pismo_core::deskew::deskew_f32(&mut x);
         }
         s.xs[slot].set_f32(&x);
         s.labels[slot] = from.labels[i];
@@ -518,6 +518,18 @@ pub(crate) fn step<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, step: u32)
             anchor(&mut s.w1, &s.w1_base, pull);
             anchor(&mut m.b1, &s.b1_base, pull);
         }
+    }
+}
+
+pismo_core::dispatched! {
+    /// Step `step` of adapting a model to a hand ([`step`]), compiled per
+    /// instruction set like training's kernels.
+    pub fn adapt_step<const H: usize>(
+        m: &mut Mlp<H>,
+        s: &mut Steps<'_>,
+        step: u32,
+    ) {
+        self::step(m, s, step)
     }
 }
 

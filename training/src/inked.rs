@@ -10,8 +10,7 @@
 //! bytes) and its grey level (1 byte): ≈ 0.45 KB per image, ≈ 22 MB for MNIST's 50000
 //! training images (the held-out ones stand in as blank images, of no pixels).
 
-use crate::host::kernels;
-use crate::mlp::{Sparse, INPUT};
+use pismo_core::mlp::{self, Sparse, INPUT};
 
 /// The inked pixels of a list of images, in parts of consecutive images, one compacted by
 /// each thread.
@@ -43,7 +42,7 @@ impl InkedImages {
                 .map(|chunk| {
                     scope.spawn(move || {
                         let mut part = Part::default();
-                        kernels::compact_inked(chunk, &mut part);
+                        compact_inked(chunk, &mut part);
                         part
                     })
                 })
@@ -76,6 +75,26 @@ impl InkedImages {
         let start = j.checked_sub(1).map_or(0, |before| part.ends[before]);
         let pixels = start..part.ends[j];
         x.set_inked(&part.idx[pixels.clone()], &part.levels[pixels]);
+    }
+}
+
+pismo_core::dispatched! {
+    /// Appends the inked pixels of `images` to `part`, image after image.
+    pub fn compact_inked(images: &[&[u8; INPUT]], part: &mut Part) {
+        // Counted first, so that the vectors are allocated once at their size (growing them
+        // as they filled measured 6 MB more peak RSS at 4096 units).
+        let inked = |image: &[u8; INPUT]| image.iter().map(|&b| u16::from(b != 0)).sum::<u16>();
+        let total = images.iter().map(|&image| usize::from(inked(image))).sum();
+        part.ends.reserve_exact(images.len());
+        part.idx.reserve_exact(total);
+        part.levels.reserve_exact(total);
+        let (mut idx, mut levels) = ([0u16; INPUT], [0u8; INPUT]);
+        for image in images {
+            let n = mlp::inked_pixels(image, &mut idx, &mut levels);
+            part.idx.extend_from_slice(&idx[..n]);
+            part.levels.extend_from_slice(&levels[..n]);
+            part.ends.push(part.idx.len());
+        }
     }
 }
 

@@ -5,19 +5,19 @@
 //!   the whole batch (each thread keeps its own copy of `b2`), and the learning-rate decay
 //!   `lr(e) = initial_lr / (1 + decay · e)`;
 //! - training returns the weights of the epoch with the lowest validation loss, not the last.
-#![cfg(feature = "std")]
 
 use std::ops::ControlFlow;
 use std::path::Path;
 
+use pismo_core::host::boxed_zeroed;
 use pismo_core::host::kernels::{level, Level};
 use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::{AnyMlp, Weights};
-use pismo_core::host::trainer::{self, EpochReport, Event};
-use pismo_core::host::{boxed_zeroed, team};
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::{Mlp, CLASSES, INPUT};
 use pismo_core::rng::Rng;
+use pismo_training::team;
+use pismo_training::trainer::{self, EpochReport, Event};
 
 /// The first `n` images of the real MNIST test split in `tests/data`.
 fn mnist_test_images(n: usize) -> Dataset {
@@ -337,7 +337,7 @@ fn batch_evaluation_matches_one_image_at_a_time_bit_for_bit() {
         "{correct}: an untrained model"
     );
     for threads in [1, 3] {
-        let (l, c) = trainer::evaluate(&m, &data.images, &data.labels, threads);
+        let (l, c) = pismo_core::host::eval::evaluate(&m, &data.images, &data.labels, threads);
         assert_eq!(
             (l.to_bits(), c),
             (loss.to_bits(), correct),

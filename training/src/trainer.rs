@@ -3,7 +3,7 @@
 //! One epoch: shuffle the training indices (seeded), then run each mini-batch through the
 //! [`Team`] of threads: images stay bytes and only the batch's are turned into sparse `f32`
 //! inputs (a full run stays under 100 MB), every thread owns a block of hidden units, and the
-//! trained model is bit-identical for any number of threads (see [`crate::host::team`]).
+//! trained model is bit-identical for any number of threads (see [`crate::team`]).
 //!
 //! The training set is MNIST's training images (the validation split is always held out of
 //! these, so validation stays comparable across recipes) plus, optionally, training-only
@@ -28,17 +28,18 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::augment::Distortion;
-use crate::host::aligned::Floats;
-use crate::host::boxed_zeroed;
-use crate::host::inked::InkedImages;
-use crate::host::kernels::{self, Source};
-use crate::host::mnist::Dataset;
-use crate::host::model::{model_inputs, AnyMlp, IntoAny};
-use crate::host::team::{self, Team};
-use crate::hyper::{Hyper, HyperError, Metrics};
-use crate::mlp::{Dropout, Mlp, INPUT};
-use crate::rng::Rng;
+use crate::inked::InkedImages;
+use crate::kernels::Source;
+use crate::team::{self, Team};
+use pismo_core::augment::Distortion;
+use pismo_core::host::boxed_zeroed;
+use pismo_core::host::eval::evaluate;
+use pismo_core::host::kernels;
+use pismo_core::host::mnist::Dataset;
+use pismo_core::host::model::{model_inputs, AnyMlp, IntoAny};
+use pismo_core::hyper::{Hyper, HyperError, Metrics};
+use pismo_core::mlp::{Dropout, Mlp, INPUT};
+use pismo_core::rng::Rng;
 
 /// Metrics of one finished epoch.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -94,7 +95,7 @@ pub struct TrainSet<'a> {
     pub parts: &'a [Part],
     /// How far training digits are distorted when `augment` is on.
     pub distortion: Distortion,
-    /// Whether every input is deskewed ([`crate::deskew`]): training digits after their
+    /// Whether every input is deskewed ([`pismo_core::deskew`]): training digits after their
     /// distortion, validation and test digits as they are; the model records it.
     pub deskew: bool,
     /// Epochs over which the weights are averaged (0 or 1: no averaging; see the module
@@ -103,7 +104,7 @@ pub struct TrainSet<'a> {
     /// Which member of a committee this network is (0 for a network of its own): member `k`
     /// draws its initial weights, order, dropout and distortions from `seed + k` and holds
     /// out the validation split of `seed` itself, so every member of a committee is
-    /// validated on the same images ([`crate::host::model::AnyMlp::committee`]).
+    /// validated on the same images ([`pismo_core::host::model::AnyMlp::committee`]).
     pub member: u32,
 }
 
@@ -221,47 +222,9 @@ pub fn train_set(
             val_size,
         });
     }
-    let threads = crate::host::threads_or_all(threads);
-    crate::with_hidden!(hyper.hidden_size, H => train_h::<H>(hyper, set, test, threads, on_event))
+    let threads = pismo_core::host::threads_or_all(threads);
+    pismo_core::with_hidden!(hyper.hidden_size, H => train_h::<H>(hyper, set, test, threads, on_event))
         .expect("hidden_size validated")
-}
-
-/// Loss sum and correct count of `mlp` over `images` (no dropout), on `threads` threads.
-/// The images are cut into fixed chunks whose partial sums are added in chunk order, so the
-/// result does not depend on the number of threads. Each chunk's hidden layers are computed
-/// [`kernels::EVAL_BLOCK`] images at a time over a strip-packed copy of `w1` ([`kernels::evaluate_chunk`]), bit for
-/// bit as one image at a time would give them.
-pub fn evaluate<const H: usize>(
-    mlp: &Mlp<H>,
-    images: &[[u8; INPUT]],
-    labels: &[u8],
-    threads: usize,
-) -> (f64, usize) {
-    const CHUNK: usize = 512;
-    let chunks = images.len().div_ceil(CHUNK);
-    let threads = threads.clamp(1, chunks.max(1));
-    let mut partial = vec![(0.0f64, 0usize); chunks];
-    let mut packed = Floats::zeroed(INPUT * H);
-    crate::mlp::pack_strips(&mlp.w1, &mut packed);
-    let packed = &packed[..];
-    std::thread::scope(|s| {
-        for (t, slots) in partial
-            .chunks_mut(chunks.div_ceil(threads).max(1))
-            .enumerate()
-        {
-            let first = t * chunks.div_ceil(threads).max(1);
-            s.spawn(move || {
-                for (j, slot) in slots.iter_mut().enumerate() {
-                    let lo = (first + j) * CHUNK;
-                    let hi = (lo + CHUNK).min(images.len());
-                    *slot = kernels::evaluate_chunk(mlp, packed, &images[lo..hi], &labels[lo..hi]);
-                }
-            });
-        }
-    });
-    partial
-        .iter()
-        .fold((0.0, 0), |(l, c), &(l2, c2)| (l + l2, c + c2))
 }
 
 /// The validation split of a run: a seeded permutation of `0..len` whose first `val_size`
