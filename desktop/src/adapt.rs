@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::host::drawn;
-use pismo_core::host::registry::{validate_alias, validate_name};
+use pismo_storage::registry::{validate_alias, validate_name};
 use pismo_training::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest, Adapted};
 use pismo_training::adapt::AdaptRecipe;
 

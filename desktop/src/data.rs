@@ -219,7 +219,7 @@ struct SampleLine<'a> {
 /// `2026-12-02T03:16:41.572Z`: when the sample was saved, ISO 8601 in UTC.
 fn created(s: &SampleInfo) -> String {
     // `utc_stamp` gives `YYYYMMDD-HHMMSS`.
-    let stamp = pismo_core::host::runs::utc_stamp(s.created_unix_ms / 1000);
+    let stamp = pismo_core::host::stamp::utc_stamp(s.created_unix_ms / 1000);
     let (date, time) = stamp.split_once('-').unwrap_or((&stamp, ""));
     let part = |text: &str, from: usize, to: usize| text.get(from..to).unwrap_or("").to_owned();
     format!(

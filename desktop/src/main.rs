@@ -60,8 +60,8 @@ use std::process::ExitCode;
 use argh::{EarlyExit, FromArgs};
 use pismo_core::host::mnist::MnistError;
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::{ModelId, Registry, RegistryError};
-use pismo_core::host::runs::{Runs, RunsError};
+use pismo_storage::registry::{ModelId, Registry, RegistryError};
+use pismo_storage::runs::{Runs, RunsError};
 use pismo_tuning::driver::TuneError;
 
 /// pismo: handwritten-digit recognition with a hand-made MLP trained on MNIST.

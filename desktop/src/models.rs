@@ -1,5 +1,5 @@
 //! `pismo models`: list, show, alias, unalias, history, delete, quantize, join and export the models of a registry
-//! (`pismo_core::host::registry`, which owns the file layout, the reference grammar and the
+//! (`pismo_storage::registry`, which owns the file layout, the reference grammar and the
 //! locking; this module only prints).
 //!
 //! `delete` takes an exact `NAME@VERSION`, never a name or alias that resolves to a version:
@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
-use pismo_core::host::registry::{Entry, ModelId, OwnedMeta, Registry};
 use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_storage::registry::{Entry, ModelId, OwnedMeta, Registry};
 
 use crate::progress::Counter;
 use crate::{text, CliError};
@@ -278,7 +278,7 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
     let (model, file) =
         AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {parent_id}: {e}")))?;
     let name = a.name.unwrap_or_else(|| format!("{}-int8", parent_id.name));
-    pismo_core::host::registry::validate_name(&name)?;
+    pismo_storage::registry::validate_name(&name)?;
     let dir = crate::data_dir(&a.data);
     let train =
         mnist::load_split(&dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
@@ -352,7 +352,7 @@ fn join(a: Join) -> Result<(), CliError> {
     if a.models.len() < 2 {
         return Err(CliError::usage("give two or more models to join"));
     }
-    pismo_core::host::registry::validate_name(&a.name)?;
+    pismo_storage::registry::validate_name(&a.name)?;
     let registry = crate::registry(&a.registry, &a.store)?;
     let mut members = Vec::new();
     for reference in &a.models {

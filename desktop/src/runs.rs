@@ -1,4 +1,4 @@
-//! `pismo runs`: list, show and print the log of training runs (`pismo_core::host::runs`
+//! `pismo runs`: list, show and print the log of training runs (`pismo_storage::runs`
 //! owns the records; this module summarises and prints them), and export them to MLflow
 //! (`crate::mlflow`).
 //!
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::runs::{kept_epoch, Metric, RunInfo, Runs};
+use pismo_storage::runs::{kept_epoch, Metric, RunInfo, Runs};
 use serde::Serialize;
 
 use crate::{text, CliError};

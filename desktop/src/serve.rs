@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         Some(url) => Some(std::sync::Arc::new(
             pismo_store::study::PgShelf::connect(&url).map_err(CliError::failed)?,
         )
-            as std::sync::Arc<dyn pismo_core::host::tune::shelf::StudyShelf>),
+            as std::sync::Arc<dyn pismo_storage::studies::shelf::StudyShelf>),
         None => None,
     };
     if args.max_training == 0 {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::runs::Runs;
+use pismo_storage::runs::Runs;
 use pismo_store::copy::{copy, copy_runs};
 use pismo_store::postgres::migrate;
 
@@ -110,7 +110,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             for problem in &runs_report.unreadable {
                 eprintln!("warning: not copied: {problem}");
             }
-            let ids = |ids: &[pismo_core::host::registry::ModelId]| -> Vec<String> {
+            let ids = |ids: &[pismo_storage::registry::ModelId]| -> Vec<String> {
                 ids.iter().map(ToString::to_string).collect()
             };
             if a.json {

@@ -15,9 +15,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::Runs;
 use pismo_http::{Options, Server};
+use pismo_storage::registry::Registry;
+use pismo_storage::runs::Runs;
 
 /// Longer than any answer takes; shorter than every read deadline of the server.
 const DEADLINE: Duration = Duration::from_secs(5);

@@ -24,8 +24,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use pismo_core::host::drawn::DrawnStore;
-use pismo_core::host::registry;
-use pismo_core::host::runs::Status;
+use pismo_storage::registry;
+use pismo_storage::runs::Status;
 use pismo_training::adapt::session::{
     self, AdaptError, AdaptEvent, AdaptRequest, Adapted, MAX_FORGETTING,
 };

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::store::Stamp;
-use pismo_core::host::runs::RunInfo;
+use pismo_storage::registry::store::Stamp;
+use pismo_storage::runs::RunInfo;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -76,8 +76,8 @@ struct RunSummary {
 
 /// The metrics of the epoch with the lowest finite `val_loss` (the first of equals), with
 /// `epoch` = its step.
-fn best_epoch(metrics: &[pismo_core::host::runs::Metric]) -> Option<BTreeMap<String, Value>> {
-    let best = pismo_core::host::runs::kept_epoch(metrics)?;
+fn best_epoch(metrics: &[pismo_storage::runs::Metric]) -> Option<BTreeMap<String, Value>> {
+    let best = pismo_storage::runs::kept_epoch(metrics)?;
     let mut out: BTreeMap<String, Value> = metrics
         .iter()
         .filter(|m| m.step == best && m.name != "test_accuracy" && m.value.is_finite())
@@ -102,7 +102,7 @@ pub(crate) fn run_with_best(state: &State, id: &str) -> Result<Reply, ApiError> 
     #[derive(Serialize)]
     struct WithBest {
         #[serde(flatten)]
-        record: pismo_core::host::runs::RunRecord,
+        record: pismo_storage::runs::RunRecord,
         best: Option<BTreeMap<String, Value>>,
     }
     let record = state.runs.get(id)?;

@@ -32,9 +32,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pismo_core::host::registry::OwnedMeta;
-use pismo_core::host::runs::{Metric, Status};
-use pismo_core::host::tune::journal::JournalEvent;
+use pismo_storage::registry::OwnedMeta;
+use pismo_storage::runs::{Metric, Status};
+use pismo_storage::studies::journal::JournalEvent;
 use serde::Serialize;
 use serde_json::{json, Value};
 

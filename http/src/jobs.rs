@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use pismo_core::host::runs::Status;
 use pismo_core::hyper::Metrics;
+use pismo_storage::runs::Status;
 use serde::Serialize;
 use serde_json::json;
 

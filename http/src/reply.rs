@@ -4,8 +4,8 @@
 //! blame). Header names and values come from pismo's own code, never from a request
 //! unchecked: [`Reply::write_to`] drops line breaks from values, so no reply can be split.
 
-use pismo_core::host::registry::RegistryError;
-use pismo_core::host::runs::RunsError;
+use pismo_storage::registry::RegistryError;
+use pismo_storage::runs::RunsError;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::io::{self, Write};

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::Runs;
+use pismo_storage::registry::Registry;
+use pismo_storage::runs::Runs;
 
 use crate::adapting::Adapting;
 use crate::budget::{Budget, Purpose};
@@ -36,7 +36,7 @@ use crate::reply::ApiError;
 use crate::request::Request;
 use crate::training::Training;
 use crate::tuning::Tuning;
-use pismo_core::host::tune::shelf::{JournalShelf, StudyShelf};
+use pismo_storage::studies::shelf::{JournalShelf, StudyShelf};
 
 /// How the server runs. The limits default to the values in [`crate::limits`].
 #[derive(Debug, Clone)]

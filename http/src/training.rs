@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use pismo_core::host::mnist::{self, Dataset, Split};
-use pismo_core::host::registry::{self, Registry};
-use pismo_core::host::runs::Runs;
 use pismo_core::hyper::{Hyper, HIDDEN_SIZES};
+use pismo_storage::registry::{self, Registry};
+use pismo_storage::runs::Runs;
 use pismo_training::session::{self, SessionError, SessionEvent, TrainRequest};
 use pismo_training::trainer::{Event, TrainError};
 use serde::Serialize;

@@ -19,11 +19,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pismo_core::host::registry::{validate_name, Registry};
-use pismo_core::host::runs::Runs;
-use pismo_core::host::tune::journal::{JournalEvent, Replay, StoreError, StudyStore, TrialState};
-use pismo_core::host::tune::shelf::{CreateError, StudyShelf};
 use pismo_core::hyper::Hyper;
+use pismo_storage::registry::{validate_name, Registry};
+use pismo_storage::runs::Runs;
+use pismo_storage::studies::journal::{JournalEvent, Replay, StoreError, StudyStore, TrialState};
+use pismo_storage::studies::shelf::{CreateError, StudyShelf};
 use pismo_tuning::driver::{
     self, Best, Driver, Observer, Plan, TuneError, DEFAULT_EPOCHS, ETA, MIN_EPOCHS,
 };

@@ -15,8 +15,8 @@
 //! own ids; a run the target has already is left as it is there. A run still training is
 //! not copied (its record is not final yet): copy again once it has ended.
 
-use pismo_core::host::registry::{ModelId, Registry, RegistryError};
-use pismo_core::host::runs::{RunRecord, Runs, RunsError, Status};
+use pismo_storage::registry::{ModelId, Registry, RegistryError};
+use pismo_storage::runs::{RunRecord, Runs, RunsError, Status};
 
 /// What a copy did.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -21,8 +21,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::Runs;
+use pismo_storage::registry::Registry;
+use pismo_storage::runs::Runs;
 
 /// The environment variable naming the store when no `--store` is given.
 pub const STORE_ENV: &str = "PISMO_STORE";

@@ -39,10 +39,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pismo_core::host::registry::store::{
+use pismo_storage::registry::store::{
     unix_secs, AliasChange, DeleteRefused, ModelStore, Stamp, StoredModel,
 };
-use pismo_core::host::registry::{ModelId, RegistryError};
+use pismo_storage::registry::{ModelId, RegistryError};
 use postgres::error::SqlState;
 use postgres::types::Type;
 use postgres::{Client, NoTls};

@@ -10,7 +10,7 @@
 //! pismo_run_log     (seq PK, run_id, at, text)         text: one line with its newline
 //! ```
 //!
-//! Guarantees, beside those of every run store ([`pismo_core::host::runs::store`]):
+//! Guarantees, beside those of every run store ([`pismo_storage::runs::store`]):
 //! - A run is created, and imported, in one transaction; its id is its primary key, so two
 //!   writers never share one.
 //! - A writer holds a session advisory lock on its run's serial for as long as its
@@ -20,8 +20,8 @@
 //!   log line; this holds across hosts, where a process id would mean nothing.
 //! - Each writer has a connection of its own; readers share a small pool.
 
-use pismo_core::host::runs::store::{RunSink, RunStore};
-use pismo_core::host::runs::{Metric, RunInfo, RunRecord, RunsError, Status};
+use pismo_storage::runs::store::{RunSink, RunStore};
+use pismo_storage::runs::{Metric, RunInfo, RunRecord, RunsError, Status};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
 use r2d2_postgres::r2d2::{Pool, PooledConnection};

@@ -31,8 +31,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use pismo_core::host::tune::journal::{Claim, JournalEvent, Registration, StoreError, StudyStore};
-use pismo_core::host::tune::shelf::{CreateError, StudyShelf};
+use pismo_storage::studies::journal::{Claim, JournalEvent, Registration, StoreError, StudyStore};
+use pismo_storage::studies::shelf::{CreateError, StudyShelf};
 use postgres::{Client, GenericClient, NoTls};
 use r2d2_postgres::r2d2::Pool;
 use r2d2_postgres::PostgresConnectionManager;

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use pismo_core::host::registry::{ModelId, Registry, RegistryError};
+use pismo_storage::registry::{ModelId, Registry, RegistryError};
 use pismo_store::copy::copy;
 use pismo_store::postgres::{migrate, PgStore, SCHEMA_VERSION};
 use pismo_tests::postgres::{postgres_or_skip, PgCluster};

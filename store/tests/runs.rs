@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use pismo_core::host::runs::{RunRecord, Runs, RunsError, Status, INTERRUPTED};
 use pismo_core::hyper::Hyper;
+use pismo_storage::runs::{RunRecord, Runs, RunsError, Status, INTERRUPTED};
 use pismo_store::copy::copy_runs;
 use pismo_store::postgres::migrate;
 use pismo_tests::postgres::{postgres_or_skip, PgCluster};

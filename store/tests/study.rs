@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pismo_core::host::tune::journal::{
+use pismo_storage::studies::journal::{
     Claim, FileJournal, JournalEvent, Registration, Replay, StoreError, StudyStore, TrialState,
 };
 use pismo_store::postgres::migrate;

@@ -224,7 +224,7 @@ fn predict_json_gives_one_line_per_image_with_ten_probabilities() {
     }
 
     // The CLI answers exactly what the library does for the same image.
-    let registry = pismo_core::host::registry::Registry::open(p.registry());
+    let registry = pismo_storage::registry::Registry::open(p.registry());
     let (_, bytes) = registry.load(Some("tiny@1")).unwrap();
     let (mlp, _) = AnyMlp::decode(&bytes).unwrap();
     let img = decode_png(&png_bytes).unwrap();

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pismo_core::host::registry::{ModelId, Registry};
-use pismo_core::host::runs::Runs;
+use pismo_storage::registry::{ModelId, Registry};
+use pismo_storage::runs::Runs;
 use pismo_tests::{full_mnist, idx3, t10k, train_tiny_model, workspace_root, Pismo, TempDir};
 use serde_json::Value;
 

@@ -5,9 +5,9 @@
 //! model must then give the same answer for the paste as for the original digit.
 
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::Registry;
 use pismo_core::mlp::argmax;
 use pismo_core::preprocess::{preprocess, to_input, GreyImage, Polarity, PIXELS, SIDE};
+use pismo_storage::registry::Registry;
 use pismo_tests::{t10k, workspace_root};
 
 /// Test digits used (the first N of t10k).

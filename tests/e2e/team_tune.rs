@@ -9,7 +9,7 @@ use std::fs::File;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use pismo_core::host::tune::journal::{JournalEvent, Replay};
+use pismo_storage::studies::journal::{JournalEvent, Replay};
 use pismo_tests::postgres::{postgres_or_skip, PgCluster};
 use pismo_tests::{full_mnist, Pismo};
 use serde_json::Value;

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pismo_core::host::runs::{RunInfo, Runs, Status};
-use pismo_core::host::tune::journal::{FileJournal, JournalEvent, Replay, TrialState};
 use pismo_core::hyper::Hyper;
+use pismo_storage::runs::{RunInfo, Runs, Status};
+use pismo_storage::studies::journal::{FileJournal, JournalEvent, Replay, TrialState};
 use pismo_tests::{full_mnist, Output, Pismo};
 use serde_json::Value;
 

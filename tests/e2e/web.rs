@@ -17,9 +17,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::{Runs, Status};
-use pismo_core::host::tune::journal::{read_events, Replay};
+use pismo_storage::registry::Registry;
+use pismo_storage::runs::{Runs, Status};
+use pismo_storage::studies::journal::{read_events, Replay};
 use pismo_tests::{full_mnist, workspace_root, Pismo, Served};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -278,7 +278,7 @@ fn the_page_learns_from_corrections_in_chromium() {
     // Learning again from the adapted model adapted its base again.
     for adapted in ["mnist-mcu-int8-mine@1", "mnist-mcu-int8-mine@2"] {
         let (id, bytes) = registry.load(Some(adapted)).unwrap();
-        let meta = pismo_core::host::registry::OwnedMeta::decode(&id, &bytes).unwrap();
+        let meta = pismo_storage::registry::OwnedMeta::decode(&id, &bytes).unwrap();
         assert_eq!(
             (meta.kind, meta.parent.as_str()),
             ("int8", "mnist-mcu-int8@3"),

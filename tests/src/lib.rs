@@ -21,10 +21,10 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use pismo_core::host::mnist::{self, Dataset, TRAIN_DIGEST};
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::Runs;
 use pismo_core::hyper::Hyper;
 use pismo_core::preprocess::GreyImage;
+use pismo_storage::registry::Registry;
+use pismo_storage::runs::Runs;
 use pismo_training::session::{self, TrainRequest};
 
 /// A folder that is removed (with its content) when dropped: a [`tempfile::TempDir`] with a

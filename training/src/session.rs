@@ -11,9 +11,9 @@ use crate::trainer::{self, EpochReport, Event, Outcome, TrainError, TrainSet};
 use pismo_core::format::Meta;
 use pismo_core::host::mnist::{self, Dataset, MnistError, Split};
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::{ModelId, Registry, RegistryError};
-use pismo_core::host::runs::{Runs, RunsError, Status};
 use pismo_core::hyper::{Hyper, Metrics};
+use pismo_storage::registry::{ModelId, Registry, RegistryError};
+use pismo_storage::runs::{Runs, RunsError, Status};
 
 /// What to train and where to put it.
 #[derive(Clone, Debug)]
@@ -137,9 +137,9 @@ pub fn run_with_data(
         .validate()
         .map_err(|e| SessionError::Train(TrainError::Hyper(e)))?;
     req.recipe.validate().map_err(SessionError::Recipe)?;
-    pismo_core::host::registry::validate_name(&req.name).map_err(SessionError::Registry)?;
+    pismo_storage::registry::validate_name(&req.name).map_err(SessionError::Registry)?;
     for alias in &req.aliases {
-        pismo_core::host::registry::validate_alias(alias).map_err(SessionError::Registry)?;
+        pismo_storage::registry::validate_alias(alias).map_err(SessionError::Registry)?;
     }
     let members = req.recipe.committee_size();
     let member_hidden =
@@ -356,7 +356,7 @@ pub fn register(
 
 /// Writes `line` to the run's log and reports it.
 fn note(
-    run: &mut pismo_core::host::runs::RunWriter,
+    run: &mut pismo_storage::runs::RunWriter,
     on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
     line: &str,
 ) {
@@ -367,7 +367,7 @@ fn note(
 /// Writes a line of the session's result to the run's log and passes it on as
 /// [`SessionEvent::Summary`].
 fn note_result(
-    run: &mut pismo_core::host::runs::RunWriter,
+    run: &mut pismo_storage::runs::RunWriter,
     on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
     line: &str,
 ) {
@@ -413,7 +413,7 @@ impl Member<'_> {
         req: &TrainRequest,
         train: &Dataset,
         test: Option<&Dataset>,
-        run: &mut pismo_core::host::runs::RunWriter,
+        run: &mut pismo_storage::runs::RunWriter,
         stop: &mut bool,
         on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
     ) -> Result<Outcome, SessionError> {
@@ -504,7 +504,7 @@ fn join(
     train: &Dataset,
     test: Option<&Dataset>,
     members: u32,
-    run: &mut pismo_core::host::runs::RunWriter,
+    run: &mut pismo_storage::runs::RunWriter,
     on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
 ) -> Outcome {
     let cancelled = trained.last().is_some_and(|o| o.cancelled);

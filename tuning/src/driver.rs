@@ -34,10 +34,10 @@ use std::time::{Duration, Instant};
 use pismo_core::format::Meta;
 use pismo_core::host::mnist::Dataset;
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::Runs;
 use pismo_core::hyper::{Hyper, Metrics};
 use pismo_core::rng::{hash3, Rng};
+use pismo_storage::registry::Registry;
+use pismo_storage::runs::Runs;
 use pismo_training::recipe::Recipe;
 use pismo_training::session::{self, ModelMeta, SessionEvent, TrainRequest};
 use pismo_training::trainer::Event;
@@ -46,9 +46,9 @@ use serde::Serialize;
 use crate::asha::{Asha, Decision};
 use crate::space::{Space, SpaceError};
 use crate::tpe::{Observation, Tpe};
-use pismo_core::host::registry::{ModelId, RegistryError};
-use pismo_core::host::runs::RunsError;
-use pismo_core::host::tune::journal::{
+use pismo_storage::registry::{ModelId, RegistryError};
+use pismo_storage::runs::RunsError;
+use pismo_storage::studies::journal::{
     Claim, JournalEvent, Replay, StoreError, StudyStore, TrialState,
 };
 
@@ -67,7 +67,7 @@ const CLAIM_RETRY: Duration = Duration::from_millis(500);
 
 /// The name of a study started at `unix_secs` that was given none: `study-YYYYMMDD-HHMMSS`.
 pub fn default_study_name(unix_secs: u64) -> String {
-    format!("study-{}", pismo_core::host::runs::utc_stamp(unix_secs))
+    format!("study-{}", pismo_core::host::stamp::utc_stamp(unix_secs))
 }
 
 /// What a study runs, fixed when it starts.

@@ -29,11 +29,11 @@ use pismo_core::host::drawn;
 use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
 use pismo_core::host::pen::Canvas;
-use pismo_core::host::registry::Registry;
 use pismo_core::host::synth::{self, Glyph, Hand, GLYPHS, WRITER_GLYPHS};
 use pismo_core::host::unipen;
 use pismo_core::rng::{hash3, Rng};
 use pismo_core::verdict::verdict;
+use pismo_storage::registry::Registry;
 use pismo_training::adapt::{AdaptRecipe, Adapter};
 use pismo_training::trainer;
 

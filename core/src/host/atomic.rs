@@ -21,7 +21,7 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A path in `dir` that no other thread or process uses:
 /// `.<stem>.tmp-<pid>-<start>-<n>-<nanos>` (`start` is 0 where the start time is unknown).
-pub(crate) fn unique_tmp_path(dir: &Path, stem: &str) -> PathBuf {
+pub fn unique_tmp_path(dir: &Path, stem: &str) -> PathBuf {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -56,7 +56,7 @@ fn temp_writer(file: &str) -> Option<(u32, Option<u64>)> {
 /// Removes the temp files in `dir` (not in its subfolders) whose writer has ended, and
 /// returns how many. Best effort: a folder or file that cannot be read or removed is left.
 /// A temp file of a live writer is never touched.
-pub(crate) fn remove_dead_temps(dir: &Path) -> usize {
+pub fn remove_dead_temps(dir: &Path) -> usize {
     let Ok(read_dir) = fs::read_dir(dir) else {
         return 0;
     };
@@ -77,7 +77,7 @@ pub(crate) fn remove_dead_temps(dir: &Path) -> usize {
 
 /// Creates `path` (which must not exist), writes `bytes` and fsyncs. Removes the file again
 /// if any step fails.
-pub(crate) fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -91,7 +91,7 @@ pub(crate) fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Best effort: makes a rename or link in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) {
+pub fn sync_dir(dir: &Path) {
     #[cfg(unix)]
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
@@ -118,7 +118,7 @@ pub fn replace_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Links the complete temp file `tmp` to `dest` without ever replacing an existing `dest`.
 /// `Ok(false)`: `dest` exists (someone else took it).
-pub(crate) fn link_no_clobber(tmp: &Path, dest: &Path) -> io::Result<bool> {
+pub fn link_no_clobber(tmp: &Path, dest: &Path) -> io::Result<bool> {
     match fs::hard_link(tmp, dest) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),

@@ -553,7 +553,7 @@ fn unique_name(label: u8, now: std::time::Duration) -> String {
     let bits = h.finish();
     format!(
         "{label}-{}-{:03}-{}-{n}-{:04x}",
-        crate::host::runs::utc_stamp(now.as_secs()),
+        crate::host::stamp::utc_stamp(now.as_secs()),
         now.subsec_millis(),
         std::process::id(),
         (bits ^ (bits >> 32)) & 0xffff

@@ -8,12 +8,11 @@
 //! - [`eval`]: loss and accuracy over a set of images, on many threads.
 //! - [`drawn`]: the folder of corrected drawings ("Wrong? This is a …"), atomic and concurrent-safe.
 //! - [`image`]: PNG and IDX image files → grey images for [`crate::preprocess`].
-//! - [`registry`]: the flat, versioned model registry with aliases.
 //! - [`aligned`]: float buffers that begin on a cache line, for the trainer's weights.
 //! - [`atomic`]: whole-file writes by temp file, fsync and rename or link;
 //!   temp files of dead writers are found and removed.
-//! - `process` (crate-internal): whether a process, named by pid and start time, is alive.
-//! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
+//! - [`process`]: whether a process, named by pid and start time, is alive.
+//! - [`stamp`]: `YYYYMMDD-HHMMSS` UTC timestamps for names.
 //! - [`pen`]: a round pen on a canvas, as the page and the window draw.
 //! - [`synth`]: synthetic pen-written digits in the styles MNIST lacks.
 //! - [`redraw`]: MNIST digits thinned to strokes and redrawn with a canvas pen.
@@ -21,7 +20,6 @@
 //! - [`preview`]: a contact sheet of model inputs (PNG), to look at training data.
 //! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
 //! - [`unipen`]: the shipped pen trajectories of UNIPEN's writers, drawn as on the page.
-//! - [`tune`]: `pismo tune`'s study journal and shelf (the search is `pismo-tuning`).
 pub mod aligned;
 pub mod atomic;
 pub mod corpora;
@@ -35,12 +33,10 @@ pub mod model;
 pub mod onnx;
 pub mod pen;
 pub mod preview;
-mod process;
+pub mod process;
 pub mod redraw;
-pub mod registry;
-pub mod runs;
+pub mod stamp;
 pub mod synth;
-pub mod tune;
 pub mod unipen;
 
 /// A zeroed value on the heap, never on the stack: `Mlp<1024>` is 3 MB, more than a thread's

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 /// The start time of process `pid` (clock ticks since boot), if it exists and is not a
 /// zombie. `None` off Linux.
-pub(crate) fn start_time(pid: u32) -> Option<u64> {
+pub fn start_time(pid: u32) -> Option<u64> {
     match read_stat(pid) {
         Stat::Running(start) => start,
         Stat::Gone | Stat::Unknown => None,
@@ -22,7 +22,7 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// The start time of this process, read once (`None` off Linux).
-pub(crate) fn own_start_time() -> Option<u64> {
+pub fn own_start_time() -> Option<u64> {
     static OWN: OnceLock<Option<u64>> = OnceLock::new();
     *OWN.get_or_init(|| start_time(std::process::id()))
 }
@@ -30,7 +30,7 @@ pub(crate) fn own_start_time() -> Option<u64> {
 /// Whether the process `pid` that started at `start` (if known) has ended: there is no such
 /// pid, it is a zombie, or the pid now belongs to a process that started at another time.
 /// Without `start` only the pid is checked. Never true for this process, nor off Linux.
-pub(crate) fn is_gone(pid: u32, start: Option<u64>) -> bool {
+pub fn is_gone(pid: u32, start: Option<u64>) -> bool {
     if pid == 0 || pid == std::process::id() && (start.is_none() || start == own_start_time()) {
         return false;
     }

@@ -23,10 +23,10 @@
 use pismo_core::host::drawn::{DrawnStore, SampleInfo};
 use pismo_core::host::image::encode_png;
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::{ModelId, Registry};
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
 use pismo_core::verdict::{verdict, Verdict};
+use pismo_storage::registry::{ModelId, Registry};
 use tiny_skia::{
     Color, FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, Stroke, Transform,
 };
@@ -159,9 +159,7 @@ impl App {
             correcting: false,
             corrections: None,
             learn: learn::Setup {
-                runs: pismo_core::host::runs::Runs::open(
-                    pismo_core::host::runs::Runs::default_dir(),
-                ),
+                runs: pismo_storage::runs::Runs::open(pismo_storage::runs::Runs::default_dir()),
                 data_dir: pismo_core::host::mnist::default_dir(),
             },
             learning: None,
@@ -938,7 +936,7 @@ pub mod tests {
             .expect("mnist-mcu-int8@3")
             .with_drawn(DrawnStore::open(root.join("drawn")))
             .with_learning(learn::Setup {
-                runs: pismo_core::host::runs::Runs::open(root.join("runs")),
+                runs: pismo_storage::runs::Runs::open(root.join("runs")),
                 data_dir: mnist,
             });
         assert_eq!(app.corrections(), Some(0));
@@ -1062,7 +1060,7 @@ pub mod tests {
             .expect("mnist-mcu-int8@3")
             .with_drawn(DrawnStore::open(&drawn))
             .with_learning(learn::Setup {
-                runs: pismo_core::host::runs::Runs::open(root.join("runs")),
+                runs: pismo_storage::runs::Runs::open(root.join("runs")),
                 data_dir: root.join("no-mnist"),
             });
         assert_eq!(app.corrections(), None, "cannot be counted");
@@ -1090,7 +1088,7 @@ pub mod tests {
             .expect("mnist-mcu-int8@3")
             .with_drawn(DrawnStore::open(root.join("drawn")))
             .with_learning(learn::Setup {
-                runs: pismo_core::host::runs::Runs::open(root.join("runs")),
+                runs: pismo_storage::runs::Runs::open(root.join("runs")),
                 data_dir: root.join("no-mnist"),
             });
         app.stroke(&SEVEN);

@@ -13,8 +13,8 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::Runs;
+use pismo_storage::registry::Registry;
+use pismo_storage::runs::Runs;
 use pismo_training::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest, Adapted};
 use pismo_training::adapt::AdaptRecipe;
 
@@ -80,7 +80,7 @@ impl Job {
     /// [`adapted_name`]`(NAME)`) to the corrections in `drawn_dir` (`corrections` of them,
     /// `None` if the folder could not be counted: the session then says what is wrong).
     pub fn start(
-        base: &pismo_core::host::registry::ModelId,
+        base: &pismo_storage::registry::ModelId,
         drawn_dir: PathBuf,
         corrections: Option<usize>,
         registry: &Registry,

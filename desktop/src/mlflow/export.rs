@@ -33,8 +33,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::{ModelId, Registry, RegistryError};
-use pismo_core::host::runs::{Metric, RunInfo, Runs, RunsError, Status};
+use pismo_storage::registry::{ModelId, Registry, RegistryError};
+use pismo_storage::runs::{Metric, RunInfo, Runs, RunsError, Status};
 use pismo_training::recipe::Recipe;
 use pismo_training::session::recorded_recipe;
 use serde_json::{json, Value};

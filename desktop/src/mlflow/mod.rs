@@ -12,8 +12,8 @@ pub mod client;
 pub mod export;
 pub mod model;
 
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::Runs;
+use pismo_storage::registry::Registry;
+use pismo_storage::runs::Runs;
 use pismo_training::recipe::Recipe;
 
 pub use client::{check_uri, Client, Timeouts};

@@ -20,7 +20,7 @@
 
 use pismo_core::host::model::AnyMlp;
 use pismo_core::host::onnx;
-use pismo_core::host::registry::ModelId;
+use pismo_storage::registry::ModelId;
 
 /// The Python packages the directory is served with: the versions `tests/e2e/mlflow.rs`
 /// serves it with (`tests/mlflow/requirements.txt`).

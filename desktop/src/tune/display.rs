@@ -11,7 +11,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pismo_core::host::tune::journal::TrialState;
+use pismo_storage::studies::journal::TrialState;
 use pismo_tuning::driver::{Best, Observer};
 use serde::Serialize;
 use serde_json::json;

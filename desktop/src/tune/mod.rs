@@ -21,12 +21,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use argh::FromArgs;
 use pismo_core::host::corpora;
 use pismo_core::host::mnist::TRAIN_DIGEST;
-use pismo_core::host::registry::{validate_alias, validate_name};
-use pismo_core::host::runs::Runs;
-use pismo_core::host::tune::journal::{
+use pismo_core::hyper::Hyper;
+use pismo_storage::registry::{validate_alias, validate_name};
+use pismo_storage::runs::Runs;
+use pismo_storage::studies::journal::{
     FileJournal, JournalEvent, Registration, Replay, StudyStore,
 };
-use pismo_core::hyper::Hyper;
 use pismo_store::study::{self as shared, Join, OpenError, PgStudy};
 use pismo_training::session;
 use pismo_tuning::driver::{self, Best, Driver, Plan, DEFAULT_EPOCHS, ETA, MIN_EPOCHS};
@@ -424,7 +424,7 @@ fn register_best(
     plan: &Plan,
     store: &mut dyn StudyStore,
     aliases: &[String],
-    registry: &pismo_core::host::registry::Registry,
+    registry: &pismo_storage::registry::Registry,
     runs: &Runs,
 ) -> Result<Option<String>, CliError> {
     let study = &plan.study;

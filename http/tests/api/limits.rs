@@ -748,8 +748,8 @@ fn issue_29_a_token_of_only_whitespace_does_not_start_a_server() {
     ] {
         let e = pismo_http::Server::start(
             "127.0.0.1:0",
-            pismo_core::host::registry::Registry::open(dir.join("models")),
-            pismo_core::host::runs::Runs::open(dir.join("runs")),
+            pismo_storage::registry::Registry::open(dir.join("models")),
+            pismo_storage::runs::Runs::open(dir.join("runs")),
             Options {
                 token: Some(token.to_owned()),
                 ..Options::default()

@@ -11,9 +11,9 @@ mod adapt;
 mod limits;
 mod tune;
 
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::Runs;
 use pismo_http::{Options, Server};
+use pismo_storage::registry::Registry;
+use pismo_storage::runs::Runs;
 use pismo_tests::{drawn_digit_png, t10k, train_tiny_model, workspace_root, TempDir};
 use serde_json::{json, Value};
 
@@ -915,7 +915,7 @@ fn issue_11_a_resumed_stream_of_an_ended_run_still_ends_with_done() {
     run.log_line("training 784-128-10 on 50000 images");
     let run_id = run.id().to_owned();
     run.finish(
-        pismo_core::host::runs::Status::Failed,
+        pismo_storage::runs::Status::Failed,
         Some("the process died"),
     );
     let path = format!("/api/runs/{run_id}/events");
@@ -1398,7 +1398,7 @@ fn issue_29_events_of_a_server_with_a_token_name_no_host_folder() {
         .unwrap();
     run.log_line(&format!("wrote {}/x.jsonl", runs_dir.display()));
     let id = run.id().to_owned();
-    run.finish(pismo_core::host::runs::Status::Finished, None);
+    run.finish(pismo_storage::runs::Status::Finished, None);
     let (status, events) = f.events(&format!("/api/runs/{id}/events"), None);
     assert_eq!(status, 200);
     let text: Vec<String> = events.iter().map(|e| e.data.to_string()).collect();

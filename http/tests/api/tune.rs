@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use pismo_core::host::registry::Registry;
-use pismo_core::host::runs::Runs;
-use pismo_core::host::tune::journal::{FileJournal, JournalEvent, StudyStore};
 use pismo_http::{Options, Server};
+use pismo_storage::registry::Registry;
+use pismo_storage::runs::Runs;
+use pismo_storage::studies::journal::{FileJournal, JournalEvent, StudyStore};
 use pismo_tests::workspace_root;
 use serde_json::{json, Value};
 

@@ -31,9 +31,9 @@ use pismo_core::format::FormatError;
 use pismo_core::host::drawn::{DrawnError, DrawnStore};
 use pismo_core::host::mnist::{self, Dataset, MnistError, Split, TRAIN_DIGEST};
 use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
-use pismo_core::host::registry::{self, ModelId, Registry, RegistryError};
-use pismo_core::host::runs::{RunWriter, Runs, RunsError, Status};
 use pismo_core::hyper::Metrics;
+use pismo_storage::registry::{self, ModelId, Registry, RegistryError};
+use pismo_storage::runs::{RunWriter, Runs, RunsError, Status};
 
 /// Largest drop of MNIST validation accuracy (a fraction: 0.005 is 0.5 points) an adapted
 /// model may show against its base before it is refused.

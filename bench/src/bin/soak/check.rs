@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::Registry;
+use pismo_storage::registry::Registry;
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {

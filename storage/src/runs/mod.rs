@@ -36,9 +36,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use self::folder::FolderRuns;
 use self::store::{RunSink, RunStore};
-use crate::host::process;
-use crate::host::registry::ModelId;
-use crate::hyper::Hyper;
+use crate::registry::ModelId;
+use pismo_core::host::process;
+use pismo_core::host::stamp::utc_stamp;
+use pismo_core::hyper::Hyper;
 
 /// The error recorded when a [`RunWriter`] is dropped unfinished.
 pub const INTERRUPTED: &str = "interrupted";
@@ -267,33 +268,6 @@ fn now_unix_ms() -> u64 {
 
 // ---------------------------------------------------------------------------------------------
 // Run ids
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Shift the epoch to 0000-03-01 so leap days end a year; 146097 days are 400 years.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = era * 400 + yoe + u64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `YYYYMMDD-HHMMSS` in UTC (also names the drawings `pismo draw` saves).
-pub fn utc_stamp(unix_secs: u64) -> String {
-    let (y, mo, d) = civil_from_days(unix_secs / 86_400);
-    let s = unix_secs % 86_400;
-    format!(
-        "{y:04}{mo:02}{d:02}-{:02}{:02}{:02}",
-        s / 3_600,
-        s / 60 % 60,
-        s % 60
-    )
-}
 
 static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -572,16 +546,6 @@ impl Drop for RunWriter {
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn utc_stamps_match_the_calendar() {
-        assert_eq!(utc_stamp(0), "19700101-000000");
-        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
-        assert_eq!(utc_stamp(1_700_000_000), "20231114-221320");
-        assert_eq!(utc_stamp(1_795_734_301), "20261126-230501");
-        assert_eq!(utc_stamp(4_107_542_399), "21000228-235959");
-        assert_eq!(utc_stamp(4_107_542_400), "21000301-000000");
-    }
 
     #[test]
     fn run_ids_are_sortable_unique_and_safe() {

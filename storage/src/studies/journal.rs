@@ -66,7 +66,7 @@ pub enum JournalEvent {
         /// The settings of every trial that the space does not vary (absent in journals
         /// written before they were kept: the defaults then).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        base: Option<crate::hyper::Hyper>,
+        base: Option<pismo_core::hyper::Hyper>,
     },
     /// A trial began with these settings.
     Started {
@@ -441,7 +441,7 @@ impl StudyStore for FileJournal {
     fn keep_best(&mut self, model: &[u8], _accuracy: f64, _loss: f64) -> Result<bool, StoreError> {
         // One process runs the study, and its driver keeps the best in memory: the
         // comparison was made there.
-        crate::host::atomic::replace_atomic(&self.best, model)
+        pismo_core::host::atomic::replace_atomic(&self.best, model)
             .map_err(|e| StoreError::Io(self.best.clone(), e))?;
         Ok(true)
     }
@@ -653,9 +653,9 @@ mod tests {
             min_epochs: 1,
             eta: 3,
             max_epochs: 8,
-            base: Some(crate::hyper::Hyper {
+            base: Some(pismo_core::hyper::Hyper {
                 val_size: 5000,
-                ..crate::hyper::Hyper::DEFAULT
+                ..pismo_core::hyper::Hyper::DEFAULT
             }),
         };
         let line = serde_json::to_string(&study).unwrap();

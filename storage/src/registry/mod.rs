@@ -42,10 +42,10 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
-use crate::hyper::{Hyper, Metrics};
 pub use folder::{FolderStore, ALIASES_FILE, ALIAS_HISTORY_FILE, LOCK_FILE};
 use id::{list_aliases, list_ids};
 pub use id::{validate_alias, validate_name, ModelId};
+use pismo_core::hyper::{Hyper, Metrics};
 use store::{unix_secs, AliasChange, DeleteRefused, ModelStore, Stamp};
 
 /// Extension of model files.
@@ -264,14 +264,14 @@ pub struct OwnedMeta {
     pub dataset: String,
     /// The model it was derived from, e.g. the f32 model of an int8 one (empty if none).
     pub parent: String,
-    /// Whether it deskews its inputs ([`crate::deskew`]).
+    /// Whether it deskews its inputs ([`pismo_core::deskew`]).
     pub deskew: bool,
 }
 
 impl OwnedMeta {
     /// Decodes the metadata of model file bytes and checks that they hold model `id`.
     pub fn decode(id: &ModelId, bytes: &[u8]) -> Result<Self, String> {
-        let model = crate::format::decode(bytes).map_err(|e| e.to_string())?;
+        let model = pismo_core::format::decode(bytes).map_err(|e| e.to_string())?;
         let meta = &model.meta;
         if meta.name != id.name || meta.version != id.version {
             return Err(format!(
@@ -550,7 +550,7 @@ impl Registry {
 
     /// Refuses bytes that decode as another model than `id`.
     fn check_holds(&self, id: &ModelId, bytes: &[u8]) -> Result<(), RegistryError> {
-        let Ok(model) = crate::format::decode(bytes) else {
+        let Ok(model) = pismo_core::format::decode(bytes) else {
             return Ok(());
         };
         let meta = &model.meta;
@@ -746,7 +746,7 @@ pub(crate) mod tests {
 
     /// A real (zero-weight) model file for `name@version`, created at `created_unix`.
     fn real_model(name: &str, version: u32, created_unix: u64) -> Vec<u8> {
-        let meta = crate::format::Meta {
+        let meta = pismo_core::format::Meta {
             name,
             version,
             created_unix,
@@ -764,9 +764,11 @@ pub(crate) mod tests {
             parent: "",
             deskew: false,
         };
-        crate::host::model::AnyMlp::zeroed(16)
-            .unwrap()
-            .encode(&meta)
+        let mlp: Box<pismo_core::mlp::Mlp<16>> = bytemuck::zeroed_box();
+        let mut buf = vec![0u8; pismo_core::format::encoded_len(&meta, &*mlp)];
+        let n = pismo_core::format::encode(&meta, &*mlp, &mut buf).unwrap();
+        buf.truncate(n);
+        buf
     }
 
     #[test]

@@ -6,17 +6,16 @@
 //! this on x86-64 and under qemu-aarch64 (README, "ARM"; docs/ARCHITECTURE.md, "ARM").
 //!
 //! Record it again (on x86-64 only, and only when the default model changes) with
-//! `PISMO_WRITE_X86_FIXTURE=1 cargo test -p pismo-core --features std --test same_answers_as_x86`.
-#![cfg(feature = "std")]
+//! `PISMO_WRITE_X86_FIXTURE=1 cargo test -p pismo-training --test same_answers_as_x86`.
 
 use std::path::{Path, PathBuf};
 
 use pismo_core::host::atomic::replace_atomic;
 use pismo_core::host::mnist::{self, Split};
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::registry::Registry;
 use pismo_core::mlp::{argmax, CLASSES, INPUT};
 use pismo_core::preprocess::{to_input, GreyImage};
+use pismo_storage::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 /// Test images compared (the first ones of MNIST's test split).

@@ -2,7 +2,7 @@
 //! file-based counterpart of MLflow's model registry and the default [`ModelStore`].
 //!
 //! ```text
-//! <dir>/mnist.v1.pismo      model `mnist`, version 1 (bytes of `crate::format`)
+//! <dir>/mnist.v1.pismo      model `mnist`, version 1 (bytes of `pismo_core::format`)
 //! <dir>/mnist.v2.pismo
 //! <dir>/aliases.json        {"default": "mnist@2", "best": "mnist@1"}
 //! <dir>/aliases.history     one JSON line per alias change: {"unix":…,"alias":…,"model":…|null}
@@ -39,7 +39,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::lock::RegistryLock;
 use super::store::{unix_secs, AliasChange, DeleteRefused, ModelStore, Stamp, StoredModel};
 use super::{io_err, validate_alias, ModelId, RegistryError};
-use crate::host::atomic::{
+use pismo_core::host::atomic::{
     link_no_clobber, remove_dead_temps, replace_atomic, sync_dir, unique_tmp_path, write_new_synced,
 };
 

@@ -2,7 +2,6 @@
 //! test binary re-run in worker mode) register versions of the same model name and set
 //! aliases at the same time. Every registration must get its own version, every file must be
 //! present and intact, and no alias update may be lost.
-#![cfg(feature = "std")]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -10,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pismo_core::host::registry::{ModelId, Registry};
+use pismo_storage::registry::{ModelId, Registry};
 
 /// Set in a child process: `<registry dir>|<writer tag>`; selects worker mode.
 const WORKER_ENV: &str = "PISMO_REGISTRY_CONCURRENCY_WORKER";

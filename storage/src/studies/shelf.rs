@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
-use crate::host::tune::journal::{self, FileJournal, JournalEvent, StoreError, StudyStore};
+use crate::studies::journal::{self, FileJournal, JournalEvent, StoreError, StudyStore};
 
 /// Why a shelf did not make a study.
 #[derive(Debug)]
@@ -101,7 +101,7 @@ impl StudyShelf for JournalShelf {
             else {
                 continue;
             };
-            if crate::host::registry::validate_name(name).is_err() {
+            if crate::registry::validate_name(name).is_err() {
                 continue;
             }
             let modified = entry

@@ -25,8 +25,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::store::{RunSink, RunStore};
 use super::{Metric, RunInfo, RunRecord, RunsError, Status};
-use crate::host::atomic::{remove_dead_temps, replace_atomic};
-use crate::host::process;
+use pismo_core::host::atomic::{remove_dead_temps, replace_atomic};
+use pismo_core::host::process;
 
 /// The record of a run inside its folder.
 pub const RUN_FILE: &str = "run.json";
@@ -328,8 +328,8 @@ impl RunSink for FolderSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::runs::Runs;
-    use crate::hyper::Hyper;
+    use crate::runs::Runs;
+    use pismo_core::hyper::Hyper;
 
     fn temp_dir(tag: &str) -> tempfile::TempDir {
         tempfile::Builder::new()
@@ -389,7 +389,7 @@ mod tests {
         let on_disk: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(
             on_disk["pid_start_time"],
-            crate::host::registry::tests::proc_start(std::process::id())
+            crate::registry::tests::proc_start(std::process::id())
         );
 
         // Another process now has the pid the record names.
@@ -397,10 +397,7 @@ mod tests {
             .arg("60")
             .spawn()
             .unwrap();
-        let (other_pid, other_start) = (
-            other.id(),
-            crate::host::registry::tests::proc_start(other.id()),
-        );
+        let (other_pid, other_start) = (other.id(), crate::registry::tests::proc_start(other.id()));
         let record = |pid_start: Option<u64>| {
             let mut v = on_disk.clone();
             v["pid"] = other_pid.into();

@@ -86,7 +86,7 @@ impl Drop for RegistryLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::registry::ModelId;
+    use crate::registry::ModelId;
     use std::time::SystemTime;
 
     fn id(s: &str) -> ModelId {
@@ -108,7 +108,7 @@ mod tests {
     /// Issue 11 row 9: `mkdir aliases.lock` made `pismo models alias` hang.
     #[test]
     fn issue11_row9_a_directory_in_place_of_the_lock_is_a_clear_error() {
-        let (_tmp, reg) = crate::host::registry::tests::registry_with("lock-dir", &["mnist"]);
+        let (_tmp, reg) = crate::registry::tests::registry_with("lock-dir", &["mnist"]);
         let lock = reg.folder().unwrap().join(LOCK_FILE);
         // (Registering made the lock file; before the fix it was gone after each use.)
         let _ = fs::remove_file(&lock);
@@ -122,7 +122,7 @@ mod tests {
         assert!(e.contains(&lock.display().to_string()), "{e}");
         assert!(e.contains("is a directory"), "{e}");
         let e = reg
-            .register("mnist", &mut crate::host::registry::tests::opaque)
+            .register("mnist", &mut crate::registry::tests::opaque)
             .unwrap_err()
             .to_string();
         assert!(e.contains("is a directory"), "{e}");
@@ -134,7 +134,7 @@ mod tests {
     /// The OS lock is held for as long as its holder lives, whatever the file's age.
     #[test]
     fn issue11_row9_an_old_lock_held_by_a_live_holder_is_waited_for() {
-        let (_tmp, reg) = crate::host::registry::tests::registry_with("lock-old", &["mnist"]);
+        let (_tmp, reg) = crate::registry::tests::registry_with("lock-old", &["mnist"]);
         let lock = reg.folder().unwrap().join(LOCK_FILE);
         let held = RegistryLock::acquire(reg.folder().unwrap()).unwrap();
         // The holder has been working for a minute.
@@ -178,7 +178,7 @@ mod tests {
             eprintln!("SKIPPED: the_lock_of_a_holder_killed_with_sigkill_is_released: no `flock` (util-linux)");
             return;
         }
-        let (_tmp, reg) = crate::host::registry::tests::registry_with("lock-kill", &["mnist"]);
+        let (_tmp, reg) = crate::registry::tests::registry_with("lock-kill", &["mnist"]);
         let lock = reg.folder().unwrap().join(LOCK_FILE);
         // -o: the lock stays with `flock` itself, not with the `sleep` it runs.
         let mut holder = std::process::Command::new("flock")
@@ -216,7 +216,7 @@ mod tests {
     /// held lock.
     #[test]
     fn a_lock_file_left_by_a_killed_older_pismo_does_not_block() {
-        let (_tmp, reg) = crate::host::registry::tests::registry_with("lock-left", &["mnist"]);
+        let (_tmp, reg) = crate::registry::tests::registry_with("lock-left", &["mnist"]);
         fs::write(reg.folder().unwrap().join(LOCK_FILE), b".lock.tmp-123-4-5").unwrap();
         let reg2 = reg.clone();
         let setter = std::thread::spawn(move || reg2.set_alias("default", &id("mnist@1")));

@@ -1,0 +1,12 @@
+//! # pismo-storage
+//!
+//! What pismo keeps between runs, each behind a small store interface whose folder
+//! implementation lives here (the PostgreSQL one is the `pismo-store` crate):
+//!
+//! - [`registry`]: the flat, versioned model registry with aliases (MLflow's model
+//!   registry); model files are opaque bytes here, checked by the core's format.
+//! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
+//! - [`studies`]: `pismo tune`'s study journals and the shelf that lists them.
+pub mod registry;
+pub mod runs;
+pub mod studies;
