@@ -34,10 +34,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use pismo_core::host::mnist::{self, Split};
 use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{argmax, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
+use pismo_digits::mnist::{self, Split};
 
 mod serve_data;
 

@@ -23,12 +23,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use pismo_core::host::image;
-use pismo_core::host::mnist;
 use pismo_core::host::model::{AnyMlp, Weights};
 use pismo_core::mlp::argmax;
 use pismo_core::mlp::{Mlp, CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
+use pismo_digits::image;
+use pismo_digits::mnist;
 
 use crate::{drawing_of, model_and_test, CANVAS};
 

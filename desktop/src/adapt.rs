@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::drawn;
+use pismo_digits::drawn;
 use pismo_storage::registry::{validate_alias, validate_name};
 use pismo_training::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest, Adapted};
 use pismo_training::adapt::AdaptRecipe;

@@ -1,17 +1,18 @@
 //! `pismo data`: get and check the four MNIST files (`crate::fetch` downloads them,
-//! `pismo_core::host::mnist` does the decompression and the SHA-256 checks), and handle the folder of corrected
-//! drawings (`pismo data drawn list|export|import`, `pismo_core::host::drawn` owns it).
+//! `pismo_digits::mnist` does the decompression and the SHA-256 checks), and handle the folder of corrected
+//! drawings (`pismo data drawn list|export|import`, `pismo_digits::drawn` owns it).
 
 use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::augment;
-use pismo_core::host::drawn::{DrawnError, DrawnStore, SampleInfo};
-use pismo_core::host::mnist::{self, MnistError};
-use pismo_core::host::{atomic, corpora, image, preview, synth};
+use pismo_core::host::atomic;
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::rng::Rng;
+use pismo_digits::drawn::{DrawnError, DrawnStore, SampleInfo};
+use pismo_digits::mnist::{self, MnistError};
+use pismo_digits::{corpora, image, preview, synth};
 use pismo_training::recipe;
 use pismo_training::trainer::validation_split;
 
@@ -180,7 +181,7 @@ impl DrawnImport {
         ) {
             (Some(images), Some(labels), None, true) => store.import_idx(images, labels)?,
             (None, None, Some(label), false) => {
-                let label = pismo_core::host::drawn::check_label(label)
+                let label = pismo_digits::drawn::check_label(label)
                     .map_err(|e| CliError::usage(e.to_string()))?;
                 store.import_files(&self.files, label)?
             }
@@ -204,7 +205,7 @@ impl From<DrawnError> for CliError {
 pub fn drawn_store(flag: &Option<PathBuf>) -> DrawnStore {
     DrawnStore::open(
         flag.clone()
-            .unwrap_or_else(pismo_core::host::drawn::default_dir),
+            .unwrap_or_else(pismo_digits::drawn::default_dir),
     )
 }
 

@@ -1,7 +1,7 @@
 //! `pismo eval`: a registered model's accuracy, mean loss and confusion matrix on labelled
 //! IDX images: the MNIST test split of the data folder by default, or any `--images` /
 //! `--labels` pair (raw or gzip), or named sets (`--set`, see
-//! `pismo_core::host::devsets`, which says whose writing each is): scans and drawings,
+//! `pismo_digits::devsets`, which says whose writing each is): scans and drawings,
 //! preprocessed as `pismo predict` would. `--calibrate` fits the "not sure" thresholds on
 //! half of each set and reports them on the other half ([`crate::calibrate`]).
 //!
@@ -12,10 +12,10 @@
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::{corpora, devsets};
 use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_digits::mnist::{self, Dataset, Split};
+use pismo_digits::{corpora, devsets};
 use serde::Serialize;
 
 use crate::calibrate::{self, Score};

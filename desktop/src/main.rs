@@ -58,8 +58,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use argh::{EarlyExit, FromArgs};
-use pismo_core::host::mnist::MnistError;
 use pismo_core::host::model::AnyMlp;
+use pismo_digits::mnist::MnistError;
 use pismo_storage::registry::{ModelId, Registry, RegistryError};
 use pismo_storage::runs::{Runs, RunsError};
 use pismo_tuning::driver::TuneError;
@@ -246,7 +246,7 @@ pub fn runs(
 /// The MNIST folder: `--data`, else `PISMO_DATA`, else `./data/mnist`.
 pub fn data_dir(flag: &Option<PathBuf>) -> PathBuf {
     flag.clone()
-        .unwrap_or_else(pismo_core::host::mnist::default_dir)
+        .unwrap_or_else(pismo_digits::mnist::default_dir)
 }
 
 /// Loads and decodes the model `reference` means (see `Registry::resolve`).

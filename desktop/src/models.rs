@@ -272,7 +272,7 @@ fn export(a: Export) -> Result<(), CliError> {
 }
 
 fn quantize(a: Quantize) -> Result<(), CliError> {
-    use pismo_core::host::mnist::{self, Split};
+    use pismo_digits::mnist::{self, Split};
     let registry = crate::registry(&a.registry, &a.store)?;
     let (parent_id, bytes) = registry.load(Some(&a.model))?;
     let (model, file) =
@@ -347,7 +347,7 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
 }
 
 fn join(a: Join) -> Result<(), CliError> {
-    use pismo_core::host::mnist::{self, Dataset, Split};
+    use pismo_digits::mnist::{self, Dataset, Split};
     use pismo_training::trainer::validation_set;
     if a.models.len() < 2 {
         return Err(CliError::usage("give two or more models to join"));

@@ -16,11 +16,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
-use pismo_core::host::image::{self, OwnedGrey};
 use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess;
 use pismo_core::verdict::{verdict, Verdict};
+use pismo_digits::image::{self, OwnedGrey};
 use serde::Serialize;
 
 use crate::CliError;

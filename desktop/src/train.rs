@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use argh::FromArgs;
-use pismo_core::host::corpora;
-use pismo_core::host::mnist::TRAIN_DIGEST;
 use pismo_core::hyper::{Hyper, Metrics};
+use pismo_digits::corpora;
+use pismo_digits::mnist::TRAIN_DIGEST;
 use pismo_storage::registry::{validate_alias, validate_name};
 use pismo_training::recipe::Recipe;
 use pismo_training::session::{self, SessionError, SessionEvent, TrainRequest};

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pismo_core::host::image;
 use pismo_core::mlp::INPUT;
 use pismo_core::preprocess;
+use pismo_digits::image;
 
 fuzz_target!(|bytes: &[u8]| {
     let size = image::png_size(bytes);

@@ -23,7 +23,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use pismo_core::host::drawn::DrawnStore;
+use pismo_digits::drawn::DrawnStore;
 use pismo_storage::registry;
 use pismo_storage::runs::Status;
 use pismo_training::adapt::session::{

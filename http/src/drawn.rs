@@ -1,10 +1,10 @@
 //! The correction loop over HTTP: `POST /api/drawn` keeps a drawing with the digit it really
 //! is ("Wrong? This is a …"), `GET /api/drawn` counts what is kept. The folder and its
-//! guarantees (atomic, concurrent-safe, checked labels) are `pismo_core::host::drawn`'s; the
+//! guarantees (atomic, concurrent-safe, checked labels) are `pismo_digits::drawn`'s; the
 //! image is parsed as `POST /api/predict` parses it, and saving changes data on the server,
 //! so it is guarded like the other changes (same-origin, and the token when there is one).
 
-use pismo_core::host::drawn::{check_label, DrawnError, DrawnStore};
+use pismo_digits::drawn::{check_label, DrawnError, DrawnStore};
 use serde_json::{json, Value};
 
 use crate::reply::{ApiError, Reply};

@@ -73,7 +73,7 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 4;
 
 /// Memory that images being decoded may take at once, in bytes: 128 MiB. A PNG costs
-/// [`pismo_core::host::image::png_decode_cost`] (5 bytes a pixel, so a 4096x4096 one, the
+/// [`pismo_digits::image::png_decode_cost`] (5 bytes a pixel, so a 4096x4096 one, the
 /// largest accepted, costs 80 MiB); a JSON body of `/api/predict` or `/invocations` costs
 /// [`JSON_BYTES_PER_BODY_BYTE`] a byte (so one of [`MAX_BODY_BYTES`] costs the whole
 /// budget). A request that would go over the budget gets 503 + `Retry-After`; one that

@@ -6,10 +6,10 @@
 
 use std::time::Instant;
 
-use pismo_core::host::image::{self, ImageError};
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
 use pismo_core::verdict::verdict;
+use pismo_digits::image::{self, ImageError};
 use std::fmt;
 
 use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};

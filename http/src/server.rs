@@ -104,7 +104,7 @@ impl Default for Options {
             data_dir: PathBuf::from("data/mnist"),
             max_training: 1,
             token: None,
-            drawn_dir: PathBuf::from(pismo_core::host::drawn::DEFAULT_DIR),
+            drawn_dir: PathBuf::from(pismo_digits::drawn::DEFAULT_DIR),
             studies: None,
             fetch: None,
         }

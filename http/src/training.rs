@@ -12,8 +12,8 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::hyper::{Hyper, HIDDEN_SIZES};
+use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_storage::registry::{self, Registry};
 use pismo_storage::runs::Runs;
 use pismo_training::session::{self, SessionError, SessionEvent, TrainRequest};
@@ -188,7 +188,7 @@ impl Training {
             threads: 0,
             aliases,
             recipe: Default::default(),
-            corpora_dir: pismo_core::host::corpora::default_dir(),
+            corpora_dir: pismo_digits::corpora::default_dir(),
             tags: Vec::new(),
             register: true,
         };

@@ -370,7 +370,7 @@ impl Tuning {
             threads,
             data_dir: training.data_dir().to_owned(),
             dataset: data.digest.clone(),
-            corpora_dir: pismo_core::host::corpora::default_dir(),
+            corpora_dir: pismo_digits::corpora::default_dir(),
         };
         let job = Arc::new(Job::new(&study));
         lock(&self.jobs).insert(study.clone(), job.clone());

@@ -8,11 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use pismo_core::host::drawn::{self, DrawnStore};
-use pismo_core::host::image::encode_png;
-use pismo_core::host::pen::Canvas;
-use pismo_core::host::synth::{self, Hand, WRITER_GLYPHS};
 use pismo_core::rng::Rng;
+use pismo_digits::drawn::{self, DrawnStore};
+use pismo_digits::image::encode_png;
+use pismo_digits::pen::Canvas;
+use pismo_digits::synth::{self, Hand, WRITER_GLYPHS};
 use pismo_tests::{full_mnist, idx3, t10k, workspace_root, Pismo};
 
 /// `n` sevens of one writer's z-like hand, drawn as the page draws.

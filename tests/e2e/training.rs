@@ -5,9 +5,9 @@ use std::ops::ControlFlow;
 
 use pismo_core::augment::Distortion;
 use pismo_core::format::Meta;
-use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::{AnyMlp, Weights};
 use pismo_core::hyper::{Hyper, Metrics};
+use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_storage::registry::Registry;
 use pismo_storage::runs::{Runs, Status};
 use pismo_tests::{full_mnist, t10k, TempDir};
@@ -211,7 +211,7 @@ fn a_session_records_the_run_and_registers_the_model() {
         threads: 0,
         aliases: vec!["default".into()],
         recipe: Default::default(),
-        corpora_dir: pismo_core::host::corpora::default_dir(),
+        corpora_dir: pismo_digits::corpora::default_dir(),
         tags: Vec::new(),
         register: true,
     };
@@ -326,7 +326,7 @@ fn a_deskewing_model_records_it_and_reads_slanted_digits() {
             deskew,
             ..Recipe::default()
         },
-        corpora_dir: pismo_core::host::corpora::default_dir(),
+        corpora_dir: pismo_digits::corpora::default_dir(),
         tags: Vec::new(),
         register: true,
     };
@@ -389,7 +389,7 @@ fn a_cancelled_session_is_marked_stopped() {
         threads: 1,
         aliases: vec![],
         recipe: Default::default(),
-        corpora_dir: pismo_core::host::corpora::default_dir(),
+        corpora_dir: pismo_digits::corpora::default_dir(),
         tags: Vec::new(),
         register: true,
     };

@@ -199,13 +199,13 @@ fn the_page_draws_trains_and_compares_in_chromium() {
 
     // The corrections the page sent are in the drawn folder with their labels: a 4 (mouse)
     // and a 7 (finger), each with its drawing and its 28x28 input.
-    let store = pismo_core::host::drawn::DrawnStore::open(p.drawn());
+    let store = pismo_digits::drawn::DrawnStore::open(p.drawn());
     let samples = store.list().unwrap();
     let mut labels: Vec<u8> = samples.iter().map(|s| s.label).collect();
     labels.sort();
     assert_eq!(labels, vec![4, 7], "{samples:?}");
     for s in &samples {
-        let drawing = pismo_core::host::image::read_image_file(&s.drawing).unwrap();
+        let drawing = pismo_digits::image::read_image_file(&s.drawing).unwrap();
         assert_eq!((drawing[0].width, drawing[0].height), (s.width, s.height));
         assert!(s.width > 100 && s.width == s.height, "{s:?}");
     }
@@ -272,7 +272,7 @@ fn the_page_learns_from_corrections_in_chromium() {
 
     // On disk: the three corrections, the adapted model (int8 like its base, which it names
     // as its parent) and its finished run.
-    let store = pismo_core::host::drawn::DrawnStore::open(p.drawn());
+    let store = pismo_digits::drawn::DrawnStore::open(p.drawn());
     assert_eq!(store.counts().unwrap(), [0, 1, 0, 0, 1, 0, 0, 1, 0, 0]);
     let registry = Registry::open(p.registry());
     // Learning again from the adapted model adapted its base again.
@@ -300,7 +300,7 @@ fn the_page_learns_from_corrections_in_chromium() {
     let server = p.serve("127.0.0.1:0", &["--mirror", &package]);
     let url = server.url.clone();
     web_mjs(&url, Some("learn-fetch"), server).stop();
-    for (known, verified) in pismo_core::host::mnist::verify_dir(&p.data()) {
+    for (known, verified) in pismo_digits::mnist::verify_dir(&p.data()) {
         assert!(verified.is_ok(), "{}: {verified:?}", known.name);
     }
 

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use pismo_core::host::mnist::{self, Dataset, TRAIN_DIGEST};
 use pismo_core::hyper::Hyper;
 use pismo_core::preprocess::GreyImage;
+use pismo_digits::mnist::{self, Dataset, TRAIN_DIGEST};
 use pismo_storage::registry::Registry;
 use pismo_storage::runs::Runs;
 use pismo_training::session::{self, TrainRequest};
@@ -82,8 +82,8 @@ pub fn t10k() -> Dataset {
 /// sets it, a missing download panics instead of letting the caller skip.
 pub fn full_mnist() -> Option<PathBuf> {
     let dir = workspace_root().join("data").join("mnist");
-    let has = |known| pismo_core::host::mnist::find_known(&dir, known).is_ok();
-    let train = pismo_core::host::mnist::Split::Train;
+    let has = |known| pismo_digits::mnist::find_known(&dir, known).is_ok();
+    let train = pismo_digits::mnist::Split::Train;
     if has(train.images()) && has(train.labels()) {
         return Some(dir);
     }
@@ -124,7 +124,7 @@ pub fn train_tiny_model(registry: &Path, runs: &Path) -> String {
         threads: 0,
         aliases: Vec::new(),
         recipe: Default::default(),
-        corpora_dir: pismo_core::host::corpora::default_dir(),
+        corpora_dir: pismo_digits::corpora::default_dir(),
         tags: Vec::new(),
         register: true,
     };
@@ -154,7 +154,7 @@ pub fn drawn_digit_png(pixels: &[u8; 784], side: usize) -> Vec<u8> {
         }
     }
     let img = GreyImage::new(side, side, &canvas).expect("valid canvas");
-    pismo_core::host::image::encode_png(&img)
+    pismo_digits::image::encode_png(&img)
 }
 
 /// A 28x28 image the shipped `mnist@1` is unsure about, with its two candidates: the

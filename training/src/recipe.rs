@@ -3,11 +3,11 @@
 //! MNIST's scanned ballpoint digits by American writers are not what people draw on a canvas.
 //! A recipe adds, after MNIST's training images (the validation split stays pure MNIST):
 //! - `redrawn`: MNIST training digits thinned to strokes and redrawn with a round canvas pen
-//!   of random width, size, place and slant ([`pismo_core::host::redraw`]); never a validation digit;
-//! - `synthetic`: digits written in common and European styles ([`pismo_core::host::synth`]);
-//! - `corpora`: the shipped handwriting of other writers ([`pismo_core::host::corpora`], trainable
+//!   of random width, size, place and slant ([`pismo_digits::redraw`]); never a validation digit;
+//! - `synthetic`: digits written in common and European styles ([`pismo_digits::synth`]);
+//! - `corpora`: the shipped handwriting of other writers ([`pismo_digits::corpora`], trainable
 //!   parts only), each repeated `oversample` times per epoch;
-//! - `extra`: folders of corrected drawings ([`pismo_core::host::drawn`], `pismo train --extra`), each
+//! - `extra`: folders of corrected drawings ([`pismo_digits::drawn`], `pismo train --extra`), each
 //!   repeated `extra_repeat` times per epoch (default [`DEFAULT_EXTRA_REPEAT`]: a few dozen
 //!   corrections among 100000 images would be lost otherwise), its accuracy reported per
 //!   epoch;
@@ -26,14 +26,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::trainer::Part;
 use pismo_core::augment::Distortion;
-use pismo_core::host::corpora::{self, Corpus, CorpusError};
-use pismo_core::host::drawn::{DrawnError, DrawnStore};
-use pismo_core::host::mnist::Dataset;
-use pismo_core::host::pen::Canvas;
-use pismo_core::host::redraw::{Placement, Skeleton};
-use pismo_core::host::synth;
 use pismo_core::mlp::INPUT;
 use pismo_core::rng::{hash3, Rng};
+use pismo_digits::corpora::{self, Corpus, CorpusError};
+use pismo_digits::drawn::{DrawnError, DrawnStore};
+use pismo_digits::mnist::Dataset;
+use pismo_digits::pen::Canvas;
+use pismo_digits::redraw::{Placement, Skeleton};
+use pismo_digits::synth;
 
 /// The training-data recipe (all off by default: MNIST only, as the original). A field
 /// missing from a recorded recipe takes its default (older runs stay readable).

@@ -35,11 +35,11 @@ use pismo_core::augment::Distortion;
 use pismo_core::host::boxed_zeroed;
 use pismo_core::host::eval::evaluate;
 use pismo_core::host::kernels;
-use pismo_core::host::mnist::Dataset;
 use pismo_core::host::model::{model_inputs, AnyMlp, IntoAny};
 use pismo_core::hyper::{Hyper, HyperError, Metrics};
 use pismo_core::mlp::{Dropout, Mlp, INPUT};
 use pismo_core::rng::Rng;
+use pismo_digits::mnist::Dataset;
 
 /// Metrics of one finished epoch.
 #[derive(Clone, Debug, PartialEq, Serialize)]

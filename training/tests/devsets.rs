@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use pismo_core::host::corpora::Corpus;
-use pismo_core::host::devsets::{load, DEV};
-use pismo_core::host::mnist::{self, Split};
+use pismo_digits::corpora::Corpus;
+use pismo_digits::devsets::{load, DEV};
+use pismo_digits::mnist::{self, Split};
 use pismo_training::recipe::Recipe;
 use pismo_training::trainer;
 use sha2::{Digest, Sha256};

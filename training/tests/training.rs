@@ -11,11 +11,11 @@ use std::path::Path;
 
 use pismo_core::host::boxed_zeroed;
 use pismo_core::host::kernels::{level, Level};
-use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::{AnyMlp, Weights};
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::{Mlp, CLASSES, INPUT};
 use pismo_core::rng::Rng;
+use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_training::team;
 use pismo_training::trainer::{self, EpochReport, Event};
 

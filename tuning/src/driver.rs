@@ -32,10 +32,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pismo_core::format::Meta;
-use pismo_core::host::mnist::Dataset;
 use pismo_core::host::model::AnyMlp;
 use pismo_core::hyper::{Hyper, Metrics};
 use pismo_core::rng::{hash3, Rng};
+use pismo_digits::mnist::Dataset;
 use pismo_storage::registry::Registry;
 use pismo_storage::runs::Runs;
 use pismo_training::recipe::Recipe;
@@ -98,7 +98,7 @@ pub struct Plan {
     /// MNIST folder.
     pub data_dir: PathBuf,
     /// What the trials train on, as run records and model files name it:
-    /// [`pismo_core::host::mnist::TRAIN_DIGEST`] for the whole MNIST training split, else the images' digest.
+    /// [`pismo_digits::mnist::TRAIN_DIGEST`] for the whole MNIST training split, else the images' digest.
     pub dataset: String,
     /// Shipped corpora folder.
     pub corpora_dir: PathBuf,

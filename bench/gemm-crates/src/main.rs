@@ -23,10 +23,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::{boxed_zeroed, eval, kernels};
 use pismo_core::mlp::{self, Mlp, CLASSES, INPUT};
 use pismo_core::rng::Rng;
+use pismo_digits::mnist::{self, Dataset, Split};
 
 struct Args {
     threads: usize,

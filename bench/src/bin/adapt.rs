@@ -24,15 +24,15 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use pismo_core::host::devsets::{CANVAS_SIDE, THICK_PEN};
-use pismo_core::host::drawn;
-use pismo_core::host::mnist::{self, Dataset, Split};
 use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
-use pismo_core::host::pen::Canvas;
-use pismo_core::host::synth::{self, Glyph, Hand, GLYPHS, WRITER_GLYPHS};
-use pismo_core::host::unipen;
 use pismo_core::rng::{hash3, Rng};
 use pismo_core::verdict::verdict;
+use pismo_digits::devsets::{CANVAS_SIDE, THICK_PEN};
+use pismo_digits::drawn;
+use pismo_digits::mnist::{self, Dataset, Split};
+use pismo_digits::pen::Canvas;
+use pismo_digits::synth::{self, Glyph, Hand, GLYPHS, WRITER_GLYPHS};
+use pismo_digits::unipen;
 use pismo_storage::registry::Registry;
 use pismo_training::adapt::{AdaptRecipe, Adapter};
 use pismo_training::trainer;

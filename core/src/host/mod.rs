@@ -3,41 +3,21 @@
 //! - [`model`]: a model of any supported hidden size chosen at run time ([`model::AnyMlp`]),
 //!   loaded from or encoded to the model file.
 //! - [`onnx`]: an f32 model as a standard ONNX file (Gemm, Relu, Softmax).
-//! - [`mnist`]: MNIST files on disk (raw or gzip, SHA-256 checked) and fetching them.
 //! - [`kernels`]: run-time choice of AVX2 for the hot loops (the one `unsafe` in pismo).
 //! - [`eval`]: loss and accuracy over a set of images, on many threads.
-//! - [`drawn`]: the folder of corrected drawings ("Wrong? This is a …"), atomic and concurrent-safe.
-//! - [`image`]: PNG and IDX image files → grey images for [`crate::preprocess`].
 //! - [`aligned`]: float buffers that begin on a cache line, for the trainer's weights.
 //! - [`atomic`]: whole-file writes by temp file, fsync and rename or link;
 //!   temp files of dead writers are found and removed.
 //! - [`process`]: whether a process, named by pid and start time, is alive.
 //! - [`stamp`]: `YYYYMMDD-HHMMSS` UTC timestamps for names.
-//! - [`pen`]: a round pen on a canvas, as the page and the window draw.
-//! - [`synth`]: synthetic pen-written digits in the styles MNIST lacks.
-//! - [`redraw`]: MNIST digits thinned to strokes and redrawn with a canvas pen.
-//! - [`devsets`]: the named sets models are measured on (MNIST, scans, canvas drawings).
-//! - [`preview`]: a contact sheet of model inputs (PNG), to look at training data.
-//! - [`corpora`]: the shipped non-MNIST handwriting (optdigits, semeion).
-//! - [`unipen`]: the shipped pen trajectories of UNIPEN's writers, drawn as on the page.
 pub mod aligned;
 pub mod atomic;
-pub mod corpora;
-pub mod devsets;
-pub mod drawn;
 pub mod eval;
-pub mod image;
 pub mod kernels;
-pub mod mnist;
 pub mod model;
 pub mod onnx;
-pub mod pen;
-pub mod preview;
 pub mod process;
-pub mod redraw;
 pub mod stamp;
-pub mod synth;
-pub mod unipen;
 
 /// A zeroed value on the heap, never on the stack: `Mlp<1024>` is 3 MB, more than a thread's
 /// stack. (`bytemuck` does the one allocation with the right layout, without `unsafe` here.)

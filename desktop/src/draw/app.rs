@@ -12,7 +12,7 @@
 //!   since the last run ([`App::inferences`] counts the runs).
 //! - Correction ("Wrong? This is a …"): [`App::start_correction`] (the W key) asks for the
 //!   right digit, [`App::correct`] (a digit key) saves the canvas with that label into the
-//!   drawn store (`pismo_core::host::drawn`, which also keeps the 28x28 input the model saw),
+//!   drawn store (`pismo_digits::drawn`, which also keeps the 28x28 input the model saw),
 //!   [`App::cancel_correction`] (Esc) or any change of the drawing drops the question.
 //! - Learning (the L key): [`App::start_learning`] adapts the model in use to the saved
 //!   corrections on a thread of its own ([`super::learn`]); [`App::poll_learning`] shows its
@@ -20,12 +20,12 @@
 //!   One at a time: L while it works only says so. [`App::back`] (B) returns to the model
 //!   used before.
 
-use pismo_core::host::drawn::{DrawnStore, SampleInfo};
-use pismo_core::host::image::encode_png;
 use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
 use pismo_core::verdict::{verdict, Verdict};
+use pismo_digits::drawn::{DrawnStore, SampleInfo};
+use pismo_digits::image::encode_png;
 use pismo_storage::registry::{ModelId, Registry};
 use tiny_skia::{
     Color, FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, Stroke, Transform,
@@ -155,12 +155,12 @@ impl App {
             prediction: None,
             inferences: 0,
             status: String::new(),
-            drawn: DrawnStore::open(pismo_core::host::drawn::default_dir()),
+            drawn: DrawnStore::open(pismo_digits::drawn::default_dir()),
             correcting: false,
             corrections: None,
             learn: learn::Setup {
                 runs: pismo_storage::runs::Runs::open(pismo_storage::runs::Runs::default_dir()),
-                data_dir: pismo_core::host::mnist::default_dir(),
+                data_dir: pismo_digits::mnist::default_dir(),
             },
             learning: None,
             busy: false,
@@ -903,8 +903,8 @@ pub mod tests {
             || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/mnist"),
             PathBuf::from,
         );
-        let train = pismo_core::host::mnist::Split::Train;
-        let has = |known| pismo_core::host::mnist::find_known(&dir, known).is_ok();
+        let train = pismo_digits::mnist::Split::Train;
+        let has = |known| pismo_digits::mnist::find_known(&dir, known).is_ok();
         if has(train.images()) && has(train.labels()) {
             return Some(dir);
         }

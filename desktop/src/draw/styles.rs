@@ -1,8 +1,8 @@
-//! The styles set (`pismo_core::host::synth::style_set`) drawn through the window's app
+//! The styles set (`pismo_digits::synth::style_set`) drawn through the window's app
 //! state: every drawing is replayed as mouse strokes on the 280x280 canvas with the window's
 //! own pen, and the app's answer is tallied per style.
 
-use pismo_core::host::synth::{self, STYLE_CASES};
+use pismo_digits::synth::{self, STYLE_CASES};
 
 use super::app::tests::shipped;
 use super::app::App;

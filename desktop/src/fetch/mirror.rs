@@ -1,7 +1,7 @@
 //! Where MNIST can be downloaded from: the built-in mirrors, in the order they are tried, and
 //! the two shapes a mirror can have.
 
-use pismo_core::host::mnist::KnownFile;
+use pismo_digits::mnist::KnownFile;
 
 /// The built-in mirrors, tried in this order after those given with `--mirror`.
 ///
@@ -117,7 +117,7 @@ mod tests {
         }
         assert_eq!(Mirror::defaults().len(), DEFAULT_MIRRORS.len());
         assert!(matches!(Mirror::defaults()[0], Mirror::Package(_)));
-        let labels = pismo_core::host::mnist::FILES[1];
+        let labels = pismo_digits::mnist::FILES[1];
         assert_eq!(
             Mirror::file_url("http://h/mnist/", labels),
             "http://h/mnist/train-labels-idx1-ubyte.gz"

@@ -9,7 +9,7 @@
 //!
 //! Mirrors are tried in order until every file verifies; one that fails gets one line saying
 //! why, and the next one is tried. A download is checked (SHA-256 of the raw bytes, by
-//! `pismo_core::host::mnist`) before anything gets a final name, and the final file is
+//! `pismo_digits::mnist`) before anything gets a final name, and the final file is
 //! written atomically; the `.part` is removed once it has been used, or kept when the
 //! transfer broke, for the next run to resume. Files that already verify are not fetched.
 
@@ -20,7 +20,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use pismo_core::host::mnist::{self, KnownFile, MnistError};
+use pismo_digits::mnist::{self, KnownFile, MnistError};
 use ureq::Agent;
 
 use crate::CliError;

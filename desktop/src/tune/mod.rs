@@ -19,9 +19,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argh::FromArgs;
-use pismo_core::host::corpora;
-use pismo_core::host::mnist::TRAIN_DIGEST;
 use pismo_core::hyper::Hyper;
+use pismo_digits::corpora;
+use pismo_digits::mnist::TRAIN_DIGEST;
 use pismo_storage::registry::{validate_alias, validate_name};
 use pismo_storage::runs::Runs;
 use pismo_storage::studies::journal::{

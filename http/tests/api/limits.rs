@@ -302,7 +302,7 @@ fn row4_with_a_token_any_host_is_served_and_the_token_guards_changes() {
 /// A white `side` x `side` grey PNG (a few KiB compressed).
 fn blank_png(side: usize) -> Vec<u8> {
     let data = vec![255u8; side * side];
-    pismo_core::host::image::encode_png(&pismo_core::preprocess::GreyImage {
+    pismo_digits::image::encode_png(&pismo_core::preprocess::GreyImage {
         width: side,
         height: side,
         data: &data,
@@ -312,7 +312,7 @@ fn blank_png(side: usize) -> Vec<u8> {
 #[test]
 fn row5_images_over_the_decoding_budget_get_503_with_retry_after() {
     let side = 2048;
-    let cost = pismo_core::host::image::png_decode_cost(side as u32, side as u32);
+    let cost = pismo_digits::image::png_decode_cost(side as u32, side as u32);
     // One decode fits, two do not.
     let f = Fixture::with_options(Options {
         image_budget: cost + cost / 2,

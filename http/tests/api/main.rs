@@ -1277,7 +1277,7 @@ fn drawn_keeps_a_corrected_drawing_on_disk_and_counts_it() {
     assert_eq!(f.get("/api/drawn").json()["counts"][4], 2);
 
     // On disk: the drawing, and as its input exactly what /api/predict says the model saw.
-    let store = pismo_core::host::drawn::DrawnStore::open(drawn.join("drawn"));
+    let store = pismo_digits::drawn::DrawnStore::open(drawn.join("drawn"));
     let data = store.load().unwrap();
     assert_eq!(data.labels, vec![4, 4]);
     let seen = f
@@ -1292,7 +1292,7 @@ fn drawn_keeps_a_corrected_drawing_on_disk_and_counts_it() {
     assert_eq!(data.images[0].to_vec(), seen);
     let samples = store.list().unwrap();
     let raw =
-        pismo_core::host::image::decode_png(&std::fs::read(&samples[0].drawing).unwrap()).unwrap();
+        pismo_digits::image::decode_png(&std::fs::read(&samples[0].drawing).unwrap()).unwrap();
     let sent: Vec<u8> = image["data"]
         .as_array()
         .unwrap()

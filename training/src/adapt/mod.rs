@@ -41,10 +41,10 @@ use serde::{Deserialize, Serialize};
 
 use pismo_core::augment::{self, Distortion};
 use pismo_core::host::aligned::Floats;
-use pismo_core::host::mnist::Dataset;
 use pismo_core::host::model::{AnyMlp, NetworkJob};
 use pismo_core::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT, SUB};
 use pismo_core::rng::{hash3, Rng};
+use pismo_digits::mnist::Dataset;
 
 /// How a model is fine-tuned to a hand. [`AdaptRecipe::DEFAULT`] is the measured choice.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use pismo_bench::client::{Conn, Kind};
 use pismo_bench::histogram::Histogram;
-use pismo_core::host::image;
-use pismo_core::host::mnist::{self, Split};
 use pismo_core::mlp::INPUT;
 use pismo_core::preprocess::GreyImage;
+use pismo_digits::image;
+use pismo_digits::mnist::{self, Split};
 
 use crate::shared::{Counts, Firsts, Shared, Window};
 

@@ -5,7 +5,7 @@
 //! their fours. A model trained on MNIST alone reads those as other digits (a curled 9 as a
 //! 3, a crossed 7 as a 2, a flagged 1 as a 7). This module writes digits in those styles and
 //! in the common ones, as pen strokes drawn the way a canvas draws them (a round pen,
-//! [`crate::host::pen`]), so training can see them.
+//! [`crate::pen`]), so training can see them.
 //!
 //! A style is a list of strokes; a stroke is a chain of pieces, each a smooth curve
 //! (Catmull-Rom) through a few control points in a unit box (x right, y down), and the pen
@@ -14,12 +14,12 @@
 //! how far a tail curls), then the whole digit gets a width-to-height ratio, a slant, a
 //! rotation, a size and place on the canvas and a pen width (thin to very thick relative to
 //! the digit, as when a digit is drawn small with a thick pen). The drawing then goes through
-//! [`crate::preprocess`] like any drawing. Everything is a function of `(seed, index)`.
+//! [`pismo_core::preprocess`] like any drawing. Everything is a function of `(seed, index)`.
 
-use crate::host::pen::Canvas;
-use crate::mlp::INPUT;
-use crate::preprocess::{self, PIXELS};
-use crate::rng::{hash3, Rng};
+use crate::pen::Canvas;
+use pismo_core::mlp::INPUT;
+use pismo_core::preprocess::{self, PIXELS};
+use pismo_core::rng::{hash3, Rng};
 
 type Piece = &'static [(f32, f32)];
 type Stroke = &'static [Piece];
@@ -618,7 +618,7 @@ pub fn to_bytes(canvas: &Canvas) -> [u8; INPUT] {
 }
 
 /// `n` synthetic digits of the stream `seed` (indices `0..n`), made on all cores.
-pub fn dataset(seed: u64, n: usize) -> crate::host::mnist::Dataset {
+pub fn dataset(seed: u64, n: usize) -> crate::mnist::Dataset {
     made_on_all_cores(n, |k| sample(seed, k as u64))
 }
 
@@ -627,7 +627,7 @@ pub fn dataset(seed: u64, n: usize) -> crate::host::mnist::Dataset {
 pub fn made_on_all_cores(
     n: usize,
     make: impl Fn(usize) -> (u8, [u8; INPUT]) + Sync,
-) -> crate::host::mnist::Dataset {
+) -> crate::mnist::Dataset {
     let mut images = vec![[0u8; INPUT]; n];
     let mut labels = vec![0u8; n];
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
@@ -646,7 +646,7 @@ pub fn made_on_all_cores(
             });
         }
     });
-    crate::host::mnist::Dataset { images, labels }
+    crate::mnist::Dataset { images, labels }
 }
 
 /// A style of the styles set: the glyphs it draws from (by name; empty: every glyph) and

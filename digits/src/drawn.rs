@@ -15,7 +15,7 @@
 //!
 //! Guarantees:
 //! - **What is stored is what the model saw.** [`DrawnStore::save`] runs
-//!   [`crate::preprocess::to_input`] itself; `input.png` is its output scaled to 0..255 and
+//!   [`pismo_core::preprocess::to_input`] itself; `input.png` is its output scaled to 0..255 and
 //!   rounded, and [`DrawnStore::load`] returns exactly those bytes.
 //! - **Atomic.** A sample is written into a hidden `.tmp-…` folder in the store, each file
 //!   and the folder are fsynced, then the folder is renamed to its final name in one step and
@@ -46,11 +46,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::atomic;
-use crate::host::image::{self, OwnedGrey};
-use crate::host::mnist::{self, Dataset, MnistError, PIXELS, SIDE};
-use crate::idx;
-use crate::preprocess::{self, GreyImage, PreprocessError};
+use crate::image::{self, OwnedGrey};
+use crate::mnist::{self, Dataset, MnistError, PIXELS, SIDE};
+use pismo_core::host::atomic;
+use pismo_core::idx;
+use pismo_core::preprocess::{self, GreyImage, PreprocessError};
 
 /// Default store folder, relative to the working directory, when `PISMO_DRAWN` is not set.
 pub const DEFAULT_DIR: &str = "data/drawn";
@@ -553,7 +553,7 @@ fn unique_name(label: u8, now: std::time::Duration) -> String {
     let bits = h.finish();
     format!(
         "{label}-{}-{:03}-{}-{n}-{:04x}",
-        crate::host::stamp::utc_stamp(now.as_secs()),
+        pismo_core::host::stamp::utc_stamp(now.as_secs()),
         now.subsec_millis(),
         std::process::id(),
         (bits ^ (bits >> 32)) & 0xffff

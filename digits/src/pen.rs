@@ -29,9 +29,9 @@ impl Canvas {
         }
     }
 
-    /// The canvas as a [`crate::preprocess::GreyImage`].
-    pub fn as_grey(&self) -> crate::preprocess::GreyImage<'_> {
-        crate::preprocess::GreyImage {
+    /// The canvas as a [`pismo_core::preprocess::GreyImage`].
+    pub fn as_grey(&self) -> pismo_core::preprocess::GreyImage<'_> {
+        pismo_core::preprocess::GreyImage {
             width: self.width,
             height: self.height,
             data: &self.data,

@@ -1,9 +1,9 @@
 //! A contact sheet of model inputs: rows of 28x28 images, enlarged, dark ink on white, so a
 //! person can see what a model learns from (`pismo data augment --preview`).
 
-use crate::host::image::OwnedGrey;
-use crate::mlp::INPUT;
-use crate::preprocess::SIDE;
+use crate::image::OwnedGrey;
+use pismo_core::mlp::INPUT;
+use pismo_core::preprocess::SIDE;
 
 /// Pixels between cells.
 const GAP: usize = 2;

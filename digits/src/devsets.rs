@@ -1,5 +1,5 @@
 //! The labelled sets a model is measured on, by name, each made the way a user's input would
-//! reach the model (a drawing or a scan through [`crate::preprocess`]), and whose writing
+//! reach the model (a drawing or a scan through [`pismo_core::preprocess`]), and whose writing
 //! each one is ([`writers`]):
 //!
 //! | name | what | whose writing | trained on? |
@@ -18,13 +18,13 @@
 
 use std::path::Path;
 
-use crate::host::corpora::{Corpus, CorpusError};
-use crate::host::mnist::{self, Dataset, MnistError, Split};
-use crate::host::pen::Canvas;
-use crate::host::redraw::{Placement, Skeleton};
-use crate::host::synth;
-use crate::host::unipen;
-use crate::rng::{hash3, Rng};
+use crate::corpora::{Corpus, CorpusError};
+use crate::mnist::{self, Dataset, MnistError, Split};
+use crate::pen::Canvas;
+use crate::redraw::{Placement, Skeleton};
+use crate::synth;
+use crate::unipen;
+use pismo_core::rng::{hash3, Rng};
 
 /// MNIST test digits in each canvas set.
 pub const CANVAS_DIGITS: usize = 2000;
@@ -180,7 +180,7 @@ pub fn canvas(test: &Dataset, n: usize, pen: f32) -> Dataset {
 }
 
 /// MNIST digit number `index` drawn on the 280x280 canvas with a `pen` px pen.
-pub fn drawing(image: &[u8; crate::mlp::INPUT], index: u64, pen: f32) -> Canvas {
+pub fn drawing(image: &[u8; pismo_core::mlp::INPUT], index: u64, pen: f32) -> Canvas {
     let mut rng = Rng::new(hash3(0x00CA_27A5, index, 0));
     let side = CANVAS_SIDE as f32;
     let height = 120.0 + 130.0 * rng.next_f32();

@@ -9,13 +9,13 @@
 //! 1. the 28x28 image is enlarged [`UPSCALE`] times (bilinear) and cut at half intensity;
 //! 2. the ink is thinned to a one-pixel skeleton (Zhang–Suen), the path the pen's centre took;
 //! 3. the skeleton is mapped onto a canvas (any size, place, slant) and every pair of
-//!    neighbouring skeleton pixels is drawn as a segment with a round pen ([`crate::host::pen`]).
+//!    neighbouring skeleton pixels is drawn as a segment with a round pen ([`crate::pen`]).
 //!
-//! The result then goes through [`crate::preprocess`] like any drawing.
+//! The result then goes through [`pismo_core::preprocess`] like any drawing.
 
-use crate::host::pen::Canvas;
-use crate::mlp::INPUT;
-use crate::preprocess::SIDE;
+use crate::pen::Canvas;
+use pismo_core::mlp::INPUT;
+use pismo_core::preprocess::SIDE;
 
 /// Enlargement of the digit before thinning.
 pub const UPSCALE: usize = 4;

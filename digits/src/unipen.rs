@@ -8,16 +8,16 @@
 //!
 //! [`draw`] puts a digit on the 280x280 canvas the way a person draws it on the web page or
 //! in the window: scaled to a given height (the width follows, capped so the digit stays on
-//! the canvas), centred, each stroke drawn with the page's round pen ([`crate::host::pen`]).
+//! the canvas), centred, each stroke drawn with the page's round pen ([`crate::pen`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::host::corpora::{self, CorpusError};
-use crate::host::devsets::CANVAS_SIDE;
-use crate::host::pen::Canvas;
+use crate::corpora::{self, CorpusError};
+use crate::devsets::CANVAS_SIDE;
+use crate::pen::Canvas;
 
 /// The file inside the corpora folder (raw, or with `.gz`).
 pub const FILE: &str = "unipen/digits.jsonl";

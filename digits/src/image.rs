@@ -1,5 +1,5 @@
 //! Image files on the host: PNG of any colour type and bit depth, and IDX3 image files (raw
-//! or gzip), decoded to 8-bit grey for [`crate::preprocess`].
+//! or gzip), decoded to 8-bit grey for [`pismo_core::preprocess`].
 //!
 //! Decoding is for untrusted input (uploads, files given on the command line): no input makes
 //! it panic, and the size is checked before any pixel is decoded: PNGs are limited to
@@ -13,8 +13,8 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::idx::{self, IdxError};
-use crate::preprocess::GreyImage;
+use pismo_core::idx::{self, IdxError};
+use pismo_core::preprocess::GreyImage;
 
 /// Largest accepted PNG width or height.
 pub const MAX_PNG_SIDE: u32 = 4096;
@@ -37,7 +37,7 @@ pub struct OwnedGrey {
 }
 
 impl OwnedGrey {
-    /// Borrows the image for [`crate::preprocess`].
+    /// Borrows the image for [`pismo_core::preprocess`].
     pub fn as_grey(&self) -> GreyImage<'_> {
         GreyImage {
             width: self.width,
