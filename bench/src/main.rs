@@ -23,7 +23,7 @@
 //!   correct count out) on `--threads` threads (0 = every core).
 //!
 //! Its JSON also names the kernel copy that ran (`kernels`: `baseline`, `avx2`, `avx512` or
-//! `neon`, see `pismo_core::host::kernels::level`) and the `PISMO_SIMD` cap it ran under.
+//! `neon`, see `pismo_engine::kernels::level`) and the `PISMO_SIMD` cap it ran under.
 //!
 //! Latencies are the median over blocks of calls of the block time / calls per block, after a
 //! warm-up; the minimum is reported too. `black_box` keeps the compiler from hoisting or
@@ -34,10 +34,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{argmax, INPUT};
-use pismo_core::preprocess::{self, GreyImage};
+use pismo_core::preprocess::GreyImage;
 use pismo_digits::mnist::{self, Split};
+use pismo_engine::kernels;
+use pismo_engine::model::AnyMlp;
 
 mod serve_data;
 
@@ -253,12 +254,12 @@ fn predict(a: &PredictArgs) -> Result<(), String> {
     let canvas = drawing_of(digit);
     let mut input = [0.0f32; INPUT];
     let img = GreyImage::new(CANVAS, CANVAS, &canvas).map_err(|e| e.to_string())?;
-    preprocess::to_input(&img, &mut input).map_err(|e| e.to_string())?;
+    kernels::to_input(&img, &mut input).map_err(|e| e.to_string())?;
     let drawing_label = argmax(&mlp.predict_proba(&input));
     let mut failed = None;
     let drawing = time_per_call(a.drawing_iters, 10, || {
         let img = GreyImage::new(CANVAS, CANVAS, black_box(&canvas));
-        match img.and_then(|img| preprocess::to_input(&img, &mut input)) {
+        match img.and_then(|img| kernels::to_input(&img, &mut input)) {
             Ok(_) => {
                 black_box(mlp.predict_proba(black_box(&input)));
             }
@@ -282,7 +283,7 @@ fn predict(a: &PredictArgs) -> Result<(), String> {
         "model": a.model.display().to_string(),
         "hidden_size": mlp.hidden_size(),
         "threads": a.threads,
-        "kernels": pismo_core::host::kernels::level().name(),
+        "kernels": pismo_engine::kernels::level().name(),
         "pismo_simd": std::env::var("PISMO_SIMD").ok(),
         "single_us": single.median * 1e6,
         "single_us_min": single.min * 1e6,

@@ -23,12 +23,13 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use pismo_core::host::model::{AnyMlp, Weights};
 use pismo_core::mlp::argmax;
 use pismo_core::mlp::{Mlp, CLASSES, INPUT};
-use pismo_core::preprocess::{self, GreyImage};
+use pismo_core::preprocess::GreyImage;
 use pismo_digits::image;
 use pismo_digits::mnist;
+use pismo_engine::kernels;
+use pismo_engine::model::{AnyMlp, Weights};
 
 use crate::{drawing_of, model_and_test, CANVAS};
 
@@ -112,7 +113,7 @@ fn grey(side: usize, data: &[u8]) -> Result<GreyImage<'_>, String> {
 fn label_of_png(mlp: &AnyMlp, png: &[u8]) -> Result<usize, String> {
     let img = image::decode_png(png).map_err(|e| e.to_string())?;
     let mut x = [0.0f32; INPUT];
-    preprocess::to_input(&img.as_grey(), &mut x).map_err(|e| e.to_string())?;
+    kernels::to_input(&img.as_grey(), &mut x).map_err(|e| e.to_string())?;
     Ok(argmax(&mlp.predict_proba(&x)))
 }
 

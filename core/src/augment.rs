@@ -47,7 +47,7 @@ impl Distortion {
 /// `(seed, step, index)`; `how` says how far it goes.
 ///
 /// `#[inline(always)]` with its helpers, so that the trainer's per-CPU copies
-/// (`host::kernels`) compile it with their own instruction sets.
+/// (`pismo-training`'s `kernels`) compile it with their own instruction sets.
 #[inline(always)]
 pub fn distort(
     src: &[u8; INPUT],

@@ -127,8 +127,7 @@ impl fmt::Display for IdxError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for IdxError {}
+impl core::error::Error for IdxError {}
 
 /// A borrowed IDX image file: `count` images of `rows × cols` bytes, row-major.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

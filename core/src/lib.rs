@@ -23,10 +23,7 @@
 //!   on the host.
 //! - [`format`](mod@format): the model file (magic, format version, postcard metadata, weights, CRC-32),
 //!   encoded into a caller's buffer and decoded by borrowing from the input bytes.
-//!
-//! With the `std` feature, [`host`] adds what only a host has: MNIST files on disk, the
-//! multi-threaded trainer, the flat model registry and the run records.
-#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![cfg_attr(not(test), no_std)]
 
 pub mod augment;
 pub mod deskew;
@@ -41,6 +38,3 @@ pub mod preprocess;
 pub mod quant;
 pub mod rng;
 pub mod verdict;
-
-#[cfg(feature = "std")]
-pub mod host;

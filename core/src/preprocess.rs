@@ -48,7 +48,7 @@
 //! Performance. Each pass is a loop over contiguous bytes that the compiler vectorizes,
 //! without intrinsics or `unsafe`. On the host the whole pipeline is compiled three times
 //! on x86-64, for baseline SSE2, AVX2 and AVX-512, and the widest copy the CPU has runs
-//! (`host::kernels::to_input`, chosen as the trainer's kernels are); the firmware and
+//! (`pismo-engine`'s `kernels::to_input`, chosen as the trainer's kernels are); the firmware and
 //! aarch64 run the one portable copy. An ink weight is branch-free: dark ink becomes light
 //! ink by an xor with 0xff, then one saturating subtraction and a compare-and-mask. Step 1
 //! takes the ring's level directly when the ring is one level all round (plain paper), and
@@ -158,8 +158,7 @@ impl fmt::Display for PreprocessError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for PreprocessError {}
+impl core::error::Error for PreprocessError {}
 
 /// A borrowed 8-bit grey image, row-major, 0 = black, 255 = white.
 #[derive(Clone, Copy, Debug)]
@@ -227,13 +226,9 @@ pub struct Info {
 /// The model input of any grey image: a 28x28 input gets only its polarity normalized
 /// (light ink on black) and is divided by 255, as it is assumed MNIST-like already; any
 /// other size goes through [`preprocess`]. Every shell calls this.
-///
-/// On the host (feature `std`) this runs the widest copy of the pipeline the CPU has
-/// (`host::kernels::to_input`: AVX2 or AVX-512 on x86-64); every copy gives the same bits.
+/// This is the one portable copy; a host compiles [`to_input_inline`] per instruction set
+/// (`pismo-engine`'s `kernels::to_input`), and every copy gives the same bits.
 pub fn to_input(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
-    #[cfg(feature = "std")]
-    return crate::host::kernels::to_input(img, out);
-    #[cfg(not(feature = "std"))]
     to_input_inline(img, out)
 }
 
@@ -241,21 +236,16 @@ pub fn to_input(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, Prepro
 /// its mass in 28x28, as MNIST was made (see the module doc). Values are in `0.0..=1.0`,
 /// ink bright.
 ///
-/// On the host (feature `std`) this runs the widest copy the CPU has, as [`to_input`] does.
+/// The portable copy, as [`to_input`]; [`preprocess_inline`] is its body.
 pub fn preprocess(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
-    #[cfg(feature = "std")]
-    return crate::host::kernels::preprocess(img, out);
-    #[cfg(not(feature = "std"))]
     preprocess_inline(img, out)
 }
 
-/// [`to_input`]'s body. It and every step below are `#[inline(always)]`, so that each copy of
-/// `host::kernels::to_input` compiles the whole pipeline with its own instruction set.
+/// [`to_input`]'s body. It and every step below are `#[inline(always)]`, so that a caller
+/// that compiles it per instruction set (`pismo-engine`'s `kernels::to_input`) gets the
+/// whole pipeline in each copy. Call [`to_input`] unless you are writing such a copy.
 #[inline(always)]
-pub(crate) fn to_input_inline(
-    img: &GreyImage,
-    out: &mut [f32; PIXELS],
-) -> Result<Info, PreprocessError> {
+pub fn to_input_inline(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
     if img.width != SIDE || img.height != SIDE {
         return preprocess_inline(img, out);
     }
@@ -282,7 +272,7 @@ pub(crate) fn to_input_inline(
 
 /// [`preprocess`]'s body, `#[inline(always)]` as [`to_input_inline`].
 #[inline(always)]
-pub(crate) fn preprocess_inline(
+pub fn preprocess_inline(
     img: &GreyImage,
     out: &mut [f32; PIXELS],
 ) -> Result<Info, PreprocessError> {

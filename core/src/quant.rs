@@ -177,6 +177,25 @@ impl<'a> QView<'a> {
         QView { deskew, ..self }
     }
 
+    /// A view of `parts` (as [`Self::parts`] lists them), or `None` unless `hidden` is one of
+    /// [`crate::hyper::HIDDEN_SIZES`] and every part has its size for it (the checks the
+    /// model file's decoder makes on shapes; it checks finiteness too). For a host that
+    /// keeps the bytes of a view it copied.
+    pub fn new(hidden: usize, parts: [&'a [u8]; 6], act_scale: f32) -> Option<Self> {
+        let h = hidden;
+        let sizes = [
+            INPUT * h,
+            4 * h,
+            4 * h,
+            CLASSES * h,
+            4 * CLASSES,
+            4 * CLASSES,
+        ];
+        let known = crate::hyper::HIDDEN_SIZES.iter().any(|&s| s as usize == h);
+        let fits = parts.iter().zip(sizes).all(|(p, n)| p.len() == n);
+        (known && fits).then(|| QView::from_parts(h, parts, act_scale, false))
+    }
+
     /// Reassembles a view from [`Self::parts`] (sizes as the decoder checked them).
     pub(crate) fn from_parts(
         hidden: usize,
@@ -247,7 +266,7 @@ impl<'a> QView<'a> {
 
     /// Raw scores of an image given as bytes (0 = blank), deskewed first when the model
     /// says so. `work` must hold at least [`Self::hidden_size`] units; `None` if it does not.
-    /// `#[inline(always)]`, so the host's per-CPU copies (`host::kernels`) compile it whole.
+    /// `#[inline(always)]`, so the host's per-CPU copies (`pismo-engine`'s `kernels`) compile it whole.
     #[inline(always)]
     pub fn logits<const W: usize>(
         &self,

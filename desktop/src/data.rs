@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::augment;
-use pismo_core::host::atomic;
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::rng::Rng;
 use pismo_digits::drawn::{DrawnError, DrawnStore, SampleInfo};
 use pismo_digits::mnist::{self, MnistError};
 use pismo_digits::{corpora, image, preview, synth};
+use pismo_files::atomic;
 use pismo_training::recipe;
 use pismo_training::trainer::validation_split;
 
@@ -220,7 +220,7 @@ struct SampleLine<'a> {
 /// `2026-12-02T03:16:41.572Z`: when the sample was saved, ISO 8601 in UTC.
 fn created(s: &SampleInfo) -> String {
     // `utc_stamp` gives `YYYYMMDD-HHMMSS`.
-    let stamp = pismo_core::host::stamp::utc_stamp(s.created_unix_ms / 1000);
+    let stamp = pismo_files::stamp::utc_stamp(s.created_unix_ms / 1000);
     let (date, time) = stamp.split_once('-').unwrap_or((&stamp, ""));
     let part = |text: &str, from: usize, to: usize| text.get(from..to).unwrap_or("").to_owned();
     format!(
@@ -425,7 +425,7 @@ fn preview(a: &Augment) -> Result<(), CliError> {
     }
     if a.deskew {
         for row in &mut rows {
-            *row = pismo_core::host::model::deskew_all(row);
+            *row = pismo_engine::model::deskew_all(row);
         }
     }
     let sheet = preview::sheet(&rows, a.scale);

@@ -12,10 +12,10 @@
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_digits::{corpora, devsets};
+use pismo_engine::model::AnyMlp;
 use serde::Serialize;
 
 use crate::calibrate::{self, Score};
@@ -155,7 +155,7 @@ pub(crate) fn tally_parallel(
     threads: usize,
     progress: &Counter,
 ) -> Tally {
-    let threads = pismo_core::host::threads_or_all(threads);
+    let threads = pismo_engine::threads_or_all(threads);
     let per = data.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
         let jobs: Vec<_> = data

@@ -58,8 +58,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use argh::{EarlyExit, FromArgs};
-use pismo_core::host::model::AnyMlp;
 use pismo_digits::mnist::MnistError;
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{ModelId, Registry, RegistryError};
 use pismo_storage::runs::{Runs, RunsError};
 use pismo_tuning::driver::TuneError;

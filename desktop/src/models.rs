@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
 use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_engine::model::{AnyMlp, CALIBRATION_IMAGES};
 use pismo_storage::registry::{Entry, ModelId, OwnedMeta, Registry};
 
 use crate::progress::Counter;
@@ -232,7 +232,7 @@ struct Export {
 const EXPORT_FORMATS: [&str; 1] = ["onnx"];
 
 fn export(a: Export) -> Result<(), CliError> {
-    use pismo_core::host::onnx;
+    use pismo_engine::onnx;
     if !EXPORT_FORMATS.contains(&a.format.as_str()) {
         return Err(CliError::usage(format!(
             "unknown export format `{}`: the formats are {}",
@@ -246,7 +246,7 @@ fn export(a: Export) -> Result<(), CliError> {
         AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {id}: {e}")))?;
     let reference = id.to_string();
     let out = onnx::export(&model, &reference);
-    pismo_core::host::atomic::replace_atomic(&a.output, &out)
+    pismo_files::atomic::replace_atomic(&a.output, &out)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", a.output.display())))?;
     let input = if model.deskew() {
         "as preprocessed (the graph deskews it, as the model does)"

@@ -16,11 +16,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
-use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess;
 use pismo_core::verdict::{verdict, Verdict};
 use pismo_digits::image::{self, OwnedGrey};
+use pismo_engine::kernels;
+use pismo_engine::model::AnyMlp;
 use serde::Serialize;
 
 use crate::CliError;
@@ -98,7 +99,7 @@ pub(crate) fn probabilities(
     img: &OwnedGrey,
 ) -> Result<[f32; CLASSES], preprocess::PreprocessError> {
     let mut x = [0.0f32; INPUT];
-    preprocess::to_input(&img.as_grey(), &mut x)?;
+    kernels::to_input(&img.as_grey(), &mut x)?;
     Ok(mlp.predict_proba(&x))
 }
 

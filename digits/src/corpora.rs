@@ -32,8 +32,9 @@ use sha2::{Digest, Sha256};
 
 use crate::mnist::Dataset;
 use pismo_core::mlp::INPUT;
-use pismo_core::preprocess::{self, GreyImage, PIXELS};
+use pismo_core::preprocess::{GreyImage, PIXELS};
 use pismo_core::rng::Rng;
+use pismo_engine::kernels;
 
 /// Default folder of the shipped corpora, relative to the working directory.
 pub const DEFAULT_DIR: &str = "datasets";
@@ -249,7 +250,7 @@ impl Bitmap {
     pub fn to_input(&self) -> [u8; INPUT] {
         let mut input = [0.0f32; PIXELS];
         let mut out = [0u8; INPUT];
-        if preprocess::to_input(&self.as_grey(), &mut input).is_ok() {
+        if kernels::to_input(&self.as_grey(), &mut input).is_ok() {
             for (o, v) in out.iter_mut().zip(input) {
                 *o = (v * 255.0).round() as u8;
             }

@@ -48,9 +48,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::image::{self, OwnedGrey};
 use crate::mnist::{self, Dataset, MnistError, PIXELS, SIDE};
-use pismo_core::host::atomic;
 use pismo_core::idx;
-use pismo_core::preprocess::{self, GreyImage, PreprocessError};
+use pismo_core::preprocess::{GreyImage, PreprocessError};
+use pismo_engine::kernels;
+use pismo_files::atomic;
 
 /// Default store folder, relative to the working directory, when `PISMO_DRAWN` is not set.
 pub const DEFAULT_DIR: &str = "data/drawn";
@@ -511,7 +512,7 @@ impl DrawnStore {
 /// what a correction of `img` holds, whichever way it arrived.
 pub fn input_bytes(img: &GreyImage) -> Result<[u8; PIXELS], DrawnError> {
     let mut x = [0.0f32; PIXELS];
-    preprocess::to_input(img, &mut x).map_err(|e| match e {
+    kernels::to_input(img, &mut x).map_err(|e| match e {
         PreprocessError::NoInk => DrawnError::NoInk,
         e => DrawnError::Image(e),
     })?;
@@ -553,7 +554,7 @@ fn unique_name(label: u8, now: std::time::Duration) -> String {
     let bits = h.finish();
     format!(
         "{label}-{}-{:03}-{}-{n}-{:04x}",
-        pismo_core::host::stamp::utc_stamp(now.as_secs()),
+        pismo_files::stamp::utc_stamp(now.as_secs()),
         now.subsec_millis(),
         std::process::id(),
         (bits ^ (bits >> 32)) & 0xffff
@@ -618,7 +619,7 @@ mod tests {
         assert_eq!(raw, img);
 
         let mut x = [0.0f32; PIXELS];
-        preprocess::to_input(&img.as_grey(), &mut x).unwrap();
+        kernels::to_input(&img.as_grey(), &mut x).unwrap();
         let data = store.load().unwrap();
         assert_eq!(data.labels, vec![1]);
         for (&stored, &v) in data.images[0].iter().zip(&x) {
@@ -628,7 +629,7 @@ mod tests {
         // the model saw, to within the 8-bit rounding.
         let mut again = [0.0f32; PIXELS];
         let input = GreyImage::new(SIDE, SIDE, &data.images[0]).unwrap();
-        preprocess::to_input(&input, &mut again).unwrap();
+        kernels::to_input(&input, &mut again).unwrap();
         for (a, b) in again.iter().zip(&x) {
             assert!((a - b).abs() <= 0.5 / 255.0 + 1e-6);
         }

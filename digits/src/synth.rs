@@ -18,8 +18,9 @@
 
 use crate::pen::Canvas;
 use pismo_core::mlp::INPUT;
-use pismo_core::preprocess::{self, PIXELS};
+use pismo_core::preprocess::PIXELS;
 use pismo_core::rng::{hash3, Rng};
+use pismo_engine::kernels;
 
 type Piece = &'static [(f32, f32)];
 type Stroke = &'static [Piece];
@@ -609,7 +610,7 @@ pub fn render(glyph: &Glyph, hand: &Hand, rng: &mut Rng) -> [u8; INPUT] {
 pub fn to_bytes(canvas: &Canvas) -> [u8; INPUT] {
     let mut input = [0.0f32; PIXELS];
     let mut out = [0u8; INPUT];
-    if preprocess::preprocess(&canvas.as_grey(), &mut input).is_ok() {
+    if kernels::preprocess(&canvas.as_grey(), &mut input).is_ok() {
         for (o, v) in out.iter_mut().zip(input) {
             *o = (v * 255.0).round() as u8;
         }

@@ -6,9 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use pismo_core::device;
 use pismo_core::format::{self, Tensors};
-use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::INPUT;
 use pismo_core::quant::Work;
+use pismo_engine::model::AnyMlp;
 
 fuzz_target!(|bytes: &[u8]| {
     let _ = format::peek_version(bytes);

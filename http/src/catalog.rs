@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pismo_core::host::model::AnyMlp;
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::store::Stamp;
 use pismo_storage::runs::RunInfo;
 use serde::Serialize;

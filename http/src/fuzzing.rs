@@ -3,7 +3,7 @@
 //! use a model or start a run, and returns the route's error message.
 
 use pismo_core::mlp::INPUT;
-use pismo_core::preprocess;
+use pismo_engine::kernels;
 
 use crate::reply::ApiError;
 use crate::request::{parse_json, parse_typed};
@@ -20,7 +20,7 @@ pub fn predict_body(body: &[u8]) -> Result<[f32; INPUT], String> {
         .and_then(JsonImage::grey)
         .map_err(message)?;
     let mut x = [0.0f32; INPUT];
-    preprocess::to_input(&img.as_grey(), &mut x).map_err(|e| e.to_string())?;
+    kernels::to_input(&img.as_grey(), &mut x).map_err(|e| e.to_string())?;
     Ok(x)
 }
 

@@ -7,9 +7,10 @@
 use std::time::Instant;
 
 use pismo_core::mlp::{CLASSES, INPUT};
-use pismo_core::preprocess::{self, GreyImage};
+use pismo_core::preprocess::GreyImage;
 use pismo_core::verdict::verdict;
 use pismo_digits::image::{self, ImageError};
+use pismo_engine::kernels;
 use std::fmt;
 
 use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
@@ -65,7 +66,7 @@ pub(crate) fn predict(state: &State, request: &Request) -> Result<Reply, ApiErro
         _ => return Err(unsupported_type(kind, "image/png or application/json")),
     };
     let mut x = [0.0f32; INPUT];
-    preprocess::to_input(&img.as_grey(), &mut x).map_err(|e| ApiError::bad(e.to_string()))?;
+    kernels::to_input(&img.as_grey(), &mut x).map_err(|e| ApiError::bad(e.to_string()))?;
     let p = mlp.predict_proba(&x);
     let millis = started.elapsed().as_secs_f64() * 1e3;
     let v = verdict(&p);

@@ -4,10 +4,10 @@
 //! Every command runs in a [`Pismo`] sandbox: `PISMO_REGISTRY`, `PISMO_RUNS` and `PISMO_DATA`
 //! point into a temp folder, so nothing here reads or writes `./models` or `./runs`.
 
-use pismo_core::host::model::AnyMlp;
 use pismo_core::hyper::Hyper;
 use pismo_core::preprocess::{self, GreyImage};
 use pismo_digits::image::decode_png;
+use pismo_engine::model::AnyMlp;
 use pismo_tests::{
     drawn_digit_png, full_mnist, idx3, t10k, test_data, train_tiny_model, workspace_root, Output,
     Pismo,
@@ -504,8 +504,8 @@ fn ctrl_c_stops_training_and_registers_the_best_weights_so_far() {
 /// The copies of the kernels this CPU runs (on x86-64 baseline SSE2, AVX2, AVX-512; aarch64
 /// builds only the NEON one), narrowest first, to compare them under `PISMO_SIMD`; says
 /// loudly when the CPU (or `PISMO_SIMD`) leaves some out.
-fn kernel_levels(test: &str) -> Vec<pismo_core::host::kernels::Level> {
-    use pismo_core::host::kernels::{level, Level};
+fn kernel_levels(test: &str) -> Vec<pismo_engine::kernels::Level> {
+    use pismo_engine::kernels::{level, Level};
     let widest = level();
     let levels: Vec<Level> = Level::BUILT
         .iter()

@@ -9,7 +9,6 @@
 
 use std::ops::ControlFlow;
 
-use pismo_core::host::model::AnyMlp;
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::preprocess;
@@ -17,6 +16,7 @@ use pismo_core::rng::Rng;
 use pismo_digits::drawn::DrawnStore;
 use pismo_digits::mnist::Dataset;
 use pismo_digits::pen::Canvas;
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::Registry;
 use pismo_storage::runs::Runs;
 use pismo_tests::{t10k, TempDir};

@@ -4,9 +4,9 @@
 
 use pismo_core::device::{self, FrameError, StartError, HEADER};
 use pismo_core::format::FormatError;
-use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::INPUT;
 use pismo_core::quant::Work;
+use pismo_engine::model::AnyMlp;
 use pismo_tests::{shipped_model, t10k};
 
 #[test]

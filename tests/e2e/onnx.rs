@@ -15,10 +15,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess::{self, GreyImage};
 use pismo_digits::image::decode_png;
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::Registry;
 use pismo_tests::{drawn_digit_png, idx3, t10k, train_tiny_model, workspace_root, Pismo};
 use serde_json::Value;

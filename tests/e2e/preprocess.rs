@@ -4,9 +4,9 @@
 //! inverse of these pastes only if it reproduces MNIST's own normalization. The shipped
 //! model must then give the same answer for the paste as for the original digit.
 
-use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::argmax;
 use pismo_core::preprocess::{preprocess, to_input, GreyImage, Polarity, PIXELS, SIDE};
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::Registry;
 use pismo_tests::{t10k, workspace_root};
 

@@ -2,9 +2,9 @@
 //! real MNIST test images, and inference straight from the file's bytes.
 
 use pismo_core::format::{self, Tensors};
-use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{argmax, INPUT};
 use pismo_core::quant::Work;
+use pismo_engine::model::AnyMlp;
 use pismo_tests::{shipped_model, t10k};
 
 #[test]

@@ -5,9 +5,9 @@ use std::ops::ControlFlow;
 
 use pismo_core::augment::Distortion;
 use pismo_core::format::Meta;
-use pismo_core::host::model::{AnyMlp, Weights};
 use pismo_core::hyper::{Hyper, Metrics};
 use pismo_digits::mnist::{self, Dataset, Split};
+use pismo_engine::model::{AnyMlp, Weights};
 use pismo_storage::registry::Registry;
 use pismo_storage::runs::{Runs, Status};
 use pismo_tests::{full_mnist, t10k, TempDir};

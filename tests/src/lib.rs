@@ -162,7 +162,7 @@ pub fn drawn_digit_png(pixels: &[u8; 784], side: usize) -> Vec<u8> {
 /// `pismo_core::verdict` calls unsure (found by the library, then asked of the CLI).
 pub fn ambiguous_blend() -> ([u8; 784], [usize; 2]) {
     let t = t10k();
-    let (mlp, _) = pismo_core::host::model::AnyMlp::decode(&shipped_model("mnist@1")).unwrap();
+    let (mlp, _) = pismo_engine::model::AnyMlp::decode(&shipped_model("mnist@1")).unwrap();
     for i in 0..50 {
         for j in i + 1..50 {
             if t.labels[i] == t.labels[j] {

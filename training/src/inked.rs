@@ -78,7 +78,7 @@ impl InkedImages {
     }
 }
 
-pismo_core::dispatched! {
+pismo_engine::dispatched! {
     /// Appends the inked pixels of `images` to `part`, image after image.
     pub fn compact_inked(images: &[&[u8; INPUT]], part: &mut Part) {
         // Counted first, so that the vectors are allocated once at their size (growing them

@@ -1,5 +1,5 @@
 //! The trainer's hot loops, each compiled per instruction set by
-//! [`pismo_core::dispatched!`] (the one home of run-time SIMD dispatch) and chosen at run
+//! [`pismo_engine::dispatched!`] (the one home of run-time SIMD dispatch) and chosen at run
 //! time: inputs of a batch, forward of a block of hidden units, the output layer's loss, and
 //! backward with the momentum update. The math is `pismo_core::mlp`'s, all
 //! `#[inline(always)]`, so it compiles into every copy; every copy gives the same bits.
@@ -53,7 +53,7 @@ impl<'a> Source<'a> {
     }
 }
 
-pismo_core::dispatched! {
+pismo_engine::dispatched! {
     /// The sparse inputs of the samples `idx` (batch positions `first ..`): copies of their
     /// inked pixels, or distorted afresh when augmenting (then deskewed when the model is).
     pub fn prepare_inputs(src: Source<'_>, idx: &[u32], first: usize, step: u64, xs: &mut [Sparse]) {
@@ -74,7 +74,7 @@ pismo_core::dispatched! {
     }
 }
 
-pismo_core::dispatched! {
+pismo_engine::dispatched! {
     /// Forward of one block of hidden units over the batch, given as consecutive chunks.
     pub fn forward_block(
         blk: Block<'_>,
@@ -89,7 +89,7 @@ pismo_core::dispatched! {
     }
 }
 
-pismo_core::dispatched! {
+pismo_engine::dispatched! {
     /// Logits from every block's contributions (in unit order), loss, and its gradient.
     pub fn output_loss(
         b2: &[f32; CLASSES],
@@ -133,7 +133,7 @@ pub struct BlockState<'a> {
     pub a: &'a mut [f32],
 }
 
-pismo_core::dispatched! {
+pismo_engine::dispatched! {
     /// Backward of one block and the momentum update of its parameters.
     pub fn backward_block(
         st: BlockState<'_>,

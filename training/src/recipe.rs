@@ -61,7 +61,7 @@ pub struct Recipe {
     /// Times each corrected drawing is seen per epoch (0: [`DEFAULT_EXTRA_REPEAT`]).
     pub extra_repeat: u32,
     /// Networks trained side by side and joined into one model of their total width
-    /// ([`pismo_core::host::model::AnyMlp::committee`]; 0 or 1: one network).
+    /// ([`pismo_engine::model::AnyMlp::committee`]; 0 or 1: one network).
     pub members: u32,
     /// Which committee member a run of one network is (0: the first, or a network of its
     /// own); see [`crate::trainer::TrainSet::member`].

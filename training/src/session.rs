@@ -9,9 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::recipe::{Recipe, RecipeError};
 use crate::trainer::{self, EpochReport, Event, Outcome, TrainError, TrainSet};
 use pismo_core::format::Meta;
-use pismo_core::host::model::AnyMlp;
 use pismo_core::hyper::{Hyper, Metrics};
 use pismo_digits::mnist::{self, Dataset, MnistError, Split};
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{ModelId, Registry, RegistryError};
 use pismo_storage::runs::{Runs, RunsError, Status};
 

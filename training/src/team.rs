@@ -25,8 +25,8 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::kernels::{self, BlockState, Source};
-use pismo_core::host::aligned::Floats;
 use pismo_core::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT};
+use pismo_engine::aligned::Floats;
 
 /// A barrier that spins for up to 50 µs, then yields its core, then sleeps in short naps (a
 /// wait at the end of an epoch, while thread 0 evaluates, should not burn a core). If a thread of the team panics, the
@@ -353,7 +353,7 @@ pub fn shared<'a, const H: usize>(
 ) -> Shared<'a, H> {
     let widths = widths::<H>(threads);
     let per = batch.div_ceil(threads);
-    let mut snapshot: Box<Mlp<H>> = pismo_core::host::boxed_zeroed();
+    let mut snapshot: Box<Mlp<H>> = pismo_engine::boxed_zeroed();
     snapshot.copy_from(init);
     Shared {
         src,

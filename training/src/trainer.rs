@@ -32,14 +32,14 @@ use crate::inked::InkedImages;
 use crate::kernels::Source;
 use crate::team::{self, Team};
 use pismo_core::augment::Distortion;
-use pismo_core::host::boxed_zeroed;
-use pismo_core::host::eval::evaluate;
-use pismo_core::host::kernels;
-use pismo_core::host::model::{model_inputs, AnyMlp, IntoAny};
 use pismo_core::hyper::{Hyper, HyperError, Metrics};
 use pismo_core::mlp::{Dropout, Mlp, INPUT};
 use pismo_core::rng::Rng;
 use pismo_digits::mnist::Dataset;
+use pismo_engine::boxed_zeroed;
+use pismo_engine::eval::evaluate;
+use pismo_engine::kernels;
+use pismo_engine::model::{model_inputs, AnyMlp, IntoAny};
 
 /// Metrics of one finished epoch.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -104,7 +104,7 @@ pub struct TrainSet<'a> {
     /// Which member of a committee this network is (0 for a network of its own): member `k`
     /// draws its initial weights, order, dropout and distortions from `seed + k` and holds
     /// out the validation split of `seed` itself, so every member of a committee is
-    /// validated on the same images ([`pismo_core::host::model::AnyMlp::committee`]).
+    /// validated on the same images ([`pismo_engine::model::AnyMlp::committee`]).
     pub member: u32,
 }
 
@@ -222,8 +222,8 @@ pub fn train_set(
             val_size,
         });
     }
-    let threads = pismo_core::host::threads_or_all(threads);
-    pismo_core::with_hidden!(hyper.hidden_size, H => train_h::<H>(hyper, set, test, threads, on_event))
+    let threads = pismo_engine::threads_or_all(threads);
+    pismo_engine::with_hidden!(hyper.hidden_size, H => train_h::<H>(hyper, set, test, threads, on_event))
         .expect("hidden_size validated")
 }
 

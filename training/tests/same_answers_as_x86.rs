@@ -10,11 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
-use pismo_core::host::atomic::replace_atomic;
-use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{argmax, CLASSES, INPUT};
 use pismo_core::preprocess::{to_input, GreyImage};
 use pismo_digits::mnist::{self, Split};
+use pismo_engine::model::AnyMlp;
+use pismo_files::atomic::replace_atomic;
 use pismo_storage::registry::Registry;
 use serde::{Deserialize, Serialize};
 

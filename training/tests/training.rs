@@ -9,13 +9,13 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use pismo_core::host::boxed_zeroed;
-use pismo_core::host::kernels::{level, Level};
-use pismo_core::host::model::{AnyMlp, Weights};
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::{Mlp, CLASSES, INPUT};
 use pismo_core::rng::Rng;
 use pismo_digits::mnist::{self, Dataset, Split};
+use pismo_engine::boxed_zeroed;
+use pismo_engine::kernels::{level, Level};
+use pismo_engine::model::{AnyMlp, Weights};
 use pismo_training::team;
 use pismo_training::trainer::{self, EpochReport, Event};
 
@@ -337,7 +337,7 @@ fn batch_evaluation_matches_one_image_at_a_time_bit_for_bit() {
         "{correct}: an untrained model"
     );
     for threads in [1, 3] {
-        let (l, c) = pismo_core::host::eval::evaluate(&m, &data.images, &data.labels, threads);
+        let (l, c) = pismo_engine::eval::evaluate(&m, &data.images, &data.labels, threads);
         assert_eq!(
             (l.to_bits(), c),
             (loss.to_bits(), correct),

@@ -32,10 +32,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pismo_core::format::Meta;
-use pismo_core::host::model::AnyMlp;
 use pismo_core::hyper::{Hyper, Metrics};
 use pismo_core::rng::{hash3, Rng};
 use pismo_digits::mnist::Dataset;
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::Registry;
 use pismo_storage::runs::Runs;
 use pismo_training::recipe::Recipe;
@@ -67,7 +67,7 @@ const CLAIM_RETRY: Duration = Duration::from_millis(500);
 
 /// The name of a study started at `unix_secs` that was given none: `study-YYYYMMDD-HHMMSS`.
 pub fn default_study_name(unix_secs: u64) -> String {
-    format!("study-{}", pismo_core::host::stamp::utc_stamp(unix_secs))
+    format!("study-{}", pismo_files::stamp::utc_stamp(unix_secs))
 }
 
 /// What a study runs, fixed when it starts.

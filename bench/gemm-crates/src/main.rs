@@ -1,6 +1,6 @@
 //! Batch prediction of the 10000 MNIST test images four ways, in one process, alternating:
 //!
-//! - `strips`: `pismo_core::host::eval::evaluate` (what `pismo eval` and the validation
+//! - `strips`: `pismo_engine::eval::evaluate` (what `pismo eval` and the validation
 //!   pass run: sparse inputs, 128 images at a time per strip of 64 hidden units);
 //! - `per-image`: the loop it replaced, one image at a time through the dispatched
 //!   single-image kernel (`kernels::logits`), the images split over the threads;
@@ -23,10 +23,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use pismo_core::host::{boxed_zeroed, eval, kernels};
 use pismo_core::mlp::{self, Mlp, CLASSES, INPUT};
 use pismo_core::rng::Rng;
 use pismo_digits::mnist::{self, Dataset, Split};
+use pismo_engine::{boxed_zeroed, eval, kernels};
 
 struct Args {
     threads: usize,

@@ -24,7 +24,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
 use pismo_core::rng::{hash3, Rng};
 use pismo_core::verdict::verdict;
 use pismo_digits::devsets::{CANVAS_SIDE, THICK_PEN};
@@ -33,6 +32,7 @@ use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_digits::pen::Canvas;
 use pismo_digits::synth::{self, Glyph, Hand, GLYPHS, WRITER_GLYPHS};
 use pismo_digits::unipen;
+use pismo_engine::model::{AnyMlp, CALIBRATION_IMAGES};
 use pismo_storage::registry::Registry;
 use pismo_training::adapt::{AdaptRecipe, Adapter};
 use pismo_training::trainer;

@@ -20,12 +20,13 @@
 //!   One at a time: L while it works only says so. [`App::back`] (B) returns to the model
 //!   used before.
 
-use pismo_core::host::model::AnyMlp;
 use pismo_core::mlp::{CLASSES, INPUT};
-use pismo_core::preprocess::{self, GreyImage};
+use pismo_core::preprocess::GreyImage;
 use pismo_core::verdict::{verdict, Verdict};
 use pismo_digits::drawn::{DrawnStore, SampleInfo};
 use pismo_digits::image::encode_png;
+use pismo_engine::kernels;
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{ModelId, Registry};
 use tiny_skia::{
     Color, FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, Stroke, Transform,
@@ -536,7 +537,7 @@ impl App {
         let img = GreyImage::new(CANVAS as usize, CANVAS as usize, &grey)
             .expect("the canvas is a valid image");
         let mut input = [0.0f32; INPUT];
-        self.prediction = match preprocess::to_input(&img, &mut input) {
+        self.prediction = match kernels::to_input(&img, &mut input) {
             Ok(_) => {
                 self.inferences += 1;
                 let probabilities = self.mlp.predict_proba(&input);

@@ -44,7 +44,7 @@ fn save_path() -> PathBuf {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let stamp = pismo_core::host::stamp::utc_stamp(secs);
+    let stamp = pismo_files::stamp::utc_stamp(secs);
     let mut path = PathBuf::from(format!("pismo-drawing-{stamp}.png"));
     let mut n = 2;
     while path.exists() {

@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
-use pismo_core::host::model::AnyMlp;
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{ModelId, Registry, RegistryError};
 use pismo_storage::runs::{Metric, RunInfo, Runs, RunsError, Status};
 use pismo_training::recipe::Recipe;

@@ -7,7 +7,7 @@
 //!                    (loader mlflow.onnx), the signature: input float32[-1,784],
 //!                    outputs probabilities and logits float32[-1,10]
 //! model.onnx         `pismo models export --format onnx`: the whole model, deskewing and
-//!                    int8 arithmetic included (pismo_core::host::onnx)
+//!                    int8 arithmetic included (pismo_engine::onnx)
 //! NAME.vV.pismo      the model file itself, byte for byte
 //! requirements.txt   the Python packages that serve it, as tested (tests/e2e/mlflow.rs)
 //! python_env.yaml    MLflow's virtualenv description (-r requirements.txt)
@@ -18,8 +18,8 @@
 //! columns), each row an image as pismo preprocesses it (an MNIST byte `b` is `b / 255`), and
 //! answers `{"predictions": {"probabilities": [[10]], "logits": [[10]]}}`.
 
-use pismo_core::host::model::AnyMlp;
-use pismo_core::host::onnx;
+use pismo_engine::model::AnyMlp;
+use pismo_engine::onnx;
 use pismo_storage::registry::ModelId;
 
 /// The Python packages the directory is served with: the versions `tests/e2e/mlflow.rs`
@@ -103,9 +103,9 @@ pub fn files(id: &ModelId, bytes: &[u8], model: &AnyMlp) -> Vec<(String, Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pismo_core::host::boxed_zeroed;
-    use pismo_core::host::model::IntoAny;
     use pismo_core::mlp::Mlp;
+    use pismo_engine::boxed_zeroed;
+    use pismo_engine::model::IntoAny;
 
     #[test]
     fn the_folder_holds_an_onnx_flavoured_mlmodel_the_graph_and_the_file() {

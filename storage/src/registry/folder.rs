@@ -39,7 +39,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::lock::RegistryLock;
 use super::store::{unix_secs, AliasChange, DeleteRefused, ModelStore, Stamp, StoredModel};
 use super::{io_err, validate_alias, ModelId, RegistryError};
-use pismo_core::host::atomic::{
+use pismo_files::atomic::{
     link_no_clobber, remove_dead_temps, replace_atomic, sync_dir, unique_tmp_path, write_new_synced,
 };
 

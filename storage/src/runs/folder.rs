@@ -25,8 +25,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::store::{RunSink, RunStore};
 use super::{Metric, RunInfo, RunRecord, RunsError, Status};
-use pismo_core::host::atomic::{remove_dead_temps, replace_atomic};
-use pismo_core::host::process;
+use pismo_files::atomic::{remove_dead_temps, replace_atomic};
+use pismo_files::process;
 
 /// The record of a run inside its folder.
 pub const RUN_FILE: &str = "run.json";

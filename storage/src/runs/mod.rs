@@ -37,9 +37,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use self::folder::FolderRuns;
 use self::store::{RunSink, RunStore};
 use crate::registry::ModelId;
-use pismo_core::host::process;
-use pismo_core::host::stamp::utc_stamp;
 use pismo_core::hyper::Hyper;
+use pismo_files::process;
+use pismo_files::stamp::utc_stamp;
 
 /// The error recorded when a [`RunWriter`] is dropped unfinished.
 pub const INTERRUPTED: &str = "interrupted";

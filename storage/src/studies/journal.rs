@@ -441,7 +441,7 @@ impl StudyStore for FileJournal {
     fn keep_best(&mut self, model: &[u8], _accuracy: f64, _loss: f64) -> Result<bool, StoreError> {
         // One process runs the study, and its driver keeps the best in memory: the
         // comparison was made there.
-        pismo_core::host::atomic::replace_atomic(&self.best, model)
+        pismo_files::atomic::replace_atomic(&self.best, model)
             .map_err(|e| StoreError::Io(self.best.clone(), e))?;
         Ok(true)
     }

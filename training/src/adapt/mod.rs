@@ -15,7 +15,7 @@
 //!
 //! An int8 base is dequantized ([`AnyMlp::to_f32`]), fine-tuned, and quantized again as
 //! `pismo models quantize` does (per-row scales, the activation scale calibrated on the
-//! first [`pismo_core::host::model::CALIBRATION_IMAGES`] MNIST training images). The result keeps
+//! first [`pismo_engine::model::CALIBRATION_IMAGES`] MNIST training images). The result keeps
 //! the base's size and its input form (deskewing).
 //!
 //! Fine-tuning on a few drawings of one hand can cost everyone else's digits a little.
@@ -40,11 +40,11 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 
 use pismo_core::augment::{self, Distortion};
-use pismo_core::host::aligned::Floats;
-use pismo_core::host::model::{AnyMlp, NetworkJob};
 use pismo_core::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT, SUB};
 use pismo_core::rng::{hash3, Rng};
 use pismo_digits::mnist::Dataset;
+use pismo_engine::aligned::Floats;
+use pismo_engine::model::{AnyMlp, NetworkJob};
 
 /// How a model is fine-tuned to a hand. [`AdaptRecipe::DEFAULT`] is the measured choice.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,7 +194,7 @@ impl Adapter<'_> {
             .map(|f| held_out(corrections, &fold_of, f))
             .collect();
         let next = AtomicUsize::new(0);
-        let workers = pismo_core::host::threads_or_all(threads).clamp(1, folds + 1);
+        let workers = pismo_engine::threads_or_all(threads).clamp(1, folds + 1);
         // Job 0 is the final model, job f + 1 fold f (tuned on every fold but f).
         let mut tuned: Vec<(usize, AnyMlp)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..workers)
@@ -521,7 +521,7 @@ fn step<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, step: u32) {
     }
 }
 
-pismo_core::dispatched! {
+pismo_engine::dispatched! {
     /// Step `step` of adapting a model to a hand ([`step`]), compiled per
     /// instruction set like training's kernels.
     pub fn adapt_step<const H: usize>(

@@ -28,10 +28,10 @@ use super::{AdaptRecipe, Adaptation, Adapter, CrossValidation};
 use crate::session::{register, ModelMeta};
 use crate::trainer;
 use pismo_core::format::FormatError;
-use pismo_core::host::model::{AnyMlp, CALIBRATION_IMAGES};
 use pismo_core::hyper::Metrics;
 use pismo_digits::drawn::{DrawnError, DrawnStore};
 use pismo_digits::mnist::{self, Dataset, MnistError, Split, TRAIN_DIGEST};
+use pismo_engine::model::{AnyMlp, CALIBRATION_IMAGES};
 use pismo_storage::registry::{self, ModelId, Registry, RegistryError};
 use pismo_storage::runs::{RunWriter, Runs, RunsError, Status};
 

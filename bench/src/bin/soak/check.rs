@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use pismo_core::host::model::AnyMlp;
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::Registry;
 
 #[derive(Debug, Clone, Default)]

@@ -4,7 +4,7 @@
 //!
 //! Temp files are named `.<stem>.tmp-<pid>-<start>-<n>-<nanos>`: they start with `.`, so
 //! listings ignore them, and they name their writer by pid and process start time (see
-//! [`crate::host::process`]), so [`remove_dead_temps`] can tell the temp file of a writer that was
+//! [`crate::process`]), so [`remove_dead_temps`] can tell the temp file of a writer that was
 //! killed (kill -9 leaves it behind) from one a live writer is still filling. pismo before
 //! this naming wrote `.<stem>.tmp-<pid>-<n>-<nanos>`; such a file is removed once no process
 //! has its pid.
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::host::process;
+use crate::process;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 

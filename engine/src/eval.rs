@@ -1,9 +1,9 @@
 //! Loss and accuracy of a network over a set of images, on many threads, with a result
 //! that does not depend on how many.
 
-use crate::host::aligned::Floats;
-use crate::host::kernels;
-use crate::mlp::{Mlp, INPUT};
+use crate::aligned::Floats;
+use crate::kernels;
+use pismo_core::mlp::{Mlp, INPUT};
 
 /// Loss sum and correct count of `mlp` over `images` (no dropout), on `threads` threads.
 /// The images are cut into fixed chunks whose partial sums are added in chunk order, so the
@@ -21,7 +21,7 @@ pub fn evaluate<const H: usize>(
     let threads = threads.clamp(1, chunks.max(1));
     let mut partial = vec![(0.0f64, 0usize); chunks];
     let mut packed = Floats::zeroed(INPUT * H);
-    crate::mlp::pack_strips(&mlp.w1, &mut packed);
+    pismo_core::mlp::pack_strips(&mlp.w1, &mut packed);
     let packed = &packed[..];
     std::thread::scope(|s| {
         for (t, slots) in partial

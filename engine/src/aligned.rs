@@ -2,7 +2,7 @@
 //!
 //! A `Vec<f32>` of more than a few hundred kilobytes comes from `mmap` with glibc's chunk
 //! header in front: its first float sits 16 bytes past a page boundary. The trainer walks its
-//! weights in rows of 64 floats (256 bytes, [`crate::mlp::strips`]), so with that offset every
+//! weights in rows of 64 floats (256 bytes, [`pismo_core::mlp::strips`]), so with that offset every
 //! 64-byte AVX-512 load straddles two cache lines, and half of the 32-byte AVX2 loads do. A
 //! [`Floats`] starts on a 64-byte boundary, so a row is exactly four lines.
 

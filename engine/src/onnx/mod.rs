@@ -15,7 +15,7 @@
 //! both:        logits ─ Softmax ─► probabilities                                  float32[N,10]
 //! ```
 //!
-//! The input is the image row-major after [`crate::preprocess`] (ink `1.0`, background
+//! The input is the image row-major after [`pismo_core::preprocess`] (ink `1.0`, background
 //! `0.0`; an MNIST byte `b` is `b / 255`). `[deskew]` is there when the model deskews
 //! ([`META_DESKEW`]): [`deskew`] builds it from standard operators.
 //!
@@ -24,7 +24,7 @@
 //! transposes it, `transB = 1`). The sums run in the runtime's order, so the probabilities
 //! agree with pismo's to about 1e-7.
 //!
-//! **int8 models** are an integer graph computing what [`crate::quant`] computes, operation
+//! **int8 models** are an integer graph computing what [`pismo_core::quant`] computes, operation
 //! for operation: `MatMulInteger` (`u8 × i8 → i32`, exact as pismo's integer sums), the
 //! requantization with pismo's `f32` operations in pismo's order (`s1/255` is the constant
 //! pismo multiplies by), and pismo's rounding, half away from zero ([`round_half_away`]; ONNX's
@@ -37,9 +37,9 @@
 mod deskew;
 mod proto;
 
-use crate::host::model::AnyMlp;
-use crate::mlp::{CLASSES, INPUT};
-use crate::quant::QView;
+use crate::model::AnyMlp;
+use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_core::quant::QView;
 use proto::{model_proto, operator_set_id, string_entry, Attr, Elem, Graph, Message};
 
 /// The opset of the default domain the graph is written for (Softmax with `axis = -1` on the
@@ -160,7 +160,7 @@ fn f32_network(g: &mut Graph, model: &AnyMlp) -> String {
     )
 }
 
-/// The int8 network of [`crate::quant`], input bytes and deskewing included; returns the
+/// The int8 network of [`pismo_core::quant`], input bytes and deskewing included; returns the
 /// logits' name.
 fn int8_network(g: &mut Graph, q: &QView<'_>) -> String {
     let h = q.hidden_size() as i64;
@@ -239,10 +239,10 @@ fn round_half_away(g: &mut Graph, name: &str, v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::boxed_zeroed;
-    use crate::host::model::IntoAny;
-    use crate::mlp::Mlp;
-    use crate::rng::Rng;
+    use crate::boxed_zeroed;
+    use crate::model::IntoAny;
+    use pismo_core::mlp::Mlp;
+    use pismo_core::rng::Rng;
 
     fn model() -> AnyMlp {
         let mut m: Box<Mlp<16>> = boxed_zeroed();

@@ -1,4 +1,4 @@
-//! [`crate::deskew`] as ONNX operators: the shear measured from each image's moments and
+//! [`pismo_core::deskew`] as ONNX operators: the shear measured from each image's moments and
 //! applied by two gathers and a linear interpolation, computing what pismo computes.
 //!
 //! ```text
@@ -16,21 +16,21 @@
 //! near `x.5` on the other byte. A `Scan` adds `p·(x − x̄)·(y − ȳ)` and `p·(y − ȳ)²` pixel
 //! by pixel in pismo's order, with pismo's operations, so the slope is pismo's to the bit.
 //! The interpolation is the same `f32` operations in the same order (`a·(1 − t) + b·t`), the
-//! `Floor` is `floorf` and the left tap is clamped to `−2..=28` as [`crate::floor::tap`]
+//! `Floor` is `floorf` and the left tap is clamped to `−2..=28` as [`pismo_core::floor::tap`]
 //! clamps it, so every pixel is pismo's too.
 
 use super::proto::{Attr, Elem, Graph};
 use super::round_half_away;
-use crate::mlp::INPUT;
-use crate::preprocess::SIDE;
+use pismo_core::mlp::INPUT;
+use pismo_core::preprocess::SIDE;
 
-/// Columns of zeros on each side of a row, so that every tap [`crate::floor::tap`] can give
+/// Columns of zeros on each side of a row, so that every tap [`pismo_core::floor::tap`] can give
 /// (`−2..=SIDE`, and the one after it) reads a real element.
 const PAD: usize = 2;
 
 /// Appends the deskewing of `ink` (`float32[N,784]`) to `g`; returns the deskewed image's
 /// name. With `bytes`, `ink` holds byte values and each deskewed pixel is rounded to a byte
-/// as [`crate::deskew::deskew_bytes`] rounds it; else it is [`crate::deskew::deskew_f32`].
+/// as [`pismo_core::deskew::deskew_bytes`] rounds it; else it is [`pismo_core::deskew::deskew_f32`].
 pub fn deskew(g: &mut Graph, ink: &str, bytes: bool) -> String {
     let side = SIDE as i64;
     let col_of = |i: usize| (i % SIDE) as f32;
@@ -78,8 +78,8 @@ pub fn deskew(g: &mut Graph, ink: &str, bytes: bool) -> String {
     let has_height = g.op("deskew.has_height", "Greater", &[&yy, &zero], vec![]);
     let valid = g.op("deskew.valid", "And", &[&has_ink, &has_height], vec![]);
     let ratio = g.op("deskew.ratio", "Div", &[&xy, &yy], vec![]);
-    let max = g.init_f32("deskew.max_slope", &[], &[crate::deskew::MAX_SLOPE]);
-    let min = g.init_f32("deskew.min_slope", &[], &[-crate::deskew::MAX_SLOPE]);
+    let max = g.init_f32("deskew.max_slope", &[], &[pismo_core::deskew::MAX_SLOPE]);
+    let min = g.init_f32("deskew.min_slope", &[], &[-pismo_core::deskew::MAX_SLOPE]);
     let slope = g.op("deskew.slope_raw", "Clip", &[&ratio, &min, &max], vec![]);
     // Zeros where the image is passed through, so that no NaN reaches an index.
     let slope = g.op("deskew.slope", "Where", &[&valid, &slope, &zero], vec![]);

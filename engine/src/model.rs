@@ -4,19 +4,19 @@
 //! run time. [`AnyMlp`] is the one place that maps one to the other: [`Weights`], an enum
 //! with a variant per supported size, and the [`with_hidden!`](crate::with_hidden) macro to
 //! call generic code on any of them. It also carries what the model does to an input before
-//! its network sees it ([`crate::deskew`], when trained so), so every prediction, evaluation
+//! its network sees it ([`pismo_core::deskew`], when trained so), so every prediction, evaluation
 //! and quantization through it treats inputs as training did.
 
 use std::borrow::Cow;
 
-use crate::format::{self, FormatError, Meta};
-use crate::host::boxed_zeroed;
-use crate::mlp::{Mlp, CLASSES, INPUT};
-use crate::quant::{self, QMlp, QView, Work};
+use crate::boxed_zeroed;
+use pismo_core::format::{self, FormatError, Meta};
+use pismo_core::mlp::{Mlp, CLASSES, INPUT};
+use pismo_core::quant::{self, QMlp, QView, Work};
 
 /// Calls a generic function with the const hidden size matching a run-time value:
 /// `with_hidden!(hidden, H => body)` runs `body` with `const H: usize` in scope, and evaluates
-/// to `None` if `hidden` is not one of [`crate::hyper::HIDDEN_SIZES`].
+/// to `None` if `hidden` is not one of [`pismo_core::hyper::HIDDEN_SIZES`].
 #[macro_export]
 macro_rules! with_hidden {
     ($hidden:expr, $h:ident => $body:expr) => {
@@ -62,7 +62,7 @@ macro_rules! with_hidden {
     };
 }
 
-/// A model: its weights and whether its inputs are deskewed ([`crate::deskew`]).
+/// A model: its weights and whether its inputs are deskewed ([`pismo_core::deskew`]).
 #[derive(Debug)]
 pub struct AnyMlp {
     weights: Weights,
@@ -166,7 +166,7 @@ impl AnyMlp {
 
     /// Probabilities of the ten digits.
     pub fn predict_proba(&self, x: &[f32; INPUT]) -> [f32; CLASSES] {
-        crate::mlp::softmax(&self.logits(x))
+        pismo_core::mlp::softmax(&self.logits(x))
     }
 
     /// What the network itself sees of input `x`: `x` deskewed if the model deskews, else `x`
@@ -174,25 +174,25 @@ impl AnyMlp {
     pub fn network_input(&self, x: &[f32; INPUT]) -> [f32; INPUT] {
         let mut seen = *x;
         if self.deskew {
-            crate::deskew::deskew_f32(&mut seen);
+            pismo_core::deskew::deskew_f32(&mut seen);
         }
         seen
     }
 
     /// Raw scores (the AVX2 build of the kernel when the CPU has it; int8 models run the
-    /// integer path of [`crate::quant`] on the input's bytes), the input deskewed first if
+    /// integer path of [`pismo_core::quant`] on the input's bytes), the input deskewed first if
     /// the model was trained so.
     pub fn logits(&self, x: &[f32; INPUT]) -> [f32; CLASSES] {
         match &self.weights {
             Weights::Int8(q) => {
-                let mut work = Work::<{ crate::hyper::MAX_HIDDEN }>::new();
+                let mut work = Work::<{ pismo_core::hyper::MAX_HIDDEN }>::new();
                 self.view(q)
                     .logits(&quant::input_bytes(x), &mut work)
                     .expect("hidden sizes are at most MAX_HIDDEN")
             }
             f => {
                 let x = self.network_input(x);
-                each!(f, m => crate::host::kernels::logits(m, &x))
+                each!(f, m => crate::kernels::logits(m, &x))
             }
         }
     }
@@ -263,10 +263,10 @@ impl AnyMlp {
 
     /// Summed cross-entropy and correct count over labelled images (bytes, as MNIST stores
     /// them) on `threads` threads (0: all cores): f32 models through
-    /// [`crate::host::eval::evaluate`], int8 models one image at a time through the
+    /// [`crate::eval::evaluate`], int8 models one image at a time through the
     /// integer path, as a device runs them.
     pub fn evaluate(&self, images: &[[u8; INPUT]], labels: &[u8], threads: usize) -> (f64, usize) {
-        let threads = crate::host::threads_or_all(threads);
+        let threads = crate::threads_or_all(threads);
         match &self.weights {
             Weights::Int8(q) => {
                 // The bytes are the integer path's input as they are; the images are cut
@@ -278,7 +278,7 @@ impl AnyMlp {
                         .chunks(share)
                         .zip(labels.chunks(share))
                         .map(|(ims, ys)| {
-                            s.spawn(move || crate::host::kernels::evaluate_int8(&view, ims, ys))
+                            s.spawn(move || crate::kernels::evaluate_int8(&view, ims, ys))
                         })
                         .collect();
                     parts.into_iter().fold((0.0, 0), |(l, c), part| {
@@ -289,7 +289,7 @@ impl AnyMlp {
             }
             f => {
                 let images = model_inputs(images, self.deskew);
-                each!(f, m => crate::host::eval::evaluate(&**m, &images, labels, threads))
+                each!(f, m => crate::eval::evaluate(&**m, &images, labels, threads))
             }
         }
     }
@@ -297,7 +297,7 @@ impl AnyMlp {
     /// The committee of `members` as one network: their hidden layers side by side and
     /// their output layers averaged, so its logits are the mean of theirs, exactly (up to
     /// rounding). It is an ordinary one-hidden-layer model of the members' total width,
-    /// which must be one of [`crate::hyper::HIDDEN_SIZES`]; the members must be f32 and
+    /// which must be one of [`pismo_core::hyper::HIDDEN_SIZES`]; the members must be f32 and
     /// treat inputs alike (all deskew or none).
     pub fn committee(members: &[&AnyMlp]) -> Result<AnyMlp, CommitteeError> {
         let first = members.first().ok_or(CommitteeError::Empty)?;
@@ -441,7 +441,9 @@ impl std::fmt::Display for CommitteeError {
             CommitteeError::Width(total) => write!(
                 f,
                 "the models have {total} hidden units together; a model has one of {}",
-                crate::hyper::HIDDEN_SIZES.map(|h| h.to_string()).join(", ")
+                pismo_core::hyper::HIDDEN_SIZES
+                    .map(|h| h.to_string())
+                    .join(", ")
             ),
         }
     }
@@ -464,9 +466,12 @@ pub struct F32Tensors<'a> {
     pub b2: &'a [f32],
 }
 
-/// Deskewed copies of images given as bytes ([`crate::deskew::deskew_bytes`]).
+/// Deskewed copies of images given as bytes ([`pismo_core::deskew::deskew_bytes`]).
 pub fn deskew_all(images: &[[u8; INPUT]]) -> Vec<[u8; INPUT]> {
-    images.iter().map(crate::deskew::deskew_bytes).collect()
+    images
+        .iter()
+        .map(pismo_core::deskew::deskew_bytes)
+        .collect()
 }
 
 /// Images (bytes) in the form a model's network takes them: deskewed copies if `deskew`,
@@ -481,11 +486,11 @@ pub fn model_inputs(images: &[[u8; INPUT]], deskew: bool) -> Cow<'_, [[u8; INPUT
 
 fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> Weights {
     let mut acts: Vec<f32> = Vec::with_capacity(calibration.len() * H);
-    let mut x = crate::mlp::Sparse::new();
+    let mut x = pismo_core::mlp::Sparse::new();
     let mut z = [0.0f32; H];
     for im in calibration {
         x.set_bytes(im);
-        crate::mlp::hidden_pre(&m.w1, &m.b1, &x, &mut z);
+        pismo_core::mlp::hidden_pre(&m.w1, &m.b1, &x, &mut z);
         acts.extend(z.iter().filter(|&&v| v > 0.0));
     }
     // The element of that rank in sorted order, found without sorting (an O(n) selection).
@@ -520,12 +525,12 @@ impl QOwned {
 
     /// The borrowed form inference runs on (inputs as given: [`AnyMlp`] adds its deskewing).
     pub fn view(&self) -> QView<'_> {
-        QView::from_parts(
+        QView::new(
             self.hidden,
             self.parts.each_ref().map(Vec::as_slice),
             self.act_scale,
-            false,
         )
+        .expect("the parts of a view, copied")
     }
 }
 
@@ -536,9 +541,9 @@ fn hidden_of<const H: usize>(_: &Mlp<H>) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deskew::{deskew_bytes, deskew_f32};
-    use crate::preprocess::SIDE;
-    use crate::rng::Rng;
+    use pismo_core::deskew::{deskew_bytes, deskew_f32};
+    use pismo_core::preprocess::SIDE;
+    use pismo_core::rng::Rng;
 
     fn model(deskew: bool) -> AnyMlp {
         let mut m: Box<Mlp<32>> = boxed_zeroed();
@@ -591,8 +596,8 @@ mod tests {
             name: "m",
             version: 1,
             created_unix: 0,
-            hyper: crate::hyper::Hyper::DEFAULT,
-            metrics: crate::hyper::Metrics {
+            hyper: pismo_core::hyper::Hyper::DEFAULT,
+            metrics: pismo_core::hyper::Metrics {
                 epochs_run: 1,
                 best_epoch: 1,
                 train_loss: 0.0,

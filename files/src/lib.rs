@@ -1,0 +1,14 @@
+//! # pismo-files
+//!
+//! Writing files on a host so that readers and other writers never see half of one, and
+//! naming them. Used by every crate that keeps something on disk (`pismo-digits`,
+//! `pismo-storage`); it depends on no other pismo crate, not even the core.
+//!
+//! - [`atomic`]: whole-file writes by temp file, fsync and rename or link; temp files of
+//!   dead writers are found and removed.
+//! - [`process`]: whether a process, named by pid and start time, is alive.
+//! - [`stamp`]: `YYYYMMDD-HHMMSS` UTC timestamps for run ids, study names and saved
+//!   drawings.
+pub mod atomic;
+pub mod process;
+pub mod stamp;
