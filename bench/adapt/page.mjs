@@ -20,7 +20,7 @@
 //   3. each remaining digit (at most --cap) is drawn once and read twice: with the model
 //      Draw has, then with the other one picked in Draw's model picker (the page predicts
 //      the same drawing again), so every digit is read by the base and the adapted model.
-// A digit is placed as core/src/host/unipen.rs `draw` places it (same height as the
+// A digit is placed as digits/src/unipen.rs `draw` places it (same height as the
 // in-process simulation, centred, the page's 18 px pen at 280 px) and drawn in CSS pixels
 // of the canvas element, with mouse events (DevTools `Input.dispatchMouseEvent`, what
 // Playwright's page.mouse sends), one per pen point. An answer is read once the page has settled: no prediction in
@@ -81,7 +81,7 @@ function parseArgs(argv) {
 }
 
 // ---------------------------------------------------------------------------------------
-// UNIPEN digits, placed as core/src/host/unipen.rs places them
+// UNIPEN digits, placed as digits/src/unipen.rs places them
 
 function loadWriter(datasets, writer) {
   const file = path.join(datasets, 'unipen', 'digits.jsonl.gz');

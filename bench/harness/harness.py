@@ -36,7 +36,7 @@ PEERS = ("numpy", "sklearn", "jax")
 # A run during which other processes used more than this share of all cores is flagged.
 NOISY_SHARE = 0.10
 ENGINES = ("pismo",) + PEERS
-# pismo's kernel copies (PISMO_SIMD, core/src/host/kernels.rs) and the OpenBLAS kernel of the
+# pismo's kernel copies (PISMO_SIMD, engine/src/kernels.rs) and the OpenBLAS kernel of the
 # same instruction set: the GEMM rate the floor is computed from. Prescott is OpenBLAS's
 # SSE2/SSE3 kernel; aarch64 has no choice to make here.
 CORETYPE_OF_LEVEL = {"avx512": "SkylakeX", "avx2": "Haswell", "baseline": "Prescott"}

@@ -10,7 +10,7 @@ ends. A trial's score is the validation accuracy of the weights it keeps (the lo
 validation loss, as pismo keeps), or of its last epoch when it is pruned.
 
 Both search the settings the reference has, over the ranges of `pismo tune`'s default space
-(core/src/host/tune/space.rs): hidden size, dropout, L2 strength, initial learning rate,
+(tuning/src/space.rs): hidden size, dropout, L2 strength, initial learning rate,
 decay, momentum and batch size. The reference has no augmentation, so those dimensions of
 pismo's space have no counterpart here.
 

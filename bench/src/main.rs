@@ -19,7 +19,7 @@
 //! - `single_us`: one `AnyMlp::predict_proba` on a 784-float input (a t10k digit / 255);
 //! - `drawing_us`: a 280x280 grey drawing (a t10k digit enlarged 7x, dark ink on white
 //!   paper, off-centre; built once) through `preprocess::to_input` and `predict_proba`;
-//! - `batch_*`: `AnyMlp::evaluate` (`host::trainer::evaluate` for f32 models) over the 10000 t10k images (bytes in, loss and
+//! - `batch_*`: `AnyMlp::evaluate` (`pismo_engine::eval::evaluate` for f32 models) over the 10000 t10k images (bytes in, loss and
 //!   correct count out) on `--threads` threads (0 = every core).
 //!
 //! Its JSON also names the kernel copy that ran (`kernels`: `baseline`, `avx2`, `avx512` or

@@ -6,8 +6,8 @@
 //! |---|---|---|---|
 //! | `mnist-test` | the 10000 MNIST test images, as they are | other writers: MNIST's test writers are disjoint from its training writers (LeCun et al.) | never |
 //! | `unipen-dev` | the 3556 digits of UNIPEN's 99 dev writers ([`unipen`]), pen trajectories drawn on the 280x280 canvas with the page's 18 px pen, each 150–230 px tall | other writers: the file's split is by writer | never |
-//! | `semeion-dev` | the last fifth of every digit run of semeion (309 digits, 28–32 of each), enlarged to 160x160 ([`corpora`]) | probably other writers, not certainly ([`corpora`] says why) | never |
-//! | `optdigits-cv` | 946 scanned paper digits, 32x32 bitmaps ([`corpora`]) | **the same 30 writers as `optdigits-train`**: writer-dependent | never (its writers' other digits are) |
+//! | `semeion-dev` | the last fifth of every digit run of semeion (309 digits, 28–32 of each), enlarged to 160x160 ([`corpora`](crate::corpora)) | probably other writers, not certainly ([`corpora`](crate::corpora) says why) | never |
+//! | `optdigits-cv` | 946 scanned paper digits, 32x32 bitmaps ([`corpora`](crate::corpora)) | **the same 30 writers as `optdigits-train`**: writer-dependent | never (its writers' other digits are) |
 //! | `canvas-thick` | the first [`CANVAS_DIGITS`] MNIST test digits redrawn on a 280x280 canvas with an 18 px round pen (the web page's) | MNIST test digits through the same skeleton-and-pen code as `--redrawn` training digits: a check of the drawing pipeline | never |
 //! | `canvas-thin` | the same with a 6 px pen | the same | never |
 //! | `optdigits-train`, `semeion-train` | the trainable corpora, to see what training on them did | — | when the recipe names them |

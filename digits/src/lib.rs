@@ -15,6 +15,10 @@
 //! - [`unipen`]: the shipped pen trajectories of UNIPEN's writers, drawn as on the page.
 //! - [`devsets`]: the named sets models are measured on (MNIST, scans, canvas drawings).
 //! - [`preview`]: a contact sheet of model inputs (PNG), to look at training data.
+//!
+//! Depends on the core, `pismo-engine` (the preprocessing compiled per CPU, for synthetic,
+//! corpus and drawn digits) and `pismo-files` (atomic writes, stamps). It may not depend on
+//! training, storage or tuning: a dataset knows nothing of who learns from it.
 pub mod corpora;
 pub mod devsets;
 pub mod drawn;

@@ -5,7 +5,7 @@
 //! `pismo-files`: it depends on `pismo-core` alone, and on none of pismo's other crates.
 //!
 //! - [`kernels`]: run-time SIMD dispatch, the one home of it and of pismo's one `unsafe`
-//!   ([`dispatched!`] compiles a hot loop per instruction set; crates above use it for
+//!   ([`dispatched!`](crate::dispatched) compiles a hot loop per instruction set; crates above use it for
 //!   theirs), and the inference kernels built with it, the fast preprocessing among them.
 //! - [`aligned`]: float buffers that begin on a cache line, for weights the kernels stream.
 //! - [`model`]: a model of any supported hidden size chosen at run time

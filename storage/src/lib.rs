@@ -7,6 +7,9 @@
 //!   registry); model files are opaque bytes here, checked by the core's format.
 //! - [`runs`]: run records (params, status, per-epoch metrics, log), like MLflow tracking.
 //! - [`studies`]: `pismo tune`'s study journals and the shelf that lists them.
+//!
+//! Depends on the core (model metadata, hyperparameters) and `pismo-files` (atomic writes,
+//! process liveness) only: no engine, no datasets, no trainer, no database client.
 pub mod registry;
 pub mod runs;
 pub mod studies;

@@ -1,5 +1,5 @@
-//! pismo's stores beyond the registry folder, kept out of `pismo-core` so that no database
-//! client is linked into the core.
+//! pismo's stores beyond the folders: the PostgreSQL side of `pismo-storage`'s interfaces,
+//! kept in a crate of its own so that no database client is linked into the libraries.
 //!
 //! - [`open_registry`]: a registry from a store spec: `postgres://…` (or `postgresql://…`)
 //!   is a PostgreSQL database, anything else a registry folder.

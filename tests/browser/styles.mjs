@@ -1,4 +1,4 @@
-// Draws the styles set (pismo_core::host::synth::style_set) on the page of `pismo serve` in
+// Draws the styles set (pismo_digits::synth::style_set) on the page of `pismo serve` in
 // headless Chromium with the mouse, one drawing after another, and writes what the page
 // answered for each.
 //

@@ -9,6 +9,10 @@
 //! - [`recipe`]: what a run learns from besides MNIST (redrawn, synthetic, corpora, elastic).
 //! - [`session`]: a whole training run: data → trainer → run record → registered model.
 //! - [`adapt`]: fine-tuning a model to one person's corrected drawings, and its recorded run.
+//!
+//! Depends on `pismo-engine` (models, evaluation, the SIMD dispatch its kernels use),
+//! `pismo-digits` (the data), `pismo-storage` (the registry and run records a session
+//! writes) and the core. It may not depend on `pismo-tuning` or a shell.
 pub mod adapt;
 pub mod inked;
 pub mod kernels;

@@ -11,6 +11,10 @@
 //!
 //! The study's journal and the shelf of studies (folder or PostgreSQL) are storage, not
 //! tuning: this crate writes through their interface and never opens a file of its own.
+//!
+//! Depends on `pismo-training` (each trial is a training session), `pismo-storage` (the
+//! journal, the registry, run records), `pismo-digits`, `pismo-engine` and the core; no
+//! shell (`pismo`, `pismo-http`) and no database client.
 pub mod asha;
 pub mod driver;
 pub mod space;

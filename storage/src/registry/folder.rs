@@ -19,7 +19,7 @@
 //!   does not take the lock (an older pismo) is never clobbered: the loser retries with the
 //!   next version. The temp file is removed in every case but a crash; [`FolderStore::open`]
 //!   removes the temp files of writers that are dead (named by pid and start time, see
-//!   `host::atomic`), never a live writer's.
+//!   `pismo_files::atomic`), never a live writer's.
 //! - Versions of a name are never reused: deleting `NAME@V` leaves an empty marker
 //!   `<name>.v<V>.deleted`, and the next version is one more than the highest model file or
 //!   marker.
@@ -64,7 +64,7 @@ pub struct FolderStore {
 
 impl FolderStore {
     /// The store in `dir`. Removes the temp files that writers killed while writing (kill -9,
-    /// power loss) left in it; a live writer's temp file is kept (see `host::atomic`).
+    /// power loss) left in it; a live writer's temp file is kept (see `pismo_files::atomic`).
     pub fn open(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         remove_dead_temps(&dir);

@@ -26,7 +26,7 @@
 //!
 //! Modules: `id` (names, aliases, [`ModelId`] and file names), `reference` (what a reference
 //! resolves to), [`store`] (the store interface), `folder` (the folder store), `lock` (the
-//! folder's lock); the atomic-file helpers live in `host::atomic`, shared with the run records.
+//! folder's lock); the atomic-file helpers live in `pismo_files::atomic`, shared with the run records.
 
 mod folder;
 mod id;

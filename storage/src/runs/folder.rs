@@ -244,7 +244,7 @@ fn orphan_check(mut info: RunInfo, run_dir: &Path) -> RunInfo {
         && info.pid != 0
         && process::is_gone(info.pid, info.pid_start_time)
     {
-        // A `run.json` temp file the killed process may have left (see `host::atomic`).
+        // A `run.json` temp file the killed process may have left (see `pismo_files::atomic`).
         remove_dead_temps(run_dir);
         info.status = Status::Failed;
         info.error = Some(format!(

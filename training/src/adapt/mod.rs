@@ -1,7 +1,7 @@
 //! Adapting a model to one person's hand: fine-tuning it, from its own weights, on the
 //! drawings the person corrected, without forgetting everyone else's digits.
 //!
-//! One fine-tuning run ([`Adapter::adapt`]) is a short stretch of momentum SGD over the
+//! One fine-tuning run ([`Adapter::run`]) is a short stretch of momentum SGD over the
 //! whole network, starting from the base model's weights:
 //! - every step's batch holds up to [`AdaptRecipe::corrections_per_batch`] randomly
 //!   distorted copies of the corrections (rotation, scale, shear and an elastic warp of
