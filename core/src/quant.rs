@@ -407,4 +407,19 @@ mod tests {
         // Too little working memory is refused, not a panic.
         assert!(qm.view().logits(&xs[0], &mut Work::<16>::new()).is_none());
     }
+
+    #[test]
+    fn a_view_is_rebuilt_from_its_parts_only_with_their_sizes() {
+        let qm: std::boxed::Box<QMlp<16>> = std::boxed::Box::new(QMlp::zeroed());
+        let view = qm.view();
+        let again = QView::new(16, view.parts(), view.act_scale()).unwrap();
+        assert_eq!(again.parts(), view.parts());
+        assert!(!again.deskew());
+        // Another hidden size, a size pismo never trains, or a part one byte short: refused.
+        assert!(QView::new(32, view.parts(), 1.0).is_none());
+        assert!(QView::new(17, view.parts(), 1.0).is_none());
+        let mut parts = view.parts();
+        parts[4] = &parts[4][1..];
+        assert!(QView::new(16, parts, 1.0).is_none());
+    }
 }
