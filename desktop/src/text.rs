@@ -52,37 +52,9 @@ pub fn utc(unix_secs: u64) -> String {
     if unix_secs == 0 {
         return "-".to_owned();
     }
-    let (y, m, d) = date_of_day(unix_secs / 86_400);
+    let (y, m, d) = pismo_files::stamp::civil_from_days(unix_secs / 86_400);
     let s = unix_secs % 86_400;
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", s / 3600, s / 60 % 60)
-}
-
-/// (year, month, day) of a count of days since 1970-01-01, Gregorian calendar.
-fn date_of_day(mut days: u64) -> (u64, u64, u64) {
-    let leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
-    let mut year = 1970;
-    // 400 Gregorian years are always 146097 days.
-    year += days / 146_097 * 400;
-    days %= 146_097;
-    loop {
-        let len = if leap(year) { 366 } else { 365 };
-        if days < len {
-            break;
-        }
-        days -= len;
-        year += 1;
-    }
-    let feb = if leap(year) { 29 } else { 28 };
-    let months = [31, feb, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let mut month = 1;
-    for len in months {
-        if days < len {
-            break;
-        }
-        days -= len;
-        month += 1;
-    }
-    (year, month, days + 1)
 }
 
 /// The hyperparameters as (name, value) pairs in declaration order, with the names used

@@ -1,5 +1,6 @@
 //! Timestamps in names: `YYYYMMDD-HHMMSS` in UTC, for run ids, study names and the files
-//! of saved drawings, from the proleptic Gregorian calendar (no time zone database).
+//! of saved drawings, and the one calendar behind every date pismo prints: the proleptic
+//! Gregorian calendar, in UTC (no time zone database).
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
 pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
