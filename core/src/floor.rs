@@ -37,6 +37,20 @@ pub fn tap(u: f32, side: usize) -> (i32, f32) {
     (left.clamp(-2.0, side as f32) as i32, u - left)
 }
 
+/// [`tap`] with no branch, for a coordinate `u` within ±2³⁰ of the image (every sample of the
+/// resampling loops: their maps move a pixel by a few pixels at most): the floor is the
+/// truncation, less one where that rounded up. Where `u` is an integer the fraction may be
+/// `+0.0` where [`tap`]'s is `-0.0` or the reverse, which changes no sample: a fraction only
+/// ever multiplies a pixel value (never negative), and the product is added to another
+/// (`a + ±0 = a`, `+0 + −0 = +0`). The per-pixel loops of [`crate::augment`] and
+/// [`crate::deskew`] use it so that the compiler can sample several pixels at once.
+#[inline(always)]
+pub fn near_tap(u: f32, side: usize) -> (i32, f32) {
+    let t = u as i32 as f32;
+    let left = if t > u { t - 1.0 } else { t };
+    (left.clamp(-2.0, side as f32) as i32, u - left)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +101,22 @@ mod tests {
             assert!(
                 ours.to_bits() == theirs.to_bits() || (ours.is_nan() && theirs.is_nan()),
                 "floor({v:e}) = {ours:e}, libm says {theirs:e}"
+            );
+        }
+    }
+
+    #[test]
+    fn near_tap_is_tap_where_the_resampling_loops_sample() {
+        let n = if cfg!(miri) { 2_000 } else { 400_000 };
+        let step = 80.3 / n as f32;
+        let integers = (-40..=40).map(|i| i as f32);
+        let sweep = (0..n).map(|i| -40.0 + i as f32 * step);
+        for u in integers.chain(sweep).chain([-0.0, 0.0, -1e-30, 1e-30]) {
+            let ((a, fa), (b, fb)) = (tap(u, 28), near_tap(u, 28));
+            // Equal as numbers: at an integer one fraction may be -0.0 and the other +0.0.
+            assert!(
+                a == b && fa == fb,
+                "u = {u:e}: tap ({a}, {fa:e}), near_tap ({b}, {fb:e})"
             );
         }
     }
