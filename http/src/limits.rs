@@ -2,8 +2,7 @@
 //!
 //! Most constants are the default of an [`crate::Options`] field of the same meaning;
 //! [`MAX_HEADERS`], [`SEND_TIMEOUT`], [`MAX_STREAMS`], [`RETRY_AFTER_SECONDS`] and the linger
-//! values are fixed. `SECURITY.md` and the README ("Limits") list the same values; change
-//! them together.
+//! values are fixed. `SECURITY.md` ("Limits") lists the same values; change them together.
 //!
 //! What a client gets when it crosses one (always a JSON `{"error": …}` unless noted):
 //!

@@ -4,7 +4,7 @@
 //! or change the registry call [`authorize`] before they look at the body. Only the routes
 //! that take images accept large bodies ([`body_limit`]).
 //!
-//! Endpoints (see `DESIGN.md`, "HTTP", and the README):
+//! Endpoints (`docs/HTTP.md` gives each one's requests and answers):
 //! - `GET /`: the web page ([`crate::page`]).
 //! - `POST /api/predict[?model=REF]`, `POST /invocations`, `GET /ping|/health|/version`:
 //!   scoring ([`crate::scoring`]).

@@ -3,6 +3,7 @@
 mod adapt;
 mod cli;
 mod corrections;
+mod docs;
 mod draw;
 mod fetch;
 mod firmware;
