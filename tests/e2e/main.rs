@@ -6,6 +6,7 @@ mod corrections;
 mod draw;
 mod fetch;
 mod firmware;
+mod memory;
 mod mlflow;
 mod onnx;
 mod postgres_cluster;
