@@ -26,6 +26,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use crate::budget::Permit;
 use crate::catalog;
 use crate::events::Stream;
@@ -34,7 +36,6 @@ use crate::reply::{ApiError, Reply};
 use crate::request::{percent_decode, Method, Request};
 use crate::scoring;
 use crate::State;
-use serde_json::Value;
 
 /// What a route does with a request.
 pub(crate) enum Routed {
