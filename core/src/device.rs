@@ -203,6 +203,19 @@ pub fn serve<L: Link, const W: usize>(
     link: &mut L,
     image: &mut [u8; INPUT],
     work: &mut Work<W>,
+    reply: impl FnMut(u32, Option<u8>, Result<Answer, FrameError>),
+) -> Tally {
+    serve_with(model, link, image, work, answer, reply)
+}
+
+/// [`serve`] with the inference of each valid frame done by `infer` instead of [`answer`]:
+/// the firmware wraps [`answer`] in a counter read before and after it.
+pub fn serve_with<L: Link, const W: usize>(
+    model: &QView<'_>,
+    link: &mut L,
+    image: &mut [u8; INPUT],
+    work: &mut Work<W>,
+    mut infer: impl FnMut(&QView<'_>, &[u8; INPUT], &mut Work<W>) -> Result<Answer, FrameError>,
     mut reply: impl FnMut(u32, Option<u8>, Result<Answer, FrameError>),
 ) -> Tally {
     let mut t = Tally::default();
@@ -224,7 +237,7 @@ pub fn serve<L: Link, const W: usize>(
                 if !read_exact(link, image) {
                     Err(FrameError::Truncated)
                 } else {
-                    answer(model, image, work)
+                    infer(model, image, work)
                 }
             }
             Err(e) => {

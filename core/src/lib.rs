@@ -14,6 +14,8 @@
 //! - [`idx`]: parsing of MNIST's IDX files from byte slices.
 //! - [`preprocess`]: any-size grey drawing → MNIST-like 28x28 input, without allocation.
 //! - [`quant`]: int8 quantization and integer inference reading the weights in place.
+//! - [`dsp`]: the Cortex-M4 DSP instructions (`asm!` with the `dsp` feature on Arm, portable
+//!   elsewhere) and the int8 first layer built on them.
 //! - [`verdict`]: sure of one digit or "not sure: 3 or 9?", the rule every shell shows.
 //! - [`floor`]: `floorf` inlined, and the interpolation tap built on it, for the per-pixel
 //!   resampling loops.
@@ -29,6 +31,7 @@
 pub mod augment;
 pub mod deskew;
 pub mod device;
+pub mod dsp;
 pub mod floor;
 pub mod format;
 pub mod hyper;

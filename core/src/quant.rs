@@ -261,6 +261,43 @@ impl<'a> QView<'a> {
         }
     }
 
+    /// The first layer's integer sums `acc1` of step 2 (module doc) into `work`, for the
+    /// bytes as given (not deskewed); returns the number of inked pixels, whose rows it added.
+    /// `None` if `work` holds fewer than [`Self::hidden_size`] units.
+    ///
+    /// With the `dsp` feature on Arm, [`crate::dsp::first_layer`] (two pixels per `SMLAD`);
+    /// elsewhere, and for a hidden size that is not a multiple of 4, the plain loop below,
+    /// which is also the reference the DSP kernel is tested against.
+    #[inline(always)]
+    pub fn first_layer<const W: usize>(
+        &self,
+        x: &[u8; INPUT],
+        work: &mut Work<W>,
+    ) -> Option<usize> {
+        let h = self.hidden;
+        if W < h {
+            return None;
+        }
+        let acc = &mut work.acc[..h];
+        #[cfg(all(target_arch = "arm", feature = "dsp"))]
+        if let Some(ink) = crate::dsp::first_layer(self.w1, x, acc) {
+            return Some(ink);
+        }
+        acc.fill(0);
+        let mut ink = 0;
+        for (i, &p) in x.iter().enumerate() {
+            if p != 0 {
+                ink += 1;
+                let xi = p as i32;
+                let row = &self.w1[i * h..(i + 1) * h];
+                for (a, &w) in acc.iter_mut().zip(row) {
+                    *a += xi * (w as i8) as i32;
+                }
+            }
+        }
+        Some(ink)
+    }
+
     /// The integer forward pass on the bytes as given.
     #[inline(always)]
     fn network<const W: usize>(
@@ -269,20 +306,8 @@ impl<'a> QView<'a> {
         work: &mut Work<W>,
     ) -> Option<[f32; CLASSES]> {
         let h = self.hidden;
-        if W < h {
-            return None;
-        }
-        let acc = &mut work.acc[..h];
-        acc.fill(0);
-        for (i, &p) in x.iter().enumerate() {
-            if p != 0 {
-                let xi = p as i32;
-                let row = &self.w1[i * h..(i + 1) * h];
-                for (a, &w) in acc.iter_mut().zip(row) {
-                    *a += xi * (w as i8) as i32;
-                }
-            }
-        }
+        self.first_layer(x, work)?;
+        let acc = &work.acc[..h];
         let hid = &mut work.hid[..h];
         for (j, (out, &a)) in hid.iter_mut().zip(acc.iter()).enumerate() {
             let z = a as f32 * (f32_at(self.s1, j) * (1.0 / 255.0)) + f32_at(self.b1, j);

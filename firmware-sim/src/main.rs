@@ -26,9 +26,52 @@ include!(concat!(env!("OUT_DIR"), "/board.rs"));
 /// The model file, in flash.
 static MODEL: &[u8] = include_bytes!(env!("PISMO_FW_MODEL_PATH"));
 
-/// Cycles per executed multiply-accumulate of the latency estimate (see the README,
-/// "Firmware simulation", for the derivation and its sources).
-const CYCLES_PER_MAC: u64 = 5;
+/// Cycles per measured instruction of the latency estimate (README, "Latency"): the first
+/// layer's loop, 16 instructions, takes about 27 cycles by the Cortex-M4 TRM's timings (two
+/// loads, LDM and STM of four words, ten one-cycle DSP and ALU instructions, a taken
+/// branch), and the flash wait states the STM32F4's ART accelerator does not hide come on
+/// top; 1 cycle per instruction is the floor (the core issues at most one per cycle).
+const CYCLES_PER_INSTRUCTION: f32 = 1.7;
+
+/// Instructions of one iteration of [`calibration_loop`].
+const LOOP_INSTRUCTIONS: u64 = 2;
+/// Iterations of the calibration loop.
+const LOOP_ITERATIONS: u32 = 1_000_000;
+
+/// Runs exactly `2·n` instructions (`subs`, `bne`) for `n ≥ 1`: a loop of known length, to
+/// check what one SysTick tick is worth in instructions under `qemu -icount`.
+#[inline(never)]
+fn calibration_loop(n: u32) {
+    #[allow(unsafe_code)]
+    // SAFETY: counts a register down to zero; touches no memory, no stack.
+    unsafe {
+        core::arch::asm!("1:", "subs {n}, #1", "bne 1b", n = inout(reg) n => _,
+                         options(nomem, nostack));
+    }
+}
+
+/// SysTick's current value (a 24-bit down-counter on the core clock).
+#[inline(always)]
+fn now() -> u32 {
+    cortex_m::peripheral::SYST::get_current()
+}
+
+/// Ticks from `start` to `end` of the down-counter (fewer than 2²⁴ apart).
+fn ticks(start: u32, end: u32) -> u64 {
+    u64::from(start.wrapping_sub(end) & 0x00FF_FFFF)
+}
+
+/// Per-inference counts in SysTick ticks: whole inferences and first layers alone.
+#[derive(Debug, Default)]
+struct Counts {
+    n: u64,
+    sum: u64,
+    max: u64,
+    layer1_sum: u64,
+    layer1_max: u64,
+    /// Inked pixels of the network's input (after deskewing), summed.
+    ink: u64,
+}
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
@@ -165,18 +208,76 @@ fn main() -> ! {
         )
     };
 
-    let tally = device::serve(&model, &mut frames, image, work, |i, label, reply| {
-        let mut line = Line {
-            buf: [0; 96],
-            len: 0,
+    // SysTick free-running on the core clock. Under `qemu -icount shift=0` the emulator's
+    // clock advances 1 ns per executed instruction, so its ticks count instructions; the loop
+    // of known length says how many per tick (and the empty interval what a reading costs).
+    let Some(mut cp) = cortex_m::Peripherals::take() else {
+        fail(&mut out, format_args!("core peripherals taken twice"))
+    };
+    cp.SYST
+        .set_clock_source(cortex_m::peripheral::syst::SystClkSource::Core);
+    cp.SYST.set_reload(0x00FF_FFFF);
+    cp.SYST.clear_current();
+    cp.SYST.enable_counter();
+    let t0 = now();
+    let t1 = now();
+    calibration_loop(LOOP_ITERATIONS);
+    let t2 = now();
+    let empty = ticks(t0, t1);
+    let calib = ticks(t1, t2).saturating_sub(empty);
+    let known = LOOP_INSTRUCTIONS * u64::from(LOOP_ITERATIONS);
+    if calib == 0 {
+        fail(
+            &mut out,
+            format_args!("SysTick does not count (run under qemu with -icount shift=0)"),
+        );
+    }
+    let per_tick = known as f32 / calib as f32;
+
+    let mut counts = Counts::default();
+    let infer =
+        |model: &pismo_core::quant::QView<'_>, image: &[u8; INPUT], work: &mut Work<HIDDEN>| {
+            let a = now();
+            let answer = device::answer(model, image, work);
+            let b = now();
+            // The first layer alone, on the input the network saw.
+            let x = if model.deskew() {
+                pismo_core::deskew::deskew_bytes(image)
+            } else {
+                *image
+            };
+            let c = now();
+            let ink = model.first_layer(&x, work).unwrap_or(0);
+            let d = now();
+            let (whole, layer1) = (ticks(a, b), ticks(c, d));
+            counts.n += 1;
+            counts.sum += whole;
+            counts.max = counts.max.max(whole);
+            counts.layer1_sum += layer1;
+            counts.layer1_max = counts.layer1_max.max(layer1);
+            counts.ink += ink as u64;
+            answer
         };
-        let label = label.map_or(-1, i32::from);
-        let _ = match reply {
-            Ok(a) => writeln!(line, "{i} {label} {} {:.4}", a.digit, a.confidence),
-            Err(e) => writeln!(line, "{i} {label} error: {e}"),
-        };
-        answers.write(&line.buf[..line.len]);
-    });
+
+    let tally = device::serve_with(
+        &model,
+        &mut frames,
+        image,
+        work,
+        infer,
+        |i, label, reply| {
+            let mut line = Line {
+                buf: [0; 96],
+                len: 0,
+            };
+            let label = label.map_or(-1, i32::from);
+            let _ = match reply {
+                Ok(a) => writeln!(line, "{i} {label} {} {:.4}", a.digit, a.confidence),
+                Err(e) => writeln!(line, "{i} {label} error: {e}"),
+            };
+            answers.write(&line.buf[..line.len]);
+        },
+    );
 
     let [erodata, sidata, sdata, edata, sheap, stack_top] = section_bounds();
     let flash_used = erodata.max(sidata + (edata - sdata));
@@ -184,11 +285,17 @@ fn main() -> ! {
     let stack = peak_stack(sheap, stack_top);
     let answered = tally.frames - tally.errors;
     let dense = model.macs();
-    let h = model.hidden_size();
-    // Executed MACs: the first layer skips blank pixels.
-    let executed = tally.ink * h as u64 / u64::from(answered.max(1)) + (h * 10) as u64;
-    let cycles = executed * CYCLES_PER_MAC;
-    let micros = cycles / u64::from(CLOCK_MHZ);
+    let h = model.hidden_size() as u64;
+    let n = counts.n.max(1);
+    let instr = |t: u64| t as f32 * per_tick;
+    // Executed MACs: the first layer skips blank pixels (of the deskewed input).
+    let layer1_macs = counts.ink * h;
+    let executed = (layer1_macs + counts.n * h * 10) as f32 / n as f32;
+    let mean = instr(counts.sum) / n as f32;
+    let layer1_mean = instr(counts.layer1_sum) / n as f32;
+    // Latency estimate: 1 cycle per instruction plus wait states (README, "Latency").
+    let floor = mean / CLOCK_MHZ as f32;
+    let micros = mean * CYCLES_PER_INSTRUCTION / CLOCK_MHZ as f32;
     let _ = writeln!(
         out,
         "pismo firmware-sim report
@@ -199,10 +306,14 @@ total flash bytes    {flash_used} ({:.1} % of the board)
 static RAM bytes     {static_ram} (working memory {} + frame buffer {INPUT})
 peak stack bytes     {stack} (stack painting)
 RAM bytes in use     {} ({:.1} % of the board)
-MACs per inference   {dense} dense; {executed} executed on average (blank pixels skipped)
+MACs per inference   {dense} dense; {executed:.0} executed on average (blank pixels skipped)
 frames               {} ({} answered, {} error replies)
 accuracy             {}/{} = {:.2} %
-latency estimate     {micros} us per image at {CLOCK_MHZ} MHz ({CYCLES_PER_MAC} cycles per executed MAC; not QEMU time)",
+counter check        {known} instructions of a known loop = {calib} SysTick ticks: {per_tick:.3} instructions per tick
+instructions         {mean:.0} per inference on average, {:.0} at most (QEMU icount, over {} images)
+first layer          {layer1_mean:.0} instructions on average, {:.0} at most: {:.2} per executed MAC ({:.1} inked pixels x {h})
+per executed MAC     {:.2} instructions (whole inference)
+latency estimate     {micros:.0} us per image at {CLOCK_MHZ} MHz, at least {floor:.0} (estimate: {CYCLES_PER_INSTRUCTION} cycles per measured instruction, floor 1; not QEMU time)",
         MODEL.len(),
         model.weight_bytes(),
         100.0 * flash_used as f32 / FLASH_BYTES as f32,
@@ -215,6 +326,12 @@ latency estimate     {micros} us per image at {CLOCK_MHZ} MHz ({CYCLES_PER_MAC} 
         tally.correct,
         tally.labelled,
         100.0 * tally.correct as f32 / tally.labelled.max(1) as f32,
+        instr(counts.max),
+        counts.n,
+        instr(counts.layer1_max),
+        instr(counts.layer1_sum) / layer1_macs.max(1) as f32,
+        counts.ink as f32 / n as f32,
+        mean / executed,
     );
     exit(debug::EXIT_SUCCESS)
 }

@@ -3,8 +3,8 @@
 //! For each writer: their first `--first` digits are drawn on the 280x280 canvas with the
 //! page's pen and shown to the base model; the ones it answers wrong or "not sure" are
 //! corrected (saved as the page saves them); the base is adapted to those corrections as
-//! `pismo adapt` adapts it; then the writer's remaining digits are scored by the base and by
-//! the adapted model. Writers:
+//! `pismo adapt` adapts it; then the writer's remaining digits (the first `--rest` of them,
+//! all by default) are scored by the base and by the adapted model. Writers:
 //! - `unipen`: UNIPEN's dev writers (never trained on) with at least `--min-digits` digits;
 //! - `synthetic`: simulated writers, each with one fixed set of style choices drawn with
 //!   pismo's stroke generator, five of them with the idiosyncratic 9s, 7s and 4s of
@@ -16,8 +16,9 @@
 //! ```text
 //! cargo run --release -p pismo-bench --bin adapt -- [--model REF] [--registry DIR]
 //!     [--data DIR] [--datasets DIR] [--writers unipen,synthetic] [--first 50]
-//!     [--min-digits 100] [--pen 18] [--steps N] [--lr X] [--per-batch N] [--elastic X]
-//!     [--dropout X] [--anchor X] [--keep-within X] [--output-only] [--no-test] [--json FILE]
+//!     [--min-digits 100] [--rest N] [--pen 18] [--steps N] [--lr X] [--per-batch N] [--elastic X]
+//!     [--dropout X] [--anchor X] [--keep-within X] [--output-only] [--keep-right] [--no-test]
+//!     [--json FILE]
 //! ```
 
 use std::path::PathBuf;
@@ -43,10 +44,12 @@ struct Options {
     writers: Vec<String>,
     first: usize,
     min_digits: usize,
+    rest: usize,
     pen: f32,
     recipe: AdaptRecipe,
     test: bool,
     json: Option<PathBuf>,
+    keep_right: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -58,10 +61,12 @@ fn options() -> Result<Options, String> {
         writers: vec!["unipen".into(), "synthetic".into()],
         first: 50,
         min_digits: 100,
+        rest: usize::MAX,
         pen: THICK_PEN,
         recipe: AdaptRecipe::DEFAULT,
         test: true,
         json: None,
+        keep_right: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -75,6 +80,7 @@ fn options() -> Result<Options, String> {
             "--writers" => o.writers = value()?.split(',').map(str::to_owned).collect(),
             "--first" => o.first = num(value()?)? as usize,
             "--min-digits" => o.min_digits = num(value()?)? as usize,
+            "--rest" => o.rest = num(value()?)? as usize,
             "--pen" => o.pen = num(value()?)?,
             "--steps" => o.recipe.steps = num(value()?)? as u32,
             "--lr" => o.recipe.lr = num(value()?)?,
@@ -85,6 +91,7 @@ fn options() -> Result<Options, String> {
             "--keep-within" => o.recipe.keep_within = num(value()?)?,
             "--output-only" => o.recipe.output_only = true,
             "--no-test" => o.test = false,
+            "--keep-right" => o.keep_right = true,
             "--json" => o.json = Some(value()?.into()),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -264,9 +271,19 @@ fn main() {
                 corrections.labels.push(y);
             }
         }
+        // With --keep-right, the answers the writer let stand are learnt too (as the page
+        // keeps them when the person opts in), once they corrected at least one.
+        let corrected = corrections.len();
+        if o.keep_right && corrected > 0 {
+            corrections = Dataset {
+                images: w.digits.images[..first].to_vec(),
+                labels: w.digits.labels[..first].to_vec(),
+            };
+        }
+        let end = first + o.rest.min(w.digits.len() - first);
         let rest = Dataset {
-            images: w.digits.images[first..].to_vec(),
-            labels: w.digits.labels[first..].to_vec(),
+            images: w.digits.images[first..end].to_vec(),
+            labels: w.digits.labels[first..end].to_vec(),
         };
         let (_, before) = base.evaluate(&rest.images, &rest.labels, 0);
         let started = Instant::now();
@@ -282,7 +299,7 @@ fn main() {
         let test = (o.test && adapted.is_some()).then(|| accuracy(model, &test));
         let out = Outcome {
             name: w.name.clone(),
-            corrections: corrections.len(),
+            corrections: corrected,
             scored: rest.len(),
             before,
             after,
@@ -342,18 +359,17 @@ fn summary(outcomes: &[Outcome], base: (f64, f64), what: &str, keep: impl Fn(&Ou
             .map(|o| 100.0 * f(o) as f64 / o.scored as f64)
             .fold(f64::INFINITY, f64::min)
     };
+    // The lowest of `xs` as a percentage, or "-" when none was measured (`--no-test`).
     let lowest = |xs: Vec<f64>| {
-        if xs.is_empty() {
-            f64::NAN
-        } else {
-            100.0 * xs.into_iter().fold(f64::INFINITY, f64::min)
-        }
+        xs.into_iter()
+            .reduce(f64::min)
+            .map_or_else(|| "-".to_owned(), |x| format!("{:.2}", 100.0 * x))
     };
     let worst_val = lowest(kept.iter().filter_map(|o| o.val).collect());
     let worst_test = lowest(kept.iter().filter_map(|o| o.test).collect());
     let slowest = kept.iter().map(|o| o.seconds).fold(0.0, f64::max);
     println!(
-        "{what}: {} writers, remaining digits {:.2} % -> {:.2} %; worst writer {:.1} % -> {:.1} %; MNIST validation base {:.2} %, adapted worst {worst_val:.2} %; test base {:.2} %, adapted worst {worst_test:.2} %; slowest adaptation {slowest:.1} s",
+        "{what}: {} writers, remaining digits {:.2} % -> {:.2} %; worst writer {:.1} % -> {:.1} %; MNIST validation base {:.2} %, adapted worst {worst_val} %; test base {:.2} %, adapted worst {worst_test} %; slowest adaptation {slowest:.1} s",
         kept.len(),
         100.0 * before as f64 / n as f64,
         100.0 * after as f64 / n as f64,

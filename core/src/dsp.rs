@@ -1,0 +1,259 @@
+//! The Cortex-M4 DSP instructions the int8 first layer uses, and the first layer built on them.
+//!
+//! Five instructions of the DSP extension, each a function of 32-bit registers:
+//!
+//! | function        | instruction              | result                                             |
+//! |-----------------|--------------------------|----------------------------------------------------|
+//! | [`sxtb16`]      | `SXTB16 d, m`            | bytes 0 and 2 of `m`, sign-extended to 16-bit lanes |
+//! | [`sxtb16_ror8`] | `SXTB16 d, m, ROR #8`    | bytes 1 and 3 likewise                             |
+//! | [`pkhbt`]       | `PKHBT d, n, m, LSL #16` | low half of `n`, low half of `m` on top            |
+//! | [`pkhtb`]       | `PKHTB d, n, m, ASR #16` | high half of `m` at the bottom, high half of `n` on top |
+//! | [`smlad`]       | `SMLAD d, n, m, a`       | `a + n.lo·m.lo + n.hi·m.hi` (16-bit signed lanes, wrapping) |
+//!
+//! The functions are their portable definitions (Arm ARM, A7.7), tested against values worked
+//! out by hand. [`first_layer`] is written once; its inner loop, `add_pair`, is written with
+//! these functions ([`portable::add_pair`]), and with the cargo feature `dsp` on a 32-bit Arm
+//! target (`thumbv7em-*`: Cortex-M4/M7) it is one `asm!` block doing the same instructions
+//! in the same order (module `ops`, the only unsafe code here). The host tests run the
+//! portable kernel against the plain loop of [`crate::quant`] on random weights and images;
+//! the firmware under QEMU checks the `asm!` one: its count of correct answers must equal
+//! `pismo eval`'s (`scripts/firmware-sim`).
+//!
+//! **The kernel**: the first layer adds, for every inked pixel `i`, its weight row
+//! `w1[i][·]` times the pixel value to the `H` accumulators (blank pixels are skipped). Here
+//! inked pixels are taken two at a time, `i` and `j`, whatever their distance: four weights
+//! of each row arrive in one 32-bit load, [`pkhbt`]/[`pkhtb`] interleave the two rows'
+//! halves, [`sxtb16`] widens them to 16-bit lanes `(w[j][h], w[i][h])`, and [`smlad`] adds
+//! `x_i·w[i][h] + x_j·w[j][h]` to accumulator `h` in one instruction, with `x = (x_j, x_i)`
+//! packed once per pair. An odd pixel out is paired with itself at value 0. Products are at
+//! most 255·127 in magnitude and a sum over 784 pixels stays below 2³¹: the integers are the
+//! plain loop's, bit for bit.
+
+/// The kernel's inner loop as one `asm!` block (Cortex-M4 and up with the `dsp` feature):
+/// instruction for instruction the loop of [`portable::add_pair`], with the four sums of a
+/// step loaded and stored by one `LDM`/`STM` and kept in r0–r3 in between.
+#[cfg(all(target_arch = "arm", feature = "dsp"))]
+#[allow(unsafe_code)]
+mod ops {
+    use core::arch::asm;
+
+    /// See [`super::portable::add_pair`].
+    #[inline(always)]
+    pub fn add_pair(acc: &mut [i32], row_i: &[u8], row_j: &[u8], x: u32) {
+        let steps = acc.len().min(row_i.len()).min(row_j.len()) / 4;
+        if steps == 0 {
+            return;
+        }
+        // SAFETY: the loop runs `steps` times; each reads 4 bytes of `row_i` and of `row_j`
+        // (unaligned word loads, which the Cortex-M4 allows) and reads and writes 4 words of
+        // `acc` (an `i32` slice: word-aligned for LDM/STM), so it stays within the three
+        // slices, whose lengths bound `steps`. It writes only the registers declared below
+        // and the flags (SUBS; SMLAD's sticky Q); no stack.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {wi}, [{ri}], #4",
+                "ldr {wj}, [{rj}], #4",
+                "ldm {acc}, {{r0, r1, r2, r3}}",
+                "pkhbt {t}, {wi}, {wj}, lsl #16",
+                "pkhtb {wj}, {wj}, {wi}, asr #16",
+                "sxtb16 {wi}, {t}",
+                "smlad r0, {x}, {wi}, r0",
+                "sxtb16 {wi}, {t}, ror #8",
+                "smlad r1, {x}, {wi}, r1",
+                "sxtb16 {wi}, {wj}",
+                "smlad r2, {x}, {wi}, r2",
+                "sxtb16 {wi}, {wj}, ror #8",
+                "smlad r3, {x}, {wi}, r3",
+                "stm {acc}!, {{r0, r1, r2, r3}}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                ri = inout(reg) row_i.as_ptr() => _,
+                rj = inout(reg) row_j.as_ptr() => _,
+                acc = inout(reg) acc.as_mut_ptr() => _,
+                n = inout(reg) steps => _,
+                x = in(reg) x,
+                wi = out(reg) _,
+                wj = out(reg) _,
+                t = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack),
+            );
+        }
+    }
+}
+
+/// The portable definitions: what each instruction computes (Arm ARM, A7.7).
+#[cfg_attr(all(target_arch = "arm", feature = "dsp"), allow(dead_code))]
+pub mod portable {
+    #[inline(always)]
+    fn lane(b: u32) -> u32 {
+        u32::from(b as u8 as i8 as i16 as u16)
+    }
+
+    #[inline(always)]
+    pub fn sxtb16(m: u32) -> u32 {
+        lane(m) | lane(m >> 16) << 16
+    }
+
+    #[inline(always)]
+    pub fn sxtb16_ror8(m: u32) -> u32 {
+        sxtb16(m.rotate_right(8))
+    }
+
+    #[inline(always)]
+    pub fn pkhbt(n: u32, m: u32) -> u32 {
+        (n & 0xFFFF) | (m << 16)
+    }
+
+    #[inline(always)]
+    pub fn pkhtb(n: u32, m: u32) -> u32 {
+        (n & 0xFFFF_0000) | ((m as i32 >> 16) as u32 & 0xFFFF)
+    }
+
+    #[inline(always)]
+    pub fn smlad(n: u32, m: u32, a: i32) -> i32 {
+        let lo = i32::from(n as i16) * i32::from(m as i16);
+        let hi = i32::from((n >> 16) as i16) * i32::from((m >> 16) as i16);
+        a.wrapping_add(lo).wrapping_add(hi)
+    }
+
+    #[inline(always)]
+    fn word(b: &[u8]) -> u32 {
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// Adds `x_i·row_i + x_j·row_j` to `acc`, four units per step; `x = x_i | x_j << 16`.
+    /// `acc.len()` is a multiple of 4 and at most the rows' length.
+    #[inline(always)]
+    pub fn add_pair(acc: &mut [i32], row_i: &[u8], row_j: &[u8], x: u32) {
+        let steps = acc
+            .chunks_exact_mut(4)
+            .zip(row_i.chunks_exact(4))
+            .zip(row_j.chunks_exact(4));
+        for ((a, wi), wj) in steps {
+            let (wi, wj) = (word(wi), word(wj));
+            let lo = pkhbt(wi, wj); // w_i[0] w_i[1] w_j[0] w_j[1]
+            let hi = pkhtb(wj, wi); // w_i[2] w_i[3] w_j[2] w_j[3]
+            a[0] = smlad(x, sxtb16(lo), a[0]);
+            a[1] = smlad(x, sxtb16_ror8(lo), a[1]);
+            a[2] = smlad(x, sxtb16(hi), a[2]);
+            a[3] = smlad(x, sxtb16_ror8(hi), a[3]);
+        }
+    }
+}
+
+pub use portable::{pkhbt, pkhtb, smlad, sxtb16, sxtb16_ror8};
+
+#[cfg(all(target_arch = "arm", feature = "dsp"))]
+use ops::add_pair;
+#[cfg(not(all(target_arch = "arm", feature = "dsp")))]
+use portable::add_pair;
+
+/// The first layer's integer sums `acc[h] = Σ_i x[i]·w1[i][h]` over the inked pixels, two
+/// at a time; returns the number of inked pixels. `w1` is `(INPUT, H)` as in
+/// [`crate::quant`], `H = acc.len()` a multiple of 4 (`None` otherwise, nothing written).
+#[inline(always)]
+pub fn first_layer(w1: &[u8], x: &[u8; crate::mlp::INPUT], acc: &mut [i32]) -> Option<usize> {
+    let h = acc.len();
+    if !h.is_multiple_of(4) || w1.len() < x.len() * h {
+        return None;
+    }
+    acc.fill(0);
+    let mut ink = 0;
+    let mut pending: Option<(&[u8], u32)> = None;
+    for (row, &p) in w1.chunks_exact(h).zip(x) {
+        if p == 0 {
+            continue;
+        }
+        ink += 1;
+        match pending.take() {
+            None => pending = Some((row, u32::from(p))),
+            Some((first, xf)) => add_pair(acc, first, row, xf | u32::from(p) << 16),
+        }
+    }
+    if let Some((row, xf)) = pending {
+        add_pair(acc, row, row, xf);
+    }
+    Some(ink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::portable::*;
+    use super::*;
+    use crate::mlp::INPUT;
+    use crate::rng::Rng;
+
+    #[test]
+    fn portable_definitions_match_the_arm_manual() {
+        assert_eq!(sxtb16(0x80_7F_01_FF), 0x007F_FFFF);
+        assert_eq!(sxtb16_ror8(0x80_7F_01_FF), 0xFF80_0001);
+        assert_eq!(pkhbt(0x1111_2222, 0x3333_4444), 0x4444_2222);
+        assert_eq!(pkhtb(0x1111_2222, 0x8333_4444), 0x1111_8333);
+        // (-1)·3 + 2·(-4) + 100
+        assert_eq!(smlad(0x0002_FFFF, 0xFFFC_0003, 100), 89);
+        assert_eq!(
+            smlad(0x8000_8000, 0x8000_8000, 0),
+            i32::MIN,
+            "wraps like the instruction"
+        );
+    }
+
+    /// The plain loop of `crate::quant` (the reference the kernel must equal).
+    fn reference(w1: &[u8], x: &[u8; INPUT], acc: &mut [i32]) {
+        let h = acc.len();
+        acc.fill(0);
+        for (i, &p) in x.iter().enumerate() {
+            if p != 0 {
+                for (a, &w) in acc.iter_mut().zip(&w1[i * h..(i + 1) * h]) {
+                    *a += i32::from(p) * i32::from(w as i8);
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow under Miri; see .ci/run")]
+    fn paired_kernel_equals_the_plain_loop_on_random_weights_and_images() {
+        let mut rng = Rng::new(32);
+        for (trial, h) in [4usize, 8, 12, 64, 256]
+            .into_iter()
+            .cycle()
+            .take(40)
+            .enumerate()
+        {
+            let w1: std::vec::Vec<u8> = (0..INPUT * h).map(|_| rng.next_u64() as u8).collect();
+            // Densities from blank to full, odd and even ink counts, extreme values.
+            let density = (trial % 8) as f32 / 7.0;
+            let x: [u8; INPUT] = core::array::from_fn(|_| {
+                if rng.next_f32() < density {
+                    [1, 255, (rng.next_u64() % 256) as u8][(rng.next_u64() % 3) as usize]
+                } else {
+                    0
+                }
+            });
+            let mut want = std::vec![0i32; h];
+            reference(&w1, &x, &mut want);
+            let mut got = std::vec![7i32; h];
+            let ink = first_layer(&w1, &x, &mut got);
+            assert_eq!(ink, Some(x.iter().filter(|&&p| p != 0).count()));
+            assert_eq!(got, want, "h {h}, trial {trial}");
+        }
+        // Extreme weights at full ink: the largest sums the layer can reach.
+        let x = [255u8; INPUT];
+        for w in [0x80u8, 0x7F, 0x81] {
+            let w1 = std::vec![w; INPUT * 8];
+            let mut want = [0i32; 8];
+            reference(&w1, &x, &mut want);
+            let mut got = [0i32; 8];
+            first_layer(&w1, &x, &mut got);
+            assert_eq!(got, want);
+        }
+        // Not a multiple of 4: refused, the caller uses the plain loop.
+        assert_eq!(first_layer(&[0; INPUT * 6], &x, &mut [0; 6]), None);
+    }
+}
