@@ -7,6 +7,7 @@ mod docs;
 mod draw;
 mod fetch;
 mod firmware;
+mod memory;
 mod mlflow;
 mod onnx;
 mod postgres_cluster;
