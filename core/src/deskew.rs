@@ -127,13 +127,15 @@ pub fn deskew_f32(img: &mut [f32; INPUT]) {
         return;
     };
     for (y, row) in img.chunks_exact_mut(SIDE).enumerate() {
-        let mut framed = [0.0f32; SIDE + 4];
+        // Two zeros, the row, two zeros (to index 31), and one more so that a tap masked to
+        // 0..32 and the one after it are inside by the array's type.
+        let mut framed = [0.0f32; 33];
         framed[2..SIDE + 2].copy_from_slice(row);
         let offset = shear.slope * (y as f32 - shear.centre_row);
         for (x, out) in row.iter_mut().enumerate() {
             let (col, t) = near_tap(x as f32 + offset, SIDE);
-            // `col` is in -2..=SIDE: both taps are inside the frame.
-            let at = (col + 2) as usize;
+            // `col` is in -2..=SIDE, so `col + 2` is at most 30 and the mask changes nothing.
+            let at = (col + 2) as usize & 31;
             *out = framed[at] * (1.0 - t) + framed[at + 1] * t;
         }
     }
