@@ -42,18 +42,17 @@ pub struct Shear {
 
 /// The shear that deskews an image given by `ink(i)` for pixel `i` (row-major), or `None` for
 /// an image without ink or of a single row, which have no slant.
-///
-/// The sums run over the rows and columns that hold ink, in the same order as over the
-/// whole image: a blank pixel adds `±0` to a sum, which leaves it as it was (a sum that
-/// starts at `+0` never becomes `-0`), so the moments are the whole image's bit for bit, in
-/// about half the reads of a digit.
 #[inline(always)]
 pub fn measure(ink: impl Fn(usize) -> f32) -> Option<Shear> {
-    let (rows, cols) = inked_box(&ink)?;
-    measure_in(ink, rows, cols)
+    measure_in(ink, 0..SIDE, 0..SIDE)
 }
 
-/// [`measure`] over the inked box `rows` x `cols` of the image.
+/// [`measure`] over the rows `rows` and columns `cols` of the image, which must hold all of
+/// its ink. The sums run in the same order as over the whole image: a blank pixel adds `±0`
+/// to a sum, which leaves it as it was (a sum that starts at `+0` never becomes `-0`), so
+/// over the inked box ([`inked_box`]) the moments are the whole image's bit for bit, in about
+/// half the reads of a digit. (Training's [`deskew_f32`] takes the box; the device's
+/// [`deskew_bytes`] does not: finding it costs the Cortex-M4 more than it saves.)
 #[inline(always)]
 fn measure_in(ink: impl Fn(usize) -> f32, rows: Range<usize>, cols: Range<usize>) -> Option<Shear> {
     let (mut mass, mut sum_x, mut sum_y) = (0.0f32, 0.0f32, 0.0f32);
