@@ -23,7 +23,7 @@
 //! - [`draw`]: `pismo draw`, a native window to draw digits and watch the prediction.
 //! - [`serve`]: `pismo serve`, the HTTP API and MLflow scoring protocol (`pismo-http`).
 //!
-//! Contract with users and scripts (see `DESIGN.md`, "Command line"):
+//! Contract with users and scripts (see `docs/ARCHITECTURE.md`, "CLI conventions"):
 //! - Exit status 0 on success, 1 on an error, 2 on a usage error (unknown command or flag, a
 //!   value of the wrong type or out of range, a malformed model reference). Every error is
 //!   one line on stderr starting with `error: `; bad input never panics.

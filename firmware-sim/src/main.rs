@@ -26,11 +26,12 @@ include!(concat!(env!("OUT_DIR"), "/board.rs"));
 /// The model file, in flash.
 static MODEL: &[u8] = include_bytes!(env!("PISMO_FW_MODEL_PATH"));
 
-/// Cycles per measured instruction of the latency estimate (README, "Latency"): the first
-/// layer's loop, 16 instructions, takes about 27 cycles by the Cortex-M4 TRM's timings (two
-/// loads, LDM and STM of four words, ten one-cycle DSP and ALU instructions, a taken
-/// branch), and the flash wait states the STM32F4's ART accelerator does not hide come on
-/// top; 1 cycle per instruction is the floor (the core issues at most one per cycle).
+/// Cycles per measured instruction of the latency estimate (`firmware-sim/README.md`,
+/// "Latency"): the first layer's loop, 16 instructions, takes about 27 cycles by the
+/// Cortex-M4 TRM's timings (two loads, LDM and STM of four words, ten one-cycle DSP and ALU
+/// instructions, a taken branch), and the flash wait states the STM32F4's ART accelerator
+/// does not hide come on top; 1 cycle per instruction is the floor (the core issues at most
+/// one per cycle).
 const CYCLES_PER_INSTRUCTION: f32 = 1.7;
 
 /// Instructions of one iteration of [`calibration_loop`].
@@ -293,7 +294,7 @@ fn main() -> ! {
     let executed = (layer1_macs + counts.n * h * 10) as f32 / n as f32;
     let mean = instr(counts.sum) / n as f32;
     let layer1_mean = instr(counts.layer1_sum) / n as f32;
-    // Latency estimate: 1 cycle per instruction plus wait states (README, "Latency").
+    // Latency estimate: 1 cycle per instruction plus wait states (firmware-sim/README.md, "Latency").
     let floor = mean / CLOCK_MHZ as f32;
     let micros = mean * CYCLES_PER_INSTRUCTION / CLOCK_MHZ as f32;
     let _ = writeln!(

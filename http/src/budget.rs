@@ -9,13 +9,36 @@
 //! `server::client_of`) to at most its share. Taking or growing one never waits: over the
 //! budget or the share is a 503 with `Retry-After`, a cost larger than the whole budget a
 //! 413.
+//!
+//! A permit of at least [`GIVE_BACK_AFTER`] bytes, when it drops, marks its thread (the
+//! connection's) so that the connection loop, once the request is routed and all it held is
+//! freed, has the allocator return the free memory to the system ([`gave_back_large`],
+//! `crate::allocator::give_back`).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::limits::RETRY_AFTER_SECONDS;
 use crate::reply::ApiError;
+
+/// Permits of at least this many bytes (1 MiB) have the allocator's free memory returned to
+/// the system after their request (see the module doc). Smaller requests' memory is reused by
+/// the next ones; `malloc_trim` after each would cost more than it gives back.
+pub(crate) const GIVE_BACK_AFTER: u64 = 1 << 20;
+
+thread_local! {
+    /// Whether a permit of at least [`GIVE_BACK_AFTER`] dropped on this thread since the
+    /// last [`gave_back_large`].
+    static LARGE_DROPPED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a permit of at least [`GIVE_BACK_AFTER`] bytes dropped on this thread since the
+/// last call (which clears it).
+pub(crate) fn gave_back_large() -> bool {
+    LARGE_DROPPED.replace(false)
+}
 
 /// Bytes of memory in use for one purpose, out of a total, and out of a share of it for
 /// each client.
@@ -145,6 +168,9 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        if self.cost >= GIVE_BACK_AFTER {
+            LARGE_DROPPED.set(true);
+        }
         let mut used = self.budget.used.lock().unwrap_or_else(|e| e.into_inner());
         used.all -= self.cost;
         if let Some(client) = self.client {
@@ -196,5 +222,28 @@ mod tests {
         drop(c);
         assert!(b.used.lock().unwrap().by_client.is_empty());
         assert_eq!(b.used.lock().unwrap().all, 0);
+    }
+
+    #[test]
+    fn a_large_permit_dropped_marks_its_thread_once() {
+        let b = Budget::new(Purpose::Images, 4 * GIVE_BACK_AFTER, 4 * GIVE_BACK_AFTER);
+        assert!(!gave_back_large());
+        drop(b.take(GIVE_BACK_AFTER - 1).unwrap());
+        assert!(!gave_back_large(), "a small permit does not");
+        let mut grown = b.take(1).unwrap();
+        grown.grow_to(GIVE_BACK_AFTER).unwrap();
+        let kept = b.take(2 * GIVE_BACK_AFTER).unwrap();
+        assert!(!gave_back_large(), "nothing dropped yet");
+        // Dropped on another thread: that thread's mark, not this one's.
+        std::thread::spawn(move || {
+            drop(grown);
+            assert!(gave_back_large());
+        })
+        .join()
+        .unwrap();
+        assert!(!gave_back_large());
+        drop(kept);
+        assert!(gave_back_large());
+        assert!(!gave_back_large(), "cleared by the call");
     }
 }

@@ -22,6 +22,11 @@
 //!   and close. A body of a `Content-Length` is read into a buffer sized for it once, so
 //!   the memory it takes is the bytes that arrived (a chunked one's may grow to twice its
 //!   length while it is decoded); between requests the buffer is at most `max_head`.
+//! - What a request held leaves the process once it is routed, before its answer is
+//!   written: its body and body permit are dropped then, and if it held a permit of
+//!   [`crate::budget::GIVE_BACK_AFTER`] or more of a budget (its body, its decoding), the
+//!   allocator returns its free pages to the system ([`crate::allocator::give_back`]), so the
+//!   budgets bound what stays resident, not only what is in use (issue 29's soak).
 //! - Every error is answered through `State::shown`, so a server with a token names no
 //!   host folder in it ([`crate::redact`]).
 //! - Closing after an error first reads at most [`LINGER_BYTES`] for at most [`LINGER`],
@@ -77,6 +82,10 @@ pub(crate) fn serve(state: &Arc<State>, stream: TcpStream, client: IpAddr) {
         // after the answer is written (up to SEND_TIMEOUT), a linger or an event stream.
         request.request.body = Vec::new();
         drop(request.body_permit.take());
+        // All the request held is freed; after a large one the allocator returns it.
+        if crate::budget::gave_back_large() {
+            crate::allocator::give_back();
+        }
         let mut reply = match routed {
             Ok(Routed::Events(what)) => {
                 crate::events::stream(state, &mut conn.stream, &request.request, &what);

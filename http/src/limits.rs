@@ -2,8 +2,7 @@
 //!
 //! Most constants are the default of an [`crate::Options`] field of the same meaning;
 //! [`MAX_HEADERS`], [`SEND_TIMEOUT`], [`MAX_STREAMS`], [`RETRY_AFTER_SECONDS`] and the linger
-//! values are fixed. `SECURITY.md` and the README ("Limits") list the same values; change
-//! them together.
+//! values are fixed. `SECURITY.md` ("Limits") lists the same values; change them together.
 //!
 //! What a client gets when it crosses one (always a JSON `{"error": …}` unless noted):
 //!
@@ -74,9 +73,10 @@ pub const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 4;
 
 /// Memory that images being decoded may take at once, in bytes: 128 MiB. A PNG costs
 /// [`pismo_digits::image::png_decode_cost`] (5 bytes a pixel, so a 4096x4096 one, the
-/// largest accepted, costs 80 MiB); a JSON body of `/api/predict` or `/invocations` costs
-/// [`JSON_BYTES_PER_BODY_BYTE`] a byte (so one of [`MAX_BODY_BYTES`] costs the whole
-/// budget). A request that would go over the budget gets 503 + `Retry-After`; one that
+/// largest accepted, costs 80 MiB); a JSON body of `/api/predict`, `/invocations` or
+/// `/api/drawn` costs [`JSON_BYTES_PER_BODY_BYTE`] a byte (so one of [`MAX_BODY_BYTES`]
+/// costs half the budget), that of another route [`SMALL_JSON_BYTES_PER_BODY_BYTE`]. A
+/// request that would go over the budget gets 503 + `Retry-After`; one that
 /// alone is over it gets 413.
 pub const IMAGE_BUDGET_BYTES: u64 = 128 << 20;
 
@@ -98,11 +98,24 @@ pub const BODY_BUDGET_PER_CLIENT: u64 = BODY_BUDGET_BYTES / 4;
 pub const BODY_START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What parsing a JSON body of `/api/predict`, `/invocations` or `/api/drawn` is counted to
-/// take per byte of body: 16. Since issue 29 those bodies are parsed straight into numbers,
-/// at most 4 bytes a byte; 16 is what parsing `[0,0,…]` into `serde_json::Value` took (a
-/// 32-byte `Value` per 2 bytes of text; eight 8 MiB bodies at once took the server to
-/// 980 MB), kept as a margin.
-pub const JSON_BYTES_PER_BODY_BYTE: u64 = 16;
+/// take per byte of body, in the decoding budget of [`IMAGE_BUDGET_BYTES`]: 8. Those bodies
+/// are parsed straight into numbers (issue 29); measured on the real server
+/// (`tests/e2e/memory.rs`, table in SECURITY.md), the worst shape, `/invocations` rows of
+/// 784 zeros, grows the peak RSS by 5.1 bytes a byte of body, the body itself included
+/// (which the body budget counts, one byte a byte): so 8 + 1 charged is a margin of 1.7x.
+/// (Before issue 29 this was 16, which `[0,0,…]` parsed into `serde_json::Value` took,
+/// and `{"":0},…` bodies took 94.)
+pub const JSON_BYTES_PER_BODY_BYTE: u64 = 8;
+
+/// What parsing the JSON body of a route that takes no image (an alias `PUT`, `POST
+/// /api/train`, `/api/tune`, `/api/adapt`; at most [`MAX_SMALL_BODY_BYTES`]) into a
+/// `serde_json::Value` is counted to take per byte of body, in the decoding budget of
+/// [`IMAGE_BUDGET_BYTES`]: 128. Measured on the real server (`tests/e2e/memory.rs`), the
+/// worst shape, `{"a":[{"":0},…]}`, grows the peak RSS by 105 bytes a byte of a 64 KiB body
+/// (a map node for each 7 bytes, and the connection's own fixed cost, ≈ 12 bytes a byte of
+/// so small a body): 128 + 1 charged is a margin of 1.2x. A body of the limit is charged
+/// 8 MiB, so 16 of them fit in the budget at once.
+pub const SMALL_JSON_BYTES_PER_BODY_BYTE: u64 = 128;
 
 /// `Retry-After` seconds in the 503s of [`MAX_CONNECTIONS`], [`BODY_BUDGET_BYTES`] and
 /// [`IMAGE_BUDGET_BYTES`] (and their shares per client).

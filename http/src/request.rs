@@ -114,15 +114,6 @@ pub(crate) fn parse_typed<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result
     })
 }
 
-/// A JSON body (415 for another content type).
-pub(crate) fn json_body(request: &Request) -> Result<Value, ApiError> {
-    let kind = request.content_type();
-    if kind.as_deref() != Some("application/json") {
-        return Err(unsupported_type(kind, "application/json"));
-    }
-    parse_json(body(request)?)
-}
-
 /// The 415 for a body of media type `kind`, naming what is `accepted`.
 pub(crate) fn unsupported_type(kind: Option<String>, accepted: &str) -> ApiError {
     ApiError::new(

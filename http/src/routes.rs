@@ -4,7 +4,7 @@
 //! or change the registry call [`authorize`] before they look at the body. Only the routes
 //! that take images accept large bodies ([`body_limit`]).
 //!
-//! Endpoints (see `DESIGN.md`, "HTTP", and the README):
+//! Endpoints (`docs/HTTP.md` gives each one's requests and answers):
 //! - `GET /`: the web page ([`crate::page`]).
 //! - `POST /api/predict[?model=REF]`, `POST /invocations`, `GET /ping|/health|/version`:
 //!   scoring ([`crate::scoring`]).
@@ -26,11 +26,14 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use serde_json::Value;
+
+use crate::budget::Permit;
 use crate::catalog;
 use crate::events::Stream;
 use crate::page;
 use crate::reply::{ApiError, Reply};
-use crate::request::{json_body, percent_decode, Method, Request};
+use crate::request::{percent_decode, Method, Request};
 use crate::scoring;
 use crate::State;
 
@@ -61,6 +64,17 @@ pub(crate) fn body_limit(options: &crate::Options, path: &str) -> usize {
     } else {
         options.max_small_body.min(options.max_body)
     }
+}
+
+/// The small JSON body of a route that takes no image, as a [`Value`], within the decoding
+/// budget at [`crate::limits::SMALL_JSON_BYTES_PER_BODY_BYTE`] a byte (415 for another
+/// content type); the permit gives it back when dropped.
+fn small_json(state: &State, request: &Request) -> Result<(Value, Permit), ApiError> {
+    scoring::charged_json(
+        state,
+        request,
+        crate::limits::SMALL_JSON_BYTES_PER_BODY_BYTE,
+    )
 }
 
 /// A request that trains or changes the registry (see [`crate::auth::authorize`]).
@@ -129,7 +143,7 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
         "/api/train" => {
             if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
                 authorize(state, request)?;
-                let body = json_body(request)?;
+                let (body, _permit) = small_json(state, request)?;
                 state.training.start(&body, &state.registry, &state.runs)?
             } else {
                 state.training.describe(state.options.token.is_some())?
@@ -138,7 +152,7 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
         "/api/adapt" => {
             if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
                 authorize(state, request)?;
-                let body = json_body(request)?;
+                let (body, _permit) = small_json(state, request)?;
                 state.adapting.start(state, &body)?
             } else {
                 state.adapting.describe(state)?
@@ -158,7 +172,7 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
         "/api/tune" => {
             if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
                 authorize(state, request)?;
-                let body = json_body(request)?;
+                let (body, _permit) = small_json(state, request)?;
                 state
                     .tuning
                     .start(&body, &state.training, &state.registry, &state.runs)?
@@ -183,7 +197,7 @@ pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, Api
                 let alias = percent_decode(alias);
                 if allow(&[Method::Put, Method::Delete], "PUT, DELETE")? == Method::Put {
                     authorize(state, request)?;
-                    let body = json_body(request)?;
+                    let (body, _permit) = small_json(state, request)?;
                     catalog::set_alias(state, &alias, &body)?
                 } else {
                     authorize(state, request)?;

@@ -99,24 +99,29 @@ impl Grey {
     }
 }
 
-/// Bytes of memory that parsing a JSON body of `len` bytes may take:
-/// [`crate::limits::JSON_BYTES_PER_BODY_BYTE`] a byte.
-fn json_decode_cost(len: usize) -> u64 {
-    len as u64 * crate::limits::JSON_BYTES_PER_BODY_BYTE
-}
-
 /// The JSON body of `request` (`Content-Type: application/json`, else 415) parsed into `T`
-/// within the server's decoding budget; the permit gives it back when dropped.
+/// within the server's decoding budget, at [`crate::limits::JSON_BYTES_PER_BODY_BYTE`] a
+/// byte of body; the permit gives it back when dropped.
 pub(crate) fn budgeted_json<T: DeserializeOwned>(
     state: &State,
     request: &Request,
+) -> Result<(T, Permit), ApiError> {
+    charged_json(state, request, crate::limits::JSON_BYTES_PER_BODY_BYTE)
+}
+
+/// The JSON body of `request` parsed into `T` within the server's decoding budget, charged
+/// `per_byte` bytes a byte of body (415 for another content type).
+pub(crate) fn charged_json<T: DeserializeOwned>(
+    state: &State,
+    request: &Request,
+    per_byte: u64,
 ) -> Result<(T, Permit), ApiError> {
     let kind = request.content_type();
     if kind.as_deref() != Some("application/json") {
         return Err(unsupported_type(kind, "application/json"));
     }
     let body = body(request)?;
-    let permit = state.images.take(json_decode_cost(body.len()))?;
+    let permit = state.images.take(body.len() as u64 * per_byte)?;
     Ok((parse_typed(body)?, permit))
 }
 

@@ -175,7 +175,8 @@ impl fmt::Debug for Server {
 
 impl Server {
     /// Binds `addr` (port 0 picks a free port) and starts accepting. A non-loopback
-    /// address without [`Options::token`] is refused.
+    /// address without [`Options::token`] is refused. It also fixes glibc's malloc
+    /// thresholds for the whole process (`allocator.rs`), so freed request memory is not kept.
     pub fn start(
         addr: &str,
         registry: Registry,
@@ -193,6 +194,7 @@ impl Server {
                 ..fail(e.to_owned())
             })?;
         }
+        crate::allocator::configure();
         let listener = listen(addr).map_err(fail)?;
         let bound = listener.local_addr().map_err(|e| fail(e.to_string()))?;
         if !bound.ip().is_loopback() && options.token.is_none() {

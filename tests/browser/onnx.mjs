@@ -1,5 +1,5 @@
 // Runs an ONNX file exported by `pismo models export --format onnx` in headless Chromium with
-// onnxruntime-web, as the README's browser snippet does, and prints the probabilities.
+// onnxruntime-web, as the browser snippet of docs/OPERATIONS.md does, and prints the probabilities.
 //
 //   node tests/browser/onnx.mjs MODEL.onnx INPUTS.f32
 //

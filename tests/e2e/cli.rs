@@ -1050,7 +1050,7 @@ fn issue28_version_and_dash_h() {
 }
 
 /// Issue 28: `models alias|unalias|export|delete` take `--json` like every other command
-/// the README lists: the last line of stdout is one object describing what was done.
+/// docs/CLI.md lists: the last line of stdout is one object describing what was done.
 #[test]
 fn issue28_models_alias_unalias_export_and_delete_print_json() {
     let p = with_tiny_model();

@@ -3,9 +3,11 @@
 mod adapt;
 mod cli;
 mod corrections;
+mod docs;
 mod draw;
 mod fetch;
 mod firmware;
+mod memory;
 mod mlflow;
 mod onnx;
 mod postgres_cluster;

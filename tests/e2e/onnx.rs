@@ -4,9 +4,9 @@
 //! the shipped default model (int8, deskewing: the graph is integer and deskews), the
 //! shipped `mnist@3` (f32, deskewing) and a freshly trained model (f32, no deskewing); a
 //! drawing preprocessed as pismo preprocesses it gives, through the graph, what `pismo
-//! serve` answers for it; onnxruntime-web in headless Chromium runs the file as the README's
-//! snippet does (with the other browser tests' `PISMO_REQUIRE_BROWSER`); and every refusal
-//! is a clear error.
+//! serve` answers for it; onnxruntime-web in headless Chromium runs the file as the snippet
+//! of `docs/OPERATIONS.md` does (with the other browser tests' `PISMO_REQUIRE_BROWSER`);
+//! and every refusal is a clear error.
 //!
 //! Python comes from `PISMO_PYTHON` (a venv with the pinned packages; `.ci/run` makes one in
 //! `target/venv-onnx`). Without it the onnxruntime test prints SKIPPED and passes, unless
@@ -162,9 +162,9 @@ fn exported_models_give_pismos_probabilities_in_onnxruntime() {
 }
 
 /// Drawings (MNIST test digits drawn large on a white canvas) sent to `pismo serve`, and the
-/// same PNGs preprocessed as pismo preprocesses them (`preprocess::to_input`, what the
-/// README asks of a caller with a drawing) through the exported default model (int8,
-/// deskewing in the graph): the server's probabilities.
+/// same PNGs preprocessed as pismo preprocesses them (`preprocess::to_input`, what
+/// `docs/OPERATIONS.md` asks of a caller with a drawing) through the exported default model
+/// (int8, deskewing in the graph): the server's probabilities.
 #[test]
 fn a_preprocessed_drawing_through_the_graph_gives_the_servers_answer() {
     let Some(python) = python() else { return };
@@ -215,8 +215,8 @@ fn a_preprocessed_drawing_through_the_graph_gives_the_servers_answer() {
     assert!(worst <= TOLERANCE, "probabilities differ by {worst}");
 }
 
-/// The README's browser snippet: the exported `mnist@2` (the README's example; it reads its
-/// input as preprocessed) run by onnxruntime-web in headless Chromium, one `[1, 784]` tensor
+/// The browser snippet of `docs/OPERATIONS.md`: the exported `mnist@2` (its example; it reads
+/// its input as preprocessed) run by onnxruntime-web in headless Chromium, one `[1, 784]` tensor
 /// per image (`tests/browser/onnx.mjs`), gives `pismo predict`'s probabilities. Needs what the
 /// other browser tests need plus onnxruntime-web (`npm ci` in tests/browser).
 #[test]

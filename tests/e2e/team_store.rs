@@ -68,7 +68,7 @@ fn store_migrate_copy_and_the_registry_commands_on_postgres() {
     );
     let out = p.run(&["store", "migrate", "--store", &url]);
     assert!(out.stdout.contains("already current"), "{}", out.stdout);
-    // Issue 28: `--json`, as the README promises for every command: one object.
+    // Issue 28: `--json`, as docs/CLI.md promises for every command: one object.
     let out = p.run(&["store", "migrate", "--store", &url, "--json"]);
     out.expect_code(0);
     let v = out.json_lines().pop().expect("one JSON line");

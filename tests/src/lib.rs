@@ -373,6 +373,11 @@ impl Served {
         }
     }
 
+    /// The server's process id (to read its `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server and returns everything it wrote on stderr.
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();

@@ -3,7 +3,7 @@
 //! predict` takes (`preprocess::to_input`, then `AnyMlp::predict_proba`: deskew, the kernels,
 //! softmax), were recorded on x86-64 in `tests/fixtures/x86-probabilities.json`. Any other
 //! build must match each probability within [`TOLERANCE`] and pick the same digit. CI runs
-//! this on x86-64 and under qemu-aarch64 (README, "ARM"; docs/ARCHITECTURE.md, "ARM").
+//! this on x86-64 and under qemu-aarch64 (docs/OPERATIONS.md and docs/ARCHITECTURE.md, "ARM").
 //!
 //! Record it again (on x86-64 only, and only when the default model changes) with
 //! `PISMO_WRITE_X86_FIXTURE=1 cargo test -p pismo-training --test same_answers_as_x86`.

@@ -367,9 +367,11 @@ fn row5_images_over_the_decoding_budget_get_503_with_retry_after() {
     // An image that alone costs more than the whole budget can never be decoded: 413.
     f.request("POST", "/api/predict", Some("image/png"), &blank_png(4096))
         .expect_error(413);
-    // JSON bodies count too (16 bytes a byte): 2.2 MB of JSON is over this budget.
-    let zeros = vec!["0"; 1_100_000].join(",");
-    let json = format!("{{\"image\":{{\"width\":1100,\"height\":1000,\"data\":[{zeros}]}}}}");
+    // JSON bodies count too (`JSON_BYTES_PER_BODY_BYTE` a byte): a body of 2 bytes a pixel
+    // whose count is over this budget is a 413.
+    let height = (cost + cost / 2) / pismo_http::limits::JSON_BYTES_PER_BODY_BYTE / 2 / 2048 + 1;
+    let zeros = vec!["0"; 2048 * height as usize].join(",");
+    let json = format!("{{\"image\":{{\"width\":2048,\"height\":{height},\"data\":[{zeros}]}}}}");
     for path in ["/api/predict", "/invocations"] {
         let m = f
             .request("POST", path, Some("application/json"), json.as_bytes())

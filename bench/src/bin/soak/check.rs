@@ -1,14 +1,15 @@
 //! The registry before and after: every model file decodes in full (metadata and weights,
 //! through `AnyMlp::decode`, as `pismo models show` and the server read them), every alias
 //! points at a model that exists, and the set of models is the one before plus what the
-//! training runs registered. Files that are neither model files nor the aliases file and
-//! its lock (a writer's temp file left behind) are listed.
+//! training runs registered. Files that are none of the registry's own (model files, the
+//! aliases file, its lock and history, deletion markers) are listed; the check after the soak
+//! reports those that were not there before (a writer's temp file left behind).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use pismo_engine::model::AnyMlp;
-use pismo_storage::registry::Registry;
+use pismo_storage::registry::{Registry, ALIASES_FILE, ALIAS_HISTORY_FILE, LOCK_FILE};
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -29,10 +30,11 @@ pub fn snapshot(dir: &Path) -> Result<Snapshot, String> {
     for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let name = e.map_err(|e| e.to_string())?.file_name();
         let name = name.to_string_lossy();
-        let known = name == "aliases.json"
-            || name == "aliases.lock"
+        let known = name == ALIASES_FILE
+            || name == LOCK_FILE
+            || name == ALIAS_HISTORY_FILE
             || name == "README.md"
-            || (name.ends_with(".pismo") && !name.starts_with('.'));
+            || (!name.starts_with('.') && (name.ends_with(".pismo") || name.ends_with(".deleted")));
         if !known {
             stray.push(name.into_owned());
         }

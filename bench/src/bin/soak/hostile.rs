@@ -8,13 +8,22 @@
 //! 5 s. An answer is recorded by its status (`408`), or as `closed` (no answer, then end
 //! of stream) or `reset`. What is wrong: no answer and no close in time (`timeout`), or a
 //! 5xx other than the 505 that `http/src/limits.rs` documents for an HTTP/2 preface.
+//!
+//! Issue 29's table, one case a second in turn ([`issue_29`]): 8 MiB of `{"":0}` where
+//! pixels belong (400, or 503 from the budgets), a well-formed 8 MiB `dataframe_split` of
+//! 5342 rows with its columns reversed (200, or 503), 64 KiB of `{"":0}` to an alias `PUT`
+//! (400), an unknown data-frame column (400), two `Host` headers and two
+//! `Transfer-Encoding` lines (400), eight heads announcing an 8 MiB body and eight chunked
+//! heads, each sending nothing more (408 after 5 s), and 80 idle connections from one more
+//! address (`IDLE_FROM`: those over its cap of 64 get 503, the others are closed by the
+//! server). Any other answer, or none, is wrong.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::shared::{connect_from, Counts, Shared, Window, HOSTILE_FROM};
+use crate::shared::{connect_from, Counts, Shared, Window, HOSTILE_FROM, IDLE_FROM};
 
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
@@ -143,6 +152,9 @@ fn wrong(kind: &str, outcome: &str) -> bool {
     let code: Option<u16> = outcome.parse().ok();
     match code {
         Some(505) => kind != "http2 preface",
+        Some(200) => !kind.starts_with("well-formed"),
+        // The budgets may refuse a large body, and one client's connections over its cap.
+        Some(503) => !(kind.contains("8 MiB") || kind == "idle flood"),
         Some(c) => !(400..500).contains(&c),
         None => !matches!(outcome, "closed" | "reset" | "stopped"),
     }
@@ -151,10 +163,22 @@ fn wrong(kind: &str, outcome: &str) -> bool {
 /// One client: connect, write `bytes` (a write cut short by the server's close is fine),
 /// read until the server closes or `patience` passes.
 fn one(shared: &Shared, kind: &str, bytes: &[u8], patience: Duration, t: &Mutex<Tally>) {
+    one_from(shared, HOSTILE_FROM, kind, bytes, patience, t)
+}
+
+/// [`one`] from the loopback address `from`.
+fn one_from(
+    shared: &Shared,
+    from: std::net::Ipv4Addr,
+    kind: &str,
+    bytes: &[u8],
+    patience: Duration,
+    t: &Mutex<Tally>,
+) {
     let g0 = shared.window.now();
     let started = Instant::now();
     let mut answered = None;
-    let result = match connect_from(&shared.addr, HOSTILE_FROM, Duration::from_secs(5)) {
+    let result = match connect_from(&shared.addr, from, Duration::from_secs(5)) {
         Ok(mut s) => {
             let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
             let _ = s.write_all(bytes);
@@ -236,6 +260,124 @@ pub fn malformed_clients(shared: Arc<Shared>) -> Tally {
     tally.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The cases of issue 29's table (see the module doc): `(kind, bytes, clients at once)`.
+fn issue_29_cases(host: &str) -> Vec<(&'static str, Vec<u8>, usize)> {
+    let post = |path: &str, body: &[u8]| {
+        let mut b = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        b.extend_from_slice(body);
+        b
+    };
+    let repeat = |open: &str, item: &str, close: &str, limit: usize| {
+        let n = (limit - open.len() - close.len()) / (item.len() + 1);
+        format!("{open}{}{close}", vec![item; n].join(",")).into_bytes()
+    };
+    let columns = |names: Vec<String>| names.join(",");
+    let reversed = columns((0..784).rev().map(|i| format!("\"pixel{i}\"")).collect());
+    let row = format!("[{}]", vec!["0"; 784].join(","));
+    let split = repeat(
+        &format!("{{\"dataframe_split\":{{\"columns\":[{reversed}],\"data\":["),
+        &row,
+        "]}}",
+        (8 << 20) - 1024,
+    );
+    let mut unknown: Vec<String> = (0..783).map(|i| format!("\"pixel{i}\"")).collect();
+    unknown.push("\"ink\"".into());
+    let unknown = format!(
+        "{{\"dataframe_split\":{{\"columns\":[{}],\"data\":[{row}]}}}}",
+        columns(unknown)
+    );
+    let mut alias = post(
+        "/api/aliases/soak-objects",
+        &repeat("{\"a\":[", "{\"\":0}", "]}", 60 << 10),
+    );
+    alias[..4].copy_from_slice(b"PUT ");
+    alias.remove(4);
+    let head = |fields: &str| {
+        format!("POST /api/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{fields}\r\n")
+            .into_bytes()
+    };
+    vec![
+        (
+            "8 MiB of empty-key objects as pixels",
+            post(
+                "/api/predict",
+                &repeat("{\"pixels\":[", "{\"\":0}", "]}", 8 << 20),
+            ),
+            1,
+        ),
+        (
+            "well-formed 8 MiB data frame, columns reversed",
+            post("/invocations", &split),
+            1,
+        ),
+        ("64 KiB of empty-key objects to an alias PUT", alias, 1),
+        (
+            "unknown data-frame column",
+            post("/invocations", unknown.as_bytes()),
+            1,
+        ),
+        (
+            "two Host headers",
+            format!("GET /ping HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\n\r\n")
+                .into_bytes(),
+            1,
+        ),
+        (
+            "two Transfer-Encoding lines",
+            head("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"),
+            1,
+        ),
+        (
+            "silent 8 MiB Content-Length",
+            head("Content-Length: 8388608\r\n"),
+            8,
+        ),
+        (
+            "silent chunked body",
+            head("Transfer-Encoding: chunked\r\n"),
+            8,
+        ),
+        ("idle flood", Vec::new(), 80),
+    ]
+}
+
+/// Issue 29's table, one case a second in turn, each client on a thread of its own, until
+/// the run stops.
+pub fn issue_29(shared: Arc<Shared>) -> Tally {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let cases: Vec<_> = issue_29_cases(&shared.host())
+        .into_iter()
+        .map(|(kind, bytes, n)| (kind, Arc::new(bytes), n))
+        .collect();
+    let mut threads = Vec::new();
+    let mut n = 0usize;
+    while !shared.sleep(Duration::from_secs(1)) {
+        let (kind, bytes, clients) = cases[n % cases.len()].clone();
+        n += 1;
+        for _ in 0..clients {
+            let (shared, tally, bytes) = (shared.clone(), tally.clone(), bytes.clone());
+            let (from, patience) = if kind == "idle flood" {
+                (IDLE_FROM, Duration::from_secs(20))
+            } else {
+                (HOSTILE_FROM, Duration::from_secs(60))
+            };
+            threads.push(std::thread::spawn(move || {
+                one_from(&shared, from, kind, &bytes, patience, &tally)
+            }));
+        }
+        threads.retain(|t| !t.is_finished());
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let t = tally.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +391,13 @@ mod tests {
         assert!(wrong("stalled body", "500"));
         assert!(wrong("stalled head", "timeout"));
         assert!(wrong("garbage", "200"));
+        assert!(wrong("garbage", "503"));
+        assert!(!wrong("8 MiB of empty-key objects as pixels", "503"));
+        assert!(!wrong(
+            "well-formed 8 MiB data frame, columns reversed",
+            "200"
+        ));
+        assert!(wrong("silent chunked body", "timeout"));
         assert_eq!(status(b"HTTP/1.1 431 Request"), Some(431));
     }
 }

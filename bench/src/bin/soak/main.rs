@@ -4,7 +4,7 @@
 //! ```text
 //! soak --pismo BIN [--duration S] [--registry DIR] [--data DIR] [--test-data DIR]
 //!      [--connections N] [--rate R] [--streams N] [--train-hidden H] [--train-epochs E]
-//!      [--rss-limit-mb MB] [--p99-limit-ms MS] [--keep]
+//!      [--rss-limit-mb MB] [--p99-limit-ms MS] [--cgroup DIR] [--keep]
 //! ```
 //!
 //! It copies the registry `--registry` (default `models`) into a temporary folder, starts
@@ -52,7 +52,7 @@ use crate::shared::{one_shot, Counts, Shared, Window};
 const USAGE: &str = "usage: soak --pismo BIN [--duration S] [--registry DIR] [--data DIR] \
                      [--test-data DIR] [--connections N] [--rate R] [--streams N] \
                      [--train-hidden H] [--train-epochs E] [--rss-limit-mb MB] \
-                     [--p99-limit-ms MS] [--keep]";
+                     [--p99-limit-ms MS] [--cgroup DIR] [--keep]";
 
 #[derive(Debug)]
 struct Config {
@@ -69,6 +69,9 @@ struct Config {
     rss_limit_mb: f64,
     p99_limit_ms: f64,
     keep: bool,
+    /// A memory cgroup's folder that each server process joins (`bench/soak` makes one
+    /// with a 512 MB limit).
+    cgroup: Option<PathBuf>,
 }
 
 impl Config {
@@ -87,6 +90,7 @@ impl Config {
             rss_limit_mb: 300.0,
             p99_limit_ms: 10.0,
             keep: false,
+            cgroup: None,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -116,6 +120,7 @@ impl Config {
                 "--train-epochs" => c.train_epochs = count()? as u32,
                 "--rss-limit-mb" => c.rss_limit_mb = number()?,
                 "--p99-limit-ms" => c.p99_limit_ms = number()?,
+                "--cgroup" => c.cgroup = Some(PathBuf::from(value)),
                 other => return Err(format!("unknown flag `{other}`")),
             }
         }
@@ -204,6 +209,7 @@ fn run(config: &Config) -> Result<bool, String> {
         data: config.data.clone(),
         drawn: root.join("drawn"),
         log: root.join("server.log"),
+        cgroup: config.cgroup.clone(),
     };
     let port = server::free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}")
@@ -262,6 +268,10 @@ fn run(config: &Config) -> Result<bool, String> {
     let malformed = {
         let shared = shared.clone();
         std::thread::spawn(move || hostile::malformed_clients(shared))
+    };
+    let issue_29 = {
+        let shared = shared.clone();
+        std::thread::spawn(move || hostile::issue_29(shared))
     };
     let pinger = {
         let shared = shared.clone();
@@ -410,6 +420,11 @@ fn run(config: &Config) -> Result<bool, String> {
         &malformed
             .join()
             .map_err(|_| "the malformed clients panicked")?,
+    );
+    h.merge(
+        &issue_29
+            .join()
+            .map_err(|_| "the clients of issue 29 panicked")?,
     );
     let pings = pinger.join().map_err(|_| "the pinger panicked")?;
     let moves = mover.join().map_err(|_| "the alias mover panicked")?;
@@ -628,6 +643,20 @@ impl Report<'_> {
                 &format!("≤ {} MB", c.rss_limit_mb),
                 Some(mb <= c.rss_limit_mb),
             );
+            if let (Some(first), Some(last)) = (l.samples.first(), l.samples.last()) {
+                row(
+                    &format!("RSS at start / end, lifetime {}", i + 1),
+                    format!(
+                        "{:.1} MB ({:.0} s) / {:.1} MB ({:.0} s)",
+                        first.1 as f64 / 1024.0,
+                        first.0,
+                        last.1 as f64 / 1024.0,
+                        last.0
+                    ),
+                    "",
+                    None,
+                );
+            }
             if let Some((grew, rate)) = l.growth() {
                 row(
                     &format!("RSS growth, lifetime {}, over its last two thirds", i + 1),
@@ -820,11 +849,13 @@ impl Report<'_> {
             "0",
             Some(a.dangling.is_empty()),
         );
+        // Files that were there before the soak (a copy of the shipped folder) are not its.
+        let left: Vec<&String> = a.stray.iter().filter(|f| !b.stray.contains(f)).collect();
         row(
             "registry: other files left (temp files)",
-            format!("{} {:?}", a.stray.len(), a.stray),
-            "0",
-            Some(a.stray.is_empty()),
+            format!("{} new {left:?} ({} before)", left.len(), b.stray.len()),
+            "0 new",
+            Some(left.is_empty()),
         );
         (t, all)
     }

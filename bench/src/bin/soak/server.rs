@@ -23,6 +23,9 @@ pub struct Launch {
     pub drawn: PathBuf,
     /// The server's stderr is appended here.
     pub log: PathBuf,
+    /// A cgroup folder the server joins before it starts (its `cgroup.procs` is written by a
+    /// shell that then `exec`s the server, so all of its memory is counted there).
+    pub cgroup: Option<PathBuf>,
 }
 
 /// What one process did, once it is gone.
@@ -76,7 +79,18 @@ impl Lifetime {
             .append(true)
             .open(&launch.log)
             .map_err(|e| format!("{}: {e}", launch.log.display()))?;
-        let mut child = Command::new(&launch.bin)
+        let mut command = match &launch.cgroup {
+            Some(dir) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
+                    .arg(dir)
+                    .arg(&launch.bin);
+                c
+            }
+            None => Command::new(&launch.bin),
+        };
+        let mut child = command
             .arg("serve")
             .arg("--addr")
             .arg(format!("127.0.0.1:{port}"))

@@ -132,6 +132,8 @@ impl Firsts {
 /// requests, which connect from 127.0.0.1.
 pub const HOSTILE_FROM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 pub const STREAMS_FROM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+/// Issue 29's idle flood: more connections than one client may hold.
+pub const IDLE_FROM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
 
 /// A connection to `addr` from the loopback address `from`, within `timeout`.
 pub fn connect_from(
