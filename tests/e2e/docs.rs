@@ -17,7 +17,7 @@
 //!   (`SECURITY.md`).
 //!
 //! Such a path must exist relative to the repository root or to the doc's folder; a partial
-//! path (`host/synth.rs` in a section about `core/src/`) as the tail of a repository path; a
+//! path (`src/synth.rs` in a section about `digits/`) as the tail of a repository path; a
 //! bare file name as the name of some file. Not checked: paths that leave the repository
 //! (`../shared/…`) and what builds and runs make ([`GENERATED`]: `data/mnist`, `target/…`).
 
@@ -301,7 +301,7 @@ fn a_doc_naming_a_missing_file_is_caught_and_placeholders_are_not() {
     let repo = Repo::walk(&workspace_root());
     let doc = "\
 Real: `core/src/verdict.rs`, [the HTTP API](HTTP.md), `SECURITY.md`, see bench/README.md.
-Partial: `host/synth.rs`. Relative to the doc: [up](../README.md).
+Partial: `src/synth.rs`. Relative to the doc: [up](../README.md).
 Gone: `core/tests/preprocess.rs`, [a link](NOPE.md), `DESIGN.md`, see bench/NOPE.md, `scripts/nope --flag`,
 [up and gone](../docs/NOPE.md).
 Not paths: `../shared/DESIGN.md`, `/tmp/x`, `~/y`, `data/mnist`, `target/release/pismo`,
