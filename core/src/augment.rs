@@ -23,6 +23,7 @@
 
 use core::ops::Range;
 
+use crate::deskew::inked_box;
 use crate::floor::near_tap;
 use crate::mlp::INPUT;
 use crate::preprocess::SIDE;
@@ -59,6 +60,11 @@ pub fn distort(
     index: u64,
     how: &Distortion,
 ) {
+    // A blank digit distorts to a blank one: nothing to draw or sample.
+    let Some(ink) = inked_box(|i| src[i] != 0) else {
+        dst.fill(0.0);
+        return;
+    };
     let Drawn {
         inv,
         shift: (tx, ty),
@@ -75,10 +81,6 @@ pub fn distort(
             lerp(field[r][c.index], field[r][c.index + 1], c.fraction)
         })
     });
-    let Some((ink_cols, ink_rows)) = inked_box(src) else {
-        dst.fill(0.0);
-        return;
-    };
     let padded = Padded::new(src);
     let dxs: [f32; SIDE] = core::array::from_fn(|x| x as f32 - centre - tx);
     // Each row is one pass over its pixels with no branch, so that the compiler can work on
@@ -93,8 +95,8 @@ pub fn distort(
         // u (v) is `inv[0][0]·x + u0` (`inv[1][0]·x + v0`), moved by at most `elastic`.
         let u0 = inv[0][0] * (-centre - tx) + du + centre;
         let v0 = inv[1][0] * (-centre - tx) + dv + centre;
-        let (a, b) = columns_reaching(inv[0][0], u0, &ink_cols, elastic);
-        let (c, d) = columns_reaching(inv[1][0], v0, &ink_rows, elastic);
+        let (a, b) = columns_reaching(inv[0][0], u0, &ink.cols, elastic);
+        let (c, d) = columns_reaching(inv[1][0], v0, &ink.rows, elastic);
         let (first, end) = (a.max(c), b.min(d).max(a.max(c)));
         row[..first].fill(0.0);
         row[end..].fill(0.0);
@@ -124,24 +126,6 @@ pub fn distort(
             row[x] = padded.bilinear_at(at[x] as usize, fxs[x], fys[x]) * (1.0 / 255.0);
         }
     }
-}
-
-/// The columns and the rows of `src` that hold ink, or `None` for a blank digit.
-#[inline(always)]
-fn inked_box(src: &[u8; INPUT]) -> Option<(Range<usize>, Range<usize>)> {
-    let (mut cols, mut rows) = ([false; SIDE], [false; SIDE]);
-    for (y, line) in src.chunks_exact(SIDE).enumerate() {
-        for (x, &p) in line.iter().enumerate() {
-            cols[x] |= p != 0;
-            rows[y] |= p != 0;
-        }
-    }
-    let span = |inked: &[bool; SIDE]| {
-        let first = inked.iter().position(|&i| i)?;
-        let last = inked.iter().rposition(|&i| i)?;
-        Some(first..last + 1)
-    };
-    Some((span(&cols)?, span(&rows)?))
 }
 
 /// The pixels `x` of a row (as `first..end`) whose sample coordinate `slope·x + at_zero`,

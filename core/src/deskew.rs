@@ -86,17 +86,16 @@ fn measure_in(ink: impl Fn(usize) -> f32, rows: Range<usize>, cols: Range<usize>
     })
 }
 
-/// The rows and the columns that hold ink (a pixel that is not 0), or `None` for a blank
-/// image.
+/// The rows and the columns of a 28x28 image that hold ink, where `inked(i)` says whether
+/// pixel `i` (row-major) does, or `None` for a blank image.
 #[inline(always)]
-fn inked_box(ink: &impl Fn(usize) -> f32) -> Option<(Range<usize>, Range<usize>)> {
-    let mut inked_rows = [false; SIDE];
-    let mut inked_cols = [false; SIDE];
-    for (y, row) in inked_rows.iter_mut().enumerate() {
-        for (x, col) in inked_cols.iter_mut().enumerate() {
-            let inked = ink(y * SIDE + x) != 0.0;
-            *row |= inked;
-            *col |= inked;
+pub(crate) fn inked_box(inked: impl Fn(usize) -> bool) -> Option<InkedBox> {
+    let (mut rows, mut cols) = ([false; SIDE], [false; SIDE]);
+    for (y, row) in rows.iter_mut().enumerate() {
+        for (x, col) in cols.iter_mut().enumerate() {
+            let ink = inked(y * SIDE + x);
+            *row |= ink;
+            *col |= ink;
         }
     }
     let span = |inked: &[bool; SIDE]| {
@@ -104,7 +103,17 @@ fn inked_box(ink: &impl Fn(usize) -> f32) -> Option<(Range<usize>, Range<usize>)
         let last = inked.iter().rposition(|&i| i)?;
         Some(first..last + 1)
     };
-    Some((span(&inked_rows)?, span(&inked_cols)?))
+    Some(InkedBox {
+        rows: span(&rows)?,
+        cols: span(&cols)?,
+    })
+}
+
+/// The smallest box of rows and columns that holds all of an image's ink.
+#[derive(Clone, Debug)]
+pub(crate) struct InkedBox {
+    pub rows: Range<usize>,
+    pub cols: Range<usize>,
 }
 
 impl Shear {
@@ -128,7 +137,7 @@ impl Shear {
 /// [`Shear::sample`] gives, bit for bit (a test checks).
 #[inline(always)]
 pub fn deskew_f32(img: &mut [f32; INPUT]) {
-    let Some((rows, cols)) = inked_box(&|i| img[i]) else {
+    let Some(InkedBox { rows, cols }) = inked_box(|i| img[i] != 0.0) else {
         return;
     };
     let Some(shear) = measure_in(|i| img[i], rows.clone(), cols) else {
