@@ -12,13 +12,11 @@
 //! The thresholds are fitted on one half of the dev sets and measured on the other
 //! (`pismo eval --set dev --calibrate`, `desktop/src/calibrate.rs`): of a grid of pairs, the
 //! strictest that flags at most one answer in 12 on the even-numbered answers of every dev
-//! set but MNIST test. For the default `mnist-int8@5` the fit gives 0.80 / 0.60, and on the
-//! odd-numbered answers, which took no part, it flags 4.2 % of unipen-dev's answers (other
-//! writers' pen-drawn digits) and catches 53 % of its errors, with 98.6 % of the sure answers
-//! right; on optdigits-cv and the canvas sets it flags 1.1–6.7 % and catches 50–64 %
-//! (docs/ARCHITECTURE.md, "Honest uncertainty"). With a top
-//! threshold of 0.80 the lead of 0.60 is implied (the runner-up has at most 0.20 left); it
-//! is kept as its own constant so a model with another calibration can set it. Changing these two constants changes every
+//! set but MNIST test. For the shipped default the fit gives 0.80 / 0.60; what that pair flags
+//! and catches on the odd-numbered answers, which took no part, is measured in
+//! docs/ARCHITECTURE.md, "Honest uncertainty". With a top threshold of 0.80 the lead of 0.60
+//! is implied (the runner-up has at most 0.20 left); it is kept as its own constant so a
+//! model with another calibration can set it. Changing these two constants changes every
 //! shell at once. Probabilities that are not finite (a broken model) are never sure.
 //!
 //! No allocation, no `std`: the firmware could use it too.

@@ -96,7 +96,7 @@ pub struct Args {
     /// also train on this many synthetic pen-written digits in common and European styles
     #[argh(option, default = "0")]
     synthetic: u32,
-    /// also train on a shipped corpus: optdigits-train or semeion-train (repeatable)
+    /// also train on a shipped corpus: optdigits-train, semeion-train or unipen-train (repeatable)
     #[argh(option)]
     corpus: Vec<String>,
     /// times each corpus digit is seen per epoch (default 1)

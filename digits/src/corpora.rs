@@ -36,6 +36,20 @@ use pismo_core::preprocess::{GreyImage, PIXELS};
 use pismo_core::rng::Rng;
 use pismo_engine::kernels;
 
+/// The shipped corpora that may be trained on, by name: the trainable bitmap corpora
+/// ([`Corpus::trainable`]) and UNIPEN's training writers drawn on the canvas
+/// ([`crate::unipen::training_set`]).
+pub const TRAINABLE: [&str; 3] = ["optdigits-train", "semeion-train", "unipen-train"];
+
+/// The trainable corpus `name` ([`TRAINABLE`]) as training inputs, or `None` for another name.
+pub fn training_set(name: &str, dir: &Path) -> Option<Result<Dataset, CorpusError>> {
+    if name == "unipen-train" {
+        return Some(crate::unipen::training_set(dir));
+    }
+    let corpus = Corpus::from_name(name).filter(|c| c.trainable())?;
+    Some(corpus.dataset(dir, true))
+}
+
 /// Default folder of the shipped corpora, relative to the working directory.
 pub const DEFAULT_DIR: &str = "datasets";
 

@@ -9,6 +9,8 @@
 //! [`draw`] puts a digit on the 280x280 canvas the way a person draws it on the web page or
 //! in the window: scaled to a given height (the width follows, capped so the digit stays on
 //! the canvas), centred, each stroke drawn with the page's round pen ([`crate::pen`]).
+//! [`training_set`] draws the [`Split::Train`] writers' digits that way for training
+//! (`--corpus unipen-train`), each at its own height and with its own pen, thin to thick.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +19,10 @@ use serde::Deserialize;
 
 use crate::corpora::{self, CorpusError};
 use crate::devsets::CANVAS_SIDE;
+use crate::mnist::Dataset;
 use crate::pen::Canvas;
+use crate::synth;
+use pismo_core::rng::{hash3, Rng};
 
 /// The file inside the corpora folder (raw, or with `.gz`).
 pub const FILE: &str = "unipen/digits.jsonl";
@@ -77,6 +82,29 @@ pub fn writers(digits: &[PenDigit], split: Split) -> BTreeMap<&str, Vec<&PenDigi
     by_writer
 }
 
+/// Heights of [`training_set`]'s digits on the canvas, in pixels: a little wider than
+/// `unipen-dev`'s, as people draw small and large.
+pub const TRAINING_HEIGHTS: (f32, f32) = (120.0, 240.0);
+/// Pens of [`training_set`]'s digits, in pixels: from the thin pen of `canvas-thin` to a
+/// little more than the page's brush.
+pub const TRAINING_PENS: (f32, f32) = (6.0, 22.0);
+
+/// The [`Split::Train`] writers' digits (in file order) drawn on the canvas and preprocessed
+/// as the page preprocesses a drawing: digit `i` at a height in [`TRAINING_HEIGHTS`] and with
+/// a pen in [`TRAINING_PENS`], both from a hash of `i`, so the set is the same every time.
+pub fn training_set(dir: &Path) -> Result<Dataset, CorpusError> {
+    let digits = load(dir)?;
+    let train: Vec<&PenDigit> = digits.iter().filter(|d| d.split == Split::Train).collect();
+    let ((h_lo, h_hi), (p_lo, p_hi)) = (TRAINING_HEIGHTS, TRAINING_PENS);
+    Ok(synth::made_on_all_cores(train.len(), |i| {
+        let mut rng = Rng::new(hash3(0x0419_7EA1, i as u64, 0));
+        let height = h_lo + (h_hi - h_lo) * rng.next_f32();
+        let pen = p_lo + (p_hi - p_lo) * rng.next_f32();
+        let canvas = draw(&train[i].strokes, height, pen);
+        (train[i].label, synth::to_bytes(&canvas))
+    }))
+}
+
 /// `strokes` drawn on the 280x280 canvas as a person would: the digit `height` pixels tall
 /// (its width in proportion, but at most the canvas less a margin), centred, with a round
 /// pen `pen` pixels wide.
@@ -123,6 +151,22 @@ mod tests {
         assert_eq!(train.len(), 407);
         assert_eq!(dev.values().map(Vec::len).sum::<usize>(), 3556);
         assert!(dev.keys().all(|w| !train.contains_key(w)));
+    }
+
+    #[test]
+    fn the_training_set_is_the_training_writers_drawn_the_same_every_time() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets");
+        let digits = shipped();
+        let train: Vec<&PenDigit> = digits.iter().filter(|d| d.split == Split::Train).collect();
+        let set = training_set(&dir).unwrap();
+        assert_eq!(set.len(), 11731);
+        assert!(set.labels.iter().zip(&train).all(|(&l, d)| l == d.label));
+        // Inked, and the pens differ: some drawings carry far more ink than others.
+        let ink = |i: usize| set.images[i].iter().filter(|&&p| p > 128).count();
+        let inks: Vec<usize> = (0..200).map(ink).collect();
+        assert!(inks.iter().all(|&n| n > 10), "{inks:?}");
+        assert!(inks.iter().max().unwrap() > &(2 * inks.iter().min().unwrap()));
+        assert_eq!(training_set(&dir).unwrap(), set);
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //     corrections are MNIST ones labelled 7: adapting mnist-mcu-int8@3 is refused for
 //     forgetting, and the page says so with the figures)
 //
-// The server at URL must hold the shipped registry (mnist-int8@5 as `default`, mnist@1,
+// The server at URL must hold the shipped registry (mnist-int8@6 as `default`, mnist@1,
 // mnist-int8@1, …) and the shipped runs, no other run or model, and MNIST to train on. tests/e2e/web.rs starts such a
 // server in a sandbox and runs this script. It trains three models (`webtest@1`,
 // `webtest-stop@1`, stopped after its first epochs, and `webtest2@1`), runs a study of three
@@ -199,7 +199,7 @@ async function testDraw(page) {
   await drawDigit(page, ONE);
   await expectLabel(page, 1);
   await expectResult(page, 1);
-  check((await page.textContent('#result-model')) === 'mnist-int8@5', 'the default alias should answer with mnist-int8@5');
+  check((await page.textContent('#result-model')) === 'mnist-int8@6', 'the default alias should answer with mnist-int8@6');
 
   step = 'clear';
   await page.click('#clear');
@@ -266,7 +266,7 @@ async function testLinks(page) {
 
   step = 'a link to a deleted model says so';
   let note = await missingNote('mnist@4');
-  check(/mnist@4 was deleted\b/.test(note) && note.includes('Draw uses default (mnist-int8@5) instead'), `the notice should say mnist@4 was deleted and what Draw uses: ${note}`);
+  check(/mnist@4 was deleted\b/.test(note) && note.includes('Draw uses default (mnist-int8@6) instead'), `the notice should say mnist@4 was deleted and what Draw uses: ${note}`);
   check((await page.$eval('#model', (s) => s.value)) === 'default', 'Draw should use the default model');
   await screenshot(page, 'model-link-deleted.png');
 
@@ -282,7 +282,7 @@ async function testLinks(page) {
   await page.goto(`${url}#draw`);
   await page.waitForSelector('#model-missing:not([hidden])');
   note = await page.textContent('#model-missing');
-  check(note.includes('The model you used last, mnist@5, was deleted') && note.includes('default (mnist-int8@5)'), `the notice should name the remembered model: ${note}`);
+  check(note.includes('The model you used last, mnist@5, was deleted') && note.includes('default (mnist-int8@6)'), `the notice should name the remembered model: ${note}`);
   await page.reload();
   await page.waitForFunction(() => document.querySelector('#model').value === 'default');
   await page.waitForTimeout(300);
@@ -313,11 +313,11 @@ async function testExperimentsBeforeTraining(page) {
   step = 'Experiments: models table';
   await page.click('[data-testid="nav-experiments"]');
   await page.waitForSelector('#view-experiments:not([hidden])');
-  for (const id of ['mnist@1', 'mnist-int8@1', 'mnist@2', 'mnist@3', 'mnist-int8@4', 'mnist-int8@5']) {
+  for (const id of ['mnist@1', 'mnist-int8@1', 'mnist@2', 'mnist@3', 'mnist-int8@4', 'mnist-int8@5', 'mnist-int8@6']) {
     await page.waitForSelector(`#models-table tr[data-model="${id}"]`);
   }
-  const chips = await page.$$eval('#models-table tr[data-model="mnist-int8@5"] .chip', (cs) => cs.map((c) => c.firstChild.textContent));
-  check(chips.includes('default'), `mnist-int8@5 should carry the alias chip "default": ${chips}`);
+  const chips = await page.$$eval('#models-table tr[data-model="mnist-int8@6"] .chip', (cs) => cs.map((c) => c.firstChild.textContent));
+  check(chips.includes('default'), `mnist-int8@6 should carry the alias chip "default": ${chips}`);
 
   step = 'Experiments: the shipped run';
   await page.waitForSelector('#runs tbody tr');

@@ -557,7 +557,7 @@ fn runs_and_models_reach_a_real_mlflow_server_and_read_back_with_its_client() {
 }
 
 /// Issue 28, as a new user on a clean clone: every shipped run goes into MLflow (exit 0),
-/// the runs whose models were deleted (`mnist@4`, `mnist@5`) FINISHED and tagged so, every
+/// the runs whose models were deleted (`mnist@4`, `mnist@5`, `mnist@6`) FINISHED and tagged so, every
 /// shipped model registered, the int8 ones included, with `default` on `mnist-int8`; and
 /// `mlflow models serve -m models:/mnist-int8@default` answers `/invocations` with the
 /// probabilities `pismo predict` gives.

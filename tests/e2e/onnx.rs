@@ -80,7 +80,7 @@ fn exported_models_give_pismos_probabilities_in_onnxruntime() {
     // The graph's input is the image as pismo preprocesses it: for MNIST, b / 255.
     let inputs: Vec<[f32; INPUT]> = images.iter().map(preprocessed).collect();
     for (reference, id, kind, deskews) in [
-        ("default", "mnist-int8@5", "int8", true),
+        ("default", "mnist-int8@6", "int8", true),
         ("mnist@3", "mnist@3", "f32", true),
         ("tiny", "tiny@1", "f32", false),
     ] {
@@ -195,7 +195,7 @@ fn a_preprocessed_drawing_through_the_graph_gives_the_servers_answer() {
         let (status, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
         assert!(status.starts_with("HTTP/1.1 200"), "{response}");
         let reply: Value = serde_json::from_str(body).expect("a JSON body");
-        assert_eq!(reply["model"], "mnist-int8@5");
+        assert_eq!(reply["model"], "mnist-int8@6");
         let values = reply["probabilities"]
             .as_array()
             .unwrap_or_else(|| panic!("probabilities: {body}"));

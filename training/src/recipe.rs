@@ -28,7 +28,7 @@ use crate::trainer::Part;
 use pismo_core::augment::Distortion;
 use pismo_core::mlp::INPUT;
 use pismo_core::rng::{hash3, Rng};
-use pismo_digits::corpora::{self, Corpus, CorpusError};
+use pismo_digits::corpora::{self, CorpusError};
 use pismo_digits::drawn::{DrawnError, DrawnStore};
 use pismo_digits::mnist::Dataset;
 use pismo_digits::pen::Canvas;
@@ -52,7 +52,7 @@ pub struct Recipe {
     pub redrawn: u32,
     /// Synthetic pen-written digits in common and European styles.
     pub synthetic: u32,
-    /// Shipped corpora to train on, by name (`optdigits-train`, `semeion-train`).
+    /// Shipped corpora to train on, by name ([`corpora::TRAINABLE`]).
     pub corpora: Vec<String>,
     /// Times each corpus digit is seen per epoch (at least 1).
     pub oversample: u32,
@@ -113,7 +113,8 @@ impl std::fmt::Display for RecipeError {
         match self {
             RecipeError::UnknownCorpus(name) => write!(
                 f,
-                "`{name}` is not a corpus that may be trained on (have: optdigits-train, semeion-train)"
+                "`{name}` is not a corpus that may be trained on (have: {})",
+                corpora::TRAINABLE.join(", ")
             ),
             RecipeError::Corpus(e) => e.fmt(f),
             RecipeError::Range(what) => f.write_str(what),
@@ -170,11 +171,12 @@ impl Recipe {
         if let Some(dir) = self.extra.iter().find(|d| !d.is_dir()) {
             return Err(RecipeError::NoFolder(dir.clone()));
         }
-        for name in &self.corpora {
-            match Corpus::from_name(name) {
-                Some(c) if c.trainable() => {}
-                _ => return Err(RecipeError::UnknownCorpus(name.clone())),
-            }
+        if let Some(name) = self
+            .corpora
+            .iter()
+            .find(|n| !corpora::TRAINABLE.contains(&n.as_str()))
+        {
+            return Err(RecipeError::UnknownCorpus(name.clone()));
         }
         Ok(())
     }
@@ -233,10 +235,8 @@ impl Recipe {
             extra.labels.extend(data.labels);
         };
         for name in &self.corpora {
-            let corpus =
-                Corpus::from_name(name).ok_or_else(|| RecipeError::UnknownCorpus(name.clone()))?;
-            let data = corpus
-                .dataset(corpora_dir, true)
+            let data = corpora::training_set(name, corpora_dir)
+                .ok_or_else(|| RecipeError::UnknownCorpus(name.clone()))?
                 .map_err(RecipeError::Corpus)?;
             add(&mut extra, name, data, self.oversample.max(1), true);
         }

@@ -636,7 +636,7 @@ pub mod tests {
     #[test]
     fn scripted_strokes_of_a_seven_and_a_one_are_recognised() {
         let mut app = App::new(shipped(), None).expect("shipped model");
-        assert_eq!(app.model().to_string(), "mnist-int8@5");
+        assert_eq!(app.model().to_string(), "mnist-int8@6");
         app.stroke(&SEVEN);
         app.update();
         assert_eq!(app.prediction().expect("ink").digit, 7);
