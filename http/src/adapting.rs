@@ -24,7 +24,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use pismo_digits::drawn::DrawnStore;
-use pismo_storage::registry;
+use pismo_storage::registry::{self, ModelId};
 use pismo_storage::runs::Status;
 use pismo_training::adapt::session::{
     self, AdaptError, AdaptEvent, AdaptRequest, Adapted, MAX_FORGETTING,
@@ -33,7 +33,7 @@ use pismo_training::adapt::AdaptRecipe;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::jobs::{launch, Job, Jobs};
+use crate::jobs::{launch, Job, Jobs, Launch};
 use crate::reply::{ApiError, Reply};
 use crate::State;
 
@@ -89,18 +89,7 @@ impl Adapting {
     pub fn start(&self, state: &State, body: &Value) -> Result<Reply, ApiError> {
         let wanted = parse_request(body)?;
         let base = state.registry.resolve(wanted.model.as_deref())?;
-        let name = wanted.name.unwrap_or_else(|| {
-            format!(
-                "{}{SUFFIX}",
-                base.name.strip_suffix(SUFFIX).unwrap_or(&base.name)
-            )
-        });
-        registry::validate_name(&name).map_err(|e| {
-            ApiError::bad(format!(
-                "{e} (the adapted model's name; send \"name\" to choose one)"
-            ))
-            .with("field", json!("name"))
-        })?;
+        let name = adapted_name(&base, wanted.name)?;
         let counts = corrections(state)?;
         if counts.iter().sum::<usize>() == 0 {
             return Err(no_corrections());
@@ -140,54 +129,80 @@ impl Adapting {
                     &registry,
                     &runs,
                     &mut |event| {
-                        match event {
-                            AdaptEvent::Started { run_id } => launch.started(run_id),
-                            AdaptEvent::Line(line) => {
-                                if let Some(job) = launch.job() {
-                                    job.line(line);
-                                }
-                            }
-                            AdaptEvent::Steps { done, total } => {
-                                if let Some(job) = launch.job() {
-                                    job.push("progress", &json!({ "done": done, "total": total }));
-                                }
-                            }
-                        }
+                        forward(event, launch);
                         ControlFlow::Continue(())
                     },
                 );
-                match result {
-                    Ok(adapted) => Ok(AdaptDone {
-                        status: Status::Finished,
-                        model: Some(adapted.model.clone()),
-                        error: None,
-                        adapted: Some(adapted),
-                        forgets: None,
-                    }),
-                    Err(AdaptError::Forgets {
-                        run_id,
-                        before,
-                        after,
-                    }) => Ok(AdaptDone {
-                        status: Status::Failed,
-                        model: None,
-                        error: Some(format!(
-                        "refused: the adapted model reads MNIST validation digits {:.2} % right, \
-                         the base {:.2} % (more than {:.1} points lost; run {run_id}). Check the \
-                         corrections' labels, or send \"force\": true to register it anyway",
-                        after * 100.0,
-                        before * 100.0,
-                        MAX_FORGETTING * 100.0
-                    )),
-                        adapted: None,
-                        forgets: Some(
-                            json!({ "before": before, "after": after, "max": MAX_FORGETTING }),
-                        ),
-                    }),
-                    Err(e) => Err(adapt_error(e)),
-                }
+                outcome(result)
             },
         )
+    }
+}
+
+/// The adapted model's name: the one asked for, else the base's name with [`SUFFIX`] (once).
+fn adapted_name(base: &ModelId, asked: Option<String>) -> Result<String, ApiError> {
+    let name = asked.unwrap_or_else(|| {
+        format!(
+            "{}{SUFFIX}",
+            base.name.strip_suffix(SUFFIX).unwrap_or(&base.name)
+        )
+    });
+    registry::validate_name(&name).map_err(|e| {
+        ApiError::bad(format!(
+            "{e} (the adapted model's name; send \"name\" to choose one)"
+        ))
+        .with("field", json!("name"))
+    })?;
+    Ok(name)
+}
+
+/// An adapting session's event, passed on to its job's event stream.
+fn forward(event: AdaptEvent, launch: &mut Launch) {
+    match event {
+        AdaptEvent::Started { run_id } => launch.started(run_id),
+        AdaptEvent::Line(line) => {
+            if let Some(job) = launch.job() {
+                job.line(line);
+            }
+        }
+        AdaptEvent::Steps { done, total } => {
+            if let Some(job) = launch.job() {
+                job.push("progress", &json!({ "done": done, "total": total }));
+            }
+        }
+    }
+}
+
+/// How an adapting session ended, as its job reports it: a refusal for forgetting is a
+/// failed job with the figures, not a server error.
+fn outcome(result: Result<Adapted, AdaptError>) -> Result<AdaptDone, ApiError> {
+    match result {
+        Ok(adapted) => Ok(AdaptDone {
+            status: Status::Finished,
+            model: Some(adapted.model.clone()),
+            error: None,
+            adapted: Some(adapted),
+            forgets: None,
+        }),
+        Err(AdaptError::Forgets {
+            run_id,
+            before,
+            after,
+        }) => Ok(AdaptDone {
+            status: Status::Failed,
+            model: None,
+            error: Some(format!(
+                "refused: the adapted model reads MNIST validation digits {:.2} % right, \
+                 the base {:.2} % (more than {:.1} points lost; run {run_id}). Check the \
+                 corrections' labels, or send \"force\": true to register it anyway",
+                after * 100.0,
+                before * 100.0,
+                MAX_FORGETTING * 100.0
+            )),
+            adapted: None,
+            forgets: Some(json!({ "before": before, "after": after, "max": MAX_FORGETTING })),
+        }),
+        Err(e) => Err(adapt_error(e)),
     }
 }
 

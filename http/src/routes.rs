@@ -82,200 +82,230 @@ fn authorize(state: &State, request: &Request) -> Result<(), ApiError> {
     crate::auth::authorize(state.options.token.as_deref(), request)
 }
 
+/// `request`'s method if it is one of `allowed` (a GET route also answers HEAD), else a 405
+/// naming the methods that are (`allow`, the `Allow` header's value).
+fn allow(request: &Request, allowed: &[Method], allow: &'static str) -> Result<Method, ApiError> {
+    let method = &request.method;
+    if allowed.contains(method) || (allowed.contains(&Method::Get) && *method == Method::Head) {
+        Ok(method.clone())
+    } else {
+        Err(ApiError::new(
+            405,
+            format!("{method} is not allowed on {}: use {allow}", request.path),
+        )
+        .with_header("Allow", allow))
+    }
+}
+
+fn get(request: &Request) -> Result<Method, ApiError> {
+    allow(request, &[Method::Get], "GET")
+}
+
+fn post(request: &Request) -> Result<Method, ApiError> {
+    allow(request, &[Method::Post], "POST")
+}
+
+/// Whether `request` is the POST of a route that also answers GET (405 for other methods).
+fn is_post_of_get_post(request: &Request) -> Result<bool, ApiError> {
+    Ok(allow(request, &[Method::Get, Method::Post], "GET, POST")? == Method::Post)
+}
+
+fn no_route(path: &str) -> ApiError {
+    ApiError::new(404, format!("no such route: {path}"))
+}
+
 pub(crate) fn route(state: &Arc<State>, request: &Request) -> Result<Routed, ApiError> {
     let path = request.path.as_str();
-    let method = request.method.clone();
-    let allow = |allowed: &[Method], allow: &'static str| {
-        if allowed.contains(&method) || (allowed.contains(&Method::Get) && method == Method::Head) {
-            Ok(method.clone())
-        } else {
-            Err(ApiError::new(
-                405,
-                format!("{method} is not allowed on {path}: use {allow}"),
-            )
-            .with_header("Allow", allow))
-        }
-    };
-    let get = || allow(&[Method::Get], "GET");
-    let post = || allow(&[Method::Post], "POST");
     let reply = match path {
         "/api/predict" => {
-            post()?;
+            post(request)?;
             scoring::predict(state, request)?
         }
         "/invocations" => {
-            post()?;
+            post(request)?;
             scoring::invocations(state, request)?
         }
         "/ping" | "/health" => {
-            get()?;
+            get(request)?;
             Reply::text(200, "application/json", "\n")
         }
         "/version" => {
-            get()?;
+            get(request)?;
             Reply::text(200, "text/plain; charset=utf-8", env!("CARGO_PKG_VERSION"))
         }
         "/api/models" => {
-            get()?;
+            get(request)?;
             Reply::json(&state.registry.list()?)?
         }
         "/api/models/deleted" => {
-            get()?;
+            get(request)?;
             let deleted = state.registry.deleted()?;
             Reply::json(&deleted.iter().map(ToString::to_string).collect::<Vec<_>>())?
         }
         "/api/aliases" => {
-            get()?;
+            get(request)?;
             catalog::aliases(state)?
         }
         "/api/runs" => {
-            get()?;
+            get(request)?;
             catalog::runs_with_summaries(state)?
         }
-        "/api/drawn" => {
-            if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
-                authorize(state, request)?;
-                crate::drawn::save(state, request)?
-            } else {
-                crate::drawn::counts(state)?
-            }
-        }
-        "/api/train" => {
-            if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
-                authorize(state, request)?;
-                let (body, _permit) = small_json(state, request)?;
-                state.training.start(&body, &state.registry, &state.runs)?
-            } else {
-                state.training.describe(state.options.token.is_some())?
-            }
-        }
-        "/api/adapt" => {
-            if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
-                authorize(state, request)?;
-                let (body, _permit) = small_json(state, request)?;
-                state.adapting.start(state, &body)?
-            } else {
-                state.adapting.describe(state)?
-            }
-        }
         "/api/data" => {
-            get()?;
+            get(request)?;
             state
                 .fetching
                 .describe(&state.training, state.options.token.is_some())?
         }
         "/api/data/fetch" => {
-            post()?;
+            post(request)?;
             authorize(state, request)?;
             state.fetching.start(&state.training)?
         }
-        "/api/tune" => {
-            if allow(&[Method::Get, Method::Post], "GET, POST")? == Method::Post {
-                authorize(state, request)?;
-                let (body, _permit) = small_json(state, request)?;
-                state
-                    .tuning
-                    .start(&body, &state.training, &state.registry, &state.runs)?
-            } else {
-                state
-                    .tuning
-                    .describe(&state.training, state.options.token.is_some())?
-            }
-        }
         "/api/studies" => {
-            get()?;
+            get(request)?;
             state.tuning.list()?
         }
+        "/api/drawn" | "/api/train" | "/api/adapt" | "/api/tune" => {
+            return jobs(state, request).map(Routed::Reply)
+        }
         _ if page::asset(path).is_some() => {
-            get()?;
+            get(request)?;
             let asset = page::asset(path).expect("checked above");
             Reply::text(200, asset.content_type, asset.body)
                 .with_header("Cache-Control", "no-cache")
         }
         _ => {
             if let Some(alias) = one_segment(path, "/api/aliases/") {
-                let alias = percent_decode(alias);
-                if allow(&[Method::Put, Method::Delete], "PUT, DELETE")? == Method::Put {
-                    authorize(state, request)?;
-                    let (body, _permit) = small_json(state, request)?;
-                    catalog::set_alias(state, &alias, &body)?
-                } else {
-                    authorize(state, request)?;
-                    catalog::remove_alias(state, &alias)?
-                }
+                alias_route(state, request, &percent_decode(alias))?
             } else if let Some(rest) = path.strip_prefix("/api/runs/") {
-                let (id, what) = rest.split_once('/').unwrap_or((rest, ""));
-                let id = percent_decode(id);
-                if id.is_empty() || what.contains('/') {
-                    return Err(ApiError::new(404, format!("no such route: {path}")));
-                }
-                match what {
-                    "" => {
-                        get()?;
-                        catalog::run_with_best(state, &id)?
-                    }
-                    "log" => {
-                        get()?;
-                        Reply::text(200, "text/plain; charset=utf-8", state.runs.log(&id)?)
-                    }
-                    "events" => {
-                        allow(&[Method::Get], "GET")?;
-                        if method == Method::Head {
-                            state.runs.info(&id)?;
-                            Reply::text(200, "text/event-stream; charset=utf-8", "")
-                        } else {
-                            return Ok(Routed::Events(Stream::Run(id)));
-                        }
-                    }
-                    "stop" => {
-                        post()?;
-                        authorize(state, request)?;
-                        if state.adapting.job(&id).is_some() {
-                            return Err(ApiError::new(
-                                409,
-                                format!("run {id} adapts a model: an adaptation cannot be stopped (it takes seconds)"),
-                            ));
-                        }
-                        state.training.stop(&id, &state.runs)?
-                    }
-                    _ => return Err(ApiError::new(404, format!("no such route: {path}"))),
-                }
+                return run_route(state, request, rest);
             } else if let Some(rest) = path.strip_prefix("/api/studies/") {
-                let (name, what) = rest.split_once('/').unwrap_or((rest, ""));
-                let name = percent_decode(name);
-                if name.is_empty() || what.contains('/') {
-                    return Err(ApiError::new(404, format!("no such route: {path}")));
-                }
-                match what {
-                    "" => {
-                        get()?;
-                        state.tuning.state(&name, &state.runs)?
-                    }
-                    "events" => {
-                        get()?;
-                        if method == Method::Head {
-                            state.tuning.journal(&name)?;
-                            Reply::text(200, "text/event-stream; charset=utf-8", "")
-                        } else {
-                            return Ok(Routed::Events(Stream::Study(name)));
-                        }
-                    }
-                    "stop" => {
-                        post()?;
-                        authorize(state, request)?;
-                        state.tuning.stop(&name)?
-                    }
-                    "use" => {
-                        post()?;
-                        authorize(state, request)?;
-                        state.tuning.use_best(&name, &state.registry, &state.runs)?
-                    }
-                    _ => return Err(ApiError::new(404, format!("no such route: {path}"))),
-                }
+                return study_route(state, request, rest);
             } else {
-                return Err(ApiError::new(404, format!("no such route: {path}")));
+                return Err(no_route(path));
             }
         }
+    };
+    Ok(Routed::Reply(reply))
+}
+
+/// The routes whose GET describes and whose POST (authorized) starts or saves something.
+fn jobs(state: &Arc<State>, request: &Request) -> Result<Reply, ApiError> {
+    let starts = is_post_of_get_post(request)?;
+    if starts {
+        authorize(state, request)?;
+    }
+    let token = state.options.token.is_some();
+    match (request.path.as_str(), starts) {
+        ("/api/drawn", true) => crate::drawn::save(state, request),
+        ("/api/drawn", false) => crate::drawn::counts(state),
+        ("/api/train", true) => {
+            let (body, _permit) = small_json(state, request)?;
+            state.training.start(&body, &state.registry, &state.runs)
+        }
+        ("/api/train", false) => state.training.describe(token),
+        ("/api/adapt", true) => {
+            let (body, _permit) = small_json(state, request)?;
+            state.adapting.start(state, &body)
+        }
+        ("/api/adapt", false) => state.adapting.describe(state),
+        ("/api/tune", true) => {
+            let (body, _permit) = small_json(state, request)?;
+            state
+                .tuning
+                .start(&body, &state.training, &state.registry, &state.runs)
+        }
+        ("/api/tune", false) => state.tuning.describe(&state.training, token),
+        (path, _) => Err(no_route(path)),
+    }
+}
+
+/// `/api/aliases/NAME`: PUT points it at a model, DELETE removes it (both authorized).
+fn alias_route(state: &Arc<State>, request: &Request, alias: &str) -> Result<Reply, ApiError> {
+    let method = allow(request, &[Method::Put, Method::Delete], "PUT, DELETE")?;
+    authorize(state, request)?;
+    if method == Method::Put {
+        let (body, _permit) = small_json(state, request)?;
+        catalog::set_alias(state, alias, &body)
+    } else {
+        catalog::remove_alias(state, alias)
+    }
+}
+
+/// `rest` of a `/api/runs/` path split into a percent-decoded name and what follows it, if
+/// the name is not empty and at most one more segment follows.
+fn name_and_what<'a>(path: &str, rest: &'a str) -> Result<(String, &'a str), ApiError> {
+    let (name, what) = rest.split_once('/').unwrap_or((rest, ""));
+    let name = percent_decode(name);
+    if name.is_empty() || what.contains('/') {
+        return Err(no_route(path));
+    }
+    Ok((name, what))
+}
+
+/// `/api/runs/ID[/log|/events|/stop]`.
+fn run_route(state: &Arc<State>, request: &Request, rest: &str) -> Result<Routed, ApiError> {
+    let (id, what) = name_and_what(&request.path, rest)?;
+    let reply = match what {
+        "" => {
+            get(request)?;
+            catalog::run_with_best(state, &id)?
+        }
+        "log" => {
+            get(request)?;
+            Reply::text(200, "text/plain; charset=utf-8", state.runs.log(&id)?)
+        }
+        "events" => {
+            if get(request)? == Method::Head {
+                state.runs.info(&id)?;
+                Reply::text(200, "text/event-stream; charset=utf-8", "")
+            } else {
+                return Ok(Routed::Events(Stream::Run(id)));
+            }
+        }
+        "stop" => {
+            post(request)?;
+            authorize(state, request)?;
+            if state.adapting.job(&id).is_some() {
+                return Err(ApiError::new(
+                    409,
+                    format!("run {id} adapts a model: an adaptation cannot be stopped (it takes seconds)"),
+                ));
+            }
+            state.training.stop(&id, &state.runs)?
+        }
+        _ => return Err(no_route(&request.path)),
+    };
+    Ok(Routed::Reply(reply))
+}
+
+/// `/api/studies/NAME[/events|/stop|/use]`.
+fn study_route(state: &Arc<State>, request: &Request, rest: &str) -> Result<Routed, ApiError> {
+    let (name, what) = name_and_what(&request.path, rest)?;
+    let reply = match what {
+        "" => {
+            get(request)?;
+            state.tuning.state(&name, &state.runs)?
+        }
+        "events" => {
+            if get(request)? == Method::Head {
+                state.tuning.journal(&name)?;
+                Reply::text(200, "text/event-stream; charset=utf-8", "")
+            } else {
+                return Ok(Routed::Events(Stream::Study(name)));
+            }
+        }
+        "stop" => {
+            post(request)?;
+            authorize(state, request)?;
+            state.tuning.stop(&name)?
+        }
+        "use" => {
+            post(request)?;
+            authorize(state, request)?;
+            state.tuning.use_best(&name, &state.registry, &state.runs)?
+        }
+        _ => return Err(no_route(&request.path)),
     };
     Ok(Routed::Reply(reply))
 }

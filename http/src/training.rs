@@ -308,32 +308,8 @@ pub(crate) fn parse_request(body: &Value) -> Result<(String, Vec<String>, Hyper)
     let known = serde_json::to_value(Hyper::DEFAULT).unwrap_or(Value::Null);
     for (key, value) in object {
         match key.as_str() {
-            "name" => {
-                name = value
-                    .as_str()
-                    .ok_or_else(|| {
-                        ApiError::bad("`name` must be a string").with("field", json!("name"))
-                    })?
-                    .to_owned();
-                registry::validate_name(&name)
-                    .map_err(|e| ApiError::bad(e.to_string()).with("field", json!("name")))?;
-            }
-            "aliases" => {
-                let list = value.as_array().ok_or_else(|| {
-                    ApiError::bad("`aliases` must be an array of strings")
-                        .with("field", json!("aliases"))
-                })?;
-                for alias in list {
-                    let alias = alias.as_str().ok_or_else(|| {
-                        ApiError::bad("`aliases` must be an array of strings")
-                            .with("field", json!("aliases"))
-                    })?;
-                    registry::validate_alias(alias).map_err(|e| {
-                        ApiError::bad(e.to_string()).with("field", json!("aliases"))
-                    })?;
-                    aliases.push(alias.to_owned());
-                }
-            }
+            "name" => name = model_name(value)?,
+            "aliases" => aliases = alias_list(value)?,
             // The original's other name for the first learning rate.
             "learning_rate" => {
                 hyper_fields.insert("initial_lr".to_owned(), value.clone());
@@ -355,10 +331,40 @@ pub(crate) fn parse_request(body: &Value) -> Result<(String, Vec<String>, Hyper)
             }
         }
     }
-    // Each field on its own, so the error names it.
+    Ok((name, aliases, hyperparameters(&hyper_fields, &known)?))
+}
+
+/// `name`: a model name.
+fn model_name(value: &Value) -> Result<String, ApiError> {
+    let name = value
+        .as_str()
+        .ok_or_else(|| ApiError::bad("`name` must be a string").with("field", json!("name")))?;
+    registry::validate_name(name)
+        .map_err(|e| ApiError::bad(e.to_string()).with("field", json!("name")))?;
+    Ok(name.to_owned())
+}
+
+/// `aliases`: an array of alias names.
+fn alias_list(value: &Value) -> Result<Vec<String>, ApiError> {
+    let not_strings =
+        || ApiError::bad("`aliases` must be an array of strings").with("field", json!("aliases"));
+    let list = value.as_array().ok_or_else(not_strings)?;
+    list.iter()
+        .map(|alias| {
+            let alias = alias.as_str().ok_or_else(not_strings)?;
+            registry::validate_alias(alias)
+                .map_err(|e| ApiError::bad(e.to_string()).with("field", json!("aliases")))?;
+            Ok(alias.to_owned())
+        })
+        .collect()
+}
+
+/// The hyperparameters `fields` set over the defaults, each checked on its own so that the
+/// error names it (`known`: the defaults as JSON, for the expected type).
+fn hyperparameters(fields: &Map<String, Value>, known: &Value) -> Result<Hyper, ApiError> {
     let mut hyper = Hyper::DEFAULT;
     let mut merged = serde_json::to_value(hyper).unwrap_or(Value::Null);
-    for (key, value) in &hyper_fields {
+    for (key, value) in fields {
         let mut probe = merged.clone();
         probe[key.as_str()] = value.clone();
         match serde_json::from_value::<Hyper>(probe.clone()) {
@@ -379,7 +385,7 @@ pub(crate) fn parse_request(body: &Value) -> Result<(String, Vec<String>, Hyper)
             }
         }
     }
-    Ok((name, aliases, hyper))
+    Ok(hyper)
 }
 
 #[cfg(test)]

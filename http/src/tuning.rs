@@ -99,56 +99,16 @@ fn parse_start(body: &Value) -> Result<StartRequest, ApiError> {
         ..d
     };
     let mut space = Space::default_space();
-    let cores = cores();
     for (key, value) in object {
         match key.as_str() {
-            "study" => {
-                let name = value
-                    .as_str()
-                    .ok_or_else(|| field("study", "`study` must be a string"))?;
-                validate_name(name).map_err(|e| field("study", format!("study: {e}")))?;
-                study = Some(name.to_owned());
-            }
+            "study" => study = Some(study_name(value)?),
             "trials" => trials = Some(whole(key, value, 1, MAX_STUDY_TRIALS.into())? as u32),
-            "budget" => {
-                let seconds = value
-                    .as_f64()
-                    .filter(|s| (1.0..=MAX_STUDY_SECONDS).contains(s))
-                    .ok_or_else(|| {
-                        field(
-                            "budget",
-                            format!("invalid budget: expected seconds from 1 to {MAX_STUDY_SECONDS}, got {value}"),
-                        )
-                    })?;
-                budget = Some(seconds);
-            }
-            "parallel" => {
-                parallel = value.as_u64().filter(|&n| n >= 1).ok_or_else(|| {
-                    field(
-                        "parallel",
-                        format!("invalid parallel: expected a whole number from 1 to {cores}, got {value}"),
-                    )
-                })? as usize;
-                if parallel > cores {
-                    return Err(field(
-                        "parallel",
-                        format!("parallel {parallel} is more than the {cores} cores of this server: trials would compete for them"),
-                    ));
-                }
-            }
+            "budget" => budget = Some(budget_seconds(value)?),
+            "parallel" => parallel = parallel_trials(value)?,
             "epochs" => base.epochs = whole(key, value, 1, u32::MAX.into())? as u32,
             "val_size" => base.val_size = whole(key, value, 1, u32::MAX.into())? as u32,
             "seed" => base.seed = whole(key, value, 0, u64::MAX)?,
-            "space" => {
-                if !value.is_object() {
-                    return Err(field(
-                        "space",
-                        "`space` must be an object of settings, as a space file holds: {\"initial_lr\": {\"log\": [0.003, 0.3]}, …}",
-                    ));
-                }
-                space = Space::from_json(&value.to_string())
-                    .map_err(|e| field("space", format!("space: {e}")))?;
-            }
+            "space" => space = search_space(value)?,
             other => {
                 return Err(field(
                     other,
@@ -178,6 +138,59 @@ fn parse_start(body: &Value) -> Result<StartRequest, ApiError> {
         base,
         space,
     })
+}
+
+/// `study`: a study name.
+fn study_name(value: &Value) -> Result<String, ApiError> {
+    let name = value
+        .as_str()
+        .ok_or_else(|| field("study", "`study` must be a string"))?;
+    validate_name(name).map_err(|e| field("study", format!("study: {e}")))?;
+    Ok(name.to_owned())
+}
+
+/// `budget`: seconds, from 1 to [`MAX_STUDY_SECONDS`].
+fn budget_seconds(value: &Value) -> Result<f64, ApiError> {
+    value
+        .as_f64()
+        .filter(|s| (1.0..=MAX_STUDY_SECONDS).contains(s))
+        .ok_or_else(|| {
+            field(
+                "budget",
+                format!(
+                    "invalid budget: expected seconds from 1 to {MAX_STUDY_SECONDS}, got {value}"
+                ),
+            )
+        })
+}
+
+/// `parallel`: trials at once, from 1 to the server's cores.
+fn parallel_trials(value: &Value) -> Result<usize, ApiError> {
+    let cores = cores();
+    let parallel = value.as_u64().filter(|&n| n >= 1).ok_or_else(|| {
+        field(
+            "parallel",
+            format!("invalid parallel: expected a whole number from 1 to {cores}, got {value}"),
+        )
+    })? as usize;
+    if parallel > cores {
+        return Err(field(
+            "parallel",
+            format!("parallel {parallel} is more than the {cores} cores of this server: trials would compete for them"),
+        ));
+    }
+    Ok(parallel)
+}
+
+/// `space`: an object of settings, as a space file holds.
+fn search_space(value: &Value) -> Result<Space, ApiError> {
+    if !value.is_object() {
+        return Err(field(
+            "space",
+            "`space` must be an object of settings, as a space file holds: {\"initial_lr\": {\"log\": [0.003, 0.3]}, …}",
+        ));
+    }
+    Space::from_json(&value.to_string()).map_err(|e| field("space", format!("space: {e}")))
 }
 
 /// The server's observer of a study: each event into the study's [`Job`], as the stream
