@@ -40,7 +40,7 @@ use pismo_storage::registry::Registry;
 use pismo_storage::runs::Runs;
 use pismo_training::recipe::Recipe;
 use pismo_training::session::{self, ModelMeta, SessionEvent, TrainRequest};
-use pismo_training::trainer::Event;
+use pismo_training::trainer::{EpochReport, Event};
 use serde::Serialize;
 
 use crate::asha::{Asha, Decision};
@@ -212,6 +212,21 @@ pub trait Observer: Send {
     fn best(&mut self, best: &Best) -> Result<(), Self::Error>;
     /// The study session is over.
     fn end(&mut self);
+}
+
+/// What one trial's training session has come to, as its events arrive.
+#[derive(Default)]
+struct TrialProgress {
+    /// Its run record (empty until the session started one).
+    run_id: String,
+    /// Epochs ended.
+    epochs: u32,
+    /// The pruner stopped it.
+    pruned: bool,
+    /// It was broken off: pruned, its lease lost, or the study halting.
+    halted: bool,
+    /// Another worker took its lease over.
+    lost: bool,
 }
 
 /// A trial to run.
@@ -492,16 +507,73 @@ impl<'a, O: Observer> Driver<'a, O> {
         runs: &Runs,
     ) {
         let Ticket { trial, values } = ticket;
-        let recipe = Recipe::default();
-        let (hyper, recipe) = match self.plan.space.apply(&values, &self.plan.base, &recipe) {
-            Ok(settings) => settings,
-            Err(e) => {
-                let mut state = self.lock();
-                self.fail_unstarted(&mut state, trial, &values, 0, &e.to_string());
-                return;
+        let (hyper, recipe) =
+            match self
+                .plan
+                .space
+                .apply(&values, &self.plan.base, &Recipe::default())
+            {
+                Ok(settings) => settings,
+                Err(e) => {
+                    let mut state = self.lock();
+                    self.fail_unstarted(&mut state, trial, &values, 0, &e.to_string());
+                    return;
+                }
+            };
+        let request = self.trial_request(trial, hyper, recipe);
+        let mut progress = TrialProgress::default();
+        let result = session::run_with_data(
+            &request,
+            train,
+            test,
+            &self.plan.dataset,
+            registry,
+            runs,
+            &mut |event| self.follow(&mut progress, trial, &values, event),
+        );
+        let mut state = self.lock();
+        match result {
+            _ if progress.lost => {
+                // Another worker runs it now (this one's lease ran out): nothing to end.
+                state.running -= 1;
+                let elapsed = self.elapsed();
+                state.observer.stopped(trial, elapsed);
             }
-        };
-        let request = TrainRequest {
+            Err(e) if progress.run_id.is_empty() => {
+                let epochs = progress.epochs;
+                self.fail_unstarted(&mut state, trial, &values, epochs, &e.to_string());
+            }
+            Err(e) => {
+                let error = e.to_string();
+                let epochs = progress.epochs;
+                self.end(
+                    &mut state,
+                    trial,
+                    TrialState::Failed,
+                    None,
+                    epochs,
+                    Some(&error),
+                );
+            }
+            Ok(_) if progress.halted && !progress.pruned => self.give_up(&mut state, trial),
+            Ok(finished) => {
+                self.offer_best(&mut state, trial, &values, &request.hyper, &finished);
+                let m = finished.metrics;
+                let score = (m.best_epoch > 0).then_some(f64::from(m.val_accuracy));
+                let how = if progress.pruned {
+                    TrialState::Pruned
+                } else {
+                    TrialState::Complete
+                };
+                self.end(&mut state, trial, how, score, m.epochs_run, None);
+            }
+        }
+    }
+
+    /// The training request of trial `trial`: the study's model name and data, tagged with
+    /// the study and the trial, not registered.
+    fn trial_request(&self, trial: u32, hyper: Hyper, recipe: Recipe) -> TrainRequest {
+        TrainRequest {
             name: self.plan.model_name.clone(),
             hyper,
             data_dir: self.plan.data_dir.clone(),
@@ -514,164 +586,149 @@ impl<'a, O: Observer> Driver<'a, O> {
                 ("trial".to_owned(), trial.to_string()),
             ],
             register: false,
-        };
-        let mut pruned = false;
-        let mut halted = false;
-        let mut lost = false;
-        let mut epochs = 0;
-        let mut run_id = String::new();
-        let result = session::run_with_data(
-            &request,
-            train,
-            test,
-            &self.plan.dataset,
-            registry,
-            runs,
-            &mut |event| {
-                let mut state = self.lock();
-                match event {
-                    SessionEvent::Started { run_id: id } => {
-                        run_id = id.to_owned();
-                        lost |= !self.journal(
-                            &mut state,
-                            &JournalEvent::Started {
-                                trial,
-                                values: values.clone(),
-                                run_id: run_id.clone(),
-                            },
-                        );
-                        let shown = state
-                            .observer
-                            .started(trial, &run_id, &values, self.elapsed());
-                        Self::show(&mut state, shown);
-                    }
-                    SessionEvent::Train(Event::Epoch(r)) => {
-                        epochs = r.epoch;
-                        let score = f64::from(r.val_accuracy);
-                        let elapsed = self.elapsed();
-                        lost |= !self.journal(
-                            &mut state,
-                            &JournalEvent::Epoch {
-                                trial,
-                                epoch: r.epoch,
-                                score,
-                                elapsed,
-                            },
-                        );
-                        let shown = state
-                            .observer
-                            .epoch(trial, r.epoch, r.epochs, score, elapsed);
-                        Self::show(&mut state, shown);
-                        if !lost && r.epoch < r.epochs {
-                            match self.judge(&mut state, trial, r.epoch, score) {
-                                Ok(Decision::Stop) => {
-                                    pruned = true;
-                                    return ControlFlow::Break(());
-                                }
-                                Ok(Decision::Continue) => {}
-                                Err(e) => {
-                                    state.error.get_or_insert(TuneError::Store(e).into());
-                                }
-                            }
-                        }
-                    }
-                    SessionEvent::Train(Event::Batch {
-                        epoch, done, total, ..
-                    }) => {
-                        let elapsed = self.elapsed();
-                        state.observer.batch(trial, epoch, done, total, elapsed);
-                        lost |= !self.renew(&mut state, trial);
-                    }
-                    SessionEvent::Train(Event::Log(_))
-                    | SessionEvent::Line(_)
-                    | SessionEvent::Summary(_)
-                    | SessionEvent::Registered { .. } => {}
-                }
-                if lost || self.halting(&state) {
-                    halted = true;
+        }
+    }
+
+    /// One event of a trial's training session: journaled and shown; after each epoch the
+    /// pruner judges the trial. Breaks when the trial is pruned, its lease lost, or the
+    /// study halts.
+    fn follow(
+        &self,
+        progress: &mut TrialProgress,
+        trial: u32,
+        values: &BTreeMap<String, f64>,
+        event: SessionEvent<'_>,
+    ) -> ControlFlow<()> {
+        let mut state = self.lock();
+        match event {
+            SessionEvent::Started { run_id } => {
+                progress.run_id = run_id.to_owned();
+                progress.lost |= !self.journal(
+                    &mut state,
+                    &JournalEvent::Started {
+                        trial,
+                        values: values.clone(),
+                        run_id: run_id.to_owned(),
+                    },
+                );
+                let shown = state
+                    .observer
+                    .started(trial, run_id, values, self.elapsed());
+                Self::show(&mut state, shown);
+            }
+            SessionEvent::Train(Event::Epoch(r)) => {
+                progress.epochs = r.epoch;
+                if self.after_epoch(&mut state, progress, trial, r) == Decision::Stop {
+                    progress.pruned = true;
                     return ControlFlow::Break(());
                 }
-                ControlFlow::Continue(())
+            }
+            SessionEvent::Train(Event::Batch {
+                epoch, done, total, ..
+            }) => {
+                let elapsed = self.elapsed();
+                state.observer.batch(trial, epoch, done, total, elapsed);
+                progress.lost |= !self.renew(&mut state, trial);
+            }
+            SessionEvent::Train(Event::Log(_))
+            | SessionEvent::Line(_)
+            | SessionEvent::Summary(_)
+            | SessionEvent::Registered { .. } => {}
+        }
+        if progress.lost || self.halting(&state) {
+            progress.halted = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Journals and shows epoch report `r`, then asks the pruner (not after the last epoch,
+    /// nor once the lease is lost).
+    fn after_epoch(
+        &self,
+        state: &mut State<O>,
+        progress: &mut TrialProgress,
+        trial: u32,
+        r: &EpochReport,
+    ) -> Decision {
+        let score = f64::from(r.val_accuracy);
+        let elapsed = self.elapsed();
+        progress.lost |= !self.journal(
+            state,
+            &JournalEvent::Epoch {
+                trial,
+                epoch: r.epoch,
+                score,
+                elapsed,
             },
         );
-        let mut state = self.lock();
-        match result {
-            _ if lost => {
-                // Another worker runs it now (this one's lease ran out): nothing to end.
-                state.running -= 1;
-                let elapsed = self.elapsed();
-                state.observer.stopped(trial, elapsed);
-            }
-            Err(e) if run_id.is_empty() => {
-                self.fail_unstarted(&mut state, trial, &values, epochs, &e.to_string());
-            }
+        let shown = state
+            .observer
+            .epoch(trial, r.epoch, r.epochs, score, elapsed);
+        Self::show(state, shown);
+        if progress.lost || r.epoch >= r.epochs {
+            return Decision::Continue;
+        }
+        match self.judge(state, trial, r.epoch, score) {
+            Ok(decision) => decision,
             Err(e) => {
-                let error = Some(e.to_string());
-                self.end(
-                    &mut state,
-                    trial,
-                    TrialState::Failed,
-                    None,
-                    epochs,
-                    error.as_deref(),
-                );
+                state.error.get_or_insert(TuneError::Store(e).into());
+                Decision::Continue
             }
-            Ok(_) if halted && !pruned => {
-                // Stopped by Ctrl-C, the budget or a failure: unfinished, given up so that
-                // another worker or a resume runs it again.
-                if let Err(e) = state.store.release(trial) {
-                    state.error.get_or_insert(TuneError::Store(e).into());
-                }
-                state.running -= 1;
-                state.cut_short = true;
-                let elapsed = self.elapsed();
-                state.observer.stopped(trial, elapsed);
+        }
+    }
+
+    /// A trial stopped by Ctrl-C, the budget or a failure: unfinished, given up so that
+    /// another worker or a resume runs it again.
+    fn give_up(&self, state: &mut State<O>, trial: u32) {
+        if let Err(e) = state.store.release(trial) {
+            state.error.get_or_insert(TuneError::Store(e).into());
+        }
+        state.running -= 1;
+        state.cut_short = true;
+        let elapsed = self.elapsed();
+        state.observer.stopped(trial, elapsed);
+    }
+
+    /// Keeps the finished trial's model as the study's best if it beats the best so far
+    /// (the store decides among workers).
+    fn offer_best(
+        &self,
+        state: &mut State<O>,
+        trial: u32,
+        values: &BTreeMap<String, f64>,
+        hyper: &Hyper,
+        finished: &session::Finished,
+    ) {
+        let Some(model) = &finished.kept else {
+            return;
+        };
+        let m = finished.metrics;
+        let candidate = Best {
+            trial,
+            run_id: finished.run_id.clone(),
+            val_accuracy: f64::from(m.val_accuracy),
+            val_loss: f64::from(m.val_loss),
+            values: values.clone(),
+            elapsed: self.elapsed(),
+        };
+        if !candidate.beats(state.best.as_ref()) {
+            return;
+        }
+        let bytes = self.encode_best(model, hyper, m, &finished.run_id);
+        match state
+            .store
+            .keep_best(&bytes, candidate.val_accuracy, candidate.val_loss)
+        {
+            Ok(true) => {
+                let shown = state.observer.best(&candidate);
+                Self::show(state, shown);
+                state.best = Some(candidate);
             }
-            Ok(finished) => {
-                let m = finished.metrics;
-                let score = (m.best_epoch > 0).then_some(f64::from(m.val_accuracy));
-                if let Some(model) = &finished.kept {
-                    let candidate = Best {
-                        trial,
-                        run_id: finished.run_id.clone(),
-                        val_accuracy: f64::from(m.val_accuracy),
-                        val_loss: f64::from(m.val_loss),
-                        values: values.clone(),
-                        elapsed: self.elapsed(),
-                    };
-                    if candidate.beats(state.best.as_ref()) {
-                        let bytes = self.encode_best(model, &request.hyper, m, &finished.run_id);
-                        match state.store.keep_best(
-                            &bytes,
-                            candidate.val_accuracy,
-                            candidate.val_loss,
-                        ) {
-                            Ok(true) => {
-                                let shown = state.observer.best(&candidate);
-                                Self::show(&mut state, shown);
-                                state.best = Some(candidate);
-                            }
-                            // Another worker's trial did better.
-                            Ok(false) => {}
-                            Err(e) => {
-                                state.error.get_or_insert(TuneError::Store(e).into());
-                            }
-                        }
-                    }
-                }
-                let how = if pruned {
-                    TrialState::Pruned
-                } else {
-                    TrialState::Complete
-                };
-                self.end(
-                    &mut state,
-                    trial,
-                    how,
-                    score,
-                    finished.metrics.epochs_run,
-                    None,
-                );
+            // Another worker's trial did better.
+            Ok(false) => {}
+            Err(e) => {
+                state.error.get_or_insert(TuneError::Store(e).into());
             }
         }
     }
