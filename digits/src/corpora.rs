@@ -218,9 +218,9 @@ pub(crate) fn read_checked(
     Ok(bytes)
 }
 
-/// The corpora folder: `$PISMO_DATASETS`, else `./datasets`.
+/// The corpora folder: `$PISMO_DATASETS` if set and not empty, else `./datasets`.
 pub fn default_dir() -> PathBuf {
-    std::env::var_os("PISMO_DATASETS").map_or_else(|| PathBuf::from(DEFAULT_DIR), PathBuf::from)
+    pismo_files::dirs::from_env("PISMO_DATASETS", DEFAULT_DIR)
 }
 
 /// A labelled grey bitmap, ink 255 on 0.

@@ -274,10 +274,7 @@ impl std::error::Error for MnistError {
 /// The data folder when no `--data` is given: `PISMO_DATA` if set and not empty, else
 /// `./data/mnist` (relative to the working directory).
 pub fn default_dir() -> PathBuf {
-    match std::env::var_os("PISMO_DATA") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(DEFAULT_DIR),
-    }
+    pismo_files::dirs::from_env("PISMO_DATA", DEFAULT_DIR)
 }
 
 /// Loads one split from a data folder, checking both files' SHA-256 against [`FILES`].
