@@ -156,21 +156,19 @@ pub(crate) fn tally_parallel(
     progress: &Counter,
 ) -> Tally {
     let threads = pismo_engine::threads_or_all(threads);
-    let per = data.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let jobs: Vec<_> = data
-            .images
-            .chunks(per)
-            .zip(data.labels.chunks(per))
-            .map(|(images, labels)| s.spawn(move || tally(mlp, images, labels, progress)))
-            .collect();
-        let mut total = Tally::default();
-        for job in jobs {
-            // A panic here is a bug in the math, not bad input: pass it on.
-            total.add(&job.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-        total
-    })
+    let parts = pismo_engine::fan_out::map_shares(data.len(), threads, |share| {
+        tally(
+            mlp,
+            &data.images[share.clone()],
+            &data.labels[share],
+            progress,
+        )
+    });
+    let mut total = Tally::default();
+    for part in &parts {
+        total.add(part);
+    }
+    total
 }
 
 /// The `--json` line.

@@ -11,6 +11,7 @@
 //! training images (the held-out ones stand in as blank images, of no pixels).
 
 use pismo_core::mlp::{self, Sparse, INPUT};
+use pismo_engine::fan_out;
 
 /// The inked pixels of a list of images, in parts of consecutive images, one compacted by
 /// each thread.
@@ -35,22 +36,11 @@ pub struct Part {
 impl InkedImages {
     /// The inked pixels of `images`, in order, compacted on up to `threads` threads.
     pub fn new(images: &[&[u8; INPUT]], threads: usize) -> Self {
-        let per = images.len().div_ceil(threads.max(1)).max(1);
-        let parts = std::thread::scope(|scope| {
-            let workers: Vec<_> = images
-                .chunks(per)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        let mut part = Part::default();
-                        compact_inked(chunk, &mut part);
-                        part
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("a compacting thread panicked"))
-                .collect()
+        let per = fan_out::share_len(images.len(), threads);
+        let parts = fan_out::map_shares(images.len(), threads, |share| {
+            let mut part = Part::default();
+            compact_inked(&images[share], &mut part);
+            part
         });
         InkedImages { per, parts }
     }
