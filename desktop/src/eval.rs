@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_digits::devsets;
 use pismo_digits::mnist::{self, Dataset, Split};
-use pismo_digits::{corpora, devsets};
 use pismo_engine::model::AnyMlp;
 use serde::Serialize;
 
@@ -191,7 +191,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         (Some(_), None) => return Err(CliError::usage("--images needs --labels")),
         (None, Some(_)) => return Err(CliError::usage("--labels needs --images")),
     };
-    let registry = crate::registry(&args.registry, &args.store)?;
+    let registry = crate::places::registry(&args.registry, &args.store)?;
     let (id, mlp) = crate::load_model(&registry, args.model.as_deref())?;
     if !args.set.is_empty() {
         if pair.is_some() {
@@ -207,7 +207,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             format!("{} + {}", images.display(), labels.display()),
         ),
         None => {
-            let dir = crate::data_dir(&args.data);
+            let dir = crate::places::data_dir(&args.data);
             let data = mnist::load_split(&dir, Split::Test)?;
             (data, format!("MNIST test split in {}", dir.display()))
         }
@@ -270,8 +270,8 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
             )));
         }
     }
-    let mnist_dir = crate::data_dir(&args.data);
-    let corpora_dir = args.corpora.clone().unwrap_or_else(corpora::default_dir);
+    let mnist_dir = crate::places::data_dir(&args.data);
+    let corpora_dir = crate::places::corpora_dir(&args.corpora);
     let mut table = text::Table::new(
         &[
             "set",
