@@ -1,9 +1,9 @@
 //! Training images as their inked pixels, compacted once before training.
 //!
 //! Without distortions, a training image is the same input every epoch, so scanning its 784
-//! bytes for ink each time it is drawn into a batch repeats work: at 128 hidden units that
-//! scan ([`Sparse::set_bytes`]) took 17 % of a training step (`perf record` of `pismo train
-//! --hidden-size 128`, bench/README.md). [`InkedImages`] does it once per run; a batch then
+//! bytes for ink each time it is drawn into a batch ([`Sparse::set_bytes`]) repeats work, a
+//! measurable share of a step at small widths (docs/ARCHITECTURE.md, "Inked pixels
+//! compacted once per run"). [`InkedImages`] does it once per run; a batch then
 //! copies each image's inked pixels ([`Sparse::set_inked`]), which gives the same bits.
 //!
 //! A digit inks about a fifth of its pixels, and each inked pixel is kept as its index (2
@@ -72,7 +72,7 @@ pismo_engine::dispatched! {
     /// Appends the inked pixels of `images` to `part`, image after image.
     pub fn compact_inked(images: &[&[u8; INPUT]], part: &mut Part) {
         // Counted first, so that the vectors are allocated once at their size (growing them
-        // as they filled measured 6 MB more peak RSS at 4096 units).
+        // costs peak memory: docs/ARCHITECTURE.md, "Inked pixels compacted once per run").
         let inked = |image: &[u8; INPUT]| image.iter().map(|&b| u16::from(b != 0)).sum::<u16>();
         let total = images.iter().map(|&image| usize::from(inked(image))).sum();
         part.ends.reserve_exact(images.len());
