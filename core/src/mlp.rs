@@ -496,9 +496,8 @@ pub fn hidden_pre<const H: usize>(
 /// `out += Σ_{(i, v) in x} v · w[i·stride ..][..out.len()]`: the rows of the inked pixels,
 /// weighted. Done one strip of 64 outputs at a time (16 at the end, [`strips`]) so the
 /// running sums stay in vector registers across all the pixels instead of going through
-/// memory after every row: that cut batch prediction at 256 hidden units from 43.6 to
-/// 15.5 ms for 10000 images on the project's EPYC VM, and training at 128 units from
-/// 0.17–0.20 to 0.14 s per epoch on two threads. Every output element is still summed over
+/// memory after every row (what that gained, measured: docs/ARCHITECTURE.md, "Sparse,
+/// input-major first layer"). Every output element is still summed over
 /// the pixels in ascending order, so the result is the same as one `axpy` per pixel, bit for
 /// bit, whatever the strips.
 #[inline(always)]

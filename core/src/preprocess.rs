@@ -64,13 +64,8 @@
 //! row rather than per input pixel. The per-output-pixel version this replaced stays in the
 //! tests as the reference, matched to 1e-5 per pixel. Every copy gives the same bits
 //! (integer sums, and the same float operations in the same order; a test compares them).
-//! A 280x280 drawing through [`to_input`] and a 784-128-10 model (`pismo-bench predict`: a
-//! t10k digit enlarged 7x, off-centre), release build on one core of a 2-core AMD EPYC VM
-//! with AVX-512, 2026-12-03, median (fastest) of blocks of 10: 22 µs (15) with the SSE2
-//! copy, 14–16 µs (10.4) with AVX2, 13.5–15 µs (9.5) with AVX-512; before the per-CPU copies
-//! and the two shortcuts of step 1, 22–23 µs (15) whatever the CPU. On 2026-11-27 the SSE2
-//! copy alone took 13.5 µs on another VM (85 µs before the vectorized passes); 4096x4096
-//! 2.3 ms (16 ms), 8192x8192 22 ms (68 ms; there the strips read rows 8 KB apart).
+//! How long a drawing takes, per CPU copy and canvas size, measured: docs/ARCHITECTURE.md,
+//! "Drawing preprocessing".
 //!
 //! Invariants: on `Ok`, every output value is in `0.0..=1.0`, the maximum is 1.0 (for
 //! [`preprocess`]), and all ink lies inside the frame. Nothing here panics, whatever the

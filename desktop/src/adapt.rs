@@ -9,7 +9,6 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_digits::drawn;
 use pismo_storage::registry::{validate_alias, validate_name};
 use pismo_training::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest, Adapted};
 use pismo_training::adapt::AdaptRecipe;
@@ -74,14 +73,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
     for alias in &args.alias {
         validate_alias(alias)?;
     }
-    let registry = crate::registry(&args.registry, &args.store)?;
-    let runs = crate::runs(&args.runs, &args.registry, &args.store)?;
+    let registry = crate::places::registry(&args.registry, &args.store)?;
+    let runs = crate::places::runs(&args.runs, &args.registry, &args.store)?;
     let request = AdaptRequest {
         base: args.model.clone(),
         name: args.name.clone(),
         aliases: args.alias.clone(),
-        drawn_dir: args.drawn.clone().unwrap_or_else(drawn::default_dir),
-        data_dir: crate::data_dir(&args.data),
+        drawn_dir: crate::places::drawn_dir(&args.drawn),
+        data_dir: crate::places::data_dir(&args.data),
         threads: args.threads,
         force: args.force,
         recipe: AdaptRecipe::DEFAULT,

@@ -9,7 +9,7 @@ use pismo_core::augment;
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::rng::Rng;
-use pismo_digits::drawn::{DrawnError, DrawnStore, SampleInfo};
+use pismo_digits::drawn::{DrawnError, SampleInfo};
 use pismo_digits::mnist::{self, MnistError};
 use pismo_digits::{corpora, image, preview, synth};
 use pismo_files::atomic;
@@ -172,7 +172,7 @@ struct DrawnImport {
 impl DrawnImport {
     /// Imports what the flags name, checked: an IDX pair, or files of one label.
     fn import(&self) -> Result<usize, CliError> {
-        let store = drawn_store(&self.drawn);
+        let store = crate::places::drawn_store(&self.drawn);
         let saved = match (
             &self.images,
             &self.labels,
@@ -199,14 +199,6 @@ impl From<DrawnError> for CliError {
     fn from(e: DrawnError) -> Self {
         Self::Failed(e.to_string())
     }
-}
-
-/// The folder of corrected drawings: `--drawn`, else `PISMO_DRAWN`, else `./data/drawn`.
-pub fn drawn_store(flag: &Option<PathBuf>) -> DrawnStore {
-    DrawnStore::open(
-        flag.clone()
-            .unwrap_or_else(pismo_digits::drawn::default_dir),
-    )
 }
 
 /// The `--json` line of one sample.
@@ -238,7 +230,7 @@ fn created(s: &SampleInfo) -> String {
 fn run_drawn(command: DrawnCommand) -> Result<(), CliError> {
     match command {
         DrawnCommand::List(a) => {
-            let store = drawn_store(&a.drawn);
+            let store = crate::places::drawn_store(&a.drawn);
             let samples = store.list()?;
             if a.json {
                 for sample in &samples {
@@ -278,7 +270,7 @@ fn run_drawn(command: DrawnCommand) -> Result<(), CliError> {
             crate::out(&out)
         }
         DrawnCommand::Export(a) => {
-            let store = drawn_store(&a.drawn);
+            let store = crate::places::drawn_store(&a.drawn);
             let n = store.export_idx(&a.images, &a.labels)?;
             crate::out_line(&format!(
                 "exported {n} corrected drawing{} from {} to {} and {}",
@@ -293,7 +285,7 @@ fn run_drawn(command: DrawnCommand) -> Result<(), CliError> {
             crate::out_line(&format!(
                 "imported {n} drawing{} into {}",
                 if n == 1 { "" } else { "s" },
-                drawn_store(&a.drawn).dir().display()
+                crate::places::drawn_store(&a.drawn).dir().display()
             ))
         }
     }
@@ -318,10 +310,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     "--no-default-mirrors needs at least one --mirror URL".to_owned(),
                 ));
             }
-            fetch::fetch(&crate::data_dir(&a.data), &mirrors)
+            fetch::fetch(&crate::places::data_dir(&a.data), &mirrors)
         }
         Command::Verify(a) => {
-            let dir = crate::data_dir(&a.data);
+            let dir = crate::places::data_dir(&a.data);
             let results = mnist::verify_dir(&dir);
             let width = mnist::FILES.iter().map(|f| f.name.len()).max().unwrap_or(0);
             let mut out = String::new();
@@ -352,9 +344,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
 /// `pismo data augment --preview FILE`: rows of ten (one per digit) of each source.
 fn preview(a: &Augment) -> Result<(), CliError> {
-    let dir = crate::data_dir(&a.data);
+    let dir = crate::places::data_dir(&a.data);
     let train = mnist::load_split(&dir, mnist::Split::Train)?;
-    let corpora_dir = a.corpora.clone().unwrap_or_else(corpora::default_dir);
+    let corpora_dir = crate::places::corpora_dir(&a.corpora);
     // The first training digit of each class, from the training (not validation) split.
     let (_, train_idx) = validation_split(train.len(), Hyper::DEFAULT.val_size as usize, a.seed);
     let firsts: Vec<u32> = (0..10u8)

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_digits::devsets;
 use pismo_digits::mnist::{self, Dataset, Split};
-use pismo_digits::{corpora, devsets};
 use pismo_engine::model::AnyMlp;
 use serde::Serialize;
 
@@ -156,21 +156,19 @@ pub(crate) fn tally_parallel(
     progress: &Counter,
 ) -> Tally {
     let threads = pismo_engine::threads_or_all(threads);
-    let per = data.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let jobs: Vec<_> = data
-            .images
-            .chunks(per)
-            .zip(data.labels.chunks(per))
-            .map(|(images, labels)| s.spawn(move || tally(mlp, images, labels, progress)))
-            .collect();
-        let mut total = Tally::default();
-        for job in jobs {
-            // A panic here is a bug in the math, not bad input: pass it on.
-            total.add(&job.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-        total
-    })
+    let parts = pismo_engine::fan_out::map_shares(data.len(), threads, |share| {
+        tally(
+            mlp,
+            &data.images[share.clone()],
+            &data.labels[share],
+            progress,
+        )
+    });
+    let mut total = Tally::default();
+    for part in &parts {
+        total.add(part);
+    }
+    total
 }
 
 /// The `--json` line.
@@ -193,7 +191,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         (Some(_), None) => return Err(CliError::usage("--images needs --labels")),
         (None, Some(_)) => return Err(CliError::usage("--labels needs --images")),
     };
-    let registry = crate::registry(&args.registry, &args.store)?;
+    let registry = crate::places::registry(&args.registry, &args.store)?;
     let (id, mlp) = crate::load_model(&registry, args.model.as_deref())?;
     if !args.set.is_empty() {
         if pair.is_some() {
@@ -209,7 +207,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             format!("{} + {}", images.display(), labels.display()),
         ),
         None => {
-            let dir = crate::data_dir(&args.data);
+            let dir = crate::places::data_dir(&args.data);
             let data = mnist::load_split(&dir, Split::Test)?;
             (data, format!("MNIST test split in {}", dir.display()))
         }
@@ -272,8 +270,8 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
             )));
         }
     }
-    let mnist_dir = crate::data_dir(&args.data);
-    let corpora_dir = args.corpora.clone().unwrap_or_else(corpora::default_dir);
+    let mnist_dir = crate::places::data_dir(&args.data);
+    let corpora_dir = crate::places::corpora_dir(&args.corpora);
     let mut table = text::Table::new(
         &[
             "set",

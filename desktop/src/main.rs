@@ -20,6 +20,8 @@
 //!   the corrected drawings.
 //! - [`fetch`]: the download of `pismo data fetch` (mirrors, HTTPS, resuming, progress).
 //! - [`http_client`]: the HTTP client settings of every outgoing request.
+//! - [`places`]: the location options (`--registry`, `--store`, `--runs`, `--data`,
+//!   `--drawn`, `--corpora`) turned into stores and folders.
 //! - [`draw`]: `pismo draw`, a native window to draw digits and watch the prediction.
 //! - [`serve`]: `pismo serve`, the HTTP API and MLflow scoring protocol (`pismo-http`).
 //!
@@ -43,6 +45,7 @@ mod http_client;
 mod interrupt;
 mod mlflow;
 mod models;
+mod places;
 mod predict;
 mod progress;
 mod runs;
@@ -54,14 +57,14 @@ mod tune;
 
 use std::fmt;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use argh::{EarlyExit, FromArgs};
 use pismo_digits::mnist::MnistError;
 use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{ModelId, Registry, RegistryError};
-use pismo_storage::runs::{Runs, RunsError};
+use pismo_storage::runs::RunsError;
 use pismo_tuning::driver::TuneError;
 
 /// pismo: handwritten-digit recognition with a hand-made MLP trained on MNIST.
@@ -196,57 +199,6 @@ pub fn out_result(json: bool, value: &impl serde::Serialize, text: &str) -> Resu
     } else {
         out_line(text)
     }
-}
-
-/// The registry: `--registry` or `--store` (giving both is a usage error), else
-/// `$PISMO_STORE`, else `$PISMO_REGISTRY`, else `./models`. A store is a PostgreSQL URL or a
-/// registry folder ([`pismo_store::open_registry`]).
-pub fn registry(folder: &Option<PathBuf>, store: &Option<String>) -> Result<Registry, CliError> {
-    if store.is_some() && folder.is_some() {
-        return Err(CliError::usage(
-            "--store and --registry both say where the models are: give one of them",
-        ));
-    }
-    if let Some(dir) = folder {
-        return Ok(Registry::open(dir.clone()));
-    }
-    match pismo_store::store_spec(store.as_deref()) {
-        Some(spec) => pismo_store::open_registry(&spec).map_err(CliError::failed),
-        None => Ok(Registry::open(Registry::default_dir())),
-    }
-}
-
-/// The database the store names (`--store`, else `$PISMO_STORE`), unless `--registry` names a
-/// registry folder: where runs and studies are kept with the models.
-pub fn store_database(registry: &Option<PathBuf>, store: &Option<String>) -> Option<String> {
-    registry
-        .is_none()
-        .then(|| pismo_store::store_spec(store.as_deref()))
-        .flatten()
-        .filter(|spec| pismo_store::is_database(spec))
-}
-
-/// Where run records are kept: the folder `--runs`; else, unless `--registry` names a
-/// registry folder, the database of the store (`--store`, else `$PISMO_STORE`) when it
-/// names one; else the folder `$PISMO_RUNS`, else `./runs`.
-pub fn runs(
-    folder: &Option<PathBuf>,
-    registry: &Option<PathBuf>,
-    store: &Option<String>,
-) -> Result<Runs, CliError> {
-    if let Some(dir) = folder {
-        return Ok(Runs::open(dir.clone()));
-    }
-    match store_database(registry, store) {
-        Some(url) => pismo_store::open_runs(&url).map_err(CliError::failed),
-        None => Ok(Runs::open(Runs::default_dir())),
-    }
-}
-
-/// The MNIST folder: `--data`, else `PISMO_DATA`, else `./data/mnist`.
-pub fn data_dir(flag: &Option<PathBuf>) -> PathBuf {
-    flag.clone()
-        .unwrap_or_else(pismo_digits::mnist::default_dir)
 }
 
 /// Loads and decodes the model `reference` means (see `Registry::resolve`).

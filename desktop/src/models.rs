@@ -240,7 +240,7 @@ fn export(a: Export) -> Result<(), CliError> {
             EXPORT_FORMATS.join(", ")
         )));
     }
-    let registry = crate::registry(&a.registry, &a.store)?;
+    let registry = crate::places::registry(&a.registry, &a.store)?;
     let (id, bytes) = registry.load(Some(&a.model))?;
     let (model, _) =
         AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {id}: {e}")))?;
@@ -273,13 +273,13 @@ fn export(a: Export) -> Result<(), CliError> {
 
 fn quantize(a: Quantize) -> Result<(), CliError> {
     use pismo_digits::mnist::{self, Split};
-    let registry = crate::registry(&a.registry, &a.store)?;
+    let registry = crate::places::registry(&a.registry, &a.store)?;
     let (parent_id, bytes) = registry.load(Some(&a.model))?;
     let (model, file) =
         AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {parent_id}: {e}")))?;
     let name = a.name.unwrap_or_else(|| format!("{}-int8", parent_id.name));
     pismo_storage::registry::validate_name(&name)?;
-    let dir = crate::data_dir(&a.data);
+    let dir = crate::places::data_dir(&a.data);
     let train =
         mnist::load_split(&dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
     let calibration = &train.images[..CALIBRATION_IMAGES.min(train.len())];
@@ -353,7 +353,7 @@ fn join(a: Join) -> Result<(), CliError> {
         return Err(CliError::usage("give two or more models to join"));
     }
     pismo_storage::registry::validate_name(&a.name)?;
-    let registry = crate::registry(&a.registry, &a.store)?;
+    let registry = crate::places::registry(&a.registry, &a.store)?;
     let mut members = Vec::new();
     for reference in &a.models {
         let (id, bytes) = registry.load(Some(reference))?;
@@ -365,7 +365,7 @@ fn join(a: Join) -> Result<(), CliError> {
     let models: Vec<&AnyMlp> = members.iter().map(|(_, m, _)| m).collect();
     let joined = AnyMlp::committee(&models).map_err(|e| CliError::usage(e.to_string()))?;
     let first = &members[0].2;
-    let dir = crate::data_dir(&a.data);
+    let dir = crate::places::data_dir(&a.data);
     // The validation split is measured only when every member held out the same one.
     let shared_split = members.iter().all(|(_, _, m)| {
         m.hyper.seed == first.hyper.seed && m.hyper.val_size == first.hyper.val_size
@@ -491,10 +491,14 @@ fn join(a: Join) -> Result<(), CliError> {
 /// Runs `pismo models …`.
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
-        Command::List(a) => list(&crate::registry(&a.registry, &a.store)?, a.json),
-        Command::Show(a) => show(&crate::registry(&a.registry, &a.store)?, &a.model, a.json),
+        Command::List(a) => list(&crate::places::registry(&a.registry, &a.store)?, a.json),
+        Command::Show(a) => show(
+            &crate::places::registry(&a.registry, &a.store)?,
+            &a.model,
+            a.json,
+        ),
         Command::Alias(a) => {
-            let registry = crate::registry(&a.registry, &a.store)?;
+            let registry = crate::places::registry(&a.registry, &a.store)?;
             let id = registry.resolve(Some(&a.model))?;
             let old = registry.aliases()?.remove(&a.alias);
             registry.set_alias(&a.alias, &id)?;
@@ -509,7 +513,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             crate::out_result(a.json, &value, &text)
         }
         Command::Unalias(a) => {
-            let old = crate::registry(&a.registry, &a.store)?.remove_alias(&a.alias)?;
+            let old = crate::places::registry(&a.registry, &a.store)?.remove_alias(&a.alias)?;
             let value = serde_json::json!({
                 "alias": a.alias, "model": null, "was": old.to_string(),
             });
@@ -518,11 +522,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
         }
         Command::Delete(a) => {
             let id: ModelId = a.model.parse()?;
-            crate::registry(&a.registry, &a.store)?.delete(&id)?;
+            crate::places::registry(&a.registry, &a.store)?.delete(&id)?;
             let value = serde_json::json!({ "deleted": id.to_string() });
             crate::out_result(a.json, &value, &format!("deleted {id}"))
         }
-        Command::History(a) => history(&crate::registry(&a.registry, &a.store)?, a.json),
+        Command::History(a) => history(&crate::places::registry(&a.registry, &a.store)?, a.json),
         Command::Quantize(a) => quantize(a),
         Command::Join(a) => join(a),
         Command::Export(a) => export(a),

@@ -135,7 +135,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             "no FILE given: pass one or more PNG or IDX3 files, or - for standard input",
         ));
     }
-    let registry = crate::registry(&args.registry, &args.store)?;
+    let registry = crate::places::registry(&args.registry, &args.store)?;
     let (id, mlp) = crate::load_model(&registry, args.model.as_deref())?;
     let model = id.to_string();
     if !args.json {

@@ -168,17 +168,21 @@ struct Listed<'a> {
 /// Runs `pismo runs …`.
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
-        Command::List(a) => list(&crate::runs(&a.runs, &None, &a.store)?, a.json),
-        Command::Show(a) => show(&crate::runs(&a.runs, &None, &a.store)?, &a.run, a.json),
+        Command::List(a) => list(&crate::places::runs(&a.runs, &None, &a.store)?, a.json),
+        Command::Show(a) => show(
+            &crate::places::runs(&a.runs, &None, &a.store)?,
+            &a.run,
+            a.json,
+        ),
         Command::Log(a) => {
-            let log = crate::runs(&a.runs, &None, &a.store)?.log(&a.run)?;
+            let log = crate::places::runs(&a.runs, &None, &a.store)?.log(&a.run)?;
             crate::out(&log)
         }
         Command::Export(a) => crate::mlflow::export_runs(
             &a.mlflow,
             &a.experiment,
-            &crate::runs(&a.runs, &a.registry, &a.store)?,
-            &crate::registry(&a.registry, &a.store)?,
+            &crate::places::runs(&a.runs, &a.registry, &a.store)?,
+            &crate::places::registry(&a.registry, &a.store)?,
             &a.run,
             a.json,
         ),

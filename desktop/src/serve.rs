@@ -51,11 +51,11 @@ pub struct Args {
 
 /// Runs `pismo serve` until the process is stopped.
 pub fn run(args: Args) -> Result<(), CliError> {
-    let registry = crate::registry(&args.registry, &args.store)?;
-    let runs = crate::runs(&args.runs, &args.registry, &args.store)?;
+    let registry = crate::places::registry(&args.registry, &args.store)?;
+    let runs = crate::places::runs(&args.runs, &args.registry, &args.store)?;
     // Studies started from the page: in the store's database, shared with `pismo tune`
     // workers, or journals beside the runs.
-    let studies = match crate::store_database(&args.registry, &args.store) {
+    let studies = match crate::places::store_database(&args.registry, &args.store) {
         Some(url) => Some(std::sync::Arc::new(
             pismo_store::study::PgShelf::connect(&url).map_err(CliError::failed)?,
         )
@@ -76,13 +76,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
     for url in &args.mirror {
         crate::fetch::Mirror::parse(url).map_err(CliError::Usage)?;
     }
-    let data_dir = crate::data_dir(&args.data);
+    let data_dir = crate::places::data_dir(&args.data);
     let options = pismo_http::Options {
         fetch: fetch_command(&data_dir, &args.mirror),
         data_dir,
         max_training: args.max_training,
         token: token.clone(),
-        drawn_dir: crate::data::drawn_store(&args.drawn).dir().to_path_buf(),
+        drawn_dir: crate::places::drawn_store(&args.drawn).dir().to_path_buf(),
         studies,
         ..pismo_http::Options::default()
     };

@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 
 use argh::FromArgs;
 use pismo_core::hyper::{Hyper, Metrics};
-use pismo_digits::corpora;
 use pismo_digits::mnist::TRAIN_DIGEST;
 use pismo_storage::registry::{validate_alias, validate_name};
 use pismo_training::recipe::Recipe;
@@ -381,9 +380,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
         (None, Some(_)) => return Err(CliError::usage("--experiment needs --mlflow")),
         (None, None) => None,
     };
-    let data_dir = crate::data_dir(&args.data);
-    let registry = crate::registry(&args.registry, &args.store)?;
-    let runs = crate::runs(&args.runs, &args.registry, &args.store)?;
+    let data_dir = crate::places::data_dir(&args.data);
+    let registry = crate::places::registry(&args.registry, &args.store)?;
+    let runs = crate::places::runs(&args.runs, &args.registry, &args.store)?;
     let mut progress = Progress {
         live: !args.quiet,
         lines: !args.quiet,
@@ -402,7 +401,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         threads: args.threads,
         aliases: args.alias.clone(),
         recipe,
-        corpora_dir: args.corpora.clone().unwrap_or_else(corpora::default_dir),
+        corpora_dir: crate::places::corpora_dir(&args.corpora),
         tags: Vec::new(),
         register: true,
     };

@@ -1,9 +1,10 @@
 //! Handwriting from writers who are not MNIST's, shipped in `datasets/` (licences there):
 //! scanned paper digits (optdigits) and Italian hands with European styles (semeion).
 //!
-//! Each file is read (raw or gzip), its SHA-256 checked against the digest its README gives,
-//! and every digit becomes a grey bitmap (ink 255 on 0) that goes through
-//! [`pismo_core::preprocess`] like a drawing, giving MNIST bytes for training or evaluation.
+//! Each file is read (raw or gzip, by [`crate::known`]), its SHA-256 checked against the
+//! digest its README gives, and every digit becomes a grey bitmap (ink 255 on 0) that goes
+//! through [`pismo_core::preprocess`] like a drawing, giving MNIST bytes for training or
+//! evaluation.
 //!
 //! - **optdigits** (`optdigits-orig.tra`, 30 writers; `optdigits-orig.cv`, its validation
 //!   file): 32x32 bitmaps. The `.tra` file may be trained on; `.cv` is a dev set only, and a
@@ -26,10 +27,10 @@
 //!   the true one).
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
+use crate::known::{self, KnownFile, ReadError};
 use crate::mnist::Dataset;
 use pismo_core::mlp::INPUT;
 use pismo_core::preprocess::{GreyImage, PIXELS};
@@ -113,20 +114,20 @@ impl Corpus {
     }
 
     /// Its file (uncompressed name) inside the corpora folder, and the file's SHA-256.
-    const fn file(self) -> (&'static str, &'static str) {
+    const fn file(self) -> KnownFile {
         match self {
-            Corpus::OptdigitsTrain => (
-                "optdigits/optdigits-orig.tra",
-                "6f1012a107d37856f83cb332b26d54738647c1d197278f8ff74c5f55312124ca",
-            ),
-            Corpus::OptdigitsDev => (
-                "optdigits/optdigits-orig.cv",
-                "29b0ea16767a56815aa39b608520aa18d4acc087b9db85847f4c79addb7d09d3",
-            ),
-            Corpus::SemeionTrain | Corpus::SemeionDev => (
-                "semeion/semeion.data",
-                "7c74222dd9beb6a5b30c7b41104e7486cabc274e013689db1cd62b1ca56d0dd4",
-            ),
+            Corpus::OptdigitsTrain => KnownFile {
+                name: "optdigits/optdigits-orig.tra",
+                sha256: "6f1012a107d37856f83cb332b26d54738647c1d197278f8ff74c5f55312124ca",
+            },
+            Corpus::OptdigitsDev => KnownFile {
+                name: "optdigits/optdigits-orig.cv",
+                sha256: "29b0ea16767a56815aa39b608520aa18d4acc087b9db85847f4c79addb7d09d3",
+            },
+            Corpus::SemeionTrain | Corpus::SemeionDev => KnownFile {
+                name: "semeion/semeion.data",
+                sha256: "7c74222dd9beb6a5b30c7b41104e7486cabc274e013689db1cd62b1ca56d0dd4",
+            },
         }
     }
 
@@ -134,7 +135,7 @@ impl Corpus {
     /// size a user would send them (optdigits 32x32, semeion enlarged to 160x160).
     pub fn bitmaps(self, dir: &Path) -> Result<Vec<Bitmap>, CorpusError> {
         let text = self.read(dir)?;
-        let path = || dir.join(self.file().0);
+        let path = || dir.join(self.file().name);
         match self {
             Corpus::OptdigitsTrain | Corpus::OptdigitsDev => {
                 parse_optdigits(&text).map_err(|why| CorpusError::Format { path: path(), why })
@@ -181,60 +182,17 @@ impl Corpus {
     }
 
     fn read(self, dir: &Path) -> Result<String, CorpusError> {
-        let (name, sha256) = self.file();
-        let bytes = read_checked(dir, name, sha256)?;
+        let (path, bytes) = known::read_checked(dir, self.file())?;
         String::from_utf8(bytes).map_err(|_| CorpusError::Format {
-            path: dir.join(name),
+            path,
             why: "not text".into(),
         })
     }
 }
 
-/// The shipped file `name` in `dir` (raw, else `name.gz`), its uncompressed bytes checked
-/// against `sha256`. Decompression stops at 64 MiB, larger than any shipped file.
-pub(crate) fn read_checked(
-    dir: &Path,
-    name: &str,
-    sha256: &'static str,
-) -> Result<Vec<u8>, CorpusError> {
-    let raw = dir.join(name);
-    let gz = dir.join(format!("{name}.gz"));
-    let path = if raw.is_file() { raw } else { gz };
-    let bytes = std::fs::read(&path).map_err(|e| CorpusError::Io {
-        path: path.clone(),
-        source: e,
-    })?;
-    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(
-            &mut std::io::Read::take(flate2::read::MultiGzDecoder::new(&bytes[..]), 64 << 20),
-            &mut out,
-        )
-        .map_err(|e| CorpusError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        out
-    } else {
-        bytes
-    };
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if digest != sha256 {
-        return Err(CorpusError::Digest {
-            path,
-            found: digest,
-            expected: sha256,
-        });
-    }
-    Ok(bytes)
-}
-
-/// The corpora folder: `$PISMO_DATASETS`, else `./datasets`.
+/// The corpora folder: `$PISMO_DATASETS` if set and not empty, else `./datasets`.
 pub fn default_dir() -> PathBuf {
-    std::env::var_os("PISMO_DATASETS").map_or_else(|| PathBuf::from(DEFAULT_DIR), PathBuf::from)
+    pismo_files::dirs::from_env("PISMO_DATASETS", DEFAULT_DIR)
 }
 
 /// A labelled grey bitmap, ink 255 on 0.
@@ -332,6 +290,8 @@ pub enum CorpusError {
         found: String,
         expected: &'static str,
     },
+    /// The file, or what it decompresses to, is larger than [`known::MAX_BYTES`].
+    TooLarge { path: PathBuf },
     /// Its content does not parse.
     Format { path: PathBuf, why: String },
 }
@@ -353,12 +313,43 @@ impl fmt::Display for CorpusError {
                 "{} has SHA-256 {found}, not the published {expected}: the file is damaged or not the one its README names",
                 path.display()
             ),
+            CorpusError::TooLarge { path } => {
+                write!(f, "{}: {}", path.display(), known::too_large())
+            }
             CorpusError::Format { path, why } => write!(f, "{}: {why}", path.display()),
         }
     }
 }
 
 impl std::error::Error for CorpusError {}
+
+impl From<ReadError> for CorpusError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Missing { name, dir } => CorpusError::Io {
+                path: dir.join(name),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no such file, nor {name}.gz"),
+                ),
+            },
+            ReadError::Io { path, source } | ReadError::Gzip { path, source } => {
+                CorpusError::Io { path, source }
+            }
+            ReadError::TooLarge { path } => CorpusError::TooLarge { path },
+            ReadError::Digest {
+                path,
+                expected,
+                actual,
+                ..
+            } => CorpusError::Digest {
+                path,
+                found: actual,
+                expected,
+            },
+        }
+    }
+}
 
 /// optdigits: a count line, then per digit 32 lines of 32 `0`/`1` and a label line.
 fn parse_optdigits(text: &str) -> Result<Vec<Bitmap>, String> {

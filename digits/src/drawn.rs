@@ -67,10 +67,7 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// The store folder when no `--drawn` is given: `PISMO_DRAWN` if set and not empty, else
 /// `./data/drawn`.
 pub fn default_dir() -> PathBuf {
-    match std::env::var_os("PISMO_DRAWN") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(DEFAULT_DIR),
-    }
+    pismo_files::dirs::from_env("PISMO_DRAWN", DEFAULT_DIR)
 }
 
 /// Why a sample could not be saved, read, exported or imported.

@@ -273,21 +273,15 @@ pub fn encode_png(img: &GreyImage) -> Vec<u8> {
 }
 
 fn read_limited(reader: impl Read, gzip: bool) -> Result<Vec<u8>, ImageError> {
-    let mut bytes = Vec::new();
-    reader
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
+    crate::known::read_limited(reader, MAX_FILE_BYTES)
         .map_err(|e| {
             if gzip {
                 ImageError::Gzip(e.to_string())
             } else {
                 ImageError::Io(e)
             }
-        })?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ImageError::FileTooLarge);
-    }
-    Ok(bytes)
+        })?
+        .ok_or(ImageError::FileTooLarge)
 }
 
 /// Decodes the bytes of an image file: a PNG (one image) or an IDX3 image file (all its

@@ -5,6 +5,8 @@
 //!
 //! - [`mnist`]: the dataset type; MNIST files on disk (raw or gzip, SHA-256 checked) and
 //!   fetching them.
+//! - [`known`]: published files read raw or gzip, size-limited and SHA-256 checked (MNIST,
+//!   the corpora, UNIPEN).
 //! - [`image`]: PNG and IDX image files → grey images for the core's preprocessing.
 //! - [`drawn`]: the folder of corrected drawings ("Wrong? This is a …"), atomic and
 //!   concurrent-safe.
@@ -23,6 +25,7 @@ pub mod corpora;
 pub mod devsets;
 pub mod drawn;
 pub mod image;
+pub mod known;
 pub mod mnist;
 pub mod pen;
 pub mod preview;

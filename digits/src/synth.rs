@@ -20,7 +20,7 @@ use crate::pen::Canvas;
 use pismo_core::mlp::INPUT;
 use pismo_core::preprocess::PIXELS;
 use pismo_core::rng::{hash3, Rng};
-use pismo_engine::kernels;
+use pismo_engine::{fan_out, kernels};
 
 type Piece = &'static [(f32, f32)];
 type Stroke = &'static [Piece];
@@ -624,29 +624,14 @@ pub fn dataset(seed: u64, n: usize) -> crate::mnist::Dataset {
 }
 
 /// The dataset whose sample `k` (of `0..n`) is `make(k)` (label, image), made on all cores
-/// in contiguous chunks: the result does not depend on the number of cores.
+/// ([`fan_out::map_shares`]): the result does not depend on the number of cores.
 pub fn made_on_all_cores(
     n: usize,
     make: impl Fn(usize) -> (u8, [u8; INPUT]) + Sync,
 ) -> crate::mnist::Dataset {
-    let mut images = vec![[0u8; INPUT]; n];
-    let mut labels = vec![0u8; n];
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let chunk = n.div_ceil(threads).max(1);
-    let make = &make;
-    std::thread::scope(|s| {
-        for (t, (imgs, labs)) in images
-            .chunks_mut(chunk)
-            .zip(labels.chunks_mut(chunk))
-            .enumerate()
-        {
-            s.spawn(move || {
-                for (j, (img, lab)) in imgs.iter_mut().zip(labs.iter_mut()).enumerate() {
-                    (*lab, *img) = make(t * chunk + j);
-                }
-            });
-        }
-    });
+    let threads = pismo_engine::threads_or_all(0);
+    let shares = fan_out::map_shares(n, threads, |share| share.map(&make).collect::<Vec<_>>());
+    let (labels, images) = shares.into_iter().flatten().unzip();
     crate::mnist::Dataset { images, labels }
 }
 

@@ -17,8 +17,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::corpora::{self, CorpusError};
+use crate::corpora::CorpusError;
 use crate::devsets::CANVAS_SIDE;
+use crate::known::{self, KnownFile};
 use crate::mnist::Dataset;
 use crate::pen::Canvas;
 use crate::synth;
@@ -26,8 +27,11 @@ use pismo_core::rng::{hash3, Rng};
 
 /// The file inside the corpora folder (raw, or with `.gz`).
 pub const FILE: &str = "unipen/digits.jsonl";
-/// SHA-256 of the uncompressed file.
-const SHA256: &str = "64a373274cb58110c1987ca3c0dbfb1d0793e889cc6e4f711002f81e157fa5a2";
+/// The file and the SHA-256 of its uncompressed bytes.
+const KNOWN: KnownFile = KnownFile {
+    name: FILE,
+    sha256: "64a373274cb58110c1987ca3c0dbfb1d0793e889cc6e4f711002f81e157fa5a2",
+};
 
 /// Which side of the file's writer-disjoint split a writer is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -54,7 +58,7 @@ pub struct PenDigit {
 
 /// Every digit of the file, in file order (each writer's digits in the order written).
 pub fn load(dir: &Path) -> Result<Vec<PenDigit>, CorpusError> {
-    let bytes = corpora::read_checked(dir, FILE, SHA256)?;
+    let (_, bytes) = known::read_checked(dir, KNOWN)?;
     let format = |line: usize, why: String| CorpusError::Format {
         path: dir.join(FILE),
         why: format!("line {line}: {why}"),

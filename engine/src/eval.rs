@@ -2,6 +2,7 @@
 //! that does not depend on how many.
 
 use crate::aligned::Floats;
+use crate::fan_out;
 use crate::kernels;
 use pismo_core::mlp::{Mlp, INPUT};
 
@@ -18,27 +19,20 @@ pub fn evaluate<const H: usize>(
 ) -> (f64, usize) {
     const CHUNK: usize = 512;
     let chunks = images.len().div_ceil(CHUNK);
-    let threads = threads.clamp(1, chunks.max(1));
-    let mut partial = vec![(0.0f64, 0usize); chunks];
     let mut packed = Floats::zeroed(INPUT * H);
     pismo_core::mlp::pack_strips(&mlp.w1, &mut packed);
     let packed = &packed[..];
-    std::thread::scope(|s| {
-        for (t, slots) in partial
-            .chunks_mut(chunks.div_ceil(threads).max(1))
-            .enumerate()
-        {
-            let first = t * chunks.div_ceil(threads).max(1);
-            s.spawn(move || {
-                for (j, slot) in slots.iter_mut().enumerate() {
-                    let lo = (first + j) * CHUNK;
-                    let hi = (lo + CHUNK).min(images.len());
-                    *slot = kernels::evaluate_chunk(mlp, packed, &images[lo..hi], &labels[lo..hi]);
-                }
-            });
-        }
+    let partial = fan_out::map_shares(chunks, threads, |share| {
+        share
+            .map(|chunk| {
+                let lo = chunk * CHUNK;
+                let hi = (lo + CHUNK).min(images.len());
+                kernels::evaluate_chunk(mlp, packed, &images[lo..hi], &labels[lo..hi])
+            })
+            .collect::<Vec<_>>()
     });
     partial
         .iter()
+        .flatten()
         .fold((0.0, 0), |(l, c), &(l2, c2)| (l + l2, c + c2))
 }

@@ -21,10 +21,7 @@
 //! `unsafe` because running AVX2 or AVX-512 instructions on a CPU without them is undefined;
 //! every call is guarded by `is_x86_feature_detected!` (which caches its answer).
 //!
-//! Measured on the project's 2-vCPU AMD EPYC VM, 784-128-10, batch 64, 50000 images, one
-//! thread, 2026-11-27: 0.35–0.46 s per epoch with the baseline copy (`PISMO_SIMD=baseline`),
-//! 0.26–0.29 s with the AVX2 copy (before the register-blocked row sums, which brought the
-//! AVX2 copy to 0.21 s). The AVX-512 copy: see [`level`].
+//! What each copy gains, measured: docs/ARCHITECTURE.md, "Run-time SIMD dispatch".
 #![allow(unsafe_code)]
 
 use pismo_core::mlp::{self, Mlp, Sparse, CLASSES, INPUT};
@@ -135,11 +132,9 @@ impl Level {
 /// Which copy [`dispatched!`](crate::dispatched) functions run on this machine: the widest the CPU has, capped
 /// by `PISMO_SIMD` naming one of [`Level::BUILT`] (`baseline|avx2|avx512` on x86-64, `neon`
 /// on aarch64), to compare them, or to rule a copy out when chasing a bug; every copy gives
-/// a bit-identical model, which a test checks. Another value is ignored (no cap). The
-/// AVX-512 copy trains the wide models 5–12 % faster than the AVX2 one on the AMD EPYC with
-/// AVX-512, now that the weights start on cache lines ([`crate::aligned`]); before,
-/// every 64-byte load straddled two lines and it was no faster, or slower (docs/ARCHITECTURE.md,
-/// "Run-time SIMD dispatch").
+/// a bit-identical model, which a test checks. Another value is ignored (no cap). How the
+/// copies compare in speed, and why the AVX-512 one needs the weights on cache lines
+/// ([`crate::aligned`]): docs/ARCHITECTURE.md, "Run-time SIMD dispatch".
 pub fn level() -> Level {
     static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {

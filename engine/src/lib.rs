@@ -13,12 +13,15 @@
 //!   [`with_hidden!`] turns a run-time size into a const generic.
 //! - [`eval`]: loss and accuracy over a set of images, on many threads, with a result that
 //!   does not depend on how many.
+//! - [`fan_out`]: work over `0..n` spread on threads in contiguous shares, results in order;
+//!   every "on all cores" loop above the engine uses it too.
 //! - [`onnx`]: an f32 model as a standard ONNX file (Gemm, Relu, Softmax).
 //!
 //! Not here: datasets and files of images (`pismo-digits`), training (`pismo-training`),
 //! the registry (`pismo-storage`). This crate reads and writes model files as bytes only.
 pub mod aligned;
 pub mod eval;
+pub mod fan_out;
 pub mod kernels;
 pub mod model;
 pub mod onnx;

@@ -272,20 +272,11 @@ impl AnyMlp {
                 // The bytes are the integer path's input as they are; the images are cut
                 // into one contiguous share per thread.
                 let view = self.view(q);
-                let share = images.len().div_ceil(threads.max(1)).max(1);
-                std::thread::scope(|s| {
-                    let parts: Vec<_> = images
-                        .chunks(share)
-                        .zip(labels.chunks(share))
-                        .map(|(ims, ys)| {
-                            s.spawn(move || crate::kernels::evaluate_int8(&view, ims, ys))
-                        })
-                        .collect();
-                    parts.into_iter().fold((0.0, 0), |(l, c), part| {
-                        let (l2, c2) = part.join().expect("an evaluating thread panicked");
-                        (l + l2, c + c2)
-                    })
+                crate::fan_out::map_shares(images.len(), threads, |share| {
+                    crate::kernels::evaluate_int8(&view, &images[share.clone()], &labels[share])
                 })
+                .into_iter()
+                .fold((0.0, 0), |(l, c), (l2, c2)| (l + l2, c + c2))
             }
             f => {
                 let images = model_inputs(images, self.deskew);

@@ -2,21 +2,21 @@
 //! calls on Linux), so that memory a request freed goes back to the system instead of staying
 //! resident in the allocator's free lists.
 //!
-//! Two things kept freed memory resident, both measured with `bench/soak` under its 512 MB
-//! memory cgroup (2026-12-07; bench/README.md, "Soak"):
+//! Two things kept freed memory resident, both found with `bench/soak` under its 512 MB
+//! memory cgroup (the figures, with their dates: bench/README.md, "Soak", and SECURITY.md):
 //!
 //! - **glibc's dynamic mmap threshold.** A block of at least `M_MMAP_THRESHOLD` (128 KiB) is
 //!   mapped on its own and unmapped when freed, but freeing one raises the threshold to its
 //!   size (up to 32 MiB) and the trim threshold to twice that. After the first 8 MiB body or
 //!   16 MiB of `/invocations` rows, buffers that large came from the per-thread arenas (16
 //!   of them on 2 cores), and each arena kept up to twice the threshold free and resident
-//!   above its last block in use: the server's RSS rose by ≈ 124 MB a minute and the cgroup
-//!   killed it at 486 MB. [`configure`] fixes both thresholds at glibc's own defaults, which
+//!   above its last block in use: the server's RSS rose minute after minute until the cgroup
+//!   killed it. [`configure`] fixes both thresholds at glibc's own defaults, which
 //!   turns the dynamic raise off (`mallopt(3)`): large buffers are always mapped and unmapped.
 //! - **Free space between blocks in use.** A 64 KiB body of `{"":0}` parsed into a
-//!   `serde_json::Value` is ≈ 7 MB of small map nodes in one arena; once freed, a block still
-//!   in use above it (another connection's buffer) keeps the arena from shrinking, so
-//!   `malloc_stats` showed arenas of 13–17 MB holding 0.3 MB. [`give_back`]
+//!   `serde_json::Value` is megabytes of small map nodes in one arena; once freed, a block
+//!   still in use above it (another connection's buffer) keeps the arena from shrinking, so
+//!   `malloc_stats` showed arenas that were almost all free space. [`give_back`]
 //!   (`malloc_trim(0)`) returns the whole free pages of every arena; the connection loop
 //!   calls it after a request that held a large permit of a budget (`budget::GIVE_BACK_AFTER`),
 //!   so what the budgets counted leaves the process when they stop counting it.

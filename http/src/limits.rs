@@ -44,8 +44,7 @@ pub const MAX_SMALL_BODY_BYTES: usize = 64 << 10;
 ///
 /// This and the other timeouts are kept with socket read and write timeouts, which Linux
 /// runs on its timer wheel: a timeout of seconds may fire up to 1/8 of it late (the wheel's
-/// granularity grows with the timeout). `bench/soak` measured 10.3 s for this one and up to
-/// 32.1 s for [`BODY_TIMEOUT`] on a loaded 2-core machine.
+/// granularity grows with the timeout); how late, measured: bench/README.md, "Soak".
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time for a whole request body to arrive, from the end of its head. Slower clients get
@@ -99,21 +98,18 @@ pub const BODY_START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What parsing a JSON body of `/api/predict`, `/invocations` or `/api/drawn` is counted to
 /// take per byte of body, in the decoding budget of [`IMAGE_BUDGET_BYTES`]: 8. Those bodies
-/// are parsed straight into numbers (issue 29); measured on the real server
-/// (`tests/e2e/memory.rs`, table in SECURITY.md), the worst shape, `/invocations` rows of
-/// 784 zeros, grows the peak RSS by 5.1 bytes a byte of body, the body itself included
-/// (which the body budget counts, one byte a byte): so 8 + 1 charged is a margin of 1.7x.
-/// (Before issue 29 this was 16, which `[0,0,…]` parsed into `serde_json::Value` took,
-/// and `{"":0},…` bodies took 94.)
+/// are parsed straight into numbers (issue 29). The worst shape, `/invocations` rows of 784
+/// zeros, stays under 8 + 1 charged (the body budget counts the body itself, one byte a
+/// byte) with a margin; the measured growth of each shape: SECURITY.md, "Memory per body
+/// byte" (`tests/e2e/memory.rs`), and why this was 16 before issue 29: docs/ARCHITECTURE.md.
 pub const JSON_BYTES_PER_BODY_BYTE: u64 = 8;
 
 /// What parsing the JSON body of a route that takes no image (an alias `PUT`, `POST
 /// /api/train`, `/api/tune`, `/api/adapt`; at most [`MAX_SMALL_BODY_BYTES`]) into a
 /// `serde_json::Value` is counted to take per byte of body, in the decoding budget of
-/// [`IMAGE_BUDGET_BYTES`]: 128. Measured on the real server (`tests/e2e/memory.rs`), the
-/// worst shape, `{"a":[{"":0},…]}`, grows the peak RSS by 105 bytes a byte of a 64 KiB body
-/// (a map node for each 7 bytes, and the connection's own fixed cost, ≈ 12 bytes a byte of
-/// so small a body): 128 + 1 charged is a margin of 1.2x. A body of the limit is charged
+/// [`IMAGE_BUDGET_BYTES`]: 128. The worst shape, `{"a":[{"":0},…]}` (a map node for each 7
+/// bytes, and the connection's own fixed cost), stays under 128 + 1 charged with a small
+/// margin (measured: SECURITY.md, "Memory per body byte"). A body of the limit is charged
 /// 8 MiB, so 16 of them fit in the budget at once.
 pub const SMALL_JSON_BYTES_PER_BODY_BYTE: u64 = 128;
 

@@ -33,8 +33,8 @@
 //! Connections come from a small pool (r2d2): a connection that broke is dropped and the
 //! next operation opens a new one. The queries of every request (ids, aliases, stamp) are
 //! sent unprepared with their parameter types (`query_typed`): one round trip each instead
-//! of a prepare and an execute (`bench/store-load` measured 9 round trips per prediction
-//! before, 3 after, and 1.8× the predictions per second).
+//! of a prepare and an execute (what it changed, measured with `bench/store-load`:
+//! bench/README.md, "After the fix").
 
 use std::collections::BTreeMap;
 use std::time::Duration;

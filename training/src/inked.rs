@@ -1,9 +1,9 @@
 //! Training images as their inked pixels, compacted once before training.
 //!
 //! Without distortions, a training image is the same input every epoch, so scanning its 784
-//! bytes for ink each time it is drawn into a batch repeats work: at 128 hidden units that
-//! scan ([`Sparse::set_bytes`]) took 17 % of a training step (`perf record` of `pismo train
-//! --hidden-size 128`, bench/README.md). [`InkedImages`] does it once per run; a batch then
+//! bytes for ink each time it is drawn into a batch ([`Sparse::set_bytes`]) repeats work, a
+//! measurable share of a step at small widths (docs/ARCHITECTURE.md, "Inked pixels
+//! compacted once per run"). [`InkedImages`] does it once per run; a batch then
 //! copies each image's inked pixels ([`Sparse::set_inked`]), which gives the same bits.
 //!
 //! A digit inks about a fifth of its pixels, and each inked pixel is kept as its index (2
@@ -11,6 +11,7 @@
 //! training images (the held-out ones stand in as blank images, of no pixels).
 
 use pismo_core::mlp::{self, Sparse, INPUT};
+use pismo_engine::fan_out;
 
 /// The inked pixels of a list of images, in parts of consecutive images, one compacted by
 /// each thread.
@@ -35,22 +36,11 @@ pub struct Part {
 impl InkedImages {
     /// The inked pixels of `images`, in order, compacted on up to `threads` threads.
     pub fn new(images: &[&[u8; INPUT]], threads: usize) -> Self {
-        let per = images.len().div_ceil(threads.max(1)).max(1);
-        let parts = std::thread::scope(|scope| {
-            let workers: Vec<_> = images
-                .chunks(per)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        let mut part = Part::default();
-                        compact_inked(chunk, &mut part);
-                        part
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("a compacting thread panicked"))
-                .collect()
+        let per = fan_out::share_len(images.len(), threads);
+        let parts = fan_out::map_shares(images.len(), threads, |share| {
+            let mut part = Part::default();
+            compact_inked(&images[share], &mut part);
+            part
         });
         InkedImages { per, parts }
     }
@@ -82,7 +72,7 @@ pismo_engine::dispatched! {
     /// Appends the inked pixels of `images` to `part`, image after image.
     pub fn compact_inked(images: &[&[u8; INPUT]], part: &mut Part) {
         // Counted first, so that the vectors are allocated once at their size (growing them
-        // as they filled measured 6 MB more peak RSS at 4096 units).
+        // costs peak memory: docs/ARCHITECTURE.md, "Inked pixels compacted once per run").
         let inked = |image: &[u8; INPUT]| image.iter().map(|&b| u16::from(b != 0)).sum::<u16>();
         let total = images.iter().map(|&image| usize::from(inked(image))).sum();
         part.ends.reserve_exact(images.len());

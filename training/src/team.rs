@@ -1,8 +1,8 @@
 //! A team of threads that train one model together.
 //!
-//! A mini-batch of 64 images is ≈ 0.25 ms of work on one core, far too little to spawn threads
-//! for: on this project's 2-core VM, spawning per batch made two threads slower than one. So
-//! the team's threads live for the whole run and meet at a spinning barrier three times per
+//! A mini-batch is far too little work to spawn threads for: spawning per batch made two
+//! threads slower than one (docs/ARCHITECTURE.md, "A team of persistent threads"). So the
+//! team's threads live for the whole run and meet at a spinning barrier three times per
 //! batch. Each thread *owns* a block of hidden units — its columns of `w1`, `b1` and `w2`, their
 //! momentum and gradients — for the whole run, so the parameters need no locks; only the
 //! batch's inputs and the logits contributions are shared, behind `RwLock`s that are never

@@ -88,15 +88,15 @@ fn open_window(args: Args) -> Result<(), CliError> {
     if !window::has_display() {
         return Err(CliError::failed(window::NO_DISPLAY));
     }
-    let runs = crate::runs(&args.runs, &args.registry, &args.store)?;
+    let runs = crate::places::runs(&args.runs, &args.registry, &args.store)?;
     let app = app::App::new(
-        crate::registry(&args.registry, &args.store)?,
+        crate::places::registry(&args.registry, &args.store)?,
         args.model.as_deref(),
     )?
-    .with_drawn(crate::data::drawn_store(&args.drawn))
+    .with_drawn(crate::places::drawn_store(&args.drawn))
     .with_learning(learn::Setup {
         runs,
-        data_dir: crate::data_dir(&args.data),
+        data_dir: crate::places::data_dir(&args.data),
     });
     window::run(app, args.scale)
 }

@@ -184,7 +184,7 @@ impl Args {
         studies: &std::path::Path,
         study: &str,
     ) -> Result<Box<dyn StudyStore>, CliError> {
-        if let Some(url) = crate::store_database(&self.registry, &self.store) {
+        if let Some(url) = crate::places::store_database(&self.registry, &self.store) {
             let lease = match &self.lease {
                 Some(text) => parse_duration("lease", text)?,
                 None => shared::DEFAULT_LEASE,
@@ -293,9 +293,9 @@ impl Args {
 /// Runs `pismo tune`.
 pub fn run(args: Args) -> Result<(), CliError> {
     let (budget, parallel, threads) = args.check()?;
-    let registry = crate::registry(&args.registry, &args.store)?;
-    let runs = crate::runs(&args.runs, &args.registry, &args.store)?;
-    let data_dir = crate::data_dir(&args.data);
+    let registry = crate::places::registry(&args.registry, &args.store)?;
+    let runs = crate::places::runs(&args.runs, &args.registry, &args.store)?;
+    let data_dir = crate::places::data_dir(&args.data);
     let study = args.study.clone().unwrap_or_else(|| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

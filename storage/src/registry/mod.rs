@@ -353,9 +353,7 @@ impl Registry {
 
     /// `$PISMO_REGISTRY` if set and not empty, else `./models`.
     pub fn default_dir() -> PathBuf {
-        std::env::var_os("PISMO_REGISTRY")
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| PathBuf::from("./models"), PathBuf::from)
+        pismo_files::dirs::from_env("PISMO_REGISTRY", "./models")
     }
 
     /// Where the models are, for messages: the folder, or the database URL without password.

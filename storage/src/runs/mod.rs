@@ -309,9 +309,7 @@ impl Runs {
 
     /// `$PISMO_RUNS` if set and not empty, else `./runs`.
     pub fn default_dir() -> PathBuf {
-        std::env::var_os("PISMO_RUNS")
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| PathBuf::from("./runs"), PathBuf::from)
+        pismo_files::dirs::from_env("PISMO_RUNS", "./runs")
     }
 
     /// Where the runs are, for messages: the folder or the database (without password).
