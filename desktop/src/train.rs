@@ -357,33 +357,12 @@ pub fn help_defaults() -> String {
 pub fn run(args: Args) -> Result<(), CliError> {
     let hyper = args.hyper()?;
     let recipe = args.recipe()?;
-    if recipe.member_hidden(hyper.hidden_size).is_none() {
-        return Err(CliError::usage(format!(
-            "--hidden-size {} does not split into {} members of a supported hidden size \
-             (e.g. --hidden-size 4096 --members 2 trains two of 2048)",
-            hyper.hidden_size, recipe.members
-        )));
-    }
-    validate_name(&args.name)?;
-    for alias in &args.alias {
-        validate_alias(alias)?;
-    }
-    let mut mlflow = match (&args.mlflow, &args.experiment) {
-        (Some(uri), experiment) => {
-            let experiment = experiment
-                .clone()
-                .unwrap_or_else(|| mlflow::DEFAULT_EXPERIMENT.to_owned());
-            let uri = mlflow::check_flags(uri, &experiment)?;
-            let recipe = (!recipe.is_default()).then(|| recipe.clone());
-            Some(mlflow::Stream::new(uri, experiment, recipe))
-        }
-        (None, Some(_)) => return Err(CliError::usage("--experiment needs --mlflow")),
-        (None, None) => None,
-    };
+    check_names_and_size(&args, &hyper, &recipe)?;
+    let mlflow = mlflow_stream(&args, &recipe)?;
     let data_dir = crate::places::data_dir(&args.data);
     let registry = crate::places::registry(&args.registry, &args.store)?;
     let runs = crate::places::runs(&args.runs, &args.registry, &args.store)?;
-    let mut progress = Progress {
+    let progress = Progress {
         live: !args.quiet,
         lines: !args.quiet,
         summary_lines: args.json,
@@ -391,8 +370,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
         epochs: hyper.epochs,
         done_seconds: 0.0,
     };
-
-    progress.line(&format!("loading MNIST from {} …", data_dir.display()));
+    let mut follower = Follower {
+        progress,
+        mlflow,
+        run_id: None,
+        bytes: None,
+        write_error: None,
+        json: args.json,
+    };
+    follower
+        .progress
+        .line(&format!("loading MNIST from {} …", data_dir.display()));
     let (train, test) = session::load_data(&data_dir).map_err(session_error)?;
     let request = TrainRequest {
         name: args.name.clone(),
@@ -410,9 +398,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
     // weights so far, evaluates and registers them, as the web page's Stop does.
     let interrupted =
         crate::interrupt::first_stops("stopping: the best weights so far will be registered");
-    let mut bytes = None;
-    let mut write_error = None;
-    let mut run_id = None;
     let result = session::run_with_data(
         &request,
         &train,
@@ -424,72 +409,139 @@ pub fn run(args: Args) -> Result<(), CliError> {
             if interrupted.load(Ordering::SeqCst) {
                 return ControlFlow::Break(());
             }
-            match event {
-                SessionEvent::Started { run_id: id } => {
-                    progress.line(&format!("run {id}: training model `{}`", args.name));
-                    run_id = Some(id.to_owned());
-                    if let Some(warning) = mlflow.as_mut().and_then(|m| m.started(&runs, id)) {
-                        progress.warn(&warning);
-                    }
-                }
-                SessionEvent::Train(Event::Log(line)) => progress.line(line),
-                SessionEvent::Train(Event::Batch {
-                    epoch,
-                    done,
-                    total,
-                    seconds,
-                }) => progress.batch(epoch, done, total, seconds),
-                SessionEvent::Train(Event::Epoch(report)) => {
-                    progress.epoch(report);
-                    let streamed = mlflow.as_mut().zip(run_id.as_deref());
-                    if let Some(warning) = streamed.and_then(|(m, id)| m.epoch(&runs, id)) {
-                        progress.warn(&warning);
-                    }
-                    if args.json {
-                        if let Err(e) = print_epoch(report) {
-                            // Stdout is gone: nobody reads the result, stop training.
-                            write_error = Some(e);
-                            return ControlFlow::Break(());
-                        }
-                    }
-                }
-                SessionEvent::Registered { bytes: n, .. } => bytes = Some(n),
-                SessionEvent::Line(line) => progress.line(line),
-                SessionEvent::Summary(line) => progress.summary_line(line),
-            }
-            ControlFlow::Continue(())
+            follower.follow(event, &args.name, &runs)
         },
     );
-    progress.clear();
+    follower.progress.clear();
     // Whatever the session's end, MLflow gets the run as recorded (a failed one too).
-    if let Some((stream, id)) = mlflow.as_mut().zip(run_id.as_deref()) {
+    if let Some((stream, id)) = follower.mlflow.as_mut().zip(follower.run_id.as_deref()) {
         if let Some(line) = stream.finish(&runs, &registry, id) {
-            progress.warn(&line);
+            follower.progress.warn(&line);
         }
     }
     let finished = result.map_err(session_error)?;
-    if let Some(e) = write_error {
+    if let Some(e) = follower.write_error {
         return Err(e);
     }
-
-    let model = finished.model.as_ref().map(ToString::to_string);
+    let bytes = follower.bytes;
     if args.json {
         return crate::out_json(&Done {
             event: "done",
-            model,
+            model: finished.model.as_ref().map(ToString::to_string),
             bytes,
             run_id: &finished.run_id,
             status: finished.status.as_str(),
             metrics: &finished.metrics,
         });
     }
+    let tested = test.as_ref().map_or(0, |t| t.len());
+    crate::out(&summary(&finished, tested, bytes, &args.alias))
+}
+
+/// The model name, the aliases and the committee's split of `--hidden-size`, checked before
+/// anything is loaded.
+fn check_names_and_size(args: &Args, hyper: &Hyper, recipe: &Recipe) -> Result<(), CliError> {
+    if recipe.member_hidden(hyper.hidden_size).is_none() {
+        return Err(CliError::usage(format!(
+            "--hidden-size {} does not split into {} members of a supported hidden size \
+             (e.g. --hidden-size 4096 --members 2 trains two of 2048)",
+            hyper.hidden_size, recipe.members
+        )));
+    }
+    validate_name(&args.name)?;
+    for alias in &args.alias {
+        validate_alias(alias)?;
+    }
+    Ok(())
+}
+
+/// The MLflow stream `--mlflow` (and `--experiment`) ask for, if any.
+fn mlflow_stream(args: &Args, recipe: &Recipe) -> Result<Option<mlflow::Stream>, CliError> {
+    match (&args.mlflow, &args.experiment) {
+        (Some(uri), experiment) => {
+            let experiment = experiment
+                .clone()
+                .unwrap_or_else(|| mlflow::DEFAULT_EXPERIMENT.to_owned());
+            let uri = mlflow::check_flags(uri, &experiment)?;
+            let recipe = (!recipe.is_default()).then(|| recipe.clone());
+            Ok(Some(mlflow::Stream::new(uri, experiment, recipe)))
+        }
+        (None, Some(_)) => Err(CliError::usage("--experiment needs --mlflow")),
+        (None, None) => Ok(None),
+    }
+}
+
+/// What `pismo train` does with each event of the training session: progress on the
+/// terminal, the run streamed to MLflow, `--json` lines.
+struct Follower {
+    progress: Progress,
+    mlflow: Option<mlflow::Stream>,
+    run_id: Option<String>,
+    /// The registered model's size.
+    bytes: Option<usize>,
+    /// Stdout went away under `--json`.
+    write_error: Option<CliError>,
+    json: bool,
+}
+
+impl Follower {
+    fn follow(
+        &mut self,
+        event: SessionEvent<'_>,
+        name: &str,
+        runs: &pismo_storage::runs::Runs,
+    ) -> ControlFlow<()> {
+        match event {
+            SessionEvent::Started { run_id } => {
+                self.progress
+                    .line(&format!("run {run_id}: training model `{name}`"));
+                self.run_id = Some(run_id.to_owned());
+                if let Some(warning) = self.mlflow.as_mut().and_then(|m| m.started(runs, run_id)) {
+                    self.progress.warn(&warning);
+                }
+            }
+            SessionEvent::Train(Event::Log(line)) => self.progress.line(line),
+            SessionEvent::Train(Event::Batch {
+                epoch,
+                done,
+                total,
+                seconds,
+            }) => self.progress.batch(epoch, done, total, seconds),
+            SessionEvent::Train(Event::Epoch(report)) => {
+                self.progress.epoch(report);
+                let streamed = self.mlflow.as_mut().zip(self.run_id.as_deref());
+                if let Some(warning) = streamed.and_then(|(m, id)| m.epoch(runs, id)) {
+                    self.progress.warn(&warning);
+                }
+                if self.json {
+                    if let Err(e) = print_epoch(report) {
+                        // Stdout is gone: nobody reads the result, stop training.
+                        self.write_error = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            SessionEvent::Registered { bytes, .. } => self.bytes = Some(bytes),
+            SessionEvent::Line(line) => self.progress.line(line),
+            SessionEvent::Summary(line) => self.progress.summary_line(line),
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The lines a finished `pismo train` prints on a terminal (`tested`: MNIST test images).
+fn summary(
+    finished: &session::Finished,
+    tested: usize,
+    bytes: Option<usize>,
+    aliases: &[String],
+) -> String {
     let m = &finished.metrics;
     let mut summary = String::new();
     if let Some(acc) = m.test_accuracy {
         summary.push_str(&format!(
-            "test accuracy {} ({} MNIST test images)\n",
+            "test accuracy {} ({tested} MNIST test images)\n",
             text::percent(Some(f64::from(acc))),
-            test.as_ref().map_or(0, |t| t.len())
         ));
     }
     summary.push_str(&format!(
@@ -498,7 +550,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         m.best_epoch,
         m.epochs_run
     ));
-    match model {
+    match &finished.model {
         Some(model) => summary.push_str(&format!(
             "registered {model} ({}), run {}\n",
             text::bytes(bytes.unwrap_or(0) as u64),
@@ -509,10 +561,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
             finished.run_id
         )),
     }
-    for alias in &args.alias {
+    for alias in aliases {
         summary.push_str(&format!("alias {alias} now points at it\n"));
     }
-    crate::out(&summary)
+    summary
 }
 
 /// One `--json` line per epoch: `{"event":"epoch", …the report's fields}`.
