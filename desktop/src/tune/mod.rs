@@ -310,10 +310,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
     };
     let mut store = args.open_study(&runs.studies_folder(), &study)?;
     let events = store.events().map_err(CliError::failed)?;
-    let replay = Replay::of(&events);
     let settings = match fresh {
         Some(s) => s,
-        None => args.resumed(&replay)?,
+        None => args.resumed(&Replay::of(&events))?,
     };
     let model_name = args.name.clone().unwrap_or_else(|| study.clone());
     let plan = Plan {
@@ -332,57 +331,89 @@ pub fn run(args: Args) -> Result<(), CliError> {
         dataset: TRAIN_DIGEST.to_owned(),
         corpora_dir: corpora::default_dir(),
     };
-    let limit = match (args.trials, &args.budget) {
-        (Some(n), Some(b)) => format!("{n} trials or {b}"),
-        (Some(n), None) => format!("{n} trials"),
-        (None, Some(b)) => format!("budget {b}"),
-        (None, None) => String::new(),
-    };
-    eprintln!(
-        "study {study} ({}): {parallel} trial{} at once, {threads} thread{} each, rungs at epochs {:?} of {}",
-        store.location(),
-        if parallel == 1 { "" } else { "s" },
-        if threads == 1 { "" } else { "s" },
-        pismo_tuning::asha::Asha::new(MIN_EPOCHS, ETA, plan.base.epochs).rungs(),
-        plan.base.epochs
-    );
+    announce(&plan, &store.location());
     eprintln!("loading MNIST from {} …", data_dir.display());
     let (train, test) = session::load_data(&data_dir).map_err(CliError::failed)?;
 
     // The first Ctrl-C ends the study (running trials stop, the best is kept).
     let interrupted = crate::interrupt::first_stops("stopping the study");
-    let display = Display::new(&study, limit, args.json);
+    let display = Display::new(&study, limit(&args), args.json);
     let driver = Driver::new(&plan, store, display, &interrupted)?;
     let (outcome, mut store) = driver.run(&train, test.as_ref(), &registry, &runs)?;
 
-    let Some(best) = outcome.best else {
-        let line = format!(
-            "study {study} ended after {} with no trained model ({} trial{} ended)",
-            text::duration(outcome.elapsed),
-            outcome.ended,
-            if outcome.ended == 1 { "" } else { "s" }
-        );
-        if args.json {
-            crate::out_json(
-                &json!({"event": "done", "study": study, "trials": outcome.ended,
-                "elapsed": outcome.elapsed, "best": null, "model": null}),
-            )?;
-        } else {
-            crate::out_line(&line)?;
-        }
-        return Ok(());
+    let Some(best) = &outcome.best else {
+        return report_no_model(&study, &outcome, args.json);
     };
     let model = if args.alias.is_empty() {
         None
     } else {
         register_best(&plan, store.as_mut(), &args.alias, &registry, &runs)?
     };
-    let command = train_command(&plan, &best, &model_name);
+    let command = train_command(&plan, best, &model_name);
     if args.json {
         return crate::out_json(&json!({"event": "done", "study": study,
             "trials": outcome.ended, "elapsed": outcome.elapsed, "cut_short": outcome.cut_short,
             "best": best, "model": model, "train_command": command}));
     }
+    crate::out(&summary(
+        &study,
+        &outcome,
+        best,
+        model.as_deref(),
+        &args.alias,
+        &command,
+    ))
+}
+
+/// The study's limit as the display shows it: trials, budget or both.
+fn limit(args: &Args) -> String {
+    match (args.trials, &args.budget) {
+        (Some(n), Some(b)) => format!("{n} trials or {b}"),
+        (Some(n), None) => format!("{n} trials"),
+        (None, Some(b)) => format!("budget {b}"),
+        (None, None) => String::new(),
+    }
+}
+
+/// The study's first line on stderr: where it is kept, trials at once, threads, rungs.
+fn announce(plan: &Plan, location: &str) {
+    let (parallel, threads) = (plan.parallel, plan.threads);
+    eprintln!(
+        "study {} ({location}): {parallel} trial{} at once, {threads} thread{} each, rungs at epochs {:?} of {}",
+        plan.study,
+        if parallel == 1 { "" } else { "s" },
+        if threads == 1 { "" } else { "s" },
+        pismo_tuning::asha::Asha::new(MIN_EPOCHS, ETA, plan.base.epochs).rungs(),
+        plan.base.epochs
+    );
+}
+
+/// A study that ended without any trained model.
+fn report_no_model(study: &str, outcome: &driver::Outcome, json: bool) -> Result<(), CliError> {
+    if json {
+        return crate::out_json(
+            &json!({"event": "done", "study": study, "trials": outcome.ended,
+            "elapsed": outcome.elapsed, "best": null, "model": null}),
+        );
+    }
+    crate::out_line(&format!(
+        "study {study} ended after {} with no trained model ({} trial{} ended)",
+        text::duration(outcome.elapsed),
+        outcome.ended,
+        if outcome.ended == 1 { "" } else { "s" }
+    ))
+}
+
+/// The lines a finished study prints on a terminal: its best trial, the registered model
+/// or how to register it, and how to run trials that were cut short.
+fn summary(
+    study: &str,
+    outcome: &driver::Outcome,
+    best: &Best,
+    model: Option<&str>,
+    aliases: &[String],
+    command: &str,
+) -> String {
     let mut summary = format!(
         "study {study}: {} trial{} in {}; best trial {} (run {}): validation accuracy {}\n  {}\n",
         outcome.ended,
@@ -393,10 +424,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
         text::percent(Some(best.val_accuracy)),
         display::settings(&best.values)
     );
-    match &model {
+    match model {
         Some(id) => {
             summary.push_str(&format!("registered {id}\n"));
-            for alias in &args.alias {
+            for alias in aliases {
                 summary.push_str(&format!("alias {alias} now points at it\n"));
             }
         }
@@ -414,7 +445,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             text::duration(outcome.elapsed)
         ));
     }
-    crate::out(&summary)
+    summary
 }
 
 /// Registers the study's best model, points the aliases at it and records it in the trial's
