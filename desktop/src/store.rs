@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_storage::runs::Runs;
-use pismo_store::copy::{copy, copy_runs};
+use pismo_store::copy::{copy, copy_runs, CopyReport, RunsCopyReport};
 use pismo_store::postgres::migrate;
 
 use crate::CliError;
@@ -69,103 +69,132 @@ struct Copy {
 /// Runs `pismo store …`.
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
-        Command::Migrate(a) => {
-            let spec = pismo_store::store_spec(a.store.as_deref()).ok_or_else(|| {
-                CliError::usage("which database? give --store postgres://… or set $PISMO_STORE")
-            })?;
-            if !pismo_store::is_database(&spec) {
-                return Err(CliError::usage(format!(
-                    "`{spec}` is not a PostgreSQL URL (postgres://…): a registry folder needs no migration"
-                )));
-            }
-            let (before, after) = migrate(&spec).map_err(CliError::failed)?;
-            let location = pismo_store::postgres::redact(&spec);
-            let text = if before == after {
-                format!("{location}: pismo schema v{after}, already current")
-            } else {
-                format!("{location}: pismo schema v{before} → v{after}")
-            };
-            let value = serde_json::json!({
-                "store": location, "schema_before": before, "schema": after,
-                "migrated": before != after,
-            });
-            crate::out_result(a.json, &value, &text)
-        }
-        Command::Copy(a) => {
-            let from = pismo_store::open_registry(&a.from).map_err(CliError::failed)?;
-            let to = pismo_store::open_registry(&a.to).map_err(CliError::failed)?;
-            if from.location() == to.location() {
-                return Err(CliError::usage("--from and --to are the same store"));
-            }
-            let from_runs = side_runs(&a.from, &a.from_runs, "--from-runs")?;
-            let to_runs = side_runs(&a.to, &a.to_runs, "--to-runs")?;
-            let report = copy(&from, &to)?;
-            // Two registry folders that share the default runs folder: nothing to copy.
-            let runs = if from_runs.location() == to_runs.location() {
-                None
-            } else {
-                Some(copy_runs(&from_runs, &to_runs)?)
-            };
-            let runs_report = runs.unwrap_or_default();
-            for problem in &runs_report.unreadable {
-                eprintln!("warning: not copied: {problem}");
-            }
-            let ids = |ids: &[pismo_storage::registry::ModelId]| -> Vec<String> {
-                ids.iter().map(ToString::to_string).collect()
-            };
-            if a.json {
-                return crate::out_json(&serde_json::json!({
-                    "from": from.location(),
-                    "to": to.location(),
-                    "copied": ids(&report.copied),
-                    "present": ids(&report.present),
-                    "deleted_in_target": ids(&report.deleted_in_target),
-                    "deleted": ids(&report.deleted),
-                    "aliases_set": report.aliases_set.iter()
-                        .map(|(alias, id)| (alias.clone(), id.to_string()))
-                        .collect::<std::collections::BTreeMap<_, _>>(),
-                    "runs": {
-                        "from": from_runs.location(),
-                        "to": to_runs.location(),
-                        "copied": runs_report.copied,
-                        "present": runs_report.present,
-                        "running": runs_report.running,
-                        "unreadable": runs_report.unreadable.len(),
-                    },
-                }));
-            }
-            for id in &report.deleted_in_target {
-                eprintln!("warning: {id} was deleted in {}: not copied", to.location());
-            }
-            let aliases: Vec<String> = report
-                .aliases_set
-                .iter()
-                .map(|(alias, id)| format!("{alias} → {id}"))
-                .collect();
-            for id in &runs_report.running {
-                eprintln!("warning: run {id} is still training: not copied (copy again once it has ended)");
-            }
-            crate::out_line(&format!(
-                "{} → {}: {} models copied, {} already there{}",
-                from.location(),
-                to.location(),
-                report.copied.len(),
-                report.present.len(),
-                if aliases.is_empty() {
-                    String::new()
-                } else {
-                    format!("; aliases set: {}", aliases.join(", "))
-                }
-            ))?;
-            crate::out_line(&format!(
-                "{} → {}: {} runs copied, {} already there",
-                from_runs.location(),
-                to_runs.location(),
-                runs_report.copied.len(),
-                runs_report.present.len(),
-            ))
-        }
+        Command::Migrate(a) => run_migrate(&a),
+        Command::Copy(a) => run_copy(&a),
     }
+}
+
+/// `pismo store migrate`.
+fn run_migrate(a: &Migrate) -> Result<(), CliError> {
+    let spec = pismo_store::store_spec(a.store.as_deref()).ok_or_else(|| {
+        CliError::usage("which database? give --store postgres://… or set $PISMO_STORE")
+    })?;
+    if !pismo_store::is_database(&spec) {
+        return Err(CliError::usage(format!(
+            "`{spec}` is not a PostgreSQL URL (postgres://…): a registry folder needs no migration"
+        )));
+    }
+    let (before, after) = migrate(&spec).map_err(CliError::failed)?;
+    let location = pismo_store::postgres::redact(&spec);
+    let text = if before == after {
+        format!("{location}: pismo schema v{after}, already current")
+    } else {
+        format!("{location}: pismo schema v{before} → v{after}")
+    };
+    let value = serde_json::json!({
+        "store": location, "schema_before": before, "schema": after,
+        "migrated": before != after,
+    });
+    crate::out_result(a.json, &value, &text)
+}
+
+/// `pismo store copy`: the models, aliases and run records of one store into another.
+fn run_copy(a: &Copy) -> Result<(), CliError> {
+    let from = pismo_store::open_registry(&a.from).map_err(CliError::failed)?;
+    let to = pismo_store::open_registry(&a.to).map_err(CliError::failed)?;
+    if from.location() == to.location() {
+        return Err(CliError::usage("--from and --to are the same store"));
+    }
+    let from_runs = side_runs(&a.from, &a.from_runs, "--from-runs")?;
+    let to_runs = side_runs(&a.to, &a.to_runs, "--to-runs")?;
+    let report = copy(&from, &to)?;
+    // Two registry folders that share the default runs folder: nothing to copy.
+    let runs_report = if from_runs.location() == to_runs.location() {
+        RunsCopyReport::default()
+    } else {
+        copy_runs(&from_runs, &to_runs)?
+    };
+    for problem in &runs_report.unreadable {
+        eprintln!("warning: not copied: {problem}");
+    }
+    let sides = Sides {
+        from: from.location(),
+        to: to.location(),
+        from_runs: from_runs.location(),
+        to_runs: to_runs.location(),
+    };
+    if a.json {
+        return crate::out_json(&copy_json(&sides, &report, &runs_report));
+    }
+    for id in &report.deleted_in_target {
+        eprintln!("warning: {id} was deleted in {}: not copied", sides.to);
+    }
+    for id in &runs_report.running {
+        eprintln!("warning: run {id} is still training: not copied (copy again once it has ended)");
+    }
+    print_copy(&sides, &report, &runs_report)
+}
+
+/// Where a copy went from and to: the registries and the run records.
+struct Sides {
+    from: String,
+    to: String,
+    from_runs: String,
+    to_runs: String,
+}
+
+/// `pismo store copy --json`'s object.
+fn copy_json(sides: &Sides, report: &CopyReport, runs: &RunsCopyReport) -> serde_json::Value {
+    let ids = |ids: &[pismo_storage::registry::ModelId]| -> Vec<String> {
+        ids.iter().map(ToString::to_string).collect()
+    };
+    serde_json::json!({
+        "from": sides.from,
+        "to": sides.to,
+        "copied": ids(&report.copied),
+        "present": ids(&report.present),
+        "deleted_in_target": ids(&report.deleted_in_target),
+        "deleted": ids(&report.deleted),
+        "aliases_set": report.aliases_set.iter()
+            .map(|(alias, id)| (alias.clone(), id.to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        "runs": {
+            "from": sides.from_runs,
+            "to": sides.to_runs,
+            "copied": runs.copied,
+            "present": runs.present,
+            "running": runs.running,
+            "unreadable": runs.unreadable.len(),
+        },
+    })
+}
+
+/// `pismo store copy`'s two lines on a terminal: models and aliases, then runs.
+fn print_copy(sides: &Sides, report: &CopyReport, runs: &RunsCopyReport) -> Result<(), CliError> {
+    let aliases: Vec<String> = report
+        .aliases_set
+        .iter()
+        .map(|(alias, id)| format!("{alias} → {id}"))
+        .collect();
+    crate::out_line(&format!(
+        "{} → {}: {} models copied, {} already there{}",
+        sides.from,
+        sides.to,
+        report.copied.len(),
+        report.present.len(),
+        if aliases.is_empty() {
+            String::new()
+        } else {
+            format!("; aliases set: {}", aliases.join(", "))
+        }
+    ))?;
+    crate::out_line(&format!(
+        "{} → {}: {} runs copied, {} already there",
+        sides.from_runs,
+        sides.to_runs,
+        runs.copied.len(),
+        runs.present.len(),
+    ))
 }
 
 /// The run records of one side of a copy: a database's own, or the runs folder beside a
