@@ -104,8 +104,7 @@ impl Broken {
 }
 
 /// One request: asks for the bytes `file` lacks and appends them (or starts it over).
-fn attempt_once(agent: &Agent, url: &str, mut file: &File, label: &str) -> Result<(), Broken> {
-    let write_error = |e: io::Error| Broken::new(format!("cannot write the download: {e}"), false);
+fn attempt_once(agent: &Agent, url: &str, file: &File, label: &str) -> Result<(), Broken> {
     let have = file.metadata().map_err(write_error)?.len();
     let mut request = agent.get(url);
     if have > 0 {
@@ -121,51 +120,91 @@ fn attempt_once(agent: &Agent, url: &str, mut file: &File, label: &str) -> Resul
         .and_then(|v| v.to_str().ok())
         .map(ContentRange::parse);
     let length = response.body().content_length();
-    let (start, total) = match (status, content_range) {
-        (206, Some(Some(ContentRange::Bytes { start, total }))) if start == have && have > 0 => {
-            (have, total)
+    let answer = Answer {
+        status,
+        content_range,
+        length,
+    };
+    if !matches!(status, 200 | 206 | 416) {
+        let reason = response.status().canonical_reason().unwrap_or("");
+        return Err(Broken::new(format!("HTTP {status} {reason}"), false));
+    }
+    let Some((start, total)) = resume_point(&answer, have, file, label)? else {
+        return Ok(());
+    };
+    if total.is_some_and(|t| t > MAX_BYTES) {
+        return Err(too_large());
+    }
+    let mut file = file;
+    file.seek(SeekFrom::Start(start)).map_err(write_error)?;
+    append_body(
+        response.into_body().into_reader(),
+        file,
+        start,
+        total,
+        label,
+    )
+}
+
+/// What a server answered to a download request, as far as resuming goes.
+struct Answer {
+    status: u16,
+    content_range: Option<Option<ContentRange>>,
+    /// `Content-Length`.
+    length: Option<u64>,
+}
+
+/// Where the body of `answer` goes in a file that has `have` bytes, and the file's whole
+/// length if known; `None` when the file is already complete. A body that cannot be
+/// spliced on empties the file and is an error that got further (the next attempt starts
+/// over). `answer.status` is 200, 206 or 416.
+fn resume_point(
+    answer: &Answer,
+    have: u64,
+    file: &File,
+    label: &str,
+) -> Result<Option<(u64, Option<u64>)>, Broken> {
+    match (answer.status, &answer.content_range) {
+        (206, Some(Some(ContentRange::Bytes { start, total }))) if *start == have && have > 0 => {
+            Ok(Some((have, *total)))
         }
         (206, _) => {
             // Not the range asked for: start over rather than splice wrong bytes.
             file.set_len(0).map_err(write_error)?;
-            return Err(Broken::new(
+            Err(Broken::new(
                 "the server sent another byte range than asked for; starting over".to_owned(),
                 true,
-            ));
+            ))
         }
         (200, _) => {
             if have > 0 {
                 eprintln!("{label}: the server does not resume downloads; starting over");
             }
             file.set_len(0).map_err(write_error)?;
-            (0, length)
+            Ok(Some((0, answer.length)))
         }
-        (416, Some(Some(ContentRange::Unsatisfied { total }))) if total == have => {
-            return Ok(());
-        }
-        (416, _) => {
+        (416, Some(Some(ContentRange::Unsatisfied { total }))) if *total == have => Ok(None),
+        _ => {
             file.set_len(0).map_err(write_error)?;
-            return Err(Broken::new(
+            Err(Broken::new(
                 "the partial download does not fit the file on the server; starting over"
                     .to_owned(),
                 true,
-            ));
+            ))
         }
-        _ => {
-            let reason = response.status().canonical_reason().unwrap_or("");
-            return Err(Broken::new(format!("HTTP {status} {reason}"), false));
-        }
-    };
-    if total.is_some_and(|t| t > MAX_BYTES) {
-        return Err(Broken::new(
-            format!("the file is larger than {}", megabytes(MAX_BYTES)),
-            false,
-        ));
     }
-    file.seek(SeekFrom::Start(start)).map_err(write_error)?;
+}
 
+/// Appends `body` to `file` (positioned at byte `start`) with a progress line, up to
+/// [`MAX_BYTES`]; an error if the connection breaks or ends short of `total`.
+fn append_body(
+    mut body: impl Read,
+    mut file: &File,
+    start: u64,
+    total: Option<u64>,
+    label: &str,
+) -> Result<(), Broken> {
     let mut progress = Progress::start(label.to_owned(), start, total);
-    let mut body = response.into_body().into_reader();
     let mut buf = vec![0u8; 64 * 1024];
     let mut done = start;
     loop {
@@ -187,10 +226,7 @@ fn attempt_once(agent: &Agent, url: &str, mut file: &File, label: &str) -> Resul
         file.write_all(&buf[..n]).map_err(write_error)?;
         done += n as u64;
         if done > MAX_BYTES {
-            return Err(Broken::new(
-                format!("the file is larger than {}", megabytes(MAX_BYTES)),
-                false,
-            ));
+            return Err(too_large());
         }
         progress.set(done);
     }
@@ -205,6 +241,17 @@ fn attempt_once(agent: &Agent, url: &str, mut file: &File, label: &str) -> Resul
         )),
         _ => Ok(()),
     }
+}
+
+fn write_error(e: io::Error) -> Broken {
+    Broken::new(format!("cannot write the download: {e}"), false)
+}
+
+fn too_large() -> Broken {
+    Broken::new(
+        format!("the file is larger than {}", megabytes(MAX_BYTES)),
+        false,
+    )
 }
 
 /// A `Content-Range` header: `bytes START-END/TOTAL` (TOTAL may be `*`) or `bytes */TOTAL`.
