@@ -375,7 +375,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 .unwrap_or_else(|| mlflow::DEFAULT_EXPERIMENT.to_owned());
             let uri = mlflow::check_flags(uri, &experiment)?;
             let recipe = (!recipe.is_default()).then(|| recipe.clone());
-            Some(mlflow::Stream::new(uri, experiment, recipe))
+            Some(mlflow::stream(&uri, experiment, recipe))
         }
         (None, Some(_)) => return Err(CliError::usage("--experiment needs --mlflow")),
         (None, None) => None,
