@@ -14,8 +14,8 @@
 //! - [`models`]: `pismo models list|show|alias|unalias|delete|quantize|export`, the model
 //!   registry.
 //! - [`runs`]: `pismo runs list|show|log|export`, the run records.
-//! - [`mlflow`]: runs and models into an MLflow tracking server (`pismo runs export
-//!   --mlflow`, `pismo train --mlflow`).
+//! - [`mlflow`]: `pismo runs export --mlflow` and `pismo train --mlflow` over `pismo-mlflow`
+//!   (runs and models into an MLflow tracking server).
 //! - [`data`]: `pismo data fetch|verify`, the MNIST files; `pismo data drawn list|export|import`,
 //!   the corrected drawings.
 //! - [`fetch`]: the download of `pismo data fetch` (mirrors, HTTPS, resuming, progress).

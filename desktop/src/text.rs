@@ -3,6 +3,7 @@
 //! validation split has NaN accuracies) and shows them as `-`, never as `NaN`.
 
 use pismo_core::hyper::Hyper;
+pub use pismo_storage::runs::hyper_fields;
 
 /// `97.52 %`, or `-` for NaN / missing. `x` is a fraction (0..1).
 pub fn percent(x: Option<f64>) -> String {
@@ -55,25 +56,6 @@ pub fn utc(unix_secs: u64) -> String {
     let (y, m, d) = pismo_files::stamp::civil_from_days(unix_secs / 86_400);
     let s = unix_secs % 86_400;
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", s / 3600, s / 60 % 60)
-}
-
-/// The hyperparameters as (name, value) pairs in declaration order, with the names used
-/// everywhere else (flags with `_`, JSON, run records).
-pub fn hyper_fields(h: &Hyper) -> [(&'static str, String); 12] {
-    [
-        ("hidden_size", h.hidden_size.to_string()),
-        ("dropout_rate", h.dropout_rate.to_string()),
-        ("reg_lambda", h.reg_lambda.to_string()),
-        ("initial_lr", h.initial_lr.to_string()),
-        ("decay", h.decay.to_string()),
-        ("momentum", h.momentum.to_string()),
-        ("batch_size", h.batch_size.to_string()),
-        ("epochs", h.epochs.to_string()),
-        ("patience", h.patience.to_string()),
-        ("seed", h.seed.to_string()),
-        ("val_size", h.val_size.to_string()),
-        ("augment", h.augment.to_string()),
-    ]
 }
 
 /// `hidden_size 128, dropout_rate 0.5, …` wrapped into lines of at most `width` characters,

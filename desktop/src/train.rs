@@ -456,7 +456,7 @@ fn check_names_and_size(args: &Args, hyper: &Hyper, recipe: &Recipe) -> Result<(
 }
 
 /// The MLflow stream `--mlflow` (and `--experiment`) ask for, if any.
-fn mlflow_stream(args: &Args, recipe: &Recipe) -> Result<Option<mlflow::Stream>, CliError> {
+fn mlflow_stream(args: &Args, recipe: &Recipe) -> Result<Option<pismo_mlflow::Stream>, CliError> {
     match (&args.mlflow, &args.experiment) {
         (Some(uri), experiment) => {
             let experiment = experiment
@@ -464,7 +464,7 @@ fn mlflow_stream(args: &Args, recipe: &Recipe) -> Result<Option<mlflow::Stream>,
                 .unwrap_or_else(|| mlflow::DEFAULT_EXPERIMENT.to_owned());
             let uri = mlflow::check_flags(uri, &experiment)?;
             let recipe = (!recipe.is_default()).then(|| recipe.clone());
-            Ok(Some(mlflow::Stream::new(uri, experiment, recipe)))
+            Ok(Some(mlflow::stream(&uri, experiment, recipe)))
         }
         (None, Some(_)) => Err(CliError::usage("--experiment needs --mlflow")),
         (None, None) => Ok(None),
@@ -475,7 +475,7 @@ fn mlflow_stream(args: &Args, recipe: &Recipe) -> Result<Option<mlflow::Stream>,
 /// terminal, the run streamed to MLflow, `--json` lines.
 struct Follower {
     progress: Progress,
-    mlflow: Option<mlflow::Stream>,
+    mlflow: Option<pismo_mlflow::Stream>,
     run_id: Option<String>,
     /// The registered model's size.
     bytes: Option<usize>,

@@ -128,6 +128,25 @@ impl std::error::Error for RunsError {
     }
 }
 
+/// The hyperparameters as (name, value) pairs in declaration order, with the names used
+/// everywhere else (flags with `_`, JSON, run records, MLflow params).
+pub fn hyper_fields(h: &Hyper) -> [(&'static str, String); 12] {
+    [
+        ("hidden_size", h.hidden_size.to_string()),
+        ("dropout_rate", h.dropout_rate.to_string()),
+        ("reg_lambda", h.reg_lambda.to_string()),
+        ("initial_lr", h.initial_lr.to_string()),
+        ("decay", h.decay.to_string()),
+        ("momentum", h.momentum.to_string()),
+        ("batch_size", h.batch_size.to_string()),
+        ("epochs", h.epochs.to_string()),
+        ("patience", h.patience.to_string()),
+        ("seed", h.seed.to_string()),
+        ("val_size", h.val_size.to_string()),
+        ("augment", h.augment.to_string()),
+    ]
+}
+
 /// Checks a run id: 1–128 characters of `[A-Za-z0-9_-]`, so it is one safe path component.
 pub fn validate_run_id(id: &str) -> Result<(), RunsError> {
     let ok = !id.is_empty()

@@ -34,13 +34,12 @@ use std::fmt;
 
 use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{ModelId, Registry, RegistryError};
-use pismo_storage::runs::{Metric, RunInfo, Runs, RunsError, Status};
+use pismo_storage::runs::{hyper_fields, Metric, RunInfo, RunRecord, Runs, RunsError, Status};
 use pismo_training::recipe::Recipe;
 use pismo_training::session::recorded_recipe;
 use serde_json::{json, Value};
 
-use super::client::{Client, MlflowError};
-use crate::text;
+use crate::client::{Client, MlflowError};
 
 /// The tag that ties an MLflow run to its pismo run.
 pub const RUN_ID_TAG: &str = "pismo.run_id";
@@ -173,7 +172,7 @@ pub fn status_name(status: Status) -> &'static str {
 /// The params of a run: every hyperparameter, and each field of the recipe (`recipe.NAME`)
 /// when the run recorded one.
 pub fn params(info: &RunInfo, recipe: Option<&Recipe>) -> Vec<(String, String)> {
-    let mut params: Vec<(String, String)> = text::hyper_fields(&info.params)
+    let mut params: Vec<(String, String)> = hyper_fields(&info.params)
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
         .collect();
@@ -240,6 +239,7 @@ fn artifact_path(artifact_uri: &str, file: &str) -> Result<String, String> {
 }
 
 /// Exports runs into one experiment of one tracking server.
+#[derive(Debug)]
 pub struct Exporter {
     client: Client,
     experiment_id: String,
@@ -365,95 +365,40 @@ impl Exporter {
             .collect())
     }
 
-    /// Exports the pismo run `run_id` of `runs`, its models from `registry`.
+    /// Exports the pismo run `run_id` of `runs`, its models from `registry`: what it has is
+    /// read first, then its MLflow run is skipped, updated or created, its record sent, its
+    /// models registered, and the run tagged [`EXPORTED_TAG`] once it has ended.
     pub fn export(
         &self,
         runs: &Runs,
         registry: &Registry,
         run_id: &str,
     ) -> Result<Exported, ExportError> {
-        let record = runs.get(run_id)?;
-        let info = &record.info;
-        let own = match &info.model {
-            Some(model) => Some(model.parse::<ModelId>().map_err(|e| {
-                ExportError::Local(format!("run {run_id}: its model `{model}`: {e}"))
-            })?),
-            None => None,
-        };
-        let (models, gone) = models_of(registry, run_id, own.as_ref())?;
-        let log = runs.log(run_id)?;
-        let recipe = recorded_recipe(&log);
-        let mut tags = tags(info);
-        if let Some(gone) = &gone {
-            tags.push((MODEL_GONE_TAG.to_owned(), gone.clone()));
-        }
+        let local = Local::read(runs, registry, run_id)?;
+        let info = &local.record.info;
         let (run, action) = match self.find(run_id)? {
-            Some(run) if run.complete => {
-                let mut registered = Vec::new();
-                for (id, _) in &models {
-                    if let Some(version) = self.mlflow_version(id)? {
-                        let aliases = self.set_aliases(registry, id, &version)?;
-                        registered.push(Registered {
-                            id: id.clone(),
-                            version,
-                            aliases,
-                        });
-                    }
-                }
-                return Ok(Exported {
-                    run,
-                    action: Action::Skipped,
-                    models: registered,
-                    gone,
-                });
-            }
+            Some(run) if run.complete => return self.skip(registry, run, local),
             Some(run) => {
                 // Params and tags are idempotent in MLflow: sent whole again.
-                self.client
-                    .log_batch(&run.id, &params(info, recipe.as_ref()), &tags, &[])?;
+                self.client.log_batch(
+                    &run.id,
+                    &params(info, local.recipe.as_ref()),
+                    &local.tags,
+                    &[],
+                )?;
                 (run, Action::Updated)
             }
             None => {
-                let run = self.start(info, recipe.as_ref())?;
-                if gone.is_some() {
-                    self.client.log_batch(&run.id, &[], &tags, &[])?;
+                let run = self.start(info, local.recipe.as_ref())?;
+                if local.gone.is_some() {
+                    self.client.log_batch(&run.id, &[], &local.tags, &[])?;
                 }
                 (run, Action::Created)
             }
         };
-        let metrics = match action {
-            Action::Created => record.metrics.iter().collect(),
-            _ => self.missing(&run, &record.metrics)?,
-        };
-        let metrics: Vec<Value> = metrics.into_iter().map(metric_json).collect();
-        self.client.log_batch(&run.id, &[], &[], &metrics)?;
-        self.upload(&run, "log.txt", log.as_bytes())?;
-        // The status first, so that a failure further on (a model MLflow refuses) leaves
-        // the run ended, not RUNNING; `pismo.exported` last, so that it is sent again.
+        self.send_record(&run, action, &local)?;
         let ended = info.status != Status::Running;
-        if ended {
-            let mut update = json!({ "run_id": run.id, "status": status_name(info.status) });
-            if let Some(end) = info.end_unix_ms {
-                update["end_time"] = json!(end);
-            }
-            self.client.post("runs/update", &update)?;
-        }
-        let mut registered = Vec::new();
-        for (id, bytes) in models {
-            let (model, _) = AnyMlp::decode(&bytes)
-                .map_err(|e| ExportError::Local(format!("model {id}: {e}")))?;
-            let folder = model_folder(&id);
-            for (file, content) in super::model::files(&id, &bytes, &model) {
-                self.upload(&run, &format!("{folder}/{file}"), &content)?;
-            }
-            let version = self.register(&run, run_id, &id, &folder)?;
-            let aliases = self.set_aliases(registry, &id, &version)?;
-            registered.push(Registered {
-                id,
-                version,
-                aliases,
-            });
-        }
+        let models = self.send_models(registry, &run, run_id, local.models)?;
         if ended {
             self.client.log_batch(
                 &run.id,
@@ -468,9 +413,93 @@ impl Exporter {
                 ..run
             },
             action,
-            models: registered,
-            gone,
+            models,
+            gone: local.gone,
         })
+    }
+
+    /// A run already exported whole: only its models' aliases are brought up to date.
+    fn skip(
+        &self,
+        registry: &Registry,
+        run: MlflowRun,
+        local: Local,
+    ) -> Result<Exported, ExportError> {
+        let mut registered = Vec::new();
+        for (id, _) in &local.models {
+            if let Some(version) = self.mlflow_version(id)? {
+                let aliases = self.set_aliases(registry, id, &version)?;
+                registered.push(Registered {
+                    id: id.clone(),
+                    version,
+                    aliases,
+                });
+            }
+        }
+        Ok(Exported {
+            run,
+            action: Action::Skipped,
+            models: registered,
+            gone: local.gone,
+        })
+    }
+
+    /// Sends the run's record to `run`: the metrics it lacks (all of them to a run just
+    /// `Created`), the log, and the status and end time when the run has ended.
+    fn send_record(
+        &self,
+        run: &MlflowRun,
+        action: Action,
+        local: &Local,
+    ) -> Result<(), ExportError> {
+        let record = &local.record;
+        let metrics = match action {
+            Action::Created => record.metrics.iter().collect(),
+            _ => self.missing(run, &record.metrics)?,
+        };
+        let metrics: Vec<Value> = metrics.into_iter().map(metric_json).collect();
+        self.client.log_batch(&run.id, &[], &[], &metrics)?;
+        self.upload(run, "log.txt", local.log.as_bytes())?;
+        // The status before the models, so that a failure further on (a model MLflow
+        // refuses) leaves the run ended, not RUNNING; `pismo.exported` last, so that it is
+        // sent again.
+        let info = &record.info;
+        if info.status != Status::Running {
+            let mut update = json!({ "run_id": run.id, "status": status_name(info.status) });
+            if let Some(end) = info.end_unix_ms {
+                update["end_time"] = json!(end);
+            }
+            self.client.post("runs/update", &update)?;
+        }
+        Ok(())
+    }
+
+    /// Uploads each model of `models` as an MLflow model into `run`, registers it and
+    /// points its aliases. Returns them as registered.
+    fn send_models(
+        &self,
+        registry: &Registry,
+        run: &MlflowRun,
+        run_id: &str,
+        models: Vec<(ModelId, Vec<u8>)>,
+    ) -> Result<Vec<Registered>, ExportError> {
+        let mut registered = Vec::new();
+        for (id, bytes) in models {
+            let (model, _) = AnyMlp::decode(&bytes)
+                .map_err(|e| ExportError::Local(format!("model {id}: {e}")))?;
+            let folder = model_folder(&id);
+            for (file, content) in crate::model::files(&id, &bytes, &model) {
+                self.upload(run, &format!("{folder}/{file}"), &content)?;
+            }
+            let version = self.register(run, run_id, &id, &folder)?;
+            let aliases = self.set_aliases(registry, &id, &version)?;
+            registered.push(Registered {
+                id,
+                version,
+                aliases,
+            });
+        }
+        Ok(registered)
     }
 
     fn upload(&self, run: &MlflowRun, file: &str, bytes: &[u8]) -> Result<(), ExportError> {
@@ -594,6 +623,50 @@ impl Exporter {
     }
 }
 
+/// What an export sends of a pismo run, read before MLflow is asked anything.
+struct Local {
+    /// The run and its metrics.
+    record: RunRecord,
+    /// Its training log.
+    log: String,
+    /// The recipe its log records, if any.
+    recipe: Option<Recipe>,
+    /// Its MLflow tags ([`tags`]), with [`MODEL_GONE_TAG`] when its model is gone.
+    tags: Vec<(String, String)>,
+    /// Its models with their bytes ([`models_of`]).
+    models: Vec<(ModelId, Vec<u8>)>,
+    /// Why its own model is not among them.
+    gone: Option<String>,
+}
+
+impl Local {
+    /// Reads run `run_id` of `runs` and its models in `registry`.
+    fn read(runs: &Runs, registry: &Registry, run_id: &str) -> Result<Self, ExportError> {
+        let record = runs.get(run_id)?;
+        let own = match &record.info.model {
+            Some(model) => Some(model.parse::<ModelId>().map_err(|e| {
+                ExportError::Local(format!("run {run_id}: its model `{model}`: {e}"))
+            })?),
+            None => None,
+        };
+        let (models, gone) = models_of(registry, run_id, own.as_ref())?;
+        let log = runs.log(run_id)?;
+        let recipe = recorded_recipe(&log);
+        let mut tags = tags(&record.info);
+        if let Some(gone) = &gone {
+            tags.push((MODEL_GONE_TAG.to_owned(), gone.clone()));
+        }
+        Ok(Self {
+            record,
+            log,
+            recipe,
+            tags,
+            models,
+            gone,
+        })
+    }
+}
+
 /// The artifact folder of model `id`'s MLflow model in its run.
 pub fn model_folder(id: &ModelId) -> String {
     format!("models/{}.v{}", id.name, id.version)
@@ -664,7 +737,7 @@ mod tests {
     fn params_are_every_hyperparameter_and_the_recipe() {
         let info = info();
         let plain = params(&info, None);
-        assert_eq!(plain.len(), text::hyper_fields(&Hyper::DEFAULT).len());
+        assert_eq!(plain.len(), hyper_fields(&Hyper::DEFAULT).len());
         assert!(plain.contains(&(
             "hidden_size".to_owned(),
             Hyper::DEFAULT.hidden_size.to_string()

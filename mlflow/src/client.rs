@@ -97,7 +97,7 @@ impl fmt::Display for MlflowError {
 
 impl std::error::Error for MlflowError {}
 
-/// How long a call may wait.
+/// How long a call may wait: the caller builds its agent with these.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
     /// To connect.
@@ -142,18 +142,18 @@ pub fn check_uri(uri: &str) -> Result<String, String> {
     }
 }
 
-/// A tracking server.
+/// A tracking server. Cloning it is cheap (the agent's connections are shared).
+#[derive(Clone, Debug)]
 pub struct Client {
     agent: Agent,
     uri: String,
 }
 
 impl Client {
-    /// A client of the server at `uri` (checked by [`check_uri`]).
-    pub fn new(uri: &str, timeouts: Timeouts) -> Self {
-        let agent = crate::http_client::agent_config(timeouts.connect, timeouts.answer)
-            .build()
-            .new_agent();
+    /// A client of the server at `uri` (checked by [`check_uri`]) through `agent`, which
+    /// must return error statuses as answers (`http_status_as_error(false)`): MLflow's
+    /// error replies are read for their `error_code`.
+    pub fn new(uri: &str, agent: Agent) -> Self {
         Self {
             agent,
             uri: uri.to_owned(),
