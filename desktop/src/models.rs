@@ -9,8 +9,10 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_engine::model::{AnyMlp, CALIBRATION_IMAGES};
 use pismo_storage::registry::{Entry, ModelId, OwnedMeta, Registry};
+use pismo_training::trainer::validation_set;
 
 use crate::progress::Counter;
 use crate::{text, CliError};
@@ -346,103 +348,44 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A member of a committee being joined.
+struct Member {
+    id: ModelId,
+    model: AnyMlp,
+    meta: OwnedMeta,
+}
+
+/// A set a joined committee is measured on: its name, the joined model's (loss, accuracy)
+/// and each member's accuracy.
+type SetScore = (&'static str, (f64, f64), Vec<f64>);
+
 fn join(a: Join) -> Result<(), CliError> {
-    use pismo_digits::mnist::{self, Dataset, Split};
-    use pismo_training::trainer::validation_set;
     if a.models.len() < 2 {
         return Err(CliError::usage("give two or more models to join"));
     }
     pismo_storage::registry::validate_name(&a.name)?;
     let registry = crate::places::registry(&a.registry, &a.store)?;
-    let mut members = Vec::new();
-    for reference in &a.models {
-        let (id, bytes) = registry.load(Some(reference))?;
-        let (model, _) =
-            AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {id}: {e}")))?;
-        let meta = OwnedMeta::decode(&id, &bytes).map_err(CliError::Failed)?;
-        members.push((id, model, meta));
-    }
-    let models: Vec<&AnyMlp> = members.iter().map(|(_, m, _)| m).collect();
-    let joined = AnyMlp::committee(&models).map_err(|e| CliError::usage(e.to_string()))?;
-    let first = &members[0].2;
-    let dir = crate::places::data_dir(&a.data);
-    // The validation split is measured only when every member held out the same one.
-    let shared_split = members.iter().all(|(_, _, m)| {
-        m.hyper.seed == first.hyper.seed && m.hyper.val_size == first.hyper.val_size
-    }) && first.hyper.val_size > 0;
-    let validation = match shared_split {
-        true => {
-            let train = mnist::load_split(&dir, Split::Train)
-                .map_err(|e| CliError::Failed(e.to_string()))?;
-            let size = first.hyper.val_size as usize;
-            Some(validation_set(&train, size, first.hyper.seed))
-        }
-        false => None,
-    };
-    let test = mnist::load_split(&dir, Split::Test).ok();
-    let sets: Vec<(&str, &Dataset)> =
-        [("validation", validation.as_ref()), ("test", test.as_ref())]
-            .into_iter()
-            .filter_map(|(name, d)| d.map(|d| (name, d)))
-            .collect();
-    let images: usize = sets.iter().map(|(_, d)| d.len()).sum();
-    let progress = Counter::start(
-        &format!("measuring {} and its {} members", a.name, members.len()),
-        (images * (members.len() + 1)) as u64,
-        false,
-    );
-    // (loss, accuracy) of the joined model and each member, per set.
-    let measure = |m: &AnyMlp, d: &Dataset| {
-        let t = crate::eval::tally_parallel(m, d, 0, &progress);
-        (
-            t.loss() / t.n().max(1) as f64,
-            t.correct() as f64 / t.n().max(1) as f64,
-        )
-    };
-    let scores: Vec<(&str, (f64, f64), Vec<f64>)> = sets
+    let members = a
+        .models
         .iter()
-        .map(|&(name, d)| {
-            let each = models.iter().map(|m| measure(m, d).1).collect();
-            (name, measure(&joined, d), each)
-        })
-        .collect();
-    progress.clear();
-    let score = |set: &str| scores.iter().find(|(name, ..)| *name == set);
-    let each: Vec<_> = members.iter().map(|(_, _, m)| m.metrics).collect();
-    let metrics = pismo_core::hyper::Metrics::of_committee(
-        &each,
-        score("validation").map_or(f32::NAN, |(_, (l, _), _)| *l as f32),
-        score("validation").map_or(f32::NAN, |(_, (_, a), _)| *a as f32),
-        score("test").map(|(_, (_, a), _)| *a as f32),
-    );
+        .map(|reference| load_member(&registry, reference))
+        .collect::<Result<Vec<_>, _>>()?;
+    let models: Vec<&AnyMlp> = members.iter().map(|m| &m.model).collect();
+    let joined = AnyMlp::committee(&models).map_err(|e| CliError::usage(e.to_string()))?;
+    let first = &members[0].meta;
+    // The validation split is measured only when every member held out the same one.
+    let shared_split = members.iter().all(|m| {
+        m.meta.hyper.seed == first.hyper.seed && m.meta.hyper.val_size == first.hyper.val_size
+    }) && first.hyper.val_size > 0;
+    let sets = join_sets(&crate::places::data_dir(&a.data), first, shared_split)?;
+    let label = format!("measuring {} and its {} members", a.name, members.len());
+    let scores = measure_committee(&label, &joined, &models, &sets);
     let parent = members
         .iter()
-        .map(|(id, ..)| id.to_string())
+        .map(|m| m.id.to_string())
         .collect::<Vec<_>>()
         .join("+");
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut size = 0;
-    let id = registry.register(&a.name, &mut |version| {
-        let meta = pismo_core::format::Meta {
-            name: &a.name,
-            version,
-            created_unix: created,
-            hyper: pismo_core::hyper::Hyper {
-                hidden_size: joined.hidden_size(),
-                ..first.hyper
-            },
-            metrics,
-            run_id: "",
-            dataset: &first.dataset,
-            parent: &parent,
-            deskew: joined.deskew(),
-        };
-        let bytes = joined.encode(&meta);
-        size = bytes.len();
-        bytes
-    })?;
+    let (id, size) = register_joined(&registry, &a.name, &joined, &members, &parent, &scores)?;
     if a.json {
         let sets: serde_json::Map<String, serde_json::Value> = scores
             .iter()
@@ -468,7 +411,112 @@ fn join(a: Join) -> Result<(), CliError> {
              (the same --seed and --val-size)",
         )?;
     }
-    for (name, (loss, acc), each) in &scores {
+    print_scores(&scores, first)
+}
+
+fn load_member(registry: &Registry, reference: &str) -> Result<Member, CliError> {
+    let (id, bytes) = registry.load(Some(reference))?;
+    let (model, _) =
+        AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {id}: {e}")))?;
+    let meta = OwnedMeta::decode(&id, &bytes).map_err(CliError::Failed)?;
+    Ok(Member { id, model, meta })
+}
+
+/// The sets a committee is measured on: the validation split its members held out (when
+/// they share one) and MNIST test (when it is there).
+fn join_sets(
+    dir: &std::path::Path,
+    first: &OwnedMeta,
+    shared_split: bool,
+) -> Result<Vec<(&'static str, Dataset)>, CliError> {
+    let mut sets = Vec::new();
+    if shared_split {
+        let train =
+            mnist::load_split(dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
+        let size = first.hyper.val_size as usize;
+        sets.push(("validation", validation_set(&train, size, first.hyper.seed)));
+    }
+    if let Ok(test) = mnist::load_split(dir, Split::Test) {
+        sets.push(("test", test));
+    }
+    Ok(sets)
+}
+
+/// The joined model's (loss, accuracy) and each member's accuracy on every set, with a
+/// progress counter labelled `label`.
+fn measure_committee(
+    label: &str,
+    joined: &AnyMlp,
+    models: &[&AnyMlp],
+    sets: &[(&'static str, Dataset)],
+) -> Vec<SetScore> {
+    let images: usize = sets.iter().map(|(_, d)| d.len()).sum();
+    let progress = Counter::start(label, (images * (models.len() + 1)) as u64, false);
+    let measure = |m: &AnyMlp, d: &Dataset| {
+        let t = crate::eval::tally_parallel(m, d, 0, &progress);
+        (
+            t.loss() / t.n().max(1) as f64,
+            t.correct() as f64 / t.n().max(1) as f64,
+        )
+    };
+    let scores = sets
+        .iter()
+        .map(|(name, d)| {
+            let each = models.iter().map(|m| measure(m, d).1).collect();
+            (*name, measure(joined, d), each)
+        })
+        .collect();
+    progress.clear();
+    scores
+}
+
+/// Registers the joined model under `name` with the committee's metrics; its id and size.
+fn register_joined(
+    registry: &Registry,
+    name: &str,
+    joined: &AnyMlp,
+    members: &[Member],
+    parent: &str,
+    scores: &[SetScore],
+) -> Result<(ModelId, usize), CliError> {
+    let first = &members[0].meta;
+    let score = |set: &str| scores.iter().find(|(name, ..)| *name == set);
+    let each: Vec<_> = members.iter().map(|m| m.meta.metrics).collect();
+    let metrics = pismo_core::hyper::Metrics::of_committee(
+        &each,
+        score("validation").map_or(f32::NAN, |(_, (l, _), _)| *l as f32),
+        score("validation").map_or(f32::NAN, |(_, (_, a), _)| *a as f32),
+        score("test").map(|(_, (_, a), _)| *a as f32),
+    );
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut size = 0;
+    let id = registry.register(name, &mut |version| {
+        let meta = pismo_core::format::Meta {
+            name,
+            version,
+            created_unix: created,
+            hyper: pismo_core::hyper::Hyper {
+                hidden_size: joined.hidden_size(),
+                ..first.hyper
+            },
+            metrics,
+            run_id: "",
+            dataset: &first.dataset,
+            parent,
+            deskew: joined.deskew(),
+        };
+        let bytes = joined.encode(&meta);
+        size = bytes.len();
+        bytes
+    })?;
+    Ok((id, size))
+}
+
+/// One line per set: the joined model's accuracy and loss, and each member's accuracy.
+fn print_scores(scores: &[SetScore], first: &OwnedMeta) -> Result<(), CliError> {
+    for (name, (loss, acc), each) in scores {
         let what = match *name {
             "validation" => format!(
                 "MNIST validation split (seed {}, {} images)",
