@@ -257,19 +257,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
 /// `pismo eval --set …`: one report per set (a table of them without `--json`).
 fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
-    let mut names: Vec<&str> = Vec::new();
-    for name in &args.set {
-        if name == "dev" {
-            names.extend(devsets::DEV);
-        } else if devsets::NAMES.contains(&name.as_str()) {
-            names.push(name);
-        } else {
-            return Err(CliError::usage(format!(
-                "no set `{name}` (have: {}, or dev)",
-                devsets::NAMES.join(", ")
-            )));
-        }
-    }
+    let names = set_names(&args.set)?;
     let mnist_dir = crate::places::data_dir(&args.data);
     let corpora_dir = crate::places::corpora_dir(&args.corpora);
     let mut table = text::Table::new(
@@ -311,26 +299,12 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
         if args.calibrate {
             calibration.push((name, t.scores.clone()));
         }
-        let mut errors: Vec<(u64, usize, usize)> = Vec::new();
-        for (truth, row) in t.confusion.iter().enumerate() {
-            for (read, &count) in row.iter().enumerate() {
-                if read != truth && count > 0 {
-                    errors.push((count, truth, read));
-                }
-            }
-        }
-        errors.sort_by(|a, b| b.cmp(a));
-        let top: Vec<String> = errors
-            .iter()
-            .take(4)
-            .map(|(c, t, r)| format!("{t}→{r} ×{c}"))
-            .collect();
         table.row(vec![
             name.to_owned(),
             devsets::writers(name).to_owned(),
             n.to_string(),
             text::percent(Some(accuracy)),
-            top.join(", "),
+            commonest_errors(&t.confusion, 4),
         ]);
     }
     if args.json {
@@ -346,6 +320,44 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
         text.push_str(&calibrate::report(&calibration));
     }
     crate::out(&text)
+}
+
+/// The sets `--set` names, `dev` standing for every dev set; a usage error for an unknown one.
+fn set_names(asked: &[String]) -> Result<Vec<&str>, CliError> {
+    let mut names: Vec<&str> = Vec::new();
+    for name in asked {
+        if name == "dev" {
+            names.extend(devsets::DEV);
+        } else if devsets::NAMES.contains(&name.as_str()) {
+            names.push(name);
+        } else {
+            return Err(CliError::usage(format!(
+                "no set `{name}` (have: {}, or dev)",
+                devsets::NAMES.join(", ")
+            )));
+        }
+    }
+    Ok(names)
+}
+
+/// The `most` commonest errors of a confusion matrix, most frequent first (ties: the
+/// larger true digit, then the larger answer), as `true→read ×count`.
+fn commonest_errors(confusion: &[[u64; CLASSES]; CLASSES], most: usize) -> String {
+    let mut errors: Vec<(u64, usize, usize)> = Vec::new();
+    for (truth, row) in confusion.iter().enumerate() {
+        for (read, &count) in row.iter().enumerate() {
+            if read != truth && count > 0 {
+                errors.push((count, truth, read));
+            }
+        }
+    }
+    errors.sort_by(|a, b| b.cmp(a));
+    errors
+        .iter()
+        .take(most)
+        .map(|(c, t, r)| format!("{t}→{r} ×{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
