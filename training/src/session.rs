@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::recipe::{Recipe, RecipeError};
-use crate::trainer::{self, EpochReport, Event, Outcome, TrainError, TrainSet};
+use crate::trainer::{self, EpochReport, Event, Outcome, Part, TrainError, TrainSet};
 use pismo_core::format::Meta;
 use pismo_core::hyper::{Hyper, Metrics};
 use pismo_digits::mnist::{self, Dataset, MnistError, Split};
 use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{ModelId, Registry, RegistryError};
-use pismo_storage::runs::{Runs, RunsError, Status};
+use pismo_storage::runs::{RunWriter, Runs, RunsError, Status};
 
 /// What to train and where to put it.
 #[derive(Clone, Debug)]
@@ -124,6 +124,12 @@ pub fn load_data(dir: &std::path::Path) -> Result<(Dataset, Option<Dataset>), Se
 }
 
 /// Runs a whole training session on data already loaded.
+///
+/// In steps: check the request ([`check_request`]), open the run and log what is unusual
+/// about it ([`open_notes`]), train every network ([`train_members`]) and join a
+/// committee ([`join`]), log how it ended and its test accuracy ([`note_end`]), then hand
+/// back or register the kept model ([`register_kept`]) and close the run. Every failure
+/// after the run is opened closes it as failed ([`fail`]).
 pub fn run_with_data(
     req: &TrainRequest,
     train: &Dataset,
@@ -133,22 +139,8 @@ pub fn run_with_data(
     runs: &Runs,
     on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
 ) -> Result<Finished, SessionError> {
-    req.hyper
-        .validate()
-        .map_err(|e| SessionError::Train(TrainError::Hyper(e)))?;
-    req.recipe.validate().map_err(SessionError::Recipe)?;
-    pismo_storage::registry::validate_name(&req.name).map_err(SessionError::Registry)?;
-    for alias in &req.aliases {
-        pismo_storage::registry::validate_alias(alias).map_err(SessionError::Registry)?;
-    }
+    let member_hidden = check_request(req)?;
     let members = req.recipe.committee_size();
-    let member_hidden =
-        req.recipe
-            .member_hidden(req.hyper.hidden_size)
-            .ok_or(SessionError::Recipe(RecipeError::Range(
-                "invalid members: the hidden size must split into members of a supported size \
-             (e.g. hidden_size 4096 with 2 members of 2048)",
-            )))?;
     let mut run = runs
         .create(&req.name, &req.hyper, dataset)
         .map_err(SessionError::Runs)?;
@@ -157,77 +149,28 @@ pub fn run_with_data(
         run.set_tag(key, value);
     }
     let mut stop = on_event(SessionEvent::Started { run_id: &run_id }).is_break();
-    if test.is_none() {
-        note(
-            &mut run,
-            on_event,
-            "MNIST test split not found: the model's test accuracy is not measured",
-        );
-    }
-    if !req.recipe.is_default() {
-        let recipe = serde_json::to_string(&req.recipe).unwrap_or_default();
-        note(&mut run, on_event, &format!("{RECIPE_LINE}{recipe}"));
-    }
+    open_notes(&mut run, req, test, on_event);
     let hyper = Hyper {
         hidden_size: member_hidden,
         ..req.hyper
     };
-    let mut trained = Vec::new();
-    for k in 0..members {
-        let member = if members > 1 { k } else { req.recipe.member };
-        if members > 1 {
-            let line = format!(
-                "member {}/{members}: 784-{member_hidden}-10, seed {} (validation split of seed {})",
-                k + 1,
-                trainer::member_seed(hyper.seed, member),
-                hyper.seed
-            );
-            note(&mut run, on_event, &line);
-        }
-        let step_offset = k * hyper.epochs;
-        let one = Member {
-            hyper: &hyper,
-            member,
-            step_offset,
-        };
-        let outcome = match one.train(req, train, test, &mut run, &mut stop, on_event) {
-            Ok(o) => o,
-            Err(e) => {
-                let msg = e.to_string();
-                note(&mut run, on_event, &format!("error: {msg}"));
-                run.finish(Status::Failed, Some(&msg));
-                return Err(e);
-            }
-        };
-        let cancelled = outcome.cancelled;
-        trained.push(outcome);
-        if cancelled {
-            break;
-        }
-    }
+    let members_run = MembersRun {
+        req,
+        hyper: &hyper,
+        members,
+        train,
+        test,
+    };
+    let mut trained = match members_run.train_all(&mut run, &mut stop, on_event) {
+        Ok(trained) => trained,
+        Err(e) => return Err(fail(run, on_event, e)),
+    };
     let outcome = if members > 1 {
         join(req, &mut trained, train, test, members, &mut run, on_event)
     } else {
         trained.pop().expect("one network was trained")
     };
-    let status = if outcome.cancelled {
-        let epochs = outcome.metrics.epochs_run;
-        let plural = if epochs == 1 { "" } else { "s" };
-        let line = format!("stopped on request after {epochs} full epoch{plural}");
-        note(&mut run, on_event, &line);
-        Status::Stopped
-    } else {
-        Status::Finished
-    };
-    if let Some(acc) = outcome.metrics.test_accuracy {
-        run.log_metric(outcome.metrics.best_epoch, "test_accuracy", acc as f64);
-        let line = format!(
-            "test accuracy {:.2} % ({} MNIST test images)",
-            acc * 100.0,
-            test.map_or(0, Dataset::len)
-        );
-        note_result(&mut run, on_event, &line);
-    }
+    let status = note_end(&mut run, &outcome, test, on_event);
     let mut model = None;
     let mut kept = None;
     if outcome.metrics.best_epoch > 0 && !req.register {
@@ -238,47 +181,18 @@ pub fn run_with_data(
         );
         kept = Some(outcome.model);
     } else if outcome.metrics.best_epoch > 0 {
-        let registered = register(
-            registry,
-            &outcome.model,
-            &ModelMeta {
-                name: &req.name,
-                hyper: req.hyper,
-                metrics: outcome.metrics,
-                run_id: &run_id,
-                dataset,
-                parent: "",
-            },
-        );
-        let (id, size) = match registered {
-            Ok(done) => done,
-            Err(e) => {
-                let msg = e.to_string();
-                note(&mut run, on_event, &format!("error: {msg}"));
-                run.finish(Status::Failed, Some(&msg));
-                return Err(SessionError::Registry(e));
-            }
+        let meta = ModelMeta {
+            name: &req.name,
+            hyper: req.hyper,
+            metrics: outcome.metrics,
+            run_id: &run_id,
+            dataset,
+            parent: "",
         };
-        run.set_model(&id);
-        note_result(
-            &mut run,
-            on_event,
-            &format!("registered {id} ({size} bytes)"),
-        );
-        for alias in &req.aliases {
-            if let Err(e) = registry.set_alias(alias, &id) {
-                let msg = e.to_string();
-                note(&mut run, on_event, &format!("error: {msg}"));
-                run.finish(Status::Failed, Some(&msg));
-                return Err(SessionError::Registry(e));
-            }
-            note_result(&mut run, on_event, &format!("alias {alias} -> {id}"));
+        match register_kept(&mut run, registry, req, &outcome.model, &meta, on_event) {
+            Ok(id) => model = Some(id),
+            Err(e) => return Err(fail(run, on_event, SessionError::Registry(e))),
         }
-        let _ = on_event(SessionEvent::Registered {
-            id: &id,
-            bytes: size,
-        });
-        model = Some(id);
     } else {
         note(
             &mut run,
@@ -295,6 +209,161 @@ pub fn run_with_data(
         history: outcome.history,
         status,
     })
+}
+
+/// Checks the hyperparameters, the recipe, the name and the aliases before anything is
+/// written: the hidden size of each network (of each member for a committee).
+fn check_request(req: &TrainRequest) -> Result<u32, SessionError> {
+    req.hyper
+        .validate()
+        .map_err(|e| SessionError::Train(TrainError::Hyper(e)))?;
+    req.recipe.validate().map_err(SessionError::Recipe)?;
+    pismo_storage::registry::validate_name(&req.name).map_err(SessionError::Registry)?;
+    for alias in &req.aliases {
+        pismo_storage::registry::validate_alias(alias).map_err(SessionError::Registry)?;
+    }
+    req.recipe
+        .member_hidden(req.hyper.hidden_size)
+        .ok_or(SessionError::Recipe(RecipeError::Range(
+            "invalid members: the hidden size must split into members of a supported size \
+             (e.g. hidden_size 4096 with 2 members of 2048)",
+        )))
+}
+
+/// Logs, at the start of a run, that the test split is missing and the recipe when it is
+/// not the default.
+fn open_notes(
+    run: &mut RunWriter,
+    req: &TrainRequest,
+    test: Option<&Dataset>,
+    on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+) {
+    if test.is_none() {
+        note(
+            run,
+            on_event,
+            "MNIST test split not found: the model's test accuracy is not measured",
+        );
+    }
+    if !req.recipe.is_default() {
+        let recipe = serde_json::to_string(&req.recipe).unwrap_or_default();
+        note(run, on_event, &format!("{RECIPE_LINE}{recipe}"));
+    }
+}
+
+/// The networks of a session: one, or a committee's members one after another.
+struct MembersRun<'a> {
+    req: &'a TrainRequest,
+    /// Every network's hyperparameters (a member's hidden size).
+    hyper: &'a Hyper,
+    /// Networks to train (1: no committee).
+    members: u32,
+    train: &'a Dataset,
+    test: Option<&'a Dataset>,
+}
+
+impl MembersRun<'_> {
+    /// Trains the networks in order, each member announced with its seed; stops after one
+    /// that was cancelled. The outcomes so far, or the first error.
+    fn train_all(
+        &self,
+        run: &mut RunWriter,
+        stop: &mut bool,
+        on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<Outcome>, SessionError> {
+        let (req, hyper, members) = (self.req, self.hyper, self.members);
+        let mut trained = Vec::new();
+        for k in 0..members {
+            let member = if members > 1 { k } else { req.recipe.member };
+            if members > 1 {
+                let line = format!(
+                    "member {}/{members}: 784-{}-10, seed {} (validation split of seed {})",
+                    k + 1,
+                    hyper.hidden_size,
+                    trainer::member_seed(hyper.seed, member),
+                    hyper.seed
+                );
+                note(run, on_event, &line);
+            }
+            let one = Member {
+                hyper,
+                member,
+                step_offset: k * hyper.epochs,
+            };
+            let outcome = one.train(req, self.train, self.test, run, stop, on_event)?;
+            let cancelled = outcome.cancelled;
+            trained.push(outcome);
+            if cancelled {
+                break;
+            }
+        }
+        Ok(trained)
+    }
+}
+
+/// Logs a stop on request and the test accuracy (also a metric of the kept epoch): the
+/// run's status.
+fn note_end(
+    run: &mut RunWriter,
+    outcome: &Outcome,
+    test: Option<&Dataset>,
+    on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+) -> Status {
+    let status = if outcome.cancelled {
+        let epochs = outcome.metrics.epochs_run;
+        let plural = if epochs == 1 { "" } else { "s" };
+        let line = format!("stopped on request after {epochs} full epoch{plural}");
+        note(run, on_event, &line);
+        Status::Stopped
+    } else {
+        Status::Finished
+    };
+    if let Some(acc) = outcome.metrics.test_accuracy {
+        run.log_metric(outcome.metrics.best_epoch, "test_accuracy", acc as f64);
+        let line = format!(
+            "test accuracy {:.2} % ({} MNIST test images)",
+            acc * 100.0,
+            test.map_or(0, Dataset::len)
+        );
+        note_result(run, on_event, &line);
+    }
+    status
+}
+
+/// Registers the kept `model` with `meta`, records it in the run, points `req.aliases` at
+/// it (each logged) and reports [`SessionEvent::Registered`]: its id.
+fn register_kept(
+    run: &mut RunWriter,
+    registry: &Registry,
+    req: &TrainRequest,
+    model: &AnyMlp,
+    meta: &ModelMeta<'_>,
+    on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+) -> Result<ModelId, RegistryError> {
+    let (id, size) = register(registry, model, meta)?;
+    run.set_model(&id);
+    note_result(run, on_event, &format!("registered {id} ({size} bytes)"));
+    for alias in &req.aliases {
+        registry.set_alias(alias, &id)?;
+        note_result(run, on_event, &format!("alias {alias} -> {id}"));
+    }
+    let _ = on_event(SessionEvent::Registered {
+        id: &id,
+        bytes: size,
+    });
+    Ok(id)
+}
+
+/// Logs `err` and closes the run as failed with its text; returns `err`.
+fn fail(
+    mut run: RunWriter,
+    on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+    err: SessionError,
+) -> SessionError {
+    let msg = err.to_string();
+    note(&mut run, on_event, &format!("error: {msg}"));
+    run.finish(Status::Failed, Some(&msg));
+    err
 }
 
 /// The start of the log line recording a run's recipe (as JSON) when it is not the default.
@@ -356,7 +425,7 @@ pub fn register(
 
 /// Writes `line` to the run's log and reports it.
 fn note(
-    run: &mut pismo_storage::runs::RunWriter,
+    run: &mut RunWriter,
     on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
     line: &str,
 ) {
@@ -367,7 +436,7 @@ fn note(
 /// Writes a line of the session's result to the run's log and passes it on as
 /// [`SessionEvent::Summary`].
 fn note_result(
-    run: &mut pismo_storage::runs::RunWriter,
+    run: &mut RunWriter,
     on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
     line: &str,
 ) {
@@ -407,49 +476,19 @@ struct Member<'a> {
 }
 
 impl Member<'_> {
-    /// Makes this member's extra data and trains it, logging to the run.
+    /// Makes this member's extra data ([`Member::extra_data`]) and trains it, logging to
+    /// the run ([`Member::log_event`]). Once `stop` is set (by the callback), the trainer is
+    /// asked to stop at its next event and no further event is passed on.
     fn train(
         &self,
         req: &TrainRequest,
         train: &Dataset,
         test: Option<&Dataset>,
-        run: &mut pismo_storage::runs::RunWriter,
+        run: &mut RunWriter,
         stop: &mut bool,
         on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
     ) -> Result<Outcome, SessionError> {
-        let hyper = self.hyper;
-        let seed = trainer::member_seed(hyper.seed, self.member);
-        let (extra, parts) = if req.recipe.is_default() {
-            (
-                Dataset {
-                    images: Vec::new(),
-                    labels: Vec::new(),
-                },
-                Vec::new(),
-            )
-        } else {
-            let started = std::time::Instant::now();
-            let (_, train_idx) =
-                trainer::validation_split(train.len(), hyper.val_size as usize, hyper.seed);
-            let (extra, parts) = req
-                .recipe
-                .build(train, &train_idx, seed, &req.corpora_dir)
-                .map_err(SessionError::Recipe)?;
-            // A recipe of distortions only (`--shift`, `--deskew`, …) adds no images: no line.
-            if !parts.is_empty() {
-                let line = format!(
-                    "extra training data: {} in {:.1}s",
-                    parts
-                        .iter()
-                        .map(|p| format!("{} {}x{}", p.name, p.len, p.repeat))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    started.elapsed().as_secs_f32()
-                );
-                note(run, on_event, &line);
-            }
-            (extra, parts)
-        };
+        let (extra, parts) = self.extra_data(req, train, run, on_event)?;
         let set = TrainSet {
             mnist: train,
             extra: &extra,
@@ -459,28 +498,8 @@ impl Member<'_> {
             average: req.recipe.average,
             member: self.member,
         };
-        trainer::train_set(hyper, &set, test, req.threads, &mut |ev| {
-            match &ev {
-                Event::Log(line) => run.log_line(line),
-                Event::Epoch(r) => {
-                    run.log_line(&epoch_line(r));
-                    let step = self.step_offset + r.epoch;
-                    for (name, value) in [
-                        ("train_loss", r.train_loss),
-                        ("train_accuracy", r.train_accuracy),
-                        ("val_loss", r.val_loss),
-                        ("val_accuracy", r.val_accuracy),
-                        ("lr", r.lr),
-                        ("epoch_seconds", r.seconds),
-                    ] {
-                        run.log_metric(step, name, value as f64);
-                    }
-                    for (part, value) in &r.parts {
-                        run.log_metric(step, &format!("accuracy_{part}"), *value as f64);
-                    }
-                }
-                Event::Batch { .. } => {}
-            }
+        trainer::train_set(self.hyper, &set, test, req.threads, &mut |ev| {
+            self.log_event(run, &ev);
             if *stop {
                 return ControlFlow::Break(());
             }
@@ -493,6 +512,74 @@ impl Member<'_> {
         })
         .map_err(SessionError::Train)
     }
+
+    /// The extra images this member's recipe adds (drawn from the member's seed, never from
+    /// the validation split) and their parts, logged with the time they took; none for the
+    /// default recipe.
+    fn extra_data(
+        &self,
+        req: &TrainRequest,
+        train: &Dataset,
+        run: &mut RunWriter,
+        on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<(Dataset, Vec<Part>), SessionError> {
+        let hyper = self.hyper;
+        let seed = trainer::member_seed(hyper.seed, self.member);
+        if req.recipe.is_default() {
+            let none = Dataset {
+                images: Vec::new(),
+                labels: Vec::new(),
+            };
+            return Ok((none, Vec::new()));
+        }
+        let started = std::time::Instant::now();
+        let (_, train_idx) =
+            trainer::validation_split(train.len(), hyper.val_size as usize, hyper.seed);
+        let (extra, parts) = req
+            .recipe
+            .build(train, &train_idx, seed, &req.corpora_dir)
+            .map_err(SessionError::Recipe)?;
+        // A recipe of distortions only (`--shift`, `--deskew`, …) adds no images: no line.
+        if !parts.is_empty() {
+            let line = format!(
+                "extra training data: {} in {:.1}s",
+                parts
+                    .iter()
+                    .map(|p| format!("{} {}x{}", p.name, p.len, p.repeat))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                started.elapsed().as_secs_f32()
+            );
+            note(run, on_event, &line);
+        }
+        Ok((extra, parts))
+    }
+
+    /// Writes a trainer event to the run: log lines as they are, an epoch as its line
+    /// ([`epoch_line`]) and its metrics at step `step_offset + epoch`.
+    fn log_event(&self, run: &mut RunWriter, ev: &Event<'_>) {
+        match ev {
+            Event::Log(line) => run.log_line(line),
+            Event::Epoch(r) => {
+                run.log_line(&epoch_line(r));
+                let step = self.step_offset + r.epoch;
+                for (name, value) in [
+                    ("train_loss", r.train_loss),
+                    ("train_accuracy", r.train_accuracy),
+                    ("val_loss", r.val_loss),
+                    ("val_accuracy", r.val_accuracy),
+                    ("lr", r.lr),
+                    ("epoch_seconds", r.seconds),
+                ] {
+                    run.log_metric(step, name, value as f64);
+                }
+                for (part, value) in &r.parts {
+                    run.log_metric(step, &format!("accuracy_{part}"), *value as f64);
+                }
+            }
+            Event::Batch { .. } => {}
+        }
+    }
 }
 
 /// Joins a committee's trained members into one model and measures it on the validation
@@ -504,7 +591,7 @@ fn join(
     train: &Dataset,
     test: Option<&Dataset>,
     members: u32,
-    run: &mut pismo_storage::runs::RunWriter,
+    run: &mut RunWriter,
     on_event: &mut dyn FnMut(SessionEvent<'_>) -> ControlFlow<()>,
 ) -> Outcome {
     let cancelled = trained.last().is_some_and(|o| o.cancelled);

@@ -197,21 +197,10 @@ impl<'a, const H: usize> Shared<'a, H> {
     }
 
     /// Phases B, C and D for thread `t`; returns the batch's summed loss and correct count.
+    /// Each phase reads only what the barrier before it has published.
     fn run_batch(&self, t: usize, blk: &mut UnitBlock, job: &Job) -> (f64, usize) {
         let n = job.idx.len();
-        let w = blk.width;
-        // B: inputs of this thread's share of the samples.
-        {
-            let r = self.range(t, n);
-            let mut xs = self.xs[t].write().expect("inputs lock");
-            kernels::prepare_inputs(
-                self.src,
-                &job.idx[r.clone()],
-                r.start,
-                job.dropout.step,
-                &mut xs[..r.len()],
-            );
-        }
+        self.prepare_inputs(t, job);
         self.barrier.wait();
         let guards: Vec<_> = self
             .xs
@@ -223,85 +212,122 @@ impl<'a, const H: usize> Shared<'a, H> {
             .enumerate()
             .map(|(c, g)| &g[..self.range(c, n).len()])
             .collect();
-        // C: forward of this thread's units over the batch.
-        {
-            let mut partial = self.partials[t].write().expect("partials lock");
-            let block = Block {
-                h0: blk.h0,
-                width: w,
-                w1: &blk.w1,
-                b1: &blk.b1,
-                w2: &blk.w2,
-            };
-            kernels::forward_block(
-                block,
-                &chunks,
-                n,
-                job.dropout,
-                &mut blk.a[..n * w],
-                &mut partial[..n * (w / mlp::SUB)],
-            );
-        }
+        self.forward(t, blk, &chunks, job);
         self.barrier.wait();
-        // D: logits and loss (identically on every thread), then this block's backward.
-        let result = {
-            let guards: Vec<_> = self
-                .partials
-                .iter()
-                .map(|l| l.read().expect("partials lock"))
-                .collect();
-            let partials: Vec<&[[f32; CLASSES]]> = guards
-                .iter()
-                .zip(&self.widths)
-                .map(|(g, &w)| &g[..n * (w / mlp::SUB)])
-                .collect();
-            let labels: Vec<u8> = job.idx.iter().map(|&i| self.src.label(i)).collect();
-            kernels::output_loss(
-                &blk.b2,
-                &partials,
-                &labels,
-                &mut blk.z[..n],
-                &mut blk.dz2[..n],
-            )
-        };
-        let mut gb2 = [0.0f32; CLASSES];
-        for d in &blk.dz2[..n] {
-            for k in 0..CLASSES {
-                gb2[k] += d[k];
-            }
-        }
-        mlp::sgd_momentum(&mut blk.b2, &mut blk.vb2, &gb2, job.lr, job.momentum, 0.0);
-        let scale = if job.dropout.rate > 0.0 {
-            job.dropout.scale()
-        } else {
-            1.0
-        };
-        let state = BlockState {
-            w1: &mut blk.w1,
-            v1: &mut blk.v1,
-            start: &mut blk.start,
-            entries: &mut blk.entries,
-            b1: &mut blk.b1,
-            vb1: &mut blk.vb1,
-            w2: &mut blk.w2,
-            v2: &mut blk.v2,
-            gw2: &mut blk.gw2,
-            gb1: &mut blk.gb1,
-            a: &mut blk.a,
-        };
-        kernels::backward_block(
-            state,
-            w,
-            &chunks,
-            &blk.dz2[..n],
-            scale,
-            job.lr,
-            job.momentum,
-            job.l2,
-        );
+        let result = self.output_loss(blk, job);
+        update_output_bias(blk, job);
+        backward(blk, &chunks, job);
         result
     }
 
+    /// B: the sparse inputs of thread `t`'s share of the samples.
+    fn prepare_inputs(&self, t: usize, job: &Job) {
+        let r = self.range(t, job.idx.len());
+        let mut xs = self.xs[t].write().expect("inputs lock");
+        kernels::prepare_inputs(
+            self.src,
+            &job.idx[r.clone()],
+            r.start,
+            job.dropout.step,
+            &mut xs[..r.len()],
+        );
+    }
+
+    /// C: forward of thread `t`'s units over the whole batch (`chunks`: every thread's
+    /// inputs): their activations, and their share of the logits.
+    fn forward(&self, t: usize, blk: &mut UnitBlock, chunks: &[&[Sparse]], job: &Job) {
+        let (n, w) = (job.idx.len(), blk.width);
+        let mut partial = self.partials[t].write().expect("partials lock");
+        let block = Block {
+            h0: blk.h0,
+            width: w,
+            w1: &blk.w1,
+            b1: &blk.b1,
+            w2: &blk.w2,
+        };
+        kernels::forward_block(
+            block,
+            chunks,
+            n,
+            job.dropout,
+            &mut blk.a[..n * w],
+            &mut partial[..n * (w / mlp::SUB)],
+        );
+    }
+
+    /// D, first half: the logits from every thread's share, the batch's loss, correct count
+    /// and output gradient (into `blk.dz2`), identically on every thread.
+    fn output_loss(&self, blk: &mut UnitBlock, job: &Job) -> (f64, usize) {
+        let n = job.idx.len();
+        let guards: Vec<_> = self
+            .partials
+            .iter()
+            .map(|l| l.read().expect("partials lock"))
+            .collect();
+        let partials: Vec<&[[f32; CLASSES]]> = guards
+            .iter()
+            .zip(&self.widths)
+            .map(|(g, &w)| &g[..n * (w / mlp::SUB)])
+            .collect();
+        let labels: Vec<u8> = job.idx.iter().map(|&i| self.src.label(i)).collect();
+        kernels::output_loss(
+            &blk.b2,
+            &partials,
+            &labels,
+            &mut blk.z[..n],
+            &mut blk.dz2[..n],
+        )
+    }
+}
+
+/// D: the thread's own copy of the output bias, updated from the batch's output gradient
+/// (every thread the same).
+fn update_output_bias(blk: &mut UnitBlock, job: &Job) {
+    let n = job.idx.len();
+    let mut gb2 = [0.0f32; CLASSES];
+    for d in &blk.dz2[..n] {
+        for k in 0..CLASSES {
+            gb2[k] += d[k];
+        }
+    }
+    mlp::sgd_momentum(&mut blk.b2, &mut blk.vb2, &gb2, job.lr, job.momentum, 0.0);
+}
+
+/// D, second half: backward and update of the block's units (`chunks`: the batch's
+/// inputs).
+fn backward(blk: &mut UnitBlock, chunks: &[&[Sparse]], job: &Job) {
+    let (n, w) = (job.idx.len(), blk.width);
+    let scale = if job.dropout.rate > 0.0 {
+        job.dropout.scale()
+    } else {
+        1.0
+    };
+    let state = BlockState {
+        w1: &mut blk.w1,
+        v1: &mut blk.v1,
+        start: &mut blk.start,
+        entries: &mut blk.entries,
+        b1: &mut blk.b1,
+        vb1: &mut blk.vb1,
+        w2: &mut blk.w2,
+        v2: &mut blk.v2,
+        gw2: &mut blk.gw2,
+        gb1: &mut blk.gb1,
+        a: &mut blk.a,
+    };
+    kernels::backward_block(
+        state,
+        w,
+        chunks,
+        &blk.dz2[..n],
+        scale,
+        job.lr,
+        job.momentum,
+        job.l2,
+    );
+}
+
+impl<const H: usize> Shared<'_, H> {
     /// The loop of threads 1.. of the team.
     fn member(&self, t: usize, mut blk: UnitBlock) {
         let _guard = PoisonOnPanic(&self.barrier);

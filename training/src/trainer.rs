@@ -23,6 +23,7 @@
 //! that SGD's step size leaves in the weights, as a smaller final step size would, without
 //! slowing learning (Polyak and Juditsky 1992; Izmailov et al. 2018).
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
@@ -262,6 +263,11 @@ fn sum_squares<const H: usize>(m: &Mlp<H>) -> f64 {
     s1 + s2
 }
 
+/// [`train_set`] for a network of `H` hidden units, in steps: the initial weights (the
+/// member's seed), the validation split and the inputs ([`RunImages`], [`epoch_indices`]),
+/// the start line, the inked store of undistorted images ([`inked_store`]), the epoch loop
+/// on a [`Team`] ([`EpochLoop::epochs`]), then the kept weights' test pass. Random numbers
+/// are drawn in that order, so a seed gives the same model whatever the thread count.
 fn train_h<const H: usize>(
     hyper: &Hyper,
     set: &TrainSet<'_>,
@@ -277,34 +283,156 @@ where
     let mut rng = Rng::new(seed);
     let mut current: Box<Mlp<H>> = boxed_zeroed();
     current.init(&mut rng);
-    let mut best: Box<Mlp<H>> = boxed_zeroed();
-    best.copy_from(&current);
-    let mut averaged: Option<Box<Mlp<H>>> = (set.average > 1).then(boxed_zeroed);
+    let best = Best::new(&current);
+    let averaged: Option<Box<Mlp<H>>> = (set.average > 1).then(boxed_zeroed);
     let team_threads = team::team_size::<H>(threads);
 
-    let data = set.mnist;
-    let (val_idx, train_idx) = validation_split(data.len(), hyper.val_size as usize, hyper.seed);
-    let val_raw: Vec<[u8; INPUT]> = val_idx.iter().map(|&i| data.images[i as usize]).collect();
-    let val_images = model_inputs(&val_raw, set.deskew);
-    let extra_inputs = model_inputs(&set.extra.images, set.deskew);
-    // Distortions start from the raw digits and the result is deskewed each time; without
-    // them the training inputs never change, so they are deskewed once, here.
-    let fixed = set.deskew && !hyper.augment;
-    let mnist_fixed = model_inputs(&data.images, fixed);
-    let val_labels: Vec<u8> = val_idx.iter().map(|&i| data.labels[i as usize]).collect();
-    let mut train_idx = train_idx;
-    let base = data.len();
+    let (val_idx, train_idx) =
+        validation_split(set.mnist.len(), hyper.val_size as usize, hyper.seed);
+    let images = RunImages::new(hyper, set, &val_idx);
+    let train_idx = epoch_indices(train_idx, set);
+    let batches = train_idx.len().div_ceil(batch);
+    let line = start_line::<H>(hyper, set, &val_idx, &train_idx, batches, team_threads);
+    let cancelled = on_event(Event::Log(&line)).is_break();
+
+    let mut run = EpochLoop {
+        hyper,
+        set,
+        images: &images,
+        reported: set.parts.iter().filter(|p| p.report).collect(),
+        batches,
+        seed,
+        threads,
+        rng,
+        train_idx,
+        current,
+        averaged,
+        best,
+        history: Vec::new(),
+        epoch: 0,
+        step: 0,
+        cancelled,
+        stopped_early: false,
+        started: Instant::now(),
+    };
+    let extra_images = images.extra_images(set);
+    let inked = inked_store(hyper, &images, extra_images, &val_idx, threads);
+    let src = Source {
+        base_images: &images.mnist_fixed,
+        base_labels: &set.mnist.labels,
+        extra_images,
+        extra_labels: &set.extra.labels,
+        inked: inked.as_ref(),
+        distortion: set.distortion,
+        deskew: set.deskew && hyper.augment,
+        seed,
+    };
+    let shared = team::shared(&run.current, src, team_threads, batch);
+    std::thread::scope(|scope| {
+        let mut team = Team::start(scope, &shared, &run.current, batch);
+        run.epochs(&mut team, on_event);
+    });
+
+    let test_accuracy = test.map(|t| test_accuracy(&run.best.model, t, set.deskew, threads));
+    let metrics = run.best.metrics(run.epoch, test_accuracy);
+    Ok(Outcome {
+        model: run.best.model.into_any().with_deskew(set.deskew),
+        metrics,
+        history: run.history,
+        cancelled: run.cancelled,
+        stopped_early: run.stopped_early,
+    })
+}
+
+/// The accuracy of `model` on `test` (0..1), its inputs deskewed if the model's are.
+fn test_accuracy<const H: usize>(
+    model: &Mlp<H>,
+    test: &Dataset,
+    deskew: bool,
+    threads: usize,
+) -> f32 {
+    let (_, c) = evaluate(
+        model,
+        &model_inputs(&test.images, deskew),
+        &test.labels,
+        threads,
+    );
+    c as f32 / test.len().max(1) as f32
+}
+
+/// The images of a run as the model reads them: the validation split's inputs and labels,
+/// and the images batches start from.
+struct RunImages<'a> {
+    /// The validation split's inputs (deskewed if the run deskews).
+    val_images: Vec<[u8; INPUT]>,
+    /// Their labels.
+    val_labels: Vec<u8>,
+    /// The extra images as the model reads them (deskewed if the run deskews): what the
+    /// reported parts are scored on.
+    extra_inputs: Cow<'a, [[u8; INPUT]]>,
+    /// MNIST's images as batches start from: deskewed here, once, when the run deskews
+    /// and never distorts them.
+    mnist_fixed: Cow<'a, [[u8; INPUT]]>,
+    /// Whether training inputs are deskewed here once ([`RunImages::mnist_fixed`]).
+    fixed: bool,
+}
+
+impl<'a> RunImages<'a> {
+    /// The images of a run on `set` that holds out `val_idx`.
+    fn new(hyper: &Hyper, set: &TrainSet<'a>, val_idx: &[u32]) -> Self {
+        let data = set.mnist;
+        let val_raw: Vec<[u8; INPUT]> = val_idx.iter().map(|&i| data.images[i as usize]).collect();
+        let val_images = model_inputs(&val_raw, set.deskew).into_owned();
+        let extra_inputs = model_inputs(&set.extra.images, set.deskew);
+        // Distortions start from the raw digits and the result is deskewed each time; without
+        // them the training inputs never change, so they are deskewed once, here.
+        let fixed = set.deskew && !hyper.augment;
+        let mnist_fixed = model_inputs(&data.images, fixed);
+        let val_labels: Vec<u8> = val_idx.iter().map(|&i| data.labels[i as usize]).collect();
+        RunImages {
+            val_images,
+            val_labels,
+            extra_inputs,
+            mnist_fixed,
+            fixed,
+        }
+    }
+
+    /// The extra images batches start from: deskewed once when MNIST's are.
+    fn extra_images<'s>(&'s self, set: &TrainSet<'a>) -> &'s [[u8; INPUT]] {
+        if self.fixed {
+            &self.extra_inputs
+        } else {
+            &set.extra.images
+        }
+    }
+}
+
+/// The indices an epoch trains on: MNIST's (`train_idx`, the validation split left out),
+/// then every part's images, each part `repeat` times (at least once). Extra image `i` is
+/// index `mnist.len() + i`.
+fn epoch_indices(mut train_idx: Vec<u32>, set: &TrainSet<'_>) -> Vec<u32> {
+    let base = set.mnist.len();
     for part in set.parts {
         let range = (base + part.start) as u32..(base + part.start + part.len) as u32;
         for _ in 0..part.repeat.max(1) {
             train_idx.extend(range.clone());
         }
     }
-    let reported: Vec<&Part> = set.parts.iter().filter(|p| p.report).collect();
-    let batches = train_idx.len().div_ceil(batch);
+    train_idx
+}
 
-    let extra_seen = train_idx.len() - (data.len() - val_idx.len());
-    let msg = format!(
+/// The log line a run starts with: the network, the images, the epochs, threads and kernels.
+fn start_line<const H: usize>(
+    hyper: &Hyper,
+    set: &TrainSet<'_>,
+    val_idx: &[u32],
+    train_idx: &[u32],
+    batches: usize,
+    team_threads: usize,
+) -> String {
+    let extra_seen = train_idx.len() - (set.mnist.len() - val_idx.len());
+    format!(
         "training 784-{H}-10 on {} images ({} held out for validation{}), {} epochs of {batches} batches, {team_threads} thread{}, {} kernels",
         train_idx.len(),
         val_idx.len(),
@@ -316,180 +444,266 @@ where
         hyper.epochs,
         if team_threads == 1 { "" } else { "s" },
         kernels::level().name()
-    );
-    let mut cancelled = on_event(Event::Log(&msg)).is_break();
+    )
+}
 
-    let mut history: Vec<EpochReport> = Vec::new();
-    let mut best_val = f64::INFINITY;
-    let mut best_report: Option<EpochReport> = None;
-    let mut waited = 0u32;
-    let mut stopped_early = false;
-    let mut step = 0u64;
-    let started = Instant::now();
-    let mut epoch = 0u32;
-    let extra_images: &[[u8; INPUT]] = if fixed {
-        &extra_inputs
-    } else {
-        &set.extra.images
-    };
-    // Undistorted images are the same input every epoch: compacted to their ink once.
-    // The held-out images are never drawn into a batch: they stand in as blank ones.
-    let inked = (!hyper.augment).then(|| {
+/// Undistorted images are the same input every epoch: compacted to their ink once (none
+/// when the run distorts them). The held-out images are never drawn into a batch: they
+/// stand in as blank ones.
+fn inked_store(
+    hyper: &Hyper,
+    images: &RunImages<'_>,
+    extra_images: &[[u8; INPUT]],
+    val_idx: &[u32],
+    threads: usize,
+) -> Option<InkedImages> {
+    (!hyper.augment).then(|| {
         const BLANK: [u8; INPUT] = [0; INPUT];
-        let mut images: Vec<&[u8; INPUT]> = mnist_fixed.iter().chain(extra_images).collect();
-        for &i in &val_idx {
-            images[i as usize] = &BLANK;
+        let mut inked: Vec<&[u8; INPUT]> = images.mnist_fixed.iter().chain(extra_images).collect();
+        for &i in val_idx {
+            inked[i as usize] = &BLANK;
         }
-        InkedImages::new(&images, threads)
-    });
-    let src = Source {
-        base_images: &mnist_fixed,
-        base_labels: &data.labels,
-        extra_images,
-        extra_labels: &set.extra.labels,
-        inked: inked.as_ref(),
-        distortion: set.distortion,
-        deskew: set.deskew && hyper.augment,
-        seed,
-    };
-    let shared = team::shared(&current, src, team_threads, batch);
-    std::thread::scope(|scope| {
-        let mut team = Team::start(scope, &shared, &current, batch);
-        while epoch < hyper.epochs && !cancelled {
-            let t0 = Instant::now();
-            let lr = hyper.initial_lr / (1.0 + hyper.decay * epoch as f32);
-            rng.shuffle(&mut train_idx);
-            let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-            let mut last_report = Instant::now();
-            for (bi, idx) in train_idx.chunks(batch).enumerate() {
-                let dropout = Dropout {
-                    rate: hyper.dropout_rate,
-                    seed,
-                    step,
-                };
-                let (l, c) = team.step(idx, dropout, lr, hyper.momentum, hyper.reg_lambda);
-                step += 1;
-                loss_sum += l;
-                correct += c;
-                if last_report.elapsed().as_millis() >= 250 {
-                    last_report = Instant::now();
-                    let ev = Event::Batch {
-                        epoch: epoch + 1,
-                        done: bi + 1,
-                        total: batches,
-                        seconds: t0.elapsed().as_secs_f32(),
-                    };
-                    if on_event(ev).is_break() {
-                        cancelled = true;
-                        break;
-                    }
-                }
-            }
-            if cancelled {
-                break;
-            }
-            epoch += 1;
-            team.snapshot(&mut current);
-            let seen = train_idx.len() as f64;
-            let reg = hyper.reg_lambda as f64 / (2.0 * batch as f64) * sum_squares(&current);
-            let model: &Mlp<H> = match averaged.as_mut() {
-                Some(avg) => {
-                    let share = 1.0 / epoch.min(set.average) as f32;
-                    avg.blend_toward(&current, share);
-                    avg
-                }
-                None => &current,
-            };
-            let (val_loss, val_accuracy) = if val_images.is_empty() {
-                (f64::NAN, f64::NAN)
-            } else {
-                let (l, c) = evaluate(model, &val_images, &val_labels, threads);
-                (
-                    l / val_images.len() as f64,
-                    c as f64 / val_images.len() as f64,
-                )
-            };
-            let parts = reported
-                .iter()
-                .map(|p| {
-                    let range = p.start..p.start + p.len;
-                    let images = &extra_inputs[range.clone()];
-                    let (_, c) = evaluate(model, images, &set.extra.labels[range], threads);
-                    (p.name.clone(), c as f32 / p.len.max(1) as f32)
-                })
-                .collect();
-            let improved = val_images.is_empty() || val_loss < best_val;
-            if improved {
-                best_val = val_loss;
-                best.copy_from(model);
-                waited = 0;
-            } else {
-                waited += 1;
-            }
-            let seconds = t0.elapsed().as_secs_f32();
-            let per_epoch = started.elapsed().as_secs_f32() / epoch as f32;
-            let report = EpochReport {
-                epoch,
-                epochs: hyper.epochs,
-                lr,
-                train_loss: (loss_sum / seen + reg) as f32,
-                train_accuracy: (correct as f64 / seen) as f32,
-                val_loss: val_loss as f32,
-                val_accuracy: val_accuracy as f32,
-                seconds,
-                eta_seconds: per_epoch * (hyper.epochs - epoch) as f32,
-                improved,
-                parts,
-            };
-            if improved {
-                best_report = Some(report.clone());
-            }
-            cancelled |= on_event(Event::Epoch(&report)).is_break();
-            history.push(report);
-            if hyper.patience > 0 && waited >= hyper.patience && epoch < hyper.epochs {
-                stopped_early = true;
-                let msg = format!(
-                "early stop after epoch {epoch}: validation loss has not improved for {waited} epochs; keeping epoch {}",
-                best_report.as_ref().map_or(0, |r| r.epoch)
-            );
-                cancelled |= on_event(Event::Log(&msg)).is_break();
-                break;
-            }
-        }
-    });
-
-    let test_accuracy = test.map(|t| {
-        let (_, c) = evaluate(
-            &best,
-            &model_inputs(&t.images, set.deskew),
-            &t.labels,
-            threads,
-        );
-        c as f32 / t.len().max(1) as f32
-    });
-    let metrics = match &best_report {
-        Some(r) => Metrics {
-            epochs_run: epoch,
-            best_epoch: r.epoch,
-            train_loss: r.train_loss,
-            val_loss: r.val_loss,
-            val_accuracy: r.val_accuracy,
-            test_accuracy,
-        },
-        None => Metrics {
-            epochs_run: epoch,
-            best_epoch: 0,
-            train_loss: f32::NAN,
-            val_loss: f32::NAN,
-            val_accuracy: f32::NAN,
-            test_accuracy,
-        },
-    };
-    Ok(Outcome {
-        model: best.into_any().with_deskew(set.deskew),
-        metrics,
-        history,
-        cancelled,
-        stopped_early,
+        InkedImages::new(&inked, threads)
     })
+}
+
+/// The weights kept so far (lowest validation loss), and how many epochs since they were.
+struct Best<const H: usize> {
+    /// The kept weights.
+    model: Box<Mlp<H>>,
+    /// Their validation loss (infinite before the first epoch).
+    val_loss: f64,
+    /// Their epoch's report (none before the first epoch ends).
+    report: Option<EpochReport>,
+    /// Epochs since the last improvement.
+    waited: u32,
+}
+
+impl<const H: usize> Best<H> {
+    /// Nothing kept yet: a copy of the initial weights, which no epoch has beaten.
+    fn new(initial: &Mlp<H>) -> Self {
+        let mut model: Box<Mlp<H>> = boxed_zeroed();
+        model.copy_from(initial);
+        Best {
+            model,
+            val_loss: f64::INFINITY,
+            report: None,
+            waited: 0,
+        }
+    }
+
+    /// Keeps `model` if its `val_loss` is a new minimum, or always without a validation
+    /// split; returns whether it was kept (else counts one more epoch waited).
+    fn offer(&mut self, model: &Mlp<H>, val_loss: f64, no_validation: bool) -> bool {
+        let improved = no_validation || val_loss < self.val_loss;
+        if improved {
+            self.val_loss = val_loss;
+            self.model.copy_from(model);
+            self.waited = 0;
+        } else {
+            self.waited += 1;
+        }
+        improved
+    }
+
+    /// The run's final metrics: the kept epoch's, after `epochs_run` epochs (NaN and
+    /// epoch 0 when no epoch ended).
+    fn metrics(&self, epochs_run: u32, test_accuracy: Option<f32>) -> Metrics {
+        match &self.report {
+            Some(r) => Metrics {
+                epochs_run,
+                best_epoch: r.epoch,
+                train_loss: r.train_loss,
+                val_loss: r.val_loss,
+                val_accuracy: r.val_accuracy,
+                test_accuracy,
+            },
+            None => Metrics {
+                epochs_run,
+                best_epoch: 0,
+                train_loss: f32::NAN,
+                val_loss: f32::NAN,
+                val_accuracy: f32::NAN,
+                test_accuracy,
+            },
+        }
+    }
+}
+
+/// A run's epoch loop: what it reads (fixed for the run) and what it changes from epoch to
+/// epoch.
+struct EpochLoop<'r, const H: usize> {
+    hyper: &'r Hyper,
+    set: &'r TrainSet<'r>,
+    images: &'r RunImages<'r>,
+    /// The parts whose accuracy every epoch reports.
+    reported: Vec<&'r Part>,
+    /// Batches per epoch.
+    batches: usize,
+    /// The member's seed (dropout).
+    seed: u64,
+    /// Threads for evaluation.
+    threads: usize,
+    /// Draws the epochs' orders.
+    rng: Rng,
+    /// The indices trained on, in this epoch's order.
+    train_idx: Vec<u32>,
+    /// The weights at the end of the last epoch.
+    current: Box<Mlp<H>>,
+    /// Their running average over epochs, when averaging.
+    averaged: Option<Box<Mlp<H>>>,
+    best: Best<H>,
+    history: Vec<EpochReport>,
+    /// Epochs ended.
+    epoch: u32,
+    /// Batches run, over all epochs (dropout's step).
+    step: u64,
+    /// The callback asked to stop.
+    cancelled: bool,
+    /// Early stopping ended the run.
+    stopped_early: bool,
+    /// When the run started, for the time left.
+    started: Instant,
+}
+
+impl<const H: usize> EpochLoop<'_, H> {
+    /// Runs epochs on `team` until the last, a stop request or early stopping; every
+    /// finished epoch is reported, in order, before the next starts.
+    fn epochs(
+        &mut self,
+        team: &mut Team<'_, '_, H>,
+        on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+    ) {
+        let hyper = self.hyper;
+        while self.epoch < hyper.epochs && !self.cancelled {
+            let t0 = Instant::now();
+            let lr = hyper.initial_lr / (1.0 + hyper.decay * self.epoch as f32);
+            self.rng.shuffle(&mut self.train_idx);
+            let Some((loss_sum, correct)) = self.batches(team, lr, t0, on_event) else {
+                break;
+            };
+            self.epoch += 1;
+            team.snapshot(&mut self.current);
+            let report = self.end_epoch(lr, loss_sum, correct, t0);
+            self.cancelled |= on_event(Event::Epoch(&report)).is_break();
+            self.history.push(report);
+            if self.stops_early() {
+                self.stopped_early = true;
+                let msg = format!(
+                    "early stop after epoch {}: validation loss has not improved for {} epochs; keeping epoch {}",
+                    self.epoch,
+                    self.best.waited,
+                    self.best.report.as_ref().map_or(0, |r| r.epoch)
+                );
+                self.cancelled |= on_event(Event::Log(&msg)).is_break();
+                break;
+            }
+        }
+    }
+
+    /// One epoch's batches in `train_idx`'s order at learning rate `lr`, with progress
+    /// events at most every 250 ms: the summed loss and correct count, or `None` if the
+    /// callback asked to stop (the epoch is then not finished).
+    fn batches(
+        &mut self,
+        team: &mut Team<'_, '_, H>,
+        lr: f32,
+        t0: Instant,
+        on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+    ) -> Option<(f64, usize)> {
+        let hyper = self.hyper;
+        let batch = hyper.batch_size as usize;
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let mut last_report = Instant::now();
+        for (bi, idx) in self.train_idx.chunks(batch).enumerate() {
+            let dropout = Dropout {
+                rate: hyper.dropout_rate,
+                seed: self.seed,
+                step: self.step,
+            };
+            let (l, c) = team.step(idx, dropout, lr, hyper.momentum, hyper.reg_lambda);
+            self.step += 1;
+            loss_sum += l;
+            correct += c;
+            if last_report.elapsed().as_millis() >= 250 {
+                last_report = Instant::now();
+                let ev = Event::Batch {
+                    epoch: self.epoch + 1,
+                    done: bi + 1,
+                    total: self.batches,
+                    seconds: t0.elapsed().as_secs_f32(),
+                };
+                if on_event(ev).is_break() {
+                    self.cancelled = true;
+                    return None;
+                }
+            }
+        }
+        Some((loss_sum, correct))
+    }
+
+    /// After the epoch's snapshot: averages the weights (when averaging), scores them on
+    /// the validation split and the reported parts, keeps them if they are the best so
+    /// far, and returns the epoch's report.
+    fn end_epoch(&mut self, lr: f32, loss_sum: f64, correct: usize, t0: Instant) -> EpochReport {
+        let (hyper, set, threads, epoch) = (self.hyper, self.set, self.threads, self.epoch);
+        let batch = hyper.batch_size as usize;
+        let seen = self.train_idx.len() as f64;
+        let reg = hyper.reg_lambda as f64 / (2.0 * batch as f64) * sum_squares(&self.current);
+        let model: &Mlp<H> = match self.averaged.as_mut() {
+            Some(avg) => {
+                let share = 1.0 / epoch.min(set.average) as f32;
+                avg.blend_toward(&self.current, share);
+                avg
+            }
+            None => &self.current,
+        };
+        let val = &self.images;
+        let (val_loss, val_accuracy) = if val.val_images.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            let (l, c) = evaluate(model, &val.val_images, &val.val_labels, threads);
+            (
+                l / val.val_images.len() as f64,
+                c as f64 / val.val_images.len() as f64,
+            )
+        };
+        let parts = self
+            .reported
+            .iter()
+            .map(|p| {
+                let range = p.start..p.start + p.len;
+                let images = &val.extra_inputs[range.clone()];
+                let (_, c) = evaluate(model, images, &set.extra.labels[range], threads);
+                (p.name.clone(), c as f32 / p.len.max(1) as f32)
+            })
+            .collect();
+        let improved = self.best.offer(model, val_loss, val.val_images.is_empty());
+        let seconds = t0.elapsed().as_secs_f32();
+        let per_epoch = self.started.elapsed().as_secs_f32() / epoch as f32;
+        let report = EpochReport {
+            epoch,
+            epochs: hyper.epochs,
+            lr,
+            train_loss: (loss_sum / seen + reg) as f32,
+            train_accuracy: (correct as f64 / seen) as f32,
+            val_loss: val_loss as f32,
+            val_accuracy: val_accuracy as f32,
+            seconds,
+            eta_seconds: per_epoch * (hyper.epochs - epoch) as f32,
+            improved,
+            parts,
+        };
+        if improved {
+            self.best.report = Some(report.clone());
+        }
+        report
+    }
+
+    /// Whether validation has not improved for `patience` epochs (0: never stop early)
+    /// and epochs are left.
+    fn stops_early(&self) -> bool {
+        let hyper = self.hyper;
+        hyper.patience > 0 && self.best.waited >= hyper.patience && self.epoch < hyper.epochs
+    }
 }

@@ -193,9 +193,40 @@ impl Adapter<'_> {
         let parts: Vec<(Dataset, Dataset)> = (0..folds)
             .map(|f| held_out(corrections, &fold_of, f))
             .collect();
+        let tuned = self.tune_all(corrections, &parts, threads, &tick);
+        let base = self.base.to_f32();
+        let score = |m: &AnyMlp| {
+            let (loss, right) = m.evaluate(&validation.images, &validation.labels, threads);
+            let n = validation.len().max(1) as f64;
+            (loss / n, right as f64 / n)
+        };
+        let val_before = score(self.base).1;
+        let chosen = self.choose_blend(&base, &tuned[0].1, val_before, &score);
+        let cross_validation = self.cross_validate(&base, &parts, &tuned[1..], chosen.blend);
+        Adaptation {
+            model: chosen.model,
+            cross_validation,
+            blend: chosen.blend,
+            val_before,
+            val_after: chosen.val_after,
+            val_loss: chosen.val_loss,
+            tuned_val: chosen.tuned_val,
+        }
+    }
+
+    /// Fine-tunes the final model (job 0, on every correction) and each fold's (job
+    /// `f + 1`, on every fold but `f`: `parts[f].1`), shared out over up to `threads`
+    /// workers (0: all cores): the tuned models in job order.
+    fn tune_all(
+        &self,
+        corrections: &Dataset,
+        parts: &[(Dataset, Dataset)],
+        threads: usize,
+        tick: &(dyn Fn() + Sync),
+    ) -> Vec<(usize, AnyMlp)> {
+        let folds = parts.len();
         let next = AtomicUsize::new(0);
         let workers = pismo_engine::threads_or_all(threads).clamp(1, folds + 1);
-        // Job 0 is the final model, job f + 1 fold f (tuned on every fold but f).
         let mut tuned: Vec<(usize, AnyMlp)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
@@ -211,7 +242,7 @@ impl Adapter<'_> {
                             } else {
                                 &parts[job - 1].1
                             };
-                            mine.push((job, self.tune(train, &tick)));
+                            mine.push((job, self.tune(train, tick)));
                         }
                     })
                 })
@@ -222,18 +253,24 @@ impl Adapter<'_> {
                 .collect()
         });
         tuned.sort_by_key(|(job, _)| *job);
-        let base = self.base.to_f32();
-        let score = |m: &AnyMlp| {
-            let (loss, right) = m.evaluate(&validation.images, &validation.labels, threads);
-            let n = validation.len().max(1) as f64;
-            (loss / n, right as f64 / n)
-        };
-        let val_before = score(self.base).1;
+        tuned
+    }
+
+    /// The first of [`BLENDS`] of `base` (as f32) toward `tuned` whose MNIST validation
+    /// accuracy (`score`: mean loss and accuracy) stays within
+    /// [`AdaptRecipe::keep_within`] of `val_before`, else the first blend (all the way).
+    fn choose_blend(
+        &self,
+        base: &AnyMlp,
+        tuned: &AnyMlp,
+        val_before: f64,
+        score: &dyn Fn(&AnyMlp) -> (f64, f64),
+    ) -> Blended {
         let floor = val_before - f64::from(self.recipe.keep_within);
         let mut chosen = None;
         let mut tuned_val = 0.0;
         for &blend in &BLENDS {
-            let model = self.finish(&base, &tuned[0].1, blend);
+            let model = self.finish(base, tuned, blend);
             let (loss, accuracy) = score(&model);
             let keep = accuracy >= floor;
             if chosen.is_none() {
@@ -247,26 +284,50 @@ impl Adapter<'_> {
             }
         }
         let (blend, model, val_loss, val_after) = chosen.expect("BLENDS is not empty");
+        Blended {
+            blend,
+            model,
+            val_loss,
+            val_after,
+            tuned_val,
+        }
+    }
+
+    /// Scores each fold's held-out corrections by the base and by its fold model
+    /// (`fold_tuned`, in fold order) blended `blend` of the way, as the final model was.
+    fn cross_validate(
+        &self,
+        base: &AnyMlp,
+        parts: &[(Dataset, Dataset)],
+        fold_tuned: &[(usize, AnyMlp)],
+        blend: f32,
+    ) -> CrossValidation {
         let mut cv = CrossValidation {
-            folds,
+            folds: parts.len(),
             ..CrossValidation::default()
         };
-        for ((held, _), (_, fold_tuned)) in parts.iter().zip(&tuned[1..]) {
-            let fold_model = self.finish(&base, fold_tuned, blend);
+        for ((held, _), (_, fold_tuned)) in parts.iter().zip(fold_tuned) {
+            let fold_model = self.finish(base, fold_tuned, blend);
             cv.n += held.len();
             cv.before += self.base.evaluate(&held.images, &held.labels, 1).1;
             cv.after += fold_model.evaluate(&held.images, &held.labels, 1).1;
         }
-        Adaptation {
-            model,
-            cross_validation: cv,
-            blend,
-            val_before,
-            val_after,
-            val_loss,
-            tuned_val,
-        }
+        cv
     }
+}
+
+/// The blend [`Adapter::run`] chose and its MNIST validation figures.
+struct Blended {
+    /// How far from the base toward the fine-tuned weights.
+    blend: f32,
+    /// The blended model, in the base's kind.
+    model: AnyMlp,
+    /// Its mean validation loss.
+    val_loss: f64,
+    /// Its validation accuracy.
+    val_after: f64,
+    /// The validation accuracy of the fine-tuned weights themselves (blend 1).
+    tuned_val: f64,
 }
 
 /// The blends of the base and its fine-tuned weights [`Adapter::run`] tries, in order: all
@@ -430,10 +491,28 @@ impl std::fmt::Debug for Steps<'_> {
 }
 
 /// Step `step` of a fine-tuning run: a batch of distorted corrections and rehearsal
-/// digits, forward, backward, momentum SGD, the pull toward the base. `#[inline(always)]`
-/// so that [`adapt_step`]'s per-CPU copies compile it whole.
+/// digits ([`fill_batch`]), forward and backward ([`forward_backward`]), momentum SGD and
+/// the pull toward the base ([`update`]). `#[inline(always)]`, as its parts, so that
+/// [`adapt_step`]'s per-CPU copies compile it whole.
 #[inline(always)]
 fn step<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, step: u32) {
+    let r = s.recipe;
+    let lr = r.lr * (1.0 - step as f32 / r.steps.max(1) as f32);
+    fill_batch(s, step);
+    let dropout = Dropout {
+        rate: r.dropout_rate,
+        seed: s.seed,
+        step: u64::from(step),
+    };
+    forward_backward(m, s, dropout);
+    update(m, s, lr);
+}
+
+/// The batch of step `step`: its first slots distorted copies of corrections (at most
+/// [`AdaptRecipe::corrections_per_batch`]), the rest distorted rehearsal digits, each drawn
+/// from the run's generator in slot order and deskewed if the model's inputs are.
+#[inline(always)]
+fn fill_batch(s: &mut Steps<'_>, step: u32) {
     let r = s.recipe;
     let b = s.xs.len();
     let corrections = (r.corrections_per_batch as usize)
@@ -443,7 +522,6 @@ fn step<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, step: u32) {
         elastic: r.elastic,
         shift: 0.0,
     };
-    let lr = r.lr * (1.0 - step as f32 / r.steps.max(1) as f32);
     let mut x = [0.0f32; INPUT];
     for slot in 0..b {
         let from = if slot < corrections {
@@ -466,11 +544,13 @@ fn step<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, step: u32) {
         s.xs[slot].set_f32(&x);
         s.labels[slot] = from.labels[i];
     }
-    let dropout = Dropout {
-        rate: r.dropout_rate,
-        seed: s.seed,
-        step: u64::from(step),
-    };
+}
+
+/// Forward of the batch with `dropout`, its loss's output gradient (`s.dz`), and the
+/// backward pass into the hidden layer's gradients (`s.gw2`, `s.gb1`, `s.a`).
+#[inline(always)]
+fn forward_backward<const H: usize>(m: &Mlp<H>, s: &mut Steps<'_>, dropout: Dropout) {
+    let b = s.xs.len();
     let block = Block {
         h0: 0,
         width: H,
@@ -489,12 +569,20 @@ fn step<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, step: u32) {
     s.z.fill(m.b2);
     mlp::add_partials(&mut s.z, &s.partial);
     mlp::softmax_cross_entropy(&s.z, &s.labels, &mut s.dz);
-    let scale = if r.dropout_rate > 0.0 {
+    let scale = if s.recipe.dropout_rate > 0.0 {
         dropout.scale()
     } else {
         1.0
     };
     mlp::block_backward(&s.w2, H, &s.dz, scale, &mut s.a, &mut s.gw2, &mut s.gb1);
+}
+
+/// Momentum SGD at `lr` on the output layer, and on the hidden layer unless
+/// [`AdaptRecipe::output_only`]; then the pull toward the base's weights
+/// ([`AdaptRecipe::anchor`]).
+#[inline(always)]
+fn update<const H: usize>(m: &mut Mlp<H>, s: &mut Steps<'_>, lr: f32) {
+    let r = s.recipe;
     let mut gb2 = [0.0f32; CLASSES];
     for d in &s.dz {
         for (g, v) in gb2.iter_mut().zip(d) {

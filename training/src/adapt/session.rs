@@ -28,7 +28,7 @@ use super::{AdaptRecipe, Adaptation, Adapter, CrossValidation};
 use crate::session::{register, ModelMeta};
 use crate::trainer;
 use pismo_core::format::FormatError;
-use pismo_core::hyper::Metrics;
+use pismo_core::hyper::{Hyper, Metrics};
 use pismo_digits::drawn::{DrawnError, DrawnStore};
 use pismo_digits::mnist::{self, Dataset, MnistError, Split, TRAIN_DIGEST};
 use pismo_engine::model::{AnyMlp, CALIBRATION_IMAGES};
@@ -278,6 +278,12 @@ pub fn check_request(req: &AdaptRequest) -> Result<(), AdaptError> {
 
 /// Runs a whole adaptation on MNIST already loaded (`train`: the whole training file, whose
 /// validation split the base's seed picks; `test`: the test split, measured only).
+///
+/// In steps: check the request and the corrections and take their lock, load the base,
+/// open the run ([`start_run`]), fine-tune while reporting progress ([`adapt_reporting`]),
+/// record the figures ([`say_figures`], [`log_figures`]), refuse a model that forgets
+/// ([`check_forgetting`]), register it ([`register_adapted`]) and close the run
+/// ([`close_run`]). Every failure after the run is opened closes it as failed ([`fail`]).
 pub fn run_with_data(
     req: &AdaptRequest,
     train: &Dataset,
@@ -290,14 +296,7 @@ pub fn run_with_data(
     check_request(req)?;
     let corrections = load_corrections(&req.drawn_dir)?;
     let _lock = lock_corrections(&req.drawn_dir)?;
-    let (base_id, bytes) = registry
-        .load(req.base.as_deref())
-        .map_err(AdaptError::Registry)?;
-    let (base, file) = AnyMlp::decode(&bytes).map_err(|error| AdaptError::Model {
-        id: base_id.to_string(),
-        error,
-    })?;
-    let hyper = file.meta.hyper;
+    let (base_id, base, hyper) = load_base(req, registry)?;
     let (val, rehearsal) = trainer::split_sets(train, hyper.val_size as usize, hyper.seed);
     let calibration = &train.images[..CALIBRATION_IMAGES.min(train.len())];
 
@@ -305,10 +304,96 @@ pub fn run_with_data(
         .create(&req.name, &hyper, TRAIN_DIGEST)
         .map_err(AdaptError::Runs)?;
     let run_id = run.id().to_owned();
+    let counts = per_digit(&corrections.labels);
+    start_run(
+        &mut run,
+        req,
+        &base_id,
+        &base,
+        &corrections,
+        &counts,
+        on_event,
+    );
+    let adapter = Adapter {
+        base: &base,
+        rehearsal: &rehearsal,
+        calibration,
+        recipe: req.recipe,
+        seed: req.seed,
+    };
+    let adaptation = adapt_reporting(&adapter, &corrections, &val, req.threads, on_event);
+    say_figures(&mut run, req, &adaptation, val.len(), on_event);
+    let (base_test, test_after) = test_figures(&base, &adaptation.model, test, req.threads);
+    log_figures(&mut run, &adaptation, base_test, test_after, on_event);
+    if let Err(e) = check_forgetting(&mut run, req, &run_id, &adaptation, on_event) {
+        return Err(fail(run, on_event, e));
+    }
+    let parent = base_id.to_string();
+    let meta = ModelMeta {
+        name: &req.name,
+        hyper,
+        metrics: adapted_metrics(&adaptation, test_after),
+        run_id: &run_id,
+        dataset: TRAIN_DIGEST,
+        parent: &parent,
+    };
+    let (id, size) = match register_adapted(registry, req, &adaptation.model, &meta) {
+        Ok(done) => done,
+        Err(e) => return Err(fail(run, on_event, AdaptError::Registry(e))),
+    };
+    let seconds = close_run(run, req, &id, size, started, on_event);
+    Ok(Adapted {
+        run_id,
+        base: parent,
+        model: id.to_string(),
+        corrections: counts,
+        cross_validation: adaptation.cross_validation,
+        base_val_accuracy: adaptation.val_before,
+        val_accuracy: adaptation.val_after,
+        val_images: val.len(),
+        blend: adaptation.blend,
+        base_test_accuracy: base_test,
+        test_accuracy: test_after,
+        seconds,
+    })
+}
+
+/// The base model of `req` from the registry: its id, the model and the hyperparameters
+/// it was trained with (whose seed picks the validation split).
+fn load_base(
+    req: &AdaptRequest,
+    registry: &Registry,
+) -> Result<(ModelId, AnyMlp, Hyper), AdaptError> {
+    let (base_id, bytes) = registry
+        .load(req.base.as_deref())
+        .map_err(AdaptError::Registry)?;
+    let (base, file) = AnyMlp::decode(&bytes).map_err(|error| AdaptError::Model {
+        id: base_id.to_string(),
+        error,
+    })?;
+    Ok((base_id, base, file.meta.hyper))
+}
+
+/// Corrections per digit.
+fn per_digit(labels: &[u8]) -> [usize; 10] {
     let mut counts = [0usize; 10];
-    for &l in &corrections.labels {
+    for &l in labels {
         counts[usize::from(l)] += 1;
     }
+    counts
+}
+
+/// Tags the new run (base, corrections), reports [`AdaptEvent::Started`], then logs what
+/// is adapted to what and the recipe.
+fn start_run(
+    run: &mut RunWriter,
+    req: &AdaptRequest,
+    base_id: &ModelId,
+    base: &AnyMlp,
+    corrections: &Dataset,
+    counts: &[usize; 10],
+    on_event: &mut dyn FnMut(AdaptEvent<'_>) -> ControlFlow<()>,
+) {
     let per_digit = counts
         .iter()
         .enumerate()
@@ -319,9 +404,10 @@ pub fn run_with_data(
     run.set_tag("adapted_from", &base_id.to_string());
     run.set_tag("corrections", &corrections.len().to_string());
     run.set_tag("corrections_per_digit", &per_digit);
+    let run_id = run.id().to_owned();
     let _ = on_event(AdaptEvent::Started { run_id: &run_id });
     say(
-        &mut run,
+        run,
         on_event,
         &format!(
             "adapting {base_id} ({} 784-{}-10{}) to {} corrections from {} (per digit {per_digit})",
@@ -337,7 +423,7 @@ pub fn run_with_data(
         ),
     );
     say(
-        &mut run,
+        run,
         on_event,
         &format!(
             "{}{}",
@@ -345,20 +431,22 @@ pub fn run_with_data(
             serde_json::to_string(&req.recipe).unwrap_or_default()
         ),
     );
-    let adapter = Adapter {
-        base: &base,
-        rehearsal: &rehearsal,
-        calibration,
-        recipe: req.recipe,
-        seed: req.seed,
-    };
-    // The workers count their steps; this thread reports them (the caller's callback
-    // need not be shareable between threads).
+}
+
+/// Runs `adapter` on a worker thread while this one reports its steps every 100 ms as
+/// [`AdaptEvent::Steps`] (the caller's callback need not be shareable between threads).
+fn adapt_reporting(
+    adapter: &Adapter<'_>,
+    corrections: &Dataset,
+    val: &Dataset,
+    threads: usize,
+    on_event: &mut dyn FnMut(AdaptEvent<'_>) -> ControlFlow<()>,
+) -> Adaptation {
     let done = std::sync::atomic::AtomicU32::new(0);
     let total = adapter.total_steps(corrections.len());
-    let adaptation = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let job = s.spawn(|| {
-            adapter.run(&corrections, &val, req.threads, &|d, _| {
+            adapter.run(corrections, val, threads, &|d, _| {
                 done.fetch_max(d, std::sync::atomic::Ordering::Relaxed);
             })
         });
@@ -368,21 +456,19 @@ pub fn run_with_data(
             let _ = on_event(AdaptEvent::Steps { done, total });
         }
         job.join().expect("the adapting thread panicked")
-    });
-    let threads = req.threads;
-    let accuracy = |m: &AnyMlp, d: &Dataset| {
-        let (_, right) = m.evaluate(&d.images, &d.labels, threads);
-        right as f64 / d.len().max(1) as f64
-    };
-    let Adaptation {
-        model: adapted,
-        cross_validation: cv,
-        blend,
-        val_before: base_val,
-        val_after,
-        val_loss,
-        tuned_val,
-    } = adaptation;
+    })
+}
+
+/// Logs the cross-validation on the corrections and MNIST validation (of `val_images`
+/// images), before and after.
+fn say_figures(
+    run: &mut RunWriter,
+    req: &AdaptRequest,
+    a: &Adaptation,
+    val_images: usize,
+    on_event: &mut dyn FnMut(AdaptEvent<'_>) -> ControlFlow<()>,
+) {
+    let cv = &a.cross_validation;
     let cv_line = if cv.folds == 0 {
         "corrections: too few to cross-validate (2 or more are needed)".to_owned()
     } else {
@@ -391,21 +477,21 @@ pub fn run_with_data(
             cv.folds, cv.before, cv.n, cv.after, cv.n
         )
     };
-    say(&mut run, on_event, &cv_line);
+    say(run, on_event, &cv_line);
     say(
-        &mut run,
+        run,
         on_event,
         &format!(
             "MNIST validation ({} images, never trained on): base {:.2} %, adapted {:.2} %{}",
-            val.len(),
-            base_val * 100.0,
-            val_after * 100.0,
-            if blend < 1.0 {
+            val_images,
+            a.val_before * 100.0,
+            a.val_after * 100.0,
+            if a.blend < 1.0 {
                 format!(
                     " (fine-tuned fully {:.2} %; {:.0} % of the way from the base to the \
                      fine-tuned weights, the most that kept validation within {:.1} points)",
-                    tuned_val * 100.0,
-                    blend * 100.0,
+                    a.tuned_val * 100.0,
+                    a.blend * 100.0,
                     req.recipe.keep_within * 100.0
                 )
             } else {
@@ -413,13 +499,51 @@ pub fn run_with_data(
             }
         ),
     );
-    let (base_test, test_after) = match test {
-        Some(t) => (Some(accuracy(&base, t)), Some(accuracy(&adapted, t))),
-        None => (None, None),
+}
+
+/// MNIST test accuracy (0..1) of the base and the adapted model, when there is a test set.
+fn test_figures(
+    base: &AnyMlp,
+    adapted: &AnyMlp,
+    test: Option<&Dataset>,
+    threads: usize,
+) -> (Option<f64>, Option<f64>) {
+    let accuracy = |m: &AnyMlp, d: &Dataset| {
+        let (_, right) = m.evaluate(&d.images, &d.labels, threads);
+        right as f64 / d.len().max(1) as f64
     };
+    match test {
+        Some(t) => (Some(accuracy(base, t)), Some(accuracy(adapted, t))),
+        None => (None, None),
+    }
+}
+
+/// The metrics the adapted model's file records: one "epoch", the adapted model's
+/// validation figures and its test accuracy.
+fn adapted_metrics(a: &Adaptation, test_after: Option<f64>) -> Metrics {
+    Metrics {
+        epochs_run: 1,
+        best_epoch: 1,
+        // Fine-tuning has no training loss of an epoch to report.
+        train_loss: f32::NAN,
+        val_loss: a.val_loss as f32,
+        val_accuracy: a.val_after as f32,
+        test_accuracy: test_after.map(|a| a as f32),
+    }
+}
+
+/// Logs the MNIST test accuracies (base, adapted) when measured, then records every
+/// figure as a metric of the run.
+fn log_figures(
+    run: &mut RunWriter,
+    a: &Adaptation,
+    base_test: Option<f64>,
+    test_after: Option<f64>,
+    on_event: &mut dyn FnMut(AdaptEvent<'_>) -> ControlFlow<()>,
+) {
     if let (Some(b), Some(a)) = (base_test, test_after) {
         say(
-            &mut run,
+            run,
             on_event,
             &format!(
                 "MNIST test (measured only, decides nothing): base {:.2} %, adapted {:.2} %",
@@ -428,9 +552,10 @@ pub fn run_with_data(
             ),
         );
     }
-    run.log_metric(1, "base_val_accuracy", base_val);
-    run.log_metric(1, "val_accuracy", val_after);
-    run.log_metric(1, "blend", f64::from(blend));
+    let cv = &a.cross_validation;
+    run.log_metric(1, "base_val_accuracy", a.val_before);
+    run.log_metric(1, "val_accuracy", a.val_after);
+    run.log_metric(1, "blend", f64::from(a.blend));
     if cv.folds > 0 {
         run.log_metric(1, "corrections_cv_before", cv.before as f64 / cv.n as f64);
         run.log_metric(1, "corrections_cv_after", cv.after as f64 / cv.n as f64);
@@ -439,65 +564,75 @@ pub fn run_with_data(
         run.log_metric(1, "base_test_accuracy", b);
         run.log_metric(1, "test_accuracy", a);
     }
-    // Judged on the fine-tuned weights, not the blend: corrections that only a blend nearer
-    // the base can live with (mislabelled ones, say) are refused all the same.
-    if tuned_val < base_val - MAX_FORGETTING {
-        if req.force {
-            say(
-                &mut run,
-                on_event,
-                "the adapted model forgot more than the limit; registered anyway (--force)",
-            );
-        } else {
-            let err = AdaptError::Forgets {
-                run_id: run_id.clone(),
-                before: base_val,
-                after: tuned_val,
-            };
-            let msg = err.to_string();
-            say(&mut run, on_event, &format!("error: {msg}"));
-            run.finish(Status::Failed, Some(&msg));
-            return Err(err);
-        }
+}
+
+/// [`AdaptError::Forgets`] if the fine-tuned weights lost more
+/// than [`MAX_FORGETTING`] of MNIST validation, unless `req.force` (then a line says so).
+/// Judged on the fine-tuned weights, not the blend: corrections that only a blend nearer
+/// the base can live with (mislabelled ones, say) are refused all the same.
+fn check_forgetting(
+    run: &mut RunWriter,
+    req: &AdaptRequest,
+    run_id: &str,
+    a: &Adaptation,
+    on_event: &mut dyn FnMut(AdaptEvent<'_>) -> ControlFlow<()>,
+) -> Result<(), AdaptError> {
+    if a.tuned_val >= a.val_before - MAX_FORGETTING {
+        return Ok(());
     }
-    let metrics = Metrics {
-        epochs_run: 1,
-        best_epoch: 1,
-        // Fine-tuning has no training loss of an epoch to report.
-        train_loss: f32::NAN,
-        val_loss: val_loss as f32,
-        val_accuracy: val_after as f32,
-        test_accuracy: test_after.map(|a| a as f32),
-    };
-    let parent = base_id.to_string();
-    let registered = register(
-        registry,
-        &adapted,
-        &ModelMeta {
-            name: &req.name,
-            hyper,
-            metrics,
-            run_id: &run_id,
-            dataset: TRAIN_DIGEST,
-            parent: &parent,
-        },
-    )
-    .and_then(|(id, size)| {
+    if req.force {
+        say(
+            run,
+            on_event,
+            "the adapted model forgot more than the limit; registered anyway (--force)",
+        );
+        return Ok(());
+    }
+    Err(AdaptError::Forgets {
+        run_id: run_id.to_owned(),
+        before: a.val_before,
+        after: a.tuned_val,
+    })
+}
+
+/// Logs `err` and closes the run as failed with its text; returns `err`.
+fn fail(
+    mut run: RunWriter,
+    on_event: &mut dyn FnMut(AdaptEvent<'_>) -> ControlFlow<()>,
+    err: AdaptError,
+) -> AdaptError {
+    let msg = err.to_string();
+    say(&mut run, on_event, &format!("error: {msg}"));
+    run.finish(Status::Failed, Some(&msg));
+    err
+}
+
+/// Registers `model` with `meta` and points `req.aliases` at it: its id and file size.
+fn register_adapted(
+    registry: &Registry,
+    req: &AdaptRequest,
+    model: &AnyMlp,
+    meta: &ModelMeta<'_>,
+) -> Result<(ModelId, usize), RegistryError> {
+    register(registry, model, meta).and_then(|(id, size)| {
         for alias in &req.aliases {
             registry.set_alias(alias, &id)?;
         }
         Ok((id, size))
-    });
-    let (id, size): (ModelId, usize) = match registered {
-        Ok(done) => done,
-        Err(e) => {
-            let msg = e.to_string();
-            say(&mut run, on_event, &format!("error: {msg}"));
-            run.finish(Status::Failed, Some(&msg));
-            return Err(AdaptError::Registry(e));
-        }
-    };
-    run.set_model(&id);
+    })
+}
+
+/// Records the registered model `id` (`size` bytes) and its aliases in the run, logs the
+/// time since `started`, and closes the run as finished: the seconds taken.
+fn close_run(
+    mut run: RunWriter,
+    req: &AdaptRequest,
+    id: &ModelId,
+    size: usize,
+    started: Instant,
+    on_event: &mut dyn FnMut(AdaptEvent<'_>) -> ControlFlow<()>,
+) -> f64 {
+    run.set_model(id);
     say(
         &mut run,
         on_event,
@@ -510,20 +645,7 @@ pub fn run_with_data(
     run.log_metric(1, "seconds", seconds);
     say(&mut run, on_event, &format!("adapted in {seconds:.1} s"));
     run.finish(Status::Finished, None);
-    Ok(Adapted {
-        run_id,
-        base: parent,
-        model: id.to_string(),
-        corrections: counts,
-        cross_validation: cv,
-        base_val_accuracy: base_val,
-        val_accuracy: val_after,
-        val_images: val.len(),
-        blend,
-        base_test_accuracy: base_test,
-        test_accuracy: test_after,
-        seconds,
-    })
+    seconds
 }
 
 /// Writes `line` to the run's log and reports it.
