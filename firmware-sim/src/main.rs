@@ -122,23 +122,9 @@ impl Link for HostFile {
     }
 }
 
-/// One reply line, formatted on the stack and written with a single semihosting call.
-struct Line {
-    buf: [u8; 96],
-    len: usize,
-}
-
-impl Write for Line {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let end = self.len + s.len();
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(core::fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
+/// One reply line, formatted on the stack and written with a single semihosting call
+/// (the longest, an error line, stays well under this).
+type Line = heapless::String<96>;
 
 fn fail(out: &mut hio::HostStream, msg: core::fmt::Arguments) -> ! {
     let _ = writeln!(out, "firmware: error: {msg}");
@@ -267,16 +253,13 @@ fn main() -> ! {
         work,
         infer,
         |i, label, reply| {
-            let mut line = Line {
-                buf: [0; 96],
-                len: 0,
-            };
+            let mut line = Line::new();
             let label = label.map_or(-1, i32::from);
             let _ = match reply {
                 Ok(a) => writeln!(line, "{i} {label} {} {:.4}", a.digit, a.confidence),
                 Err(e) => writeln!(line, "{i} {label} error: {e}"),
             };
-            answers.write(&line.buf[..line.len]);
+            answers.write(line.as_bytes());
         },
     );
 
