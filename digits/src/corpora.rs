@@ -37,14 +37,20 @@ use pismo_core::preprocess::{GreyImage, PIXELS};
 use pismo_core::rng::Rng;
 use pismo_engine::kernels;
 
-/// The shipped corpora that may be trained on, by name: the trainable bitmap corpora
-/// ([`Corpus::trainable`]) and UNIPEN's training writers drawn on the canvas
+/// The name of UNIPEN's training writers drawn on the canvas as a training corpus
 /// ([`crate::unipen::training_set`]).
-pub const TRAINABLE: [&str; 3] = ["optdigits-train", "semeion-train", "unipen-train"];
+pub const UNIPEN_TRAIN: &str = "unipen-train";
 
-/// The trainable corpus `name` ([`TRAINABLE`]) as training inputs, or `None` for another name.
+/// The shipped corpora that may be trained on, by name: the trainable bitmap corpora
+/// ([`Corpus::trainable`]), then [`UNIPEN_TRAIN`].
+pub fn trainable() -> Vec<&'static str> {
+    let bitmaps = Corpus::ALL.into_iter().filter(|c| c.trainable());
+    bitmaps.map(Corpus::name).chain([UNIPEN_TRAIN]).collect()
+}
+
+/// The trainable corpus `name` ([`trainable`]) as training inputs, or `None` for another name.
 pub fn training_set(name: &str, dir: &Path) -> Option<Result<Dataset, CorpusError>> {
-    if name == "unipen-train" {
+    if name == UNIPEN_TRAIN {
         return Some(crate::unipen::training_set(dir));
     }
     let corpus = Corpus::from_name(name).filter(|c| c.trainable())?;

@@ -52,7 +52,7 @@ pub struct Recipe {
     pub redrawn: u32,
     /// Synthetic pen-written digits in common and European styles.
     pub synthetic: u32,
-    /// Shipped corpora to train on, by name ([`corpora::TRAINABLE`]).
+    /// Shipped corpora to train on, by name ([`corpora::trainable`]).
     pub corpora: Vec<String>,
     /// Times each corpus digit is seen per epoch (at least 1).
     pub oversample: u32,
@@ -114,7 +114,7 @@ impl std::fmt::Display for RecipeError {
             RecipeError::UnknownCorpus(name) => write!(
                 f,
                 "`{name}` is not a corpus that may be trained on (have: {})",
-                corpora::TRAINABLE.join(", ")
+                corpora::trainable().join(", ")
             ),
             RecipeError::Corpus(e) => e.fmt(f),
             RecipeError::Range(what) => f.write_str(what),
@@ -174,7 +174,7 @@ impl Recipe {
         if let Some(name) = self
             .corpora
             .iter()
-            .find(|n| !corpora::TRAINABLE.contains(&n.as_str()))
+            .find(|n| !corpora::trainable().contains(&n.as_str()))
         {
             return Err(RecipeError::UnknownCorpus(name.clone()));
         }
