@@ -206,12 +206,9 @@ pub fn load_model(
     registry: &Registry,
     reference: Option<&str>,
 ) -> Result<(ModelId, AnyMlp), CliError> {
-    let (id, bytes) = registry.load(reference)?;
-    let (mlp, _) = AnyMlp::decode(&bytes).map_err(|e| {
-        let location = registry.location_of(&id).unwrap_or_default();
-        CliError::Failed(format!("{location}: model {id}: {e}"))
-    })?;
-    Ok((id, mlp))
+    let loaded =
+        registry.load_decoded(reference, |bytes| AnyMlp::decode(bytes).map(|(mlp, _)| mlp))?;
+    Ok(loaded)
 }
 
 /// Every command word, for the "run `pismo … --help`" hint after a usage error.
