@@ -294,7 +294,7 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
                     text(pm, s, (wx, wy), 10, &digit.to_string(), colour::WINNER);
                     let pct = format!("{:.1} %", top * 100.0);
                     text(pm, s, (wx + 62, wy + 2), 3, &pct, colour::TEXT);
-                    let order = crate::predict::ranked(&p.probabilities);
+                    let order = pismo_core::verdict::ranked(&p.probabilities);
                     let next = format!(
                         "next {}: {:.1} %",
                         order[1],
