@@ -267,7 +267,7 @@ impl App {
                 self.correcting = false;
                 self.status = match *result {
                     Ok(adapted) => {
-                        let summary = crate::adapt::summary(&adapted);
+                        let summary = adapted.summary();
                         match adapted.model.parse::<ModelId>() {
                             Ok(id) => match self.switch_to(&id) {
                                 // The help line offers B.
