@@ -30,8 +30,8 @@ use tiny_skia::{Color, Paint, Pixmap, Rect, Transform};
 
 use pismo_core::verdict::Verdict;
 
-use super::app::{draw_strokes, App, CANVAS};
-use super::font;
+use crate::app::{draw_strokes, App, CANVAS};
+use crate::font;
 
 /// Window width in logical pixels.
 pub const WIDTH: u32 = 640;
@@ -414,8 +414,8 @@ pub fn to_0rgb(pm: &Pixmap, out: &mut Vec<u32>) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::app::tests::{shipped, ONE, SEVEN};
     use super::*;
+    use crate::app::tests::{shipped, ONE, SEVEN};
 
     fn px(pm: &Pixmap, s: u32, x: u32, y: u32) -> [u8; 3] {
         let p = pm.pixel(x * s, y * s).expect("inside the frame");
@@ -575,7 +575,7 @@ mod tests {
     #[test]
     fn an_unsure_drawing_shows_a_question_mark_and_both_digits() {
         let mut app = App::new(shipped(), None).expect("shipped model");
-        for stroke in super::super::app::tests::AMBIGUOUS {
+        for stroke in crate::app::tests::AMBIGUOUS {
             app.stroke(stroke);
         }
         app.update();
@@ -668,7 +668,7 @@ mod tests {
             let file = std::path::Path::new(&dir).join("frame-correcting-x2.png");
             pm.save_png(file).expect("save the frame");
         }
-        let prompt = super::super::app::CORRECTION_PROMPT;
+        let prompt = crate::app::CORRECTION_PROMPT;
         let width = font::text_width(prompt) * 2;
         assert!(CANVAS_X + width <= WIDTH - 16, "the question fits");
         let line = (CANVAS_X, STATUS_Y - 4, width, font::HEIGHT * 2);

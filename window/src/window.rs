@@ -1,5 +1,5 @@
 //! The minifb window: turns mouse and keys into [`App`] calls and shows the frames
-//! [`render`](super::render) draws.
+//! [`render`](crate::render) draws.
 //!
 //! Keys are taken from minifb's input callback ([`Presses`]), not from its once-a-frame
 //! key state: a tap shorter than a frame (pressed and released between two polls) would be
@@ -11,15 +11,16 @@
 //! when the drawing or the model changed ([`App::update`]).
 
 use std::cell::RefCell;
+use std::io::Write;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use minifb::{InputCallback, Key, MouseButton, MouseMode, Window, WindowOptions};
 
-use super::app::{App, Point, CANVAS};
-use super::render::{self, CANVAS_X, CANVAS_Y, HEIGHT, WIDTH};
-use crate::CliError;
+use crate::app::{App, Point, CANVAS};
+use crate::render::{self, CANVAS_X, CANVAS_Y, HEIGHT, WIDTH};
+use crate::WindowError;
 
 /// Polls per second (minifb sleeps in between).
 const FPS: usize = 60;
@@ -54,8 +55,8 @@ fn save_path() -> PathBuf {
     path
 }
 
-/// Saves the drawing (S) and says where, on stdout and in the status line.
-fn save(app: &mut App) -> Result<(), CliError> {
+/// Saves the drawing (S) and says where, on `out` and in the status line.
+fn save(app: &mut App, out: &mut dyn Write) -> Result<(), WindowError> {
     if app.strokes().is_empty() {
         app.set_status("nothing to save: draw a digit first".to_owned());
         return Ok(());
@@ -64,7 +65,8 @@ fn save(app: &mut App) -> Result<(), CliError> {
     match std::fs::write(&path, app.png()) {
         Ok(()) => {
             app.set_status(format!("saved {}", path.display()));
-            crate::out_line(&path.display().to_string())?;
+            writeln!(out, "{}", path.display())?;
+            out.flush()?;
         }
         Err(e) => {
             let msg = format!("cannot save {}: {e}", path.display());
@@ -106,12 +108,13 @@ fn digit_key(key: Key) -> Option<u8> {
         .map(|d| d as u8)
 }
 
-/// Saves the correction (a digit after W) and prints the sample's folder on stdout.
-fn correct(app: &mut App, digit: u8) -> Result<(), CliError> {
+/// Saves the correction (a digit after W) and writes the sample's folder to `out`.
+fn correct(app: &mut App, digit: u8, out: &mut dyn Write) -> Result<(), WindowError> {
     match app.correct(digit) {
         Some(Ok(info)) => {
             let dir = info.drawing.parent().unwrap_or(&info.drawing);
-            crate::out_line(&dir.display().to_string())?;
+            writeln!(out, "{}", dir.display())?;
+            out.flush()?;
         }
         Some(Err(e)) => eprintln!("error: {e}"),
         None => {}
@@ -159,12 +162,12 @@ impl InputCallback for Presses {
     }
 }
 
-/// Opens the window at `scale` and runs until it is closed (Esc, Q, the close button).
-/// The caller has checked [`has_display`].
-pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
+/// Opens the window at `scale` and runs until it is closed (Esc, Q, the close button); the
+/// paths of saved drawings go to `out`. The caller has checked [`has_display`].
+pub fn run(mut app: App, scale: u32, out: &mut dyn Write) -> Result<(), WindowError> {
     let (w, h) = ((WIDTH * scale) as usize, (HEIGHT * scale) as usize);
     let mut window = Window::new("pismo draw", w, h, WindowOptions::default())
-        .map_err(|e| CliError::failed(format!("{NO_DISPLAY} (cannot open a window: {e})")))?;
+        .map_err(|e| WindowError::System(format!("{NO_DISPLAY} (cannot open a window: {e})")))?;
     window.set_target_fps(FPS);
     let presses = Presses::default();
     window.set_input_callback(Box::new(presses.clone()));
@@ -209,7 +212,7 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
             // While asking "Wrong? This is a …": a digit answers, Esc cancels.
             if app.is_correcting() {
                 if let Some(d) = digit_key(key) {
-                    correct(&mut app, d)?;
+                    correct(&mut app, d, out)?;
                     dirty = true;
                     continue;
                 }
@@ -243,7 +246,7 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
                 }
                 Key::S => {
                     app.update();
-                    save(&mut app)?;
+                    save(&mut app, out)?;
                     dirty = true;
                 }
                 _ => {}
@@ -265,7 +268,7 @@ pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
             render::to_0rgb(&frame, &mut buffer);
             window
                 .update_with_buffer(&buffer, w, h)
-                .map_err(|e| CliError::failed(format!("cannot draw the window: {e}")))?;
+                .map_err(|e| WindowError::System(format!("cannot draw the window: {e}")))?;
             dirty = false;
         } else {
             window.update();
