@@ -22,7 +22,8 @@
 //! - [`http_client`]: the HTTP client settings of every outgoing request.
 //! - [`places`]: the location options (`--registry`, `--store`, `--runs`, `--data`,
 //!   `--drawn`, `--corpora`) turned into stores and folders.
-//! - [`draw`]: `pismo draw`, a native window to draw digits and watch the prediction.
+//! - [`draw`]: `pismo draw`'s flags over `pismo-window`, the native window to draw digits
+//!   and watch the prediction.
 //! - [`serve`]: `pismo serve`, the HTTP API and MLflow scoring protocol (`pismo-http`).
 //!
 //! Contract with users and scripts (see `docs/ARCHITECTURE.md`, "CLI conventions"):
