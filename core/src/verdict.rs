@@ -125,6 +125,15 @@ pub fn verdict_at(p: &[f32; CLASSES], min_top: f32, min_margin: f32) -> Verdict 
     }
 }
 
+/// The digits in order of probability, most likely first; equal probabilities in the
+/// order of the digits.
+pub fn ranked(p: &[f32; CLASSES]) -> [usize; CLASSES] {
+    let mut order: [usize; CLASSES] = core::array::from_fn(|i| i);
+    // No two digits compare equal, so the unstable sort (no allocation) is deterministic.
+    order.sort_unstable_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    order
+}
+
 /// `7` when sure, `not sure: 3 or 9?` when not: the words every shell shows.
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,6 +147,15 @@ impl fmt::Display for Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranked_orders_by_probability_then_digit() {
+        let mut p = [0.0; CLASSES];
+        p[7] = 0.9;
+        p[1] = 0.05;
+        p[9] = 0.05;
+        assert_eq!(&ranked(&p)[..4], &[7, 1, 9, 0]);
+    }
 
     fn probs(pairs: &[(usize, f32)]) -> [f32; CLASSES] {
         let rest: f32 = pairs.iter().map(|&(_, v)| v).sum();

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_storage::registry::{validate_alias, validate_name};
-use pismo_training::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest, Adapted};
+use pismo_training::adapt::session::{self, AdaptError, AdaptEvent, AdaptRequest};
 use pismo_training::adapt::AdaptRecipe;
 
 use crate::progress::Counter;
@@ -118,29 +118,5 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if args.json {
         return crate::out_json(&adapted);
     }
-    crate::out_line(&summary(&adapted))
-}
-
-/// One line saying what an adaptation did: the models, the corrections before and after
-/// (cross-validated), MNIST validation before and after, the time and the run. `pismo adapt`
-/// prints it; the window shows it.
-pub fn summary(adapted: &Adapted) -> String {
-    let cv = adapted.cross_validation;
-    let corrections = if cv.folds == 0 {
-        "too few corrections to cross-validate".to_owned()
-    } else {
-        format!(
-            "{}/{} corrections right before, {}/{} after (cross-validated, {} folds)",
-            cv.before, cv.n, cv.after, cv.n, cv.folds
-        )
-    };
-    format!(
-        "adapted {} -> {}: {corrections}; MNIST validation {:.2} % -> {:.2} %; {:.1} s (run {})",
-        adapted.base,
-        adapted.model,
-        adapted.base_val_accuracy * 100.0,
-        adapted.val_accuracy * 100.0,
-        adapted.seconds,
-        adapted.run_id
-    )
+    crate::out_line(&adapted.summary())
 }

@@ -22,7 +22,8 @@
 //! - [`http_client`]: the HTTP client settings of every outgoing request.
 //! - [`places`]: the location options (`--registry`, `--store`, `--runs`, `--data`,
 //!   `--drawn`, `--corpora`) turned into stores and folders.
-//! - [`draw`]: `pismo draw`, a native window to draw digits and watch the prediction.
+//! - [`draw`]: `pismo draw`'s flags over `pismo-window`, the native window to draw digits
+//!   and watch the prediction.
 //! - [`serve`]: `pismo serve`, the HTTP API and MLflow scoring protocol (`pismo-http`).
 //!
 //! Contract with users and scripts (see `docs/ARCHITECTURE.md`, "CLI conventions"):
@@ -206,12 +207,9 @@ pub fn load_model(
     registry: &Registry,
     reference: Option<&str>,
 ) -> Result<(ModelId, AnyMlp), CliError> {
-    let (id, bytes) = registry.load(reference)?;
-    let (mlp, _) = AnyMlp::decode(&bytes).map_err(|e| {
-        let location = registry.location_of(&id).unwrap_or_default();
-        CliError::Failed(format!("{location}: model {id}: {e}"))
-    })?;
-    Ok((id, mlp))
+    let loaded =
+        registry.load_decoded(reference, |bytes| AnyMlp::decode(bytes).map(|(mlp, _)| mlp))?;
+    Ok(loaded)
 }
 
 /// Every command word, for the "run `pismo … --help`" hint after a usage error.

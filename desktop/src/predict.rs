@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use argh::FromArgs;
 use pismo_core::mlp::{CLASSES, INPUT};
 use pismo_core::preprocess;
-use pismo_core::verdict::{verdict, Verdict};
+use pismo_core::verdict::{ranked, verdict, Verdict};
 use pismo_digits::image::{self, OwnedGrey};
 use pismo_engine::kernels;
 use pismo_engine::model::AnyMlp;
@@ -101,13 +101,6 @@ pub(crate) fn probabilities(
     let mut x = [0.0f32; INPUT];
     kernels::to_input(&img.as_grey(), &mut x)?;
     Ok(mlp.predict_proba(&x))
-}
-
-/// The digits in order of probability, most likely first.
-pub(crate) fn ranked(p: &[f32; CLASSES]) -> [usize; CLASSES] {
-    let mut order: [usize; CLASSES] = std::array::from_fn(|i| i);
-    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-    order
 }
 
 /// The text answer for one image: `7 (99.2 %)   next: 1 0.5 %, 2 0.1 %`, or when unsure
@@ -197,15 +190,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranked_orders_by_probability_then_digit() {
-        let mut p = [0.0; CLASSES];
-        p[7] = 0.9;
-        p[1] = 0.05;
-        p[9] = 0.05;
-        assert_eq!(&ranked(&p)[..4], &[7, 1, 9, 0]);
-    }
 
     #[test]
     fn an_unsure_answer_names_both_digits() {

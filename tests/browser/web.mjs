@@ -89,7 +89,7 @@ async function stroke(page, points) {
 const ONE = [[[150, 45], [138, 235]]];
 const SEVEN = [[[75, 60], [205, 60], [120, 235]]];
 // A 4 whose open top is half closed, halfway to a 9: the shipped model is unsure (the same
-// strokes as AMBIGUOUS in desktop/src/draw/app.rs).
+// strokes as AMBIGUOUS in window/src/app.rs).
 const FOUR_OR_NINE = [[[100, 50], [90, 150], [200, 150]], [[170, 50], [170, 240]], [[100, 50], [170, 100]]];
 
 /** Draws one stroke with a finger (touch events through the DevTools protocol). */

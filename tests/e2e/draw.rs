@@ -1,5 +1,5 @@
 //! `pismo draw` through the real binary, without a display: the window itself is tested in
-//! `desktop/src/draw` (app state and frames) and under Xvfb by `scripts/check-draw-window`.
+//! `window/` (app state and frames) and under Xvfb by `scripts/check-draw-window`.
 
 use pismo_tests::Pismo;
 

@@ -13,7 +13,7 @@ use pismo_tests::{workspace_root, Pismo};
 
 use crate::web::{browser_dir, copy_dir, missing_tools, skip};
 
-/// Drawings per style (the window's test in `desktop/src/draw/styles.rs` uses the same).
+/// Drawings per style (the window's test in `window/src/styles.rs` uses the same).
 const PER_STYLE: usize = 20;
 /// The least share of the styles set the shipped default model must recognise on the page.
 const MIN_PERCENT: usize = 90;

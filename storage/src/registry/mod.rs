@@ -151,6 +151,15 @@ pub enum RegistryError {
         /// The whole message.
         message: String,
     },
+    /// The bytes of a model did not decode ([`Registry::load_decoded`]).
+    Undecodable {
+        /// Where the bytes are.
+        location: String,
+        /// The model.
+        id: ModelId,
+        /// Why they did not decode, as the decoder says.
+        detail: String,
+    },
 }
 
 impl RegistryError {
@@ -222,6 +231,11 @@ impl fmt::Display for RegistryError {
                 path,
                 source,
             } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Self::Undecodable {
+                location,
+                id,
+                detail,
+            } => write!(f, "{location}: model {id}: {detail}"),
         }
     }
 }
@@ -469,6 +483,25 @@ impl Registry {
         Ok((id, bytes))
     }
 
+    /// Resolves `reference`, reads that model's bytes and decodes them with `decode` (the
+    /// registry keeps bytes; the caller knows the model type). Bytes that do not decode are
+    /// [`RegistryError::Undecodable`], naming where they are.
+    pub fn load_decoded<T, E: fmt::Display>(
+        &self,
+        reference: Option<&str>,
+        decode: impl FnOnce(&[u8]) -> Result<T, E>,
+    ) -> Result<(ModelId, T), RegistryError> {
+        let (id, bytes) = self.load(reference)?;
+        match decode(&bytes) {
+            Ok(model) => Ok((id, model)),
+            Err(e) => Err(RegistryError::Undecodable {
+                location: self.location_of(&id).unwrap_or_default(),
+                id,
+                detail: e.to_string(),
+            }),
+        }
+    }
+
     /// All aliases and their targets.
     pub fn aliases(&self) -> Result<BTreeMap<String, ModelId>, RegistryError> {
         self.store.aliases()
@@ -637,6 +670,24 @@ pub(crate) mod tests {
             .filter(|n| n.starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn load_decoded_names_the_file_whose_bytes_do_not_decode() {
+        let (_tmp, reg) = registry_with("decode", &["mnist"]);
+        let (got, len) = reg
+            .load_decoded(Some("mnist"), |b| Ok::<_, String>(b.len()))
+            .unwrap();
+        assert_eq!((got, len), (id("mnist@1"), opaque(1).len()));
+        let e = reg
+            .load_decoded(Some("mnist"), |_| Err::<(), _>("bad magic"))
+            .unwrap_err();
+        let file = reg.folder().unwrap().join("mnist.v1.pismo");
+        assert_eq!(
+            e.to_string(),
+            format!("{}: model mnist@1: bad magic", file.display())
+        );
+        assert!(!e.is_invalid() && !e.is_not_found(), "{e}");
     }
 
     #[test]

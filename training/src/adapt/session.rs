@@ -112,6 +112,32 @@ pub struct Adapted {
     pub seconds: f64,
 }
 
+impl Adapted {
+    /// One line saying what an adaptation did: the models, the corrections before and after
+    /// (cross-validated), MNIST validation before and after, the time and the run. `pismo adapt`
+    /// prints it; the window shows it.
+    pub fn summary(&self) -> String {
+        let cv = self.cross_validation;
+        let corrections = if cv.folds == 0 {
+            "too few corrections to cross-validate".to_owned()
+        } else {
+            format!(
+                "{}/{} corrections right before, {}/{} after (cross-validated, {} folds)",
+                cv.before, cv.n, cv.after, cv.n, cv.folds
+            )
+        };
+        format!(
+            "adapted {} -> {}: {corrections}; MNIST validation {:.2} % -> {:.2} %; {:.1} s (run {})",
+            self.base,
+            self.model,
+            self.base_val_accuracy * 100.0,
+            self.val_accuracy * 100.0,
+            self.seconds,
+            self.run_id
+        )
+    }
+}
+
 /// Why an adaptation did not register a model.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -15,7 +15,7 @@
 //!   drawn store (`pismo_digits::drawn`, which also keeps the 28x28 input the model saw),
 //!   [`App::cancel_correction`] (Esc) or any change of the drawing drops the question.
 //! - Learning (the L key): [`App::start_learning`] adapts the model in use to the saved
-//!   corrections on a thread of its own ([`super::learn`]); [`App::poll_learning`] shows its
+//!   corrections on a thread of its own ([`crate::learn`]); [`App::poll_learning`] shows its
 //!   progress and, when it is done, what it changed, and switches to the adapted model.
 //!   One at a time: L while it works only says so. [`App::back`] (B) returns to the model
 //!   used before.
@@ -27,13 +27,12 @@ use pismo_digits::drawn::{DrawnStore, SampleInfo};
 use pismo_digits::image::encode_png;
 use pismo_engine::kernels;
 use pismo_engine::model::AnyMlp;
-use pismo_storage::registry::{ModelId, Registry};
+use pismo_storage::registry::{ModelId, Registry, RegistryError};
 use tiny_skia::{
     Color, FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, Stroke, Transform,
 };
 
-use super::learn::{self, Job, Poll};
-use crate::CliError;
+use crate::learn::{self, Job, Poll};
 
 /// Side of the square drawing canvas, in logical pixels.
 pub const CANVAS: u32 = 280;
@@ -124,6 +123,14 @@ pub fn draw_strokes(pixmap: &mut Pixmap, strokes: &[Vec<Point>], transform: Tran
     }
 }
 
+/// Loads and decodes the model `reference` means (see `Registry::resolve`).
+fn load_model(
+    registry: &Registry,
+    reference: Option<&str>,
+) -> Result<(ModelId, AnyMlp), RegistryError> {
+    registry.load_decoded(reference, |bytes| AnyMlp::decode(bytes).map(|(mlp, _)| mlp))
+}
+
 /// The status line after L while learning is under way.
 fn busy_status(job: &Job) -> String {
     format!("busy: {} (one at a time)", job.status())
@@ -132,8 +139,8 @@ fn busy_status(job: &Job) -> String {
 impl App {
     /// Opens the model `reference` means in `registry` (see `Registry::resolve`); Tab then
     /// cycles through every model file of the registry.
-    pub fn new(registry: Registry, reference: Option<&str>) -> Result<Self, CliError> {
-        let (id, mlp) = crate::load_model(&registry, reference)?;
+    pub fn new(registry: Registry, reference: Option<&str>) -> Result<Self, RegistryError> {
+        let (id, mlp) = load_model(&registry, reference)?;
         let mut models = registry.ids()?;
         let current = match models.iter().position(|m| *m == id) {
             Some(i) => i,
@@ -267,7 +274,7 @@ impl App {
                 self.correcting = false;
                 self.status = match *result {
                     Ok(adapted) => {
-                        let summary = crate::adapt::summary(&adapted);
+                        let summary = adapted.summary();
                         match adapted.model.parse::<ModelId>() {
                             Ok(id) => match self.switch_to(&id) {
                                 // The help line offers B.
@@ -327,10 +334,7 @@ impl App {
     /// [`App::back`]'s.
     fn switch_to(&mut self, id: &ModelId) -> Result<(), String> {
         let (_, mlp) =
-            crate::load_model(&self.registry, Some(&id.to_string())).map_err(|e| match e {
-                CliError::Usage(e) | CliError::Failed(e) => e,
-                _ => format!("cannot load {id}"),
-            })?;
+            load_model(&self.registry, Some(&id.to_string())).map_err(|e| e.to_string())?;
         let before = self.model().clone();
         self.refresh_models();
         let current = match self.models.iter().position(|m| m == id) {
@@ -501,7 +505,7 @@ impl App {
         for tries in 1..=n {
             let i = (self.current as isize + step * tries as isize).rem_euclid(n as isize) as usize;
             let id = self.models[i].clone();
-            match crate::load_model(&self.registry, Some(&id.to_string())) {
+            match load_model(&self.registry, Some(&id.to_string())) {
                 Ok((_, mlp)) => {
                     if i != self.current {
                         self.previous = Some(self.models[self.current].clone());
@@ -512,10 +516,7 @@ impl App {
                     self.status = format!("model {id}");
                     break;
                 }
-                Err(CliError::Usage(e) | CliError::Failed(e)) => {
-                    skipped.push(format!("skipped {id}: {e}"));
-                }
-                Err(_) => skipped.push(format!("skipped {id}")),
+                Err(e) => skipped.push(format!("skipped {id}: {e}")),
             }
         }
         if !skipped.is_empty() {
@@ -660,11 +661,13 @@ pub mod tests {
         std::fs::write(&file, app.png()).expect("write png");
         // What `pismo predict drawing.png` does: read the file, load the default model, and
         // compute the probabilities of its one image.
-        let images = crate::predict::read(file.to_str().expect("utf-8")).expect("read png");
+        let images = pismo_digits::image::read_image_file(&file).expect("read png");
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(images.len(), 1);
-        let (_, mlp) = crate::load_model(&shipped(), None).expect("default model");
-        let theirs = crate::predict::probabilities(&mlp, &images[0]).expect("ink");
+        let (_, mlp) = load_model(&shipped(), None).expect("default model");
+        let mut input = [0.0f32; INPUT];
+        kernels::to_input(&images[0].as_grey(), &mut input).expect("ink");
+        let theirs = mlp.predict_proba(&input);
         assert_eq!(ours.probabilities, theirs, "bit-identical probabilities");
     }
 

@@ -4,8 +4,8 @@
 
 use pismo_digits::synth::{self, STYLE_CASES};
 
-use super::app::tests::shipped;
-use super::app::App;
+use crate::app::tests::shipped;
+use crate::app::App;
 
 /// Drawings per style.
 const PER_STYLE: usize = 20;

@@ -1,34 +1,17 @@
 //! `pismo draw`: a native window to draw a digit with the mouse and watch the prediction
-//! change as you draw.
-//!
-//! - [`app`]: the state (strokes, canvas, models, prediction), no window system; tested.
-//! - [`render`]: one frame drawn with tiny-skia, converted to minifb's pixels; tested.
-//! - [`font`]: the embedded 5x7 bitmap font the frame's text uses.
-//! - [`learn`]: learning from the corrections (L) on a background thread.
-//! - `styles` (tests): the styles set drawn through the app state.
-//! - [`window`]: the minifb loop: mouse and keys in, frames out, only when something changed.
+//! change as you draw. The window is the crate `pismo-window`; here are its flags, the
+//! stores and folders they resolve to, and its errors as exit statuses.
 //!
 //! All but the flags need the cargo feature `window` (default). Without it (the static
 //! binary of the container image), `pismo draw` says so and exits with status 1.
-
-#[cfg(feature = "window")]
-pub mod app;
-#[cfg(feature = "window")]
-pub mod font;
-#[cfg(feature = "window")]
-pub mod learn;
-#[cfg(feature = "window")]
-pub mod render;
-#[cfg(all(test, feature = "window"))]
-mod styles;
-#[cfg(feature = "window")]
-pub mod window;
 
 use std::path::PathBuf;
 
 use argh::FromArgs;
 
 use crate::CliError;
+#[cfg(feature = "window")]
+use pismo_window::WindowError;
 
 /// Largest accepted `--scale`.
 const MAX_SCALE: u32 = 8;
@@ -85,20 +68,25 @@ pub fn run(args: Args) -> Result<(), CliError> {
 /// Opens the window and runs it until it is closed.
 #[cfg(feature = "window")]
 fn open_window(args: Args) -> Result<(), CliError> {
-    if !window::has_display() {
-        return Err(CliError::failed(window::NO_DISPLAY));
+    if !pismo_window::has_display() {
+        return Err(CliError::failed(pismo_window::NO_DISPLAY));
     }
     let runs = crate::places::runs(&args.runs, &args.registry, &args.store)?;
-    let app = app::App::new(
-        crate::places::registry(&args.registry, &args.store)?,
-        args.model.as_deref(),
-    )?
-    .with_drawn(crate::places::drawn_store(&args.drawn))
-    .with_learning(learn::Setup {
-        runs,
-        data_dir: crate::places::data_dir(&args.data),
-    });
-    window::run(app, args.scale)
+    let setup = pismo_window::Setup {
+        registry: crate::places::registry(&args.registry, &args.store)?,
+        model: args.model,
+        drawn: crate::places::drawn_store(&args.drawn),
+        learning: pismo_window::learn::Setup {
+            runs,
+            data_dir: crate::places::data_dir(&args.data),
+        },
+        scale: args.scale,
+    };
+    pismo_window::open(setup, &mut std::io::stdout()).map_err(|e| match e {
+        WindowError::Registry(e) => CliError::from(e),
+        WindowError::Out(e) => CliError::from(e),
+        e => CliError::failed(e),
+    })
 }
 
 /// This binary has no window: says so.

@@ -1,5 +1,5 @@
 //! The minifb window: turns mouse and keys into [`App`] calls and shows the frames
-//! [`render`](super::render) draws.
+//! [`render`](crate::render) draws.
 //!
 //! Keys are taken from minifb's input callback ([`Presses`]), not from its once-a-frame
 //! key state: a tap shorter than a frame (pressed and released between two polls) would be
@@ -11,15 +11,17 @@
 //! when the drawing or the model changed ([`App::update`]).
 
 use std::cell::RefCell;
+use std::io::Write;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use minifb::{InputCallback, Key, MouseButton, MouseMode, Window, WindowOptions};
+use tiny_skia::Pixmap;
 
-use super::app::{App, Point, CANVAS};
-use super::render::{self, CANVAS_X, CANVAS_Y, HEIGHT, WIDTH};
-use crate::CliError;
+use crate::app::{App, Point, CANVAS};
+use crate::render::{self, CANVAS_X, CANVAS_Y, HEIGHT, WIDTH};
+use crate::WindowError;
 
 /// Polls per second (minifb sleeps in between).
 const FPS: usize = 60;
@@ -54,8 +56,8 @@ fn save_path() -> PathBuf {
     path
 }
 
-/// Saves the drawing (S) and says where, on stdout and in the status line.
-fn save(app: &mut App) -> Result<(), CliError> {
+/// Saves the drawing (S) and says where, on `out` and in the status line.
+fn save(app: &mut App, out: &mut dyn Write) -> Result<(), WindowError> {
     if app.strokes().is_empty() {
         app.set_status("nothing to save: draw a digit first".to_owned());
         return Ok(());
@@ -64,7 +66,8 @@ fn save(app: &mut App) -> Result<(), CliError> {
     match std::fs::write(&path, app.png()) {
         Ok(()) => {
             app.set_status(format!("saved {}", path.display()));
-            crate::out_line(&path.display().to_string())?;
+            writeln!(out, "{}", path.display())?;
+            out.flush()?;
         }
         Err(e) => {
             let msg = format!("cannot save {}: {e}", path.display());
@@ -106,12 +109,13 @@ fn digit_key(key: Key) -> Option<u8> {
         .map(|d| d as u8)
 }
 
-/// Saves the correction (a digit after W) and prints the sample's folder on stdout.
-fn correct(app: &mut App, digit: u8) -> Result<(), CliError> {
+/// Saves the correction (a digit after W) and writes the sample's folder to `out`.
+fn correct(app: &mut App, digit: u8, out: &mut dyn Write) -> Result<(), WindowError> {
     match app.correct(digit) {
         Some(Ok(info)) => {
             let dir = info.drawing.parent().unwrap_or(&info.drawing);
-            crate::out_line(&dir.display().to_string())?;
+            writeln!(out, "{}", dir.display())?;
+            out.flush()?;
         }
         Some(Err(e)) => eprintln!("error: {e}"),
         None => {}
@@ -159,126 +163,195 @@ impl InputCallback for Presses {
     }
 }
 
-/// Opens the window at `scale` and runs until it is closed (Esc, Q, the close button).
-/// The caller has checked [`has_display`].
-pub fn run(mut app: App, scale: u32) -> Result<(), CliError> {
-    let (w, h) = ((WIDTH * scale) as usize, (HEIGHT * scale) as usize);
-    let mut window = Window::new("pismo draw", w, h, WindowOptions::default())
-        .map_err(|e| CliError::failed(format!("{NO_DISPLAY} (cannot open a window: {e})")))?;
-    window.set_target_fps(FPS);
+/// Opens the window at `scale` and runs until it is closed (Esc, Q, the close button); the
+/// paths of saved drawings go to `out`. The caller has checked [`has_display`].
+pub fn run(mut app: App, scale: u32, out: &mut dyn Write) -> Result<(), WindowError> {
     let presses = Presses::default();
-    window.set_input_callback(Box::new(presses.clone()));
-
-    let mut frame = render::frame(scale);
-    let mut buffer = Vec::with_capacity(w * h);
+    let mut screen = Screen::open(scale, &presses)?;
+    let mut mouse = Mouse::default();
     let mut dirty = true;
-    let mut right_was_down = false;
-    let s = scale as f32;
-    let to_canvas =
-        |(x, y): (f32, f32)| -> Point { (x / s - CANVAS_X as f32, y / s - CANVAS_Y as f32) };
+    'frames: while screen.window.is_open() {
+        dirty |= mouse.apply(&screen.window, scale, &mut app);
+        // Keys, every press since the last frame.
+        for (key, shift) in presses.take() {
+            match press(&mut app, key, shift, out)? {
+                Pressed::Quit => break 'frames,
+                Pressed::Changed(changed) => dirty |= changed,
+            }
+        }
+        dirty |= learning_news(&mut app);
+        if dirty {
+            screen.show(&mut app)?;
+            dirty = false;
+        } else {
+            screen.window.update();
+        }
+    }
+    // Learning under way: let it end, so its run is closed and its model registered.
+    if app.is_learning() {
+        drop(screen);
+        eprintln!("waiting for learning to end...");
+        app.wait_learning();
+        eprintln!("{}", app.status());
+    }
+    Ok(())
+}
 
-    'frames: while window.is_open() {
-        // Mouse: the left button draws, a right click clears.
+/// The window and the pixels of its frames.
+struct Screen {
+    window: Window,
+    scale: u32,
+    /// Width and height in screen pixels.
+    size: (usize, usize),
+    /// The frame [`render::render`] draws.
+    frame: Pixmap,
+    /// The frame as minifb's pixels.
+    buffer: Vec<u32>,
+}
+
+impl Screen {
+    /// Opens the window at `scale`, its keys going to `presses`.
+    fn open(scale: u32, presses: &Presses) -> Result<Self, WindowError> {
+        let (w, h) = ((WIDTH * scale) as usize, (HEIGHT * scale) as usize);
+        let mut window =
+            Window::new("pismo draw", w, h, WindowOptions::default()).map_err(|e| {
+                WindowError::System(format!("{NO_DISPLAY} (cannot open a window: {e})"))
+            })?;
+        window.set_target_fps(FPS);
+        window.set_input_callback(Box::new(presses.clone()));
+        Ok(Self {
+            window,
+            scale,
+            size: (w, h),
+            frame: render::frame(scale),
+            buffer: Vec::with_capacity(w * h),
+        })
+    }
+
+    /// Brings `app` up to date and shows its frame.
+    fn show(&mut self, app: &mut App) -> Result<(), WindowError> {
+        app.update();
+        render::render(app, self.scale, &mut self.frame);
+        render::to_0rgb(&self.frame, &mut self.buffer);
+        let (w, h) = self.size;
+        self.window
+            .update_with_buffer(&self.buffer, w, h)
+            .map_err(|e| WindowError::System(format!("cannot draw the window: {e}")))
+    }
+}
+
+/// The mouse between frames: the left button draws, a right click clears.
+#[derive(Debug, Default)]
+struct Mouse {
+    right_was_down: bool,
+}
+
+impl Mouse {
+    /// Turns the mouse's state in `window` (at `scale`) into strokes and clears of `app`;
+    /// returns whether the drawing changed.
+    fn apply(&mut self, window: &Window, scale: u32, app: &mut App) -> bool {
+        let s = scale as f32;
+        let to_canvas =
+            |(x, y): (f32, f32)| -> Point { (x / s - CANVAS_X as f32, y / s - CANVAS_Y as f32) };
         let left = window.get_mouse_down(MouseButton::Left);
         let pos = window.get_mouse_pos(MouseMode::Pass).map(to_canvas);
+        let mut changed = false;
         match (left, pos, app.is_pen_down()) {
             (true, Some(p), false) => {
                 let inside =
                     (0.0..CANVAS as f32).contains(&p.0) && (0.0..CANVAS as f32).contains(&p.1);
                 if inside {
                     app.pen_down(p);
-                    dirty = true;
+                    changed = true;
                 }
             }
             (true, Some(p), true) => {
                 let before = app.strokes().last().map(Vec::len);
                 app.pen_move(p);
-                dirty |= app.strokes().last().map(Vec::len) != before;
+                changed = app.strokes().last().map(Vec::len) != before;
             }
             (false, _, true) => app.pen_up(),
             _ => {}
         }
         let right = window.get_mouse_down(MouseButton::Right);
-        if right && !right_was_down {
-            dirty |= app.clear();
+        if right && !self.right_was_down {
+            changed |= app.clear();
         }
-        right_was_down = right;
+        self.right_was_down = right;
+        changed
+    }
+}
 
-        // Keys, every press since the last frame.
-        for (key, shift) in presses.take() {
-            // While asking "Wrong? This is a …": a digit answers, Esc cancels.
-            if app.is_correcting() {
-                if let Some(d) = digit_key(key) {
-                    correct(&mut app, d)?;
-                    dirty = true;
-                    continue;
-                }
-                if key == Key::Escape {
-                    dirty |= app.cancel_correction();
-                    continue;
-                }
-            }
-            match key {
-                Key::Escape | Key::Q => break 'frames,
-                Key::W => {
-                    app.start_correction();
-                    dirty = true;
-                }
-                // What L and B did also goes to stderr (for scripts, and a record).
-                Key::L => {
-                    app.start_learning();
-                    eprintln!("{}", app.status());
-                    dirty = true;
-                }
-                Key::B => {
-                    app.back();
-                    eprintln!("{}", app.status());
-                    dirty = true;
-                }
-                Key::C | Key::Backspace | Key::Delete => dirty |= app.clear(),
-                Key::Z => dirty |= app.undo(),
-                Key::Tab => {
-                    app.cycle_model(if shift { -1 } else { 1 });
-                    dirty = true;
-                }
-                Key::S => {
-                    app.update();
-                    save(&mut app)?;
-                    dirty = true;
-                }
-                _ => {}
-            }
+/// What a key press did.
+#[derive(Debug, PartialEq)]
+enum Pressed {
+    /// Q or Esc: close the window.
+    Quit,
+    /// Anything else: whether the frame changed.
+    Changed(bool),
+}
+
+/// Applies one key press (`shift`: with a Shift key down) to `app`; saved paths go to `out`.
+fn press(
+    app: &mut App,
+    key: Key,
+    shift: bool,
+    out: &mut dyn Write,
+) -> Result<Pressed, WindowError> {
+    // While asking "Wrong? This is a …": a digit answers, Esc cancels.
+    if app.is_correcting() {
+        if let Some(d) = digit_key(key) {
+            correct(app, d, out)?;
+            return Ok(Pressed::Changed(true));
         }
-
-        // Learning's progress, and its end (said on stderr too).
-        let was_learning = app.is_learning();
-        if app.poll_learning() {
-            dirty = true;
-            if was_learning && !app.is_learning() {
-                eprintln!("{}", app.status());
-            }
-        }
-
-        if dirty {
-            app.update();
-            render::render(&app, scale, &mut frame);
-            render::to_0rgb(&frame, &mut buffer);
-            window
-                .update_with_buffer(&buffer, w, h)
-                .map_err(|e| CliError::failed(format!("cannot draw the window: {e}")))?;
-            dirty = false;
-        } else {
-            window.update();
+        if key == Key::Escape {
+            return Ok(Pressed::Changed(app.cancel_correction()));
         }
     }
-    // Learning under way: let it end, so its run is closed and its model registered.
-    if app.is_learning() {
-        drop(window);
-        eprintln!("waiting for learning to end...");
-        app.wait_learning();
+    let changed = match key {
+        Key::Escape | Key::Q => return Ok(Pressed::Quit),
+        Key::W => {
+            app.start_correction();
+            true
+        }
+        // What L and B did also goes to stderr (for scripts, and a record).
+        Key::L => {
+            app.start_learning();
+            eprintln!("{}", app.status());
+            true
+        }
+        Key::B => {
+            app.back();
+            eprintln!("{}", app.status());
+            true
+        }
+        Key::C | Key::Backspace | Key::Delete => app.clear(),
+        Key::Z => app.undo(),
+        Key::Tab => {
+            app.cycle_model(if shift { -1 } else { 1 });
+            true
+        }
+        Key::S => {
+            app.update();
+            save(app, out)?;
+            true
+        }
+        _ => false,
+    };
+    Ok(Pressed::Changed(changed))
+}
+
+/// Takes learning's progress, and its end (said on stderr too); returns whether the frame
+/// changed.
+fn learning_news(app: &mut App) -> bool {
+    let was_learning = app.is_learning();
+    if !app.poll_learning() {
+        return false;
+    }
+    if was_learning && !app.is_learning() {
         eprintln!("{}", app.status());
     }
-    Ok(())
+    true
 }
 
 #[cfg(test)]

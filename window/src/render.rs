@@ -25,13 +25,12 @@
 //!
 //! Rendering reads the app and never runs the model: call [`App::update`] first.
 
-use pismo_core::mlp::CLASSES;
+use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_core::verdict::{ranked, Verdict};
 use tiny_skia::{Color, Paint, Pixmap, Rect, Transform};
 
-use pismo_core::verdict::Verdict;
-
-use super::app::{draw_strokes, App, CANVAS};
-use super::font;
+use crate::app::{draw_strokes, App, Point, Prediction, CANVAS};
+use crate::font;
 
 /// Window width in logical pixels.
 pub const WIDTH: u32 = 640;
@@ -244,8 +243,29 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
     let s = scale;
     let [r, g, b] = colour::BACKGROUND;
     pm.fill(Color::from_rgba8(r, g, b, 255));
+    drawing_area(app.strokes(), s, pm);
+    let (model, size) = header(
+        &app.model().to_string(),
+        app.model_index(),
+        app.model_count(),
+    );
+    text(pm, s, (PANEL_X, CANVAS_Y), size, &model, colour::DIM);
+    preview_frame(s, pm);
+    match app.prediction() {
+        Some(p) => {
+            answer(p, s, pm);
+            preview(&p.seen, s, pm);
+        }
+        None => invitation(s, pm),
+    }
+    bars(app.prediction(), s, pm);
+    status(app, s, pm);
+    let keys = help(app.corrections(), app.can_go_back());
+    text(pm, s, (CANVAS_X, HELP_Y), 1, &keys, colour::TEXT);
+}
 
-    // Drawing area: a frame, white paper, the strokes redrawn at screen resolution.
+/// The drawing area: a frame, white paper, the strokes redrawn at screen resolution.
+fn drawing_area(strokes: &[Vec<Point>], s: u32, pm: &mut Pixmap) {
     rect(
         pm,
         s,
@@ -258,7 +278,7 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
         paper.fill(Color::WHITE);
         draw_strokes(
             &mut paper,
-            app.strokes(),
+            strokes,
             Transform::from_scale(s as f32, s as f32),
         );
         pm.draw_pixmap(
@@ -270,86 +290,90 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
             None,
         );
     }
+}
 
-    // Model line.
-    let (model, size) = header(
-        &app.model().to_string(),
-        app.model_index(),
-        app.model_count(),
-    );
-    text(pm, s, (PANEL_X, CANVAS_Y), size, &model, colour::DIM);
-
-    // Preview frame (filled below when there is a prediction).
+/// The preview's frame, black inside (filled by [`preview`] when there is a prediction),
+/// and its caption.
+fn preview_frame(s: u32, pm: &mut Pixmap) {
     let (px, py, pw, ph) = preview_rect();
     rect(pm, s, (px - 2, py - 2, pw + 4, ph + 4), colour::TRACK);
     rect(pm, s, (px, py, pw, ph), [0; 3]);
     text(pm, s, (px, py + ph + 4), 1, "model input", colour::DIM);
+}
 
-    let prediction = app.prediction();
-    match prediction {
-        Some(p) => {
-            let (wx, wy, _, _) = winner_rect();
-            match p.verdict {
-                Verdict::Sure { digit, p: top } => {
-                    text(pm, s, (wx, wy), 10, &digit.to_string(), colour::WINNER);
-                    let pct = format!("{:.1} %", top * 100.0);
-                    text(pm, s, (wx + 62, wy + 2), 3, &pct, colour::TEXT);
-                    let order = crate::predict::ranked(&p.probabilities);
-                    let next = format!(
-                        "next {}: {:.1} %",
-                        order[1],
-                        p.probabilities[order[1]] * 100.0
-                    );
-                    text(pm, s, (wx + 62, wy + 34), 2, &next, colour::DIM);
-                }
-                // Honest uncertainty: a question mark, and the two digits it hesitates
-                // between (the bars show their probabilities).
-                Verdict::Unsure { first, second, .. } => {
-                    text(pm, s, (wx, wy), 10, "?", colour::WINNER);
-                    text(pm, s, (wx + 62, wy + 4), 2, "not sure:", colour::TEXT);
-                    let pair = format!("{first} or {second}?");
-                    text(pm, s, (wx + 62, wy + 28), 3, &pair, colour::WINNER);
-                }
-            }
-            for (i, &v) in p.seen.iter().enumerate() {
-                let level = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-                if level > 0 {
-                    let (x, y) = ((i % 28) as u32, (i / 28) as u32);
-                    rect(
-                        pm,
-                        s,
-                        (
-                            px + x * PREVIEW_ZOOM,
-                            py + y * PREVIEW_ZOOM,
-                            PREVIEW_ZOOM,
-                            PREVIEW_ZOOM,
-                        ),
-                        [level; 3],
-                    );
-                }
-            }
-        }
-        None => {
-            text(
-                pm,
-                s,
-                (PANEL_X, PREVIEW_Y + 10),
-                3,
-                "draw a digit",
-                colour::TEXT,
+/// The large answer: the digit, its probability and the next most likely digit when sure;
+/// a question mark and the two digits it hesitates between when not.
+fn answer(p: &Prediction, s: u32, pm: &mut Pixmap) {
+    let (wx, wy, _, _) = winner_rect();
+    match p.verdict {
+        Verdict::Sure { digit, p: top } => {
+            text(pm, s, (wx, wy), 10, &digit.to_string(), colour::WINNER);
+            let pct = format!("{:.1} %", top * 100.0);
+            text(pm, s, (wx + 62, wy + 2), 3, &pct, colour::TEXT);
+            let order = ranked(&p.probabilities);
+            let next = format!(
+                "next {}: {:.1} %",
+                order[1],
+                p.probabilities[order[1]] * 100.0
             );
-            text(
+            text(pm, s, (wx + 62, wy + 34), 2, &next, colour::DIM);
+        }
+        // Honest uncertainty: a question mark, and the two digits it hesitates
+        // between (the bars show their probabilities).
+        Verdict::Unsure { first, second, .. } => {
+            text(pm, s, (wx, wy), 10, "?", colour::WINNER);
+            text(pm, s, (wx + 62, wy + 4), 2, "not sure:", colour::TEXT);
+            let pair = format!("{first} or {second}?");
+            text(pm, s, (wx + 62, wy + 28), 3, &pair, colour::WINNER);
+        }
+    }
+}
+
+/// What the network saw (`seen`, 28x28), magnified into the preview frame.
+fn preview(seen: &[f32; INPUT], s: u32, pm: &mut Pixmap) {
+    let (px, py, _, _) = preview_rect();
+    for (i, &v) in seen.iter().enumerate() {
+        let level = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        if level > 0 {
+            let (x, y) = ((i % 28) as u32, (i / 28) as u32);
+            rect(
                 pm,
                 s,
-                (PANEL_X, PREVIEW_Y + 40),
-                2,
-                "with the mouse",
-                colour::DIM,
+                (
+                    px + x * PREVIEW_ZOOM,
+                    py + y * PREVIEW_ZOOM,
+                    PREVIEW_ZOOM,
+                    PREVIEW_ZOOM,
+                ),
+                [level; 3],
             );
         }
     }
+}
 
-    // Bars.
+/// In place of the answer while nothing is drawn.
+fn invitation(s: u32, pm: &mut Pixmap) {
+    text(
+        pm,
+        s,
+        (PANEL_X, PREVIEW_Y + 10),
+        3,
+        "draw a digit",
+        colour::TEXT,
+    );
+    text(
+        pm,
+        s,
+        (PANEL_X, PREVIEW_Y + 40),
+        2,
+        "with the mouse",
+        colour::DIM,
+    );
+}
+
+/// The ten probability bars with their digits, and their values when there is a
+/// prediction; the winner lit.
+fn bars(prediction: Option<&Prediction>, s: u32, pm: &mut Pixmap) {
     for d in 0..CLASSES {
         let (x, y, w, h) = bar_track(d);
         let winner = prediction.is_some_and(|p| p.digit == d);
@@ -370,9 +394,12 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
             text(pm, s, (tx, y - 1), 2, &value, label);
         }
     }
+}
 
+/// The status line: W's question, large and lit, until a digit or Esc answers it; else the
+/// status, lit while learning, on two lines when long.
+fn status(app: &App, s: u32, pm: &mut Pixmap) {
     if app.is_correcting() {
-        // The question, large and lit, until a digit or Esc answers it.
         text(
             pm,
             s,
@@ -381,25 +408,22 @@ pub fn render(app: &App, scale: u32, pm: &mut Pixmap) {
             app.status(),
             colour::WINNER,
         );
-    } else {
-        // Learning's progress is lit; a long message takes two lines.
-        let rgb = if app.is_learning() {
-            colour::WINNER
-        } else {
-            colour::DIM
-        };
-        let lines = status_lines(app.status());
-        let top = if lines.len() > 1 {
-            STATUS_Y - 4
-        } else {
-            STATUS_Y
-        };
-        for (i, line) in lines.iter().enumerate() {
-            text(pm, s, (CANVAS_X, top + i as u32 * 9), 1, line, rgb);
-        }
+        return;
     }
-    let keys = help(app.corrections(), app.can_go_back());
-    text(pm, s, (CANVAS_X, HELP_Y), 1, &keys, colour::TEXT);
+    let rgb = if app.is_learning() {
+        colour::WINNER
+    } else {
+        colour::DIM
+    };
+    let lines = status_lines(app.status());
+    let top = if lines.len() > 1 {
+        STATUS_Y - 4
+    } else {
+        STATUS_Y
+    };
+    for (i, line) in lines.iter().enumerate() {
+        text(pm, s, (CANVAS_X, top + i as u32 * 9), 1, line, rgb);
+    }
 }
 
 /// Converts `pm` (opaque) into minifb's `0RGB` pixels.
@@ -414,8 +438,8 @@ pub fn to_0rgb(pm: &Pixmap, out: &mut Vec<u32>) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::app::tests::{shipped, ONE, SEVEN};
     use super::*;
+    use crate::app::tests::{shipped, ONE, SEVEN};
 
     fn px(pm: &Pixmap, s: u32, x: u32, y: u32) -> [u8; 3] {
         let p = pm.pixel(x * s, y * s).expect("inside the frame");
@@ -575,7 +599,7 @@ mod tests {
     #[test]
     fn an_unsure_drawing_shows_a_question_mark_and_both_digits() {
         let mut app = App::new(shipped(), None).expect("shipped model");
-        for stroke in super::super::app::tests::AMBIGUOUS {
+        for stroke in crate::app::tests::AMBIGUOUS {
             app.stroke(stroke);
         }
         app.update();
@@ -668,7 +692,7 @@ mod tests {
             let file = std::path::Path::new(&dir).join("frame-correcting-x2.png");
             pm.save_png(file).expect("save the frame");
         }
-        let prompt = super::super::app::CORRECTION_PROMPT;
+        let prompt = crate::app::CORRECTION_PROMPT;
         let width = font::text_width(prompt) * 2;
         assert!(CANVAS_X + width <= WIDTH - 16, "the question fits");
         let line = (CANVAS_X, STATUS_Y - 4, width, font::HEIGHT * 2);
