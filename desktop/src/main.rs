@@ -1,8 +1,10 @@
 //! `pismo`, the command line: train, evaluate and use handwritten-digit models.
 //!
-//! This binary is glue. It parses flags (argh), calls `pismo-core` (which owns the data
-//! files, the trainer, the registry and the run records), and prints the result. One module
-//! per command area:
+//! This binary is glue. It parses flags (argh), calls the library crates (`pismo-digits`
+//! for the data files, `pismo-training` for training and adapting, `pismo-storage` for the
+//! registry and the run records, `pismo-engine` for inference, `pismo-window` for the
+//! window; docs/ARCHITECTURE.md, "Map"), and prints the result. One module per command
+//! area:
 //!
 //! - [`train`]: `pismo train`, a training session with live progress.
 //! - [`adapt`]: `pismo adapt`, a model fine-tuned to the corrected drawings.
