@@ -10,6 +10,7 @@ use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::rng::Rng;
 use pismo_digits::drawn::{DrawnError, SampleInfo};
+use pismo_digits::known::ReadError;
 use pismo_digits::mnist::{self, MnistError};
 use pismo_digits::{corpora, image, preview, synth};
 use pismo_files::atomic;
@@ -437,8 +438,8 @@ fn preview(a: &Augment) -> Result<(), CliError> {
 /// What is wrong with one file, short: the how-to-fix is said once at the end.
 fn problem(e: &MnistError) -> String {
     match e {
-        MnistError::Missing { .. } => "missing".to_owned(),
-        MnistError::Digest { path, actual, .. } => format!(
+        MnistError::Read(ReadError::Missing { .. }) => "missing".to_owned(),
+        MnistError::Read(ReadError::Digest { path, actual, .. }) => format!(
             "WRONG: {} has SHA-256 {actual} (corrupt, or not the original MNIST)",
             path.display()
         ),
