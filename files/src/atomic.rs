@@ -164,9 +164,9 @@ pub fn create_new_atomic(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     ) {
         return Err(refused.error);
     }
-    // File systems without either (FAT, some network and FUSE mounts): reserve the name with
-    // create_new, then rename the complete file over our own empty reservation. Readers may
-    // see the empty file for a moment; nobody is clobbered.
+    // File systems with neither (some network and FUSE mounts; FAT off Linux): reserve the
+    // name with create_new, then rename the complete file over our own empty reservation.
+    // Readers may see the empty file for a moment; nobody is clobbered.
     match fs::OpenOptions::new()
         .write(true)
         .create_new(true)
