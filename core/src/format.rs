@@ -380,6 +380,16 @@ pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
             supported: FORMAT_VERSION,
         });
     }
+    let body = decode_body(checked_body_bytes(bytes)?, version)?;
+    Ok(Model {
+        meta: body.meta,
+        tensors: checked_tensors(body.tensors, body.meta.deskew)?,
+    })
+}
+
+/// The body's bytes of a file whose header has been read: the file must be exactly header,
+/// body and trailer long, and its checksum must match.
+fn checked_body_bytes(bytes: &[u8]) -> Result<&[u8], FormatError> {
     let n = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
     let needed = HEADER.saturating_add(n).saturating_add(TRAILER);
     if bytes.len() < needed {
@@ -401,7 +411,13 @@ pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
     if stored != computed {
         return Err(FormatError::Checksum { stored, computed });
     }
-    let (mut body, mut rest): (Body<'_>, _) = postcard::take_from_bytes(&bytes[HEADER..HEADER + n])
+    Ok(&bytes[HEADER..HEADER + n])
+}
+
+/// The body of a file of format `version` (from 2 on, the deskew flag follows it), which
+/// must use every byte.
+fn decode_body(bytes: &[u8], version: u16) -> Result<Body<'_>, FormatError> {
+    let (mut body, mut rest): (Body<'_>, _) = postcard::take_from_bytes(bytes)
         .map_err(|_| FormatError::Malformed("body does not decode"))?;
     if version >= 2 {
         (body.meta.deskew, rest) = postcard::take_from_bytes(rest)
@@ -410,32 +426,20 @@ pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
     if !rest.is_empty() {
         return Err(FormatError::Malformed("unused bytes in the body"));
     }
-    let tensors = match body.tensors {
+    Ok(body)
+}
+
+/// The stored tensors, their sizes checked against the hidden size (and, for int8, every
+/// scale and bias finite).
+fn checked_tensors(raw: RawTensors<'_>, deskew: bool) -> Result<Tensors<'_>, FormatError> {
+    match raw {
         RawTensors::F32 {
             hidden,
             w1,
             b1,
             w2,
             b2,
-        } => {
-            let h = checked_hidden(hidden)?;
-            if w1.0.len() != 4 * INPUT * h
-                || b1.0.len() != 4 * h
-                || w2.0.len() != 4 * CLASSES * h
-                || b2.0.len() != 4 * CLASSES
-            {
-                return Err(FormatError::Malformed(
-                    "tensor sizes do not match the hidden size",
-                ));
-            }
-            Tensors::F32(F32Tensors {
-                hidden,
-                w1: w1.0,
-                b1: b1.0,
-                w2: w2.0,
-                b2: b2.0,
-            })
-        }
+        } => f32_tensors(hidden, [w1.0, b1.0, w2.0, b2.0]),
         RawTensors::I8 {
             hidden,
             w1,
@@ -445,39 +449,63 @@ pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
             s2,
             b2,
             act_scale,
-        } => {
-            let h = checked_hidden(hidden)?;
-            if w1.0.len() != INPUT * h
-                || s1.0.len() != 4 * h
-                || b1.0.len() != 4 * h
-                || w2.0.len() != CLASSES * h
-                || s2.0.len() != 4 * CLASSES
-                || b2.0.len() != 4 * CLASSES
-            {
-                return Err(FormatError::Malformed(
-                    "tensor sizes do not match the hidden size",
-                ));
-            }
-            let finite = |b: &[u8]| {
-                b.chunks_exact(4)
-                    .all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite())
-            };
-            let scales_ok = act_scale.is_finite() && act_scale > 0.0;
-            if !(scales_ok && [s1.0, b1.0, s2.0, b2.0].iter().all(|b| finite(b))) {
-                return Err(FormatError::NonFinite);
-            }
-            Tensors::I8(QView::from_parts(
-                h,
-                [w1.0, s1.0, b1.0, w2.0, s2.0, b2.0],
-                act_scale,
-                body.meta.deskew,
-            ))
-        }
+        } => i8_tensors(
+            hidden,
+            [w1.0, s1.0, b1.0, w2.0, s2.0, b2.0],
+            act_scale,
+            deskew,
+        ),
+    }
+}
+
+fn f32_tensors(hidden: u32, [w1, b1, w2, b2]: [&[u8]; 4]) -> Result<Tensors<'_>, FormatError> {
+    let h = checked_hidden(hidden)?;
+    if w1.len() != 4 * INPUT * h
+        || b1.len() != 4 * h
+        || w2.len() != 4 * CLASSES * h
+        || b2.len() != 4 * CLASSES
+    {
+        return Err(FormatError::Malformed(
+            "tensor sizes do not match the hidden size",
+        ));
+    }
+    Ok(Tensors::F32(F32Tensors {
+        hidden,
+        w1,
+        b1,
+        w2,
+        b2,
+    }))
+}
+
+fn i8_tensors(
+    hidden: u32,
+    parts: [&[u8]; 6],
+    act_scale: f32,
+    deskew: bool,
+) -> Result<Tensors<'_>, FormatError> {
+    let h = checked_hidden(hidden)?;
+    let [w1, s1, b1, w2, s2, b2] = parts;
+    if w1.len() != INPUT * h
+        || s1.len() != 4 * h
+        || b1.len() != 4 * h
+        || w2.len() != CLASSES * h
+        || s2.len() != 4 * CLASSES
+        || b2.len() != 4 * CLASSES
+    {
+        return Err(FormatError::Malformed(
+            "tensor sizes do not match the hidden size",
+        ));
+    }
+    let finite = |b: &[u8]| {
+        b.chunks_exact(4)
+            .all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite())
     };
-    Ok(Model {
-        meta: body.meta,
-        tensors,
-    })
+    let scales_ok = act_scale.is_finite() && act_scale > 0.0;
+    if !(scales_ok && [s1, b1, s2, b2].iter().all(|b| finite(b))) {
+        return Err(FormatError::NonFinite);
+    }
+    Ok(Tensors::I8(QView::from_parts(h, parts, act_scale, deskew)))
 }
 
 fn checked_hidden(hidden: u32) -> Result<usize, FormatError> {

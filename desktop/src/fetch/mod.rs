@@ -20,6 +20,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
+use pismo_digits::known::ReadError;
 use pismo_digits::mnist::{self, KnownFile, MnistError};
 use ureq::Agent;
 
@@ -108,12 +109,12 @@ fn remove_part(part: &Path, file: fs::File) {
 /// user's (whose message would say to delete it).
 fn install_problem(e: &MnistError) -> String {
     match e {
-        MnistError::Digest {
+        MnistError::Read(ReadError::Digest {
             name,
             expected,
             actual,
             ..
-        } => format!(
+        }) => format!(
             "the download is corrupt or not MNIST: {name} has SHA-256 {actual}, expected \
              {expected}; nothing was kept"
         ),

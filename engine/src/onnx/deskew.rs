@@ -31,8 +31,35 @@ const PAD: usize = 2;
 /// Appends the deskewing of `ink` (`float32[N,784]`) to `g`; returns the deskewed image's
 /// name. With `bytes`, `ink` holds byte values and each deskewed pixel is rounded to a byte
 /// as [`pismo_core::deskew::deskew_bytes`] rounds it; else it is [`pismo_core::deskew::deskew_f32`].
+///
+/// The steps append their nodes in this order, which the exported file keeps.
 pub fn deskew(g: &mut Graph, ink: &str, bytes: bool) -> String {
-    let side = SIDE as i64;
+    let m = first_moments(g, ink);
+    let (xy, yy) = second_moments(g, ink, &m);
+    let slant = slant(g, &m, &xy, &yy);
+    let (left, t) = sample_points(g, &m, &slant);
+    let (a, b) = taps(g, ink, &left);
+    let mut sample = interpolate(g, &a, &b, &t);
+    if bytes {
+        sample = to_bytes(g, &sample, &slant.zero);
+    }
+    g.op("deskewed", "Where", &[&slant.valid, &sample, ink], vec![])
+}
+
+/// Graph values of the first moments: pixel coordinates, ink mass and centroid.
+struct FirstMoments {
+    /// Column `x` and row `y` of each pixel (`[784]`).
+    xs: String,
+    ys: String,
+    /// `[N,1]` each.
+    mass: String,
+    cx: String,
+    cy: String,
+}
+
+/// Mass, `Σx` and `Σy` by `ReduceSum` and `MatMul` (exact, see the module documentation),
+/// and the centroid `x̄ = Σx / mass`, `ȳ = Σy / mass`.
+fn first_moments(g: &mut Graph, ink: &str) -> FirstMoments {
     let col_of = |i: usize| (i % SIDE) as f32;
     let row_of = |i: usize| (i / SIDE) as f32;
     let xs: Vec<f32> = (0..INPUT).map(col_of).collect();
@@ -49,18 +76,27 @@ pub fn deskew(g: &mut Graph, ink: &str, bytes: bool) -> String {
     let sum_y = g.op("deskew.sum_y", "MatMul", &[ink, &ys_col], vec![]);
     let cx = g.op("deskew.cx", "Div", &[&sum_x, &mass], vec![]);
     let cy = g.op("deskew.cy", "Div", &[&sum_y, &mass], vec![]);
+    FirstMoments {
+        xs,
+        ys,
+        mass,
+        cx,
+        cy,
+    }
+}
 
-    // Second moments, pixel by pixel (see the module documentation).
+/// `μ₁₁` and `μ₀₂` (`[N,1]` each), pixel by pixel in a `Scan` (see the module documentation).
+fn second_moments(g: &mut Graph, ink: &str, m: &FirstMoments) -> (String, String) {
     let flat = shape(g, "flat", &[-1]);
-    let cx_n = g.op("deskew.cx_n", "Reshape", &[&cx, &flat], vec![]);
-    let cy_n = g.op("deskew.cy_n", "Reshape", &[&cy, &flat], vec![]);
+    let cx_n = g.op("deskew.cx_n", "Reshape", &[&m.cx, &flat], vec![]);
+    let cy_n = g.op("deskew.cy_n", "Reshape", &[&m.cy, &flat], vec![]);
     let n_shape = g.op("deskew.n", "Shape", &[&cx_n], vec![]);
     let zeros = g.op("deskew.zeros", "ConstantOfShape", &[&n_shape], vec![]);
     let body = moments_body(&cx_n, &cy_n);
     g.op_n(
         "deskew.moments",
         "Scan",
-        &[&zeros, &zeros, ink, &xs, &ys],
+        &[&zeros, &zeros, ink, &m.xs, &m.ys],
         &["deskew.xy_n", "deskew.yy_n"],
         vec![
             Attr::Graph("body", body),
@@ -71,37 +107,67 @@ pub fn deskew(g: &mut Graph, ink: &str, bytes: bool) -> String {
     let col_shape = shape(g, "n1", &[-1, 1]);
     let xy = g.op("deskew.xy", "Reshape", &["deskew.xy_n", &col_shape], vec![]);
     let yy = g.op("deskew.yy", "Reshape", &["deskew.yy_n", &col_shape], vec![]);
+    (xy, yy)
+}
 
+/// Graph values of each image's slant.
+struct Slant {
+    /// Whether the image has ink of more than one row (else it is passed through).
+    valid: String,
+    /// `Clip(μ₁₁ / μ₀₂, −1, 1)`, 0 where not `valid`.
+    slope: String,
+    /// `ȳ`, 0 where not `valid`.
+    cy: String,
+    /// The scalar 0.
+    zero: String,
+}
+
+/// The slope of each image; zeros where the image is passed through, so that no NaN
+/// reaches an index.
+fn slant(g: &mut Graph, m: &FirstMoments, xy: &str, yy: &str) -> Slant {
     // An image without ink, or whose ink is one row, has no slant: passed through.
     let zero = g.init_f32("deskew.0", &[], &[0.0]);
-    let has_ink = g.op("deskew.has_ink", "Greater", &[&mass, &zero], vec![]);
-    let has_height = g.op("deskew.has_height", "Greater", &[&yy, &zero], vec![]);
+    let has_ink = g.op("deskew.has_ink", "Greater", &[&m.mass, &zero], vec![]);
+    let has_height = g.op("deskew.has_height", "Greater", &[yy, &zero], vec![]);
     let valid = g.op("deskew.valid", "And", &[&has_ink, &has_height], vec![]);
-    let ratio = g.op("deskew.ratio", "Div", &[&xy, &yy], vec![]);
+    let ratio = g.op("deskew.ratio", "Div", &[xy, yy], vec![]);
     let max = g.init_f32("deskew.max_slope", &[], &[pismo_core::deskew::MAX_SLOPE]);
     let min = g.init_f32("deskew.min_slope", &[], &[-pismo_core::deskew::MAX_SLOPE]);
     let slope = g.op("deskew.slope_raw", "Clip", &[&ratio, &min, &max], vec![]);
-    // Zeros where the image is passed through, so that no NaN reaches an index.
     let slope = g.op("deskew.slope", "Where", &[&valid, &slope, &zero], vec![]);
-    let cy = g.op("deskew.cy_safe", "Where", &[&valid, &cy, &zero], vec![]);
+    let cy = g.op("deskew.cy_safe", "Where", &[&valid, &m.cy, &zero], vec![]);
+    Slant {
+        valid,
+        slope,
+        cy,
+        zero,
+    }
+}
 
-    // u = x + slope·(y − ȳ), the left tap and the fraction past it.
-    let dy = g.op("deskew.dy", "Sub", &[&ys, &cy], vec![]);
-    let shift = g.op("deskew.shift", "Mul", &[&slope, &dy], vec![]);
-    let u = g.op("deskew.u", "Add", &[&xs, &shift], vec![]);
+/// `u = x + slope·(y − ȳ)` for each pixel: the left tap (clamped as
+/// [`pismo_core::floor::tap`] clamps it) and the fraction `t` past it.
+fn sample_points(g: &mut Graph, m: &FirstMoments, slant: &Slant) -> (String, String) {
+    let dy = g.op("deskew.dy", "Sub", &[&m.ys, &slant.cy], vec![]);
+    let shift = g.op("deskew.shift", "Mul", &[&slant.slope, &dy], vec![]);
+    let u = g.op("deskew.u", "Add", &[&m.xs, &shift], vec![]);
     let left = g.op("deskew.left", "Floor", &[&u], vec![]);
     let t = g.op("deskew.t", "Sub", &[&u, &left], vec![]);
     let lo = g.init_f32("deskew.tap_min", &[], &[-(PAD as f32)]);
     let hi = g.init_f32("deskew.tap_max", &[], &[SIDE as f32]);
     let left = g.op("deskew.left_clamped", "Clip", &[&left, &lo, &hi], vec![]);
+    (left, t)
+}
 
-    // Taps into the image padded with PAD zero columns each side: row y, column left + PAD.
+/// The pixels at the left tap and the one after it, read from the image padded with PAD
+/// zero columns each side: row y, column left + PAD.
+fn taps(g: &mut Graph, ink: &str, left: &str) -> (String, String) {
+    let side = SIDE as i64;
     let width = SIDE + 2 * PAD;
     let row_base: Vec<f32> = (0..INPUT)
         .map(|i| ((i / SIDE) * width + PAD) as f32)
         .collect();
     let row_base = g.init_f32("deskew.row_base", &[INPUT as i64], &row_base);
-    let at = g.op("deskew.at_f", "Add", &[&row_base, &left], vec![]);
+    let at = g.op("deskew.at_f", "Add", &[&row_base, left], vec![]);
     let at = g.op(
         "deskew.at",
         "Cast",
@@ -119,19 +185,24 @@ pub fn deskew(g: &mut Graph, ink: &str, bytes: bool) -> String {
     let axis = || vec![Attr::Int("axis", 1)];
     let a = g.op("deskew.a", "GatherElements", &[&padded, &at], axis());
     let b = g.op("deskew.b", "GatherElements", &[&padded, &next], axis());
+    (a, b)
+}
 
-    // a·(1 − t) + b·t
+/// `a·(1 − t) + b·t`.
+fn interpolate(g: &mut Graph, a: &str, b: &str, t: &str) -> String {
     let one = g.init_f32("deskew.1", &[], &[1.0]);
-    let rest = g.op("deskew.1-t", "Sub", &[&one, &t], vec![]);
-    let wa = g.op("deskew.a_weighted", "Mul", &[&a, &rest], vec![]);
-    let wb = g.op("deskew.b_weighted", "Mul", &[&b, &t], vec![]);
-    let mut sample = g.op("deskew.sample", "Add", &[&wa, &wb], vec![]);
-    if bytes {
-        let rounded = round_half_away(g, "deskew.round", &sample);
-        let byte_max = g.init_f32("deskew.255", &[], &[255.0]);
-        sample = g.op("deskew.byte", "Clip", &[&rounded, &zero, &byte_max], vec![]);
-    }
-    g.op("deskewed", "Where", &[&valid, &sample, ink], vec![])
+    let rest = g.op("deskew.1-t", "Sub", &[&one, t], vec![]);
+    let wa = g.op("deskew.a_weighted", "Mul", &[a, &rest], vec![]);
+    let wb = g.op("deskew.b_weighted", "Mul", &[b, t], vec![]);
+    g.op("deskew.sample", "Add", &[&wa, &wb], vec![])
+}
+
+/// `sample` rounded half away from zero and clipped to `zero..=255`, as
+/// [`pismo_core::deskew::deskew_bytes`] makes each pixel a byte.
+fn to_bytes(g: &mut Graph, sample: &str, zero: &str) -> String {
+    let rounded = round_half_away(g, "deskew.round", sample);
+    let byte_max = g.init_f32("deskew.255", &[], &[255.0]);
+    g.op("deskew.byte", "Clip", &[&rounded, zero, &byte_max], vec![])
 }
 
 /// An int64 shape initializer `deskew.shape.NAME`.

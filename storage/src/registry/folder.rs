@@ -14,10 +14,12 @@
 //!
 //! Guarantees:
 //! - A model file under its final name is complete and never rewritten. `insert` takes the
-//!   registry lock, writes a unique temp file, fsyncs it and hard-links it to
-//!   `<name>.v<version>.pismo`; linking fails when that name exists, so even a writer that
-//!   does not take the lock (an older pismo) is never clobbered: the loser retries with the
-//!   next version. The temp file is removed in every case but a crash; [`FolderStore::open`]
+//!   registry lock, writes a unique temp file, fsyncs it and moves it to
+//!   `<name>.v<version>.pismo` with a rename that refuses to replace (or a hard link); the
+//!   move fails when that name exists, so even a writer that does not take the lock (an older
+//!   pismo) is never clobbered: the loser retries with the next version
+//!   (`pismo_files::atomic::create_new_atomic`). The temp file is removed in every case but a
+//!   crash; [`FolderStore::open`]
 //!   removes the temp files of writers that are dead (named by pid and start time, see
 //!   `pismo_files::atomic`), never a live writer's.
 //! - Versions of a name are never reused: deleting `NAME@V` leaves an empty marker
@@ -40,7 +42,7 @@ use super::lock::RegistryLock;
 use super::store::{unix_secs, AliasChange, DeleteRefused, ModelStore, Stamp, StoredModel};
 use super::{io_err, validate_alias, ModelId, RegistryError};
 use pismo_files::atomic::{
-    link_no_clobber, remove_dead_temps, replace_atomic, sync_dir, unique_tmp_path, write_new_synced,
+    create_new_atomic, remove_dead_temps, replace_atomic, sync_dir, write_new_synced,
 };
 
 /// The aliases file inside the registry folder.
@@ -194,21 +196,11 @@ impl ModelStore for FolderStore {
             };
             let dest = self.path(&id);
             let bytes = encode(version);
-            let tmp = unique_tmp_path(&self.dir, &id.file_name());
-            write_new_synced(&tmp, &bytes).map_err(|e| io_err("write", &tmp, e))?;
-            let linked = link_no_clobber(&tmp, &dest);
-            let _ = fs::remove_file(&tmp);
-            match linked {
-                Ok(true) => {
-                    sync_dir(&self.dir);
-                    return Ok(id);
-                }
-                Ok(false) => {
-                    // Someone took this version: jump past everything that exists now.
-                    version = self.next_version(name)?.max(version.saturating_add(1));
-                }
-                Err(e) => return Err(io_err("create", &dest, e)),
+            if create_new_atomic(&dest, &bytes).map_err(|e| io_err("create", &dest, e))? {
+                return Ok(id);
             }
+            // Someone took this version: jump past everything that exists now.
+            version = self.next_version(name)?.max(version.saturating_add(1));
         }
         Err(RegistryError::Busy {
             location: self.location(),
@@ -225,15 +217,7 @@ impl ModelStore for FolderStore {
             return Ok(false);
         }
         let dest = self.path(id);
-        let tmp = unique_tmp_path(&self.dir, &id.file_name());
-        write_new_synced(&tmp, bytes).map_err(|e| io_err("write", &tmp, e))?;
-        let linked = link_no_clobber(&tmp, &dest);
-        let _ = fs::remove_file(&tmp);
-        let linked = linked.map_err(|e| io_err("create", &dest, e))?;
-        if linked {
-            sync_dir(&self.dir);
-        }
-        Ok(linked)
+        create_new_atomic(&dest, bytes).map_err(|e| io_err("create", &dest, e))
     }
 
     fn bytes(&self, id: &ModelId) -> Result<Option<Vec<u8>>, RegistryError> {
