@@ -33,7 +33,7 @@ use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_digits::pen::Canvas;
 use pismo_digits::synth::{self, Glyph, Hand, GLYPHS, WRITER_GLYPHS};
 use pismo_digits::unipen;
-use pismo_engine::model::{AnyMlp, CALIBRATION_IMAGES};
+use pismo_engine::model::{calibration_images, AnyMlp};
 use pismo_storage::registry::Registry;
 use pismo_training::adapt::{AdaptRecipe, Adapter};
 use pismo_training::trainer;
@@ -246,7 +246,7 @@ fn main() {
     let test = mnist::load_split(&o.data, Split::Test).unwrap_or_else(|e| fail(&e));
     let hyper = file.meta.hyper;
     let (val, rehearsal) = trainer::split_sets(&train, hyper.val_size as usize, hyper.seed);
-    let calibration = &train.images[..CALIBRATION_IMAGES];
+    let calibration = calibration_images(&train.images);
     let mut writers = Vec::new();
     for kind in &o.writers {
         match kind.as_str() {
