@@ -118,11 +118,6 @@ impl Tally {
         self.correct() as f64 / self.n().max(1) as f64
     }
 
-    /// Summed cross-entropy.
-    pub fn loss(&self) -> f64 {
-        self.loss
-    }
-
     /// Mean cross-entropy per image (0 for no images).
     pub fn mean_loss(&self) -> f64 {
         self.loss / self.n().max(1) as f64
