@@ -43,47 +43,18 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PISMO_FW_MODEL");
     println!("cargo:rerun-if-env-changed=PISMO_FW_BOARD");
     println!("cargo:rerun-if-changed=build.rs");
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("..");
-    let model = std::env::var("PISMO_FW_MODEL")
-        .unwrap_or_else(|_| "models/mnist-mcu-int8.v3.pismo".to_string());
-    let mut model_path = PathBuf::from(&model);
-    if model_path.is_relative() {
-        model_path = root.join(model_path);
-    }
-    let model_path = model_path
-        .canonicalize()
-        .unwrap_or_else(|e| panic!("PISMO_FW_MODEL={model}: {e}"));
+    let model_path = model_path();
     println!("cargo:rerun-if-changed={}", model_path.display());
     let bytes = std::fs::read(&model_path).unwrap();
-
-    let board = std::env::var("PISMO_FW_BOARD").unwrap_or_else(|_| "stm32f401rc".to_string());
-    let (name, flash_kb, ram_kb, mhz, what) = match BOARDS.iter().find(|b| b.0 == board) {
-        Some(&(n, f, r, m, w)) => (n.to_string(), f, r, m, w.to_string()),
-        None => {
-            let parsed = board
-                .split_once('/')
-                .and_then(|(f, r)| Some((f.parse::<u32>().ok()?, r.parse::<u32>().ok()?)));
-            let Some((f, r)) = parsed else {
-                let names: Vec<_> = BOARDS.iter().map(|b| b.0).collect();
-                panic!("PISMO_FW_BOARD={board}: not one of {names:?} nor FLASH_KB/RAM_KB");
-            };
-            // The latency estimate of a custom budget uses the default board's clock.
-            (
-                board.clone(),
-                f,
-                r,
-                BOARDS[0].3,
-                format!("custom budget, clock of {}", BOARDS[0].4),
-            )
-        }
-    };
-    let flash = flash_kb * 1024;
+    let board = board();
+    let flash = board.flash_kb * 1024;
     if bytes.len() as u32 > flash {
         panic!(
-            "\n\nthe model {} is {} bytes, more than board {name}'s {flash} bytes of flash: \
+            "\n\nthe model {} is {} bytes, more than board {}'s {flash} bytes of flash: \
              pick a smaller model (PISMO_FW_MODEL) or a larger board (PISMO_FW_BOARD)\n",
             model_path.display(),
-            bytes.len()
+            bytes.len(),
+            board.name
         );
     }
     // The hidden size sizes the static working memory. A model that does not decode still
@@ -95,8 +66,96 @@ fn main() {
             16
         }
     };
-
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    write_link_scripts(&out, &board);
+    let Board {
+        name,
+        ram_kb,
+        mhz,
+        what,
+        ..
+    } = &board;
+    std::fs::write(
+        out.join("board.rs"),
+        format!(
+            "/// Board profile (build.rs).\npub const BOARD: &str = {name:?};\n\
+             pub const BOARD_WHAT: &str = {what:?};\npub const FLASH_BYTES: usize = {flash};\n\
+             pub const RAM_BYTES: usize = {};\npub const CLOCK_MHZ: u32 = {mhz};\n\
+             pub const HIDDEN: usize = {hidden};\npub const MODEL_FILE: &str = {:?};\n",
+            ram_kb * 1024,
+            model_path.file_name().unwrap().to_string_lossy()
+        ),
+    )
+    .unwrap();
+    println!(
+        "cargo:rustc-env=PISMO_FW_MODEL_PATH={}",
+        model_path.display()
+    );
+}
+
+/// The model file `PISMO_FW_MODEL` names, made absolute.
+fn model_path() -> PathBuf {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("..");
+    let model = std::env::var("PISMO_FW_MODEL")
+        .unwrap_or_else(|_| "models/mnist-mcu-int8.v3.pismo".to_string());
+    let mut model_path = PathBuf::from(&model);
+    if model_path.is_relative() {
+        model_path = root.join(model_path);
+    }
+    model_path
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("PISMO_FW_MODEL={model}: {e}"))
+}
+
+/// A board profile: its name, flash and RAM, the core clock of the latency estimate, and
+/// what it is.
+struct Board {
+    name: String,
+    flash_kb: u32,
+    ram_kb: u32,
+    mhz: u32,
+    what: String,
+}
+
+/// The board `PISMO_FW_BOARD` names: one of [`BOARDS`], or a `FLASH_KB/RAM_KB` budget.
+fn board() -> Board {
+    let board = std::env::var("PISMO_FW_BOARD").unwrap_or_else(|_| "stm32f401rc".to_string());
+    if let Some(&(name, flash_kb, ram_kb, mhz, what)) = BOARDS.iter().find(|b| b.0 == board) {
+        return Board {
+            name: name.to_string(),
+            flash_kb,
+            ram_kb,
+            mhz,
+            what: what.to_string(),
+        };
+    }
+    let parsed = board
+        .split_once('/')
+        .and_then(|(f, r)| Some((f.parse::<u32>().ok()?, r.parse::<u32>().ok()?)));
+    let Some((flash_kb, ram_kb)) = parsed else {
+        let names: Vec<_> = BOARDS.iter().map(|b| b.0).collect();
+        panic!("PISMO_FW_BOARD={board}: not one of {names:?} nor FLASH_KB/RAM_KB");
+    };
+    // The latency estimate of a custom budget uses the default board's clock.
+    Board {
+        name: board.clone(),
+        flash_kb,
+        ram_kb,
+        mhz: BOARDS[0].3,
+        what: format!("custom budget, clock of {}", BOARDS[0].4),
+    }
+}
+
+/// Writes the linker's memory map of `board` into `out`, and the check that the statics
+/// leave the firmware a minimum stack.
+fn write_link_scripts(out: &std::path::Path, board: &Board) {
+    let Board {
+        name,
+        flash_kb,
+        ram_kb,
+        what,
+        ..
+    } = board;
     let memory = format!(
         "/* board {name}: {what} */
 MEMORY
@@ -117,20 +176,4 @@ pick a larger board (PISMO_FW_BOARD) or a smaller model (PISMO_FW_MODEL)\");
     std::fs::write(out.join("board-check.x"), check).unwrap();
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg=-Tboard-check.x");
-    std::fs::write(
-        out.join("board.rs"),
-        format!(
-            "/// Board profile (build.rs).\npub const BOARD: &str = {name:?};\n\
-             pub const BOARD_WHAT: &str = {what:?};\npub const FLASH_BYTES: usize = {flash};\n\
-             pub const RAM_BYTES: usize = {};\npub const CLOCK_MHZ: u32 = {mhz};\n\
-             pub const HIDDEN: usize = {hidden};\npub const MODEL_FILE: &str = {:?};\n",
-            ram_kb * 1024,
-            model_path.file_name().unwrap().to_string_lossy()
-        ),
-    )
-    .unwrap();
-    println!(
-        "cargo:rustc-env=PISMO_FW_MODEL_PATH={}",
-        model_path.display()
-    );
 }

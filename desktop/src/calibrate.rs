@@ -11,13 +11,10 @@
 //! The chosen pair and the shipped one ([`MIN_TOP`], [`MIN_MARGIN`]) are then measured on the
 //! report halves, which took no part in the choice.
 
-use pismo_core::mlp::CLASSES;
 use pismo_core::verdict::{verdict_at, MIN_MARGIN, MIN_TOP};
+use pismo_engine::tally::Score;
 
 use crate::text;
-
-/// One answer: the ten probabilities and whether the arg-max was right.
-pub(crate) type Score = ([f32; CLASSES], bool);
 
 /// Threshold pairs (top probability, lead over the runner-up) tried, lenient to strict.
 pub(crate) const GRID: [(f32, f32); 7] = [
@@ -170,6 +167,7 @@ pub(crate) fn report(sets: &[(&str, Vec<Score>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pismo_core::mlp::CLASSES;
 
     fn sure(p: f32, right: bool) -> Score {
         let mut probs = [(1.0 - p) / 9.0; CLASSES];

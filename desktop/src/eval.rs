@@ -12,13 +12,14 @@
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_core::mlp::CLASSES;
 use pismo_digits::devsets;
 use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_engine::model::AnyMlp;
+use pismo_engine::tally::{Score, Tally};
 use serde::Serialize;
 
-use crate::calibrate::{self, Score};
+use crate::calibrate;
 use crate::progress::Counter;
 use crate::{text, CliError};
 
@@ -67,108 +68,15 @@ pub struct Args {
     threads: usize,
 }
 
-/// What one evaluation found.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct Tally {
-    /// `confusion[true][predicted]`.
-    confusion: [[u64; CLASSES]; CLASSES],
-    /// Sum of the cross-entropy of every image.
-    loss: f64,
-    /// Per image, in order: its ten probabilities and whether the arg-max was right (for
-    /// `--calibrate`).
-    scores: Vec<Score>,
-}
-
-impl Tally {
-    fn add(&mut self, other: &Tally) {
-        for (row, other) in self.confusion.iter_mut().zip(&other.confusion) {
-            for (c, o) in row.iter_mut().zip(other) {
-                *c += o;
-            }
-        }
-        self.loss += other.loss;
-        self.scores.extend_from_slice(&other.scores);
-    }
-
-    pub(crate) fn n(&self) -> u64 {
-        self.confusion.iter().flatten().sum()
-    }
-
-    /// Summed cross-entropy.
-    pub(crate) fn loss(&self) -> f64 {
-        self.loss
-    }
-
-    pub(crate) fn correct(&self) -> u64 {
-        (0..CLASSES).map(|i| self.confusion[i][i]).sum()
-    }
-
-    /// Per true digit: the fraction recognised, `None` for a digit with no images.
-    fn recall(&self) -> [Option<f64>; CLASSES] {
-        let mut out = [None; CLASSES];
-        for (o, (i, row)) in out.iter_mut().zip(self.confusion.iter().enumerate()) {
-            let total: u64 = row.iter().sum();
-            if total > 0 {
-                *o = Some(row[i] as f64 / total as f64);
-            }
-        }
-        out
-    }
-}
-
-/// Images between two moves of a progress bar.
-const PROGRESS_EVERY: usize = 250;
-
-/// Evaluates `mlp` on a slice of images, one thread, moving `progress` as it goes.
-fn tally(mlp: &AnyMlp, images: &[[u8; INPUT]], labels: &[u8], progress: &Counter) -> Tally {
-    let mut t = Tally::default();
-    let mut x = [0.0f32; INPUT];
-    for (k, (image, &label)) in images.iter().zip(labels).enumerate() {
-        if k % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
-            progress.inc(PROGRESS_EVERY as u64);
-        }
-        for (v, &b) in x.iter_mut().zip(image) {
-            *v = f32::from(b) / 255.0;
-        }
-        let z = mlp.logits(&x);
-        let (mut best, mut max) = (0, f32::NEG_INFINITY);
-        for (i, &v) in z.iter().enumerate() {
-            if v > max {
-                (best, max) = (i, v);
-            }
-        }
-        let sum: f64 = z.iter().map(|&v| f64::from(v - max).exp()).sum();
-        let label = usize::from(label).min(CLASSES - 1);
-        t.loss += sum.ln() - f64::from(z[label] - max);
-        t.confusion[label][best] += 1;
-        let p = z.map(|v| (f64::from(v - max).exp() / sum) as f32);
-        t.scores.push((p, best == label));
-    }
-    progress.inc((images.len() % PROGRESS_EVERY) as u64);
-    t
-}
-
-/// Evaluates on `threads` threads (0 = all cores), moving `progress` by one per image.
-pub(crate) fn tally_parallel(
-    mlp: &AnyMlp,
-    data: &Dataset,
-    threads: usize,
-    progress: &Counter,
-) -> Tally {
-    let threads = pismo_engine::threads_or_all(threads);
-    let parts = pismo_engine::fan_out::map_shares(data.len(), threads, |share| {
-        tally(
-            mlp,
-            &data.images[share.clone()],
-            &data.labels[share],
-            progress,
-        )
+/// `mlp`'s [`Tally`] of `data` on `threads` threads (0: all cores), under a progress bar
+/// labelled `label` that is cleared once it is done.
+fn tally_under_bar(label: &str, mlp: &AnyMlp, data: &Dataset, threads: usize) -> Tally {
+    let progress = Counter::start(label, data.len() as u64, false);
+    let t = Tally::of(mlp, &data.images, &data.labels, threads, &|n| {
+        progress.inc(n)
     });
-    let mut total = Tally::default();
-    for part in &parts {
-        total.add(part);
-    }
-    total
+    progress.clear();
+    t
 }
 
 /// The `--json` line.
@@ -215,12 +123,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if data.is_empty() {
         return Err(CliError::failed(format!("{source}: no images")));
     }
-    let progress = Counter::start(&format!("eval {id}"), data.len() as u64, false);
-    let t = tally_parallel(&mlp, &data, args.threads, &progress);
-    progress.clear();
+    let t = tally_under_bar(&format!("eval {id}"), &mlp, &data, args.threads);
     let n = t.n();
-    let accuracy = t.correct() as f64 / n as f64;
-    let loss = t.loss / n as f64;
+    let accuracy = t.accuracy();
+    let loss = t.mean_loss();
     if args.json {
         return crate::out_json(&Report {
             model: id.to_string(),
@@ -228,7 +134,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             n,
             accuracy,
             loss,
-            confusion: &t.confusion,
+            confusion: t.confusion(),
             recall: t.recall(),
         });
     }
@@ -245,7 +151,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     header.extend(digits.iter().map(String::as_str));
     header.push("recall");
     let mut table = text::Table::new(&header, &(1..=CLASSES + 1).collect::<Vec<_>>());
-    for (digit, (row, recall)) in t.confusion.iter().zip(t.recall()).enumerate() {
+    for (digit, (row, recall)) in t.confusion().iter().zip(t.recall()).enumerate() {
         let mut cells = vec![digit.to_string()];
         cells.extend(row.iter().map(u64::to_string));
         cells.push(text::percent(recall));
@@ -275,11 +181,9 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
     for name in names {
         let (data, what) = devsets::load(name, &mnist_dir, &corpora_dir)
             .map_err(|e| CliError::failed(e.to_string()))?;
-        let progress = Counter::start(&format!("eval {id} on {name}"), data.len() as u64, false);
-        let t = tally_parallel(mlp, &data, args.threads, &progress);
-        progress.clear();
+        let t = tally_under_bar(&format!("eval {id} on {name}"), mlp, &data, args.threads);
         let n = t.n();
-        let accuracy = t.correct() as f64 / n.max(1) as f64;
+        let accuracy = t.accuracy();
         if args.json {
             out.push_str(
                 &serde_json::to_string(&Report {
@@ -287,8 +191,8 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
                     images: format!("{name}: {what}; {}", devsets::writers(name)),
                     n,
                     accuracy,
-                    loss: t.loss / n.max(1) as f64,
-                    confusion: &t.confusion,
+                    loss: t.mean_loss(),
+                    confusion: t.confusion(),
                     recall: t.recall(),
                 })
                 .map_err(|e| CliError::failed(e.to_string()))?,
@@ -297,14 +201,14 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
             continue;
         }
         if args.calibrate {
-            calibration.push((name, t.scores.clone()));
+            calibration.push((name, t.scores().to_vec()));
         }
         table.row(vec![
             name.to_owned(),
             devsets::writers(name).to_owned(),
             n.to_string(),
             text::percent(Some(accuracy)),
-            commonest_errors(&t.confusion, 4),
+            commonest_errors(t.confusion(), 4),
         ]);
     }
     if args.json {
@@ -358,22 +262,4 @@ fn commonest_errors(confusion: &[[u64; CLASSES]; CLASSES], most: usize) -> Strin
         .map(|(c, t, r)| format!("{t}→{r} ×{c}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tally_counts_rows_by_true_label() {
-        let mut t = Tally::default();
-        t.confusion[3][3] = 8;
-        t.confusion[3][5] = 2;
-        t.confusion[7][7] = 10;
-        assert_eq!((t.n(), t.correct()), (20, 18));
-        let recall = t.recall();
-        assert_eq!(recall[3], Some(0.8));
-        assert_eq!(recall[7], Some(1.0));
-        assert_eq!(recall[0], None);
-    }
 }

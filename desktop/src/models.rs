@@ -2,6 +2,10 @@
 //! (`pismo_storage::registry`, which owns the file layout, the reference grammar and the
 //! locking; this module only prints).
 //!
+//! `quantize` and `join` make and measure their model in `pismo_training::quantized` and
+//! `pismo_training::committee`; here they are loaded, registered
+//! (`pismo_training::session::register`) and printed.
+//!
 //! `delete` takes an exact `NAME@VERSION`, never a name or alias that resolves to a version:
 //! what gets deleted is what was typed.
 
@@ -9,10 +13,11 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::mlp::{CLASSES, INPUT};
-use pismo_digits::mnist::{self, Dataset, Split};
-use pismo_engine::model::{AnyMlp, CALIBRATION_IMAGES};
+use pismo_digits::mnist::{self, Split};
+use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{Entry, ModelId, OwnedMeta, Registry};
-use pismo_training::trainer::validation_set;
+use pismo_training::committee::{Committee, Member, SetScore};
+use pismo_training::quantized;
 
 use crate::progress::Counter;
 use crate::{text, CliError};
@@ -274,7 +279,6 @@ fn export(a: Export) -> Result<(), CliError> {
 }
 
 fn quantize(a: Quantize) -> Result<(), CliError> {
-    use pismo_digits::mnist::{self, Split};
     let registry = crate::places::registry(&a.registry, &a.store)?;
     let (parent_id, bytes) = registry.load(Some(&a.model))?;
     let (model, file) =
@@ -284,48 +288,23 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
     let dir = crate::places::data_dir(&a.data);
     let train =
         mnist::load_split(&dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
-    let calibration = &train.images[..CALIBRATION_IMAGES.min(train.len())];
-    let q = model
-        .quantize(calibration)
+    let q = quantized::int8_copy(&model, &train)
         .ok_or_else(|| CliError::Failed(format!("model {parent_id} is already int8")))?;
     let test = mnist::load_split(&dir, Split::Test).ok();
-    // Counted as `pismo eval` counts, on all cores; the copy and its parent, one bar.
+    // The copy and its parent, one bar.
     let progress = Counter::start(
         &format!("measuring {name} and {parent_id} on MNIST test"),
         2 * test.as_ref().map_or(0, |t| t.len()) as u64,
         false,
     );
-    let accuracy = |m: &AnyMlp, d: &mnist::Dataset| {
-        let t = crate::eval::tally_parallel(m, d, 0, &progress);
-        t.correct() as f32 / t.n().max(1) as f32
-    };
-    let test_accuracy = test.as_ref().map(|t| accuracy(&q, t));
-    let parent_accuracy = test.as_ref().map(|t| accuracy(&model, t));
+    let accuracies = test
+        .as_ref()
+        .map(|t| quantized::test_accuracies(&q, &model, t, &|n| progress.inc(n)));
     progress.clear();
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let (test_accuracy, parent_accuracy) = (accuracies.map(|a| a.0), accuracies.map(|a| a.1));
     let parent = parent_id.to_string();
-    let mut size = 0;
-    let id = registry.register(&name, &mut |version| {
-        let meta = pismo_core::format::Meta {
-            name: &name,
-            version,
-            created_unix: created,
-            hyper: file.meta.hyper,
-            metrics: pismo_core::hyper::Metrics {
-                test_accuracy,
-                ..file.meta.metrics
-            },
-            run_id: file.meta.run_id,
-            dataset: file.meta.dataset,
-            parent: &parent,
-            deskew: file.meta.deskew,
-        };
-        let bytes = q.encode(&meta);
-        size = bytes.len();
-        bytes
-    })?;
+    let meta = quantized::model_meta(&name, &parent, &file.meta, test_accuracy);
+    let (id, size) = pismo_training::session::register(&registry, &q, &meta)?;
     if a.json {
         let v = serde_json::json!({
             "model": id.to_string(), "parent": parent, "bytes": size,
@@ -348,17 +327,6 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A member of a committee being joined.
-struct Member {
-    id: ModelId,
-    model: AnyMlp,
-    meta: OwnedMeta,
-}
-
-/// A set a joined committee is measured on: its name, the joined model's (loss, accuracy)
-/// and each member's accuracy.
-type SetScore = (&'static str, (f64, f64), Vec<f64>);
-
 fn join(a: Join) -> Result<(), CliError> {
     if a.models.len() < 2 {
         return Err(CliError::usage("give two or more models to join"));
@@ -370,48 +338,48 @@ fn join(a: Join) -> Result<(), CliError> {
         .iter()
         .map(|reference| load_member(&registry, reference))
         .collect::<Result<Vec<_>, _>>()?;
-    let models: Vec<&AnyMlp> = members.iter().map(|m| &m.model).collect();
-    let joined = AnyMlp::committee(&models).map_err(|e| CliError::usage(e.to_string()))?;
-    let first = &members[0].meta;
-    // The validation split is measured only when every member held out the same one.
-    let shared_split = members.iter().all(|m| {
-        m.meta.hyper.seed == first.hyper.seed && m.meta.hyper.val_size == first.hyper.val_size
-    }) && first.hyper.val_size > 0;
-    let sets = join_sets(&crate::places::data_dir(&a.data), first, shared_split)?;
-    let label = format!("measuring {} and its {} members", a.name, members.len());
-    let scores = measure_committee(&label, &joined, &models, &sets);
-    let parent = members
-        .iter()
-        .map(|m| m.id.to_string())
-        .collect::<Vec<_>>()
-        .join("+");
-    let (id, size) = register_joined(&registry, &a.name, &joined, &members, &parent, &scores)?;
+    let committee = Committee::join(members).map_err(|e| CliError::usage(e.to_string()))?;
+    let sets = committee
+        .sets(&crate::places::data_dir(&a.data))
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let n = committee.members.len();
+    let images: usize = sets.iter().map(|(_, d)| d.len()).sum();
+    let progress = Counter::start(
+        &format!("measuring {} and its {n} members", a.name),
+        (images * (n + 1)) as u64,
+        false,
+    );
+    let scores = committee.measure(&sets, &|n| progress.inc(n));
+    progress.clear();
+    let parent = committee.parent();
+    let meta = committee.model_meta(&a.name, &parent, &scores);
+    let (id, size) = pismo_training::session::register(&registry, &committee.joined, &meta)?;
+    let hidden = committee.joined.hidden_size();
     if a.json {
         let sets: serde_json::Map<String, serde_json::Value> = scores
             .iter()
-            .map(|(name, (loss, acc), each)| {
-                let v = serde_json::json!({"loss": loss, "accuracy": acc, "members": each});
-                ((*name).to_owned(), v)
+            .map(|s| {
+                let v = serde_json::json!({"loss": s.loss, "accuracy": s.accuracy, "members": s.members});
+                (s.set.to_owned(), v)
             })
             .collect();
         let v = serde_json::json!({
             "model": id.to_string(), "members": parent, "bytes": size,
-            "hidden_size": joined.hidden_size(), "sets": sets,
+            "hidden_size": hidden, "sets": sets,
         });
         return crate::out_line(&v.to_string());
     }
     crate::out_line(&format!(
-        "registered {id} ({size} bytes): 784-{}-10, the committee of {}",
-        joined.hidden_size(),
+        "registered {id} ({size} bytes): 784-{hidden}-10, the committee of {}",
         parent.replace('+', ", ")
     ))?;
-    if !shared_split {
+    if !committee.shares_validation_split() {
         crate::out_line(
             "validation split not measured: the members did not all hold out the same one \
              (the same --seed and --val-size)",
         )?;
     }
-    print_scores(&scores, first)
+    print_scores(&scores, &committee.members[0].meta)
 }
 
 fn load_member(registry: &Registry, reference: &str) -> Result<Member, CliError> {
@@ -422,102 +390,16 @@ fn load_member(registry: &Registry, reference: &str) -> Result<Member, CliError>
     Ok(Member { id, model, meta })
 }
 
-/// The sets a committee is measured on: the validation split its members held out (when
-/// they share one) and MNIST test (when it is there).
-fn join_sets(
-    dir: &std::path::Path,
-    first: &OwnedMeta,
-    shared_split: bool,
-) -> Result<Vec<(&'static str, Dataset)>, CliError> {
-    let mut sets = Vec::new();
-    if shared_split {
-        let train =
-            mnist::load_split(dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
-        let size = first.hyper.val_size as usize;
-        sets.push(("validation", validation_set(&train, size, first.hyper.seed)));
-    }
-    if let Ok(test) = mnist::load_split(dir, Split::Test) {
-        sets.push(("test", test));
-    }
-    Ok(sets)
-}
-
-/// The joined model's (loss, accuracy) and each member's accuracy on every set, with a
-/// progress counter labelled `label`.
-fn measure_committee(
-    label: &str,
-    joined: &AnyMlp,
-    models: &[&AnyMlp],
-    sets: &[(&'static str, Dataset)],
-) -> Vec<SetScore> {
-    let images: usize = sets.iter().map(|(_, d)| d.len()).sum();
-    let progress = Counter::start(label, (images * (models.len() + 1)) as u64, false);
-    let measure = |m: &AnyMlp, d: &Dataset| {
-        let t = crate::eval::tally_parallel(m, d, 0, &progress);
-        (
-            t.loss() / t.n().max(1) as f64,
-            t.correct() as f64 / t.n().max(1) as f64,
-        )
-    };
-    let scores = sets
-        .iter()
-        .map(|(name, d)| {
-            let each = models.iter().map(|m| measure(m, d).1).collect();
-            (*name, measure(joined, d), each)
-        })
-        .collect();
-    progress.clear();
-    scores
-}
-
-/// Registers the joined model under `name` with the committee's metrics; its id and size.
-fn register_joined(
-    registry: &Registry,
-    name: &str,
-    joined: &AnyMlp,
-    members: &[Member],
-    parent: &str,
-    scores: &[SetScore],
-) -> Result<(ModelId, usize), CliError> {
-    let first = &members[0].meta;
-    let score = |set: &str| scores.iter().find(|(name, ..)| *name == set);
-    let each: Vec<_> = members.iter().map(|m| m.meta.metrics).collect();
-    let metrics = pismo_core::hyper::Metrics::of_committee(
-        &each,
-        score("validation").map_or(f32::NAN, |(_, (l, _), _)| *l as f32),
-        score("validation").map_or(f32::NAN, |(_, (_, a), _)| *a as f32),
-        score("test").map(|(_, (_, a), _)| *a as f32),
-    );
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut size = 0;
-    let id = registry.register(name, &mut |version| {
-        let meta = pismo_core::format::Meta {
-            name,
-            version,
-            created_unix: created,
-            hyper: pismo_core::hyper::Hyper {
-                hidden_size: joined.hidden_size(),
-                ..first.hyper
-            },
-            metrics,
-            run_id: "",
-            dataset: &first.dataset,
-            parent,
-            deskew: joined.deskew(),
-        };
-        let bytes = joined.encode(&meta);
-        size = bytes.len();
-        bytes
-    })?;
-    Ok((id, size))
-}
-
 /// One line per set: the joined model's accuracy and loss, and each member's accuracy.
 fn print_scores(scores: &[SetScore], first: &OwnedMeta) -> Result<(), CliError> {
-    for (name, (loss, acc), each) in scores {
-        let what = match *name {
+    for SetScore {
+        set,
+        loss,
+        accuracy,
+        members,
+    } in scores
+    {
+        let what = match *set {
             "validation" => format!(
                 "MNIST validation split (seed {}, {} images)",
                 first.hyper.seed, first.hyper.val_size
@@ -526,8 +408,9 @@ fn print_scores(scores: &[SetScore], first: &OwnedMeta) -> Result<(), CliError> 
         };
         crate::out_line(&format!(
             "{what}: joined {:.2} % (loss {loss:.4}), members {}",
-            acc * 100.0,
-            each.iter()
+            accuracy * 100.0,
+            members
+                .iter()
                 .map(|a| format!("{:.2} %", a * 100.0))
                 .collect::<Vec<_>>()
                 .join(", ")

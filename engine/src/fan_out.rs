@@ -1,6 +1,7 @@
 //! Work over `0..n` items spread on threads, results in item order: the one fan-out every
 //! "on all cores" loop of pismo goes through (making synthetic and redrawn digits,
-//! compacting inked pixels, evaluating a model over a set, `pismo eval`'s tally).
+//! compacting inked pixels, evaluating a model over a set, `pismo eval`'s tally in
+//! [`crate::tally`]).
 //!
 //! Guarantees:
 //! - the items are cut into contiguous shares of [`share_len`] items, the last one shorter;

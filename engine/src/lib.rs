@@ -13,6 +13,8 @@
 //!   [`with_hidden!`] turns a run-time size into a const generic.
 //! - [`eval`]: loss and accuracy over a set of images, on many threads, with a result that
 //!   does not depend on how many.
+//! - [`tally`]: what a model makes of labelled images answer by answer (confusion matrix,
+//!   loss, probabilities), as `pismo eval` reports it, on all cores.
 //! - [`fan_out`]: work over `0..n` spread on threads in contiguous shares, results in order;
 //!   every "on all cores" loop above the engine uses it too.
 //! - [`onnx`]: an f32 model as a standard ONNX file (Gemm, Relu, Softmax).
@@ -25,6 +27,7 @@ pub mod fan_out;
 pub mod kernels;
 pub mod model;
 pub mod onnx;
+pub mod tally;
 
 /// Threads to use when `threads` were asked for: 0 means one per core.
 pub fn threads_or_all(threads: usize) -> usize {

@@ -403,8 +403,17 @@ pub trait NetworkJob {
 }
 
 /// MNIST training images the int8 activation scale is calibrated on (the first ones of the
-/// training file), by `pismo models quantize` and by adapting an int8 model alike.
+/// training file), by `pismo models quantize` and by adapting an int8 model alike: see
+/// [`calibration_images`].
 pub const CALIBRATION_IMAGES: usize = 2000;
+
+/// The images [`AnyMlp::quantize`] calibrates on, out of the MNIST training file's
+/// `training` images: the first [`CALIBRATION_IMAGES`] (all of them if there are fewer).
+/// `pismo models quantize` and adapting an int8 model both pick them here, so an adapted
+/// int8 model is quantized as its base was.
+pub fn calibration_images(training: &[[u8; INPUT]]) -> &[[u8; INPUT]] {
+    &training[..CALIBRATION_IMAGES.min(training.len())]
+}
 
 /// Why models cannot be joined into one ([`AnyMlp::committee`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,9 +17,9 @@ use core::fmt::Write;
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio, nr, syscall};
-use pismo_core::device::{self, Link};
+use pismo_core::device::{self, Answer, FrameError, Link};
 use pismo_core::mlp::INPUT;
-use pismo_core::quant::Work;
+use pismo_core::quant::{QView, Work};
 
 include!(concat!(env!("OUT_DIR"), "/board.rs"));
 
@@ -194,12 +194,47 @@ fn main() -> ! {
             format_args!("cannot create answers.txt on the host"),
         )
     };
+    let clock = start_clock(&mut out);
+    let mut counts = Counts::default();
+    let tally = device::serve_with(
+        &model,
+        &mut frames,
+        image,
+        work,
+        counts.timed(),
+        |i, label, reply| {
+            let mut line = Line::new();
+            let label = label.map_or(-1, i32::from);
+            let _ = match reply {
+                Ok(a) => writeln!(line, "{i} {label} {} {:.4}", a.digit, a.confidence),
+                Err(e) => writeln!(line, "{i} {label} error: {e}"),
+            };
+            answers.write(line.as_bytes());
+        },
+    );
+    report(&mut out, &model, &tally, &counts, &clock);
+    exit(debug::EXIT_SUCCESS)
+}
 
-    // SysTick free-running on the core clock. Under `qemu -icount shift=0` the emulator's
-    // clock advances 1 ns per executed instruction, so its ticks count instructions; the loop
-    // of known length says how many per tick (and the empty interval what a reading costs).
+/// What one SysTick tick is worth, measured on [`calibration_loop`].
+struct Clock {
+    /// Instructions of the loop.
+    known: u64,
+    /// Ticks it took (less a reading's own cost).
+    calib: u64,
+    /// Instructions per tick.
+    per_tick: f32,
+}
+
+/// Starts SysTick free-running on the core clock and measures it. Under `qemu -icount
+/// shift=0` the emulator's clock advances 1 ns per executed instruction, so its ticks count
+/// instructions; the loop of known length says how many per tick (and the empty interval
+/// what a reading costs). Inlined into `main`, as [`report`] is: the steps of `main` cost no
+/// flash of their own.
+#[inline(always)]
+fn start_clock(out: &mut hio::HostStream) -> Clock {
     let Some(mut cp) = cortex_m::Peripherals::take() else {
-        fail(&mut out, format_args!("core peripherals taken twice"))
+        fail(out, format_args!("core peripherals taken twice"))
     };
     cp.SYST
         .set_clock_source(cortex_m::peripheral::syst::SystClkSource::Core);
@@ -215,15 +250,26 @@ fn main() -> ! {
     let known = LOOP_INSTRUCTIONS * u64::from(LOOP_ITERATIONS);
     if calib == 0 {
         fail(
-            &mut out,
+            out,
             format_args!("SysTick does not count (run under qemu with -icount shift=0)"),
         );
     }
-    let per_tick = known as f32 / calib as f32;
+    Clock {
+        known,
+        calib,
+        per_tick: known as f32 / calib as f32,
+    }
+}
 
-    let mut counts = Counts::default();
-    let infer =
-        |model: &pismo_core::quant::QView<'_>, image: &[u8; INPUT], work: &mut Work<HIDDEN>| {
+impl Counts {
+    /// [`device::answer`], timed into these counts, with the first layer alone timed again
+    /// on the input the network saw: the `infer` of [`device::serve_with`] (a closure as
+    /// before it was a step of its own, so the timed code compiles as it did).
+    fn timed(
+        &mut self,
+    ) -> impl FnMut(&QView<'_>, &[u8; INPUT], &mut Work<HIDDEN>) -> Result<Answer, FrameError> + '_
+    {
+        |model: &QView<'_>, image: &[u8; INPUT], work: &mut Work<HIDDEN>| {
             let a = now();
             let answer = device::answer(model, image, work);
             let b = now();
@@ -237,32 +283,32 @@ fn main() -> ! {
             let ink = model.first_layer(&x, work).unwrap_or(0);
             let d = now();
             let (whole, layer1) = (ticks(a, b), ticks(c, d));
-            counts.n += 1;
-            counts.sum += whole;
-            counts.max = counts.max.max(whole);
-            counts.layer1_sum += layer1;
-            counts.layer1_max = counts.layer1_max.max(layer1);
-            counts.ink += ink as u64;
+            self.n += 1;
+            self.sum += whole;
+            self.max = self.max.max(whole);
+            self.layer1_sum += layer1;
+            self.layer1_max = self.layer1_max.max(layer1);
+            self.ink += ink as u64;
             answer
-        };
+        }
+    }
+}
 
-    let tally = device::serve_with(
-        &model,
-        &mut frames,
-        image,
-        work,
-        infer,
-        |i, label, reply| {
-            let mut line = Line::new();
-            let label = label.map_or(-1, i32::from);
-            let _ = match reply {
-                Ok(a) => writeln!(line, "{i} {label} {} {:.4}", a.digit, a.confidence),
-                Err(e) => writeln!(line, "{i} {label} error: {e}"),
-            };
-            answers.write(line.as_bytes());
-        },
-    );
-
+/// Writes the report: the board, flash and RAM in use, the frames and accuracy of `tally`,
+/// and the instructions `counts` measured, in `clock`'s instructions per tick.
+#[inline(always)]
+fn report(
+    out: &mut hio::HostStream,
+    model: &QView<'_>,
+    tally: &device::Tally,
+    counts: &Counts,
+    clock: &Clock,
+) {
+    let Clock {
+        known,
+        calib,
+        per_tick,
+    } = *clock;
     let [erodata, sidata, sdata, edata, sheap, stack_top] = section_bounds();
     let flash_used = erodata.max(sidata + (edata - sdata));
     let static_ram = sheap - sdata;
@@ -317,5 +363,4 @@ latency estimate     {micros:.0} us per image at {CLOCK_MHZ} MHz, at least {floo
         counts.ink as f32 / n as f32,
         mean / executed,
     );
-    exit(debug::EXIT_SUCCESS)
 }

@@ -9,13 +9,19 @@
 //! - [`recipe`]: what a run learns from besides MNIST (redrawn, synthetic, corpora, elastic).
 //! - [`session`]: a whole training run: data → trainer → run record → registered model.
 //! - [`adapt`]: fine-tuning a model to one person's corrected drawings, and its recorded run.
+//! - [`quantized`]: an f32 model's int8 copy, measured beside its parent (`pismo models
+//!   quantize`).
+//! - [`committee`]: registered models joined into one, measured beside its members
+//!   (`pismo models join`).
 //!
 //! Depends on `pismo-engine` (models, evaluation, the SIMD dispatch its kernels use),
 //! `pismo-digits` (the data), `pismo-storage` (the registry and run records a session
 //! writes) and the core. It may not depend on `pismo-tuning` or a shell.
 pub mod adapt;
+pub mod committee;
 pub mod inked;
 pub mod kernels;
+pub mod quantized;
 pub mod recipe;
 pub mod session;
 pub mod team;

@@ -33,7 +33,7 @@ use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_digits::pen::Canvas;
 use pismo_digits::synth::{self, Glyph, Hand, GLYPHS, WRITER_GLYPHS};
 use pismo_digits::unipen;
-use pismo_engine::model::{AnyMlp, CALIBRATION_IMAGES};
+use pismo_engine::model::{calibration_images, AnyMlp};
 use pismo_storage::registry::Registry;
 use pismo_training::adapt::{AdaptRecipe, Adapter};
 use pismo_training::trainer;
@@ -246,20 +246,7 @@ fn main() {
     let test = mnist::load_split(&o.data, Split::Test).unwrap_or_else(|e| fail(&e));
     let hyper = file.meta.hyper;
     let (val, rehearsal) = trainer::split_sets(&train, hyper.val_size as usize, hyper.seed);
-    let calibration = &train.images[..CALIBRATION_IMAGES];
-    let mut writers = Vec::new();
-    for kind in &o.writers {
-        match kind.as_str() {
-            "unipen" => writers.extend(unipen_writers(&o).unwrap_or_else(|e| fail(&e))),
-            "synthetic" => writers.extend(synthetic_writers(&o, false)),
-            "synthetic-loose" => writers.extend(synthetic_writers(&o, true)),
-            other => fail(&format!("unknown writers {other}")),
-        }
-    }
-    let accuracy = |m: &AnyMlp, d: &Dataset| {
-        let (_, right) = m.evaluate(&d.images, &d.labels, 0);
-        right as f64 / d.len().max(1) as f64
-    };
+    let writers = writers(&o);
     let base_test = accuracy(&base, &test);
     let base_val = accuracy(&base, &val);
     eprintln!(
@@ -273,77 +260,26 @@ fn main() {
     let adapter = Adapter {
         base: &base,
         rehearsal: &rehearsal,
-        calibration,
+        calibration: calibration_images(&train.images),
         recipe: o.recipe,
         seed: 1,
     };
-    let mut outcomes = Vec::new();
+    let mnist = Mnist {
+        val: &val,
+        test: &test,
+    };
     println!(
         "{:<34} {:>5} {:>7} {:>9} {:>9} {:>7} {:>8} {:>6}",
         "writer", "corr", "scored", "before %", "after %", "val %", "test %", "s"
     );
-    for w in &writers {
-        let first = o.first.min(w.digits.len() / 2);
-        let mut corrections = Dataset::default();
-        for (x, &y) in w.digits.images[..first].iter().zip(&w.digits.labels) {
-            let p = base.predict_proba(&x.map(|b| f32::from(b) / 255.0));
-            let v = verdict(&p);
-            if !v.is_sure() || v.digit() != usize::from(y) {
-                corrections.images.push(*x);
-                corrections.labels.push(y);
-            }
-        }
-        // With --keep-right, the answers the writer let stand are learnt too (as the page
-        // keeps them when the person opts in), once they corrected at least one.
-        let corrected = corrections.len();
-        if o.keep_right && corrected > 0 {
-            corrections = Dataset {
-                images: w.digits.images[..first].to_vec(),
-                labels: w.digits.labels[..first].to_vec(),
-            };
-        }
-        let end = first + o.rest.min(w.digits.len() - first);
-        let rest = Dataset {
-            images: w.digits.images[first..end].to_vec(),
-            labels: w.digits.labels[first..end].to_vec(),
-        };
-        let (_, before) = base.evaluate(&rest.images, &rest.labels, 0);
-        let started = Instant::now();
-        let adapted = if corrections.is_empty() {
-            None
-        } else {
-            Some(adapter.run(&corrections, &val, 0, &|_, _| {}).model)
-        };
-        let seconds = started.elapsed().as_secs_f64();
-        let model = adapted.as_ref().unwrap_or(&base);
-        let (_, after) = model.evaluate(&rest.images, &rest.labels, 0);
-        let val = adapted.as_ref().map(|m| accuracy(m, &val));
-        let test = (o.test && adapted.is_some()).then(|| accuracy(model, &test));
-        let out = Outcome {
-            name: w.name.clone(),
-            corrections: corrected,
-            scored: rest.len(),
-            before,
-            after,
-            val,
-            test,
-            seconds,
-        };
-        println!(
-            "{:<34} {:>5} {:>7} {:>9.1} {:>9.1} {:>7} {:>8} {:>6.1}",
-            out.name,
-            out.corrections,
-            out.scored,
-            100.0 * before as f64 / rest.len() as f64,
-            100.0 * after as f64 / rest.len() as f64,
-            out.val
-                .map_or_else(|| "-".into(), |v| format!("{:.2}", v * 100.0)),
-            out.test
-                .map_or_else(|| "-".into(), |t| format!("{:.2}", t * 100.0)),
-            out.seconds
-        );
-        outcomes.push(out);
-    }
+    let outcomes: Vec<Outcome> = writers
+        .iter()
+        .map(|w| {
+            let out = adapt_to(&o, &adapter, &mnist, w);
+            print_row(&out);
+            out
+        })
+        .collect();
     let base = (base_val, base_test);
     summary(&outcomes, base, "all writers", |_| true);
     summary(&outcomes, base, "unipen", |o| o.name.starts_with("unipen"));
@@ -354,19 +290,131 @@ fn main() {
         o.name.starts_with("synthetic-loose")
     });
     if let Some(path) = &o.json {
-        let rows: Vec<serde_json::Value> = outcomes
-            .iter()
-            .map(|o| {
-                serde_json::json!({"writer": o.name, "corrections": o.corrections,
-                    "scored": o.scored, "before": o.before, "after": o.after,
-                    "val_accuracy": o.val, "test_accuracy": o.test, "seconds": o.seconds})
-            })
-            .collect();
-        let doc = serde_json::json!({"model": id.to_string(), "recipe": o.recipe,
-            "base_val_accuracy": base_val, "base_test_accuracy": base_test, "first": o.first, "pen": o.pen, "writers": rows});
-        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
-            .unwrap_or_else(|e| fail(&e));
+        write_json(path, &o, &id.to_string(), base, &outcomes);
     }
+}
+
+/// The writers `--writers` asks for, in its order.
+fn writers(o: &Options) -> Vec<Writer> {
+    let mut writers = Vec::new();
+    for kind in &o.writers {
+        match kind.as_str() {
+            "unipen" => writers.extend(unipen_writers(o).unwrap_or_else(|e| fail(&e))),
+            "synthetic" => writers.extend(synthetic_writers(o, false)),
+            "synthetic-loose" => writers.extend(synthetic_writers(o, true)),
+            other => fail(&format!("unknown writers {other}")),
+        }
+    }
+    writers
+}
+
+/// The share of `d` that `m` reads right.
+fn accuracy(m: &AnyMlp, d: &Dataset) -> f64 {
+    let (_, right) = m.evaluate(&d.images, &d.labels, 0);
+    right as f64 / d.len().max(1) as f64
+}
+
+/// The MNIST sets an adapted model is measured on.
+struct Mnist<'a> {
+    val: &'a Dataset,
+    test: &'a Dataset,
+}
+
+/// Of the writer's first `first` digits, the ones `base` reads wrong or is not sure of.
+fn corrections_of(base: &AnyMlp, w: &Writer, first: usize) -> Dataset {
+    let mut corrections = Dataset::default();
+    for (x, &y) in w.digits.images[..first].iter().zip(&w.digits.labels) {
+        let p = base.predict_proba(&x.map(|b| f32::from(b) / 255.0));
+        let v = verdict(&p);
+        if !v.is_sure() || v.digit() != usize::from(y) {
+            corrections.images.push(*x);
+            corrections.labels.push(y);
+        }
+    }
+    corrections
+}
+
+/// Writer `w`'s corrections learnt by `adapter`, the rest of their digits scored before
+/// and after, and the adapted model measured on MNIST.
+fn adapt_to(o: &Options, adapter: &Adapter<'_>, mnist: &Mnist<'_>, w: &Writer) -> Outcome {
+    let base = adapter.base;
+    let first = o.first.min(w.digits.len() / 2);
+    let mut corrections = corrections_of(base, w, first);
+    // With --keep-right, the answers the writer let stand are learnt too (as the page
+    // keeps them when the person opts in), once they corrected at least one.
+    let corrected = corrections.len();
+    if o.keep_right && corrected > 0 {
+        corrections = Dataset {
+            images: w.digits.images[..first].to_vec(),
+            labels: w.digits.labels[..first].to_vec(),
+        };
+    }
+    let end = first + o.rest.min(w.digits.len() - first);
+    let rest = Dataset {
+        images: w.digits.images[first..end].to_vec(),
+        labels: w.digits.labels[first..end].to_vec(),
+    };
+    let (_, before) = base.evaluate(&rest.images, &rest.labels, 0);
+    let started = Instant::now();
+    let adapted = if corrections.is_empty() {
+        None
+    } else {
+        Some(adapter.run(&corrections, mnist.val, 0, &|_, _| {}).model)
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let model = adapted.as_ref().unwrap_or(base);
+    let (_, after) = model.evaluate(&rest.images, &rest.labels, 0);
+    Outcome {
+        name: w.name.clone(),
+        corrections: corrected,
+        scored: rest.len(),
+        before,
+        after,
+        val: adapted.as_ref().map(|m| accuracy(m, mnist.val)),
+        test: (o.test && adapted.is_some()).then(|| accuracy(model, mnist.test)),
+        seconds,
+    }
+}
+
+/// One writer's line of the table.
+fn print_row(out: &Outcome) {
+    println!(
+        "{:<34} {:>5} {:>7} {:>9.1} {:>9.1} {:>7} {:>8} {:>6.1}",
+        out.name,
+        out.corrections,
+        out.scored,
+        100.0 * out.before as f64 / out.scored as f64,
+        100.0 * out.after as f64 / out.scored as f64,
+        out.val
+            .map_or_else(|| "-".into(), |v| format!("{:.2}", v * 100.0)),
+        out.test
+            .map_or_else(|| "-".into(), |t| format!("{:.2}", t * 100.0)),
+        out.seconds
+    );
+}
+
+/// `--json`: the base model `id`, its MNIST `(validation, test)` accuracy and every
+/// writer's outcome.
+fn write_json(
+    path: &std::path::Path,
+    o: &Options,
+    id: &str,
+    base: (f64, f64),
+    outcomes: &[Outcome],
+) {
+    let (base_val, base_test) = base;
+    let rows: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            serde_json::json!({"writer": o.name, "corrections": o.corrections,
+                "scored": o.scored, "before": o.before, "after": o.after,
+                "val_accuracy": o.val, "test_accuracy": o.test, "seconds": o.seconds})
+        })
+        .collect();
+    let doc = serde_json::json!({"model": id, "recipe": o.recipe,
+        "base_val_accuracy": base_val, "base_test_accuracy": base_test, "first": o.first, "pen": o.pen, "writers": rows});
+    std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
+        .unwrap_or_else(|e| fail(&e));
 }
 
 /// One line over the writers `keep` picks; `base` is the base's MNIST (validation, test).

@@ -15,7 +15,7 @@
 //!
 //! An int8 base is dequantized ([`AnyMlp::to_f32`]), fine-tuned, and quantized again as
 //! `pismo models quantize` does (per-row scales, the activation scale calibrated on the
-//! first [`pismo_engine::model::CALIBRATION_IMAGES`] MNIST training images). The result keeps
+//! first MNIST training images, [`pismo_engine::model::calibration_images`]). The result keeps
 //! the base's size and its input form (deskewing).
 //!
 //! Fine-tuning on a few drawings of one hand can cost everyone else's digits a little.
@@ -108,7 +108,9 @@ pub struct Adapter<'a> {
     pub base: &'a AnyMlp,
     /// MNIST training digits to rehearse (never the validation split).
     pub rehearsal: &'a Dataset,
-    /// Images the activation scale of an int8 result is calibrated on.
+    /// Images the activation scale of an int8 result is calibrated on: those
+    /// [`pismo_engine::model::calibration_images`] picks, for a result quantized as
+    /// `pismo models quantize` quantizes.
     pub calibration: &'a [[u8; INPUT]],
     /// How.
     pub recipe: AdaptRecipe,

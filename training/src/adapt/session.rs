@@ -31,7 +31,7 @@ use pismo_core::format::FormatError;
 use pismo_core::hyper::{Hyper, Metrics};
 use pismo_digits::drawn::{DrawnError, DrawnStore};
 use pismo_digits::mnist::{self, Dataset, MnistError, Split, TRAIN_DIGEST};
-use pismo_engine::model::{AnyMlp, CALIBRATION_IMAGES};
+use pismo_engine::model::{calibration_images, AnyMlp};
 use pismo_storage::registry::{self, ModelId, Registry, RegistryError};
 use pismo_storage::runs::{RunWriter, Runs, RunsError, Status};
 
@@ -324,7 +324,7 @@ pub fn run_with_data(
     let _lock = lock_corrections(&req.drawn_dir)?;
     let (base_id, base, hyper) = load_base(req, registry)?;
     let (val, rehearsal) = trainer::split_sets(train, hyper.val_size as usize, hyper.seed);
-    let calibration = &train.images[..CALIBRATION_IMAGES.min(train.len())];
+    let calibration = calibration_images(&train.images);
 
     let mut run = runs
         .create(&req.name, &hyper, TRAIN_DIGEST)

@@ -260,46 +260,72 @@ pub fn malformed_clients(shared: Arc<Shared>) -> Tally {
     tally.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The cases of issue 29's table (see the module doc): `(kind, bytes, clients at once)`.
-fn issue_29_cases(host: &str) -> Vec<(&'static str, Vec<u8>, usize)> {
-    let post = |path: &str, body: &[u8]| {
-        let mut b = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        b.extend_from_slice(body);
-        b
-    };
-    let repeat = |open: &str, item: &str, close: &str, limit: usize| {
-        let n = (limit - open.len() - close.len()) / (item.len() + 1);
-        format!("{open}{}{close}", vec![item; n].join(",")).into_bytes()
-    };
-    let columns = |names: Vec<String>| names.join(",");
-    let reversed = columns((0..784).rev().map(|i| format!("\"pixel{i}\"")).collect());
+/// A `POST` of `body` to `path` on `host`, as JSON, closing the connection.
+fn post(host: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut b = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    b.extend_from_slice(body);
+    b
+}
+
+/// `open`, as many `item`s joined by commas as keep the whole within `limit` bytes, `close`.
+fn repeat(open: &str, item: &str, close: &str, limit: usize) -> Vec<u8> {
+    let n = (limit - open.len() - close.len()) / (item.len() + 1);
+    format!("{open}{}{close}", vec![item; n].join(",")).into_bytes()
+}
+
+/// A well-formed data frame of blank rows just under 8 MiB, its 784 columns reversed.
+fn reversed_frame() -> Vec<u8> {
+    let reversed: Vec<String> = (0..784).rev().map(|i| format!("\"pixel{i}\"")).collect();
     let row = format!("[{}]", vec!["0"; 784].join(","));
-    let split = repeat(
-        &format!("{{\"dataframe_split\":{{\"columns\":[{reversed}],\"data\":["),
+    repeat(
+        &format!(
+            "{{\"dataframe_split\":{{\"columns\":[{}],\"data\":[",
+            reversed.join(",")
+        ),
         &row,
         "]}}",
         (8 << 20) - 1024,
-    );
-    let mut unknown: Vec<String> = (0..783).map(|i| format!("\"pixel{i}\"")).collect();
-    unknown.push("\"ink\"".into());
-    let unknown = format!(
+    )
+}
+
+/// A data frame of one blank row whose last column is `ink`, not a pixel.
+fn unknown_column_frame() -> Vec<u8> {
+    let mut columns: Vec<String> = (0..783).map(|i| format!("\"pixel{i}\"")).collect();
+    columns.push("\"ink\"".into());
+    let row = format!("[{}]", vec!["0"; 784].join(","));
+    format!(
         "{{\"dataframe_split\":{{\"columns\":[{}],\"data\":[{row}]}}}}",
-        columns(unknown)
-    );
+        columns.join(",")
+    )
+    .into_bytes()
+}
+
+/// A `PUT` of 64 KiB of empty-key objects to an alias.
+fn alias_put(host: &str) -> Vec<u8> {
     let mut alias = post(
+        host,
         "/api/aliases/soak-objects",
         &repeat("{\"a\":[", "{\"\":0}", "]}", 60 << 10),
     );
     alias[..4].copy_from_slice(b"PUT ");
     alias.remove(4);
-    let head = |fields: &str| {
-        format!("POST /api/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{fields}\r\n")
-            .into_bytes()
-    };
+    alias
+}
+
+/// The head of a predict `POST` with `fields`, and no body.
+fn head(host: &str, fields: &str) -> Vec<u8> {
+    format!("POST /api/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{fields}\r\n")
+        .into_bytes()
+}
+
+/// The cases of issue 29's table (see the module doc): `(kind, bytes, clients at once)`.
+fn issue_29_cases(host: &str) -> Vec<(&'static str, Vec<u8>, usize)> {
+    let post = |path: &str, body: &[u8]| post(host, path, body);
+    let head = |fields: &str| head(host, fields);
     vec![
         (
             "8 MiB of empty-key objects as pixels",
@@ -311,13 +337,17 @@ fn issue_29_cases(host: &str) -> Vec<(&'static str, Vec<u8>, usize)> {
         ),
         (
             "well-formed 8 MiB data frame, columns reversed",
-            post("/invocations", &split),
+            post("/invocations", &reversed_frame()),
             1,
         ),
-        ("64 KiB of empty-key objects to an alias PUT", alias, 1),
+        (
+            "64 KiB of empty-key objects to an alias PUT",
+            alias_put(host),
+            1,
+        ),
         (
             "unknown data-frame column",
-            post("/invocations", unknown.as_bytes()),
+            post("/invocations", &unknown_column_frame()),
             1,
         ),
         (

@@ -42,6 +42,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -182,8 +183,94 @@ fn wait_for_ping(addr: &SocketAddr, limit: Duration) -> Result<Duration, String>
     }
 }
 
+/// A soak run: the server started on a copy of the registry, put under load, trained on,
+/// killed and restarted half-way, then the load stopped and the report printed. Whether
+/// every limit was kept.
 fn run(config: &Config) -> Result<bool, String> {
     let started = Instant::now();
+    let work = prepare(config)?;
+    // The alias mover's round: the shipped models, f32 and int8 (hidden 128 and larger).
+    let targets: Vec<String> = work.before.models.iter().cloned().collect();
+    let launch = launch(config, &work);
+    let port = server::free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let bodies = Arc::new(predict::bodies(&config.test_data, 1000, &addr.to_string())?);
+
+    let mut lifetime = Lifetime::start(&launch, port)?;
+    wait_for_ping(&addr, Duration::from_secs(10))?;
+    say(
+        started,
+        &format!(
+            "pismo serve (pid {}) on {addr}, registry copy {} ({} models), for {:.0} s",
+            lifetime.pid,
+            work.registry.display(),
+            work.before.models.len(),
+            config.duration.as_secs_f64()
+        ),
+    );
+    let shared = Arc::new(Shared {
+        addr,
+        stop: AtomicBool::new(false),
+        window: Window::default(),
+        run_id: Mutex::new(None),
+        started: Instant::now(),
+    });
+    let times = Times::of(config, shared.started);
+    let load = Load::start(config, &shared, &bodies, targets);
+    let signals = Signals::default();
+    let trainer = start_training(config, &shared, &times, &signals);
+    let server = Server {
+        launch: &launch,
+        port,
+        shared: &shared,
+        started,
+    };
+    let mut timeline = keep_time(config, &server, &mut lifetime, &times, &signals, &load)?;
+
+    say(started, "stopping the load");
+    let trainings = trainer.join().map_err(|_| "the trainer thread panicked")?;
+    shared.stop.store(true, Ordering::SeqCst);
+    let gauge = load.gauge.clone();
+    let mut seen = load.join()?;
+    timeline.lifetimes.push(if lifetime.exited() {
+        lifetime.join()
+    } else {
+        lifetime.kill9()
+    });
+    let elapsed = times.start.elapsed();
+    seen.p.firsts.0.truncate(5);
+    let peak_streams = gauge.peak.load(Ordering::SeqCst);
+    let ok = report(
+        config,
+        &work,
+        &seen,
+        &timeline,
+        &trainings,
+        elapsed,
+        peak_streams,
+    )?;
+    if config.keep || !ok {
+        let kept = work.tmp.keep();
+        eprintln!(
+            "kept the registry copy, runs and server log in {}",
+            kept.display()
+        );
+    }
+    Ok(ok)
+}
+
+/// The folder of a run, its copy of the registry, and what that copy held at the start.
+struct Work {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    registry: PathBuf,
+    before: check::Snapshot,
+}
+
+/// A temporary folder with a copy of the registry, refused if the registry is damaged.
+fn prepare(config: &Config) -> Result<Work, String> {
     let tmp = tempfile::Builder::new()
         .prefix("pismo-soak-")
         .tempdir()
@@ -200,247 +287,371 @@ fn run(config: &Config) -> Result<bool, String> {
             before.dangling
         ));
     }
-    // The alias mover's round: the shipped models, f32 and int8 (hidden 128 and larger).
-    let targets: Vec<String> = before.models.iter().cloned().collect();
-    let launch = Launch {
+    Ok(Work {
+        tmp,
+        root,
+        registry,
+        before,
+    })
+}
+
+/// How the server is started: on the registry copy, its runs, drawings and log in the
+/// run's folder.
+fn launch(config: &Config, work: &Work) -> Launch {
+    Launch {
         bin: config.pismo.clone(),
-        registry: registry.clone(),
-        runs: root.join("runs"),
+        registry: work.registry.clone(),
+        runs: work.root.join("runs"),
         data: config.data.clone(),
-        drawn: root.join("drawn"),
-        log: root.join("server.log"),
+        drawn: work.root.join("drawn"),
+        log: work.root.join("server.log"),
         cgroup: config.cgroup.clone(),
-    };
-    let port = server::free_port()?;
-    let addr: SocketAddr = format!("127.0.0.1:{port}")
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let bodies = Arc::new(predict::bodies(&config.test_data, 1000, &addr.to_string())?);
+    }
+}
 
-    let mut lifetime = Lifetime::start(&launch, port)?;
-    wait_for_ping(&addr, Duration::from_secs(10))?;
-    say(
-        started,
-        &format!(
-            "pismo serve (pid {}) on {addr}, registry copy {} ({} models), for {:.0} s",
-            lifetime.pid,
-            registry.display(),
-            before.models.len(),
-            config.duration.as_secs_f64()
-        ),
-    );
+/// The moments of a run: its start (as the clients count), half time and end.
+struct Times {
+    start: Instant,
+    half: Instant,
+    end: Instant,
+}
 
-    let shared = Arc::new(Shared {
-        addr,
-        stop: AtomicBool::new(false),
-        window: Window::default(),
-        run_id: Mutex::new(None),
-        started: Instant::now(),
-    });
-    let t_start = shared.started;
-    let end = t_start + config.duration;
-    let half = t_start + config.duration / 2;
+impl Times {
+    fn of(config: &Config, start: Instant) -> Times {
+        Times {
+            start,
+            half: start + config.duration / 2,
+            end: start + config.duration,
+        }
+    }
+}
 
-    // The load.
-    let interval = if config.rate > 0.0 {
-        Duration::from_secs_f64(config.connections as f64 / config.rate)
-    } else {
-        Duration::ZERO
-    };
-    let stride = bodies.len() / config.connections;
-    let predictors: Vec<_> = (0..config.connections)
-        .map(|i| {
-            let (shared, bodies) = (shared.clone(), bodies.clone());
-            std::thread::spawn(move || predict::connection(shared, bodies, i * stride, interval))
+/// The threads loading the server, each giving back what it saw once the run stops.
+struct Load {
+    predictors: Vec<JoinHandle<predict::Tally>>,
+    streamers: Vec<JoinHandle<streams::Tally>>,
+    gauge: Arc<streams::Gauge>,
+    stalled: JoinHandle<hostile::Tally>,
+    malformed: JoinHandle<hostile::Tally>,
+    issue_29: JoinHandle<hostile::Tally>,
+    pinger: JoinHandle<control::Calls>,
+    mover: JoinHandle<control::Calls>,
+}
+
+/// What the load saw.
+struct Seen {
+    p: predict::Tally,
+    s: streams::Tally,
+    h: hostile::Tally,
+    pings: control::Calls,
+    moves: control::Calls,
+}
+
+impl Load {
+    /// The predicting connections (`bodies` spread among them), the event streams, the
+    /// hostile clients, the pinger and the alias mover (over `targets`).
+    fn start(
+        config: &Config,
+        shared: &Arc<Shared>,
+        bodies: &Arc<Vec<predict::Body>>,
+        targets: Vec<String>,
+    ) -> Load {
+        let interval = if config.rate > 0.0 {
+            Duration::from_secs_f64(config.connections as f64 / config.rate)
+        } else {
+            Duration::ZERO
+        };
+        let stride = bodies.len() / config.connections;
+        let predictors = (0..config.connections)
+            .map(|i| {
+                let (shared, bodies) = (shared.clone(), bodies.clone());
+                std::thread::spawn(move || {
+                    predict::connection(shared, bodies, i * stride, interval)
+                })
+            })
+            .collect();
+        let gauge = Arc::new(streams::Gauge::default());
+        let streamers = (0..config.streams)
+            .map(|_| {
+                let (shared, gauge) = (shared.clone(), gauge.clone());
+                std::thread::spawn(move || streams::client(shared, gauge))
+            })
+            .collect();
+        let on = |work| spawn_on(shared, work);
+        let shared = shared.clone();
+        Load {
+            predictors,
+            streamers,
+            gauge,
+            stalled: on(hostile::stalled),
+            malformed: on(hostile::malformed_clients),
+            issue_29: on(hostile::issue_29),
+            pinger: spawn_on(&shared, control::pinger),
+            mover: std::thread::spawn(move || {
+                control::alias_mover(shared, "default".into(), targets)
+            }),
+        }
+    }
+
+    /// Waits for every thread (the run stopping) and adds up what they saw.
+    fn join(self) -> Result<Seen, String> {
+        let mut p = predict::Tally::default();
+        for t in self.predictors {
+            p.merge(&t.join().map_err(|_| "a prediction thread panicked")?);
+        }
+        let mut s = streams::Tally::default();
+        for t in self.streamers {
+            s.merge(&t.join().map_err(|_| "a stream thread panicked")?);
+        }
+        let mut h = self
+            .stalled
+            .join()
+            .map_err(|_| "the stalled clients panicked")?;
+        h.merge(
+            &self
+                .malformed
+                .join()
+                .map_err(|_| "the malformed clients panicked")?,
+        );
+        h.merge(
+            &self
+                .issue_29
+                .join()
+                .map_err(|_| "the clients of issue 29 panicked")?,
+        );
+        let pings = self.pinger.join().map_err(|_| "the pinger panicked")?;
+        let moves = self.mover.join().map_err(|_| "the alias mover panicked")?;
+        Ok(Seen {
+            p,
+            s,
+            h,
+            pings,
+            moves,
         })
-        .collect();
-    let gauge = Arc::new(streams::Gauge::default());
-    let streamers: Vec<_> = (0..config.streams)
-        .map(|_| {
-            let (shared, gauge) = (shared.clone(), gauge.clone());
-            std::thread::spawn(move || streams::client(shared, gauge))
-        })
-        .collect();
-    let stalled = {
-        let shared = shared.clone();
-        std::thread::spawn(move || hostile::stalled(shared))
-    };
-    let malformed = {
-        let shared = shared.clone();
-        std::thread::spawn(move || hostile::malformed_clients(shared))
-    };
-    let issue_29 = {
-        let shared = shared.clone();
-        std::thread::spawn(move || hostile::issue_29(shared))
-    };
-    let pinger = {
-        let shared = shared.clone();
-        std::thread::spawn(move || control::pinger(shared))
-    };
-    let mover = {
-        let shared = shared.clone();
-        let targets = targets.clone();
-        std::thread::spawn(move || control::alias_mover(shared, "default".into(), targets))
-    };
+    }
+}
 
-    // Training: run 1 from the start, to its end; run 2 at half time, killed with the
-    // server after 3 s of training; run 3 once the server is back, to its end.
+/// `work` on a thread of its own, with the run's shared state.
+fn spawn_on<T: Send + 'static>(shared: &Arc<Shared>, work: fn(Arc<Shared>) -> T) -> JoinHandle<T> {
+    let shared = shared.clone();
+    std::thread::spawn(move || work(shared))
+}
+
+/// The flags between the trainer and the clock: the trainer asks for the kill once its
+/// second run is training, the clock says when the server is back.
+#[derive(Default)]
+struct Signals {
+    kill_now: Arc<AtomicBool>,
+    restarted: Arc<AtomicBool>,
+}
+
+/// Training: run 1 from the start, to its end; run 2 at half time, killed with the server
+/// after 3 s of training; run 3 once the server is back, to its end.
+fn start_training(
+    config: &Config,
+    shared: &Arc<Shared>,
+    times: &Times,
+    signals: &Signals,
+) -> JoinHandle<Vec<control::Training>> {
     let params = json!({
         "name": "soak",
         "hidden_size": config.train_hidden,
         "epochs": config.train_epochs,
         "patience": 0,
     });
-    let kill_now = Arc::new(AtomicBool::new(false));
-    let restarted = Arc::new(AtomicBool::new(false));
-    let trainer = {
-        let (shared, kill_now, restarted) = (shared.clone(), kill_now.clone(), restarted.clone());
-        let params = params.clone();
-        // A run may end after the load stops: at most 5 minutes more.
-        let give_up = end + Duration::from_secs(300);
-        std::thread::spawn(move || {
-            let mut runs = Vec::new();
-            let wait_for = |flag: &AtomicBool| {
-                while !flag.load(Ordering::SeqCst) && Instant::now() < give_up {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            };
-            std::thread::sleep(Duration::from_secs(2));
-            runs.push(control::train(&shared, &params, give_up));
-            while Instant::now() < half {
+    let shared = shared.clone();
+    let (kill_now, restarted) = (signals.kill_now.clone(), signals.restarted.clone());
+    let half = times.half;
+    // A run may end after the load stops: at most 5 minutes more.
+    let give_up = times.end + Duration::from_secs(300);
+    std::thread::spawn(move || {
+        let wait_for = |flag: &AtomicBool| {
+            while !flag.load(Ordering::SeqCst) && Instant::now() < give_up {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            // Long enough to be training at the kill.
-            let mut long = params.clone();
-            long["epochs"] = json!(config_epochs_for_kill(&params));
-            match control::start(&shared, &long, give_up) {
-                Ok(id) => {
-                    // Every event stream is on it after its 2 s retry.
-                    std::thread::sleep(Duration::from_secs(3));
-                    let running = control::status(&shared, &id).map(|(s, _)| s);
-                    kill_now.store(true, Ordering::SeqCst);
-                    wait_for(&restarted);
-                    let mut t = control::follow(&shared, &id, give_up);
-                    t.killed = true;
-                    if running.as_deref() != Some("running") {
-                        t.status =
-                            format!("{} (was {running:?} at the kill, not running)", t.status);
-                    }
-                    runs.push(t);
-                }
-                Err(status) => {
-                    kill_now.store(true, Ordering::SeqCst);
-                    runs.push(control::Training {
-                        status,
-                        killed: true,
-                        ..control::Training::default()
-                    });
-                }
-            }
-            wait_for(&restarted);
-            std::thread::sleep(Duration::from_secs(2));
-            runs.push(control::train(&shared, &params, give_up));
-            runs
-        })
-    };
+        };
+        let mut runs = Vec::new();
+        std::thread::sleep(Duration::from_secs(2));
+        runs.push(control::train(&shared, &params, give_up));
+        while Instant::now() < half {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        runs.push(killed_run(&shared, &params, give_up, &kill_now, &|| {
+            wait_for(&restarted)
+        }));
+        wait_for(&restarted);
+        std::thread::sleep(Duration::from_secs(2));
+        runs.push(control::train(&shared, &params, give_up));
+        runs
+    })
+}
 
-    // The clock: the kill at half time, crashes noticed as they happen.
-    let mut lifetimes: Vec<LifetimeReport> = Vec::new();
-    let mut restart: Option<Duration> = None;
-    let mut kill_at: Option<f64> = None;
+/// The run the kill interrupts: started, the kill asked for (`kill_now`) once it trains,
+/// followed after the restart (`wait_for_restart`).
+fn killed_run(
+    shared: &Shared,
+    params: &serde_json::Value,
+    give_up: Instant,
+    kill_now: &AtomicBool,
+    wait_for_restart: &dyn Fn(),
+) -> control::Training {
+    // Long enough to be training at the kill.
+    let mut long = params.clone();
+    long["epochs"] = json!(config_epochs_for_kill(params));
+    match control::start(shared, &long, give_up) {
+        Ok(id) => {
+            // Every event stream is on it after its 2 s retry.
+            std::thread::sleep(Duration::from_secs(3));
+            let running = control::status(shared, &id).map(|(s, _)| s);
+            kill_now.store(true, Ordering::SeqCst);
+            wait_for_restart();
+            let mut t = control::follow(shared, &id, give_up);
+            t.killed = true;
+            if running.as_deref() != Some("running") {
+                t.status = format!("{} (was {running:?} at the kill, not running)", t.status);
+            }
+            t
+        }
+        Err(status) => {
+            kill_now.store(true, Ordering::SeqCst);
+            control::Training {
+                status,
+                killed: true,
+                ..control::Training::default()
+            }
+        }
+    }
+}
+
+/// Where the server runs and how it is started again.
+struct Server<'a> {
+    launch: &'a Launch,
+    port: u16,
+    shared: &'a Shared,
+    started: Instant,
+}
+
+impl Server<'_> {
+    /// A new lifetime of the server in place of `lifetime`, once it answers `/ping`; the
+    /// clients see the restart window open meanwhile.
+    fn restart(&self, lifetime: &mut Lifetime) -> Result<(), String> {
+        *lifetime = Lifetime::start(self.launch, self.port)?;
+        wait_for_ping(&self.shared.addr, Duration::from_secs(30))?;
+        self.shared.window.close();
+        Ok(())
+    }
+}
+
+/// The server's past lifetimes, how long the restart after the kill took, and when the
+/// kill came (seconds into the run).
+struct Timeline {
+    lifetimes: Vec<LifetimeReport>,
+    restart: Option<Duration>,
+    kill_at: Option<f64>,
+}
+
+/// The clock until the end of the run: crashes noticed as they happen (the server started
+/// again so the run goes on), and the kill at half time.
+fn keep_time(
+    config: &Config,
+    server: &Server<'_>,
+    lifetime: &mut Lifetime,
+    times: &Times,
+    signals: &Signals,
+    load: &Load,
+) -> Result<Timeline, String> {
+    let started = server.started;
+    let mut timeline = Timeline {
+        lifetimes: Vec::new(),
+        restart: None,
+        kill_at: None,
+    };
     let mut last_note = Instant::now();
-    while Instant::now() < end {
+    while Instant::now() < times.end {
         std::thread::sleep(Duration::from_millis(50));
         if lifetime.exited() {
-            // A crash: recorded, and the server is started again so the run goes on.
             let report = lifetime.join();
             say(
                 started,
                 report.crash.as_deref().unwrap_or("the server exited"),
             );
-            lifetimes.push(report);
-            shared.window.open();
-            lifetime = Lifetime::start(&launch, port)?;
-            wait_for_ping(&addr, Duration::from_secs(30))?;
-            shared.window.close();
+            timeline.lifetimes.push(report);
+            server.shared.window.open();
+            server.restart(lifetime)?;
             continue;
         }
         // The kill comes when the trainer has a run training (not past 90 % of the time).
-        if kill_at.is_none()
-            && (kill_now.load(Ordering::SeqCst)
-                || (Instant::now() >= half && Instant::now() + config.duration / 10 >= end))
+        if timeline.kill_at.is_none()
+            && (signals.kill_now.load(Ordering::SeqCst)
+                || (Instant::now() >= times.half
+                    && Instant::now() + config.duration / 10 >= times.end))
         {
-            kill_at = Some(t_start.elapsed().as_secs_f64());
-            say(
-                started,
-                &format!(
-                    "kill -9 {} ({} event streams open)",
-                    lifetime.pid,
-                    gauge.open.load(Ordering::SeqCst)
-                ),
-            );
-            shared.window.open();
-            lifetimes.push(lifetime.kill9());
-            let t0 = Instant::now();
-            lifetime = Lifetime::start(&launch, port)?;
-            wait_for_ping(&addr, Duration::from_secs(30))?;
-            shared.window.close();
-            restart = Some(t0.elapsed());
-            restarted.store(true, Ordering::SeqCst);
-            say(
-                started,
-                &format!(
-                    "restarted (pid {}) in {:.0} ms",
-                    lifetime.pid,
-                    t0.elapsed().as_secs_f64() * 1e3
-                ),
-            );
+            kill_and_restart(server, lifetime, times, &mut timeline, load, signals)?;
         }
         if last_note.elapsed() >= Duration::from_secs(30) {
             last_note = Instant::now();
             say(
                 started,
-                &format!("event streams open {}", gauge.open.load(Ordering::SeqCst)),
+                &format!(
+                    "event streams open {}",
+                    load.gauge.open.load(Ordering::SeqCst)
+                ),
             );
         }
     }
-    say(started, "stopping the load");
-    let trainings = trainer.join().map_err(|_| "the trainer thread panicked")?;
-    shared.stop.store(true, Ordering::SeqCst);
-    let mut p = predict::Tally::default();
-    for t in predictors {
-        p.merge(&t.join().map_err(|_| "a prediction thread panicked")?);
-    }
-    let mut s = streams::Tally::default();
-    for t in streamers {
-        s.merge(&t.join().map_err(|_| "a stream thread panicked")?);
-    }
-    let mut h = stalled.join().map_err(|_| "the stalled clients panicked")?;
-    h.merge(
-        &malformed
-            .join()
-            .map_err(|_| "the malformed clients panicked")?,
-    );
-    h.merge(
-        &issue_29
-            .join()
-            .map_err(|_| "the clients of issue 29 panicked")?,
-    );
-    let pings = pinger.join().map_err(|_| "the pinger panicked")?;
-    let moves = mover.join().map_err(|_| "the alias mover panicked")?;
-    if lifetime.exited() {
-        let report = lifetime.join();
-        lifetimes.push(report);
-    } else {
-        lifetimes.push(lifetime.kill9());
-    }
-    let elapsed = t_start.elapsed();
-    p.firsts.0.truncate(5);
+    Ok(timeline)
+}
 
-    // The registry after the run.
-    let after = check::snapshot(&registry)?;
-    let mut expected = before.models.clone();
-    for t in &trainings {
+/// `kill -9` of the server and its restart, both recorded in `timeline`, the restart
+/// signalled to the trainer.
+fn kill_and_restart(
+    server: &Server<'_>,
+    lifetime: &mut Lifetime,
+    times: &Times,
+    timeline: &mut Timeline,
+    load: &Load,
+    signals: &Signals,
+) -> Result<(), String> {
+    timeline.kill_at = Some(times.start.elapsed().as_secs_f64());
+    say(
+        server.started,
+        &format!(
+            "kill -9 {} ({} event streams open)",
+            lifetime.pid,
+            load.gauge.open.load(Ordering::SeqCst)
+        ),
+    );
+    server.shared.window.open();
+    timeline.lifetimes.push(lifetime.kill9());
+    let t0 = Instant::now();
+    server.restart(lifetime)?;
+    timeline.restart = Some(t0.elapsed());
+    signals.restarted.store(true, Ordering::SeqCst);
+    say(
+        server.started,
+        &format!(
+            "restarted (pid {}) in {:.0} ms",
+            lifetime.pid,
+            t0.elapsed().as_secs_f64() * 1e3
+        ),
+    );
+    Ok(())
+}
+
+/// Checks the registry after the run, prints the report's table and the first errors and
+/// crashes; whether every limit was kept.
+fn report(
+    config: &Config,
+    work: &Work,
+    seen: &Seen,
+    timeline: &Timeline,
+    trainings: &[control::Training],
+    elapsed: Duration,
+    peak_streams: u64,
+) -> Result<bool, String> {
+    let after = check::snapshot(&work.registry)?;
+    let mut expected = work.before.models.clone();
+    for t in trainings {
         if let Some(m) = &t.model {
             expected.insert(m.clone());
         }
@@ -448,43 +659,35 @@ fn run(config: &Config) -> Result<bool, String> {
     let report = Report {
         config,
         elapsed,
-        p: &p,
-        s: &s,
-        h: &h,
-        pings: &pings,
-        moves: &moves,
-        lifetimes: &lifetimes,
-        restart,
-        kill_at,
-        trainings: &trainings,
-        peak_streams: gauge.peak.load(Ordering::SeqCst),
-        before: &before,
+        p: &seen.p,
+        s: &seen.s,
+        h: &seen.h,
+        pings: &seen.pings,
+        moves: &seen.moves,
+        lifetimes: &timeline.lifetimes,
+        restart: timeline.restart,
+        kill_at: timeline.kill_at,
+        trainings,
+        peak_streams,
+        before: &work.before,
         after: &after,
         expected: &expected,
     };
     let (table, ok) = report.table();
     println!("{table}");
-    for m in p
-        .firsts
-        .0
-        .iter()
-        .chain(&s.firsts.0)
-        .chain(&pings.firsts.0)
-        .chain(&moves.firsts.0)
-    {
+    let firsts = [
+        &seen.p.firsts,
+        &seen.s.firsts,
+        &seen.pings.firsts,
+        &seen.moves.firsts,
+    ];
+    for m in firsts.iter().flat_map(|f| &f.0) {
         eprintln!("first errors: {m}");
     }
-    for l in &lifetimes {
+    for l in &timeline.lifetimes {
         if let Some(c) = &l.crash {
             eprintln!("CRASH: {c}");
         }
-    }
-    if config.keep || !ok {
-        let kept = tmp.keep();
-        eprintln!(
-            "kept the registry copy, runs and server log in {}",
-            kept.display()
-        );
     }
     Ok(ok)
 }
@@ -525,23 +728,49 @@ fn yes(ok: bool) -> &'static str {
     }
 }
 
+/// The report's markdown table as it is written, and whether every checked row passed.
+struct Rows {
+    text: String,
+    all: bool,
+}
+
+impl Rows {
+    /// One row: `ok` is `None` for a figure with no limit, else whether it kept its `limit`.
+    fn row(&mut self, metric: &str, value: String, limit: &str, ok: Option<bool>) {
+        if ok == Some(false) {
+            self.all = false;
+        }
+        let _ = writeln!(
+            self.text,
+            "| {metric} | {value} | {limit} | {} |",
+            ok.map_or("", yes)
+        );
+    }
+}
+
 impl Report<'_> {
+    /// The markdown table of the run, and whether every limit was kept.
     fn table(&self) -> (String, bool) {
-        let c = self.config;
-        let mut all = true;
-        let mut t = String::from("| metric | value | limit | ok |\n|---|---|---|---|\n");
-        let mut row = |metric: &str, value: String, limit: &str, ok: Option<bool>| {
-            if ok == Some(false) {
-                all = false;
-            }
-            let _ = writeln!(
-                t,
-                "| {metric} | {value} | {limit} | {} |",
-                ok.map_or("", yes)
-            );
+        let mut t = Rows {
+            text: String::from("| metric | value | limit | ok |\n|---|---|---|---|\n"),
+            all: true,
         };
+        self.server_rows(&mut t);
+        self.prediction_rows(&mut t);
+        self.memory_rows(&mut t);
+        self.ping_rows(&mut t);
+        self.training_rows(&mut t);
+        self.stream_rows(&mut t);
+        self.hostile_rows(&mut t);
+        self.alias_move_rows(&mut t);
+        self.registry_rows(&mut t);
+        (t.text, t.all)
+    }
+
+    /// The run's length, crashes and the restart after the kill.
+    fn server_rows(&self, t: &mut Rows) {
         let crashes = self.lifetimes.iter().filter(|l| l.crash.is_some()).count();
-        row(
+        t.row(
             "duration",
             format!(
                 "{:.0} s, kill -9 at {}",
@@ -552,13 +781,13 @@ impl Report<'_> {
             "",
             None,
         );
-        row(
+        t.row(
             "server crashes",
             crashes.to_string(),
             "0",
             Some(crashes == 0),
         );
-        row(
+        t.row(
             "restart: kill -9 until /ping answers",
             self.restart.map_or("not done".into(), |d| {
                 format!("{:.0} ms", d.as_secs_f64() * 1e3)
@@ -566,8 +795,13 @@ impl Report<'_> {
             "",
             Some(self.restart.is_some()),
         );
+    }
+
+    /// The predictions: how many, their errors, latency and accuracy.
+    fn prediction_rows(&self, t: &mut Rows) {
+        let c = self.config;
         let p = self.p;
-        row(
+        t.row(
             &format!(
                 "predictions answered ({} conns, {} req/s asked)",
                 c.connections,
@@ -586,13 +820,13 @@ impl Report<'_> {
             "",
             None,
         );
-        row(
+        t.row(
             "prediction errors outside the restart",
             format!("{} ({})", p.errors.total(), p.errors.summary()),
             "0",
             Some(p.errors.total() == 0),
         );
-        row(
+        t.row(
             "prediction errors in the restart window",
             format!(
                 "{} ({})",
@@ -602,7 +836,7 @@ impl Report<'_> {
             "",
             None,
         );
-        row(
+        t.row(
             "prediction p50 / p90 / p99.9 / max outside the restart",
             format!(
                 "{:.2} / {:.2} / {:.2} / {:.1} ms",
@@ -615,13 +849,13 @@ impl Report<'_> {
             None,
         );
         let p99 = ms(p.outside.quantile(0.99));
-        row(
+        t.row(
             "**prediction p99 outside the restart**",
             format!("{p99:.2} ms"),
             &format!("< {} ms", c.p99_limit_ms),
             Some(p.outside.total > 0 && p99 < c.p99_limit_ms),
         );
-        row(
+        t.row(
             "predictions right (MNIST labels)",
             format!(
                 "{:.2} % (models: {})",
@@ -635,16 +869,21 @@ impl Report<'_> {
             "",
             None,
         );
+    }
+
+    /// Each server lifetime's memory.
+    fn memory_rows(&self, t: &mut Rows) {
+        let c = self.config;
         for (i, l) in self.lifetimes.iter().enumerate() {
             let mb = l.hwm_kb.max(l.rss_kb) as f64 / 1024.0;
-            row(
+            t.row(
                 &format!("**peak RSS, server lifetime {}** (VmHWM)", i + 1),
                 format!("{mb:.1} MB (pid {}, {:.0} s)", l.pid, l.seconds),
                 &format!("≤ {} MB", c.rss_limit_mb),
                 Some(mb <= c.rss_limit_mb),
             );
             if let (Some(first), Some(last)) = (l.samples.first(), l.samples.last()) {
-                row(
+                t.row(
                     &format!("RSS at start / end, lifetime {}", i + 1),
                     format!(
                         "{:.1} MB ({:.0} s) / {:.1} MB ({:.0} s)",
@@ -658,7 +897,7 @@ impl Report<'_> {
                 );
             }
             if let Some((grew, rate)) = l.growth() {
-                row(
+                t.row(
                     &format!("RSS growth, lifetime {}, over its last two thirds", i + 1),
                     format!("{grew:+.1} MB ({rate:+.2} MB/min)"),
                     "",
@@ -666,8 +905,12 @@ impl Report<'_> {
                 );
             }
         }
+    }
+
+    /// `/ping`'s latency and errors.
+    fn ping_rows(&self, t: &mut Rows) {
         let pings = self.pings;
-        row(
+        t.row(
             "/ping (new connection each, every 100 ms) p99 / max outside the restart",
             format!(
                 "{:.2} / {:.1} ms ({} pings)",
@@ -678,12 +921,17 @@ impl Report<'_> {
             "",
             None,
         );
-        row(
+        t.row(
             "/ping errors outside the restart",
             format!("{} ({})", pings.errors.total(), pings.errors.summary()),
             "0",
             Some(pings.errors.total() == 0),
         );
+    }
+
+    /// Each training run, the killed one expected to fail.
+    fn training_rows(&self, t: &mut Rows) {
+        let c = self.config;
         for (i, tr) in self.trainings.iter().enumerate() {
             let what = if tr.killed {
                 format!(
@@ -709,7 +957,7 @@ impl Report<'_> {
             } else {
                 ("finished", tr.status == "finished" && tr.model.is_some())
             };
-            row(
+            t.row(
                 &what,
                 format!(
                     "{} {}, {}{}",
@@ -726,8 +974,13 @@ impl Report<'_> {
                 Some(ok),
             );
         }
+    }
+
+    /// The event streams.
+    fn stream_rows(&self, t: &mut Rows) {
+        let c = self.config;
         let s = self.s;
-        row(
+        t.row(
             "event streams open at once (peak)",
             format!(
                 "{} ({} opened, {} followed to `done`, {} events)",
@@ -736,13 +989,13 @@ impl Report<'_> {
             &format!("{}", c.streams),
             Some(self.peak_streams >= c.streams as u64),
         );
-        row(
+        t.row(
             "event stream errors outside the restart",
             format!("{} ({})", s.errors.total(), s.errors.summary()),
             "0",
             Some(s.errors.total() == 0),
         );
-        row(
+        t.row(
             "event streams broken by the restart (reopened with Last-Event-ID)",
             format!(
                 "{} ({})",
@@ -752,13 +1005,17 @@ impl Report<'_> {
             "",
             None,
         );
+    }
+
+    /// The stalled and malformed clients and how they were answered.
+    fn hostile_rows(&self, t: &mut Rows) {
         let h = self.h;
         let mut kinds: Counts = Counts::default();
         for (k, v) in &h.outcomes.0 {
             let kind = k.split(':').next().unwrap_or(k);
             *kinds.0.entry(kind.to_owned()).or_default() += v;
         }
-        row(
+        t.row(
             "stalled and malformed clients",
             format!(
                 "{} ({}), {} met the restart",
@@ -769,13 +1026,13 @@ impl Report<'_> {
             "",
             None,
         );
-        row(
+        t.row(
             "their answers",
             h.outcomes.summary(),
             "4xx or close (505 for HTTP/2)",
             None,
         );
-        row(
+        t.row(
             "wrong answers to them (5xx, none in 5 s, stall not ended)",
             format!("{} ({})", h.wrong.total(), h.wrong.summary()),
             "0",
@@ -792,7 +1049,7 @@ impl Report<'_> {
             late(pismo_http::limits::HEAD_TIMEOUT),
             late(pismo_http::limits::BODY_TIMEOUT),
         );
-        row(
+        t.row(
             "longest stall: cut-off head / cut-off body, until the 408 (until the close)",
             format!(
                 "{:.1} s ({:.1} s) / {:.1} s ({:.1} s)",
@@ -808,8 +1065,12 @@ impl Report<'_> {
             ),
             Some(head <= head_limit && body <= body_limit),
         );
+    }
+
+    /// The alias mover's moves.
+    fn alias_move_rows(&self, t: &mut Rows) {
         let m = self.moves;
-        row(
+        t.row(
             "alias moves (PUT /api/aliases/default)",
             format!(
                 "{} ok, p99 {:.1} ms; errors outside the restart {} ({})",
@@ -821,10 +1082,14 @@ impl Report<'_> {
             "0 errors",
             Some(m.errors.total() == 0),
         );
+    }
+
+    /// The registry after the run against before it and the runs' models.
+    fn registry_rows(&self, t: &mut Rows) {
         let (a, b) = (self.after, self.before);
         let missing: Vec<&String> = self.expected.difference(&a.models).collect();
         let unexpected: Vec<&String> = a.models.difference(self.expected).collect();
-        row(
+        t.row(
             "registry: models before → after (expected)",
             format!(
                 "{} → {} ({}); missing {:?}, unexpected {:?}",
@@ -837,13 +1102,13 @@ impl Report<'_> {
             "none lost",
             Some(missing.is_empty() && unexpected.is_empty()),
         );
-        row(
+        t.row(
             "registry: corrupt model files",
             format!("{} {:?}", a.corrupt.len(), a.corrupt),
             "0",
             Some(a.corrupt.is_empty()),
         );
-        row(
+        t.row(
             "registry: aliases pointing at no model",
             format!("{} of {} {:?}", a.dangling.len(), a.aliases, a.dangling),
             "0",
@@ -851,12 +1116,11 @@ impl Report<'_> {
         );
         // Files that were there before the soak (a copy of the shipped folder) are not its.
         let left: Vec<&String> = a.stray.iter().filter(|f| !b.stray.contains(f)).collect();
-        row(
+        t.row(
             "registry: other files left (temp files)",
             format!("{} new {left:?} ({} before)", left.len(), b.stray.len()),
             "0 new",
             Some(left.is_empty()),
         );
-        (t, all)
     }
 }

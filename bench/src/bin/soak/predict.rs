@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pismo_bench::client::{Conn, Kind};
+use pismo_bench::client::{Answer, Conn, Failure, Kind};
 use pismo_bench::histogram::Histogram;
 use pismo_core::mlp::INPUT;
 use pismo_core::preprocess::GreyImage;
@@ -156,6 +156,81 @@ fn check(body: &[u8]) -> Result<(u8, String), String> {
     Ok((label as u8, model))
 }
 
+/// Waits until `due`, then sets it `interval` later; a connection running late skips the
+/// missed requests rather than sending them in a burst. No wait for a zero `interval`.
+fn pace(due: &mut Instant, interval: Duration) {
+    if interval.is_zero() {
+        return;
+    }
+    let now = Instant::now();
+    if *due > now {
+        std::thread::sleep(*due - now);
+    } else if now - *due > interval {
+        *due = now; // late: no burst to catch up
+    }
+    *due += interval;
+}
+
+/// Whether the connection should close after it, and the `(label, model)` of an answer
+/// `sent` back on `c`, checked in full ([`check`]).
+fn checked(sent: Result<Answer, Failure>, c: &Conn) -> Result<(bool, u8, String), Failure> {
+    let answer = sent?;
+    if answer.status != 200 {
+        return Err(Failure::new(
+            Kind::Status,
+            format!(
+                "status {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&c.body[..c.body.len().min(200)])
+            ),
+        ));
+    }
+    let (label, model) = check(&c.body).map_err(|m| Failure::new(Kind::Answer, m))?;
+    Ok((answer.close, label, model))
+}
+
+impl Tally {
+    /// A connection that could not be opened; `outside` the restart window or not.
+    fn open_failed(&mut self, f: &Failure, outside: bool) {
+        if outside {
+            self.errors.add(kind_name(f.kind));
+            self.firsts.add("predict", &f.message);
+        } else {
+            self.window_errors.add(kind_name(f.kind));
+        }
+    }
+
+    /// An answer in `ns` nanoseconds from `model`, right or not.
+    fn answered_by(&mut self, ns: u64, outside: bool, right: bool, model: String) {
+        if outside {
+            self.outside.record(ns);
+        } else {
+            self.inside.record(ns);
+        }
+        self.correct += u64::from(right);
+        match self.models.get_mut(&model) {
+            Some(n) => *n += 1,
+            None => {
+                self.models.insert(model, 1);
+            }
+        }
+    }
+
+    /// A request that failed (no answer, or a wrong one).
+    fn request_failed(&mut self, f: &Failure, outside: bool) {
+        let name = match f.kind {
+            Kind::Status => format!("status {}", f.message.get(7..10).unwrap_or("?")),
+            k => kind_name(k).to_owned(),
+        };
+        if outside {
+            self.errors.add(name);
+            self.firsts.add("predict", &f.message);
+        } else {
+            self.window_errors.add(name);
+        }
+    }
+}
+
 /// One connection's loop: a request every `interval` (none if zero: back to back).
 pub fn connection(
     shared: Arc<Shared>,
@@ -169,15 +244,7 @@ pub fn connection(
     let mut next = first;
     let mut due = Instant::now();
     while !shared.stopping() {
-        if !interval.is_zero() {
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            } else if now - due > interval {
-                due = now; // late: no burst to catch up
-            }
-            due += interval;
-        }
+        pace(&mut due, interval);
         let body = &bodies[next % bodies.len()];
         next += 1;
         let g0 = shared.window.now();
@@ -189,12 +256,7 @@ pub fn connection(
                     conn.insert(c)
                 }
                 Err(f) => {
-                    if Window::outside(g0, shared.window.now()) {
-                        t.errors.add(kind_name(f.kind));
-                        t.firsts.add("predict", &f.message);
-                    } else {
-                        t.window_errors.add(kind_name(f.kind));
-                    }
+                    t.open_failed(&f, Window::outside(g0, shared.window.now()));
                     shared.sleep(Duration::from_millis(20));
                     continue;
                 }
@@ -204,50 +266,15 @@ pub fn connection(
         let sent = c.send(&body.request);
         let ns = t0.elapsed().as_nanos() as u64;
         let outside = Window::outside(g0, shared.window.now());
-        let result = sent.and_then(|answer| {
-            if answer.status != 200 {
-                return Err(pismo_bench::client::Failure::new(
-                    Kind::Status,
-                    format!(
-                        "status {}: {}",
-                        answer.status,
-                        String::from_utf8_lossy(&c.body[..c.body.len().min(200)])
-                    ),
-                ));
-            }
-            let (label, model) =
-                check(&c.body).map_err(|m| pismo_bench::client::Failure::new(Kind::Answer, m))?;
-            Ok((answer.close, label, model))
-        });
-        match result {
+        match checked(sent, c) {
             Ok((close, label, model)) => {
-                if outside {
-                    t.outside.record(ns);
-                } else {
-                    t.inside.record(ns);
-                }
-                t.correct += u64::from(label == body.truth);
-                match t.models.get_mut(&model) {
-                    Some(n) => *n += 1,
-                    None => {
-                        t.models.insert(model, 1);
-                    }
-                }
+                t.answered_by(ns, outside, label == body.truth, model);
                 if close {
                     conn = None;
                 }
             }
             Err(f) => {
-                let name = match f.kind {
-                    Kind::Status => format!("status {}", f.message.get(7..10).unwrap_or("?")),
-                    k => kind_name(k).to_owned(),
-                };
-                if outside {
-                    t.errors.add(name);
-                    t.firsts.add("predict", &f.message);
-                } else {
-                    t.window_errors.add(name);
-                }
+                t.request_failed(&f, outside);
                 conn = None;
             }
         }
