@@ -904,6 +904,7 @@ pub mod naive {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)] // tests read as scripts of steps
 mod tests {
     use super::*;
 

@@ -807,6 +807,7 @@ fn bilinear(img: &GreyImage, ink: &Ink, ax: &Axis, ay: &Axis, xo: usize, yo: usi
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)] // tests read as scripts of steps
 mod tests {
     use super::*;
 

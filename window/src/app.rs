@@ -614,6 +614,7 @@ impl App {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)] // tests read as scripts of steps
 pub mod tests {
     use super::*;
     use std::path::PathBuf;
