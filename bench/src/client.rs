@@ -133,17 +133,24 @@ impl Conn {
     /// the server asked to close the connection.
     pub fn exchange(&mut self, request: &[u8]) -> Result<bool, Failure> {
         let answer = self.send(request)?;
-        if answer.status != 200 {
-            return Err(Failure::new(
-                Kind::Status,
-                format!(
-                    "status {}: {}",
-                    answer.status,
-                    String::from_utf8_lossy(&self.body[..self.body.len().min(200)]).trim_end()
-                ),
-            ));
-        }
+        self.expect_ok(&answer)?;
         Ok(answer.close)
+    }
+
+    /// A [`Kind::Status`] failure naming the status and the start of the body unless
+    /// `answer` (the last one read) is a 200.
+    pub fn expect_ok(&self, answer: &Answer) -> Result<(), Failure> {
+        if answer.status == 200 {
+            return Ok(());
+        }
+        Err(Failure::new(
+            Kind::Status,
+            format!(
+                "status {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&self.body[..self.body.len().min(200)]).trim_end()
+            ),
+        ))
     }
 }
 

@@ -175,16 +175,7 @@ fn pace(due: &mut Instant, interval: Duration) {
 /// `sent` back on `c`, checked in full ([`check`]).
 fn checked(sent: Result<Answer, Failure>, c: &Conn) -> Result<(bool, u8, String), Failure> {
     let answer = sent?;
-    if answer.status != 200 {
-        return Err(Failure::new(
-            Kind::Status,
-            format!(
-                "status {}: {}",
-                answer.status,
-                String::from_utf8_lossy(&c.body[..c.body.len().min(200)])
-            ),
-        ));
-    }
+    c.expect_ok(&answer)?;
     let (label, model) = check(&c.body).map_err(|m| Failure::new(Kind::Answer, m))?;
     Ok((answer.close, label, model))
 }
