@@ -10,7 +10,7 @@
 //!   ("not sure: 3 or 9?"), most likely first.
 //!
 //! The thresholds are fitted on one half of the dev sets and measured on the other
-//! (`pismo eval --set dev --calibrate`, `desktop/src/calibrate.rs`): of a grid of pairs, the
+//! (`pismo eval --set dev --calibrate`; docs/ARCHITECTURE.md, "Honest uncertainty"): of a grid of pairs, the
 //! strictest that flags at most one answer in 12 on the even-numbered answers of every dev
 //! set but MNIST test. For the shipped default the fit gives 0.80 / 0.60; what that pair flags
 //! and catches on the odd-numbered answers, which took no part, is measured in

@@ -15,6 +15,8 @@
 //!   does not depend on how many.
 //! - [`tally`]: what a model makes of labelled images answer by answer (confusion matrix,
 //!   loss, probabilities), as `pismo eval` reports it, on all cores.
+//! - [`calibration`]: the rule that fits the "not sure" thresholds on one half of the
+//!   answers and measures them on the other (`pismo eval --calibrate`).
 //! - [`fan_out`]: work over `0..n` spread on threads in contiguous shares, results in order;
 //!   every "on all cores" loop above the engine uses it too.
 //! - [`onnx`]: an f32 model as a standard ONNX file (Gemm, Relu, Softmax).
@@ -22,6 +24,7 @@
 //! Not here: datasets and files of images (`pismo-digits`), training (`pismo-training`),
 //! the registry (`pismo-storage`). This crate reads and writes model files as bytes only.
 pub mod aligned;
+pub mod calibration;
 pub mod eval;
 pub mod fan_out;
 pub mod kernels;
