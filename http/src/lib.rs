@@ -33,6 +33,11 @@
 //! a handler is caught and answered with a 500 JSON error. With a token ([`Options::token`],
 //! required on a non-loopback address) everything that trains or changes the registry needs
 //! `Authorization: Bearer TOKEN`.
+//!
+//! A shell, like the `pismo` binary that starts it: it depends on the libraries below it (the
+//! core, `pismo-engine`, `pismo-digits`, `pismo-storage`, `pismo-training`, `pismo-tuning`)
+//! and may not depend on the binary or on `pismo-window`; it takes its registry and run
+//! records as `pismo-storage`'s interfaces, so it links no database client.
 
 // `deny`, not `forbid`: `allocator` alone allows it, for two calls into glibc's malloc.
 #![deny(unsafe_code)]

@@ -11,6 +11,10 @@
 //! - [`study`]: a tuning study in PostgreSQL that `pismo tune` workers on many hosts share.
 //!
 //! The specs `--store` and `$PISMO_STORE` take are read here: [`store_spec`].
+//!
+//! Depends on the core and `pismo-storage` only (the interfaces it implements). It may not
+//! depend on training, tuning or the shells: they reach PostgreSQL through those interfaces,
+//! and only the binary links this crate.
 
 pub mod copy;
 pub mod postgres;
