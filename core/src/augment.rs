@@ -49,8 +49,8 @@ impl Distortion {
 /// Writes a randomly distorted copy of `src` (bytes) into `dst` (0..1), drawn from
 /// `(seed, step, index)`; `how` says how far it goes.
 ///
-/// `#[inline(always)]` with its helpers, so that the trainer's per-CPU copies
-/// (`pismo-training`'s `kernels`) compile it with their own instruction sets.
+/// `#[inline(always)]` with its helpers, so that a caller compiled once per instruction set
+/// (a host's training kernels) compiles it with that set's instructions.
 #[inline(always)]
 pub fn distort(
     src: &[u8; INPUT],

@@ -14,7 +14,7 @@
 //!
 //! A model trained with `--deskew` learns from deskewed digits (after the random distortions
 //! of [`crate::augment`], so it never meets a slant it was not shown upright) and every
-//! prediction deskews its input first: `pismo-engine`'s `AnyMlp` for `f32` models,
+//! prediction deskews its input first: the host's `f32` inference does, and
 //! [`crate::quant::QView::logits`] for int8 ones, so the firmware does exactly what
 //! `pismo eval` does. Models without the flag see their input unchanged.
 //!

@@ -37,7 +37,7 @@ const _: () = assert!(
 /// The network's parameters. Also used, with the same shapes, for gradients and momentum.
 ///
 /// 784×`H` floats are big (3 MB at `H` = 1024): never build one on a stack. On a host use
-/// a zeroed box (`pismo-engine`'s `boxed_zeroed`); on a microcontroller a `static`.
+/// a zeroed box (e.g. `bytemuck::zeroed_box`); on a microcontroller a `static`.
 #[derive(Zeroable)]
 #[repr(C, align(64))]
 pub struct Mlp<const H: usize> {

@@ -48,7 +48,7 @@
 //! Performance. Each pass is a loop over contiguous bytes that the compiler vectorizes,
 //! without intrinsics or `unsafe`. On the host the whole pipeline is compiled three times
 //! on x86-64, for baseline SSE2, AVX2 and AVX-512, and the widest copy the CPU has runs
-//! (`pismo-engine`'s `kernels::to_input`, chosen as the trainer's kernels are); the firmware and
+//! (chosen at run time, as the trainer's kernels are); the firmware and
 //! aarch64 run the one portable copy. An ink weight is branch-free: dark ink becomes light
 //! ink by an xor with 0xff, then one saturating subtraction and a compare-and-mask. Step 1
 //! takes the ring's level directly when the ring is one level all round (plain paper), and
@@ -221,8 +221,8 @@ pub struct Info {
 /// The model input of any grey image: a 28x28 input gets only its polarity normalized
 /// (light ink on black) and is divided by 255, as it is assumed MNIST-like already; any
 /// other size goes through [`preprocess`]. Every shell calls this.
-/// This is the one portable copy; a host compiles [`to_input_inline`] per instruction set
-/// (`pismo-engine`'s `kernels::to_input`), and every copy gives the same bits.
+/// This is the one portable copy; a host may compile [`to_input_inline`] per instruction
+/// set, and every copy gives the same bits.
 pub fn to_input(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
     to_input_inline(img, out)
 }
@@ -237,8 +237,7 @@ pub fn preprocess(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, Prep
 }
 
 /// [`to_input`]'s body. It and every step below are `#[inline(always)]`, so that a caller
-/// that compiles it per instruction set (`pismo-engine`'s `kernels::to_input`) gets the
-/// whole pipeline in each copy. Call [`to_input`] unless you are writing such a copy.
+/// that compiles it per instruction set gets the whole pipeline in each copy. Call [`to_input`] unless you are writing such a copy.
 #[inline(always)]
 pub fn to_input_inline(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
     if img.width != SIDE || img.height != SIDE {

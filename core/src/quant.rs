@@ -266,7 +266,7 @@ impl<'a> QView<'a> {
 
     /// Raw scores of an image given as bytes (0 = blank), deskewed first when the model
     /// says so. `work` must hold at least [`Self::hidden_size`] units; `None` if it does not.
-    /// `#[inline(always)]`, so the host's per-CPU copies (`pismo-engine`'s `kernels`) compile it whole.
+    /// `#[inline(always)]`, so a caller compiled per instruction set compiles it whole.
     #[inline(always)]
     pub fn logits<const W: usize>(
         &self,
