@@ -283,13 +283,17 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
     let (parent_id, bytes) = registry.load(Some(&a.model))?;
     let (model, file) =
         AnyMlp::decode(&bytes).map_err(|e| CliError::Failed(format!("model {parent_id}: {e}")))?;
+    let already_int8 = || CliError::Failed(format!("model {parent_id} is already int8"));
+    if model.int8_view().is_some() {
+        // Said before MNIST is looked for: no calibration images would make it f32.
+        return Err(already_int8());
+    }
     let name = a.name.unwrap_or_else(|| format!("{}-int8", parent_id.name));
     pismo_storage::registry::validate_name(&name)?;
     let dir = crate::places::data_dir(&a.data);
     let train =
         mnist::load_split(&dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
-    let q = quantized::int8_copy(&model, &train)
-        .ok_or_else(|| CliError::Failed(format!("model {parent_id} is already int8")))?;
+    let q = quantized::int8_copy(&model, &train).ok_or_else(already_int8)?;
     let test = mnist::load_split(&dir, Split::Test).ok();
     // The copy and its parent, one bar.
     let progress = Counter::start(
