@@ -31,9 +31,12 @@
 //! - [`idx`]: parsing of MNIST's IDX files from byte slices.
 //! - [`device`]: what the firmware runs (start-up check, serial frames, serve loop), testable
 //!   on the host.
+//! - [`decimal`]: fractions printed through integers, so the firmware links no float
+//!   formatting.
 #![cfg_attr(not(test), no_std)]
 
 pub mod augment;
+pub mod decimal;
 pub mod deskew;
 pub mod device;
 pub mod dsp;

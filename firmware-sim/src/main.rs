@@ -17,6 +17,7 @@ use core::fmt::Write;
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio, nr, syscall};
+use pismo_core::decimal::fixed;
 use pismo_core::device::{self, Answer, FrameError, Link};
 use pismo_core::mlp::INPUT;
 use pismo_core::quant::{QView, Work};
@@ -206,7 +207,7 @@ fn main() -> ! {
             let mut line = Line::new();
             let label = label.map_or(-1, i32::from);
             let _ = match reply {
-                Ok(a) => writeln!(line, "{i} {label} {} {:.4}", a.digit, a.confidence),
+                Ok(a) => writeln!(line, "{i} {label} {} {}", a.digit, fixed(a.confidence, 4)),
                 Err(e) => writeln!(line, "{i} {label} error: {e}"),
             };
             answers.write(line.as_bytes());
@@ -332,35 +333,42 @@ fn report(
 board                {BOARD} ({BOARD_WHAT}): {FLASH_BYTES} B flash, {RAM_BYTES} B RAM
 model                {MODEL_FILE}: 784-{h}-10 int8
 model flash bytes    {} (file; weights and scales read in place: {})
-total flash bytes    {flash_used} ({:.1} % of the board)
+total flash bytes    {flash_used} ({} % of the board)
 static RAM bytes     {static_ram} (working memory {} + frame buffer {INPUT})
 peak stack bytes     {stack} (stack painting)
-RAM bytes in use     {} ({:.1} % of the board)
-MACs per inference   {dense} dense; {executed:.0} executed on average (blank pixels skipped)
+RAM bytes in use     {} ({} % of the board)
+MACs per inference   {dense} dense; {} executed on average (blank pixels skipped)
 frames               {} ({} answered, {} error replies)
-accuracy             {}/{} = {:.2} %
-counter check        {known} instructions of a known loop = {calib} SysTick ticks: {per_tick:.3} instructions per tick
-instructions         {mean:.0} per inference on average, {:.0} at most (QEMU icount, over {} images)
-first layer          {layer1_mean:.0} instructions on average, {:.0} at most: {:.2} per executed MAC ({:.1} inked pixels x {h})
-per executed MAC     {:.2} instructions (whole inference)
-latency estimate     {micros:.0} us per image at {CLOCK_MHZ} MHz, at least {floor:.0} (estimate: {CYCLES_PER_INSTRUCTION} cycles per measured instruction, floor 1; not QEMU time)",
+accuracy             {}/{} = {} %
+counter check        {known} instructions of a known loop = {calib} SysTick ticks: {} instructions per tick
+instructions         {} per inference on average, {} at most (QEMU icount, over {} images)
+first layer          {} instructions on average, {} at most: {} per executed MAC ({} inked pixels x {h})
+per executed MAC     {} instructions (whole inference)
+latency estimate     {} us per image at {CLOCK_MHZ} MHz, at least {} (estimate: {} cycles per measured instruction, floor 1; not QEMU time)",
         MODEL.len(),
         model.weight_bytes(),
-        100.0 * flash_used as f32 / FLASH_BYTES as f32,
+        fixed(100.0 * flash_used as f32 / FLASH_BYTES as f32, 1),
         Work::<HIDDEN>::BYTES,
         static_ram + stack,
-        100.0 * (static_ram + stack) as f32 / RAM_BYTES as f32,
+        fixed(100.0 * (static_ram + stack) as f32 / RAM_BYTES as f32, 1),
+        fixed(executed, 0),
         tally.frames,
         answered,
         tally.errors,
         tally.correct,
         tally.labelled,
-        100.0 * tally.correct as f32 / tally.labelled.max(1) as f32,
-        instr(counts.max),
+        fixed(100.0 * tally.correct as f32 / tally.labelled.max(1) as f32, 2),
+        fixed(per_tick, 3),
+        fixed(mean, 0),
+        fixed(instr(counts.max), 0),
         counts.n,
-        instr(counts.layer1_max),
-        instr(counts.layer1_sum) / layer1_macs.max(1) as f32,
-        counts.ink as f32 / n as f32,
-        mean / executed,
+        fixed(layer1_mean, 0),
+        fixed(instr(counts.layer1_max), 0),
+        fixed(instr(counts.layer1_sum) / layer1_macs.max(1) as f32, 2),
+        fixed(counts.ink as f32 / n as f32, 1),
+        fixed(mean / executed, 2),
+        fixed(micros, 0),
+        fixed(floor, 0),
+        fixed(CYCLES_PER_INSTRUCTION, 1),
     );
 }
