@@ -139,7 +139,7 @@ fn export_weights(mlp: &AnyMlp, dir: &Path) -> Result<(), String> {
             }
         };
     }
-    each!(H16, H32, H64, H128, H256, H512, H1024, H2048, H4096)
+    each!(H16, H32, H64, H128, H192, H256, H512, H1024, H2048, H4096)
 }
 
 fn export<const H: usize>(m: &Mlp<H>, dir: &Path) -> Result<(), String> {

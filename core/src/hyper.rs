@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// Hidden-layer sizes the trainer and the model file support (each is its own const-generic
 /// instance of [`crate::mlp::Mlp`]).
-pub const HIDDEN_SIZES: [u32; 9] = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
+pub const HIDDEN_SIZES: [u32; 10] = [16, 32, 64, 128, 192, 256, 512, 1024, 2048, 4096];
 
 /// The largest of [`HIDDEN_SIZES`]: buffers sized by it hold any model's hidden layer.
 pub const MAX_HIDDEN: usize = HIDDEN_SIZES[HIDDEN_SIZES.len() - 1] as usize;
@@ -77,7 +77,7 @@ impl Hyper {
         if !HIDDEN_SIZES.contains(&self.hidden_size) {
             return bad(
                 "hidden_size",
-                "one of 16, 32, 64, 128, 256, 512, 1024, 2048, 4096",
+                "one of 16, 32, 64, 128, 192, 256, 512, 1024, 2048, 4096",
             );
         }
         if !(self.dropout_rate >= 0.0 && self.dropout_rate < 1.0) {

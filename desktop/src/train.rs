@@ -35,7 +35,7 @@ pub struct Args {
     /// name to register the model under (default "mnist")
     #[argh(option, default = "String::from(\"mnist\")")]
     name: String,
-    /// hidden units: 16, 32, 64, 128, 256, 512, 1024, 2048 or 4096 (with --members, the
+    /// hidden units: 16, 32, 64, 128, 192, 256, 512, 1024, 2048 or 4096 (with --members, the
     /// committee's total)
     #[argh(option)]
     hidden_size: Option<u32>,

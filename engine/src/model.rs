@@ -37,6 +37,10 @@ macro_rules! with_hidden {
                 const $h: usize = 128;
                 Some($body)
             }
+            192 => {
+                const $h: usize = 192;
+                Some($body)
+            }
             256 => {
                 const $h: usize = 256;
                 Some($body)
@@ -79,6 +83,7 @@ pub enum Weights {
     H32(Box<Mlp<32>>),
     H64(Box<Mlp<64>>),
     H128(Box<Mlp<128>>),
+    H192(Box<Mlp<192>>),
     H256(Box<Mlp<256>>),
     H512(Box<Mlp<512>>),
     H1024(Box<Mlp<1024>>),
@@ -93,6 +98,7 @@ macro_rules! each {
             Weights::H32($m) => $body,
             Weights::H64($m) => $body,
             Weights::H128($m) => $body,
+            Weights::H192($m) => $body,
             Weights::H256($m) => $body,
             Weights::H512($m) => $body,
             Weights::H1024($m) => $body,
@@ -118,7 +124,7 @@ macro_rules! into_any {
         }
     )*};
 }
-into_any!(16 => H16, 32 => H32, 64 => H64, 128 => H128, 256 => H256, 512 => H512, 1024 => H1024,
+into_any!(16 => H16, 32 => H32, 64 => H64, 128 => H128, 192 => H192, 256 => H256, 512 => H512, 1024 => H1024,
           2048 => H2048, 4096 => H4096);
 
 impl AnyMlp {
@@ -365,7 +371,7 @@ impl AnyMlp {
         if self.kind() != "f32" {
             return None;
         }
-        same_size!(H16, H32, H64, H128, H256, H512, H1024, H2048, H4096);
+        same_size!(H16, H32, H64, H128, H192, H256, H512, H1024, H2048, H4096);
         Some(out)
     }
 
