@@ -1,6 +1,6 @@
 //! Picks the model and the board profile, and writes the linker's memory map.
 //!
-//! - `PISMO_FW_MODEL`: the int8 model file to embed (default `models/mnist-mcu-int8.v3.pismo`;
+//! - `PISMO_FW_MODEL`: the int8 model file to embed (default `models/mnist-mcu-int8.v4.pismo`;
 //!   a relative path is taken from the repository root).
 //! - `PISMO_FW_BOARD`: a profile below (default `stm32f401rc`, 256 KB flash / 64 KB RAM), or
 //!   `FLASH_KB/RAM_KB` for any other budget, e.g. `96/16`.
@@ -97,7 +97,7 @@ fn main() {
 fn model_path() -> PathBuf {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("..");
     let model = std::env::var("PISMO_FW_MODEL")
-        .unwrap_or_else(|_| "models/mnist-mcu-int8.v3.pismo".to_string());
+        .unwrap_or_else(|_| "models/mnist-mcu-int8.v4.pismo".to_string());
     let mut model_path = PathBuf::from(&model);
     if model_path.is_relative() {
         model_path = root.join(model_path);

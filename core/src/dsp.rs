@@ -153,28 +153,43 @@ use ops::add_pair;
 #[cfg(not(all(target_arch = "arm", feature = "dsp")))]
 use portable::add_pair;
 
-/// The first layer's integer sums `acc[h] = Σ_i x[i]·w1[i][h]` over the inked pixels, two
-/// at a time; returns the number of inked pixels. `w1` is `(INPUT, H)` as in
-/// [`crate::quant`], `H = acc.len()` a multiple of 4 (`None` otherwise, nothing written).
-#[inline(always)]
-pub fn first_layer(w1: &[u8], x: &[u8; crate::mlp::INPUT], acc: &mut [i32]) -> Option<usize> {
+/// The inked pixels of an input and their weight rows, in pixel order, handed one by one to
+/// a callback: what the first layer adds up. [`crate::quant::QView::inked_rows`] provides
+/// them from a model; any iterator of `(value, row)` does too.
+pub trait InkedRows<'w> {
+    /// Calls `f(value, row)` for every inked pixel with a row.
+    fn for_each(self, f: impl FnMut(u8, &'w [u8]));
+}
+
+impl<'w, I: Iterator<Item = (u8, &'w [u8])>> InkedRows<'w> for I {
+    #[inline(always)]
+    fn for_each(self, mut f: impl FnMut(u8, &'w [u8])) {
+        Iterator::for_each(self, |(p, row)| f(p, row));
+    }
+}
+
+/// The first layer's integer sums `acc[h] = Σ x·row[h]` over `rows`, the inked pixels'
+/// values and weight rows, two at a time; returns how many rows it added. `H = acc.len()`
+/// must be a multiple of 4 and every row `H` long (`None` otherwise, nothing written).
+/// Never inlined: one copy in flash, however many callers (its `asm!` loop is inlined in
+/// it three times, once per pairing site and scan).
+#[inline(never)]
+pub fn first_layer<'w>(rows: impl InkedRows<'w>, acc: &mut [i32]) -> Option<usize> {
     let h = acc.len();
-    if !h.is_multiple_of(4) || w1.len() < x.len() * h {
+    if !h.is_multiple_of(4) {
         return None;
     }
     acc.fill(0);
     let mut ink = 0;
     let mut pending: Option<(&[u8], u32)> = None;
-    for (row, &p) in w1.chunks_exact(h).zip(x) {
-        if p == 0 {
-            continue;
-        }
+    rows.for_each(|p, row| {
+        debug_assert_eq!(row.len(), h);
         ink += 1;
         match pending.take() {
             None => pending = Some((row, u32::from(p))),
             Some((first, xf)) => add_pair(acc, first, row, xf | u32::from(p) << 16),
         }
-    }
+    });
     if let Some((row, xf)) = pending {
         add_pair(acc, row, row, xf);
     }
@@ -201,6 +216,18 @@ mod tests {
             i32::MIN,
             "wraps like the instruction"
         );
+    }
+
+    /// The inked pixels' values and rows of `w1` (every pixel has a row).
+    fn rows<'w>(
+        w1: &'w [u8],
+        x: &'w [u8; INPUT],
+        h: usize,
+    ) -> impl Iterator<Item = (u8, &'w [u8])> {
+        w1.chunks_exact(h)
+            .zip(x)
+            .filter(|r| *r.1 != 0)
+            .map(|(row, &p)| (p, row))
     }
 
     /// The plain loop of `crate::quant` (the reference the kernel must equal).
@@ -239,7 +266,7 @@ mod tests {
             let mut want = std::vec![0i32; h];
             reference(&w1, &x, &mut want);
             let mut got = std::vec![7i32; h];
-            let ink = first_layer(&w1, &x, &mut got);
+            let ink = first_layer(rows(&w1, &x, h), &mut got);
             assert_eq!(ink, Some(x.iter().filter(|&&p| p != 0).count()));
             assert_eq!(got, want, "h {h}, trial {trial}");
         }
@@ -250,10 +277,10 @@ mod tests {
             let mut want = [0i32; 8];
             reference(&w1, &x, &mut want);
             let mut got = [0i32; 8];
-            first_layer(&w1, &x, &mut got);
+            first_layer(rows(&w1, &x, 8), &mut got);
             assert_eq!(got, want);
         }
         // Not a multiple of 4: refused, the caller uses the plain loop.
-        assert_eq!(first_layer(&[0; INPUT * 6], &x, &mut [0; 6]), None);
+        assert_eq!(first_layer(rows(&[0; INPUT * 6], &x, 6), &mut [0; 6]), None);
     }
 }

@@ -5,11 +5,16 @@
 //! 0       8     magic  b"PISMOMDL"
 //! 8       2     format version, u16 little-endian (this build writes FORMAT_VERSION)
 //! 10      4     body length N, u32 little-endian
-//! 14      N     body: postcard of Body { meta, tensors }, then (version 2 on) of `deskew`
+//! 14      N     body: postcard of Body { meta, tensors }, then (version 2 on) of `deskew`,
+//!               then (version 3) of `kept`
 //! 14+N    4     CRC-32 (IEEE) of bytes 0..14+N, u32 little-endian
 //! ```
 //! Version 2 added one postcard `bool` after the body, [`Meta::deskew`]: whether the model's
 //! input is deskewed ([`crate::deskew`]). Version 1 files have none and mean `false`.
+//! Version 3 adds one postcard byte string after it: an int8 model's `kept` bitmap, the
+//! pixels whose first-layer rows `w1` holds ([`crate::quant`], "Pruned first layers"). Only a
+//! pruned int8 model is written as version 3; every other file is still written as version
+//! 2, byte for byte as before.
 //! Tensors are postcard byte strings holding little-endian `f32`s in the row-major shapes of
 //! [`crate::mlp::Mlp`] (`w1` is `(IN, H)`), or, for an int8 model, `i8` weights with `f32`
 //! per-row scales ([`crate::quant`]), so a decoder can borrow them straight from the file (or
@@ -31,8 +36,11 @@ compile_error!(
 
 /// First eight bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"PISMOMDL";
-/// The format version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u16 = 2;
+/// The newest format version this build writes (for pruned int8 models; others are written
+/// as version 2) and reads.
+pub const FORMAT_VERSION: u16 = 3;
+/// The version of every file that needs nothing of version 3.
+const PLAIN_VERSION: u16 = 2;
 const HEADER: usize = 14;
 const TRAILER: usize = 4;
 
@@ -146,6 +154,21 @@ impl<'a> Tensors<'a> {
             Tensors::F32(t) => t.hidden,
             Tensors::I8(q) => q.hidden_size() as u32,
         }
+    }
+
+    /// Input pixels with first-layer weights: all 784, or fewer for a pruned int8 model
+    /// ([`crate::quant`], "Pruned first layers").
+    pub fn input_pixels(&self) -> usize {
+        match self {
+            Tensors::F32(_) => INPUT,
+            Tensors::I8(q) => crate::quant::kept_rows(q.kept()).unwrap_or(INPUT),
+        }
+    }
+
+    /// Weights and biases stored.
+    pub fn params(&self) -> usize {
+        let h = self.hidden_size() as usize;
+        self.input_pixels() * h + h + h * CLASSES + CLASSES
     }
 
     /// Weight type: `"f32"` or `"int8"`.
@@ -307,31 +330,47 @@ fn body_int8<'a>(meta: &Meta<'a>, q: &QView<'a>) -> Body<'a> {
 
 /// Exact size of the file [`encode_int8`] writes.
 pub fn encoded_len_int8(meta: &Meta<'_>, q: &QView<'_>) -> usize {
-    let size = postcard::serialize_with_flavor(
-        &(body_int8(meta, q), meta.deskew),
-        postcard::ser_flavors::Size::default(),
-    );
+    let size = if q.kept.is_empty() {
+        postcard::serialize_with_flavor(
+            &(body_int8(meta, q), meta.deskew),
+            postcard::ser_flavors::Size::default(),
+        )
+    } else {
+        postcard::serialize_with_flavor(
+            &(body_int8(meta, q), meta.deskew, Bytes(q.kept)),
+            postcard::ser_flavors::Size::default(),
+        )
+    };
     HEADER + size.unwrap_or(0) + TRAILER
 }
 
 /// Writes an int8 model file into `buf` and returns its length.
 pub fn encode_int8(meta: &Meta<'_>, q: &QView<'_>, buf: &mut [u8]) -> Result<usize, FormatError> {
     let needed = encoded_len_int8(meta, q);
-    write_file(&body_int8(meta, q), needed, buf)
+    let body = body_int8(meta, q);
+    if q.kept.is_empty() {
+        write_file(&(&body, meta.deskew), PLAIN_VERSION, needed, buf)
+    } else {
+        let pruned = (&body, meta.deskew, Bytes(q.kept));
+        write_file(&pruned, FORMAT_VERSION, needed, buf)
+    }
 }
 
-fn write_file(body: &Body<'_>, needed: usize, buf: &mut [u8]) -> Result<usize, FormatError> {
+/// Writes the header, `payload` (the body and what follows it in `version`) and the CRC.
+fn write_file(
+    payload: &impl Serialize,
+    version: u16,
+    needed: usize,
+    buf: &mut [u8],
+) -> Result<usize, FormatError> {
     if buf.len() < needed {
         return Err(FormatError::BufferTooSmall { needed });
     }
-    let n = postcard::to_slice(
-        &(body, body.meta.deskew),
-        &mut buf[HEADER..needed - TRAILER],
-    )
-    .map_err(|_| FormatError::BufferTooSmall { needed })?
-    .len();
+    let n = postcard::to_slice(payload, &mut buf[HEADER..needed - TRAILER])
+        .map_err(|_| FormatError::BufferTooSmall { needed })?
+        .len();
     buf[..8].copy_from_slice(&MAGIC);
-    buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    buf[8..10].copy_from_slice(&version.to_le_bytes());
     buf[10..14].copy_from_slice(&(n as u32).to_le_bytes());
     let crc = crc32(&buf[..HEADER + n]);
     buf[HEADER + n..HEADER + n + TRAILER].copy_from_slice(&crc.to_le_bytes());
@@ -354,7 +393,7 @@ pub fn encode<const H: usize>(
     buf: &mut [u8],
 ) -> Result<usize, FormatError> {
     let needed = encoded_len(meta, mlp);
-    write_file(&body(meta, mlp), needed, buf)
+    write_file(&(&body(meta, mlp), meta.deskew), PLAIN_VERSION, needed, buf)
 }
 
 /// Reads only the format version, e.g. to say which pismo wrote a file.
@@ -380,10 +419,10 @@ pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
             supported: FORMAT_VERSION,
         });
     }
-    let body = decode_body(checked_body_bytes(bytes)?, version)?;
+    let (body, kept) = decode_body(checked_body_bytes(bytes)?, version)?;
     Ok(Model {
         meta: body.meta,
-        tensors: checked_tensors(body.tensors, body.meta.deskew)?,
+        tensors: checked_tensors(body.tensors, body.meta.deskew, kept)?,
     })
 }
 
@@ -414,24 +453,33 @@ fn checked_body_bytes(bytes: &[u8]) -> Result<&[u8], FormatError> {
     Ok(&bytes[HEADER..HEADER + n])
 }
 
-/// The body of a file of format `version` (from 2 on, the deskew flag follows it), which
-/// must use every byte.
-fn decode_body(bytes: &[u8], version: u16) -> Result<Body<'_>, FormatError> {
+/// The body of a file of format `version` (from 2 on, the deskew flag follows it; from 3
+/// on, the `kept` bitmap), which must use every byte, and the bitmap (empty before 3).
+fn decode_body(bytes: &[u8], version: u16) -> Result<(Body<'_>, &[u8]), FormatError> {
     let (mut body, mut rest): (Body<'_>, _) = postcard::take_from_bytes(bytes)
         .map_err(|_| FormatError::Malformed("body does not decode"))?;
     if version >= 2 {
         (body.meta.deskew, rest) = postcard::take_from_bytes(rest)
             .map_err(|_| FormatError::Malformed("the deskew flag does not decode"))?;
     }
+    let mut kept = Bytes(&[]);
+    if version >= 3 {
+        (kept, rest) = postcard::take_from_bytes(rest)
+            .map_err(|_| FormatError::Malformed("the kept-pixel bitmap does not decode"))?;
+    }
     if !rest.is_empty() {
         return Err(FormatError::Malformed("unused bytes in the body"));
     }
-    Ok(body)
+    Ok((body, kept.0))
 }
 
 /// The stored tensors, their sizes checked against the hidden size (and, for int8, every
 /// scale and bias finite).
-fn checked_tensors(raw: RawTensors<'_>, deskew: bool) -> Result<Tensors<'_>, FormatError> {
+fn checked_tensors<'a>(
+    raw: RawTensors<'a>,
+    deskew: bool,
+    kept: &'a [u8],
+) -> Result<Tensors<'a>, FormatError> {
     match raw {
         RawTensors::F32 {
             hidden,
@@ -439,7 +487,10 @@ fn checked_tensors(raw: RawTensors<'_>, deskew: bool) -> Result<Tensors<'_>, For
             b1,
             w2,
             b2,
-        } => f32_tensors(hidden, [w1.0, b1.0, w2.0, b2.0]),
+        } if kept.is_empty() => f32_tensors(hidden, [w1.0, b1.0, w2.0, b2.0]),
+        RawTensors::F32 { .. } => Err(FormatError::Malformed(
+            "an f32 model with a kept-pixel bitmap",
+        )),
         RawTensors::I8 {
             hidden,
             w1,
@@ -452,6 +503,7 @@ fn checked_tensors(raw: RawTensors<'_>, deskew: bool) -> Result<Tensors<'_>, For
         } => i8_tensors(
             hidden,
             [w1.0, s1.0, b1.0, w2.0, s2.0, b2.0],
+            kept,
             act_scale,
             deskew,
         ),
@@ -478,15 +530,19 @@ fn f32_tensors(hidden: u32, [w1, b1, w2, b2]: [&[u8]; 4]) -> Result<Tensors<'_>,
     }))
 }
 
-fn i8_tensors(
+fn i8_tensors<'a>(
     hidden: u32,
-    parts: [&[u8]; 6],
+    parts: [&'a [u8]; 6],
+    kept: &'a [u8],
     act_scale: f32,
     deskew: bool,
-) -> Result<Tensors<'_>, FormatError> {
+) -> Result<Tensors<'a>, FormatError> {
     let h = checked_hidden(hidden)?;
     let [w1, s1, b1, w2, s2, b2] = parts;
-    if w1.len() != INPUT * h
+    let rows = crate::quant::kept_rows(kept).ok_or(FormatError::Malformed(
+        "the kept-pixel bitmap is not one bit per pixel",
+    ))?;
+    if w1.len() != rows * h
         || s1.len() != 4 * h
         || b1.len() != 4 * h
         || w2.len() != CLASSES * h
@@ -505,7 +561,9 @@ fn i8_tensors(
     if !(scales_ok && [s1, b1, s2, b2].iter().all(|b| finite(b))) {
         return Err(FormatError::NonFinite);
     }
-    Ok(Tensors::I8(QView::from_parts(h, parts, act_scale, deskew)))
+    Ok(Tensors::I8(QView::from_parts(
+        h, parts, kept, act_scale, deskew,
+    )))
 }
 
 fn checked_hidden(hidden: u32) -> Result<usize, FormatError> {

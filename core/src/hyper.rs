@@ -18,6 +18,18 @@ use serde::{Deserialize, Serialize};
 /// instance of [`crate::mlp::Mlp`]).
 pub const HIDDEN_SIZES: [u32; 10] = [16, 32, 64, 128, 192, 256, 512, 1024, 2048, 4096];
 
+// The DSP first layer takes four hidden units a step (`crate::dsp`).
+const _: () = {
+    let mut i = 0;
+    while i < HIDDEN_SIZES.len() {
+        assert!(
+            HIDDEN_SIZES[i].is_multiple_of(4),
+            "every hidden size is a multiple of 4"
+        );
+        i += 1;
+    }
+};
+
 /// The largest of [`HIDDEN_SIZES`]: buffers sized by it hold any model's hidden layer.
 pub const MAX_HIDDEN: usize = HIDDEN_SIZES[HIDDEN_SIZES.len() - 1] as usize;
 

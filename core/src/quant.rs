@@ -18,8 +18,16 @@
 //! Working memory is the caller's [`Work`]: `5·H` bytes (`i32` and `u8` per hidden unit),
 //! 640 bytes at 128 units; the weights are read in place from the model file's bytes (for a
 //! microcontroller: flash), never copied.
+//!
+//! **Pruned first layers.** A view may hold the rows of `q1` of some pixels only: those set
+//! in its `kept` bitmap ([`KEPT_BYTES`] bytes, bit `i % 8` of byte `i / 8` for pixel `i`; an
+//! empty bitmap keeps all). A dropped pixel's row counts as zeros: the answers are those of
+//! the dense model with those rows zeroed. `pismo models quantize --prune-rare` drops the
+//! pixels that almost no training digit inks, to fit a smaller flash.
 
 use bytemuck::Zeroable;
+
+use crate::dsp::InkedRows;
 
 use crate::mlp::{Mlp, CLASSES, INPUT};
 
@@ -62,6 +70,79 @@ impl<const H: usize> QMlp<H> {
             b2: bytemuck::cast_slice(&self.b2),
             act_scale: self.act_scale,
             deskew: false,
+            kept: &[],
+        }
+    }
+}
+
+/// Bytes of a `kept` bitmap that does not keep every pixel: one bit per input pixel.
+pub const KEPT_BYTES: usize = INPUT / 8;
+
+/// Whether bitmap `kept` (empty: every pixel) keeps pixel `i`.
+#[inline(always)]
+pub fn keeps(kept: &[u8], i: usize) -> bool {
+    kept.is_empty() || kept[i / 8] >> (i % 8) & 1 == 1
+}
+
+/// Rows of `q1` a view with bitmap `kept` holds, or `None` for a bitmap of the wrong size.
+pub fn kept_rows(kept: &[u8]) -> Option<usize> {
+    match kept.len() {
+        0 => Some(INPUT),
+        KEPT_BYTES => Some(kept.iter().map(|b| b.count_ones() as usize).sum()),
+        _ => None,
+    }
+}
+
+/// The inked pixels of an input that have a row in `q1`, each with its row of `H` weight
+/// bytes, in pixel order: what the first layer adds up ([`crate::dsp::InkedRows`]). The
+/// input is scanned four pixels (one word) at a time, so a blank stretch of the image costs
+/// one test per four pixels.
+#[derive(Clone, Copy, Debug)]
+pub struct Inked<'v, 'x> {
+    w1: &'v [u8],
+    hidden: usize,
+    kept: &'v [u8],
+    x: &'x [u8; INPUT],
+}
+
+#[inline(always)]
+fn word(x4: &[u8]) -> u32 {
+    u32::from_le_bytes([x4[0], x4[1], x4[2], x4[3]])
+}
+
+impl<'v> crate::dsp::InkedRows<'v> for Inked<'v, '_> {
+    #[inline(always)]
+    fn for_each(self, mut f: impl FnMut(u8, &'v [u8])) {
+        let h = self.hidden;
+        if self.kept.is_empty() {
+            for (rows, x4) in self.w1.chunks_exact(4 * h).zip(self.x.chunks_exact(4)) {
+                if word(x4) != 0 {
+                    for (row, &p) in rows.chunks_exact(h).zip(x4) {
+                        if p != 0 {
+                            f(p, row);
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        // Kept pixels among four, by their bits: a table, as Armv7-M has no popcount.
+        const KEPT_OF_4: [usize; 16] = [0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4];
+        let mut row = 0;
+        for (g, x4) in self.x.chunks_exact(4).enumerate() {
+            let kept = usize::from(self.kept[g / 2] >> (4 * (g % 2))) & 0xF;
+            if word(x4) == 0 {
+                row += KEPT_OF_4[kept];
+                continue;
+            }
+            for (j, &p) in x4.iter().enumerate() {
+                if kept >> j & 1 == 1 {
+                    if p != 0 {
+                        f(p, &self.w1[row * h..(row + 1) * h]);
+                    }
+                    row += 1;
+                }
+            }
         }
     }
 }
@@ -121,6 +202,8 @@ pub struct QView<'a> {
     pub(crate) b2: &'a [u8],
     pub(crate) act_scale: f32,
     pub(crate) deskew: bool,
+    /// The pixels `w1` has rows for (module doc): empty for all of them.
+    pub(crate) kept: &'a [u8],
 }
 
 /// Working memory of one inference: an `i32` accumulator and a `u8` activation per hidden
@@ -177,14 +260,25 @@ impl<'a> QView<'a> {
         QView { deskew, ..self }
     }
 
-    /// A view of `parts` (as [`Self::parts`] lists them), or `None` unless `hidden` is one of
+    /// The bitmap of the pixels `w1` has rows for: empty for all of them (module doc).
+    pub fn kept(&self) -> &'a [u8] {
+        self.kept
+    }
+
+    /// A view of `parts` (as [`Self::parts`] lists them) holding the rows of the pixels in
+    /// bitmap `kept` (module doc), or `None` unless `hidden` is one of
     /// [`crate::hyper::HIDDEN_SIZES`] and every part has its size for it (the checks the
     /// model file's decoder makes on shapes; it checks finiteness too). For a host that
     /// keeps the bytes of a view it copied.
-    pub fn new(hidden: usize, parts: [&'a [u8]; 6], act_scale: f32) -> Option<Self> {
+    pub fn new(
+        hidden: usize,
+        parts: [&'a [u8]; 6],
+        kept: &'a [u8],
+        act_scale: f32,
+    ) -> Option<Self> {
         let h = hidden;
         let sizes = [
-            INPUT * h,
+            kept_rows(kept)? * h,
             4 * h,
             4 * h,
             CLASSES * h,
@@ -193,13 +287,14 @@ impl<'a> QView<'a> {
         ];
         let known = crate::hyper::HIDDEN_SIZES.iter().any(|&s| s as usize == h);
         let fits = parts.iter().zip(sizes).all(|(p, n)| p.len() == n);
-        (known && fits).then(|| QView::from_parts(h, parts, act_scale, false))
+        (known && fits).then(|| QView::from_parts(h, parts, kept, act_scale, false))
     }
 
     /// Reassembles a view from [`Self::parts`] (sizes as the decoder checked them).
     pub(crate) fn from_parts(
         hidden: usize,
         parts: [&'a [u8]; 6],
+        kept: &'a [u8],
         act_scale: f32,
         deskew: bool,
     ) -> Self {
@@ -214,6 +309,7 @@ impl<'a> QView<'a> {
             b2,
             act_scale,
             deskew,
+            kept,
         }
     }
 
@@ -222,9 +318,9 @@ impl<'a> QView<'a> {
         self.hidden
     }
 
-    /// Multiply-accumulates of one dense inference (784·H + H·10).
+    /// Multiply-accumulates of one dense inference (one per weight: 784·H + H·10 unpruned).
     pub fn macs(&self) -> usize {
-        INPUT * self.hidden + self.hidden * CLASSES
+        self.w1.len() + self.w2.len()
     }
 
     /// Bytes of weights and scales read from the model (what a device keeps in flash).
@@ -235,6 +331,7 @@ impl<'a> QView<'a> {
             + self.w2.len()
             + self.s2.len()
             + self.b2.len()
+            + self.kept.len()
             + 4
     }
 
@@ -244,9 +341,15 @@ impl<'a> QView<'a> {
         if self.hidden != H {
             return false;
         }
-        for (row, q) in out.w1.iter_mut().zip(self.w1.chunks_exact(H)) {
-            for (h, (w, &b)) in row.iter_mut().zip(q).enumerate() {
-                *w = f32::from(b as i8) * f32_at(self.s1, h);
+        let mut rows = self.w1.chunks_exact(H);
+        for (i, row) in out.w1.iter_mut().enumerate() {
+            let q = if keeps(self.kept, i) {
+                rows.next()
+            } else {
+                None
+            };
+            for (h, w) in row.iter_mut().enumerate() {
+                *w = q.map_or(0.0, |q| f32::from(q[h] as i8) * f32_at(self.s1, h));
             }
         }
         for (k, (row, q)) in out.w2.iter_mut().zip(self.w2.chunks_exact(H)).enumerate() {
@@ -280,13 +383,24 @@ impl<'a> QView<'a> {
         }
     }
 
+    /// The inked pixels of `x` with a row, and their rows ([`Inked`]).
+    #[inline(always)]
+    pub fn inked_rows<'x>(&self, x: &'x [u8; INPUT]) -> Inked<'a, 'x> {
+        Inked {
+            w1: self.w1,
+            hidden: self.hidden,
+            kept: self.kept,
+            x,
+        }
+    }
+
     /// The first layer's integer sums `acc1` of step 2 (module doc) into `work`, for the
-    /// bytes as given (not deskewed); returns the number of inked pixels, whose rows it added.
+    /// bytes as given (not deskewed); returns the number of inked pixels whose rows it added.
     /// `None` if `work` holds fewer than [`Self::hidden_size`] units.
     ///
-    /// With the `dsp` feature on Arm, [`crate::dsp::first_layer`] (two pixels per `SMLAD`);
-    /// elsewhere, and for a hidden size that is not a multiple of 4, the plain loop below,
-    /// which is also the reference the DSP kernel is tested against.
+    /// With the `dsp` feature on Arm, [`crate::dsp::first_layer`] (two pixels per `SMLAD`;
+    /// every hidden size pismo supports is a multiple of 4, as it needs); elsewhere the plain
+    /// loop [`add_rows`], which is also the reference the DSP kernel is tested against.
     #[inline(always)]
     pub fn first_layer<const W: usize>(
         &self,
@@ -299,22 +413,9 @@ impl<'a> QView<'a> {
         }
         let acc = &mut work.acc[..h];
         #[cfg(all(target_arch = "arm", feature = "dsp"))]
-        if let Some(ink) = crate::dsp::first_layer(self.w1, x, acc) {
-            return Some(ink);
-        }
-        acc.fill(0);
-        let mut ink = 0;
-        for (i, &p) in x.iter().enumerate() {
-            if p != 0 {
-                ink += 1;
-                let xi = p as i32;
-                let row = &self.w1[i * h..(i + 1) * h];
-                for (a, &w) in acc.iter_mut().zip(row) {
-                    *a += xi * (w as i8) as i32;
-                }
-            }
-        }
-        Some(ink)
+        return crate::dsp::first_layer(self.inked_rows(x), acc);
+        #[cfg(not(all(target_arch = "arm", feature = "dsp")))]
+        Some(add_rows(self.inked_rows(x), acc))
     }
 
     /// The integer forward pass on the bytes as given.
@@ -344,6 +445,24 @@ impl<'a> QView<'a> {
         }
         Some(z)
     }
+}
+
+/// The plain first layer: `acc` set to the sum of every row of `rows` times its pixel value;
+/// returns how many rows. Inlined into its callers, so that a host compiles it per
+/// instruction set.
+#[cfg_attr(all(target_arch = "arm", feature = "dsp"), allow(dead_code))]
+#[inline(always)]
+fn add_rows<'w>(rows: impl InkedRows<'w>, acc: &mut [i32]) -> usize {
+    acc.fill(0);
+    let mut ink = 0;
+    rows.for_each(|p, row| {
+        ink += 1;
+        let xi = p as i32;
+        for (a, &w) in acc.iter_mut().zip(row) {
+            *a += xi * (w as i8) as i32;
+        }
+    });
+    ink
 }
 
 /// Image bytes of a `0..1` input, as the int8 model takes it.
@@ -409,17 +528,68 @@ mod tests {
     }
 
     #[test]
+    fn inked_rows_are_the_kept_inked_pixels_with_their_rows_in_order() {
+        const H: usize = 4;
+        let mut rng = Rng::new(11);
+        let zero: std::boxed::Box<QMlp<H>> = std::boxed::Box::new(QMlp::zeroed());
+        for trial in 0..50 {
+            // Row r of w1 holds r in every byte, so a row names itself.
+            let mut kept = [0u8; KEPT_BYTES];
+            let keep: std::vec::Vec<bool> = (0..INPUT)
+                .map(|_| trial % 5 == 0 || rng.next_f32() < 0.7)
+                .collect();
+            for (i, _) in keep.iter().enumerate().filter(|k| *k.1) {
+                kept[i / 8] |= 1 << (i % 8);
+            }
+            let kept: &[u8] = if trial % 5 == 0 { &[] } else { &kept };
+            let rows = kept_rows(kept).unwrap();
+            let w1: std::vec::Vec<u8> = (0..rows * H).map(|b| (b / H) as u8).collect();
+            let x: [u8; INPUT] = core::array::from_fn(|_| {
+                if rng.next_f32() < 0.3 {
+                    1 + (rng.next_u64() % 255) as u8
+                } else {
+                    0
+                }
+            });
+            let view = QView {
+                w1: &w1,
+                hidden: H,
+                kept,
+                ..zero.view()
+            };
+            let mut want = std::vec::Vec::new();
+            let mut row = 0;
+            for (i, &p) in x.iter().enumerate() {
+                if keeps(kept, i) {
+                    if p != 0 {
+                        want.push((p, (row % 256) as u8));
+                    }
+                    row += 1;
+                }
+            }
+            let mut got = std::vec::Vec::new();
+            view.inked_rows(&x).for_each(|p, r| got.push((p, r[0])));
+            assert_eq!(got, want, "trial {trial}");
+        }
+    }
+
+    #[test]
     fn a_view_is_rebuilt_from_its_parts_only_with_their_sizes() {
         let qm: std::boxed::Box<QMlp<16>> = std::boxed::Box::new(QMlp::zeroed());
         let view = qm.view();
-        let again = QView::new(16, view.parts(), view.act_scale()).unwrap();
+        let again = QView::new(16, view.parts(), &[], view.act_scale()).unwrap();
         assert_eq!(again.parts(), view.parts());
         assert!(!again.deskew());
         // Another hidden size, a size pismo never trains, or a part one byte short: refused.
-        assert!(QView::new(32, view.parts(), 1.0).is_none());
-        assert!(QView::new(17, view.parts(), 1.0).is_none());
+        assert!(QView::new(32, view.parts(), &[], 1.0).is_none());
+        assert!(QView::new(17, view.parts(), &[], 1.0).is_none());
         let mut parts = view.parts();
         parts[4] = &parts[4][1..];
-        assert!(QView::new(16, parts, 1.0).is_none());
+        assert!(QView::new(16, parts, &[], 1.0).is_none());
+        // A bitmap of the wrong size, or one keeping more rows than w1 holds: refused.
+        assert!(QView::new(16, view.parts(), &[0xFF; 3], 1.0).is_none());
+        let mut half = [0u8; KEPT_BYTES];
+        half[..KEPT_BYTES / 2].fill(0xFF);
+        assert!(QView::new(16, view.parts(), &half, 1.0).is_none());
     }
 }

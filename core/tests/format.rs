@@ -262,7 +262,11 @@ fn the_deskew_flag_round_trips_in_f32_and_int8_files() {
         ..meta()
     };
     let bytes = encode(&m, &on);
-    assert_eq!(format::peek_version(&bytes), Ok(FORMAT_VERSION));
+    assert_eq!(
+        format::peek_version(&bytes),
+        Ok(2),
+        "a file without a kept-pixel bitmap stays version 2"
+    );
     assert_eq!(format::decode(&bytes).unwrap().meta, on);
     let off = encode(&m, &meta());
     assert!(!format::decode(&off).unwrap().meta.deskew);
@@ -313,4 +317,91 @@ fn frozen_v2_fixture_still_decodes() {
         (m.w1, m.b1, m.w2, m.b2),
         (expected.w1, expected.b1, expected.w2, expected.b2)
     );
+}
+
+/// Model `seed`'s int8 copy keeping the first-layer rows of the pixels in the middle 20x20 of
+/// the image only: the dense copy with the other rows zeroed, and the pruned file's bytes.
+fn pruned_int8(seed: u64) -> (Box<pismo_core::quant::QMlp<H>>, Vec<u8>) {
+    use pismo_core::quant::{quantize, QMlp, QView, KEPT_BYTES};
+    let mut q: Box<QMlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
+    quantize(&model(seed), 0.05, &mut q);
+    let keep = |i: usize| (4..24).contains(&(i / 28)) && (4..24).contains(&(i % 28));
+    let mut kept = [0u8; KEPT_BYTES];
+    let mut w1 = Vec::new();
+    for (i, row) in q.w1.iter_mut().enumerate() {
+        if keep(i) {
+            kept[i / 8] |= 1 << (i % 8);
+            w1.extend(row.iter().map(|&w| w as u8));
+        } else {
+            row.fill(0);
+        }
+    }
+    let dense = q.view();
+    let mut parts = dense.parts();
+    parts[0] = &w1;
+    let pruned = QView::new(H, parts, &kept, dense.act_scale()).unwrap();
+    assert_eq!(
+        pruned.weight_bytes(),
+        dense.weight_bytes() - (784 - 400) * H + KEPT_BYTES
+    );
+    let mut buf = vec![0u8; format::encoded_len_int8(&meta(), &pruned)];
+    format::encode_int8(&meta(), &pruned, &mut buf).unwrap();
+    (q, buf)
+}
+
+/// An int8 model keeping the first-layer rows of some pixels only: written as version 3 with
+/// its bitmap, read back, and answering as the dense model with the dropped rows zeroed. A
+/// bitmap that disagrees with `w1` is refused.
+#[test]
+fn a_pruned_int8_model_round_trips_as_version_3_and_answers_as_with_zero_rows() {
+    use pismo_core::quant::{Work, KEPT_BYTES};
+    let (dense, buf) = pruned_int8(5);
+    let dense = dense.view();
+    assert_eq!(format::peek_version(&buf), Ok(3));
+    let format::Tensors::I8(back) = format::decode(&buf).unwrap().tensors else {
+        panic!("int8 tensors");
+    };
+    assert_eq!(back.parts()[1..], dense.parts()[1..]);
+    assert_eq!(back.parts()[0].len(), 400 * H);
+    let mut rng = Rng::new(9);
+    let (mut wa, mut wb) = (Work::<H>::new(), Work::<H>::new());
+    for _ in 0..20 {
+        let x: [u8; INPUT] = std::array::from_fn(|_| (rng.next_u64() % 3 * 127) as u8);
+        assert_eq!(back.logits(&x, &mut wa), dense.logits(&x, &mut wb));
+    }
+    let mut f32_back: Box<Mlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
+    let mut f32_dense: Box<Mlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
+    assert!(back.dequantize(&mut f32_back) && dense.dequantize(&mut f32_dense));
+    assert_eq!(f32_back.w1, f32_dense.w1);
+
+    // One more pixel set in the bitmap than `w1` has rows for: refused, not misread.
+    let mut bad = buf.clone();
+    let bitmap = bad.len() - 4 - KEPT_BYTES;
+    bad[bitmap] |= 1;
+    let crc_at = bad.len() - 4;
+    let crc = format::crc32(&bad[..crc_at]);
+    bad[crc_at..].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(
+        format::decode(&bad),
+        Err(FormatError::Malformed(_))
+    ));
+}
+
+/// Version 3 files (a pruned int8 model's bitmap after the deskew flag) stay readable, byte
+/// for byte as written today. Regenerate only when adding a new fixture for a new version,
+/// with `PISMO_WRITE_FIXTURE_V3=1 cargo test -p pismo-core --test format`.
+#[test]
+fn frozen_v3_fixture_still_decodes() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/model-v3-h16-int8-pruned.pismo"
+    );
+    let (_, fresh) = pruned_int8(2);
+    if std::env::var_os("PISMO_WRITE_FIXTURE_V3").is_some() {
+        std::fs::write(path, &fresh).unwrap();
+    }
+    let bytes = std::fs::read(path).expect("fixture present");
+    assert_eq!(format::peek_version(&bytes), Ok(3));
+    assert_eq!(format::decode(&bytes).unwrap().meta, meta());
+    assert_eq!(bytes, fresh);
 }

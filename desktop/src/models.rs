@@ -12,7 +12,8 @@
 use std::path::PathBuf;
 
 use argh::FromArgs;
-use pismo_core::mlp::{CLASSES, INPUT};
+use pismo_core::mlp::INPUT;
+use pismo_core::quant::kept_rows;
 use pismo_digits::mnist::{self, Split};
 use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{Entry, ModelId, OwnedMeta, Registry};
@@ -166,6 +167,10 @@ struct Quantize {
     /// name of the int8 model (default: the parent's name with `-int8`)
     #[argh(option)]
     name: Option<String>,
+    /// drop the first-layer weights of the pixels inked in at most N of MNIST's 60000
+    /// training images, as the model sees them (a smaller file for a small flash; e.g. 120)
+    #[argh(option)]
+    prune_rare: Option<usize>,
     /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
     #[argh(option)]
     data: Option<PathBuf>,
@@ -293,7 +298,16 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
     let dir = crate::places::data_dir(&a.data);
     let train =
         mnist::load_split(&dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
-    let q = quantized::int8_copy(&model, &train).ok_or_else(already_int8)?;
+    let q = quantized::int8_copy(&model, &train, a.prune_rare).ok_or_else(already_int8)?;
+    let kept_pixels = q.int8_view().and_then(|v| kept_rows(v.kept()));
+    if kept_pixels == Some(0) {
+        return Err(CliError::Failed(format!(
+            "--prune-rare {} drops every pixel: none is inked in more than that many of the \
+             {} MNIST training images (the firmware's model uses 120)",
+            a.prune_rare.unwrap_or(0),
+            train.len()
+        )));
+    }
     let test = mnist::load_split(&dir, Split::Test).ok();
     // The copy and its parent, one bar.
     let progress = Counter::start(
@@ -313,6 +327,7 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
         let v = serde_json::json!({
             "model": id.to_string(), "parent": parent, "bytes": size,
             "test_accuracy": test_accuracy, "parent_test_accuracy": parent_accuracy,
+            "kept_pixels": kept_pixels,
         });
         return crate::out_line(&v.to_string());
     }
@@ -320,6 +335,13 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
         "registered {id} ({size} bytes), int8 of {parent} ({} bytes)",
         bytes.len()
     ))?;
+    if let (Some(n), Some(kept)) = (a.prune_rare, kept_pixels) {
+        crate::out_line(&format!(
+            "first layer pruned to the {kept} of {INPUT} pixels inked in more than {n} of \
+             {} MNIST training images",
+            train.len()
+        ))?;
+    }
     if let (Some(q), Some(p)) = (test_accuracy, parent_accuracy) {
         crate::out_line(&format!(
             "MNIST test accuracy: int8 {:.2} %, f32 parent {:.2} % ({:+.2} points)",
@@ -585,10 +607,18 @@ fn describe(e: &Entry, m: &OwnedMeta) -> String {
         }
     };
     let h = m.hidden_size as usize;
-    let params = INPUT * h + h + h * CLASSES + CLASSES;
+    let params = m.params;
+    let pruned = if m.input_pixels < INPUT {
+        format!(
+            " (first layer pruned to {} of {INPUT} pixels)",
+            m.input_pixels
+        )
+    } else {
+        String::new()
+    };
     let metrics = &m.metrics;
     let mut out = format!(
-        "model     {}\nstored    {} ({})\naliases   {}\ncreated   {} UTC\nweights   {}, hidden {h}, {params} parameters\ninput     {}\n",
+        "model     {}\nstored    {} ({})\naliases   {}\ncreated   {} UTC\nweights   {}, hidden {h}, {params} parameters{pruned}\ninput     {}\n",
         e.id,
         e.location,
         text::bytes(e.size),

@@ -11,6 +11,7 @@
 //! - [`model`]: a model of any supported hidden size chosen at run time
 //!   ([`model::AnyMlp`]), loaded from or encoded to the model file, quantized to int8;
 //!   [`with_hidden!`] turns a run-time size into a const generic.
+//! - [`prune`]: an int8 model keeping the first-layer rows of the pixels digits ink only.
 //! - [`eval`]: loss and accuracy over a set of images, on many threads, with a result that
 //!   does not depend on how many.
 //! - [`tally`]: what a model makes of labelled images answer by answer (confusion matrix,
@@ -30,6 +31,7 @@ pub mod fan_out;
 pub mod kernels;
 pub mod model;
 pub mod onnx;
+pub mod prune;
 pub mod tally;
 
 /// Threads to use when `threads` were asked for: 0 means one per core.

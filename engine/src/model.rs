@@ -156,10 +156,14 @@ impl AnyMlp {
         }
     }
 
-    /// Number of parameters.
+    /// Number of parameters (a pruned int8 model's dropped first-layer rows not counted).
     pub fn params(&self) -> usize {
         let h = self.hidden_size() as usize;
-        INPUT * h + h + h * CLASSES + CLASSES
+        let pixels = self
+            .int8_view()
+            .and_then(|q| pismo_core::quant::kept_rows(q.kept()))
+            .unwrap_or(INPUT);
+        pixels * h + h + h * CLASSES + CLASSES
     }
 
     /// `"f32"` or `"int8"`.
@@ -253,13 +257,18 @@ impl AnyMlp {
         buf
     }
 
+    /// An int8 model of `view`'s weights, copied, with inputs deskewed or not.
+    pub fn from_int8_view(view: &QView<'_>, deskew: bool) -> AnyMlp {
+        let weights = Weights::Int8(Box::new(QOwned::from_view(view)));
+        AnyMlp { weights, deskew }
+    }
+
     /// Decodes a model file and copies its weights out.
     pub fn decode(bytes: &[u8]) -> Result<(AnyMlp, format::Model<'_>), FormatError> {
         let model = format::decode(bytes)?;
         let deskew = model.meta.deskew;
         if let format::Tensors::I8(view) = model.tensors {
-            let weights = Weights::Int8(Box::new(QOwned::from_view(&view)));
-            return Ok((AnyMlp { weights, deskew }, model));
+            return Ok((AnyMlp::from_int8_view(&view, deskew), model));
         }
         let mut any = AnyMlp::zeroed(model.tensors.hidden_size())
             .ok_or(FormatError::Malformed("unsupported hidden size"))?;
@@ -517,6 +526,8 @@ fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> Weight
 pub struct QOwned {
     hidden: usize,
     parts: [Vec<u8>; 6],
+    /// The pixels `parts[0]` has rows for ([`QView::kept`]).
+    kept: Vec<u8>,
     act_scale: f32,
 }
 
@@ -525,6 +536,7 @@ impl QOwned {
         QOwned {
             hidden: v.hidden_size(),
             parts: v.parts().map(<[u8]>::to_vec),
+            kept: v.kept().to_vec(),
             act_scale: v.act_scale(),
         }
     }
@@ -534,6 +546,7 @@ impl QOwned {
         QView::new(
             self.hidden,
             self.parts.each_ref().map(Vec::as_slice),
+            &self.kept,
             self.act_scale,
         )
         .expect("the parts of a view, copied")

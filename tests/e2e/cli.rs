@@ -791,6 +791,73 @@ fn quantize_registers_an_int8_child_that_eval_uses() {
     assert!(again.stderr.contains("already int8"), "{}", again.stderr);
 }
 
+/// `pismo models quantize --prune-rare N` keeps the first-layer rows of the pixels MNIST's
+/// training digits ink: a smaller file (format version 3) that `models show` describes and
+/// that reads MNIST test as the dense int8 copy does, give or take the rare digit inked
+/// where training digits almost never are. Bad values are refused.
+#[test]
+fn quantize_prunes_the_pixels_training_digits_almost_never_ink() {
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let p = Pismo::new().with_data(&mnist);
+    assert_eq!(train_tiny_model(&p.registry(), &p.runs()), "tiny@1");
+    let dense = p.run(&["models", "quantize", "tiny", "--json"]);
+    let dense = &dense.expect_code(0).json_lines()[0];
+    assert_eq!(dense["kept_pixels"], 784);
+    let out = p.run(&[
+        "models",
+        "quantize",
+        "tiny",
+        "--prune-rare",
+        "100",
+        "--json",
+    ]);
+    let v = &out.expect_code(0).json_lines()[0];
+    assert_eq!(v["model"], "tiny-int8@2");
+    let kept = v["kept_pixels"].as_u64().unwrap();
+    assert!((500..700).contains(&kept), "{kept} pixels kept");
+    // 32 bytes (one int8 row of the 32 units) per dropped pixel, less the 98-byte bitmap and
+    // its length byte (the metadata's varints may differ by a few bytes).
+    let saved = dense["bytes"].as_u64().unwrap() - v["bytes"].as_u64().unwrap();
+    let rows = (784 - kept) * 32;
+    assert!((rows - 99..rows).contains(&saved), "{saved} bytes saved");
+    let file = std::fs::read(p.registry().join("tiny-int8.v2.pismo")).unwrap();
+    assert_eq!(pismo_core::format::peek_version(&file), Ok(3));
+    let (q, d) = (
+        v["test_accuracy"].as_f64().unwrap(),
+        dense["test_accuracy"].as_f64().unwrap(),
+    );
+    assert!((q - d).abs() <= 0.0005, "pruned {q} vs dense {d}");
+    let show = p.run(&["models", "show", "tiny-int8@2"]);
+    let pruned = format!("first layer pruned to {kept} of 784 pixels");
+    assert!(
+        show.expect_code(0).stdout.contains(&pruned),
+        "{}",
+        show.stdout
+    );
+    let eval = p.run(&["eval", "--model", "tiny-int8@2", "--json"]);
+    let acc = eval.expect_code(0).json_lines()[0]["accuracy"]
+        .as_f64()
+        .unwrap();
+    assert!((acc - q).abs() < 1e-4, "eval {acc} vs quantize {q}");
+    for bad in ["-1", "many", ""] {
+        let out = p.run(&["models", "quantize", "tiny", "--prune-rare", bad]);
+        out.expect_code(2);
+        assert!(out.stderr.contains("prune-rare"), "{bad}: {}", out.stderr);
+    }
+    // Every pixel dropped would leave a model that answers the same for every image.
+    let out = p.run(&["models", "quantize", "tiny", "--prune-rare", "60000"]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("every pixel"), "{}", out.stderr);
+    let list = p.run(&["models", "list", "--json"]);
+    assert_eq!(
+        list.expect_code(0).json_lines().len(),
+        3,
+        "nothing registered"
+    );
+}
+
 #[test]
 fn predict_says_not_sure_for_a_blend_of_two_digits() {
     let p = Pismo::new();

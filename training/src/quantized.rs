@@ -1,21 +1,32 @@
 //! An f32 model's int8 copy as `pismo models quantize` makes it: quantized with the
 //! activation scale calibrated on the first MNIST training images
 //! ([`calibration_images`], as adapting an int8 model does too), measured beside its parent
-//! on MNIST test, and described for its model file. The shell loads the parent and the
+//! on MNIST test, and described for its model file; pruned to the pixels MNIST's training
+//! digits ink if asked. The shell loads the parent and the
 //! data, registers the copy ([`crate::session::register`]) and prints.
 
 use pismo_core::format::Meta;
 use pismo_core::hyper::Metrics;
 use pismo_digits::mnist::Dataset;
 use pismo_engine::model::{calibration_images, AnyMlp};
+use pismo_engine::prune;
 use pismo_engine::tally::Tally;
 
 use crate::session::ModelMeta;
 
 /// `parent`'s int8 copy ([`AnyMlp::quantize`]), calibrated on the [`calibration_images`] of
-/// the MNIST training file `training`; `None` for a parent that is already int8.
-pub fn int8_copy(parent: &AnyMlp, training: &Dataset) -> Option<AnyMlp> {
-    parent.quantize(calibration_images(&training.images))
+/// the MNIST training file `training`; `None` for a parent that is already int8. With
+/// `prune_rare: Some(n)`, its first layer keeps only the rows of the pixels inked in more
+/// than `n` of `training`'s images as the parent sees them ([`prune`]).
+pub fn int8_copy(parent: &AnyMlp, training: &Dataset, prune_rare: Option<usize>) -> Option<AnyMlp> {
+    let int8 = parent.quantize(calibration_images(&training.images))?;
+    match prune_rare {
+        None => Some(int8),
+        Some(n) => prune::pruned(
+            &int8,
+            &prune::inked_pixels(&training.images, parent.deskew(), n),
+        ),
+    }
 }
 
 /// The accuracy on `test` of the int8 copy and of its parent, in that order, counted as

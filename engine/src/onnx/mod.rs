@@ -170,7 +170,8 @@ fn int8_network(g: &mut Graph, q: &QView<'_>) -> String {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect()
     };
-    let [w1, s1, b1, w2, s2, b2] = q.parts();
+    let [_, s1, b1, w2, s2, b2] = q.parts();
+    let w1 = crate::prune::dense_w1(q);
     // The input's bytes: `quant::input_bytes`, round(clamp(x, 0, 1)·255).
     let zero = g.init_f32("0", &[], &[0.0]);
     let one = g.init_f32("1", &[], &[1.0]);
@@ -184,7 +185,7 @@ fn int8_network(g: &mut Graph, q: &QView<'_>) -> String {
     let to = |elem: Elem| vec![Attr::Int("to", elem as i64)];
     let x = g.op("x_u8", "Cast", &[&x], to(Elem::Uint8));
     // acc1 = x_q · q1 (i32), z = acc1 · (s1 · (1/255)) + b1: pismo's constant and order.
-    let q1 = g.init_raw("q1", Elem::Int8, &[INPUT as i64, h], w1);
+    let q1 = g.init_raw("q1", Elem::Int8, &[INPUT as i64, h], &w1);
     let s1: Vec<f32> = f32s(s1).iter().map(|s| s * (1.0 / 255.0)).collect();
     let s1 = g.init_f32("s1_over_255", &[h], &s1);
     let b1 = g.init_f32("b1", &[h], &f32s(b1));

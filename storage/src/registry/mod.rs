@@ -280,6 +280,10 @@ pub struct OwnedMeta {
     pub parent: String,
     /// Whether it deskews its inputs ([`pismo_core::deskew`]).
     pub deskew: bool,
+    /// Input pixels with first-layer weights: 784, or fewer for a pruned int8 model.
+    pub input_pixels: usize,
+    /// Weights and biases stored.
+    pub params: usize,
 }
 
 impl OwnedMeta {
@@ -303,6 +307,8 @@ impl OwnedMeta {
             dataset: meta.dataset.to_owned(),
             parent: meta.parent.to_owned(),
             deskew: meta.deskew,
+            input_pixels: model.tensors.input_pixels(),
+            params: model.tensors.params(),
         })
     }
 }

@@ -41,10 +41,12 @@ use serde::{Deserialize, Serialize};
 
 use pismo_core::augment::{self, Distortion};
 use pismo_core::mlp::{self, Block, Dropout, Mlp, Sparse, CLASSES, INPUT, SUB};
+use pismo_core::quant::KEPT_BYTES;
 use pismo_core::rng::{hash3, Rng};
 use pismo_digits::mnist::Dataset;
 use pismo_engine::aligned::Floats;
 use pismo_engine::model::{AnyMlp, NetworkJob};
+use pismo_engine::prune;
 
 /// How a model is fine-tuned to a hand. [`AdaptRecipe::DEFAULT`] is the measured choice.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,17 +156,21 @@ impl Adapter<'_> {
     }
 
     /// `base` (the base as f32) moved `blend` of the way to `tuned`, in the base's kind: an
-    /// int8 base gets an int8 model, quantized as `pismo models quantize` does.
+    /// int8 base gets an int8 model, quantized as `pismo models quantize` does, and pruned
+    /// to the base's pixels if the base is pruned ([`pismo_engine::prune`]).
     fn finish(&self, base: &AnyMlp, tuned: &AnyMlp, blend: f32) -> AnyMlp {
         let model = base
             .blended_toward(tuned, blend)
             .expect("the base and the tuned model are f32 of one size");
-        if self.base.kind() == "int8" {
-            model
-                .quantize(self.calibration)
-                .expect("an f32 model quantizes")
-        } else {
-            model
+        let Some(base_view) = self.base.int8_view() else {
+            return model;
+        };
+        let int8 = model
+            .quantize(self.calibration)
+            .expect("an f32 model quantizes");
+        match <&[u8; KEPT_BYTES]>::try_from(base_view.kept()) {
+            Ok(kept) => prune::pruned(&int8, kept).expect("an int8 model prunes"),
+            Err(_) => int8,
         }
     }
 
