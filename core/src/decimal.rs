@@ -60,7 +60,10 @@ mod tests {
     use std::format;
 
     #[test]
-    #[cfg_attr(miri, ignore = "100,000 float formattings: too slow under Miri; see .ci/run")]
+    #[cfg_attr(
+        miri,
+        ignore = "100,000 float formattings: too slow under Miri; see .ci/run"
+    )]
     fn prints_as_the_float_formatting_does_away_from_ties() {
         // Values whose scaled form is not within f32 noise of a half: the two agree exactly.
         let mut state = 0x2545_f491_4f6c_dd1du64;

@@ -528,6 +528,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "50 whole images: too slow under Miri; see .ci/run")]
     fn inked_rows_are_the_kept_inked_pixels_with_their_rows_in_order() {
         const H: usize = 4;
         let mut rng = Rng::new(11);
