@@ -28,7 +28,6 @@
 use bytemuck::Zeroable;
 
 use crate::dsp::InkedRows;
-
 use crate::mlp::{Mlp, CLASSES, INPUT};
 
 /// Quantized parameters of a model with `H` hidden units, as produced by [`quantize`].
@@ -110,7 +109,7 @@ fn word(x4: &[u8]) -> u32 {
     u32::from_le_bytes([x4[0], x4[1], x4[2], x4[3]])
 }
 
-impl<'v> crate::dsp::InkedRows<'v> for Inked<'v, '_> {
+impl<'v> InkedRows<'v> for Inked<'v, '_> {
     #[inline(always)]
     fn for_each(self, mut f: impl FnMut(u8, &'v [u8])) {
         let h = self.hidden;

@@ -9,14 +9,18 @@
 //! exactly as the trainer measured the test accuracy stored in the model (no drawing
 //! preprocessing: that is for drawings and scans, see `pismo predict`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
+use pismo_core::format;
+use pismo_core::hyper::Hyper;
 use pismo_core::mlp::CLASSES;
 use pismo_digits::devsets;
 use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_engine::model::AnyMlp;
 use pismo_engine::tally::{Score, Tally};
+use pismo_storage::registry::Registry;
+use pismo_training::trainer::validation_set;
 use serde::Serialize;
 
 use crate::calibrate;
@@ -49,8 +53,9 @@ pub struct Args {
     #[argh(option)]
     store: Option<String>,
     /// a named set instead of --images (repeatable): mnist-test, unipen-dev, semeion-dev,
-    /// optdigits-cv, canvas-thick, canvas-thin, optdigits-train, semeion-train, or dev for
-    /// every set never trained on
+    /// optdigits-cv, canvas-thick, canvas-thin, optdigits-train, semeion-train, mnist-val
+    /// (the MNIST training images the model held out for validation), or dev for every set
+    /// never trained on
     #[argh(option)]
     set: Vec<String>,
     /// folder of the shipped corpora (default: $PISMO_DATASETS, else ./datasets)
@@ -107,7 +112,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 "--set and --images are alternatives: give one",
             ));
         }
-        return run_sets(&args, &id.to_string(), &mlp);
+        return run_sets(&args, &registry, &id.to_string(), &mlp);
     }
     let (data, source) = match pair {
         Some((images, labels)) => (
@@ -162,7 +167,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 }
 
 /// `pismo eval --set …`: one report per set (a table of them without `--json`).
-fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
+fn run_sets(args: &Args, registry: &Registry, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
     let names = set_names(&args.set)?;
     let mnist_dir = crate::places::data_dir(&args.data);
     let corpora_dir = crate::places::corpora_dir(&args.corpora);
@@ -179,8 +184,12 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
     let mut out = String::new();
     let mut calibration: Vec<(&str, Vec<Score>)> = Vec::new();
     for name in names {
-        let (data, what) = devsets::load(name, &mnist_dir, &corpora_dir)
-            .map_err(|e| CliError::failed(e.to_string()))?;
+        let (data, what) = if name == devsets::MNIST_VAL {
+            mnist_validation(registry, id, &mnist_dir)?
+        } else {
+            devsets::load(name, &mnist_dir, &corpora_dir)
+                .map_err(|e| CliError::failed(e.to_string()))?
+        };
         let t = tally_under_bar(&format!("eval {id} on {name}"), mlp, &data, args.threads);
         let n = t.n();
         let accuracy = t.accuracy();
@@ -224,6 +233,31 @@ fn run_sets(args: &Args, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
         text.push_str(&calibrate::report(&calibration));
     }
     crate::out(&text)
+}
+
+/// The MNIST training images model `id` held out for validation: its own seeded split
+/// (`val_size` and `seed` from its file, as training made it), never trained on by it.
+fn mnist_validation(
+    registry: &Registry,
+    id: &str,
+    mnist_dir: &Path,
+) -> Result<(Dataset, String), CliError> {
+    let (_, bytes) = registry.load(Some(id))?;
+    let file = format::decode(&bytes).map_err(|e| CliError::failed(format!("model {id}: {e}")))?;
+    let Hyper { val_size, seed, .. } = file.meta.hyper;
+    if val_size == 0 {
+        return Err(CliError::failed(format!(
+            "model {id} held out no validation images (val_size 0): it has no {}",
+            devsets::MNIST_VAL
+        )));
+    }
+    let train = mnist::load_split(mnist_dir, Split::Train)?;
+    let held_out = validation_set(&train, val_size as usize, seed);
+    let what = format!(
+        "the {} MNIST training images {id} held out for validation (seed {seed}), never trained on",
+        held_out.len()
+    );
+    Ok((held_out, what))
 }
 
 /// The sets `--set` names, `dev` standing for every dev set; a usage error for an unknown one.

@@ -4,6 +4,7 @@
 //!
 //! | name | what | whose writing | trained on? |
 //! |---|---|---|---|
+//! | `mnist-val` | the MNIST training images the model held out for validation (its own seeded split; `pismo eval` makes it from the model's file) | MNIST's training writers, their other digits | never by that model |
 //! | `mnist-test` | the 10000 MNIST test images, as they are | other writers: MNIST's test writers are disjoint from its training writers (LeCun et al.) | never |
 //! | `unipen-dev` | the 3556 digits of UNIPEN's 99 dev writers ([`unipen`]), pen trajectories drawn on the 280x280 canvas with the page's 18 px pen, each 150–230 px tall | other writers: the file's split is by writer | never |
 //! | `semeion-dev` | the last fifth of every digit run of semeion (309 digits, 28–32 of each), enlarged to 160x160 ([`corpora`](crate::corpora)) | probably other writers, not certainly ([`corpora`](crate::corpora) says why) | never |
@@ -38,8 +39,12 @@ pub const THIN_PEN: f32 = 6.0;
 /// Heights of `unipen-dev`'s digits on the canvas, in pixels (one per digit, from its index).
 pub const UNIPEN_HEIGHTS: (f32, f32) = (150.0, 230.0);
 
-/// Every set's name, dev sets first.
-pub const NAMES: [&str; 8] = [
+/// The set that is each model's own validation split: [`load`] cannot make it, the caller
+/// that knows the model does.
+pub const MNIST_VAL: &str = "mnist-val";
+
+/// Every set's name, dev sets first, then the trainable corpora and [`MNIST_VAL`].
+pub const NAMES: [&str; 9] = [
     "mnist-test",
     "unipen-dev",
     "semeion-dev",
@@ -48,6 +53,7 @@ pub const NAMES: [&str; 8] = [
     "canvas-thin",
     "optdigits-train",
     "semeion-train",
+    MNIST_VAL,
 ];
 
 /// The sets never trained on (`pismo eval --set dev`): other writers first, then
@@ -71,6 +77,7 @@ pub fn writers(name: &str) -> &'static str {
         "optdigits-cv" => "writer-dependent: the 30 writers of optdigits-train",
         "canvas-thick" | "canvas-thin" => "pipeline check: MNIST test digits redrawn",
         "optdigits-train" | "semeion-train" => "trainable: the training writers",
+        MNIST_VAL => "MNIST's training writers, the digits this model held out",
         _ => "",
     }
 }
@@ -84,6 +91,8 @@ pub enum DevSetError {
     Mnist(MnistError),
     /// A corpus (or the UNIPEN file) is missing.
     Corpus(CorpusError),
+    /// [`MNIST_VAL`], which depends on the model.
+    PerModel,
 }
 
 impl std::fmt::Display for DevSetError {
@@ -96,6 +105,10 @@ impl std::fmt::Display for DevSetError {
             ),
             DevSetError::Mnist(e) => e.fmt(f),
             DevSetError::Corpus(e) => e.fmt(f),
+            DevSetError::PerModel => write!(
+                f,
+                "{MNIST_VAL} is each model's own validation split: `pismo eval --set {MNIST_VAL}` makes it"
+            ),
         }
     }
 }
@@ -140,6 +153,7 @@ pub fn load(
                 ),
             ))
         }
+        MNIST_VAL => Err(DevSetError::PerModel),
         _ => {
             let corpus =
                 Corpus::from_name(name).ok_or_else(|| DevSetError::Unknown(name.to_owned()))?;

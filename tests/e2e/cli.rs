@@ -858,6 +858,41 @@ fn quantize_prunes_the_pixels_training_digits_almost_never_ink() {
     );
 }
 
+/// `pismo eval --set mnist-val`: the MNIST training images the model held out for
+/// validation, rebuilt from the seed and size in its file, so a validation figure has a
+/// command. The firmware's pruned model and its dense copy read it alike, and the count is
+/// the one training recorded for their parent (`mnist-mcu@3`: 99.19 %).
+#[test]
+fn eval_measures_a_model_on_its_own_validation_split() {
+    let Some(mnist) = full_mnist() else {
+        return;
+    };
+    let p = Pismo::new().with_data(&mnist);
+    let models = pismo_tests::workspace_root().join("models");
+    let models = models.to_str().expect("utf-8 path");
+    for model in ["mnist-mcu@3", "mnist-mcu-int8@3", "mnist-mcu-int8@4"] {
+        let out = p.run(&[
+            "eval",
+            "--registry",
+            models,
+            "--model",
+            model,
+            "--set",
+            "mnist-val",
+            "--json",
+        ]);
+        let v = &out.expect_code(0).json_lines()[0];
+        assert_eq!(v["n"], 10_000, "{model}");
+        let correct = (v["accuracy"].as_f64().unwrap() * 10_000.0).round();
+        assert_eq!(correct, 9_919.0, "{model}");
+        let images = v["images"].as_str().unwrap();
+        assert!(
+            images.contains("held out for validation (seed 42)"),
+            "{images}"
+        );
+    }
+}
+
 #[test]
 fn predict_says_not_sure_for_a_blend_of_two_digits() {
     let p = Pismo::new();
