@@ -1,8 +1,8 @@
 //! Fractions printed through integers.
 //!
 //! `core::fmt`'s float formatting (`{:.4}` of an `f32`) links its exact shortest-digits
-//! machinery, Grisu with a Dragon4 fallback and their tables: about 14 KB of flash, a
-//! quarter of the firmware's code. The replies and the report need a fixed number of places
+//! machinery, Grisu with a Dragon4 fallback and their tables: about 21 KB of the firmware's
+//! flash with what it pulls in (measured: 261,244 → 240,140 B). The replies and the report need a fixed number of places
 //! only, so [`Decimal`] scales the value to an integer, rounds it and prints two integers.
 
 use core::fmt;

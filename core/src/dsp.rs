@@ -280,7 +280,7 @@ mod tests {
             first_layer(rows(&w1, &x, 8), &mut got);
             assert_eq!(got, want);
         }
-        // Not a multiple of 4: refused, the caller uses the plain loop.
+        // Not a multiple of 4: refused (no hidden size pismo supports is one, `hyper.rs`).
         assert_eq!(first_layer(rows(&[0; INPUT * 6], &x, 6), &mut [0; 6]), None);
     }
 }

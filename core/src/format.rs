@@ -161,7 +161,7 @@ impl<'a> Tensors<'a> {
     pub fn input_pixels(&self) -> usize {
         match self {
             Tensors::F32(_) => INPUT,
-            Tensors::I8(q) => crate::quant::kept_rows(q.kept()).unwrap_or(INPUT),
+            Tensors::I8(q) => q.input_pixels(),
         }
     }
 
@@ -328,62 +328,85 @@ fn body_int8<'a>(meta: &Meta<'a>, q: &QView<'a>) -> Body<'a> {
     }
 }
 
+/// What follows a file's header: the body, the deskew flag (version 2 on) and, for a pruned
+/// int8 model only, its `kept` bitmap (version 3).
+struct Payload<'a> {
+    body: Body<'a>,
+    kept: &'a [u8],
+}
+
+impl Serialize for Payload<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let deskew = self.body.meta.deskew;
+        if self.kept.is_empty() {
+            (&self.body, deskew).serialize(s)
+        } else {
+            (&self.body, deskew, Bytes(self.kept)).serialize(s)
+        }
+    }
+}
+
+impl Payload<'_> {
+    /// The version a file of this payload is written as: only a bitmap needs version 3.
+    fn version(&self) -> u16 {
+        if self.kept.is_empty() {
+            PLAIN_VERSION
+        } else {
+            FORMAT_VERSION
+        }
+    }
+
+    /// Exact size of the file.
+    fn file_len(&self) -> usize {
+        let size = postcard::serialize_with_flavor(self, postcard::ser_flavors::Size::default());
+        HEADER + size.unwrap_or(0) + TRAILER
+    }
+
+    /// Writes the file (header, payload, CRC) into `buf` and returns its length.
+    fn write(&self, buf: &mut [u8]) -> Result<usize, FormatError> {
+        let needed = self.file_len();
+        if buf.len() < needed {
+            return Err(FormatError::BufferTooSmall { needed });
+        }
+        let n = postcard::to_slice(self, &mut buf[HEADER..needed - TRAILER])
+            .map_err(|_| FormatError::BufferTooSmall { needed })?
+            .len();
+        buf[..8].copy_from_slice(&MAGIC);
+        buf[8..10].copy_from_slice(&self.version().to_le_bytes());
+        buf[10..14].copy_from_slice(&(n as u32).to_le_bytes());
+        let crc = crc32(&buf[..HEADER + n]);
+        buf[HEADER + n..HEADER + n + TRAILER].copy_from_slice(&crc.to_le_bytes());
+        Ok(HEADER + n + TRAILER)
+    }
+}
+
+fn payload_int8<'a>(meta: &Meta<'a>, q: &QView<'a>) -> Payload<'a> {
+    Payload {
+        body: body_int8(meta, q),
+        kept: q.kept,
+    }
+}
+
+fn payload<'a, const H: usize>(meta: &Meta<'a>, mlp: &'a Mlp<H>) -> Payload<'a> {
+    Payload {
+        body: body(meta, mlp),
+        kept: &[],
+    }
+}
+
 /// Exact size of the file [`encode_int8`] writes.
 pub fn encoded_len_int8(meta: &Meta<'_>, q: &QView<'_>) -> usize {
-    let size = if q.kept.is_empty() {
-        postcard::serialize_with_flavor(
-            &(body_int8(meta, q), meta.deskew),
-            postcard::ser_flavors::Size::default(),
-        )
-    } else {
-        postcard::serialize_with_flavor(
-            &(body_int8(meta, q), meta.deskew, Bytes(q.kept)),
-            postcard::ser_flavors::Size::default(),
-        )
-    };
-    HEADER + size.unwrap_or(0) + TRAILER
+    payload_int8(meta, q).file_len()
 }
 
 /// Writes an int8 model file into `buf` and returns its length.
 pub fn encode_int8(meta: &Meta<'_>, q: &QView<'_>, buf: &mut [u8]) -> Result<usize, FormatError> {
-    let needed = encoded_len_int8(meta, q);
-    let body = body_int8(meta, q);
-    if q.kept.is_empty() {
-        write_file(&(&body, meta.deskew), PLAIN_VERSION, needed, buf)
-    } else {
-        let pruned = (&body, meta.deskew, Bytes(q.kept));
-        write_file(&pruned, FORMAT_VERSION, needed, buf)
-    }
-}
-
-/// Writes the header, `payload` (the body and what follows it in `version`) and the CRC.
-fn write_file(
-    payload: &impl Serialize,
-    version: u16,
-    needed: usize,
-    buf: &mut [u8],
-) -> Result<usize, FormatError> {
-    if buf.len() < needed {
-        return Err(FormatError::BufferTooSmall { needed });
-    }
-    let n = postcard::to_slice(payload, &mut buf[HEADER..needed - TRAILER])
-        .map_err(|_| FormatError::BufferTooSmall { needed })?
-        .len();
-    buf[..8].copy_from_slice(&MAGIC);
-    buf[8..10].copy_from_slice(&version.to_le_bytes());
-    buf[10..14].copy_from_slice(&(n as u32).to_le_bytes());
-    let crc = crc32(&buf[..HEADER + n]);
-    buf[HEADER + n..HEADER + n + TRAILER].copy_from_slice(&crc.to_le_bytes());
-    Ok(HEADER + n + TRAILER)
+    payload_int8(meta, q).write(buf)
 }
 
 /// Exact size of the file [`encode`] writes.
 pub fn encoded_len<const H: usize>(meta: &Meta<'_>, mlp: &Mlp<H>) -> usize {
-    let size = postcard::serialize_with_flavor(
-        &(body(meta, mlp), meta.deskew),
-        postcard::ser_flavors::Size::default(),
-    );
-    HEADER + size.unwrap_or(0) + TRAILER
+    payload(meta, mlp).file_len()
 }
 
 /// Writes the model file into `buf` and returns its length.
@@ -392,8 +415,7 @@ pub fn encode<const H: usize>(
     mlp: &Mlp<H>,
     buf: &mut [u8],
 ) -> Result<usize, FormatError> {
-    let needed = encoded_len(meta, mlp);
-    write_file(&(&body(meta, mlp), meta.deskew), PLAIN_VERSION, needed, buf)
+    payload(meta, mlp).write(buf)
 }
 
 /// Reads only the format version, e.g. to say which pismo wrote a file.

@@ -237,7 +237,8 @@ pub fn preprocess(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, Prep
 }
 
 /// [`to_input`]'s body. It and every step below are `#[inline(always)]`, so that a caller
-/// that compiles it per instruction set gets the whole pipeline in each copy. Call [`to_input`] unless you are writing such a copy.
+/// that compiles it per instruction set gets the whole pipeline in each copy. Call
+/// [`to_input`] unless you are writing such a copy.
 #[inline(always)]
 pub fn to_input_inline(img: &GreyImage, out: &mut [f32; PIXELS]) -> Result<Info, PreprocessError> {
     if img.width != SIDE || img.height != SIDE {

@@ -264,6 +264,18 @@ impl<'a> QView<'a> {
         self.kept
     }
 
+    /// Input pixels with a row in `w1`: all 784, or fewer for a pruned model.
+    pub fn input_pixels(&self) -> usize {
+        self.w1.len() / self.hidden
+    }
+
+    /// Every input pixel's row of `w1` in pixel order, `None` for a dropped pixel.
+    pub fn pixel_rows(&self) -> impl Iterator<Item = Option<&'a [u8]>> + 'a {
+        let kept = self.kept;
+        let mut rows = self.w1.chunks_exact(self.hidden);
+        (0..INPUT).map(move |i| if keeps(kept, i) { rows.next() } else { None })
+    }
+
     /// A view of `parts` (as [`Self::parts`] lists them) holding the rows of the pixels in
     /// bitmap `kept` (module doc), or `None` unless `hidden` is one of
     /// [`crate::hyper::HIDDEN_SIZES`] and every part has its size for it (the checks the
@@ -340,13 +352,7 @@ impl<'a> QView<'a> {
         if self.hidden != H {
             return false;
         }
-        let mut rows = self.w1.chunks_exact(H);
-        for (i, row) in out.w1.iter_mut().enumerate() {
-            let q = if keeps(self.kept, i) {
-                rows.next()
-            } else {
-                None
-            };
+        for (row, q) in out.w1.iter_mut().zip(self.pixel_rows()) {
             for (h, w) in row.iter_mut().enumerate() {
                 *w = q.map_or(0.0, |q| f32::from(q[h] as i8) * f32_at(self.s1, h));
             }

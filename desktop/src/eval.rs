@@ -12,14 +12,12 @@
 use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
-use pismo_core::format;
 use pismo_core::hyper::Hyper;
 use pismo_core::mlp::CLASSES;
 use pismo_digits::devsets;
 use pismo_digits::mnist::{self, Dataset, Split};
 use pismo_engine::model::AnyMlp;
 use pismo_engine::tally::{Score, Tally};
-use pismo_storage::registry::Registry;
 use pismo_training::trainer::validation_set;
 use serde::Serialize;
 
@@ -105,14 +103,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
         (None, Some(_)) => return Err(CliError::usage("--labels needs --images")),
     };
     let registry = crate::places::registry(&args.registry, &args.store)?;
-    let (id, mlp) = crate::load_model(&registry, args.model.as_deref())?;
+    // The hyperparameters say which MNIST training images the model held out (`mnist-val`).
+    let (id, (mlp, hyper)) = registry.load_decoded(args.model.as_deref(), |bytes| {
+        AnyMlp::decode(bytes).map(|(mlp, file)| (mlp, file.meta.hyper))
+    })?;
     if !args.set.is_empty() {
         if pair.is_some() {
             return Err(CliError::usage(
                 "--set and --images are alternatives: give one",
             ));
         }
-        return run_sets(&args, &registry, &id.to_string(), &mlp);
+        return run_sets(&args, &id.to_string(), &mlp, &hyper);
     }
     let (data, source) = match pair {
         Some((images, labels)) => (
@@ -167,7 +168,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 }
 
 /// `pismo eval --set …`: one report per set (a table of them without `--json`).
-fn run_sets(args: &Args, registry: &Registry, id: &str, mlp: &AnyMlp) -> Result<(), CliError> {
+fn run_sets(args: &Args, id: &str, mlp: &AnyMlp, hyper: &Hyper) -> Result<(), CliError> {
     let names = set_names(&args.set)?;
     let mnist_dir = crate::places::data_dir(&args.data);
     let corpora_dir = crate::places::corpora_dir(&args.corpora);
@@ -185,7 +186,7 @@ fn run_sets(args: &Args, registry: &Registry, id: &str, mlp: &AnyMlp) -> Result<
     let mut calibration: Vec<(&str, Vec<Score>)> = Vec::new();
     for name in names {
         let (data, what) = if name == devsets::MNIST_VAL {
-            mnist_validation(registry, id, &mnist_dir)?
+            mnist_validation(id, hyper, &mnist_dir)?
         } else {
             devsets::load(name, &mnist_dir, &corpora_dir)
                 .map_err(|e| CliError::failed(e.to_string()))?
@@ -236,15 +237,13 @@ fn run_sets(args: &Args, registry: &Registry, id: &str, mlp: &AnyMlp) -> Result<
 }
 
 /// The MNIST training images model `id` held out for validation: its own seeded split
-/// (`val_size` and `seed` from its file, as training made it), never trained on by it.
+/// (`val_size` and `seed` of its `hyper`, as training made it), never trained on by it.
 fn mnist_validation(
-    registry: &Registry,
     id: &str,
+    hyper: &Hyper,
     mnist_dir: &Path,
 ) -> Result<(Dataset, String), CliError> {
-    let (_, bytes) = registry.load(Some(id))?;
-    let file = format::decode(&bytes).map_err(|e| CliError::failed(format!("model {id}: {e}")))?;
-    let Hyper { val_size, seed, .. } = file.meta.hyper;
+    let Hyper { val_size, seed, .. } = *hyper;
     if val_size == 0 {
         return Err(CliError::failed(format!(
             "model {id} held out no validation images (val_size 0): it has no {}",

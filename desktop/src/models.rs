@@ -13,7 +13,6 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::mlp::INPUT;
-use pismo_core::quant::kept_rows;
 use pismo_digits::mnist::{self, Split};
 use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{Entry, ModelId, OwnedMeta, Registry};
@@ -299,7 +298,7 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
     let train =
         mnist::load_split(&dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
     let q = quantized::int8_copy(&model, &train, a.prune_rare).ok_or_else(already_int8)?;
-    let kept_pixels = q.int8_view().and_then(|v| kept_rows(v.kept()));
+    let kept_pixels = q.int8_view().map(|v| v.input_pixels());
     if kept_pixels == Some(0) {
         return Err(CliError::Failed(format!(
             "--prune-rare {} drops every pixel: none is inked in more than that many of the \

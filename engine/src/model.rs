@@ -156,16 +156,6 @@ impl AnyMlp {
         }
     }
 
-    /// Number of parameters (a pruned int8 model's dropped first-layer rows not counted).
-    pub fn params(&self) -> usize {
-        let h = self.hidden_size() as usize;
-        let pixels = self
-            .int8_view()
-            .and_then(|q| pismo_core::quant::kept_rows(q.kept()))
-            .unwrap_or(INPUT);
-        pixels * h + h + h * CLASSES + CLASSES
-    }
-
     /// `"f32"` or `"int8"`.
     pub fn kind(&self) -> &'static str {
         match self.weights {

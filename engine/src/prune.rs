@@ -33,12 +33,10 @@ pub fn pruned(model: &AnyMlp, kept: &[u8; KEPT_BYTES]) -> Option<AnyMlp> {
     let view = model.int8_view()?;
     let h = view.hidden_size();
     let [w1, s1, b1, w2, s2, b2] = view.parts();
-    let mut rows = w1.chunks_exact(h);
     let mut kept_w1 = Vec::with_capacity(w1.len());
     let mut both = [0u8; KEPT_BYTES];
-    for i in (0..INPUT).filter(|&i| keeps(view.kept(), i)) {
-        let row = rows.next()?;
-        if keeps(kept, i) {
+    for (i, row) in view.pixel_rows().enumerate() {
+        if let Some(row) = row.filter(|_| keeps(kept, i)) {
             kept_w1.extend_from_slice(row);
             both[i / 8] |= 1 << (i % 8);
         }
@@ -56,10 +54,9 @@ pub fn dense_w1<'a>(view: &QView<'a>) -> Cow<'a, [u8]> {
         return Cow::Borrowed(w1);
     }
     let h = view.hidden_size();
-    let mut rows = w1.chunks_exact(h);
     let mut dense = vec![0u8; INPUT * h];
-    for (i, out) in dense.chunks_exact_mut(h).enumerate() {
-        if let Some(row) = keeps(view.kept(), i).then(|| rows.next()).flatten() {
+    for (out, row) in dense.chunks_exact_mut(h).zip(view.pixel_rows()) {
+        if let Some(row) = row {
             out.copy_from_slice(row);
         }
     }
