@@ -1,6 +1,6 @@
 //! Picks the model and the board profile, and writes the linker's memory map.
 //!
-//! - `PISMO_FW_MODEL`: the int8 model file to embed (default `models/mnist-mcu-int8.v4.pismo`;
+//! - `PISMO_FW_MODEL`: the int8 model file to embed (default `models/mnist-mcu-int8.v5.pismo`;
 //!   a relative path is taken from the repository root).
 //! - `PISMO_FW_BOARD`: a profile below (default `stm32f401rc`, 256 KB flash / 64 KB RAM), or
 //!   `FLASH_KB/RAM_KB` for any other budget, e.g. `96/16`.
@@ -9,7 +9,7 @@
 //! 0x2000_0000) and the board's lengths, so the link fails, with a message naming the board,
 //! when the firmware does not fit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// name, flash KB, RAM KB, core clock MHz of the latency estimate, description
 const BOARDS: &[(&str, u32, u32, u32, &str)] = &[
@@ -67,6 +67,7 @@ fn main() {
         }
     };
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let (embedded, kernel) = embedded_model(&bytes, &model_path, &out);
     write_link_scripts(&out, &board);
     let Board {
         name,
@@ -81,23 +82,51 @@ fn main() {
             "/// Board profile (build.rs).\npub const BOARD: &str = {name:?};\n\
              pub const BOARD_WHAT: &str = {what:?};\npub const FLASH_BYTES: usize = {flash};\n\
              pub const RAM_BYTES: usize = {};\npub const CLOCK_MHZ: u32 = {mhz};\n\
-             pub const HIDDEN: usize = {hidden};\npub const MODEL_FILE: &str = {:?};\n",
+             pub const HIDDEN: usize = {hidden};\npub const MODEL_FILE: &str = {:?};\n\
+             pub const KERNEL: &str = {kernel:?};\n",
             ram_kb * 1024,
             model_path.file_name().unwrap().to_string_lossy()
         ),
     )
     .unwrap();
-    println!(
-        "cargo:rustc-env=PISMO_FW_MODEL_PATH={}",
-        model_path.display()
-    );
+    println!("cargo:rustc-env=PISMO_FW_MODEL_PATH={}", embedded.display());
+}
+
+/// The file to embed for `model` (the bytes of `path`) and the first-layer kernel the
+/// firmware runs on it: a model with a 7-bit first layer becomes its paired image in `out`
+/// (`pismo_core::paired`, cfg `pismo_paired`); any other is embedded as it is, for the
+/// kernel that pairs inked pixels at run time.
+fn embedded_model(model: &[u8], path: &Path, out: &Path) -> (PathBuf, &'static str) {
+    use pismo_core::paired::{self, ImageError};
+    println!("cargo::rustc-check-cfg=cfg(pismo_paired)");
+    let mut image = vec![0u8; paired::image_len(model).unwrap_or(0)];
+    match paired::write_image(model, &mut image) {
+        Ok(n) => {
+            let at = out.join("model.paired");
+            std::fs::write(&at, &image[..n]).unwrap();
+            println!("cargo:rustc-cfg=pismo_paired");
+            (
+                at,
+                "paired 7-bit: SMLAD on interleaved pixel pairs, 8 sums in registers",
+            )
+        }
+        Err(e) => {
+            if matches!(e, ImageError::NotSevenBit | ImageError::Hidden(_)) {
+                println!("cargo:warning=no paired first layer: {e}");
+            }
+            (
+                path.to_path_buf(),
+                "8-bit: SMLAD on inked pixels paired at run time",
+            )
+        }
+    }
 }
 
 /// The model file `PISMO_FW_MODEL` names, made absolute.
 fn model_path() -> PathBuf {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("..");
     let model = std::env::var("PISMO_FW_MODEL")
-        .unwrap_or_else(|_| "models/mnist-mcu-int8.v4.pismo".to_string());
+        .unwrap_or_else(|_| "models/mnist-mcu-int8.v5.pismo".to_string());
     let mut model_path = PathBuf::from(&model);
     if model_path.is_relative() {
         model_path = root.join(model_path);

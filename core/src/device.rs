@@ -22,7 +22,8 @@
 //! frame's error. [`serve`] hands them to a callback; the firmware prints them.
 
 use crate::format::{self, FormatError, Tensors};
-use crate::mlp::{argmax, softmax, INPUT};
+use crate::mlp::{argmax, softmax, CLASSES, INPUT};
+use crate::paired::{self, Paired};
 use crate::quant::{QView, Work};
 
 /// Bytes before a frame's payload.
@@ -62,6 +63,68 @@ pub fn start(model: &[u8]) -> Result<QView<'_>, StartError> {
         Err(e) => Err(StartError::Format(e)),
     }
 }
+
+/// Checks an embedded paired image ([`crate::paired`]) and borrows it in place.
+pub fn start_paired(image: &[u8]) -> Result<Paired<'_>, StartError> {
+    paired::decode_image(image).map_err(StartError::Format)
+}
+
+/// An int8 network as the device runs it, read in place: a model file's ([`QView`]) or a
+/// paired image's ([`Paired`]).
+pub trait Network {
+    /// Hidden units.
+    fn hidden_size(&self) -> usize;
+    /// Whether inputs are deskewed before the network sees them.
+    fn deskew(&self) -> bool;
+    /// Multiply-accumulates of one dense inference.
+    fn macs(&self) -> usize;
+    /// Bytes of weights and scales read from flash.
+    fn weight_bytes(&self) -> usize;
+    /// Raw scores of an image; `None` if `work` is smaller than the model.
+    fn logits<const W: usize>(&self, x: &[u8; INPUT], work: &mut Work<W>)
+        -> Option<[f32; CLASSES]>;
+    /// The first layer's sums into `work` for the bytes as given; the inked pixels added.
+    fn first_layer<const W: usize>(&self, x: &[u8; INPUT], work: &mut Work<W>) -> Option<usize>;
+}
+
+/// Implements [`Network`] by the type's own methods of the same names.
+macro_rules! network_by_methods {
+    ($t:ident) => {
+        impl Network for $t<'_> {
+            fn hidden_size(&self) -> usize {
+                $t::hidden_size(self)
+            }
+            fn deskew(&self) -> bool {
+                $t::deskew(self)
+            }
+            fn macs(&self) -> usize {
+                $t::macs(self)
+            }
+            fn weight_bytes(&self) -> usize {
+                $t::weight_bytes(self)
+            }
+            #[inline(always)]
+            fn logits<const W: usize>(
+                &self,
+                x: &[u8; INPUT],
+                work: &mut Work<W>,
+            ) -> Option<[f32; CLASSES]> {
+                $t::logits(self, x, work)
+            }
+            #[inline(always)]
+            fn first_layer<const W: usize>(
+                &self,
+                x: &[u8; INPUT],
+                work: &mut Work<W>,
+            ) -> Option<usize> {
+                $t::first_layer(self, x, work)
+            }
+        }
+    };
+}
+
+network_by_methods!(QView);
+network_by_methods!(Paired);
 
 /// Why a frame got an error reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,8 +201,8 @@ pub struct Answer {
 }
 
 /// Classifies one image (the same arithmetic as `pismo eval` on an int8 model).
-pub fn answer<const W: usize>(
-    model: &QView<'_>,
+pub fn answer<N: Network, const W: usize>(
+    model: &N,
     image: &[u8; INPUT],
     work: &mut Work<W>,
 ) -> Result<Answer, FrameError> {
@@ -198,8 +261,8 @@ pub struct Tally {
 
 /// Answers every frame of `link` until the stream ends; `reply` gets the frame's index, its
 /// header's label and the reply. `image` is the frame buffer (a static on the device).
-pub fn serve<L: Link, const W: usize>(
-    model: &QView<'_>,
+pub fn serve<N: Network, L: Link, const W: usize>(
+    model: &N,
     link: &mut L,
     image: &mut [u8; INPUT],
     work: &mut Work<W>,
@@ -210,12 +273,12 @@ pub fn serve<L: Link, const W: usize>(
 
 /// [`serve`] with the inference of each valid frame done by `infer` instead of [`answer`]:
 /// the firmware wraps [`answer`] in a counter read before and after it.
-pub fn serve_with<L: Link, const W: usize>(
-    model: &QView<'_>,
+pub fn serve_with<N: Network, L: Link, const W: usize>(
+    model: &N,
     link: &mut L,
     image: &mut [u8; INPUT],
     work: &mut Work<W>,
-    mut infer: impl FnMut(&QView<'_>, &[u8; INPUT], &mut Work<W>) -> Result<Answer, FrameError>,
+    mut infer: impl FnMut(&N, &[u8; INPUT], &mut Work<W>) -> Result<Answer, FrameError>,
     mut reply: impl FnMut(u32, Option<u8>, Result<Answer, FrameError>),
 ) -> Tally {
     let mut t = Tally::default();

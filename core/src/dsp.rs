@@ -9,6 +9,7 @@
 //! | [`pkhbt`]       | `PKHBT d, n, m, LSL #16` | low half of `n`, low half of `m` on top            |
 //! | [`pkhtb`]       | `PKHTB d, n, m, ASR #16` | high half of `m` at the bottom, high half of `n` on top |
 //! | [`smlad`]       | `SMLAD d, n, m, a`       | `a + n.lo·m.lo + n.hi·m.hi` (16-bit signed lanes, wrapping) |
+//! | [`rev16`]       | `REV16 d, m`             | the two bytes of each 16-bit half swapped          |
 //!
 //! The functions are their portable definitions (Arm ARM, A7.7), tested against values worked
 //! out by hand. [`first_layer`] is written once; its inner loop, `add_pair`, is written with
@@ -28,6 +29,16 @@
 //! packed once per pair. An odd pixel out is paired with itself at value 0. Products are at
 //! most 255·127 in magnitude and a sum over 784 pixels stays below 2³¹: the integers are the
 //! plain loop's, bit for bit.
+//!
+//! **The paired kernel** ([`PairList::sums`]) is the inner loop of the firmware's 7-bit first
+//! layer, whose weights sit in flash two pixels by two units per word ([`crate::paired`]
+//! has the layout and the arithmetic): per listed pixel pair, eight units' sums in eight
+//! registers, one `LDRD` per four words and, per word, one `SMLAD` on the word, one `REV16`
+//! and one `SMLAD` on that: 18 instructions per pair and block of 8 units (16 MACs). Its
+//! `asm!` form is one function in `global_asm!` (module `ops`), as it needs all 13 free
+//! registers and `asm!` may not name r6, r7 or r9.
+
+use crate::mlp::INPUT;
 
 /// The kernel's inner loop as one `asm!` block (Cortex-M4 and up with the `dsp` feature):
 /// instruction for instruction the loop of [`portable::add_pair`], with the four sums of a
@@ -84,6 +95,93 @@ mod ops {
             );
         }
     }
+
+    // `pismo_paired_sums(list, weights, out, blocks)`: AAPCS; r0 = the pair list (entries
+    // `[offset, x]`, ended by an entry with `x == 0`), r1 = the first weight byte
+    // (word-aligned, as every offset is a multiple of 16), r2 = `8·blocks` `i32`s to write,
+    // r3 = blocks (at least 1). Per block: sums in r3–r10; r11, r12 the entry; r2 and lr the
+    // weight words; the list's start, `out` and the blocks left on the stack. Saves and
+    // restores r4–r11 itself.
+    core::arch::global_asm!(
+        ".section .text.pismo_paired_sums,\"ax\",%progbits",
+        ".global pismo_paired_sums",
+        ".type pismo_paired_sums,%function",
+        ".syntax unified",
+        ".thumb_func",
+        ".p2align 2",
+        "pismo_paired_sums:",
+        "push {{r4-r11, lr}}",
+        "push {{r0, r2, r3}}",
+        "3:",
+        "ldr r0, [sp]",
+        "movs r3, #0",
+        "mov r4, r3",
+        "mov r5, r3",
+        "mov r6, r3",
+        "mov r7, r3",
+        "mov r8, r3",
+        "mov r9, r3",
+        "mov r10, r3",
+        "ldrd r11, r12, [r0], #8",
+        "cmp r12, #0",
+        "beq 2f",
+        "1:",
+        "add r11, r1, r11",
+        "ldrd r2, lr, [r11]",
+        "smlad r3, r2, r12, r3",
+        "rev16 r2, r2",
+        "smlad r4, r2, r12, r4",
+        "smlad r5, lr, r12, r5",
+        "rev16 lr, lr",
+        "smlad r6, lr, r12, r6",
+        "ldrd r2, lr, [r11, #8]",
+        "smlad r7, r2, r12, r7",
+        "rev16 r2, r2",
+        "smlad r8, r2, r12, r8",
+        "smlad r9, lr, r12, r9",
+        "rev16 lr, lr",
+        "smlad r10, lr, r12, r10",
+        "ldrd r11, r12, [r0], #8",
+        "cmp r12, #0",
+        "bne 1b",
+        "2:",
+        "ldr r2, [sp, #4]",
+        "stm r2!, {{r3-r10}}",
+        "str r2, [sp, #4]",
+        "adds r1, #16",
+        "ldr r3, [sp, #8]",
+        "subs r3, #1",
+        "str r3, [sp, #8]",
+        "bne 3b",
+        "add sp, #12",
+        "pop {{r4-r11, pc}}",
+        ".size pismo_paired_sums, . - pismo_paired_sums",
+    );
+
+    extern "C" {
+        fn pismo_paired_sums(
+            list: *const [u32; 2],
+            weights: *const u8,
+            out: *mut i32,
+            blocks: usize,
+        );
+    }
+
+    /// See [`super::portable::paired_sums`]; the arguments are a [`super::PairList`]'s.
+    #[inline(always)]
+    pub fn paired_sums(list: &[[u32; 2]], weights: &[u8], out: &mut [i32]) {
+        let blocks = out.len() / 8;
+        if blocks == 0 {
+            return;
+        }
+        // SAFETY: `PairList::sums` guarantees (its invariants): `list` ends with an entry
+        // whose `x == 0`; every entry before it has an offset at which the 16 bytes of every
+        // block `b < blocks` (from `16·b` on) lie inside `weights`; `weights` starts
+        // word-aligned and every offset is a multiple of 16, so the LDRDs are aligned. The
+        // function reads only those bytes and the list, writes the `8·blocks` words of
+        // `out`, and keeps AAPCS (restores r4–r11 and sp).
+        unsafe { pismo_paired_sums(list.as_ptr(), weights.as_ptr(), out.as_mut_ptr(), blocks) };
+    }
 }
 
 /// The portable definitions: what each instruction computes (Arm ARM, A7.7).
@@ -122,8 +220,32 @@ pub mod portable {
     }
 
     #[inline(always)]
+    pub fn rev16(m: u32) -> u32 {
+        (m & 0xFF00_FF00) >> 8 | (m & 0x00FF_00FF) << 8
+    }
+
+    #[inline(always)]
     fn word(b: &[u8]) -> u32 {
         u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The paired kernel: for every block `b` of `out` (8 sums each), for every entry
+    /// `[offset, x]` of `list` before the first with `x == 0`, the four words at
+    /// `weights[offset + 16·b..]`, each added to two sums: `SMLAD` of the word and `x` to sum
+    /// `2k`, of its `REV16` to sum `2k + 1`. The sums start at 0.
+    #[inline(always)]
+    pub fn paired_sums(list: &[[u32; 2]], weights: &[u8], out: &mut [i32]) {
+        out.fill(0);
+        for (b, s) in out.chunks_exact_mut(8).enumerate() {
+            for &[offset, x] in list.iter().take_while(|e| e[1] != 0) {
+                let at = offset as usize + 16 * b;
+                for (k, w) in weights[at..at + 16].chunks_exact(4).enumerate() {
+                    let w = word(w);
+                    s[2 * k] = smlad(w, x, s[2 * k]);
+                    s[2 * k + 1] = smlad(rev16(w), x, s[2 * k + 1]);
+                }
+            }
+        }
     }
 
     /// Adds `x_i·row_i + x_j·row_j` to `acc`, four units per step; `x = x_i | x_j << 16`.
@@ -146,12 +268,111 @@ pub mod portable {
     }
 }
 
-pub use portable::{pkhbt, pkhtb, smlad, sxtb16, sxtb16_ror8};
+pub use portable::{pkhbt, pkhtb, rev16, smlad, sxtb16, sxtb16_ror8};
+
+#[cfg(all(target_arch = "arm", feature = "dsp"))]
+use ops::paired_sums;
+#[cfg(not(all(target_arch = "arm", feature = "dsp")))]
+use portable::paired_sums;
 
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
 use ops::add_pair;
 #[cfg(not(all(target_arch = "arm", feature = "dsp")))]
 use portable::add_pair;
+
+/// Entries a pair list can hold: every pixel pair of an image.
+const PAIRS: usize = INPUT / 2;
+
+/// Room for a [`PairList`]: an entry per pixel pair and the end mark.
+#[derive(Debug)]
+pub struct PairSlots([[u32; 2]; PAIRS + 1]);
+
+impl PairSlots {
+    /// Zeroed slots.
+    pub const fn new() -> Self {
+        PairSlots([[0; 2]; PAIRS + 1])
+    }
+
+    /// Bytes of the slots.
+    pub const BYTES: usize = 8 * (PAIRS + 1);
+}
+
+impl Default for PairSlots {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The inked pixel pairs of one image for [`PairList::block`], over a paired weight layout
+/// of `stride` bytes per pair ([`crate::paired`]). Its invariants, which make the `asm!`
+/// kernel's reads safe: the entries are followed by one with `x == 0`; every entry's
+/// offset is `pair · stride` for a pair inside `weights`; `weights` starts word-aligned and
+/// `stride` is a multiple of 16.
+#[derive(Debug)]
+pub struct PairList<'a> {
+    slots: &'a mut [[u32; 2]; PAIRS + 1],
+    len: usize,
+    weights: &'a [u8],
+    stride: usize,
+    /// Pairs in `weights`.
+    pairs: usize,
+}
+
+impl<'a> PairList<'a> {
+    /// An empty list over `weights`, `stride` bytes per pair; `None` unless `weights` is
+    /// word-aligned and a whole number of pairs, and `stride` a multiple of 16.
+    pub fn new(slots: &'a mut PairSlots, weights: &'a [u8], stride: usize) -> Option<Self> {
+        let fits = stride > 0
+            && stride.is_multiple_of(16)
+            && weights.len().is_multiple_of(stride)
+            && (weights.as_ptr() as usize).is_multiple_of(4);
+        fits.then(|| {
+            slots.0[0] = [0, 0];
+            PairList {
+                slots: &mut slots.0,
+                len: 0,
+                weights,
+                stride,
+                pairs: weights.len() / stride,
+            }
+        })
+    }
+
+    /// Adds pair `pair` with pixel values `x` (first pixel in the low half); `false` (and
+    /// nothing added) if `x` is 0, the pair is outside the weights, or the list is full.
+    #[inline(always)]
+    pub fn push(&mut self, pair: usize, x: u32) -> bool {
+        if x == 0 || pair >= self.pairs || self.len == PAIRS {
+            return false;
+        }
+        self.slots[self.len] = [(pair * self.stride) as u32, x];
+        self.len += 1;
+        true
+    }
+
+    /// Pairs in the list.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the list holds no pair.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The sums of every block of 8 units (16 bytes of each pair's `stride`) over the
+    /// listed pairs into `out` ([`portable::paired_sums`]), one block per 8 sums; `false`
+    /// (nothing written) unless `out` holds a whole number of blocks within the stride.
+    #[inline(always)]
+    pub fn sums(&mut self, out: &mut [i32]) -> bool {
+        let fits = out.len().is_multiple_of(8) && 2 * out.len() <= self.stride;
+        if fits {
+            self.slots[self.len] = [0, 0];
+            paired_sums(&self.slots[..=self.len], self.weights, out);
+        }
+        fits
+    }
+}
 
 /// The inked pixels of an input and their weight rows, in pixel order, handed one by one to
 /// a callback: what the first layer adds up. [`crate::quant::QView::inked_rows`] provides
@@ -200,7 +421,7 @@ pub fn first_layer<'w>(rows: impl InkedRows<'w>, acc: &mut [i32]) -> Option<usiz
 mod tests {
     use super::portable::*;
     use super::*;
-    use crate::mlp::INPUT;
+
     use crate::rng::Rng;
 
     #[test]
@@ -216,6 +437,31 @@ mod tests {
             i32::MIN,
             "wraps like the instruction"
         );
+        assert_eq!(rev16(0x1122_3344), 0x2211_4433);
+    }
+
+    #[test]
+    fn a_pair_list_keeps_its_entries_inside_its_weights() {
+        let words = [0u32; 16];
+        let weights: &[u8] = bytemuck::cast_slice(&words);
+        let mut slots = PairSlots::new();
+        // A stride not a multiple of 16, weights not whole pairs, or not word-aligned.
+        assert!(PairList::new(&mut slots, weights, 24).is_none());
+        assert!(PairList::new(&mut slots, &weights[..48], 32).is_none());
+        assert!(PairList::new(&mut slots, &weights[1..33], 32).is_none());
+        let mut list = PairList::new(&mut slots, weights, 32).unwrap();
+        assert!(list.push(1, 7));
+        assert!(!list.push(2, 7), "pair 2 is outside two pairs of weights");
+        assert!(!list.push(0, 0), "a blank pair is not listed");
+        assert_eq!(list.len(), 1);
+        let mut sums = [7i32; 16];
+        assert!(list.sums(&mut sums));
+        assert_eq!(sums, [0; 16], "zero weights");
+        assert!(
+            !list.sums(&mut [0; 24]),
+            "a third block is outside a 32-byte stride"
+        );
+        assert!(!list.sums(&mut [0; 12]), "not whole blocks");
     }
 
     /// The inked pixels' values and rows of `w1` (every pixel has a row).

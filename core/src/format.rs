@@ -420,13 +420,18 @@ pub fn encode<const H: usize>(
 
 /// Reads only the format version, e.g. to say which pismo wrote a file.
 pub fn peek_version(bytes: &[u8]) -> Result<u16, FormatError> {
+    peek_version_as(bytes, MAGIC)
+}
+
+/// The format version of a file that starts with `magic`.
+fn peek_version_as(bytes: &[u8], magic: [u8; 8]) -> Result<u16, FormatError> {
     if bytes.len() < HEADER {
         return Err(FormatError::Truncated {
             needed: HEADER,
             have: bytes.len(),
         });
     }
-    if bytes[..8] != MAGIC {
+    if bytes[..8] != magic {
         return Err(FormatError::NotAModel);
     }
     Ok(u16::from_le_bytes([bytes[8], bytes[9]]))
@@ -434,7 +439,29 @@ pub fn peek_version(bytes: &[u8]) -> Result<u16, FormatError> {
 
 /// Decodes and checks a model file, borrowing metadata strings and tensors from `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
-    let version = peek_version(bytes)?;
+    decode_as(bytes, MAGIC)
+}
+
+/// Gives the file in `buf` (a whole model file, its tensors rewritten in place) the magic
+/// `magic` and a checksum of its new bytes: how [`crate::paired`] makes a firmware image
+/// that [`decode`] refuses and [`decode_as`] with that magic checks like a model file.
+pub(crate) fn reseal(buf: &mut [u8], magic: [u8; 8]) {
+    let end = buf.len() - TRAILER;
+    buf[..8].copy_from_slice(&magic);
+    let crc = crc32(&buf[..end]);
+    buf[end..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The length a file's header gives it (header, body and checksum); `None` without a header.
+pub(crate) fn stated_len(bytes: &[u8]) -> Option<usize> {
+    let n = bytes.get(10..14)?;
+    let body = u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize;
+    Some((HEADER + TRAILER).saturating_add(body))
+}
+
+/// [`decode`] of a file that starts with `magic` in place of [`MAGIC`].
+pub(crate) fn decode_as(bytes: &[u8], magic: [u8; 8]) -> Result<Model<'_>, FormatError> {
+    let version = peek_version_as(bytes, magic)?;
     if version == 0 || version > FORMAT_VERSION {
         return Err(FormatError::UnsupportedVersion {
             found: version,

@@ -45,6 +45,7 @@ pub mod format;
 pub mod hyper;
 pub mod idx;
 pub mod mlp;
+pub mod paired;
 pub mod preprocess;
 pub mod quant;
 pub mod rng;

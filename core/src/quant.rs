@@ -4,6 +4,9 @@
 //! input weights `w1[·][h]` get `s1[h] = max_i |w1[i][h]| / 127` and become
 //! `q1[i][h] = round(w1[i][h] / s1[h])` in `-127..=127`; output `k`'s weights likewise with
 //! `s2[k]`. Biases stay `f32` (a Cortex-M4F has an FPU; they are 1 % of the parameters).
+//! A first layer may be quantized to 7 bits instead ([`FirstLayer::Int7`]: `/ 63`, in
+//! `-63..=63`), which the firmware's paired kernel needs ([`crate::paired`]); the file
+//! format is the same, and [`QView::first_layer_kind`] tells the two apart by the weights.
 //!
 //! **Inference** (`QView::logits`), per image (deskewed first if the model says so,
 //! [`crate::deskew`]):
@@ -146,38 +149,81 @@ impl<'v> InkedRows<'v> for Inked<'v, '_> {
     }
 }
 
-fn scale_of(max_abs: f32) -> f32 {
+/// The integer range of a first layer's weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstLayer {
+    /// `-127..=127`: every int8 model pismo made before 7-bit layers existed.
+    Int8,
+    /// `-63..=63`: the paired DSP kernel adds `64` and reads bytes as 7-bit unsigned
+    /// ([`crate::paired`]).
+    Int7,
+}
+
+impl FirstLayer {
+    /// The largest weight magnitude.
+    pub const fn max(self) -> i8 {
+        match self {
+            FirstLayer::Int8 => 127,
+            FirstLayer::Int7 => 63,
+        }
+    }
+
+    /// Bits per weight, sign included.
+    pub const fn bits(self) -> u8 {
+        match self {
+            FirstLayer::Int8 => 8,
+            FirstLayer::Int7 => 7,
+        }
+    }
+
+    /// The kind of a first layer whose largest weight magnitude is `max_abs`: a layer
+    /// quantized to 8 bits has a weight of magnitude 127 in every unit that is not all zero,
+    /// so one within `-63..=63` was quantized to 7 (or is all zeros, which both kinds hold).
+    pub fn of_max_abs(max_abs: u8) -> Self {
+        if max_abs <= FirstLayer::Int7.max() as u8 {
+            FirstLayer::Int7
+        } else {
+            FirstLayer::Int8
+        }
+    }
+}
+
+fn scale_of(max_abs: f32, levels: i8) -> f32 {
     if max_abs > 0.0 {
-        max_abs / 127.0
+        max_abs / f32::from(levels)
     } else {
         1.0
     }
 }
 
-fn q(v: f32, scale: f32) -> i8 {
-    libm::roundf(v / scale).clamp(-127.0, 127.0) as i8
+fn q(v: f32, scale: f32, levels: i8) -> i8 {
+    let levels = f32::from(levels);
+    libm::roundf(v / scale).clamp(-levels, levels) as i8
 }
 
-/// Quantizes `m` into `out`; `act_scale` is the calibrated hidden activation scale.
-pub fn quantize<const H: usize>(m: &Mlp<H>, act_scale: f32, out: &mut QMlp<H>) {
+/// Quantizes `m` into `out`, its first layer to the range of `first`; `act_scale` is the
+/// calibrated hidden activation scale.
+pub fn quantize<const H: usize>(m: &Mlp<H>, act_scale: f32, first: FirstLayer, out: &mut QMlp<H>) {
+    let levels = first.max();
     for h in 0..H {
         let max =
             m.w1.iter()
                 .fold(0.0f32, |acc, row| acc.max(libm::fabsf(row[h])));
-        out.s1[h] = scale_of(max);
+        out.s1[h] = scale_of(max, levels);
     }
     for (qrow, row) in out.w1.iter_mut().zip(&m.w1) {
         for h in 0..H {
-            qrow[h] = q(row[h], out.s1[h]);
+            qrow[h] = q(row[h], out.s1[h], levels);
         }
     }
+    let levels = FirstLayer::Int8.max();
     for k in 0..CLASSES {
         let max = m.w2[k]
             .iter()
             .fold(0.0f32, |acc, &w| acc.max(libm::fabsf(w)));
-        out.s2[k] = scale_of(max);
+        out.s2[k] = scale_of(max, levels);
         for h in 0..H {
-            out.w2[k][h] = q(m.w2[k][h], out.s2[k]);
+            out.w2[k][h] = q(m.w2[k][h], out.s2[k], levels);
         }
     }
     out.b1 = m.b1;
@@ -206,11 +252,13 @@ pub struct QView<'a> {
 }
 
 /// Working memory of one inference: an `i32` accumulator and a `u8` activation per hidden
-/// unit, for up to `H` units.
+/// unit, for up to `H` units, and the list of inked pixel pairs of the firmware's paired
+/// first layer ([`crate::paired`]).
 #[derive(Debug)]
 pub struct Work<const H: usize> {
-    acc: [i32; H],
-    hid: [u8; H],
+    pub(crate) acc: [i32; H],
+    pub(crate) hid: [u8; H],
+    pub(crate) pairs: crate::dsp::PairSlots,
 }
 
 impl<const H: usize> Work<H> {
@@ -219,11 +267,12 @@ impl<const H: usize> Work<H> {
         Work {
             acc: [0; H],
             hid: [0; H],
+            pairs: crate::dsp::PairSlots::new(),
         }
     }
 
     /// Bytes of working memory.
-    pub const BYTES: usize = 5 * H;
+    pub const BYTES: usize = 5 * H + crate::dsp::PairSlots::BYTES;
 }
 
 impl<const H: usize> Default for Work<H> {
@@ -329,6 +378,12 @@ impl<'a> QView<'a> {
         self.hidden
     }
 
+    /// The range its first layer was quantized to ([`FirstLayer::of_max_abs`]).
+    pub fn first_layer_kind(&self) -> FirstLayer {
+        let max = self.w1.iter().map(|&b| (b as i8).unsigned_abs()).max();
+        FirstLayer::of_max_abs(max.unwrap_or(0))
+    }
+
     /// Multiply-accumulates of one dense inference (one per weight: 784·H + H·10 unpruned).
     pub fn macs(&self) -> usize {
         self.w1.len() + self.w2.len()
@@ -430,8 +485,15 @@ impl<'a> QView<'a> {
         x: &[u8; INPUT],
         work: &mut Work<W>,
     ) -> Option<[f32; CLASSES]> {
-        let h = self.hidden;
         self.first_layer(x, work)?;
+        Some(self.output(work))
+    }
+
+    /// Steps 3 and 4 of the module doc: the raw scores from the first layer's sums in
+    /// `work`, which holds at least [`Self::hidden_size`] units.
+    #[inline(always)]
+    pub(crate) fn output<const W: usize>(&self, work: &mut Work<W>) -> [f32; CLASSES] {
+        let h = self.hidden;
         let acc = &work.acc[..h];
         let hid = &mut work.hid[..h];
         for (j, (out, &a)) in hid.iter_mut().zip(acc.iter()).enumerate() {
@@ -448,7 +510,7 @@ impl<'a> QView<'a> {
             }
             *zk = acc2 as f32 * f32_at(self.s2, k) * self.act_scale + f32_at(self.b2, k);
         }
-        Some(z)
+        z
     }
 }
 
@@ -505,7 +567,7 @@ mod tests {
             let z = crate::mlp::naive::hidden_pre(&m, &x.map(|b| b as f32 / 255.0));
             max_act = z.iter().fold(max_act, |a, &v| a.max(v));
         }
-        quantize(&m, max_act / 255.0, &mut qm);
+        quantize(&m, max_act / 255.0, FirstLayer::Int8, &mut qm);
         let mut work = Work::<H>::new();
         let mut agree = 0;
         for x in &xs {
@@ -525,7 +587,7 @@ mod tests {
             .view()
             .dequantize(&mut *std::boxed::Box::new(Mlp::<16>::zeroed())));
         let mut again: std::boxed::Box<QMlp<H>> = std::boxed::Box::new(QMlp::zeroed());
-        quantize(&back, qm.act_scale, &mut again);
+        quantize(&back, qm.act_scale, FirstLayer::Int8, &mut again);
         assert_eq!(again.w1, qm.w1);
         assert_eq!(again.w2, qm.w2);
         // Too little working memory is refused, not a panic.

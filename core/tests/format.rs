@@ -229,10 +229,10 @@ fn frozen_v1_fixture_still_decodes() {
 
 #[test]
 fn int8_round_trip_borrows_and_refuses_a_bad_scale() {
-    use pismo_core::quant::{quantize, QMlp};
+    use pismo_core::quant::{quantize, FirstLayer, QMlp};
     let m = model(1);
     let mut q: Box<QMlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
-    quantize(&m, 0.05, &mut q);
+    quantize(&m, 0.05, FirstLayer::Int8, &mut q);
     let view = q.view();
     let mut buf = vec![0u8; format::encoded_len_int8(&meta(), &view)];
     let n = format::encode_int8(&meta(), &view, &mut buf).unwrap();
@@ -255,7 +255,7 @@ fn int8_round_trip_borrows_and_refuses_a_bad_scale() {
 
 #[test]
 fn the_deskew_flag_round_trips_in_f32_and_int8_files() {
-    use pismo_core::quant::{quantize, QMlp};
+    use pismo_core::quant::{quantize, FirstLayer, QMlp};
     let m = model(1);
     let on = Meta {
         deskew: true,
@@ -277,7 +277,7 @@ fn the_deskew_flag_round_trips_in_f32_and_int8_files() {
     assert_eq!(off[10..flag], bytes[10..flag]);
 
     let mut q: Box<QMlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
-    quantize(&m, 0.05, &mut q);
+    quantize(&m, 0.05, FirstLayer::Int8, &mut q);
     let view = q.view();
     let mut buf = vec![0u8; format::encoded_len_int8(&on, &view)];
     format::encode_int8(&on, &view, &mut buf).unwrap();
@@ -322,9 +322,9 @@ fn frozen_v2_fixture_still_decodes() {
 /// Model `seed`'s int8 copy keeping the first-layer rows of the pixels in the middle 20x20 of
 /// the image only: the dense copy with the other rows zeroed, and the pruned file's bytes.
 fn pruned_int8(seed: u64) -> (Box<pismo_core::quant::QMlp<H>>, Vec<u8>) {
-    use pismo_core::quant::{quantize, QMlp, QView, KEPT_BYTES};
+    use pismo_core::quant::{quantize, FirstLayer, QMlp, QView, KEPT_BYTES};
     let mut q: Box<QMlp<H>> = Box::new(bytemuck::Zeroable::zeroed());
-    quantize(&model(seed), 0.05, &mut q);
+    quantize(&model(seed), 0.05, FirstLayer::Int8, &mut q);
     let keep = |i: usize| (4..24).contains(&(i / 28)) && (4..24).contains(&(i % 28));
     let mut kept = [0u8; KEPT_BYTES];
     let mut w1 = Vec::new();

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use pismo_core::mlp::INPUT;
+use pismo_core::quant::FirstLayer;
 use pismo_digits::mnist::{self, Split};
 use pismo_engine::model::AnyMlp;
 use pismo_storage::registry::{Entry, ModelId, OwnedMeta, Registry};
@@ -170,6 +171,10 @@ struct Quantize {
     /// training images, as the model sees them (a smaller file for a small flash; e.g. 120)
     #[argh(option)]
     prune_rare: Option<usize>,
+    /// bits of the first layer's weights: 8 (default), or 7, which the firmware's paired
+    /// DSP kernel needs (scripts/firmware-sim)
+    #[argh(option, default = "8", from_str_fn(first_layer_bits))]
+    first_layer_bits: u8,
     /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
     #[argh(option)]
     data: Option<PathBuf>,
@@ -282,6 +287,15 @@ fn export(a: Export) -> Result<(), CliError> {
     crate::out_result(a.json, &value, &text)
 }
 
+/// `--first-layer-bits`: 7 or 8.
+fn first_layer_bits(value: &str) -> Result<u8, String> {
+    match value {
+        "7" => Ok(7),
+        "8" => Ok(8),
+        _ => Err(format!("{value:?} is not 7 or 8")),
+    }
+}
+
 fn quantize(a: Quantize) -> Result<(), CliError> {
     let registry = crate::places::registry(&a.registry, &a.store)?;
     let (parent_id, bytes) = registry.load(Some(&a.model))?;
@@ -297,7 +311,12 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
     let dir = crate::places::data_dir(&a.data);
     let train =
         mnist::load_split(&dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
-    let q = quantized::int8_copy(&model, &train, a.prune_rare).ok_or_else(already_int8)?;
+    let first = if a.first_layer_bits == 7 {
+        FirstLayer::Int7
+    } else {
+        FirstLayer::Int8
+    };
+    let q = quantized::int8_copy(&model, &train, first, a.prune_rare).ok_or_else(already_int8)?;
     let kept_pixels = q.int8_view().map(|v| v.input_pixels());
     if kept_pixels == Some(0) {
         return Err(CliError::Failed(format!(
@@ -326,7 +345,7 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
         let v = serde_json::json!({
             "model": id.to_string(), "parent": parent, "bytes": size,
             "test_accuracy": test_accuracy, "parent_test_accuracy": parent_accuracy,
-            "kept_pixels": kept_pixels,
+            "kept_pixels": kept_pixels, "first_layer_bits": first.bits(),
         });
         return crate::out_line(&v.to_string());
     }

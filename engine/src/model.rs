@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use crate::boxed_zeroed;
 use pismo_core::format::{self, FormatError, Meta};
 use pismo_core::mlp::{Mlp, CLASSES, INPUT};
-use pismo_core::quant::{self, QMlp, QView, Work};
+use pismo_core::quant::{self, FirstLayer, QMlp, QView, Work};
 
 /// Calls a generic function with the const hidden size matching a run-time value:
 /// `with_hidden!(hidden, H => body)` runs `body` with `const H: usize` in scope, and evaluates
@@ -384,12 +384,12 @@ impl AnyMlp {
 
     /// The int8 quantization of this f32 model, its hidden activation scale calibrated on
     /// `calibration` images: the 99.99th percentile of the hidden activations maps to 255.
-    /// `None` for a model that is already int8.
-    pub fn quantize(&self, calibration: &[[u8; INPUT]]) -> Option<AnyMlp> {
+    /// Its first layer gets the range of `first`. `None` for a model that is already int8.
+    pub fn quantize(&self, calibration: &[[u8; INPUT]], first: FirstLayer) -> Option<AnyMlp> {
         let calibration = model_inputs(calibration, self.deskew);
         let weights = match &self.weights {
             Weights::Int8(_) => return None,
-            f => each!(f, m => quantize_h(m, &calibration)),
+            f => each!(f, m => quantize_h(m, &calibration, first)),
         };
         Some(AnyMlp {
             weights,
@@ -489,7 +489,11 @@ pub fn model_inputs(images: &[[u8; INPUT]], deskew: bool) -> Cow<'_, [[u8; INPUT
     }
 }
 
-fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> Weights {
+fn quantize_h<const H: usize>(
+    m: &Mlp<H>,
+    calibration: &[[u8; INPUT]],
+    first: FirstLayer,
+) -> Weights {
     let mut acts: Vec<f32> = Vec::with_capacity(calibration.len() * H);
     let mut x = pismo_core::mlp::Sparse::new();
     let mut z = [0.0f32; H];
@@ -506,7 +510,7 @@ fn quantize_h<const H: usize>(m: &Mlp<H>, calibration: &[[u8; INPUT]]) -> Weight
         *acts.select_nth_unstable_by(rank, f32::total_cmp).1
     };
     let mut q: Box<QMlp<H>> = boxed_zeroed();
-    quant::quantize(m, top / 255.0, &mut q);
+    quant::quantize(m, top / 255.0, first, &mut q);
     Weights::Int8(Box::new(QOwned::from_view(&q.view())))
 }
 
@@ -594,8 +598,10 @@ mod tests {
         // Quantizing keeps the flag, calibrates on deskewed images and deskews on the device
         // path; the file keeps it too.
         let calibration: Vec<[u8; INPUT]> = (0..4).map(|_| bytes).collect();
-        let q = deskewing.quantize(&calibration).unwrap();
-        let q_plain = plain.quantize(&deskew_all(&calibration)).unwrap();
+        let q = deskewing.quantize(&calibration, FirstLayer::Int8).unwrap();
+        let q_plain = plain
+            .quantize(&deskew_all(&calibration), FirstLayer::Int8)
+            .unwrap();
         assert!(q.deskew());
         assert_eq!(
             q.evaluate(&[bytes], &label, 1),
@@ -677,7 +683,7 @@ mod tests {
             AnyMlp::committee(&[&a, &skewed]).unwrap_err(),
             CommitteeError::Deskew
         );
-        let q = a.quantize(&[[128u8; INPUT]]).unwrap();
+        let q = a.quantize(&[[128u8; INPUT]], FirstLayer::Int8).unwrap();
         assert_eq!(
             AnyMlp::committee(&[&a, &q]).unwrap_err(),
             CommitteeError::Int8

@@ -67,7 +67,7 @@ pub fn dense_w1<'a>(view: &QView<'a>) -> Cow<'a, [u8]> {
 mod tests {
     use super::*;
     use pismo_core::mlp::Mlp;
-    use pismo_core::quant::kept_rows;
+    use pismo_core::quant::{kept_rows, FirstLayer};
     use pismo_core::rng::Rng;
 
     use crate::model::IntoAny;
@@ -79,7 +79,7 @@ mod tests {
         let images: Vec<[u8; INPUT]> = (0..40)
             .map(|k| std::array::from_fn(|i| if (i + k) % 7 == 0 && i > 100 { 200 } else { 0 }))
             .collect();
-        let dense = m.into_any().quantize(&images).unwrap();
+        let dense = m.into_any().quantize(&images, FirstLayer::Int8).unwrap();
         // Pixels 0..=100 are never inked: dropped; the rest kept.
         let kept = inked_pixels(&images, false, 0);
         assert_eq!(kept_rows(&kept), Some(INPUT - 101));

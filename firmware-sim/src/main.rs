@@ -18,14 +18,32 @@ use core::fmt::Write;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio, nr, syscall};
 use pismo_core::decimal::fixed;
-use pismo_core::device::{self, Answer, FrameError, Link};
+use pismo_core::device::{self, Answer, FrameError, Link, Network};
 use pismo_core::mlp::INPUT;
-use pismo_core::quant::{QView, Work};
+use pismo_core::quant::Work;
 
 include!(concat!(env!("OUT_DIR"), "/board.rs"));
 
-/// The model file, in flash.
-static MODEL: &[u8] = include_bytes!(env!("PISMO_FW_MODEL_PATH"));
+/// Bytes at a word-aligned address.
+#[repr(C, align(4))]
+struct Aligned<B: ?Sized>(B);
+
+/// The model in flash: a model file, or (`pismo_paired`, set by build.rs for a model with a
+/// 7-bit first layer) its paired image (`pismo_core::paired`), whose first layer the LDRDs
+/// of the paired kernel read, hence word-aligned.
+static MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("PISMO_FW_MODEL_PATH")));
+
+/// Checks the embedded model and borrows it in place.
+#[cfg(pismo_paired)]
+fn start() -> Result<impl Network, device::StartError> {
+    device::start_paired(&MODEL.0)
+}
+
+/// Checks the embedded model and borrows it in place.
+#[cfg(not(pismo_paired))]
+fn start() -> Result<impl Network, device::StartError> {
+    device::start(&MODEL.0)
+}
 
 /// Cycles per measured instruction of the latency estimate (`firmware-sim/README.md`,
 /// "Latency"): the first layer's loop, 16 instructions, takes about 27 cycles by the
@@ -175,7 +193,7 @@ fn main() -> ! {
         Ok(o) => o,
         Err(()) => exit(debug::EXIT_FAILURE),
     };
-    let model = match device::start(MODEL) {
+    let model = match start() {
         Ok(q) => q,
         Err(e) => fail(&mut out, format_args!("{e} ({MODEL_FILE})")),
     };
@@ -266,11 +284,10 @@ impl Counts {
     /// [`device::answer`], timed into these counts, with the first layer alone timed again
     /// on the input the network saw: the `infer` of [`device::serve_with`] (a closure as
     /// before it was a step of its own, so the timed code compiles as it did).
-    fn timed(
+    fn timed<N: Network>(
         &mut self,
-    ) -> impl FnMut(&QView<'_>, &[u8; INPUT], &mut Work<HIDDEN>) -> Result<Answer, FrameError> + '_
-    {
-        |model: &QView<'_>, image: &[u8; INPUT], work: &mut Work<HIDDEN>| {
+    ) -> impl FnMut(&N, &[u8; INPUT], &mut Work<HIDDEN>) -> Result<Answer, FrameError> + '_ {
+        |model: &N, image: &[u8; INPUT], work: &mut Work<HIDDEN>| {
             let a = now();
             let answer = device::answer(model, image, work);
             let b = now();
@@ -300,7 +317,7 @@ impl Counts {
 #[inline(always)]
 fn report(
     out: &mut hio::HostStream,
-    model: &QView<'_>,
+    model: &impl Network,
     tally: &device::Tally,
     counts: &Counts,
     clock: &Clock,
@@ -332,7 +349,8 @@ fn report(
         "pismo firmware-sim report
 board                {BOARD} ({BOARD_WHAT}): {FLASH_BYTES} B flash, {RAM_BYTES} B RAM
 model                {MODEL_FILE}: 784-{h}-10 int8
-model flash bytes    {} (file; weights and scales read in place: {})
+first layer kernel   {KERNEL}
+model flash bytes    {} (embedded; weights and scales read in place: {})
 total flash bytes    {flash_used} ({} % of the board)
 static RAM bytes     {static_ram} (working memory {} + frame buffer {INPUT})
 peak stack bytes     {stack} (stack painting)
@@ -345,7 +363,7 @@ instructions         {} per inference on average, {} at most (QEMU icount, over 
 first layer          {} instructions on average, {} at most: {} per executed MAC ({} inked pixels x {h})
 per executed MAC     {} instructions (whole inference)
 latency estimate     {} us per image at {CLOCK_MHZ} MHz, at least {} (estimate: {} cycles per measured instruction, floor 1; not QEMU time)",
-        MODEL.len(),
+        MODEL.0.len(),
         model.weight_bytes(),
         fixed(100.0 * flash_used as f32 / FLASH_BYTES as f32, 1),
         Work::<HIDDEN>::BYTES,

@@ -7,6 +7,7 @@
 
 use pismo_core::format::Meta;
 use pismo_core::hyper::Metrics;
+use pismo_core::quant::FirstLayer;
 use pismo_digits::mnist::Dataset;
 use pismo_engine::model::{calibration_images, AnyMlp};
 use pismo_engine::prune;
@@ -14,12 +15,18 @@ use pismo_engine::tally::Tally;
 
 use crate::session::ModelMeta;
 
-/// `parent`'s int8 copy ([`AnyMlp::quantize`]), calibrated on the [`calibration_images`] of
-/// the MNIST training file `training`; `None` for a parent that is already int8. With
-/// `prune_rare: Some(n)`, its first layer keeps only the rows of the pixels inked in more
-/// than `n` of `training`'s images as the parent sees them ([`prune`]).
-pub fn int8_copy(parent: &AnyMlp, training: &Dataset, prune_rare: Option<usize>) -> Option<AnyMlp> {
-    let int8 = parent.quantize(calibration_images(&training.images))?;
+/// `parent`'s int8 copy ([`AnyMlp::quantize`]), its first layer in the range of `first`,
+/// calibrated on the [`calibration_images`] of the MNIST training file `training`; `None`
+/// for a parent that is already int8. With `prune_rare: Some(n)`, its first layer keeps only
+/// the rows of the pixels inked in more than `n` of `training`'s images as the parent sees
+/// them ([`prune`]).
+pub fn int8_copy(
+    parent: &AnyMlp,
+    training: &Dataset,
+    first: FirstLayer,
+    prune_rare: Option<usize>,
+) -> Option<AnyMlp> {
+    let int8 = parent.quantize(calibration_images(&training.images), first)?;
     match prune_rare {
         None => Some(int8),
         Some(n) => prune::pruned(

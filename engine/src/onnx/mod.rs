@@ -243,6 +243,7 @@ mod tests {
     use crate::boxed_zeroed;
     use crate::model::IntoAny;
     use pismo_core::mlp::Mlp;
+    use pismo_core::quant::FirstLayer;
     use pismo_core::rng::Rng;
 
     fn model() -> AnyMlp {
@@ -275,7 +276,10 @@ mod tests {
     #[test]
     fn int8_models_export_their_integer_weights_and_deskewing_models_deskew() {
         let images = [[128u8; INPUT]; 4];
-        let q = model().with_deskew(true).quantize(&images).unwrap();
+        let q = model()
+            .with_deskew(true)
+            .quantize(&images, FirstLayer::Int8)
+            .unwrap();
         let file = export(&q, "t-int8@1");
         let view = q.int8_view().unwrap();
         // q1 whole as it is; the graph is integer and deskews.

@@ -156,8 +156,9 @@ impl Adapter<'_> {
     }
 
     /// `base` (the base as f32) moved `blend` of the way to `tuned`, in the base's kind: an
-    /// int8 base gets an int8 model, quantized as `pismo models quantize` does, and pruned
-    /// to the base's pixels if the base is pruned ([`pismo_engine::prune`]).
+    /// int8 base gets an int8 model, quantized as `pismo models quantize` does (its first
+    /// layer to the base's 7 or 8 bits), and pruned to the base's pixels if the base is
+    /// pruned ([`pismo_engine::prune`]).
     fn finish(&self, base: &AnyMlp, tuned: &AnyMlp, blend: f32) -> AnyMlp {
         let model = base
             .blended_toward(tuned, blend)
@@ -166,7 +167,7 @@ impl Adapter<'_> {
             return model;
         };
         let int8 = model
-            .quantize(self.calibration)
+            .quantize(self.calibration, base_view.first_layer_kind())
             .expect("an f32 model quantizes");
         match <&[u8; KEPT_BYTES]>::try_from(base_view.kept()) {
             Ok(kept) => prune::pruned(&int8, kept).expect("an int8 model prunes"),
