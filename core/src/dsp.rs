@@ -158,6 +158,82 @@ mod ops {
         ".size pismo_paired_sums, . - pismo_paired_sums",
     );
 
+    // `pismo_pair_scan(x, list, ranks, stride) -> entries`: AAPCS; r0 = the image (784
+    // bytes, read a word at a time, unaligned), r1 = the list to write (room for 392
+    // entries), r2 = the 196 rank words ([`super::PairRanks`]), r3 = the bytes per pair.
+    // For each word with ink, for each of its two pixel pairs that is kept and inked, writes
+    // `[rank · stride, x_a | x_b << 16]`. Returns the entries written.
+    core::arch::global_asm!(
+        ".section .text.pismo_pair_scan,\"ax\",%progbits",
+        ".global pismo_pair_scan",
+        ".type pismo_pair_scan,%function",
+        ".syntax unified",
+        ".thumb_func",
+        ".p2align 2",
+        "pismo_pair_scan:",
+        "push {{r4-r8, lr}}",
+        "mov r12, r1",
+        "movs r5, #196",
+        "1:",
+        "ldr r4, [r0], #4",
+        "cbnz r4, 3f",
+        "2:",
+        "subs r5, #1",
+        "bne 1b",
+        "sub r0, r12, r1",
+        "lsrs r0, r0, #3",
+        "pop {{r4-r8, pc}}",
+        "3:",
+        // The word's rank entry: rsb gives its index, 196 - r5.
+        "rsb r6, r5, #196",
+        "ldrh r6, [r2, r6, lsl #1]",
+        "ubfx r7, r6, #0, #14",
+        "mul r7, r7, r3",
+        "tst r6, #0x4000",
+        "beq 4f",
+        "lsls r8, r4, #16",
+        "beq 5f",
+        "uxtb r8, r4",
+        "ubfx lr, r4, #8, #8",
+        "orr r8, r8, lr, lsl #16",
+        "strd r7, r8, [r12], #8",
+        "5:",
+        "add r7, r7, r3",
+        "4:",
+        "tst r6, #0x8000",
+        "beq 2b",
+        "lsrs r8, r4, #16",
+        "beq 2b",
+        "uxtb r8, r8",
+        "lsrs lr, r4, #24",
+        "orr r8, r8, lr, lsl #16",
+        "strd r7, r8, [r12], #8",
+        "b 2b",
+        ".size pismo_pair_scan, . - pismo_pair_scan",
+    );
+
+    extern "C" {
+        fn pismo_pair_scan(
+            x: *const u8,
+            list: *mut [u32; 2],
+            ranks: *const u16,
+            stride: usize,
+        ) -> usize;
+    }
+
+    /// See [`super::portable::pair_scan`]; the arguments are a [`super::PairList`]'s.
+    #[inline(always)]
+    pub fn pair_scan(
+        x: &[u8; super::INPUT],
+        ranks: &[u16; super::WORDS],
+        stride: usize,
+        list: &mut [[u32; 2]; super::PAIRS + 1],
+    ) -> usize {
+        // SAFETY: reads the 784 bytes of `x` and the 196 entries of `ranks`; writes at most
+        // two entries per word of `x`, 392 in all, within `list` (393 entries). Keeps AAPCS.
+        unsafe { pismo_pair_scan(x.as_ptr(), list.as_mut_ptr(), ranks.as_ptr(), stride) }
+    }
+
     extern "C" {
         fn pismo_paired_sums(
             list: *const [u32; 2],
@@ -229,6 +305,34 @@ pub mod portable {
         u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
 
+    /// The pair list of image `x`: for each word (four pixels, two pairs) with ink, for each
+    /// of its pairs kept (bit 14 of its rank entry for the first pair, bit 15 for the
+    /// second) and inked, the entry `[rank · stride, x_a | x_b << 16]` (`rank`: bits 0–13,
+    /// plus 1 for the second pair if the first is kept). Returns the entries written.
+    #[inline(always)]
+    pub fn pair_scan(
+        x: &[u8; super::INPUT],
+        ranks: &[u16; super::WORDS],
+        stride: usize,
+        list: &mut [[u32; 2]; super::PAIRS + 1],
+    ) -> usize {
+        let mut n = 0;
+        for (x4, &r) in x.chunks_exact(4).zip(ranks) {
+            let mut at = usize::from(r & 0x3FFF) * stride;
+            for (half, kept_bit) in [(&x4[..2], 0x4000), (&x4[2..], 0x8000)] {
+                if r & kept_bit == 0 {
+                    continue;
+                }
+                if half != [0, 0] {
+                    list[n] = [at as u32, u32::from(half[0]) | u32::from(half[1]) << 16];
+                    n += 1;
+                }
+                at += stride;
+            }
+        }
+        n
+    }
+
     /// The paired kernel: for every block `b` of `out` (8 sums each), for every entry
     /// `[offset, x]` of `list` before the first with `x == 0`, the four words at
     /// `weights[offset + 16·b..]`, each added to two sums: `SMLAD` of the word and `x` to sum
@@ -271,9 +375,9 @@ pub mod portable {
 pub use portable::{pkhbt, pkhtb, rev16, smlad, sxtb16, sxtb16_ror8};
 
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
-use ops::paired_sums;
+use ops::{pair_scan, paired_sums};
 #[cfg(not(all(target_arch = "arm", feature = "dsp")))]
-use portable::paired_sums;
+use portable::{pair_scan, paired_sums};
 
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
 use ops::add_pair;
@@ -282,6 +386,43 @@ use portable::add_pair;
 
 /// Entries a pair list can hold: every pixel pair of an image.
 const PAIRS: usize = INPUT / 2;
+
+/// Words (four pixels) of an image.
+const WORDS: usize = INPUT / 4;
+
+/// Where the kept pixel pairs of a pruned first layer are ([`crate::paired`]): for each word
+/// of the image (pixels `4g..4g + 4`, pairs `2g` and `2g + 1`), the kept pairs before it
+/// (bits 0–13) and whether its first (bit 14) and second (bit 15) pair are kept. Made only
+/// from a bitmap that keeps pixels in pairs, so its ranks and its count agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairRanks {
+    words: [u16; WORDS],
+    pairs: usize,
+}
+
+impl PairRanks {
+    /// The ranks of bitmap `kept` ([`crate::quant::KEPT_BYTES`] bytes, or empty: every
+    /// pixel); `None` unless it keeps pixels `2k` and `2k + 1` together.
+    pub fn of(kept: &[u8]) -> Option<Self> {
+        let keeps = |i: usize| crate::quant::keeps(kept, i);
+        if (0..PAIRS).any(|k| keeps(2 * k) != keeps(2 * k + 1)) {
+            return None;
+        }
+        let mut words = [0u16; WORDS];
+        let mut pairs = 0;
+        for (g, word) in words.iter_mut().enumerate() {
+            let (first, second) = (keeps(4 * g), keeps(4 * g + 2));
+            *word = pairs as u16 | u16::from(first) << 14 | u16::from(second) << 15;
+            pairs += usize::from(first) + usize::from(second);
+        }
+        Some(PairRanks { words, pairs })
+    }
+
+    /// Kept pairs.
+    pub fn pairs(&self) -> usize {
+        self.pairs
+    }
+}
 
 /// Room for a [`PairList`]: an entry per pixel pair and the end mark.
 #[derive(Debug)]
@@ -303,7 +444,7 @@ impl Default for PairSlots {
     }
 }
 
-/// The inked pixel pairs of one image for [`PairList::block`], over a paired weight layout
+/// The inked pixel pairs of one image for [`PairList::sums`], over a paired weight layout
 /// of `stride` bytes per pair ([`crate::paired`]). Its invariants, which make the `asm!`
 /// kernel's reads safe: the entries are followed by one with `x == 0`; every entry's
 /// offset is `pair · stride` for a pair inside `weights`; `weights` starts word-aligned and
@@ -348,6 +489,23 @@ impl<'a> PairList<'a> {
         self.slots[self.len] = [(pair * self.stride) as u32, x];
         self.len += 1;
         true
+    }
+
+    /// Lists the kept, inked pairs of image `x` ([`portable::pair_scan`]) after the pairs
+    /// listed so far; `false` (nothing added) unless the list is empty and `ranks` has the
+    /// list's pairs.
+    #[inline(always)]
+    pub fn scan(&mut self, x: &[u8; INPUT], ranks: &PairRanks) -> bool {
+        let fits = self.len == 0 && ranks.pairs == self.pairs;
+        if fits {
+            self.len = pair_scan(x, &ranks.words, self.stride, self.slots);
+        }
+        fits
+    }
+
+    /// The listed pairs' pixel values, `x_a | x_b << 16` each.
+    pub fn values(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots[..self.len].iter().map(|e| e[1])
     }
 
     /// Pairs in the list.

@@ -452,13 +452,6 @@ pub(crate) fn reseal(buf: &mut [u8], magic: [u8; 8]) {
     buf[end..].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The length a file's header gives it (header, body and checksum); `None` without a header.
-pub(crate) fn stated_len(bytes: &[u8]) -> Option<usize> {
-    let n = bytes.get(10..14)?;
-    let body = u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize;
-    Some((HEADER + TRAILER).saturating_add(body))
-}
-
 /// [`decode`] of a file that starts with `magic` in place of [`MAGIC`].
 pub(crate) fn decode_as(bytes: &[u8], magic: [u8; 8]) -> Result<Model<'_>, FormatError> {
     let version = peek_version_as(bytes, magic)?;

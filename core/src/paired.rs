@@ -3,17 +3,17 @@
 //! that carries it.
 //!
 //! **Why.** The plain DSP kernel ([`crate::dsp::first_layer`]) pairs inked pixels at run time
-//! and keeps the sums in RAM: 2 instructions per MAC at best. Here the pairing is fixed
-//! (consecutive rows of `w1`: pixels `2m` and `2m + 1` of the kept ones, mostly side by
-//! side in the image) and the flash holds each pair's rows interleaved, so no instruction
-//! moves weights between registers, and eight units' sums stay in registers over the whole
-//! image ([`crate::dsp::PairList::sums`]: 18 instructions per pair and 8 units).
+//! and keeps the sums in RAM: 2 instructions per MAC at best. Here the pairs are fixed: pixels
+//! `2k` and `2k + 1`, side by side in one half-word of the image, kept or dropped together
+//! (`pismo models quantize --prune-rare` prunes so). The flash holds each pair's two rows
+//! interleaved, so no instruction moves weights between registers, and eight units' sums
+//! stay in registers over the whole image ([`crate::dsp::PairList::sums`]: 18 instructions
+//! per inked pair and 8 units).
 //!
-//! **Layout.** `w1` of `R` rows of `H` bytes becomes `R / 2` pairs of `2H` bytes; pair `m`'s
-//! word `k` holds, as bytes, `a[2k], a[2k+1], b[2k], b[2k+1]`, each weight plus
-//! [`OFFSET`] (`a`, `b`: rows `2m`, `2m + 1`). A last row of an odd `R` stays as it was, after
-//! the pairs. The model's first layer must be 7-bit ([`FirstLayer::Int7`]), so that every
-//! byte is in `1..=127`.
+//! **Layout.** `w1` of `R` rows of `H` bytes (`R` even) becomes `R / 2` pairs of `2H` bytes;
+//! pair `m`'s word `k` holds, as bytes, `a[2k], a[2k+1], b[2k], b[2k+1]`, each weight plus
+//! [`OFFSET`] (`a`, `b`: rows `2m`, `2m + 1`). The model's first layer must be 7-bit
+//! ([`FirstLayer::Int7`]), so that every byte is in `1..=127`.
 //!
 //! **Arithmetic.** With `x = x_a | x_b << 16`, `SMLAD(word, x)` adds
 //! `(a₀ + 256·a₁)·x_a + (b₀ + 256·b₁)·x_b = U + 256·V` (`U`, `V`: the two units' shares; no
@@ -21,21 +21,19 @@
 //! `V + 256·U`. Over an image, wrapping in 32 bits: `S₁ = ΣU + 256·ΣV`, `S₂ = ΣV + 256·ΣU`,
 //! so `65535·ΣU = 256·S₂ − S₁`; 65535 is odd, hence invertible modulo 2³², and `ΣU < 2³²`
 //! (at most 784·127·255): `ΣU = (256·S₂ − S₁)·65535⁻¹` exactly. The unit's sum is then
-//! `ΣU − 64·Σx` over the paired pixels: the plain loop's integer, bit for bit.
+//! `ΣU − 64·Σx` over the inked pixels: the plain loop's integer, bit for bit.
 //!
 //! **Image.** [`write_image`] turns a model file into the bytes the firmware embeds: the same
 //! file with its `w1` rewritten in this layout, the magic [`IMAGE_MAGIC`] (so no model loader
 //! mistakes it for a model) and a checksum of the new bytes, after zero to three zero bytes
-//! that put `w1` on a word boundary when the image is; then the pair table: for each pair,
-//! its two pixels' indices (`u16` LE each), so that reading an image's pairs costs a load
-//! per pair rather than a walk over the kept-pixel bitmap. [`decode_image`] checks the file
-//! as [`crate::format::decode`] checks a model file (length, magic, version, CRC, shapes),
-//! that `w1` is aligned and 7-bit, and that the table is the one the bitmap gives.
+//! that put `w1` on a word boundary when the image is. [`decode_image`] checks it as
+//! [`crate::format::decode`] checks a model file (length, magic, version, CRC, shapes), and
+//! that `w1` is aligned, 7-bit and kept in pairs.
 
-use crate::dsp::PairList;
+use crate::dsp::{PairList, PairRanks};
 use crate::format::{self, FormatError, Tensors};
 use crate::mlp::{CLASSES, INPUT};
-use crate::quant::{keeps, FirstLayer, QView, Work};
+use crate::quant::{FirstLayer, QView, Work};
 
 /// First eight bytes of a paired image (after its alignment bytes).
 pub const IMAGE_MAGIC: [u8; 8] = *b"PISMOPRD";
@@ -58,6 +56,8 @@ pub enum ImageError {
     NotInt8,
     /// Its first layer has weights outside `-63..=63`.
     NotSevenBit,
+    /// Its first layer keeps a pixel without its partner (`2k`, `2k + 1`).
+    NotInPairs,
     /// Its hidden size is not a multiple of [`BLOCK`].
     Hidden(usize),
     /// `out` is smaller than the image.
@@ -72,6 +72,10 @@ impl core::fmt::Display for ImageError {
             ImageError::NotSevenBit => f.write_str(
                 "the model's first layer is 8-bit; the paired kernel needs 7 \
                  (pismo models quantize --first-layer-bits 7)",
+            ),
+            ImageError::NotInPairs => f.write_str(
+                "the model's first layer keeps a pixel without its neighbour (pruned before \
+                 pismo pruned in pairs); quantize and prune it again",
             ),
             ImageError::Hidden(h) => write!(f, "hidden size {h} is not a multiple of {BLOCK}"),
             ImageError::BufferTooSmall { needed } => write!(f, "needs a {needed}-byte buffer"),
@@ -88,6 +92,9 @@ fn pairable(model: &[u8]) -> Result<(QView<'_>, usize), ImageError> {
     if q.first_layer_kind() != FirstLayer::Int7 {
         return Err(ImageError::NotSevenBit);
     }
+    if PairRanks::of(q.kept()).is_none() {
+        return Err(ImageError::NotInPairs);
+    }
     if !q.hidden_size().is_multiple_of(BLOCK) {
         return Err(ImageError::Hidden(q.hidden_size()));
     }
@@ -100,60 +107,42 @@ fn padding(at: usize) -> usize {
     (4 - at % 4) % 4
 }
 
-/// Bytes of the pair table of a model with `kept` (empty: all pixels) and `rows` rows.
-fn table_len(rows: usize) -> usize {
-    4 * (rows / 2)
-}
-
-/// The kept pixels (bitmap `kept`, empty: all) two by two: the pair table's entries.
-fn pixel_pairs(kept: &[u8]) -> impl Iterator<Item = [u16; 2]> + '_ {
-    let mut pixels = (0..INPUT as u16).filter(move |&i| keeps(kept, usize::from(i)));
-    core::iter::from_fn(move || Some([pixels.next()?, pixels.next()?]))
-}
-
 /// Bytes of the paired image of `model` (a model file).
 pub fn image_len(model: &[u8]) -> Result<usize, ImageError> {
-    let (q, at) = pairable(model)?;
-    Ok(padding(at) + model.len() + table_len(q.input_pixels()))
+    let (_, at) = pairable(model)?;
+    Ok(padding(at) + model.len())
 }
 
-/// Writes the paired image of `model` (a model file with a 7-bit first layer, module doc)
-/// into `out`; returns its length.
+/// Writes the paired image of `model` (a model file with a 7-bit first layer kept in pairs,
+/// module doc) into `out`; returns its length.
 pub fn write_image(model: &[u8], out: &mut [u8]) -> Result<usize, ImageError> {
     let (q, at) = pairable(model)?;
     let pad = padding(at);
-    let needed = pad + model.len() + table_len(q.input_pixels());
+    let needed = pad + model.len();
     let out = out
         .get_mut(..needed)
         .ok_or(ImageError::BufferTooSmall { needed })?;
     out[..pad].fill(0);
-    let (file, table) = out[pad..].split_at_mut(model.len());
+    let file = &mut out[pad..];
     file.copy_from_slice(model);
     pair_rows(q.w1, q.hidden_size(), &mut file[at..at + q.w1.len()]);
     format::reseal(file, IMAGE_MAGIC);
-    for (entry, [a, b]) in table.chunks_exact_mut(4).zip(pixel_pairs(q.kept())) {
-        entry[..2].copy_from_slice(&a.to_le_bytes());
-        entry[2..].copy_from_slice(&b.to_le_bytes());
-    }
     Ok(needed)
 }
 
-/// Writes rows `w1` (`hidden` bytes each, 7-bit) in the paired layout (module doc) into
-/// `out`, of the same length.
+/// Writes rows `w1` (`hidden` bytes each, 7-bit, an even number) in the paired layout
+/// (module doc) into `out`, of the same length.
 fn pair_rows(w1: &[u8], hidden: usize, out: &mut [u8]) {
-    let stride = 2 * hidden;
-    let paired = w1.len() / stride * stride;
     let shifted = |w: u8| (i32::from(w as i8) + OFFSET) as u8;
-    for (pair, rows) in out[..paired]
-        .chunks_exact_mut(stride)
-        .zip(w1.chunks_exact(stride))
+    for (pair, rows) in out
+        .chunks_exact_mut(2 * hidden)
+        .zip(w1.chunks_exact(2 * hidden))
     {
         let (a, b) = rows.split_at(hidden);
         for (k, word) in pair.chunks_exact_mut(4).enumerate() {
             word.copy_from_slice(&[a[2 * k], a[2 * k + 1], b[2 * k], b[2 * k + 1]].map(shifted));
         }
     }
-    out[paired..].copy_from_slice(&w1[paired..]);
 }
 
 /// A paired image, checked, borrowed in place (from flash): what the firmware runs when
@@ -162,55 +151,39 @@ fn pair_rows(w1: &[u8], hidden: usize, out: &mut [u8]) {
 pub struct Paired<'a> {
     /// The model; its `w1` is in the paired layout, so only this module reads it.
     q: QView<'a>,
-    /// The pair table (module doc).
-    table: &'a [u8],
-    /// The pixel of the unpaired last row, if the rows are odd.
-    lone: Option<usize>,
+    /// Where its kept pairs are.
+    ranks: PairRanks,
 }
 
 /// Decodes and checks a paired image (module doc), borrowing it. Its `w1` must lie on a
 /// word boundary in memory: an image placed at a word-aligned address has it there.
 pub fn decode_image(bytes: &[u8]) -> Result<Paired<'_>, FormatError> {
     let pad = bytes.iter().take(3).take_while(|&&b| b == 0).count();
-    let bytes = &bytes[pad..];
-    let file_len = format::stated_len(bytes).unwrap_or(bytes.len());
-    let (file, table) = bytes.split_at(file_len.min(bytes.len()));
-    let q = match format::decode_as(file, IMAGE_MAGIC)?.tensors {
+    let q = match format::decode_as(&bytes[pad..], IMAGE_MAGIC)?.tensors {
         Tensors::I8(q) => q,
         Tensors::F32(_) => return Err(FormatError::Malformed("a paired image of f32 weights")),
     };
-    let h = q.hidden_size();
-    if !h.is_multiple_of(BLOCK) {
+    if !q.hidden_size().is_multiple_of(BLOCK) {
         return Err(FormatError::Malformed(
             "a paired image whose hidden size is not a multiple of 8",
         ));
     }
+    let Some(ranks) = PairRanks::of(q.kept()) else {
+        return Err(FormatError::Malformed(
+            "a paired image that keeps a pixel without its neighbour",
+        ));
+    };
     if !(q.w1.as_ptr() as usize).is_multiple_of(4) {
         return Err(FormatError::Malformed(
             "the paired first layer is not on a word boundary in memory",
         ));
     }
-    let paired = q.w1.len() / (2 * h) * (2 * h);
-    if q.w1[..paired].iter().any(|&b| b > 127) {
+    if q.w1.iter().any(|&b| b > 127) {
         return Err(FormatError::Malformed(
             "a paired first-layer byte above 127",
         ));
     }
-    let rows = q.input_pixels();
-    let entries = table
-        .chunks_exact(4)
-        .map(|e| [0, 2].map(|i| u16::from_le_bytes([e[i], e[i + 1]])));
-    if table.len() != table_len(rows) || !entries.eq(pixel_pairs(q.kept())) {
-        return Err(FormatError::Malformed(
-            "the pair table is not the one the kept-pixel bitmap gives",
-        ));
-    }
-    let lone = (rows % 2 == 1).then(|| (0..INPUT).rev().find(|&i| keeps(q.kept(), i)));
-    Ok(Paired {
-        q,
-        table,
-        lone: lone.flatten(),
-    })
+    Ok(Paired { q, ranks })
 }
 
 impl<'a> Paired<'a> {
@@ -262,17 +235,22 @@ impl<'a> Paired<'a> {
         if W < h {
             return None;
         }
-        let stride = 2 * h;
-        let rows = self.q.w1.len() / h;
-        let (paired, lone_row) = self.q.w1.split_at(rows / 2 * stride);
         let Work { acc, pairs, .. } = work;
-        let mut list = PairList::new(pairs, paired, stride)?;
-        let scan = scan(self.table, x, &mut list);
-        let shift = OFFSET.wrapping_mul(scan.paired_sum as i32);
+        let mut list = PairList::new(pairs, self.q.w1, 2 * h)?;
+        if !list.scan(x, &self.ranks) {
+            return None;
+        }
+        let (mut ink, mut sum) = (0, 0u32);
+        for v in list.values() {
+            let (a, b) = (v & 0xFF, v >> 16);
+            ink += usize::from(a != 0) + usize::from(b != 0);
+            sum += a + b;
+        }
         let acc = &mut acc[..h];
         if !list.sums(acc) {
             return None;
         }
+        let shift = OFFSET.wrapping_mul(sum as i32);
         for units in acc.chunks_exact_mut(2) {
             let (s1, s2) = (units[0] as u32, units[1] as u32);
             let u = s2
@@ -286,50 +264,8 @@ impl<'a> Paired<'a> {
             units[0] = (u as i32).wrapping_sub(shift);
             units[1] = (v as i32).wrapping_sub(shift);
         }
-        let mut ink = scan.ink;
-        if let Some(&p) = self.lone.and_then(|i| x.get(i)) {
-            if p != 0 {
-                ink += 1;
-                let xl = i32::from(p);
-                for (a, &w) in acc.iter_mut().zip(lone_row) {
-                    *a += xl * i32::from(w as i8);
-                }
-            }
-        }
         Some(ink)
     }
-}
-
-/// What [`scan`] found besides the list.
-struct Scan {
-    /// Inked pixels of the pairs.
-    ink: usize,
-    /// Σx over the pixels of the pairs.
-    paired_sum: u32,
-}
-
-/// Lists the pairs of the pair table `table` (module doc) with ink in `x`, in order.
-#[inline(always)]
-fn scan(table: &[u8], x: &[u8; INPUT], list: &mut PairList<'_>) -> Scan {
-    let mut found = Scan {
-        ink: 0,
-        paired_sum: 0,
-    };
-    for (m, e) in table.chunks_exact(4).enumerate() {
-        // One word per pair: pixel `a` in the low half, `b` in the high one.
-        let e = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
-        let (a, b) = ((e & 0xFFFF) as usize, (e >> 16) as usize);
-        let (Some(&xa), Some(&xb)) = (x.get(a), x.get(b)) else {
-            continue;
-        };
-        let xp = u32::from(xa) | u32::from(xb) << 16;
-        if xp != 0 {
-            found.ink += usize::from(xa != 0) + usize::from(xb != 0);
-            found.paired_sum += u32::from(xa) + u32::from(xb);
-            list.push(m, xp);
-        }
-    }
-    found
 }
 
 #[cfg(test)]
@@ -400,28 +336,17 @@ mod tests {
     fn a_paired_image_answers_exactly_as_its_model_file() {
         let mut rng = Rng::new(27);
         for (trial, h) in [16usize, 32, 256].into_iter().cycle().take(12).enumerate() {
-            // Dense, pruned to an even and to an odd number of rows.
+            // Dense, or pruned in pairs: some bytes whole, the rest random pairs.
             let mut kept = [0u8; KEPT_BYTES];
             for (i, byte) in kept.iter_mut().enumerate() {
-                *byte = if i % 3 == 0 {
-                    0xFF
+                let pairs = if i % 3 == 0 {
+                    0x55
                 } else {
-                    rng.next_u64() as u8
+                    rng.next_u64() as u8 & 0x55
                 };
+                *byte = pairs | pairs << 1;
             }
-            let odd = {
-                let mut k = kept;
-                let rows = crate::quant::kept_rows(&k).unwrap();
-                if rows.is_multiple_of(2) {
-                    k[0] ^= 1;
-                }
-                k
-            };
-            let kept: &[u8] = match trial % 3 {
-                0 => &[],
-                1 => &kept,
-                _ => &odd,
-            };
+            let kept: &[u8] = if trial % 2 == 0 { &[] } else { &kept };
             let file = model_file(&mut rng, h, kept, 63);
             let model = match format::decode(&file).unwrap().tensors {
                 Tensors::I8(q) => q,
@@ -464,9 +389,14 @@ mod tests {
     fn only_a_seven_bit_int8_model_becomes_an_image_and_a_bad_image_is_refused() {
         let mut rng = Rng::new(28);
         let eight = model_file(&mut rng, 16, &[], 127);
-        let mut out = std::vec![0u8; eight.len() + 4 + 4 * INPUT / 2];
+        let mut out = std::vec![0u8; eight.len() + 4];
         // Random 8-bit weights reach beyond 63 (and the kind says 8).
         assert_eq!(write_image(&eight, &mut out), Err(ImageError::NotSevenBit));
+        // A pixel kept without its neighbour: no pairs to read.
+        let mut unpaired = [0xFFu8; KEPT_BYTES];
+        unpaired[40] = 0b1011_1111;
+        let lonely = model_file(&mut rng, 16, &unpaired, 63);
+        assert_eq!(write_image(&lonely, &mut out), Err(ImageError::NotInPairs));
         let seven = model_file(&mut rng, 16, &[], 63);
         assert_eq!(
             write_image(&seven, &mut out[..10]),

@@ -12,7 +12,9 @@ use pismo_core::quant::{keeps, QView, KEPT_BYTES};
 use crate::model::{model_inputs, AnyMlp};
 
 /// The bitmap ([`pismo_core::quant`]) of the pixels inked in more than `at_most` of
-/// `images`, as a model sees them: deskewed first when it deskews.
+/// `images`, as a model sees them (deskewed first when it deskews), kept two by two: pixels
+/// `2k` and `2k + 1` both, when either is inked that often, so that the firmware's paired
+/// kernel finds every pair in one half-word of the image ([`pismo_core::paired`]).
 pub fn inked_pixels(images: &[[u8; INPUT]], deskew: bool, at_most: usize) -> [u8; KEPT_BYTES] {
     let mut counts = [0usize; INPUT];
     for image in model_inputs(images, deskew).iter() {
@@ -21,8 +23,11 @@ pub fn inked_pixels(images: &[[u8; INPUT]], deskew: bool, at_most: usize) -> [u8
         }
     }
     let mut kept = [0u8; KEPT_BYTES];
-    for (i, _) in counts.iter().enumerate().filter(|(_, &c)| c > at_most) {
-        kept[i / 8] |= 1 << (i % 8);
+    for (k, pair) in counts.chunks_exact(2).enumerate() {
+        if pair.iter().any(|&c| c > at_most) {
+            let i = 2 * k;
+            kept[i / 8] |= 0b11 << (i % 8);
+        }
     }
     kept
 }
@@ -80,12 +85,12 @@ mod tests {
             .map(|k| std::array::from_fn(|i| if (i + k) % 7 == 0 && i > 100 { 200 } else { 0 }))
             .collect();
         let dense = m.into_any().quantize(&images, FirstLayer::Int8).unwrap();
-        // Pixels 0..=100 are never inked: dropped; the rest kept.
+        // Pixels 0..=100 are never inked: dropped, but for 100, the partner of inked 101.
         let kept = inked_pixels(&images, false, 0);
-        assert_eq!(kept_rows(&kept), Some(INPUT - 101));
+        assert_eq!(kept_rows(&kept), Some(INPUT - 100));
         let small = pruned(&dense, &kept).unwrap();
         let view = small.int8_view().unwrap();
-        assert_eq!(view.parts()[0].len(), (INPUT - 101) * 32);
+        assert_eq!(view.parts()[0].len(), (INPUT - 100) * 32);
         for x in &images {
             let x = x.map(|p| f32::from(p) / 255.0);
             assert_eq!(small.logits(&x), dense.logits(&x));
@@ -99,7 +104,7 @@ mod tests {
             .enumerate()
         {
             assert!(
-                got == want || (i <= 100 && got.iter().all(|&w| w == 0)),
+                got == want || (i < 100 && got.iter().all(|&w| w == 0)),
                 "row {i}"
             );
         }
@@ -110,7 +115,7 @@ mod tests {
         let smaller = pruned(&small, &fewer).unwrap();
         assert_eq!(
             kept_rows(smaller.int8_view().unwrap().kept()),
-            Some(INPUT - 101 - 8)
+            Some(INPUT - 100 - 8)
         );
         assert!(pruned(&dense.to_f32(), &kept).is_none());
     }
