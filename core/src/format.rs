@@ -165,6 +165,15 @@ impl<'a> Tensors<'a> {
         }
     }
 
+    /// Bits of a first-layer weight: 32 for f32, 8 or 7 for int8
+    /// ([`QView::first_layer_kind`]).
+    pub fn first_layer_bits(&self) -> u8 {
+        match self {
+            Tensors::F32(_) => 32,
+            Tensors::I8(q) => q.first_layer_kind().bits(),
+        }
+    }
+
     /// Weights and biases stored.
     pub fn params(&self) -> usize {
         let h = self.hidden_size() as usize;

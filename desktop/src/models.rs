@@ -626,13 +626,17 @@ fn describe(e: &Entry, m: &OwnedMeta) -> String {
     };
     let h = m.hidden_size as usize;
     let params = m.params;
-    let pruned = if m.input_pixels < INPUT {
-        format!(
-            " (first layer pruned to {} of {INPUT} pixels)",
-            m.input_pixels
-        )
-    } else {
+    let mut first_layer = Vec::new();
+    if m.input_pixels < INPUT {
+        first_layer.push(format!("pruned to {} of {INPUT} pixels", m.input_pixels));
+    }
+    if m.first_layer_bits == 7 {
+        first_layer.push("7-bit for the firmware's paired kernel".to_owned());
+    }
+    let pruned = if first_layer.is_empty() {
         String::new()
+    } else {
+        format!(" (first layer {})", first_layer.join(", "))
     };
     let metrics = &m.metrics;
     let mut out = format!(

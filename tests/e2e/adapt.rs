@@ -101,7 +101,7 @@ fn adapting_to_corrected_sevens_reads_new_sevens_of_the_same_hand() {
     out.expect_code(0);
     let done = out.json_lines().pop().expect("a JSON line");
     assert_eq!(done["model"], "mine@1", "{done}");
-    assert_eq!(done["base"], "mnist-mcu-int8@4");
+    assert_eq!(done["base"], "mnist-mcu-int8@5");
     assert_eq!(done["corrections"][7], 12);
     let val = |key: &str| done[key].as_f64().unwrap();
     assert!(
@@ -120,15 +120,19 @@ fn adapting_to_corrected_sevens_reads_new_sevens_of_the_same_hand() {
     let shown = &show.json_lines()[0];
     let text = shown.to_string();
     assert!(
-        text.contains("int8") && text.contains("mnist-mcu-int8@4"),
+        text.contains("int8") && text.contains("mnist-mcu-int8@5"),
         "{text}"
     );
     // A pruned base gives a model pruned to the same pixels, the size that fits its board.
-    assert_eq!(shown["meta"]["input_pixels"], 550, "{text}");
+    assert_eq!(shown["meta"]["input_pixels"], 578, "{text}");
+    assert_eq!(
+        shown["meta"]["first_layer_bits"], 7,
+        "7-bit as its base: {text}"
+    );
     // The run is recorded with its base, its corrections and the figures.
     let run_id = done["run_id"].as_str().unwrap();
     let log = std::fs::read_to_string(pismo.runs().join(run_id).join("log.txt")).unwrap();
-    assert!(log.contains("adapting mnist-mcu-int8@4"), "{log}");
+    assert!(log.contains("adapting mnist-mcu-int8@5"), "{log}");
     assert!(log.contains("per digit 7:12"), "{log}");
     assert!(log.contains("MNIST validation"), "{log}");
     let record = std::fs::read_to_string(pismo.runs().join(run_id).join("run.json")).unwrap();
@@ -370,7 +374,7 @@ fn a_second_adaptation_of_the_same_corrections_is_refused_while_the_first_runs()
     let started = lines
         .by_ref()
         .map_while(Result::ok)
-        .find(|l| l.contains("adapting mnist-mcu-int8@4"));
+        .find(|l| l.contains("adapting mnist-mcu-int8@5"));
     assert!(started.is_some(), "the first adaptation never started");
     let second = pismo.run(&adapt);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();

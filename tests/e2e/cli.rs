@@ -856,6 +856,45 @@ fn quantize_prunes_the_pixels_training_digits_almost_never_ink() {
         3,
         "nothing registered"
     );
+    // Pixels are kept two by two (2k, 2k+1), as the firmware's paired kernel reads them; a
+    // 7-bit first layer is one it can turn into its flash image.
+    assert_eq!(kept % 2, 0);
+    let out = p.run(&[
+        "models",
+        "quantize",
+        "tiny",
+        "--prune-rare",
+        "100",
+        "--first-layer-bits",
+        "7",
+        "--json",
+    ]);
+    let seven = &out.expect_code(0).json_lines()[0];
+    assert_eq!(seven["first_layer_bits"], 7);
+    assert_eq!(seven["kept_pixels"], kept);
+    let file = std::fs::read(p.registry().join("tiny-int8.v3.pismo")).unwrap();
+    let mut image = vec![0u8; pismo_core::paired::image_len(&file).expect("pairable")];
+    assert!(pismo_core::paired::write_image(&file, &mut image).is_ok());
+    let show = p.run(&["models", "show", "tiny-int8@3"]);
+    assert!(
+        show.expect_code(0).stdout.contains("7-bit"),
+        "{}",
+        show.stdout
+    );
+    let eight = std::fs::read(p.registry().join("tiny-int8.v2.pismo")).unwrap();
+    assert_eq!(
+        pismo_core::paired::image_len(&eight),
+        Err(pismo_core::paired::ImageError::NotSevenBit)
+    );
+    for bad in ["6", "16", "seven"] {
+        let out = p.run(&["models", "quantize", "tiny", "--first-layer-bits", bad]);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains("first-layer-bits"),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
 }
 
 /// `pismo eval --set mnist-val`: the MNIST training images the model held out for
@@ -870,7 +909,12 @@ fn eval_measures_a_model_on_its_own_validation_split() {
     let p = Pismo::new().with_data(&mnist);
     let models = pismo_tests::workspace_root().join("models");
     let models = models.to_str().expect("utf-8 path");
-    for model in ["mnist-mcu@3", "mnist-mcu-int8@3", "mnist-mcu-int8@4"] {
+    for model in [
+        "mnist-mcu@3",
+        "mnist-mcu-int8@3",
+        "mnist-mcu-int8@4",
+        "mnist-mcu-int8@5",
+    ] {
         let out = p.run(&[
             "eval",
             "--registry",

@@ -33,6 +33,34 @@ fn the_device_loop_counts_exactly_what_eval_counts_on_the_test_stream() {
     assert_eq!((t.frames as usize, t.errors), (data.images.len(), 0));
     assert_eq!(t.labelled as usize, data.images.len());
     assert_eq!(t.correct, eval_correct, "device loop vs eval");
+    // The firmware embeds the model's paired image (7-bit first layer): the same count, and
+    // the same reply (digit and confidence) to every frame.
+    let mut image = vec![0u8; pismo_core::paired::image_len(&bytes).expect("pairable")];
+    pismo_core::paired::write_image(&bytes, &mut image).unwrap();
+    let paired = device::start_paired(&image).expect("the paired image starts");
+    let mut replies = Vec::new();
+    let mut paired_replies = Vec::new();
+    for (model_replies, use_image) in [(&mut replies, false), (&mut paired_replies, true)] {
+        let (mut link, mut work) = (stream.as_slice(), Work::<256>::new());
+        let reply = |_, _, r| model_replies.push(r);
+        let t = if use_image {
+            device::serve(&paired, &mut link, &mut [0u8; INPUT], &mut work, reply)
+        } else {
+            device::serve(&view, &mut link, &mut [0u8; INPUT], &mut work, reply)
+        };
+        assert_eq!(t.correct, eval_correct, "image {use_image} vs eval");
+    }
+    assert!(replies == paired_replies, "the image answers as the model");
+    // A flipped bit anywhere in the image: refused at start-up.
+    for at in [0, 12, 40, image.len() / 2, image.len() - 1] {
+        let mut bad = image.clone();
+        bad[at] ^= 0x10;
+        assert!(device::start_paired(&bad).is_err(), "byte {at} flipped");
+    }
+    assert!(
+        device::start_paired(&bytes).is_err(),
+        "a model file is not an image"
+    );
 }
 
 #[test]

@@ -79,6 +79,47 @@ fn the_pruned_firmware_model_answers_as_its_dense_copy() {
     assert!(same >= 9_995, "{same}");
 }
 
+/// The firmware's model `mnist-mcu-int8@5` is `mnist-mcu@3` quantized with a 7-bit first
+/// layer and pruned in pixel pairs; its paired flash image (`pismo_core::paired`, the
+/// portable kernel on this host) gives every MNIST test image the very logits its int8 path
+/// gives, and it reads MNIST test within 0.3 points of its f32 parent.
+#[test]
+fn the_firmware_model_and_its_paired_image_give_the_same_logits() {
+    let bytes = shipped_model("mnist-mcu-int8@5");
+    let model = format::decode(&bytes).unwrap();
+    assert_eq!(model.meta.parent, "mnist-mcu@3");
+    let Tensors::I8(view) = model.tensors else {
+        panic!("not an int8 model")
+    };
+    assert_eq!(view.first_layer_kind(), pismo_core::quant::FirstLayer::Int7);
+    assert_eq!(pismo_core::quant::kept_rows(view.kept()), Some(578));
+    let n = pismo_core::paired::image_len(&bytes).unwrap();
+    // The allocator's blocks are word-aligned, as the image must be (decode_image checks).
+    let mut image = vec![0u8; n];
+    assert_eq!(pismo_core::paired::write_image(&bytes, &mut image), Ok(n));
+    let paired = pismo_core::paired::decode_image(&image[..n]).unwrap();
+    let data = t10k();
+    let (mut work, mut paired_work) = (Work::<256>::new(), Work::<256>::new());
+    let mut right = 0;
+    for (im, &y) in data.images.iter().zip(&data.labels) {
+        let z = view.logits(im, &mut work).unwrap();
+        assert_eq!(paired.logits(im, &mut paired_work), Some(z));
+        right += usize::from(argmax(&z) == usize::from(y));
+    }
+    assert_eq!(right, 9919, "as `pismo eval` and the firmware count");
+    let parent = AnyMlp::decode(&shipped_model("mnist-mcu@3")).unwrap().0;
+    let parent_right = data
+        .images
+        .iter()
+        .zip(&data.labels)
+        .filter(|(im, &y)| {
+            let x: [f32; INPUT] = std::array::from_fn(|i| f32::from(im[i]) / 255.0);
+            argmax(&parent.logits(&x)) == usize::from(y)
+        })
+        .count();
+    assert!(right + 30 >= parent_right, "{right} vs {parent_right}");
+}
+
 #[test]
 fn int8_inference_reads_the_weights_in_place() {
     let bytes = shipped_model("mnist-int8@1");
@@ -98,7 +139,8 @@ fn int8_inference_reads_the_weights_in_place() {
     );
     let data = t10k();
     let mut work = Work::<128>::new();
-    assert_eq!(Work::<128>::BYTES, 640);
+    // 5 bytes per unit, and the pair list of the firmware's paired kernel.
+    assert_eq!(Work::<128>::BYTES, 640 + pismo_core::dsp::PairSlots::BYTES);
     let right = data
         .images
         .iter()

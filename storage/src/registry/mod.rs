@@ -282,6 +282,8 @@ pub struct OwnedMeta {
     pub deskew: bool,
     /// Input pixels with first-layer weights: 784, or fewer for a pruned int8 model.
     pub input_pixels: usize,
+    /// Bits of a first-layer weight: 32 (f32), 8, or 7 (the firmware's paired kernel).
+    pub first_layer_bits: u8,
     /// Weights and biases stored.
     pub params: usize,
 }
@@ -308,6 +310,7 @@ impl OwnedMeta {
             parent: meta.parent.to_owned(),
             deskew: meta.deskew,
             input_pixels: model.tensors.input_pixels(),
+            first_layer_bits: model.tensors.first_layer_bits(),
             params: model.tensors.params(),
         })
     }
