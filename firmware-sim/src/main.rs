@@ -46,11 +46,18 @@ fn start() -> Result<impl Network, device::StartError> {
 }
 
 /// Cycles per measured instruction of the latency estimate (`firmware-sim/README.md`,
-/// "Latency"): the first layer's loop, 16 instructions, takes about 27 cycles by the
-/// Cortex-M4 TRM's timings (two loads, LDM and STM of four words, ten one-cycle DSP and ALU
-/// instructions, a taken branch), and the flash wait states the STM32F4's ART accelerator
-/// does not hide come on top; 1 cycle per instruction is the floor (the core issues at most
-/// one per cycle).
+/// "Latency"): the paired kernel's loop, 18 instructions, takes about 26 cycles by the
+/// Cortex-M4 TRM's timings (three LDRDs of 3 cycles, an ADD, four REV16s and eight SMLADs
+/// of one, a compare and a taken branch), rounded up to 1.5; the flash wait states the
+/// STM32F4's ART accelerator does not hide come on top. 1 cycle per instruction is the
+/// floor (the core issues at most one per cycle).
+#[cfg(pismo_paired)]
+const CYCLES_PER_INSTRUCTION: f32 = 1.5;
+
+/// As above for the kernel that pairs inked pixels at run time: its loop, 16 instructions,
+/// takes about 27 cycles (two loads, LDM and STM of four words, ten one-cycle DSP and ALU
+/// instructions, a taken branch).
+#[cfg(not(pismo_paired))]
 const CYCLES_PER_INSTRUCTION: f32 = 1.7;
 
 /// Instructions of one iteration of [`calibration_loop`].
