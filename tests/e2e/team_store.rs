@@ -464,7 +464,7 @@ fn pismo_adapt_takes_its_base_from_the_store_and_registers_and_records_there() {
     );
     let show = p.run(&["models", "show", "mine-now", "--store", &url, "--json"]);
     show.expect_code(0);
-    assert!(show.stdout.contains("mnist-mcu-int8@4"), "{}", show.stdout);
+    assert!(show.stdout.contains("mnist-mcu-int8@5"), "{}", show.stdout);
     let runs = p.run(&["runs", "list", "--store", &url, "--json"]);
     runs.expect_code(0);
     let run = runs
@@ -481,7 +481,7 @@ fn pismo_adapt_takes_its_base_from_the_store_and_registers_and_records_there() {
         &url,
     ]);
     assert!(
-        log.stdout.contains("adapting mnist-mcu-int8@4"),
+        log.stdout.contains("adapting mnist-mcu-int8@5"),
         "{}",
         log.stdout
     );
