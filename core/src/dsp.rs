@@ -1,6 +1,6 @@
 //! The Cortex-M4 DSP instructions the int8 first layer uses, and the first layer built on them.
 //!
-//! Five instructions of the DSP extension, each a function of 32-bit registers:
+//! Six instructions of the DSP extension and the base ISA, each a function of 32-bit registers:
 //!
 //! | function        | instruction              | result                                             |
 //! |-----------------|--------------------------|----------------------------------------------------|
@@ -33,10 +33,11 @@
 //! **The paired kernel** ([`PairList::sums`]) is the inner loop of the firmware's 7-bit first
 //! layer, whose weights sit in flash two pixels by two units per word ([`crate::paired`]
 //! has the layout and the arithmetic): per listed pixel pair, eight units' sums in eight
-//! registers, one `LDRD` per four words and, per word, one `SMLAD` on the word, one `REV16`
-//! and one `SMLAD` on that: 18 instructions per pair and block of 8 units (16 MACs). Its
-//! `asm!` form is one function in `global_asm!` (module `ops`), as it needs all 13 free
-//! registers and `asm!` may not name r6, r7 or r9.
+//! registers, one `LDRD` per two words and, per word, one `SMLAD` on the word, one `REV16`
+//! and one `SMLAD` on that: 18 instructions per pair and block of 8 units (16 MACs). The
+//! list comes from [`PairList::scan`], which reads the image a word at a time. Both are
+//! `global_asm!` functions in module `ops` (with portable twins in [`portable`]), as the
+//! sums need 13 registers and `asm!` may not name r6, r7 or r9.
 
 use crate::mlp::INPUT;
 
