@@ -480,24 +480,11 @@ impl<'a> PairList<'a> {
         })
     }
 
-    /// Adds pair `pair` with pixel values `x` (first pixel in the low half); `false` (and
-    /// nothing added) if `x` is 0, the pair is outside the weights, or the list is full.
-    #[inline(always)]
-    pub fn push(&mut self, pair: usize, x: u32) -> bool {
-        if x == 0 || pair >= self.pairs || self.len == PAIRS {
-            return false;
-        }
-        self.slots[self.len] = [(pair * self.stride) as u32, x];
-        self.len += 1;
-        true
-    }
-
-    /// Lists the kept, inked pairs of image `x` ([`portable::pair_scan`]) after the pairs
-    /// listed so far; `false` (nothing added) unless the list is empty and `ranks` has the
-    /// list's pairs.
+    /// Lists the kept, inked pairs of image `x` ([`portable::pair_scan`]), in place of what
+    /// was listed; `false` (nothing listed) unless `ranks` has the list's pairs.
     #[inline(always)]
     pub fn scan(&mut self, x: &[u8; INPUT], ranks: &PairRanks) -> bool {
-        let fits = self.len == 0 && ranks.pairs == self.pairs;
+        let fits = ranks.pairs == self.pairs;
         if fits {
             self.len = pair_scan(x, &ranks.words, self.stride, self.slots);
         }
@@ -609,10 +596,23 @@ mod tests {
         assert!(PairList::new(&mut slots, &weights[..48], 32).is_none());
         assert!(PairList::new(&mut slots, &weights[1..33], 32).is_none());
         let mut list = PairList::new(&mut slots, weights, 32).unwrap();
-        assert!(list.push(1, 7));
-        assert!(!list.push(2, 7), "pair 2 is outside two pairs of weights");
-        assert!(!list.push(0, 0), "a blank pair is not listed");
+        // Two kept pairs (pixels 0–3) for two pairs of weights; ink in the second.
+        let mut kept = [0u8; crate::quant::KEPT_BYTES];
+        kept[0] = 0x0F;
+        let ranks = PairRanks::of(&kept).unwrap();
+        assert_eq!(ranks.pairs(), 2);
+        let mut x = [0u8; INPUT];
+        x[3] = 7;
+        x[100] = 9; // not kept
+        assert!(list.scan(&x, &ranks));
         assert_eq!(list.len(), 1);
+        assert_eq!(list.values().collect::<std::vec::Vec<_>>(), [7 << 16]);
+        assert!(
+            !list.scan(&x, &PairRanks::of(&[]).unwrap()),
+            "392 pairs are not two pairs of weights"
+        );
+        kept[0] = 0x07;
+        assert!(PairRanks::of(&kept).is_none(), "pixel 2 without pixel 3");
         let mut sums = [7i32; 16];
         assert!(list.sums(&mut sums));
         assert_eq!(sums, [0; 16], "zero weights");

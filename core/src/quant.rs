@@ -19,7 +19,8 @@
 //!    b2[k]`.
 //!
 //! Working memory is the caller's [`Work`]: `5·H` bytes (`i32` and `u8` per hidden unit),
-//! 640 bytes at 128 units; the weights are read in place from the model file's bytes (for a
+//! 640 bytes at 128 units, and the paired kernel's list of pixel pairs
+//! ([`crate::dsp::PairSlots`], 3,144 bytes); the weights are read in place from the model file's bytes (for a
 //! microcontroller: flash), never copied.
 //!
 //! **Pruned first layers.** A view may hold the rows of `q1` of some pixels only: those set

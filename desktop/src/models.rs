@@ -167,14 +167,15 @@ struct Quantize {
     /// name of the int8 model (default: the parent's name with `-int8`)
     #[argh(option)]
     name: Option<String>,
-    /// drop the first-layer weights of the pixels inked in at most N of MNIST's 60000
-    /// training images, as the model sees them (a smaller file for a small flash; e.g. 120)
+    /// drop the first-layer weights of the pixel pairs (2k, 2k+1) inked in at most N of
+    /// MNIST's 60000 training images, as the model sees them (a smaller file for a small
+    /// flash; e.g. 120)
     #[argh(option)]
     prune_rare: Option<usize>,
     /// bits of the first layer's weights: 8 (default), or 7, which the firmware's paired
     /// DSP kernel needs (scripts/firmware-sim)
-    #[argh(option, default = "8", from_str_fn(first_layer_bits))]
-    first_layer_bits: u8,
+    #[argh(option, default = "FirstLayer::Int8", from_str_fn(first_layer_bits))]
+    first_layer_bits: FirstLayer,
     /// MNIST folder (default: $PISMO_DATA, else ./data/mnist)
     #[argh(option)]
     data: Option<PathBuf>,
@@ -288,10 +289,10 @@ fn export(a: Export) -> Result<(), CliError> {
 }
 
 /// `--first-layer-bits`: 7 or 8.
-fn first_layer_bits(value: &str) -> Result<u8, String> {
+fn first_layer_bits(value: &str) -> Result<FirstLayer, String> {
     match value {
-        "7" => Ok(7),
-        "8" => Ok(8),
+        "7" => Ok(FirstLayer::Int7),
+        "8" => Ok(FirstLayer::Int8),
         _ => Err(format!("{value:?} is not 7 or 8")),
     }
 }
@@ -311,11 +312,7 @@ fn quantize(a: Quantize) -> Result<(), CliError> {
     let dir = crate::places::data_dir(&a.data);
     let train =
         mnist::load_split(&dir, Split::Train).map_err(|e| CliError::Failed(e.to_string()))?;
-    let first = if a.first_layer_bits == 7 {
-        FirstLayer::Int7
-    } else {
-        FirstLayer::Int8
-    };
+    let first = a.first_layer_bits;
     let q = quantized::int8_copy(&model, &train, first, a.prune_rare).ok_or_else(already_int8)?;
     let kept_pixels = q.int8_view().map(|v| v.input_pixels());
     if kept_pixels == Some(0) {
